@@ -177,7 +177,8 @@ export class LdapDirectory {
    * goes to the next one once its connections are closed, whenever its own promises settle. The deadline of a
    * password check counts from when the check came to the lockout (`checkElapsedMs`): the time it waited there
    * behind other checks (of a directory that hangs, say) is part of it, and one with none left fails at once. A
-   * server talked to when the deadline passes is taken for silent (`#silent`) until it answers again.
+   * server that let a whole `lookup_seconds` pass is taken for silent (`#silent`) until it answers again; one that only
+   * outlasted what a queued check had left is slow, not silent, and goes on serving the checks that have their time.
    */
   async #withinDeadline<T>(conversation: (connections: Connections) => Promise<T>): Promise<T> {
     const connections: Connections = { clients: new Set(), closed: false, server: undefined, probing: undefined }
@@ -194,11 +195,13 @@ export class LdapDirectory {
       }, leftMs)
     })
     let holdsTurn = false
+    let talkingSince: number | undefined
     const inTurn = async () => {
       await this.#turns.take()
       // The deadline passed while this lookup waited: it has nothing left to do with the turn.
       if (connections.closed) return this.#turns.give() as never
       holdsTurn = true
+      talkingSince = performance.now()
       return conversation(connections)
     }
     try {
@@ -208,7 +211,8 @@ export class LdapDirectory {
     } catch (error) {
       // A server that answered, if only to refuse, is not silent; one that let the deadline pass is.
       if (late) {
-        if (connections.server !== undefined) this.#silent.set(connections.server, { probed: false })
+        const wholeTime = talkingSince !== undefined && performance.now() - talkingSince >= seconds * 1000 - TIMER_SLACK_MS
+        if (connections.server !== undefined && wholeTime) this.#markSilent(connections.server)
       } else if (connections.server !== undefined && !(error instanceof DirectoryUnavailable)) {
         this.#silent.delete(connections.server)
       }
@@ -223,6 +227,11 @@ export class LdapDirectory {
       // The turn is given on once the connections are closed, or a socket too stuck to take the unbind is left.
       if (holdsTurn) void Promise.race([Promise.all(closing), delay(UNBIND_WAIT_MS, undefined, { ref: false })]).then(() => this.#turns.give())
     }
+  }
+
+  /** Takes `server` for silent; one already taken so keeps its state, so that a lookup trying it again stays the only one. */
+  #markSilent(server: string): void {
+    if (!this.#silent.has(server)) this.#silent.set(server, { probed: false })
   }
 
   /** The first server, in order, that connects, upgrades to TLS when asked, and accepts the service account. */
@@ -262,7 +271,7 @@ export class LdapDirectory {
           connections.probing = undefined
           silent!.probed = false
         }
-        if ((error as Error).message === CONNECT_TIMEOUT) this.#silent.set(server, { probed: false })
+        if ((error as Error).message === CONNECT_TIMEOUT) this.#markSilent(server)
         if (error instanceof ldapts().InvalidCredentialsError) {
           throw new DirectoryUnreachable('The directory refused the service account.', new Error(`${server}: the service account bind (ldap.bind_dn) was refused: wrong DN or password`))
         }
@@ -453,6 +462,8 @@ const GROUP_PAGE_SIZE = 200
 
 /** How long a finished lookup's turn waits for its connections to close. */
 const UNBIND_WAIT_MS = 1000
+/** The time a lookup given all of `lookup_seconds` may have spent waiting for its turn and still count as having given the server all of it. */
+const TIMER_SLACK_MS = 100
 
 const NOT_FOUND_BY_USERNAME = 'The directory entry\'s username (ldap.attributes.username) does not find the entry with ldap.user_search.filter, which Gatehouse searches with to check that the entry is still there.'
 

@@ -143,7 +143,8 @@ export class Lockout {
    * Counts the check in progress also against the account `username` (countAlsoAs), or refuses it as that account's
    * lock says. A check of one name is admitted before its account is known, so it does not wait here for the
    * account's checks in flight: one that would take the account's count past the limit is refused at once
-   * (AccountLocked, to retry in a second), as a check is when too many wait.
+   * (AccountLocked, to retry in a second), since those checks may use up the failures the account has left before
+   * its lock. Only a queue that is full is refused as busy (PasswordChecksBusy), which says nothing of the account.
    */
   async #countAlsoAs(username: string, usernameKey: string, policy: LockoutPolicy, account: AccountCheck): Promise<void> {
     const accountKey = username.toLowerCase()

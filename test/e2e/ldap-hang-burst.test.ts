@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
+import { connect, createServer, type AddressInfo, type Server } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { adminAuth, basic, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { requestFrom } from '../helpers/from-address.ts'
 import { PASSWORDS, startDirectory, type TestDirectory } from '../helpers/ldap.ts'
 
 const LOOKUP_SECONDS = 1
@@ -84,5 +86,60 @@ describe('a burst of directory logins while the directory hangs', () => {
     assert.deepEqual([probe.status, probe.code], [503, 'directory_unavailable'])
     assert.ok(probe.ms >= LOOKUP_SECONDS * 1000 - 100, `the lookup trying it again waited for it: ${probe.ms} ms`)
     assert.equal((await login(basic('bob', PASSWORDS.bob!))).status, 200, 'the first lookup after it is back gets its answer')
+  })
+})
+
+/**
+ * A directory that answers every lookup, slowly (each request a connection sends reaches slapd after a delay), under
+ * a burst from one address: checks that waited in the lockout's queue come to the directory with less than
+ * `lookup_seconds` left and may run out of it, but the server answered everything it was given its whole time for,
+ * so it is not taken for silent, and logins from other addresses go on being checked.
+ */
+describe('a burst of directory logins while the directory is slow but answers', () => {
+  // A login of about five round trips takes about a second, half of its lookup_seconds: one given its whole time is
+  // answered even on a busy machine, and one that waited for it in the queue is not.
+  const DELAY_MS = 200
+  const SLOW_LOOKUP_SECONDS = 2
+  let directory: TestDirectory
+  let gw: TestGateway
+  let relay: Server
+  before(async () => {
+    directory = await startDirectory()
+    const slapd = new URL(directory.url)
+    relay = createServer((client) => {
+      const server = connect(Number(slapd.port), slapd.hostname)
+      client.on('data', (data) => setTimeout(() => server.write(data), DELAY_MS))
+      server.on('data', (data) => client.write(data))
+      for (const [one, other] of [[client, server], [server, client]] as const) {
+        one.on('error', () => other.destroy())
+        one.on('close', () => other.destroy())
+      }
+    })
+    await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve))
+    const { port } = relay.address() as AddressInfo
+    const config = directory.config({ timeouts: { connect_seconds: 1, lookup_seconds: SLOW_LOOKUP_SECONDS } }) as Record<string, unknown>
+    gw = await startGateway({ config: { ldap: { ...config, servers: [`ldap://127.0.0.1:${port}`] }, auth: { basic_cache_seconds: 0 } } })
+    await gw.app.settings.update({ login_failures_per_address: 1 })
+  })
+  after(async () => {
+    await gw?.close()
+    relay?.close()
+    await directory?.close()
+  })
+
+  const login = async (from: string, name: string): Promise<string> => {
+    const response = await requestFrom(from, `${gw.url}/api/gateway/v1/me/`, { headers: { authorization: basic(name, PASSWORDS[name]!) } })
+    return response.status === 200 ? '200' : `${response.status} ${String(response.json().code)}`
+  }
+
+  it('keeps checking logins from other addresses after queued checks ran out of time', async () => {
+    const alone = Date.now()
+    assert.equal(await login('127.0.0.2', 'alice'), '200')
+    assert.ok(Date.now() - alone < SLOW_LOOKUP_SECONDS * 1000, 'one lookup fits in lookup_seconds')
+    // One check at a time from this address: the later ones wait, and may find their time run out.
+    const burst = await Promise.all(['alice', 'bob', 'carol'].map((name) => login('127.0.0.5', name)))
+    assert.equal(burst[0], '200', 'the check given its whole time is answered')
+    for (const answer of burst) assert.ok(['200', '503 directory_unavailable'].includes(answer), answer)
+    assert.deepEqual(await Promise.all([login('127.0.0.3', 'carol'), login('127.0.0.4', 'dave')]), ['200', '200'], 'the server is not taken for silent')
   })
 })
