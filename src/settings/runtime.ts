@@ -87,14 +87,15 @@ export class RuntimeSettings {
   }
 
   /**
-   * Reverts settings to their defaults: every process applies it at once. Only those stored with another value are
-   * deleted; the answer is the settings before and after, as the change's own transaction read and wrote them.
+   * Reverts settings to their defaults: every process applies it at once. Every one stored is deleted, also one stored
+   * with the default's value (which a later default would otherwise not reach), but only those stored with another
+   * value are changes; the answer is the settings before and after, as the change's own transaction read and wrote them.
    */
   reset(names: readonly (keyof Settings)[]): Promise<SettingsChange> {
     return this.#change((stored) => {
       const reverted = names.filter((name) => name in stored && !sameValue(stored[name], defaultSettings[name]))
       return Object.fromEntries(reverted.map((name) => [name, defaultSettings[name]])) as Partial<Settings>
-    }, (tx, changed) => tx.settings.delete(changed))
+    }, (tx, _changed, stored) => tx.settings.delete(names.filter((name) => name in stored)), (stored) => names.some((name) => name in stored))
   }
 
   /**
@@ -115,7 +116,11 @@ export class RuntimeSettings {
    * when `changes` (what differs from the stored settings) names any. A reload of this process that fails after the
    * commit does not undo the answer: the change is saved, and the next read of the log applies it here.
    */
-  async #change(changesOf: (stored: Record<string, unknown>) => Partial<Settings>, write: (tx: Repositories, changed: (keyof Settings)[]) => Promise<void>): Promise<SettingsChange> {
+  async #change(
+    changesOf: (stored: Record<string, unknown>) => Partial<Settings>,
+    write: (tx: Repositories, changed: (keyof Settings)[], stored: Record<string, unknown>) => Promise<void>,
+    writesWithoutChanges: (stored: Record<string, unknown>) => boolean = () => false,
+  ): Promise<SettingsChange> {
     let outcome: SettingsChange | undefined
     try {
       return await this.#bus.change(async (tx, announce) => {
@@ -125,11 +130,9 @@ export class RuntimeSettings {
         const changes = changesOf(stored)
         const changed = Object.keys(changes) as (keyof Settings)[]
         const result: SettingsChange = { before, after: Object.freeze({ ...before, ...changes }), changed }
-        if (changed.length) {
-          await write(tx, changed)
-          // Every process reloads all settings whatever the key says; it only has to fit the event log's column.
-          announce(SETTINGS_TOPIC, changed.join(',').slice(0, 200))
-        }
+        if (changed.length || writesWithoutChanges(stored)) await write(tx, changed, stored)
+        // Every process reloads all settings whatever the key says; it only has to fit the event log's column.
+        if (changed.length) announce(SETTINGS_TOPIC, changed.join(',').slice(0, 200))
         outcome = result
         return result
       })

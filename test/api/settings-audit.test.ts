@@ -158,3 +158,24 @@ for (const backend of gatewayBackends) {
     })
   })
 }
+
+for (const backend of gatewayBackends) {
+  describe(`a reset of settings stored with the default's value, on ${backend.name}`, () => {
+    let gw: TestGateway
+    before(async () => {
+      gw = await backend.start()
+    })
+    after(() => gw.close())
+
+    it('deletes them, so that a later default reaches them, and records no change', async () => {
+      // As an earlier version's PUT stored a value equal to the default.
+      await gw.store.settings.put({ session_cookie_age: DEFAULT_COOKIE_AGE })
+      const response = await gw.fetch(SESSION, { method: 'DELETE', headers: adminAuth })
+      assert.equal(response.status, 204)
+      assert.equal('session_cookie_age' in await gw.store.settings.all(), false, 'the stored row is gone')
+      await gw.app.audit.flush()
+      const { results } = await json(await gw.fetch(`${STREAM}?content_type=settings`, { headers: adminAuth }))
+      assert.deepEqual(results, [], 'nothing changed, so nothing is recorded')
+    })
+  })
+}
