@@ -2,6 +2,7 @@ import type { Adapter, AdapterPayload } from 'oidc-provider'
 import { BoundedCache } from '../store/cache.ts'
 import { sessionGrants, type OidcRecordRepository } from '../store/oidc.ts'
 import { CLIENT_ASSERTION_CLOCK_SKEW_SECONDS, CLIENT_ASSERTION_MAX_SECONDS } from './client-assertions.ts'
+import { refreshTokenType } from './keycloak-tokens.ts'
 import { providerNow } from './provider-clock.ts'
 
 /** Records whose value a client presents as an access token (opaque or, here, the `jti` of a JWT). */
@@ -54,6 +55,12 @@ export interface AdapterDependencies {
   gatewaySession?(accountId: string): Promise<string | undefined>
   /** The realm's `grants_per_user_limit`: saving a user's grant past it ends their oldest. */
   grantsPerUserLimit?: number
+  /**
+   * How long a browser session lasts past its last activity (SSO Session Idle and Keycloak's window), and at most after
+   * it began (SSO Session Max): a refresh of one of its tokens is activity too, and extends it (`#extendBrowserSession`).
+   */
+  browserSessionIdleSeconds?: number
+  browserSessionMaxSeconds?: number
 }
 
 /**
@@ -98,7 +105,7 @@ export class StoreAdapter implements Adapter {
   async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
     const expiresAt = typeof expiresIn === 'number' ? providerNow() + expiresIn * 1000 : undefined
     if (this.#model === 'Session') return this.#saveSession(id, payload, expiresAt)
-    await this.#deps.records.upsert({
+    const written = this.#deps.records.upsert({
       model: this.#model,
       id,
       payload: REALM_BOUND_MODELS.has(this.#model) ? { ...payload, [REALM_MEMBER]: this.#deps.realm } : payload as Record<string, unknown>,
@@ -107,9 +114,25 @@ export class StoreAdapter implements Adapter {
       userCode: payload.userCode,
       expiresAt,
     })
+    await (this.#model === 'RefreshToken' ? Promise.all([written, this.#extendBrowserSession(payload)]) : written)
     if (this.#model === 'Grant' && typeof payload.accountId === 'string' && this.#deps.grantsPerUserLimit !== undefined) {
       await this.#endGrantsPastLimit(payload.accountId, this.#deps.grantsPerUserLimit, id)
     }
+  }
+
+  /**
+   * A refresh token of a browser session (one with its `sessionUid`, not offline) is saved when it is issued for a code or
+   * by a refresh: the session's user is active, and the session lasts the idle limit from now, never past its maximum,
+   * as Keycloak's `lastSessionRefresh` moves with each refresh. Only its record's expiry is written, in one statement
+   * that never shortens it nor brings back one expired or ended, so that what another request adds to the session's
+   * payload meanwhile (a sign-in to another client) is kept; the session is read with that expiry (`#ownRealms`).
+   * Tokens of no browser session (the password grant's) write nothing more.
+   */
+  async #extendBrowserSession(payload: AdapterPayload): Promise<void> {
+    const { browserSessionIdleSeconds: idle, browserSessionMaxSeconds: max } = this.#deps
+    if (typeof payload.sessionUid !== 'string' || refreshTokenType(payload.scope) !== 'Refresh' || idle === undefined || max === undefined) return
+    const now = providerNow()
+    await this.#deps.records.extendSession(payload.sessionUid, now + idle * 1000, max, now)
   }
 
   /**
@@ -178,6 +201,9 @@ export class StoreAdapter implements Adapter {
     if (!record || !(REALM_BOUND_MODELS.has(this.#model) || this.#model === 'Session')) return asPayload(record)
     if (!isRealmsRecord(record.payload, this.#deps.realm)) return undefined
     const { [REALM_MEMBER]: _realm, ...payload } = record.payload
+    // A browser session lasts until its record's expiry, which the refreshes of its tokens extend (`#extendBrowserSession`)
+    // without rewriting its payload: oidc-provider judges the `exp` it is given.
+    if (this.#model === 'Session' && typeof record.expiresAt === 'number') payload.exp = Math.floor(record.expiresAt / 1000)
     return asPayload({ ...record, payload })
   }
 
@@ -223,7 +249,7 @@ export class StoreAdapter implements Adapter {
   }
 }
 
-function asPayload(record: { payload: Record<string, unknown>; consumedAt: number | null } | undefined): AdapterPayload | undefined {
+function asPayload(record: { payload: Record<string, unknown>; consumedAt: number | null; expiresAt?: number | null } | undefined): AdapterPayload | undefined {
   if (!record) return undefined
   const payload = record.payload as AdapterPayload
   return record.consumedAt === null ? payload : { ...payload, consumed: Math.floor(record.consumedAt / 1000) }

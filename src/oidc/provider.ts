@@ -226,6 +226,8 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
     detectsRefreshTokenReuse: (clientId: string) => clients.get(clientId)?.refresh_token_rotation === true,
     gatewaySession: (accountId) => gatewaySessionOfRequest(options, accountId),
     grantsPerUserLimit: realm.grants_per_user_limit,
+    browserSessionIdleSeconds: realm.sso_session_idle_seconds + SESSION_IDLE_WINDOW_SECONDS,
+    browserSessionMaxSeconds: realm.sso_session_max_seconds,
   }
 
   const configuration: Configuration = {
@@ -313,8 +315,9 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
       DeviceCode: realm.device_code_seconds,
       Interaction: LOGIN_UNDER_WAY_SECONDS,
       // A browser session nobody signed in to yet (the logout or device code form's, kept for its anti-forgery secret)
-      // lasts as a login under way does; a sign-in saves it again with the SSO session's lifetime.
-      Session: (_ctx, session) => session.accountId ? realm.sso_session_max_seconds : Math.min(LOGIN_UNDER_WAY_SECONDS, realm.sso_session_max_seconds),
+      // lasts as a login under way does; a signed-in one until it is idle too long (each request that loads it saves it
+      // again with this, so an authorization slides it), never past SSO Session Max.
+      Session: (_ctx, session) => session.accountId ? signedInSessionSeconds(realm, session) : Math.min(LOGIN_UNDER_WAY_SECONDS, realm.sso_session_max_seconds),
       // SSO Session Idle, but never past SSO Session Max.
       // SSO Session Idle, but never past SSO Session Max; offline tokens by the offline limits instead.
       RefreshToken: (_ctx, token) => refreshTokenSeconds(realm, token as unknown as { scope?: string; totalLifetime(): number }),
@@ -374,6 +377,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   serviceAccountScopes(provider, scopes)
   provider.use(keycloakShapes({ realm: realm.name, grantTypes: GRANT_TYPES, client: (id) => clients.get(id), requiresPkce, username: async (id) => (await options.accounts.get(Number(id)))?.username, tokens: options.tokens, cookiePath: `${realmPath}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession, endSignIn, loggedOutWithRefreshToken: (token) => loggedOutWithRefreshToken(options, token) }))
   provider.use(refuseUnknownTokenTypeHint)
+  provider.use(sessionCookieUntilSessionMax(realm))
   // keycloak-connect's session id, sent with its code, for the admin call that ends that session (admin-url.ts).
   provider.use(rememberAdapterSessions({ records: options.records, hasAdminUrl: (id) => configured.get(id)?.admin_url !== undefined, keptSeconds: Math.max(realm.sso_session_max_seconds, realm.offline_session_max_seconds) }))
   // Token errors carry their reason in `error_detail`, which oidc-provider keeps out of the response; Keycloak's
@@ -625,6 +629,48 @@ function clientAuthentication(client: RealmClientConfig): Omit<ClientMetadata, '
 /** PKCE is required of public clients unless the client says otherwise (config `pkce`); Keycloak makes it optional. */
 function pkceRequired(client: RealmClientConfig | undefined): boolean {
   return (client?.pkce ?? (client?.public_client === false ? 'optional' : 'required')) === 'required'
+}
+
+/**
+ * Keycloak's SessionTimeoutHelper.IDLE_TIMEOUT_WINDOW_SECONDS: a browser session ends once it has been idle (no login,
+ * no authorization with its cookie, no refresh of one of its tokens) this much longer than SSO Session Idle.
+ */
+export const SESSION_IDLE_WINDOW_SECONDS = 120
+
+/**
+ * When a signed-in browser session began, in epoch seconds: its login (`loginTs`), or, for one a gateway session
+ * signed in (whose `loginTs` is that gateway session's password login, as its `auth_time` says), when the realm
+ * session itself was first saved (`iat`), so that it is not born past its maximum.
+ */
+function sessionStart(session: { loginTs?: number; iat?: number }): number {
+  const now = epochTime()
+  return Math.min(now, Math.max(session.loginTs ?? now, session.iat ?? now))
+}
+
+/** A signed-in browser session's lifetime from now: SSO Session Idle and the window, never past SSO Session Max. */
+function signedInSessionSeconds(realm: RealmConfig, session: { loginTs?: number; iat?: number }): number {
+  const left = realm.sso_session_max_seconds - (epochTime() - sessionStart(session))
+  return Math.max(1, Math.min(realm.sso_session_idle_seconds + SESSION_IDLE_WINDOW_SECONDS, left))
+}
+
+/**
+ * oidc-provider gives its session cookie the session's expiry, which is its idle limit now: a session that the
+ * refreshes of its tokens keep alive (adapter.ts) would outlive the browser's cookie. The cookie lasts until the
+ * session's end at the latest instead, SSO Session Max after it began; the server judges its idleness.
+ */
+function sessionCookieUntilSessionMax(realm: RealmConfig) {
+  const cookie = new RegExp(`^${REALM_SESSION_COOKIE}(?:\\.sig)?=`)
+  return async function sessionCookieUntilSessionMax(ctx: KoaContextWithOIDC, next: () => Promise<void>): Promise<void> {
+    await next()
+    const session = (ctx as { oidc?: KoaContextWithOIDC['oidc'] }).oidc?.session as unknown as { accountId?: string; loginTs?: number; iat?: number; exp?: number; transient?: boolean } | undefined
+    if (!session?.accountId || session.transient || !session.exp) return
+    const lines = ctx.response.headers['set-cookie']
+    if (!Array.isArray(lines)) return
+    const end = new Date((sessionStart(session) + realm.sso_session_max_seconds) * 1000).toUTCString()
+    ctx.response.set('set-cookie', lines.map((line) => cookie.test(line) && !line.includes('expires=Thu, 01 Jan 1970')
+      ? line.replace(/; expires=[^;]*/, `; expires=${end}`)
+      : line))
+  }
 }
 
 /** A refresh token lives until its session is idle too long, and never past the session's maximum. */

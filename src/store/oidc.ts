@@ -202,6 +202,23 @@ export class OidcRecordRepository {
     return Number(result.numInsertedOrUpdatedRows ?? 0) > 0
   }
 
+  /**
+   * Extends the live realm browser session of this `uid` to `until` (epoch ms), but never past `maxSeconds` after it
+   * began (its payload's `loginTs`, or its first save, `iat`, if later: provider.ts `sessionStart`), nor shortens it.
+   * Only the expiry is written: a payload saved meanwhile stays as it was; a session expired or ended stays so.
+   */
+  async extendSession(uid: string, until: number, maxSeconds: number, now: number): Promise<void> {
+    const postgres = this.#dialect === 'postgres'
+    const began = postgres
+      ? sql<number>`greatest(coalesce((payload::json ->> 'loginTs')::bigint, 0), coalesce((payload::json ->> 'iat')::bigint, 0))`
+      : sql<number>`max(coalesce(json_extract(payload, '$.loginTs'), 0), coalesce(json_extract(payload, '$.iat'), 0))`
+    const end = sql<number>`(${began} + ${maxSeconds}) * 1000`
+    const extended = postgres ? sql<number>`least(cast(${until} as bigint), ${end})` : sql<number>`min(${until}, ${end})`
+    await this.#db.updateTable('oidc_records').set({ expires_at: extended })
+      .where('model', '=', SESSION_MODEL).where('uid', '=', uid).where('ended_at', 'is', null)
+      .where('expires_at', '>', now).where('expires_at', '<', extended).execute()
+  }
+
   /** The gateway session a realm browser session is linked to now, if it has a record and a link. */
   async linkOf(sessionId: string): Promise<string | undefined> {
     const row = await this.#db.selectFrom('oidc_records').select('gateway_session').where('model', '=', SESSION_MODEL).where('id', '=', sessionId).executeTakeFirst()
