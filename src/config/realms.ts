@@ -130,7 +130,7 @@ export const RealmSchema = z.object({
   access_token_seconds: z.number().int().min(10).max(86400).default(300)
     .describe('Access token (and ID token) lifetime, in seconds (Keycloak: "Access Token Lifespan", 5 minutes).'),
   sso_session_idle_seconds: z.number().int().min(60).max(30 * 86400).default(1800)
-    .describe('A session ends when it is not refreshed for this long: the refresh token lifetime (Keycloak: "SSO Session Idle", 30 minutes).'),
+    .describe('A session ends when it is idle for this long: the refresh token lifetime; a browser session, two minutes more after its last login, authorization or refresh (Keycloak: "SSO Session Idle", 30 minutes).'),
   sso_session_max_seconds: z.number().int().min(60).max(365 * 86400).default(36000)
     .describe('A session ends this long after login, however often it is refreshed (Keycloak: "SSO Session Max", 10 hours).'),
   offline_session_idle_seconds: z.number().int().min(60).max(365 * 86400).default(30 * 86400)
