@@ -31,6 +31,17 @@ const REALM_BOUND_MODELS = new Set([
  */
 const REPLAY_RECORD_MAX_SECONDS = CLIENT_ASSERTION_MAX_SECONDS + CLIENT_ASSERTION_CLOCK_SKEW_SECONDS + 5
 
+/**
+ * When a signed-in browser session began, in epoch seconds: its login (`loginTs`), or, for one a gateway session
+ * signed in (whose `loginTs` is that gateway session's password login, as its `auth_time` says), when the realm
+ * session itself was first saved (`iat`), so that it is not born past its maximum.
+ */
+export function browserSessionStart(session: { loginTs?: unknown; iat?: unknown }, nowMs: number): number {
+  const now = Math.floor(nowMs / 1000)
+  const seconds = (value: unknown) => typeof value === 'number' ? value : now
+  return Math.min(now, Math.max(seconds(session.loginTs), seconds(session.iat)))
+}
+
 /** The member of a realm-bound record's payload naming its realm (and of a realm browser session's); oidc-provider never sees it. */
 export const REALM_MEMBER = 'gatehouseRealm'
 
@@ -151,7 +162,12 @@ export class StoreAdapter implements Adapter {
    * realm session passed meanwhile to the browser's new gateway session (a new login of the same person in the same
    * browser replaced the one looked up, SessionManager.start): then it is saved linked to that one, if it still exists.
    */
-  async #saveSession(id: string, payload: AdapterPayload, expiresAt: number | undefined): Promise<void> {
+  async #saveSession(id: string, payload: AdapterPayload, lifetimeEnd: number | undefined): Promise<void> {
+    // oidc-provider saves a session for at least a second: one past its maximum is saved expired, so that requests
+    // coming in quick succession cannot keep it a second at a time.
+    const max = this.#deps.browserSessionMaxSeconds
+    const ends = typeof payload.accountId === 'string' && max !== undefined ? (browserSessionStart(payload, providerNow()) + max) * 1000 : undefined
+    const expiresAt = lifetimeEnd === undefined || ends === undefined ? lifetimeEnd : Math.min(lifetimeEnd, ends)
     const gatewaySession = typeof payload.accountId === 'string' ? await this.#deps.gatewaySession?.(payload.accountId) : undefined
     // The realm goes with it: its end is told to the store, not to this realm's provider (realm.ts `sessionsEnded`).
     const fields: Record<string, unknown> = { ...payload, [REALM_MEMBER]: this.#deps.realm }

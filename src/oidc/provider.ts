@@ -6,7 +6,7 @@ import { issuedBefore, lastMillisecondOf, type User } from '../store/users.ts'
 import { DatabaseUnavailable, DirectoryUnavailable, PasswordChecksBusy, recordedError } from '../errors.ts'
 import { errors, providerInternals } from './provider-errors.ts'
 import type { OidcRecordRepository } from '../store/oidc.ts'
-import { StoreAdapter, type AdapterDependencies } from './adapter.ts'
+import { browserSessionStart, StoreAdapter, type AdapterDependencies } from './adapter.ts'
 import { clientCredentialsShortcut, type ClientCredentialsShortcut } from './client-credentials.ts'
 import { refreshTokenShortcut, type RefreshTokenShortcut } from './refresh-token.ts'
 import { ApplicationClientAdapter, APPLICATION_SCOPES, type ApplicationClients, compareHashedSecrets, providerClientSecret } from './applications.ts'
@@ -638,18 +638,11 @@ function pkceRequired(client: RealmClientConfig | undefined): boolean {
 export const SESSION_IDLE_WINDOW_SECONDS = 120
 
 /**
- * When a signed-in browser session began, in epoch seconds: its login (`loginTs`), or, for one a gateway session
- * signed in (whose `loginTs` is that gateway session's password login, as its `auth_time` says), when the realm
- * session itself was first saved (`iat`), so that it is not born past its maximum.
+ * A signed-in browser session's lifetime from now: SSO Session Idle and the window, never past SSO Session Max. At
+ * least a second, which oidc-provider asks for; the adapter saves a session past its maximum already expired.
  */
-function sessionStart(session: { loginTs?: number; iat?: number }): number {
-  const now = epochTime()
-  return Math.min(now, Math.max(session.loginTs ?? now, session.iat ?? now))
-}
-
-/** A signed-in browser session's lifetime from now: SSO Session Idle and the window, never past SSO Session Max. */
 function signedInSessionSeconds(realm: RealmConfig, session: { loginTs?: number; iat?: number }): number {
-  const left = realm.sso_session_max_seconds - (epochTime() - sessionStart(session))
+  const left = realm.sso_session_max_seconds - (epochTime() - browserSessionStart(session, providerNow()))
   return Math.max(1, Math.min(realm.sso_session_idle_seconds + SESSION_IDLE_WINDOW_SECONDS, left))
 }
 
@@ -666,7 +659,7 @@ function sessionCookieUntilSessionMax(realm: RealmConfig) {
     if (!session?.accountId || session.transient || !session.exp) return
     const lines = ctx.response.headers['set-cookie']
     if (!Array.isArray(lines)) return
-    const end = new Date((sessionStart(session) + realm.sso_session_max_seconds) * 1000).toUTCString()
+    const end = new Date((browserSessionStart(session, providerNow()) + realm.sso_session_max_seconds) * 1000).toUTCString()
     ctx.response.set('set-cookie', lines.map((line) => cookie.test(line) && !line.includes('expires=Thu, 01 Jan 1970')
       ? line.replace(/; expires=[^;]*/, `; expires=${end}`)
       : line))

@@ -204,7 +204,7 @@ export class OidcRecordRepository {
 
   /**
    * Extends the live realm browser session of this `uid` to `until` (epoch ms), but never past `maxSeconds` after it
-   * began (its payload's `loginTs`, or its first save, `iat`, if later: provider.ts `sessionStart`), nor shortens it.
+   * began (its payload's `loginTs`, or its first save, `iat`, if later: src/oidc/adapter.ts `browserSessionStart`), nor shortens it.
    * Only the expiry is written: a payload saved meanwhile stays as it was; a session expired or ended stays so.
    */
   async extendSession(uid: string, until: number, maxSeconds: number, now: number): Promise<void> {

@@ -122,4 +122,23 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`a realm browser
     assert.equal(await authorize(browser, { prompt: 'none' }), 'login_required', `${(gw.app.bus.clock.now() - realNow()) / 1000} s ahead`)
     assert.equal(await authorize(browser), 'login form')
   })
+
+  it('does not keep a session past its maximum a second at a time, however often the browser asks', async () => {
+    const loggedInAt = gw.app.bus.clock.now()
+    const { browser } = await signedIn()
+    /** Moves the clock to this many seconds after the login began. */
+    const moveTo = (seconds: number) => { ahead += loggedInAt + seconds * 1000 - gw.app.bus.clock.now() }
+    for (let at = IDLE - 10; at < MAX - 2; at += IDLE - 10) {
+      moveTo(at)
+      assert.equal(await authorize(browser, { prompt: 'none' }), 'code', `active, ${at} s after the login`)
+    }
+    // oidc-provider saves a session it loads for at least a second: asked every half second, it was kept past its end.
+    const answers: string[] = []
+    for (let at = MAX - 1.5; at <= MAX + 4; at += 0.5) {
+      moveTo(at)
+      answers.push(await authorize(browser, { prompt: 'none' }))
+    }
+    assert.equal(answers[0], 'code', answers.join(', '))
+    assert.equal(answers.at(-1), 'login_required', answers.join(', '))
+  })
 })
