@@ -177,8 +177,8 @@ export class LdapDirectory {
    * goes to the next one once its connections are closed, whenever its own promises settle. The deadline of a
    * password check counts from when the check came to the lockout (`checkElapsedMs`): the time it waited there
    * behind other checks (of a directory that hangs, say) is part of it, and one with none left fails at once. A
-   * server that let a whole `lookup_seconds` pass is taken for silent (`#silent`) until it answers again; one that only
-   * outlasted what a queued check had left is slow, not silent, and goes on serving the checks that have their time.
+   * server that let nearly all of `lookup_seconds` pass is taken for silent (`#silent`) until it answers again; one that
+   * only outlasted what a queued check had left is slow, not silent, and goes on serving the checks that have their time.
    */
   async #withinDeadline<T>(conversation: (connections: Connections) => Promise<T>): Promise<T> {
     const connections: Connections = { clients: new Set(), closed: false, server: undefined, probing: undefined }
@@ -211,7 +211,7 @@ export class LdapDirectory {
     } catch (error) {
       // A server that answered, if only to refuse, is not silent; one that let the deadline pass is.
       if (late) {
-        const wholeTime = talkingSince !== undefined && performance.now() - talkingSince >= seconds * 1000 - TIMER_SLACK_MS
+        const wholeTime = talkingSince !== undefined && performance.now() - talkingSince >= seconds * 1000 * SILENT_AFTER_SHARE
         if (connections.server !== undefined && wholeTime) this.#markSilent(connections.server)
       } else if (connections.server !== undefined && !(error instanceof DirectoryUnavailable)) {
         this.#silent.delete(connections.server)
@@ -462,8 +462,12 @@ const GROUP_PAGE_SIZE = 200
 
 /** How long a finished lookup's turn waits for its connections to close. */
 const UNBIND_WAIT_MS = 1000
-/** The time a lookup given all of `lookup_seconds` may have spent waiting for its turn and still count as having given the server all of it. */
-const TIMER_SLACK_MS = 100
+/**
+ * The share of `lookup_seconds` a server must have let pass in one lookup to be taken for silent: nearly all of it, so
+ * that a check that came with less (it waited behind others) does not judge a server that is only slow, while the
+ * first check of a burst, whose admission and turn took a moment on a busy machine, still does.
+ */
+const SILENT_AFTER_SHARE = 0.9
 
 const NOT_FOUND_BY_USERNAME = 'The directory entry\'s username (ldap.attributes.username) does not find the entry with ldap.user_search.filter, which Gatehouse searches with to check that the entry is still there.'
 
