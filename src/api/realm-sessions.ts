@@ -29,8 +29,8 @@ export function realmSessionRoutes(api: GatewayApi, app: App): void {
 
   api.post('/admin/realms/:realm/logout-all', { config: superuser, schema: { params: realmParam } }, async (request) => {
     const realm = realmOf(request.params.realm)
-    const result = await realm.logoutAll()
-    app.audit.change(actorOf(request), 'delete', { type: 'session', name: `sessions of realm ${realm.name}` }, undefined, { realm: realm.name, ...result })
+    const { result, gatewaySessionsEnded } = await realm.logoutAll()
+    app.audit.change(actorOf(request), 'delete', { type: 'session', name: `sessions of realm ${realm.name}` }, { ended: gatewaySessionsEnded }, { realm: realm.name, ...result })
     return result
   })
 

@@ -19,8 +19,8 @@ export function realmsCommand(): Command {
     .action(async (name: string, options: StorageOptions) => {
       await withApp(options, async (app) => {
         const realm = realmNamed(app, name)
-        const result = await realm.logoutAll()
-        app.audit.change(cliActor(), 'delete', { type: 'session', name: `sessions of realm ${realm.name}` }, undefined, { realm: realm.name, ...result })
+        const { result, gatewaySessionsEnded } = await realm.logoutAll()
+        app.audit.change(cliActor(), 'delete', { type: 'session', name: `sessions of realm ${realm.name}` }, { ended: gatewaySessionsEnded }, { realm: realm.name, ...result })
         report(result)
       })
     }))

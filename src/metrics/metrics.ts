@@ -253,8 +253,7 @@ function authIndex(method: string | undefined): number {
 /**
  * How many sessions or tokens a `delete` entry ended: one named by id, or as many as an entry for many says it ended
  * (`revoked` of tokens/revoke/ and a new password's `revoke_tokens`, src/audit/tokens.ts; `ended` of a user's sessions,
- * src/api/sessions.ts). An entry that gives no count ends none that are counted here: a realm's `logout-all` ends the
- * realm's sign-ins, and says not how many gateway sessions went with them.
+ * src/api/sessions.ts, and of the gateway sessions a realm's `logout-all` ended, src/api/realm-sessions.ts).
  */
 function endedBy(entry: NewAuditEntry): number {
   if (entry.objectId !== null) return 1

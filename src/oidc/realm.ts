@@ -241,18 +241,21 @@ export class Realm {
    * browsers in again without a password (one sign-in, one sign-out: a logout at the realm ends the gateway session
    * too); each client with an admin URL is sent a `LOGOUT` naming no session but the not-before, from which
    * keycloak-connect refuses every older token. Answers when every call has come to something (each given the delivery
-   * timeout once its turn in the queue comes), with Keycloak's GlobalRequestResult.
+   * timeout once its turn in the queue comes), with Keycloak's GlobalRequestResult and how many gateway sessions ended
+   * with the sign-ins (the audit entry's count, which `gatehouse_revocations_total` adds).
    */
-  async logoutAll(): Promise<GlobalRequestResult> {
+  async logoutAll(): Promise<{ result: GlobalRequestResult; gatewaySessionsEnded: number }> {
     // The second after the database's time (the clock of the tokens' `iat` and of the accounts' not-befores): every
     // token signed before this moment has an earlier `iat`, whenever its record is written (a service account's, which
     // no grant holds, may be written after the grants end). The answer waits for that second to begin, so that no
     // token issued after it is refused; one issued while it ran is, as one issued before.
     const clock = this.#deps.bus.clock
     const notBefore = Math.floor(clock.now() / 1000) + 1
+    let gatewaySessionsEnded = 0
     await this.#deps.bus.change(async (tx, announce) => {
       await setRealmNotBefore(tx.oidc, this.name, notBefore)
       const { gatewaySessions } = await tx.oidc.endRealmSignIns(REALM_MEMBER, this.name, realmResource(this.name))
+      gatewaySessionsEnded = gatewaySessions.length
       // One piece of news for the whole realm, however many grants ended: every process refuses the realm's tokens
       // issued before the not-before from memory, and checks those it had verified against their records again.
       announce(REVOKE_TOPIC, realmRevocationKey(this.name, notBefore))
@@ -261,7 +264,7 @@ export class Realm {
       else for (const keyHash of gatewaySessions) announce(SESSION_TOPIC, keyHash)
     })
     for (let wait = notBefore * 1000 - clock.now(); wait > 0; wait = notBefore * 1000 - clock.now()) await delay(wait)
-    return this.#callAdminUrls('k_logout', logoutAllAction(notBefore))
+    return { result: await this.#callAdminUrls('k_logout', logoutAllAction(notBefore)), gatewaySessionsEnded }
   }
 
   /** The realm's not-before (epoch seconds): the last `logout-all`'s, 0 before any, as Keycloak's realm `notBefore`. */

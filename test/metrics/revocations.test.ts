@@ -2,7 +2,8 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { adminAuth, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { parseScrape, sampleValue } from '../helpers/prometheus.ts'
-import { REALM } from '../helpers/oidc.ts'
+import { Browser } from '../helpers/browser.ts'
+import { CLIENT_REDIRECT, REALM, realmUrl, testRealms } from '../helpers/oidc.ts'
 import { login, withCsrf } from '../helpers/session.ts'
 import { createToken } from '../helpers/tokens.ts'
 
@@ -10,7 +11,7 @@ import { createToken } from '../helpers/tokens.ts'
 describe('gatehouse_revocations_total', () => {
   let gw: TestGateway
   before(async () => {
-    gw = await startGateway()
+    gw = await startGateway({ config: { realms: testRealms } })
   })
   after(() => gw?.close())
 
@@ -45,5 +46,22 @@ describe('gatehouse_revocations_total', () => {
     const response = await gw.fetch(`/admin/realms/${encodeURIComponent(REALM)}/logout-all`, { method: 'POST', headers: adminAuth })
     assert.equal(response.status, 200)
     assert.equal(await revocations('session'), before)
+  })
+
+  it('adds the gateway sessions a realm\'s logout-all ended with the realm\'s sign-ins', async () => {
+    await gw.app.accounts.create({ username: 'dave', password: 'dave-password-1' })
+    // A browser that signs in at the realm is signed in to the gateway too (one sign-in), with a session linked to it.
+    const browser = new Browser()
+    const page = await browser.navigate(`${realmUrl(gw, '/protocol/openid-connect/auth')}?${new URLSearchParams({
+      client_id: 'end-users', redirect_uri: CLIENT_REDIRECT, response_type: 'code', scope: 'openid', code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256',
+    })}`)
+    assert.ok((await browser.submit(page, { username: 'dave', password: 'dave-password-1' }, { stopBefore: (url) => url.startsWith(CLIENT_REDIRECT) })).stoppedAt)
+    const me = () => browser.request(`${gw.url}/api/gateway/v1/me/`, { headers: { accept: 'application/json' } })
+    assert.equal((await me()).status, 200)
+    const before = await revocations('session')
+    const response = await gw.fetch(`/admin/realms/${encodeURIComponent(REALM)}/logout-all`, { method: 'POST', headers: adminAuth })
+    assert.equal(response.status, 200)
+    assert.equal((await me()).status, 401)
+    assert.equal(await revocations('session'), before + 1)
   })
 })
