@@ -29,6 +29,17 @@ describe('access control in the web interface, in Chromium', () => {
       await page.getByRole('navigation').getByRole('link', { name: 'Organizations and teams' }).click()
       await page.getByRole('heading', { name: 'Organizations and teams', level: 1 }).waitFor()
       const form = page.getByRole('form', { name: 'Give a role' })
+      // A blank or unknown username gives the role to nobody (an empty name would list every user, the first of them olga).
+      const assignments = async () => (await call(gw, 'GET', 'role_user_assignments/')).body.count
+      const before = await assignments()
+      await form.getByLabel('Role').selectOption({ label: 'Organization Admin' })
+      await form.getByLabel('On').selectOption({ label: 'Organization Platform' })
+      for (const [typed, message] of [['   ', 'Enter the username of the person to give the role to.'], ['pa', 'No user with this username.']]) {
+        await form.getByLabel('Username').fill(typed!)
+        await form.getByRole('button', { name: 'Give role' }).click()
+        await form.getByText(message!).waitFor()
+      }
+      assert.equal(await assignments(), before)
       await form.getByLabel('Username').fill('pat')
       await form.getByLabel('Role').selectOption({ label: 'Team Member' })
       await form.getByLabel('On').selectOption({ label: 'Team Automation (Platform)' })

@@ -150,6 +150,18 @@ export async function api(path, options = {}) {
   throw error
 }
 
+/**
+ * The user named `username` exactly, or undefined: never the first of an unfiltered list, which an empty name (the
+ * query leaves empty values out) would ask for.
+ * @param {string} username
+ * @returns {Promise<any>}
+ */
+export async function userNamed(username) {
+  if (!username) return undefined
+  const found = await api('users/', { query: { username } })
+  return found.results.find((/** @type {any} */ user) => user.username === username)
+}
+
 /** The login page, coming back to `next` (this page by default) afterwards. */
 export function loginUrl(next = location.pathname + location.search) {
   return `${LOGIN_URL}?next=${encodeURIComponent(next)}`

@@ -1,4 +1,4 @@
-import { api, published } from '../api.js'
+import { api, ApiError, published, userNamed } from '../api.js'
 import { confirmAction, field, h, onSubmit, toast } from '../dom.js'
 import { changeThenReload, pagedTable } from '../table.js'
 import { fact } from './account.js'
@@ -126,8 +126,9 @@ export async function accessPage(context) {
     h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Give role'))))
   onSubmit(grantForm, async (data) => {
     const username = String(data.get('username') || '').trim()
-    const found = (await api('users/', { query: { username } })).results[0]
-    if (!found) throw new Error(`There is no user ${username}.`)
+    if (!username) throw new ApiError(400, { errors: { username: ['Enter the username of the person to give the role to.'] } })
+    const found = await userNamed(username)
+    if (!found) throw new ApiError(400, { errors: { username: ['No user with this username.'] } })
     const [type, id] = String(data.get('object')).split(':')
     await api('role_user_assignments/', { method: 'POST', body: { role_definition: Number(data.get('role_definition')), user: found.id, ...(type === 'platform' ? {} : { object_id: Number(id) }) } })
     grantForm.reset()

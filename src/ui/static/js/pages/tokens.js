@@ -1,4 +1,4 @@
-import { api, ApiError, published } from '../api.js'
+import { api, ApiError, published, userNamed } from '../api.js'
 import { clearErrors, confirmAction, field, formatDate, h, replace, showErrors, time, whileBusy } from '../dom.js'
 import { changeThenReload, pagedTable } from '../table.js'
 
@@ -61,9 +61,9 @@ export async function allTokensPage(context) {
     const username = String(new FormData(filter).get('username') || '').trim()
     if (!username) return context.navigate('/ui/admin/tokens')
     try {
-      const found = await api('users/', { query: { username } })
-      if (!found.results.length) return showErrors(filter, new ApiError(400, { errors: { username: ['No user with this username.'] } }))
-      context.navigate(`/ui/admin/tokens?user=${found.results[0].id}`)
+      const found = await userNamed(username)
+      if (!found) return showErrors(filter, new ApiError(400, { errors: { username: ['No user with this username.'] } }))
+      context.navigate(`/ui/admin/tokens?user=${found.id}`)
     } catch (error) {
       showErrors(filter, error)
     }
