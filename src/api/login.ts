@@ -108,7 +108,8 @@ export function loginRoutes(api: GatewayApi, app: App): void {
   const logout = async (request: FastifyRequest, reply: FastifyReply) => {
     // A GET another site's page led the browser to (a link, a redirect, an image of a sibling subdomain's page) ends
     // nothing: browsers name where a request comes from in Sec-Fetch-Site, and clients that are not browsers send none.
-    if (request.method === 'GET' && !fromThisSite(request.headers['sec-fetch-site'])) {
+    // A HEAD, which the GET route answers, likewise (a sibling subdomain's script may send one without asking).
+    if ((request.method === 'GET' || request.method === 'HEAD') && !fromThisSite(request.headers['sec-fetch-site'])) {
       return reply.redirect(app.publishedPath + (wantsHtml(request) ? LOGIN_PATH : '/api/'), 302)
     }
     const principal = request.gatehouse.principal

@@ -171,6 +171,20 @@ describe('the web interface against attacks from other sites and other people', 
     assert.equal(await apiStatus(session), 401, 'the session ended on the server')
   }))
 
+  it('makes its changes with the gateway\'s own csrftoken, not one planted for the pages\' path', () => inBrowser(async ({ page, context }) => {
+    await logIn(page, gw.url, 'vic', 'vic-password-long', '/ui/tokens')
+    // What a sibling subdomain, or a service published on this host, can set: listed first on the pages, never sent to the API.
+    await context.addCookies([{ name: 'csrftoken', value: 'P'.repeat(64), domain: new URL(gw.url).hostname, path: '/ui/' }])
+    await page.reload()
+    await page.getByRole('heading', { name: 'My tokens', level: 1 }).waitFor()
+    assert.match(await page.evaluate<string>('document.cookie'), /^csrftoken=P{64}/, 'the planted cookie comes first')
+    await page.getByLabel('Description').fill('made past a planted cookie')
+    await page.getByRole('button', { name: 'Create token' }).click()
+    await page.locator('#new-token-value').waitFor()
+    const tokens = await json(await gw.fetch(`/api/gateway/v1/tokens/?user=${vicId}`, { headers: adminAuth })) as { results: { description: string }[] }
+    assert.ok(tokens.results.some((token) => token.description === 'made past a planted cookie'))
+  }))
+
   it('tells the browser which password each password field takes', () => inBrowser(async ({ page, problems }) => {
     const fieldsOf = async (what: string) => {
       await page.locator('input[type=password]').first().waitFor()

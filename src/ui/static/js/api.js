@@ -49,13 +49,24 @@ export function onUnauthenticated(listener) {
   unauthenticatedListeners.push(listener)
 }
 
-/** @param {string} name */
+/**
+ * The cookie `name` as the gateway reads it: the last one of that name, as Django reads a Cookie header. A browser
+ * lists the cookie with the longer path first, so one planted for these pages' path (`Path=/ui/`, which the API's
+ * requests do not carry) comes before the gateway's own `Path=/` one and is not taken.
+ * @param {string} name
+ */
 export function readCookie(name) {
+  let found
   for (const part of document.cookie.split(';')) {
     const [key, ...value] = part.trim().split('=')
-    if (key === name) return decodeURIComponent(value.join('='))
+    if (key === name) found = value.join('=')
   }
-  return undefined
+  if (found === undefined) return undefined
+  try {
+    return decodeURIComponent(found)
+  } catch {
+    return found
+  }
 }
 
 /**
