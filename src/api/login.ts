@@ -40,6 +40,8 @@ const loginFields = z.object({
 export const LOGIN_BODY_LIMIT = 32 * 1024
 /** Where to go after logging in, given at most once. */
 export const nextQuery = z.object({ next: field('next').optional() })
+const loginPageQuery = nextQuery.extend({ ended: z.string().optional() })
+const SESSION_ENDED_NOTICE = 'Your session has ended. Log in again to go on where you were.'
 
 /**
  * Session login as the platform documents it (seed 001): GET the login page for the `csrftoken` cookie,
@@ -47,11 +49,13 @@ export const nextQuery = z.object({ next: field('next').optional() })
  * current session's lifetime (read and extend).
  */
 export function loginRoutes(api: GatewayApi, app: App): void {
-  api.get('/login/', { config: { access: 'public' }, schema: { querystring: nextQuery } }, async (request, reply) => {
+  api.get('/login/', { config: { access: 'public' }, schema: { querystring: loginPageQuery } }, async (request, reply) => {
     const next = sameOriginTarget(app.publicUrl, request.query.next)
     const csrfToken = app.csrf.ensureToken(request, reply)
     if (prefersJson(request)) return { csrf_token: csrfToken, login_url: app.publishedPath + LOGIN_PATH, next: next ?? null }
-    return sendLoginPage(app, reply, 200, { csrfToken, next })
+    // A page of the web interface whose session ended sends the person here with `ended`: what they had typed there
+    // is gone, and they are told why rather than only shown the form.
+    return sendLoginPage(app, reply, 200, { csrfToken, next, notice: request.query.ended === undefined ? undefined : SESSION_ENDED_NOTICE })
   })
 
   // The media type and the CSRF token are checked before the fields, so a forged login learns nothing of them.
@@ -214,7 +218,7 @@ function prefersJson(request: FastifyRequest): boolean {
 }
 
 /** The login page, with a "Sign in with <label>" button for each single sign-on provider. */
-export function sendLoginPage(app: App, reply: FastifyReply, status: number, options: { csrfToken?: string | undefined; next?: string | undefined; username?: string; error?: string }): FastifyReply {
+export function sendLoginPage(app: App, reply: FastifyReply, status: number, options: { csrfToken?: string | undefined; next?: string | undefined; username?: string; error?: string; notice?: string | undefined }): FastifyReply {
   const sso = app.config.sso.map((provider) => ({ label: provider.label, href: app.publishedPath + ssoStartPath(provider.name, options.next) }))
   return reply.code(status)
     .type('text/html; charset=utf-8')

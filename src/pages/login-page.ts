@@ -18,6 +18,8 @@ export interface LoginPageOptions {
   username?: string | undefined
   /** A message for the person (never which of username or password was wrong). */
   error?: string | undefined
+  /** Why the person is asked to log in, when it is no failure of theirs: their session ended. */
+  notice?: string | undefined
   /** A heading line under the title, e.g. which application asked for the login. */
   subtitle?: string | undefined
   /** Further hidden fields the form posts back. */
@@ -39,6 +41,7 @@ export function renderLoginPage(options: LoginPageOptions): string {
   return styledPage('Log in', `<h1>Gatehouse</h1>
 ${options.subtitle ? `<p class="subtitle">${escapeHtml(options.subtitle)}</p>` : ''}
 ${options.error ? `<p class="error" role="alert">${escapeHtml(options.error)}</p>` : ''}
+${options.notice && !options.error ? `<p class="notice" role="status">${escapeHtml(options.notice)}</p>` : ''}
 <form method="post" action="${escapeHtml(options.action)}">
 ${hidden}
 <label for="username">Username</label>

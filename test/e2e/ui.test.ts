@@ -423,6 +423,7 @@ describe('the web interface in Chromium', () => {
     await endCarolsSessions()
     await Promise.all([toLogin('/ui/sessions'), page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")])
     assert.doesNotMatch(await page.content(), /carol@example\.com|This session/, 'nothing of the account stays on screen')
+    assert.equal(await page.getByRole('status').innerText(), 'Your session has ended. Log in again to go on where you were.')
     await page.fill('#password', 'carol-password')
     await page.fill('#username', 'carol')
     await Promise.all([page.waitForURL(`${gw.url}/ui/sessions`), page.click('button[type=submit]')])

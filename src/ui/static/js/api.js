@@ -173,7 +173,12 @@ export async function userNamed(username) {
   return found.results.find((/** @type {any} */ user) => user.username === username)
 }
 
-/** The login page, coming back to `next` (this page by default) afterwards. */
-export function loginUrl(next = location.pathname + location.search) {
-  return `${LOGIN_URL}?next=${encodeURIComponent(next)}`
+/**
+ * The login page, coming back to `next` (this page by default) afterwards; `ended`: it tells the person that their
+ * session has ended (what this page held unsent is gone).
+ * @param {string} [next]
+ * @param {{ended?: boolean}} [options]
+ */
+export function loginUrl(next = location.pathname + location.search, options = {}) {
+  return `${LOGIN_URL}?next=${encodeURIComponent(next)}${options.ended ? '&ended=1' : ''}`
 }

@@ -81,7 +81,7 @@ async function start() {
     clock: /** @type {HTMLElement} */ (document.getElementById('session-clock')),
     banner: /** @type {HTMLElement} */ (document.getElementById('session-banner')),
     // A page whose session has ended shows nothing more of the account: the login brings the person back here.
-    onEnded: () => location.replace(loginUrl()),
+    onEnded: () => location.replace(loginUrl(undefined, { ended: true })),
     // Nor of the account it was drawn for once another person has logged in in this browser: it starts again as them.
     userId: me.id,
     onOtherUser: () => location.reload(),
