@@ -135,6 +135,8 @@ export function nodeServer(fastifyHandler: RequestListener, options: FactoryOpti
   const requireHostHeader = false
   const https = options.https === true ? {} : options.https
   const server = https ? createHttpsServer({ ...https, requireHostHeader }, handler) : createHttpServer({ ...options.http, requireHostHeader }, handler)
+  server.on('connection', pinPeerAddress)
+  if (https) server.on('secureConnection', pinPeerAddress)
   server.keepAliveTimeout = options.keepAliveTimeout
   server.requestTimeout = options.requestTimeout
   server.setTimeout(options.connectionTimeout)
@@ -165,4 +167,18 @@ export function nodeServer(fastifyHandler: RequestListener, options: FactoryOpti
     })
   })
   return server
+}
+
+/**
+ * Keeps a connection's peer address readable for as long as its requests are being judged. Node reads it from the
+ * socket, and a socket destroyed meanwhile (the client reset the connection) answers undefined: the credential
+ * cache, the lockout and the pool's shares would each meet a request with no client. Pinned when the connection
+ * opens (the TLS socket over it too), every reader (Fastify's `request.ip`, proxy-addr, the lean path) gets the
+ * address the connection came from. A connection whose client reset it before it was taken has no address to pin,
+ * and no one to answer: it is closed before anything it sent is read.
+ */
+function pinPeerAddress(socket: Socket): void {
+  const address = socket.remoteAddress
+  if (address === undefined) return void socket.destroy()
+  Object.defineProperty(socket, 'remoteAddress', { value: address, enumerable: true })
 }
