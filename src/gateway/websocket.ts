@@ -50,14 +50,15 @@ const KEPT_WHILE_WAITING = 64 * 1024
  * database outage, a directory that does not answer, every password check busy), as its reconnection is answered 503
  * meanwhile, 1001 (going away) for shutdown and a quiet socket.
  */
+const GOING_AWAY = 1001
 const CLOSE_CODES: Readonly<Record<string, { code: number; reason: string }>> = {
   credential_revoked: { code: 1008, reason: 'credential revoked' },
   access_narrowed: { code: 1008, reason: 'access narrowed' },
   database_unavailable: { code: 1013, reason: 'database unavailable' },
   directory_unavailable: { code: 1013, reason: 'directory unavailable' },
   password_checks_busy: { code: 1013, reason: 'password checks busy' },
-  shutdown: { code: 1001, reason: 'shutting down' },
-  idle: { code: 1001, reason: 'idle timeout' },
+  shutdown: { code: GOING_AWAY, reason: 'shutting down' },
+  idle: { code: GOING_AWAY, reason: 'idle timeout' },
 }
 /** How long the gateway waits for each direction's frame in flight to end, to put its close frame after it, before it cuts both connections. */
 const BOUNDARY_WAIT_MS = 1000
@@ -295,7 +296,10 @@ export class WebSocketTunnels {
         lingeringClose(service)
       }
       toClient.endWith(closeFrame(said.code, said.reason, false), sent)
-      toService.endWith(closeFrame(said.code, said.reason, true), sent)
+      // A client whose credential no longer lets it in, or cannot be checked now, sends the service nothing more: the
+      // rest of a frame it is in the middle of would be bytes of a revoked client, so the service's connection is cut
+      // there instead. Shutdown and a quiet socket still let that frame end.
+      toService.endWith(closeFrame(said.code, said.reason, true), sent, said.code !== GOING_AWAY)
     }
     this.#openByService.set(route.name, (this.#openByService.get(route.name) ?? 0) + 1)
     const ended = () => {
@@ -555,8 +559,11 @@ function switchingProtocols(statusMessage: string | undefined, headers: Incoming
 }
 
 interface Carried {
-  /** Stops at the next frame boundary and sends `frame` there, the last bytes `to` gets from this side; then `sent`. */
-  endWith(frame: Buffer, sent: () => void): void
+  /**
+   * Stops at the next frame boundary and sends `frame` there, the last bytes `to` gets from this side; then `sent`.
+   * `notMidFrame`: in the middle of a frame, stops at once instead and cuts `to`'s connection.
+   */
+  endWith(frame: Buffer, sent: () => void, notMidFrame?: boolean): void
 }
 
 /**
@@ -602,9 +609,14 @@ function carry(from: Duplex, to: Duplex, first: Buffer): Carried {
   // The client's socket was paused while the service's answer was awaited.
   if (!to.writableNeedDrain) from.resume()
   return {
-    endWith(frame, sent) {
+    endWith(frame, sent, notMidFrame = false) {
       last = { frame, sent }
-      if (frames.atBoundary) finish()
+      if (frames.atBoundary) return finish()
+      if (!notMidFrame) return
+      from.off('data', data).off('end', end)
+      to.off('drain', drain)
+      to.destroy()
+      sent()
     },
   }
 }
