@@ -112,6 +112,8 @@ export interface AppOptions {
 
 export async function createApp(config: Config, store: Store, options: AppOptions = {}): Promise<App> {
   const bus = new EventBus(store, { maxStaleMs: config.auth.max_stale_seconds * 1000 })
+  // Before anything is loaded: what other processes change while this one loads reaches it once its bus starts.
+  await bus.readFromHere()
   const settings = new RuntimeSettings(store, bus, { maxStaleMs: config.auth.max_stale_seconds * 1000 })
   await settings.reload()
   settings.start()

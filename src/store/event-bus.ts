@@ -99,6 +99,8 @@ export class EventBus {
   readonly #missedListeners: (() => void | Promise<void>)[] = []
   readonly #appliedListeners: (() => void)[] = []
   readonly #seen = new Set<number>()
+  /** Whether `readFromHere` took the position this process reads on from, before it loaded its caches. */
+  #positioned = false
   /** PostgreSQL: ids read past that no committed event held, and when each was first found missing (HOLE_WAIT_MS). */
   readonly #holes = new Map<number, number>()
   /** PostgreSQL: ids publishers said they gave up, never to be looked for (the newest MAX_HOLES). */
@@ -135,9 +137,22 @@ export class EventBus {
     return this.#store.database.dialect === 'postgres'
   }
 
+  /**
+   * Takes the news announced so far as read, before this process loads what it caches from the database: news
+   * committed while it loads, which what it loaded may or may not show, is then read and applied when it starts
+   * (`start`), before it serves anyone. Without this, start takes the log as read from the moment it starts, and a
+   * change committed in between (a role taken away while the access model was being read) would never reach this
+   * process's caches.
+   */
+  async readFromHere(): Promise<void> {
+    await this.#readFromNow()
+    this.#positioned = true
+  }
+
   async start(intervalMs = 1000): Promise<void> {
     const startedAt = Date.now()
-    await this.#readFromNow()
+    const positioned = this.#positioned
+    if (!positioned) await this.#readFromNow()
     this.#dataVersion = this.#store.database.dataVersion()
     this.#readAt = startedAt
     this.#started = true
@@ -147,6 +162,8 @@ export class EventBus {
     this.#every(HEARTBEAT_MS, () => this.#heartbeat())
     this.#every(intervalMs, () => this.sync())
     this.#every(3600_000, () => this.#store.events.prune(3600_000))
+    // What was announced since the position was taken: applied now, before the first request.
+    if (positioned) await this.sync()
   }
 
   async stop(): Promise<void> {

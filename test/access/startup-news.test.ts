@@ -1,0 +1,47 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { createApp, type App } from '../../src/app.ts'
+import { validateConfig } from '../../src/config/load.ts'
+import type { User } from '../../src/store/users.ts'
+import { openTwoForSuite, storeBackends } from '../helpers/backends.ts'
+
+/**
+ * A process that starts beside a running one loads its caches (the access model among them) before its event bus
+ * runs. A change the running process commits in between must still reach it: a role taken away then used to stay
+ * given in the new process until the next change of access anywhere, or its restart.
+ */
+for (const backend of storeBackends) {
+  describe(`a change committed while another process starts reaches it (${backend.name})`, () => {
+    const stores = openTwoForSuite(backend)
+    let running: App
+    let starting: App | undefined
+    let admin: User
+    let member: User
+
+    before(async () => {
+      running = await createApp(validateConfig({}), stores.store)
+      await running.bus.start(60_000)
+      admin = await running.accounts.create({ username: 'root', password: 'root-password-long', isSuperuser: true })
+      member = await running.accounts.create({ username: 'mia', password: 'mia-password-long' })
+    })
+    after(async () => {
+      await starting?.close()
+      await running?.close()
+    })
+
+    it('takes a team membership revoked between loading the access model and starting the bus as revoked', async () => {
+      const organization = await running.accessAdmin.createOrganization(admin, { name: 'Platform' })
+      const team = await running.accessAdmin.createTeam(admin, { name: 'Automation', organizationId: organization.id })
+      const teamMember = (await stores.store.access.findRoleDefinitionByName('Team Member'))!
+      const given = await running.accessAdmin.assign(admin, 'user', { roleDefinitionId: teamMember.id, actorId: member.id, objectId: team.id })
+
+      starting = await createApp(validateConfig({}), stores.other)
+      assert.deepEqual(starting.access.of(member).teams.map((t) => t.name), ['Automation'], 'loaded with the membership')
+      await running.accessAdmin.unassign(admin, 'user', given.assignment.id)
+      await starting.bus.start(60_000)
+
+      assert.deepEqual(running.access.of(member).teams, [])
+      assert.deepEqual(starting.access.of(member).teams, [], 'the starting process applied the news it had not yet heard')
+    })
+  })
+}
