@@ -7,7 +7,9 @@ import { z } from 'zod'
 
 /** A web origin as browsers send it (scheme, host and optional port, nothing after), or `*` for any. */
 const origin = z.string()
-  .regex(/^(?:\*|https?:\/\/(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?)$/, 'must be an origin such as https://app.example.com (scheme, host, optional port; no path), or "*"')
+  // Checked as the URL parser reads it too: a port past 65535 or a host it refuses (`https://[1]`) matched the pattern.
+  .refine((value) => value === '*' || (/^https?:\/\/(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/.test(value) && URL.canParse(value)),
+    'must be an origin such as https://app.example.com (scheme, host, optional port up to 65535; no path), or "*"')
   .transform((value) => (value === '*' ? value : new URL(value).origin))
 /** RFC 9110 §5.1 field names. */
 const fieldName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$/, 'must be a header field name').transform((name) => name.toLowerCase())

@@ -17,7 +17,8 @@ export function ldapts(): typeof import('ldapts') {
  * connection is made on the first login (src/directory/ldap.ts).
  */
 
-const ldapUrl = z.string().regex(/^ldaps?:\/\/(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?\/?$/, 'must be ldap://host[:port] or ldaps://host[:port]')
+/** Checked as the URL parser reads it too: a port past 65535 or a host it refuses (`ldap://[1]`) matched the pattern. */
+const ldapUrl = z.string().refine((value) => /^ldaps?:\/\/(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?\/?$/.test(value) && URL.canParse(value), 'must be ldap://host[:port] or ldaps://host[:port], with a port up to 65535')
 const dn = z.string().min(3).max(1024).regex(/^[^=,]+=/, 'must be a distinguished name, e.g. cn=admins,ou=groups,dc=example,dc=com')
 const attribute = z.string().regex(/^[A-Za-z][A-Za-z0-9-]*$/, 'must be an LDAP attribute name')
 const scope = z.enum(['one', 'sub']).default('sub').describe('`sub`: the base and everything below it; `one`: only its direct children.')

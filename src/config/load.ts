@@ -133,7 +133,14 @@ function describeYamlError(error: YAMLError, lines: LineCounter): string {
  * took longer than parsing without it (about 21 ms against 9 at a start).
  */
 export function validateConfig(input: unknown, source = 'config', substitution: Omit<Substituted, 'value' | 'fromEnvironment'> = NO_SUBSTITUTION): Config {
-  const result = ConfigSchema.safeParse(input, { jitless: true })
+  let result: ReturnType<typeof ConfigSchema.safeParse>
+  try {
+    result = ConfigSchema.safeParse(input, { jitless: true })
+  } catch (error) {
+    // A check that threw rather than saying what it refused (a value one of them did not expect): the file is still
+    // named, in one line, rather than the process stopping on the exception's bare words ("Invalid URL").
+    throw new ConfigError(source, [`could not be checked (${(error as Error)?.message ?? String(error)}): a value is written in a way no check expected; compare it with gatehouse config reference`])
+  }
   const issues = result.success ? [] : result.error.issues.flatMap(unionBranch).flatMap(keyProblems).filter((issue) => !substitution.unresolved.has(pathOf(issue)))
   const problems = [...substitution.problems, ...issues.map((issue) => describeIssue(issue, substitution.substituted))]
   if (problems.length || !result.success) throw new ConfigError(source, problems)

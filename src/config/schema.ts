@@ -20,6 +20,14 @@ export function isPostgresUrl(url: string): boolean {
  * change through the API live in the database instead (src/settings/definitions.ts).
  */
 
+/**
+ * Where a service's requests go. Checked as the URL parser reads it too: a port past 65535 or a host it refuses
+ * (`http://[1]/`) matched the pattern, and stopped every command that built the routes with "Invalid URL".
+ */
+function isUpstream(value: string): boolean {
+  return value === 'builtin:demo' || (/^https?:\/\/[^\s/?#]+(\/[^\s?#]*)?$/.test(value) && URL.canParse(value))
+}
+
 export const authMethods = ['basic', 'session', 'token', 'oidc'] as const
 export const AuthMethodSchema = z.enum(authMethods)
 
@@ -33,7 +41,7 @@ export const ServiceSchema = z.object({
     .describe('Service name: the `aud` of the identity JWT the service receives, and its key in `GET /api/`.'),
   prefix: pathPrefix
     .describe('Path prefix routed to this service, e.g. `/api/controller/`. The longest matching prefix wins. Not one that covers or is under what the gateway serves itself: `/api/gateway/`, `/ui/`, a realm\'s `/realms/<name>/` (or all of `/realms/`), the OAuth2 endpoints `/o/token/`, `/o/revoke_token/`, `/o/authorize/`.'),
-  upstream: z.string().regex(/^(https?:\/\/[^\s/?#]+(\/[^\s?#]*)?|builtin:demo)$/, 'must be an http(s) URL, or builtin:demo')
+  upstream: z.string().refine(isUpstream, 'must be an http(s) URL (a host that parses, a port up to 65535), or builtin:demo')
     .describe('Where requests go: `http(s)://host:port[/base]`. `builtin:demo` starts the demo upstream (with --demo).'),
   accepts: z.array(AuthMethodSchema).min(1).default(['basic', 'session', 'token'])
     .describe('Credential types this service accepts: basic, session, token (personal tokens, and the access tokens of the OAuth2 applications, as the platform takes both), oidc.'),
@@ -283,7 +291,8 @@ function listenedAt(host: string): string[] {
   const bare = host.replace(/^\[(.*)\]$/, '$1')
   if (bare === '0.0.0.0' || bare === '::') return ['*']
   if (bare.toLowerCase() === 'localhost') return ['127.0.0.1', '[::1]']
-  return [isIPv6Text(bare) ? new URL(`http://[${bare}]/`).hostname : bare.toLowerCase()]
+  // The URL parser writes an IPv6 address one way; it takes no zone (`fe80::1%eth0`), which is compared as written.
+  return [(isIPv6Text(bare) ? URL.parse(`http://[${bare}]/`)?.hostname : undefined) ?? bare.toLowerCase()]
 }
 
 function checkRealmReferences(config: { services: ServiceConfig[]; realms: z.output<typeof RealmSchema>[]; gateway: { oidc: { realms?: string[] | undefined } } }, ctx: z.RefinementCtx): void {

@@ -91,6 +91,31 @@ describe('configuration', () => {
     }
   })
 
+  it('refuses a URL its pattern matched that the URL parser does not take, naming the key, with the other problems', () => {
+    const service = (upstream: string, origins: string[] = ['https://app.example.com']) => ({ name: 'a', prefix: '/a/', upstream, cors: { allowed_origins: origins } })
+    for (const upstream of ['http://127.0.0.1:99999/', 'http://127.0.0.1:abc/', 'http://[1]/']) {
+      assert.deepEqual(problemsOf({ services: [service(upstream)] }).map((p) => p.split(':')[0]), ['services.0.upstream'], upstream)
+    }
+    // A transform past the check used to throw inside the parse, and the file's other problems went unsaid.
+    const origins = problemsOf({ services: [{ ...service('http://127.0.0.1:1/', ['https://x:99999', 'https://[1]', 'https://ok.example']), strip_prefix: 'yes' }] })
+    assert.deepEqual(origins.map((p) => p.split(':')[0]).sort(), ['services.0.cors.allowed_origins.0', 'services.0.cors.allowed_origins.1', 'services.0.strip_prefix'])
+    const ldap = (servers: string[]) => ({ ldap: { servers, bind_dn: 'cn=gatehouse,dc=example,dc=com', bind_password: 'pw', user_search: { base: 'dc=example,dc=com' } } })
+    assert.deepEqual(problemsOf(ldap(['ldap://127.0.0.1:99999', 'ldap://[1]', 'ldaps://ldap.example.com:99999', 'ldaps://ldap.example.com:636'])).map((p) => p.split(':')[0]),
+      ['ldap.servers.0', 'ldap.servers.1', 'ldap.servers.2'])
+    assert.equal(validateConfig({ services: [service('http://127.0.0.1:65535/base', ['https://[::1]:8443'])] }).services[0]!.cors!.allowed_origins[0], 'https://[::1]:8443')
+  })
+
+  it('names a zoned IPv6 listening address beside metrics.port, which the URL parser does not take', () => {
+    assert.equal(validateConfig({ server: { host: 'fe80::1%eth0' }, metrics: { port: 9100 } }).server.host, 'fe80::1%eth0')
+    assert.deepEqual(problemsOf({ server: { host: 'FE80::1%eth0', port: 9100 }, metrics: { host: 'fe80::1%eth0', port: 9100 } }).map((p) => p.split(':')[0]), ['metrics.port'])
+  })
+
+  it('reports a check that throws as a problem of the file, not as the exception alone', () => {
+    const file = configFile('server:', '  port: 8080')
+    const input = { get server(): never { throw new TypeError('Invalid URL') } }
+    assert.throws(() => validateConfig(input, file), (error: unknown) => error instanceof ConfigError && error.message.startsWith(`${file}: could not be checked (Invalid URL)`))
+  })
+
   it('reports YAML syntax errors and unreadable files instead of crashing', () => {
     const dir = tempDir()
     const broken = join(dir, 'broken.yaml')
