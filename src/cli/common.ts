@@ -239,6 +239,33 @@ export function printable(text: string): string {
   return text.replace(UNPRINTABLE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
 }
 
+/**
+ * Set from the moment a secret shown only once (a generated password, a token's value) is written until it has been:
+ * standard output failing then is the command's to report and undo, not a reader that stopped early (src/cli/main.ts).
+ * It stays set once that write failed, since the stream reports the same failure again, as an event.
+ */
+let secretOwnsOutput = false
+
+export function secretOwnsStandardOutput(): boolean {
+  return secretOwnsOutput
+}
+
+/** Writes `text`, holding a secret shown only once, to standard output; rejects with the reason it could not. */
+export async function writeSecret(text: string): Promise<void> {
+  secretOwnsOutput = true
+  await new Promise<void>((resolve, reject) => {
+    process.stdout.write(text, (error) => (error ? reject(error) : resolve()))
+  })
+  secretOwnsOutput = false
+}
+
+/** Why a write failed, in one line: the system's code when it has one (EPIPE, ENOSPC). */
+export function writeFailure(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException)?.code
+  const message = (error as Error)?.message ?? String(error)
+  return code && !message.includes(code) ? `${message} (${code})` : message
+}
+
 /** A list for people (a table with a header row, aligned columns) or, with --json, for scripts (one JSON array). */
 export function printList<T>(items: T[], json: boolean, header: string[], row: (item: T) => string[], asJson: (item: T) => unknown): void {
   if (json) {

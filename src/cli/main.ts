@@ -3,7 +3,7 @@ import { ConfigError } from '../config/load.ts'
 import { DatabaseUnavailable, GatehouseError, UsernameTaken, ValidationFailed } from '../errors.ts'
 import { ListenFailed } from '../listener/listen-errors.ts'
 import { DatabaseUnusable, DataDirUnusable } from '../store/errors.ts'
-import { UsageError } from './common.ts'
+import { secretOwnsStandardOutput, UsageError } from './common.ts'
 import { gatehouseProgram } from './program.ts'
 import { isWorker } from './workers.ts'
 
@@ -23,8 +23,10 @@ function oneLine(text: string): string {
 quietErrors(program)
 
 // A reader that stops early (`gatehouse tokens list | head`) closes the pipe: the rest of the output is not wanted,
-// which is no failure of the command. Anything else that breaks standard output is said in one line.
+// which is no failure of the command. Anything else that breaks standard output is said in one line. A secret shown
+// only once that could not be written is the command's own failure: it undoes what made the secret and says so.
 process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (secretOwnsStandardOutput()) return
   if (error.code !== 'EPIPE') process.stderr.write(`gatehouse: cannot write the output: ${error.message}\n`)
   process.exit(error.code === 'EPIPE' ? (process.exitCode ?? 0) : 1)
 })

@@ -3,7 +3,8 @@ import { TOKEN_DESCRIPTION_MAX } from '../api/tokens.ts'
 import { auditedToken, auditedTokenFields, recordTokensOfUserRevoked } from '../audit/tokens.ts'
 import { cliActor } from '../audit/actor.ts'
 import type { TokenRecord, TokenScope } from '../store/tokens.ts'
-import { addStorageOptions, printList, UsageError, withApp, type StorageOptions } from './common.ts'
+import { addStorageOptions, printList, UsageError, withApp, writeFailure, writeSecret, type StorageOptions } from './common.ts'
+import type { App } from '../app.ts'
 import { findUser } from './users.ts'
 
 interface CreateOptions extends StorageOptions {
@@ -37,7 +38,11 @@ export function tokensCommand(): Command {
         const owner = await findUser(app, options.user)
         const { record, value } = await app.tokens.issue(owner, { scope: options.scope, description: options.description, expiresIn: options.expiresIn })
         app.audit.change(cliActor(), 'create', auditedToken(record), undefined, auditedTokenFields(record))
-        process.stdout.write(`${value}\n`)
+        try {
+          await writeSecret(`${value}\n`)
+        } catch (error) {
+          await revokeUndelivered(app, record, writeFailure(error))
+        }
         process.stderr.write(`created token ${record.id} for ${owner.username} (scope ${record.scope}, expires ${new Date(record.expires).toISOString()})\n`)
       })
     }))
@@ -95,6 +100,18 @@ export function tokensCommand(): Command {
     }))
 
   return tokens
+}
+
+/** A token whose value could not be written (`| true`, a full disk) is revoked again: no one has it, and no one should. */
+async function revokeUndelivered(app: App, record: TokenRecord, why: string): Promise<never> {
+  try {
+    await app.tokens.revoke(record.id)
+  } catch (error) {
+    throw new Error(`the token's value could not be written (${why}), and token ${record.id} could not be revoked again `
+      + `(${(error as Error)?.message ?? String(error)}); revoke it with: gatehouse tokens revoke --id ${record.id}`)
+  }
+  app.audit.change(cliActor(), 'delete', auditedToken(record), auditedTokenFields(record))
+  throw new Error(`the token's value could not be written (${why}); token ${record.id} was revoked again: create another with standard output where it can be read`)
 }
 
 /** A description the API would take too. */

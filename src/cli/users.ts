@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { isIP } from 'node:net'
 import { Command } from 'commander'
-import { addStorageOptions, printList, readStdin, UsageError, withApp, type StorageOptions } from './common.ts'
+import { addStorageOptions, printList, readStdin, UsageError, withApp, writeFailure, writeSecret, type StorageOptions } from './common.ts'
 import type { App } from '../app.ts'
 import { auditedUser, passwordMark, serializeUser } from '../api/users.ts'
 import { emailAddress } from '../api/profile-fields.ts'
@@ -26,8 +26,13 @@ export function usersCommand(): Command {
       await withApp(options, async (app) => {
         const user = await app.accounts.create({ username: name, password, email: options.email ?? '', isSuperuser: Boolean(options.superuser) })
         app.audit.change(cliActor(), 'create', auditedUser(user), undefined, { ...serializeUser(user), ...passwordMark(password, 'set') })
-        process.stdout.write(`created user ${user.username} (id ${user.id}${user.isSuperuser ? ', superuser' : ''})\n`)
-        if (!options.passwordStdin) process.stdout.write(`password: ${password}\n`)
+        const created = `created user ${user.username} (id ${user.id}${user.isSuperuser ? ', superuser' : ''})\n`
+        if (options.passwordStdin) return void process.stdout.write(created)
+        try {
+          await writeSecret(`${created}password: ${password}\n`)
+        } catch (error) {
+          await deleteUndelivered(app, user, writeFailure(error))
+        }
       })
     }))
 
@@ -107,6 +112,21 @@ export function usersCommand(): Command {
     }))
 
   return users
+}
+
+/**
+ * An account whose generated password could not be written (`| true`, a full disk) is deleted again: no one knows its
+ * password, and a script would otherwise create it again and be told its name is taken. Nothing else can have used it.
+ */
+async function deleteUndelivered(app: App, user: User, why: string): Promise<never> {
+  try {
+    await app.accounts.delete(user.id)
+  } catch (error) {
+    throw new Error(`the generated password of ${user.username} could not be written (${why}), and the account could not be deleted again `
+      + `(${(error as Error)?.message ?? String(error)}); give it a password with: gatehouse users set-password ${user.username} --password-stdin`)
+  }
+  app.audit.change(cliActor(), 'delete', auditedUser(user), serializeUser(user))
+  throw new Error(`the generated password could not be written (${why}); the account ${user.username} was deleted again: create it with standard output where it can be read, or with --password-stdin`)
 }
 
 export async function findUser(app: App, name: string) {

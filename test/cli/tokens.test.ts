@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { closeSync, openSync } from 'node:fs'
 import { after, before, describe, it } from 'node:test'
 import { adminAuth, json, runCli, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { bearer } from '../helpers/tokens.ts'
@@ -12,6 +13,22 @@ describe('gatehouse tokens', () => {
   after(() => gw.close())
 
   const cli = (...args: string[]) => runCli(['tokens', ...args, '--data-dir', gw.dataDir])
+
+  it('revokes a token again when its value cannot be written, to a pipe closed early or a full disk', async () => {
+    const before = (await gw.app.store.tokens.list({ offset: 0, limit: 100 })).tokens.length
+    const full = openSync('/dev/full', 'w')
+    try {
+      for (const stdout of ['closed', full] as const) {
+        const lost = await runCli(['tokens', 'create', '--user', 'alice', '--data-dir', gw.dataDir], { stdout })
+        assert.equal(lost.code, 1, lost.stderr)
+        assert.match(lost.stderr, /^gatehouse: the token's value could not be written \(.*(EPIPE|ENOSPC).*\); token \d+ was revoked again: /)
+        assert.equal(lost.stderr.trim().split('\n').length, 1, lost.stderr)
+      }
+    } finally {
+      closeSync(full)
+    }
+    assert.equal((await gw.app.store.tokens.list({ offset: 0, limit: 100 })).tokens.length, before, 'no token left that no one has')
+  })
 
   it('creates a token and prints only its value on standard output', async () => {
     const created = await cli('create', '--user', 'alice', '--scope', 'read', '--expires-in', '3600', '--description', 'reporting')

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { rmSync } from 'node:fs'
+import { closeSync, openSync, rmSync } from 'node:fs'
 import { describe, it } from 'node:test'
 import { adminAuth, basic, json, runCli, startGateway, tempDir } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
@@ -33,6 +33,34 @@ async function assertKeepsTheLastSuperuser(storage: string[]): Promise<void> {
   assert.equal(last.code, 1, 'and then that one is the last')
   assert.deepEqual(await activeSuperusers(storage), ['second'])
 }
+
+describe('bin/gatehouse users create', () => {
+  it('deletes the account again when its generated password cannot be written, to a pipe closed early or a full disk', async () => {
+    const dir = tempDir()
+    const storage = ['--data-dir', dir]
+    try {
+      assert.equal((await runCli(['migrate', ...storage])).code, 0)
+      const full = openSync('/dev/full', 'w')
+      try {
+        for (const stdout of ['closed', full] as const) {
+          const lost = await runCli(['users', 'create', 'erin', '--superuser', ...storage], { stdout })
+          assert.equal(lost.code, 1, lost.stderr)
+          assert.match(lost.stderr, /^gatehouse: the generated password could not be written \(.*(EPIPE|ENOSPC).*\); the account erin was deleted again: /)
+          assert.equal(lost.stderr.trim().split('\n').length, 1, lost.stderr)
+          assert.deepEqual(await activeSuperusers(storage), [], `no account left without a password anyone knows (${stdout})`)
+        }
+        // A password given on standard input is not lost with the output: the account stays, as a list's reader stopping early is no failure.
+        const given = await runCli(['users', 'create', 'erin', '--superuser', '--password-stdin', ...storage], { stdout: 'closed', input: 'erin-password\n' })
+        assert.equal(given.code, 0, given.stderr)
+      } finally {
+        closeSync(full)
+      }
+      assert.deepEqual(await activeSuperusers(storage), ['erin'])
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
 
 describe('bin/gatehouse users disable', () => {
   it('refuses to disable the last active superuser on SQLite, changing nothing, until another one is active', async () => {

@@ -186,15 +186,20 @@ export async function spawnGatewayPair(storageArgs?: string[], env: Record<strin
   }
 }
 
-/** Runs bin/gatehouse to completion (as another user with `uid` and `gid`). */
-export function runCli(args: string[], options: { input?: string | Buffer; env?: Record<string, string>; uid?: number; gid?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+/**
+ * Runs bin/gatehouse to completion (as another user with `uid` and `gid`). Its standard output is read, or `stdout`:
+ * a file descriptor it writes to instead, or `closed`, a pipe whose reader has gone before anything was written.
+ */
+export function runCli(args: string[], options: { input?: string | Buffer; env?: Record<string, string>; uid?: number; gid?: number; stdout?: number | 'closed' } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(join(repoRoot, 'bin/gatehouse'), args, { env: { ...process.env, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'], uid: options.uid, gid: options.gid })
+    const stdio = ['pipe', typeof options.stdout === 'number' ? options.stdout : 'pipe', 'pipe'] as const
+    const child = spawn(join(repoRoot, 'bin/gatehouse'), args, { env: { ...process.env, ...options.env }, stdio: [...stdio], uid: options.uid, gid: options.gid })
     let stdout = ''
     let stderr = ''
-    child.stdout.on('data', (d) => (stdout += d))
-    child.stderr.on('data', (d) => (stderr += d))
-    child.stdin.end(options.input ?? '')
+    if (options.stdout === 'closed') child.stdout!.destroy()
+    else child.stdout?.on('data', (d) => (stdout += d))
+    child.stderr!.on('data', (d) => (stderr += d))
+    child.stdin!.end(options.input ?? '')
     child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }))
   })
 }
