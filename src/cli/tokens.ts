@@ -20,6 +20,9 @@ interface RevokeOptions extends StorageOptions {
   id?: number
 }
 
+/** Token ids are the database's 32-bit integers, as the API's ids are (src/api/validation.ts). */
+const MAX_TOKEN_ID = 2 ** 31 - 1
+
 /**
  * Personal OAuth 2 tokens from the command line: an operator's tool, with the same effects as the API
  * (a revocation reaches every running gateway process at once).
@@ -90,8 +93,9 @@ export function tokensCommand(): Command {
           recordTokensOfUserRevoked(app.audit, cliActor(), owner.id, revoked)
           process.stdout.write(`revoked ${revoked} token(s) of ${owner.username}\n`)
         } else {
-          // Read first, so the trail keeps whose token it was, as the API's revocation does.
-          const record = await app.store.tokens.findById(options.id!)
+          // Read first, so the trail keeps whose token it was, as the API's revocation does. An id past the database's
+          // integers names no token: PostgreSQL would refuse it as out of range rather than find none.
+          const record = options.id! <= MAX_TOKEN_ID ? await app.store.tokens.findById(options.id!) : undefined
           if (!record || !(await app.tokens.revoke(record.id))) throw new UsageError(`no such token: ${options.id}`)
           app.audit.change(cliActor(), 'delete', auditedToken(record), auditedTokenFields(record))
           process.stdout.write(`revoked token ${options.id}\n`)

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { closeSync, openSync } from 'node:fs'
 import { after, before, describe, it } from 'node:test'
 import { adminAuth, json, runCli, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { startGatewayOn } from '../helpers/postgres.ts'
 import { bearer } from '../helpers/tokens.ts'
 
 describe('gatehouse tokens', () => {
@@ -118,4 +119,23 @@ describe('gatehouse tokens', () => {
     }
     assert.equal((await gw.app.store.tokens.list({ offset: 0, limit: 1 })).count, before)
   })
+})
+
+describe('gatehouse tokens revoke --id', () => {
+  for (const backend of ['sqlite', 'postgres'] as const) {
+    // PostgreSQL refused such an id as out of range ("value ... is out of range for type integer", exit 1) rather than find none.
+    it(`says no such token for an id past the database's 32-bit integers, as for one none has, on ${backend}`, async () => {
+      const gw = await startGatewayOn(backend)
+      try {
+        const database = gw.app.config.storage.database
+        const storage = database === undefined ? ['--data-dir', gw.dataDir] : ['--database', database]
+        for (const id of ['2147483647', '2147483648', '999999999999']) {
+          const revoked = await runCli(['tokens', 'revoke', '--id', id, ...storage])
+          assert.deepEqual([revoked.code, revoked.stderr, revoked.stdout], [2, `gatehouse: no such token: ${id}\n`, ''])
+        }
+      } finally {
+        await gw.close()
+      }
+    })
+  }
 })
