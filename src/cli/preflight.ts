@@ -86,16 +86,20 @@ function databasePasswordWritten(file: string): boolean {
 }
 
 /**
- * The environment variables the configuration reads secrets from that are not set (or empty) here: `serve` would
- * stop on them. A warning, not a problem: a file is often checked where the secrets are not (a CI job).
+ * The environment variables the configuration reads secrets from that are not set (or empty) here, one line each
+ * naming its setting: `serve` stops on them before it opens the database.
  */
-export function missingSecretWarnings(config: Config, env: NodeJS.ProcessEnv): string[] {
+export function missingSecrets(config: Config, env: NodeJS.ProcessEnv): string[] {
   const named = [
     ...(config.ldap?.bind_password_env === undefined ? [] : [['ldap.bind_password_env', config.ldap.bind_password_env]]),
     ...config.sso.flatMap((provider, i) => (provider.client_secret_env === undefined ? [] : [[`sso.${i}.client_secret_env`, provider.client_secret_env]])),
   ]
-  return named.filter(([, variable]) => !env[variable!]).map(([setting, variable]) =>
-    `WARNING: ${setting}: the environment variable ${variable} is not set or empty here; serve would stop`)
+  return named.filter(([, variable]) => !env[variable!]).map(([setting, variable]) => `${setting}: the environment variable ${variable} is not set or empty`)
+}
+
+/** The same for `config check`: a warning, not a problem, since a file is often checked where the secrets are not (a CI job). */
+export function missingSecretWarnings(config: Config, env: NodeJS.ProcessEnv): string[] {
+  return missingSecrets(config, env).map((problem) => `WARNING: ${problem} here; serve would stop`)
 }
 
 /**

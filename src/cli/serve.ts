@@ -4,13 +4,14 @@ import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { unknownNames } from '../access/rules.ts'
 import { directoryWarnings } from '../config/ldap.ts'
-import { checkHost, ListenFailed } from '../listener/listen-errors.ts'
+import { metricsPortTaken, type Config } from '../config/schema.ts'
+import { checkListeners, ListenFailed, type PlannedListener } from '../listener/listen-errors.ts'
 import { listen } from '../listener/listener.ts'
 import { logEnded, logFormats, logLevels, resolveLogFormat, type LogFormatChoice, type LogLevel } from '../logging/format.ts'
 import { saveCodeCaches } from '../vendor/code-cache.ts'
 import { addStorageOptions, resolveConfig, UsageError, type StorageOptions } from './common.ts'
 import { lowerThreadPoolPriority } from './pool-priority.ts'
-import { checkStartFiles, demoUpstreamsProblem, publicUrlWarning, readableSecretsWarning } from './preflight.ts'
+import { checkStartFiles, demoUpstreamsProblem, missingSecrets, publicUrlWarning, readableSecretsWarning } from './preflight.ts'
 import { adminHint, formatSummary, listeningLine, startupFacts } from './serve-summary.ts'
 import { outOfDate } from '../listener/tls.ts'
 import { startGatehouse } from './start.ts'
@@ -45,6 +46,16 @@ function cannotListen(host: string, port: number, error: unknown): Error {
   return (error as NodeJS.ErrnoException)?.code === 'EADDRINUSE' ? new Error(message, { cause: error }) : new UsageError(message)
 }
 
+/** The gateway's port, and the plain-HTTP redirect's and the metrics listener's when set: each to be had before the start. */
+function plannedListeners(config: Config, host: string, port: number): PlannedListener[] {
+  const redirect = config.server.tls?.redirect_http_port
+  return [
+    { host, port, settings: { host: 'server.host', port: 'server.port' } },
+    ...(redirect ? [{ host, port: redirect, settings: { host: 'server.host', port: 'server.tls.redirect_http_port' } }] : []),
+    ...(config.metrics.enabled && config.metrics.port ? [{ host: config.metrics.host, port: config.metrics.port, settings: { host: 'metrics.host', port: 'metrics.port' } }] : []),
+  ]
+}
+
 /** An empty address would make Node listen on every interface, the opposite of what was asked. */
 function parseHost(value: string): string {
   if (!value.trim()) throw new UsageError(`--host must be an address to listen on, got "${value}"`)
@@ -68,10 +79,15 @@ async function serve(options: ServeOptions): Promise<void> {
   const port = options.port === undefined ? config.server.port : Number(options.port)
   const demoProblem = demoUpstreamsProblem(config, options.demo === true)
   if (demoProblem) throw new UsageError(demoProblem)
-  // Before anything is opened or migrated: a missing or unusable certificate stops here, in one line.
+  // Before anything is opened or migrated: a missing or unusable certificate, or a secret's variable unset, stops here, in one line.
   const { tls, problems } = checkStartFiles(config, { create: true })
+  problems.push(...missingSecrets(config, process.env))
   if (problems.length) throw new UsageError(problems.join('; '))
-  await checkHost(host, port)
+  // The schema compared metrics.port with the file's address; --host and --port may give another.
+  const metricsTaken = metricsPortTaken({ ...config.server, host, port }, config.metrics)
+  if (metricsTaken) throw new UsageError(`metrics.port ${config.metrics.port} must differ from ${metricsTaken === 'server.port' && options.port !== undefined ? '--port' : metricsTaken}, which listens on the same address`)
+  // A worker's ports are the primary's, which asked already (and holds the metrics port itself).
+  if (!isWorker()) await checkListeners(plannedListeners(config, host, port))
   // The workers it starts read the TLS files themselves: a hangup before them has nothing to reload.
   if ((options.workers ?? 1) > 1 && !isWorker()) {
     releaseHangUps()

@@ -39,23 +39,32 @@ export function explainListenError(error: unknown, settings: ListenSettings, hos
   return new ListenFailed(`cannot listen on ${host.includes(':') ? `[${host}]` : host}:${port}: ${problem} (${setting}, ${code})`, code === 'EADDRINUSE')
 }
 
+/** A listener `serve` will open: where, and the settings that named it. */
+export interface PlannedListener {
+  host: string
+  port: number
+  settings: ListenSettings
+}
+
 /**
- * Refuses a `host` this machine cannot listen on (an address not its own, a name resolving to none), asked before
+ * Refuses a `host` this machine cannot listen on (an address not its own, a name resolving to none) and a port it
+ * cannot have (another process holds it, or it needs privileges), for each listener `serve` will open, asked before
  * anything is opened: found only when it listened, the start had made and migrated the database and created the
- * superuser first, for a mistake in how it was called. Any port will do for the question: the one asked for may be
- * held now and free by the time it is listened on.
+ * superuser first. Each port is listened on and let go at once; one that another process frees in the moment before
+ * the start listens (the process before it still draining) is refused as held, as a supervisor tries again anyway.
  */
-export async function checkHost(host: string, port: number): Promise<void> {
-  const probe = createServer()
-  try {
-    await new Promise<void>((resolve, reject) => {
-      probe.once('error', reject)
-      probe.listen({ host, port: 0 }, resolve)
-    })
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException)?.code ?? ''
-    if (HOST_PROBLEMS[code]) throw explainListenError(error, { host: 'server.host', port: 'server.port' }, host, port)
-  } finally {
-    probe.close()
+export async function checkListeners(listeners: PlannedListener[]): Promise<void> {
+  for (const { host, port, settings } of listeners) {
+    const probe = createServer()
+    try {
+      await new Promise<void>((resolve, reject) => {
+        probe.once('error', reject)
+        probe.listen({ host, port }, resolve)
+      })
+    } catch (error) {
+      throw explainListenError(error, settings, host, port)
+    } finally {
+      probe.close()
+    }
   }
 }
