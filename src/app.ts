@@ -132,6 +132,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
   }))
   const access = new AccessModel(store, bus, usernamesInRules(config))
   await access.reload()
+  access.start(config.auth.max_stale_seconds * 1000)
   const accessAdmin = new AccessAdmin(store, bus, access, configuredNames(config))
   const audit = new AuditTrail(store, config.audit)
   const memberships = new MembershipMappings(accessAdmin, access, audit)
@@ -270,6 +271,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
     async close() {
       // Each closes even if another failed: a failed audit flush must not lose the tokens' last-use times.
       settings.stop()
+      access.stop()
       await directoryCheck?.stop()
       // Logout tokens already queued are sent, for a few seconds (a CLI that disabled someone waits for them); what
       // hanging receivers leave waiting then is dropped, so that they cannot hold the stop for the queue's length.

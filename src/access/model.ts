@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util'
 import type { EventBus } from '../store/event-bus.ts'
 import { ACCESS_TOPIC } from '../store/topics.ts'
 import type { AccessRecords, ObjectType, Organization, RoleAssignment, RoleDefinition, Team } from '../store/access.ts'
@@ -83,7 +84,13 @@ export class AccessModel {
   #organizations = new Map<number, Organization>()
   #roles = new Map<number, RoleDefinition>()
   readonly #reload = oneReloadAtATime(async () => this.#apply(await this.#store.access.loadAll()))
+  /** The same read, applied only when the snapshot differs from the one held: the periodic safety net's. */
+  readonly #refresh = oneReloadAtATime(async () => {
+    const records = await this.#store.access.loadAll()
+    if (!isDeepStrictEqual(records, this.#records)) this.#apply(records)
+  })
   readonly #listeners: (() => void)[] = []
+  #refresher: NodeJS.Timeout | undefined
 
   /** `namedInRules`: the usernames access rules name (src/access/rules.ts usernamesInRules). */
   constructor(store: Store, bus: EventBus, namedInRules: ReadonlySet<string>) {
@@ -101,6 +108,22 @@ export class AccessModel {
   /** Reads the snapshot again; a reload asked for while one runs gets one more after it, so none misses a change. */
   reload(): Promise<void> {
     return this.#reload()
+  }
+
+  /**
+   * Reads the snapshot again every `everyMs` as well, as everything else read from the database is
+   * (`auth.max_stale_seconds`): a change whose news this process never read is applied within that long, where it
+   * would otherwise hold until the next change of access anywhere. An unchanged snapshot changes nothing.
+   */
+  start(everyMs: number): void {
+    if (this.#refresher) return
+    this.#refresher = setInterval(() => this.#refresh().catch(() => {}), everyMs)
+    this.#refresher.unref()
+  }
+
+  stop(): void {
+    clearInterval(this.#refresher)
+    this.#refresher = undefined
   }
 
   get organizations(): readonly Organization[] {

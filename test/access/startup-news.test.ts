@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
 import { createApp, type App } from '../../src/app.ts'
 import { validateConfig } from '../../src/config/load.ts'
@@ -19,7 +20,7 @@ for (const backend of storeBackends) {
     let member: User
 
     before(async () => {
-      running = await createApp(validateConfig({}), stores.store)
+      running = await createApp(validateConfig({ auth: { max_stale_seconds: 2 } }), stores.store)
       await running.bus.start(60_000)
       admin = await running.accounts.create({ username: 'root', password: 'root-password-long', isSuperuser: true })
       member = await running.accounts.create({ username: 'mia', password: 'mia-password-long' })
@@ -42,6 +43,17 @@ for (const backend of storeBackends) {
 
       assert.deepEqual(running.access.of(member).teams, [])
       assert.deepEqual(starting.access.of(member).teams, [], 'the starting process applied the news it had not yet heard')
+    })
+
+    it('reads the access model again within max_stale_seconds, so that a change whose news it never read is applied too', async () => {
+      const team = running.access.teams.find((t) => t.name === 'Automation')!
+      const teamMember = (await stores.store.access.findRoleDefinitionByName('Team Member'))!
+      // Written beside the event bus: no process hears of it but by reading the model again.
+      const given = await stores.store.access.assign({ actor: 'user', actorId: member.id, roleDefinitionId: teamMember.id, objectType: 'team', objectId: team.id })
+      assert.ok(given)
+      assert.deepEqual(running.access.of(member).teams, [], 'not heard of')
+      await sleep(2500)
+      assert.deepEqual(running.access.of(member).teams.map((t) => t.name), ['Automation'])
     })
   })
 }
