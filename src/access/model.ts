@@ -83,12 +83,18 @@ export class AccessModel {
   #teams = new Map<number, Team>()
   #organizations = new Map<number, Organization>()
   #roles = new Map<number, RoleDefinition>()
-  readonly #reload = oneReloadAtATime(async () => this.#apply(await this.#store.access.loadAll()))
-  /** The same read, applied only when the snapshot differs from the one held: the periodic safety net's. */
-  readonly #refresh = oneReloadAtATime(async () => {
+  /**
+   * Every read of the snapshot, one at a time: the periodic safety net's (`start`) too, so that a read begun before a
+   * change can never be applied after the reload that change's news asked for. A read is applied when a reload asked
+   * for it (`#forced`), and otherwise only when the snapshot differs from the one held.
+   */
+  readonly #read = oneReloadAtATime(async () => {
+    const forced = this.#forced
+    this.#forced = false
     const records = await this.#store.access.loadAll()
-    if (!isDeepStrictEqual(records, this.#records)) this.#apply(records)
+    if (forced || !isDeepStrictEqual(records, this.#records)) this.#apply(records)
   })
+  #forced = false
   readonly #listeners: (() => void)[] = []
   #refresher: NodeJS.Timeout | undefined
 
@@ -107,7 +113,8 @@ export class AccessModel {
 
   /** Reads the snapshot again; a reload asked for while one runs gets one more after it, so none misses a change. */
   reload(): Promise<void> {
-    return this.#reload()
+    this.#forced = true
+    return this.#read()
   }
 
   /**
@@ -117,7 +124,7 @@ export class AccessModel {
    */
   start(everyMs: number): void {
     if (this.#refresher) return
-    this.#refresher = setInterval(() => this.#refresh().catch(() => {}), everyMs)
+    this.#refresher = setInterval(() => this.#read().catch(() => {}), everyMs)
     this.#refresher.unref()
   }
 

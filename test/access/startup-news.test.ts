@@ -55,5 +55,36 @@ for (const backend of storeBackends) {
       await sleep(2500)
       assert.deepEqual(running.access.of(member).teams.map((t) => t.name), ['Automation'])
     })
+
+    it('never applies a read begun before a change after the change\'s own reload', async () => {
+      const organization = running.access.organizations.find((o) => o.name === 'Platform')!
+      const team = await running.accessAdmin.createTeam(admin, { name: 'Oncall', organizationId: organization.id })
+      const teamMember = (await stores.store.access.findRoleDefinitionByName('Team Member'))!
+      const given = await running.accessAdmin.assign(admin, 'user', { roleDefinitionId: teamMember.id, actorId: member.id, objectId: team.id })
+      assert.ok(running.access.of(member).teams.some((t) => t.name === 'Oncall'))
+      // The next read of the model (the periodic one's) takes 300 ms to come back with what it read at once.
+      const access = stores.store.access
+      const loadAll = access.loadAll.bind(access)
+      let slowed = false
+      const { promise: read, resolve: readDone } = Promise.withResolvers<void>()
+      access.loadAll = async () => {
+        const records = await loadAll()
+        if (!slowed) {
+          slowed = true
+          readDone()
+          await sleep(300)
+        }
+        return records
+      }
+      try {
+        await read
+        await running.accessAdmin.unassign(admin, 'user', given.assignment.id)
+        assert.ok(!running.access.of(member).teams.some((t) => t.name === 'Oncall'), 'taken away at once')
+        await sleep(400)
+        assert.ok(!running.access.of(member).teams.some((t) => t.name === 'Oncall'), 'and still, once the read begun before came back')
+      } finally {
+        access.loadAll = loadAll
+      }
+    })
   })
 }
