@@ -1,4 +1,4 @@
-import { createServer } from 'node:net'
+import { createServer, type Server } from 'node:net'
 
 /** Why a port cannot be listened on, in an operator's words; other failures keep their own message. */
 const PORT_PROBLEMS: Record<string, string> = {
@@ -54,17 +54,28 @@ export interface PlannedListener {
  * the start listens (the process before it still draining) is refused as held, as a supervisor tries again anyway.
  */
 export async function checkListeners(listeners: PlannedListener[]): Promise<void> {
-  for (const { host, port, settings } of listeners) {
-    const probe = createServer()
-    try {
-      await new Promise<void>((resolve, reject) => {
-        probe.once('error', reject)
-        probe.listen({ host, port }, resolve)
-      })
-    } catch (error) {
-      throw explainListenError(error, settings, host, port)
-    } finally {
-      probe.close()
+  // Each held until every one is, so that two listeners planned on one port (--port on the redirect port) are found.
+  const probes: Server[] = []
+  const held: PlannedListener[] = []
+  try {
+    for (const listener of listeners) {
+      const { host, port, settings } = listener
+      const probe = createServer()
+      probes.push(probe)
+      try {
+        await new Promise<void>((resolve, reject) => {
+          probe.once('error', reject)
+          probe.listen({ host, port }, resolve)
+        })
+      } catch (error) {
+        // Held by this start itself: a mistake in how it was called, not a port that may come free (exit status 2).
+        const own = (error as NodeJS.ErrnoException)?.code === 'EADDRINUSE' && held.find((other) => other.port === port)
+        if (own) throw new ListenFailed(`cannot listen on ${host.includes(':') ? `[${host}]` : host}:${port}: ${settings.port} names the port ${own.settings.port} listens on`, false)
+        throw explainListenError(error, settings, host, port)
+      }
+      held.push(listener)
     }
+  } finally {
+    await Promise.all(probes.map((probe) => new Promise((resolve) => probe.close(resolve))))
   }
 }

@@ -41,6 +41,10 @@ describe('serve: ports it cannot listen on', () => {
     try {
       await once(taken, 'listening')
       const port = (taken.address() as AddressInfo).port
+      const vacated = createServer().listen(0, '127.0.0.1')
+      await once(vacated, 'listening')
+      const free = (vacated.address() as AddressInfo).port
+      await new Promise((resolve) => vacated.close(resolve))
       const tls = selfSignedCertificate(dir, 'gateway')
       const cases: [string, string[], number, RegExp][] = [
         ['', ['--port', String(port)], 1, new RegExp(`^gatehouse: cannot listen on 127\\.0\\.0\\.1:${port}: address already in use \\(server\\.port, EADDRINUSE\\)\\n$`)],
@@ -49,6 +53,8 @@ describe('serve: ports it cannot listen on', () => {
         [`server:\n  tls: { cert_file: ${tls.cert}, key_file: ${tls.key}, redirect_http_port: ${port} }\n`, [], 1, new RegExp(`^gatehouse: cannot listen on 127\\.0\\.0\\.1:${port}: address already in use \\(server\\.tls\\.redirect_http_port, EADDRINUSE\\)\\n$`)],
         // The schema compares metrics.port with the file's server.port; --port gives another.
         [`metrics:\n  port: ${port}\n`, ['--port', String(port)], 2, new RegExp(`^gatehouse: metrics\\.port ${port} must differ from --port, which listens on the same address\\n$`)],
+        // --port on the redirect's port: this start would hold it twice, which no retry mends.
+        [`server:\n  tls: { cert_file: ${tls.cert}, key_file: ${tls.key}, redirect_http_port: ${free} }\n`, ['--port', String(free)], 2, new RegExp(`^gatehouse: cannot listen on 127\\.0\\.0\\.1:${free}: server\\.tls\\.redirect_http_port names the port server\\.port listens on\\n$`)],
       ]
       for (const [yaml, args, status, reason] of cases) {
         const file = join(dir, 'gatehouse.yaml')
