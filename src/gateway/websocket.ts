@@ -297,8 +297,8 @@ export class WebSocketTunnels {
       }
       toClient.endWith(closeFrame(said.code, said.reason, false), sent)
       // A client whose credential no longer lets it in, or cannot be checked now, sends the service nothing more: the
-      // rest of a frame it is in the middle of would be bytes of a revoked client, so the service's connection is cut
-      // there instead. Shutdown and a quiet socket still let that frame end.
+      // rest of a frame it is in the middle of would be bytes of a revoked client, so the service gets nothing more, and
+      // its connection closes without a close frame. Shutdown and a quiet socket still let that frame end.
       toService.endWith(closeFrame(said.code, said.reason, true), sent, said.code !== GOING_AWAY)
     }
     this.#openByService.set(route.name, (this.#openByService.get(route.name) ?? 0) + 1)
@@ -561,7 +561,8 @@ function switchingProtocols(statusMessage: string | undefined, headers: Incoming
 interface Carried {
   /**
    * Stops at the next frame boundary and sends `frame` there, the last bytes `to` gets from this side; then `sent`.
-   * `notMidFrame`: in the middle of a frame, stops at once instead and cuts `to`'s connection.
+   * `notMidFrame`: in the middle of a frame, stops carrying at once instead, sending `to` nothing more (its
+   * connection then closes without a close frame of this side's).
    */
   endWith(frame: Buffer, sent: () => void, notMidFrame?: boolean): void
 }
@@ -613,9 +614,10 @@ function carry(from: Duplex, to: Duplex, first: Buffer): Carried {
       last = { frame, sent }
       if (frames.atBoundary) return finish()
       if (!notMidFrame) return
+      // Nothing more is carried; `to`'s connection is left to the close (lingeringClose once the other direction has
+      // sent its close frame): that direction reads from the same connection, and may still finish its own frame.
       from.off('data', data).off('end', end)
       to.off('drain', drain)
-      to.destroy()
       sent()
     },
   }

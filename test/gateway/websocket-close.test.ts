@@ -56,7 +56,7 @@ function recording(socket: Socket): { all: () => Buffer; afterHead: () => Buffer
 
 /**
  * A service that switches and then sends the first half of a frame: under `/finishing/`, it sends the rest once a
- * close frame reaches it, otherwise never; under `/quiet/` it sends nothing. Its connections are kept, with what each
+ * close frame reaches it, under `/timed/` 400 ms later, otherwise never; under `/quiet/` it sends nothing. Its connections are kept, with what each
  * received after the handshake.
  */
 async function halfFrameService(): Promise<{ url: string; server: Server; connections: { socket: Socket; received: () => Buffer }[] }> {
@@ -71,6 +71,7 @@ async function halfFrameService(): Promise<{ url: string; server: Server; connec
       socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptFor(key)}\r\n\r\n`)
       if (/\/quiet\//.test(String(handshake))) return
       socket.write(frame.subarray(0, 10))
+      if (/\/timed\//.test(String(handshake))) return void setTimeout(() => socket.writable && socket.write(frame.subarray(10)), 400)
       if (!/\/finishing\//.test(String(handshake))) return
       const finish = () => {
         if (!readFrames(recorded.afterHead(), true).close) return
@@ -199,6 +200,18 @@ describe('WebSockets the gateway closes', () => {
     assert.deepEqual(atService?.messages, [], 'the rest of the frame, sent after the revocation, never reached the service')
     await Promise.race([once(client, 'close'), sleep(5000)])
     assert.ok(client.closed, 'the gateway closes the client\'s connection after the closing handshake')
+  })
+
+  it('still sends the client the frame in flight towards it, then its close frame, when both directions are in the middle of one', async () => {
+    const created = await createToken(gw, adminAuth)
+    const { socket: client, received } = await rawUpgrade(gw, '/halves/timed/', created.token)
+    client.write(binaryFrame(Buffer.from('the client\'s half frame'), true).subarray(0, 8))
+    await sleep(100)
+    await revoke(created.id)
+    await Promise.race([once(client, 'close'), sleep(3000)])
+    const read = readFrames(received.afterHead(), false)
+    assert.deepEqual(read.messages, ['a message in two halves'])
+    assert.deepEqual(read.close, { code: 1008, reason: 'credential revoked' })
   })
 
   it('sends the service no close frame after the client\'s own, whose closing handshake is under way, and still tells the client why', async () => {
