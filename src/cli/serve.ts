@@ -4,7 +4,7 @@ import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { unknownNames } from '../access/rules.ts'
 import { directoryWarnings } from '../config/ldap.ts'
-import { metricsPortTaken, type Config } from '../config/schema.ts'
+import type { Config } from '../config/schema.ts'
 import { checkListeners, ListenFailed, type PlannedListener } from '../listener/listen-errors.ts'
 import { listen } from '../listener/listener.ts'
 import { logEnded, logFormats, logLevels, resolveLogFormat, type LogFormatChoice, type LogLevel } from '../logging/format.ts'
@@ -83,10 +83,8 @@ async function serve(options: ServeOptions): Promise<void> {
   const { tls, problems } = checkStartFiles(config, { create: true })
   problems.push(...missingSecrets(config, process.env))
   if (problems.length) throw new UsageError(problems.join('; '))
-  // The schema compared metrics.port with the file's address; --host and --port may give another.
-  const metricsTaken = metricsPortTaken({ ...config.server, host, port }, config.metrics)
-  if (metricsTaken) throw new UsageError(`metrics.port ${config.metrics.port} must differ from ${metricsTaken === 'server.port' && options.port !== undefined ? '--port' : metricsTaken}, which listens on the same address`)
-  // A worker's ports are the primary's, which asked already (and holds the metrics port itself).
+  // A worker's ports are the primary's, which asked already (and holds the metrics port itself). Two of them on one
+  // port (--port on metrics.port, which the schema compared with the file's server.port only) are found here too.
   if (!isWorker()) await checkListeners(plannedListeners(config, host, port))
   // The workers it starts read the TLS files themselves: a hangup before them has nothing to reload.
   if ((options.workers ?? 1) > 1 && !isWorker()) {

@@ -279,19 +279,11 @@ function checkTls(server: { port: number; public_url?: string | undefined; tls?:
  * address) could never listen: `serve` would stop as if another process held the port, and be restarted for ever.
  */
 function checkMetricsPort(server: { host: string; port: number; tls?: TlsConfig | undefined }, metrics: { port?: number | undefined; host: string }, ctx: z.RefinementCtx): void {
-  const taken = metricsPortTaken(server, metrics)
-  if (taken) ctx.addIssue({ code: 'custom', path: ['metrics', 'port'], message: `must differ from ${taken}, which listens on the same address` })
-}
-
-/**
- * The gateway's listener whose port `metrics.port` is on the same address (`server.port` or
- * `server.tls.redirect_http_port`); undefined when none is. `serve` asks again of the address `--host` and `--port` give.
- */
-export function metricsPortTaken(server: { host: string; port: number; tls?: TlsConfig | undefined }, metrics: { port?: number | undefined; host: string }): string | undefined {
-  if (!metrics.port) return undefined
+  if (!metrics.port) return
   const [ours, theirs] = [listenedAt(server.host), listenedAt(metrics.host)]
-  if (!ours.includes('*') && !theirs.includes('*') && !ours.some((address) => theirs.includes(address))) return undefined
-  return metrics.port === server.port ? 'server.port' : metrics.port === server.tls?.redirect_http_port ? 'server.tls.redirect_http_port' : undefined
+  if (!ours.includes('*') && !theirs.includes('*') && !ours.some((address) => theirs.includes(address))) return
+  const taken = metrics.port === server.port ? 'server.port' : metrics.port === server.tls?.redirect_http_port ? 'server.tls.redirect_http_port' : undefined
+  if (taken) ctx.addIssue({ code: 'custom', path: ['metrics', 'port'], message: `must differ from ${taken}, which listens on the same address` })
 }
 
 /** The addresses a host listens at, written one way: `*` for every address, `localhost` as both loopbacks. */

@@ -52,7 +52,7 @@ describe('serve: ports it cannot listen on', () => {
         [`metrics:\n  port: ${port}\n`, [], 1, new RegExp(`^gatehouse: cannot listen on 127\\.0\\.0\\.1:${port}: address already in use \\(metrics\\.port, EADDRINUSE\\)\\n$`)],
         [`server:\n  tls: { cert_file: ${tls.cert}, key_file: ${tls.key}, redirect_http_port: ${port} }\n`, [], 1, new RegExp(`^gatehouse: cannot listen on 127\\.0\\.0\\.1:${port}: address already in use \\(server\\.tls\\.redirect_http_port, EADDRINUSE\\)\\n$`)],
         // The schema compares metrics.port with the file's server.port; --port gives another.
-        [`metrics:\n  port: ${port}\n`, ['--port', String(port)], 2, new RegExp(`^gatehouse: metrics\\.port ${port} must differ from --port, which listens on the same address\\n$`)],
+        [`metrics:\n  port: ${free}\n`, ['--port', String(free)], 2, new RegExp(`^gatehouse: cannot listen on 127\\.0\\.0\\.1:${free}: metrics\\.port names the port server\\.port listens on\\n$`)],
         // --port on the redirect's port: this start would hold it twice, which no retry mends.
         [`server:\n  tls: { cert_file: ${tls.cert}, key_file: ${tls.key}, redirect_http_port: ${free} }\n`, ['--port', String(free)], 2, new RegExp(`^gatehouse: cannot listen on 127\\.0\\.0\\.1:${free}: server\\.tls\\.redirect_http_port names the port server\\.port listens on\\n$`)],
       ]
