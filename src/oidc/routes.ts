@@ -312,7 +312,7 @@ async function readyForProvider(app: App, realm: Realm, rest: string, query: str
   let replayed: IncomingMessage | undefined
   const request = () => (replayed ??= replayRequest(raw, exchange.ip, target, target.query ?? query, publicUrl(app.publicUrl), `/realms/${realm.name}`, { log: exchange.log, address: exchange.ip, logout: target.logout === true, prefilledUserCode: target.prefilledUserCode, revokeAlso: target.revokeAlso, unreadableToken: target.unreadableToken === true && !exchange.platform, secure: exchange.secure ?? app.publicUrl.startsWith('https:'), signedInAtGateway: exchange.signedInAtGateway, gatewayAccount: exchange.gatewayAccount, sessionAccount: exchange.sessionAccount }))
   const plainGrant = rest === KEYCLOAK_ROUTES.token && target.body && !query && !target.query
-  const answer = plainGrant ? (await clientCredentials(target.body!, raw.headers)) ?? (await refreshToken(target.body!, request(), exchange.response)) ?? (await password(target.body!, request(), exchange.response)) : undefined
+  const answer = plainGrant ? (await clientCredentials(target.body!, request().headers)) ?? (await refreshToken(target.body!, request(), exchange.response)) ?? (await password(target.body!, request(), exchange.response)) : undefined
   return { handler, request, answer }
 }
 
@@ -379,6 +379,13 @@ interface Target {
  * - A confidential client may send its secret both in HTTP basic and in the form (keycloak-connect's
  *   introspection does); oidc-provider takes one mechanism only. When both name the same client and secret, the
  *   form's copy is dropped; when they differ, the request is refused.
+ * - An Authorization header that holds no HTTP basic credentials (`Negotiate`, which browsers send on their own, or
+ *   `Bearer` from a client library's default headers) is ignored, as Keycloak's ClientIdAndSecretAuthenticator
+ *   ignores one its BasicAuthHelper cannot read when the form names the client. When the form does not, its
+ *   `WWW-Authenticate: Basic` challenge names no client, and Keycloak's ClientAuthenticationFlow sends only a
+ *   challenge of an authenticator that found the client: the request is answered as one without the header (a JWT
+ *   client assertion authenticates, nothing at all is "Missing client_id parameter"). oidc-provider would refuse the
+ *   header's format, or two authentication mechanisms. Userinfo reads its bearer token from that header.
  * - Client credentials in HTTP basic are read as Keycloak reads them, as UTF-8 (`basicCredentials`); bytes that are
  *   not UTF-8 are refused as wrong credentials, and a NUL character as one in the form is. oidc-provider refuses characters outside printable ASCII in HTTP
  *   basic, which Keycloak takes: such credentials are handed over in the form instead, where it takes them.
@@ -412,13 +419,14 @@ async function adjustForKeycloak(realm: Realm, method: string, path: string, que
     if (path === KEYCLOAK_ROUTES.authorization) return asGet(realm, path, form)
     const basic = raw.headers.authorization === undefined ? undefined : basicCredentials(raw.headers.authorization)
     if (basic === NOT_UTF8) return INVALID_CLIENT
+    const ignoredHeader = path !== KEYCLOAK_ROUTES.userinfo && raw.headers.authorization !== undefined && basic === undefined
     // Refused as one in the form is (readyForProvider): the client id would reach the store, which takes no NUL.
     if (basic && `${basic.clientId}${basic.secret}`.includes('\u0000')) return NUL_IN_CREDENTIALS
     const publicClient = path !== KEYCLOAK_ROUTES.userinfo && publicClientId(realm, basic, form)
     if (publicClient) {
       form.delete('client_secret')
       form.set('client_id', publicClient)
-      return keycloakForm(realm, path, raw, form, basic !== undefined, publicClient)
+      return keycloakForm(realm, path, raw, form, basic !== undefined || ignoredHeader, publicClient)
     }
     if (form.has('client_secret') && basic) {
       if (!sameClientSecret(basic, form)) return INVALID_CLIENT
@@ -430,7 +438,7 @@ async function adjustForKeycloak(realm: Realm, method: string, path: string, que
       form.set('client_id', basic.clientId)
       form.set('client_secret', basic.secret)
     }
-    return keycloakForm(realm, path, raw, form, basicInForm, basic?.clientId ?? form.get('client_id') ?? assertedClientId(form))
+    return keycloakForm(realm, path, raw, form, basicInForm || ignoredHeader, basic?.clientId ?? form.get('client_id') ?? assertedClientId(form))
   }
   const authorization = path === KEYCLOAK_ROUTES.userinfo ? await userinfoAuthorization(realm, raw) : undefined
   return authorization ? { path, body, authorization } : { path, body }
@@ -466,13 +474,14 @@ function assertedClientId(form: URLSearchParams): string | undefined {
 }
 
 /**
- * The rest of a form POST's adjustments, once the client's credentials are in the form (`basicInForm`: they were
- * moved there from HTTP basic, which oidc-provider is then not given); `clientId` is the client the request names.
+ * The rest of a form POST's adjustments, once the client's credentials are in the form; `withoutAuthorization`: the
+ * Authorization header is not given to oidc-provider, as its HTTP basic credentials were moved to the form or it is
+ * one Keycloak ignores (`adjustForKeycloak`). `clientId` is the client the request names.
  */
-async function keycloakForm(realm: Realm, path: string, raw: IncomingMessage, form: URLSearchParams, basicInForm: boolean, clientId: string | undefined): Promise<Target | Refusal | PageRefusal | Redirect> {
+async function keycloakForm(realm: Realm, path: string, raw: IncomingMessage, form: URLSearchParams, withoutAuthorization: boolean, clientId: string | undefined): Promise<Target | Refusal | PageRefusal | Redirect> {
   if (path === KEYCLOAK_ROUTES.end_session) {
     const logout = await logoutByRefreshToken(realm, raw, form)
-    return basicInForm && 'path' in logout ? { ...logout, authorization: null } : logout
+    return withoutAuthorization && 'path' in logout ? { ...logout, authorization: null } : logout
   }
   if (path === KEYCLOAK_ROUTES.device_authorization) withDefaultScopes(form)
   if (path === KEYCLOAK_ROUTES.pushed_authorization_request) keycloakPrompt(form)
@@ -502,7 +511,7 @@ async function keycloakForm(realm: Realm, path: string, raw: IncomingMessage, fo
       unreadableToken = true
     }
   }
-  const authorization = basicInForm || formToken ? null : path === KEYCLOAK_ROUTES.userinfo ? await userinfoAuthorization(realm, raw) : undefined
+  const authorization = withoutAuthorization || formToken ? null : path === KEYCLOAK_ROUTES.userinfo ? await userinfoAuthorization(realm, raw) : undefined
   return {
     path,
     body: Buffer.from(form.toString()),

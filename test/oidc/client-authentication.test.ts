@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { decodeJwtPart, realmUrl, realmWith, tokenRequest } from '../helpers/oidc.ts'
+import { decodeJwtPart, realmUrl, realmWith, SERVICE_SECRET, tokenRequest } from '../helpers/oidc.ts'
 
 const SIGNING_SECRET = 'signed-secret-client-0123456789abcdef'
 const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'
@@ -245,5 +245,86 @@ describe('a client secret written like a stored hash', () => {
     assert.equal((await tokenRequest(gw, { grant_type: 'client_credentials', client_id: 'hash-like', client_secret: SECRET })).status, 200)
     const wrong = await tokenRequest(gw, { grant_type: 'client_credentials', client_id: 'hash-like', client_secret: `${SECRET}0` })
     assert.equal(wrong.status, 401)
+  })
+})
+
+/**
+ * Keycloak's ClientIdAndSecretAuthenticator ignores an Authorization header its BasicAuthHelper cannot read when the
+ * form names the client (browsers send `Negotiate` on their own; HTTP clients may carry a default `Bearer`). Without
+ * one in the form, its challenge names no client, which its ClientAuthenticationFlow never sends: the request is
+ * answered as one without the header.
+ */
+describe('an Authorization header that holds no client credentials', () => {
+  const FOREIGN_HEADERS = ['Negotiate YIIGhgYGKwYBBQUCoIIGejCCBnagMDAuBgkqhkiC9xIBAgIGCSqGSIb3EgECAgYKKwYBBAGCNwICHg', 'Bearer xyz'] as const
+  let gw: TestGateway
+  let clientKey: CryptoKey
+
+  before(async () => {
+    const pair = await generateKeyPair('RS256', { extractable: true })
+    clientKey = pair.privateKey
+    const publicJwk = { ...(await exportJWK(pair.publicKey)), kid: 'client-key-1', alg: 'RS256', use: 'sig' }
+    gw = await startGateway({ config: { realms: realmWith([{ client_id: 'signed-key', public_client: false, client_authenticator: 'client-jwt', jwks: { keys: [publicJwk] }, service_accounts: true }]) } })
+    await gw.app.accounts.create({ username: 'alice', password: 'alice-password' })
+  })
+  after(() => gw.close())
+
+  const confidential = { client_id: 'reports', client_secret: SERVICE_SECRET }
+  const login = { grant_type: 'password', username: 'alice', password: 'alice-password' }
+  const post = (path: string, authorization: string, form: Record<string, string>) => gw.fetch(realmUrl(gw, `/protocol/openid-connect${path}`).slice(gw.url.length), {
+    method: 'POST',
+    headers: { authorization, 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams(form),
+  })
+
+  it('is ignored at the token endpoint when the form names the client, public or confidential, for every grant', async () => {
+    for (const authorization of FOREIGN_HEADERS) {
+      const publicLogin = await tokenRequest(gw, { ...login, client_id: 'end-users' }, { authorization })
+      assert.equal(publicLogin.status, 200, `${authorization}: ${JSON.stringify(publicLogin.body)}`)
+      assert.equal(decodeJwtPart(publicLogin.body.access_token, 1).azp, 'end-users')
+      const confidentialLogin = await tokenRequest(gw, { ...login, ...confidential }, { authorization })
+      assert.equal(confidentialLogin.status, 200, `${authorization}: ${JSON.stringify(confidentialLogin.body)}`)
+      const refreshed = await tokenRequest(gw, { grant_type: 'refresh_token', client_id: 'end-users', refresh_token: publicLogin.body.refresh_token }, { authorization })
+      assert.equal(refreshed.status, 200, `${authorization}: ${JSON.stringify(refreshed.body)}`)
+      const refreshedConfidential = await tokenRequest(gw, { grant_type: 'refresh_token', ...confidential, refresh_token: confidentialLogin.body.refresh_token }, { authorization })
+      assert.equal(refreshedConfidential.status, 200, `${authorization}: ${JSON.stringify(refreshedConfidential.body)}`)
+      const serviceAccount = await tokenRequest(gw, { grant_type: 'client_credentials', ...confidential }, { authorization })
+      assert.equal(serviceAccount.status, 200, `${authorization}: ${JSON.stringify(serviceAccount.body)}`)
+      assert.equal(decodeJwtPart(serviceAccount.body.access_token, 1).azp, 'reports')
+    }
+  })
+
+  it('is ignored beside a JWT client assertion that names the client', async () => {
+    for (const authorization of FOREIGN_HEADERS) {
+      const jwt = await new SignJWT({ jti: randomUUID() }).setIssuer('signed-key').setSubject('signed-key').setAudience(realmUrl(gw, '/protocol/openid-connect/token'))
+        .setIssuedAt().setExpirationTime('60s').setProtectedHeader({ alg: 'RS256', kid: 'client-key-1' }).sign(clientKey)
+      const { status, body } = await tokenRequest(gw, { grant_type: 'client_credentials', client_assertion_type: ASSERTION_TYPE, client_assertion: jwt }, { authorization })
+      assert.equal(status, 200, `${authorization}: ${JSON.stringify(body)}`)
+      assert.equal(decodeJwtPart(body.access_token, 1).azp, 'signed-key')
+    }
+  })
+
+  it('is ignored at the introspection, revocation and logout endpoints when the form names the client', async () => {
+    for (const authorization of FOREIGN_HEADERS) {
+      const confidentialLogin = await tokenRequest(gw, { ...login, ...confidential })
+      const introspected = await post('/token/introspect', authorization, { ...confidential, token: confidentialLogin.body.access_token })
+      assert.equal(introspected.status, 200, authorization)
+      assert.equal(((await introspected.json()) as { active: boolean }).active, true, authorization)
+      const revoked = await post('/revoke', authorization, { ...confidential, token: confidentialLogin.body.refresh_token })
+      assert.equal(revoked.status, 200, `${authorization}: ${await revoked.text()}`)
+      assert.equal((await tokenRequest(gw, { grant_type: 'refresh_token', ...confidential, refresh_token: confidentialLogin.body.refresh_token })).status, 400, 'revoked')
+      const publicLogin = await tokenRequest(gw, { ...login, client_id: 'end-users' })
+      const logout = await post('/logout', authorization, { client_id: 'end-users', refresh_token: publicLogin.body.refresh_token })
+      assert.equal(logout.status, 204, `${authorization}: ${await logout.text()}`)
+      assert.equal((await tokenRequest(gw, { grant_type: 'refresh_token', client_id: 'end-users', refresh_token: publicLogin.body.refresh_token })).status, 400, 'logged out')
+    }
+  })
+
+  it('leaves a form naming no client answered as without the header', async () => {
+    for (const authorization of FOREIGN_HEADERS) {
+      const { status, headers, body } = await tokenRequest(gw, login, { authorization })
+      assert.equal(status, 401, authorization)
+      assert.deepEqual(body, { error: 'invalid_client', error_description: 'Missing client_id parameter' }, authorization)
+      assert.equal(headers.get('www-authenticate'), null, authorization)
+    }
   })
 })
