@@ -413,6 +413,9 @@ async function adjustForKeycloak(realm: Realm, method: string, path: string, que
   }
   // Keycloak takes these two by POST as forms only (`@Consumes` form: an empty one too), and answers anything else 415.
   if (method === 'POST' && (path === KEYCLOAK_ROUTES.end_session || path === KEYCLOAK_ROUTES.authorization) && !isForm(raw)) return UNSUPPORTED_MEDIA_TYPE
+  // Its token and revocation endpoints consume forms too; RESTEasy Reactive compares a Content-Type that is sent, so a
+  // request without one is read as an empty form.
+  if (method === 'POST' && (path === KEYCLOAK_ROUTES.token || path === KEYCLOAK_ROUTES.revocation) && raw.headers['content-type'] !== undefined && !isForm(raw)) return UNSUPPORTED_MEDIA_TYPE
   if (method === 'POST' && isForm(raw) && (body || path === KEYCLOAK_ROUTES.end_session || path === KEYCLOAK_ROUTES.authorization)) {
     const form = new URLSearchParams(body?.toString('utf8') ?? '')
     if (path === KEYCLOAK_ROUTES.end_session && !form.has('refresh_token')) return logoutRefusal(form) ?? asGet(realm, path, form)

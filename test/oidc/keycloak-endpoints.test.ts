@@ -81,6 +81,28 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
     assert.equal(emptyLogout.headers.get('location'), realmUrl(gw, '/protocol/openid-connect/logout'))
   })
 
+  it('answers a POST to the token or revocation endpoint with a body that is no form 415, and one without Content-Type as an empty form', async () => {
+    const form = { grant_type: 'client_credentials', client_id: 'reports', client_secret: SERVICE_SECRET, token: 'x' }
+    const bodies: [string, string | FormData][] = [
+      ['application/json', JSON.stringify(form)],
+      ['text/plain', new URLSearchParams(form).toString()],
+      ['multipart/form-data; boundary=gatehouse', `--gatehouse\r\nContent-Disposition: form-data; name="grant_type"\r\n\r\nclient_credentials\r\n--gatehouse--\r\n`],
+    ]
+    for (const endpoint of ['/token', '/revoke']) {
+      for (const [type, body] of bodies) {
+        const answer = await gw.fetch(`${ENDPOINTS}${endpoint}`, { method: 'POST', headers: { 'content-type': type }, body })
+        assert.equal(answer.status, 415, `${endpoint} ${type}`)
+        assert.deepEqual(await json(answer), { error: 'HTTP 415 Unsupported Media Type' }, `${endpoint} ${type}`)
+      }
+    }
+    const untyped = await gw.fetch(`${ENDPOINTS}/token`, { method: 'POST' })
+    assert.equal(untyped.status, 400)
+    assert.deepEqual(await json(untyped), { error: 'invalid_request', error_description: 'Missing form parameter: grant_type' })
+    const untypedRevocation = await gw.fetch(`${ENDPOINTS}/revoke`, { method: 'POST' })
+    assert.equal(untypedRevocation.status, 401)
+    assert.deepEqual(await json(untypedRevocation), { error: 'invalid_client', error_description: 'Missing client_id parameter' })
+  })
+
   it('never puts a client secret sent to the logout or authorization endpoint into a URL', async () => {
     for (const endpoint of ['/logout', '/auth']) {
       const answer = await gw.fetch(`${ENDPOINTS}${endpoint}`, { method: 'POST', headers: FORM, body: new URLSearchParams({ client_id: 'reports', client_secret: 'reports-secret-0123456789', state: 's' }).toString() })
