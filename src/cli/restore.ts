@@ -4,8 +4,8 @@ import { DatabaseSync } from 'node:sqlite'
 import { Command } from 'commander'
 import { addStorageOptions, resolveConfig, UsageError, type StorageOptions } from './common.ts'
 import { copyBeside, copyDatabase, CopyNotMade, removeStaleCopies } from './database-copy.ts'
+import { NotGatehouseDatabase, requireGatehouseDatabase } from './gatehouse-database.ts'
 import { dataDirProblem, sqliteFile } from '../store/database.ts'
-import { migrationNames } from '../store/migrations/index.ts'
 
 /**
  * How recently a process must have said it was alive (every second, src/store/event-bus.ts) to count as serving: a
@@ -44,14 +44,11 @@ function checkBackup(backup: string): void {
     sqlite = new DatabaseSync(backup, { readOnly: true })
     const [check] = sqlite.prepare('PRAGMA quick_check(1)').all() as { quick_check: string }[]
     if (check?.quick_check !== 'ok') throw new UsageError(`${backup} is damaged (SQLite's check says: ${String(check?.quick_check).slice(0, 200)}); restore another backup`)
-    if (!sqlite.prepare(`select 1 from sqlite_master where type = 'table' and name = 'kysely_migration'`).get()) {
-      throw new UsageError(`${backup} is a SQLite database, but not one of Gatehouse (it has no migrations table)`)
-    }
-    const known = new Set<string>(migrationNames)
-    const newer = (sqlite.prepare('select name from kysely_migration').all() as { name: string }[]).map((row) => row.name).filter((name) => !known.has(name))
+    const { newer } = requireGatehouseDatabase(sqlite)
     if (newer.length) process.stderr.write(`gatehouse: warning: the backup has migrations of a newer version: ${newer.join(', ')}\n`)
   } catch (error) {
     if (error instanceof UsageError) throw error
+    if (error instanceof NotGatehouseDatabase) throw new UsageError(`${backup} is a SQLite database, but not one of Gatehouse (${error.message})`)
     throw new UsageError(`${backup} is not a SQLite database Gatehouse can restore (${(error as Error).message.split('\n')[0]})`)
   } finally {
     sqlite?.close()

@@ -74,6 +74,16 @@ async function assertRestoredBackupKeepsTokens(steps: { original: string[]; back
   }
 }
 
+/** Opens a SQLite file (making it if need be), hands it to `change` and closes it. */
+function withDatabase(file: string, change: (db: DatabaseSync) => void): void {
+  const db = new DatabaseSync(file)
+  try {
+    change(db)
+  } finally {
+    db.close()
+  }
+}
+
 function run(command: string, args: string[]): Promise<{ code: number; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] })
@@ -384,6 +394,26 @@ describe('bin/gatehouse restore', () => {
     }
   })
 
+  it('restores a backup of an older version, which lacks the latest migrations, and of a newer one, warning of its migrations', async () => {
+    const dir = tempDir()
+    try {
+      assert.equal((await runCli(['migrate', '--data-dir', join(dir, 'source')])).code, 0)
+      const older = join(dir, 'older.sqlite')
+      const newer = join(dir, 'newer.sqlite')
+      for (const file of [older, newer]) assert.equal((await runCli(['backup', file, '--data-dir', join(dir, 'source')])).code, 0)
+      withDatabase(older, (db) => db.exec(`delete from kysely_migration where name = (select max(name) from kysely_migration)`))
+      withDatabase(newer, (db) => db.exec(`insert into kysely_migration values ('999_later', '2030-01-01')`))
+      const fromOlder = await runCli(['restore', older, '--data-dir', join(dir, 'older')])
+      assert.equal(fromOlder.code, 0, fromOlder.stderr)
+      assert.equal(fromOlder.stderr, '')
+      const fromNewer = await runCli(['restore', newer, '--data-dir', join(dir, 'newer')])
+      assert.equal(fromNewer.code, 0, fromNewer.stderr)
+      assert.equal(fromNewer.stderr, 'gatehouse: warning: the backup has migrations of a newer version: 999_later\n')
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
   it('refuses, in one line with exit 2 and changing nothing, what is no backup of Gatehouse, and PostgreSQL', async () => {
     const dir = tempDir()
     const data = join(dir, 'data')
@@ -398,11 +428,20 @@ describe('bin/gatehouse restore', () => {
       assert.equal((await runCli(['backup', join(dir, 'whole.sqlite'), '--data-dir', data])).code, 0)
       const whole = readFileSync(join(dir, 'whole.sqlite'))
       writeFileSync(truncated, whole.subarray(0, Math.floor(whole.length / 2)))
+      // Another application that also migrates with Kysely.
+      const foreignMigrations = join(dir, 'foreign-migrations.sqlite')
+      withDatabase(foreignMigrations, (db) => db.exec(`create table kysely_migration (name varchar(255) primary key, timestamp varchar(255)); insert into kysely_migration values ('2024_01_init', '2024-01-01')`))
+      // Migrations this version does not know, without one it does: Kysely's Migrator refuses such a database.
+      const diverged = join(dir, 'diverged.sqlite')
+      copyFileSync(join(dir, 'whole.sqlite'), diverged)
+      withDatabase(diverged, (db) => db.exec(`delete from kysely_migration where name = '010_access'; insert into kysely_migration values ('999_elsewhere', '2026-01-01')`))
       const cases: [string[], RegExp][] = [
         [['restore', join(dir, 'missing.sqlite'), '--data-dir', data], /missing\.sqlite does not exist/],
         [['restore', dir, '--data-dir', data], /is not a regular file/],
         [['restore', text, '--data-dir', data], /text\.sqlite is not a SQLite database Gatehouse can restore/],
         [['restore', foreign, '--data-dir', data], /foreign\.sqlite is a SQLite database, but not one of Gatehouse/],
+        [['restore', foreignMigrations, '--data-dir', data], /foreign-migrations\.sqlite is a SQLite database, but not one of Gatehouse \(.*lacks .*001_core/],
+        [['restore', diverged, '--data-dir', data], /diverged\.sqlite is a SQLite database, but not one of Gatehouse \(.*999_elsewhere.*010_access/],
         [['restore', truncated, '--data-dir', data], /truncated\.sqlite (is damaged|is not a SQLite database Gatehouse can restore)/],
         [['restore', join(dir, 'whole.sqlite'), '--database', 'postgres://postgres@127.0.0.1:5432/test'], /restore PostgreSQL with pg_restore/],
       ]
