@@ -1,11 +1,12 @@
 import { existsSync, linkSync, lstatSync, rmSync, statSync } from 'node:fs'
-import { dirname, resolve } from 'node:path'
+import { basename, dirname, resolve } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { Command } from 'commander'
 import { addStorageOptions, resolveConfig, UsageError, type StorageOptions } from './common.ts'
 import { copyBeside, copyDatabase, CopyNotMade, removeStaleCopies } from './database-copy.ts'
+import { NotGatehouseDatabase, requireGatehouseDatabase } from './gatehouse-database.ts'
 import { sqliteFile } from '../store/database.ts'
-import { DatabaseUnusable } from '../store/errors.ts'
+import { DatabaseUnusable, DataDirUnusable } from '../store/errors.ts'
 
 export function backupCommand(): Command {
   return addStorageOptions(new Command('backup')
@@ -19,7 +20,7 @@ export function backupCommand(): Command {
       const source = sqliteFile(config.storage.data_dir)
       // Opening a data directory without a database would make an empty one, and back that up.
       if (!existsSync(source)) throw new UsageError(`no database to back up in ${dirname(source)}`)
-      refuseNotADatabase(source)
+      refuseNotGatehouseDatabase(source)
       removeStaleCopies(target, 'partial', (path, pid) => process.stderr.write(`gatehouse: removed ${path}, left by a backup that did not finish (process ${pid} is gone)\n`))
       await backUp(source, target, config.storage.timeouts.query_seconds * 1000)
       process.stdout.write(`backed up sqlite:${source} to ${target}\n`)
@@ -38,16 +39,21 @@ function checkTarget(target: string): void {
 const SQLITE_NOTADB = 26
 
 /**
- * A file that is not a database (a wrong file restored as a backup) is named as every command names it, before any
- * copy is begun. Read only and without waiting: a lock another process holds is the copy's to wait for.
+ * A file that is not a database (a wrong file restored as a backup) is named as every command names it, and a
+ * database that is not Gatehouse's (an empty file, another application's) as a data directory that holds none, before
+ * any copy is begun: its copy would be no backup, and `restore` would refuse it. Read only and without waiting: a lock
+ * another process holds is the copy's to wait for.
  */
-function refuseNotADatabase(source: string): void {
+function refuseNotGatehouseDatabase(source: string): void {
   let sqlite: DatabaseSync | undefined
   try {
     sqlite = new DatabaseSync(source, { readOnly: true })
-    sqlite.prepare('select 1 from sqlite_master limit 1').get()
+    requireGatehouseDatabase(sqlite)
   } catch (error) {
     if ((error as { errcode?: number }).errcode === SQLITE_NOTADB) throw new DatabaseUnusable(`sqlite:${source}`, error)
+    if (error instanceof NotGatehouseDatabase) {
+      throw new DataDirUnusable(dirname(source), `it holds no database (${basename(source)} is not Gatehouse's: ${error.message})`, undefined)
+    }
   } finally {
     sqlite?.close()
   }

@@ -74,6 +74,10 @@ async function assertRestoredBackupKeepsTokens(steps: { original: string[]; back
   }
 }
 
+/** The record of its migrations that another application migrating with Kysely, as Gatehouse does, keeps. */
+const ANOTHER_APPLICATIONS_MIGRATIONS = `create table kysely_migration (name varchar(255) primary key, timestamp varchar(255));
+insert into kysely_migration values ('2024_01_init', '2024-01-01')`
+
 /** Opens a SQLite file (making it if need be), hands it to `change` and closes it. */
 function withDatabase(file: string, change: (db: DatabaseSync) => void): void {
   const db = new DatabaseSync(file)
@@ -188,11 +192,18 @@ describe('bin/gatehouse backup', () => {
       writeFileSync(existing, 'keep me')
       const dangling = join(dir, 'dangling.sqlite')
       symlinkSync(join(dir, 'nowhere'), dangling)
+      // SQLite opens an empty file as an empty database: its copy would be no backup.
+      mkdirSync(join(dir, 'zero'))
+      writeFileSync(join(dir, 'zero', 'gatehouse.sqlite'), '')
+      mkdirSync(join(dir, 'foreign'))
+      withDatabase(join(dir, 'foreign', 'gatehouse.sqlite'), (db) => db.exec(ANOTHER_APPLICATIONS_MIGRATIONS))
       const cases: [string[], RegExp][] = [
         [['backup', existing, '--data-dir', join(dir, 'data')], /^gatehouse: .*existing\.sqlite already exists/],
         [['backup', dangling, '--data-dir', join(dir, 'data')], /^gatehouse: .*dangling\.sqlite already exists/],
         [['backup', join(dir, 'no-such-dir', 'b.sqlite'), '--data-dir', join(dir, 'data')], /^gatehouse: .*no-such-dir.* does not exist/],
         [['backup', join(dir, 'b.sqlite'), '--data-dir', join(dir, 'empty')], /^gatehouse: no database to back up in .*empty/],
+        [['backup', join(dir, 'b.sqlite'), '--data-dir', join(dir, 'zero')], /^gatehouse: the data directory .*zero cannot be used: it holds no database \(gatehouse\.sqlite .*no migrations table\)$/m],
+        [['backup', join(dir, 'b.sqlite'), '--data-dir', join(dir, 'foreign')], /^gatehouse: the data directory .*foreign cannot be used: it holds no database \(gatehouse\.sqlite .*lacks .*001_core\)$/m],
         [['backup', join(dir, 'b.sqlite'), '--database', database.url], /^gatehouse: backup copies the SQLite database; back up PostgreSQL with pg_dump/],
         [['backup', '--data-dir', join(dir, 'data')], /^gatehouse: missing required argument 'file'/],
       ]
@@ -204,6 +215,8 @@ describe('bin/gatehouse backup', () => {
       }
       assert.equal(existsSync(join(dir, 'b.sqlite')), false)
       assert.equal(existsSync(join(dir, 'empty', 'gatehouse.sqlite')), false, 'no empty database was made where none was')
+      assert.deepEqual(readdirSync(join(dir, 'zero')), ['gatehouse.sqlite'])
+      assert.equal(statSync(join(dir, 'zero', 'gatehouse.sqlite')).size, 0, 'the empty file stays empty')
     } finally {
       await database.drop()
       rmSync(dir, { recursive: true, force: true })
@@ -428,9 +441,8 @@ describe('bin/gatehouse restore', () => {
       assert.equal((await runCli(['backup', join(dir, 'whole.sqlite'), '--data-dir', data])).code, 0)
       const whole = readFileSync(join(dir, 'whole.sqlite'))
       writeFileSync(truncated, whole.subarray(0, Math.floor(whole.length / 2)))
-      // Another application that also migrates with Kysely.
       const foreignMigrations = join(dir, 'foreign-migrations.sqlite')
-      withDatabase(foreignMigrations, (db) => db.exec(`create table kysely_migration (name varchar(255) primary key, timestamp varchar(255)); insert into kysely_migration values ('2024_01_init', '2024-01-01')`))
+      withDatabase(foreignMigrations, (db) => db.exec(ANOTHER_APPLICATIONS_MIGRATIONS))
       // Migrations this version does not know, without one it does: Kysely's Migrator refuses such a database.
       const diverged = join(dir, 'diverged.sqlite')
       copyFileSync(join(dir, 'whole.sqlite'), diverged)
