@@ -107,8 +107,7 @@ async function restore(backup: string, target: string, busyTimeoutMs: number): P
     if (process.geteuid?.() === 0) chownSync(copy, owner.uid, owner.gid)
   } catch (error) {
     if (!(error instanceof CopyNotMade)) rmSync(copy, { force: true })
-    const reason = (error as Error).cause ?? error
-    throw new UsageError(`the backup could not be copied into ${dir} (${(reason as Error).message.split('\n')[0]}); nothing was changed`)
+    throw new RestoreNotMade(dir, error)
   }
   let keptAs: string | undefined
   if (existsSync(target)) try {
@@ -126,6 +125,17 @@ async function restore(backup: string, target: string, busyTimeoutMs: number): P
   renameSync(copy, target)
   flush(dir)
   return keptAs
+}
+
+/**
+ * The backup's copy could not be written (a full disk, an I/O error): no mistake in the command (exit 1, as `backup`'s
+ * copy that could not be written), and the database in place was not touched.
+ */
+class RestoreNotMade extends Error {
+  constructor(dir: string, error: unknown) {
+    const reason = (error as Error)?.cause ?? error
+    super(`the backup could not be copied into ${dir} (${((reason as Error)?.message ?? String(reason)).split('\n')[0]}); nothing was changed`, { cause: error })
+  }
 }
 
 /** Checkpoints the old database's WAL into it and removes the WAL files, so that the file alone is the whole database. */

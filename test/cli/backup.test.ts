@@ -407,6 +407,27 @@ describe('bin/gatehouse restore', () => {
     }
   })
 
+  it('says the backup could not be copied, with exit 1 and changing nothing, when writing its copy fails', async () => {
+    const dir = tempDir()
+    const data = join(dir, 'data')
+    const backupFile = join(dir, 'backup.sqlite')
+    try {
+      assert.equal((await runCli(['migrate', '--data-dir', data])).code, 0)
+      assert.equal((await runCli(['backup', backupFile, '--data-dir', data])).code, 0)
+      const database = readFileSync(join(data, 'gatehouse.sqlite'))
+      // A limit on the size of the files the process writes (ulimit -f, in blocks of 512 or 1024 bytes), far below the
+      // backup's: its copy fails as on a full disk, without root or a small file system to fill.
+      assert.ok(statSync(backupFile).size > 64 * 1024)
+      const result = await run('sh', ['-c', 'ulimit -f 64 && exec "$0" "$@"', join(repoRoot, 'bin/gatehouse'), 'restore', backupFile, '--data-dir', data])
+      assert.equal(result.code, 1, result.stderr)
+      assert.match(result.stderr, /^gatehouse: the backup could not be copied into .*data \(.+\); nothing was changed\n$/)
+      assert.deepEqual(readdirSync(data).filter((name) => /\.(restoring|before-restore)-/.test(name)), [], 'no copy is left, and the database is not set aside')
+      assert.deepEqual(readFileSync(join(data, 'gatehouse.sqlite')), database)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
   it('restores a backup of an older version, which lacks the latest migrations, and of a newer one, warning of its migrations', async () => {
     const dir = tempDir()
     try {
