@@ -88,6 +88,8 @@ interface Result {
   pacedP99ms?: number
   /** CPU time the measured Node process (and its workers) spent per request, flat out. */
   cpuMicros?: number
+  /** Requests/s against the target's reference measured right after it in each round, the median of the rounds. */
+  besideRatio?: number
 }
 
 interface WrkOptions {
@@ -139,26 +141,46 @@ interface Target {
   url: string
   options?: WrkOptions
   process?: ChildProcess
+  /**
+   * The target this one is compared with (an index into the same list): measured flat out again right after it in
+   * every round, so that the two figures of a ratio come from the same seconds of the machine.
+   */
+  beside?: number
 }
 
 /**
  * Every target measured flat out and paced, `rounds` times in turn, each figure the median of its rounds: a row
  * measured once is at the mercy of whatever the machine did in those seconds, and one measured after the others
  * would be compared with a different machine. Warm-up (1 s) precedes a target's first round only.
+ *
+ * Medians of rounds still compare figures taken minutes apart, and this machine's speed at the work a Node proxy does
+ * (allocation, native calls) moves by up to 2x from minute to minute (docs/performance.md): a target with a `beside`
+ * reference also gets the ratio of each round's pair, measured back to back, and their median. Three rounds take
+ * about fifteen minutes.
  */
 function measureInRounds(targets: Target[]): Result[] {
-  const runs = targets.map(() => ({ flat: [] as Result[], paced: [] as number[] }))
+  const runs = targets.map(() => ({ flat: [] as Result[], paced: [] as number[], ratios: [] as number[] }))
   for (let round = 0; round < rounds; round++) {
-    targets.forEach(({ url, options = {}, process }, i) => {
+    targets.forEach(({ url, options = {}, process, beside }, i) => {
       if (round === 0) wrk(url, { ...options, duration: 1 })
+      const reference = beside === undefined ? undefined : targets[beside]!
+      // Before the target in odd rounds, after it in even ones: whatever the first of two runs leaves the second
+      // (a collection still to finish, a cooler cache) falls on each side in turn.
+      const referenceFirst = round % 2 === 1
+      const referenceBefore = reference && referenceFirst ? wrk(reference.url, reference.options).rps : undefined
       const before = process && cpuMilliseconds(process)
       const flat = wrk(url, options)
       const cpuMicros = process ? ((cpuMilliseconds(process) - before!) * 1000) / flat.requests : undefined
       runs[i]!.flat.push({ ...flat, cpuMicros })
+      if (reference) runs[i]!.ratios.push(flat.rps / (referenceBefore ?? wrk(reference.url, reference.options).rps))
       runs[i]!.paced.push(wrk(url, { ...options, rate: pacedRate }).p99ms)
     })
   }
-  return runs.map(({ flat, paced }) => ({ ...flat.sort((a, b) => a.rps - b.rps)[Math.floor(flat.length / 2)]!, pacedP99ms: median(paced) }))
+  return runs.map(({ flat, paced, ratios }) => ({
+    ...flat.sort((a, b) => a.rps - b.rps)[Math.floor(flat.length / 2)]!,
+    pacedP99ms: median(paced),
+    besideRatio: ratios.length ? median(ratios) : undefined,
+  }))
 }
 
 /** User and system CPU time of a process and its children (`serve --workers` forks), from /proc. */
@@ -299,20 +321,22 @@ interface Row {
   name: string
   result?: Result
   note?: string
+  /** What the row's `besideRatio` compares it with. */
+  beside?: string
 }
 
 function table(rows: Row[], baseline: Result, floor: Result): string {
   const lines = [
-    `| target | requests/s | vs nginx proxy_pass | vs bare Node proxy | p99 ms flat out | p99 ms at ${pacedRate}/s | p99 at ${pacedRate}/s vs nginx proxy_pass | Node CPU µs per request | errors |`,
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+    `| target | requests/s | vs nginx proxy_pass | vs bare Node proxy | side by side (the two measured back to back) | p99 ms flat out | p99 ms at ${pacedRate}/s | p99 at ${pacedRate}/s vs nginx proxy_pass | Node CPU µs per request | errors |`,
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ]
-  for (const { name, result, note } of rows) {
+  for (const { name, result, note, beside } of rows) {
     if (!result) {
-      lines.push(`| ${name} | ${note} | | | | | | | |`)
+      lines.push(`| ${name} | ${note} | | | | | | | | |`)
       continue
     }
     const paced = result.pacedP99ms ?? NaN
-    lines.push(`| ${name} | ${Math.round(result.rps)} | ${(result.rps / baseline.rps).toFixed(2)}x | ${(result.rps / floor.rps).toFixed(2)}x | ${result.p99ms.toFixed(2)} | ${paced.toFixed(2)} | ${(paced / baseline.pacedP99ms!).toFixed(1)}x | ${result.cpuMicros === undefined ? '' : result.cpuMicros.toFixed(result.cpuMicros < 10 ? 1 : 0)} | ${result.errors} |`)
+    lines.push(`| ${name} | ${Math.round(result.rps)} | ${(result.rps / baseline.rps).toFixed(2)}x | ${(result.rps / floor.rps).toFixed(2)}x | ${result.besideRatio === undefined ? '' : `${result.besideRatio.toFixed(2)}x ${beside}`} | ${result.p99ms.toFixed(2)} | ${paced.toFixed(2)} | ${(paced / baseline.pacedP99ms!).toFixed(1)}x | ${result.cpuMicros === undefined ? '' : result.cpuMicros.toFixed(result.cpuMicros < 10 ? 1 : 0)} | ${result.errors} |`)
   }
   return lines.join('\n')
 }
@@ -366,15 +390,17 @@ try {
 
   // Every proxy target, measured together in rounds (measureInRounds); the nginx auth_request ones need a
   // forward-auth endpoint, which older Gatehouse versions lack.
-  const named: { name: string; target: Target }[] = [
+  const BARE = 3
+  const NGINX_PROXY = 1
+  const named: { name: string; target: Target; beside?: string }[] = [
     { name: 'upstream direct (nginx return 200)', target: { url: `http://127.0.0.1:${ports.upstream}${hosts}` } },
     { name: 'nginx proxy_pass, 1 worker', target: { url: `http://127.0.0.1:${ports.nginxProxy}${hosts}` } },
     // The same request as the OIDC bearer rows below (a kilobyte of token in every request) with no auth at all.
-    { name: 'nginx proxy_pass, 1 worker, OIDC bearer header', target: { url: `http://127.0.0.1:${ports.nginxProxy}${hosts}`, options: { headers: credentials[3]![1] } } },
+    { name: 'nginx proxy_pass, 1 worker, OIDC bearer header', target: { url: `http://127.0.0.1:${ports.nginxProxy}${hosts}`, options: { headers: credentials[3]![1] }, beside: NGINX_PROXY }, beside: 'nginx' },
     { name: 'bare node:http + undici proxy', target: { url: `${bare.match}${hosts}`, options: { headers: { Authorization: 'Bearer bench' } }, process: bare.child } },
-    { name: 'Gatehouse, public path', target: { url: `${gateway}/api/controller/v2/ping/`, process: restarted.child } },
-    ...credentials.map(([name, headers]) => ({ name: `Gatehouse, ${name}`, target: { url: `${gateway}${hosts}`, options: { headers }, process: restarted.child } })),
-    { name: 'Gatehouse, basic, ten access rules', target: { url: `${gateway}/api/ruled/v2/hosts/`, options: { headers: basicAuth }, process: restarted.child } },
+    { name: 'Gatehouse, public path', target: { url: `${gateway}/api/controller/v2/ping/`, process: restarted.child, beside: BARE }, beside: 'bare' },
+    ...credentials.map(([name, headers]) => ({ name: `Gatehouse, ${name}`, target: { url: `${gateway}${hosts}`, options: { headers }, process: restarted.child, beside: BARE }, beside: 'bare' })),
+    { name: 'Gatehouse, basic, ten access rules', target: { url: `${gateway}/api/ruled/v2/hosts/`, options: { headers: basicAuth }, process: restarted.child, beside: BARE }, beside: 'bare' },
   ]
   const notes: Row[] = []
   const forwardAuth = await fetch(`${gateway}/api/gateway/v1/authz/auth-request/`, { headers: { 'x-original-method': 'GET', 'x-original-uri': hosts } })
@@ -387,9 +413,10 @@ try {
     if (lua) await forwardAuthServer('lua-decisions', ports.luaDecisions, 'memory')
     else notes.push({ name: 'nginx + Lua decision cache, 1 s', note: 'not measured: libnginx-mod-http-lua is not installed' })
     for (const [name, headers] of credentials) {
-      named.push({ name: `nginx auth_request, ${name}`, target: { url: `http://127.0.0.1:${ports.authRequest}${hosts}`, options: { headers }, process: restarted.child } })
-      named.push({ name: `nginx auth_request + 1 s cache, ${name}`, target: { url: `http://127.0.0.1:${ports.authRequestCached}${hosts}`, options: { headers }, process: restarted.child } })
-      if (lua) named.push({ name: `nginx + Lua decision cache, 1 s, ${name}`, target: { url: `http://127.0.0.1:${ports.luaDecisions}${hosts}`, options: { headers }, process: restarted.child } })
+      const builtIn = named.findIndex((row) => row.name === `Gatehouse, ${name}`)
+      named.push({ name: `nginx auth_request, ${name}`, target: { url: `http://127.0.0.1:${ports.authRequest}${hosts}`, options: { headers }, process: restarted.child, beside: builtIn }, beside: 'built-in' })
+      named.push({ name: `nginx auth_request + 1 s cache, ${name}`, target: { url: `http://127.0.0.1:${ports.authRequestCached}${hosts}`, options: { headers }, process: restarted.child, beside: NGINX_PROXY }, beside: 'nginx' })
+      if (lua) named.push({ name: `nginx + Lua decision cache, 1 s, ${name}`, target: { url: `http://127.0.0.1:${ports.luaDecisions}${hosts}`, options: { headers }, process: restarted.child, beside: NGINX_PROXY }, beside: 'nginx' })
     }
   }
   const results = measureInRounds(named.map(({ target }) => target))
@@ -397,7 +424,7 @@ try {
   // (its keep-alive timeout), and only now can undici read that. One turn of the loop lets it drop them, rather than
   // write the next request into a closed one (EPIPE).
   await new Promise((resolve) => setTimeout(resolve, 100))
-  const rows: Row[] = [...named.map(({ name }, i) => ({ name, result: results[i]! })), ...notes]
+  const rows: Row[] = [...named.map(({ name, beside }, i) => ({ name, result: results[i]!, beside })), ...notes]
   const nginxProxy = results[1]!
   const bareProxy = results[3]!
 
