@@ -751,7 +751,8 @@ function hasBody(raw: IncomingMessage): boolean {
 }
 
 function isForm(raw: IncomingMessage): boolean {
-  return /^application\/x-www-form-urlencoded\b/i.test(raw.headers['content-type'] ?? '')
+  // The media type whole: `application/x-www-form-urlencoded-other` is another type, not a form.
+  return /^application\/x-www-form-urlencoded\s*(?:;|$)/i.test(raw.headers['content-type'] ?? '')
 }
 
 /**

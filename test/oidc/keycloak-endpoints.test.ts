@@ -87,6 +87,8 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
       ['application/json', JSON.stringify(form)],
       ['text/plain', new URLSearchParams(form).toString()],
       ['multipart/form-data; boundary=gatehouse', `--gatehouse\r\nContent-Disposition: form-data; name="grant_type"\r\n\r\nclient_credentials\r\n--gatehouse--\r\n`],
+      // Another media type that only starts as a form's does.
+      ['application/x-www-form-urlencoded-other', new URLSearchParams(form).toString()],
     ]
     for (const endpoint of ['/token', '/revoke']) {
       for (const [type, body] of bodies) {
