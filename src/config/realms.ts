@@ -139,6 +139,8 @@ export const RealmSchema = z.object({
     .describe('An offline session ends this long after login, however often it is refreshed (Keycloak: "Offline Session Max", 60 days; Gatehouse always applies it, see docs/oidc.md).'),
   grants_per_user_limit: z.number().int().min(1).max(100_000).default(1000)
     .describe('The most live grants (logins: browser sign-ins, password and device logins, offline sessions) one user holds in the realm at once. A new one past it ends the oldest, with their tokens, as Keycloak\'s "User Session Count Limiter" set to terminate the oldest session does; without a bound a script looping over the token endpoint would fill the database, and ending its account would take as long.'),
+  refresh_tokens_per_grant_limit: z.number().int().min(1).max(100_000).default(100)
+    .describe('The most refresh tokens one grant (one login) keeps at once. Each refresh issues a new one; for a client without `refresh_token_rotation` the earlier ones stay valid until they expire, as in Keycloak, and so each is a row until then. A new one past the limit ends the oldest. Keycloak\'s refresh tokens are signed and stored nowhere, so it needs no such bound; without one a script refreshing in a loop would add a row a refresh, kept up to 30 days.'),
   device_code_seconds: z.number().int().min(60).max(86400).default(600)
     .describe('How long a device login (the device authorization grant) waits for its user to enter the code; past it, polling is answered `expired_token` (Keycloak: "OAuth 2.0 Device Code Lifespan", 10 minutes).'),
   login_with_email: z.boolean().default(true)

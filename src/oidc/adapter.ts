@@ -66,6 +66,8 @@ export interface AdapterDependencies {
   gatewaySession?(accountId: string): Promise<string | undefined>
   /** The realm's `grants_per_user_limit`: saving a user's grant past it ends their oldest. */
   grantsPerUserLimit?: number
+  /** The realm's `refresh_tokens_per_grant_limit`: saving a grant's refresh token past it ends its oldest. */
+  refreshTokensPerGrantLimit?: number
   /**
    * How long a browser session lasts past its last activity (SSO Session Idle and Keycloak's window), and at most after
    * it began (SSO Session Max): a refresh of one of its tokens is activity too, and extends it (`#extendBrowserSession`).
@@ -97,6 +99,8 @@ export class StoreAdapter implements Adapter {
    * the client (a token's client never changes), which this saves reading the record again for.
    */
   readonly #refreshTokenClients = new BoundedCache<string, string>({ maxEntries: 1000, maxAgeMs: 60_000 })
+  /** Refresh tokens each grant saved since its tokens were last counted (`#endRefreshTokensPastLimit`). */
+  readonly #savedSinceCount = new BoundedCache<string, number>({ maxEntries: 10_000, maxAgeMs: 3600_000 })
 
   constructor(model: string, deps: AdapterDependencies) {
     this.#model = model
@@ -126,6 +130,9 @@ export class StoreAdapter implements Adapter {
       expiresAt,
     })
     await (this.#model === 'RefreshToken' ? Promise.all([written, this.#extendBrowserSession(payload)]) : written)
+    if (this.#model === 'RefreshToken' && typeof payload.grantId === 'string' && this.#deps.refreshTokensPerGrantLimit !== undefined) {
+      await this.#endRefreshTokensPastLimit(payload.grantId, this.#deps.refreshTokensPerGrantLimit, id)
+    }
     if (this.#model === 'Grant' && typeof payload.accountId === 'string' && this.#deps.grantsPerUserLimit !== undefined) {
       await this.#endGrantsPastLimit(payload.accountId, this.#deps.grantsPerUserLimit, id)
     }
@@ -144,6 +151,20 @@ export class StoreAdapter implements Adapter {
     if (typeof payload.sessionUid !== 'string' || refreshTokenType(payload.scope) !== 'Refresh' || idle === undefined || max === undefined) return
     const now = providerNow()
     await this.#deps.records.extendSession(payload.sessionUid, now + idle * 1000, max, now)
+  }
+
+  /**
+   * A grant's refresh tokens past the realm's limit end, the oldest first (never `kept`, the one just saved). Counted
+   * in the database at the grant's first refresh token saved by this process, and then at every half of the limit,
+   * not at each: a statement more for every refresh would slow the grant whose rate matters most. A grant so holds
+   * at most the limit plus, on each process, half of it.
+   */
+  async #endRefreshTokensPastLimit(grantId: string, limit: number, kept: string): Promise<void> {
+    const saved = this.#savedSinceCount.get(grantId)
+    const countEvery = Math.max(1, Math.floor(limit / 2))
+    if (saved !== undefined && saved + 1 < countEvery) return this.#savedSinceCount.set(grantId, saved + 1)
+    this.#savedSinceCount.set(grantId, 0)
+    await this.#deps.records.endRefreshTokensPastLimit(grantId, limit, kept, providerNow())
   }
 
   /**

@@ -226,6 +226,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
     detectsRefreshTokenReuse: (clientId: string) => clients.get(clientId)?.refresh_token_rotation === true,
     gatewaySession: (accountId) => gatewaySessionOfRequest(options, accountId),
     grantsPerUserLimit: realm.grants_per_user_limit,
+    refreshTokensPerGrantLimit: realm.refresh_tokens_per_grant_limit,
     browserSessionIdleSeconds: realm.sso_session_idle_seconds + SESSION_IDLE_WINDOW_SECONDS,
     browserSessionMaxSeconds: realm.sso_session_max_seconds,
   }

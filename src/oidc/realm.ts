@@ -30,8 +30,11 @@ import { isRealmsRecord, REALM_MEMBER } from './adapter.ts'
 import { BackchannelLogouts, withoutQuery, type DeliveryOutcome } from './backchannel-logout.ts'
 import { adminCallUrl, logoutAllAction, logoutSessionsAction, pushNotBeforeAction, realmNotBefore, setRealmNotBefore, takeAdapterSessions } from './admin-url.ts'
 
-/** Expired provider records are deleted this often. */
-const PRUNE_INTERVAL_MS = 3600_000
+/**
+ * Expired provider records are deleted this often: a few minutes, so that the access tokens' records (each refresh
+ * writes one, for 5 minutes by default) are gone soon after they expire, however fast a client refreshes.
+ */
+const PRUNE_INTERVAL_MS = 300_000
 /** How long after its expiry a rotated-out key is still published: clock skew between issuer and verifiers. */
 const KEY_GRACE_SECONDS = 60
 /** Device codes whose last poll this process remembers. */

@@ -36,6 +36,7 @@ export interface SessionInput extends Omit<OidcRecordInput, 'model' | 'grantId' 
 export const REALM_NOT_BEFORE_MODEL = 'RealmNotBefore'
 const GRANT_MODEL = 'Grant'
 const SESSION_MODEL = 'Session'
+const REFRESH_TOKEN_MODEL = 'RefreshToken'
 
 /** What an ended realm browser session's row keeps: its key and expiry, nothing that finds it or could be used. */
 const ENDED_SESSION = { payload: '{}', grant_id: null, uid: null, user_code: null, account_id: null, gateway_session: null, consumed_at: null } as const
@@ -598,10 +599,32 @@ export class OidcRecordRepository {
       .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
     const { count } = await live.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow()
     if (Number(count) <= limit) return []
-    // Missing values (a record written by hand) count as the oldest, alike on both databases.
-    const issued = this.#dialect === 'postgres' ? sql<number>`coalesce((payload::json ->> 'iat')::bigint, 0)` : sql<number>`coalesce(json_extract(payload, '$.iat'), 0)`
+    const issued = this.#issuedAt()
     const older = await live.select('id').orderBy(issued, 'desc').orderBy(sql`coalesce(expires_at, 0)`, 'desc').orderBy('id', 'desc').limit(Number(count)).offset(limit).execute()
     return older.map((grant) => grant.id).filter((id) => id !== kept)
+  }
+
+  /**
+   * Deletes a grant's live refresh tokens past its `limit` newest, never `kept` (the one just saved, being issued).
+   * Newest by when they expire (a refresh token's lifetime starts when it is issued, and never shortens for a later
+   * one of the same grant), then by the second they were issued, then by id. Counted first, by the grants' index;
+   * read, ordered and deleted only when there are more. Nothing need be told to other processes: they keep no
+   * refresh token in memory past the turn that read it.
+   */
+  async endRefreshTokensPastLimit(grantId: string, limit: number, kept: string, now: number): Promise<void> {
+    const live = this.#db.selectFrom('oidc_records').where('grant_id', '=', grantId).where('model', '=', sql.lit(REFRESH_TOKEN_MODEL))
+      .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
+    const { count } = await live.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow()
+    if (Number(count) <= limit) return
+    const issued = this.#issuedAt()
+    const older = await live.select('id').orderBy(sql`coalesce(expires_at, 0)`, 'desc').orderBy(issued, 'desc').orderBy('id', 'desc').limit(Number(count)).offset(limit).execute()
+    const ended = older.map((token) => token.id).filter((id) => id !== kept)
+    if (ended.length) await this.#db.deleteFrom('oidc_records').where('model', '=', REFRESH_TOKEN_MODEL).where('id', 'in', ended).execute()
+  }
+
+  /** A record's `iat` (the second it was issued); missing (a record written by hand), the oldest, alike on both databases. */
+  #issuedAt() {
+    return this.#dialect === 'postgres' ? sql<number>`coalesce((payload::json ->> 'iat')::bigint, 0)` : sql<number>`coalesce(json_extract(payload, '$.iat'), 0)`
   }
 
   /** Deletes the records that expired at or before `now`, a batch at a time (deleteInBatches); returns how many. */
