@@ -48,7 +48,7 @@ function refuseNotGatehouseDatabase(source: string): void {
   let sqlite: DatabaseSync | undefined
   try {
     sqlite = new DatabaseSync(source, { readOnly: true })
-    requireGatehouseDatabase(sqlite)
+    requireGatehouseDatabase(sqlite, { servable: false })
   } catch (error) {
     if ((error as { errcode?: number }).errcode === SQLITE_NOTADB) throw new DatabaseUnusable(`sqlite:${source}`, error)
     if (error instanceof NotGatehouseDatabase) {

@@ -21,8 +21,10 @@ export class NotGatehouseDatabase extends Error {
 /**
  * Throws NotGatehouseDatabase for a database that is not Gatehouse's; returns the migrations of a newer version it
  * has, for the caller to warn of. SQLite's own errors (a file that is no database, a lock) are thrown as they come.
+ * `servable: false` (backup) asks only whether it is Gatehouse's, not whether this version can serve it: a version
+ * run from a schedule still copies the database a newer one made, whatever migrations that one renamed.
  */
-export function requireGatehouseDatabase(sqlite: DatabaseSync): { newer: string[] } {
+export function requireGatehouseDatabase(sqlite: DatabaseSync, { servable = true } = {}): { newer: string[] } {
   if (!sqlite.prepare(`select 1 from sqlite_master where type = 'table' and name = 'kysely_migration'`).get()) {
     throw new NotGatehouseDatabase('it has no migrations table')
   }
@@ -32,7 +34,7 @@ export function requireGatehouseDatabase(sqlite: DatabaseSync): { newer: string[
   const known = new Set(migrationNames)
   const newer = [...applied].filter((name) => !known.has(name))
   const missing = migrationNames.filter((name) => !applied.has(name))
-  if (newer.length && missing.length) {
+  if (servable && newer.length && missing.length) {
     throw new NotGatehouseDatabase(`it has migrations this version does not know (${list(newer)}) but lacks some it does (${list(missing)}); this version can neither serve it nor migrate it`)
   }
   return { newer }

@@ -485,6 +485,12 @@ describe('bin/gatehouse restore', () => {
         assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr)
       }
       assert.deepEqual(readdirSync(data).sort(), before, 'nothing in the data directory changed')
+      // What this version cannot serve, a newer one's database (a migration renamed) is still Gatehouse's, and backs up.
+      const newer = join(dir, 'newer')
+      mkdirSync(newer, { mode: 0o700 })
+      copyFileSync(diverged, join(newer, 'gatehouse.sqlite'))
+      const backedUp = await runCli(['backup', join(dir, 'newer-backup.sqlite'), '--data-dir', newer])
+      assert.equal(backedUp.code, 0, backedUp.stderr)
     } finally {
       rmSync(dir, { recursive: true, force: true })
     }
