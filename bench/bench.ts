@@ -88,7 +88,7 @@ interface Result {
   pacedP99ms?: number
   /** CPU time the measured Node process (and its workers) spent per request, flat out. */
   cpuMicros?: number
-  /** Requests/s against the target's reference measured right after it in each round, the median of the rounds. */
+  /** Requests/s against the target's reference measured beside it (after, then before, in turn) in each round, the median of the rounds. */
   besideRatio?: number
 }
 
