@@ -131,7 +131,7 @@ export class StoreAdapter implements Adapter {
     })
     await (this.#model === 'RefreshToken' ? Promise.all([written, this.#extendBrowserSession(payload)]) : written)
     if (this.#model === 'RefreshToken' && typeof payload.grantId === 'string' && this.#deps.refreshTokensPerGrantLimit !== undefined) {
-      await this.#endRefreshTokensPastLimit(payload.grantId, this.#deps.refreshTokensPerGrantLimit, id)
+      await this.#endRefreshTokensPastLimit(payload.grantId, this.#deps.refreshTokensPerGrantLimit, id, !payload.rotations)
     }
     if (this.#model === 'Grant' && typeof payload.accountId === 'string' && this.#deps.grantsPerUserLimit !== undefined) {
       await this.#endGrantsPastLimit(payload.accountId, this.#deps.grantsPerUserLimit, id)
@@ -155,14 +155,16 @@ export class StoreAdapter implements Adapter {
 
   /**
    * A grant's refresh tokens past the realm's limit end, the oldest first (never `kept`, the one just saved). Counted
-   * in the database at the grant's first refresh token saved by this process, and then at every half of the limit,
-   * not at each: a statement more for every refresh would slow the grant whose rate matters most. A grant so holds
-   * at most the limit plus, on each process, half of it.
+   * in the database at every half of the limit saved by this process, not at each: a statement more for every
+   * refresh, or every login, would slow the grants whose rates matter most. A grant this process has not counted yet
+   * is counted at its first token a refresh made; one a login made (`issuedByLogin`: no rotation yet) starts a new
+   * grant, or adds one token to a grant found again, and is only counted. A grant so holds at most the limit plus,
+   * on each process, half of it.
    */
-  async #endRefreshTokensPastLimit(grantId: string, limit: number, kept: string): Promise<void> {
+  async #endRefreshTokensPastLimit(grantId: string, limit: number, kept: string, issuedByLogin: boolean): Promise<void> {
     const saved = this.#savedSinceCount.get(grantId)
     const countEvery = Math.max(1, Math.floor(limit / 2))
-    if (saved !== undefined && saved + 1 < countEvery) return this.#savedSinceCount.set(grantId, saved + 1)
+    if (saved === undefined ? issuedByLogin : saved + 1 < countEvery) return this.#savedSinceCount.set(grantId, (saved ?? 0) + 1)
     this.#savedSinceCount.set(grantId, 0)
     await this.#deps.records.endRefreshTokensPastLimit(grantId, limit, kept, providerNow())
   }
