@@ -6,6 +6,7 @@ import type { Store } from '../store/store.ts'
 import type { z } from 'zod'
 import type { Actor } from './actor.ts'
 import { changesBetween, type Fields } from './changes.ts'
+import { UncheckedRefusals } from './unchecked-refusals.ts'
 
 type AuditOptions = z.output<typeof AuditSchema>
 
@@ -34,7 +35,8 @@ const BATCH_ROWS = 500
  * queue); the queue is written in one batch every `flush_ms`, so a burst of failed logins costs one INSERT per
  * batch, not one per request. The queue is bounded: authentication entries beyond `queue_limit` are counted, not
  * kept (one `dropped` entry says how many), while changes made through the API or CLI are always kept. The table
- * is bounded by age (`retention_days`) and by count (`max_entries`).
+ * is bounded by age (`retention_days`) and by count (`max_entries`). A refused login that verified no password
+ * (throttled, locked, busy) is written once per client and minute, with how often it repeated (src/audit/unchecked-refusals.ts).
  */
 export class AuditTrail {
   readonly #store: Store
@@ -51,6 +53,9 @@ export class AuditTrail {
   readonly #alwaysKept = new WeakSet<NewAuditEntry>()
   /** The trail's own `dropped` entries, which carry a count rather than an event. */
   readonly #dropCounts = new WeakSet<NewAuditEntry>()
+  readonly #uncheckedRefusals = new UncheckedRefusals()
+  /** Queues an entry carrying a window's count of repeated refusals; listeners counted each refusal already. */
+  readonly #writeRepeated = (entry: NewAuditEntry): void => this.#add(entry, false, false)
   /** Entries counted instead of kept since start (gatehouse_audit_dropped_total). */
   droppedTotal = 0
   onError: (error: unknown) => void = () => {}
@@ -96,9 +101,14 @@ export class AuditTrail {
     this.#add({ ...entryOf(actor, 'update', { type: 'realm', id: realm, name: realm }, changesBetween(undefined, fields)), realm }, true)
   }
 
-  /** Records an authentication event; under a flood these are the entries that may be dropped. */
+  /**
+   * Records an authentication event; under a flood these are the entries that may be dropped. Listeners (metrics)
+   * are told of every one; a refusal that verified no password is written only once per client and window.
+   */
   auth(actor: Actor, event: AuthEvent): void {
-    this.#add({ ...entryOf(actor, event.operation, event.object, null), code: event.code ?? null, realm: event.realm ?? null }, false)
+    const entry = { ...entryOf(actor, event.operation, event.object, null), code: event.code ?? null, realm: event.realm ?? null }
+    for (const listener of this.#listeners) listener(entry)
+    if (this.#uncheckedRefusals.admit(entry, this.#writeRepeated)) this.#add(entry, false, false)
   }
 
   /**
@@ -143,12 +153,15 @@ export class AuditTrail {
   async close(): Promise<void> {
     clearInterval(this.#timer)
     clearInterval(this.#pruneTimer)
+    // The counts of windows still open are written now: nothing would write them after the stop.
+    await this.#flushing
+    this.#uncheckedRefusals.endBefore(Infinity, this.#writeRepeated)
     await this.flush()
     if (this.#lines && this.#lines !== process.stdout) await new Promise((resolve) => (this.#lines as WriteStream).end(resolve))
   }
 
-  #add(entry: NewAuditEntry, keep: boolean): void {
-    for (const listener of this.#listeners) listener(entry)
+  #add(entry: NewAuditEntry, keep: boolean, notify = true): void {
+    if (notify) for (const listener of this.#listeners) listener(entry)
     if (!keep && this.#queue.length >= this.#options.queue_limit) {
       this.#dropped++
       this.droppedTotal++
@@ -188,6 +201,7 @@ export class AuditTrail {
   }
 
   async #write(): Promise<void> {
+    this.#uncheckedRefusals.endBefore(Date.now(), this.#writeRepeated)
     if (this.#dropped) {
       const count = { ...entryOf({ userId: null, username: null, address: null, method: null }, 'dropped', { type: 'audit' }, { count: this.#dropped }), code: 'queue_full' }
       this.#dropCounts.add(count)

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
-import { describe, it } from 'node:test'
+import { describe, it, mock } from 'node:test'
 import { Agent } from 'undici'
 import { SYSTEM_ACTOR, type Actor } from '../../src/audit/actor.ts'
 import { AuditTrail } from '../../src/audit/trail.ts'
@@ -10,6 +10,8 @@ import { DatabaseUnavailable } from '../../src/errors.ts'
 import { type ListFilter, NO_FILTER } from '../../src/store/list-filter.ts'
 import { openStore } from '../../src/store/store.ts'
 import { adminAuth, basic, json, startGateway, tempDir } from '../helpers/gateway.ts'
+import { requestFrom } from '../helpers/from-address.ts'
+import { parseScrape, sampleValue } from '../helpers/prometheus.ts'
 import { REALM } from '../helpers/oidc.ts'
 
 const newestFirst: ListFilter = { ...NO_FILTER, order: [{ field: 'id', descending: true }] }
@@ -206,5 +208,73 @@ describe('audit trail bounds', () => {
       await agent.close()
       await gw.close()
     }
+  })
+  describe('refused logins that verified no password', () => {
+    const ME = '/api/gateway/v1/me/'
+    const entriesFrom = async (gw: Awaited<ReturnType<typeof startGateway>>, address: string) => {
+      await gw.app.audit.flush()
+      const filter: ListFilter = { ...NO_FILTER, all: [{ field: 'source_address', lookup: 'exact', value: address, negate: false }] }
+      const { entries } = await gw.app.store.audit.list({ filter, offset: 0, limit: 1000 })
+      return entries.map((entry) => [entry.operation, entry.code, entry.objectName, entry.changes])
+    }
+
+    it('are written once per address and minute while throttled, whatever the username, with how often they repeated; each wrong password is written', async () => {
+      const gw = await startGateway({ config: { auth: { basic_cache_seconds: 0 } } })
+      mock.timers.enable({ apis: ['Date'], now: Date.now() })
+      try {
+        await gw.app.settings.update({ login_failures_before_lockout: 0, login_failures_per_address: 3, login_address_window_seconds: 300 })
+        const from = (username: string, password = 'a-wrong-password') => requestFrom('127.0.0.21', gw.url + ME, { headers: { authorization: basic(username, password) } })
+        // Each with a password of its own: the same credential sent at once is checked once for all (src/auth/credential-cache.ts).
+        const codesOf = async (usernames: string[]) => (await Promise.all(usernames.map((name, i) => from(name, `wrong-${name}-${i}`)))).map((response) => response.json().code)
+        for (const name of ['ann', 'bob', 'ann']) assert.equal((await from(name)).json().code, 'invalid_credentials')
+        const flood = Array.from({ length: 200 }, (_, i) => (i % 2 ? 'ann' : `nobody-${i}`))
+        const scrape = async () => sampleValue(parseScrape(await (await fetch(gw.url + '/metrics')).text()), 'gatehouse_logins_total', { method: 'basic', outcome: 'failure', code: 'login_throttled' })
+        assert.deepEqual(new Set(await codesOf(flood.slice(0, 100))), new Set(['login_throttled']))
+        assert.deepEqual(await entriesFrom(gw, '127.0.0.21'), [
+          ['login_error', 'invalid_credentials', 'ann', null],
+          ['login_error', 'invalid_credentials', 'bob', null],
+          ['login_error', 'invalid_credentials', 'ann', null],
+          ['login_error', 'login_throttled', 'nobody-0', null],
+        ])
+        assert.deepEqual(new Set(await codesOf(flood.slice(100))), new Set(['login_throttled']))
+        assert.equal(await scrape(), 200, 'the metric counts every refusal')
+
+        // The window's count is written when it ends, as its newest refusal; the next refusal opens a window of its own.
+        mock.timers.tick(61_000)
+        assert.equal((await from('carl')).json().code, 'login_throttled')
+        const entries = await entriesFrom(gw, '127.0.0.21')
+        assert.deepEqual(entries.slice(3), [
+          ['login_error', 'login_throttled', 'nobody-0', null],
+          ['login_error', 'login_throttled', 'ann', { repeated: 199 }],
+          ['login_error', 'login_throttled', 'carl', null],
+        ])
+        assert.equal(await scrape(), 201)
+      } finally {
+        mock.timers.reset()
+        await gw.close()
+      }
+    })
+
+    it('are written once per username, address and minute while the username is locked, and the open count when the gateway stops', async () => {
+      const gw = await startGateway({ config: { auth: { basic_cache_seconds: 0 } } })
+      try {
+        await gw.app.settings.update({ login_failures_before_lockout: 2, login_lockout_seconds: 300, login_failures_per_address: 0, login_lockout_spares_clean_addresses: false })
+        const from = (address: string, username: string) => requestFrom(address, gw.url + ME, { headers: { authorization: basic(username, 'a-wrong-password') } })
+        for (let i = 0; i < 2; i++) assert.equal((await from('127.0.0.22', 'dora')).json().code, 'invalid_credentials')
+        for (let i = 0; i < 50; i++) assert.equal((await from('127.0.0.22', i % 2 ? 'dora' : 'DORA')).json().code, 'account_locked')
+        for (let i = 0; i < 5; i++) assert.equal((await from('127.0.0.23', 'dora')).json().code, 'account_locked')
+        assert.deepEqual((await entriesFrom(gw, '127.0.0.22')).map(([operation, code]) => [operation, code]), [
+          ['login_error', 'invalid_credentials'],
+          ['login_error', 'invalid_credentials'],
+          ['login_error', 'account_locked'],
+        ])
+        assert.deepEqual(await entriesFrom(gw, '127.0.0.23'), [['login_error', 'account_locked', 'dora', null]])
+        await gw.app.audit.close()
+        assert.deepEqual((await entriesFrom(gw, '127.0.0.22')).at(-1), ['login_error', 'account_locked', 'dora', { repeated: 49 }])
+        assert.deepEqual((await entriesFrom(gw, '127.0.0.23')).at(-1), ['login_error', 'account_locked', 'dora', { repeated: 4 }])
+      } finally {
+        await gw.close()
+      }
+    })
   })
 })

@@ -82,8 +82,10 @@ function subject(entry) {
 
 /** @param {any} entry */
 function details(entry) {
-  if (entry.code) return h('code', null, entry.code)
   const changes = entry.changes
+  // A refusal that verified no password, written once for those like it in a minute (docs/audit.md).
+  if (entry.code && changes?.repeated) return h('span', null, h('code', null, entry.code), ` and ${changes.repeated} more like it`)
+  if (entry.code) return h('code', null, entry.code)
   if (!changes) return '—'
   if (entry.operation === 'dropped') return `${changes.count} entries not kept`
   const changed = Object.entries(changes.changed_fields || {}).map(([name, [before, after]]) => `${name}: ${show(before)} → ${show(after)}`)
