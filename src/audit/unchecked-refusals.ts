@@ -26,8 +26,9 @@ interface Window {
  * Collapses unchecked refusals into one entry per refusal, client and window: the first is written as it comes;
  * the others within `REPEAT_WINDOW_MS` are counted, and when the window ends one more entry, the newest of them,
  * carries the count (`changes.repeated`). The key is the code, the client address as the lockout counts it (an IPv6
- * client by its /64, which one host can pick addresses from) and the username; a throttled address's refusals leave
- * the username out, since the throttle is the address's whatever name it sends, and naming a new one is free.
+ * client by its /64, which one host can pick addresses from) and, for a locked username, the username: the other
+ * refusals (a throttled address, checks busy or abandoned) are the address's whatever name it sends, and naming a
+ * new one is free.
  * A flood of refusals writes at most two entries per key and window; wrong passwords are not collapsed, as each
  * was verified (costly, and counted by the lockout).
  */
@@ -77,6 +78,6 @@ export class UncheckedRefusals {
 
 function keyOf(entry: NewAuditEntry): string {
   const address = entry.sourceAddress === null ? '' : (countedAddress(entry.sourceAddress) ?? entry.sourceAddress)
-  const username = entry.code === LoginThrottled.code ? '' : (entry.actorUsername ?? '').toLowerCase()
+  const username = entry.code === AccountLocked.code ? (entry.actorUsername ?? '').toLowerCase() : ''
   return JSON.stringify([entry.code, address, username, entry.realm])
 }
