@@ -606,8 +606,9 @@ export class OidcRecordRepository {
 
   /**
    * Deletes a grant's live refresh tokens past its `limit` newest, never `kept` (the one just saved, being issued).
-   * Newest by when they expire (a refresh token's lifetime starts when it is issued, and never shortens for a later
-   * one of the same grant), then by the second they were issued, then by id. Counted first, by the grants' index;
+   * Newest by the second they were issued, then by when they expire, then by id: not by expiry first, as tokens
+   * capped by the session's maximum all end at the same second, and their milliseconds say only when in its second
+   * each was saved. Counted first, by the index of refresh tokens (030_oidc_grant_refresh_tokens_index);
    * read, ordered and deleted only when there are more. Nothing need be told to other processes: they keep no
    * refresh token in memory past the turn that read it.
    */
@@ -617,7 +618,7 @@ export class OidcRecordRepository {
     const { count } = await live.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow()
     if (Number(count) <= limit) return
     const issued = this.#issuedAt()
-    const older = await live.select('id').orderBy(sql`coalesce(expires_at, 0)`, 'desc').orderBy(issued, 'desc').orderBy('id', 'desc').limit(Number(count)).offset(limit).execute()
+    const older = await live.select('id').orderBy(issued, 'desc').orderBy(sql`coalesce(expires_at, 0)`, 'desc').orderBy('id', 'desc').limit(Number(count)).offset(limit).execute()
     const ended = older.map((token) => token.id).filter((id) => id !== kept)
     if (ended.length) await this.#db.deleteFrom('oidc_records').where('model', '=', REFRESH_TOKEN_MODEL).where('id', 'in', ended).execute()
   }

@@ -64,3 +64,31 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`a realm's refre
     assert.equal((await refresh(other.refresh_token)).status, 200)
   })
 })
+
+/**
+ * Tokens capped by the session's maximum all expire at the same second, and their records' milliseconds say only when
+ * in its second each was saved: ordered by expiry first, the bound once ended the token a client had just been given.
+ */
+describe('refresh_tokens_per_grant_limit when the session maximum caps the tokens', () => {
+  let gw: TestGateway
+  before(async () => {
+    gw = await startGateway({ config: { realms: realmWith([], { refresh_tokens_per_grant_limit: 3, sso_session_idle_seconds: 600, sso_session_max_seconds: 600 }) } })
+    await gw.app.accounts.create({ username: 'two-tabs', password: 'two-tabs-password' })
+  })
+  after(async () => {
+    await gw?.close()
+  })
+
+  it('ends only the oldest, so two clients of one login that each refresh with their newest token go on', async () => {
+    const login = await passwordLogin(gw, 'two-tabs', 'two-tabs-password')
+    const tabs = [login.refresh_token as string, login.refresh_token as string]
+    for (let step = 0; step < 12; step++) {
+      const tab = step % 2
+      // Across seconds, as two tabs would refresh: each record's milliseconds then fall anywhere in the second.
+      if (step % 2 === 1) await new Promise((resolve) => setTimeout(resolve, 600))
+      const refreshed = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'refresh_token', refresh_token: tabs[tab]! })
+      assert.equal(refreshed.status, 200, `step ${step}, tab ${tab}: ${JSON.stringify(refreshed.body)}`)
+      tabs[tab] = refreshed.body.refresh_token
+    }
+  })
+})
