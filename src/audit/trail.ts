@@ -54,8 +54,12 @@ export class AuditTrail {
   /** The trail's own `dropped` entries, which carry a count rather than an event. */
   readonly #dropCounts = new WeakSet<NewAuditEntry>()
   readonly #uncheckedRefusals = new UncheckedRefusals()
-  /** Queues an entry carrying a window's count of repeated refusals; listeners counted each refusal already. */
-  readonly #writeRepeated = (entry: NewAuditEntry): void => this.#add(entry, false, false)
+  /**
+   * Queues an entry carrying a window's count of repeated refusals; listeners counted each refusal already. Always
+   * kept, as changes are: a full queue would otherwise drop the one entry that stands for all of them, and there are
+   * at most as many as the windows followed at once (src/audit/unchecked-refusals.ts).
+   */
+  readonly #writeRepeated = (entry: NewAuditEntry): void => this.#add(entry, true, false)
   /** Entries counted instead of kept since start (gatehouse_audit_dropped_total). */
   droppedTotal = 0
   onError: (error: unknown) => void = () => {}

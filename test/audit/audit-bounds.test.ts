@@ -40,6 +40,25 @@ describe('audit trail bounds', () => {
     }
   })
 
+  it('keeps the entry that carries a minute\'s repeated refusals when the queue is full', async () => {
+    const dir = tempDir()
+    const store = await openStore({ dataDir: dir })
+    const trail = new AuditTrail(store, { ...auditDefaults, queue_limit: 10 })
+    try {
+      for (let i = 0; i < 5; i++) trail.auth(guesser, { operation: 'login_error', object: { type: 'user', name: 'guesser' }, code: 'login_throttled' })
+      for (let i = 0; i < 20; i++) trail.auth(guesser, { operation: 'login_error', object: { type: 'user', name: `user-${i}` }, code: 'invalid_credentials' })
+      // Stopping writes the counts of the minutes still open, into a queue that is full.
+      await trail.close()
+      const { entries } = await store.audit.list({ filter: newestFirst, offset: 0, limit: 100 })
+      const throttled = entries.filter((entry) => entry.code === 'login_throttled')
+      assert.deepEqual(throttled.map((entry) => entry.changes), [{ repeated: 4 }, null])
+    } finally {
+      await trail.close()
+      await store.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
   it('keeps every change while the database is away, and counts the login entries it cannot keep beside them', async () => {
     const dir = tempDir()
     const store = await openStore({ dataDir: dir })

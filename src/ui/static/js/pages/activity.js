@@ -84,7 +84,8 @@ function subject(entry) {
 function details(entry) {
   const changes = entry.changes
   // A refusal that verified no password, written once for those like it in a minute (docs/audit.md).
-  if (entry.code && changes?.repeated) return h('span', null, h('code', null, entry.code), ` and ${changes.repeated} more like it`)
+  // This entry is the last of `repeated` refusals after the first of its minute, which has an entry of its own.
+  if (entry.code && changes?.repeated) return h('span', null, h('code', null, entry.code), `, ${changes.repeated} more times in the minute after the first (this the last)`)
   if (entry.code) return h('code', null, entry.code)
   if (!changes) return '—'
   if (entry.operation === 'dropped') return `${changes.count} entries not kept`
