@@ -158,8 +158,8 @@ export class StoreAdapter implements Adapter {
    * in the database at every half of the limit saved by this process, not at each: a statement more for every
    * refresh, or every login, would slow the grants whose rates matter most. A grant this process has not counted yet
    * is counted at its first token a refresh made; one a login made (`issuedByLogin`: no rotation yet) starts a new
-   * grant, or adds one token to a grant found again, and is only counted. A grant so holds at most the limit plus,
-   * on each process, half of it.
+   * grant, or adds one token to a grant found again, and is only counted in memory. A grant so holds at most the
+   * limit plus, on each process, half of it.
    */
   async #endRefreshTokensPastLimit(grantId: string, limit: number, kept: string, issuedByLogin: boolean): Promise<void> {
     const saved = this.#savedSinceCount.get(grantId)
