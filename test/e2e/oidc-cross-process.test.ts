@@ -25,14 +25,24 @@ describe('OIDC across gateway processes', () => {
 
   before(async () => {
     dir = tempDir()
-    const [portA, portB] = [await freePort(), await freePort()]
-    firstUrl = `http://127.0.0.1:${portA}`
-    secondUrl = `http://127.0.0.1:${portB}`
-    const config = readFileSync(demoConfigFile, 'utf8').replace(/^server:\n/m, `server:\n  public_url: ${firstUrl}\n`)
-    writeFileSync(join(dir, 'gatehouse.yaml'), config)
-    const args = ['--demo', '--config', join(dir, 'gatehouse.yaml'), '--data-dir', join(dir, 'data')]
-    first = await spawnGateway([...args, '--port', String(portA)])
-    second = await spawnGateway([...args, '--port', String(portB)])
+    // The public URL names the first process's port, so the ports are picked before the processes start; a port
+    // found free can be taken (by another test's connection) before a process listens on it: then new ones are picked.
+    for (let attempt = 1; ; attempt++) {
+      const [portA, portB] = [await freePort(), await freePort()]
+      firstUrl = `http://127.0.0.1:${portA}`
+      secondUrl = `http://127.0.0.1:${portB}`
+      const config = readFileSync(demoConfigFile, 'utf8').replace(/^server:\n/m, `server:\n  public_url: ${firstUrl}\n`)
+      writeFileSync(join(dir, 'gatehouse.yaml'), config)
+      const args = ['--demo', '--config', join(dir, 'gatehouse.yaml'), '--data-dir', join(dir, 'data')]
+      try {
+        first = await spawnGateway([...args, '--port', String(portA)])
+        second = await spawnGateway([...args, '--port', String(portB)])
+        return
+      } catch (error) {
+        await first?.stop()
+        if (attempt === 3 || !/EADDRINUSE/.test(String(error))) throw error
+      }
+    }
   })
   after(async () => {
     await Promise.all([first?.stop(), second?.stop()])
