@@ -358,6 +358,8 @@ interface Target {
   prefilledUserCode?: string
   /** A revocation of a value that is no token the realm signed (`ProviderRequest.unreadableToken`). */
   unreadableToken?: boolean
+  /** The body is a form the gateway made in place of one that was none (`emptyFormInstead`). */
+  formInstead?: boolean
 }
 
 /**
@@ -416,8 +418,11 @@ async function adjustForKeycloak(realm: Realm, method: string, path: string, que
   // Its token and revocation endpoints consume forms too; RESTEasy Reactive compares a Content-Type that is sent, so a
   // request without one is read as an empty form.
   if (method === 'POST' && (path === KEYCLOAK_ROUTES.token || path === KEYCLOAK_ROUTES.revocation) && raw.headers['content-type'] !== undefined && !isForm(raw)) return UNSUPPORTED_MEDIA_TYPE
-  if (method === 'POST' && isForm(raw) && (body || path === KEYCLOAK_ROUTES.end_session || path === KEYCLOAK_ROUTES.authorization)) {
-    const form = new URLSearchParams(body?.toString('utf8') ?? '')
+  // Its introspection endpoint consumes any type and reads the parameters of a form only: any other body (JSON, say) is
+  // an empty form there, so a client named by HTTP basic is still authenticated and then told the token is missing.
+  const formInstead = method === 'POST' && path === KEYCLOAK_ROUTES.introspection && !isForm(raw)
+  if (method === 'POST' && (isForm(raw) || formInstead) && (body || formInstead || path === KEYCLOAK_ROUTES.end_session || path === KEYCLOAK_ROUTES.authorization)) {
+    const form = new URLSearchParams(formInstead ? '' : body?.toString('utf8') ?? '')
     if (path === KEYCLOAK_ROUTES.end_session && !form.has('refresh_token')) return logoutRefusal(form) ?? asGet(realm, path, form)
     if (path === KEYCLOAK_ROUTES.authorization) return asGet(realm, path, form)
     const basic = raw.headers.authorization === undefined ? undefined : basicCredentials(raw.headers.authorization)
@@ -441,7 +446,8 @@ async function adjustForKeycloak(realm: Realm, method: string, path: string, que
       form.set('client_id', basic.clientId)
       form.set('client_secret', basic.secret)
     }
-    return keycloakForm(realm, path, raw, form, basicInForm || ignoredHeader, basic?.clientId ?? form.get('client_id') ?? assertedClientId(form))
+    const target = await keycloakForm(realm, path, raw, form, basicInForm || ignoredHeader, basic?.clientId ?? form.get('client_id') ?? assertedClientId(form))
+    return formInstead && 'path' in target ? { ...target, formInstead } : target
   }
   const authorization = path === KEYCLOAK_ROUTES.userinfo ? await userinfoAuthorization(realm, raw) : undefined
   return authorization ? { path, body, authorization } : { path, body }
@@ -822,6 +828,7 @@ function replayRequest(raw: IncomingMessage, ip: string, target: Target, query: 
     delete headers['transfer-encoding']
     headers['content-length'] = String(body.length)
   }
+  if (target.formInstead) headers['content-type'] = 'application/x-www-form-urlencoded'
   if (target.authorization === null) delete headers.authorization
   else if (target.authorization) headers.authorization = target.authorization
   delete headers.forwarded

@@ -105,6 +105,24 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
     assert.deepEqual(await json(untypedRevocation), { error: 'invalid_client', error_description: 'Missing client_id parameter' })
   })
 
+  it('reads a body that is no form at the introspection endpoint as an empty form, as Keycloak, whose introspection consumes any type', async () => {
+    const basic = `Basic ${Buffer.from(`reports:${SERVICE_SECRET}`).toString('base64')}`
+    const token = (await tokenRequest(gw, { grant_type: 'client_credentials', client_id: 'reports', client_secret: SERVICE_SECRET })).body.access_token as string
+    for (const [type, body] of [['application/json', JSON.stringify({ token, client_id: 'reports', client_secret: SERVICE_SECRET })], ['text/plain', new URLSearchParams({ token }).toString()]]) {
+      // The client in the body is not read: no client authenticated.
+      const unauthenticated = await gw.fetch(`${ENDPOINTS}/token/introspect`, { method: 'POST', headers: { 'content-type': type! }, body })
+      assert.equal(unauthenticated.status, 401, type)
+      assert.deepEqual(await json(unauthenticated), { error: 'invalid_request', error_description: 'Authentication failed.' }, type)
+      // Nor is the token: the client named by HTTP basic is told it is missing.
+      const withBasic = await gw.fetch(`${ENDPOINTS}/token/introspect`, { method: 'POST', headers: { 'content-type': type!, authorization: basic }, body })
+      assert.equal(withBasic.status, 400, type)
+      assert.deepEqual(await json(withBasic), { error: 'invalid_request', error_description: 'Token not provided.' }, type)
+    }
+    const asForm = await gw.fetch(`${ENDPOINTS}/token/introspect`, { method: 'POST', headers: { ...FORM, authorization: basic }, body: new URLSearchParams({ token }).toString() })
+    assert.equal(asForm.status, 200)
+    assert.equal((await json(asForm)).active, true)
+  })
+
   it('never puts a client secret sent to the logout or authorization endpoint into a URL', async () => {
     for (const endpoint of ['/logout', '/auth']) {
       const answer = await gw.fetch(`${ENDPOINTS}${endpoint}`, { method: 'POST', headers: FORM, body: new URLSearchParams({ client_id: 'reports', client_secret: 'reports-secret-0123456789', state: 's' }).toString() })
