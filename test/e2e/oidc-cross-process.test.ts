@@ -1,19 +1,10 @@
 import assert from 'node:assert/strict'
 import { readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { demoConfigFile } from '../../src/config/load.ts'
 import { ADMIN_PASSWORD, spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => resolve(port))
-    })
-  })
-}
+import { freePort } from '../helpers/free-port.ts'
 
 /** Two gateway processes sharing one database, behind one public URL, as behind a load balancer. */
 describe('OIDC across gateway processes', () => {

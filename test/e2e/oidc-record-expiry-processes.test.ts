@@ -6,7 +6,8 @@ import pg from 'pg'
 import { demoConfigFile } from '../../src/config/load.ts'
 import { ADMIN_PASSWORD, basic, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
-import { freePort, skewedClock, spawnAtPort } from '../helpers/skewed-clock.ts'
+import { freePort } from '../helpers/free-port.ts'
+import { skewedClock, spawnAtPort } from '../helpers/skewed-clock.ts'
 import { decodeJwtPart } from '../helpers/oidc.ts'
 
 const SKEW_MS = 120_000

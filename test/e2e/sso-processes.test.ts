@@ -1,23 +1,14 @@
 import assert from 'node:assert/strict'
 import { rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { Browser, linksTo } from '../helpers/browser.ts'
 import { json, spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
 import { startUpstreamIdp, type UpstreamIdp } from '../helpers/upstream-idp.ts'
+import { freePort } from '../helpers/free-port.ts'
 
 const SSO = '/api/gateway/v1/login/sso/'
 const SECRET_ENV = { TEST_SSO_CLIENT_SECRET: 'corp-secret' }
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => resolve(port))
-    }).on('error', reject)
-  })
-}
 
 // Two `gatehouse serve` processes behind one public URL (as behind a load balancer), sharing a database: a
 // sign-in may start on one and come back to the other.

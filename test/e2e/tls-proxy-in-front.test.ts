@@ -9,7 +9,8 @@ import { parse } from 'yaml'
 import { selfSignedCertificate } from '../helpers/certificates.ts'
 import { codeBlocks, replaced } from '../helpers/docs.ts'
 import { ADMIN_PASSWORD, basic, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
-import { freePort, startNginx } from '../helpers/nginx.ts'
+import { freePort } from '../helpers/free-port.ts'
+import { startNginx } from '../helpers/nginx.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
 
 /**

@@ -7,7 +7,8 @@ import { launchChromium, openPage, pageDrawn } from '../helpers/chromium.ts'
 import { codeBlocks, replaced } from '../helpers/docs.ts'
 import { ADMIN_PASSWORD, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
 import { startCaddy } from '../helpers/caddy.ts'
-import { freePort, startNginx } from '../helpers/nginx.ts'
+import { freePort } from '../helpers/free-port.ts'
+import { startNginx } from '../helpers/nginx.ts'
 
 const PATH = '/edge'
 const PAGES = ['account', 'tokens', 'sessions', 'access', 'admin/users', 'admin/users/1', 'admin/tokens', 'admin/sessions', 'admin/applications', 'admin/settings', 'admin/services', 'admin/activity']

@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { Attribute, Change, Client } from 'ldapts'
 import { selfSignedCertificate } from './certificates.ts'
 import { tempDir } from './gateway.ts'
+import { freePort } from './free-port.ts'
 
 /**
  * A real OpenLDAP server (Debian's `slapd`) for one test file: its own config, database and self-signed
@@ -235,14 +236,6 @@ access to attrs=userPassword by anonymous auth by * none
 access to * by users read by * none
 ${passwordPolicy ? `overlay ppolicy\nppolicy_default "${PASSWORD_POLICY_DN}"` : ''}
 `
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  await new Promise((resolve) => server.close(resolve))
-  return port
 }
 
 function canConnect(port: number): Promise<boolean> {

@@ -1,8 +1,12 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { connect, createServer } from 'node:net'
+import { connect } from 'node:net'
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { codeBlocks, replaced } from './docs.ts'
+import { freePort } from './free-port.ts'
+
+/** Where the configurations this module writes are to listen (bench/ imports it from here). */
+export { freePort }
 
 /**
  * A throwaway nginx (Debian package `nginx`) with one worker (or `workers`), its own prefix directory and the given
@@ -75,18 +79,6 @@ export const proxyServer = (port: number, upstreamPort: number): string => `
     keepalive_requests 1000000;
     location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
   }`
-
-/** A port free right now on 127.0.0.1, for servers (nginx, Caddy) whose configuration must name theirs. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer()
-    probe.once('error', reject)
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number }
-      probe.close(() => resolve(port))
-    })
-  })
-}
 
 /** Where the documented nginx configuration (docs/forward-auth.md) is to listen and find Gatehouse and the service. */
 export interface ForwardAuthSite {

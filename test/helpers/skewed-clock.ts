@@ -1,22 +1,12 @@
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { repoRoot, spawnGateway, type GatewayProcess } from './gateway.ts'
+import { freePort } from './free-port.ts'
 
 /** For gateway processes on "hosts" whose clocks disagree (test/fixtures/skewed-clock.mjs), each at an address known beforehand. */
 
 /** The environment of a gateway or CLI process whose Date.now() runs `skewMs` off the machine's clock (negative: behind). */
 export function skewedClock(skewMs: number): Record<string, string> {
   return { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${join(repoRoot, 'test/fixtures/skewed-clock.mjs')}`, CLOCK_SKEW_MS: String(skewMs) }
-}
-
-/** A port nothing listens on now, for a process whose public URL must be written into its configuration first. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => resolve(port))
-    })
-  })
 }
 
 /**
