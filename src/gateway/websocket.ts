@@ -33,7 +33,7 @@ import { closeFrame, FrameBoundaries } from './websocket-frames.ts'
 /** How often open sockets' credentials are checked again when nothing changed: an expired credential's closes within a second. */
 const RECHECK_MS = 500
 /**
- * How often, while sockets are open, this process looks for news of changes (on SQLite a `PRAGMA data_version`;
+ * How often, while sockets are open, this process looks for news of changes (on SQLite a read of the WAL index's header;
  * PostgreSQL's news is pushed and costs nothing to ask for): news checks every socket at once, so a revocation through
  * another process closes its sockets within about this long, not a whole RECHECK_MS later.
  */

@@ -80,7 +80,8 @@ export interface EventBusStatus {
  * disabled, a token revoked, a setting saved), so "revoked" means refused on the very next request anywhere,
  * while the request path itself stays in memory:
  * - A change and its news are written in one transaction (`change`), so no crash can keep one from the other.
- * - SQLite: each request costs one `PRAGMA data_version`, which moves only when another process committed.
+ * - SQLite: each turn of the event loop that brings requests reads the WAL index's header (one `pread`), and only
+ *   when that changed `PRAGMA data_version`, which moves only when another process committed (sqlite-driver.ts).
  * - PostgreSQL: LISTEN/NOTIFY pushes news to every process, and a publisher returns only once every live
  *   process has confirmed it read the event (bounded by ACK_WAIT_MS), so its caller's next request cannot
  *   overtake the news. The request path costs nothing. A lost LISTEN connection is reopened with backoff, and
@@ -270,7 +271,8 @@ export class EventBus {
 
   /**
    * Cheap enough for every request. SQLite: reads the log only when another process may have written to it;
-   * the `PRAGMA data_version` (two file-lock system calls) is shared by every request that asks before it runs:
+   * the check (`PRAGMA data_version`, read only when the WAL index's header changed: one `pread` otherwise) is shared
+   * by every request that asks before it runs:
    * it runs once per turn of the event loop, after the requests read in that turn, so it still sees every commit
    * made before any of them arrived. PostgreSQL pushes news instead: a request waits only for a read already
    * under way, and at most READ_WAIT_MS (while LISTEN is down, for a read of its turn's own, as long at most).

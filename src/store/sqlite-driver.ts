@@ -1,4 +1,4 @@
-import { statSync, type BigIntStats } from 'node:fs'
+import { closeSync, openSync, readSync, statSync, type BigIntStats } from 'node:fs'
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite'
 import { setTimeout } from 'node:timers/promises'
 import type { SqliteDatabase, SqliteStatement } from 'kysely'
@@ -22,6 +22,11 @@ const LOCK_RETRY_MAX_MS = 4
 const SQLITE_BUSY = 5
 /** How often the file is looked for at its path (one `stat`). */
 const FILE_CHECK_MS = 1000
+/**
+ * The first copy of the WAL index's header, at the start of the `-shm` file (SQLite's walformat.html): a commit
+ * changes it (its change counter and last frame) before the commit is visible to any reader.
+ */
+const WAL_INDEX_HEADER_BYTES = 48
 
 /**
  * The file this connection has open is no longer the one at its path: deleted, or another put in its place. In WAL
@@ -43,6 +48,12 @@ export class NodeSqliteDatabase implements SqliteDatabase {
   /** Prepared statements by SQL text, with whether each returns rows (asking SQLite that builds its column list). */
   readonly #statements = new Map<string, { statement: StatementSync; reader: boolean }>()
   #dataVersionStatement: StatementSync | undefined
+  /** The data_version read last, while the WAL index's header stayed `#walIndexHeader`; undefined: to be read. */
+  #knownDataVersion: number | undefined
+  /** The `-shm` file, open for reading once it is there (`#walIndexChanged`); null for a database without one. */
+  #walIndex: number | null | undefined
+  readonly #walIndexHeader = Buffer.alloc(WAL_INDEX_HEADER_BYTES)
+  readonly #walIndexRead = Buffer.alloc(WAL_INDEX_HEADER_BYTES)
   readonly #filename: string
   #opened: BigIntStats | undefined
   #fileCheck: NodeJS.Timeout | undefined
@@ -61,6 +72,7 @@ export class NodeSqliteDatabase implements SqliteDatabase {
     // the process: a statement fails at once instead, and whenUnlocked waits for the lock on a timer.
     this.waitInsideSqlite(0)
     const onDisk = filename !== '' && filename !== ':memory:'
+    if (!onDisk) this.#walIndex = null
     this.checkpointer = onDisk ? new SqliteCheckpointer(this.raw, filename) : undefined
     this.#filename = filename
     if (onDisk) {
@@ -141,19 +153,52 @@ export class NodeSqliteDatabase implements SqliteDatabase {
    * the caller reads the news, a read that waits for the lock off the event loop (whenUnlocked).
    */
   dataVersion(): number {
+    // Read before the version: a commit between the two changes the header again, and the next call reads again.
+    if (!this.#walIndexChanged() && this.#knownDataVersion !== undefined) return this.#knownDataVersion
     this.#dataVersionStatement ??= this.raw.prepare('PRAGMA data_version')
     try {
       const row = this.#dataVersionStatement.get() as { data_version: number }
+      this.#knownDataVersion = row.data_version
       return row.data_version
     } catch (error) {
+      this.#knownDataVersion = undefined
       if (isBusy(error)) return Number.NaN
       throw error
     }
   }
 
+  /**
+   * Whether the WAL index's header changed since the last call: unchanged, no connection committed in between, and
+   * data_version cannot have moved. One `pread` where data_version takes two file-lock system calls and a statement,
+   * run for every turn of the event loop that brings requests (src/store/event-bus.ts). The header is read as SQLite's
+   * readers read it, without a lock, from the file their shared memory maps; a read torn by a commit under way differs
+   * from the one before, and so counts as a change. A database without the file (in memory, or not yet in WAL mode)
+   * always counts as changed.
+   */
+  #walIndexChanged(): boolean {
+    if (this.#walIndex === undefined) {
+      try {
+        this.#walIndex = openSync(`${this.#filename}-shm`, 'r')
+      } catch {
+        return true
+      }
+    }
+    if (this.#walIndex === null) return true
+    try {
+      if (readSync(this.#walIndex, this.#walIndexRead, 0, WAL_INDEX_HEADER_BYTES, 0) !== WAL_INDEX_HEADER_BYTES) return true
+    } catch {
+      return true
+    }
+    if (this.#walIndexRead.equals(this.#walIndexHeader)) return false
+    this.#walIndexRead.copy(this.#walIndexHeader)
+    return true
+  }
+
   /** Database.close stops the checkpointer and waits for it first; this is for a close that skips it. */
   close(): void {
     clearInterval(this.#fileCheck)
+    if (typeof this.#walIndex === 'number') closeSync(this.#walIndex)
+    this.#walIndex = null
     void this.checkpointer?.stop()
     this.#statements.clear()
     this.raw.close()
