@@ -208,7 +208,12 @@ export class StoreAdapter implements Adapter {
     // A device code past its expiry is still found (until the hourly sweep deletes it): oidc-provider judges its expiry
     // itself, and answers the device grant `expired_token` (RFC 8628 §3.5, Keycloak's DeviceGrantType) rather than a code
     // it does not know, so the device tells its user to start again.
-    if (this.#model === 'DeviceCode') return this.#ownRealms(await this.#deps.records.find(this.#model, id, 0))
+    // One that issued its tokens is not found, as Keycloak's DeviceGrantType removes it then: polled again (its
+    // answer lost, say), it is "Device code not valid", where oidc-provider would revoke the tokens it issued.
+    if (this.#model === 'DeviceCode') {
+      const payload = this.#ownRealms(await this.#deps.records.find(this.#model, id, 0))
+      return payload?.consumed === undefined ? payload : undefined
+    }
     if (this.#model !== 'RefreshToken') return this.#ownRealms(await this.#deps.records.find(this.#model, id, providerNow()))
     // Its grant comes along: a refresh reads it next.
     const payload = this.#ownRealms(await this.#deps.records.findWithGrant(this.#model, id, providerNow()))

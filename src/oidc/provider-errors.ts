@@ -1,6 +1,8 @@
 import type { default as Provider, errors as ProviderErrors, KoaContextWithOIDC } from 'oidc-provider'
 // @ts-expect-error: oidc-provider declares types for its entry point only; these are the same classes it exports as `errors`.
 import * as errorClasses from 'oidc-provider/lib/helpers/errors.js'
+// @ts-expect-error: as above; the device page's errors, which it answers with the page again.
+import { AlreadyUsedError } from 'oidc-provider/lib/helpers/re_render_errors.js'
 // @ts-expect-error: as above; weak_cache.js holds each provider's internal configuration.
 import weakCache from 'oidc-provider/lib/helpers/weak_cache.js'
 
@@ -9,6 +11,9 @@ import weakCache from 'oidc-provider/lib/helpers/weak_cache.js'
  * for a realm's first request (src/oidc/provider.ts). The grant code throws these; oidc-provider answers them.
  */
 export const errors: typeof ProviderErrors = errorClasses
+
+/** The device page's "code has already been used", which it answers with the code form and that message. */
+export const DeviceCodeAlreadyUsed: new (userCode?: string) => Error = AlreadyUsedError
 
 /** How oidc-provider sends an authorization response or error back to the client, by response mode. */
 type ResponseModeHandler = (ctx: KoaContextWithOIDC, redirectUri: string, out: Record<string, unknown>) => unknown

@@ -4,7 +4,7 @@ import type { RealmClientConfig, RealmConfig } from '../config/realms.ts'
 import type { Accounts } from '../directory/accounts.ts'
 import { issuedBefore, lastMillisecondOf, type User } from '../store/users.ts'
 import { DatabaseUnavailable, DirectoryUnavailable, PasswordChecksBusy, recordedError } from '../errors.ts'
-import { errors, providerInternals } from './provider-errors.ts'
+import { DeviceCodeAlreadyUsed, errors, providerInternals } from './provider-errors.ts'
 import type { OidcRecordRepository } from '../store/oidc.ts'
 import { browserSessionStart, StoreAdapter, type AdapterDependencies } from './adapter.ts'
 import { clientCredentialsShortcut, type ClientCredentialsShortcut } from './client-credentials.ts'
@@ -371,6 +371,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   }
   consumeOnce(options.providerClass, provider)
   replayOnce(provider)
+  approveDeviceCodesOnce(provider)
   boundUserCodeGuesses(options.providerClass, provider)
   compareHashedSecrets(provider)
   const passwordGrantOptions = { realm: realm.name, accounts: options.accounts, clientAccess: options.clientAccess, loginName: options.loginName, findAccount, scopes, resource, resourceServer }
@@ -944,18 +945,22 @@ interface IdTokenInstance {
  * before the first marked it would all get tokens, and none would count as its reuse. The adapter marks it only if
  * it is not marked yet (`StoreAdapter.consumeFirst`); a request that finds it marked meanwhile is answered as
  * oidc-provider answers one used again (lib/actions/grants/refresh_token.js, lib/helpers/grant_source.js
- * `consumeGrantSource`): its grant is revoked (and the refresh token destroyed), and the request refused.
+ * `consumeGrantSource`): a refresh token's grant is revoked (and the token destroyed), and the request refused. A
+ * device code's grant is left alone, as Keycloak revokes nothing when a device code comes again (the adapter does not
+ * find one used, `StoreAdapter.find`): the request that came second is refused.
  * Authorization codes need none of it: the adapter marks one as the request finds it (`StoreAdapter` `#claimCode`).
  */
 function consumeOnce(providerClass: typeof Provider, provider: Provider): void {
-  for (const [Model, reused, destroy] of [
+  for (const [Model, reused, reuseEndsGrant] of [
     [provider.RefreshToken, 'refresh token already used', true],
     [provider.DeviceCode, 'device code already consumed', false],
   ] as const) {
     ;(Model as unknown as { prototype: { consume(this: ConsumableToken): Promise<void> } }).prototype.consume = async function (this: ConsumableToken) {
       if (!(await this.adapter.consumeFirst(this.jti))) {
-        const revoke = await loadRevoke()
-        await Promise.all([destroy && this.destroy(), revoke((providerClass as unknown as { ctx: unknown }).ctx, this.grantId)])
+        if (reuseEndsGrant) {
+          const revoke = await loadRevoke()
+          await Promise.all([this.destroy(), revoke((providerClass as unknown as { ctx: unknown }).ctx, this.grantId)])
+        }
         throw new errors.InvalidGrant(reused)
       }
       this.emit('consumed')
@@ -979,8 +984,39 @@ function replayOnce(provider: Provider): void {
 }
 
 /**
+ * One person goes on to sign in for a user code, however many confirm it at the same moment. oidc-provider's device
+ * page reads whether the code is on its way (`inFlight`), and later saves it so (lib/actions/code_verification.js):
+ * people who all confirmed before the first saved would all go on, and the code would be given the account of
+ * whoever signed in last, while each was told the device was signed in. The save that first marks it on its way is
+ * made only by the request that writes a marker for the code where none is (`StoreAdapter.insertOnce`, one
+ * statement); another is answered that the code was used, as Keycloak approves a code only if it is still pending.
+ * The marker is kept a minute at most: by then the code's own record says it is on its way, which the page checks.
+ */
+function approveDeviceCodesOnce(provider: Provider): void {
+  const ReplayDetection = provider.ReplayDetection as unknown as { adapter: StoreAdapter }
+  const DeviceCode = provider.DeviceCode as unknown as { prototype: { save(this: DeviceCodeRecord, ...args: unknown[]): Promise<unknown> } }
+  const save = DeviceCode.prototype.save
+  DeviceCode.prototype.save = async function (this: DeviceCodeRecord, ...args: unknown[]) {
+    if (this.inFlight === true && this.accountId === undefined && this.error === undefined) {
+      const id = hash('sha256', `device-code-approval:${this.jti}`, 'base64url')
+      if (!(await ReplayDetection.adapter.insertOnce(id, { kind: 'ReplayDetection', jti: id } as AdapterPayload, 60))) throw new DeviceCodeAlreadyUsed(this.userCode)
+    }
+    return save.apply(this, args)
+  }
+}
+
+interface DeviceCodeRecord {
+  jti: string
+  userCode?: string
+  inFlight?: boolean
+  accountId?: string
+  error?: string
+}
+
+/**
  * Only the device page looks a typed user code up (`DeviceCode.findByUserCode`): there each wrong code is counted
- * against the browser's session, and its address or, once it is signed in at the realm or the gateway, its account;
+ * (before the lookup, given back when the code was right) against the browser's session, and its address (an IPv6
+ * one by its /64) or, once it is signed in at the realm or the gateway, its account;
  * once one has too many the lookup is refused before it is made (user-code-guesses.ts), which the page answers 429
  * with Retry-After.
  */
@@ -995,8 +1031,9 @@ function boundUserCodeGuesses(providerClass: typeof Provider, provider: Provider
     const guesser = { session: session?.jti, address: ctx?.ip ?? '', account: session?.accountId ?? (gatewayAccount === undefined ? undefined : String(gatewayAccount)) }
     const { retryAfterSeconds, byAddress } = guesses.refusal(guesser)
     if (retryAfterSeconds > 0) throw new TooManyUserCodeGuesses(retryAfterSeconds, byAddress)
+    guesses.miss(guesser)
     const code = await findByUserCode.call(this, userCode, findOptions)
-    if (code === undefined) guesses.miss(guesser)
+    if (code !== undefined) guesses.found(guesser)
     return code
   }
 }

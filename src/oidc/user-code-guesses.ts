@@ -1,3 +1,4 @@
+import { countedAddress } from '../directory/lockout.ts'
 import { BoundedCache } from '../store/cache.ts'
 import { errors } from './provider-errors.ts'
 
@@ -48,11 +49,23 @@ export class UserCodeGuesses {
     return { retryAfterSeconds: Math.ceil((until - now) / 1000), byAddress: over.every((o) => o.key.startsWith('address:')) }
   }
 
-  /** Counts a code the browser typed that named no device login. */
+  /**
+   * Counts a code the browser typed as wrong, before it is looked up: of requests that arrive at the same moment
+   * each takes its place in the count as it passes `refusal`, so that no more than the limit are looked up however
+   * many are sent at once. A code that names a device login is given back (`found`).
+   */
   miss(guesser: Guesser, now = Date.now()): void {
     for (const [key] of this.#keys(guesser)) {
       const misses = this.#current(key, now)
       this.#misses.set(key, misses ? { count: misses.count + 1, since: misses.since } : { count: 1, since: now }, now)
+    }
+  }
+
+  /** Takes back what `miss` counted for a code that named a device login. */
+  found(guesser: Guesser, now = Date.now()): void {
+    for (const [key] of this.#keys(guesser)) {
+      const misses = this.#current(key, now)
+      if (misses && misses.count > 0) this.#misses.set(key, { count: misses.count - 1, since: misses.since }, now)
     }
   }
 
@@ -61,7 +74,9 @@ export class UserCodeGuesses {
     return misses && now - misses.since < GUESS_WINDOW_MS ? misses : undefined
   }
 
-  #keys({ session, address, account }: Guesser): [string, number][] {
+  #keys({ session, address: ip, account }: Guesser): [string, number][] {
+    // An IPv6 client by its /64, which one host usually has whole, as the other counts by address (lockout.ts).
+    const address = countedAddress(ip) ?? ip
     const keys: [string, number][] = account === undefined
       ? [[`address:${address}`, WRONG_GUESSES_PER_ADDRESS]]
       : [[`account:${account}`, WRONG_GUESSES_PER_ACCOUNT], [`signed-in-at:${address}`, WRONG_GUESSES_PER_ADDRESS_SIGNED_IN]]

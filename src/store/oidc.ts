@@ -331,7 +331,7 @@ export class OidcRecordRepository {
         user_code: eb.ref('excluded.user_code'),
         account_id: eb.ref('excluded.account_id'),
         expires_at: eb.ref('excluded.expires_at'),
-        consumed_at: eb.ref('excluded.consumed_at'),
+        // Kept: a record once used stays used, whatever a request that read it before saves of it.
       })).where('oidc_records.ended_at', 'is', null))))
   }
 

@@ -1,13 +1,19 @@
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { connect } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { ADMIN_PASSWORD, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { browse, CookieJar, realmUrl, realmWith, submitForm } from '../helpers/oidc.ts'
+import { createTestDatabase } from '../helpers/postgres.ts'
 
 const WRONG_GUESSES_PER_SESSION = 10
 const WRONG_GUESSES_PER_ADDRESS = 50
 
 /** A gateway of its own for each group below: the bounds count per process, and each group spends them. */
-const deviceGateway = () => startGateway({ config: { realms: realmWith([{ client_id: 'tv', public_client: true, device_authorization_grant: true }]) } })
+const deviceGateway = (options: { databaseUrl?: string; trustedProxies?: string[] } = {}) => startGateway({
+  ...(options.databaseUrl ? { databaseUrl: options.databaseUrl } : {}),
+  config: { realms: realmWith([{ client_id: 'tv', public_client: true, device_authorization_grant: true }]), ...(options.trustedProxies ? { server: { trusted_proxies: options.trustedProxies } } : {}) },
+})
 
 /** Starts a device login of the client `tv`; its user code and the link the device shows. */
 async function startDeviceLogin(gw: TestGateway): Promise<{ user_code: string; verification_uri_complete: string }> {
@@ -105,5 +111,74 @@ describe('user codes guessed at the device page from one address', () => {
     const confirm = await submitForm(gw, jar, signedIn, { user_code: userCode })
     assert.equal(confirm.response.status, 200)
     assert.match(await confirm.response.text(), /Confirm device login/)
+  })
+})
+
+describe('user codes guessed all at once', () => {
+  let gw: TestGateway
+  let database: { url: string; drop: () => Promise<void> }
+  // On PostgreSQL, where each lookup waits on the network and requests sent together are all in flight at once.
+  before(async () => {
+    database = await createTestDatabase()
+    gw = await deviceGateway({ databaseUrl: database.url })
+  })
+  after(async () => {
+    await gw.close()
+    await database.drop()
+  })
+
+  it('are looked up no more often than one browser may guess, however many it sends at the same moment', async () => {
+    const { user_code: userCode } = await startDeviceLogin(gw)
+    const jar = new CookieJar()
+    const page = await browse(gw, jar, realmUrl(gw, '/device'))
+    const html = await page.response.text()
+    const action = new URL(/<form[^>]*action="([^"]+)"/.exec(html)![1]!.replaceAll('&amp;', '&'), page.url).href
+    const hidden = [...html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/g)].map((m): [string, string] => [m[1]!, m[2]!])
+    const guesses = Array.from({ length: 60 }, (_, i) => new URLSearchParams([...hidden, ['user_code', i === 59 ? userCode : `BCDF-GHJ${'KLMNPQRSTVWXZ'[i % 13]}`]]))
+    // Every request arrives whole but for its body's last byte, which they all then send together: each finds the
+    // session as it was before any was answered (the page's anti-forgery value too).
+    const sockets = await Promise.all(guesses.map(async (form) => {
+      const socket = connect(Number(new URL(gw.url).port), '127.0.0.1')
+      await once(socket, 'connect')
+      const body = form.toString()
+      socket.write(`POST ${new URL(action).pathname}${new URL(action).search} HTTP/1.1\r\nhost: ${new URL(gw.url).host}\r\ncookie: ${jar.header()}\r\naccept: text/html\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body.slice(0, -1)}`)
+      return { socket, last: body.slice(-1) }
+    }))
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    const answers = await Promise.all(sockets.map(({ socket, last }) => {
+      const read: Buffer[] = []
+      socket.on('data', (chunk: Buffer) => read.push(chunk))
+      socket.write(last)
+      return once(socket, 'close').then(() => {
+        const text = Buffer.concat(read).toString()
+        return { status: Number(/^HTTP\/1\.1 (\d+)/.exec(text)?.[1]), confirm: /Confirm device login/.test(text) }
+      })
+    }))
+    const lookedUp = answers.filter((answer) => answer.status === 200)
+    assert.ok(lookedUp.length <= WRONG_GUESSES_PER_SESSION, `${lookedUp.length} codes looked up for one browser`)
+    assert.equal(answers.filter((answer) => answer.status === 429).length, 60 - lookedUp.length)
+  })
+})
+
+describe('user codes guessed from many IPv6 addresses of one network', () => {
+  let gw: TestGateway
+  before(async () => (gw = await deviceGateway({ trustedProxies: ['127.0.0.1'] })))
+  after(() => gw.close())
+
+  it('count against the /64 together, as one host has it whole', async () => {
+    const statuses: number[] = []
+    for (let i = 0; i <= WRONG_GUESSES_PER_ADDRESS; i++) {
+      // A new browser and a new address of the network each time.
+      const hop = { 'x-forwarded-for': `2001:db8:1:2::${(i + 1).toString(16)}` }
+      const jar = new CookieJar()
+      const page = await browse(gw, jar, realmUrl(gw, '/device'), { everyHop: hop })
+      const html = await page.response.text()
+      const action = new URL(/<form[^>]*action="([^"]+)"/.exec(html)![1]!.replaceAll('&amp;', '&'), page.url).href
+      const form = new URLSearchParams([...html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/g)].map((m): [string, string] => [m[1]!, m[2]!]))
+      form.set('user_code', 'BCDF-GHJK')
+      statuses.push((await browse(gw, jar, action, { method: 'POST', everyHop: hop, headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form.toString() })).response.status)
+    }
+    assert.deepEqual(statuses.slice(0, WRONG_GUESSES_PER_ADDRESS), Array(WRONG_GUESSES_PER_ADDRESS).fill(200))
+    assert.equal(statuses.at(-1), 429, 'the network is held back')
   })
 })

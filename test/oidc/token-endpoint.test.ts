@@ -406,6 +406,28 @@ describe('a device code at another realm\'s token endpoint', () => {
     assert.equal(decodeJwtPart(body.access_token, 1).iss, realmUrl(gw))
   })
 
+  it('polled again after it gave its tokens is a code no longer valid, and the tokens it gave stay valid, as Keycloak removes it', async () => {
+    const started = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/auth/device`, { method: 'POST', body: new URLSearchParams({ client_id: 'tv', scope: 'openid' }) })
+    const { device_code: deviceCode, user_code: userCode } = await started.json() as { device_code: string; user_code: string }
+    const poll = () => gw.fetch(`/realms/${REALM}/protocol/openid-connect/token`, { method: 'POST', body: new URLSearchParams({ client_id: 'tv', grant_type: DEVICE_GRANT, device_code: deviceCode }) })
+    const jar = new CookieJar()
+    const confirm = await submit(jar, await browse(gw, jar, realmUrl(gw, '/device')), { user_code: userCode })
+    const login = await submit(jar, confirm, {})
+    const action = /<form method="post" action="([^"]+)"/.exec(await login.response.text())![1]!
+    await browse(gw, jar, gw.url + action, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'username=alice&password=alice-password' })
+    const redeemed = await poll()
+    const tokens = await json(redeemed)
+    assert.equal(redeemed.status, 200, JSON.stringify(tokens))
+    // The device did not get the answer, say, and asks again.
+    const again = await poll()
+    assert.equal(again.status, 400)
+    assert.deepEqual(await json(again), { error: 'invalid_grant', error_description: 'Device code not valid' })
+    const userinfo = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/userinfo`, { headers: { authorization: `Bearer ${tokens.access_token}` } })
+    assert.equal(userinfo.status, 200, 'the access token it gave still works')
+    const refreshed = await tokenRequest(gw, { client_id: 'tv', grant_type: 'refresh_token', refresh_token: tokens.refresh_token })
+    assert.equal(refreshed.status, 200, JSON.stringify(refreshed.body))
+  })
+
   it('is not counted as polled by another client, which neither gets slow_down nor slows the code\'s own client', async () => {
     const started = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/auth/device`, { method: 'POST', body: new URLSearchParams({ client_id: 'tv' }) })
     const { device_code: deviceCode } = await started.json() as { device_code: string }

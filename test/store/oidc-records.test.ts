@@ -366,6 +366,23 @@ for (const backend of storeBackends) {
       assert.deepEqual(await Promise.all([refreshTokens.consumeFirst('r-raced'), refreshTokens.consumeFirst('r-raced')]).then((firsts) => firsts.sort()), [false, true])
     })
 
+    it('keeps a record used once it is, whatever is saved of it later, and does not find a device code that gave its tokens', async () => {
+      const deps = { records: db.store.oidc, revoke: async () => {}, realm: 'platform', detectsRefreshTokenReuse: () => true }
+      const deviceCodes = new StoreAdapter('DeviceCode', deps)
+      await deviceCodes.upsert('dc-saved', { clientId: 'tv', userCode: 'BCDF-GHJK' }, 60)
+      assert.equal(await deviceCodes.consumeFirst('dc-saved'), true)
+      // A save of what a request read before it was used (a second approval, say) does not make it unused again.
+      await deviceCodes.upsert('dc-saved', { clientId: 'tv', userCode: 'BCDF-GHJK', accountId: '7' }, 60)
+      assert.equal(await deviceCodes.consumeFirst('dc-saved'), false)
+      assert.equal(await deviceCodes.find('dc-saved'), undefined)
+      assert.equal(typeof (await deviceCodes.findByUserCode('BCDF-GHJK'))!.consumed, 'number')
+      const refreshTokens = new StoreAdapter('RefreshToken', deps)
+      await refreshTokens.upsert('r-saved', { clientId: 'rotating' }, 300)
+      await refreshTokens.consume('r-saved')
+      await refreshTokens.upsert('r-saved', { clientId: 'rotating', scope: 'openid' }, 300)
+      assert.equal(typeof (await refreshTokens.find('r-saved'))!.consumed, 'number')
+    })
+
     it('uses a code up as it is first found: of finds at once, one finds it unused', async () => {
       const deps = { records: db.store.oidc, revoke: async () => {}, realm: 'platform', detectsRefreshTokenReuse: () => false }
       const codes = new StoreAdapter('AuthorizationCode', deps)

@@ -1,0 +1,79 @@
+import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { connect } from 'node:net'
+import { after, before, describe, it } from 'node:test'
+import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { browse, CookieJar, decodeJwtPart, REALM, realmUrl, realmWith, submitForm } from '../helpers/oidc.ts'
+import { createTestDatabase } from '../helpers/postgres.ts'
+
+const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code'
+const BROWSERS = 6
+
+/** Sends each request whole but for its body's last byte, then every last byte together; the raw answers. */
+async function allAtOnce(gw: TestGateway, requests: { url: string; cookie: string; body: string }[]): Promise<string[]> {
+  const { port, host } = new URL(gw.url)
+  const sockets = await Promise.all(requests.map(async ({ url, cookie, body }) => {
+    const socket = connect(Number(port), '127.0.0.1')
+    await once(socket, 'connect')
+    const target = new URL(url)
+    socket.write(`POST ${target.pathname}${target.search} HTTP/1.1\r\nhost: ${host}\r\ncookie: ${cookie}\r\naccept: text/html\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body.slice(0, -1)}`)
+    return { socket, last: body.slice(-1) }
+  }))
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  return Promise.all(sockets.map(({ socket, last }) => {
+    const read: Buffer[] = []
+    socket.on('data', (chunk: Buffer) => read.push(chunk))
+    socket.write(last)
+    return once(socket, 'close').then(() => Buffer.concat(read).toString())
+  }))
+}
+
+/** The action and fields a page's form posts. */
+async function formOf(page: { response: Response; url: string }): Promise<{ url: string; fields: URLSearchParams }> {
+  const html = await page.response.text()
+  const action = /<form[^>]*action="([^"]+)"/.exec(html)![1]!.replaceAll('&amp;', '&')
+  return { url: new URL(action, page.url).href, fields: new URLSearchParams([...html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/g)].map((m): [string, string] => [m[1]!, m[2]!])) }
+}
+
+// On PostgreSQL, where each request's reads wait on the network and requests sent together are all in flight at once.
+describe('a user code confirmed in several browsers at the same moment', () => {
+  let gw: TestGateway
+  let database: { url: string; drop: () => Promise<void> }
+  before(async () => {
+    database = await createTestDatabase()
+    gw = await startGateway({ databaseUrl: database.url, config: { realms: realmWith([{ client_id: 'tv', public_client: true, device_authorization_grant: true }]) } })
+    for (const name of ['alice', 'bob']) await gw.app.accounts.create({ username: name, password: `${name}-password` })
+  })
+  after(async () => {
+    await gw.close()
+    await database.drop()
+  })
+
+  it('lets one of them go on to sign in, tells the others the code is not valid, and gives the device that one\'s account', async () => {
+    const started = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/auth/device`, { method: 'POST', body: new URLSearchParams({ client_id: 'tv', scope: 'openid' }) })
+    const { device_code: deviceCode, user_code: userCode } = await json(started) as { device_code: string; user_code: string }
+    const browsers = await Promise.all(Array.from({ length: BROWSERS }, async () => {
+      const jar = new CookieJar()
+      const confirmPage = await submitForm(gw, jar, await browse(gw, jar, realmUrl(gw, '/device')), { user_code: userCode })
+      assert.match(await confirmPage.response.clone().text(), /Confirm device login/)
+      return { jar, confirm: await formOf(confirmPage) }
+    }))
+    const answers = await allAtOnce(gw, browsers.map(({ jar, confirm }) => ({ url: confirm.url, cookie: jar.header(), body: confirm.fields.toString() })))
+    const onward = answers.flatMap((answer, i) => /^HTTP\/1\.1 30[23]/.test(answer) ? [i] : [])
+    assert.equal(onward.length, 1, answers.map((answer) => answer.split('\r\n')[0]).join(', '))
+    for (const [i, answer] of answers.entries()) if (i !== onward[0]) assert.match(answer, /^HTTP\/1\.1 200[\s\S]*That code is not valid or has expired/, answer.slice(0, 2000))
+
+    // The one that went on signs in, as bob; the device gets bob's account.
+    const { jar } = browsers[onward[0]!]!
+    const head = answers[onward[0]!]!.split('\r\n\r\n')[0]!.split('\r\n').slice(1).map((line): [string, string] => [line.slice(0, line.indexOf(':')), line.slice(line.indexOf(':') + 1).trim()])
+    jar.store(new Response(null, { headers: head }))
+    const location = head.find(([name]) => name.toLowerCase() === 'location')![1]
+    const login = await browse(gw, jar, new URL(location, gw.url).href)
+    const action = /<form method="post" action="([^"]+)"/.exec(await login.response.text())![1]!
+    await browse(gw, jar, gw.url + action, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'username=bob&password=bob-password' })
+    const polled = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/token`, { method: 'POST', body: new URLSearchParams({ client_id: 'tv', grant_type: DEVICE_GRANT, device_code: deviceCode }) })
+    const tokens = await json(polled)
+    assert.equal(polled.status, 200, JSON.stringify(tokens))
+    assert.equal(decodeJwtPart(tokens.access_token, 1).preferred_username, 'bob')
+  })
+})
