@@ -1000,6 +1000,13 @@ function approveDeviceCodesOnce(provider: Provider): void {
     if (this.inFlight === true && this.accountId === undefined && this.error === undefined) {
       const id = hash('sha256', `device-code-approval:${this.jti}`, 'base64url')
       if (!(await ReplayDetection.adapter.insertOnce(id, { kind: 'ReplayDetection', jti: id } as AdapterPayload, 60))) throw new DeviceCodeAlreadyUsed(this.userCode)
+      try {
+        return await save.apply(this, args)
+      } catch (error) {
+        // Not marked on its way: the person may confirm it again.
+        await ReplayDetection.adapter.destroy(id).catch(() => {})
+        throw error
+      }
     }
     return save.apply(this, args)
   }
@@ -1032,7 +1039,14 @@ function boundUserCodeGuesses(providerClass: typeof Provider, provider: Provider
     const { retryAfterSeconds, byAddress } = guesses.refusal(guesser)
     if (retryAfterSeconds > 0) throw new TooManyUserCodeGuesses(retryAfterSeconds, byAddress)
     guesses.miss(guesser)
-    const code = await findByUserCode.call(this, userCode, findOptions)
+    let code: unknown
+    try {
+      code = await findByUserCode.call(this, userCode, findOptions)
+    } catch (error) {
+      // Not looked up (the database did not answer): no guess was made.
+      guesses.found(guesser)
+      throw error
+    }
     if (code !== undefined) guesses.found(guesser)
     return code
   }

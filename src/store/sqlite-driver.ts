@@ -1,4 +1,4 @@
-import { closeSync, openSync, readSync, statSync, type BigIntStats } from 'node:fs'
+import { closeSync, fstatSync, openSync, readSync, realpathSync, statSync, type BigIntStats } from 'node:fs'
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite'
 import { setTimeout } from 'node:timers/promises'
 import type { SqliteDatabase, SqliteStatement } from 'kysely'
@@ -27,6 +27,26 @@ const FILE_CHECK_MS = 1000
  * changes it (its change counter and last frame) before the commit is visible to any reader.
  */
 const WAL_INDEX_HEADER_BYTES = 48
+/**
+ * The `-shm` files this process reads WAL index headers from, by path, each open for as long as the process lives.
+ * Never closed while the file is in use: closing any descriptor of a file drops every POSIX lock the process holds on
+ * it, SQLite's own included (its connections, the checkpointer's thread). One replaced by another file at its path
+ * (once no connection used it, SQLite deletes it) is closed when the new one is opened.
+ */
+const walIndexFiles = new Map<string, { fd: number; ino: number; dev: number }>()
+
+/** A descriptor of the `-shm` file at `path` as it is now, shared by this process's connections to its database. */
+function walIndexFile(path: string): number {
+  const now = statSync(path)
+  const known = walIndexFiles.get(path)
+  if (known && known.ino === now.ino && known.dev === now.dev) return known.fd
+  const fd = openSync(path, 'r')
+  const opened = fstatSync(fd)
+  // The file deleted: no SQLite connection anywhere has it open, so nothing holds a lock on it to be dropped.
+  if (known) closeSync(known.fd)
+  walIndexFiles.set(path, { fd, ino: opened.ino, dev: opened.dev })
+  return fd
+}
 
 /**
  * The file this connection has open is no longer the one at its path: deleted, or another put in its place. In WAL
@@ -50,7 +70,7 @@ export class NodeSqliteDatabase implements SqliteDatabase {
   #dataVersionStatement: StatementSync | undefined
   /** The data_version read last, while the WAL index's header stayed `#walIndexHeader`; undefined: to be read. */
   #knownDataVersion: number | undefined
-  /** The `-shm` file, open for reading once it is there (`#walIndexChanged`); null for a database without one. */
+  /** The `-shm` file, open for reading once the database is in WAL mode (`#walIndexChanged`); null for one in memory. */
   #walIndex: number | null | undefined
   readonly #walIndexHeader = Buffer.alloc(WAL_INDEX_HEADER_BYTES)
   readonly #walIndexRead = Buffer.alloc(WAL_INDEX_HEADER_BYTES)
@@ -171,14 +191,16 @@ export class NodeSqliteDatabase implements SqliteDatabase {
    * Whether the WAL index's header changed since the last call: unchanged, no connection committed in between, and
    * data_version cannot have moved. One `pread` where data_version takes two file-lock system calls and a statement,
    * run for every turn of the event loop that brings requests (src/store/event-bus.ts). The header is read as SQLite's
-   * readers read it, without a lock, from the file their shared memory maps; a read torn by a commit under way differs
-   * from the one before, and so counts as a change. A database without the file (in memory, or not yet in WAL mode)
-   * always counts as changed.
+   * readers read it, without a lock, from the file their shared memory maps: the `-shm` beside the file the path
+   * leads to (SQLite follows a symbolic link), once the database is in WAL mode (before, a `-shm` there would be
+   * another's leftover; once in it, no other connection can take it out while this one is open). A read torn by a
+   * commit under way differs from the one before, and so counts as a change; so does any read that fails.
    */
   #walIndexChanged(): boolean {
     if (this.#walIndex === undefined) {
       try {
-        this.#walIndex = openSync(`${this.#filename}-shm`, 'r')
+        if ((this.raw.prepare('PRAGMA journal_mode').get() as { journal_mode: string }).journal_mode !== 'wal') return true
+        this.#walIndex = walIndexFile(`${realpathSync(this.#filename)}-shm`)
       } catch {
         return true
       }
@@ -197,7 +219,7 @@ export class NodeSqliteDatabase implements SqliteDatabase {
   /** Database.close stops the checkpointer and waits for it first; this is for a close that skips it. */
   close(): void {
     clearInterval(this.#fileCheck)
-    if (typeof this.#walIndex === 'number') closeSync(this.#walIndex)
+    // Its descriptor stays open (walIndexFiles).
     this.#walIndex = null
     void this.checkpointer?.stop()
     this.#statements.clear()

@@ -2,11 +2,11 @@ import { readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 
 /**
- * Below the range the kernel takes ports from for outgoing connections (and `listen(0)`): a port found free there
- * stays free until the process it is meant for listens, where one from that range can meanwhile become another
- * test's connection (EADDRINUSE).
+ * Outside the range the kernel takes ports from for outgoing connections (and `listen(0)`), below it where it leaves
+ * room: a port found free there stays free until the process it is meant for listens, where one from that range can
+ * meanwhile become another test's connection (EADDRINUSE).
  */
-const [LOW, HIGH] = belowEphemeralPorts()
+const [LOW, HIGH] = outsideEphemeralPorts()
 
 /**
  * A port nothing listens on now on 127.0.0.1, for a server whose configuration must name its port before it starts
@@ -28,10 +28,12 @@ function listens(port: number): Promise<boolean> {
   })
 }
 
-function belowEphemeralPorts(): [number, number] {
+function outsideEphemeralPorts(): [number, number] {
   try {
-    const [first] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number)
+    const [first, last] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number)
     if (first !== undefined && first > 12_000) return [Math.max(10_000, first - 12_000), first]
+    // A range that starts low: the ports above it, where there are enough.
+    if (last !== undefined && last < 60_000) return [last + 1, 65_536]
   } catch {
     // Not Linux: the usual range starts at 32768 (49152 on others, which this stays below too).
   }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { connect } from 'node:net'
 import { after, before, describe, it } from 'node:test'
+import { DatabaseUnavailable } from '../../src/errors.ts'
 import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { browse, CookieJar, decodeJwtPart, REALM, realmUrl, realmWith, submitForm } from '../helpers/oidc.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
@@ -75,5 +76,34 @@ describe('a user code confirmed in several browsers at the same moment', () => {
     const tokens = await json(polled)
     assert.equal(polled.status, 200, JSON.stringify(tokens))
     assert.equal(decodeJwtPart(tokens.access_token, 1).preferred_username, 'bob')
+  })
+})
+
+describe('a user code whose confirmation could not be saved', () => {
+  let gw: TestGateway
+  before(async () => (gw = await startGateway({ config: { realms: realmWith([{ client_id: 'tv', public_client: true, device_authorization_grant: true }]) } })))
+  after(() => gw.close())
+
+  it('may be confirmed again once the database answers', async () => {
+    const started = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/auth/device`, { method: 'POST', body: new URLSearchParams({ client_id: 'tv' }) })
+    const { user_code: userCode } = await json(started) as { user_code: string }
+    const jar = new CookieJar()
+    const records = gw.app.store.oidc
+    const upsert = records.upsert
+    // The save that marks the code on its way fails once.
+    let failed = 0
+    records.upsert = function (input) {
+      if (input.model === 'DeviceCode' && input.payload.inFlight === true && input.payload.accountId === undefined && failed++ === 0) return Promise.reject(new DatabaseUnavailable('the database did not answer'))
+      return upsert.call(this, input)
+    }
+    try {
+      const first = await submitForm(gw, jar, await submitForm(gw, jar, await browse(gw, jar, realmUrl(gw, '/device')), { user_code: userCode }), {})
+      assert.equal(first.response.status, 503)
+      const again = await submitForm(gw, jar, await submitForm(gw, jar, await browse(gw, jar, realmUrl(gw, '/device')), { user_code: userCode }), {})
+      assert.equal(again.response.status, 200)
+      assert.match(await again.response.text(), /name="password"/, 'on to sign in')
+    } finally {
+      records.upsert = upsert
+    }
   })
 })

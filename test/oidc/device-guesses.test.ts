@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { connect } from 'node:net'
 import { after, before, describe, it } from 'node:test'
+import { DatabaseUnavailable } from '../../src/errors.ts'
 import { ADMIN_PASSWORD, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { browse, CookieJar, realmUrl, realmWith, submitForm } from '../helpers/oidc.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
@@ -180,5 +181,32 @@ describe('user codes guessed from many IPv6 addresses of one network', () => {
     }
     assert.deepEqual(statuses.slice(0, WRONG_GUESSES_PER_ADDRESS), Array(WRONG_GUESSES_PER_ADDRESS).fill(200))
     assert.equal(statuses.at(-1), 429, 'the network is held back')
+  })
+})
+
+describe('user codes entered while the database does not answer', () => {
+  let gw: TestGateway
+  before(async () => (gw = await deviceGateway()))
+  after(() => gw.close())
+
+  it('are not counted as guesses: once it answers again the browser\'s code is taken', async () => {
+    const { user_code: userCode } = await startDeviceLogin(gw)
+    const records = gw.app.store.oidc
+    const findByUserCode = records.findByUserCode
+    records.findByUserCode = async () => { throw new DatabaseUnavailable('the database did not answer') }
+    const jar = new CookieJar()
+    let page = await browse(gw, jar, realmUrl(gw, '/device'))
+    try {
+      for (let i = 0; i <= WRONG_GUESSES_PER_SESSION; i++) {
+        const tried = await submitForm(gw, jar, page, { user_code: userCode })
+        assert.equal(tried.response.status, 503)
+        page = await browse(gw, jar, realmUrl(gw, '/device'))
+      }
+    } finally {
+      records.findByUserCode = findByUserCode
+    }
+    const confirm = await submitForm(gw, jar, page, { user_code: userCode })
+    assert.equal(confirm.response.status, 200)
+    assert.match(await confirm.response.text(), /Confirm device login/)
   })
 })

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { execFileSync, spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { existsSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { after, before, describe, it } from 'node:test'
@@ -88,6 +89,68 @@ describe('SQLite data_version, read when the WAL index changed', () => {
     assert.equal(code, 0)
     assert.equal(told, 2000)
     assert.equal(stale, 0, 'a check found no change where a commit had been told of')
+  })
+
+  it('reads the WAL index beside the file a symbolic link leads to, as SQLite does, not one left beside the link', async () => {
+    const dir = tempDir()
+    const real = join(dir, 'volume.sqlite')
+    const link = join(dir, 'gatehouse.sqlite')
+    symlinkSync(real, link)
+    // Another install's leftover, which SQLite never looks at.
+    writeFileSync(`${link}-shm`, Buffer.alloc(32_768, 1))
+    const linked = new NodeSqliteDatabase(link, 1000)
+    const other = new DatabaseSync(real)
+    try {
+      await linked.useWal(1000)
+      linked.raw.exec('CREATE TABLE t (n INTEGER)')
+      for (let n = 0; n < 3; n++) {
+        const before = linked.dataVersion()
+        other.exec(`INSERT INTO t VALUES (${n})`)
+        assert.notEqual(linked.dataVersion(), before, `commit ${n} is seen`)
+      }
+    } finally {
+      other.close()
+      linked.close()
+    }
+  })
+
+  it('reads data_version every time for a database not in WAL mode, whatever -shm file lies beside it', () => {
+    const journal = join(tempDir(), 'rollback-journal.sqlite')
+    writeFileSync(`${journal}-shm`, Buffer.alloc(32_768, 1))
+    const database = new NodeSqliteDatabase(journal, 1000)
+    const other = new DatabaseSync(journal)
+    try {
+      database.raw.exec('CREATE TABLE t (n INTEGER)')
+      for (let n = 0; n < 3; n++) {
+        const before = database.dataVersion()
+        other.exec(`INSERT INTO t VALUES (${n})`)
+        assert.notEqual(database.dataVersion(), before, `commit ${n} is seen`)
+      }
+    } finally {
+      other.close()
+      database.close()
+    }
+  })
+
+  it('leaves the locks of the process\'s other connections to the file in place when one closes', { skip: !existsSync('/proc/locks') && 'no /proc/locks' }, async () => {
+    const shared = join(tempDir(), 'gatehouse.sqlite')
+    const first = new NodeSqliteDatabase(shared, 1000)
+    await first.useWal(1000)
+    const second = new NodeSqliteDatabase(shared, 1000)
+    try {
+      second.raw.exec('CREATE TABLE t (n INTEGER)')
+      first.dataVersion()
+      second.dataVersion()
+      // SQLite's locks on the -shm file: each connection holds a read lock on it for as long as it is open.
+      const shmInode = statSync(`${shared}-shm`).ino
+      const locks = () => readFileSync('/proc/locks', 'utf8').split('\n').filter((line) => line.includes(` ${process.pid} `) && line.includes(`:${shmInode} `)).length
+      const before = locks()
+      assert.ok(before > 0, 'the connections hold locks on the -shm file')
+      first.close()
+      assert.equal(locks(), before, 'the other connection\'s locks are still held')
+    } finally {
+      second.close()
+    }
   })
 
   it('reads data_version every time for a database without a WAL index', () => {
