@@ -8,6 +8,15 @@ import { after, before, describe, it } from 'node:test'
 import { NodeSqliteDatabase } from '../../src/store/sqlite-driver.ts'
 import { tempDir } from '../helpers/gateway.ts'
 
+/** Three commits of `other` into table `t`, each seen by `database`'s next check. */
+function assertSeesCommitsOf(other: DatabaseSync, database: NodeSqliteDatabase): void {
+  for (let n = 0; n < 3; n++) {
+    const before = database.dataVersion()
+    other.exec(`INSERT INTO t VALUES (${n})`)
+    assert.notEqual(database.dataVersion(), before, `commit ${n} is seen`)
+  }
+}
+
 /**
  * The check every turn of the event loop makes for other processes' commits (src/store/event-bus.ts): data_version,
  * read only when the WAL index's header changed.
@@ -103,11 +112,7 @@ describe('SQLite data_version, read when the WAL index changed', () => {
     try {
       await linked.useWal(1000)
       linked.raw.exec('CREATE TABLE t (n INTEGER)')
-      for (let n = 0; n < 3; n++) {
-        const before = linked.dataVersion()
-        other.exec(`INSERT INTO t VALUES (${n})`)
-        assert.notEqual(linked.dataVersion(), before, `commit ${n} is seen`)
-      }
+      assertSeesCommitsOf(other, linked)
     } finally {
       other.close()
       linked.close()
@@ -121,11 +126,7 @@ describe('SQLite data_version, read when the WAL index changed', () => {
     const other = new DatabaseSync(journal)
     try {
       database.raw.exec('CREATE TABLE t (n INTEGER)')
-      for (let n = 0; n < 3; n++) {
-        const before = database.dataVersion()
-        other.exec(`INSERT INTO t VALUES (${n})`)
-        assert.notEqual(database.dataVersion(), before, `commit ${n} is seen`)
-      }
+      assertSeesCommitsOf(other, database)
     } finally {
       other.close()
       database.close()
