@@ -157,7 +157,9 @@ describe('user codes guessed all at once', () => {
     }))
     const lookedUp = answers.filter((answer) => answer.status === 200)
     assert.ok(lookedUp.length <= WRONG_GUESSES_PER_SESSION, `${lookedUp.length} codes looked up for one browser`)
-    assert.equal(answers.filter((answer) => answer.status === 429).length, 60 - lookedUp.length)
+    // The rest refused unlooked: held back (429), or, had the session's anti-forgery value changed first, refused (400).
+    assert.ok(answers.filter((answer) => answer.status === 429).length > 0, 'the bound was reached')
+    assert.deepEqual(answers.filter((answer) => ![200, 400, 429].includes(answer.status)), [])
   })
 })
 
