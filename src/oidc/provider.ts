@@ -994,7 +994,7 @@ function replayOnce(provider: Provider): void {
  */
 function approveDeviceCodesOnce(provider: Provider): void {
   const ReplayDetection = provider.ReplayDetection as unknown as { adapter: StoreAdapter }
-  const DeviceCode = provider.DeviceCode as unknown as { prototype: { save(this: DeviceCodeRecord, ...args: unknown[]): Promise<unknown> } }
+  const DeviceCode = provider.DeviceCode as unknown as { adapter: StoreAdapter; prototype: { save(this: DeviceCodeRecord, ...args: unknown[]): Promise<unknown> } }
   const save = DeviceCode.prototype.save
   DeviceCode.prototype.save = async function (this: DeviceCodeRecord, ...args: unknown[]) {
     if (this.inFlight === true && this.accountId === undefined && this.error === undefined) {
@@ -1003,8 +1003,10 @@ function approveDeviceCodesOnce(provider: Provider): void {
       try {
         return await save.apply(this, args)
       } catch (error) {
-        // Not marked on its way: the person may confirm it again.
-        await ReplayDetection.adapter.destroy(id).catch(() => {})
+        // Not marked on its way, as the store shows: the person may confirm it again. A failure after the write (a
+        // connection lost after its commit), or a store that cannot be read now, keeps the marker, for its minute.
+        const stored = await DeviceCode.adapter.find(this.jti).then((payload) => ({ payload }), () => undefined)
+        if (stored && stored.payload?.inFlight !== true) await ReplayDetection.adapter.destroy(id).catch(() => {})
         throw error
       }
     }

@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, openSync, readSync, realpathSync, statSync, type BigIntStats } from 'node:fs'
+import { fstatSync, openSync, readSync, realpathSync, statSync, type BigIntStats } from 'node:fs'
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite'
 import { setTimeout } from 'node:timers/promises'
 import type { SqliteDatabase, SqliteStatement } from 'kysely'
@@ -28,10 +28,10 @@ const FILE_CHECK_MS = 1000
  */
 const WAL_INDEX_HEADER_BYTES = 48
 /**
- * The `-shm` files this process reads WAL index headers from, by path, each open for as long as the process lives.
- * Never closed while the file is in use: closing any descriptor of a file drops every POSIX lock the process holds on
- * it, SQLite's own included (its connections, the checkpointer's thread). One replaced by another file at its path
- * (once no connection used it, SQLite deletes it) is closed when the new one is opened.
+ * The `-shm` files this process reads WAL index headers from, by path, each open for as long as the process lives,
+ * never closed: closing any descriptor of a file drops every POSIX lock the process holds on it, SQLite's own included
+ * (its connections, the checkpointer's thread), and a file at the path may be replaced under a connection that still
+ * uses the one it had (a restore run beside a serving process). A replaced one stays open beside the new one.
  */
 const walIndexFiles = new Map<string, { fd: number; ino: number; dev: number }>()
 
@@ -42,8 +42,6 @@ function walIndexFile(path: string): number {
   if (known && known.ino === now.ino && known.dev === now.dev) return known.fd
   const fd = openSync(path, 'r')
   const opened = fstatSync(fd)
-  // The file deleted: no SQLite connection anywhere has it open, so nothing holds a lock on it to be dropped.
-  if (known) closeSync(known.fd)
   walIndexFiles.set(path, { fd, ino: opened.ino, dev: opened.dev })
   return fd
 }
@@ -68,6 +66,9 @@ export class NodeSqliteDatabase implements SqliteDatabase {
   /** Prepared statements by SQL text, with whether each returns rows (asking SQLite that builds its column list). */
   readonly #statements = new Map<string, { statement: StatementSync; reader: boolean }>()
   #dataVersionStatement: StatementSync | undefined
+  #journalModeStatement: StatementSync | undefined
+  /** The `-shm` file SQLite uses: beside the file the path led to when it was opened (SQLite follows a symbolic link). */
+  readonly #walIndexPath: string | undefined
   /** The data_version read last, while the WAL index's header stayed `#walIndexHeader`; undefined: to be read. */
   #knownDataVersion: number | undefined
   /** The `-shm` file, open for reading once the database is in WAL mode (`#walIndexChanged`); null for one in memory. */
@@ -93,6 +94,8 @@ export class NodeSqliteDatabase implements SqliteDatabase {
     this.waitInsideSqlite(0)
     const onDisk = filename !== '' && filename !== ':memory:'
     if (!onDisk) this.#walIndex = null
+    // Resolved now, as SQLite just did: a link pointed elsewhere later must not lead the check to another file's index.
+    this.#walIndexPath = onDisk ? `${realpathSync(filename)}-shm` : undefined
     this.checkpointer = onDisk ? new SqliteCheckpointer(this.raw, filename) : undefined
     this.#filename = filename
     if (onDisk) {
@@ -192,15 +195,16 @@ export class NodeSqliteDatabase implements SqliteDatabase {
    * data_version cannot have moved. One `pread` where data_version takes two file-lock system calls and a statement,
    * run for every turn of the event loop that brings requests (src/store/event-bus.ts). The header is read as SQLite's
    * readers read it, without a lock, from the file their shared memory maps: the `-shm` beside the file the path
-   * leads to (SQLite follows a symbolic link), once the database is in WAL mode (before, a `-shm` there would be
+   * led to when the connection opened (`#walIndexPath`), once the database is in WAL mode (before, a `-shm` there would be
    * another's leftover; once in it, no other connection can take it out while this one is open). A read torn by a
    * commit under way differs from the one before, and so counts as a change; so does any read that fails.
    */
   #walIndexChanged(): boolean {
     if (this.#walIndex === undefined) {
       try {
-        if ((this.raw.prepare('PRAGMA journal_mode').get() as { journal_mode: string }).journal_mode !== 'wal') return true
-        this.#walIndex = walIndexFile(`${realpathSync(this.#filename)}-shm`)
+        this.#journalModeStatement ??= this.raw.prepare('PRAGMA journal_mode')
+        if ((this.#journalModeStatement.get() as { journal_mode: string }).journal_mode !== 'wal') return true
+        this.#walIndex = walIndexFile(this.#walIndexPath!)
       } catch {
         return true
       }

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
 import { once } from 'node:events'
 import { connect } from 'node:net'
 import { after, before, describe, it } from 'node:test'
@@ -105,5 +106,26 @@ describe('a user code whose confirmation could not be saved', () => {
     } finally {
       records.upsert = upsert
     }
+  })
+
+  it('stays taken when the save failed after its write, for browsers that read it not yet taken', async () => {
+    const started = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/auth/device`, { method: 'POST', body: new URLSearchParams({ client_id: 'tv' }) })
+    const { user_code: userCode, device_code: deviceCode } = await json(started) as { user_code: string; device_code: string }
+    const jar = new CookieJar()
+    const records = gw.app.store.oidc
+    const upsert = records.upsert
+    // Written, and then an error (a connection lost after the commit).
+    records.upsert = async function (input) {
+      await upsert.call(this, input)
+      if (input.model === 'DeviceCode' && input.payload.inFlight === true && input.payload.accountId === undefined) throw new DatabaseUnavailable('the connection was lost')
+    }
+    try {
+      const first = await submitForm(gw, jar, await submitForm(gw, jar, await browse(gw, jar, realmUrl(gw, '/device')), { user_code: userCode }), {})
+      assert.equal(first.response.status, 503)
+    } finally {
+      records.upsert = upsert
+    }
+    const marker = createHash('sha256').update(`device-code-approval:${deviceCode}`).digest('base64url')
+    assert.ok(await records.find('ReplayDetection', marker, Date.now()), 'the code stays taken')
   })
 })

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { execFileSync, spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { existsSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, renameSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { after, before, describe, it } from 'node:test'
@@ -116,6 +116,57 @@ describe('SQLite data_version, read when the WAL index changed', () => {
     } finally {
       other.close()
       linked.close()
+    }
+  })
+
+  it('keeps reading the WAL index of the file it opened when its symbolic link is pointed elsewhere before the first check', async () => {
+    const dir = tempDir()
+    const [first, second, link] = [join(dir, 'first.sqlite'), join(dir, 'second.sqlite'), join(dir, 'gatehouse.sqlite')]
+    for (const file of [first, second]) {
+      const setUp = new DatabaseSync(file)
+      setUp.exec('PRAGMA journal_mode = WAL')
+      setUp.exec('CREATE TABLE t (n INTEGER)')
+      setUp.close()
+    }
+    symlinkSync(first, link)
+    const linked = new NodeSqliteDatabase(link, 1000)
+    const keepsSecondOpen = new DatabaseSync(second)
+    keepsSecondOpen.prepare('SELECT count(*) FROM t').get()
+    const other = new DatabaseSync(first)
+    try {
+      await linked.useWal(1000)
+      unlinkSync(link)
+      symlinkSync(second, link)
+      assertSeesCommitsOf(other, linked)
+    } finally {
+      other.close()
+      keepsSecondOpen.close()
+      linked.close()
+    }
+  })
+
+  it('leaves the locks held for a connection in place when its -shm file is replaced at its path and another connection opens', { skip: !existsSync('/proc/locks') && 'no /proc/locks' }, async () => {
+    const dir = tempDir()
+    const file = join(dir, 'gatehouse.sqlite')
+    const first = new NodeSqliteDatabase(file, 1000)
+    await first.useWal(1000)
+    first.raw.exec('CREATE TABLE t (n INTEGER)')
+    first.dataVersion()
+    const shmInode = statSync(`${file}-shm`).ino
+    const locks = () => readFileSync('/proc/locks', 'utf8').split('\n').filter((line) => line.includes(` ${process.pid} `) && line.includes(`:${shmInode} `)).length
+    const before = locks()
+    assert.ok(before > 0)
+    // Moved aside as a restore run beside it would; another process then makes a new one at the path.
+    renameSync(`${file}-shm`, join(dir, 'moved-shm'))
+    execFileSync(process.execPath, ['-e', `new (require('node:sqlite').DatabaseSync)(${JSON.stringify(file)}).prepare('SELECT count(*) FROM t').get()`])
+    const second = new NodeSqliteDatabase(file, 1000)
+    try {
+      await second.useWal(1000)
+      second.dataVersion()
+      assert.equal(locks(), before, 'the first connection\'s locks are still held')
+    } finally {
+      second.close()
+      first.close()
     }
   })
 
