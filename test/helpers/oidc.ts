@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
+import { once } from 'node:events'
 import { request as httpRequest } from 'node:http'
+import { connect } from 'node:net'
 import { mock } from 'node:test'
 import type { GatewayOptions, TestGateway } from './gateway.ts'
 
@@ -235,4 +237,30 @@ export function watchProviderEvent(gw: TestGateway, event: string): { readonly c
     return built
   })
   return events
+}
+
+/** Sends each request whole but for its body's last byte, then every last byte together; the raw answers. */
+export async function allAtOnce(gw: TestGateway, requests: { url: string; cookie: string; body: string }[]): Promise<string[]> {
+  const { port, host } = new URL(gw.url)
+  const sockets = await Promise.all(requests.map(async ({ url, cookie, body }) => {
+    const socket = connect(Number(port), '127.0.0.1')
+    await once(socket, 'connect')
+    const target = new URL(url)
+    socket.write(`POST ${target.pathname}${target.search} HTTP/1.1\r\nhost: ${host}\r\ncookie: ${cookie}\r\naccept: text/html\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body.slice(0, -1)}`)
+    return { socket, last: body.slice(-1) }
+  }))
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  return Promise.all(sockets.map(({ socket, last }) => {
+    const read: Buffer[] = []
+    socket.on('data', (chunk: Buffer) => read.push(chunk))
+    socket.write(last)
+    return once(socket, 'close').then(() => Buffer.concat(read).toString())
+  }))
+}
+
+/** The action and fields a page's form posts. */
+export async function formOf(page: { response: Response; url: string }): Promise<{ url: string; fields: URLSearchParams }> {
+  const html = await page.response.text()
+  const action = /<form[^>]*action="([^"]+)"/.exec(html)![1]!.replaceAll('&amp;', '&')
+  return { url: new URL(action, page.url).href, fields: new URLSearchParams([...html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/g)].map((m): [string, string] => [m[1]!, m[2]!])) }
 }

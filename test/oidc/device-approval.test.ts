@@ -1,41 +1,13 @@
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import { once } from 'node:events'
-import { connect } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { DatabaseUnavailable } from '../../src/errors.ts'
 import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { browse, CookieJar, decodeJwtPart, REALM, realmUrl, realmWith, submitForm } from '../helpers/oidc.ts'
+import { allAtOnce, browse, CookieJar, decodeJwtPart, formOf, REALM, realmUrl, realmWith, submitForm } from '../helpers/oidc.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 
 const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code'
 const BROWSERS = 6
-
-/** Sends each request whole but for its body's last byte, then every last byte together; the raw answers. */
-async function allAtOnce(gw: TestGateway, requests: { url: string; cookie: string; body: string }[]): Promise<string[]> {
-  const { port, host } = new URL(gw.url)
-  const sockets = await Promise.all(requests.map(async ({ url, cookie, body }) => {
-    const socket = connect(Number(port), '127.0.0.1')
-    await once(socket, 'connect')
-    const target = new URL(url)
-    socket.write(`POST ${target.pathname}${target.search} HTTP/1.1\r\nhost: ${host}\r\ncookie: ${cookie}\r\naccept: text/html\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body.slice(0, -1)}`)
-    return { socket, last: body.slice(-1) }
-  }))
-  await new Promise((resolve) => setTimeout(resolve, 300))
-  return Promise.all(sockets.map(({ socket, last }) => {
-    const read: Buffer[] = []
-    socket.on('data', (chunk: Buffer) => read.push(chunk))
-    socket.write(last)
-    return once(socket, 'close').then(() => Buffer.concat(read).toString())
-  }))
-}
-
-/** The action and fields a page's form posts. */
-async function formOf(page: { response: Response; url: string }): Promise<{ url: string; fields: URLSearchParams }> {
-  const html = await page.response.text()
-  const action = /<form[^>]*action="([^"]+)"/.exec(html)![1]!.replaceAll('&amp;', '&')
-  return { url: new URL(action, page.url).href, fields: new URLSearchParams([...html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/g)].map((m): [string, string] => [m[1]!, m[2]!])) }
-}
 
 // On PostgreSQL, where each request's reads wait on the network and requests sent together are all in flight at once.
 describe('a user code confirmed in several browsers at the same moment', () => {

@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict'
-import { once } from 'node:events'
-import { connect } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { DatabaseUnavailable } from '../../src/errors.ts'
 import { ADMIN_PASSWORD, startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { browse, CookieJar, realmUrl, realmWith, submitForm } from '../helpers/oidc.ts'
+import { allAtOnce, browse, CookieJar, formOf, realmUrl, realmWith, submitForm } from '../helpers/oidc.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 
 const WRONG_GUESSES_PER_SESSION = 10
@@ -131,30 +129,11 @@ describe('user codes guessed all at once', () => {
   it('are looked up no more often than one browser may guess, however many it sends at the same moment', async () => {
     const { user_code: userCode } = await startDeviceLogin(gw)
     const jar = new CookieJar()
-    const page = await browse(gw, jar, realmUrl(gw, '/device'))
-    const html = await page.response.text()
-    const action = new URL(/<form[^>]*action="([^"]+)"/.exec(html)![1]!.replaceAll('&amp;', '&'), page.url).href
-    const hidden = [...html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/g)].map((m): [string, string] => [m[1]!, m[2]!])
-    const guesses = Array.from({ length: 60 }, (_, i) => new URLSearchParams([...hidden, ['user_code', i === 59 ? userCode : `BCDF-GHJ${'KLMNPQRSTVWXZ'[i % 13]}`]]))
-    // Every request arrives whole but for its body's last byte, which they all then send together: each finds the
-    // session as it was before any was answered (the page's anti-forgery value too).
-    const sockets = await Promise.all(guesses.map(async (form) => {
-      const socket = connect(Number(new URL(gw.url).port), '127.0.0.1')
-      await once(socket, 'connect')
-      const body = form.toString()
-      socket.write(`POST ${new URL(action).pathname}${new URL(action).search} HTTP/1.1\r\nhost: ${new URL(gw.url).host}\r\ncookie: ${jar.header()}\r\naccept: text/html\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body.slice(0, -1)}`)
-      return { socket, last: body.slice(-1) }
-    }))
-    await new Promise((resolve) => setTimeout(resolve, 300))
-    const answers = await Promise.all(sockets.map(({ socket, last }) => {
-      const read: Buffer[] = []
-      socket.on('data', (chunk: Buffer) => read.push(chunk))
-      socket.write(last)
-      return once(socket, 'close').then(() => {
-        const text = Buffer.concat(read).toString()
-        return { status: Number(/^HTTP\/1\.1 (\d+)/.exec(text)?.[1]), confirm: /Confirm device login/.test(text) }
-      })
-    }))
+    const form = await formOf(await browse(gw, jar, realmUrl(gw, '/device')))
+    const guesses = Array.from({ length: 60 }, (_, i) => new URLSearchParams([...form.fields, ['user_code', i === 59 ? userCode : `BCDF-GHJ${'KLMNPQRSTVWXZ'[i % 13]}`]]))
+    // Each finds the session as it was before any was answered (the page's anti-forgery value too).
+    const answers = (await allAtOnce(gw, guesses.map((guess) => ({ url: form.url, cookie: jar.header(), body: guess.toString() }))))
+      .map((text) => ({ status: Number(/^HTTP\/1\.1 (\d+)/.exec(text)?.[1]) }))
     const lookedUp = answers.filter((answer) => answer.status === 200)
     assert.ok(lookedUp.length <= WRONG_GUESSES_PER_SESSION, `${lookedUp.length} codes looked up for one browser`)
     // The rest refused unlooked: held back (429), or, had the session's anti-forgery value changed first, refused (400).
@@ -174,12 +153,9 @@ describe('user codes guessed from many IPv6 addresses of one network', () => {
       // A new browser and a new address of the network each time.
       const hop = { 'x-forwarded-for': `2001:db8:1:2::${(i + 1).toString(16)}` }
       const jar = new CookieJar()
-      const page = await browse(gw, jar, realmUrl(gw, '/device'), { everyHop: hop })
-      const html = await page.response.text()
-      const action = new URL(/<form[^>]*action="([^"]+)"/.exec(html)![1]!.replaceAll('&amp;', '&'), page.url).href
-      const form = new URLSearchParams([...html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/g)].map((m): [string, string] => [m[1]!, m[2]!]))
-      form.set('user_code', 'BCDF-GHJK')
-      statuses.push((await browse(gw, jar, action, { method: 'POST', everyHop: hop, headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form.toString() })).response.status)
+      const form = await formOf(await browse(gw, jar, realmUrl(gw, '/device'), { everyHop: hop }))
+      form.fields.set('user_code', 'BCDF-GHJK')
+      statuses.push((await browse(gw, jar, form.url, { method: 'POST', everyHop: hop, headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form.fields.toString() })).response.status)
     }
     assert.deepEqual(statuses.slice(0, WRONG_GUESSES_PER_ADDRESS), Array(WRONG_GUESSES_PER_ADDRESS).fill(200))
     assert.equal(statuses.at(-1), 429, 'the network is held back')
