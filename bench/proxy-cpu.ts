@@ -14,9 +14,11 @@
  * whose name contains it. PROXY_CPU_PROFILE=<dir> runs the server with `--cpu-prof` there; PROXY_CPU_BASELINE=<dir>
  * runs a second server from another checkout (the code before a change, say) and measures each row on both in turn,
  * printing the rounds' ratio too (its nginx rows run its own docs/forward-auth.md); PROXY_CPU_PAUSE_MS leaves the
- * servers idle that long before each measurement.
+ * servers idle that long before each measurement. PROXY_CPU_WRK=<seconds> sends each round's requests with
+ * `wrk -t1 -c50` for that long instead (the load `npm run bench` puts on a proxy: many requests arriving together),
+ * and divides by the requests wrk counted.
  */
-import type { ChildProcess } from 'node:child_process'
+import { execFileSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { Agent, createServer, request } from 'node:http'
 import { tmpdir } from 'node:os'
@@ -30,6 +32,7 @@ const only = process.argv[4]
 const connections = 8
 const password = 'bench-password'
 const pauseMs = Number(process.env.PROXY_CPU_PAUSE_MS ?? 0)
+const wrkSeconds = Number(process.env.PROXY_CPU_WRK ?? 0)
 /**
  * The floor under any forward-auth decision a Node process makes: node:http answering each question with the fields
  * of Gatehouse's allowed answer (an identity JWT's length), deciding nothing. Served by the upstream's process.
@@ -123,13 +126,14 @@ async function main(): Promise<void> {
           if (pauseMs) await new Promise((resolve) => setTimeout(resolve, pauseMs))
           const measured = rows[i]!.pid ?? pid
           const before = cpuMicros(`/proc/${measured}/stat`)
-          await send(agent, rows[i]!.url, rows[i]!.path, rows[i]!.headers, requests)
-          perRequest[i]!.push((cpuMicros(`/proc/${measured}/stat`) - before) / requests)
+          const sent = wrkSeconds ? wrk(rows[i]!.url + rows[i]!.path, rows[i]!.headers) : await send(agent, rows[i]!.url, rows[i]!.path, rows[i]!.headers, requests)
+          perRequest[i]!.push((cpuMicros(`/proc/${measured}/stat`) - before) / sent)
         }
       }
     }
     const columns = gateways.length > 1 ? ' | baseline | the rounds\' ratio, median' : ''
-    process.stdout.write(`| ${requests} requests a round, ${connections} connections, median of ${rounds} rounds | CPU µs per request (Gatehouse's; the nginx worker's in its rows)${columns} |\n|---|---:${gateways.length > 1 ? '|---:|---:' : ''}|\n`)
+    const load = wrkSeconds ? `wrk -t1 -c50 for ${wrkSeconds} s a round` : `${requests} requests a round, ${connections} connections`
+    process.stdout.write(`| ${load}, median of ${rounds} rounds | CPU µs per request (Gatehouse's; the nginx worker's in its rows)${columns} |\n|---|---:${gateways.length > 1 ? '|---:|---:' : ''}|\n`)
     for (const [i, row] of gateways[0]!.rows.entries()) {
       const [mine, baseline] = gateways.map(({ perRequest }) => perRequest[i]!)
       const compared = baseline ? ` | ${median(baseline).toFixed(1)} | ${median(mine!.map((value, round) => value / baseline[round]!)).toFixed(2)}` : ''
@@ -203,12 +207,20 @@ async function signIn(url: string): Promise<[string, Record<string, string>][]> 
   ]
 }
 
-/** `count` GETs over the connections, each answer read to its end; anything but 200 stops the run. */
-async function send(agent: Agent, url: string, path: string, headers: Record<string, string>, count: number): Promise<void> {
+/** `count` GETs over the connections, each answer read to its end; anything but 200 stops the run. Answers `count`. */
+async function send(agent: Agent, url: string, path: string, headers: Record<string, string>, count: number): Promise<number> {
   let left = count
   await Promise.all(Array.from({ length: connections }, async () => {
     while (left-- > 0) await get(agent, url + path, headers)
   }))
+  return count
+}
+
+/** GETs from `wrk -t1 -c50` for PROXY_CPU_WRK seconds; answers how many it sent. Any answer but 2xx stops the run. */
+function wrk(url: string, headers: Record<string, string>): number {
+  const output = execFileSync('wrk', ['-t1', '-c50', `-d${wrkSeconds}s`, ...Object.entries(headers).flatMap(([name, value]) => ['-H', `${name}: ${value}`]), url], { encoding: 'utf8' })
+  if (/Non-2xx/.test(output)) throw new Error(`${url}: answers other than 2xx\n${output}`)
+  return Number(/(\d+) requests in/.exec(output)![1])
 }
 
 function get(agent: Agent, url: string, headers: Record<string, string>): Promise<void> {
