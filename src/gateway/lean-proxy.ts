@@ -154,8 +154,10 @@ export function leanProxy(app: App, options: LeanProxyOptions): LeanProxy {
     if (!lane && !(flavour && !hasRequestBody(raw))) return false
     const request = new LaneRequest(raw, trust, options.parseCookie)
     if (!passesRequestChecks(request)) return false
-    // An allowed forward-auth answer writes its id with its other fields (answerForwardAuth).
-    if (lane) response.setHeader('x-request-id', request.id)
+    // Answers write the request's id with their other fields: a forwarded one with the service's (`serve`), an allowed
+    // forward-auth answer with the identity's (answerForwardAuth), the others as they are written (`identified`).
+    // Node takes the fields of one writeHead as given, where those set before it (setHeader) are each stored and
+    // then merged with the writeHead's, one setHeader each: 1-1.5 µs of a request (docs/performance.md).
     if (options.closesConnection(raw)) response.setHeader('connection', 'close')
     // `on`, not `once`, here and below: a response finishes and closes once only, and `once` would wrap each listener
     // and unhook it again, on every request.
@@ -168,8 +170,7 @@ export function leanProxy(app: App, options: LeanProxyOptions): LeanProxy {
 
 /**
  * A forward-auth question (src/gateway/forward-auth.ts), answered as its Fastify route answers it. Most answers are
- * allowed: those go out in one writeHead of a list of fields, which Node takes as given where fields set one by one
- * (setHeader) are each stored, and then merged with the list, first: 1-1.5 µs less of a decision (docs/performance.md).
+ * allowed: those go out in one writeHead of a list of fields.
  */
 async function answerForwardAuth(app: App, options: LeanProxyOptions, flavour: Flavour, request: LaneRequest, response: ServerResponse): Promise<void> {
   let answer: ForwardAuthAnswer
@@ -201,8 +202,14 @@ function allowedFields(request: LaneRequest, identity: Readonly<Record<string, s
 
 /** What every other answer carries, set before the refusal or redirect is written. */
 function setRefusalHeaders(request: LaneRequest, response: ServerResponse): void {
-  response.setHeader('x-request-id', request.id)
+  identified(request, response)
   response.setHeader('cache-control', FORWARD_AUTH_CACHE_CONTROL)
+}
+
+/** The response, with the request's id set: for an answer of the gateway's own, written field by field. */
+function identified(request: LaneRequest, response: ServerResponse): ServerResponse {
+  response.setHeader('x-request-id', request.id)
+  return response
 }
 
 function redirect(response: ServerResponse, location: string): void {
@@ -236,7 +243,7 @@ async function serve(app: App, options: LeanProxyOptions, lane: Lane, request: L
   const overridden = bodyOverrideRefusal(request.gatehouse.methodOverride, request.headers, body)
   if (overridden) {
     dropRestOfBody(raw, response)
-    writeError(request, response, refusedAfterBody(request, overridden), errorLog(options, request))
+    writeError(request, identified(request, response), refusedAfterBody(request, overridden), errorLog(options, request))
     return
   }
   const waiting = route.pool.admit(poolClient(request), route.name, (release) => response.on('close', release))
@@ -251,7 +258,7 @@ async function serve(app: App, options: LeanProxyOptions, lane: Lane, request: L
       readMs: route.timeouts.responseMs,
       responseHeaders: (upstream) => {
         request.gatehouse.upstreamMs = performance.now() - request.startedAt - request.gatehouse.forwardedAtMs!
-        return lane.rewrite(clientResponseHeaders(upstream, request.id), request)
+        return lane.rewrite(clientResponseHeaders(upstream, request.id, true), request)
       },
       failed: (error) => {
         if (!(error instanceof MethodMayBeNamed)) options.log.warn({ reqId: request.id, err: error }, 'response errored')
@@ -263,6 +270,7 @@ async function serve(app: App, options: LeanProxyOptions, lane: Lane, request: L
 
 /** A login redirect (deleting a refused session cookie on the way), or the refusal itself. */
 function refuse(options: LeanProxyOptions, request: LaneRequest, response: ServerResponse, decision: Extract<Decision, { granted: false }>): void {
+  identified(request, response)
   if (!decision.loginUrl) {
     writeError(request, response, decision.refusal, errorLog(options, request))
     return
@@ -276,7 +284,7 @@ function fail(options: LeanProxyOptions, request: LaneRequest, response: ServerR
   if (response.headersSent) return void response.destroy()
   // The client may still be sending a body no one reads now: the connection cannot serve another request.
   dropRestOfBody(request.raw, response)
-  writeError(request, response, error, errorLog(options, request))
+  writeError(request, identified(request, response), error, errorLog(options, request))
 }
 
 function errorLog(options: LeanProxyOptions, request: LaneRequest): { error(fields: object, message: string): void } {

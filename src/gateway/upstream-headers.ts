@@ -195,18 +195,16 @@ const UPSTREAM_REQUEST_ID = 'x-upstream-request-id'
 /**
  * What the client receives of a service's response headers: no hop-by-hop fields, none of the gateway's cookies set,
  * and the service's own request id under another name (above), so the client's `X-Request-Id` stays `requestId`.
+ * `withId`: the request's id comes first among them (for a response that has no field set before its writeHead).
  */
-export function clientResponseHeaders(incoming: IncomingHttpHeaders, requestId: string): IncomingHttpHeaders {
+export function clientResponseHeaders(incoming: IncomingHttpHeaders, requestId: string, withId = false): IncomingHttpHeaders {
   const listed = connectionOptions(incoming.connection)
-  const headers: IncomingHttpHeaders = {}
+  const headers: IncomingHttpHeaders = withId ? { 'x-request-id': requestId } : {}
   for (const name of Object.keys(incoming)) {
-    if (!HOP_BY_HOP.has(name) && !listed?.has(name)) headers[name] = incoming[name]
+    if (name !== 'x-request-id' && !HOP_BY_HOP.has(name) && !listed?.has(name)) headers[name] = incoming[name]
   }
-  const serviceId = headers['x-request-id']
-  if (serviceId !== undefined) {
-    delete headers['x-request-id']
-    if (serviceId !== requestId) headers[UPSTREAM_REQUEST_ID] = serviceId
-  }
+  const serviceId = incoming['x-request-id']
+  if (serviceId !== undefined && serviceId !== requestId && !listed?.has('x-request-id')) headers[UPSTREAM_REQUEST_ID] = serviceId
   if (headers['set-cookie']) {
     const kept = withoutGatewaySetCookies(headers['set-cookie'])
     if (kept) headers['set-cookie'] = kept

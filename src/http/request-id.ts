@@ -9,7 +9,14 @@ import type { ProxyTrust } from '../gateway/trusted-proxies.ts'
  */
 const WELL_FORMED = /^[A-Za-z0-9._:=+-]{1,128}$/
 
-const ids = new WeakMap<IncomingMessage, string>()
+/**
+ * Where a request's id is kept: a property of Node's request under a symbol of this module's, which nothing else
+ * reads. A WeakMap keyed by the request cost every proxied request an entry the garbage collector must visit as an
+ * ephemeron in each young-generation collection (docs/performance.md).
+ */
+const REQUEST_ID = Symbol('request id')
+
+type WithId = IncomingMessage & { [REQUEST_ID]?: string }
 
 /**
  * Gives a request its id, as it arrives, for its log line, the service (`X-Request-Id`) and the client (echoed in the
@@ -19,13 +26,12 @@ const ids = new WeakMap<IncomingMessage, string>()
 export function assignRequestId(request: IncomingMessage, trustsProxy: ProxyTrust): string {
   const sent = request.headers['x-request-id']
   const id = typeof sent === 'string' && WELL_FORMED.test(sent) && trustsProxy(request.socket.remoteAddress) ? sent : randomUUID()
-  ids.set(request, id)
+  const identified: WithId = request
+  identified[REQUEST_ID] = id
   return id
 }
 
 /** The id `assignRequestId` gave the request (a new one for a request that came another way, as in tests). */
 export function requestIdOf(request: IncomingMessage): string {
-  let id = ids.get(request)
-  if (id === undefined) ids.set(request, (id = randomUUID()))
-  return id
+  return ((request as WithId)[REQUEST_ID] ??= randomUUID())
 }

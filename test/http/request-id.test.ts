@@ -19,7 +19,11 @@ describe('request ids', () => {
       logLines,
       config: {
         server: { host: '127.0.0.1', port: 0, trusted_proxies: [PROXY] },
-        services: [{ name: 'rec', prefix: '/rec/', upstream: upstream.url, public_paths: ['/rec/open/*'] }],
+        services: [
+          { name: 'rec', prefix: '/rec/', upstream: upstream.url, public_paths: ['/rec/open/*'] },
+          // Nothing listens on the discard port: every request is the gateway's 502.
+          { name: 'down', prefix: '/down/', upstream: 'http://127.0.0.1:9', public_paths: ['/down/*'] },
+        ],
       },
     })
   })
@@ -59,6 +63,25 @@ describe('request ids', () => {
       const id = answered.headers['x-request-id'] as string
       assert.match(id, UUID, `${from} ${given}`)
       assert.equal(upstream.seen.find((seen) => seen.url === path)?.headers['x-request-id'], id, 'the service gets the id the gateway used, not the one sent')
+    }
+  })
+
+  it('carries one id on every answer of a proxied request: the service\'s, and the gateway\'s own refusals, redirects and failures', async () => {
+    const wrongPassword = { authorization: `Basic ${Buffer.from('admin:not-the-password').toString('base64')}` }
+    const cases = [
+      ['/rec/open/answered', {}, 200],
+      ['/rec/private', {}, 401],
+      ['/rec/private', wrongPassword, 401],
+      ['/rec/private', { accept: 'text/html' }, 302],
+      ['/down/x', {}, 502],
+    ] as const
+    for (const [path, headers, status] of cases) {
+      const answered = await requestFrom(CLIENT, gw.url + path, { headers: { ...headers } })
+      assert.equal(answered.status, status, path)
+      // Node joins repeated fields with a comma: one id alone matches.
+      const id = answered.headers['x-request-id'] as string
+      assert.match(id, UUID, `${path} ${status}`)
+      assert.equal((await loggedLine(id))?.status, status, path)
     }
   })
 
