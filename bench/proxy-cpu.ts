@@ -216,11 +216,15 @@ async function send(agent: Agent, url: string, path: string, headers: Record<str
   return count
 }
 
-/** GETs from `wrk -t1 -c50` for PROXY_CPU_WRK seconds; answers how many it sent. Any answer but 2xx stops the run. */
+/**
+ * GETs from `wrk -t1 -c50` for PROXY_CPU_WRK seconds; answers how many it completed. Any answer but 2xx, any socket
+ * error or timeout (a request whose CPU time would count without the request), or none at all stops the run.
+ */
 function wrk(url: string, headers: Record<string, string>): number {
   const output = execFileSync('wrk', ['-t1', '-c50', `-d${wrkSeconds}s`, ...Object.entries(headers).flatMap(([name, value]) => ['-H', `${name}: ${value}`]), url], { encoding: 'utf8' })
-  if (/Non-2xx/.test(output)) throw new Error(`${url}: answers other than 2xx\n${output}`)
-  return Number(/(\d+) requests in/.exec(output)![1])
+  const completed = Number(/(\d+) requests in/.exec(output)?.[1] ?? 0)
+  if (/Non-2xx|Socket errors/.test(output) || !completed) throw new Error(`${url}: not every request answered 2xx\n${output}`)
+  return completed
 }
 
 function get(agent: Agent, url: string, headers: Record<string, string>): Promise<void> {

@@ -8,6 +8,7 @@ import type { GatewayRequest } from './http/gateway-request.ts'
 import { closeLingeringAfter } from './http/lingering-close.ts'
 import { wantsHtml } from './http/negotiation.ts'
 import { STATUS_CODES } from './http/node-http.ts'
+import { requestIdOf } from './http/request-id.ts'
 
 /** Every stable error code Gatehouse answers with; each has exactly one class below. */
 export type ErrorCode =
@@ -937,6 +938,8 @@ export function answerClientError(error: Error & { code?: string; rawPacket?: un
   const headers = navigation
     ? [...Object.entries(UNFRAMED_PAGE_HEADERS).map(([name, value]) => `${name}: ${value}`), 'Content-Type: text/html; charset=utf-8']
     : ['Content-Type: application/json; charset=utf-8']
+  // A request whose head was read (its body broke off, was malformed or too slow) has its id, as every other answer.
+  if (inFlight) headers.unshift(`X-Request-Id: ${requestIdOf(inFlight.req)}`)
   if (socket.writable) {
     socket.write(`HTTP/1.1 ${refusal.status} ${STATUS_CODES[refusal.status]}\r\n${headers.join('\r\n')}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
   }

@@ -3,6 +3,8 @@ import { after, before, describe, it } from 'node:test'
 import { adminAuth, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { requestFrom } from '../helpers/from-address.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
+import { freePort } from '../helpers/free-port.ts'
+import { rawClient } from '../helpers/raw-client.ts'
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 const PROXY = '127.0.0.2'
@@ -14,15 +16,22 @@ describe('request ids', () => {
   const logLines: Record<string, unknown>[] = []
 
   before(async () => {
-    upstream = await startRecordingUpstream()
+    // Paths with `/hang` are never answered: the gateway's 504, or a request holding the service's one connection.
+    upstream = await startRecordingUpstream((request, response) => {
+      if (request.url!.includes('/hang')) return
+      response.writeHead(200, { 'content-type': 'application/json' }).end('{}')
+    })
+    // A port nothing listens on: every request there is the gateway's 502.
+    const closedPort = await freePort()
     gw = await startGateway({
       logLines,
       config: {
         server: { host: '127.0.0.1', port: 0, trusted_proxies: [PROXY] },
         services: [
-          { name: 'rec', prefix: '/rec/', upstream: upstream.url, public_paths: ['/rec/open/*'] },
-          // Nothing listens on the discard port: every request is the gateway's 502.
-          { name: 'down', prefix: '/down/', upstream: 'http://127.0.0.1:9', public_paths: ['/down/*'] },
+          { name: 'rec', prefix: '/rec/', upstream: upstream.url, public_paths: ['/rec/open/*'], timeouts: { response_seconds: 0.5 } },
+          { name: 'down', prefix: '/down/', upstream: `http://127.0.0.1:${closedPort}`, public_paths: ['/down/*'] },
+          { name: 'ruled', prefix: '/ruled/', upstream: upstream.url, access: [{ allow: { methods: ['GET', 'POST'] } }] },
+          { name: 'held', prefix: '/held/', upstream: upstream.url, public_paths: ['/held/*'], pool: { connections: 1, per_client: 1, wait_seconds: 0.3 }, timeouts: { response_seconds: 3 } },
         ],
       },
     })
@@ -68,21 +77,37 @@ describe('request ids', () => {
 
   it('carries one id on every answer of a proxied request: the service\'s, and the gateway\'s own refusals, redirects and failures', async () => {
     const wrongPassword = { authorization: `Basic ${Buffer.from('admin:not-the-password').toString('base64')}` }
-    const cases = [
+    const form = { ...adminAuth, 'content-type': 'application/x-www-form-urlencoded' }
+    // Holds the one connection to the `held` service: the next request there waits for it, and is refused.
+    const holding = requestFrom(CLIENT, gw.url + '/held/hang').catch(() => undefined)
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    const cases: [path: string, init: { method?: string; headers?: Record<string, string>; body?: string }, status: number][] = [
       ['/rec/open/answered', {}, 200],
+      ['/rec/open/answered', { method: 'HEAD' }, 200],
       ['/rec/private', {}, 401],
-      ['/rec/private', wrongPassword, 401],
-      ['/rec/private', { accept: 'text/html' }, 302],
+      ['/rec/private', { headers: wrongPassword }, 401],
+      ['/rec/private', { headers: { accept: 'text/html' } }, 302],
+      ['/ruled/x', { method: 'DELETE', headers: adminAuth }, 403],
+      // A form naming the method its rules refuse, judged once its body is read.
+      ['/ruled/x', { method: 'POST', headers: form, body: '_method=DELETE' }, 403],
       ['/down/x', {}, 502],
-    ] as const
-    for (const [path, headers, status] of cases) {
-      const answered = await requestFrom(CLIENT, gw.url + path, { headers: { ...headers } })
+      ['/held/x', {}, 503],
+      ['/rec/open/hang', {}, 504],
+    ]
+    for (const [path, init, status] of cases) {
+      const answered = await requestFrom(CLIENT, gw.url + path, init)
       assert.equal(answered.status, status, path)
       // Node joins repeated fields with a comma: one id alone matches.
       const id = answered.headers['x-request-id'] as string
       assert.match(id, UUID, `${path} ${status}`)
       assert.equal((await loggedLine(id))?.status, status, path)
     }
+    await holding
+    // A body the parser refuses after the head was read: Node's own answer, with the request's id too.
+    const client = await rawClient(gw.url, CLIENT, 'POST /rec/open/x HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n')
+    await client.closed
+    assert.match(client.received(), /^HTTP\/1\.1 400 /)
+    assert.match(client.received(), /\r\nx-request-id: [0-9a-f-]{36}\r\n/i)
   })
 
   it('carries an id on the gateway API, its errors and the realms, as on the proxied path', async () => {
