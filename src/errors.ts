@@ -8,7 +8,7 @@ import type { GatewayRequest } from './http/gateway-request.ts'
 import { closeLingeringAfter } from './http/lingering-close.ts'
 import { wantsHtml } from './http/negotiation.ts'
 import { STATUS_CODES } from './http/node-http.ts'
-import { requestIdOf } from './http/request-id.ts'
+import { assignedRequestIdOf } from './http/request-id.ts'
 
 /** Every stable error code Gatehouse answers with; each has exactly one class below. */
 export type ErrorCode =
@@ -938,8 +938,10 @@ export function answerClientError(error: Error & { code?: string; rawPacket?: un
   const headers = navigation
     ? [...Object.entries(UNFRAMED_PAGE_HEADERS).map(([name, value]) => `${name}: ${value}`), 'Content-Type: text/html; charset=utf-8']
     : ['Content-Type: application/json; charset=utf-8']
-  // A request whose head was read (its body broke off, was malformed or too slow) has its id, as every other answer.
-  if (inFlight) headers.unshift(`X-Request-Id: ${requestIdOf(inFlight.req)}`)
+  // A request whose head was read (its body broke off, was malformed or too slow) was given its id: the client is told
+  // it, as with every other answer of the gateway's listener (the request leaves no log line of its own).
+  const id = inFlight ? assignedRequestIdOf(inFlight.req) : undefined
+  if (id !== undefined) headers.unshift(`X-Request-Id: ${id}`)
   if (socket.writable) {
     socket.write(`HTTP/1.1 ${refusal.status} ${STATUS_CODES[refusal.status]}\r\n${headers.join('\r\n')}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
   }

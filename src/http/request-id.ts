@@ -31,6 +31,11 @@ export function assignRequestId(request: IncomingMessage, trustsProxy: ProxyTrus
   return id
 }
 
+/** The id `assignRequestId` gave the request, if it gave one (none on the metrics listener, say): nothing is made up. */
+export function assignedRequestIdOf(request: IncomingMessage): string | undefined {
+  return (request as WithId)[REQUEST_ID]
+}
+
 /** The id `assignRequestId` gave the request (a new one for a request that came another way, as in tests). */
 export function requestIdOf(request: IncomingMessage): string {
   return ((request as WithId)[REQUEST_ID] ??= randomUUID())
