@@ -5,6 +5,7 @@ import { errorPage } from './pages/error-page.ts'
 import { UNFRAMED_PAGE_HEADERS } from './pages/html.ts'
 import type { RequestContext } from './context.ts'
 import type { GatewayRequest } from './http/gateway-request.ts'
+import { markReplacedAnswer } from './http/answer-outcome.ts'
 import { closeLingeringAfter } from './http/lingering-close.ts'
 import { wantsHtml } from './http/negotiation.ts'
 import { STATUS_CODES } from './http/node-http.ts'
@@ -939,9 +940,11 @@ export function answerClientError(error: Error & { code?: string; rawPacket?: un
     ? [...Object.entries(UNFRAMED_PAGE_HEADERS).map(([name, value]) => `${name}: ${value}`), 'Content-Type: text/html; charset=utf-8']
     : ['Content-Type: application/json; charset=utf-8']
   // A request whose head was read (its body broke off, was malformed or too slow) was given its id: the client is told
-  // it, as with every other answer of the gateway's listener (the request leaves no log line of its own).
+  // it, as with every other answer of the gateway's listener, and its log line, written when its response closes,
+  // names this answer in place of the one it was going to get.
   const id = inFlight ? assignedRequestIdOf(inFlight.req) : undefined
   if (id !== undefined) headers.unshift(`X-Request-Id: ${id}`)
+  if (inFlight) markReplacedAnswer(inFlight, refusal)
   if (socket.writable) {
     socket.write(`HTTP/1.1 ${refusal.status} ${STATUS_CODES[refusal.status]}\r\n${headers.join('\r\n')}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
   }

@@ -11,6 +11,7 @@ import { SESSION_COOKIE } from './auth/session.ts'
 import { newRequestContext } from './context.ts'
 import { hashingThreads, onRefusedHash } from './directory/passwords.ts'
 import { DatabaseUnavailable, NotFound, answerClientError, sendError } from './errors.ts'
+import { outcomeOf } from './http/answer-outcome.ts'
 import { cookieParser } from './http/cookie-header.ts'
 import { refuseBadHost } from './http/host-header.ts'
 import { requestIdOf } from './http/request-id.ts'
@@ -57,6 +58,9 @@ const parseCookie = cookieParser(new Set([SESSION_COOKIE, CSRF_COOKIE]))
  * taken before Fastify sees them (src/gateway/lean-proxy.ts), and so are the realms' token requests
  * (src/oidc/token-lane.ts); both run the same checks as the hooks below.
  */
+/** Set on a request once it has been counted and logged, so that no way its answer ends counts it twice. */
+const ANSWER_COUNTED = Symbol('answer counted')
+
 export async function buildServer(app: App, options: ServerOptions = {}): Promise<FastifyInstance> {
   // Set once every route is known: proxied requests are offered to it before Fastify routes them.
   let lean: LeanProxy | undefined
@@ -120,13 +124,25 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   const requestLog = server.log.child({}, { redact: [] }) as Logger
   // Below info (GATEHOUSE_LOG_LEVEL=warn) the line would be dropped: no request pays for building it then.
   const logsRequests = requestLog.isLevelEnabled('info')
-  // Counted and logged when answered: by the onResponse hook, or when a WebSocket's 101 is sent (the tunnel's reply is
-  // hijacked, and its hooks never run).
-  const answered = (request: FastifyRequest, reply: AnsweredRequest): void => {
+  // Counted and logged once when answered: by the onResponse hook, when a WebSocket's 101 is sent (the tunnel's reply
+  // is hijacked, and its hooks never run), or when a response closes unfinished (the client left, the answer was cut or
+  // the parser's refusal replaced it: src/http/answer-outcome.ts), where Fastify runs no hook.
+  const answered = (request: FastifyRequest, reply: AnsweredRequest, incomplete?: true): void => {
+    const counted = request as FastifyRequest & { [ANSWER_COUNTED]?: true }
+    if (counted[ANSWER_COUNTED]) return
+    counted[ANSWER_COUNTED] = true
     app.metrics.requestDone(request, reply)
     if (!logsRequests) return
-    requestLog.info(requestLine(request.id, request.method, request.url, reply.statusCode, reply.elapsedTime, request.gatehouse ?? newRequestContext()), 'request')
+    requestLog.info(requestLine(request.id, request.method, request.url, reply.statusCode, reply.elapsedTime, request.gatehouse ?? newRequestContext(), incomplete), 'request')
   }
+  server.addHook('onRequest', async (request, reply) => {
+    reply.raw.on('close', () => {
+      if (reply.raw.writableFinished) return
+      const outcome = outcomeOf(reply.raw)
+      if (outcome.code && request.gatehouse) request.gatehouse.code = outcome.code
+      answered(request, { statusCode: outcome.status, elapsedTime: reply.elapsedTime }, outcome.incomplete)
+    })
+  })
   server.addHook('onResponse', async (request, reply) => answered(request, reply))
   server.setErrorHandler((error, request, reply) => sendError(request, reply, error))
   logDatabaseOutages(server, app)

@@ -159,9 +159,10 @@ export function leanProxy(app: App, options: LeanProxyOptions): LeanProxy {
     // Node takes the fields of one writeHead as given, where those set before it (setHeader) are each stored and
     // then merged with the writeHead's, one setHeader each: 1-1.5 µs of a request (docs/performance.md).
     if (options.closesConnection(raw)) response.setHeader('connection', 'close')
-    // `on`, not `once`, here and below: a response finishes and closes once only, and `once` would wrap each listener
-    // and unhook it again, on every request.
-    response.on('finish', () => logAnswered(app, options, request, response))
+    // `on`, not `once`, here and below: a response closes once only, and `once` would wrap each listener and unhook it
+    // again, on every request. On `close`, not `finish`: a request whose client left, or whose answer was cut or
+    // replaced by the parser's, is logged too.
+    response.on('close', () => logAnswered(app, options, request, response))
     const answering = lane ? serve(app, options, lane, request, response) : answerForwardAuth(app, options, flavour!, request, response)
     answering.catch((error: unknown) => fail(options, request, response, error))
     return true

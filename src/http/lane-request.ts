@@ -6,6 +6,7 @@ import type { App } from '../app.ts'
 import { newRequestContext, type RequestContext } from '../context.ts'
 import type { Original } from '../gateway/forward-auth.ts'
 import { requestLine } from '../logging/request-line.ts'
+import { outcomeOf } from './answer-outcome.ts'
 import { hostProblem } from './host-header.ts'
 import { requestIdOf } from './request-id.ts'
 import { assertSafePath, assertWellFormedEscapes, splitTarget } from './request-target.ts'
@@ -34,11 +35,16 @@ export function passesRequestChecks(request: LaneRequest): boolean {
   return true
 }
 
-/** What the general path's response hook does: the metrics, and the request's one log line. */
+/**
+ * What the general path does when a response closes: the metrics, and the request's one log line, for an answer sent
+ * whole as for one the parser replaced, cut short, or never sent because the client left (src/http/answer-outcome.ts).
+ */
 export function logAnswered(app: App, options: AnswerLog, request: LaneRequest, response: ServerResponse): void {
-  const answered = { statusCode: response.statusCode, elapsedTime: performance.now() - request.startedAt }
+  const outcome = outcomeOf(response)
+  if (outcome.code) request.gatehouse.code = outcome.code
+  const answered = { statusCode: outcome.status, elapsedTime: performance.now() - request.startedAt }
   app.metrics.requestDone(request, answered)
-  options.requestLog?.info(requestLine(request.id, request.method, request.url, answered.statusCode, answered.elapsedTime, request.gatehouse), 'request')
+  options.requestLog?.info(requestLine(request.id, request.method, request.url, answered.statusCode, answered.elapsedTime, request.gatehouse, outcome.incomplete), 'request')
 }
 
 /**

@@ -8,7 +8,7 @@ import { splitTarget } from '../http/request-target.ts'
  * is logged without its query (clients put `code=`, `access_token=`, `client_secret=` there) and without the id of a
  * realm login under way.
  */
-export function requestLine(id: string, method: string, url: string, status: number, elapsedMs: number, context: RequestContext): object {
+export function requestLine(id: string, method: string, url: string, status: number, elapsedMs: number, context: RequestContext, incomplete?: true): object {
   const { place, principal, decision, authenticator, code, accessRule } = context
   return {
     reqId: id,
@@ -24,6 +24,8 @@ export function requestLine(id: string, method: string, url: string, status: num
     user: principal?.user.username,
     auth: principal?.method,
     access_rule: accessRule,
+    // The answer did not reach the client whole (src/http/answer-outcome.ts); absent on every other line.
+    incomplete,
   }
 }
 

@@ -39,7 +39,7 @@ export function tokenLane(app: App, options: TokenLaneOptions): ((raw: IncomingM
     response.setHeader('x-request-id', request.id)
     if (options.closesConnection(raw)) response.setHeader('connection', 'close')
     request.gatehouse.place = app.places.realm(realm.name)
-    response.on('finish', () => logAnswered(app, options, request, response))
+    response.on('close', () => logAnswered(app, options, request, response))
     const log = { error: (fields: object, message: string) => options.log.error({ reqId: request.id, ...fields }, message) }
     serveProvider(app, realm, KEYCLOAK_ROUTES.token, '', {
       raw,

@@ -19,6 +19,11 @@ describe('request ids', () => {
     // Paths with `/hang` are never answered: the gateway's 504, or a request holding the service's one connection.
     upstream = await startRecordingUpstream((request, response) => {
       if (request.url!.includes('/hang')) return
+      // Paths with `/partial` begin an answer and never finish it.
+      if (request.url!.includes('/partial')) {
+        response.writeHead(200, { 'content-type': 'application/json' }).write('{"begun":')
+        return
+      }
       response.writeHead(200, { 'content-type': 'application/json' }).end('{}')
     })
     // A port nothing listens on: every request there is the gateway's 502.
@@ -109,6 +114,42 @@ describe('request ids', () => {
     await client.closed
     assert.match(client.received(), /^HTTP\/1\.1 400 /)
     assert.match(client.received(), /\r\nx-request-id: edge-raw\.1\r\n/i)
+    // Its line names the answer the client got, not the one the gateway was going to give.
+    const line = await loggedLine('edge-raw.1')
+    assert.deepEqual([line?.method, line?.path, line?.status, line?.code, line?.incomplete], ['POST', '/rec/open/x', 400, 'bad_request', undefined])
+  })
+
+  it('logs a request whose client leaves before its answer (499, as nginx) or in the middle of it', async () => {
+    const sent = (id: string, target: string, rest = '\r\n'): string => `${target} HTTP/1.1\r\nHost: gw\r\nX-Request-Id: ${id}\r\n${rest}`
+    // Waiting for the service, on the lean path and on Fastify's (which takes paths with escapes); a service's answer, begun.
+    const cases: [id: string, bytes: string, status: number][] = [
+      ['left.proxied', sent('left.proxied', 'GET /rec/open/hang-left'), 499],
+      ['left.routed', sent('left.routed', 'GET /rec/open/hang%2Dleft'), 499],
+      ['left.partial', sent('left.partial', 'GET /rec/open/partial'), 200],
+    ]
+    for (const [id, bytes, status] of cases) {
+      const client = await rawClient(gw.url, PROXY, bytes)
+      if (status === 200) {
+        for (let i = 0; i < 200 && !client.received().includes('"begun":'); i++) await new Promise((resolve) => setTimeout(resolve, 10))
+        assert.match(client.received(), /^HTTP\/1\.1 200 /, id)
+      } else {
+        await new Promise((resolve) => setTimeout(resolve, 150))
+        assert.equal(client.received(), '', id)
+      }
+      client.socket.destroy()
+      const line = await loggedLine(id)
+      assert.deepEqual([line?.status, line?.incomplete], [status, true], id)
+    }
+    // A body broken off by the client: the parser's 400 (nginx logs 400 too), on the gateway's own API as on the proxy.
+    const cut = await rawClient(gw.url, PROXY, sent('left.api', 'POST /api/gateway/v1/users/', `Authorization: ${adminAuth.authorization}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"user`))
+    await new Promise((resolve) => setTimeout(resolve, 150))
+    cut.socket.end()
+    const line = await loggedLine('left.api')
+    assert.deepEqual([line?.status, line?.code, line?.incomplete], [400, 'bad_request', undefined])
+    // An answer sent whole says nothing of the kind.
+    const whole = await requestFrom(PROXY, gw.url + '/rec/open/whole', { headers: { 'x-request-id': 'whole.1' } })
+    assert.equal(whole.status, 200)
+    assert.deepEqual([(await loggedLine('whole.1'))?.status, (await loggedLine('whole.1'))?.incomplete], [200, undefined])
   })
 
   it('carries an id on the gateway API, its errors and the realms, as on the proxied path', async () => {
