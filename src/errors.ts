@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { ServerResponse } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { errorPage } from './pages/error-page.ts'
 import { UNFRAMED_PAGE_HEADERS } from './pages/html.ts'
@@ -925,6 +925,14 @@ export function answerClientError(error: Error & { code?: string; rawPacket?: un
     else closeLingeringAfter(inFlight)
     return
   }
+  const answeredEarlier = inFlight ? undefined : readingRequest(socket)
+  if (answeredEarlier && !answeredEarlier.complete) {
+    // The error is in the rest of the body of a request already answered (a 401 to a POST, say), which Node reads
+    // and drops to keep the connection: that request has had its one answer, and another would be taken for the
+    // answer to the client's next request. The connection is cut, as the answer to a malformed body is.
+    socket.destroy()
+    return
+  }
   if (inFlight?.headersSent) {
     // The request being answered failed (its body timed out, broke off or is malformed) after its response began:
     // that response cannot be finished or replaced, so the connection is cut.
@@ -949,6 +957,11 @@ export function answerClientError(error: Error & { code?: string; rawPacket?: un
     socket.write(`HTTP/1.1 ${refusal.status} ${STATUS_CODES[refusal.status]}\r\n${headers.join('\r\n')}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
   }
   socket.destroy()
+}
+
+/** The request whose bytes Node's parser was reading on this connection: the last one whose head it read. */
+function readingRequest(socket: Socket): IncomingMessage | undefined {
+  return (socket as Socket & { parser?: { incoming?: IncomingMessage | null } | null }).parser?.incoming ?? undefined
 }
 
 const REQUEST_LINE = /^[A-Z]{1,16} (\/[^ ?#]{0,2048})[^ ]* HTTP\/1\.[01]\r\n/

@@ -195,6 +195,26 @@ describe('request targets and framing at the edge', () => {
     assert.ok(response.endsWith('\r\n\r\n1c\r\nupstream saw /base/open/slow\r\n0\r\n\r\n'), JSON.stringify(response))
   })
 
+  it('gives a request answered before its body was read no second answer when the rest of that body is malformed', async () => {
+    const { port } = new URL(gw.url)
+    // A 401 before the body, on the lean path and on Fastify's (which takes paths with escapes); then a broken chunk.
+    for (const path of ['/rec/open/closed/x', '/rec/open/closed/%78']) {
+      const socket = connect({ port: Number(port), host: '127.0.0.1' })
+      let received = ''
+      socket.on('data', (chunk) => { received += chunk })
+      socket.on('error', () => {})
+      const closed = once(socket, 'close')
+      socket.write(`POST ${path} HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n`)
+      for (let i = 0; i < 200 && !received.endsWith('}'); i++) await sleep(10)
+      assert.deepEqual(statusLines(received), ['HTTP/1.1 401 Unauthorized'], path)
+      socket.write('not a chunk size\r\n\r\n')
+      await Promise.race([closed, sleep(2000)])
+      assert.ok(socket.closed, `${path}: the connection is closed`)
+      // Read as a client reads: an answer follows the previous one's body, with no line break between them.
+      assert.deepEqual(received.match(/HTTP\/1\.1 \d{3} [^\r]*/g), ['HTTP/1.1 401 Unauthorized'], `${path}: one answer only`)
+    }
+  })
+
   it('answers an expectation other than 100-continue with a JSON 417, and closes the connection', async () => {
     const before = upstream.seen.length
     const response = await exchange(gw.url, `POST /rec/open/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\nExpect: bogus\r\n\r\nhelloGET /rec/open/next HTTP/1.1\r\nHost: gw\r\n\r\n`)
