@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Dispatcher } from 'undici'
+import { assignedRequestIdOf } from '../http/request-id.ts'
 import { readSoundAnswers } from './upstream-response-parser.ts'
 import { clientResponseTrailers } from './upstream-headers.ts'
 
@@ -147,8 +148,10 @@ function interimFlood(code: string, message: string): Error {
  */
 function writeEarlyHints(response: ServerResponse, link: string | string[]): void {
   const links = [link].flat().flatMap((field) => field.split(/,\s*(?=<)/))
+  // The request's id, as on every other answer the client gets: set on the proxied path's requests as they arrive.
+  const id = assignedRequestIdOf(response.req)
   try {
-    response.writeEarlyHints({ link: links })
+    response.writeEarlyHints(id === undefined ? { link: links } : { link: links, 'x-request-id': id })
   } catch {
     // Nothing was written: Node checks every link before it writes any.
   }

@@ -168,7 +168,10 @@ describe('the proxy', () => {
     }
     const hinted = await exchange('/rec/open/hints', '1.1')
     assert.deepEqual([...hinted.matchAll(/^HTTP\/1\.1 (\d+)/gm)].map((match) => match[1]), ['103', '200'])
-    assert.match(hinted, /^HTTP\/1\.1 103 Early Hints\r\nlink: <\/style\.css>; rel=preload; as=style\r\n\r\n/i)
+    // With the request's id, as every answer has: the final answer's.
+    const id = /\r\nx-request-id: ([^\r]+)\r\n/i.exec(hinted.slice(hinted.indexOf('HTTP/1.1 200')))?.[1]
+    assert.ok(id)
+    assert.match(hinted, new RegExp(`^HTTP/1\\.1 103 Early Hints\\r\\nlink: </style\\.css>; rel=preload; as=style\\r\\nx-request-id: ${id}\\r\\n\\r\\n`, 'i'))
     assert.match(hinted, /\{"bytes":0\}/)
     for (const [path, version] of [['/rec/open/hints', '1.0'], ['/rec/open/processing', '1.1']] as const) {
       const answer = await exchange(path, version)
