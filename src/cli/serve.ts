@@ -175,19 +175,26 @@ async function serve(options: ServeOptions): Promise<void> {
 
 /**
  * Loading the modules leaves V8's young generation at its largest (about 30 MB of the resident memory), and an idle
- * process never gives it back. One memory-reducing collection, run by V8 when it next can, returns it; traffic grows
- * it again as far as it needs.
+ * process never gives it back. One memory-reducing collection returns it; traffic grows it again as far as it needs.
+ *
+ * It runs at once, with a callback queued on process.nextTick's queue, blocking the process for the 40-80 ms it takes,
+ * once, as it starts to listen. Run when no tick was queued (as `execution: 'async'` ran it, in a task of its own), the
+ * collection left every later process.nextTick several times slower for good (300 against 40 ns), which Node's HTTP
+ * stack calls about ten times per proxied request: 13% more CPU time per request (docs/performance.md).
  */
 function releaseStartupMemory(): void {
-  void exposedGc()({ type: 'major', execution: 'async', flavor: 'last-resort' })
+  process.nextTick(keepsTickQueueOccupied)
+  exposedGc()({ type: 'major', execution: 'sync', flavor: 'last-resort' })
 }
+
+function keepsTickQueueOccupied(): void {}
 
 /**
  * V8's gc() without running Node with --expose-gc: the flag is on only while a context that has the function is
  * made. V8 refuses a code cache made under other flags, and the one Node ships for its own modules is made without
  * that flag: with it on for the whole run, every start compiled Node's modules from their source (some 30 to 60 ms).
  */
-function exposedGc(): (options: { type: 'major'; execution: 'async'; flavor: 'last-resort' }) => Promise<void> {
+function exposedGc(): (options: { type: 'major'; execution: 'sync'; flavor: 'last-resort' }) => void {
   setFlagsFromString('--expose-gc')
   try {
     return runInNewContext('gc')
