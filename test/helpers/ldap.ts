@@ -1,5 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { Attribute, Change, Client } from 'ldapts'
@@ -141,9 +141,21 @@ export async function startDirectory(options: DirectoryOptions = {}): Promise<Te
   const ldapsUrl = `ldaps://127.0.0.1:${ldapsPort}`
   let child: ChildProcess | undefined
   let output = ''
-  const signalSlapd = (signal: NodeJS.Signals) => {
+  // Returns once slapd is stopped (SIGSTOP) or running again (SIGCONT), as /proc tells: a test that pauses the
+  // directory and at once asks it something must not be answered by a slapd the signal has not reached yet.
+  const signalSlapd = (signal: 'SIGSTOP' | 'SIGCONT') => {
     const pid = Number(/slapd-pid (\d+)/.exec(output)?.[1])
-    if (pid && child?.exitCode === null) process.kill(pid, signal)
+    if (!pid || child?.exitCode !== null) {
+      if (signal === 'SIGCONT') return
+      throw new Error(`slapd is not running, so it cannot be paused:\n${output}`)
+    }
+    process.kill(pid, signal)
+    const stopped = () => / T /.test(readFileSync(`/proc/${pid}/stat`, 'latin1').replace(/^.*\)/s, ' '))
+    const sleeper = new Int32Array(new SharedArrayBuffer(4))
+    for (let waited = 0; stopped() !== (signal === 'SIGSTOP'); waited++) {
+      if (waited >= 2000) throw new Error(`slapd did not take ${signal} within 2 s`)
+      Atomics.wait(sleeper, 0, 0, 1)
+    }
   }
 
   const start = async () => {
