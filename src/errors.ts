@@ -5,7 +5,7 @@ import { errorPage } from './pages/error-page.ts'
 import { UNFRAMED_PAGE_HEADERS } from './pages/html.ts'
 import type { RequestContext } from './context.ts'
 import type { GatewayRequest } from './http/gateway-request.ts'
-import { markReplacedAnswer } from './http/answer-outcome.ts'
+import { markCutByGateway, markReplacedAnswer } from './http/answer-outcome.ts'
 import { closeLingeringAfter } from './http/lingering-close.ts'
 import { wantsHtml } from './http/negotiation.ts'
 import { STATUS_CODES } from './http/node-http.ts'
@@ -921,8 +921,12 @@ export function answerClientError(error: Error & { code?: string; rawPacket?: un
     // The error is in a request pipelined behind the one being answered. It cannot be answered in order, and an
     // answer written now would take the place of the earlier one's (RFC 9112 §9.3.2): that one is sent whole, then
     // the connection closed. One that timed out behind it only closes the connection.
-    if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') socket.destroy()
-    else closeLingeringAfter(inFlight)
+    if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+      markCutByGateway(inFlight, RequestTimeout.code)
+      socket.destroy()
+    } else {
+      closeLingeringAfter(inFlight)
+    }
     return
   }
   const answeredEarlier = inFlight ? undefined : readingRequest(socket)
@@ -936,6 +940,7 @@ export function answerClientError(error: Error & { code?: string; rawPacket?: un
   if (inFlight?.headersSent) {
     // The request being answered failed (its body timed out, broke off or is malformed) after its response began:
     // that response cannot be finished or replaced, so the connection is cut.
+    markCutByGateway(inFlight, error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? RequestTimeout.code : BadRequest.code)
     socket.destroy()
     return
   }

@@ -11,7 +11,7 @@ import { SESSION_COOKIE } from './auth/session.ts'
 import { newRequestContext } from './context.ts'
 import { hashingThreads, onRefusedHash } from './directory/passwords.ts'
 import { DatabaseUnavailable, NotFound, answerClientError, sendError } from './errors.ts'
-import { outcomeOf } from './http/answer-outcome.ts'
+import { outcomeOf, type AnswerEnding } from './http/answer-outcome.ts'
 import { cookieParser } from './http/cookie-header.ts'
 import { refuseBadHost } from './http/host-header.ts'
 import { requestIdOf } from './http/request-id.ts'
@@ -127,20 +127,20 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   // Counted and logged once when answered: by the onResponse hook, when a WebSocket's 101 is sent (the tunnel's reply
   // is hijacked, and its hooks never run), or when a response closes unfinished (the client left, the answer was cut or
   // the parser's refusal replaced it: src/http/answer-outcome.ts), where Fastify runs no hook.
-  const answered = (request: FastifyRequest, reply: AnsweredRequest, incomplete?: true): void => {
+  const answered = (request: FastifyRequest, reply: AnsweredRequest, ending?: AnswerEnding): void => {
     const counted = request as FastifyRequest & { [ANSWER_COUNTED]?: true }
     if (counted[ANSWER_COUNTED]) return
     counted[ANSWER_COUNTED] = true
     app.metrics.requestDone(request, reply)
     if (!logsRequests) return
-    requestLog.info(requestLine(request.id, request.method, request.url, reply.statusCode, reply.elapsedTime, request.gatehouse ?? newRequestContext(), incomplete), 'request')
+    requestLog.info(requestLine(request.id, request.method, request.url, reply.statusCode, reply.elapsedTime, request.gatehouse ?? newRequestContext(), ending), 'request')
   }
   server.addHook('onRequest', async (request, reply) => {
     reply.raw.on('close', () => {
       if (reply.raw.writableFinished) return
       const outcome = outcomeOf(reply.raw)
       if (outcome.code && request.gatehouse) request.gatehouse.code = outcome.code
-      answered(request, { statusCode: outcome.status, elapsedTime: reply.elapsedTime }, outcome.incomplete)
+      answered(request, { statusCode: outcome.status, elapsedTime: reply.elapsedTime }, outcome.ending)
     })
   })
   server.addHook('onResponse', async (request, reply) => answered(request, reply))

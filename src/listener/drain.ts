@@ -1,5 +1,6 @@
 import type { Server } from 'node:http'
 import type { FastifyInstance } from 'fastify'
+import { markCuttingAll } from '../http/answer-outcome.ts'
 
 /**
  * Graceful shutdown: stop accepting connections, let the requests in flight finish within a grace period,
@@ -26,6 +27,8 @@ export async function drain(server: FastifyInstance, graceMs: number, cutNow: Ab
   try {
     if ((await Promise.race([closed, expired])) === 'drained') return { cut: 0 }
     const cut = await new Promise<number>((resolve) => raw.getConnections((_error, count) => resolve(count ?? 0)))
+    // The answers still under way are logged as cut by the gateway, not as left by their clients.
+    markCuttingAll(raw)
     raw.closeAllConnections()
     await closed
     return { cut }

@@ -10,14 +10,16 @@ import type { DestinationStream } from 'pino'
  * The fields of the one line every request logs (src/server.ts): shown as one sentence, not as a block of keys. The
  * decision, its code and authenticator stay in the JSON lines, where programs read them; the status says it here.
  */
-const REQUEST_FIELDS = 'pid,hostname,reqId,method,path,status,ms,service,place,decision,code,authenticator,user,auth'
+const REQUEST_FIELDS = 'pid,hostname,reqId,method,path,status,ms,service,place,decision,code,authenticator,user,auth,incomplete,closed_by'
 
 const requestLine: MessageFormatFunc = (log, _messageKey, _level, { colors }) => {
   const status = Number(log.status)
   const paint = status >= 500 ? colors.red : status >= 400 ? colors.yellow : colors.green
   const who = log.user === undefined ? 'anonymous' : `${String(log.user)} (${String(log.auth)})`
   const service = log.service === undefined ? '' : ` → ${String(log.service)}`
-  return `${String(log.method)} ${String(log.path)} ${paint(String(status))} ${String(log.ms)} ms${service} · ${who}`
+  // An answer that did not reach the client whole says so, or it would read as one that did.
+  const ending = log.incomplete ? (log.closed_by === 'gateway' ? ' (cut by the gateway)' : ' (incomplete)') : ''
+  return `${String(log.method)} ${String(log.path)} ${paint(String(status))}${ending} ${String(log.ms)} ms${service} · ${who}`
 }
 
 /** A pino destination that writes each line formatted for people to `output`. */

@@ -1,4 +1,5 @@
 import type { RequestContext } from '../context.ts'
+import type { AnswerEnding } from '../http/answer-outcome.ts'
 import { splitTarget } from '../http/request-target.ts'
 
 /**
@@ -8,7 +9,7 @@ import { splitTarget } from '../http/request-target.ts'
  * is logged without its query (clients put `code=`, `access_token=`, `client_secret=` there) and without the id of a
  * realm login under way.
  */
-export function requestLine(id: string, method: string, url: string, status: number, elapsedMs: number, context: RequestContext, incomplete?: true): object {
+export function requestLine(id: string, method: string, url: string, status: number, elapsedMs: number, context: RequestContext, ending?: AnswerEnding): object {
   const { place, principal, decision, authenticator, code, accessRule } = context
   return {
     reqId: id,
@@ -24,8 +25,10 @@ export function requestLine(id: string, method: string, url: string, status: num
     user: principal?.user.username,
     auth: principal?.method,
     access_rule: accessRule,
-    // The answer did not reach the client whole (src/http/answer-outcome.ts); absent on every other line.
-    incomplete,
+    // The answer did not reach the client whole, and who closed the connection when the gateway did
+    // (src/http/answer-outcome.ts); absent on every other line.
+    incomplete: ending?.incomplete,
+    closed_by: ending?.closedBy,
   }
 }
 

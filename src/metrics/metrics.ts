@@ -53,7 +53,7 @@ export class GatewayMetrics {
   readonly #upstreamTime: HistogramSeries[] = []
   readonly #granted = new Map<string, CounterCell>()
   readonly #refusedCells: Record<ConnectionCap, CounterCell>
-  readonly #requests = new CounterFamily('gatehouse_requests_total', 'Requests answered, by service, method class (read: GET, HEAD, OPTIONS; write: the rest), status class and authentication method.', ['service', 'method', 'status', 'auth'])
+  readonly #requests = new CounterFamily('gatehouse_requests_total', 'Requests, counted as they end (answered, or not whole: 499 when the client left first, 444 when the gateway closed the connection unanswered), by service, method class (read: GET, HEAD, OPTIONS; write: the rest), status class and authentication method.', ['service', 'method', 'status', 'auth'])
   readonly #gatewayDuration = new HistogramFamily('gatehouse_request_duration_seconds', 'The gateway\'s own time per request: until the request was forwarded (proxied requests), or until the response was sent (its own API and pages).', ['service'], FAST_BUCKETS)
   readonly #upstreamDuration = new HistogramFamily('gatehouse_upstream_duration_seconds', 'Time from forwarding a request until the upstream\'s response headers arrived.', ['service'], UPSTREAM_BUCKETS)
   readonly #decisions = new CounterFamily('gatehouse_auth_decisions_total', 'Authentication decisions, by method and outcome (granted, or refused with its error code).', ['method', 'outcome', 'code'])

@@ -213,6 +213,17 @@ describe('request targets and framing at the edge', () => {
       // Read as a client reads: an answer follows the previous one's body, with no line break between them.
       assert.deepEqual(received.match(/HTTP\/1\.1 \d{3} [^\r]*/g), ['HTTP/1.1 401 Unauthorized'], `${path}: one answer only`)
     }
+    // The body's end and a malformed next request in one write: that next request is refused as any other.
+    const socket = connect({ port: Number(port), host: '127.0.0.1' })
+    let received = ''
+    socket.on('data', (chunk) => { received += chunk })
+    socket.on('error', () => {})
+    const closed = once(socket, 'close')
+    socket.write('POST /rec/open/closed/x HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n')
+    for (let i = 0; i < 200 && !received.endsWith('}'); i++) await sleep(10)
+    socket.write('0\r\n\r\nNOT HTTP\r\n\r\n')
+    await Promise.race([closed, sleep(2000)])
+    assert.deepEqual(received.match(/HTTP\/1\.1 \d{3} [^\r]*/g), ['HTTP/1.1 401 Unauthorized', 'HTTP/1.1 400 Bad Request'])
   })
 
   it('answers an expectation other than 100-continue with a JSON 417, and closes the connection', async () => {

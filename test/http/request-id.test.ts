@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { adminAuth, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { requestFrom } from '../helpers/from-address.ts'
@@ -13,6 +15,7 @@ const CLIENT = '127.0.0.3'
 describe('request ids', () => {
   let gw: TestGateway
   let upstream: RecordingUpstream
+  let early: Server
   const logLines: Record<string, unknown>[] = []
 
   before(async () => {
@@ -26,6 +29,9 @@ describe('request ids', () => {
       }
       response.writeHead(200, { 'content-type': 'application/json' }).end('{}')
     })
+    // A service that begins its answer at once, before it reads the request's body (which it never does).
+    early = createServer((_request, response) => void response.writeHead(200, { 'content-type': 'text/plain' }).write('begun'))
+    await new Promise<void>((resolve) => early.listen(0, '127.0.0.1', resolve))
     // A port nothing listens on: every request there is the gateway's 502.
     const closedPort = await freePort()
     gw = await startGateway({
@@ -36,6 +42,7 @@ describe('request ids', () => {
           { name: 'rec', prefix: '/rec/', upstream: upstream.url, public_paths: ['/rec/open/*'], timeouts: { response_seconds: 0.5 } },
           { name: 'down', prefix: '/down/', upstream: `http://127.0.0.1:${closedPort}`, public_paths: ['/down/*'] },
           { name: 'ruled', prefix: '/ruled/', upstream: upstream.url, access: [{ allow: { methods: ['GET', 'POST'] } }] },
+          { name: 'early', prefix: '/early/', upstream: `http://127.0.0.1:${(early.address() as AddressInfo).port}`, public_paths: ['/early/*'], pool: { body_buffer_kb: 0 } },
           { name: 'held', prefix: '/held/', upstream: upstream.url, public_paths: ['/held/*'], pool: { connections: 1, per_client: 1, wait_seconds: 0.3 }, timeouts: { response_seconds: 3 } },
         ],
       },
@@ -44,6 +51,8 @@ describe('request ids', () => {
   after(async () => {
     await gw.close()
     await upstream.close()
+    early.closeAllConnections()
+    early.close()
   })
 
   /** The line logged for the request that got `id`, once the response has ended. */
@@ -146,6 +155,14 @@ describe('request ids', () => {
     cut.socket.end()
     const line = await loggedLine('left.api')
     assert.deepEqual([line?.status, line?.code, line?.incomplete], [400, 'bad_request', undefined])
+    // The rest of a body found malformed while the service's answer was under way: the gateway cuts that answer.
+    const streaming = await rawClient(gw.url, PROXY, sent('cut.early', 'POST /early/upload', 'Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n'))
+    for (let i = 0; i < 200 && !streaming.received().includes('begun'); i++) await new Promise((resolve) => setTimeout(resolve, 10))
+    assert.match(streaming.received(), /^HTTP\/1\.1 200 /)
+    streaming.socket.write('not a chunk size\r\n\r\n')
+    await streaming.closed
+    const cutLine = await loggedLine('cut.early')
+    assert.deepEqual([cutLine?.status, cutLine?.incomplete, cutLine?.closed_by, cutLine?.code], [200, true, 'gateway', 'bad_request'])
     // An answer sent whole says nothing of the kind.
     const whole = await requestFrom(PROXY, gw.url + '/rec/open/whole', { headers: { 'x-request-id': 'whole.1' } })
     assert.equal(whole.status, 200)

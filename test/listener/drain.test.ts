@@ -190,6 +190,9 @@ describe('shutdown drains requests in flight', () => {
       assert.equal(await exited(gateway), 0)
       const cut = logged(gateway).find((line) => line.msg === 'requests still in flight were cut')
       assert.equal(cut?.connections, 1)
+      // Its request line says the gateway closed it unanswered (as nginx's 444), not that its client left.
+      const line = logged(gateway).find((logged) => logged.msg === 'request' && logged.path === '/slow/never')
+      assert.deepEqual([line?.status, line?.incomplete, line?.closed_by], [444, true, 'gateway'])
     } finally {
       upstream.close()
       upstream = new SlowUpstream()
