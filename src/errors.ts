@@ -922,7 +922,8 @@ export function answerClientError(error: Error & { code?: string; rawPacket?: un
     // answer written now would take the place of the earlier one's (RFC 9112 §9.3.2): that one is sent whole, then
     // the connection closed. One that timed out behind it only closes the connection.
     if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
-      markCutByGateway(inFlight, RequestTimeout.code)
+      // The request in flight was sound: the one behind it timed out (and has no line of its own).
+      markCutByGateway(inFlight)
       socket.destroy()
     } else {
       closeLingeringAfter(inFlight)
@@ -940,7 +941,8 @@ export function answerClientError(error: Error & { code?: string; rawPacket?: un
   if (inFlight?.headersSent) {
     // The request being answered failed (its body timed out, broke off or is malformed) after its response began:
     // that response cannot be finished or replaced, so the connection is cut.
-    markCutByGateway(inFlight, error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? RequestTimeout.code : BadRequest.code)
+    // A client that closed its side mid-body (the parser's end of input) left: that is no cut of the gateway's.
+    if (error.code !== 'HPE_INVALID_EOF_STATE') markCutByGateway(inFlight, error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? RequestTimeout.code : BadRequest.code)
     socket.destroy()
     return
   }

@@ -11,6 +11,7 @@ import type { UserAccess } from '../access/model.ts'
 import type { Principal } from '../auth/principal.ts'
 import { DatabaseUnavailable, DirectoryUnavailable, InvalidUpgrade, PasswordChecksBusy, UpstreamHandshakeInvalid, UpstreamTimeout, UpstreamUnavailable, WebSocketVersionUnsupported } from '../errors.ts'
 import type { GatewayRequest } from '../http/gateway-request.ts'
+import { markCutByGateway } from '../http/answer-outcome.ts'
 import { answeredLast, lingeringClose } from '../http/lingering-close.ts'
 import { enterRequest } from '../http/request-entry.ts'
 import { splitTarget } from '../http/request-target.ts'
@@ -170,14 +171,16 @@ export class WebSocketTunnels {
     // As for every other request (src/listener/node-server.ts).
     const id = enterRequest(request, app.trustsProxy)
     this.#upgrades.set(request, { socket, head })
+    const response = new ServerResponse(request)
     this.#connections.set(socket, () => {
       const ended = once(socket, 'close').then(() => undefined)
+      // A shutdown closing an upgrade still unanswered: its line says so, not that its client left.
+      markCutByGateway(response)
       socket.destroy()
       return ended
     })
     socket.once('close', () => this.#connections.delete(socket))
     socket.on('error', () => socket.destroy())
-    const response = new ServerResponse(request)
     response.shouldKeepAlive = false
     response.setHeader('x-request-id', id)
     response.assignSocket(socket as Socket)
@@ -214,8 +217,10 @@ export class WebSocketTunnels {
       // The client left before the service answered: the service's connection is closed, and there is no one to answer.
       reply.hijack()
       upgrade.socket.destroy()
-      this.#app.metrics.webSocketClosed(route.name, 'client_before_answer')
-      request.log.info({ reqId: request.id, service: route.name, path: splitTarget(request.url).path, user: principal?.user.username, auth: principal?.method, closed_by: 'client_before_answer' }, 'websocket closed')
+      // Or a shutdown closed it first.
+      const closedBy = this.#closing ? 'shutdown' : 'client_before_answer'
+      this.#app.metrics.webSocketClosed(route.name, closedBy)
+      request.log.info({ reqId: request.id, service: route.name, path: splitTarget(request.url).path, user: principal?.user.username, auth: principal?.method, closed_by: closedBy }, 'websocket closed')
       return
     }
     const answerHeaders = clientHeaders(answer.response.headers)

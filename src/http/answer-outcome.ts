@@ -17,7 +17,10 @@ export interface AnswerOutcome {
 export interface AnswerEnding {
   /** Cut after it began, or never begun. */
   readonly incomplete: true
-  /** The gateway closed the connection (a drain's end, a request's body refused while its answer was under way). */
+  /**
+   * The gateway closed the connection: a drain's end, a request's body refused while its answer was under way, a
+   * request pipelined behind it that timed out, an upgrade still unanswered at shutdown.
+   */
   readonly closedBy?: 'gateway'
 }
 

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { createServer, type Server } from 'node:http'
+import { createServer, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { adminAuth, startGateway, type TestGateway } from '../helpers/gateway.ts'
@@ -163,10 +163,44 @@ describe('request ids', () => {
     await streaming.closed
     const cutLine = await loggedLine('cut.early')
     assert.deepEqual([cutLine?.status, cutLine?.incomplete, cutLine?.closed_by, cutLine?.code], [200, true, 'gateway', 'bad_request'])
+    // A client that closes its side in the middle of its body, once the service's answer began, left: no cut of the gateway's.
+    for (const [id, framing] of [['left.upload-chunked', 'Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n'], ['left.upload-length', 'Content-Length: 100\r\n\r\nhello']]) {
+      const uploading = await rawClient(gw.url, PROXY, sent(id!, 'POST /early/upload', framing))
+      for (let i = 0; i < 200 && !uploading.received().includes('begun'); i++) await new Promise((resolve) => setTimeout(resolve, 10))
+      uploading.socket.end()
+      const leftLine = await loggedLine(id!)
+      assert.deepEqual([leftLine?.status, leftLine?.incomplete, leftLine?.closed_by, leftLine?.code], [200, true, undefined, undefined], id)
+    }
     // An answer sent whole says nothing of the kind.
     const whole = await requestFrom(PROXY, gw.url + '/rec/open/whole', { headers: { 'x-request-id': 'whole.1' } })
     assert.equal(whole.status, 200)
     assert.deepEqual([(await loggedLine('whole.1'))?.status, (await loggedLine('whole.1'))?.incomplete], [200, undefined])
+  })
+
+  it('logs a sound request cut because the one pipelined behind it timed out as cut by the gateway, with no code of that one\'s', async () => {
+    const held: ServerResponse[] = []
+    const slow = createServer((_request, response) => void held.push(response))
+    await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve))
+    const lines: Record<string, unknown>[] = []
+    const strict = await startGateway({
+      logLines: lines,
+      config: {
+        server: { host: '127.0.0.1', port: 0, trusted_proxies: [PROXY], timeouts: { headers_seconds: 1, request_seconds: 1 } },
+        services: [{ name: 'slow', prefix: '/slow/', upstream: `http://127.0.0.1:${(slow.address() as AddressInfo).port}`, public_paths: ['/slow/*'], timeouts: { response_seconds: 30 } }],
+      },
+    })
+    try {
+      const client = await rawClient(strict.url, PROXY, 'GET /slow/first HTTP/1.1\r\nHost: gw\r\nX-Request-Id: sound.1\r\n\r\nGET /slow/second HTTP/1.1\r\nHost: g')
+      await client.closed
+      let line: Record<string, unknown> | undefined
+      for (let i = 0; i < 200 && !(line = lines.find((logged) => logged.reqId === 'sound.1' && logged.msg === 'request')); i++) await new Promise((resolve) => setTimeout(resolve, 10))
+      assert.deepEqual([line?.status, line?.incomplete, line?.closed_by, line?.code], [444, true, 'gateway', undefined])
+    } finally {
+      for (const response of held) response.destroy()
+      slow.closeAllConnections()
+      slow.close()
+      await strict.close()
+    }
   })
 
   it('carries an id on the gateway API, its errors and the realms, as on the proxied path', async () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { writeFileSync } from 'node:fs'
 import { Agent, createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import { connect } from 'node:net'
+import { connect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
@@ -138,6 +138,9 @@ describe('shutdown drains requests in flight', () => {
       assert.ok(messages.includes('shutting down: no new connections; finishing the requests in flight'))
       assert.ok(messages.includes('stopped'))
       assert.ok(!messages.includes('requests still in flight were cut'))
+      // Finished within the grace period: an ordinary line.
+      const line = logged(gateway).find((logged) => logged.msg === 'request' && logged.path === '/slow/report')
+      assert.deepEqual([line?.status, line?.incomplete, line?.closed_by], [200, undefined, undefined])
     } finally {
       keepAlive.destroy()
       await gateway.stop()
@@ -214,6 +217,35 @@ describe('shutdown drains requests in flight', () => {
       assert.equal(code, 0)
       assert.ok((await inFlight).error)
     } finally {
+      await gateway.stop()
+    }
+  })
+
+  it('logs an upgrade the service had not answered yet when shutdown began as cut by the gateway, not as left by its client', async () => {
+    // A service that takes the connection and never answers the handshake.
+    const held: Socket[] = []
+    const silent = createNetServer((socket) => {
+      held.push(socket)
+      socket.resume()
+    })
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve))
+    const gateway = await startBehindGateway(upstreamUrl, 3600, `http://127.0.0.1:${(silent.address() as AddressInfo).port}`)
+    const client = connect(Number(new URL(gateway.url).port), '127.0.0.1')
+    try {
+      client.on('error', () => {})
+      client.write('GET /events/open/pending HTTP/1.1\r\nHost: gw\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n')
+      for (let i = 0; i < 250 && held.length === 0; i++) await sleep(20)
+      assert.equal(held.length, 1, 'the service holds the handshake')
+      gateway.process.kill('SIGTERM')
+      assert.equal(await exited(gateway), 0)
+      const lines = logged(gateway).filter((line) => line.path === '/events/open/pending')
+      const request = lines.find((line) => line.msg === 'request')
+      assert.deepEqual([request?.status, request?.incomplete, request?.closed_by], [444, true, 'gateway'])
+      assert.equal(lines.find((line) => line.msg === 'websocket closed')?.closed_by, 'shutdown')
+    } finally {
+      client.destroy()
+      for (const socket of held) socket.destroy()
+      silent.close()
       await gateway.stop()
     }
   })
