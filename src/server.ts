@@ -52,15 +52,15 @@ const REDACT = ['req.headers.authorization', 'req.headers.cookie', 'req.headers[
 /** The gateway's credentials, read as Django reads them when a browser sends one twice: the last value (cookie-header.ts). */
 const parseCookie = cookieParser(new Set([SESSION_COOKIE, CSRF_COOKIE]))
 
+/** Set on a request once it has been counted and logged, so that no way its answer ends counts it twice. */
+const ANSWER_COUNTED = Symbol('answer counted')
+
 /**
  * The HTTP side: the gateway's own API under /api/gateway/, then every service's prefix, each in its own
  * encapsulated scope. Every request gets one typed context and one log line when it ends. Most proxied requests are
  * taken before Fastify sees them (src/gateway/lean-proxy.ts), and so are the realms' token requests
  * (src/oidc/token-lane.ts); both run the same checks as the hooks below.
  */
-/** Set on a request once it has been counted and logged, so that no way its answer ends counts it twice. */
-const ANSWER_COUNTED = Symbol('answer counted')
-
 export async function buildServer(app: App, options: ServerOptions = {}): Promise<FastifyInstance> {
   // Set once every route is known: proxied requests are offered to it before Fastify routes them.
   let lean: LeanProxy | undefined

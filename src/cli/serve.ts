@@ -180,7 +180,7 @@ async function serve(options: ServeOptions): Promise<void> {
  * It runs at once, with a callback queued on process.nextTick's queue, blocking the process for the 40-80 ms it takes,
  * once, as it starts to listen. Run when no tick was queued (as `execution: 'async'` ran it, in a task of its own), the
  * collection left every later process.nextTick several times slower for good (300 against 40 ns), which Node's HTTP
- * stack calls about ten times per proxied request: 13% more CPU time per request (docs/performance.md).
+ * stack calls about ten times per proxied request: about 12% more CPU time per request (docs/performance.md).
  */
 function releaseStartupMemory(): void {
   process.nextTick(keepsTickQueueOccupied)
