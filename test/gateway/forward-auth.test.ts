@@ -65,12 +65,20 @@ function caddySite(port: number, gateway: string, app: string): string {
   return replaced(site!, [[':80 {', `http://127.0.0.1:${port} {`], ['127.0.0.1:8080', gateway], ['127.0.0.1:9000', app]])
 }
 
-/** A GET on a connection of its own, which any nginx worker may take, with the worker that answered (`X-Worker`). */
-function onConnectionOfItsOwn(url: string, headers: Record<string, string>): Promise<{ status: number; worker: string }> {
+/**
+ * A GET on a connection of its own, which any nginx worker may take, with the worker that answered (`X-Worker`) and
+ * the Cookie field the service received (the demo service's echo of it, where it answered).
+ */
+function onConnectionOfItsOwn(url: string, headers: Record<string, string>): Promise<{ status: number; worker: string; cookie?: string | null }> {
   return new Promise((resolve, reject) => {
     const outgoing = request(url, { headers, agent: false }, (response) => {
-      response.resume()
-      response.on('end', () => resolve({ status: response.statusCode!, worker: String(response.headers['x-worker']) }))
+      let body = ''
+      response.setEncoding('utf8')
+      response.on('data', (chunk: string) => { body += chunk })
+      response.on('end', () => {
+        const echoed = response.statusCode === 200 ? (JSON.parse(body) as { headers?: { cookie?: string | null } }).headers : undefined
+        resolve({ status: response.statusCode!, worker: String(response.headers['x-worker']), cookie: echoed?.cookie })
+      })
     })
     outgoing.on('error', reject)
     outgoing.end()
@@ -833,16 +841,20 @@ describe('forward authentication', () => {
             const url = `http://127.0.0.1:${port}/app/v1/hosts/?attempt=${attempt}`
             asked = 0
             const sent = Date.now()
-            const first = await onConnectionOfItsOwn(url, bearer(created.token))
+            // Cookies of the gateway's names, twice each, which a decision keeps taken out for every worker.
+            const headers = { ...bearer(created.token), cookie: 'gateway_sessionid=old; theirs=1; gateway_sessionid=new; csrftoken=x' }
+            const first = await onConnectionOfItsOwn(url, headers)
             assert.equal(first.status, 200)
+            assert.equal(first.cookie, 'theirs=1')
             const decided = Date.now()
             // Well into the decision's second, so that a worker asking for itself would keep its own decision well beyond it.
             await new Promise((resolve) => setTimeout(resolve, 400))
             const workers = new Set([first.worker])
             for (let tries = 0; workers.size < 2; tries++) {
               assert.ok(tries < 100, 'a hundred connections all taken by one worker')
-              const again = await onConnectionOfItsOwn(url, bearer(created.token))
+              const again = await onConnectionOfItsOwn(url, headers)
               assert.equal(again.status, 200)
+              assert.equal(again.cookie, 'theirs=1', `worker ${again.worker}`)
               workers.add(again.worker)
             }
             if (Date.now() - sent >= 1000) {
@@ -856,7 +868,7 @@ describe('forward authentication', () => {
             while (refusedBy.size < 2) {
               assert.ok(Date.now() - decided < 15_000, 'both workers refuse the revoked token')
               const requested = Date.now()
-              const after = await onConnectionOfItsOwn(url, bearer(created.token))
+              const after = await onConnectionOfItsOwn(url, headers)
               if (after.status === 401) refusedBy.add(after.worker)
               else {
                 assert.equal(after.status, 200)
