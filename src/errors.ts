@@ -1,11 +1,12 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { errorPage } from './pages/error-page.ts'
 import { UNFRAMED_PAGE_HEADERS } from './pages/html.ts'
 import type { RequestContext } from './context.ts'
 import type { GatewayRequest } from './http/gateway-request.ts'
-import { markCutByGateway, markReplacedAnswer } from './http/answer-outcome.ts'
+import { markCutByGateway, markReplacedAnswer, type RefusedOnArrival } from './http/answer-outcome.ts'
 import { closeLingeringAfter } from './http/lingering-close.ts'
 import { wantsHtml } from './http/negotiation.ts'
 import { STATUS_CODES } from './http/node-http.ts'
@@ -911,9 +912,10 @@ function withoutBasicChallenge(value: string | string[]): string[] {
  * Requests Node's HTTP parser refuses before any route sees them (headers or cookies too large, malformed
  * request lines, slow clients) get the same answer as every other error: JSON, or the error page for a browser
  * navigating, as far as the bytes read say so (`rawPacket`, the chunk the parser was given: for a browser whose
- * cookies grew too large, the request line and its Accept come in the same read).
+ * cookies grew too large, the request line and its Accept come in the same read). On the gateway's listener, an
+ * answer to a head no request came of is counted and logged through `refused`.
  */
-export function answerClientError(error: Error & { code?: string; rawPacket?: unknown }, socket: Socket): void {
+export function answerClientError(error: Error & { code?: string; rawPacket?: unknown }, socket: Socket, refused?: RefusedOnArrival): void {
   if (error.code === 'ECONNRESET' || socket.destroyed) return
   // The response still being written on this connection (Node's own default handler looks at the same field).
   const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
@@ -957,11 +959,17 @@ export function answerClientError(error: Error & { code?: string; rawPacket?: un
   // A request whose head was read (its body broke off, was malformed or too slow) was given its id: the client is told
   // it, as with every other answer of the gateway's listener, and its log line, written when its response closes,
   // names this answer in place of the one it was going to get.
-  const id = inFlight ? assignedRequestIdOf(inFlight.req) : undefined
+  // A head that could not be read, or did not arrive in time, is a request of its own that nothing else logs: it gets a
+  // new id and its line here. A connection that sent nothing before its time ran out began no request (Node times out
+  // a connection's first request from when it opens): it is answered, but it is no request to log.
+  const unread = !inFlight && refused && !(error.code === 'ERR_HTTP_REQUEST_TIMEOUT' && socket.bytesRead === 0) ? { id: randomUUID(), refused } : undefined
+  const id = inFlight ? assignedRequestIdOf(inFlight.req) : unread?.id
   if (id !== undefined) headers.unshift(`X-Request-Id: ${id}`)
   if (inFlight) markReplacedAnswer(inFlight, refusal)
   if (socket.writable) {
     socket.write(`HTTP/1.1 ${refusal.status} ${STATUS_CODES[refusal.status]}\r\n${headers.join('\r\n')}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
+    // The gateway's own time: none, from the parser's giving up to the answer.
+    unread?.refused({ id: unread.id, request: undefined, status: refusal.status, code: refusal.code, elapsedMs: 0 })
   }
   socket.destroy()
 }

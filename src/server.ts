@@ -11,7 +11,7 @@ import { SESSION_COOKIE } from './auth/session.ts'
 import { newRequestContext } from './context.ts'
 import { hashingThreads, onRefusedHash } from './directory/passwords.ts'
 import { DatabaseUnavailable, NotFound, answerClientError, sendError } from './errors.ts'
-import { outcomeOf, type AnswerEnding } from './http/answer-outcome.ts'
+import { outcomeOf, type AnswerEnding, type RefusedOnArrival } from './http/answer-outcome.ts'
 import { cookieParser } from './http/cookie-header.ts'
 import { refuseBadHost } from './http/host-header.ts'
 import { requestIdOf } from './http/request-id.ts'
@@ -23,7 +23,7 @@ import { registerHealthRoutes } from './health/routes.ts'
 import { capConnections, ConnectionCaps } from './listener/address-shares.ts'
 import { nodeServer, requestsWaitBehind } from './listener/node-server.ts'
 import { serverTimeouts } from './listener/timeouts.ts'
-import { requestLine } from './logging/request-line.ts'
+import { arrivalLine, requestLine } from './logging/request-line.ts'
 import type { AnsweredRequest } from './metrics/metrics.ts'
 import { registerMetrics } from './metrics/routes.ts'
 import type { TlsCredentials } from './listener/tls.ts'
@@ -64,8 +64,12 @@ const ANSWER_COUNTED = Symbol('answer counted')
 export async function buildServer(app: App, options: ServerOptions = {}): Promise<FastifyInstance> {
   // Set once every route is known: proxied requests are offered to it before Fastify routes them.
   let lean: LeanProxy | undefined
+  // Set once the request log is made: requests the listener refuses before any route (src/listener/node-server.ts,
+  // answerClientError) are counted and logged through it.
+  let refusedOnArrival: RefusedOnArrival | undefined
+  const refused: RefusedOnArrival = (refusal) => refusedOnArrival?.(refusal)
   const server = Fastify({
-    serverFactory: (fastifyHandler, factoryOptions) => nodeServer(fastifyHandler, factoryOptions as unknown as Parameters<typeof nodeServer>[1], () => lean, app.trustsProxy),
+    serverFactory: (fastifyHandler, factoryOptions) => nodeServer(fastifyHandler, factoryOptions as unknown as Parameters<typeof nodeServer>[1], () => lean, app.trustsProxy, refused),
     logger: { level: options.logLevel ?? process.env.GATEHOUSE_LOG_LEVEL ?? 'info', redact: REDACT, ...(options.logStream ? { stream: options.logStream } : {}) },
     ...serverTimeouts(app.config.server, options.https),
     // One structured line per request comes from the onResponse hook below instead of Fastify's two.
@@ -78,7 +82,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     // A request that reaches an open connection while shutdown drains (src/listener/drain.ts) is served, and
     // its connection closed after it, instead of getting a 503 for work the drain has time for.
     return503OnClosing: false,
-    clientErrorHandler: answerClientError,
+    clientErrorHandler: (error, socket) => answerClientError(error, socket, refused),
     // A path the router cannot decode is answered like every other error, not with Fastify's own body.
     frameworkErrors: (error, request, reply) => sendError(request, reply, error),
     schemaController: { compilersFactory: compilersOnFirstUse() },
@@ -144,6 +148,12 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     })
   })
   server.addHook('onResponse', async (request, reply) => answered(request, reply))
+  // Refused as they arrive, these reach no place: they count, and their lines name, the gateway's own.
+  refusedOnArrival = (refusal) => {
+    const context = { ...newRequestContext(), place: app.places.gatewayApi.open, code: refusal.code }
+    app.metrics.requestDone({ method: refusal.request?.method ?? '', gatehouse: context }, { statusCode: refusal.status, elapsedTime: refusal.elapsedMs })
+    if (logsRequests) requestLog.info(arrivalLine(refusal, context), 'request')
+  }
   server.setErrorHandler((error, request, reply) => sendError(request, reply, error))
   logDatabaseOutages(server, app)
   logHashingThreadsPutAside(server)

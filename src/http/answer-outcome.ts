@@ -1,4 +1,4 @@
-import type { ServerResponse } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { ErrorCode } from '../errors.ts'
 
 /**
@@ -23,6 +23,24 @@ export interface AnswerEnding {
    */
   readonly closedBy?: 'gateway'
 }
+
+/**
+ * A request refused as it arrived, which no lane or route takes (src/listener/node-server.ts; a head Node's parser
+ * could not read, `answerClientError` in src/errors.ts): it still gets its one log line and its count.
+ */
+export interface ArrivalRefusal {
+  /** The id its answer carries in X-Request-Id. */
+  readonly id: string
+  /** None for a head the parser could not read: nothing of its bytes reaches the log. */
+  readonly request: IncomingMessage | undefined
+  readonly status: number
+  readonly code: ErrorCode
+  readonly elapsedMs: number
+  readonly ending?: AnswerEnding | undefined
+}
+
+/** Where the gateway's listener logs and counts its refusals on arrival (src/server.ts). */
+export type RefusedOnArrival = (refusal: ArrivalRefusal) => void
 
 /**
  * nginx's statuses for a request never answered, kept so that log searches made for nginx find these lines too: its

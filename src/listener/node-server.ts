@@ -2,7 +2,8 @@ import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'n
 import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { BadRequest, errorBody, ExpectationFailed } from '../errors.ts'
+import { BadRequest, errorBody, ExpectationFailed, type ErrorCode } from '../errors.ts'
+import { outcomeOf, type RefusedOnArrival } from '../http/answer-outcome.ts'
 import { createServer as createHttpServer } from '../http/node-http.ts'
 import { answeredLast } from '../http/lingering-close.ts'
 import { enterRequest } from '../http/request-entry.ts'
@@ -89,9 +90,22 @@ function inviteBodyWhenRead(request: IncomingMessage, response: ServerResponse):
  * chunks for the next request (request smuggling); nginx refuses such requests with 400 since 1.21.1. The body is
  * never read: the connection closes after the answer.
  */
-function refuseFaultyFraming(response: ServerResponse, id: string): void {
+function refuseFaultyFraming(request: IncomingMessage, response: ServerResponse, id: string, refused: RefusedOnArrival): void {
+  countWhenClosed(request, response, id, BadRequest.code, refused)
   const json = JSON.stringify(errorBody(new BadRequest('An HTTP/1.0 request cannot have a Transfer-Encoding.')))
   response.writeHead(400, { 'x-request-id': id, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(json), connection: 'close' }).end(json)
+}
+
+/**
+ * A refusal answered before a lane or Fastify takes the request, whose hooks would have counted and logged it: its
+ * line is written when its response closes, as theirs are, and says how the answer ended.
+ */
+function countWhenClosed(request: IncomingMessage, response: ServerResponse, id: string, code: ErrorCode, refused: RefusedOnArrival): void {
+  const startedAt = performance.now()
+  response.once('close', () => {
+    const { status, ending } = outcomeOf(response)
+    refused({ id, request, status, code, elapsedMs: performance.now() - startedAt, ending })
+  })
 }
 
 /** How long a CONNECT's refusal may take to be written before its socket is destroyed anyway. */
@@ -111,9 +125,10 @@ interface FactoryOptions {
  * The HTTP(S) server Fastify would create (fastify/lib/server.js), with `take` offered each request before Fastify's
  * router: the proxy's lean path (src/gateway/lean-proxy.ts) answers what it takes, Fastify the rest. Both see the
  * target in origin form, its path's slashes merged (src/http/request-target.ts). Every answer carries the request's
- * id in X-Request-Id: set here for Fastify's, by the lane for what it takes.
+ * id in X-Request-Id: set here for Fastify's, by the lane for what it takes. What is refused here, before either,
+ * is counted and logged through `refused`.
  */
-export function nodeServer(fastifyHandler: RequestListener, options: FactoryOptions, take: () => ((...args: Parameters<RequestListener>) => boolean) | undefined, trustsProxy: ProxyTrust): Server {
+export function nodeServer(fastifyHandler: RequestListener, options: FactoryOptions, take: () => ((...args: Parameters<RequestListener>) => boolean) | undefined, trustsProxy: ProxyTrust, refused: RefusedOnArrival): Server {
   const handler: RequestListener = (request, response) => {
     // Pipelined behind a request still being answered: its response has no socket until that answer is done.
     if (response.socket === null) return inTurn(request, response, handle)
@@ -123,7 +138,7 @@ export function nodeServer(fastifyHandler: RequestListener, options: FactoryOpti
     // Behind the connection's last answer: never taken, never answered; the connection closes.
     if (answeredLast(request.socket)) return
     const id = enterRequest(request, trustsProxy)
-    if (request.httpVersionMinor === 0 && request.headers['transfer-encoding'] !== undefined) return refuseFaultyFraming(response, id)
+    if (request.httpVersionMinor === 0 && request.headers['transfer-encoding'] !== undefined) return refuseFaultyFraming(request, response, id, refused)
     // A lane that takes the request answers with the id itself: the forward-auth answer writes all its header fields
     // in one writeHead, which costs less when none was set before it.
     if (take()?.(request, response)) return
@@ -149,19 +164,32 @@ export function nodeServer(fastifyHandler: RequestListener, options: FactoryOpti
   })
   // An Expect other than 100-continue: Node's own 417 has no body. The request's body is not read, so the
   // connection closes after the answer.
-  server.on('checkExpectation', (_request, response) => {
+  server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => {
+    const id = enterRequest(request, trustsProxy)
+    countWhenClosed(request, response, id, ExpectationFailed.code, refused)
     const json = JSON.stringify(errorBody(new ExpectationFailed()))
-    response.writeHead(417, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(json), connection: 'close' }).end(json)
+    response.writeHead(417, { 'x-request-id': id, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(json), connection: 'close' }).end(json)
   })
   // CONNECT asks for a tunnel through a forward proxy, which Gatehouse is not. Node has no answer of its own for it: it
   // closed the connection without a word.
-  server.on('connect', (_request, socket: Duplex) => {
+  server.on('connect', (request: IncomingMessage, socket: Duplex) => {
+    const id = enterRequest(request, trustsProxy)
+    const startedAt = performance.now()
     const json = JSON.stringify(errorBody(new BadRequest('Gatehouse is no forward proxy: it opens no tunnels (CONNECT).')))
     socket.on('error', () => socket.destroy())
     // Node hands the socket over and no longer tracks it: nothing else would close it (not the client timeouts, not
     // shutdown's closing of connections), so it is destroyed once the answer is written, or after a short bound.
-    const bound = setTimeout(() => socket.destroy(), CONNECT_ANSWER_MS).unref()
-    socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(json)}\r\nconnection: close\r\n\r\n${json}`, () => {
+    let cut = false
+    const bound = setTimeout(() => {
+      cut = true
+      socket.destroy()
+    }, CONNECT_ANSWER_MS).unref()
+    // Logged when the socket closes, as a response's line is when it closes: an answer not written whole is incomplete.
+    socket.once('close', () => refused({
+      id, request, status: 400, code: BadRequest.code, elapsedMs: performance.now() - startedAt,
+      ending: socket.writableFinished ? undefined : cut ? { incomplete: true, closedBy: 'gateway' } : { incomplete: true },
+    }))
+    socket.end(`HTTP/1.1 400 Bad Request\r\nx-request-id: ${id}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(json)}\r\nconnection: close\r\n\r\n${json}`, () => {
       clearTimeout(bound)
       socket.destroy()
     })

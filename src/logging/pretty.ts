@@ -19,7 +19,9 @@ const requestLine: MessageFormatFunc = (log, _messageKey, _level, { colors }) =>
   const service = log.service === undefined ? '' : ` → ${String(log.service)}`
   // An answer that did not reach the client whole says so, or it would read as one that did.
   const ending = log.incomplete ? (log.closed_by === 'gateway' ? ' (cut by the gateway)' : ' (incomplete)') : ''
-  return `${String(log.method)} ${String(log.path)} ${paint(String(status))}${ending} ${String(log.ms)} ms${service} · ${who}`
+  // A head refused unread has no method or path in its line (src/logging/request-line.ts `arrivalLine`): why, instead.
+  const request = log.method === undefined ? `(head not read: ${String(log.code)})` : `${String(log.method)} ${String(log.path)}`
+  return `${request} ${paint(String(status))}${ending} ${String(log.ms)} ms${service} · ${who}`
 }
 
 /** A pino destination that writes each line formatted for people to `output`. */

@@ -1,5 +1,5 @@
 import type { RequestContext } from '../context.ts'
-import type { AnswerEnding } from '../http/answer-outcome.ts'
+import type { AnswerEnding, ArrivalRefusal } from '../http/answer-outcome.ts'
 import { splitTarget } from '../http/request-target.ts'
 
 /**
@@ -30,6 +30,18 @@ export function requestLine(id: string, method: string, url: string, status: num
     incomplete: ending?.incomplete,
     closed_by: ending?.closedBy,
   }
+}
+
+/**
+ * The line of a request refused as it arrived (src/http/answer-outcome.ts): a head the parser could not read has no
+ * method or path (its bytes may hold a credential), and a target no route would take (CONNECT's `host:port`) loses
+ * any userinfo before `@`. Built apart from `requestLine` so that no other request pays for either.
+ */
+export function arrivalLine(refusal: ArrivalRefusal, context: RequestContext): object {
+  const { id, request, status, elapsedMs, ending } = refusal
+  if (request === undefined) return { ...requestLine(id, '', '', status, elapsedMs, context, ending), method: undefined, path: undefined }
+  const url = request.url ?? ''
+  return requestLine(id, request.method ?? '', url.startsWith('/') ? url : url.slice(url.lastIndexOf('@') + 1), status, elapsedMs, context, ending)
 }
 
 /**

@@ -22,4 +22,9 @@ describe('request lines for people', () => {
     assert.match(left!, /GET \/rec\/x 499 \(incomplete\) 3 ms → rec · alice \(basic\)$/)
     assert.match(cut!, /GET \/rec\/x 444 \(cut by the gateway\) 3 ms → rec · alice \(basic\)$/)
   })
+
+  it('says why a head refused as it arrived has no method or path', () => {
+    const [unread] = pretty({ status: 408, ms: 0, service: 'gateway', place: 'gateway', code: 'request_timeout' })
+    assert.match(unread!, /\(head not read: request_timeout\) 408 0 ms → gateway · anonymous$/)
+  })
 })
