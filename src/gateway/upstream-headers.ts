@@ -151,8 +151,10 @@ export function upstreamRequestHeaders(request: GatewayRequest, incoming: Incomi
   for (const name of Object.keys(incoming)) {
     if (!passesOn(name, fromTrustedProxy, removed) || listed?.has(name)) continue
     if (name === 'cookie') {
+      // An empty field passes on as it came; one left empty once the gateway's cookies are out (`gateway_sessionid=x;`)
+      // does not pass on at all.
       const cookie = incoming.cookie!
-      const kept = cookie === '' ? cookie : withoutGatewayCookies(cookie)
+      const kept = cookie === '' ? cookie : withoutGatewayCookies(cookie) || undefined
       if (kept !== undefined) headers.cookie = kept
     } else if (name !== CSRF_HEADER || !csrfDropped) headers[name] = incoming[name]
   }

@@ -6,7 +6,8 @@ import { splitTarget } from '../http/request-target.ts'
  * The fields of the one line each request is logged with, whichever path served it (src/server.ts, and the proxy's
  * lean path, src/gateway/lean-proxy.ts): the place, the decision, the authenticator that claimed the credential and
  * the error code, as Oathkeeper logs its decisions. None can hold a secret, so the line skips redaction: the path
- * is logged without its query (clients put `code=`, `access_token=`, `client_secret=` there) and without the id of a
+ * is logged without its query (clients put `code=`, `access_token=`, `client_secret=` there), without a fragment
+ * (no client should send one, but a URL copied from a browser holds `#access_token=` in it) and without the id of a
  * realm login under way.
  */
 export function requestLine(id: string, method: string, url: string, status: number, elapsedMs: number, context: RequestContext, ending?: AnswerEnding): object {
@@ -14,7 +15,7 @@ export function requestLine(id: string, method: string, url: string, status: num
   return {
     reqId: id,
     method,
-    path: withoutLoginUnderWay(splitTarget(url).path),
+    path: withoutLoginUnderWay(loggedPath(url)),
     status,
     ms: Math.round(elapsedMs * 10) / 10,
     service: place?.service,
@@ -30,6 +31,13 @@ export function requestLine(id: string, method: string, url: string, status: num
     incomplete: ending?.incomplete,
     closed_by: ending?.closedBy,
   }
+}
+
+/** A target's path without its query or fragment. */
+function loggedPath(url: string): string {
+  const { path } = splitTarget(url)
+  const fragment = path.indexOf('#')
+  return fragment < 0 ? path : path.slice(0, fragment)
 }
 
 /**

@@ -213,6 +213,27 @@ describe('the headers between clients and services', () => {
     assert.equal(only.headers['set-cookie'], undefined)
   })
 
+  it('forwards no Cookie field left empty by the gateway\'s cookies, an empty one as it came, and none a Connection field names', async () => {
+    for (const cookie of ['gateway_sessionid=abc', 'gateway_sessionid=abc;', ';gateway_sessionid=abc', 'csrftoken=x; gateway_sessionid=abc;']) {
+      assert.equal((await requestFrom('127.0.0.1', `${gw.url}/rec/cookies`, { headers: { cookie } })).status, 200)
+      assert.equal('cookie' in last().headers, false, cookie)
+    }
+    assert.equal((await requestFrom('127.0.0.1', `${gw.url}/rec/cookies`, { headers: { cookie: '' } })).status, 200)
+    assert.equal(last().headers.cookie, '')
+    assert.equal((await requestFrom('127.0.0.1', `${gw.url}/rec/cookies`, { headers: { cookie: 'theme=dark', connection: 'keep-alive, Cookie' } })).status, 200)
+    assert.equal('cookie' in last().headers, false)
+  })
+
+  it('keeps X-CSRFToken from the service only where it goes with the session cookie', async () => {
+    const session = await login(gw, 'admin', ADMIN_PASSWORD)
+    assert.equal((await requestFrom('127.0.0.1', `${gw.url}/rec/csrf`, { headers: { ...withCsrf(session) } })).status, 200)
+    assert.equal(last().headers['x-csrftoken'], undefined)
+    assert.equal(last().headers['x-gatehouse-auth-method'], 'session')
+    assert.equal((await requestFrom('127.0.0.1', `${gw.url}/rec/csrf`, { headers: { ...adminAuth, 'x-csrftoken': 'theirs' } })).status, 200)
+    assert.equal(last().headers['x-csrftoken'], 'theirs')
+    assert.equal(last().headers['x-gatehouse-auth-method'], 'basic')
+  })
+
   it('does not forward Expect: a 100-continue upload reaches the service', async () => {
     const body = 'x'.repeat(2 * 1024 * 1024)
     const response = await requestFrom('127.0.0.1', `${gw.url}/rec/upload`, { method: 'POST', headers: { expect: '100-continue', 'content-type': 'application/octet-stream' }, body })

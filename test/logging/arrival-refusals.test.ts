@@ -65,6 +65,13 @@ describe('requests refused as they arrive', () => {
     return answer.id!
   }
 
+  it('logs a target without its fragment, which a URL copied from a browser may hold a token in, refused on arrival or not', async () => {
+    for (const head of [`GET /api/gateway/v1/x#access_token=${QUERY_TOKEN} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n`, `POST /api/gateway/v1/x#access_token=${QUERY_TOKEN} HTTP/1.1\r\nHost: gw\r\nExpect: bogus\r\nContent-Length: 0\r\n\r\n`]) {
+      const line = await lineOf(answerOf(await exchange(gw.url, head)).id)
+      assert.equal(line.path, '/api/gateway/v1/x')
+    }
+  })
+
   it('logs and counts an HTTP/1.0 request refused for its Transfer-Encoding', async () => {
     await refusedAndLogged(
       () => exchange(gw.url, `POST /api/controller/x?token=${QUERY_TOKEN} HTTP/1.0\r\nHost: gw\r\nAuthorization: ${AUTHORIZATION}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`),
