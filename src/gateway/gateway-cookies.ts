@@ -17,9 +17,12 @@ export const GATEWAY_COOKIE_NAMES = [
 ] as const
 const GATEWAY_COOKIES: ReadonlySet<string> = new Set(GATEWAY_COOKIE_NAMES.flatMap((name) => [name, `${name}.sig`, `${name}.legacy`, `${name}.legacy.sig`]))
 
-/** A Cookie header without the gateway's cookies; undefined when nothing else is left. */
+/**
+ * A Cookie header without the gateway's cookies, nor the empty pairs stray separators leave; undefined when nothing
+ * else is left.
+ */
 export function withoutGatewayCookies(header: string): string | undefined {
-  const kept = header.split(/;\s*/).filter((pair) => !GATEWAY_COOKIES.has(cookieName(pair)))
+  const kept = header.split(/;\s*/).filter((pair) => pair.trim() !== '' && !GATEWAY_COOKIES.has(cookieName(pair)))
   return kept.length ? kept.join('; ') : undefined
 }
 

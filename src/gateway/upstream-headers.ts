@@ -154,7 +154,7 @@ export function upstreamRequestHeaders(request: GatewayRequest, incoming: Incomi
       // An empty field passes on as it came; one left empty once the gateway's cookies are out (`gateway_sessionid=x;`)
       // does not pass on at all.
       const cookie = incoming.cookie!
-      const kept = cookie === '' ? cookie : withoutGatewayCookies(cookie) || undefined
+      const kept = cookie === '' ? cookie : withoutGatewayCookies(cookie)
       if (kept !== undefined) headers.cookie = kept
     } else if (name !== CSRF_HEADER || !csrfDropped) headers[name] = incoming[name]
   }

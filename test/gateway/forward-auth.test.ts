@@ -275,6 +275,9 @@ describe('forward authentication', () => {
       assert.deepEqual([withOthers.headers.get('x-envoy-auth-headers-to-remove'), withOthers.headers.get('cookie')], ['authorization', 'theirs=1; other=2'])
       const onlyOurs = await ask({ cookie: session.cookie })
       assert.deepEqual([onlyOurs.headers.get('x-envoy-auth-headers-to-remove'), onlyOurs.headers.get('cookie')], ['authorization, cookie', null])
+      // Stray separators left once the gateway's cookies are out are nothing to send either.
+      const oursAndSeparators = await ask({ cookie: `${session.cookie};; ` })
+      assert.deepEqual([oursAndSeparators.headers.get('x-envoy-auth-headers-to-remove'), oursAndSeparators.headers.get('cookie')], ['authorization, cookie', null])
       const basicOnly = await ask({ ...adminAuth, cookie: 'theirs=1' })
       assert.deepEqual([basicOnly.headers.get('x-envoy-auth-headers-to-remove'), basicOnly.headers.get('cookie')], ['authorization', null])
       assert.equal((await gw.fetch(`${EXT_AUTHZ}/app/open/`)).headers.get('x-envoy-auth-headers-to-remove'), 'authorization')

@@ -214,17 +214,19 @@ describe('the headers between clients and services', () => {
   })
 
   it('forwards no Cookie field left empty by the gateway\'s cookies, an empty one as it came, and none a Connection field names', async () => {
-    for (const cookie of ['gateway_sessionid=abc', 'gateway_sessionid=abc;', ';gateway_sessionid=abc', 'csrftoken=x; gateway_sessionid=abc;']) {
+    for (const cookie of ['gateway_sessionid=abc', 'gateway_sessionid=abc;', ';gateway_sessionid=abc', 'csrftoken=x; gateway_sessionid=abc;', 'gateway_sessionid=abc;;', 'gateway_sessionid=abc; ;']) {
       assert.equal((await requestFrom('127.0.0.1', `${gw.url}/rec/cookies`, { headers: { cookie } })).status, 200)
       assert.equal('cookie' in last().headers, false, cookie)
     }
     assert.equal((await requestFrom('127.0.0.1', `${gw.url}/rec/cookies`, { headers: { cookie: '' } })).status, 200)
     assert.equal(last().headers.cookie, '')
+    assert.equal((await requestFrom('127.0.0.1', `${gw.url}/rec/cookies`, { headers: { cookie: 'a=1;;b=2; ;gateway_sessionid=abc' } })).status, 200)
+    assert.equal(last().headers.cookie, 'a=1; b=2')
     assert.equal((await requestFrom('127.0.0.1', `${gw.url}/rec/cookies`, { headers: { cookie: 'theme=dark', connection: 'keep-alive, Cookie' } })).status, 200)
     assert.equal('cookie' in last().headers, false)
   })
 
-  it('keeps X-CSRFToken from the service only where it goes with the session cookie', async () => {
+  it('keeps a client\'s X-CSRFToken from the service only where it goes with the session cookie', async () => {
     const session = await login(gw, 'admin', ADMIN_PASSWORD)
     assert.equal((await requestFrom('127.0.0.1', `${gw.url}/rec/csrf`, { headers: { ...withCsrf(session) } })).status, 200)
     assert.equal(last().headers['x-csrftoken'], undefined)
