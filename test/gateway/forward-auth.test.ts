@@ -887,6 +887,24 @@ describe('forward authentication', () => {
         }
       })
 
+      if (decisions === 'memory') it('asks again for a decision an earlier version of the block kept without its cookies, which a reload leaves in shared memory', async () => {
+        const port = await freePort()
+        const { http, main } = nginxSite(port, gw.url, app, dir, decisions)
+        // A decision as the block before stored it: when it expires, then the identity headers, and no cookies line.
+        const plant = 'location = /plant {\n    content_by_lua_block {\n      ngx.shared.gatehouse_decisions:set(ngx.req.get_uri_args().key, (ngx.now() + 30) .. "\\nplanted\\n999\\nbasic\\n\\n", 30)\n      ngx.say("planted")\n    }\n  }'
+        children.push(await startNginx(dir, 'nginx-lua-reloaded', replaced(http, [[`listen 127.0.0.1:${port};`, `listen 127.0.0.1:${port};\n  ${plant}`]]), main))
+        const host = `127.0.0.1:${port}`
+        const cookie = 'gateway_sessionid=old; theirs=1; gateway_sessionid=new'
+        const target = '/app/v1/hosts/?reloaded'
+        // The key as the block's map builds it.
+        const key = [adminAuth.authorization, cookie, 'GET', host, target, '127.0.0.1'].join('\n')
+        assert.equal(await (await fetch(`http://${host}/plant?key=${encodeURIComponent(key)}`)).text(), 'planted\n')
+        const response = await fetch(`http://${host}${target}`, { headers: { ...adminAuth, cookie } })
+        assert.equal(response.status, 200)
+        const seen = (await response.json()) as { identity: { username: string }; headers: { cookie: string | null } }
+        assert.deepEqual([seen.identity.username, seen.headers.cookie], ['admin', 'theirs=1'])
+      })
+
       it(keptFor ? `refuses a revoked token once the kept decision expires, within ${keptFor.words}` : 'refuses a revoked token on the next request', async () => {
         const created = await createToken(gw, adminAuth)
         const url = `${nginx}/app/v1/hosts/`
