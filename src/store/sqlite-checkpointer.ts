@@ -1,4 +1,5 @@
 import { once } from 'node:events'
+import { statSync } from 'node:fs'
 import { DatabaseSync } from 'node:sqlite'
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads'
 
@@ -21,6 +22,16 @@ const SHORT_COPY_FRAMES = 100
  * writes that leave it no moment to take the write lock get the commits' own checkpoints back until the WAL starts over.
  */
 export const MAX_WAL_FRAMES = 10 * AUTOCHECKPOINT_PAGES
+/**
+ * The main thread's own bound, for when the worker falls behind without saying so (its thread starved of CPU, or
+ * stuck in a sync): past this many frames, the commits checkpoint again until the worker reports the WAL caught up.
+ */
+const MAX_WAL_FRAMES_UNWATCHED = MAX_WAL_FRAMES * 1.25
+/** Every this many writes, the main thread looks at the WAL's size (one stat: about a microsecond). */
+const WRITES_PER_WAL_CHECK = 64
+/** A WAL file's header, and each frame's before its page. */
+const WAL_HEADER_BYTES = 32
+const WAL_FRAME_HEADER_BYTES = 24
 /** How long a RESTART waits for the write lock (a PASSIVE never waits). */
 const RESTART_WAIT_MS = 20
 /** How long closing waits for the worker to finish its checkpoint and close its connection before it is terminated. */
@@ -30,9 +41,9 @@ const STOP_WAIT_MS = 1000
  * SQLite's automatic checkpoint runs inside whichever commit crosses 1000 WAL pages, on the event loop: it copies the
  * pages into the database file and fsyncs, stalling every request for milliseconds. This moves that work to a worker
  * thread with a connection of its own, started once the process writes enough to need it, while the main
- * connection's automatic checkpoint is off. Whenever the worker is not running (not yet, failed, stopped), the main
- * connection checkpoints automatically again, so the WAL never grows without bound. Each process on a file runs its
- * own; SQLite serialises their checkpoints (one that finds another under way skips).
+ * connection's automatic checkpoint is off. Whenever the worker is not running (not yet, failed, stopped) or has let
+ * the WAL grow too long, the main connection checkpoints automatically again, so the WAL never grows without bound.
+ * Each process on a file runs its own; SQLite serialises their checkpoints (one that finds another under way skips).
  */
 export class SqliteCheckpointer {
   readonly #main: DatabaseSync
@@ -42,15 +53,28 @@ export class SqliteCheckpointer {
   #started = false
   #worker: Worker | undefined
   #stopped = false
+  /** Whether the main connection's commits checkpoint (SQLite's default), or leave it to the worker. */
+  #commitsCheckpoint = true
+  #writesSinceWalCheck = 0
+  readonly #walFile: string
+  #maxUnwatchedWalBytes = Infinity
 
   constructor(main: DatabaseSync, file: string) {
     this.#main = main
     this.#file = file
+    this.#walFile = `${file}-wal`
   }
 
-  /** Counts a write; the one that reaches the threshold within the window starts the worker. */
+  /**
+   * Counts a write; the one that reaches the threshold within the window starts the worker. Once it runs, every
+   * WRITES_PER_WAL_CHECK writes look at the WAL's size, and give the checkpoints back to the commits when the
+   * worker let it grow past MAX_WAL_FRAMES_UNWATCHED.
+   */
   wrote(): void {
-    if (this.#started) return
+    if (this.#started) {
+      if (!this.#commitsCheckpoint && ++this.#writesSinceWalCheck >= WRITES_PER_WAL_CHECK) this.#checkWal()
+      return
+    }
     const now = Date.now()
     if (now - this.#windowStart > WRITE_WINDOW_MS) {
       this.#windowStart = now
@@ -70,6 +94,13 @@ export class SqliteCheckpointer {
   #start(): void {
     let worker: Worker
     try {
+      const { page_size: pageSize } = this.#main.prepare('PRAGMA page_size').get() as { page_size: number }
+      const frameBytes = pageSize + WAL_FRAME_HEADER_BYTES
+      // SQLite reuses a WAL from its start, never shrinking the file on its own: past a burst, the first commit after
+      // the WAL starts over truncates it to this. So the disk is given back, and the file's size tells how long the
+      // current WAL is whenever it is longer than this.
+      this.#main.exec(`PRAGMA journal_size_limit = ${WAL_HEADER_BYTES + MAX_WAL_FRAMES * frameBytes}`)
+      this.#maxUnwatchedWalBytes = WAL_HEADER_BYTES + MAX_WAL_FRAMES_UNWATCHED * frameBytes
       // Without the process's flags: its preloaded module hooks are for the dependencies, which the worker never loads.
       worker = new Worker(new URL(import.meta.url), { workerData: { checkpointerFile: this.#file }, execArgv: [] })
     } catch {
@@ -86,8 +117,25 @@ export class SqliteCheckpointer {
     worker.unref()
   }
 
+  #checkWal(): void {
+    this.#writesSinceWalCheck = 0
+    let size: number
+    try {
+      size = statSync(this.#walFile, { throwIfNoEntry: false })?.size ?? 0
+    } catch {
+      // Not the write's failure: the worker's own bound still holds, and the next check may see the file.
+      return
+    }
+    if (size <= this.#maxUnwatchedWalBytes) return
+    this.#autocheckpoint(AUTOCHECKPOINT_PAGES)
+    // So that it reports the WAL caught up once it has started over, which hands the checkpoints back to it.
+    this.#worker?.postMessage('behind')
+  }
+
   #autocheckpoint(pages: number): void {
-    if (this.#main.isOpen) this.#main.exec(`PRAGMA wal_autocheckpoint = ${pages}`)
+    if (!this.#main.isOpen) return
+    this.#main.exec(`PRAGMA wal_autocheckpoint = ${pages}`)
+    this.#commitsCheckpoint = pages > 0
   }
 
   /** Ends the worker (a checkpoint in progress finishes first) and waits for it, at most STOP_WAIT_MS. */
@@ -160,6 +208,8 @@ function checkpointUntilStopped(file: string, port: NonNullable<typeof parentPor
     timer = setTimeout(run, idle ? IDLE_INTERVAL_MS : BUSY_INTERVAL_MS)
   }
   port.on('message', (message) => {
+    // The main thread found the WAL too long and gave the checkpoints to the commits: told once it has started over.
+    if (message === 'behind') behind = true
     if (message !== 'stop') return
     clearTimeout(timer)
     db.close()

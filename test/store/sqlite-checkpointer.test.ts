@@ -164,6 +164,27 @@ describe('SQLite checkpointer', () => {
       }
     }))
 
+  it('gives the checkpoints back to the commits itself once the WAL is too long, not waiting for the worker to say so, and gives the disk back after', () =>
+    withCheckpointer(async (db, file) => {
+      const walBytes = () => statSync(`${file}-wal`).size
+      const pageSize = (db.raw.prepare('PRAGMA page_size').get() as { page_size: number }).page_size
+      const frameBytes = pageSize + WAL_FRAME_HEADER_BYTES
+      // One transaction the worker can neither copy nor start over until it commits, longer than the main thread allows.
+      db.raw.exec('BEGIN')
+      while (walBytes() <= 1.3 * MAX_WAL_FRAMES * frameBytes) write(db, 2000)
+      db.raw.exec('COMMIT')
+      // Synchronously, so no report of the worker's can have reached this thread: the check is the main thread's own.
+      write(db, 64)
+      assert.equal(autocheckpoint(db), 1000, 'the commits checkpoint again')
+      // The worker is told, and hands them back once the WAL has started over, truncated to its usual bound.
+      const caughtUp = await within(10_000, () => {
+        write(db, 10)
+        return autocheckpoint(db) === 0
+      })
+      assert.ok(caughtUp, 'the worker takes the checkpoints back once the WAL has started over')
+      assert.ok(walBytes() <= 32 + MAX_WAL_FRAMES * frameBytes, `the WAL file keeps ${(walBytes() / 1e6).toFixed(0)} MB`)
+    }))
+
   it('gives the checkpoints back to the commits when the worker dies', () =>
     withCheckpointer(async (db) => {
       await db.checkpointer!.worker!.terminate()
