@@ -9,7 +9,7 @@ import type { App } from '../app.ts'
 import type { CsrfPolicy } from '../auth/csrf.ts'
 import type { UserAccess } from '../access/model.ts'
 import type { Principal } from '../auth/principal.ts'
-import { DatabaseUnavailable, DirectoryUnavailable, InvalidUpgrade, PasswordChecksBusy, UpstreamHandshakeInvalid, UpstreamTimeout, UpstreamUnavailable, WebSocketVersionUnsupported } from '../errors.ts'
+import { DatabaseUnavailable, DirectoryUnavailable, type GatehouseError, InvalidUpgrade, PasswordChecksBusy, UpstreamHandshakeInvalid, UpstreamTimeout, UpstreamUnavailable, WebSocketVersionUnsupported } from '../errors.ts'
 import type { GatewayRequest } from '../http/gateway-request.ts'
 import { markCutByGateway } from '../http/answer-outcome.ts'
 import { answeredLast, lingeringClose } from '../http/lingering-close.ts'
@@ -17,6 +17,7 @@ import { enterRequest } from '../http/request-entry.ts'
 import { splitTarget } from '../http/request-target.ts'
 import { request as httpRequest, ServerResponse } from '../http/node-http.ts'
 import type { AnsweredRequest } from '../metrics/metrics.ts'
+import type { Decision } from './authorize.ts'
 import type { Route } from './routes.ts'
 import { poolClient } from './upstream-pool.ts'
 import { closeFrame, FrameBoundaries } from './websocket-frames.ts'
@@ -84,6 +85,9 @@ interface Tunnel {
   /** The account, access and scope the last check found the same authority in: when none changed, nothing is built again. */
   checked: { user: Principal['user']; access: UserAccess; scope: Principal['scope'] }
   close(reason: string): void
+  /** Whether its own check is under way, and whether news arrived during it (which it may have read the caches before). */
+  checking: boolean
+  again: boolean
 }
 
 /**
@@ -130,9 +134,6 @@ export class WebSocketTunnels {
   #closing = false
   #timer: NodeJS.Timeout | undefined
   #checkedAt = 0
-  #checking = false
-  /** News arrived during a check, which may have read the caches before it: check once more after it. */
-  #again = false
   #soon: NodeJS.Immediate | undefined
 
   /**
@@ -225,6 +226,13 @@ export class WebSocketTunnels {
     }
     const answerHeaders = clientHeaders(answer.response.headers)
     if (!('socket' in answer)) {
+      const status = answer.response.statusCode ?? 0
+      // A 101 without the fields of an upgrade (Node takes it for an ordinary answer) switched to nothing the client
+      // asked for; a status past 599 is none a client could be answered with.
+      if (status < 200 || status > 599) {
+        answer.response.destroy()
+        throw new UpstreamHandshakeInvalid(route.name, status === 101 ? 'its 101 did not say Upgrade and Connection: upgrade' : `it answered with status ${status}`)
+      }
       // A refusal from the service is relayed as an ordinary response, after which the connection ends. Until then the
       // client's bytes are read only to be dropped, so that a client that leaves (its end closed) is seen to, and takes
       // the answer and the service's connection with it: a service streaming its refusal would otherwise hold both.
@@ -239,14 +247,18 @@ export class WebSocketTunnels {
       const client = upgrade.socket as Socket
       relayed.socket.setTimeout(route.timeouts.responseMs, cut)
       client.setTimeout(route.timeouts.responseMs, cut)
-      reply.code(relayed.statusCode ?? 502).headers(answerHeaders).send(relayed)
+      reply.code(status).headers(answerHeaders).send(relayed)
       return
     }
     const service = answer.socket
     holding++
     whenClosed(service, closed)
+    // The request is judged again now that the service has answered, before a byte is carried: the wait may have lasted
+    // up to response_seconds, in which a revocation reached no socket, this one not being open yet.
+    let judgedAgain: Decision
     try {
       checkServiceHandshake(route, request, answer.response)
+      judgedAgain = await this.#app.authorize(request, route).catch((error: unknown) => ({ granted: false as const, refusal: error as GatehouseError }))
     } catch (error) {
       service.destroy()
       throw error
@@ -261,15 +273,18 @@ export class WebSocketTunnels {
     const opened = performance.now()
     // As every answer does: the request's id (a service's own is X-Upstream-Request-Id among its fields).
     client.write(switchingProtocols(answer.response.statusMessage, { 'x-request-id': request.id, ...answerHeaders }))
-    const toClient = carry(service, client, answer.head)
-    const toService = carry(client, service, upgrade.head)
-    this.#answered(request, { statusCode: 101, elapsedTime: reply.elapsedTime })
     let closedBy: string | undefined
     let closingSince: number | undefined
     const access = principal && this.#app.access.of(principal.user)
     const tunnel: Tunnel | undefined = principal && access
-      ? { request, route, userId: principal.user.id, authority: authorityOf(principal, access), checked: { user: principal.user, access, scope: principal.scope }, close }
+      ? { request, route, userId: principal.user.id, authority: authorityOf(principal, access), checked: { user: principal.user, access, scope: principal.scope }, close, checking: false, again: false }
       : undefined
+    // Refused now: the socket opens only to be closed at once, as one revoked just after would be, and the client's
+    // bytes sent behind its upgrade never reach the service.
+    const closeAtOnce = tunnel ? this.#reasonToClose(tunnel, judgedAgain) : undefined
+    const toClient = carry(service, client, answer.head)
+    const toService = carry(client, service, closeAtOnce ? Buffer.alloc(0) : upgrade.head)
+    this.#answered(request, { statusCode: 101, elapsedTime: reply.elapsedTime })
     const { promise: logged, resolve: markLogged } = Promise.withResolvers<void>()
     if (this.#connections.has(client)) {
       this.#connections.set(client, (reason) => {
@@ -324,7 +339,8 @@ export class WebSocketTunnels {
     client.on('error', () => close('client'))
     service.on('error', () => close('service'))
     service.once('close', ended)
-    if (tunnel) this.#watch(tunnel)
+    if (closeAtOnce) close(closeAtOnce)
+    else if (tunnel) this.#watch(tunnel)
   }
 
   #watch(tunnel: Tunnel): void {
@@ -343,15 +359,14 @@ export class WebSocketTunnels {
   /** Asks for news (which, applied, checks every socket) and checks them anyway every RECHECK_MS. */
   async #look(): Promise<void> {
     await this.#app.bus.freshen().catch(() => {})
-    if (performance.now() - this.#checkedAt >= RECHECK_MS) void this.#recheck()
+    if (performance.now() - this.#checkedAt >= RECHECK_MS) this.#recheck()
   }
 
   #recheckSoon(): void {
     if (this.#open.size === 0) return
-    if (this.#checking) this.#again = true
-    else this.#soon ??= setImmediate(() => {
+    this.#soon ??= setImmediate(() => {
       this.#soon = undefined
-      void this.#recheck()
+      this.#recheck()
     })
   }
 
@@ -366,24 +381,39 @@ export class WebSocketTunnels {
     return false
   }
 
-  /** Decides on every open socket's request again; one that is no longer let in, only as someone else, or with less than the service was told of, is closed. */
-  async #recheck(): Promise<void> {
-    if (this.#checking) return
-    this.#checking = true
+  /**
+   * Decides on every open socket's request again. Each socket's check runs on its own: one that waits (a directory
+   * that is slow to answer for its Basic credentials, up to its lookup_seconds) holds up no other's.
+   */
+  #recheck(): void {
+    this.#checkedAt = performance.now()
+    for (const tunnel of this.#open) void this.#check(tunnel)
+  }
+
+  async #check(tunnel: Tunnel): Promise<void> {
+    if (tunnel.checking) {
+      tunnel.again = true
+      return
+    }
+    tunnel.checking = true
     try {
       do {
-        this.#again = false
-        this.#checkedAt = performance.now()
-        await Promise.all([...this.#open].map(async (tunnel) => {
-          const decision = await this.#app.authorize(tunnel.request, tunnel.route).catch((error: unknown) => ({ granted: false as const, refusal: error }))
-          if (!decision.granted) tunnel.close(closeReasonOf(decision.refusal))
-          else if (decision.principal?.user.id !== tunnel.userId) tunnel.close('credential_revoked')
-          else if (this.#narrowed(tunnel, decision.principal)) tunnel.close('access_narrowed')
-        }))
-      } while (this.#again)
+        tunnel.again = false
+        const decision = await this.#app.authorize(tunnel.request, tunnel.route).catch((error: unknown) => ({ granted: false as const, refusal: error as GatehouseError }))
+        const reason = this.#reasonToClose(tunnel, decision)
+        if (reason) return tunnel.close(reason)
+      } while (tunnel.again && this.#open.has(tunnel))
     } finally {
-      this.#checking = false
+      tunnel.checking = false
     }
+  }
+
+  /** Why a socket is closed on this decision: no longer let in, only as someone else, or with less than the service was told of. */
+  #reasonToClose(tunnel: Tunnel, decision: Decision): string | undefined {
+    if (!decision.granted) return closeReasonOf(decision.refusal)
+    if (decision.principal?.user.id !== tunnel.userId) return 'credential_revoked'
+    if (this.#narrowed(tunnel, decision.principal)) return 'access_narrowed'
+    return undefined
   }
 }
 

@@ -2,8 +2,10 @@ import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { after, before, describe, it } from 'node:test'
 import WebSocket from 'ws'
-import { basic, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { adminAuth, basic, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { PASSWORDS, startDirectory, type TestDirectory } from '../helpers/ldap.ts'
+import { bearer, createToken } from '../helpers/tokens.ts'
 
 /** Opens a WebSocket to the controller and resolves once the demo service's first message came. */
 async function open(gw: TestGateway, headers: Record<string, string>): Promise<WebSocket> {
@@ -38,7 +40,7 @@ describe('a WebSocket opened with directory Basic credentials while the director
     directory = await startDirectory()
     gw = await startGateway({
       config: {
-        ldap: directory.config({ timeouts: { connect_seconds: 1, lookup_seconds: 2 } }),
+        ldap: directory.config({ timeouts: { connect_seconds: 1, lookup_seconds: 4 } }),
         // The shortest a verified password is remembered: the socket's check asks the directory again soon.
         auth: { basic_cache_seconds: 1 },
       },
@@ -47,6 +49,28 @@ describe('a WebSocket opened with directory Basic credentials while the director
   after(async () => {
     await gw?.close()
     await directory?.close()
+  })
+
+  it('keeps no other socket waiting while one socket\'s check waits on a directory that hangs: a revoked token\'s closes within a second', async () => {
+    const alice = await open(gw, { authorization: basic('alice', PASSWORDS.alice!) })
+    alice.on('error', () => undefined)
+    const created = await createToken(gw, adminAuth)
+    const admin = await open(gw, bearer(created.token))
+    directory.pause()
+    try {
+      // alice's password is no longer remembered: her socket's next check asks the directory, which never answers.
+      await sleep(1500)
+      const revokedAt = performance.now()
+      const { code, reason } = await closedAfter(admin, async () => {
+        assert.equal((await gw.fetch(`/api/gateway/v1/tokens/${created.id}/`, { method: 'DELETE', headers: adminAuth })).status, 204)
+      }, 5000)
+      const ms = performance.now() - revokedAt
+      assert.deepEqual({ code, reason }, { code: 1008, reason: 'credential revoked' })
+      assert.ok(ms < 1000, `the revoked token's socket was closed ${Math.round(ms)} ms after the revocation`)
+    } finally {
+      directory.resume()
+      alice.terminate()
+    }
   })
 
   it('is closed as one to try again later (1013), not as a revoked credential, and the reconnection is told 503', async () => {

@@ -72,6 +72,9 @@ async function scriptedService(): Promise<{ url: string; server: Server; handsha
         case 'h2c': return switching(`Upgrade: h2c\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n`)
         case 'unasked-protocol': return switching(`Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\nSec-WebSocket-Protocol: admin\r\n`)
         case 'unasked-extension': return switching(`Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\nSec-WebSocket-Extensions: x-webkit-deflate-frame\r\n`)
+        case 'upgrade-only': return switching(`Upgrade: websocket\r\nSec-WebSocket-Accept: ${accept}\r\n`)
+        case 'connection-only': return switching(`Connection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n`)
+        case 'status-600': return void socket.write('HTTP/1.1 600 Odd\r\nContent-Length: 0\r\n\r\n')
         case 'plain': return void socket.end('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nplain')
         case 'streaming': return void socket.write('HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nstream\r\n')
         case 'not-reading': {
@@ -145,6 +148,7 @@ describe('WebSockets with hostile clients and misbehaving services', () => {
             access: [{ deny: { paths: ['/scripted/admin/*'] } }, { allow: { superuser: true } }],
           },
           { name: 'patient', prefix: '/patient/', upstream: service.url, public_paths: ['/patient/*'], timeouts: { response_seconds: 60 } },
+          { name: 'guarded', prefix: '/guarded/', upstream: service.url, accepts: ['token'], timeouts: { response_seconds: 60 } },
           { name: 'negotiating', prefix: '/negotiating/', upstream: `http://127.0.0.1:${(negotiating.address() as AddressInfo).port}`, public_paths: ['/negotiating/*'] },
           { name: 'stubborn', prefix: '/stubborn/', upstream: stubborn.url, public_paths: ['/stubborn/*'] },
         ],
@@ -179,7 +183,7 @@ describe('WebSockets with hostile clients and misbehaving services', () => {
   })
 
   it('refuses a 101 from the service that is not the handshake the client asked for with 502 upstream_handshake_invalid, and closes the service\'s connection', async () => {
-    for (const answer of ['wrong-accept', 'no-accept', 'h2c', 'unasked-protocol', 'unasked-extension']) {
+    for (const answer of ['wrong-accept', 'no-accept', 'h2c', 'unasked-protocol', 'unasked-extension', 'upgrade-only', 'connection-only', 'status-600']) {
       const { text, closed } = await answerTo(gw, upgradeRequest(`/scripted/open/${answer}`))
       assert.match(text, /^HTTP\/1\.1 502 /, answer)
       assert.match(text, /"code":"upstream_handshake_invalid"/, answer)
@@ -254,6 +258,29 @@ describe('WebSockets with hostile clients and misbehaving services', () => {
       await eventually(client.received, (text) => text.includes('\r\n\r\n'), 3000)
       assert.match(client.received(), /^HTTP\/1\.1 101 /)
       assert.equal(await eventually(() => service.handshakes[reached + 1], Boolean, 2000), `carried: ${pipelined}`)
+    } finally {
+      client.socket.destroy()
+    }
+  })
+
+  it('judges an upgrade again when the service answers it: a token revoked meanwhile gets its socket closed at once, and its bytes never reach the service', async () => {
+    const created = await createToken(gw, adminAuth)
+    const reached = service.handshakes.length
+    // Client frames are masked; with a key of zeros their payload reads as it is, wherever it is carried.
+    const frame = (text: string) => Buffer.concat([Buffer.from([0x81, 0x80 | text.length, 0, 0, 0, 0]), Buffer.from(text)])
+    const client = await rawClient(gw.url, '127.0.0.1', Buffer.concat([Buffer.from(upgradeRequest('/guarded/slow-ok', [`Authorization: Bearer ${created.token}`])), frame('sent-with-the-upgrade')]))
+    try {
+      await eventually(() => service.handshakes.length, (count) => count === reached + 1, 2000)
+      assert.equal((await gw.fetch(`/api/gateway/v1/tokens/${created.id}/`, { method: 'DELETE', headers: adminAuth })).status, 204)
+      client.socket.write(frame('sent-after-revocation'))
+      await eventually(client.received, (text) => text.includes('credential revoked'), 5000)
+      assert.match(client.received(), /^HTTP\/1\.1 101 /)
+      assert.ok(client.received().includes('credential revoked'), 'the client is sent a close frame saying why')
+      await sleep(200)
+      const carried = service.handshakes.slice(reached + 1).join('')
+      assert.ok(!carried.includes('sent-'), `the service got the client's frames: ${JSON.stringify(carried)}`)
+      const line = await eventually(() => logLines.find((entry) => entry.msg === 'websocket closed' && entry.path === '/guarded/slow-ok'), Boolean, 3000)
+      assert.equal(line?.closed_by, 'credential_revoked')
     } finally {
       client.socket.destroy()
     }
