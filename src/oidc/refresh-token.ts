@@ -94,10 +94,16 @@ export function refreshTokenShortcut(options: RefreshTokenOptions): RefreshToken
  * percent-encoded only when `encoded` (`plainForm`), from a configured client authenticated as oidc-provider does, on a context of oidc-provider's kind (run the steps
  * in `helpers.als`). Undefined when oidc-provider is to answer the request.
  */
+/** Scope tokens, one space apart: what oidc-provider's token endpoint takes (its helpers/is_valid_scope.js). */
+const SCOPE_SYNTAX = /^[\x21\x23-\x5B\x5D-\x7E]+(?: [\x21\x23-\x5B\x5D-\x7E]+)*$/u
+
 export async function plainGrant(options: Pick<RefreshTokenOptions, 'provider' | 'configured'>, grant: { grantType: string; members: ReadonlySet<string>; required: string; encoded?: boolean }, form: Buffer, request: IncomingMessage, response: ServerResponse): Promise<{ ctx: KoaContextWithOIDC; helpers: GrantHelpers } | undefined> {
   const members = plainForm(form, request.headers, grant.members, grant.encoded)
   const credentials = members && clientCredentialsOf(members, request.headers)
   if (!members || !credentials || members.get('grant_type') !== grant.grantType || !members.get(grant.required) || !options.configured(credentials.clientId)) return undefined
+  // A scope oidc-provider refuses before any grant runs (a stray space, say) is its to refuse here too.
+  const scope = members.get('scope')
+  if (scope !== undefined && !SCOPE_SYNTAX.test(scope)) return undefined
   const helpers = grantHelpers ?? await providerGrantHelpers()
   const client = await authenticatedClient(options.provider, credentials.clientId, credentials.secret, grant.grantType).catch(leftToProvider)
   if (!client) return undefined

@@ -126,6 +126,12 @@ for (const backend of gatewayBackends) {
       const unknownScope = await bothPaths(`${loginForm('erin')}&scope=nonsense`)
       assert.equal(unknownScope.shortcut.body.error, 'invalid_scope')
       await assertSameAnswers(unknownScope.shortcut, unknownScope.provider)
+      // A scope oidc-provider refuses for its spelling before any grant runs: a stray space.
+      for (const scope of ['openid%20', '%20openid', 'openid%20%20email']) {
+        const stray = await bothPaths(`${loginForm('erin')}&scope=${scope}`)
+        assert.equal(stray.shortcut.body.error, 'invalid_scope', scope)
+        await assertSameAnswers(stray.shortcut, stray.provider)
+      }
       const noUsername = await bothPaths(`client_id=end-users&grant_type=password&password=${password('erin')}`)
       assert.equal(noUsername.shortcut.body.error, 'invalid_request')
       await assertSameAnswers(noUsername.shortcut, noUsername.provider)
