@@ -116,7 +116,12 @@ export class LdapDirectory {
     return this.#withinDeadline(async (connections) => {
       const { client } = await this.#connect(connections)
       try {
-        const { searchEntries: [entry] } = await client.search(base, { scope, filter: fillFilter(filter, { username }), attributes: [uuid], explicitBufferAttributes: [uuid], sizeLimit: 1 })
+        // Two asked for, and counted: ldapts hands back what the server sent within a size limit without the error
+        // that says more matched, so with a limit of one a second entry holding the name would go unseen, and the
+        // first one's identifier taken for the account's.
+        const { searchEntries } = await client.search(base, { scope, filter: fillFilter(filter, { username }), attributes: [uuid], explicitBufferAttributes: [uuid], sizeLimit: 2 })
+        if (searchEntries.length > 1) return ''
+        const [entry] = searchEntries
         return entry && entryIdOf(entry, uuid)
       } catch (error) {
         if (error instanceof ldapts().SizeLimitExceededError) return ''
