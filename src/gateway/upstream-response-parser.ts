@@ -13,7 +13,10 @@ import { createRequire } from 'node:module'
  * - A `304` (or `204`) with a `Content-Length`: RFC 9110 §8.6 lets a 304 carry the length the 200 would have had,
  *   and ASP.NET MVC sends it. Such an answer has no body (llhttp reads none), but undici compares the length with
  *   the body's zero bytes and fails the request, after the client's response had begun: the client got nothing. The
- *   parser is told no length was given; the field still goes to the client, as nginx passes it.
+ *   parser is told no length was given; the field still goes to the client, as nginx passes it. The connection is
+ *   not used again, though (unless the length was 0): undici's failure closed it, and so kept bytes a broken service
+ *   sends after such an answer (its body after all) from being read as the answer to the next request on it,
+ *   another client's.
  *
  * undici has no option for either, so its response parser is given them. The parser's class is not exported: one is
  * made on a socket that never connects, to reach its prototype, once, with the first forwarded request (which
@@ -23,6 +26,8 @@ import { createRequire } from 'node:module'
  */
 const require = createRequire(import.meta.url)
 
+/** A Content-Length of zero, however many digits it is written with. */
+const ZERO = /^0+$/
 /** What the handlers are told instead of 100: an informational status they already drop. */
 const STAND_IN = 102
 
@@ -58,8 +63,12 @@ export function readSoundAnswers(): void {
     const prototype = responseParserPrototype()
     const onHeadersComplete = prototype.onHeadersComplete
     prototype.onHeadersComplete = function (this: ResponseParser, statusCode, upgrade, shouldKeepAlive) {
-      if (statusCode === 304 || statusCode === 204) this.contentLength = ''
-      return onHeadersComplete.call(this, statusCode === 100 ? STAND_IN : statusCode, upgrade, shouldKeepAlive)
+      let keepAlive = shouldKeepAlive
+      if ((statusCode === 304 || statusCode === 204) && this.contentLength !== '') {
+        if (!ZERO.test(this.contentLength)) keepAlive = false
+        this.contentLength = ''
+      }
+      return onHeadersComplete.call(this, statusCode === 100 ? STAND_IN : statusCode, upgrade, keepAlive)
     }
   } catch (error) {
     process.emitWarning(`${(error as Error).message} A service's unasked 100 Continue, or its 304 with a length, will give 502.`)

@@ -88,6 +88,53 @@ describe('what the client gets of a misbehaving upstream', () => {
   })
 })
 
+describe('an answer without a body that says it has one (204 or 304 with a Content-Length)', () => {
+  let gw: TestGateway
+  let upstream: Server
+  const connections = new Set<Socket>()
+
+  before(async () => {
+    // Sends the body anyway, late, as a broken service may: on a connection used again, those bytes would be read as
+    // the answer to the next request sent on it, another client's. That request is answered a little later still.
+    upstream = createServer((socket) => {
+      connections.add(socket)
+      socket.on('error', () => {})
+      socket.on('data', (data) => {
+        const name = /^\S+ \/\w+\/([\w-]+)/.exec(String(data))?.[1] ?? ''
+        const status = { 'late-body-304': '304 Not Modified', 'late-body-204': '204 No Content' }[name]
+        if (status) {
+          socket.write(`HTTP/1.1 ${status}\r\nContent-Length: 69\r\n\r\n`)
+          setTimeout(() => socket.writable && socket.write('HTTP/1.1 200 OK\r\nContent-Length: 9\r\nSet-Cookie: stolen=1\r\n\r\nPOISONED!'), 200)
+        } else {
+          setTimeout(() => socket.writable && socket.write('HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nmine ok'), 400)
+        }
+      })
+    })
+    // One connection to the service: the next request waits for it, and is sent on it once the answer is through.
+    gw = await gatewayInFrontOf(upstream, { pool: { connections: 1, per_client: 1, wait_seconds: 5 } })
+  })
+  after(async () => {
+    await gw.close()
+    for (const socket of connections) socket.destroy()
+    upstream.close()
+  })
+
+  it('passes the answer on without a body and closes that connection to the service, so nothing sent after it reaches another request, on either path', async () => {
+    for (const prefix of ['lean', 'general']) {
+      for (const name of ['late-body-304', 'late-body-204']) {
+        const first = gw.fetch(`/${prefix}/${name}`)
+        await new Promise((resolve) => setTimeout(resolve, 50))
+        const next = await gw.fetch(`/${prefix}/victim`)
+        const answered = await first
+        assert.equal(answered.status, Number(name.slice(-3)), `${prefix} ${name}`)
+        assert.equal(await answered.text(), '', `${prefix} ${name}`)
+        assert.equal(next.headers.get('set-cookie'), null, `${prefix} ${name}: the late bytes became the next answer`)
+        assert.equal(await next.text(), 'mine ok', `${prefix} ${name}`)
+      }
+    }
+  })
+})
+
 /** Sound answers a strict reading could take for broken ones, by the last segment of the path asked for. */
 const SOUND_BUT_ODD: Record<string, string> = {
   // RFC 9110 §8.6: a 304 may carry the length the 200 would have had, and has no body (ASP.NET MVC sends one).
