@@ -36,6 +36,8 @@ const IDENTITY_PREFIX = 'x-gatehouse-'
  */
 const FROM_TRUSTED_PROXIES_ONLY = new Set([
   'forwarded', 'x-real-ip', 'x-client-ip', 'true-client-ip', 'x-cluster-client-ip', 'cf-connecting-ip', 'fastly-client-ip',
+  // PHP's HTTP_CLIENT_IP and the like, which "real client address" recipes look at before REMOTE_ADDR.
+  'client-ip', 'x-forwarded', 'forwarded-for', 'x-originating-ip', 'x-host',
   'x-original-uri', 'x-original-host', 'x-original-forwarded-for',
 ])
 /**

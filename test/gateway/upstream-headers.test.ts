@@ -14,6 +14,11 @@ const FORWARDING_HEADERS = {
   'x-forwarded-ssl': 'on',
   'x-client-ip': '203.0.113.7',
   'true-client-ip': '203.0.113.7',
+  'client-ip': '203.0.113.7',
+  'x-forwarded': 'for=203.0.113.7',
+  'forwarded-for': '203.0.113.7',
+  'x-originating-ip': '203.0.113.7',
+  'x-host': 'evil.example',
   'x-original-uri': '/admin/delete',
   'x-original-host': 'evil.example',
   // Envoy in front of a service takes these from a peer it counts as internal, as the gateway is.
