@@ -1,3 +1,4 @@
+import { setTimeout } from 'node:timers/promises'
 import type { GatewayRequest } from '../http/gateway-request.ts'
 import type { Gauge, Metric, Registry } from 'prom-client'
 import type { NewAuditEntry } from '../store/audit.ts'
@@ -24,6 +25,9 @@ export interface AnsweredRequest {
 const FAST_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
 const UPSTREAM_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
 const LAG_BUCKETS = [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30]
+/** How often prom-client samples the event loop's lag (its default), and how long the first scrape waits for a sample. */
+const EVENT_LOOP_PRECISION_MS = 10
+const FIRST_LAG_SAMPLE_MS = 3 * EVENT_LOOP_PRECISION_MS
 
 type PromClient = typeof import('prom-client')
 
@@ -91,7 +95,13 @@ export class GatewayMetrics {
 
   /** The registry, with prom-client loaded on the first call; a failed load is tried again at the next scrape. */
   #loadedRegistry(): Promise<Registry> {
-    this.#registry ??= import('prom-client').then((client) => this.#registryOf(client)).catch((error: unknown) => {
+    this.#registry ??= import('prom-client').then(async (client) => {
+      const registry = this.#registryOf(client)
+      // Its event-loop lag is sampled from now on, every EVENT_LOOP_PRECISION_MS: read before the first sample, it
+      // would be an empty histogram's (a minimum of 292 years, a mean of NaN).
+      await setTimeout(FIRST_LAG_SAMPLE_MS)
+      return registry
+    }).catch((error: unknown) => {
       this.#registry = undefined
       throw error
     })
@@ -104,7 +114,7 @@ export class GatewayMetrics {
     for (const family of [this.#requests, this.#gatewayDuration, this.#upstreamDuration, this.#decisions, this.#logins, this.#created, this.#oidcGrants, this.#logoutTokens, this.#revoked, this.#lockouts, this.#auditDropped, this.#passwordChecksRefused, this.#connectionsRefused, this.#websocketsClosed, this.#cacheLookups, this.#busLag, this.#queryDuration]) {
       registry.registerMetric(family as unknown as Metric)
     }
-    client.collectDefaultMetrics({ register: registry })
+    client.collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: EVENT_LOOP_PRECISION_MS })
     for (const gauge of this.#gauges) registry.registerMetric(gauge(client))
     return registry
   }
