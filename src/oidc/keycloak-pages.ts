@@ -19,17 +19,15 @@ export const THIRD_PARTY_STEP2 = '/protocol/openid-connect/3p-cookies/step2.html
 export const LOGIN_STATUS_IFRAME = '/protocol/openid-connect/login-status-iframe.html'
 export const LOGIN_STATUS_INIT = `${LOGIN_STATUS_IFRAME}/init`
 
-/** Asks for storage access where the browser has the Storage Access API; older browsers are tried directly. */
+/**
+ * Whether the frame may use the realm's cookies, where the browser has the Storage Access API (older browsers are
+ * tried directly). Only asked, as Keycloak's pages ask: requesting access needs a click in the frame, which a hidden
+ * frame never gets, and every refusal was an error in the application's console.
+ */
 const STORAGE_ACCESS = `
 async function storageAccess() {
   if (!('hasStorageAccess' in document)) return true
-  if (await document.hasStorageAccess()) return true
-  try {
-    await document.requestStorageAccess()
-    return true
-  } catch {
-    return false
-  }
+  return document.hasStorageAccess()
 }`
 
 const STEP1_SCRIPT = `${STORAGE_ACCESS}
@@ -39,6 +37,14 @@ storageAccess().then((granted) => {
   document.cookie = 'KEYCLOAK_3P_COOKIE=supported; Max-Age=60'
   location.href = 'step2.html'
 })`
+
+/**
+ * Step 1 in a page of another site (Sec-Fetch-Site: cross-site): the realm's session cookies are SameSite=Lax, so
+ * the hidden frame of keycloak-js's silent check-sso would carry none and always find the browser signed out, where
+ * Keycloak's SameSite=None cookies let it through. Told "unsupported", keycloak-js checks with a top-level redirect
+ * instead (silentCheckSsoFallback, on by default), which carries them. Pages of the same site are not affected.
+ */
+const CROSS_SITE_STEP1_SCRIPT = `parent.postMessage('unsupported', '*')`
 
 const STEP2_SCRIPT = `
 const supported = document.cookie.includes('KEYCLOAK_3P_COOKIE')
@@ -105,6 +111,8 @@ function page(script: string, connect: boolean): Page {
   }
 }
 
+const CROSS_SITE_STEP1 = page(CROSS_SITE_STEP1_SCRIPT, false)
+
 const PAGES: ReadonlyMap<string, Page> = new Map([
   [THIRD_PARTY_STEP1, page(STEP1_SCRIPT, false)],
   [THIRD_PARTY_STEP2, page(STEP2_SCRIPT, false)],
@@ -118,9 +126,11 @@ export function isIframePath(path: string): boolean {
 
 export function sendIframePage(realm: Realm, path: string, query: URLSearchParams, reply: FastifyReply): FastifyReply {
   if (path === LOGIN_STATUS_INIT) return loginStatusInit(realm, query, reply)
-  const found = PAGES.get(path)!
+  const found = path === THIRD_PARTY_STEP1 && reply.request.headers['sec-fetch-site'] === 'cross-site' ? CROSS_SITE_STEP1 : PAGES.get(path)!
   // Keycloak answers a `version` other than its own 404, and caches none when there is no version.
   if (query.has('version')) return reply.code(404).header('cache-control', 'no-store').send()
+  // Vary: a cache must not give one site's frame the other's step 1.
+  if (path === THIRD_PARTY_STEP1) reply.header('vary', 'Sec-Fetch-Site')
   return reply.header('content-security-policy', found.csp).header('cache-control', 'no-cache')
     .header('referrer-policy', 'no-referrer').header('x-content-type-options', 'nosniff').type('text/html; charset=utf-8').send(found.html)
 }

@@ -267,6 +267,14 @@ describe('the realm for browser applications', () => {
       assert.match(await response.text(), /<script type="module">/)
     }
     assert.equal((await gw.fetch(`/realms/${REALM}/protocol/openid-connect/login-status-iframe.html?version=other`)).status, 404)
+    // Framed by another site's page, step 1 says at once that the realm's (SameSite=Lax) session cookies do not reach it.
+    const step1 = async (site: string) => {
+      const response = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/3p-cookies/step1.html`, { headers: { 'sec-fetch-site': site } })
+      assert.equal(response.headers.get('vary'), 'Sec-Fetch-Site')
+      return response.text()
+    }
+    assert.match(await step1('cross-site'), /parent\.postMessage\('unsupported', '\*'\)<\/script>/)
+    for (const site of ['same-site', 'same-origin']) assert.match(await step1(site), /step2\.html/, site)
   })
 
   it('lets the login status iframe check only a client\'s own web origins', async () => {
