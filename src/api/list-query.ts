@@ -14,8 +14,11 @@ import { isAnsibleIdField, NO_RESOURCE_REGISTRY } from './validation.ts'
  * passes `request.query.filter` to the repository, which applies it in the database.
  */
 
-/** Parameters that are not filters; as in the platform, those it does not use here are ignored. */
-const RESERVED = new Set(['page', 'page_size', 'order', 'order_by', 'search', 'format', 'count_disabled', 'no_truncate'])
+/**
+ * Parameters that are not filters; as in the platform, those it does not use here are ignored (django-ansible-base's
+ * ANSIBLE_BASE_REST_FILTERS_RESERVED_NAMES, less `type`, which the platform filters by and Gatehouse refuses).
+ */
+const RESERVED = new Set(['page', 'page_size', 'order', 'order_by', 'search', 'format', 'count_disabled', 'no_truncate', 'limit', 'validate', 'host_filter'])
 const MAX_CONDITIONS = 32
 const MAX_IN_VALUES = 100
 /**
@@ -51,8 +54,8 @@ export function listQuery(fields: FilterFields): z.ZodType<ListQuery> {
     if (all.length + any.length > MAX_CONDITIONS) fail('non_field_errors', `Give at most ${MAX_CONDITIONS} filters.`)
     const order = parseOrder(fields, values(query.order_by ?? query.order))
     if (typeof order === 'string') fail(query.order_by === undefined ? 'order' : 'order_by', order)
-    // The same term twice finds nothing more.
-    const search = [...new Set(values(query.search).flatMap((term) => term.split(/[\s,]+/)).filter(Boolean))]
+    // The last search given, as DRF reads it; the same term twice finds nothing more.
+    const search = [...new Set(searchTerms(values(query.search).at(-1) ?? ''))]
     const searched = Object.values(fields).filter((field) => field.searched).length
     if (search.length && !searched) fail('search', 'This list cannot be searched.')
     else if (search.length > MAX_CONDITIONS) fail('search', `Give at most ${MAX_CONDITIONS} search terms.`)
@@ -62,6 +65,27 @@ export function listQuery(fields: FilterFields): z.ZodType<ListQuery> {
     return { page: pageOf(query), filter: { all, any, search, order: typeof order === 'string' ? [] : order } }
   })
 }
+
+/**
+ * A search's terms as DRF's SearchFilter splits them (search_smart_split): at spaces, a quoted phrase kept whole
+ * (its quotes taken off), and what is not quoted split at commas too.
+ */
+function searchTerms(search: string): string[] {
+  const terms: string[] = []
+  for (const [word] of search.matchAll(SEARCH_WORD)) {
+    const trimmed = word.replace(/^,+|,+$/g, '')
+    const quote = trimmed[0]
+    if ((quote === '"' || quote === "'") && trimmed.length > 1 && trimmed.at(-1) === quote) {
+      const phrase = trimmed.slice(1, -1).replaceAll(`\\${quote}`, quote).replaceAll('\\\\', '\\')
+      if (phrase) terms.push(phrase)
+    } else {
+      terms.push(...trimmed.split(',').map((term) => term.trim()).filter(Boolean))
+    }
+  }
+  return terms
+}
+/** Django's smart_split: runs of non-space, where a quoted part (backslash escapes in it) may hold spaces. */
+const SEARCH_WORD = /(?:[^\s'"]*(?:"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')[^\s'"]*)+|\S+/g
 
 function values(raw: unknown): string[] {
   return raw === undefined ? [] : ([raw].flat() as unknown[]).map(String)
@@ -92,15 +116,17 @@ function parseCondition(fields: FilterFields, key: string, raw: string): { or: b
     const items = raw.split(',')
     if (raw === '') return 'Cannot provide an empty value for __in.'
     if (items.length > MAX_IN_VALUES) return `Give at most ${MAX_IN_VALUES} values.`
-    const parsed = items.map((item) => readValue(field.type, item))
+    const parsed = items.map((item) => readValue(valueType(name, field), item))
     const bad = parsed.find((item) => typeof item === 'object')
     if (bad) return bad.error
     return { or, condition: { field: name, lookup, value: parsed as FilterValue[], negate } }
   }
   if ((lookup === 'gt' || lookup === 'gte' || lookup === 'lt' || lookup === 'lte') && field.type === 'boolean') return `${name} cannot be compared with ${lookup}.`
   if (TEXT_LOOKUPS.has(lookup) && lookup !== 'iexact' && raw.length > MAX_MATCH_LENGTH) return `Give at most ${MAX_MATCH_LENGTH} characters to match with ${lookup}.`
-  const value = TEXT_LOOKUPS.has(lookup) ? raw : readValue(field.type, raw)
+  const value = TEXT_LOOKUPS.has(lookup) ? raw : readValue(valueType(name, field), raw)
   if (typeof value === 'object' && value !== null) return value.error
+  // Django's words: only an exact lookup takes none (as IS NULL).
+  if (value === null && lookup !== 'exact') return 'Cannot use None as a query value'
   return { or, condition: { field: name, lookup, value, negate } }
 }
 
@@ -115,11 +141,18 @@ function fieldNamed(fields: FilterFields, name: string): string | undefined {
   return related !== undefined && related !== 'id' && Object.hasOwn(fields, related) && fields[related]!.type === 'integer' ? related : undefined
 }
 
-function readValue(type: FilterFields[string]['type'], raw: string): FilterValue | { error: string } {
+/** How a value is read: an integer field other than `id` is a related object's (fieldNamed). */
+function valueType(name: string, field: FilterFields[string]): FilterFields[string]['type'] | 'related' {
+  return field.type === 'integer' && name !== 'id' ? 'related' : field.type
+}
+
+function readValue(type: FilterFields[string]['type'] | 'related', raw: string): FilterValue | { error: string } {
   switch (type) {
     case 'text': return raw
     // Any whole number: one wider than the columns matches as src/store/list-filter.ts compares it.
     case 'integer': return /^-?[0-9]{1,64}$/.test(raw) ? Number(raw) : { error: `Enter a whole number, not "${raw.slice(0, 64)}".` }
+    // A related object's id: `none` or `null` is none (django-ansible-base's to_python_related), as `?organization=None`.
+    case 'related': return /^(?:none|null)$/i.test(raw) ? null : readValue('integer', raw)
     case 'boolean': return readBoolean(raw) ?? { error: 'Enter true or false.' }
     case 'time': return readTime(raw)
   }
@@ -176,9 +209,10 @@ function offsetOf(offset: string): number | undefined {
   return offset.startsWith('-') ? -minutes : minutes
 }
 
+/** django-ansible-base's to_python_boolean: true, 1 or t; false, 0 or f; in any case. */
 function readBoolean(raw: string): boolean | undefined {
   const lower = raw.toLowerCase()
-  return lower === 'true' || lower === '1' ? true : lower === 'false' || lower === '0' ? false : undefined
+  return lower === 'true' || lower === '1' || lower === 't' ? true : lower === 'false' || lower === '0' || lower === 'f' ? false : undefined
 }
 
 function parseOrder(fields: FilterFields, raw: string[]): ListFilter['order'] | string {

@@ -100,6 +100,28 @@ for (const backend of gatewayBackends) {
       assert.deepEqual(await names('created__lt=2000-01-01T00:00:00Z'), [])
     })
 
+    it('reads values as django-ansible-base does: t and f as booleans, None and null as no related object', async () => {
+      assert.deepEqual(await names('is_superuser=t'), ['bob'])
+      assert.deepEqual(await names('is_active=F&email__isnull=f'), ['obrien'])
+      const organization = await json(await gw.fetch('/api/gateway/v1/organizations/', { method: 'POST', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'Filtered' }) }))
+      const team = await json(await gw.fetch('/api/gateway/v1/teams/', { method: 'POST', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'Listed', organization: organization.id }) }))
+      const teams = async (query: string) => {
+        const response = await gw.fetch(`/api/gateway/v1/teams/?${query}`, { headers: adminAuth })
+        const body = await json(response)
+        return response.status === 200 ? body.results.map((listed: { id: number }) => listed.id) : [response.status, Object.keys(body.errors ?? {})]
+      }
+      // The collection's gateway_api lookup sends Python's None as written.
+      for (const none of ['None', 'null', 'NULL']) assert.deepEqual(await teams(`organization=${none}`), [], none)
+      assert.deepEqual(await teams(`not__organization=None&name=Listed`), [team.id])
+      assert.deepEqual(await teams(`organization__in=None,${organization.id}`), [team.id])
+      assert.deepEqual(await teams('organization__gt=None'), [400, ['organization__gt']])
+      assert.deepEqual(await teams('id=None'), [400, ['id']], 'an object\'s own id is never none')
+    })
+
+    it('ignores the parameters the platform reserves and does not use here (limit, validate, host_filter)', async () => {
+      assert.deepEqual((await names('limit=1&validate=1&host_filter=x&username=bob')), ['bob'])
+    })
+
     it('combines or__ and not__ as the platform does', async () => {
       const alfred = (await json(await gw.fetch('/api/gateway/v1/users/?username=alfred', { headers: adminAuth }))).results[0]
       assert.deepEqual(await names(`or__id=${alfred.id}&or__username=bob`), ['alfred', 'bob'])
@@ -111,6 +133,12 @@ for (const backend of gatewayBackends) {
     it('searches the text fields and orders by any field, descending with -', async () => {
       assert.deepEqual(await names('search=example.org'), ['alfred'])
       assert.deepEqual(await names('search=al example.com'), ['Alice'])
+      // As DRF splits a search: a quoted phrase whole, without its quotes; only the last search given counts.
+      assert.deepEqual(await names(`search=${encodeURIComponent('"example.org"')}`), ['alfred'])
+      assert.deepEqual(await names(`search=${encodeURIComponent(`'al' example.com`)}`), ['Alice'])
+      assert.deepEqual(await names(`search=${encodeURIComponent('"O\'Brien"')}`), ['obrien'])
+      assert.deepEqual(await names(`search=${encodeURIComponent('"alice example"')}`), [])
+      assert.deepEqual(await names('search=nobody&search=example.org'), ['alfred'])
       assert.deepEqual(await names('order_by=-username&username__in=Alice,bob,alfred'), ['bob', 'alfred', 'Alice'])
       assert.deepEqual(await names('order_by=is_superuser,-id&username__in=Alice,bob,alfred'), ['alfred', 'Alice', 'bob'])
     })
