@@ -244,7 +244,13 @@ export class Accounts {
   async checkPassword(username: string, password: string, address: string | undefined, via?: LoginVia, read?: User, signal?: AbortSignal): Promise<User> {
     try {
       if (!USERNAME_PATTERN.test(username)) {
-        await burnVerificationTime(password.slice(0, MAX_PASSWORD_LENGTH), signal)
+        // A name no account can have still costs a hash (its answer's timing tells nothing), so it is a wrong
+        // password for the address: throttled, counted and queued with the others from it. No record of the name is
+        // kept: any string could be one.
+        await this.lockout.guard(undefined, address, async () => {
+          await burnVerificationTime(password.slice(0, MAX_PASSWORD_LENGTH), signal)
+          throw new InvalidCredentials()
+        }, signal)
         throw new InvalidCredentials()
       }
       const user = await this.lockout.guard(username, address, () => this.#verifyPassword(username, password, read, signal), signal)

@@ -97,17 +97,17 @@ export class Lockout {
   }
 
   /**
-   * Runs a password verification for `username` from the client `address` (none: a check that no client made, which
-   * only the username lock applies to) unless the address is throttled (LoginThrottled) or the username is locked
+   * Runs a password verification for `username` (none: a name no account can have, which only the address counts)
+   * from the client `address` (none: a check that no client made, which only the username lock applies to) unless the address is throttled (LoginThrottled) or the username is locked
    * for it (AccountLocked), and keeps the counts: a wrong password adds a failure to both, a success clears the
    * username's. The verification starts only within the budgets of both (see the class comment). `signal`: the
    * check's client went away, so a check still waiting for its turn here is dropped.
    */
-  async guard<T>(username: string, address: string | undefined, verifyNow: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  async guard<T>(username: string | undefined, address: string | undefined, verifyNow: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     const arrived = performance.now()
     const verify = () => checkArrival.run(arrived, verifyNow)
     const policy = this.#policy()
-    const usernameKey = policy.failuresBeforeLockout > 0 ? username.toLowerCase() : undefined
+    const usernameKey = username !== undefined && policy.failuresBeforeLockout > 0 ? username.toLowerCase() : undefined
     const addressKey = address !== undefined && (policy.failuresPerAddress > 0 || (usernameKey && policy.lockSparesCleanAddresses)) ? countedAddress(address) ?? uncountableAddress(address) : undefined
     if (!usernameKey && !addressKey) return verify()
     const counted: Counted[] = []

@@ -65,6 +65,17 @@ for (const backend of gatewayBackends) {
       assert.equal((await basicFrom('127.0.0.2', 'pam', 'pam-password-1')).status, 200)
     })
 
+    it('counts names no account can have against the address, throttles them with the rest, and keeps no record of them', async () => {
+      // Each still costs a hash: uncounted, one address could keep every core busy with them.
+      for (const name of ['bad user', 'semi;colon', 'x'.repeat(151), 'tab\tname', 'nobody-3']) {
+        assert.equal(codeOf(await basicFrom('127.0.0.4', name, 'Summer2024!')), 'invalid_credentials', name)
+      }
+      assert.equal(codeOf(await basicFrom('127.0.0.4', 'bad user', 'Summer2024!')), 'login_throttled', 'refused without a hash')
+      assert.equal(codeOf(await basicFrom('127.0.0.4', 'pam', 'pam-password-1')), 'login_throttled')
+      assert.equal(await gw.store.loginFailures.find('bad user'), undefined, 'the name itself is not counted')
+      assert.equal((await basicFrom('127.0.0.5', 'pam', 'pam-password-1')).status, 200, 'another address is not affected')
+    })
+
     it('ends an address\'s throttling with `gatehouse users unthrottle ADDRESS`, and refuses a string that is not one', async () => {
       for (const name of ['pam', 'quinn', 'rosa', 'nobody-1', 'nobody-2']) await basicFrom('127.0.0.9', name, 'Winter2024!')
       assert.equal(codeOf(await basicFrom('127.0.0.9', 'pam', 'pam-password-1')), 'login_throttled')
