@@ -956,6 +956,9 @@ function consumeOnce(providerClass: typeof Provider, provider: Provider): void {
     [provider.DeviceCode, 'device code already consumed', false],
   ] as const) {
     ;(Model as unknown as { prototype: { consume(this: ConsumableToken): Promise<void> } }).prototype.consume = async function (this: ConsumableToken) {
+      // A device code its person denied issues nothing: left unused, each poll is told `access_denied` until it
+      // expires, as Keycloak tells it, rather than "Device code not valid" after the first (an answer lost, say).
+      if (!reuseEndsGrant && this.error !== undefined) return
       if (!(await this.adapter.consumeFirst(this.jti))) {
         if (reuseEndsGrant) {
           const revoke = await loadRevoke()
@@ -1057,6 +1060,8 @@ function boundUserCodeGuesses(providerClass: typeof Provider, provider: Provider
 interface ConsumableToken {
   jti: string
   grantId?: string
+  /** A device code's: the person denied it (oidc-provider's `access_denied`). */
+  error?: string
   adapter: StoreAdapter
   destroy(): Promise<void>
   emit(event: string): void

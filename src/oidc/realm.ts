@@ -405,13 +405,16 @@ export class Realm {
     if (!record || record.consumedAt !== null || !isRealmsRecord(record.payload, this.name) || record.payload.clientId !== clientId) return false
     const key = hash('sha256', deviceCode, 'base64url')
     const last = this.#devicePolls.get(key)
+    // As Keycloak's (putIfAbsent with the interval as lifespan): a poll answered slow_down does not start the interval
+    // again, so a device that polls a little too often is still answered every other time, and gets its tokens.
+    if (last !== undefined && now - last < intervalSeconds * 1000) return true
     if (this.#devicePolls.size >= MAX_DEVICE_POLLS) {
       for (const [k, at] of this.#devicePolls) if (at + intervalSeconds * 1000 <= now) this.#devicePolls.delete(k)
       if (this.#devicePolls.size >= MAX_DEVICE_POLLS) this.#devicePolls.delete(this.#devicePolls.keys().next().value!)
     }
     this.#devicePolls.delete(key)
     this.#devicePolls.set(key, now)
-    return last !== undefined && now - last < intervalSeconds * 1000
+    return false
   }
 
   /** The claims of one of this realm's refresh tokens (undefined when it is not one); see keycloak-tokens.ts. */

@@ -443,6 +443,37 @@ describe('a device code at another realm\'s token endpoint', () => {
     assert.deepEqual([again.status, (await json(again)).error], [400, 'slow_down'])
   })
 
+  it('answers polls as Keycloak does: a slow_down does not start the interval again, and a denied code is access_denied every time', async () => {
+    const start = async () => (await gw.fetch(`/realms/${REALM}/protocol/openid-connect/auth/device`, { method: 'POST', body: new URLSearchParams({ client_id: 'tv' }) })).json() as Promise<{ device_code: string; user_code: string }>
+    const errorOf = async (deviceCode: string) => {
+      const response = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/token`, { method: 'POST', body: new URLSearchParams({ client_id: 'tv', grant_type: DEVICE_GRANT, device_code: deviceCode }) })
+      const body = await json(response)
+      return `${response.status} ${body.error}`
+    }
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+    // A device polling every 3 s: answered slow_down, then again 5 s after the poll that was answered.
+    const eager = async () => {
+      const { device_code: deviceCode } = await start()
+      const answers = [await errorOf(deviceCode)]
+      await sleep(3000)
+      answers.push(await errorOf(deviceCode))
+      await sleep(2200)
+      answers.push(await errorOf(deviceCode))
+      assert.deepEqual(answers, ['400 authorization_pending', '400 slow_down', '400 authorization_pending'])
+    }
+    // Denied at the device page: every poll is told so until the code expires (an answer lost, say), as Keycloak's.
+    const denied = async () => {
+      const { device_code: deviceCode, user_code: userCode } = await start()
+      const jar = new CookieJar()
+      const confirm = await submit(jar, await browse(gw, jar, realmUrl(gw, '/device')), { user_code: userCode })
+      await submit(jar, confirm, { abort: 'yes' })
+      assert.equal(await errorOf(deviceCode), '400 access_denied')
+      await sleep(5200)
+      assert.equal(await errorOf(deviceCode), '400 access_denied')
+    }
+    await Promise.all([eager(), denied()])
+  })
+
   it('lives the realm\'s device_code_seconds, then is answered expired_token, as RFC 8628 and Keycloak\'s device grant say', async () => {
     const started = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/auth/device`, { method: 'POST', body: new URLSearchParams({ client_id: 'tv' }) })
     const { device_code: deviceCode, expires_in: expiresIn } = await started.json() as { device_code: string; expires_in: number }
