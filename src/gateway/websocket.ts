@@ -255,10 +255,10 @@ export class WebSocketTunnels {
     whenClosed(service, closed)
     // The request is judged again now that the service has answered, before a byte is carried: the wait may have lasted
     // up to response_seconds, in which a revocation reached no socket, this one not being open yet.
-    let judgedAgain: Decision
+    let judgedAgain: Decision | undefined
     try {
       checkServiceHandshake(route, request, answer.response)
-      judgedAgain = await this.#app.authorize(request, route).catch((error: unknown) => ({ granted: false as const, refusal: error as GatehouseError }))
+      if (principal) judgedAgain = await this.#decide(request, route)
     } catch (error) {
       service.destroy()
       throw error
@@ -281,7 +281,7 @@ export class WebSocketTunnels {
       : undefined
     // Refused now: the socket opens only to be closed at once, as one revoked just after would be, and the client's
     // bytes sent behind its upgrade never reach the service.
-    const closeAtOnce = tunnel ? this.#reasonToClose(tunnel, judgedAgain) : undefined
+    const closeAtOnce = tunnel && judgedAgain ? this.#reasonToClose(tunnel, judgedAgain) : undefined
     const toClient = carry(service, client, answer.head)
     const toService = carry(client, service, closeAtOnce ? Buffer.alloc(0) : upgrade.head)
     this.#answered(request, { statusCode: 101, elapsedTime: reply.elapsedTime })
@@ -399,13 +399,17 @@ export class WebSocketTunnels {
     try {
       do {
         tunnel.again = false
-        const decision = await this.#app.authorize(tunnel.request, tunnel.route).catch((error: unknown) => ({ granted: false as const, refusal: error as GatehouseError }))
-        const reason = this.#reasonToClose(tunnel, decision)
+        const reason = this.#reasonToClose(tunnel, await this.#decide(tunnel.request, tunnel.route))
         if (reason) return tunnel.close(reason)
       } while (tunnel.again && this.#open.has(tunnel))
     } finally {
       tunnel.checking = false
     }
+  }
+
+  /** The request's decision now; one that could not be made (the database failing, say) refuses. */
+  #decide(request: FastifyRequest, route: Route): Promise<Decision> {
+    return this.#app.authorize(request, route).catch((error: unknown) => ({ granted: false as const, refusal: error as GatehouseError }))
   }
 
   /** Why a socket is closed on this decision: no longer let in, only as someone else, or with less than the service was told of. */
