@@ -115,10 +115,10 @@ export class BoundedCache<K, V> {
   async load(key: K, loader: (signal: AbortSignal) => Promise<V | undefined>, now = Date.now(), callerGone?: () => AbortSignal): Promise<V | undefined> {
     const hit = this.get(key, now)
     if (hit !== undefined) {
-      if (this.#refreshDue(key, now)) this.#sharedLoad(key, loader, undefined).catch(() => {})
+      if (this.#refreshDue(key, now)) this.#sharedLoad(key, loader, undefined, now).catch(() => {})
       return hit
     }
-    return this.#sharedLoad(key, loader, callerGone?.())
+    return this.#sharedLoad(key, loader, callerGone?.(), now)
   }
 
   /** Whether a fresh entry has come within `refreshAheadMs` of its maximum age (a load under way is shared, not repeated). */
@@ -127,7 +127,11 @@ export class BoundedCache<K, V> {
     return !!refreshAheadMs && !!shareLoads && now - this.#entries.get(key)!.storedAt >= this.#maxAgeMs() - refreshAheadMs
   }
 
-  #sharedLoad(key: K, loader: (signal: AbortSignal) => Promise<V | undefined>, signal: AbortSignal | undefined): Promise<V | undefined> {
+  /**
+   * `now` is the caller's clock (the database's, for some): what is loaded is stored as of then, by the clock its
+   * age will be read with, so an entry lives its maximum age whichever clock that is, from before it was read.
+   */
+  #sharedLoad(key: K, loader: (signal: AbortSignal) => Promise<V | undefined>, signal: AbortSignal | undefined, now: number): Promise<V | undefined> {
     const stamp = this.#generation
     const shared = this.#options.shareLoads ? this.#loading.get(key) : undefined
     // A load every caller of which has gone is being dropped: a caller still there starts one of its own.
@@ -138,7 +142,7 @@ export class BoundedCache<K, V> {
     const waiters = new LoadWaiters()
     waiters.join(signal)
     const load = loader(waiters.signal).then((value) => {
-      if (value !== undefined) this.set(key, value, Date.now(), stamp)
+      if (value !== undefined) this.set(key, value, now, stamp)
       return value
     })
     if (!this.#options.shareLoads) return load.finally(() => waiters.release())

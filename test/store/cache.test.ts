@@ -42,6 +42,19 @@ describe('the bounded cache every request-path cache uses', () => {
     assert.equal(entries.size, 0, 'stale entries are dropped when found')
   })
 
+  it('ages a loaded entry by the clock its caller reads it with, not by this process\'s', async () => {
+    // The OIDC bearer cache reads by the database's clock: one a minute behind this process's must not keep a
+    // verification a minute past its maximum age.
+    const behind = Date.now() - 60_000
+    const entries = cache(1000)
+    await entries.load('a', async () => item('a'), behind)
+    assert.equal(entries.get('a', behind + 999)?.id, 'a')
+    assert.equal(entries.get('a', behind + 1000), undefined)
+    const ahead = Date.now() + 60_000
+    await entries.load('b', async () => item('b'), ahead)
+    assert.equal(entries.get('b', ahead + 999)?.id, 'b', 'a clock ahead does not age an entry before its time')
+  })
+
   it('holds at most its bound, dropping the oldest entry first', () => {
     const entries = cache(1000, 2)
     entries.set('a', item('a'), 0)
