@@ -282,9 +282,11 @@ export class LoadedKeys {
     }
     const { keys, changed } = loaded
     this.#retryMs = RETRY_FIRST_MS
-    // Counted before this process's own news of the change, which reaches it too and is in what it read.
-    const missed = this.#news !== news
     if (changed) await this.#changed()
+    // Counted after telling the others: their news may come while this process's is sent. Its own news of the change
+    // may be counted too; that costs one read more after a rotation, where missing another's would keep a retired key
+    // signing here until the next reload.
+    const missed = this.#news !== news
     this.#set = keys
     this.#reloadAt = missed ? 0 : keys.reloadAt
     return keys

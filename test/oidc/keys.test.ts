@@ -70,6 +70,20 @@ describe('realm signing keys', () => {
     assert.equal(fromA.keys.activeKid, fromB.keys.activeKid)
   })
 
+  it('reads the keys again when another process\'s news comes while this one tells of its own change', async () => {
+    const keys = new RealmKeys(store, 'news-race', 30 * DAY, 360)
+    let newsWhileTelling = true
+    const loaded: LoadedKeys = new LoadedKeys(keys, async () => {
+      if (newsWhileTelling) loaded.reload()
+      newsWhileTelling = false
+    })
+    const t0 = Date.now()
+    const set = await loaded.get(t0)
+    assert.equal(loaded.fresh(t0), undefined, 'the news that came meanwhile may not be in what was read')
+    assert.equal((await loaded.get(t0 + 1)).activeKid, set.activeKid)
+    assert.equal(loaded.fresh(t0 + 1)?.activeKid, set.activeKid, 'read again, then kept')
+  })
+
   it('go on from memory while the signing key\'s turn lasts, read again with backoff, then fail signing but not verifying', async () => {
     const keys = new FlakyKeys(store, 'flaky', 30 * DAY, 360)
     const loaded = new LoadedKeys(keys, async () => {})
