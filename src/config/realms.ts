@@ -23,6 +23,9 @@ const redirectUri = z.string().refine((value) => {
   // With a wildcard, the host must be closed by a path: `https://app*` would match `https://app.evil.example`.
   return !value.endsWith('*') || /^https?:\/\/[^/?#]+\//.test(prefix)
 }, 'must be an absolute http(s) URL, optionally ending in "*" after its host (https://app.example.com/*)')
+  // Keycloak compares a pattern with a query as written, `*` and all: taken as a wildcard here, it would allow
+  // whatever a caller adds to the query; taken as written, it would surprise whoever wrote it.
+  .refine((value) => !(value.endsWith('*') && value.includes('?')), 'cannot end in "*" after a query ("?"): a wildcard covers a path (https://app.example.com/*) and every query under it')
 /**
  * Where the realm posts what ends a client's sessions (a logout token, OpenID Connect Back-Channel Logout 1.0 §2.2;
  * Keycloak's admin calls, `k_logout`): an absolute URL without a fragment, over https, or http to a loopback host

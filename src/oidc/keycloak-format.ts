@@ -630,8 +630,12 @@ export async function renderErrorPage(ctx: KoaContextWithOIDC, out: { error?: st
     ctx.body = simplePage('Logout failed', `<p>${escapeHtml(LOGOUT_REFUSALS[out.error_description ?? ''] ?? out.error_description ?? 'Logout failed')}</p>`)
     return
   }
-  ctx.body = simplePage('Sign-in failed', `<p>${escapeHtml(out.error_description ?? 'The request could not be processed.')}</p><p><code>${escapeHtml(out.error ?? 'invalid_request')}</code></p>`)
+  const description = out.error === 'invalid_redirect_uri' ? INVALID_REDIRECT_URI : out.error_description
+  ctx.body = simplePage('Sign-in failed', `<p>${escapeHtml(description ?? 'The request could not be processed.')}</p><p><code>${escapeHtml(out.error ?? 'invalid_request')}</code></p>`)
 }
+
+/** Keycloak's words for a redirect URI the client does not allow (AuthorizationEndpointChecker `checkRedirectUri`). */
+const INVALID_REDIRECT_URI = 'Invalid parameter: redirect_uri'
 
 const SUBMIT_LOGOUT = `const form = document.getElementById('op.logoutForm'); form.insertAdjacentHTML('beforeend', '<input type="hidden" name="logout" value="yes">'); form.submit()`
 /** The realm's pages run no script but the logout page's own, and those oidc-provider writes. */

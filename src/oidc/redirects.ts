@@ -41,15 +41,17 @@ function loopbackWithoutPort(candidate: string): string | undefined {
 
 function matchesPatterns(candidate: string, patterns: readonly string[]): boolean {
   if (patterns.includes(candidate)) return true
-  const wildcards = patterns.filter((p) => p.endsWith('*'))
+  const wildcards = patterns.filter(isWildcard)
   if (!wildcards.length) return false
   // Compared in the form a browser will follow: host lower-cased, dot segments resolved, so `..` cannot climb
-  // out of a pattern's path. Credentials never match. A fragment is left out, as Keycloak's RedirectUtils matches a
-  // wildcard on the URI without it: keycloak-js sends the page's own address, `https://app/#/route` in an
-  // application routing by fragment, and the fragment cannot take the browser to another host or path.
+  // out of a pattern's path. Credentials never match. The query and fragment are left out, as Keycloak's
+  // RedirectUtils matches a wildcard on the URI without them: keycloak-js sends the page's own address,
+  // `https://app/app?tab=2` or `https://app/#/route` in an application routing by fragment, and neither can take
+  // the browser to another host or path.
   const url = URL.parse(candidate)
   if (!url || url.username || url.password || !/^https?:$/.test(url.protocol)) return false
   url.hash = ''
+  url.search = ''
   // And in the form a server that decodes the path before resolving it serves (`/app/..%2fadmin` is its /admin).
   const decoded = decodedForm(url)
   if (decoded === undefined) return false
@@ -59,6 +61,14 @@ function matchesPatterns(candidate: string, patterns: readonly string[]): boolea
     const decodedPrefix = prefixUrl ? decodedForm(prefixUrl) : undefined
     return isUnder(url.href, prefix) && decodedPrefix !== undefined && isUnder(decoded, decodedPrefix)
   })
+}
+
+/**
+ * A pattern ending in `*` without a query: Keycloak's RedirectUtils compares one with a `?` as written (the
+ * configuration refuses those, src/config/realms.ts).
+ */
+function isWildcard(pattern: string): boolean {
+  return pattern.endsWith('*') && !pattern.includes('?')
 }
 
 /** `url` at or under the prefix of a wildcard pattern; Keycloak also takes `https://app/*` to allow `https://app` itself. */
@@ -71,8 +81,8 @@ const MAX_PATH_DECODINGS = 5
 
 /**
  * The URL with its path percent-decoded until nothing is left to decode, then resolved again (dot segments,
- * `\`), as Keycloak's RedirectUtils decodes and normalizes a redirect URI before matching it. The query is left
- * as it is. Undefined for a path that is not valid percent-encoding or still encoded after five decodings.
+ * `\`), as Keycloak's RedirectUtils decodes and normalizes a redirect URI before matching it. The query is kept as
+ * it is. Undefined for a path that is not valid percent-encoding or still encoded after five decodings.
  */
 function decodedForm(url: URL): string | undefined {
   let path = url.pathname

@@ -38,6 +38,8 @@ describe('the realm for browser applications', () => {
     for (const uri of ['https://app.example.com.evil.example/', 'https://evil.example/?https://app.example.com/', 'http://app.example.com/x']) {
       const refused = await authorize('spa', uri)
       assert.equal(refused.status, 400, uri)
+      assert.equal(refused.headers.get('location'), null, uri)
+      assert.match(await refused.text(), /<p>Invalid parameter: redirect_uri<\/p>/, 'in Keycloak\'s words')
     }
   })
 
@@ -94,6 +96,14 @@ describe('the realm for browser applications', () => {
     assert.equal(redirectMatches(`${APP}/app/../admin#/app/`, patterns), false)
     assert.equal(redirectMatches(`https://user@app.example.com/app/#/x`, patterns), false)
     assert.equal(redirectMatches(`${APP}/cb#x`, [`${APP}/cb`]), false, 'an exact URI is matched exactly, as in Keycloak')
+    // Nor is a query: Keycloak matches a wildcard on the URI without it (a page's own address, with its query).
+    assert.equal(redirectMatches(`${APP}/app?tab=2`, patterns), true)
+    assert.equal(redirectMatches(`${APP}/app/x?next=https://evil.example/`, patterns), true)
+    assert.equal(redirectMatches(`${APP}/application?/app/`, patterns), false)
+    assert.equal(redirectMatches(`${APP}/cb?x=1`, [`${APP}/cb`]), false)
+    // A pattern with a query is compared as written, as Keycloak compares it (the configuration refuses one).
+    assert.equal(redirectMatches(`${APP}/bye?x=1`, [`${APP}/bye?x=*`]), false)
+    assert.equal(redirectMatches(`${APP}/bye?x=*`, [`${APP}/bye?x=*`]), true)
   })
 
   it('signs in and out an application whose address has a fragment, as keycloak-js sends it from a page routed by one', async () => {
@@ -137,9 +147,12 @@ describe('the realm for browser applications', () => {
     assert.equal((await authorize('spa', 'https://app.example.com:8443/x')).status, 400)
   })
 
-  it('refuses wildcards that could widen the host in the configuration', () => {
+  it('refuses wildcards that could widen the host in the configuration, and a wildcard after a query', () => {
     for (const uri of ['https://app.example.com*', 'https://*.example.com/', 'https://app.example.com/*/x']) {
       assert.throws(() => validateConfig({ realms: [{ name: 'r', clients: [{ client_id: 'c', redirect_uris: [uri] }] }] }), ConfigError, uri)
+    }
+    for (const field of ['redirect_uris', 'post_logout_redirect_uris']) {
+      assert.throws(() => validateConfig({ realms: [{ name: 'r', clients: [{ client_id: 'c', [field]: ['https://app.example.com/bye?x=*'] }] }] }), /after a query/, field)
     }
   })
 
