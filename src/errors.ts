@@ -29,7 +29,7 @@ export type ErrorCode =
   | 'csrf_referer_mismatch' | 'csrf_cookie_missing' | 'csrf_cookie_malformed' | 'csrf_token_missing' | 'csrf_token_incorrect'
   | 'not_found' | 'no_session' | 'sso_provider_unknown' | 'method_not_allowed'
   | 'request_timeout' | 'conflict' | 'username_taken' | 'sso_login_in_progress' | 'account_changed' | 'payload_too_large' | 'method_override_unread'
-  | 'unsupported_media_type' | 'login_throttled' | 'sign_ins_throttled' | 'headers_too_large' | 'expectation_failed'
+  | 'unsupported_media_type' | 'login_throttled' | 'sign_ins_throttled' | 'changes_throttled' | 'headers_too_large' | 'expectation_failed'
   | 'internal_error' | 'upstream_unavailable' | 'sso_provider_error' | 'sso_response_invalid'
   | 'database_unavailable' | 'transaction_conflict' | 'directory_unavailable' | 'password_checks_busy' | 'body_buffers_full' | 'password_check_failed' | 'password_check_abandoned' | 'sso_provider_unavailable' | 'upstream_busy' | 'upstream_timeout'
   | 'upstream_handshake_invalid'
@@ -575,6 +575,19 @@ export class SignInsThrottled extends GatehouseError {
 
   constructor(retryAfterSeconds: number) {
     super(`Too many sign-ins were started from your address. Try again later (in ${secondsInWords(retryAfterSeconds)}).`, { headers: { 'retry-after': String(retryAfterSeconds) } })
+  }
+}
+
+/**
+ * 429: this account, not a superuser, made more changes through the gateway API than one process takes in a while:
+ * each is an audit entry that is always kept (src/api/change-allowance.ts).
+ */
+export class ChangesThrottled extends GatehouseError {
+  static override readonly status: number = 429
+  static override readonly code: ErrorCode = 'changes_throttled'
+
+  constructor(retryAfterSeconds: number) {
+    super(`Too many changes from your account lately. Try again later (in ${secondsInWords(retryAfterSeconds)}).`, { headers: { 'retry-after': String(retryAfterSeconds) } })
   }
 }
 

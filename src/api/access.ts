@@ -8,6 +8,7 @@ import { mediaType } from '../http/negotiation.ts'
 import type { Access } from '../gateway/places.ts'
 import type { Principal } from '../auth/principal.ts'
 import { answerAccess } from './methods.ts'
+import type { ChangeAllowance } from './change-allowance.ts'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -45,6 +46,20 @@ export function apiAccessCheck(app: App) {
       // before the view reads the form); the login form, which is public, reads it itself.
       if (accessOf(request) !== 'public' && form) delete form[CSRF_FORM_FIELD]
     },
+  }
+}
+
+/** Methods that read; every other one may change something (and write an audit entry). */
+const READS = new Set(['GET', 'HEAD', 'OPTIONS'])
+
+/**
+ * Counts each change an account that is not a superuser asks for against its allowance, once its access is granted
+ * and its input is valid, before anything is done.
+ */
+export function changeAllowanceCheck(allowance: ChangeAllowance) {
+  return async (request: FastifyRequest): Promise<void> => {
+    const user = request.gatehouse.principal?.user
+    if (user && !user.isSuperuser && !READS.has(request.method)) allowance.admit(user.id)
   }
 }
 

@@ -2,7 +2,8 @@ import type { FastifyInstance } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import type { App } from '../app.ts'
 import { refuseLoneSurrogates, refuseNulCharacters } from '../http/input-safety.ts'
-import { apiAccessCheck } from './access.ts'
+import { apiAccessCheck, changeAllowanceCheck } from './access.ts'
+import { ChangeAllowance } from './change-allowance.ts'
 import { activityStreamRoutes } from './activitystream.ts'
 import { associationRoutes } from './associations.ts'
 import { applicationRoutes } from './applications.ts'
@@ -28,7 +29,7 @@ import { schemaValidator } from './validation.ts'
 /**
  * The gateway API: `/api/`, `/api/gateway/` and everything under `/api/gateway/v1/`, in one encapsulated scope
  * whose every route is authorized before its body is read, then checked for NUL characters and text that is not
- * Unicode, then validated against its schemas. Authorization comes first, so a caller without access learns nothing
+ * Unicode, then validated against its schemas; then a change is counted against its account's allowance. Authorization comes first, so a caller without access learns nothing
  * about the input expected, and makes the gateway read nothing it sends.
  * Its paths' other methods and spellings are answered as the platform answers them (src/api/methods.ts).
  */
@@ -47,6 +48,8 @@ export async function registerGatewayApi(server: FastifyInstance, app: App): Pro
     api.addHook('preValidation', accessCheck.afterBody)
     api.addHook('preValidation', refuseNulCharacters)
     api.addHook('preValidation', refuseLoneSurrogates)
+    // Once the body is valid: a request refused for its input changes nothing and writes no audit entry.
+    api.addHook('preHandler', changeAllowanceCheck(new ChangeAllowance(app.config.gateway.changes_per_user)))
     const paths = collectPaths(api)
     apiRootRoutes(api, app)
     realmEventRoutes(api, app)

@@ -37,6 +37,12 @@ export function changesBetween(before: Fields | undefined, after: Fields | undef
   return changes
 }
 
+/** Whether nothing was added, removed or changed. */
+export function isEmpty(changes: Changes): boolean {
+  for (const fields of [changes.added_fields, changes.removed_fields, changes.changed_fields]) for (const _ in fields) return false
+  return true
+}
+
 function sameValue(a: unknown, b: unknown): boolean {
   return a === b || JSON.stringify(a) === JSON.stringify(b)
 }

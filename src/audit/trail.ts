@@ -5,7 +5,7 @@ import { AUDIT_FIELD_LIMITS, type NewAuditEntry } from '../store/audit.ts'
 import type { Store } from '../store/store.ts'
 import type { z } from 'zod'
 import type { Actor } from './actor.ts'
-import { changesBetween, type Fields } from './changes.ts'
+import { changesBetween, isEmpty, type Fields } from './changes.ts'
 import { UncheckedRefusals } from './unchecked-refusals.ts'
 
 type AuditOptions = z.output<typeof AuditSchema>
@@ -82,10 +82,13 @@ export class AuditTrail {
   /**
    * Records a change to an object: `before` and `after` are its fields as the API shows them (absent before a
    * create and after a delete); only the fields that differ are kept, secrets masked (src/audit/changes.ts). `code`
-   * says why Gatehouse itself made a change (`directory_entry_gone`).
+   * says why Gatehouse itself made a change (`directory_entry_gone`). An update that changed no field is no change:
+   * nothing is recorded (a body sent again, or an empty one, would otherwise write an entry each time).
    */
   change(actor: Actor, operation: 'create' | 'update' | 'delete', object: AuditObject, before?: Fields, after?: Fields, code?: string): void {
-    const entry = entryOf(actor, operation, object, changesBetween(before, after))
+    const changes = changesBetween(before, after)
+    if (operation === 'update' && !code && isEmpty(changes)) return
+    const entry = entryOf(actor, operation, object, changes)
     this.#add(code ? { ...entry, code } : entry, true)
   }
 

@@ -189,7 +189,9 @@ export const ConfigSchema = z.object({
       .describe('Which OIDC access tokens the gateway API accepts (see docs/oidc.md).'),
     access: AccessRulesSchema.optional()
       .describe('Who may use the gateway API (beyond its public paths) and the web interface, in the same rules as a service\'s `access` (docs/access.md), judged after the built-in checks. Absent: every signed-in caller.'),
-  }).strict().default({ accepts: ['basic', 'session', 'token', 'oidc'], public_paths: GATEWAY_PUBLIC_PATHS, oidc: { audiences: ['gateway'] } })
+    changes_per_user: z.number().int().min(0).default(600)
+      .describe('Changes (POST, PUT, PATCH, DELETE on the gateway API, the web interface\'s among them) one account that is not a superuser may make in 10 minutes, in each process; beyond it 429 changes_throttled with Retry-After, and nothing changes. Each change is an audit entry that is always kept, so this bounds how fast one account can push older entries out of `audit.max_entries`. 0 = no limit.'),
+  }).strict().default({ accepts: ['basic', 'session', 'token', 'oidc'], public_paths: GATEWAY_PUBLIC_PATHS, oidc: { audiences: ['gateway'] }, changes_per_user: 600 })
     .describe('The gateway\'s own API (/api/gateway/) and web interface.'),
   services: z.array(ServiceSchema).default([]).describe('The services behind the gateway.'),
   forward_auth: ForwardAuthSchema.optional().describe('What a proxy that asks Gatehouse for each request\'s decision must show (docs/forward-auth.md).'),

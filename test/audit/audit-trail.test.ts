@@ -101,6 +101,20 @@ for (const backend of gatewayBackends) {
       for (const secret of ['carol-first-password', 'carol-second-password', ADMIN_PASSWORD]) assert.ok(!everything.includes(secret))
     })
 
+    it('records no entry for an update that changes nothing: the same values again, or an empty body', async () => {
+      const created = await json(await send('POST', '/api/gateway/v1/users/', { username: 'dora', password: 'dora-long-password', first_name: 'Dora' }))
+      const dora = { authorization: basic('dora', 'dora-long-password') }
+      for (const [path, body, auth] of [
+        [`/api/gateway/v1/users/${created.id}/`, { email: 'dora@example.com' }, adminAuth],
+        [`/api/gateway/v1/users/${created.id}/`, { email: 'dora@example.com' }, adminAuth],
+        [`/api/gateway/v1/users/${created.id}/`, {}, adminAuth],
+        ['/api/gateway/v1/me/', { first_name: 'Dora' }, dora],
+        ['/api/gateway/v1/me/', {}, dora],
+      ] as const) assert.equal((await send('PATCH', path, body, auth)).status, 200, JSON.stringify(body))
+      const updates = await stream(`&content_type=user&object_id=${created.id}&operation=update`)
+      assert.deepEqual(updates.map((entry) => entry.changes.changed_fields), [{ email: ['', 'dora@example.com'] }])
+    })
+
     it('records settings changes and personal tokens created and revoked, never the token', async () => {
       assert.equal((await send('PATCH', '/api/gateway/v1/settings/', { session_cookie_age: 1200 })).status, 200)
       const token = await createToken(gw, { authorization: basic('alice', 'alice-password') }, { description: 'ci' })

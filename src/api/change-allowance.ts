@@ -1,0 +1,42 @@
+import { ChangesThrottled } from '../errors.ts'
+
+/** The window of `gateway.changes_per_user`. */
+export const CHANGE_WINDOW_MS = 10 * 60_000
+
+/** The most accounts one process counts in a window; past it, the account counted first starts afresh. */
+const MAX_COUNTED_ACCOUNTS = 50_000
+
+/**
+ * Bounds how fast one account that is not a superuser changes things through the gateway API. Each change writes an
+ * audit entry that is always kept (docs/audit.md), and the table keeps `audit.max_entries` entries, the oldest going
+ * first: without a bound, an ordinary account saving its own name in a loop (660 a second on two cores) pushed a
+ * million entries, administrators' changes among them, out of the trail in under half an hour. Changes are counted
+ * per account in fixed windows, in each process; one beyond the limit is refused with 429 `changes_throttled` before
+ * anything is read or written, and is not counted. Superusers are not counted: they may change anything anyway,
+ * and their scripts make changes in bulk.
+ */
+export class ChangeAllowance {
+  readonly #limit: number
+  readonly #windowMs: number
+  #windowStart = Number.NEGATIVE_INFINITY
+  /** Changes by account id in this window; insertion order is age. */
+  readonly #byAccount = new Map<number, number>()
+
+  constructor(limit: number, windowMs = CHANGE_WINDOW_MS) {
+    this.#limit = limit
+    this.#windowMs = windowMs
+  }
+
+  /** Counts a change by `userId`, or throws ChangesThrottled when it would pass the limit. */
+  admit(userId: number, now = Date.now()): void {
+    if (this.#limit <= 0) return
+    if (now - this.#windowStart >= this.#windowMs) {
+      this.#windowStart = now
+      this.#byAccount.clear()
+    }
+    const made = this.#byAccount.get(userId) ?? 0
+    if (made >= this.#limit) throw new ChangesThrottled(Math.max(1, Math.ceil((this.#windowStart + this.#windowMs - now) / 1000)))
+    if (made === 0 && this.#byAccount.size >= MAX_COUNTED_ACCOUNTS) this.#byAccount.delete(this.#byAccount.keys().next().value!)
+    this.#byAccount.set(userId, made + 1)
+  }
+}
