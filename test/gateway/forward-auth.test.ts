@@ -367,6 +367,14 @@ describe('forward authentication', () => {
         const refused = await gw.fetch(AUTH_REQUEST, { headers: { 'x-original-method': 'GET', 'x-original-uri': target } })
         assert.equal((await json(refused)).code, 'unsafe_path', `${target}: a servlet container would act on the private service's path`)
       }
+      // An escape encoded again, its digits escaped too: a service decoding twice reads `/outer/inner/secret`.
+      for (const target of ['/outer/%25%36%39nner/secret', '/outer/x/%25%32%65%25%32%65/inner/secret']) {
+        for (const [path, headers] of [[AUTH_REQUEST, { 'x-original-method': 'GET', 'x-original-uri': target }], [FORWARD_AUTH, { 'x-forwarded-method': 'GET', 'x-forwarded-uri': target }], [EXT_AUTHZ + target, {}]] as const) {
+          const refused = await gw.fetch(path, { headers })
+          assert.equal(refused.status, 400, `${path} ${target}`)
+          assert.equal((await json(refused)).code, 'unsafe_path', `${path} ${target}`)
+        }
+      }
     })
 
     it('judge every other spelling of a path a rule denies as the built-in proxy does', async () => {
