@@ -13,6 +13,7 @@ import { hashingThreads, onRefusedHash } from './directory/passwords.ts'
 import { DatabaseUnavailable, NotFound, answerClientError, sendError } from './errors.ts'
 import { outcomeOf, type AnswerEnding, type RefusedOnArrival } from './http/answer-outcome.ts'
 import { cookieParser } from './http/cookie-header.ts'
+import { closeLingeringAfter } from './http/lingering-close.ts'
 import { refuseBadHost } from './http/host-header.ts'
 import { requestIdOf } from './http/request-id.ts'
 import { assertSafePath, assertWellFormedEscapes, splitTarget } from './http/request-target.ts'
@@ -116,6 +117,12 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     if (closing && requestsWaitBehind(request.raw)) reply.raw.removeHeader('connection')
   })
   server.addHook('onRequest', refuseBadHost)
+  // An answer given before the request's body came (a 405, a 404, a page asked for with a body): Node would go on
+  // reading the rest to drop it, as slowly as it comes, for up to the request's whole time. The connection closes
+  // after the answer instead, as nginx's lingering close does, and what still comes is read for a few seconds only.
+  server.addHook('onSend', async (request, reply) => {
+    if (!request.raw.complete) closeLingeringAfter(reply.raw)
+  })
   server.addHook('onRequest', async (request) => {
     request.gatehouse = newRequestContext()
     assertSafePath(splitTarget(request.url).path)
