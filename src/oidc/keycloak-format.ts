@@ -79,6 +79,8 @@ export interface ProviderRequest {
    * it 200 with `invalid_token` in the body (`checkToken`), once the client authenticated.
    */
   unreadableToken?: boolean | undefined
+  /** A userinfo request refused for how it carries its token, answered once oidc-provider set its CORS (`userinfoRefused`). */
+  userinfoRefusal?: UserinfoRefusal | undefined
   /**
    * Whether the browser's request was https as the gateway judges it for its own cookies (src/auth/csrf.ts `isSecure`):
    * the realm's cookies are Secure then, and only then.
@@ -216,14 +218,16 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
       ctx.body = { error: 'invalid_client', error_description: 'Invalid client or Invalid client credentials' }
     } else if ((oidc.route === 'introspection' || oidc.route === 'revocation') && ctx.status === 400 && typeof body?.error_description === 'string') {
       ctx.body = { error: body.error, error_description: tokenParameterError(oidc.route, body.error_description) }
+    } else if (oidc.route === 'userinfo' && ctx.status === 401 && providerRequestOf(ctx)?.userinfoRefusal) {
+      // oidc-provider got no token (routes.ts `userinfoTarget`), and answered with its CORS for any origin.
+      const refusal = USERINFO_REFUSALS[providerRequestOf(ctx)!.userinfoRefusal!]
+      userinfoRefused(ctx, options.realm, 400, 'invalid_request', refusal.description)
+      if (!refusal.cors) for (const name of CORS_FIELDS) ctx.remove(name)
     } else if (oidc.route === 'userinfo' && ctx.status === 401 && body?.error === 'invalid_token') {
-      userinfoError(ctx, body.error_description === NO_ACCESS_TOKEN, options.realm)
-    } else if (oidc.route === 'userinfo' && ctx.status === 400 && body?.error_description === NOT_BEARER) {
-      // Keycloak reads an Authorization header of another scheme as no token at all (UserInfoEndpoint).
-      userinfoError(ctx, true, options.realm)
+      if (body.error_description === NO_ACCESS_TOKEN) userinfoRefused(ctx, options.realm, 401)
+      else userinfoRefused(ctx, options.realm, 401, 'invalid_token', 'Token verification failed')
     } else if (oidc.route === 'userinfo' && ctx.status === 403 && body?.error === 'insufficient_scope') {
-      // Keycloak's userinfo refuses access tokens without `openid` since version 20, in these words.
-      challenge(ctx, options.realm, 'insufficient_scope', 'Missing openid scope')
+      userinfoRefused(ctx, options.realm, 403, 'insufficient_scope', 'Missing openid scope')
     } else if (oidc.route === 'pushed_authorization_request' && ctx.status === 400 && typeof body?.error_description === 'string' && oidc.client) {
       // Keycloak's ParEndpoint checks a pushed request as its authorization endpoint does (AuthorizationEndpointChecker).
       body.error_description = keycloakPkceDescription(body.error_description, options.requiresPkce(oidc.client.clientId)) ?? body.error_description
@@ -313,28 +317,30 @@ const JWK_SET_TYPE = 'application/jwk-set+json'
 
 /** oidc-provider's description of a userinfo request without an access token. */
 const NO_ACCESS_TOKEN = 'no access token provided'
-/** oidc-provider's refusal of an Authorization header that is not `Bearer`. */
-const NOT_BEARER = 'authorization header scheme must be `Bearer`'
 
+/** How a userinfo request carries its token wrongly (routes.ts `userinfoTarget`). */
+export type UserinfoRefusal = 'duplicate_parameter' | 'two_methods'
 /**
- * Keycloak's UserInfoEndpoint: no token is a bad request (400, no challenge); a token that does not verify, has
- * expired or was revoked is 401 with a challenge naming the realm (its name, not oidc-provider's issuer URL) and the
- * same error as the body.
+ * Keycloak's words for them (UserInfoEndpoint), and whether its answer has CORS fields: a repeated `access_token` is
+ * refused before its CORS allows any origin, a token in the form besides the header's after.
  */
-function userinfoError(ctx: KoaContextWithOIDC, noToken: boolean, realm: string): void {
-  ctx.remove('www-authenticate')
-  if (noToken) {
-    ctx.status = 400
-    ctx.body = { error: 'invalid_request', error_description: 'Token not provided' }
-    return
-  }
-  challenge(ctx, realm, 'invalid_token', 'Token verification failed')
+const USERINFO_REFUSALS: Record<UserinfoRefusal, { description: string; cors: boolean }> = {
+  duplicate_parameter: { description: 'Duplicate parameter', cors: false },
+  two_methods: { description: 'More than one method used for including an access token', cors: true },
 }
 
-/** A userinfo refusal with Keycloak's challenge: the realm's name (not oidc-provider's issuer URL) and the body's error. */
-function challenge(ctx: KoaContextWithOIDC, realm: string, error: string, description: string): void {
-  ctx.body = { error, error_description: description }
-  ctx.set('www-authenticate', `Bearer realm="${realm}", error="${error}", error_description="${description}"`)
+/**
+ * A userinfo refusal as Keycloak's UserInfoEndpoint answers every one (its OAuth2Error with `json(false)`): the error
+ * only in the `WWW-Authenticate` challenge, which names the realm (its name, not oidc-provider's issuer URL), with an
+ * empty text body. A request without a token gets the challenge without an error (RFC 6750 §3.1). Its CORS, when it
+ * has any, exposes the challenge and nothing else.
+ */
+function userinfoRefused(ctx: KoaContextWithOIDC, realm: string, status: number, error?: string, description?: string): void {
+  ctx.status = status
+  ctx.set('www-authenticate', error === undefined ? `Bearer realm="${realm}"` : `Bearer realm="${realm}", error="${error}", error_description="${description}"`)
+  ctx.body = ''
+  ctx.type = 'text/plain; charset=utf-8'
+  if (ctx.response.get('access-control-allow-origin')) ctx.set('access-control-expose-headers', 'WWW-Authenticate')
 }
 
 /** Keycloak's words for a missing or repeated parameter at introspection (TokenIntrospectionEndpoint) and revocation (TokenRevocationEndpoint). */

@@ -18,7 +18,7 @@ import { accountEndpoint } from './account.ts'
 import { writeTokenAnswer } from './client-credentials.ts'
 import { DEFAULT_SCOPES, orderScopes } from './claims.ts'
 import { isIframePath, LOGIN_STATUS_IFRAME, sendIframePage } from './keycloak-pages.ts'
-import { DEVICE_POLLING_SECONDS, NO_SUCH_ENDPOINT, PROVIDER_REQUEST, REFRESH_CLIENT_MISMATCH, simplePage, tokenEndpointFailure, type ProviderRequest } from './keycloak-format.ts'
+import { DEVICE_POLLING_SECONDS, NO_SUCH_ENDPOINT, PROVIDER_REQUEST, REFRESH_CLIENT_MISMATCH, simplePage, tokenEndpointFailure, type ProviderRequest, type UserinfoRefusal } from './keycloak-format.ts'
 import epochTime from './provider-clock.ts'
 import { canonicalRealmPath, DEVICE_CODE_GRANT, ENDPOINT_METHODS, GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS } from './provider-paths.ts'
 import type { Realm } from './realm.ts'
@@ -310,7 +310,7 @@ async function readyForProvider(app: App, realm: Realm, rest: string, query: str
   const { handler, clientCredentials, refreshToken, password } = await realm.provider()
   app.oidc.maintain()
   let replayed: IncomingMessage | undefined
-  const request = () => (replayed ??= replayRequest(raw, exchange.ip, target, target.query ?? query, publicUrl(app.publicUrl), `/realms/${realm.name}`, { log: exchange.log, address: exchange.ip, logout: target.logout === true, prefilledUserCode: target.prefilledUserCode, revokeAlso: target.revokeAlso, unreadableToken: target.unreadableToken === true && !exchange.platform, secure: exchange.secure ?? app.publicUrl.startsWith('https:'), signedInAtGateway: exchange.signedInAtGateway, gatewayAccount: exchange.gatewayAccount, sessionAccount: exchange.sessionAccount }))
+  const request = () => (replayed ??= replayRequest(raw, exchange.ip, target, target.query ?? query, publicUrl(app.publicUrl), `/realms/${realm.name}`, { log: exchange.log, address: exchange.ip, logout: target.logout === true, prefilledUserCode: target.prefilledUserCode, revokeAlso: target.revokeAlso, unreadableToken: target.unreadableToken === true && !exchange.platform, userinfoRefusal: target.userinfoRefusal, secure: exchange.secure ?? app.publicUrl.startsWith('https:'), signedInAtGateway: exchange.signedInAtGateway, gatewayAccount: exchange.gatewayAccount, sessionAccount: exchange.sessionAccount }))
   const plainGrant = rest === KEYCLOAK_ROUTES.token && target.body && !query && !target.query
   const answer = plainGrant ? (await clientCredentials(target.body!, request().headers)) ?? (await refreshToken(target.body!, request(), exchange.response)) ?? (await password(target.body!, request(), exchange.response)) : undefined
   return { handler, request, answer }
@@ -360,6 +360,8 @@ interface Target {
   unreadableToken?: boolean
   /** The body is a form the gateway made in place of one that was none (`emptyFormInstead`). */
   formInstead?: boolean
+  /** A userinfo request Keycloak refuses for how it carries its token (`ProviderRequest.userinfoRefusal`). */
+  userinfoRefusal?: UserinfoRefusal
 }
 
 /**
@@ -372,7 +374,8 @@ interface Target {
  *   recorded it; one that does not verify is handed over as an unknown token.
  * - Refresh tokens are Keycloak's JWTs around oidc-provider's refresh token id (keycloak-tokens.ts): wherever a
  *   client sends one (refresh, logout, introspection, revocation), oidc-provider gets the id inside.
- * - Userinfo gets the same treatment for its bearer token, in the Authorization header or the form's `access_token`.
+ * - Userinfo gets the same treatment for its bearer token, in the Authorization header or the form's `access_token`
+ *   (`userinfoTarget`).
  * - A device code polling faster than its interval gets `slow_down`, as from Keycloak (oidc-provider does not
  *   count polls).
  * - Browser and device authorizations get Keycloak's default client scopes (`profile email`) besides what they
@@ -387,12 +390,13 @@ interface Target {
  *   `WWW-Authenticate: Basic` challenge names no client, and Keycloak's ClientAuthenticationFlow sends only a
  *   challenge of an authenticator that found the client: the request is answered as one without the header (a JWT
  *   client assertion authenticates, nothing at all is "Missing client_id parameter"). oidc-provider would refuse the
- *   header's format, or two authentication mechanisms. Userinfo reads its bearer token from that header.
+ *   header's format, or two authentication mechanisms. Userinfo reads its own way (`userinfoTarget`).
  * - Client credentials in HTTP basic are read as Keycloak reads them, as UTF-8 (`basicCredentials`); bytes that are
  *   not UTF-8 are refused as wrong credentials, and a NUL character as one in the form is. oidc-provider refuses characters outside printable ASCII in HTTP
  *   basic, which Keycloak takes: such credentials are handed over in the form instead, where it takes them.
  */
 async function adjustForKeycloak(realm: Realm, method: string, path: string, query: string, raw: IncomingMessage, body: Buffer | undefined): Promise<Target | Refusal | PageRefusal | Redirect> {
+  if (path === KEYCLOAK_ROUTES.userinfo && method !== 'OPTIONS') return userinfoTarget(realm, method, raw, body)
   if (path === KEYCLOAK_ROUTES.end_session && method === 'GET') {
     const refusal = logoutRefusal(new URLSearchParams(query))
     if (refusal) return refusal
@@ -427,10 +431,10 @@ async function adjustForKeycloak(realm: Realm, method: string, path: string, que
     if (path === KEYCLOAK_ROUTES.authorization) return asGet(realm, path, form)
     const basic = raw.headers.authorization === undefined ? undefined : basicCredentials(raw.headers.authorization)
     if (basic === NOT_UTF8) return INVALID_CLIENT
-    const ignoredHeader = path !== KEYCLOAK_ROUTES.userinfo && raw.headers.authorization !== undefined && basic === undefined
+    const ignoredHeader = raw.headers.authorization !== undefined && basic === undefined
     // Refused as one in the form is (readyForProvider): the client id would reach the store, which takes no NUL.
     if (basic && `${basic.clientId}${basic.secret}`.includes('\u0000')) return NUL_IN_CREDENTIALS
-    const publicClient = path !== KEYCLOAK_ROUTES.userinfo && publicClientId(realm, basic, form)
+    const publicClient = publicClientId(realm, basic, form)
     if (publicClient) {
       form.delete('client_secret')
       form.set('client_id', publicClient)
@@ -449,8 +453,7 @@ async function adjustForKeycloak(realm: Realm, method: string, path: string, que
     const target = await keycloakForm(realm, path, raw, form, basicInForm || ignoredHeader, basic?.clientId ?? form.get('client_id') ?? assertedClientId(form))
     return formInstead && 'path' in target ? { ...target, formInstead } : target
   }
-  const authorization = path === KEYCLOAK_ROUTES.userinfo ? await userinfoAuthorization(realm, raw) : undefined
-  return authorization ? { path, body, authorization } : { path, body }
+  return { path, body }
 }
 
 /**
@@ -501,12 +504,6 @@ async function keycloakForm(realm: Realm, path: string, raw: IncomingMessage, fo
   if (path === KEYCLOAK_ROUTES.token && form.getAll('refresh_token').length === 1) {
     form.set('refresh_token', await refreshTokenId(realm, form.get('refresh_token')!))
   }
-  // Keycloak's userinfo (`issueUserInfoPost`) takes a bearer header when there is one, and the form's token otherwise,
-  // ignoring a header of another scheme: oidc-provider refuses a request carrying both.
-  const bearerHeader = path === KEYCLOAK_ROUTES.userinfo && BEARER_HEADER.test(raw.headers.authorization ?? '')
-  if (bearerHeader) form.delete('access_token')
-  const formToken = path === KEYCLOAK_ROUTES.userinfo && form.getAll('access_token').length === 1
-  if (formToken) form.set('access_token', await accessTokenRecordId(realm, form.get('access_token')!))
   let unreadableToken = false
   if ((path === KEYCLOAK_ROUTES.introspection || path === KEYCLOAK_ROUTES.revocation) && form.getAll('token').length === 1) {
     const token = form.get('token')!
@@ -520,16 +517,13 @@ async function keycloakForm(realm: Realm, path: string, raw: IncomingMessage, fo
       unreadableToken = true
     }
   }
-  const authorization = withoutAuthorization || formToken ? null : path === KEYCLOAK_ROUTES.userinfo ? await userinfoAuthorization(realm, raw) : undefined
   return {
     path,
     body: Buffer.from(form.toString()),
-    ...(authorization !== undefined ? { authorization } : {}),
+    ...(withoutAuthorization ? { authorization: null } : {}),
     ...(unreadableToken && path === KEYCLOAK_ROUTES.revocation ? { unreadableToken } : {}),
   }
 }
-
-const BEARER_HEADER = /^bearer +\S+$/i
 
 /**
  * Keycloak's logout (LogoutEndpoint) has not taken `redirect_uri` since version 18, and takes
@@ -570,10 +564,41 @@ function asGet(realm: Realm, path: string, form: URLSearchParams): Redirect | Pa
   return { redirect }
 }
 
-/** The Authorization header oidc-provider's userinfo gets for a bearer token: its JWT's `jti`, or a value no token has. */
-async function userinfoAuthorization(realm: Realm, raw: IncomingMessage): Promise<string | undefined> {
-  const bearer = /^bearer +(\S+)$/i.exec(raw.headers.authorization ?? '')?.[1]
-  return bearer ? `Bearer ${await accessTokenRecordId(realm, bearer)}` : undefined
+/**
+ * Userinfo reads its access token as Keycloak's UserInfoEndpoint does, and oidc-provider gets only what it found: a
+ * bearer header (`AppAuthManager.extractAuthorizationHeaderTokenOrReturnNull`: the scheme `Bearer` in any case, one
+ * space, then a token that is not blank and has no space; anything else is no token), then, in a POST whose body is a
+ * form, the form's `access_token`. A body of another type, the query and every other parameter are ignored, where
+ * oidc-provider refuses a body that is no form, a token in the query, and checks a `scope` parameter. The token is
+ * handed over in the header as its `jti` (`accessTokenRecordId`); a request with none reaches oidc-provider without
+ * one, and keycloak-format.ts answers its refusal. Refused as Keycloak refuses them, once oidc-provider has set the
+ * endpoint's CORS (`ProviderRequest.userinfoRefusal`): an `access_token` repeated in the form, or one in the form
+ * besides a bearer header. More than one Authorization header is JAX-RS's bare 401, before anything else is read.
+ */
+async function userinfoTarget(realm: Realm, method: string, raw: IncomingMessage, body: Buffer | undefined): Promise<Target | Refusal> {
+  if (raw.rawHeaders.filter((name, index) => index % 2 === 0 && name.toLowerCase() === 'authorization').length > 1) return UNAUTHORIZED
+  let token = bearerToken(raw.headers.authorization)
+  let userinfoRefusal: UserinfoRefusal | undefined
+  if (method === 'POST' && isForm(raw)) {
+    const formTokens = new URLSearchParams(body?.toString('utf8') ?? '').getAll('access_token')
+    if (formTokens.length > 1) userinfoRefusal = 'duplicate_parameter'
+    else if (formTokens.length === 1 && token !== undefined) userinfoRefusal = 'two_methods'
+    else if (formTokens.length === 1) token = formTokens[0]
+  }
+  const authorization = userinfoRefusal === undefined && token !== undefined ? `Bearer ${await accessTokenRecordId(realm, token)}` : null
+  // An empty form, whatever the request carried: oidc-provider reads none of it.
+  return { path: KEYCLOAK_ROUTES.userinfo, body: Buffer.alloc(0), formInstead: true, query: '', authorization, ...(userinfoRefusal ? { userinfoRefusal } : {}) }
+}
+
+/** JAX-RS's answer to a `NotAuthorizedException` that Keycloak's error handler writes (no challenge, no CORS). */
+const UNAUTHORIZED: Refusal = { refused: { status: 401, description: 'HTTP 401 Unauthorized' } }
+
+/** The token of an Authorization header as Keycloak's AppAuthManager reads one (`extractTokenStringFromAuthHeader`). */
+function bearerToken(header: string | undefined): string | undefined {
+  const space = header?.indexOf(' ') ?? -1
+  if (space <= 0 || header!.slice(0, space).toLowerCase() !== 'bearer') return undefined
+  const token = header!.slice(space + 1)
+  return token.trim() === '' || token.includes(' ') ? undefined : token
 }
 
 /**

@@ -40,6 +40,8 @@ interface Answer {
   type: string
   text: string
   body: any
+  /** The `WWW-Authenticate` challenge, if any. */
+  challenge?: string | null
 }
 
 /** What a refusal must look like: the gateway's JSON, Keycloak's JSON or a realm's page, or a page or the gateway's JSON for a browser. */
@@ -148,7 +150,7 @@ for (const backend of ['sqlite', 'postgres'] as const) {
           body = undefined
         }
       }
-      return { status: response.status, type, text, body }
+      return { status: response.status, type, text, body, challenge: response.headers.get('www-authenticate') }
     }
 
     /** Notes what is wrong with an answer, if anything: every problem of a sweep is reported together at its end. */
@@ -161,6 +163,8 @@ for (const backend of ['sqlite', 'postgres'] as const) {
       if (shape !== 'gateway' && answer.type.startsWith('text/html')) return
       // keycloak-js reads the login status iframe's answer by its status alone, which is all Keycloak sends.
       if (shape === 'keycloak' && answer.text === '' && probe.path.includes('/login-status-iframe.html/init')) return
+      // Keycloak's userinfo refuses in its challenge alone, naming the realm, with an empty body (OAuth2Error `json(false)`).
+      if (shape === 'keycloak' && answer.text === '' && probe.path.includes('/protocol/openid-connect/userinfo') && /^Bearer realm="[^"]+"/.test(answer.challenge ?? '')) return
       if (!answer.type.startsWith('application/json') || answer.body === undefined) return void failures.push(`${what} (not JSON)`)
       if (shape !== 'keycloak' && !(/^[a-z_]+$/.test(answer.body.code) && typeof answer.body.detail === 'string' && answer.body.detail)) return void failures.push(`${what} (no code and detail)`)
       if (shape === 'keycloak' && typeof answer.body.error !== 'string' && !EDGE_CODES.has(answer.body.code)) return void failures.push(`${what} (no error)`)

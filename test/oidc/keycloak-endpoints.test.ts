@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
+import { request, type IncomingHttpHeaders } from 'node:http'
 import { after, before, describe, it } from 'node:test'
 import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { login } from '../helpers/session.ts'
@@ -265,33 +266,95 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
     }
   })
 
-  it('answers userinfo without a token 400, and with a bad one 401 with Keycloak\'s WWW-Authenticate', async () => {
-    const none = await gw.fetch(`${ENDPOINTS}/userinfo`)
-    assert.equal(none.status, 400)
-    assert.deepEqual(await json(none), { error: 'invalid_request', error_description: 'Token not provided' })
-    assert.equal(none.headers.get('www-authenticate'), null)
-    // Another scheme is no token to Keycloak, either.
-    const basic = await gw.fetch(`${ENDPOINTS}/userinfo`, { headers: { authorization: `Basic ${Buffer.from('a:b').toString('base64')}` } })
-    assert.deepEqual([basic.status, await json(basic), basic.headers.get('www-authenticate')], [400, { error: 'invalid_request', error_description: 'Token not provided' }, null])
-    const tokens = await passwordLogin(gw, 'alice', 'alice-password')
+  /**
+   * A userinfo refusal as Keycloak's UserInfoEndpoint answers every one (OAuth2Error `json(false)`): the status, the
+   * error only in a challenge naming the realm by its name, and an empty text body.
+   */
+  async function assertUserinfoRefused(answer: Response, status: number, error?: string, description?: string, label?: string): Promise<void> {
+    const challenge = error === undefined ? `Bearer realm="${REALM}"` : `Bearer realm="${REALM}", error="${error}", error_description="${description}"`
+    assert.deepEqual([answer.status, answer.headers.get('www-authenticate'), await answer.text()], [status, challenge, ''], label)
+    assert.match(answer.headers.get('content-type') ?? '', /^text\/plain/, label)
+  }
+  const UNVERIFIED = ['invalid_token', 'Token verification failed'] as const
+
+  /** A GET of userinfo with these raw header lines (`fetch` would join a repeated Authorization into one). */
+  function rawUserinfo(headers: string[]): Promise<{ status: number; headers: IncomingHttpHeaders; body: string }> {
+    return new Promise((resolve, reject) => {
+      request(`${gw.url}${ENDPOINTS}/userinfo`, { headers: ['host', new URL(gw.url).host, ...headers] }, (answer) => {
+        let body = ''
+        answer.setEncoding('utf8').on('data', (chunk: string) => (body += chunk)).on('end', () => resolve({ status: answer.statusCode!, headers: answer.headers, body }))
+      }).on('error', reject).end()
+    })
+  }
+
+  it('answers userinfo without a token 401 with a bare challenge, and with a bad one 401 with Keycloak\'s WWW-Authenticate', async () => {
+    await assertUserinfoRefused(await gw.fetch(`${ENDPOINTS}/userinfo`), 401)
+    const bearer = (value: string) => ({ headers: { authorization: value } })
+    // Another scheme, an empty or a two-part token, a tab for the space: no token to Keycloak (AppAuthManager).
+    for (const header of [`Basic ${Buffer.from('a:b').toString('base64')}`, 'Bearer ', 'Bearer    ', 'Bearer a b', 'Bearer\tabc.def.ghi', 'Bearerabc']) {
+      await assertUserinfoRefused(await gw.fetch(`${ENDPOINTS}/userinfo`, bearer(header)), 401, undefined, undefined, header)
+    }
+    // A token in the query is no token either, and the query's other parameters are not read.
+    const tokens = await passwordLogin(gw, 'alice', 'alice-password', { scope: 'openid' })
+    await assertUserinfoRefused(await gw.fetch(`${ENDPOINTS}/userinfo?access_token=${tokens.access_token}`), 401)
+    assert.equal((await gw.fetch(`${ENDPOINTS}/userinfo?scope=openid%20phone`, bearer(`bEaReR ${tokens.access_token}`))).status, 200)
     await post('/revoke', { client_id: 'end-users', token: tokens.access_token })
     for (const token of ['abc.def.ghi', 'opaque', tokens.access_token]) {
-      const bad = await gw.fetch(`${ENDPOINTS}/userinfo`, { headers: { authorization: `Bearer ${token}` } })
-      assert.equal(bad.status, 401, token)
-      assert.deepEqual(await json(bad), { error: 'invalid_token', error_description: 'Token verification failed' })
-      assert.equal(bad.headers.get('www-authenticate'), `Bearer realm="${REALM}", error="invalid_token", error_description="Token verification failed"`)
+      await assertUserinfoRefused(await gw.fetch(`${ENDPOINTS}/userinfo`, bearer(`Bearer ${token}`)), 401, ...UNVERIFIED, token)
     }
+  })
+
+  it('answers userinfo as Keycloak when the token comes twice, or in a body that is no form', async () => {
+    const tokens = await passwordLogin(gw, 'alice', 'alice-password', { scope: 'openid' })
+    const form = (body: string, headers: Record<string, string> = {}) => gw.fetch(`${ENDPOINTS}/userinfo`, { method: 'POST', headers: { ...FORM, ...headers }, body })
+    const header = { authorization: `Bearer ${tokens.access_token}` }
+    const twice = new URLSearchParams([['access_token', tokens.access_token], ['access_token', tokens.access_token]]).toString()
+    await assertUserinfoRefused(await form(twice), 400, 'invalid_request', 'Duplicate parameter')
+    await assertUserinfoRefused(await form(twice, header), 400, 'invalid_request', 'Duplicate parameter', 'checked before the header is counted')
+    await assertUserinfoRefused(await form(new URLSearchParams({ access_token: tokens.access_token }).toString(), header), 400, 'invalid_request', 'More than one method used for including an access token')
+    await assertUserinfoRefused(await form('access_token=', header), 400, 'invalid_request', 'More than one method used for including an access token', 'an empty one counts')
+    // An empty form token is a token that fails; a form with an empty bearer header is the form's token.
+    await assertUserinfoRefused(await form('access_token='), 401, ...UNVERIFIED)
+    assert.equal((await form(new URLSearchParams({ access_token: tokens.access_token }).toString(), { authorization: 'Bearer ' })).status, 200)
+    // Keycloak reads only a form's parameters: a JSON body, or one without a type, carries no token.
+    for (const headers of [{ 'content-type': 'application/json' }, {}]) {
+      const answer = await gw.fetch(`${ENDPOINTS}/userinfo`, { method: 'POST', headers, body: JSON.stringify({ access_token: tokens.access_token }) })
+      await assertUserinfoRefused(answer, 401, undefined, undefined, JSON.stringify(headers))
+    }
+    const withJsonBody = await gw.fetch(`${ENDPOINTS}/userinfo`, { method: 'POST', headers: { 'content-type': 'application/json', ...header }, body: '{"scope":"phone"}' })
+    assert.deepEqual([withJsonBody.status, (await json(withJsonBody)).preferred_username], [200, 'alice'])
+    // Two Authorization headers: JAX-RS's bare 401 (AppAuthManager throws NotAuthorizedException), before anything else.
+    const two = await rawUserinfo(['authorization', header.authorization, 'authorization', header.authorization])
+    assert.deepEqual([two.status, two.headers['www-authenticate'], JSON.parse(two.body)], [401, undefined, { error: 'HTTP 401 Unauthorized' }])
+  })
+
+  it('answers userinfo refusals with Keycloak\'s CORS: any origin but for a repeated access_token, with credentials, exposing the challenge', async () => {
+    const origin = 'https://elsewhere.example'
+    const tokens = await passwordLogin(gw, 'alice', 'alice-password', { scope: 'openid' })
+    const cors = (answer: Response) => ['access-control-allow-origin', 'access-control-allow-credentials', 'access-control-expose-headers'].map((name) => answer.headers.get(name))
+    const allowed = [origin, 'true', 'WWW-Authenticate']
+    const none = await gw.fetch(`${ENDPOINTS}/userinfo`, { headers: { origin } })
+    assert.deepEqual(cors(none), allowed)
+    await assertUserinfoRefused(none, 401)
+    const bad = await gw.fetch(`${ENDPOINTS}/userinfo`, { headers: { origin, authorization: 'Bearer abc.def.ghi' } })
+    assert.deepEqual(cors(bad), allowed)
+    await assertUserinfoRefused(bad, 401, ...UNVERIFIED)
+    const both = await gw.fetch(`${ENDPOINTS}/userinfo`, { method: 'POST', headers: { ...FORM, origin, authorization: `Bearer ${tokens.access_token}` }, body: new URLSearchParams({ access_token: tokens.access_token }).toString() })
+    assert.deepEqual(cors(both), allowed)
+    await assertUserinfoRefused(both, 400, 'invalid_request', 'More than one method used for including an access token')
+    const twice = await gw.fetch(`${ENDPOINTS}/userinfo`, { method: 'POST', headers: { ...FORM, origin }, body: 'access_token=a&access_token=b' })
+    assert.deepEqual(cors(twice), [null, null, null])
+    await assertUserinfoRefused(twice, 400, 'invalid_request', 'Duplicate parameter')
+    // Without an Origin, no CORS fields at all.
+    assert.deepEqual(cors(await gw.fetch(`${ENDPOINTS}/userinfo`)), [null, null, null])
   })
 
   it('takes a token\'s jti for no token: userinfo, introspection and revocation refuse it as Keycloak refuses a value that is no JWT', async () => {
     const tokens = await passwordLogin(gw, 'alice', 'alice-password', { scope: 'openid' })
     const accessId = decodeJwtPart(tokens.access_token, 1).jti as string
     const refreshId = decodeJwtPart(tokens.refresh_token, 1).jti as string
-    const header = await gw.fetch(`${ENDPOINTS}/userinfo`, { headers: { authorization: `Bearer ${accessId}` } })
-    assert.equal(header.status, 401)
-    assert.deepEqual(await json(header), { error: 'invalid_token', error_description: 'Token verification failed' })
-    const form = await post('/userinfo', { access_token: accessId })
-    assert.equal(form.status, 401)
+    await assertUserinfoRefused(await gw.fetch(`${ENDPOINTS}/userinfo`, { headers: { authorization: `Bearer ${accessId}` } }), 401, ...UNVERIFIED)
+    await assertUserinfoRefused(await post('/userinfo', { access_token: accessId }), 401, ...UNVERIFIED)
     for (const id of [accessId, refreshId]) {
       assert.deepEqual(await json(await post('/token/introspect', { client_id: 'end-users', token: id })), { active: false })
       assert.deepEqual(await introspect(id), { active: false })
@@ -362,9 +425,7 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
   it('answers userinfo for a token without the openid scope 403, in Keycloak\'s words (Keycloak 20 and later)', async () => {
     const tokens = await passwordLogin(gw, 'alice', 'alice-password')
     const refused = await gw.fetch(`${ENDPOINTS}/userinfo`, { headers: { authorization: `Bearer ${tokens.access_token}` } })
-    assert.equal(refused.status, 403)
-    assert.deepEqual(await json(refused), { error: 'insufficient_scope', error_description: 'Missing openid scope' })
-    assert.equal(refused.headers.get('www-authenticate'), `Bearer realm="${REALM}", error="insufficient_scope", error_description="Missing openid scope"`)
+    await assertUserinfoRefused(refused, 403, 'insufficient_scope', 'Missing openid scope')
     const withOpenid = await passwordLogin(gw, 'alice', 'alice-password', { scope: 'openid' })
     const answered = await gw.fetch(`${ENDPOINTS}/userinfo`, { headers: { authorization: `Bearer ${withOpenid.access_token}` } })
     assert.equal(answered.status, 200)
@@ -603,13 +664,12 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
     assert.equal((await json(answered)).preferred_username, 'alice')
     const withHeader = await gw.fetch(`${ENDPOINTS}/userinfo`, { method: 'POST', headers: { ...FORM, authorization: `Bearer ${tokens.access_token}` }, body: 'claims_locales=en' })
     assert.equal(withHeader.status, 200)
-    const refused = await post('/userinfo', { access_token: `${tokens.access_token.slice(0, -4)}AAAA` })
-    assert.equal(refused.status, 401)
-    assert.deepEqual(await json(refused), { error: 'invalid_token', error_description: 'Token verification failed' })
-    // Keycloak's issueUserInfoPost: the bearer header wins over the form; a header of another scheme is no token.
+    await assertUserinfoRefused(await post('/userinfo', { access_token: `${tokens.access_token.slice(0, -4)}AAAA` }), 401, ...UNVERIFIED)
+    // Keycloak's issueUserInfoPost: a header of another scheme is no token, and the form's is read.
     const basicAndForm = await gw.fetch(`${ENDPOINTS}/userinfo`, { method: 'POST', headers: { ...FORM, authorization: `Basic ${Buffer.from('end-users:x').toString('base64')}` }, body: new URLSearchParams({ access_token: tokens.access_token }).toString() })
     assert.deepEqual([basicAndForm.status, (await json(basicAndForm)).preferred_username], [200, 'alice'])
+    // A bearer header and the form's token both: refused, whatever the form holds (not the header's winning).
     const bearerAndForm = await gw.fetch(`${ENDPOINTS}/userinfo`, { method: 'POST', headers: { ...FORM, authorization: `Bearer ${tokens.access_token}` }, body: new URLSearchParams({ access_token: 'not-a-token' }).toString() })
-    assert.deepEqual([bearerAndForm.status, (await json(bearerAndForm)).preferred_username], [200, 'alice'])
+    await assertUserinfoRefused(bearerAndForm, 400, 'invalid_request', 'More than one method used for including an access token')
   })
 })
