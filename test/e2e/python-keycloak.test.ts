@@ -59,7 +59,7 @@ def outcome(response, expected=(200, 201, 204)):
         raised = 'KeycloakAuthenticationError'
     else:
         raised = 'KeycloakPostError'
-    return {'status': response.status_code, 'body': body, 'raised': raised, 'pragma': response.headers.get('Pragma')}
+    return {'status': response.status_code, 'body': body, 'raised': raised, 'pragma': response.headers.get('Pragma'), 'challenge': response.headers.get('WWW-Authenticate')}
 
 def token(username='', password='', grant_type='password', code='', redirect_uri='', scope='openid', **extra):
     payload = {'username': username, 'password': password, 'client_id': client_id, 'grant_type': grant_type,
@@ -182,7 +182,9 @@ describe('python-keycloak\'s requests against the realm', { skip: !existsSync(PY
       assert.equal(r.userinfo.body.preferred_username, 'alice')
       assert.equal(r.userinfo.body.email, 'alice@example.com')
       assert.equal(r.userinfo_bad.status, 401)
-      assert.deepEqual(r.userinfo_bad.body, { error: 'invalid_token', error_description: 'Token verification failed' })
+      // Keycloak's UserInfoEndpoint answers its errors in the challenge alone (OAuth2Error `json(false)`).
+      assert.equal(r.userinfo_bad.body, '')
+      assert.equal(r.userinfo_bad.challenge, `Bearer realm="${REALM}", error="invalid_token", error_description="Token verification failed"`)
 
       assert.equal(r.introspect.status, 200)
       assert.equal(r.introspect.body.active, true)
