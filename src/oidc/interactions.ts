@@ -1,10 +1,11 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import { isUtf8 } from 'node:buffer'
 import { hash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { decodeJwt } from 'jose'
 import type { App } from '../app.ts'
 import { SESSION_COOKIE } from '../auth/session.ts'
-import { AccountDisabled, AccountExpired, BodyBuffersFull, AccountLocked, DirectoryUnavailable, GatehouseError, LoginThrottled, PasswordChangeRequired, PasswordChecksBusy, PasswordExpired, PayloadTooLarge, recordedError, RequestTimeout, SignInsThrottled, ValidationFailed } from '../errors.ts'
+import { AccountDisabled, AccountExpired, BodyBuffersFull, AccountLocked, DirectoryUnavailable, GatehouseError, LoginThrottled, MalformedEscape, PasswordChangeRequired, PasswordChecksBusy, PasswordExpired, PayloadTooLarge, recordedError, RequestTimeout, SignInsThrottled, ValidationFailed } from '../errors.ts'
 import { issuedBefore, type User } from '../store/users.ts'
 import { renderLoginPage } from '../pages/login-page.ts'
 import { SESSION_STATE_COOKIE, simplePage, type GatewaySignIn } from './keycloak-format.ts'
@@ -18,6 +19,7 @@ import { UNFRAMED_PAGE_HEADERS } from '../pages/html.ts'
 import { startSession } from '../auth/session-start.ts'
 import { sameOriginTarget } from '../gateway/redirect-target.ts'
 import { clientGone } from '../http/client-gone.ts'
+import { wellFormedEscapes } from '../http/request-target.ts'
 import { type AccountAction, accountAction, KC_ACTION_MAX_AUTH_AGE_SECONDS, KC_ACTION_REASON, KC_ACTION_RESULT, type KcActionOutcome, UPDATE_PASSWORD, UPDATE_PROFILE } from './app-initiated-actions.ts'
 import { CANCEL_FIELD, CONFIRM_PASSWORD_FIELD, FORM_SECRET_FIELD, NEW_PASSWORD_FIELD, renderUpdatePasswordPage } from '../pages/update-password-page.ts'
 import { EMAIL_FIELD, FIRST_NAME_FIELD, LAST_NAME_FIELD, PROFILE_FIELD_LENGTHS, type ProfileValues, renderUpdateProfilePage } from '../pages/update-profile-page.ts'
@@ -641,5 +643,9 @@ async function readForm(app: App, request: FastifyRequest, reply: FastifyReply):
   if (body === 'too_large') throw new PayloadTooLarge()
   if (body === 'too_slow') throw new RequestTimeout('The form took too long to arrive.')
   if (body === 'budget_full') throw new BodyBuffersFull()
-  return new URLSearchParams(body.toString('utf8'))
+  // Read as the gateway's own forms are: bytes or escapes that are not UTF-8 would become U+FFFD, and be stored so
+  // (a name) or set (a password) without a word.
+  const text = body.toString('utf8')
+  if (!isUtf8(body) || !wellFormedEscapes(text)) throw new MalformedEscape('The form is not UTF-8, or has a malformed percent escape.')
+  return new URLSearchParams(text)
 }

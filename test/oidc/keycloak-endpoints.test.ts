@@ -407,6 +407,21 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
     assert.ok(new URL(done.url).searchParams.get('code'), 'the login goes on')
   })
 
+  it('answers a login form that is not UTF-8 400, its password unchecked, and takes the form sent again', async () => {
+    const jar = new CookieJar()
+    const { response } = await browse(gw, jar, realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams({ client_id: 'spa', response_type: 'code', scope: 'openid', redirect_uri: CLIENT_REDIRECT, code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256' })}`))
+    const action = /<form method="post" action="([^"]+)"/.exec(await response.text())![1]!
+    for (const body of [Buffer.from('username=alice&password=alice-password&x=%ff'), Buffer.concat([Buffer.from('username=alice&password=alice-password&x='), Buffer.from([0xc3])]), Buffer.from('username=alice&password=alice-password&x=%zz')]) {
+      const refused = await gw.fetch(action, { method: 'POST', headers: { ...FORM, accept: 'text/html', cookie: jar.header() }, body })
+      assert.equal(refused.status, 400, body.toString('latin1'))
+      assert.match(refused.headers.get('content-type')!, /^text\/html/)
+      assert.match(await refused.text(), /The form is not UTF-8/)
+      assert.equal(refused.headers.getSetCookie().some((line) => line.startsWith('gateway_sessionid=')), false, 'not signed in')
+    }
+    const done = await browse(gw, jar, gw.url + action, { method: 'POST', headers: FORM, body: 'username=alice&password=alice-password' })
+    assert.ok(new URL(done.url).searchParams.get('code'), 'the login goes on')
+  })
+
   it('publishes the JWKS as application/json, and as application/jwk-set+json to a client that asks for it, as Keycloak', async () => {
     for (const [accept, type] of [[undefined, 'application/json'], ['application/json', 'application/json'], ['application/jwk-set+json', 'application/jwk-set+json']] as const) {
       const certs = await gw.fetch(`${ENDPOINTS}/certs`, { headers: accept ? { accept } : {} })
