@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { App } from '../app.ts'
 import type { Realm } from './realm.ts'
+import { errorPage } from './keycloak-format.ts'
 import { webOriginAllowed } from './redirects.ts'
 import { wantsHtml } from '../http/negotiation.ts'
 import { issuedBefore, lastMillisecondOf } from '../store/users.ts'
@@ -27,7 +28,8 @@ export async function accountEndpoint(app: App, realm: Realm, request: FastifyRe
     return reply.code(204).send()
   }
   if (request.method !== 'GET' && request.method !== 'HEAD') {
-    return reply.code(405).header('allow', 'GET, HEAD, OPTIONS').send({ error: 'HTTP 405 Method Not Allowed' })
+    reply.header('allow', 'GET, HEAD, OPTIONS')
+    return wantsHtml(request) ? errorPage(reply, 405, 'Method not allowed') : reply.code(405).send({ error: 'HTTP 405 Method Not Allowed' })
   }
   const jwt = BEARER.exec(request.headers.authorization ?? '')?.[1]
   if (!jwt && wantsHtml(request)) return reply.redirect(app.publishedPath + ACCOUNT_PAGE, 302)

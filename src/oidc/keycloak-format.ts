@@ -1,3 +1,4 @@
+import type { FastifyReply } from 'fastify'
 import { hash } from 'node:crypto'
 import type { KoaContextWithOIDC } from 'oidc-provider'
 import { decodeJwt, type JWTPayload } from 'jose'
@@ -7,10 +8,11 @@ import { accessTokenAudience } from './claims.ts'
 import { SESSION_COOKIE as GATEWAY_SESSION_COOKIE } from '../auth/session.ts'
 import { LOCKED } from './password-grant.ts'
 import { keycloakSid, refreshTokenType, sessionCookieValue, type KeycloakTokens, type RefreshTokenRecord } from './keycloak-tokens.ts'
-import { escapeHtml, unframedPageHeaders } from '../pages/html.ts'
+import { escapeHtml, UNFRAMED_PAGE_HEADERS, unframedPageHeaders } from '../pages/html.ts'
 import { DatabaseUnavailable, DirectoryUnavailable, PasswordChecksBusy } from '../errors.ts'
 import { TooManyUserCodeGuesses } from './user-code-guesses.ts'
 import { LOGIN_PATH } from '../gateway/policy.ts'
+import { wantsHtml } from '../http/negotiation.ts'
 
 /**
  * Keycloak's wire format on top of oidc-provider's: the extra token response members, the order Keycloak
@@ -169,8 +171,15 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
     }
     if (!oidc) {
       if (ctx.status === 404 && !ctx.body) {
-        // Koa answers 200 once a body is set on a response whose status was never set explicitly.
-        ctx.body = NO_SUCH_ENDPOINT
+        // Koa answers 200 once a body is set on a response whose status was never set explicitly. A browser
+        // navigating gets the error page (`errorPage`).
+        if (wantsHtml(ctx.req)) {
+          ctx.set({ ...UNFRAMED_PAGE_HEADERS, 'cache-control': 'no-store' })
+          ctx.type = 'html'
+          ctx.body = sorryPage('Page not found')
+        } else {
+          ctx.body = NO_SUCH_ENDPOINT
+        }
         ctx.status = 404
       }
       return
@@ -753,3 +762,17 @@ export function simplePage(title: string, content: string): string {
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">` +
     `<title>${escapeHtml(title)} · Gatehouse</title></head><body><main><h1>${escapeHtml(title)}</h1>${content}</main></body></html>`
 }
+
+/**
+ * The page a browser navigating gets for a path or method no endpoint answers: Keycloak's KeycloakErrorHandler
+ * renders its error page for a request that accepts HTML, and JSON for any other.
+ */
+export function errorPage(reply: FastifyReply, status: number, message: string): FastifyReply {
+  return reply.code(status).header('cache-control', 'no-store').headers(UNFRAMED_PAGE_HEADERS).type('text/html; charset=utf-8')
+    .send(sorryPage(message))
+}
+
+function sorryPage(message: string): string {
+  return simplePage('We are sorry...', `<p>${escapeHtml(message)}</p>`)
+}
+

@@ -5,6 +5,7 @@ import { isUtf8 } from 'node:buffer'
 import { compactVerify, decodeJwt } from 'jose'
 import type { App } from '../app.ts'
 import { BodyBuffersFull, DatabaseUnavailable, NUL_MESSAGE, recordedError, SignInsThrottled, type GatehouseError } from '../errors.ts'
+import { wantsHtml } from '../http/negotiation.ts'
 import { escapeHtml, UNFRAMED_PAGE_HEADERS } from '../pages/html.ts'
 import { nulFields } from '../http/input-safety.ts'
 import { formBytes, formInUtf8, formValuesAreUtf8 } from '../http/legacy-text.ts'
@@ -18,7 +19,7 @@ import { accountEndpoint } from './account.ts'
 import { writeTokenAnswer } from './client-credentials.ts'
 import { DEFAULT_SCOPES, orderScopes } from './claims.ts'
 import { isIframePath, LOGIN_STATUS_IFRAME, sendIframePage } from './keycloak-pages.ts'
-import { DEVICE_POLLING_SECONDS, NO_SUCH_ENDPOINT, PROVIDER_REQUEST, REFRESH_CLIENT_MISMATCH, simplePage, tokenEndpointFailure, type ProviderRequest, type UserinfoRefusal } from './keycloak-format.ts'
+import { DEVICE_POLLING_SECONDS, errorPage, NO_SUCH_ENDPOINT, PROVIDER_REQUEST, REFRESH_CLIENT_MISMATCH, simplePage, tokenEndpointFailure, type ProviderRequest, type UserinfoRefusal } from './keycloak-format.ts'
 import epochTime from './provider-clock.ts'
 import { canonicalRealmPath, DEVICE_CODE_GRANT, ENDPOINT_METHODS, GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS } from './provider-paths.ts'
 import type { Realm } from './realm.ts'
@@ -81,9 +82,9 @@ export async function registerOidcRoutes(server: FastifyInstance, app: App): Pro
 async function handle(app: App, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
   const match = REALM_PATH.exec(splitTarget(request.url).path)
   const realm = match ? app.oidc.get(match[1]!) : undefined
-  if (!match || !realm) return keycloakError(reply, 404, 'Realm does not exist')
+  if (!match || !realm) return wantsHtml(request) ? errorPage(reply, 404, 'Page not found') : keycloakError(reply, 404, 'Realm does not exist')
   const rest = canonicalRealmPath(match[2] ?? '/')
-  if (rest === undefined) return reply.code(404).header('cache-control', 'no-store').send(NO_SUCH_ENDPOINT)
+  if (rest === undefined) return wantsHtml(request) ? errorPage(reply, 404, 'Page not found') : reply.code(404).header('cache-control', 'no-store').send(NO_SUCH_ENDPOINT)
   return serveRealm(app, realm, rest, request, reply)
 }
 
@@ -180,9 +181,12 @@ function answerUnreadable(error: Error & { statusCode?: number }, _request: Fast
 
 /** Keycloak's 405 for a known path asked with another method, with `Allow`. */
 function methodNotAllowed(reply: FastifyReply, allowed: readonly string[]): FastifyReply {
-  return reply.code(405).header('allow', allowed.join(', ')).header('cache-control', 'no-store').type('application/json')
+  reply.header('allow', allowed.join(', '))
+  if (wantsHtml(reply.request)) return errorPage(reply, 405, 'Method not allowed')
+  return reply.code(405).header('cache-control', 'no-store').type('application/json')
     .send({ error: 'HTTP 405 Method Not Allowed', error_description: NO_SUCH_ENDPOINT.error_description })
 }
+
 
 /** The endpoints whose answers are pages for a browser, also when a start is refused. */
 const BROWSER_PAGES: ReadonlySet<string> = new Set([KEYCLOAK_ROUTES.authorization, KEYCLOAK_ROUTES.end_session, KEYCLOAK_ROUTES.code_verification])

@@ -269,6 +269,26 @@ describe('the token endpoint speaks Keycloak', () => {
     assert.equal(response.status, 404)
     assert.deepEqual(await json(response), { error: 'Realm does not exist' })
   })
+
+  it('answers a browser navigating to an unknown realm, endpoint or method with an error page, as Keycloak\'s error handler does', async () => {
+    const navigating = { accept: 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8', 'sec-fetch-mode': 'navigate' }
+    for (const [method, path, status, message, json] of [
+      ['GET', '/realms/elsewhere/protocol/openid-connect/auth', 404, 'Page not found', { error: 'Realm does not exist' }],
+      ['GET', `/realms/${REALM}/nope`, 404, 'Page not found', { error: 'Unable to find matching target resource method', error_description: 'For more on this error consult the server log.' }],
+      ['POST', `/realms/${REALM}/account`, 405, 'Method not allowed', { error: 'HTTP 405 Method Not Allowed' }],
+      ['PUT', `/realms/${REALM}/protocol/openid-connect/certs`, 405, 'Method not allowed', { error: 'HTTP 405 Method Not Allowed', error_description: 'For more on this error consult the server log.' }],
+    ] as const) {
+      const page = await gw.fetch(path, { method, headers: navigating })
+      assert.equal(page.status, status, `${method} ${path}`)
+      assert.match(page.headers.get('content-type')!, /^text\/html/, `${method} ${path}`)
+      assert.equal(page.headers.get('x-frame-options'), 'DENY')
+      assert.match(await page.text(), new RegExp(`<p>${message}</p>`), `${method} ${path}`)
+      const program = await gw.fetch(path, { method })
+      assert.equal(program.status, status, `${method} ${path}`)
+      assert.deepEqual(await program.json(), json, `${method} ${path}: a program still gets JSON`)
+      if (status === 405) assert.equal(page.headers.get('allow'), program.headers.get('allow'))
+    }
+  })
 })
 
 describe('the provider on PostgreSQL', () => {
