@@ -40,7 +40,10 @@ export async function syncSsoAccount(store: Store, accounts: Accounts, provider:
     // Before anything follows the claims: an administrator disabled the account, and a refused sign-in changes nothing
     // of it (its person's upstream groups may be what it was disabled for, and would make it a superuser again).
     if (!user.isActive) throw new AccountDisabled()
-    if (profile.username !== user.username) await checkNotInDirectory(directory, profile.username)
+    if (profile.username !== user.username) {
+      await checkNotInDirectory(directory, profile.username)
+      await checkNotAnAddress(store, profile.username)
+    }
     const updated = await updateLinkedAccount(store, accounts, user, profile)
     await store.sso.recordLogin(linked.id, provider.name)
     return updated
@@ -48,6 +51,7 @@ export async function syncSsoAccount(store: Store, accounts: Accounts, provider:
   const taken = await store.users.findCaseVariant(profile.username)
   if (taken) throw await newcomerConflict(store, identity, taken)
   await checkNotInDirectory(directory, profile.username)
+  await checkNotAnAddress(store, profile.username)
   let created: User
   try {
     created = await accounts.create({ ...profile, isSuperuser: profile.isSuperuser ?? false, source: 'sso', external: true })
@@ -85,6 +89,19 @@ async function checkNotInDirectory(directory: DirectoryNames | undefined, userna
   if (directory && await directory.has(username)) {
     throw new AccountSourceConflict('This username belongs to a person in the LDAP directory, which single sign-on cannot take over.')
   }
+}
+
+/**
+ * Refuses a name that is the e-mail address another account logs in with (a realm login by address): the exact
+ * username would win over the address, so that account's login by address would find this one instead, which has no
+ * password, and fail. An organization admin may not create such a name either (users.ts `assertSignInNamesFree`).
+ */
+async function checkNotAnAddress(store: Store, username: string): Promise<void> {
+  if (!username.includes('@')) return
+  // Accounts of the same name in another letter case are found here too: they are judged as such (findCaseVariant).
+  const lowered = username.toLowerCase()
+  const byAddress = (await store.users.findUsernamesLike(username, true, 3)).filter((name) => name.toLowerCase() !== lowered)
+  if (byAddress.length) throw new AccountSourceConflict('This username is the email address another account signs in with, which single sign-on cannot take over.')
 }
 
 /**

@@ -168,6 +168,20 @@ describe('single sign-on accounts', () => {
     assert.equal((await store.users.findById(local.id))!.source, 'local')
   })
 
+  it('refuses a name that is the email address another account signs in with, new or renamed to, and keeps every account as it was', async () => {
+    // A realm login by address finds an exact username first: the SSO account, which has no password, would take it.
+    const root = await app.accounts.create({ username: 'root', password: 'long-enough-password', email: 'Root@Corp.example' })
+    assert.equal(await codeOf(syncSsoAccount(store, app.accounts, provider(), identity('s-mail-1', { preferred_username: 'root@corp.example' }))), 'account_source_conflict')
+    assert.equal(await store.users.findByUsername('root@corp.example'), undefined, 'no account made')
+    const eve = await syncSsoAccount(store, app.accounts, provider(), identity('s-mail-2', { preferred_username: 'eve' }))
+    assert.equal(await codeOf(syncSsoAccount(store, app.accounts, provider(), identity('s-mail-2', { preferred_username: 'ROOT@corp.example' }))), 'account_source_conflict')
+    assert.equal((await store.users.findById(eve.id))!.username, 'eve')
+    assert.equal((await store.users.findById(root.id))!.email, 'Root@Corp.example')
+    // An SSO account's own address is whatever its provider sent, and is no sign-in name: it takes nothing.
+    await syncSsoAccount(store, app.accounts, provider(), identity('s-mail-3', { preferred_username: 'fay', email: 'fay@corp.example' }))
+    assert.equal((await syncSsoAccount(store, app.accounts, provider(), identity('s-mail-4', { preferred_username: 'fay@corp.example' }))).username, 'fay@corp.example')
+  })
+
   it('refuses a new name the directory has, or cannot say about, and keeps a linked account\'s own name without asking', async () => {
     const directory = (answer: boolean | 'down') => ({
       asked: [] as string[],
