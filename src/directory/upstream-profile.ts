@@ -7,7 +7,7 @@
 
 /** Column widths of the users table (migration 001_core). */
 const MAX_NAME = 150
-const MAX_EMAIL = 254
+export const MAX_EMAIL = 254
 
 /**
  * Control characters (C0, DEL, C1) never belong in a name or an address, nor do the bidirectional formatting
