@@ -57,8 +57,8 @@ export function filtered<DB, TB extends keyof DB, O>(query: SelectQueryBuilder<D
   if (filter.any.length) q = q.where(sql<SqlBool>`(${sql.join(filter.any.map((c) => conditionSql(fields, c)), sql` OR `)})`)
   const searched = Object.values(fields).filter((field) => field.searched)
   for (const term of filter.search) {
-    const pattern = `%${escapeLike(term.toLowerCase())}%`
-    q = q.where(sql<SqlBool>`(${sql.join(searched.map((field) => sql`lower(${sql.ref(field.column)}) LIKE ${pattern} ESCAPE '\\'`), sql` OR `)})`)
+    const pattern = `%${escapeLike(term)}%`
+    q = q.where(sql<SqlBool>`(${sql.join(searched.map((field) => sql`lower(${sql.ref(field.column)}) LIKE lower(${pattern}) ESCAPE '\\'`), sql` OR `)})`)
   }
   return q
 }
@@ -66,7 +66,9 @@ export function filtered<DB, TB extends keyof DB, O>(query: SelectQueryBuilder<D
 /** The filter's order, then id as the tiebreaker, so pages never overlap. */
 export function ordered<DB, TB extends keyof DB, O>(query: SelectQueryBuilder<DB, TB, O>, fields: FilterFields, filter: ListFilter): SelectQueryBuilder<DB, TB, O> {
   let q = query
-  for (const { field, descending } of filter.order) q = q.orderBy(sql.ref(fields[field]!.column), descending ? 'desc' : 'asc')
+  // Empty values last, and first when descending, as PostgreSQL (and so the platform, Django on it) orders them:
+  // SQLite's own order is the other way round, and the two backends' pages would differ.
+  for (const { field, descending } of filter.order) q = q.orderBy(sql.ref(fields[field]!.column), (item) => descending ? item.desc().nullsFirst() : item.asc().nullsLast())
   return q.orderBy(sql.ref('id'), 'asc')
 }
 
@@ -112,14 +114,14 @@ function lookupSql(column: ReturnType<typeof sql.ref>, lookup: Lookup, value: Co
   const text = String(value)
   switch (lookup) {
     case 'exact': return sql<SqlBool>`${column} = ${value}`
-    case 'iexact': return sql<SqlBool>`lower(${column}) = ${text.toLowerCase()}`
+    case 'iexact': return sql<SqlBool>`lower(${column}) = lower(${text})`
     // SQLite's LIKE ignores case and PostgreSQL's does not, so the case-sensitive lookups compare substrings.
     case 'contains': return text === '' ? sql<SqlBool>`1 = 1` : sql<SqlBool>`replace(${column}, ${text}, '') <> ${column}`
     case 'startswith': return sql<SqlBool>`substr(${column}, 1, length(${text})) = ${text}`
     case 'endswith': return sql<SqlBool>`(length(${column}) >= length(${text}) AND substr(${column}, length(${column}) - length(${text}) + 1) = ${text})`
-    case 'icontains': return sql<SqlBool>`lower(${column}) LIKE ${`%${escapeLike(text.toLowerCase())}%`} ESCAPE '\\'`
-    case 'istartswith': return sql<SqlBool>`lower(${column}) LIKE ${`${escapeLike(text.toLowerCase())}%`} ESCAPE '\\'`
-    case 'iendswith': return sql<SqlBool>`lower(${column}) LIKE ${`%${escapeLike(text.toLowerCase())}`} ESCAPE '\\'`
+    case 'icontains': return sql<SqlBool>`lower(${column}) LIKE lower(${`%${escapeLike(text)}%`}) ESCAPE '\\'`
+    case 'istartswith': return sql<SqlBool>`lower(${column}) LIKE lower(${`${escapeLike(text)}%`}) ESCAPE '\\'`
+    case 'iendswith': return sql<SqlBool>`lower(${column}) LIKE lower(${`%${escapeLike(text)}`}) ESCAPE '\\'`
     case 'gt': return sql<SqlBool>`${column} > ${value}`
     case 'gte': return sql<SqlBool>`${column} >= ${value}`
     case 'lt': return sql<SqlBool>`${column} < ${value}`

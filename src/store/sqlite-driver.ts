@@ -89,6 +89,10 @@ export class NodeSqliteDatabase implements SqliteDatabase {
     this.waitInsideSqlite(busyTimeoutMs)
     this.raw.exec('PRAGMA synchronous = NORMAL')
     this.raw.exec('PRAGMA foreign_keys = ON')
+    // SQLite's own lower() folds ASCII only, where PostgreSQL's folds every script: the lists' case-insensitive
+    // lookups (`?name__iexact=Übersee`, `search`) found names on one backend and not on the other. Deterministic, as
+    // the index on lower(username) needs; usernames are ASCII, which both fold alike, so that index is unchanged.
+    this.raw.function('lower', { deterministic: true }, (value) => typeof value === 'string' ? value.toLowerCase() : typeof value === 'number' || typeof value === 'bigint' ? String(value) : value)
     // From here SQLite's own wait for a lock (its busy handler) would sleep the thread, and with it every request of
     // the process: a statement fails at once instead, and whenUnlocked waits for the lock on a timer.
     this.waitInsideSqlite(0)

@@ -44,6 +44,32 @@ for (const backend of gatewayBackends) {
       assert.deepEqual(await names(`last_name=${encodeURIComponent("O'Brien")}`), ['obrien'])
     })
 
+    it('folds letters of every script for the case-insensitive lookups and search, the same on both backends', async () => {
+      const organization = async (name: string) => json(await gw.fetch('/api/gateway/v1/organizations/', { method: 'POST', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify({ name }) }))
+      for (const name of ['Übersee', 'Σίσυφος', 'İstanbul']) assert.ok((await organization(name)).id, name)
+      const found = async (query: string) => {
+        const body = await json(await gw.fetch(`/api/gateway/v1/organizations/?${query}`, { headers: adminAuth }))
+        return body.results.map((org: { name: string }) => org.name)
+      }
+      for (const [query, name] of [['name__iexact=übersee', 'Übersee'], ['name__iexact=ÜBERSEE', 'Übersee'], ['name__icontains=BERS', 'Übersee'], ['name__istartswith=üb', 'Übersee'],
+        ['search=σίσυφ', 'Σίσυφος'], ['name__iendswith=ΣΊΣΥΦΟς', 'Σίσυφος'], ['name__iendswith=RSEE', 'Übersee'], ['name__iexact=İstanbul', 'İstanbul'], ['search=İstan', 'İstanbul']] as const) {
+        assert.deepEqual(await found(query), [name], query)
+      }
+      assert.deepEqual(await found('name=übersee'), [], 'an exact lookup keeps case')
+    })
+
+    it('orders empty values last, and first when descending, as PostgreSQL and so the platform do', async () => {
+      const order = async (query: string) => {
+        const body = await json(await gw.fetch(`/api/gateway/v1/role_definitions/?${query}&page_size=100`, { headers: adminAuth }))
+        return body.results.map((role: { content_type: string | null }) => role.content_type)
+      }
+      const ascending = await order('order_by=content_type')
+      assert.ok(ascending.includes(null) && ascending.some((type: string | null) => type !== null), JSON.stringify(ascending))
+      assert.equal(ascending.at(-1), null, JSON.stringify(ascending))
+      assert.equal(ascending.indexOf(null), ascending.length - ascending.filter((type: string | null) => type === null).length)
+      assert.equal((await order('order_by=-content_type'))[0], null)
+    })
+
     it('refuses an impossible date or time with Django\'s words for it, and takes the forms Django takes', async () => {
       const errorOf = async (query: string) => {
         const response = await gw.fetch(`/api/gateway/v1/users/?${query}`, { headers: adminAuth })
