@@ -35,6 +35,7 @@ import { compileRoutes, type Route } from './gateway/routes.ts'
 import { BodyBudget } from './gateway/request-buffer.ts'
 import { compileTrustedProxies, type ProxyTrust } from './gateway/trusted-proxies.ts'
 import { GatewayMetrics } from './metrics/metrics.ts'
+import { endApplicationTokens } from './oidc/applications.ts'
 import { OidcRealms } from './oidc/realm.ts'
 import { RuntimeSettings } from './settings/runtime.ts'
 import { EventBus } from './store/event-bus.ts'
@@ -186,6 +187,11 @@ export async function createApp(config: Config, store: Store, options: AppOption
       await tx.oidc.destroyByAccount(String(user.id))
     }
     if (change.revokeTokens) change.tokensRevoked = await tx.tokens.deleteByUser(user.id)
+  })
+  // The applications a deleted user owned go with them, and the tokens they issued, as the platform's cascade
+  // (OAuth2Application.user, on_delete CASCADE) deletes them and their tokens.
+  accounts.onChange(async (tx, user, change, announce) => {
+    if (change.deleted) await endApplicationTokens(tx, announce, await tx.applications.deleteOwnedBy(user.id))
   })
   accounts.onForget((userId) => sessions.forgetUser(userId))
   auth.add(new SessionAuthenticator(sessions, csrf))

@@ -166,6 +166,8 @@ const NOT_A_CREATOR = 'Superusers and organization admins create users.'
  * login by that address would then mean instead (src/oidc/login-name.ts: a username goes before an address). Either
  * would stop that account's login by its address, a superuser's too.
  */
+const OWNS_APPLICATIONS = 'This user owns OAuth2 applications, which go with it and which only superusers manage; a superuser must delete the user (or the applications) first.'
+
 async function assertSignInNamesFree(app: App, input: { username: string; email?: string | undefined }): Promise<void> {
   if (input.email && (await app.store.users.findUsernamesLike(input.email, true)).length) {
     throw new ValidationFailed({ email: [EMAIL_TAKEN] })
@@ -414,6 +416,8 @@ export function userRoutes(api: GatewayApi, app: App): void {
     const target = caller.isSuperuser ? await app.accounts.require(id) : await visibleUser(app, request, id)
     if (id === caller.id) throw new SelfLockout('You cannot delete your own account.')
     if (!app.access.canChangeUser(caller, target)) throw new PermissionDenied()
+    // Its applications go with it (app.ts): only superusers manage those (src/api/applications.ts).
+    if (!caller.isSuperuser && (await app.store.applications.clientIdsOwnedBy(id)).length) throw new PermissionDenied(OWNS_APPLICATIONS)
     await app.accounts.delete(id, { keepAnActiveSuperuser: true })
     app.audit.change(actorOf(request), 'delete', auditedUser(target), serializeUser(target))
     return reply.code(204).send()

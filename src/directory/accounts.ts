@@ -86,7 +86,7 @@ export interface AddressWithheld {
 }
 
 /** Runs inside the change's transaction: writes only through `tx`. */
-type ChangeListener = (tx: Repositories, user: User, change: UserChange) => void | Promise<void>
+type ChangeListener = (tx: Repositories, user: User, change: UserChange, announce: Announce) => void | Promise<void>
 
 export interface AccountInput extends Omit<NewUser, 'passwordHash'> {
   password?: string | undefined
@@ -393,7 +393,7 @@ export class Accounts {
           deleted: false,
           revokeTokens: passwordHash !== undefined && revokeTokens === true,
         }
-        await this.#runChangeListeners(tx, after, change)
+        await this.#runChangeListeners(tx, after, change, announce)
         writingTogether = true
         await options.together?.(tx, announce, after)
         return { before, after, keptSuperuser, tokensRevoked: change.tokensRevoked }
@@ -429,7 +429,7 @@ export class Accounts {
       const user = await tx.users.findById(id)
       if (!user) return false
       announce(USER_TOPIC, String(id))
-      await this.#runChangeListeners(tx, user, { passwordChanged: false, deactivated: true, deleted: true, revokeTokens: false })
+      await this.#runChangeListeners(tx, user, { passwordChanged: false, deactivated: true, deleted: true, revokeTokens: false }, announce)
       const gone = await tx.users.delete(id)
       if (options.keepAnActiveSuperuser && isActiveSuperuser(user)) await requireAnActiveSuperuser(tx)
       return gone
@@ -467,8 +467,8 @@ export class Accounts {
       : await passwordPolicyProblems(password, username, this.#passwordPolicy())
   }
 
-  async #runChangeListeners(tx: Repositories, user: User, change: UserChange): Promise<void> {
-    for (const listener of this.#changeListeners) await listener(tx, user, change)
+  async #runChangeListeners(tx: Repositories, user: User, change: UserChange, announce: Announce): Promise<void> {
+    for (const listener of this.#changeListeners) await listener(tx, user, change, announce)
   }
 
   /**

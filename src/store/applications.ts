@@ -87,6 +87,18 @@ export class ApplicationRepository {
     return rows.map((row) => row.client_id)
   }
 
+  /** The client ids of the applications a user owns (its `user`), which go with that user. */
+  async clientIdsOwnedBy(userId: number): Promise<string[]> {
+    const rows = await this.#db.selectFrom('oauth2_applications').select('client_id').where('user_id', '=', userId).execute()
+    return rows.map((row) => row.client_id)
+  }
+
+  /** Deletes the applications a user owns; their client ids. */
+  async deleteOwnedBy(userId: number): Promise<string[]> {
+    const rows = await this.#db.deleteFrom('oauth2_applications').where('user_id', '=', userId).returning('client_id').execute()
+    return rows.map((row) => row.client_id)
+  }
+
   async list(query: { offset: number; limit: number; filter?: ListFilter | undefined }): Promise<{ count: number; applications: Application[] }> {
     const filter = query.filter ?? NO_FILTER
     const base = filtered(this.#db.selectFrom('oauth2_applications'), applicationFilterFields, filter)

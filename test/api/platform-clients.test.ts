@@ -590,14 +590,17 @@ describe('the platform\'s clients', () => {
       const admin = { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}` }
       const me = (token: string) => gw.fetch('/api/gateway/v1/me/', { headers: { authorization: `Bearer ${token}` } }).then((response) => response.status)
       const organization = await json(await gw.fetch('/api/gateway/v1/organizations/', { method: 'POST', headers: { ...admin, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'Short-lived applications' }) }))
+      // The platform deletes a user's applications with the user (OAuth2Application.user: on_delete CASCADE).
+      const owner = await json(await gw.fetch('/api/gateway/v1/users/', { method: 'POST', headers: { ...admin, 'content-type': 'application/json' }, body: JSON.stringify({ username: 'application-owner' }) }))
       const deletions: [string, (application: { id: number }) => Promise<Response>][] = [
         ['the application', (application) => gw.fetch(`/api/gateway/v1/applications/${application.id}/`, { method: 'DELETE', headers: admin })],
+        ['its owner', () => gw.fetch(`/api/gateway/v1/users/${owner.id}/`, { method: 'DELETE', headers: admin })],
         ['its organization', () => gw.fetch(`/api/gateway/v1/organizations/${organization.id}/`, { method: 'DELETE', headers: admin })],
       ]
       const kept = await createApplication({ name: 'kept', client_type: 'public', authorization_grant_type: 'password' })
       const keptToken = await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: kept.client_id })
       for (const [deleted, remove] of deletions) {
-        const application = await createApplication({ name: `ended with ${deleted}`, organization: organization.id, client_type: 'public', authorization_grant_type: 'password' })
+        const application = await createApplication({ name: `ended with ${deleted}`, organization: organization.id, client_type: 'public', authorization_grant_type: 'password', ...(deleted === 'its owner' ? { user: owner.id } : {}) })
         const { token, body } = await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id })
         // Used once before, so that the gateway holds it as verified.
         assert.equal(await me(token!), 200, deleted)
@@ -605,6 +608,7 @@ describe('the platform\'s clients', () => {
         assert.equal(await me(token!), 401, `the access token, once ${deleted} is deleted`)
         const refreshed = await json(await gw.fetch('/o/token/', { method: 'POST', body: new URLSearchParams({ grant_type: 'refresh_token', client_id: application.client_id, refresh_token: body.refresh_token }) }))
         assert.ok(refreshed.error, `the refresh token, once ${deleted} is deleted`)
+        assert.equal((await gw.fetch(`/api/gateway/v1/applications/${application.id}/`, { headers: admin })).status, 404, `the application, once ${deleted} is deleted`)
       }
       assert.equal(await me(keptToken.token!), 200, 'another application\'s token')
     })

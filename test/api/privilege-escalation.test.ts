@@ -444,6 +444,20 @@ describe('privilege escalation through the gateway API', () => {
     assert.equal((await call(gw, 'DELETE', `organizations/${doomed.organization}/`, undefined, as('orgadmin'))).status, 204)
   })
 
+  it('keeps an organization admin from deleting, with a member, the OAuth2 applications the member owns', async () => {
+    const owner = await call(gw, 'POST', 'users/', { username: 'app-owning-member', organizations: [a.organization] }, as('orgadmin'))
+    assert.equal(owner.status, 201, JSON.stringify(owner.body))
+    const application = await call(gw, 'POST', 'applications/', { name: 'Member app', client_type: 'public', authorization_grant_type: 'password', organization: a.organization, user: owner.body.id })
+    assert.equal(application.status, 201, JSON.stringify(application.body))
+    const refused = await call(gw, 'DELETE', `users/${owner.body.id}/`, undefined, as('orgadmin'))
+    assert.equal(refused.status, 403, JSON.stringify(refused.body))
+    assert.match(refused.body.detail, /owns OAuth2 applications/)
+    assert.equal((await call(gw, 'GET', `users/${owner.body.id}/`)).status, 200)
+    assert.equal((await call(gw, 'GET', `applications/${application.body.id}/`)).status, 200)
+    assert.equal((await call(gw, 'DELETE', `applications/${application.body.id}/`)).status, 204)
+    assert.equal((await call(gw, 'DELETE', `users/${owner.body.id}/`, undefined, as('orgadmin'))).status, 204)
+  })
+
   it('refuses creating organizations and writing role definitions to all but superusers before the body is read, as the platform\'s permission classes do', async () => {
     const custom = await call(gw, 'POST', 'role_definitions/', { name: 'Body first', content_type: 'shared.team', permissions: ['shared.view_team'] })
     assert.equal(custom.status, 201, JSON.stringify(custom.body))
