@@ -10,7 +10,7 @@ import type { GatewayRequest } from '../http/gateway-request.ts'
 import { GatehouseError } from '../errors.ts'
 import { assertSafePath, assertWellFormedEscapes, decodedPath, mergeSlashes, splitTarget } from '../http/request-target.ts'
 import { UI_PATH } from '../ui/routes.ts'
-import { addStorageOptions, printable, UsageError, withApp, type StorageOptions } from './common.ts'
+import { addDemoOption, addStorageOptions, printable, UsageError, withApp, type StorageOptions } from './common.ts'
 
 interface CheckOptions extends StorageOptions {
   authMethod: AuthMethod
@@ -21,20 +21,20 @@ interface CheckOptions extends StorageOptions {
 /** `access check`: what the running gateway would decide for a user's request, from the same rules engine. */
 export function accessCommand(): Command {
   const access = new Command('access').description('explain access decisions')
-  access.addCommand(addStorageOptions(new Command('check')
+  access.addCommand(addDemoOption(addStorageOptions(new Command('check')
     .description('print whether USER may make the request METHOD PATH, and the rule that decides (exit 1 when refused)')
     .argument('<user>', 'username')
     .argument('<method>', 'HTTP method, e.g. GET')
     .argument('<path>', 'request path, e.g. /api/eda/v1/activations/')
     .addOption(new Option('--auth-method <method>', 'how the user signs in').choices(authMethods).default('session'))
     .addOption(new Option('--scope <scope...>', 'token scopes the request carries'))
-    .addOption(new Option('--address <ip>', 'the client address').argParser(parseAddress).default('127.0.0.1')))
+    .addOption(new Option('--address <ip>', 'the client address').argParser(parseAddress).default('127.0.0.1'))))
     .action((user: string, method: string, path: string, options: CheckOptions) => withApp(options, (app) => check(app, user, method.toUpperCase(), path, options))))
-  access.addCommand(addStorageOptions(new Command('check-client')
+  access.addCommand(addDemoOption(addStorageOptions(new Command('check-client')
     .description('print whether USER may sign in to the realm client REALM/CLIENT_ID by its access rules (exit 1 when refused), and which of its roles USER holds')
     .argument('<user>', 'username')
     .argument('<client>', 'realm and client id, e.g. platform/operators-console')
-    .addOption(new Option('--address <ip>', 'the client address').argParser(parseAddress).default('127.0.0.1')))
+    .addOption(new Option('--address <ip>', 'the client address').argParser(parseAddress).default('127.0.0.1'))))
     .action((user: string, client: string, options: StorageOptions & { address: string }) => withApp(options, (app) => checkClient(app, user, client, options.address))))
   return access
 }
@@ -57,7 +57,7 @@ function parseAddress(value: string): string {
 
 /** A configuration without services (none given) judges only the gateway's own paths: say so, and how to give one. */
 function noServicesHint(app: App): string {
-  return app.config.services.length ? '' : ' (the configuration has no services: give the one the gateway runs with --config)'
+  return app.config.services.length ? '' : ' (the configuration has no services: give the one the gateway runs with --config, or --demo for the demo\'s)'
 }
 
 /**

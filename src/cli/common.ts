@@ -31,6 +31,14 @@ export function addStorageOptions(command: Command): Command {
     .hook('preAction', warnOfPasswordInArguments)
 }
 
+/**
+ * `--demo` on a command that reads the configuration's services or realms: the demo configuration, as `serve --demo`
+ * reads it when no `--config` is given, so that the documented commands work beside `npm start` as written.
+ */
+export function addDemoOption(command: Command): Command {
+  return command.option('--demo', 'read the demo configuration, as serve --demo does (unless --config is given)')
+}
+
 /** Each storage option with the environment variable that may give it instead. */
 const STORAGE_SOURCES = [
   ['config', '--config', 'GATEHOUSE_CONFIG'], ['dataDir', '--data-dir', 'GATEHOUSE_DATA_DIR'], ['database', '--database', 'GATEHOUSE_DATABASE_URL'],

@@ -3,7 +3,7 @@ import { cliActor } from '../audit/actor.ts'
 import { pushRevocationRecorded } from '../audit/realms.ts'
 import type { App } from '../app.ts'
 import type { Realm } from '../oidc/realm.ts'
-import { addStorageOptions, UsageError, withApp, type StorageOptions } from './common.ts'
+import { addDemoOption, addStorageOptions, UsageError, withApp, type StorageOptions } from './common.ts'
 
 /**
  * Keycloak's realm actions on every session from the command line, as `POST /admin/realms/{realm}/logout-all` and
@@ -13,9 +13,9 @@ import { addStorageOptions, UsageError, withApp, type StorageOptions } from './c
 export function realmsCommand(): Command {
   const realms = new Command('realms').description('act on every session of a realm')
 
-  realms.addCommand(addStorageOptions(new Command('logout-all')
+  realms.addCommand(addDemoOption(addStorageOptions(new Command('logout-all')
     .description('end every session and token of the realm, and tell the clients\' admin URLs to refuse older tokens')
-    .argument('<realm>', 'the realm\'s name'))
+    .argument('<realm>', 'the realm\'s name')))
     .action(async (name: string, options: StorageOptions) => {
       await withApp(options, async (app) => {
         const realm = realmNamed(app, name)
@@ -25,9 +25,9 @@ export function realmsCommand(): Command {
       })
     }))
 
-  realms.addCommand(addStorageOptions(new Command('push-revocation')
+  realms.addCommand(addDemoOption(addStorageOptions(new Command('push-revocation')
     .description('tell the clients\' admin URLs the realm\'s not-before again')
-    .argument('<realm>', 'the realm\'s name'))
+    .argument('<realm>', 'the realm\'s name')))
     .action(async (name: string, options: StorageOptions) => {
       await withApp(options, async (app) => report(await pushRevocationRecorded(app.audit, cliActor(), realmNamed(app, name))))
     }))
@@ -37,7 +37,7 @@ export function realmsCommand(): Command {
 
 function realmNamed(app: App, name: string): Realm {
   const realm = app.oidc.get(name)
-  if (!realm) throw new UsageError(`no realm "${name}" in the configuration`)
+  if (!realm) throw new UsageError(`no realm "${name}" in the configuration${app.config.realms.length ? '' : ' (it has none: give the one the gateway runs with --config, or --demo for the demo\'s)'}`)
   return realm
 }
 

@@ -116,7 +116,11 @@ describe('bin/gatehouse access check', () => {
   it('says a service path is served by no service, and how to give the configuration when none was given', async () => {
     const withoutConfig = await runCli(['access', 'check', 'otto', 'GET', '/api/eda/v1/activations/', '--data-dir', dir])
     assert.equal(withoutConfig.code, 2)
-    assert.equal(withoutConfig.stderr, 'gatehouse: no service or gateway API route at GET /api/eda/v1/activations/ (the configuration has no services: give the one the gateway runs with --config)\n')
+    assert.equal(withoutConfig.stderr, 'gatehouse: no service or gateway API route at GET /api/eda/v1/activations/ (the configuration has no services: give the one the gateway runs with --config, or --demo for the demo\'s)\n')
+    // The demo's configuration, as `serve --demo` (npm start) reads it.
+    const demo = await runCli(['access', 'check', 'rita', 'GET', '/api/eda/v1/activations/', '--demo', '--data-dir', dir])
+    assert.notEqual(demo.code, 2, demo.stderr)
+    assert.match(demo.stdout, /eda/)
     const unknownService = await check('otto', 'GET', '/api/nothing/')
     assert.equal(unknownService.code, 2)
     assert.equal(unknownService.stderr, 'gatehouse: no service or gateway API route at GET /api/nothing/\n')

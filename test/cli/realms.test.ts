@@ -60,4 +60,13 @@ describe('gatehouse realms', () => {
     assert.notEqual(refused.code, 0)
     assert.match(refused.stderr, /no realm "no-such-realm"/)
   })
+
+  it('reads the demo\'s realms with --demo, as serve --demo does, and says how to give them without', async () => {
+    const withoutConfig = await runCli(['realms', 'push-revocation', REALM, '--data-dir', gw.dataDir])
+    assert.equal(withoutConfig.code, 2)
+    assert.equal(withoutConfig.stderr, `gatehouse: no realm "${REALM}" in the configuration (it has none: give the one the gateway runs with --config, or --demo for the demo's)\n`)
+    const demo = await runCli(['realms', 'push-revocation', REALM, '--demo', '--data-dir', gw.dataDir])
+    assert.equal(demo.code, 0, demo.stderr)
+    assert.deepEqual(JSON.parse(demo.stdout), {})
+  })
 })

@@ -647,6 +647,7 @@ describe('forward authentication', () => {
         const refused = await fetch(`${nginx}/app/v1/hosts/`, { headers: { 'x-gatehouse-user': 'mallory' } })
         assert.equal(refused.status, 401)
         assert.match(refused.headers.get('www-authenticate')!, /Basic|Bearer/)
+        assert.doesNotMatch(refused.headers.get('www-authenticate')!, /(Basic realm[^,]*).*\1/, 'each challenge once')
         const browser = await fetch(`${nginx}/web/page`, { headers: BROWSER, redirect: 'manual' })
         assert.equal(browser.status, 302)
         assert.match(browser.headers.get('location')!, /^\/api\/gateway\/v1\/login\/\?next=%2Fweb%2Fpage/, 'the path as Gatehouse named it, not made absolute from the client\'s Host')
