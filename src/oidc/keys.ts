@@ -283,10 +283,10 @@ export class LoadedKeys {
     const { keys, changed } = loaded
     this.#retryMs = RETRY_FIRST_MS
     if (changed) await this.#changed()
-    // Counted after telling the others: their news may come while this process's is sent. Its own news of the change
-    // may be counted too; that costs one read more after a rotation, where missing another's would keep a retired key
-    // signing here until the next reload.
-    const missed = this.#news !== news
+    // Counted after telling the others, as their news may come while this process's is sent. Telling them delivers this
+    // process's own news here too, once, before it resolves (EventBus.change dispatches what it announced): that one is
+    // in what was read, any other may not be, and missing it would keep a retired key signing here until the next read.
+    const missed = this.#news - news > (changed ? 1 : 0)
     this.#set = keys
     this.#reloadAt = missed ? 0 : keys.reloadAt
     return keys

@@ -176,7 +176,8 @@ describe('keys loaded in a process', () => {
           return read
         }
       }
-      const loaded = new LoadedKeys(new SlowKeys(opened.store, { purpose: 'slow', alg: 'ES256', rotationSeconds: 30 * DAY, graceSeconds: GRACE }), async () => {})
+      // Telling of the keys it made delivers this process's own news to it too, as the event bus does.
+      const loaded: LoadedKeys = new LoadedKeys(new SlowKeys(opened.store, { purpose: 'slow', alg: 'ES256', rotationSeconds: 30 * DAY, graceSeconds: GRACE }), async () => loaded.reload())
       const now = Date.now()
       const first = loaded.get(now)
       // The news comes once the database has been read, before the read is done with.
