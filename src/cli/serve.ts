@@ -162,7 +162,9 @@ async function serve(options: ServeOptions): Promise<void> {
   } else if (printsSummary()) {
     process.stdout.write(`${firstLine}\n`)
     if (admin?.generatedPassword) process.stderr.write(`${adminHint(admin)}\n`)
-    server.log.info({ ...facts, admin: admin ? 'created' : 'existing' }, 'started')
+    // As the readable summary says it: a password given for the first admin on a later start was not used.
+    const ignored = !admin && process.env.GATEHOUSE_ADMIN_PASSWORD ? { admin_password_ignored: 'GATEHOUSE_ADMIN_PASSWORD is used only on a first start, with no accounts' } : {}
+    server.log.info({ ...facts, admin: admin ? 'created' : 'existing', ...ignored }, 'started')
   }
   if (isWorker()) server.log.info({ url: listening.url }, 'worker listening')
   // A rule may name a team, organization or role before it is created: it applies once it is, but a typo should be seen.

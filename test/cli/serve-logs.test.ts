@@ -142,6 +142,17 @@ describe('serve output', () => {
     } finally {
       await later.stop()
     }
+    // And in the JSON summary a container's log gets.
+    const json = await spawnGateway(['--demo', '--data-dir', dir, '--log-format', 'json'], { GATEHOUSE_ADMIN_PASSWORD: 'another-long-admin-passphrase', GATEHOUSE_LOG_LEVEL: 'info' })
+    try {
+      for (let i = 0; i < 100 && !json.output().includes('"started"'); i++) await sleep(50)
+      const started = json.output().split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line)).find((line) => line.msg === 'started')
+      assert.equal(started?.admin, 'existing', json.output())
+      assert.equal(started.admin_password_ignored, 'GATEHOUSE_ADMIN_PASSWORD is used only on a first start, with no accounts')
+      assert.doesNotMatch(json.output(), /another-long-admin-passphrase/)
+    } finally {
+      await json.stop()
+    }
     const unset = await spawnGateway(['--demo', '--data-dir', dir, '--log-format', 'pretty'], { GATEHOUSE_ADMIN_PASSWORD: '' })
     try {
       assert.match(unset.output(), /^ {2}admin {7}existing accounts; reset a password with: gatehouse users set-password NAME --password-stdin$/m)
