@@ -3,7 +3,7 @@ import { z } from 'zod'
 import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
 import { recordTokensOfUserRevoked } from '../audit/tokens.ts'
-import { InvalidCredentials, ManagedBySource, PermissionDenied, ValidationFailed } from '../errors.ts'
+import { AccountLocked, InvalidCredentials, ManagedBySource, PermissionDenied, ValidationFailed } from '../errors.ts'
 import type { User } from '../store/users.ts'
 import { toggle } from '../settings/definitions.ts'
 import { principalOf } from './access.ts'
@@ -73,6 +73,9 @@ export async function assertCurrentPassword(app: App, request: FastifyRequest, r
     await app.accounts.checkPassword(principalOf(request).user.username, current, request.ip, undefined, undefined, clientGone(reply.raw))
   } catch (error) {
     if (error instanceof InvalidCredentials) throw new ValidationFailed({ current_password: ['This is not your current password.'] })
+    // The caller's credential is good: a 401 would read as the session or token having ended (the web interface signs
+    // out on one), when it is the current password that may not be checked for a while.
+    if (error instanceof AccountLocked) throw new ValidationFailed({ current_password: [error.message] })
     throw error
   }
   if (next === current) throw new ValidationFailed({ [field]: ['Choose a password different from the current one.'] })

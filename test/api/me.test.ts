@@ -104,4 +104,20 @@ describe('the caller\'s own account at me/', () => {
     assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { cookie: here.cookie } })).status, 401)
     assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { cookie: elsewhere.cookie } })).status, 401)
   })
+
+  it('answers a password change while the username is locked 400 under current_password, not 401: the caller\'s credential is good', async () => {
+    const hank = await gw.app.accounts.create({ username: 'hank', password: 'hank-long-password' })
+    const token = { authorization: `Bearer ${(await gw.app.tokens.issue(hank, { scope: 'write' })).value}` }
+    try {
+      // Someone guessing hank's password locks the username.
+      for (let i = 0; i < 10; i++) await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('hank', `guess-${i}`) } })
+      const locked = await send('POST', '/api/gateway/v1/me/password/', { current_password: 'hank-long-password', new_password: 'hank-other-password' }, token)
+      const body = await json(locked)
+      assert.equal(locked.status, 400, JSON.stringify(body))
+      assert.match(body.errors.current_password[0], /Too many failed logins for this username/)
+      assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: token })).status, 200, 'the token still signs hank in')
+    } finally {
+      await gw.app.accounts.lockout.clearAddress('127.0.0.1')
+    }
+  })
 })
