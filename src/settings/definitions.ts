@@ -12,7 +12,9 @@ import { z } from 'zod'
  * other field: `Ensure this value is greater than or equal to 60.`, `Must be a valid boolean.`
  */
 export const toggle = () => z.preprocess(asBoolean, z.boolean())
-const count = (min: number, max: number) => z.preprocess(asInteger, z.number().int().min(min).max(max))
+// The setting's own bound first, and alone when it fails: a number past it may be past the safe integers too, which
+// `.int()` would name as well (two messages where IntegerField gives one).
+const count = (min: number, max: number) => z.preprocess(asInteger, z.number().max(max, { abort: true }).int().min(min))
 
 /** BooleanField's TRUE_VALUES and FALSE_VALUES that are text, compared lowercased as Django REST framework 3.15 does
  * (earlier versions listed a few case variants only); its numbers are 1 and 0 (1.0, 0.0). */

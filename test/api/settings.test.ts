@@ -78,6 +78,9 @@ describe('the settings API reading switches and counts as Django REST framework\
       ['session_cookie_age', '[1200]', 'A valid integer is required.'],
       ['session_cookie_age', 'null', 'This field may not be null.'],
       ['session_cookie_age', '"59"', 'Ensure this value is greater than or equal to 60.'],
+      // Past the safe integers too: the setting's own bound alone, as IntegerField says it.
+      ['login_address_window_seconds', '"99999999999999999999"', 'Ensure this value is less than or equal to 86400.'],
+      ['session_cookie_age', '9007199254740993', 'Ensure this value is less than or equal to 2592000.'],
       ['session_cookie_age', `"${'1'.repeat(1001)}"`, 'String value too large.'],
       ['allow_external_users_to_create_oauth2_tokens', '"maybe"', 'Must be a valid boolean.'],
       ['allow_external_users_to_create_oauth2_tokens', '""', 'Must be a valid boolean.'],
