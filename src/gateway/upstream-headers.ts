@@ -25,6 +25,10 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'pro
  */
 const ALWAYS_DROPPED = new Set([
   ...HOP_BY_HOP, 'authorization', 'expect', ...METHOD_OVERRIDE_FIELDS, ...URL_OVERRIDE_FIELDS, 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host',
+  // What the gateway vouches for in their place when a trusted proxy sent them (upstreamRequestHeaders): a proxy that
+  // passes on its client's own (nginx does, unless told otherwise) would otherwise tell a service another client
+  // address, scheme or host than X-Forwarded-* say, and Spring's ForwardedHeaderFilter prefers `Forwarded`.
+  'forwarded', 'x-real-ip',
 ])
 const IDENTITY_PREFIX = 'x-gatehouse-'
 
@@ -35,16 +39,17 @@ const IDENTITY_PREFIX = 'x-gatehouse-'
  * proxies (and ASP.NET's forwarded-headers middleware) name the host in.
  */
 const FROM_TRUSTED_PROXIES_ONLY = new Set([
-  'forwarded', 'x-real-ip', 'x-client-ip', 'true-client-ip', 'x-cluster-client-ip', 'cf-connecting-ip', 'fastly-client-ip',
+  'x-client-ip', 'true-client-ip', 'x-cluster-client-ip', 'cf-connecting-ip', 'fastly-client-ip',
   // PHP's HTTP_CLIENT_IP and the like, which "real client address" recipes look at before REMOTE_ADDR.
   'client-ip', 'x-forwarded', 'forwarded-for', 'x-originating-ip', 'x-host',
   'x-original-uri', 'x-original-host', 'x-original-forwarded-for',
 ])
 /**
- * `X-Forwarded-*`, and Envoy's `X-Envoy-*`: an Envoy in front of a service (a sidecar, the platform's gateway) takes
- * the client address, the original path, and its retries and timeouts (`x-envoy-retry-on`, `-max-retries`,
- * `-upstream-rq-timeout-ms`) from a request it counts as internal, as one from the gateway's private address is; it
- * strips them only from external requests.
+ * `X-Forwarded-*`; and Envoy's `X-Envoy-*`, from no one: an Envoy in front of a service (a sidecar, the platform's
+ * gateway) takes the client address, the original path, and its retries and timeouts (`x-envoy-retry-on`,
+ * `-max-retries`, `-upstream-rq-timeout-ms`) from a request it counts as internal, as one from the gateway's private
+ * address is, and strips them only from external requests; a proxy in front of the gateway passes on its client's
+ * (nginx cannot clear them by prefix), and what an Envoy in front set there is no business of the service's.
  */
 const FORWARDED_PREFIX = 'x-forwarded-'
 const ENVOY_PREFIX = 'x-envoy-'
@@ -99,9 +104,9 @@ const NOT_PLAIN_CHARACTERS = /[^a-z0-9-]/g
  * there as the field the gateway sets or removes, and a name list would have to foresee every field a service believes.
  */
 function passesOn(name: string, fromTrustedProxy: boolean, removed: RemovedFields): boolean {
-  if (NOT_A_PLAIN_NAME.test(name) || ALWAYS_DROPPED.has(name) || name.startsWith(IDENTITY_PREFIX) || removed(name)) return false
+  if (NOT_A_PLAIN_NAME.test(name) || ALWAYS_DROPPED.has(name) || name.startsWith(IDENTITY_PREFIX) || name.startsWith(ENVOY_PREFIX) || removed(name)) return false
   if (fromTrustedProxy) return true
-  return !FROM_TRUSTED_PROXIES_ONLY.has(name) && !name.startsWith(FORWARDED_PREFIX) && !name.startsWith(ENVOY_PREFIX)
+  return !FROM_TRUSTED_PROXIES_ONLY.has(name) && !name.startsWith(FORWARDED_PREFIX)
 }
 
 /**
@@ -150,8 +155,13 @@ export function upstreamRequestHeaders(request: GatewayRequest, incoming: Incomi
   // Fields are left out, never deleted once added: an object that loses a property turns into a dictionary, which
   // made every later step of the request (the fields added below, undici's reading of them) slower.
   const headers: IncomingHttpHeaders = {}
+  // Whether a trusted proxy sent `Forwarded` or `X-Real-IP`: they are then the gateway's own, below.
+  let vouched = false
   for (const name of Object.keys(incoming)) {
-    if (!passesOn(name, fromTrustedProxy, removed) || listed?.has(name)) continue
+    if (!passesOn(name, fromTrustedProxy, removed) || listed?.has(name)) {
+      if (fromTrustedProxy && (name === 'forwarded' || name === 'x-real-ip')) vouched = true
+      continue
+    }
     if (name === 'cookie') {
       // An empty field passes on as it came; one left empty once the gateway's cookies are out (`gateway_sessionid=x;`)
       // does not pass on at all.
@@ -163,9 +173,15 @@ export function upstreamRequestHeaders(request: GatewayRequest, incoming: Incomi
   const prior = fromTrustedProxy ? request.headers['x-forwarded-for'] : undefined
   headers['x-forwarded-for'] = prior ? `${prior}, ${peer}` : peer
   headers['x-forwarded-proto'] = request.protocol
-  headers['x-forwarded-host'] = request.host
+  // An HTTP/1.0 request may name no host: an empty field would be a host to a framework that believes it (Django's
+  // DisallowedHost), so none is sent.
+  if (request.host) headers['x-forwarded-host'] = request.host
   // The client's own passed on above only when a trusted proxy sent it, and then it is this id already.
   headers['x-request-id'] = request.id
+  if (vouched) {
+    headers.forwarded = forwardedElement(request)
+    headers['x-real-ip'] = request.ip
+  }
   if (principal && identity) {
     headers['x-gatehouse-user'] = principal.user.username
     headers['x-gatehouse-user-id'] = String(principal.user.id)
@@ -175,6 +191,16 @@ export function upstreamRequestHeaders(request: GatewayRequest, incoming: Incomi
   }
   return headers
 }
+
+/** RFC 7239's one element for what the gateway vouches for: the client's address, the scheme and the host asked for. */
+function forwardedElement(request: GatewayRequest): string {
+  const address = request.ip.includes(':') ? `"[${request.ip}]"` : request.ip
+  const host = request.host ? `;host=${TOKEN.test(request.host) ? request.host : JSON.stringify(request.host)}` : ''
+  return `for=${address};proto=${request.protocol}${host}`
+}
+
+/** An RFC 7230 token: a value that needs no quotes. */
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 
 /**
  * Team names, each percent-encoded (a name may hold a comma), comma-separated: for upstreams that read a header, not a

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { requestFrom } from '../helpers/from-address.ts'
+import { exchange } from '../helpers/raw-client.ts'
 import { ADMIN_PASSWORD, adminAuth, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { LOGIN, login, withCsrf } from '../helpers/session.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
@@ -155,11 +156,33 @@ describe('the headers between clients and services', () => {
     assert.equal(last().headers['x-forwarded-for'], '127.0.0.1')
     assert.equal(last().headers['x-forwarded-host'], new URL(gw.url).host)
 
-    await requestFrom('127.0.0.2', `${gw.url}/rec/x`, { headers: { ...FORWARDING_HEADERS, 'x-forwarded-for': '203.0.113.7', 'x-forwarded-host': 'public.example', 'x-forwarded-proto': 'https' } })
-    for (const [name, value] of Object.entries(FORWARDING_HEADERS)) assert.equal(last().headers[name], value, name)
-    assert.equal(last().headers['x-forwarded-for'], '203.0.113.7, 127.0.0.2')
+    // A trusted proxy's pass on as it sent them, but for what the gateway vouches for itself and Envoy's.
+    await requestFrom('127.0.0.2', `${gw.url}/rec/x`, { headers: { ...FORWARDING_HEADERS, 'x-forwarded-for': '203.0.113.9', 'x-forwarded-host': 'public.example', 'x-forwarded-proto': 'https' } })
+    for (const [name, value] of Object.entries(FORWARDING_HEADERS)) {
+      if (name === 'forwarded' || name === 'x-real-ip' || name.startsWith('x-envoy-')) continue
+      assert.equal(last().headers[name], value, name)
+    }
+    assert.equal(last().headers['x-forwarded-for'], '203.0.113.9, 127.0.0.2')
     assert.equal(last().headers['x-forwarded-host'], 'public.example')
     assert.equal(last().headers['x-forwarded-proto'], 'https')
+    assert.equal(last().headers.forwarded, 'for=203.0.113.9;proto=https;host=public.example', 'the client, scheme and host X-Forwarded-* say, not the client\'s own')
+    assert.equal(last().headers['x-real-ip'], '203.0.113.9')
+    for (const name of Object.keys(FORWARDING_HEADERS).filter((name) => name.startsWith('x-envoy-'))) assert.equal(last().headers[name], undefined, name)
+    // Quoted where RFC 7239 asks: an IPv6 client, a host with a port.
+    await requestFrom('127.0.0.2', `${gw.url}/rec/x`, { headers: { forwarded: 'for=unknown', 'x-forwarded-for': '2001:db8::7', 'x-forwarded-host': 'public.example:8443' } })
+    assert.equal(last().headers.forwarded, 'for="[2001:db8::7]";proto=http;host="public.example:8443"')
+    // Neither is added where the proxy sent none: what a service receives costs every request.
+    await requestFrom('127.0.0.2', `${gw.url}/rec/x`, { headers: { 'x-forwarded-for': '203.0.113.9' } })
+    assert.equal(last().headers.forwarded, undefined)
+    assert.equal(last().headers['x-real-ip'], undefined)
+  })
+
+  it('sends no X-Forwarded-Host for an HTTP/1.0 request that names no host, rather than an empty one', async () => {
+    const answer = await exchange(gw.url, 'GET /rec/h10 HTTP/1.0\r\n\r\n')
+    assert.match(answer, /^HTTP\/1.1 200 /)
+    assert.equal(last().url, '/rec/h10')
+    assert.equal(last().headers['x-forwarded-host'], undefined)
+    assert.equal(last().headers['x-forwarded-for'], '127.0.0.1')
   })
 
   it('removes the URL overrides frameworks route by, from trusted proxies too, which pass on their clients\' own', async () => {
