@@ -4,8 +4,9 @@ import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
 import { auditedSession, sessionFields } from '../audit/sessions.ts'
 import { NotFound } from '../errors.ts'
+import type { StoredSession } from '../store/sessions.ts'
 import { principalOf } from './access.ts'
-import type { GatewayApi } from './gateway-api.ts'
+import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
 import { paged } from './pagination.ts'
 import { listSessions, serializeSessions } from './sessions.ts'
 import { idParam, optionalBody } from './validation.ts'
@@ -22,13 +23,13 @@ export function mySessionRoutes(api: GatewayApi, app: App): void {
     const { page, filter } = request.query
     const { user } = principalOf(request)
     const { count, sessions } = await app.store.sessions.list({ offset: page.offset, limit: page.pageSize, now: Date.now(), userId: user.id, filter })
-    return paged(request, page, count, await serializeSessions(app, request, sessions))
+    return paged(request, page, count, await serializeSessions(app, request, sessions, OWN_SESSIONS))
   })
 
+  api.get('/me/sessions/:id/', { schema: { params: idParam } }, async (request) => (await serializeSessions(app, request, [await ownLiveSession(app, request)], OWN_SESSIONS))[0])
+
   api.delete('/me/sessions/:id/', { schema: { params: idParam } }, async (request, reply) => {
-    const session = await app.store.sessions.findById(request.params.id)
-    // Someone else's session is "not found", never "forbidden": ids say nothing about other people.
-    if (!session || session.userId !== principalOf(request).user.id || session.expiresAt <= Date.now()) throw new NotFound('No such session.')
+    const session = await ownLiveSession(app, request)
     await app.sessions.endById(session.id)
     app.audit.change(actorOf(request), 'delete', auditedSession(session), sessionFields(session))
     return reply.code(204).send()
@@ -36,6 +37,15 @@ export function mySessionRoutes(api: GatewayApi, app: App): void {
 
   // It takes no fields: a body naming some is refused as every endpoint refuses fields it does not know.
   api.post('/me/sessions/end_others/', { schema: { body: optionalBody(z.object({}).strict()) } }, async (request) => ({ ended: await endOtherSessions(app, request) }))
+}
+
+const OWN_SESSIONS = `${GATEWAY_API}/me/sessions/`
+
+/** The caller's own live session named in the path; someone else's is "not found", never "forbidden": ids say nothing about other people. */
+async function ownLiveSession(app: App, request: FastifyRequest & { params: { id: number } }): Promise<StoredSession> {
+  const session = await app.store.sessions.findById(request.params.id)
+  if (!session || session.userId !== principalOf(request).user.id || session.expiresAt <= Date.now()) throw new NotFound('No such session.')
+  return session
 }
 
 /** Ends every live session of the caller except the one this request came with (all of them for basic or token). */

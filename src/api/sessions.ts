@@ -6,7 +6,7 @@ import { auditedSession, sessionFields } from '../audit/sessions.ts'
 import { NotFound } from '../errors.ts'
 import { sessionFilterFields, type StoredSession } from '../store/sessions.ts'
 import { principalOf } from './access.ts'
-import type { GatewayApi } from './gateway-api.ts'
+import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
 import { type ListQuery, listQuery } from './list-query.ts'
 import { describeList } from './metadata.ts'
 import { paged } from './pagination.ts'
@@ -52,13 +52,16 @@ export function sessionRoutes(api: GatewayApi, app: App): void {
   })
 }
 
-/** Sessions as the API shows them; `current` marks the one the request came with. The identifier is never shown. */
-export function serializeSessions(app: App, request: FastifyRequest, sessions: StoredSession[]) {
+/**
+ * Sessions as the API shows them; `current` marks the one the request came with. The identifier is never shown. `url`
+ * is under `base`: a user's own are theirs to read at `me/sessions/{id}/`, where `sessions/{id}/` is superusers'.
+ */
+export function serializeSessions(app: App, request: FastifyRequest, sessions: StoredSession[], base = `${GATEWAY_API}/sessions/`) {
   const current = principalOf(request).sessionId
   const now = Date.now()
   return Promise.all(sessions.map(async (s) => ({
     id: s.id,
-    url: `/api/gateway/v1/sessions/${s.id}/`,
+    url: `${base}${s.id}/`,
     user: s.userId,
     username: (await app.accounts.get(s.userId))?.username ?? null,
     created: new Date(s.created).toISOString(),

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { ADMIN_PASSWORD, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { login, withCsrf, type LoggedIn } from '../helpers/session.ts'
 
 describe('my sessions (me/sessions/)', () => {
@@ -25,6 +25,15 @@ describe('my sessions (me/sessions/)', () => {
     assert.equal(body.count, 2)
     assert.deepEqual(body.results.map((s: { user_agent: string; current: boolean }) => [s.user_agent, s.current]).sort(), [['laptop', true], ['phone', false]])
     assert.ok(body.results.every((s: Record<string, unknown>) => !('key_hash' in s) && !('session_id' in s)))
+    // Each links to where its owner may read it (sessions/{id}/ is superusers').
+    for (const listed of body.results as { id: number; url: string }[]) {
+      assert.equal(listed.url, `/api/gateway/v1/me/sessions/${listed.id}/`)
+      const one = await gw.fetch(listed.url, { headers: { cookie: laptop.cookie } })
+      assert.equal(one.status, 200)
+      assert.deepEqual(await json(one), listed)
+    }
+    const franks = (await json(await gw.fetch('/api/gateway/v1/sessions/?page_size=200', { headers: { authorization: basic('admin', ADMIN_PASSWORD) } }))).results.filter((s: { username: string }) => s.username === 'frank')
+    assert.equal((await gw.fetch(`/api/gateway/v1/me/sessions/${franks[0].id}/`, { headers: { cookie: laptop.cookie } })).status, 404, 'another\'s is not found')
   })
 
   it('ends one of the caller\'s sessions, and says "not found" for anyone else\'s', async () => {
