@@ -21,7 +21,7 @@ interface CheckOptions extends StorageOptions {
 /** `access check`: what the running gateway would decide for a user's request, from the same rules engine. */
 export function accessCommand(): Command {
   const access = new Command('access').description('explain access decisions')
-  access.addCommand(addDemoOption(addStorageOptions(new Command('check')
+  access.addCommand(addStorageOptions(addDemoOption(new Command('check')
     .description('print whether USER may make the request METHOD PATH, and the rule that decides (exit 1 when refused)')
     .argument('<user>', 'username')
     .argument('<method>', 'HTTP method, e.g. GET')
@@ -30,7 +30,7 @@ export function accessCommand(): Command {
     .addOption(new Option('--scope <scope...>', 'token scopes the request carries'))
     .addOption(new Option('--address <ip>', 'the client address').argParser(parseAddress).default('127.0.0.1'))))
     .action((user: string, method: string, path: string, options: CheckOptions) => withApp(options, (app) => check(app, user, method.toUpperCase(), path, options))))
-  access.addCommand(addDemoOption(addStorageOptions(new Command('check-client')
+  access.addCommand(addStorageOptions(addDemoOption(new Command('check-client')
     .description('print whether USER may sign in to the realm client REALM/CLIENT_ID by its access rules (exit 1 when refused), and which of its roles USER holds')
     .argument('<user>', 'username')
     .argument('<client>', 'realm and client id, e.g. platform/operators-console')

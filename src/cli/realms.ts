@@ -13,7 +13,7 @@ import { addDemoOption, addStorageOptions, UsageError, withApp, type StorageOpti
 export function realmsCommand(): Command {
   const realms = new Command('realms').description('act on every session of a realm')
 
-  realms.addCommand(addDemoOption(addStorageOptions(new Command('logout-all')
+  realms.addCommand(addStorageOptions(addDemoOption(new Command('logout-all')
     .description('end every session and token of the realm, and tell the clients\' admin URLs to refuse older tokens')
     .argument('<realm>', 'the realm\'s name')))
     .action(async (name: string, options: StorageOptions) => {
@@ -25,7 +25,7 @@ export function realmsCommand(): Command {
       })
     }))
 
-  realms.addCommand(addDemoOption(addStorageOptions(new Command('push-revocation')
+  realms.addCommand(addStorageOptions(addDemoOption(new Command('push-revocation')
     .description('tell the clients\' admin URLs the realm\'s not-before again')
     .argument('<realm>', 'the realm\'s name')))
     .action(async (name: string, options: StorageOptions) => {
