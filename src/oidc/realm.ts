@@ -331,8 +331,11 @@ export class Realm {
    */
   async verifyAccessToken(token: string, now = this.#deps.bus.clock.now()): Promise<VerifiedAccessToken> {
     let payload: JWTPayload
+    // Outside the refusal below: keys that cannot be read (the database away before this process read any) are the
+    // outage's 503, not a token refused as invalid, which its client would throw away.
+    const key = await this.verificationKey()
     try {
-      ({ payload } = await jwtVerify(token, await this.verificationKey(), {
+      ({ payload } = await jwtVerify(token, key, {
         issuer: this.issuer,
         algorithms: [this.signatureAlgorithm],
         requiredClaims: ['exp', 'iat', 'jti', 'sub'],

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { linkSync, renameSync, rmSync, symlinkSync, unlinkSync } from 'node:fs'
+import { linkSync, readFileSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
@@ -7,7 +7,9 @@ import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import pg from 'pg'
 import WebSocket, { WebSocketServer } from 'ws'
+import { demoConfigFile } from '../../src/config/load.ts'
 import { ADMIN_PASSWORD, basic, json, spawnGateway, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
+import { freePort } from '../helpers/free-port.ts'
 import { startPgCluster, type PgCluster } from '../helpers/pg-cluster.ts'
 import { at, csrfToken, LOGIN, login } from '../helpers/session.ts'
 import { holdLock } from '../helpers/sqlite-lock.ts'
@@ -213,6 +215,38 @@ describe('gateways on a PostgreSQL that stops, freezes and restarts', () => {
       assert.doesNotMatch(gw.output(), /\n\s+at /, 'no stack traces')
     } finally {
       await gw.stop()
+    }
+  })
+
+  it('answers an OIDC bearer token 503, not invalid, at a process that read no realm keys before the database went away', async () => {
+    // One public URL, and so one issuer, for both processes: the first's.
+    const dir = tempDir()
+    const [issuingPort, freshPort] = [await freePort(), await freePort()]
+    writeFileSync(join(dir, 'gatehouse.yaml'), readFileSync(demoConfigFile, 'utf8').replace(/^server:\n/m, `server:\n  public_url: http://127.0.0.1:${issuingPort}\n`))
+    const args = ['--demo', '--config', join(dir, 'gatehouse.yaml'), '--database', cluster.url]
+    const issuing = await spawnGateway([...args, '--port', String(issuingPort)])
+    const fresh = await spawnGateway([...args, '--port', String(freshPort)])
+    try {
+      const granted = await bounded(at(issuing.url), '/realms/platform/protocol/openid-connect/token', {
+        method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ client_id: 'end-users', grant_type: 'password', username: 'admin', password: ADMIN_PASSWORD }),
+      })
+      const { access_token: token } = await json(granted)
+      assert.equal(granted.status, 200)
+      const bearer = { authorization: `Bearer ${token}` }
+      const target = at(`http://127.0.0.1:${freshPort}`)
+      // Warm, but no token of the realm checked yet: its keys are read at the first.
+      await expectStatus(target, '/api/gateway/v1/users/', admin, 200)
+      cluster.stop()
+      try {
+        await bounded(target, '/demo-app/x', { headers: bearer }).then(expectUnavailable)
+      } finally {
+        cluster.start()
+      }
+      await eventually('the token is taken once the database is back', async () => (await target.fetch('/demo-app/x', { headers: bearer })).status === 200)
+    } finally {
+      await Promise.all([issuing.stop(), fresh.stop()])
+      rmSync(dir, { recursive: true, force: true })
     }
   })
 
