@@ -145,6 +145,9 @@ export function tokenEndpointFailure(failure: unknown): KeycloakError {
   return { status: 500, error: 'server_error', error_description: SERVER_ERROR_DESCRIPTION }
 }
 
+/** The endpoints besides the token endpoint that programs call, whose failures are answered as its are. */
+const OUTAGE_ROUTES: ReadonlySet<string> = new Set(['userinfo', 'introspection', 'revocation'])
+
 export function keycloakShapes(options: KeycloakShapeOptions) {
   return async function keycloakShapes(ctx: KoaContextWithOIDC, next: () => Promise<void>): Promise<void> {
     // Set before the page is written: oidc-provider adds the hash of each script it writes (its self-submitting
@@ -198,6 +201,14 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
         for (const [name, value] of Object.entries(error.headers ?? {})) ctx.set(name, value)
         ctx.body = { error: error.error, error_description: error.error_description }
       }
+    } else if (ctx.status >= 500 && body?.error === 'server_error' && OUTAGE_ROUTES.has(oidc.route)) {
+      // oidc-provider words every failure "oops! something went wrong": an outage is answered as the token endpoint
+      // answers it, with when to try again.
+      const failure = tokenEndpointFailure(ctx.state.failure)
+      ctx.status = failure.status
+      for (const [name, value] of Object.entries(failure.headers ?? {})) ctx.set(name, value)
+      ctx.set('cache-control', 'no-store')
+      ctx.body = { error: failure.error, error_description: failure.error_description }
     } else if (oidc.route === 'introspection' && ctx.status === 200 && body?.active === true) {
       await describeIntrospected(body, oidc, options)
     } else if (oidc.route === 'revocation' && (ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.logout && ctx.status === 200) {

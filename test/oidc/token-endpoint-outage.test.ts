@@ -126,6 +126,11 @@ describe('the token endpoint while the database fails', () => {
       assertUnavailable(await answeredBy(true, post(gw, { ...refreshForm('end-users', endUsers.refresh_token), scope: 'openid' })), 'refresh with a scope (oidc-provider)')
       // A query string: Fastify's route, and oidc-provider's grant.
       assertUnavailable(await answeredBy(true, post(gw, clientCredentials, `${TOKEN_PATH}?via=route`)), 'client_credentials on Fastify\'s route')
+      // The endpoints beside it that programs call answer an outage as it does, not with oidc-provider's "oops".
+      const endpoints = TOKEN_PATH.replace(/\/token$/, '')
+      assertUnavailable(await post(gw, {}, `${endpoints}/userinfo`, { authorization: `Bearer ${endUsers.access_token}` }), 'userinfo')
+      assertUnavailable(await post(gw, { token: endUsers.access_token }, `${endpoints}/token/introspect`, basic), 'introspection')
+      assertUnavailable(await post(gw, { token: endUsers.refresh_token }, `${endpoints}/revoke`, basic), 'revocation')
     } finally {
       cluster.start()
     }
