@@ -284,8 +284,9 @@ function logRefusedPasswordHashes(server: FastifyInstance): void {
 }
 
 function logDatabaseOutages(server: FastifyInstance, app: App): void {
-  const stop = app.store.database.onOutage(({ state, since, failures, error }) => {
-    const fields = { since: new Date(since).toISOString(), failures, error }
+  const stop = app.store.database.onOutage(({ state, since, failures, error, earlierOutages, earlierFailures }) => {
+    const earlier = earlierOutages ? { earlier_outages: earlierOutages, earlier_failures: earlierFailures } : {}
+    const fields = { since: new Date(since).toISOString(), failures, error, ...earlier }
     if (state === 'available') server.log.info(fields, 'database available again')
     else server.log.warn(fields, state === 'unavailable' ? 'database unavailable: answering 503 until it answers again' : 'database still unavailable')
   })

@@ -221,7 +221,7 @@ export class WebSocketTunnels {
       // Or a shutdown closed it first.
       const closedBy = this.#closing ? 'shutdown' : 'client_before_answer'
       this.#app.metrics.webSocketClosed(route.name, closedBy)
-      request.log.info({ reqId: request.id, service: route.name, path: splitTarget(request.url).path, user: principal?.user.username, auth: principal?.method, closed_by: closedBy }, 'websocket closed')
+      request.log.info({ service: route.name, path: splitTarget(request.url).path, user: principal?.user.username, auth: principal?.method, closed_by: closedBy }, 'websocket closed')
       return
     }
     const answerHeaders = clientHeaders(answer.response.headers)
@@ -328,7 +328,7 @@ export class WebSocketTunnels {
       this.#app.metrics.webSocketClosed(route.name, closedBy!)
       const now = performance.now()
       // closing_ms: from the decision to close to both connections closed (the close frames' exchange, or the cut).
-      request.log.info({ reqId: request.id, service: route.name, path: splitTarget(request.url).path, user: principal?.user.username, auth: principal?.method, ms: Math.round(now - opened), closed_by: closedBy, closing_ms: Math.round(now - closingSince!) }, 'websocket closed')
+      request.log.info({ service: route.name, path: splitTarget(request.url).path, user: principal?.user.username, auth: principal?.method, ms: Math.round(now - opened), closed_by: closedBy, closing_ms: Math.round(now - closingSince!) }, 'websocket closed')
       markLogged()
     }
     // Bytes either way pass through the client's socket (read from it, or written to it), so its timeout is the

@@ -157,6 +157,12 @@ export interface OutageReport {
   failures: number
   /** The last failure's message (a driver message: no query text, no credentials). */
   error: string | undefined
+  /**
+   * Outages since the previous report that began and ended between reports (within a minute of one), unreported, and
+   * their failed queries: counted in the next report, so that each report's `failures` are its own outage's.
+   */
+  earlierOutages: number
+  earlierFailures: number
 }
 
 const REPORT_INTERVAL_MS = 60_000
@@ -516,8 +522,10 @@ function meansUnavailable(error: unknown): boolean {
  * outage when it begins and ends, and at most one report a minute besides. An outage that begins within a minute of
  * the last report is reported once that minute is over, if it lasts: a database that refuses only writes (a full
  * disk, a standby) answers the reads between them, and each write would otherwise begin and end an outage of its own.
+ * One that ends unreported is reported when it ends if that minute is over by then, and otherwise counted in the next
+ * report (`earlierOutages`, `earlierFailures`).
  */
-class Health {
+export class Health {
   #reachable = true
   #since = Date.now()
   #failures = 0
@@ -525,6 +533,8 @@ class Health {
   #reportedAt = -Infinity
   /** Whether the outage under way has been reported (then its end is too). */
   #outageReported = false
+  #earlierOutages = 0
+  #earlierFailures = 0
   readonly #listeners = new Set<(report: OutageReport) => void>()
   readonly queryListeners: ((seconds: number, sql: string) => void)[] = []
 
@@ -541,7 +551,13 @@ class Health {
   answered(): void {
     if (this.#reachable) return
     this.#reachable = true
-    if (this.#outageReported) this.#report('available')
+    if (this.#outageReported || Date.now() - this.#reportedAt >= REPORT_INTERVAL_MS) {
+      this.#report('available')
+    } else {
+      this.#earlierOutages++
+      this.#earlierFailures += this.#failures
+      this.#failures = 0
+    }
     this.#since = Date.now()
   }
 
@@ -573,8 +589,10 @@ class Health {
   }
 
   #report(state: OutageReport['state']): void {
-    const report: OutageReport = { state, since: this.#since, failures: this.#failures, error: this.#lastError }
+    const report: OutageReport = { state, since: this.#since, failures: this.#failures, error: this.#lastError, earlierOutages: this.#earlierOutages, earlierFailures: this.#earlierFailures }
     this.#failures = 0
+    this.#earlierOutages = 0
+    this.#earlierFailures = 0
     this.#reportedAt = Date.now()
     for (const listener of this.#listeners) listener(report)
   }

@@ -1,0 +1,44 @@
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import { Health, type OutageReport } from '../../src/store/database.ts'
+
+/** What a driver raises when the database cannot be reached. */
+const refused = () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' })
+
+describe('the reports of database outages', () => {
+  it('reports an outage when it begins and ends; one between reports ends unreported, counted in the next, never in another\'s failures', (t) => {
+    t.mock.timers.enable({ apis: ['Date'], now: 0 })
+    const health = new Health()
+    const reports: OutageReport[] = []
+    health.subscribe((report) => reports.push(report))
+    const fail = (times: number) => {
+      for (let i = 0; i < times; i++) health.classify(refused())
+    }
+    fail(2)
+    t.mock.timers.tick(1000)
+    health.answered()
+    assert.deepEqual(reports.map((r) => [r.state, r.since, r.failures, r.earlierOutages]), [['unavailable', 0, 1, 0], ['available', 0, 1, 0]])
+
+    // Within the minute of the last report: a database refusing some writes would otherwise log each.
+    t.mock.timers.tick(1000)
+    fail(3)
+    t.mock.timers.tick(1000)
+    health.answered()
+    assert.equal(reports.length, 2)
+
+    // The next outage's report names it, apart from its own.
+    t.mock.timers.tick(70_000)
+    fail(1)
+    assert.deepEqual(reports.at(-1), { state: 'unavailable', since: 73_000, failures: 1, error: 'connect ECONNREFUSED 127.0.0.1:5432', earlierOutages: 1, earlierFailures: 3 })
+
+    // One that began unreported and ends once the minute is over is reported as it ends, with when it began.
+    t.mock.timers.tick(1000)
+    health.answered()
+    t.mock.timers.tick(10_000)
+    fail(2)
+    assert.equal(reports.length, 4)
+    t.mock.timers.tick(60_000)
+    health.answered()
+    assert.deepEqual(reports.at(-1), { state: 'available', since: 84_000, failures: 2, error: 'connect ECONNREFUSED 127.0.0.1:5432', earlierOutages: 0, earlierFailures: 0 })
+  })
+})
