@@ -12,7 +12,7 @@ const MAX_COUNTED_ACCOUNTS = 50_000
  * first: without a bound, an ordinary account saving its own name in a loop (660 a second on two cores) pushed a
  * million entries, administrators' changes among them, out of the trail in under half an hour. Changes are counted
  * per account in fixed windows, in each process; one beyond the limit is refused with 429 `changes_throttled` before
- * anything is read or written, and is not counted. Superusers are not counted: they may change anything anyway,
+ * anything is done (its body read and checked only), and is not counted. Superusers are not counted: they may change anything anyway,
  * and their scripts make changes in bulk.
  */
 export class ChangeAllowance {
