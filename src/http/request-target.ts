@@ -2,23 +2,22 @@ import type { IncomingMessage } from 'node:http'
 import { MalformedEscape, UnsafePath } from '../errors.ts'
 
 // Percent-encoded slash, backslash or NUL; a literal backslash; a `.`/`..` segment, literal or encoded; a segment's
-// parameters (`;`, literal or encoded); or a fragment (`#`). Encoded also means encoded again (`%252e`, `%25252f`):
-// a service or framework that decodes once more than it should would otherwise see the separator or the dot segment
-// that Gatehouse never did. Any other escape encoded again (`%2561` for `%61`, an `a`) is refused for the same
-// reason, its digits escaped or not (`%25%36%31`): a server decoding twice would route `/svc/%2561dmin` as `/svc/admin`,
-// past a rule the gateway judged on `/svc/%61dmin` (Spring Security's firewall refuses every `%25`; a `%25` that escapes no escape, `100%25/`, is
-// kept). Servlet containers drop a segment's parameters before they route (`/svc/admin;x/` is
-// `/svc/admin/` there, and `..;x` a dot segment), as Spring Security's firewall knows in refusing them; and a server
-// that parses a `#` takes what follows for a fragment, not for the path the rules judged.
-const UNSAFE = /%25[0-9a-f]{2}|%(2f|5c|00|3b)|[\\;#]|(^|\/)(\.|%2e){1,2}(\/|$)/i
+// parameters (`;`, literal or encoded); or a fragment (`#`). Servlet containers drop a segment's parameters before they
+// route (`/svc/admin;x/` is `/svc/admin/` there, and `..;x` a dot segment), as Spring Security's firewall knows in
+// refusing them; and a server that parses a `#` takes what follows for a fragment, not for the path the rules judged.
+// Anything encoded again is refused too (`escapesEncodedAgain`).
+const UNSAFE = /%(2f|5c|00|3b)|[\\;#]|(^|\/)(\.|%2e){1,2}(\/|$)/i
 /** An escape: what a `%25` must not become once the path is decoded. */
 const ESCAPE = /%[0-9a-f]{2}/i
 const ANY_ESCAPE = /%([0-9a-f]{2})/gi
 
 /**
- * Whether decoding the path once leaves an escape: `%25` before two hex digits, or before digits that are escaped
- * themselves (`%25%36%31`, `%256%31`: `%61` once decoded, an `a` twice), which no pattern of the encoded text catches.
- * Decoded byte by byte (latin1): whether the result is UTF-8 does not matter here, only where a `%` lands.
+ * Whether decoding the path once leaves an escape: `%25` before two hex digits (`%252e`, `%2561` for `%61`, an `a`), or
+ * before digits that are escaped themselves (`%25%36%31`, `%256%31`). A service or framework that decodes once more
+ * than it should would otherwise see a separator, a dot segment or a letter Gatehouse never did: `/svc/%2561dmin` is
+ * `/svc/admin` there, past a rule the gateway judged on `/svc/%61dmin` (Spring Security's firewall refuses every
+ * `%25`; one that escapes no escape, `100%25/`, is kept). Decoded byte by byte (latin1): whether the result is UTF-8
+ * does not matter here, only where a `%` lands.
  */
 function escapesEncodedAgain(path: string): boolean {
   return path.includes('%25') && ESCAPE.test(path.replace(ANY_ESCAPE, (_, hex: string) => String.fromCharCode(Number.parseInt(hex, 16))))
