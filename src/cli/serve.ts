@@ -154,7 +154,8 @@ async function serve(options: ServeOptions): Promise<void> {
   if (releaseHangUps() && !isWorker()) hangUp()
 
   const facts = startupFacts(app, listening, tls)
-  const firstLine = listeningLine(app, publicUrl)
+  // The address this process listens on, which a script waiting for the line can reach; public_url may name a proxy.
+  const firstLine = listeningLine(app, listening.url)
   announceReady()
   // With --workers, the first worker says this for all of them.
   if (printsSummary() && pretty) {

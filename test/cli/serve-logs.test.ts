@@ -190,6 +190,7 @@ describe('serve output', () => {
     const quiet = await spawnGateway(['--config', published, '--data-dir', join(dir, 'data')])
     await quiet.stop()
     assert.deepEqual(warnings(quiet.output()), [], 'no warning once public_url is set')
+    assert.match(quiet.url, /^http:\/\/127\.0\.0\.1:\d+$/, 'the first line names the address listened on, not the public URL')
 
     const checked = await runCli(['config', 'check', proxied])
     assert.equal(checked.code, 0, checked.stderr)
