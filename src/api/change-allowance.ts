@@ -1,4 +1,5 @@
 import { ChangesThrottled } from '../errors.ts'
+import { FixedWindowCounts } from '../http/fixed-window.ts'
 
 /** The window of `gateway.changes_per_user`. */
 export const CHANGE_WINDOW_MS = 10 * 60_000
@@ -16,27 +17,15 @@ const MAX_COUNTED_ACCOUNTS = 50_000
  * and their scripts make changes in bulk.
  */
 export class ChangeAllowance {
-  readonly #limit: number
-  readonly #windowMs: number
-  #windowStart = Number.NEGATIVE_INFINITY
-  /** Changes by account id in this window; insertion order is age. */
-  readonly #byAccount = new Map<number, number>()
+  readonly #counts: FixedWindowCounts<number>
 
   constructor(limit: number, windowMs = CHANGE_WINDOW_MS) {
-    this.#limit = limit
-    this.#windowMs = windowMs
+    this.#counts = new FixedWindowCounts({ perKey: limit, windowMs, maxKeys: MAX_COUNTED_ACCOUNTS })
   }
 
   /** Counts a change by `userId`, or throws ChangesThrottled when it would pass the limit. */
   admit(userId: number, now = Date.now()): void {
-    if (this.#limit <= 0) return
-    if (now - this.#windowStart >= this.#windowMs) {
-      this.#windowStart = now
-      this.#byAccount.clear()
-    }
-    const made = this.#byAccount.get(userId) ?? 0
-    if (made >= this.#limit) throw new ChangesThrottled(Math.max(1, Math.ceil((this.#windowStart + this.#windowMs - now) / 1000)))
-    if (made === 0 && this.#byAccount.size >= MAX_COUNTED_ACCOUNTS) this.#byAccount.delete(this.#byAccount.keys().next().value!)
-    this.#byAccount.set(userId, made + 1)
+    const refused = this.#counts.count(userId, now)
+    if (refused) throw new ChangesThrottled(refused.retryAfterSeconds)
   }
 }

@@ -1,4 +1,5 @@
 import { SignInsThrottled } from '../errors.ts'
+import { FixedWindowCounts } from '../http/fixed-window.ts'
 import { countedAddress } from './lockout.ts'
 
 export interface SignInStartLimits {
@@ -33,42 +34,20 @@ export const SIGN_IN_START_WINDOW_MS = 10 * 60_000
  * The addresses counted are bounded too (`MAX_COUNTED_ADDRESSES`), the oldest going first, as `total` may be 0.
  */
 export class SignInStarts {
-  readonly #limits: SignInStartLimits
-  readonly #countedAddresses: number
-  #windowStart = Number.NEGATIVE_INFINITY
-  #total = 0
-  /** Only admitted starts add a key, and never past `#countedAddresses`; insertion order is age. */
-  readonly #byAddress = new Map<string, number>()
+  readonly #counts: FixedWindowCounts<string>
 
   constructor(limits: SignInStartLimits) {
-    this.#limits = limits
-    this.#countedAddresses = limits.countedAddresses ?? MAX_COUNTED_ADDRESSES
+    this.#counts = new FixedWindowCounts({ perKey: limits.perAddress, total: limits.total, windowMs: limits.windowMs, maxKeys: limits.countedAddresses ?? MAX_COUNTED_ADDRESSES })
   }
 
   /** How many client addresses are counted in this window. */
   get countedAddresses(): number {
-    return this.#byAddress.size
+    return this.#counts.keys
   }
 
   /** Counts a start from `address`, or throws SignInsThrottled when it would pass a limit. */
   admit(address: string, now = Date.now()): void {
-    if (now - this.#windowStart >= this.#limits.windowMs) {
-      this.#windowStart = now
-      this.#total = 0
-      this.#byAddress.clear()
-    }
-    const key = countedAddress(address) ?? address
-    const started = this.#byAddress.get(key) ?? 0
-    if (reached(started, this.#limits.perAddress) || reached(this.#total, this.#limits.total)) {
-      throw new SignInsThrottled(Math.max(1, Math.ceil((this.#windowStart + this.#limits.windowMs - now) / 1000)))
-    }
-    this.#total++
-    if (this.#limits.perAddress <= 0) return
-    if (started === 0 && this.#byAddress.size >= this.#countedAddresses) this.#byAddress.delete(this.#byAddress.keys().next().value!)
-    this.#byAddress.set(key, started + 1)
+    const refused = this.#counts.count(countedAddress(address) ?? address, now)
+    if (refused) throw new SignInsThrottled(refused.retryAfterSeconds)
   }
-}
-
-function reached(count: number, limit: number): boolean {
-  return limit > 0 && count >= limit
 }
