@@ -217,7 +217,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
   }
   const clientAccess = compileClientAccess(config, access, () => settings.current.allow_external_users_to_create_oauth2_tokens)
   const clientRoles = compileClientRoles(config, access)
-  const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, endGatewaySession, gatewaySessionOf, endLinkedGatewaySession, confirmAccount: directoryCheck && ((user) => directoryCheck.confirm(user)), memberships: (user) => keycloakMemberships(access.of(user)), clientAccess, clientRoles, tokensIssued: metrics.oidcTokensIssued, logoutTokensSent: metrics.logoutTokensSent })
+  const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, endGatewaySession, gatewaySessionOf, endLinkedGatewaySession, confirmAccount: directoryCheck && ((user) => directoryCheck.confirm(user)), memberships: (user) => keycloakMemberships(access.of(user)), clientAccess, clientRoles, tokensIssued: metrics.oidcTokensIssued, logoutTokensSent: metrics.logoutTokensSent, signedOut: (realm, accountId, address) => auditRealmLogout(audit, accounts, realm, accountId, address) })
   if (oidc.configured) auth.add(new OidcBearerAuthenticator(oidc, accounts, bus))
 
   const serviceRules = compileServiceRules(config)
@@ -297,6 +297,20 @@ export async function createApp(config: Config, store: Store, options: AppOption
 function ownBodiesBudget(config: Config): BodyBudget {
   const bytes = config.server.api_body_buffers_mb * 1024 * 1024
   return new BodyBudget(bytes, { perClient: Math.max(Math.floor(bytes / 8), config.server.api_body_limit_bytes) })
+}
+
+/**
+ * A logout at a realm (its end-session endpoint, or Keycloak's logout with a refresh token) is the audit trail's
+ * `logout` of the account, with the realm, as Keycloak records a user event LOGOUT: the sign-ins of the realm are
+ * there, and their ends should be too. An account that cannot be read (gone since, or the database not answering) is
+ * named by its id alone.
+ */
+function auditRealmLogout(audit: AuditTrail, accounts: Accounts, realm: string, accountId: string, address: string | undefined): void {
+  const id = Number(accountId)
+  if (!Number.isSafeInteger(id)) return
+  void accounts.get(id).then((user) => user?.username, () => undefined).then((username) => {
+    audit.auth({ userId: id, username: username ?? null, address: address ?? null, method: 'oidc' }, { operation: 'logout', object: { type: 'user', id, name: username }, realm })
+  })
 }
 
 /**

@@ -47,6 +47,8 @@ export interface KeycloakShapeOptions {
   endSignIn(sid: string, accountId: string | undefined): Promise<boolean>
   /** Keycloak's logout with a refresh token revoked this one (its grant with it): the session it was of ends (provider.ts). */
   loggedOutWithRefreshToken(token: RefreshTokenRecord & { grantId?: string | undefined }): Promise<void>
+  /** Told each logout at the realm that ended an account's sign-in, with the client's address (the audit trail's `logout`). */
+  signedOut?: ((accountId: string, address: string | undefined) => void) | undefined
 }
 
 /** Keycloak's answer for a path that is not an endpoint of the realm (RESTEasy's wording). */
@@ -156,7 +158,7 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
     await next()
     const oidc = (ctx as { oidc?: KoaContextWithOIDC['oidc'] }).oidc
     if (oidc?.route === 'end_session' && ctx.status === 200 && !oidc.session?.accountId) {
-      await endHintedSession(oidc, options)
+      await endHintedSession(ctx, oidc, options)
       if (ctx.cookies.get(GATEWAY_SESSION_COOKIE)) await askBeforeEndingGatewaySession(ctx)
     }
     // Keycloak's logout answers its errors with its error page (LogoutEndpoint, ErrorPage) whatever the client accepts,
@@ -214,7 +216,10 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
     } else if (oidc.route === 'revocation' && (ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.logout && ctx.status === 200) {
       // Found, and so revoked: a token whose session ended already is answered alike, and ends nothing more.
       const revoked = oidc.entities.RefreshToken as unknown as (RefreshTokenRecord & { grantId?: string }) | undefined
-      if (revoked) await options.loggedOutWithRefreshToken(revoked)
+      if (revoked) {
+        await options.loggedOutWithRefreshToken(revoked)
+        options.signedOut?.(revoked.accountId, providerRequestOf(ctx)?.address)
+      }
       ctx.status = 204
       ctx.body = null
     } else if (oidc.route === 'revocation' && ctx.status === 200 && providerRequestOf(ctx)?.unreadableToken) {
@@ -274,6 +279,7 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
       addSessionState(ctx, oidc)
     } else if (oidc.route === 'end_session_confirm' && (oidc.session as unknown as { destroyed?: boolean } | undefined)?.destroyed) {
       ctx.cookies.set(SESSION_STATE_COOKIE, null, { path: options.cookiePath, httpOnly: false })
+      if (oidc.session?.accountId) options.signedOut?.(oidc.session.accountId, providerRequestOf(ctx)?.address)
       // The logout that signs the previous person out when someone else logs in at the realm's login page in the same
       // browser leaves alone the gateway session that login just opened.
       const gatewaySession = ctx.cookies.get(GATEWAY_SESSION_COOKIE)
@@ -699,11 +705,12 @@ export async function logoutConfirmPage(ctx: KoaContextWithOIDC, form: string): 
  * browser lost its cookies, or another one brings the token): oidc-provider ends only the session of the request's
  * cookie, and would leave that one, and its refresh tokens, alive. oidc-provider has verified the hint's signature.
  */
-async function endHintedSession(oidc: KoaContextWithOIDC['oidc'], options: KeycloakShapeOptions): Promise<void> {
+async function endHintedSession(ctx: KoaContextWithOIDC, oidc: KoaContextWithOIDC['oidc'], options: KeycloakShapeOptions): Promise<void> {
   const hint = (oidc.entities as { IdTokenHint?: { payload?: { sid?: unknown; sub?: unknown } } }).IdTokenHint
   const sid = hint?.payload?.sid
-  const sub = hint?.payload?.sub
-  if (typeof sid === 'string' && sid !== '') await options.endSignIn(sid, typeof sub === 'string' ? sub : undefined)
+  const sub = typeof hint?.payload?.sub === 'string' ? hint.payload.sub : undefined
+  if (typeof sid !== 'string' || sid === '') return
+  if (await options.endSignIn(sid, sub) && sub !== undefined) options.signedOut?.(sub, providerRequestOf(ctx)?.address)
 }
 
 /**

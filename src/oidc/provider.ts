@@ -105,8 +105,8 @@ export function loadProviderClass(clock: () => number): Promise<typeof Provider>
 
 type Middleware = (ctx: KoaContextWithOIDC, next: () => Promise<void>) => Promise<void>
 
-/** Each realm's `endSignIn`, for the step all realms' logout confirmations share. */
-const signInEnds = new WeakMap<Provider, EndSignIn>()
+/** Each realm's `endSignIn` and `signedOut`, for the step all realms' logout confirmations share. */
+const signInEnds = new WeakMap<Provider, { endSignIn: EndSignIn; signedOut: ProviderOptions['signedOut'] }>()
 
 /**
  * Ends the sign-in a Keycloak session id (`sid`) of an account names: a realm browser session, or a login no browser
@@ -126,9 +126,12 @@ type EndSignIn = (sid: string, accountId: string | undefined) => Promise<boolean
 async function endHintedSessionInstead(ctx: KoaContextWithOIDC, next: () => Promise<void>): Promise<void> {
   const { session } = ctx.oidc
   const state = session?.state as { hintedSession?: unknown; hintedAccount?: unknown; postLogoutRedirectUri?: unknown; state?: unknown } | undefined
-  const endSignIn = signInEnds.get(ctx.oidc.provider)
-  if (typeof state?.hintedSession !== 'string' || !endSignIn) return next()
-  await endSignIn(state.hintedSession, typeof state.hintedAccount === 'string' ? state.hintedAccount : undefined)
+  const realmLogout = signInEnds.get(ctx.oidc.provider)
+  if (typeof state?.hintedSession !== 'string' || !realmLogout) return next()
+  const hintedAccount = typeof state.hintedAccount === 'string' ? state.hintedAccount : undefined
+  if (await realmLogout.endSignIn(state.hintedSession, hintedAccount) && hintedAccount !== undefined) {
+    realmLogout.signedOut?.(hintedAccount, (ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.address)
+  }
   session!.state = undefined
   const back = new URL(typeof state.postLogoutRedirectUri === 'string' ? state.postLogoutRedirectUri : ctx.oidc.urlFor('end_session_success'))
   if (typeof state.postLogoutRedirectUri === 'string' && typeof state.state === 'string') back.searchParams.set('state', state.state)
@@ -166,6 +169,8 @@ export interface ProviderOptions {
   notBefore(): Promise<number>
   /** Told each grant the token endpoint answered with tokens (metrics count them). */
   tokensIssued?: ((grantType: string) => void) | undefined
+  /** Told each logout at the realm (its end-session endpoint, or with a refresh token) that ended an account's sign-in. */
+  signedOut?: ((accountId: string, address: string | undefined) => void) | undefined
   /**
    * Told, at a logout at the end-session endpoint, each client of the browser session that has a back-channel logout
    * URI or an admin URL, with the grant of its sign-in.
@@ -349,7 +354,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   secureAsTheGatewayJudges(provider)
   const endSignIn: EndSignIn = async (sid, accountId) =>
     await options.endBrowserSession?.(sid) === true || (accountId !== undefined && await endPasswordLogin(options, sid, accountId))
-  signInEnds.set(provider, endSignIn)
+  signInEnds.set(provider, { endSignIn, signedOut: options.signedOut })
   allowWildcardRedirects(provider, (clientId) => configured.has(clientId))
   spareIdTokenSignatures(provider)
   acrOfAuthorization(provider)
@@ -377,7 +382,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   const passwordGrantOptions = { realm: realm.name, accounts: options.accounts, clientAccess: options.clientAccess, loginName: options.loginName, findAccount, scopes, resource, resourceServer }
   provider.registerGrantType(PASSWORD_GRANT, passwordGrant(passwordGrantOptions), PASSWORD_GRANT_PARAMETERS)
   serviceAccountScopes(provider, scopes)
-  provider.use(keycloakShapes({ realm: realm.name, grantTypes: GRANT_TYPES, client: (id) => clients.get(id), requiresPkce, username: async (id) => (await options.accounts.get(Number(id)))?.username, tokens: options.tokens, cookiePath: `${realmPath}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession, endSignIn, loggedOutWithRefreshToken: (token) => loggedOutWithRefreshToken(options, token) }))
+  provider.use(keycloakShapes({ realm: realm.name, grantTypes: GRANT_TYPES, client: (id) => clients.get(id), requiresPkce, username: async (id) => (await options.accounts.get(Number(id)))?.username, tokens: options.tokens, cookiePath: `${realmPath}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession, endSignIn, loggedOutWithRefreshToken: (token) => loggedOutWithRefreshToken(options, token), signedOut: options.signedOut }))
   provider.use(refuseUnknownTokenTypeHint)
   provider.use(sessionCookieUntilSessionMax(realm))
   // keycloak-connect's session id, sent with its code, for the admin call that ends that session (admin-url.ts).

@@ -93,6 +93,8 @@ export interface RealmDependencies {
   clientRoles?: ClientRolesOf | undefined
   /** Told each grant a realm's token endpoint answered with tokens, with the realm's name. */
   tokensIssued?: ((realm: string, grantType: string) => void) | undefined
+  /** Told each logout at a realm that ended an account's sign-in, with the realm's name and the client's address. */
+  signedOut?: ((realm: string, accountId: string, address: string | undefined) => void) | undefined
   /** Told what each back-channel logout delivery came to, with the realm's name. */
   logoutTokensSent?: ((realm: string, outcome: DeliveryOutcome) => void) | undefined
 }
@@ -456,6 +458,7 @@ export class Realm {
         applications: this.applications,
         notBefore: () => this.knownNotBefore(),
         tokensIssued: (grantType) => this.#deps.tokensIssued?.(this.config.name, grantType),
+        signedOut: (accountId, address) => this.#deps.signedOut?.(this.config.name, accountId, address),
         loggedOut: (clientId, accountId, sid, grantId) => this.logOutClients([{ accountId, sid, signIns: [{ clientId, grantId }] }]),
         endBrowserSession: async (uid) => {
           const ended = await this.#deps.bus.change(async (tx, announce) => {

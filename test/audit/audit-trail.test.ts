@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { gatewayBackends } from '../helpers/backends.ts'
 import { ADMIN_PASSWORD, adminAuth, basic, json, runCli, type TestGateway } from '../helpers/gateway.ts'
-import { tokenRequest, REALM } from '../helpers/oidc.ts'
+import { browse, CLIENT_REDIRECT, CookieJar, passwordLogin, realmUrl, submitForm, testRealms, tokenRequest, REALM } from '../helpers/oidc.ts'
 import { login, withCsrf } from '../helpers/session.ts'
 import { createToken } from '../helpers/tokens.ts'
 
@@ -12,7 +12,7 @@ for (const backend of gatewayBackends) {
   describe(`audit trail on ${backend.name}`, () => {
     let gw: TestGateway
     before(async () => {
-      gw = await backend.start()
+      gw = await backend.start({ config: { realms: testRealms } })
     })
     after(() => gw.close())
 
@@ -221,6 +221,49 @@ for (const backend of gatewayBackends) {
       const tooLarge = await gw.fetch(`/admin/realms/${REALM}/events?user=9999999999`, { headers: adminAuth })
       assert.equal(tooLarge.status, 400, 'a user id beyond 32 bits is bad input, not a database error')
       assert.ok((await json(tooLarge)).errors.user)
+    })
+
+    it('records logouts at a realm, with a refresh token or at its end-session endpoint, as Keycloak LOGOUT events', async () => {
+      await gw.app.accounts.create({ username: 'lou', password: 'lou-password-long' })
+      const logouts = async () => (await stream('&created_by__username=lou')).filter((entry) => entry.operation === 'logout')
+      const before = (await logouts()).length
+      // Keycloak's logout with a refresh token.
+      const scripted = await passwordLogin(gw, 'lou', 'lou-password-long', { scope: 'openid' })
+      const byRefreshToken = await gw.fetch(realmUrl(gw, '/protocol/openid-connect/logout').slice(gw.url.length), {
+        method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ client_id: 'end-users', refresh_token: scripted.refresh_token }),
+      })
+      assert.equal(byRefreshToken.status, 204)
+      // A browser with no realm session bringing a password login's id_token_hint, which it confirms.
+      const hinted = await passwordLogin(gw, 'lou', 'lou-password-long', { scope: 'openid' })
+      const elsewhere = new CookieJar()
+      const asked = await browse(gw, elsewhere, realmUrl(gw, `/protocol/openid-connect/logout?${new URLSearchParams({ id_token_hint: hinted.id_token })}`))
+      assert.match(await (await submitForm(gw, elsewhere, asked, {})).response.text(), /You are logged out\./)
+      // A browser signed in at the realm's login page, logging out its own session.
+      const jar = new CookieJar()
+      const login = await browse(gw, jar, realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams({
+        client_id: 'end-users', response_type: 'code', scope: 'openid', redirect_uri: CLIENT_REDIRECT,
+        code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256',
+      })}`))
+      assert.ok(new URL((await submitForm(gw, jar, login, { username: 'lou', password: 'lou-password-long' })).url).searchParams.get('code'))
+      const confirm = await browse(gw, jar, realmUrl(gw, '/protocol/openid-connect/logout'))
+      assert.match(await (await submitForm(gw, jar, confirm, { logout: 'yes' })).response.text(), /You are logged out\./)
+
+      const recorded = (await logouts()).slice(0, (await logouts()).length - before)
+      assert.equal(recorded.length, 3, JSON.stringify(recorded))
+      for (const entry of recorded) {
+        assert.equal(entry.realm, REALM)
+        assert.equal(entry.auth_method, 'oidc')
+        assert.equal(entry.source_address, '127.0.0.1')
+        assert.equal(entry.summary_fields.content_object.name, 'lou')
+      }
+      await gw.app.audit.flush()
+      const events = await json(await gw.fetch(`/admin/realms/${REALM}/events?type=LOGOUT&max=3`, { headers: adminAuth }))
+      assert.deepEqual(events.map((e: any) => [e.type, e.details.username]), [['LOGOUT', 'lou'], ['LOGOUT', 'lou'], ['LOGOUT', 'lou']])
+      const again = await gw.fetch(realmUrl(gw, '/protocol/openid-connect/logout').slice(gw.url.length), {
+        method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ client_id: 'end-users', refresh_token: scripted.refresh_token }),
+      })
+      assert.equal(again.status, 204)
+      assert.equal((await logouts()).length, before + 3, 'a refresh token logged out already ends nothing more, and records nothing')
     })
 
     it('takes Keycloak\'s event parameters as Keycloak does, ignoring the ones it does not know', async () => {
