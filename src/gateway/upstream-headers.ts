@@ -52,6 +52,17 @@ const FROM_TRUSTED_PROXIES_ONLY = new Set([
  * (nginx cannot clear them by prefix), and what an Envoy in front set there is no business of the service's.
  */
 const FORWARDED_PREFIX = 'x-forwarded-'
+
+/**
+ * The fields of FROM_TRUSTED_PROXIES_ONLY that name the client's address (and `X-Forwarded`, RFC 7239's syntax under
+ * an older name): from a trusted proxy, the gateway's own values in their place, as for `X-Real-IP`. The proxy in
+ * front (nginx unless told otherwise) passes on what its client wrote in them, and a service that believes one for the
+ * client's address (an allow-list, a rate limit) would believe that; the address the gateway judged from the trusted
+ * chain is the one it can vouch for.
+ */
+const CLIENT_ADDRESS_FIELDS = new Set([
+  'x-client-ip', 'true-client-ip', 'x-cluster-client-ip', 'cf-connecting-ip', 'fastly-client-ip', 'client-ip', 'forwarded-for', 'x-originating-ip',
+])
 const ENVOY_PREFIX = 'x-envoy-'
 
 /**
@@ -168,6 +179,10 @@ export function upstreamRequestHeaders(request: GatewayRequest, incoming: Incomi
       const cookie = incoming.cookie!
       const kept = cookie === '' ? cookie : withoutGatewayCookies(cookie)
       if (kept !== undefined) headers.cookie = kept
+    } else if (fromTrustedProxy && CLIENT_ADDRESS_FIELDS.has(name)) {
+      headers[name] = request.ip
+    } else if (fromTrustedProxy && name === 'x-forwarded') {
+      headers[name] = forwardedElement(request)
     } else if (name !== CSRF_HEADER || !csrfDropped) headers[name] = incoming[name]
   }
   const prior = fromTrustedProxy ? request.headers['x-forwarded-for'] : undefined

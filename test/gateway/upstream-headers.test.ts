@@ -156,12 +156,16 @@ describe('the headers between clients and services', () => {
     assert.equal(last().headers['x-forwarded-for'], '127.0.0.1')
     assert.equal(last().headers['x-forwarded-host'], new URL(gw.url).host)
 
-    // A trusted proxy's pass on as it sent them, but for what the gateway vouches for itself and Envoy's.
+    // A trusted proxy's pass on as it sent them, but for what the gateway vouches for itself (the client's address,
+    // wherever a field names it) and Envoy's.
     await requestFrom('127.0.0.2', `${gw.url}/rec/x`, { headers: { ...FORWARDING_HEADERS, 'x-forwarded-for': '203.0.113.9', 'x-forwarded-host': 'public.example', 'x-forwarded-proto': 'https' } })
+    const clientAddressFields = ['x-client-ip', 'true-client-ip', 'client-ip', 'forwarded-for', 'x-originating-ip']
     for (const [name, value] of Object.entries(FORWARDING_HEADERS)) {
-      if (name === 'forwarded' || name === 'x-real-ip' || name.startsWith('x-envoy-')) continue
+      if (name === 'forwarded' || name === 'x-real-ip' || name === 'x-forwarded' || clientAddressFields.includes(name) || name.startsWith('x-envoy-')) continue
       assert.equal(last().headers[name], value, name)
     }
+    for (const name of clientAddressFields) assert.equal(last().headers[name], '203.0.113.9', `${name}: the client X-Forwarded-For names, not what its client wrote`)
+    assert.equal(last().headers['x-forwarded'], 'for=203.0.113.9;proto=https;host=public.example')
     assert.equal(last().headers['x-forwarded-for'], '203.0.113.9, 127.0.0.2')
     assert.equal(last().headers['x-forwarded-host'], 'public.example')
     assert.equal(last().headers['x-forwarded-proto'], 'https')
