@@ -293,7 +293,7 @@ export class AccessAdmin {
   async applyMapped(userId: number, mapped: readonly MappedGrant[], wanted: readonly MappedGrant[]): Promise<MappedChanges> {
     const unchanged: MappedChanges = { granted: [], revoked: [], skipped: [] }
     if (!mapped.length) return unchanged
-    const { results: current } = await this.#store.access.listAssignments('user', { offset: 0, limit: 10_000, actorId: userId })
+    const current = await this.#heldOn(userId, mapped)
     const held = new Set(current.map((a) => grantKey({ roleDefinitionId: a.roleDefinitionId, objectType: a.objectType, objectId: a.objectId })))
     const wantedKeys = new Set(wanted.map(grantKey))
     const toGrant = wanted.filter((g) => !held.has(grantKey(g)))
@@ -321,6 +321,24 @@ export class AccessAdmin {
       announce(USER_TOPIC, String(userId))
       return { granted, revoked, skipped }
     })
+  }
+
+  /**
+   * Every role the user holds on the objects `mapped` names, page by page: a user may hold any number of roles
+   * elsewhere, and a mapped one read past a fixed limit would never be revoked.
+   */
+  async #heldOn(userId: number, mapped: readonly MappedGrant[]): Promise<RoleAssignment[]> {
+    const onObjects = {
+      organizations: mapped.filter((g) => g.objectType === 'organization').map((g) => g.objectId),
+      teams: mapped.filter((g) => g.objectType === 'team').map((g) => g.objectId),
+      platform: mapped.some((g) => g.objectType === 'platform'),
+    }
+    const held: RoleAssignment[] = []
+    for (;;) {
+      const { results } = await this.#store.access.listAssignments('user', { offset: held.length, limit: HELD_PAGE, actorId: userId, onObjects })
+      held.push(...results)
+      if (results.length < HELD_PAGE) return held
+    }
   }
 
   async #change<T>(what: string, work: (tx: Repositories, announce: Announce) => Promise<T>): Promise<T> {
@@ -447,6 +465,9 @@ export interface MappedGrant {
   objectType: ObjectType
   objectId: number
 }
+
+/** Assignments read at a time by applyMapped. */
+const HELD_PAGE = 1000
 
 function grantKey(grant: MappedGrant): string {
   return `${grant.roleDefinitionId}:${grant.objectType}:${grant.objectId}`

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { call, createOrgAndTeam, userId } from '../helpers/access.ts'
+import { call, createOrgAndTeam, roleId, userId } from '../helpers/access.ts'
 import { basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { GROUPS, PASSWORDS, startDirectory, SUFFIX, type TestDirectory } from '../helpers/ldap.ts'
+import { heldOn } from '../helpers/mappings.ts'
 import { login } from '../helpers/session.ts'
 import { signInWithSso, SSO } from '../helpers/sso.ts'
 import { startUpstreamIdp, type UpstreamIdp } from '../helpers/upstream-idp.ts'
@@ -114,5 +115,40 @@ describe('teams from an SSO provider\'s groups claim, with the demo eda rules', 
     corp.users.get('erin')!.claims.groups = []
     assert.equal((await sessionPost('erin')).status, 403)
     assert.equal((await call(gw, 'GET', `users/${await userId(gw, 'erin')}/teams/`)).body.count, 0)
+  })
+})
+
+describe('teams from LDAP groups, for a person holding very many other roles', () => {
+  let directory: TestDirectory
+  let gw: TestGateway
+
+  before(async () => {
+    directory = await startDirectory()
+    gw = await startGateway({ config: { ldap: directory.config({ memberships: [{ organization: 'Platform', team: 'Automation', groups: [GROUPS.developers] }] }) } })
+  })
+  after(async () => {
+    await gw?.close()
+    await directory?.close()
+  })
+
+  it('takes the mapped team away however many roles elsewhere were given before it', async () => {
+    await login(gw, 'bob', PASSWORDS.bob!)
+    const bob = await userId(gw, 'bob')
+    const member = await roleId(gw, 'Organization Member')
+    // Written straight to the database: ten thousand organizations through the API would take minutes.
+    const { db } = gw.store.database
+    const now = Date.now()
+    for (let first = 0; first < 10_000; first += 500) {
+      const organizations = Array.from({ length: 500 }, (_, i) => ({ name: `Bulk ${first + i}`, description: '', created_at: now, modified_at: now }))
+      const ids = await db.insertInto('organizations').values(organizations).returning('id').execute()
+      await db.insertInto('role_user_assignments').values(ids.map(({ id }) => ({ role_definition_id: member, user_id: bob, object_type: 'organization', object_id: id, created_at: now }))).execute()
+    }
+    const { team } = await createOrgAndTeam(gw, 'Platform', 'Automation')
+    await login(gw, 'bob', PASSWORDS.bob!)
+    assert.equal(await heldOn(gw, 'bob', 'team', team!), 1)
+    await directory.setMembers(GROUPS.developers, [`uid=alice,ou=people,${SUFFIX}`])
+    await login(gw, 'bob', PASSWORDS.bob!)
+    assert.equal(await heldOn(gw, 'bob', 'team', team!), 0, 'the team is revoked at the login after bob left the group')
+    assert.equal((await call(gw, 'GET', `role_user_assignments/?user=${bob}&role_definition=${member}&page_size=1`)).body.count, 10_000, 'the roles no mapping names are left alone')
   })
 })
