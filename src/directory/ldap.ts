@@ -654,10 +654,11 @@ export function normalizeDn(dn: string): string {
   for (let i = 0; i < dn.length; i++) {
     const code = dn.charCodeAt(i)
     if (code === BACKSLASH && i + 1 < dn.length) {
-      const pair = dn.slice(i + 1, i + 3)
-      if (/^[0-9a-fA-F]{2}$/.test(pair)) {
-        add(comparedByte(parseInt(pair, 16)))
-        i += 2
+      HEX_ESCAPES.lastIndex = i
+      const escaped = HEX_ESCAPES.exec(dn)?.[0]
+      if (escaped) {
+        add(comparedEscapedBytes(escaped))
+        i += escaped.length - 1
       } else {
         const char = String.fromCodePoint(dn.codePointAt(i + 1)!)
         add(comparedChar(char))
@@ -681,6 +682,8 @@ export function normalizeDn(dn: string): string {
   return out
 }
 
+/** One or more `\\XX` escapes in a row, read where normalizeDn is (sticky). */
+const HEX_ESCAPES = /(?:\\[0-9a-fA-F]{2})+/y
 const BACKSLASH = 0x5c
 const SPACE = 0x20
 const EQUALS = 0x3d
@@ -695,6 +698,25 @@ function comparedChar(char: string): string {
   for (const byte of Buffer.from(lower, 'utf8')) text += comparedByte(byte)
   return text
 }
+
+/**
+ * A run of `\\XX` escapes as normalizeDn writes it: as the characters it spells when it is UTF-8, so that `\\C3\\89`
+ * compares as `É` does (in lower case), else byte by byte.
+ */
+function comparedEscapedBytes(escaped: string): string {
+  const bytes = Buffer.from(escaped.replaceAll('\\', ''), 'hex')
+  let text: string
+  try {
+    text = UTF8.decode(bytes)
+  } catch {
+    return [...bytes].map(comparedByte).join('')
+  }
+  let out = ''
+  for (const char of text) out += comparedChar(char)
+  return out
+}
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
 
 /** A byte of a DN's value (from a `\\XX` escape) as normalizeDn writes it. */
 function comparedByte(byte: number): string {

@@ -419,6 +419,11 @@ dn: cn=ops\\,admins,ou=groups,${SUFFIX}
 objectClass: groupOfNames
 cn: ops,admins
 member: uid=bob,ou=people,${SUFFIX}
+
+dn:: ${Buffer.from(`cn=Équipe,ou=groups,${SUFFIX}`).toString('base64')}
+objectClass: groupOfNames
+cn:: ${Buffer.from('Équipe').toString('base64')}
+member: uid=carol,ou=people,${SUFFIX}
 `
 
 describe('LDAP group DNs with escaped characters', () => {
@@ -443,6 +448,19 @@ describe('LDAP group DNs with escaped characters', () => {
     const carol = await ldap.lookup('carol', PASSWORDS.carol)
     assert.equal(carol.user?.isSuperuser, true, `carol is in ${carol.user?.groupDns.join(' | ')}`)
     assert.deepEqual(carol.user?.groups, ['ops'])
+  })
+
+  it('matches a group whose letters beyond ASCII a configuration escapes in hexadecimal, whatever their case', async () => {
+    const ldap = new LdapDirectory(validateConfig({
+      ldap: commas.config({
+        // OpenLDAP answers `cn=Équipe`: here the É is escaped as its UTF-8 bytes, and the é in lower case.
+        superuser_groups: [`cn=\\C3\\89quipe,ou=groups,${SUFFIX}`],
+        named_groups: { equipe: [`cn=\\c3\\a9quipe,ou=groups,${SUFFIX}`] },
+      }),
+    }).ldap!)
+    const carol = await ldap.lookup('carol', PASSWORDS.carol)
+    assert.equal(carol.user?.isSuperuser, true, `carol is in ${carol.user?.groupDns.join(' | ')}`)
+    assert.deepEqual(carol.user?.groups, ['equipe'])
   })
 })
 
