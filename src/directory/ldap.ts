@@ -156,8 +156,8 @@ export class LdapDirectory {
   /**
    * As listedEntry, and also the user as a login maps them, groups and roles included (the account check, when the
    * directory's groups are mapped: ldap-check.ts), in one conversation under the same turn and deadline as a login.
-   * `user` is undefined when two entries list the name, and when the user is in more groups than a login reads: the
-   * account is then left as it is, as a login would be refused.
+   * `user` is undefined when two entries list the name: the account is then left as it is, as a login would be
+   * refused. A user in more groups than a login reads (whose login is refused too) is mapped as in no group.
    */
   async listedUser(username: string): Promise<{ entryId: string; user: DirectoryUser | undefined } | undefined> {
     return this.#withinDeadline(async (connections) => {
@@ -170,7 +170,9 @@ export class LdapDirectory {
       try {
         return { entryId, user: await this.#describe(client, entry) }
       } catch (error) {
-        if (error instanceof TooManyGroups) return { entryId, user: undefined }
+        // Mapped as in no group: none of what the groups give is known to be theirs any more. Kept instead, it would
+        // stay for good with a person who can join groups (a directory that lets people join lists) and joins many.
+        if (error instanceof TooManyGroups) return { entryId, user: this.#mapped(entry, []) }
         throw error
       }
     })
@@ -321,9 +323,13 @@ export class LdapDirectory {
   }
 
   async #describe(client: Client, entry: Entry): Promise<DirectoryUser> {
+    return this.#mapped(entry, await this.#findGroups(client, entry.dn, onlyValue(entry, this.#config.attributes.username)))
+  }
+
+  /** The user of `entry` as a login maps them, in the groups `groupDns`. */
+  #mapped(entry: Entry, groupDns: string[]): DirectoryUser {
     const { attributes } = this.#config
     const username = onlyValue(entry, attributes.username)
-    const groupDns = await this.#findGroups(client, entry.dn, username)
     const normalized = groupDns.map(normalizeDn)
     const member = (dns: Set<string>) => normalized.some((dn) => dns.has(dn))
     return {
@@ -458,7 +464,7 @@ const SEVERAL = Symbol('several entries')
  */
 export class DirectoryUnreachable extends DirectoryUnavailable {}
 
-/** A user in more groups than a login reads (MAX_GROUPS): a login is refused, the account check leaves the account. */
+/** A user in more groups than a login reads (MAX_GROUPS): a login is refused, the account check maps them as in no group. */
 class TooManyGroups extends DirectoryUnavailable {}
 
 /** The most groups a login reads, and how many it asks for at a time. */

@@ -202,3 +202,45 @@ describe('a realm refresh re-reads the refreshing user\'s groups, with no period
     }
   })
 })
+
+describe('the periodic directory account check, for a person who joins more groups than a login reads', () => {
+  const MANY = 1001
+  let directory: TestDirectory
+  let gw: TestGateway
+  before(async () => {
+    // Groups of dave's that alice joins later, as a person may where the directory lets people join lists.
+    const groups = Array.from({ length: MANY }, (_, i) => `dn: cn=list-${i},ou=groups,${SUFFIX}\nobjectClass: groupOfNames\ncn: list-${i}\nmember: ${personDn('dave')}\n`).join('\n')
+    directory = await startDirectory({ sizeLimit: 'unlimited', moreEntries: groups })
+    gw = await startGateway({
+      config: {
+        ldap: directory.config({
+          account_check: { interval_seconds: INTERVAL_SECONDS },
+          memberships: [{ organization: 'Platform', team: 'Automation', groups: [GROUPS.admins] }],
+          timeouts: { connect_seconds: 1, lookup_seconds: 5 },
+        }),
+      },
+    })
+    await gw.app.settings.update({ allow_external_users_to_create_oauth2_tokens: true })
+    await createOrgAndTeam(gw, 'Platform', 'Automation')
+  })
+  after(async () => {
+    await gw?.close()
+    await directory?.close()
+  })
+
+  it('takes the superuser flag and the mapped team from a person removed from the group who joined a thousand others meanwhile', async () => {
+    const alice = await hold(gw, 'alice')
+    assert.deepEqual(await superuserFlags(gw, 'alice', alice), { session: true, token: true, basic: true })
+    assert.equal((await call(gw, 'GET', `users/${await userId(gw, 'alice')}/teams/`)).body.count, 1)
+    for (let first = 0; first < MANY; first += 50) {
+      await Promise.all(Array.from({ length: Math.min(50, MANY - first) }, (_, i) => directory.setMembers(`cn=list-${first + i},ou=groups,${SUFFIX}`, [personDn('dave'), personDn('alice')])))
+    }
+    await directory.setMembers(GROUPS.admins, [personDn('dave')])
+    await until(async () => !(await gw.store.users.findByUsername('alice'))!.isSuperuser, 'the check clears alice\'s flag')
+    assert.equal((await call(gw, 'GET', `users/${await userId(gw, 'alice')}/teams/`)).body.count, 0, 'the mapped team is gone too')
+    assert.equal((await gw.fetch(ME, { headers: bearer(alice.token) })).status, 200, 'the personal token still signs alice in')
+    assert.equal((await json(await gw.fetch(ME, { headers: bearer(alice.token) }))).results[0].is_superuser, false)
+    assert.equal(await createUser(gw, bearer(alice.token), 'made-by-alice-in-many-groups'), 403)
+    assert.equal((await gw.fetch(ME, { headers: { authorization: basic('alice', alice.password) } })).status, 503, 'her login is refused')
+  })
+})
