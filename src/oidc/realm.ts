@@ -156,7 +156,10 @@ export class Realm {
     const changed = () => deps.bus.publish(KEYS_TOPIC, config.name)
     // The keys' times (when one is due, replaced, deleted for every process) are the database's, as the tokens' iat
     // and exp are: a process whose clock runs ahead would otherwise delete a replaced key its tokens still need.
-    this.#keys = new LoadedKeys(new RealmKeys(deps.store, config.name, config.signing_key_rotation_seconds, config.access_token_seconds + KEY_GRACE_SECONDS, config.default_signature_algorithm), changed)
+    // A replaced key stays until its access tokens have expired, and until the sessions its ID tokens name have ended:
+    // a client keeps the ID token of its login to send as the logout's `id_token_hint`, which is verified with it.
+    const idTokenHintSeconds = Math.max(config.access_token_seconds, config.sso_session_max_seconds)
+    this.#keys = new LoadedKeys(new RealmKeys(deps.store, config.name, config.signing_key_rotation_seconds, idTokenHintSeconds + KEY_GRACE_SECONDS, config.default_signature_algorithm), changed)
     // A refresh token lives at most as long as its session; its key stays until then.
     const longestSession = Math.max(config.sso_session_max_seconds, config.offline_session_max_seconds)
     this.#refreshKeys = new LoadedKeys(new RealmKeys(deps.store, config.name, config.signing_key_rotation_seconds, longestSession + KEY_GRACE_SECONDS, REFRESH_SIGNING_ALG), changed)

@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test'
 import { LoadedKeys, RealmKeys, type KeysKept } from '../../src/oidc/keys.ts'
 import { openStore, type Store } from '../../src/store/store.ts'
 import { json, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
-import { decodeJwtPart, passwordLogin, REALM } from '../helpers/oidc.ts'
+import { browse, CookieJar, decodeJwtPart, passwordLogin, REALM, realmUrl, submitForm, tokenRequest } from '../helpers/oidc.ts'
 
 const DAY = 86400
 
@@ -165,5 +165,32 @@ describe('key rotation in a running realm', () => {
     for (const token of [before.access_token, afterRotation.access_token]) {
       assert.equal((await gw.fetch('/demo-app/x', { headers: { authorization: `Bearer ${token}` } })).status, 200)
     }
+  })
+
+  it('keeps a replaced key while the sessions its ID tokens name may last, so that a logout can name them by id_token_hint', async () => {
+    const login = await passwordLogin(gw, 'alice', 'alice-password', { scope: 'openid' })
+    const realm = gw.app.oidc.get(REALM)!
+    const { access_token_seconds: accessSeconds, sso_session_max_seconds: sessionSeconds } = realm.config
+    const oldKid = decodeJwtPart(login.id_token, 0).kid
+    // Rotated, then read again once the old key's access tokens have all expired: its ID token's session goes on.
+    const rotatedAt = (await realm.keySet()).signsUntil
+    await realm.keySet(rotatedAt)
+    await realm.keySet(rotatedAt + (accessSeconds + 61) * 1000)
+    const certs = await json(await gw.fetch(`/realms/${REALM}/protocol/openid-connect/certs`))
+    assert.ok(certs.keys.some((k: { kid: string }) => k.kid === oldKid), 'the key of a live session\'s ID token is still published')
+    const refresh = () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'refresh_token', refresh_token: login.refresh_token })
+    assert.equal((await refresh()).status, 200)
+
+    const browser = new CookieJar()
+    const page = await browse(gw, browser, realmUrl(gw, `/protocol/openid-connect/logout?${new URLSearchParams({ id_token_hint: login.id_token })}`))
+    assert.equal(page.response.status, 200)
+    const done = await submitForm(gw, browser, page, {})
+    assert.match(await done.response.text(), /You are logged out\./)
+    assert.equal((await refresh()).status, 400, 'the hinted session ended')
+
+    // Once every session it could name has ended, the key goes.
+    await realm.keySet(rotatedAt + (Math.max(accessSeconds, sessionSeconds) + 61) * 1000)
+    const later = await json(await gw.fetch(`/realms/${REALM}/protocol/openid-connect/certs`))
+    assert.equal(later.keys.some((k: { kid: string }) => k.kid === oldKid), false)
   })
 })
