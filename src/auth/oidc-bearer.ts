@@ -12,7 +12,7 @@ import { NOT_MINE, type Authenticator, type NotMine } from './authenticator.ts'
 import { bearerValue } from './bearer.ts'
 import type { Credential } from './principal.ts'
 import { withBearerError } from './token.ts'
-import { realmRevocation, REVOKE_TOPIC } from '../store/topics.ts'
+import { KEYS_TOPIC, realmRevocation, REVOKE_TOPIC } from '../store/topics.ts'
 import { lastMillisecondOf } from '../store/users.ts'
 
 const MAX_CACHED = 50_000
@@ -68,6 +68,9 @@ export class OidcBearerAuthenticator implements Authenticator {
       if (realmWide) this.#verified.forgetWhere((token) => token.realm === realmWide.realm)
       this.#revoked.set(realmWide ? `realm:${realmWide.realm}` : key, realmWide?.notBefore ?? true)
     })
+    // A realm's keys changed: a key may have been dropped at once (`keys rotate --realm`), and its tokens with it. Its
+    // tokens verified since are verified again, with the keys read again; a rotation on schedule costs one check each.
+    bus.on(KEYS_TOPIC, (realm) => this.#verified.forgetWhere((token) => token.realm === realm))
     // The revocations missed are unknown: every verified token is checked against its record again.
     bus.onMissed(() => this.#verified.clear())
     accounts.onForget((userId) => this.#verified.forgetUser(userId))

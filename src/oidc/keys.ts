@@ -141,6 +141,20 @@ export class RotatingKeys {
     return { kid: key.kid, signsFrom: this.#signsFrom(key) }
   }
 
+  /**
+   * Publishes a key that signs now and retires every other key of the set at once, published or not: for a key that
+   * may have leaked, whose tokens must not verify a moment longer. Only for keys that sign as soon as they are
+   * published (no `publishAheadSeconds`): with it, nothing would sign until the new key may. Answers the new key's id
+   * and those retired; the caller tells the other processes.
+   */
+  async replace(now = Date.now()): Promise<{ kid: string; retired: string[] }> {
+    if (this.#aheadMs > 0) throw new Error(`keys of ${this.#purpose} are published ahead of signing: rotate them instead`)
+    const key = await this.#add(now)
+    const others = (await this.#store.signingKeys.list(this.#purpose)).filter((k) => k.kid !== key.kid && (k.retireAt === null || k.retireAt > now))
+    for (const other of others) await this.#store.signingKeys.retire(other.kid, now)
+    return { kid: key.kid, retired: others.map((k) => k.kid) }
+  }
+
   /** Publishes a key now; it signs `publishAheadSeconds` later (its `created`, for versions that read only that). */
   async #add(published: number): Promise<SigningKey> {
     const key = { ...await this.#newKey(published + this.#aheadMs), published }

@@ -137,6 +137,7 @@ export class Realm {
   readonly #deps: RealmDependencies & RealmShared
   /** RS256 or ES256 (`default_signature_algorithm`): access and ID tokens, published in the JWKS. */
   readonly #keys: LoadedKeys
+  readonly #signingKeys: RealmKeys
   /** HS512: refresh tokens, never published. */
   readonly #refreshKeys: LoadedKeys
   readonly #clients: Map<string, RealmClientConfig>
@@ -159,7 +160,8 @@ export class Realm {
     // A replaced key stays until its access tokens have expired, and until the sessions its ID tokens name have ended:
     // a client keeps the ID token of its login to send as the logout's `id_token_hint`, which is verified with it.
     const idTokenHintSeconds = Math.max(config.access_token_seconds, config.sso_session_max_seconds)
-    this.#keys = new LoadedKeys(new RealmKeys(deps.store, config.name, config.signing_key_rotation_seconds, idTokenHintSeconds + KEY_GRACE_SECONDS, config.default_signature_algorithm), changed)
+    this.#signingKeys = new RealmKeys(deps.store, config.name, config.signing_key_rotation_seconds, idTokenHintSeconds + KEY_GRACE_SECONDS, config.default_signature_algorithm)
+    this.#keys = new LoadedKeys(this.#signingKeys, changed)
     // A refresh token lives at most as long as its session; its key stays until then.
     const longestSession = Math.max(config.sso_session_max_seconds, config.offline_session_max_seconds)
     this.#refreshKeys = new LoadedKeys(new RealmKeys(deps.store, config.name, config.signing_key_rotation_seconds, longestSession + KEY_GRACE_SECONDS, REFRESH_SIGNING_ALG), changed)
@@ -200,6 +202,18 @@ export class Realm {
   onKeysKept(listener: (kept: KeysKept) => void): void {
     this.#keys.onKept(listener)
     this.#refreshKeys.onKept(listener)
+  }
+
+  /**
+   * Replaces the key that signs access and ID tokens now, and drops every earlier one from the JWKS at once, on every
+   * process: for a key that may have leaked. Tokens signed with those keys are refused from then on (ID tokens too,
+   * as an `id_token_hint`); refresh tokens, signed with the realm's secret, get new access tokens.
+   */
+  async replaceSigningKey(): Promise<{ kid: string; retired: string[] }> {
+    const replaced = await this.#signingKeys.replace(this.#deps.bus.clock.now())
+    this.#keys.reload()
+    await this.#deps.bus.publish(KEYS_TOPIC, this.name)
+    return replaced
   }
 
   /** Another process changed the keys: read them again on next use. */
