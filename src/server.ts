@@ -116,6 +116,11 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   server.addHook('onRequest', async (request, reply) => {
     if (closing && requestsWaitBehind(request.raw)) reply.raw.removeHeader('connection')
   })
+  // Before any hook that may refuse the request (a bad Host, an unsafe path): the refusal's code is noted in the
+  // context, and a request without one is neither counted nor given its code in the log line.
+  server.addHook('onRequest', async (request) => {
+    request.gatehouse = newRequestContext()
+  })
   server.addHook('onRequest', refuseBadHost)
   // An answer given before the request's body came (a 405, a 404, a page asked for with a body): Node would go on
   // reading the rest to drop it, as slowly as it comes, for up to the request's whole time. The connection closes
@@ -124,7 +129,6 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     if (!request.raw.complete) closeLingeringAfter(reply.raw)
   })
   server.addHook('onRequest', async (request) => {
-    request.gatehouse = newRequestContext()
     assertSafePath(splitTarget(request.url).path)
     assertWellFormedEscapes(request.url)
   })

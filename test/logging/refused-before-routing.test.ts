@@ -1,0 +1,53 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { parseScrape, sampleValue } from '../helpers/prometheus.ts'
+import { eventually, exchange } from '../helpers/raw-client.ts'
+
+// Requests refused before any route's own checks: a Host that is no host (refused by the first hook), and a path
+// the router cannot take (an escape that is not UTF-8, a part longer than any id). Each must be counted and logged
+// once with its code, as every other refusal is: an operator watching the log or the metrics would otherwise not
+// see a client probing with them at all.
+
+/** The answer's status, X-Request-Id and error code, read from the raw bytes. */
+function answerOf(raw: string): { status: number; id: string | undefined; code: string | undefined } {
+  const status = Number(/^HTTP\/1\.1 (\d{3}) /.exec(raw)?.[1])
+  const id = /\r\nx-request-id: ([^\r\n]+)\r\n/i.exec(raw)?.[1]
+  const code = /"code":"([^"]+)"/.exec(raw)?.[1]
+  return { status, id, code }
+}
+
+describe('requests refused before routing', () => {
+  let gw: TestGateway
+  const logLines: Record<string, any>[] = []
+
+  before(async () => {
+    gw = await startGateway({ logLines })
+  })
+  after(() => gw.close())
+
+  /** Every request counted so far, whatever its labels. */
+  const requestsCounted = async (): Promise<number> => {
+    const samples = parseScrape(await (await gw.fetch('/metrics')).text())
+    return (samples.get('gatehouse_requests_total') ?? []).reduce((sum, sample) => sum + sample.value, 0)
+  }
+
+  /** Asserts that `head` is refused with `status` and `code`, logged once with that code, and counted once. */
+  const refusedLoggedAndCounted = async (head: string, expected: { status: number; code: string; path: string }) => {
+    const before = await requestsCounted()
+    const answer = answerOf(await exchange(gw.url, head))
+    assert.deepEqual({ status: answer.status, code: answer.code }, { status: expected.status, code: expected.code })
+    assert.ok(answer.id, 'the answer carries X-Request-Id')
+    const lines = await eventually(() => logLines.filter((line) => line.msg === 'request' && line.reqId === answer.id), (found) => found.length > 0, 2000)
+    assert.equal(lines.length, 1, `one request line for ${head.split('\r\n')[0]}`)
+    assert.deepEqual({ path: lines[0]!.path, status: lines[0]!.status, code: lines[0]!.code }, expected)
+    // The scrape that reads the count was counted once its own answer ended, before this one began.
+    assert.equal(await requestsCounted(), before + 2)
+  }
+
+  it('logs and counts a request whose Host is not a host, with invalid_host, at every kind of place', async () => {
+    for (const [method, path] of [['GET', '/api/gateway/v1/'], ['GET', '/api/controller/v2/'], ['GET', '/healthz'], ['POST', '/realms/platform/protocol/openid-connect/token']] as const) {
+      await refusedLoggedAndCounted(`${method} ${path} HTTP/1.1\r\nHost: not a host\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`, { status: 400, code: 'invalid_host', path })
+    }
+  })
+})
