@@ -1,5 +1,5 @@
 import cookie from '@fastify/cookie'
-import Fastify, { LogController, type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify'
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import type { IncomingMessage } from 'node:http'
 import { createRequire } from 'node:module'
 import type { DestinationStream, Logger } from 'pino'
@@ -69,6 +69,9 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   // answerClientError) are counted and logged through it.
   let refusedOnArrival: RefusedOnArrival | undefined
   const refused: RefusedOnArrival = (refusal) => refusedOnArrival?.(refusal)
+  // Set once the request log is made: requests the router refuses (a path it cannot decode, a part longer than any
+  // parameter) get a reply that runs no hook, so they are counted and logged through it.
+  let refusedByRouter: ((request: FastifyRequest, reply: FastifyReply) => void) | undefined
   const server = Fastify({
     serverFactory: (fastifyHandler, factoryOptions) => nodeServer(fastifyHandler, factoryOptions as unknown as Parameters<typeof nodeServer>[1], () => lean, app.trustsProxy, refused),
     logger: { level: options.logLevel ?? process.env.GATEHOUSE_LOG_LEVEL ?? 'info', redact: REDACT, ...(options.logStream ? { stream: options.logStream } : {}) },
@@ -85,7 +88,10 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     return503OnClosing: false,
     clientErrorHandler: (error, socket) => answerClientError(error, socket, refused),
     // A path the router cannot decode is answered like every other error, not with Fastify's own body.
-    frameworkErrors: (error, request, reply) => sendError(request, reply, error),
+    frameworkErrors: (error, request, reply) => {
+      refusedByRouter?.(request, reply)
+      return sendError(request, reply, error)
+    },
     schemaController: { compilersFactory: compilersOnFirstUse() },
   })
 
@@ -159,6 +165,14 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     })
   })
   server.addHook('onResponse', async (request, reply) => answered(request, reply))
+  refusedByRouter = (request, reply) => {
+    request.gatehouse = newRequestContext()
+    reply.raw.once('close', () => {
+      const outcome = reply.raw.writableFinished ? undefined : outcomeOf(reply.raw)
+      if (outcome?.code) request.gatehouse!.code = outcome.code
+      answered(request, outcome ? { statusCode: outcome.status, elapsedTime: reply.elapsedTime } : reply, outcome?.ending)
+    })
+  }
   // Refused as they arrive, these reach no place: they count, and their lines name, the gateway's own.
   refusedOnArrival = (refusal) => {
     const context = { ...newRequestContext(), place: app.places.gatewayApi.open, code: refusal.code }

@@ -50,4 +50,15 @@ describe('requests refused before routing', () => {
       await refusedLoggedAndCounted(`${method} ${path} HTTP/1.1\r\nHost: not a host\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`, { status: 400, code: 'invalid_host', path })
     }
   })
+
+  it('logs and counts a path whose escapes are not UTF-8, with malformed_escape', async () => {
+    for (const path of ['/api/gateway/v1/%c0%af/', '/api/gateway/v1/users/%ff/']) {
+      await refusedLoggedAndCounted(`GET ${path} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n`, { status: 400, code: 'malformed_escape', path })
+    }
+  })
+
+  it('logs and counts a path with a part longer than any id or name, with not_found', async () => {
+    const path = `/api/gateway/v1/users/${'7'.repeat(200)}/`
+    await refusedLoggedAndCounted(`GET ${path} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n`, { status: 404, code: 'not_found', path })
+  })
 })
