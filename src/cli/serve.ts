@@ -99,15 +99,22 @@ async function serve(options: ServeOptions): Promise<void> {
   const logStream = pretty ? (await import('../logging/pretty.ts')).prettyLogStream(process.stdout, terminal) : undefined
   // A worker runs with the primary's arguments, so it knows how many processes share the port (and the lockout).
   const { app, server, admin, close: closeAll } = await startGatehouse(config, { publicUrl, processes: options.workers ?? 1, seedDemo: options.demo === true && options.config === undefined, server: { https: tls?.options, logLevel: options.logLevel, ...(logStream ? { logStream } : {}) } })
-  for (const warning of directoryWarnings(config.ldap)) server.log.warn(warning)
+  // Logged once the first line (`Gatehouse listening on ...`, which scripts wait for) is out, or, when the start
+  // cannot listen, before it stops.
+  const startWarnings: (() => void)[] = []
+  const warnAfterFirstLine = () => {
+    for (const warn of startWarnings.splice(0)) warn()
+  }
+  for (const warning of directoryWarnings(config.ldap)) startWarnings.push(() => server.log.warn(warning))
   const certificateRefused = tls && outOfDate(tls)
-  if (certificateRefused) server.log.warn({ subject: tls.subject, valid_to: tls.validTo }, `server.tls.cert_file: ${certificateRefused}; clients will refuse it`)
+  if (certificateRefused) startWarnings.push(() => server.log.warn({ subject: tls.subject, valid_to: tls.validTo }, `server.tls.cert_file: ${certificateRefused}; clients will refuse it`))
   const secretsWarning = options.config === undefined ? undefined : readableSecretsWarning(options.config, config)
-  if (secretsWarning) server.log.warn(secretsWarning)
+  if (secretsWarning) startWarnings.push(() => server.log.warn(secretsWarning))
   let listening
   try {
     listening = await listen(server, config, { host, port }, tls)
   } catch (error) {
+    warnAfterFirstLine()
     await server.close()
     await closeAll()
     // The superuser this start created stays: its generated password is said now, or no one could ever sign in as it.
@@ -121,7 +128,7 @@ async function serve(options: ServeOptions): Promise<void> {
   }
   // With --workers, the worker that prints the summary says it for all of them.
   const proxyWarning = printsSummary() ? publicUrlWarning(config, publicUrl) : undefined
-  if (proxyWarning) server.log.warn({ setting: proxyWarning.setting, issuer: proxyWarning.issuer }, proxyWarning.message)
+  if (proxyWarning) startWarnings.push(() => server.log.warn({ setting: proxyWarning.setting, issuer: proxyWarning.issuer }, proxyWarning.message))
 
   // Before it says it listens: whoever stops it on that line gets a graceful stop, not the signal's default.
   const graceMs = config.server.shutdown_grace_seconds * 1000
@@ -167,6 +174,7 @@ async function serve(options: ServeOptions): Promise<void> {
     const ignored = !admin && process.env.GATEHOUSE_ADMIN_PASSWORD ? { admin_password_ignored: 'GATEHOUSE_ADMIN_PASSWORD is used only on a first start, with no accounts' } : {}
     server.log.info({ ...facts, admin: admin ? 'created' : 'existing', ...ignored }, 'started')
   }
+  warnAfterFirstLine()
   if (isWorker()) server.log.info({ url: listening.url }, 'worker listening')
   // A rule may name a team, organization or role before it is created: it applies once it is, but a typo should be seen.
   for (const problem of unknownNames(config, app.access.names())) server.log.warn({ problem }, 'access rule names something that does not exist')

@@ -207,6 +207,19 @@ describe('serve output', () => {
     assert.equal((await runCli(['config', 'check', shared])).stderr, '')
   })
 
+  it('writes the listening line first, the start\'s warnings after it, for scripts that read the first line', async () => {
+    const dir = tempDir()
+    const proxied = join(dir, 'proxied.yaml')
+    writeFileSync(proxied, 'server:\n  trusted_proxies: [127.0.0.1]\n')
+    for (const format of ['json', 'pretty']) {
+      const gateway = await spawnGateway(['--config', proxied, '--data-dir', join(dir, 'data'), '--log-format', format])
+      await gateway.stop()
+      const lines = gateway.output().split('\n')
+      assert.match(lines[0]!, /^Gatehouse listening on http:\/\/127\.0\.0\.1:\d+ \(sqlite\)$/, `the first line (${format}):\n${gateway.output()}`)
+      assert.ok(lines.some((line) => line.includes('server.public_url')), `the warning follows (${format})`)
+    }
+  })
+
   it('takes the log level from --log-level before GATEHOUSE_LOG_LEVEL', async () => {
     const gateway = await spawnGateway(['--demo', '--data-dir', tempDir(), '--log-level', 'info'], { GATEHOUSE_LOG_LEVEL: 'warn' })
     try {
