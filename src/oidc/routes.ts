@@ -92,6 +92,9 @@ async function handle(app: App, request: FastifyRequest, reply: FastifyReply): P
 async function serveRealm(app: App, realm: Realm, rest: string, request: FastifyRequest, reply: FastifyReply, platform = false): Promise<FastifyReply> {
   const { query } = splitTarget(request.url)
   request.gatehouse.place = app.places.realm(realm.name)
+  // What other processes changed (a realm's keys replaced, its sessions ended) is known before the realm answers from
+  // what it holds in memory, as the gateway's own requests know it (pipeline.ts); an outage is the endpoints' to answer.
+  await app.bus.freshen().catch(() => {})
   if (nulFields(request.query).length) return nulRefused(reply)
 
   if (rest.startsWith(LOGIN_ACTIONS) && (request.method === 'GET' || request.method === 'POST')) {
