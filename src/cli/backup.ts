@@ -1,4 +1,4 @@
-import { existsSync, linkSync, lstatSync, rmSync, statSync } from 'node:fs'
+import { accessSync, constants, existsSync, linkSync, lstatSync, rmSync, statSync } from 'node:fs'
 import { basename, dirname, resolve } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { Command } from 'commander'
@@ -18,6 +18,7 @@ export function backupCommand(): Command {
       const target = resolve(file)
       checkTarget(target)
       const source = sqliteFile(config.storage.data_dir)
+      requireReadable(source)
       // Opening a data directory without a database would make an empty one, and back that up.
       if (!existsSync(source)) throw new UsageError(`no database to back up in ${dirname(source)}`)
       refuseNotGatehouseDatabase(source)
@@ -33,6 +34,30 @@ function checkTarget(target: string): void {
   if (lstatSync(target, { throwIfNoEntry: false })) throw new UsageError(`${target} already exists; name a new file`)
   const dir = dirname(target)
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UsageError(`the directory ${dir} does not exist`)
+}
+
+/**
+ * A data directory this user may not look into would seem to hold no database, and a database file it may not read
+ * would fail as a backup that could not be written (exit 1, as a full disk): each is named as what it is. Reading is
+ * all a copy needs, so the service's data directory may be backed up by another user (root, a backup account).
+ */
+function requireReadable(source: string): void {
+  const dir = dirname(source)
+  if (existsSync(dir) && statSync(dir).isDirectory() && !accessible(dir, constants.R_OK | constants.X_OK)) {
+    throw new DataDirUnusable(dir, 'permission denied (it must be readable)', undefined)
+  }
+  if (existsSync(source) && !accessible(source, constants.R_OK)) {
+    throw new DataDirUnusable(dir, `permission denied on ${basename(source)} (it must be readable)`, undefined)
+  }
+}
+
+function accessible(path: string, mode: number): boolean {
+  try {
+    accessSync(path, mode)
+    return true
+  } catch {
+    return false
+  }
 }
 
 /** SQLite's result code for a file that is not a database. */

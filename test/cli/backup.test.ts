@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { execFileSync, spawn } from 'node:child_process'
 import { DatabaseSync } from 'node:sqlite'
 import { once } from 'node:events'
@@ -219,6 +219,33 @@ describe('bin/gatehouse backup', () => {
       assert.equal(statSync(join(dir, 'zero', 'gatehouse.sqlite')).size, 0, 'the empty file stays empty')
     } finally {
       await database.drop()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('says, with exit 2, that it may not read a data directory or database it may not read', async () => {
+    // Permissions bind everyone but root: as root, the backups run as nobody.
+    const asOther = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {}
+    const dir = tempDir()
+    try {
+      chmodSync(dir, 0o777)
+      const data = join(dir, 'data')
+      assert.equal((await runCli(['migrate', '--data-dir', data])).code, 0)
+      const file = join(data, 'gatehouse.sqlite')
+      const backUp = (name: string) => runCli(['backup', join(dir, name), '--data-dir', data], asOther)
+
+      chmodSync(data, 0o300)
+      const sealed = await backUp('sealed.sqlite')
+      assert.equal(sealed.code, 2, sealed.stderr)
+      assert.equal(sealed.stderr, `gatehouse: the data directory ${data} cannot be used: permission denied (it must be readable)\n`, 'not "no database to back up"')
+
+      chmodSync(data, 0o755)
+      chmodSync(file, 0o200)
+      const unreadable = await backUp('unreadable.sqlite')
+      assert.equal(unreadable.code, 2, unreadable.stderr)
+      assert.equal(unreadable.stderr, `gatehouse: the data directory ${data} cannot be used: permission denied on gatehouse.sqlite (it must be readable)\n`, 'not a backup that could not be written')
+      assert.deepEqual(readdirSync(dir).sort(), ['data'])
+    } finally {
       rmSync(dir, { recursive: true, force: true })
     }
   })
