@@ -7,7 +7,7 @@ import { demoConfigFile, loadConfigFile, validateConfig } from '../config/load.t
 import { isPostgresUrl, type Config } from '../config/schema.ts'
 import { MAX_PASSWORD_LENGTH } from '../directory/accounts.ts'
 import { NUL_MESSAGE } from '../errors.ts'
-import { sqliteFile, urlPasswords, type DatabaseLocation } from '../store/database.ts'
+import { dataDirProblem, sqliteFile, urlPasswords, type DatabaseLocation } from '../store/database.ts'
 import { DatabaseNotMigrated, DataDirUnusable } from '../store/errors.ts'
 import { openStore, type Store } from '../store/store.ts'
 
@@ -165,6 +165,9 @@ function requireDatabaseFile(dir: string): void {
   }
   // Opening the store says what else is wrong with it (a file, not a directory; one it may not write).
   if (!statSync(dir).isDirectory()) return
+  // One this user may not look into hides its database: "create one with migrate" would be the wrong advice.
+  const problem = dataDirProblem(dir, sqliteFile(dir))
+  if (problem) throw new DataDirUnusable(dir, problem, undefined)
   if (!existsSync(sqliteFile(dir))) {
     throw new DataDirUnusable(dir, `it holds no database (gatehouse.sqlite); create one with: gatehouse migrate --data-dir ${dir} (serve creates one too)`, undefined)
   }

@@ -1,9 +1,10 @@
-import { existsSync } from 'node:fs'
+import { existsSync, statSync } from 'node:fs'
+import { dirname } from 'node:path'
 import { Command } from 'commander'
 import { addStorageOptions, resolveConfig, storageLocation, type StorageOptions } from './common.ts'
-import { Database, sqliteFile, type DatabaseLocation } from '../store/database.ts'
+import { Database, dataDirProblem, sqliteFile, type DatabaseLocation } from '../store/database.ts'
 import { DatabaseUnavailable } from '../errors.ts'
-import { DatabaseUnusable } from '../store/errors.ts'
+import { DatabaseUnusable, DataDirUnusable } from '../store/errors.ts'
 import { migrationNames } from '../store/migrations/index.ts'
 
 interface MigrateOptions extends StorageOptions {
@@ -35,6 +36,10 @@ export function migrateCommand(): Command {
 async function printStatus(location: DatabaseLocation): Promise<void> {
   // Opening a data directory without a database would make one.
   const file = sqliteFile(location.dataDir)
+  // A data directory this user may not look into hides its database: it would be reported as none yet, all pending.
+  const dir = dirname(file)
+  const problem = !location.url && existsSync(dir) && statSync(dir).isDirectory() ? dataDirProblem(dir, file) : undefined
+  if (problem) throw new DataDirUnusable(dir, problem, undefined)
   if (!location.url && !existsSync(file)) return writeStatus(`sqlite:${file} (none yet)`, { applied: 0, pending: [...migrationNames], unknown: [] })
   const database = await Database.open(location)
   try {

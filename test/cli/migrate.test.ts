@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { existsSync, readdirSync, rmSync, statSync } from 'node:fs'
+import { chmodSync, existsSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -72,6 +72,28 @@ describe('bin/gatehouse migrate --status', () => {
       assert.equal(status.code, url === missing ? 2 : 1, status.stderr)
       assert.match(status.stderr, /^gatehouse: the database postgres:\/\/\S+ cannot be used: /)
       assert.equal(status.stderr, migrate.stderr)
+    }
+  })
+
+  it('says it may not look into a data directory, as migrate itself does, rather than that it holds no database yet', async () => {
+    // Permissions bind everyone but root: as root, the commands run as nobody.
+    const asOther = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {}
+    const dir = tempDir()
+    try {
+      chmodSync(dir, 0o755)
+      const data = join(dir, 'data')
+      assert.equal((await runCli(['migrate', '--data-dir', data])).code, 0)
+      chmodSync(data, 0o300)
+      const status = await runCli(['migrate', '--status', '--data-dir', data], asOther)
+      const migrate = await runCli(['migrate', '--data-dir', data], asOther)
+      const usersList = await runCli(['users', 'list', '--data-dir', data], asOther)
+      for (const result of [status, migrate, usersList]) {
+        assert.equal(result.code, 2, result.stderr)
+        assert.equal(result.stderr, `gatehouse: the data directory ${data} cannot be used: permission denied (it must be readable and writable)\n`)
+      }
+      assert.equal(status.stdout, '', 'no "(none yet)", no migrations listed as pending')
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
     }
   })
 })
