@@ -30,10 +30,12 @@ export function backupCommand(): Command {
 
 /** A backup never replaces a file: yesterday's copy overwritten by a failed run would leave none. */
 function checkTarget(target: string): void {
+  // The directory first: a file named as one (FILE/b.sqlite) fails lstat with ENOTDIR, which would come out raw.
+  const dir = dirname(target)
+  if (!existsSync(dir)) throw new UsageError(`the directory ${dir} does not exist`)
+  if (!statSync(dir).isDirectory()) throw new UsageError(`${dir} is not a directory`)
   // lstat: a link, even one to nothing, is something there; the copy would be linked into its place and fail at the end.
   if (lstatSync(target, { throwIfNoEntry: false })) throw new UsageError(`${target} already exists; name a new file`)
-  const dir = dirname(target)
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UsageError(`the directory ${dir} does not exist`)
 }
 
 /**

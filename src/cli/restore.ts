@@ -1,4 +1,4 @@
-import { chownSync, closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, renameSync, rmSync, statSync } from 'node:fs'
+import { accessSync, chownSync, closeSync, constants, existsSync, fsyncSync, linkSync, mkdirSync, openSync, renameSync, rmSync, statSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { Command } from 'commander'
@@ -23,6 +23,8 @@ export function restoreCommand(): Command {
       const backup = resolve(file)
       const target = sqliteFile(config.storage.data_dir)
       const dir = dirname(target)
+      // A file named as the data directory would fail the access check, as "permission denied".
+      if (existsSync(dir) && !statSync(dir).isDirectory()) throw new UsageError(`the data directory ${dir} cannot be used: it is a file, not a directory`)
       const problem = existsSync(dir) ? dataDirProblem(dir, target) : undefined
       if (problem) throw new UsageError(`the data directory ${dir} cannot be used: ${problem}`)
       checkBackup(backup)
@@ -37,8 +39,20 @@ export function restoreCommand(): Command {
 
 /** A backup is a whole SQLite database of Gatehouse's: anything else would stop every command after it is in place. */
 function checkBackup(backup: string): void {
-  const stats = statSync(backup, { throwIfNoEntry: false })
+  let stats
+  try {
+    stats = statSync(backup, { throwIfNoEntry: false })
+  } catch (error) {
+    // In a directory this user may not look into (EACCES): said as a file it may not read is, below.
+    throw new UsageError(`${backup} cannot be read: ${whyUnreadable(error)}`)
+  }
   if (!stats?.isFile()) throw new UsageError(`${backup} ${stats ? 'is not a regular file' : 'does not exist'}`)
+  // SQLite would say only "unable to open database file", as if it were no database.
+  try {
+    accessSync(backup, constants.R_OK)
+  } catch (error) {
+    throw new UsageError(`${backup} cannot be read: ${whyUnreadable(error)}`)
+  }
   let sqlite: DatabaseSync | undefined
   try {
     sqlite = new DatabaseSync(backup, { readOnly: true })
@@ -53,6 +67,11 @@ function checkBackup(backup: string): void {
   } finally {
     sqlite?.close()
   }
+}
+
+function whyUnreadable(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code
+  return code === 'EACCES' || code === 'EPERM' ? 'permission denied' : (error as Error).message.split('\n')[0]!
 }
 
 /**

@@ -201,6 +201,7 @@ describe('bin/gatehouse backup', () => {
         [['backup', existing, '--data-dir', join(dir, 'data')], /^gatehouse: .*existing\.sqlite already exists/],
         [['backup', dangling, '--data-dir', join(dir, 'data')], /^gatehouse: .*dangling\.sqlite already exists/],
         [['backup', join(dir, 'no-such-dir', 'b.sqlite'), '--data-dir', join(dir, 'data')], /^gatehouse: .*no-such-dir.* does not exist/],
+        [['backup', join(existing, 'b.sqlite'), '--data-dir', join(dir, 'data')], /^gatehouse: .*existing\.sqlite is not a directory$/m],
         [['backup', join(dir, 'b.sqlite'), '--data-dir', join(dir, 'empty')], /^gatehouse: no database to back up in .*empty/],
         [['backup', join(dir, 'b.sqlite'), '--data-dir', join(dir, 'zero')], /^gatehouse: the data directory .*zero cannot be used: it holds no database \(gatehouse\.sqlite .*no migrations table\)$/m],
         [['backup', join(dir, 'b.sqlite'), '--data-dir', join(dir, 'foreign')], /^gatehouse: the data directory .*foreign cannot be used: it holds no database \(gatehouse\.sqlite .*lacks .*001_core\)$/m],
@@ -504,6 +505,7 @@ describe('bin/gatehouse restore', () => {
         [['restore', diverged, '--data-dir', data], /diverged\.sqlite is a SQLite database, but not one of Gatehouse \(.*999_elsewhere.*010_access/],
         [['restore', truncated, '--data-dir', data], /truncated\.sqlite (is damaged|is not a SQLite database Gatehouse can restore)/],
         [['restore', join(dir, 'whole.sqlite'), '--database', 'postgres://postgres@127.0.0.1:5432/test'], /restore PostgreSQL with pg_restore/],
+        [['restore', join(dir, 'whole.sqlite'), '--data-dir', text], /^gatehouse: the data directory .*text\.sqlite cannot be used: it is a file, not a directory$/m],
       ]
       for (const [args, reason] of cases) {
         const result = await runCli(args)
@@ -511,6 +513,24 @@ describe('bin/gatehouse restore', () => {
         assert.match(result.stderr, reason)
         assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr)
       }
+      // A backup this user may not read, or that lies in a directory it may not look into, is not one that is no
+      // database: as root, the restores run as nobody, whom permissions bind.
+      const asOther = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {}
+      chmodSync(dir, 0o755)
+      const unreadable = join(dir, 'unreadable.sqlite')
+      copyFileSync(join(dir, 'whole.sqlite'), unreadable)
+      chmodSync(unreadable, 0o200)
+      const sealed = join(dir, 'sealed')
+      mkdirSync(sealed, { mode: 0o700 })
+      copyFileSync(join(dir, 'whole.sqlite'), join(sealed, 'b.sqlite'))
+      chmodSync(join(sealed, 'b.sqlite'), 0o644)
+      chmodSync(sealed, 0o300)
+      for (const backup of [unreadable, join(sealed, 'b.sqlite')]) {
+        const result = await runCli(['restore', backup, '--data-dir', join(dir, 'elsewhere')], asOther)
+        assert.equal(result.code, 2, result.stderr)
+        assert.equal(result.stderr, `gatehouse: ${backup} cannot be read: permission denied\n`)
+      }
+      assert.equal(existsSync(join(dir, 'elsewhere')), false)
       assert.deepEqual(readdirSync(data).sort(), before, 'nothing in the data directory changed')
       // What this version cannot serve, a newer one's database (a migration renamed) is still Gatehouse's, and backs up.
       const newer = join(dir, 'newer')
