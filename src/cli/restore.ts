@@ -1,11 +1,12 @@
-import { accessSync, chownSync, closeSync, constants, existsSync, fsyncSync, linkSync, mkdirSync, openSync, renameSync, rmSync, statSync } from 'node:fs'
+import { accessSync, chownSync, closeSync, constants, existsSync, fsyncSync, linkSync, openSync, renameSync, rmSync, statSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { Command } from 'commander'
 import { addStorageOptions, resolveConfig, UsageError, type StorageOptions } from './common.ts'
 import { copyBeside, copyDatabase, CopyNotMade, removeStaleCopies } from './database-copy.ts'
 import { NotGatehouseDatabase, requireGatehouseDatabase } from './gatehouse-database.ts'
-import { dataDirProblem, sqliteFile } from '../store/database.ts'
+import { dataDirProblem, makeDirectory, sqliteFile, whyNotMade } from '../store/database.ts'
+import { DataDirUnusable } from '../store/errors.ts'
 
 /**
  * How recently a process must have said it was alive (every second, src/store/event-bus.ts) to count as serving: a
@@ -113,7 +114,12 @@ const SQLITE_NOTADB = 26
  */
 async function restore(backup: string, target: string, busyTimeoutMs: number): Promise<string | undefined> {
   const dir = dirname(target)
-  if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 })
+  // Made as serve makes it: Node's recursive mkdir retries for ever where a directory cannot be made (in /proc).
+  if (!existsSync(dir)) try {
+    makeDirectory(dir)
+  } catch (error) {
+    throw new DataDirUnusable(dir, whyNotMade(error) ?? (error as Error).message, error)
+  }
   const copy = copyBeside(target, 'restoring')
   try {
     await copyDatabase(backup, copy, {

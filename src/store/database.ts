@@ -52,7 +52,7 @@ async function openSqliteFile(dir: string, file: string, busyTimeoutMs: number, 
  * `mkdir -p`, one directory at a time: Node's recursive mkdir retries for ever where making a directory fails with
  * ENOENT though its parent exists (in /proc, or a parent removed meanwhile).
  */
-function makeDirectory(dir: string): void {
+export function makeDirectory(dir: string): void {
   try {
     mkdirSync(dir, PRIVATE_DIR)
   } catch (error) {
@@ -65,7 +65,7 @@ function makeDirectory(dir: string): void {
   }
 }
 
-function whyNotMade(error: unknown): string | undefined {
+export function whyNotMade(error: unknown): string | undefined {
   const code = (error as NodeJS.ErrnoException).code
   if (code === 'EEXIST') return 'it is a file, not a directory'
   if (code === 'ENOENT') return 'no directory can be made there'

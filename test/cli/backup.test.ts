@@ -476,6 +476,33 @@ describe('bin/gatehouse restore', () => {
     }
   })
 
+  it('says, with exit 2, that a data directory cannot be made, where none can be (in /proc) or it may not', { timeout: 30_000 }, async () => {
+    // Permissions bind everyone but root: as root, the restores run as nobody.
+    const asOther = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {}
+    const dir = tempDir()
+    try {
+      chmodSync(dir, 0o755)
+      const data = join(dir, 'data')
+      assert.equal((await runCli(['migrate', '--data-dir', data])).code, 0)
+      assert.equal((await runCli(['backup', join(dir, 'b.sqlite'), '--data-dir', data])).code, 0)
+      chmodSync(join(dir, 'b.sqlite'), 0o644)
+      chmodSync(dir, 0o555)
+      const cases: [string, { uid?: number; gid?: number }, string][] = [
+        // Node's recursive mkdir tries again for ever where the kernel says ENOENT under a parent that exists.
+        ['/proc/gatehouse-data', {}, 'no directory can be made there'],
+        [join(dir, 'not-mine'), asOther, 'permission denied'],
+      ]
+      for (const [where, as, reason] of cases) {
+        const result = await runCli(['restore', join(dir, 'b.sqlite'), '--data-dir', where], as)
+        assert.equal(result.code, 2, result.stderr)
+        assert.equal(result.stderr, `gatehouse: the data directory ${where} cannot be used: ${reason}\n`)
+      }
+    } finally {
+      chmodSync(dir, 0o755)
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
   it('refuses, in one line with exit 2 and changing nothing, what is no backup of Gatehouse, and PostgreSQL', async () => {
     const dir = tempDir()
     const data = join(dir, 'data')
