@@ -76,6 +76,25 @@ export function readableSecretsWarning(file: string, config: Config): string | u
 }
 
 /**
+ * The TLS private key, readable by other users of the machine, lets them pose as the gateway to its clients, as the
+ * configuration file's secrets do (readableSecretsWarning), and is said the same way: warned of, not refused, since a
+ * group may be meant to read it (Debian's ssl-cert) or the file be readable only inside a container. A key that
+ * cannot be read at all is a problem of checkStartFiles', not a warning.
+ */
+export function readableTlsKeyWarning(config: Config): string | undefined {
+  const file = config.server.tls?.key_file
+  if (file === undefined) return undefined
+  let mode: number
+  try {
+    mode = statSync(file).mode & 0o777
+  } catch {
+    return undefined
+  }
+  if (!(mode & 0o077)) return undefined
+  return `WARNING: server.tls.key_file ${file} holds the TLS private key and other users of this machine may read it (mode ${mode.toString(8)}): chmod 600 it`
+}
+
+/**
  * Whether the file's own `storage.database` holds a password written out (`postgres://user:PASSWORD@host`, or
  * `?password=`), not one a `${NAME}` gives: read from the file as written, since the URL in effect may be
  * `--database`'s or `GATEHOUSE_DATABASE_URL`'s, and once substituted no longer says where its password came from.

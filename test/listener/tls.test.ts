@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { execFile, execFileSync } from 'node:child_process'
-import { copyFileSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { request as httpsRequest, Agent } from 'node:https'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -273,6 +273,26 @@ describe('client certificates from a CA (mutual TLS)', () => {
     assert.equal(accepted.status, 200)
     assert.notEqual((await curl('--cacert', server.cert, url)).code, 0)
     assert.notEqual((await curl('--cacert', server.cert, '--cert', stranger.cert, '--key', stranger.key, url)).code, 0)
+  })
+})
+
+describe('a TLS private key other users of the machine may read', () => {
+  it('is warned of, with its mode, by config check and by serve, and not once only its owner may read it', async () => {
+    const dir = tempDir()
+    const files = selfSignedCertificate(dir, 'readable.test')
+    const config = writeConfig(dir, { port: 0, tls: { cert_file: files.cert, key_file: files.key } })
+    const warning = /WARNING: server\.tls\.key_file .*readable\.test\.key holds the TLS private key and other users of this machine may read it \(mode 644\): chmod 600 it/
+    chmodSync(files.key, 0o644)
+    const readable = await runCli(['config', 'check', config, '--demo'])
+    assert.equal(readable.code, 0, readable.stderr)
+    assert.match(readable.stderr, warning)
+    const gateway = await spawnGateway(['--config', config, '--demo', '--data-dir', join(dir, 'data')], { GATEHOUSE_ADMIN_PASSWORD: 'unused-password' })
+    await gateway.stop()
+    assert.match(gateway.output(), warning)
+    chmodSync(files.key, 0o600)
+    const ownersOnly = await runCli(['config', 'check', config, '--demo'])
+    assert.equal(ownersOnly.code, 0, ownersOnly.stderr)
+    assert.doesNotMatch(ownersOnly.stderr, /key_file/)
   })
 })
 
