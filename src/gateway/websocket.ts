@@ -5,6 +5,7 @@ import { once } from 'node:events'
 import { request as httpsRequest } from 'node:https'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
+import type { TLSSocket } from 'node:tls'
 import type { App } from '../app.ts'
 import type { CsrfPolicy } from '../auth/csrf.ts'
 import type { UserAccess } from '../access/model.ts'
@@ -14,6 +15,7 @@ import type { GatewayRequest } from '../http/gateway-request.ts'
 import { markCutByGateway } from '../http/answer-outcome.ts'
 import { answeredLast, lingeringClose } from '../http/lingering-close.ts'
 import { enterRequest } from '../http/request-entry.ts'
+import { strictTransportSecurity } from '../listener/listener.ts'
 import { splitTarget } from '../http/request-target.ts'
 import { request as httpRequest, ServerResponse } from '../http/node-http.ts'
 import type { AnsweredRequest } from '../metrics/metrics.ts'
@@ -184,6 +186,10 @@ export class WebSocketTunnels {
     socket.on('error', () => socket.destroy())
     response.shouldKeepAlive = false
     response.setHeader('x-request-id', id)
+    // An upgrade's answer (a refusal, a redirect to sign in) is an HTTPS response like any other, which RFC 6797 has
+    // carry Strict-Transport-Security: the listener sets it on the responses Node makes, and this one is made here.
+    const tls = app.config.server.tls
+    if (tls && (socket as TLSSocket).encrypted) response.setHeader('strict-transport-security', strictTransportSecurity(tls))
     response.assignSocket(socket as Socket)
     response.on('finish', () => lingeringClose(socket))
     server.routing(request, response)

@@ -87,10 +87,15 @@ async function listenQuietly(server: FastifyInstance, address: ListenAddress): P
  * handles the request, so proxied responses, errors and the UI all get it, for one header write per request.
  */
 function addHsts(server: FastifyInstance, tls: TlsConfig): void {
-  const value = `max-age=${tls.hsts_max_age_seconds}${tls.hsts_include_subdomains ? '; includeSubDomains' : ''}`
+  const value = strictTransportSecurity(tls)
   const setHsts = (_request: unknown, response: ServerResponse) => response.setHeader('strict-transport-security', value)
   // Node hands a request with `Expect` to its own events instead of 'request': their answers carry it too.
   for (const event of ['request', 'checkContinue', 'checkExpectation'] as const) server.server.prependListener(event, setHsts)
+}
+
+/** The Strict-Transport-Security value `server.tls` asks for. */
+export function strictTransportSecurity(tls: TlsConfig): string {
+  return `max-age=${tls.hsts_max_age_seconds}${tls.hsts_include_subdomains ? '; includeSubDomains' : ''}`
 }
 
 function urlOf(scheme: 'http' | 'https', address: AddressInfo): string {

@@ -139,6 +139,13 @@ describe('HTTPS from certificate files', () => {
     }
   })
 
+  it('sends HSTS with the answer to a WebSocket upgrade it refuses, as with every other HTTPS answer', async () => {
+    const upgrade = ['-H', 'Connection: Upgrade', '-H', 'Upgrade: websocket', '-H', 'Sec-WebSocket-Version: 13', '-H', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==']
+    const refused = await curl('--cacert', first.cert, ...upgrade, `${gateway.url}/api/controller/v1/`)
+    assert.equal(refused.status, 401)
+    assert.equal(refused.headers['strict-transport-security'], 'max-age=31536000')
+  })
+
   it('redirects plain HTTP on the redirect port to the same path and query on HTTPS, without HSTS', async () => {
     const redirectUrl = startedFacts(gateway).listening[1]!
     assert.match(redirectUrl, /^http:\/\/127\.0\.0\.1:\d+$/)
