@@ -928,7 +928,7 @@ function withoutBasicChallenge(value: string | string[]): string[] {
  * cookies grew too large, the request line and its Accept come in the same read). On the gateway's listener, an
  * answer to a head no request came of is counted and logged through `refused`.
  */
-export function answerClientError(error: Error & { code?: string; rawPacket?: unknown }, socket: Socket, refused?: RefusedOnArrival): void {
+export function answerClientError(error: Error & { code?: string; rawPacket?: unknown }, socket: Socket, refused?: RefusedOnArrival, strictTransportSecurity?: string): void {
   if (error.code === 'ECONNRESET' || socket.destroyed) return
   // The response still being written on this connection (Node's own default handler looks at the same field).
   const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
@@ -978,6 +978,8 @@ export function answerClientError(error: Error & { code?: string; rawPacket?: un
   const unread = !inFlight && refused && !(error.code === 'ERR_HTTP_REQUEST_TIMEOUT' && socket.bytesRead === 0) ? { id: randomUUID(), refused } : undefined
   const id = inFlight ? assignedRequestIdOf(inFlight.req) : unread?.id
   if (id !== undefined) headers.unshift(`X-Request-Id: ${id}`)
+  // Written on the socket, past the listener that gives every other HTTPS answer the header (src/listener/listener.ts).
+  if (strictTransportSecurity !== undefined) headers.push(`Strict-Transport-Security: ${strictTransportSecurity}`)
   if (inFlight) markReplacedAnswer(inFlight, refusal)
   if (socket.writable) {
     socket.write(`HTTP/1.1 ${refusal.status} ${STATUS_CODES[refusal.status]}\r\n${headers.join('\r\n')}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)

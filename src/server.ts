@@ -22,6 +22,7 @@ import { leanProxy, ownedPaths, upstreamDispatchers, type LeanProxy } from './ga
 import { registerProxy } from './gateway/proxy.ts'
 import { registerHealthRoutes } from './health/routes.ts'
 import { capConnections, ConnectionCaps } from './listener/address-shares.ts'
+import { strictTransportSecurity } from './listener/listener.ts'
 import { nodeServer, requestsWaitBehind } from './listener/node-server.ts'
 import { serverTimeouts } from './listener/timeouts.ts'
 import { arrivalLine, requestLine } from './logging/request-line.ts'
@@ -72,8 +73,10 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   // Set once the request log is made: requests the router refuses (a path it cannot decode, a part longer than any
   // parameter) get a reply that runs no hook, so they are counted and logged through it.
   let refusedByRouter: ((request: FastifyRequest, reply: FastifyReply) => void) | undefined
+  // For the answers the listener writes on a connection's socket itself, which no response's header reaches.
+  const hsts = options.https && app.config.server.tls ? strictTransportSecurity(app.config.server.tls) : undefined
   const server = Fastify({
-    serverFactory: (fastifyHandler, factoryOptions) => nodeServer(fastifyHandler, factoryOptions as unknown as Parameters<typeof nodeServer>[1], () => lean, app.trustsProxy, refused),
+    serverFactory: (fastifyHandler, factoryOptions) => nodeServer(fastifyHandler, factoryOptions as unknown as Parameters<typeof nodeServer>[1], () => lean, app.trustsProxy, refused, hsts),
     logger: { level: options.logLevel ?? process.env.GATEHOUSE_LOG_LEVEL ?? 'info', redact: REDACT, ...(options.logStream ? { stream: options.logStream } : {}) },
     ...serverTimeouts(app.config.server, options.https),
     // One structured line per request comes from the onResponse hook below instead of Fastify's two.
@@ -86,7 +89,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     // A request that reaches an open connection while shutdown drains (src/listener/drain.ts) is served, and
     // its connection closed after it, instead of getting a 503 for work the drain has time for.
     return503OnClosing: false,
-    clientErrorHandler: (error, socket) => answerClientError(error, socket, refused),
+    clientErrorHandler: (error, socket) => answerClientError(error, socket, refused, hsts),
     // A path the router cannot decode is answered like every other error, not with Fastify's own body.
     frameworkErrors: (error, request, reply) => {
       refusedByRouter?.(request, reply)

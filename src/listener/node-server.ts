@@ -126,9 +126,10 @@ interface FactoryOptions {
  * router: the proxy's lean path (src/gateway/lean-proxy.ts) answers what it takes, Fastify the rest. Both see the
  * target in origin form, its path's slashes merged (src/http/request-target.ts). Every answer carries the request's
  * id in X-Request-Id: set here for Fastify's, by the lane for what it takes. What is refused here, before either,
- * is counted and logged through `refused`.
+ * is counted and logged through `refused`. Over HTTPS, the answers written on the socket itself (to CONNECT) carry
+ * `strictTransportSecurity`, as the listener gives every response (src/listener/listener.ts).
  */
-export function nodeServer(fastifyHandler: RequestListener, options: FactoryOptions, take: () => ((...args: Parameters<RequestListener>) => boolean) | undefined, trustsProxy: ProxyTrust, refused: RefusedOnArrival): Server {
+export function nodeServer(fastifyHandler: RequestListener, options: FactoryOptions, take: () => ((...args: Parameters<RequestListener>) => boolean) | undefined, trustsProxy: ProxyTrust, refused: RefusedOnArrival, strictTransportSecurity?: string): Server {
   const handler: RequestListener = (request, response) => {
     // Pipelined behind a request still being answered: its response has no socket until that answer is done.
     if (response.socket === null) return inTurn(request, response, handle)
@@ -189,7 +190,8 @@ export function nodeServer(fastifyHandler: RequestListener, options: FactoryOpti
       id, request, status: 400, code: BadRequest.code, elapsedMs: performance.now() - startedAt,
       ending: socket.writableFinished ? undefined : cut ? { incomplete: true, closedBy: 'gateway' } : { incomplete: true },
     }))
-    socket.end(`HTTP/1.1 400 Bad Request\r\nx-request-id: ${id}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(json)}\r\nconnection: close\r\n\r\n${json}`, () => {
+    const hsts = strictTransportSecurity === undefined ? '' : `strict-transport-security: ${strictTransportSecurity}\r\n`
+    socket.end(`HTTP/1.1 400 Bad Request\r\nx-request-id: ${id}\r\n${hsts}content-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(json)}\r\nconnection: close\r\n\r\n${json}`, () => {
       clearTimeout(bound)
       socket.destroy()
     })

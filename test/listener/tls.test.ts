@@ -146,6 +146,25 @@ describe('HTTPS from certificate files', () => {
     assert.equal(refused.headers['strict-transport-security'], 'max-age=31536000')
   })
 
+  it('sends HSTS with the answers written before a request is read: to what is not valid HTTP, too large, or a CONNECT', async () => {
+    const heads = [
+      'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header Line\r\n\r\n',
+      `GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Large: ${'a'.repeat(20_000)}\r\n\r\n`,
+      'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n',
+    ]
+    for (const head of heads) {
+      const answer = await new Promise<string>((resolve, reject) => {
+        let received = ''
+        const socket = connect({ host: '127.0.0.1', port: portOf(gateway.url), rejectUnauthorized: false }, () => socket.write(head))
+        socket.on('data', (chunk) => received += chunk)
+        socket.once('close', () => resolve(received))
+        socket.once('error', reject)
+      })
+      assert.match(answer, /^HTTP\/1\.1 4\d\d /, head.slice(0, 40))
+      assert.match(answer, /\r\nstrict-transport-security: max-age=31536000\r\n/i, head.slice(0, 40))
+    }
+  })
+
   it('redirects plain HTTP on the redirect port to the same path and query on HTTPS, without HSTS', async () => {
     const redirectUrl = startedFacts(gateway).listening[1]!
     assert.match(redirectUrl, /^http:\/\/127\.0\.0\.1:\d+$/)
