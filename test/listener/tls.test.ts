@@ -165,6 +165,21 @@ describe('HTTPS from certificate files', () => {
     }
   })
 
+  it('speaks TLS 1.2 and 1.3 only, and HTTP/1.1 only, as the README says', async () => {
+    const handshake = (options: { minVersion?: 'TLSv1' | 'TLSv1.2'; maxVersion?: 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3'; ALPNProtocols?: string[] }) =>
+      new Promise<{ protocol: string | null; alpn: string | false } | Error>((resolve) => {
+        const socket = connect({ host: '127.0.0.1', port: portOf(gateway.url), rejectUnauthorized: false, ...options }, () => {
+          resolve({ protocol: socket.getProtocol(), alpn: socket.alpnProtocol ?? false })
+          socket.end()
+        })
+        socket.once('error', resolve)
+      })
+    assert.deepEqual(await handshake({ maxVersion: 'TLSv1.3', ALPNProtocols: ['h2', 'http/1.1'] }), { protocol: 'TLSv1.3', alpn: 'http/1.1' })
+    assert.deepEqual(await handshake({ maxVersion: 'TLSv1.2' }), { protocol: 'TLSv1.2', alpn: false })
+    assert.ok((await handshake({ minVersion: 'TLSv1', maxVersion: 'TLSv1.1' })) instanceof Error, 'TLS 1.1 refused')
+    assert.ok((await handshake({ ALPNProtocols: ['h2'] })) instanceof Error, 'HTTP/2 only refused')
+  })
+
   it('redirects plain HTTP on the redirect port to the same path and query on HTTPS, without HSTS', async () => {
     const redirectUrl = startedFacts(gateway).listening[1]!
     assert.match(redirectUrl, /^http:\/\/127\.0\.0\.1:\d+$/)
