@@ -22,7 +22,6 @@ import { LoadedKeys, REFRESH_SIGNING_ALG, RealmKeys, type KeysKept, type RealmKe
 import { resolveLoginName } from './login-name.ts'
 import { SESSION_STATE_COOKIE } from './keycloak-format.ts'
 import { GATEWAY_CALLBACK, KEYCLOAK_ROUTES, REALM_SESSION_COOKIE, realmResource } from './provider-paths.ts'
-import { providerNow } from './provider-clock.ts'
 import { PASSWORD_GRANT } from './password-grant.ts'
 import type { EndedGrant } from '../store/oidc.ts'
 import { KEYS_TOPIC, realmRevocation, realmRevocationKey, REVOKE_TOPIC, SESSION_TOPIC } from '../store/topics.ts'
@@ -272,12 +271,8 @@ export class Realm {
     // token signed before this moment has an earlier `iat`, whenever its record is written (a service account's, which
     // no grant holds, may be written after the grants end). The answer waits for that second to begin, so that no
     // token issued after it is refused; one issued while it ran is, as one issued before.
-    // The tokens are stamped by oidc-provider's clock (provider-clock.ts), which is this bus's clock in a gateway
-    // process; where the two could differ (several gateways in one process share the one oidc-provider clock), the
-    // not-before is after both and the answer waits for both.
     const clock = this.#deps.bus.clock
-    const notBefore = Math.floor(Math.max(clock.now(), providerNow()) / 1000) + 1
-    const stampedNow = () => Math.min(clock.now(), providerNow())
+    const notBefore = Math.floor(clock.now() / 1000) + 1
     let gatewaySessionsEnded = 0
     await this.#deps.bus.change(async (tx, announce) => {
       await setRealmNotBefore(tx.oidc, this.name, notBefore)
@@ -290,7 +285,7 @@ export class Realm {
       if (gatewaySessions.length > MAX_SESSION_EVENTS) announce(SESSION_TOPIC, 'all')
       else for (const keyHash of gatewaySessions) announce(SESSION_TOPIC, keyHash)
     })
-    for (let wait = notBefore * 1000 - stampedNow(); wait > 0; wait = notBefore * 1000 - stampedNow()) await delay(wait)
+    for (let wait = notBefore * 1000 - clock.now(); wait > 0; wait = notBefore * 1000 - clock.now()) await delay(wait)
     return { result: await this.#callAdminUrls('k_logout', logoutAllAction(notBefore)), gatewaySessionsEnded }
   }
 
