@@ -16,7 +16,9 @@ import { createRequire } from 'node:module'
  *   parser is told no length was given; the field still goes to the client, as nginx passes it. The connection is
  *   not used again, though (unless the length was 0): undici's failure closed it, and so kept bytes a broken service
  *   sends after such an answer (its body after all) from being read as the answer to the next request on it,
- *   another client's.
+ *   another client's. Nor is it after a 304 or 204 with a `Transfer-Encoding`, which llhttp reads without a body
+ *   and as reusable: servers that send one follow it with a chunked body, if only its last chunk (`0`), and that
+ *   arriving a moment later was read as the answer to the next request sent on the connection, another client's 502.
  *
  * undici has no option for either, so its response parser is given them. The parser's class is not exported: one is
  * made on a socket that never connects, to reach its prototype, once, with the first forwarded request (which
@@ -34,6 +36,8 @@ const STAND_IN = 102
 interface ResponseParser {
   /** The Content-Length field's value as read, '' for none; compared with the body's length at its end. */
   contentLength: string
+  /** The header section's fields as read: name, value, name, value... */
+  headers: Buffer[]
   onHeadersComplete(statusCode: number, upgrade: boolean, shouldKeepAlive: boolean): number
   destroy(): void
 }
@@ -45,12 +49,21 @@ function responseParserPrototype(): ResponseParser {
   connectH1({}, socket)
   const parser = (socket as unknown as Record<symbol, ResponseParser | undefined>)[kParser]
   const prototype = parser && Object.getPrototypeOf(parser) as ResponseParser
-  if (!parser || typeof prototype?.onHeadersComplete !== 'function' || typeof parser.contentLength !== 'string') {
+  if (!parser || typeof prototype?.onHeadersComplete !== 'function' || typeof parser.contentLength !== 'string' || !Array.isArray(parser.headers)) {
     throw new Error('undici\'s HTTP/1 response parser has changed: src/gateway/upstream-response-parser.ts must be revised.')
   }
   parser.destroy()
   socket.removeAllListeners()
   return prototype
+}
+
+/** Whether a header section (name, value, ... as the parser holds it) has a Transfer-Encoding field. */
+function hasTransferEncoding(headers: readonly Buffer[]): boolean {
+  for (let index = 0; index < headers.length; index += 2) {
+    const name = headers[index]!
+    if (name.length === 17 && name.toString('latin1').toLowerCase() === 'transfer-encoding') return true
+  }
+  return false
 }
 
 let patched = false
@@ -64,9 +77,13 @@ export function readSoundAnswers(): void {
     const onHeadersComplete = prototype.onHeadersComplete
     prototype.onHeadersComplete = function (this: ResponseParser, statusCode, upgrade, shouldKeepAlive) {
       let keepAlive = shouldKeepAlive
-      if ((statusCode === 304 || statusCode === 204) && this.contentLength !== '') {
-        if (!ZERO.test(this.contentLength)) keepAlive = false
-        this.contentLength = ''
+      if (statusCode === 304 || statusCode === 204) {
+        if (this.contentLength !== '') {
+          if (!ZERO.test(this.contentLength)) keepAlive = false
+          this.contentLength = ''
+        } else if (hasTransferEncoding(this.headers)) {
+          keepAlive = false
+        }
       }
       return onHeadersComplete.call(this, statusCode === 100 ? STAND_IN : statusCode, upgrade, keepAlive)
     }

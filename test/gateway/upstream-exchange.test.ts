@@ -102,9 +102,14 @@ describe('an answer without a body that says it has one (204 or 304 with a Conte
       socket.on('data', (data) => {
         const name = /^\S+ \/\w+\/([\w-]+)/.exec(String(data))?.[1] ?? ''
         const status = { 'late-body-304': '304 Not Modified', 'late-body-204': '204 No Content' }[name]
+        const chunkedStatus = { 'late-chunks-304': '304 Not Modified', 'late-chunks-204': '204 No Content' }[name]
         if (status) {
           socket.write(`HTTP/1.1 ${status}\r\nContent-Length: 69\r\n\r\n`)
           setTimeout(() => socket.writable && socket.write('HTTP/1.1 200 OK\r\nContent-Length: 9\r\nSet-Cookie: stolen=1\r\n\r\nPOISONED!'), 200)
+        } else if (chunkedStatus) {
+          // A chunked body's last chunk, as servers that send Transfer-Encoding with such an answer follow it.
+          socket.write(`HTTP/1.1 ${chunkedStatus}\r\nTransfer-Encoding: chunked\r\n\r\n`)
+          setTimeout(() => socket.writable && socket.write('0\r\n\r\n'), 200)
         } else {
           setTimeout(() => socket.writable && socket.write('HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nmine ok'), 400)
         }
@@ -129,6 +134,21 @@ describe('an answer without a body that says it has one (204 or 304 with a Conte
         assert.equal(answered.status, Number(name.slice(-3)), `${prefix} ${name}`)
         assert.equal(await answered.text(), '', `${prefix} ${name}`)
         assert.equal(next.headers.get('set-cookie'), null, `${prefix} ${name}: the late bytes became the next answer`)
+        assert.equal(await next.text(), 'mine ok', `${prefix} ${name}`)
+      }
+    }
+  })
+
+  it('closes that connection after a 204 or 304 with a Transfer-Encoding too, so its chunked body\'s end is not read as the next answer, on either path', async () => {
+    for (const prefix of ['lean', 'general']) {
+      for (const name of ['late-chunks-304', 'late-chunks-204']) {
+        const first = gw.fetch(`/${prefix}/${name}`)
+        await new Promise((resolve) => setTimeout(resolve, 50))
+        const next = await gw.fetch(`/${prefix}/victim`)
+        const answered = await first
+        assert.equal(answered.status, Number(name.slice(-3)), `${prefix} ${name}`)
+        assert.equal(await answered.text(), '', `${prefix} ${name}`)
+        assert.equal(next.status, 200, `${prefix} ${name}: the late last chunk was read as the next answer`)
         assert.equal(await next.text(), 'mine ok', `${prefix} ${name}`)
       }
     }
