@@ -96,6 +96,10 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
       if (statusCode === 103 && headers.link && client.httpVersion !== '1.0' && this.#interimAnswers <= MOST_EARLY_HINTS && response.writableLength === 0) writeEarlyHints(response, headers.link)
       return
     }
+    const codings = headers['transfer-encoding']
+    if (codings !== undefined && !onlyChunked(codings)) {
+      return controller.abort(Object.assign(new Error(`The service answered with Transfer-Encoding "${codings}", of which only "chunked" is decoded.`), { code: 'UPSTREAM_TRANSFER_CODING' }))
+    }
     // An HTTP/1 connection cannot be reused until its request body has been read: the upstream answered before.
     if (!client.complete) response.setHeader('connection', 'close')
     try {
@@ -133,6 +137,17 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     if (this.#ends.response.destroyed) return
     this.#ends.failed(error)
   }
+}
+
+/**
+ * Whether a response's transfer codings are `chunked` alone, the one coding the upstream client takes off. With
+ * another (`gzip, chunked`), the client was sent the body still in that coding, with nothing saying so, since
+ * Transfer-Encoding is not passed on; and with `chunked` not last (`chunked, gzip`) the body runs until the service
+ * closes the connection (RFC 9112 §6.3). nginx answers such a response 502 ("upstream sent unknown
+ * Transfer-Encoding").
+ */
+function onlyChunked(codings: string | string[]): boolean {
+  return typeof codings === 'string' && codings.trim().toLowerCase() === 'chunked'
 }
 
 /** The failure of a service that kept sending interim answers: a timeout's code is answered 504, another 502 (lean-proxy.ts). */

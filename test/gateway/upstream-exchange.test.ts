@@ -17,6 +17,10 @@ const MALFORMED: Record<string, string> = {
   'control-character': 'HTTP/1.1 200 OK\r\nX-A: a\u0001b\r\nContent-Length: 2\r\n\r\nok',
   'status-below-100': 'HTTP/1.1 099 Odd\r\nContent-Length: 2\r\n\r\nok',
   'switching-unasked': 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo\r\nConnection: upgrade\r\n\r\n',
+  // Codings besides chunked, which the gateway does not take off: the client would get the body still coded.
+  'gzip-then-chunked': 'HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n',
+  'chunked-then-gzip': 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\nok',
+  'identity-coding': 'HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n\r\nok',
   'not-http': 'this is not http\r\n\r\n',
   'closed-at-once': '',
 }
