@@ -96,10 +96,8 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
       if (statusCode === 103 && headers.link && client.httpVersion !== '1.0' && this.#interimAnswers <= MOST_EARLY_HINTS && response.writableLength === 0) writeEarlyHints(response, headers.link)
       return
     }
-    const codings = headers['transfer-encoding']
-    if (codings !== undefined && !onlyChunked(codings)) {
-      return controller.abort(Object.assign(new Error(`The service answered with Transfer-Encoding "${codings}", of which only "chunked" is decoded.`), { code: 'UPSTREAM_TRANSFER_CODING' }))
-    }
+    const coding = unknownTransferCoding(headers)
+    if (coding) return controller.abort(coding)
     // An HTTP/1 connection cannot be reused until its request body has been read: the upstream answered before.
     if (!client.complete) response.setHeader('connection', 'close')
     try {
@@ -148,6 +146,13 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
  */
 function onlyChunked(codings: string | string[]): boolean {
   return typeof codings === 'string' && codings.trim().toLowerCase() === 'chunked'
+}
+
+/** The failure to answer for a response whose transfer codings are not `chunked` alone (above); undefined for one that has none or only that. */
+export function unknownTransferCoding(headers: IncomingHttpHeaders): Error | undefined {
+  const codings = headers['transfer-encoding']
+  if (codings === undefined || onlyChunked(codings)) return undefined
+  return Object.assign(new Error(`The service answered with Transfer-Encoding "${codings}", of which only "chunked" is decoded.`), { code: 'UPSTREAM_TRANSFER_CODING' })
 }
 
 /** The failure of a service that kept sending interim answers: a timeout's code is answered 504, another 502 (lean-proxy.ts). */

@@ -21,6 +21,7 @@ import { request as httpRequest, ServerResponse } from '../http/node-http.ts'
 import type { AnsweredRequest } from '../metrics/metrics.ts'
 import type { Decision } from './authorize.ts'
 import type { Route } from './routes.ts'
+import { unknownTransferCoding } from './upstream-exchange.ts'
 import { poolClient } from './upstream-pool.ts'
 import { closeFrame, FrameBoundaries } from './websocket-frames.ts'
 
@@ -238,6 +239,12 @@ export class WebSocketTunnels {
       if (status < 200 || status > 599) {
         answer.response.destroy()
         throw new UpstreamHandshakeInvalid(route.name, status === 101 ? 'its 101 did not say Upgrade and Connection: upgrade' : `it answered with status ${status}`)
+      }
+      // As for any answer of the service's (src/gateway/upstream-exchange.ts): a body in a coding never taken off.
+      const coding = unknownTransferCoding(answer.response.headers)
+      if (coding) {
+        answer.response.destroy()
+        throw new UpstreamUnavailable(route.name, coding)
       }
       // A refusal from the service is relayed as an ordinary response, after which the connection ends. Until then the
       // client's bytes are read only to be dropped, so that a client that leaves (its end closed) is seen to, and takes

@@ -76,6 +76,7 @@ async function scriptedService(): Promise<{ url: string; server: Server; handsha
         case 'connection-only': return switching(`Connection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n`)
         case 'status-600': return void socket.write('HTTP/1.1 600 Odd\r\nContent-Length: 0\r\n\r\n')
         case 'plain': return void socket.end('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nplain')
+        case 'gzip-coded': return void socket.end('HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nno\r\n0\r\n\r\n')
         case 'streaming': return void socket.write('HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nstream\r\n')
         case 'not-reading': {
           switching(`Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n`)
@@ -291,6 +292,13 @@ describe('WebSockets with hostile clients and misbehaving services', () => {
     assert.match(text, /^HTTP\/1\.1 200 /)
     assert.match(text, /\r\n\r\nplain$/)
     assert.ok(closed, 'no half-open connection: the client is not left waiting for a 101')
+  })
+
+  it('answers 502 upstream_unavailable to such an answer in a transfer coding besides chunked, which would reach the client still coded', async () => {
+    const { text, closed } = await answerTo(gw, upgradeRequest('/scripted/open/gzip-coded'))
+    assert.match(text, /^HTTP\/1\.1 502 /, text)
+    assert.match(text, /"code":"upstream_unavailable"/)
+    assert.ok(closed, 'the client\'s connection is closed after the answer')
   })
 
   it('closes the service\'s connection when a client leaves while a streamed answer to its upgrade is relayed', async () => {
