@@ -12,7 +12,7 @@ import { NOT_MINE, type Authenticator, type NotMine } from './authenticator.ts'
 import { bearerValue } from './bearer.ts'
 import type { Credential } from './principal.ts'
 import { withBearerError } from './token.ts'
-import { KEYS_TOPIC, realmRevocation, REVOKE_TOPIC } from '../store/topics.ts'
+import { keysDropped, realmRevocation, REVOKE_TOPIC } from '../store/topics.ts'
 import { lastMillisecondOf } from '../store/users.ts'
 
 const MAX_CACHED = 50_000
@@ -63,14 +63,15 @@ export class OidcBearerAuthenticator implements Authenticator {
     const revokedTtlMs = (realms.longestAccessTokenSeconds() + 60) * 1000
     this.#revoked = new BoundedCache({ maxEntries: MAX_CACHED, maxAgeMs: revokedTtlMs, onEvicted: () => this.#verified.clear() })
     bus.on(REVOKE_TOPIC, (key) => {
+      // A realm dropped its earlier keys at once (`keys rotate --realm`): its tokens verified since are verified again,
+      // with the keys read again. A rotation on schedule drops no key a token in memory was verified with.
+      const droppedBy = keysDropped(key)
+      if (droppedBy !== undefined) return this.#verified.forgetWhere((token) => token.realm === droppedBy)
       const realmWide = realmRevocation(key)
       // Tokens of the not-before's own second are told apart by their records only: the realm's are verified again.
       if (realmWide) this.#verified.forgetWhere((token) => token.realm === realmWide.realm)
       this.#revoked.set(realmWide ? `realm:${realmWide.realm}` : key, realmWide?.notBefore ?? true)
     })
-    // A realm's keys changed: a key may have been dropped at once (`keys rotate --realm`), and its tokens with it. Its
-    // tokens verified since are verified again, with the keys read again; a rotation on schedule costs one check each.
-    bus.on(KEYS_TOPIC, (realm) => this.#verified.forgetWhere((token) => token.realm === realm))
     // The revocations missed are unknown: every verified token is checked against its record again.
     bus.onMissed(() => this.#verified.clear())
     accounts.onForget((userId) => this.#verified.forgetUser(userId))

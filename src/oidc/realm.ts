@@ -24,7 +24,7 @@ import { SESSION_STATE_COOKIE } from './keycloak-format.ts'
 import { GATEWAY_CALLBACK, KEYCLOAK_ROUTES, REALM_SESSION_COOKIE, realmResource } from './provider-paths.ts'
 import { PASSWORD_GRANT } from './password-grant.ts'
 import type { EndedGrant } from '../store/oidc.ts'
-import { KEYS_TOPIC, realmRevocation, realmRevocationKey, REVOKE_TOPIC, SESSION_TOPIC } from '../store/topics.ts'
+import { keysDroppedKey, KEYS_TOPIC, realmRevocation, realmRevocationKey, REVOKE_TOPIC, SESSION_TOPIC } from '../store/topics.ts'
 import type { ClientAccessCheck, ClientRolesOf } from '../access/client-access.ts'
 import { isRealmsRecord, REALM_MEMBER } from './adapter.ts'
 import { BackchannelLogouts, withoutQuery, type DeliveryOutcome } from './backchannel-logout.ts'
@@ -212,7 +212,10 @@ export class Realm {
   async replaceSigningKey(): Promise<{ kid: string; retired: string[] }> {
     const replaced = await this.#signingKeys.replace(this.#deps.bus.clock.now())
     this.#keys.reload()
-    await this.#deps.bus.publish(KEYS_TOPIC, this.name)
+    await this.#deps.bus.change(async (_tx, announce) => {
+      announce(KEYS_TOPIC, this.name)
+      announce(REVOKE_TOPIC, keysDroppedKey(this.name))
+    })
     return replaced
   }
 

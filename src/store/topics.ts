@@ -16,8 +16,9 @@ export const KEYS_TOPIC = 'oidc-keys'
 /** The keys that sign X-Gatehouse-Identity changed (src/gateway/identity.ts); the key is `identity`. */
 export const IDENTITY_KEYS_TOPIC = 'identity-keys'
 /**
- * An OpenID Connect token or grant was revoked; the key is `jti:<id>`, `grant:<id>`, or `realmRevocationKey`'s for
- * every token of a realm issued before its not-before (a `logout-all`).
+ * An OpenID Connect token or grant was revoked; the key is `jti:<id>`, `grant:<id>`, `realmRevocationKey`'s for
+ * every token of a realm issued before its not-before (a `logout-all`), or `keysDroppedKey`'s for the tokens of the
+ * keys a realm dropped at once (`keys rotate --realm`).
  */
 export const REVOKE_TOPIC = 'oidc-revoke'
 
@@ -30,6 +31,16 @@ export function realmRevocationKey(realm: string, notBefore: number): string {
 export function realmRevocation(key: string): { realm: string; notBefore: number } | undefined {
   const match = /^realm:([0-9]{1,15}):(.+)$/s.exec(key)
   return match ? { realm: match[2]!, notBefore: Number(match[1]) } : undefined
+}
+
+/** The REVOKE_TOPIC key of a realm whose earlier signing keys were dropped at once: their tokens verify no more. */
+export function keysDroppedKey(realm: string): string {
+  return `keys:${realm}`
+}
+
+/** The realm a REVOKE_TOPIC key names, if it is `keysDroppedKey`'s. */
+export function keysDropped(key: string): string | undefined {
+  return key.startsWith('keys:') ? key.slice(5) : undefined
 }
 
 /** Organizations, teams, role definitions or assignments changed; every process reloads them all (src/access/model.ts). */

@@ -63,6 +63,10 @@ for (const storage of storages) describe(`keys rotate --realm, on ${storage.name
     assert.equal(refreshed.status, 200)
     assert.equal(decodeJwtPart(refreshed.body.access_token, 0).kid, newKid)
     assert.equal(await atService(refreshed.body.access_token), 200)
+    // Replaced again at once (the same step as the command's): the verification just remembered goes with its key.
+    const again = await gw.app.oidc.get(REALM)!.replaceSigningKey()
+    assert.deepEqual(again.retired, [newKid])
+    assert.equal(await atService(refreshed.body.access_token), 401, 'refused on the next request, not once the memory expires')
 
     await gw.app.audit.flush()
     const entries = await gw.app.store.audit.list({ filter: { all: [{ field: 'content_type', lookup: 'exact', value: 'realm_key', negate: false }], any: [], search: [], order: [] }, offset: 0, limit: 10 })
