@@ -1,11 +1,11 @@
-import { accessSync, constants, existsSync, linkSync, lstatSync, rmSync, statSync } from 'node:fs'
+import { constants, existsSync, linkSync, lstatSync, rmSync, statSync } from 'node:fs'
 import { basename, dirname, resolve } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { Command } from 'commander'
 import { addStorageOptions, resolveConfig, UsageError, type StorageOptions } from './common.ts'
 import { copyBeside, copyDatabase, CopyNotMade, removeStaleCopies } from './database-copy.ts'
 import { NotGatehouseDatabase, requireGatehouseDatabase } from './gatehouse-database.ts'
-import { sqliteFile } from '../store/database.ts'
+import { accessible, sqliteFile } from '../store/database.ts'
 import { DatabaseUnusable, DataDirUnusable } from '../store/errors.ts'
 
 export function backupCommand(): Command {
@@ -50,15 +50,6 @@ function requireReadable(source: string): void {
   }
   if (existsSync(source) && !accessible(source, constants.R_OK)) {
     throw new DataDirUnusable(dir, `permission denied on ${basename(source)} (it must be readable)`, undefined)
-  }
-}
-
-function accessible(path: string, mode: number): boolean {
-  try {
-    accessSync(path, mode)
-    return true
-  } catch {
-    return false
   }
 }
 

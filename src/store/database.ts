@@ -102,7 +102,8 @@ function accessProblem(dir: string, file: string): string | undefined {
   return undefined
 }
 
-function accessible(path: string, mode: number): boolean {
+/** Whether this process may use `path` as `mode` (fs.constants' R_OK, W_OK, X_OK) asks. */
+export function accessible(path: string, mode: number): boolean {
   try {
     accessSync(path, mode)
     return true

@@ -7,7 +7,7 @@ import { createServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { describe, it } from 'node:test'
-import { ADMIN_PASSWORD, adminAuth, basic, repoRoot, runCli, spawnGateway, tempDir } from '../helpers/gateway.ts'
+import { ADMIN_PASSWORD, adminAuth, AS_ANOTHER_USER, basic, migratedDataDir, repoRoot, runCli, spawnGateway, tempDir } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 
 /** A port free now, so the restored gateway answers at the same public URL: the tokens' issuer. */
@@ -226,14 +226,12 @@ describe('bin/gatehouse backup', () => {
 
   it('says, with exit 2, that it may not read a data directory or database it may not read', async () => {
     // Permissions bind everyone but root: as root, the backups run as nobody.
-    const asOther = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {}
     const dir = tempDir()
     try {
       chmodSync(dir, 0o777)
-      const data = join(dir, 'data')
-      assert.equal((await runCli(['migrate', '--data-dir', data])).code, 0)
+      const data = await migratedDataDir(dir)
       const file = join(data, 'gatehouse.sqlite')
-      const backUp = (name: string) => runCli(['backup', join(dir, name), '--data-dir', data], asOther)
+      const backUp = (name: string) => runCli(['backup', join(dir, name), '--data-dir', data], AS_ANOTHER_USER)
 
       chmodSync(data, 0o300)
       const sealed = await backUp('sealed.sqlite')
@@ -478,19 +476,17 @@ describe('bin/gatehouse restore', () => {
 
   it('says, with exit 2, that a data directory cannot be made, where none can be (in /proc) or it may not', { timeout: 30_000 }, async () => {
     // Permissions bind everyone but root: as root, the restores run as nobody.
-    const asOther = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {}
     const dir = tempDir()
     try {
       chmodSync(dir, 0o755)
-      const data = join(dir, 'data')
-      assert.equal((await runCli(['migrate', '--data-dir', data])).code, 0)
+      const data = await migratedDataDir(dir)
       assert.equal((await runCli(['backup', join(dir, 'b.sqlite'), '--data-dir', data])).code, 0)
       chmodSync(join(dir, 'b.sqlite'), 0o644)
       chmodSync(dir, 0o555)
       const cases: [string, { uid?: number; gid?: number }, string][] = [
         // Node's recursive mkdir tries again for ever where the kernel says ENOENT under a parent that exists.
         ['/proc/gatehouse-data', {}, 'no directory can be made there'],
-        [join(dir, 'not-mine'), asOther, 'permission denied'],
+        [join(dir, 'not-mine'), AS_ANOTHER_USER, 'permission denied'],
       ]
       for (const [where, as, reason] of cases) {
         const result = await runCli(['restore', join(dir, 'b.sqlite'), '--data-dir', where], as)
@@ -542,7 +538,6 @@ describe('bin/gatehouse restore', () => {
       }
       // A backup this user may not read, or that lies in a directory it may not look into, is not one that is no
       // database: as root, the restores run as nobody, whom permissions bind.
-      const asOther = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {}
       chmodSync(dir, 0o755)
       const unreadable = join(dir, 'unreadable.sqlite')
       copyFileSync(join(dir, 'whole.sqlite'), unreadable)
@@ -553,7 +548,7 @@ describe('bin/gatehouse restore', () => {
       chmodSync(join(sealed, 'b.sqlite'), 0o644)
       chmodSync(sealed, 0o300)
       for (const backup of [unreadable, join(sealed, 'b.sqlite')]) {
-        const result = await runCli(['restore', backup, '--data-dir', join(dir, 'elsewhere')], asOther)
+        const result = await runCli(['restore', backup, '--data-dir', join(dir, 'elsewhere')], AS_ANOTHER_USER)
         assert.equal(result.code, 2, result.stderr)
         assert.equal(result.stderr, `gatehouse: ${backup} cannot be read: permission denied\n`)
       }

@@ -9,7 +9,7 @@ import { gatehouseProgram } from '../../src/cli/program.ts'
 import { openStore } from '../../src/store/store.ts'
 import { verifyPassword } from '../../src/directory/passwords.ts'
 import { demoConfigFile } from '../../src/config/load.ts'
-import { repoRoot, runCli, spawnGateway, tempDir } from '../helpers/gateway.ts'
+import { AS_ANOTHER_USER, repoRoot, runCli, spawnGateway, tempDir } from '../helpers/gateway.ts'
 import { createTestDatabase, POSTGRES_ADMIN_URL } from '../helpers/postgres.ts'
 import pg from 'pg'
 
@@ -186,7 +186,6 @@ describe('bin/gatehouse', () => {
 
   it('refuses a data directory or a database file it may not read and write, naming it', async () => {
     // Permissions bind everyone but root: as root, the commands run as nobody.
-    const asOther = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {}
     const dir = tempDir()
     chmodSync(dir, 0o755)
     const readOnlyDir = join(dir, 'read-only')
@@ -195,14 +194,14 @@ describe('bin/gatehouse', () => {
     const withFile = join(dir, 'with-file')
     assert.equal((await runCli(['migrate', '--data-dir', withFile])).code, 0)
     for (const name of readdirSync(withFile)) {
-      if (asOther.uid !== undefined) chownSync(join(withFile, name), asOther.uid, asOther.gid)
+      if (AS_ANOTHER_USER.uid !== undefined) chownSync(join(withFile, name), AS_ANOTHER_USER.uid, AS_ANOTHER_USER.gid!)
       chmodSync(join(withFile, name), 0o444)
     }
-    if (asOther.uid !== undefined) chownSync(withFile, asOther.uid, asOther.gid)
-    const readOnly = await runCli(['users', 'list', '--data-dir', readOnlyDir], asOther)
+    if (AS_ANOTHER_USER.uid !== undefined) chownSync(withFile, AS_ANOTHER_USER.uid, AS_ANOTHER_USER.gid!)
+    const readOnly = await runCli(['users', 'list', '--data-dir', readOnlyDir], AS_ANOTHER_USER)
     assert.equal(readOnly.code, 2)
     assert.equal(readOnly.stderr, `gatehouse: the data directory ${readOnlyDir} cannot be used: permission denied (it must be readable and writable)\n`)
-    const readOnlyFile = await runCli(['users', 'list', '--data-dir', withFile], asOther)
+    const readOnlyFile = await runCli(['users', 'list', '--data-dir', withFile], AS_ANOTHER_USER)
     assert.equal(readOnlyFile.code, 2)
     assert.equal(readOnlyFile.stderr, `gatehouse: the data directory ${withFile} cannot be used: permission denied on gatehouse.sqlite (it must be readable and writable)\n`)
   })

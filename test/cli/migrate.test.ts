@@ -7,7 +7,7 @@ import pg from 'pg'
 import { migrationNames } from '../../src/store/migrations/index.ts'
 import { openStore } from '../../src/store/store.ts'
 import { sql } from '../../src/store/kysely.ts'
-import { runCli, spawnGateway, tempDir } from '../helpers/gateway.ts'
+import { AS_ANOTHER_USER, migratedDataDir, runCli, spawnGateway, tempDir } from '../helpers/gateway.ts'
 import { createTestDatabase, POSTGRES_ADMIN_URL } from '../helpers/postgres.ts'
 
 const FUTURE = '999_from_a_later_version'
@@ -77,16 +77,14 @@ describe('bin/gatehouse migrate --status', () => {
 
   it('says it may not look into a data directory, as migrate itself does, rather than that it holds no database yet', async () => {
     // Permissions bind everyone but root: as root, the commands run as nobody.
-    const asOther = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {}
     const dir = tempDir()
     try {
       chmodSync(dir, 0o755)
-      const data = join(dir, 'data')
-      assert.equal((await runCli(['migrate', '--data-dir', data])).code, 0)
+      const data = await migratedDataDir(dir)
       chmodSync(data, 0o300)
-      const status = await runCli(['migrate', '--status', '--data-dir', data], asOther)
-      const migrate = await runCli(['migrate', '--data-dir', data], asOther)
-      const usersList = await runCli(['users', 'list', '--data-dir', data], asOther)
+      const status = await runCli(['migrate', '--status', '--data-dir', data], AS_ANOTHER_USER)
+      const migrate = await runCli(['migrate', '--data-dir', data], AS_ANOTHER_USER)
+      const usersList = await runCli(['users', 'list', '--data-dir', data], AS_ANOTHER_USER)
       for (const result of [status, migrate, usersList]) {
         assert.equal(result.code, 2, result.stderr)
         assert.equal(result.stderr, `gatehouse: the data directory ${data} cannot be used: permission denied (it must be readable and writable)\n`)

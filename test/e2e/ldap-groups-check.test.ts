@@ -69,22 +69,28 @@ async function auditedGroupChanges(gw: TestGateway, username: string): Promise<a
   return entries.filter((entry) => entry.objectName === username && entry.code === 'directory_groups_changed')
 }
 
+/** A gateway whose account check runs every INTERVAL_SECONDS, mapping `group` to the Automation team of Platform. */
+async function checkedGateway(directory: TestDirectory, group: string): Promise<TestGateway> {
+  const gw = await startGateway({
+    config: {
+      ldap: directory.config({
+        account_check: { interval_seconds: INTERVAL_SECONDS },
+        memberships: [{ organization: 'Platform', team: 'Automation', groups: [group] }],
+        timeouts: { connect_seconds: 1, lookup_seconds: 5 },
+      }),
+    },
+  })
+  await gw.app.settings.update({ allow_external_users_to_create_oauth2_tokens: true })
+  await createOrgAndTeam(gw, 'Platform', 'Automation')
+  return gw
+}
+
 describe('the periodic directory account check re-reads the groups of accounts holding something live', () => {
   let directory: TestDirectory
   let gw: TestGateway
   before(async () => {
     directory = await startDirectory()
-    gw = await startGateway({
-      config: {
-        ldap: directory.config({
-          account_check: { interval_seconds: INTERVAL_SECONDS },
-          memberships: [{ organization: 'Platform', team: 'Automation', groups: [GROUPS.developers] }],
-          timeouts: { connect_seconds: 1, lookup_seconds: 5 },
-        }),
-      },
-    })
-    await gw.app.settings.update({ allow_external_users_to_create_oauth2_tokens: true })
-    await createOrgAndTeam(gw, 'Platform', 'Automation')
+    gw = await checkedGateway(directory, GROUPS.developers)
   })
   after(async () => {
     await gw?.close()
@@ -211,17 +217,7 @@ describe('the periodic directory account check, for a person who joins more grou
     // Groups of dave's that alice joins later, as a person may where the directory lets people join lists.
     const groups = Array.from({ length: MANY }, (_, i) => `dn: cn=list-${i},ou=groups,${SUFFIX}\nobjectClass: groupOfNames\ncn: list-${i}\nmember: ${personDn('dave')}\n`).join('\n')
     directory = await startDirectory({ sizeLimit: 'unlimited', moreEntries: groups })
-    gw = await startGateway({
-      config: {
-        ldap: directory.config({
-          account_check: { interval_seconds: INTERVAL_SECONDS },
-          memberships: [{ organization: 'Platform', team: 'Automation', groups: [GROUPS.admins] }],
-          timeouts: { connect_seconds: 1, lookup_seconds: 5 },
-        }),
-      },
-    })
-    await gw.app.settings.update({ allow_external_users_to_create_oauth2_tokens: true })
-    await createOrgAndTeam(gw, 'Platform', 'Automation')
+    gw = await checkedGateway(directory, GROUPS.admins)
   })
   after(async () => {
     await gw?.close()

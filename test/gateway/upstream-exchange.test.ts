@@ -128,34 +128,33 @@ describe('an answer without a body that says it has one (204 or 304 with a Conte
     upstream.close()
   })
 
-  it('passes the answer on without a body and closes that connection to the service, so nothing sent after it reaches another request, on either path', async () => {
+  /**
+   * Asks for each of `names` (a 204 or 304 whose service sends more after it) and, 50 ms later, for another path on
+   * the one connection to the service, on either path: the answer passes on without a body, and the next request gets
+   * its own answer, not the late bytes.
+   */
+  async function nextAnswerIsItsOwn(names: string[]): Promise<void> {
     for (const prefix of ['lean', 'general']) {
-      for (const name of ['late-body-304', 'late-body-204']) {
+      for (const name of names) {
         const first = gw.fetch(`/${prefix}/${name}`)
         await new Promise((resolve) => setTimeout(resolve, 50))
         const next = await gw.fetch(`/${prefix}/victim`)
         const answered = await first
         assert.equal(answered.status, Number(name.slice(-3)), `${prefix} ${name}`)
         assert.equal(await answered.text(), '', `${prefix} ${name}`)
+        assert.equal(next.status, 200, `${prefix} ${name}: the late bytes were read as the next answer`)
         assert.equal(next.headers.get('set-cookie'), null, `${prefix} ${name}: the late bytes became the next answer`)
         assert.equal(await next.text(), 'mine ok', `${prefix} ${name}`)
       }
     }
+  }
+
+  it('passes the answer on without a body and closes that connection to the service, so nothing sent after it reaches another request, on either path', async () => {
+    await nextAnswerIsItsOwn(['late-body-304', 'late-body-204'])
   })
 
   it('closes that connection after a 204 or 304 with a Transfer-Encoding too, so its chunked body\'s end is not read as the next answer, on either path', async () => {
-    for (const prefix of ['lean', 'general']) {
-      for (const name of ['late-chunks-304', 'late-chunks-204']) {
-        const first = gw.fetch(`/${prefix}/${name}`)
-        await new Promise((resolve) => setTimeout(resolve, 50))
-        const next = await gw.fetch(`/${prefix}/victim`)
-        const answered = await first
-        assert.equal(answered.status, Number(name.slice(-3)), `${prefix} ${name}`)
-        assert.equal(await answered.text(), '', `${prefix} ${name}`)
-        assert.equal(next.status, 200, `${prefix} ${name}: the late last chunk was read as the next answer`)
-        assert.equal(await next.text(), 'mine ok', `${prefix} ${name}`)
-      }
-    }
+    await nextAnswerIsItsOwn(['late-chunks-304', 'late-chunks-204'])
   })
 })
 

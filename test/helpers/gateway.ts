@@ -187,6 +187,20 @@ export async function spawnGatewayPair(storageArgs?: string[], env: Record<strin
 }
 
 /**
+ * runCli's options for a command run as another account than the tests' when they run as root, whom file permissions
+ * do not bind (nobody); none otherwise.
+ */
+export const AS_ANOTHER_USER: { uid?: number; gid?: number } = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {}
+
+/** `dir`/data holding a migrated SQLite database, for a command to act on. */
+export async function migratedDataDir(dir: string): Promise<string> {
+  const data = join(dir, 'data')
+  const migrated = await runCli(['migrate', '--data-dir', data])
+  if (migrated.code !== 0) throw new Error(`migrate failed: ${migrated.stderr}`)
+  return data
+}
+
+/**
  * Runs bin/gatehouse to completion (as another user with `uid` and `gid`). Its standard output is read, or `stdout`:
  * a file descriptor it writes to instead, or `closed`, a pipe whose reader has gone before anything was written.
  */
