@@ -102,6 +102,8 @@ export const TlsSchema = z.object({
     .describe('Also listen for plain HTTP on this port (same host) and answer every request with a 308 redirect to HTTPS. Its connections are under `max_connections` and `max_connections_per_address` as well.'),
   hsts_max_age_seconds: z.number().int().min(0).max(2 * 365 * 86400).default(365 * 86400)
     .describe('Strict-Transport-Security max-age sent with every HTTPS response (RFC 6797). 0 tells browsers to forget an earlier one.'),
+  ciphers: z.string().min(1).max(2000).optional()
+    .describe('OpenSSL cipher list for TLS 1.2 clients, replacing the default (forward secrecy with AES-GCM or ChaCha20-Poly1305 only, no CBC suites). TLS 1.3\'s suites are OpenSSL\'s own whatever this says, unless it names some (TLS_...).'),
   hsts_include_subdomains: z.boolean().default(false)
     .describe('Add includeSubDomains to Strict-Transport-Security: only when every subdomain of the host serves HTTPS.'),
 }).strict()

@@ -16,7 +16,7 @@ export class TlsFilesUnusable extends Error {}
 
 export interface TlsCredentials {
   /** For https.createServer: mutual TLS is required exactly when a client CA is configured. */
-  readonly options: { cert: string; key: string; ca?: string; requestCert: boolean; rejectUnauthorized: boolean }
+  readonly options: { cert: string; key: string; ca?: string; ciphers: string; requestCert: boolean; rejectUnauthorized: boolean }
   /** The server certificate's subject and expiry, for the log and the start-up summary (no secret in them). */
   readonly subject: string
   readonly validTo: string
@@ -32,6 +32,17 @@ export function outOfDate(credentials: TlsCredentials, now = Date.now()): string
   return undefined
 }
 
+/**
+ * TLS 1.2's suites unless `server.tls.ciphers` says otherwise: ECDHE key exchange with an AEAD cipher, as Mozilla's
+ * "intermediate" profile (without its DHE suites, for which Node sets no parameters). Node's own list also offers
+ * CBC suites (Lucky Thirteen and its kin) and suites without forward secrecy; every TLS 1.2 client of the last
+ * decade speaks one of these. TLS 1.3's suites are left as OpenSSL has them.
+ */
+const DEFAULT_TLS12_CIPHERS = [
+  'ECDHE-ECDSA-AES128-GCM-SHA256', 'ECDHE-RSA-AES128-GCM-SHA256', 'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384', 'ECDHE-ECDSA-CHACHA20-POLY1305', 'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':')
+
 /** A PEM file holds a few kilobytes (a chain of several certificates some tens): more is no PEM file. */
 const MAX_PEM_BYTES = 1024 * 1024
 
@@ -46,7 +57,13 @@ export function readTlsFiles(tls: TlsConfig): TlsCredentials {
   if (!certificate.checkPrivateKey(privateKey)) {
     throw new TlsFilesUnusable(`server.tls: the key in "${tls.key_file}" does not belong to the certificate in "${tls.cert_file}"`)
   }
-  const options = { cert, key, ...(ca === undefined ? {} : { ca }), requestCert: ca !== undefined, rejectUnauthorized: ca !== undefined }
+  const ciphers = tls.ciphers ?? DEFAULT_TLS12_CIPHERS
+  try {
+    createSecureContext({ ciphers })
+  } catch (error) {
+    throw new TlsFilesUnusable(`server.tls.ciphers: OpenSSL takes no cipher from "${ciphers}": ${firstLine(error)}`)
+  }
+  const options = { cert, key, ...(ca === undefined ? {} : { ca }), ciphers, requestCert: ca !== undefined, rejectUnauthorized: ca !== undefined }
   try {
     createSecureContext(options)
   } catch (error) {

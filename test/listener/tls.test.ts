@@ -166,18 +166,17 @@ describe('HTTPS from certificate files', () => {
   })
 
   it('speaks TLS 1.2 and 1.3 only, and HTTP/1.1 only, as the README says', async () => {
-    const handshake = (options: { minVersion?: 'TLSv1' | 'TLSv1.2'; maxVersion?: 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3'; ALPNProtocols?: string[] }) =>
-      new Promise<{ protocol: string | null; alpn: string | false } | Error>((resolve) => {
-        const socket = connect({ host: '127.0.0.1', port: portOf(gateway.url), rejectUnauthorized: false, ...options }, () => {
-          resolve({ protocol: socket.getProtocol(), alpn: socket.alpnProtocol ?? false })
-          socket.end()
-        })
-        socket.once('error', resolve)
-      })
-    assert.deepEqual(await handshake({ maxVersion: 'TLSv1.3', ALPNProtocols: ['h2', 'http/1.1'] }), { protocol: 'TLSv1.3', alpn: 'http/1.1' })
-    assert.deepEqual(await handshake({ maxVersion: 'TLSv1.2' }), { protocol: 'TLSv1.2', alpn: false })
-    assert.ok((await handshake({ minVersion: 'TLSv1', maxVersion: 'TLSv1.1' })) instanceof Error, 'TLS 1.1 refused')
-    assert.ok((await handshake({ ALPNProtocols: ['h2'] })) instanceof Error, 'HTTP/2 only refused')
+    assert.deepEqual(await handshake(gateway, { maxVersion: 'TLSv1.3', ALPNProtocols: ['h2', 'http/1.1'] }), { protocol: 'TLSv1.3', alpn: 'http/1.1', cipher: 'TLS_AES_256_GCM_SHA384' })
+    assert.deepEqual(await handshake(gateway, { maxVersion: 'TLSv1.2' }), { protocol: 'TLSv1.2', alpn: false, cipher: 'TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256' })
+    assert.ok((await handshake(gateway, { minVersion: 'TLSv1', maxVersion: 'TLSv1.1' })) instanceof Error, 'TLS 1.1 refused')
+    assert.ok((await handshake(gateway, { ALPNProtocols: ['h2'] })) instanceof Error, 'HTTP/2 only refused')
+  })
+
+  it('offers TLS 1.2 clients AEAD suites with forward secrecy only: no CBC, no static RSA', async () => {
+    for (const ciphers of ['ECDHE-ECDSA-AES128-SHA256', 'ECDHE-ECDSA-AES256-SHA', 'AES128-GCM-SHA256']) {
+      assert.ok((await handshake(gateway, { maxVersion: 'TLSv1.2', ciphers })) instanceof Error, `${ciphers} taken`)
+    }
+    assert.deepEqual(await handshake(gateway, { maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-CHACHA20-POLY1305' }), { protocol: 'TLSv1.2', alpn: false, cipher: 'TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256' })
   })
 
   it('redirects plain HTTP on the redirect port to the same path and query on HTTPS, without HSTS', async () => {
@@ -256,6 +255,35 @@ describe('the plain-HTTP redirect port under the connection caps', () => {
       connections.destroy()
       await gateway.stop()
     }
+  })
+})
+
+type Handshake = { protocol: string | null; alpn: string | false; cipher: string }
+
+/** What a TLS client with these options agrees on with the gateway, or the error that ended its handshake. */
+function handshake(gateway: GatewayProcess, options: { minVersion?: 'TLSv1' | 'TLSv1.2'; maxVersion?: 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3'; ALPNProtocols?: string[]; ciphers?: string }): Promise<Handshake | Error> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port: portOf(gateway.url), rejectUnauthorized: false, ...options }, () => {
+      resolve({ protocol: socket.getProtocol(), alpn: socket.alpnProtocol ?? false, cipher: socket.getCipher().standardName })
+      socket.end()
+    })
+    socket.once('error', resolve)
+  })
+}
+
+describe('server.tls.ciphers', () => {
+  let gateway: GatewayProcess
+  before(async () => {
+    ;({ gateway } = await serveSwappable({ ciphers: 'ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384' }))
+  })
+  after(async () => {
+    await gateway?.stop()
+  })
+
+  it('replaces the TLS 1.2 suites, for clients only an older suite serves, and leaves TLS 1.3 as it was', async () => {
+    assert.deepEqual(await handshake(gateway, { maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES128-SHA256' }), { protocol: 'TLSv1.2', alpn: false, cipher: 'TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256' })
+    assert.ok((await handshake(gateway, { maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES128-GCM-SHA256' })) instanceof Error, 'a suite the list leaves out taken')
+    assert.equal((await handshake(gateway, {}) as Handshake).protocol, 'TLSv1.3')
   })
 })
 
@@ -357,6 +385,7 @@ describe('serve with unusable TLS files', { concurrency: true }, () => {
     ['a certificate file larger than any PEM file', { cert_file: huge, key_file: good.key }, /^gatehouse: server\.tls\.cert_file: ".*huge\.pem" is larger than 1 MiB/],
     ['a certificate file that holds no certificate', { cert_file: garbage, key_file: good.key }, /^gatehouse: server\.tls\.cert_file: ".*garbage\.pem" does not hold a PEM certificate/],
     ['a missing client CA', { cert_file: good.cert, key_file: good.key, ca_file: join(dir, 'missing-ca.crt') }, /^gatehouse: server\.tls\.ca_file: cannot read/],
+    ['a cipher list OpenSSL takes nothing from', { cert_file: good.cert, key_file: good.key, ciphers: 'NO-SUCH-CIPHER' }, /^gatehouse: server\.tls\.ciphers: OpenSSL takes no cipher from "NO-SUCH-CIPHER"/],
     ['a key of another certificate', { cert_file: good.cert, key_file: other.key }, /^gatehouse: server\.tls: the key in ".*other\.test\.key" does not belong to the certificate in ".*good\.test\.crt"/],
   ]
   for (const [what, tls, reason] of cases) {
