@@ -99,11 +99,15 @@ export function responseRewrite(route: Route, base: PublicBase): ResponseRewrite
 
   /**
    * Every Path attribute: a browser takes the last one (RFC 6265 §5.3), so none may stay unmapped, also one written
-   * with spaces around its `=`, which a browser trims (§5.2).
+   * with spaces around its `=`, which a browser trims (§5.2). One that is empty or does not start with `/` is left
+   * as it is: a browser reads it as the default path, the directory of the public URL it asked for, which is already
+   * the public path; mapped, `Path=` became the public prefix alone (a cookie for every service under `public_url`'s
+   * path) and `Path=x` a path (`/appx`) the browser never sends it to.
    */
   function cookie(value: string): string {
     return value.replace(/(;\s*path\s*=)([^;]*)/gi, (whole, attribute: string, path: string) => {
-      const mapped = publicPath(path.trim())
+      const trimmed = path.trim()
+      const mapped = trimmed.startsWith('/') ? publicPath(trimmed) : undefined
       return mapped === undefined ? whole : attribute + mapped
     })
   }

@@ -245,6 +245,15 @@ describe('upstream addresses in responses', () => {
     assert.equal(network.location, '/edge/app//evil.example/x')
   })
 
+  it('leaves a cookie Path that is empty or not a path alone, which a browser reads as the public directory it asked for', async () => {
+    // Mapped, `Path=` became `/edge/` (the cookie sent to every service under the public URL) and `Path=dir` `/edgedir`.
+    const query = asking({ cookie: 'sid=1; Path=; HttpOnly' })
+    for (const path of ['/plain/dir/x', '/plain/dir/%78']) {
+      const headers = await headersWithHost(`${published.url}${path}${query}&${new URLSearchParams({ cookie: 'a=2; Path=dir' })}`, 'evil.example')
+      assert.deepEqual(headers['set-cookie'], ['sid=1; Path=; HttpOnly', 'a=2; Path=dir'], path)
+    }
+  })
+
   it('with a public URL without a path, maps paths as without a public URL and writes its origin', async () => {
     for (const path of BOTH_PATHS) {
       const headers = await headersWithHost(publishedAtRoot.url + path + asking({ location: '/base/done', cookie: 'sid=1; Path=/base/' }), 'evil.example')
