@@ -20,10 +20,13 @@ export const CorsSchema = z.object({
     .describe('Origins whose pages may call the service, e.g. `https://app.example.com`; `*` allows any (not with `allow_credentials`).'),
   allowed_methods: z.array(method).min(1).default(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'])
     .describe('Methods a preflight may ask for; GET covers HEAD.'),
-  allowed_headers: z.array(fieldName).default(['authorization', 'content-type', 'x-csrftoken', 'x-requested-with'])
-    .describe('Request headers a preflight may ask for (the CORS-safelisted ones are always allowed).'),
+  // `*` is a field name by RFC 9110's grammar, and other gateways' CORS settings take it for "any": here it matched no
+  // header a preflight asks for, so every preflight with request headers was refused, silently, until a browser tried.
+  allowed_headers: z.array(fieldName.refine((name) => name !== '*', 'must be a header field name: "*" is not supported, list the headers pages send'))
+    .default(['authorization', 'content-type', 'x-csrftoken', 'x-requested-with'])
+    .describe('Request headers a preflight may ask for, by name (not `*`; the CORS-safelisted ones are always allowed).'),
   exposed_headers: z.array(fieldName).default([])
-    .describe('Response headers, besides the safelisted ones, that the calling page may read.'),
+    .describe('Response headers, besides the safelisted ones, that the calling page may read; `*` for all only without `allow_credentials`.'),
   allow_credentials: z.boolean().default(false)
     .describe('Let pages send cookies and HTTP authentication (`Access-Control-Allow-Credentials: true`). A page using the session cookie or basic credentials for unsafe methods must also be in `server.trusted_origins` to pass the CSRF check.'),
   max_age_seconds: z.number().int().min(0).max(86_400).default(600)
@@ -31,6 +34,10 @@ export const CorsSchema = z.object({
 }).strict().superRefine((cors, ctx) => {
   if (cors.allow_credentials && cors.allowed_origins.includes('*')) {
     ctx.addIssue({ code: 'custom', path: ['allowed_origins'], message: 'cannot be "*" with allow_credentials: browsers refuse credentials for any origin' })
+  }
+  // The Fetch standard reads `Access-Control-Expose-Headers: *` as a wildcard only without credentials.
+  if (cors.allow_credentials && cors.exposed_headers.includes('*')) {
+    ctx.addIssue({ code: 'custom', path: ['exposed_headers'], message: 'cannot be "*" with allow_credentials: browsers read it as a header named "*" then; list the headers' })
   }
 })
 

@@ -26,6 +26,17 @@ async function countingUpstream(): Promise<{ url: string; requests: () => number
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, requests: () => requests, server }
 }
 
+/** What the configuration check says of a service with this `cors` section; fails when it is accepted. */
+function problems(cors: unknown): string {
+  try {
+    validateConfig({ services: [{ name: 'x', prefix: '/x/', upstream: 'http://127.0.0.1:1', cors }] })
+  } catch (error) {
+    assert.ok(error instanceof ConfigError)
+    return error.problems.join('\n')
+  }
+  assert.fail('expected the configuration to be refused')
+}
+
 const APP = 'https://app.example'
 
 describe('CORS per service', () => {
@@ -168,17 +179,15 @@ describe('CORS per service', () => {
   })
 
   it('refuses a configuration that allows credentials from any origin, or an origin with a path', () => {
-    const problems = (cors: unknown) => {
-      try {
-        validateConfig({ services: [{ name: 'x', prefix: '/x/', upstream: 'http://127.0.0.1:1', cors }] })
-      } catch (error) {
-        assert.ok(error instanceof ConfigError)
-        return error.problems.join('\n')
-      }
-      assert.fail('expected the configuration to be refused')
-    }
     assert.match(problems({ allowed_origins: ['*'], allow_credentials: true }), /services\.0\.cors\.allowed_origins/)
     assert.match(problems({ allowed_origins: ['https://app.example/path'] }), /must be an origin/)
     assert.match(problems({ allowed_origins: [] }), /allowed_origins/)
+  })
+
+  it('refuses "*" for the allowed headers, which matched none a preflight asks for, and for the exposed ones with credentials', () => {
+    assert.match(problems({ allowed_origins: [APP], allowed_headers: ['content-type', '*'] }), /services\.0\.cors\.allowed_headers\.1: .*"\*" is not supported/)
+    assert.match(problems({ allowed_origins: [APP], exposed_headers: ['*'], allow_credentials: true }), /services\.0\.cors\.exposed_headers: .*allow_credentials/)
+    // Without credentials browsers read it as any header, as the Fetch standard says.
+    validateConfig({ services: [{ name: 'x', prefix: '/x/', upstream: 'http://127.0.0.1:1', cors: { allowed_origins: [APP], exposed_headers: ['*'] } }] })
   })
 })
