@@ -174,17 +174,21 @@ export function tokenRoutes(api: GatewayApi, app: App): void {
     return reply.code(204).send()
   })
 
-  api.get('/users/:id/tokens/', { schema: { params: idParam, querystring: listTokens } }, async (request) => {
-    const owner = await visibleUser(app, request, request.params.id)
-    if (!mayRead(principalOf(request), owner.id)) throw new PermissionDenied('Only the owner, superusers and auditors see a user\'s tokens.')
-    return list(request, request.query, owner.id)
-  })
+  // A user's tokens under both of the platform's names: `tokens/` and `personal_tokens/` (which AWX and the scripts
+  // written for it post to). Every token listed here is personal: an application's are the realm's (docs/api.md).
+  for (const collection of ['tokens', 'personal_tokens']) {
+    api.get(`/users/:id/${collection}/`, { schema: { params: idParam, querystring: listTokens } }, async (request) => {
+      const owner = await visibleUser(app, request, request.params.id)
+      if (!mayRead(principalOf(request), owner.id)) throw new PermissionDenied('Only the owner, superusers and auditors see a user\'s tokens.')
+      return list(request, request.query, owner.id)
+    })
 
-  api.post('/users/:id/tokens/', { schema: { params: idParam, body: createToken } }, async (request, reply) => {
-    const owner = await visibleUser(app, request, request.params.id)
-    if (owner.id !== principalOf(request).user.id) throw new NotTokenOwner()
-    return create(request, reply, request.body)
-  })
+    api.post(`/users/:id/${collection}/`, { schema: { params: idParam, body: createToken } }, async (request, reply) => {
+      const owner = await visibleUser(app, request, request.params.id)
+      if (owner.id !== principalOf(request).user.id) throw new NotTokenOwner()
+      return create(request, reply, request.body)
+    })
+  }
 }
 
 /** A token in the audit trail: its id and description, never its value. */

@@ -95,7 +95,7 @@ export function serializeUser(user: User) {
     id: user.id,
     type: 'user',
     url,
-    related: { tokens: `${url}tokens/`, personal_tokens: `${url}tokens/`, sessions: `${url}sessions/` },
+    related: { tokens: `${url}tokens/`, personal_tokens: `${url}personal_tokens/`, sessions: `${url}sessions/` },
     summary_fields: {},
     created_by: null,
     modified_by: null,

@@ -270,6 +270,22 @@ describe('tokens API', () => {
     await refused(await gw.fetch('/api/gateway/v1/users/999999/tokens/', { headers: adminAuth }), 404, 'not_found')
   })
 
+  it('serves them under the platform\'s /users/{id}/personal_tokens/ too, where a user\'s related link leads', async () => {
+    const user = await json(await gw.fetch(`/api/gateway/v1/users/${aliceId}/`, { headers: alice }))
+    assert.equal(user.related.personal_tokens, `/api/gateway/v1/users/${aliceId}/personal_tokens/`)
+    // As AWX's scripts create one: POST to the user's personal_tokens/ with the platform's body.
+    const response = await send('POST', user.related.personal_tokens, alice, { description: 'script', application: null, scope: 'write' })
+    assert.equal(response.status, 201)
+    const created = await json(response)
+    assert.equal(created.user, aliceId)
+    assert.match(created.token, /^gatehouse_pat_/)
+    const listed = await json(await gw.fetch(`${user.related.personal_tokens}?page_size=200`, { headers: alice }))
+    assert.ok(listed.results.some((t: { id: number; token: string }) => t.id === created.id && t.token === '$encrypted$'))
+    assert.ok(listed.results.every((t: { user: number }) => t.user === aliceId))
+    await refused(await gw.fetch(`/api/gateway/v1/users/${aliceId}/personal_tokens/`, { headers: bob }), 404, 'not_found')
+    await refused(await send('POST', `/api/gateway/v1/users/${aliceId}/personal_tokens/`, adminAuth, {}), 403, 'not_token_owner')
+  })
+
   it('is listed in the API root', async () => {
     const root = await json(await gw.fetch('/api/gateway/v1/', { headers: alice }))
     assert.equal(root.tokens, '/api/gateway/v1/tokens/')
