@@ -114,12 +114,15 @@ export function tokenRoutes(api: GatewayApi, app: App): void {
   }
 
   /**
-   * The token named in the path, if the caller may see it (`read`) or change it; others' tokens are "not found",
-   * not "forbidden" (an auditor reading them may still not change them).
+   * The token named in the path, if the caller may see it (`read`) or change it. Tokens the caller does not see are
+   * "not found", not "forbidden"; one an auditor sees but may not change is forbidden, as the platform answers it
+   * (and as a user's record the auditor reads is).
    */
   const visibleToken = async (request: FastifyRequest & { params: { id: number } }, read = false): Promise<TokenRecord> => {
     const record = await app.store.tokens.findById(request.params.id)
-    if (!record || !(read ? mayRead : mayManage)(principalOf(request), record.userId)) throw new NotFound('No such token.')
+    const principal = principalOf(request)
+    if (!record || !mayRead(principal, record.userId)) throw new NotFound('No such token.')
+    if (!read && !mayManage(principal, record.userId)) throw new PermissionDenied('Platform Auditors read others\' tokens but do not change or revoke them.')
     return record
   }
 

@@ -188,7 +188,7 @@ describe('tokens API', () => {
     assert.equal((await gw.app.store.tokens.findById(id))!.description, '')
   })
 
-  it('shows every token to a Platform Auditor, who changes none but their own', async () => {
+  it('shows every token to a Platform Auditor, who is refused (403) changing any but their own', async () => {
     const auditorId = (await gw.app.accounts.create({ username: 'auditor', password: 'auditor-password' })).id
     const roles = await json(await gw.fetch('/api/gateway/v1/role_definitions/?name=Platform%20Auditor', { headers: adminAuth }))
     assert.equal((await send('POST', '/api/gateway/v1/role_user_assignments/', adminAuth, { role_definition: roles.results[0].id, user: auditorId })).status, 201)
@@ -198,8 +198,9 @@ describe('tokens API', () => {
     assert.ok(listed.results.some((t: { id: number; token: string }) => t.id === id && t.token === '$encrypted$'))
     assert.equal((await gw.fetch(`/api/gateway/v1/tokens/${id}/`, { headers: auditor })).status, 200)
     assert.equal((await gw.fetch(`/api/gateway/v1/users/${bobId}/tokens/`, { headers: auditor })).status, 200)
-    await refused(await send('PATCH', `/api/gateway/v1/tokens/${id}/`, auditor, { description: 'audited' }), 404, 'not_found')
-    await refused(await send('DELETE', `/api/gateway/v1/tokens/${id}/`, auditor), 404, 'not_found')
+    await refused(await send('PATCH', `/api/gateway/v1/tokens/${id}/`, auditor, { description: 'audited' }), 403, 'permission_denied')
+    await refused(await send('PUT', `/api/gateway/v1/tokens/${id}/`, auditor, {}), 403, 'permission_denied')
+    await refused(await send('DELETE', `/api/gateway/v1/tokens/${id}/`, auditor), 403, 'permission_denied')
     assert.equal((await gw.app.store.tokens.findById(id))!.description, 'bob\'s')
   })
 
