@@ -1,5 +1,6 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import type * as OpenidClient from 'openid-client'
+import { secondsInWholeMilliseconds } from '../config/durations.ts'
 import { ConfigError } from '../config/load.ts'
 import { isLoopbackHost, type SsoProviderConfig } from '../config/sso.ts'
 import { GatehouseError, SsoAccessDenied, SsoCallbackInvalid, SsoCodeMissing, SsoCodeRejected, SsoNonceMismatch, SsoProviderError, SsoProviderUnavailable, SsoResponseInvalid, SsoStateMismatch } from '../errors.ts'
@@ -219,14 +220,14 @@ export class SsoRelyingParty {
   async #discover(oidc: Oidc): Promise<OpenidClient.Configuration> {
     try {
       const discovered = await oidc.discovery(new URL(this.config.issuer), this.config.client_id, undefined, this.#clientAuth(oidc), {
-        timeout: this.config.timeout_seconds,
+        timeout: secondsInWholeMilliseconds(this.config.timeout_seconds),
         // Kept by the configuration for every later request to the provider, the keys' included.
         [oidc.customFetch]: (url: string, options: OpenidClient.CustomFetchOptions) => this.#keys.serves(url) ? this.#keys.fetch(url, options) : fetchWithinBound(url, options),
         ...(this.config.allow_insecure_http ? { execute: [oidc.allowInsecureRequests] } : {}),
       })
       checkEndpoints(discovered.serverMetadata(), this.config)
       this.#keys.url = discovered.serverMetadata().jwks_uri
-      discovered.timeout = this.config.timeout_seconds
+      discovered.timeout = secondsInWholeMilliseconds(this.config.timeout_seconds)
       // Without it openid-client trusts the token endpoint's ID token unsigned (OIDC Core 3.1.3.7 allows that
       // over TLS): `alg: none`, or any key, would do. Checked against the provider's JWKS, so only its keys sign.
       oidc.enableNonRepudiationChecks(discovered)

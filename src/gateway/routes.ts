@@ -1,3 +1,4 @@
+import { millisecondsOf } from '../config/durations.ts'
 import type { Config, ServiceConfig } from '../config/schema.ts'
 import type { EntryRule, Place } from './places.ts'
 import { compileCors, type CorsPolicy } from './cors.ts'
@@ -52,9 +53,9 @@ export function compileRoute(service: ServiceConfig, upstream: URL, bodyBudget: 
     who: 'signed_in',
     entry: Object.freeze([...entryRules(service.name)]),
     stripPrefix: service.strip_prefix,
-    timeouts: Object.freeze({ connectMs: service.timeouts.connect_seconds * 1000, responseMs: service.timeouts.response_seconds * 1000, websocketIdleMs: service.timeouts.websocket_idle_seconds * 1000 }),
+    timeouts: Object.freeze({ connectMs: millisecondsOf(service.timeouts.connect_seconds), responseMs: millisecondsOf(service.timeouts.response_seconds), websocketIdleMs: millisecondsOf(service.timeouts.websocket_idle_seconds) }),
     cors: compileCors(service.cors),
-    pool: new UpstreamPool({ connections: service.pool.connections, perClient: service.pool.per_client, waitMs: service.pool.wait_seconds * 1000 }),
+    pool: new UpstreamPool({ connections: service.pool.connections, perClient: service.pool.per_client, waitMs: millisecondsOf(service.pool.wait_seconds) }),
     tunnels: new TunnelLimits({ total: service.pool.websockets, perClient: service.pool.websockets_per_client, perUser: service.pool.websockets_per_user }),
     requestBuffer: new RequestBuffer(service.pool.body_buffer_kb * 1024, bodyBudget),
     removedFields: removedFields([...removedEverywhere, ...service.remove_request_headers]),

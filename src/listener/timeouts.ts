@@ -1,3 +1,4 @@
+import { millisecondsOf } from '../config/durations.ts'
 import type { Config } from '../config/schema.ts'
 import type { TlsCredentials } from './tls.ts'
 
@@ -13,8 +14,8 @@ export function serverTimeouts(server: Config['server'], https: TlsCredentials['
   https?: TlsCredentials['options'] & { headersTimeout: number; requestTimeout: number; connectionsCheckingInterval: number; handshakeTimeout: number }
 } {
   const node = {
-    headersTimeout: server.timeouts.headers_seconds * 1000,
-    requestTimeout: server.timeouts.request_seconds * 1000,
+    headersTimeout: millisecondsOf(server.timeouts.headers_seconds),
+    requestTimeout: millisecondsOf(server.timeouts.request_seconds),
     connectionsCheckingInterval: 1000,
   }
   // Fastify sets the server's requestTimeout from its own option (0, none, unless given). Over TLS the deadlines start
