@@ -31,7 +31,8 @@ function isUpstream(value: string): boolean {
 export const authMethods = ['basic', 'session', 'token', 'oidc'] as const
 export const AuthMethodSchema = z.enum(authMethods)
 
-const pathPrefix = z.string().regex(/^\/(?:[A-Za-z0-9._~!$&'()*+,;=:@-]+\/)*$/, 'must start and end with "/" and contain only plain path segments')
+/** Segments `.` and `..` excluded: every request whose path holds one is refused (400 unsafe_path), so a prefix with one could never be reached. */
+const pathPrefix = z.string().regex(/^\/(?:(?!\.\.?\/)[A-Za-z0-9._~!$&'()*+,;=:@-]+\/)*$/, 'must start and end with "/" and contain only plain path segments (not "." or "..")')
 const publicPath = z.string().regex(/^\/[^?#\s]*\*?$/, 'must be an absolute path, optionally ending in "*" to match everything under it')
 /** A request field's name (RFC 9110 §5.1), or a prefix of names ending in `*`. */
 const removedHeaders = z.array(z.string().regex(/^[A-Za-z0-9!#$%&'+.^_`|~-]+\*?$/, 'must be a header field name, or a prefix of names ending in "*"'))

@@ -186,6 +186,14 @@ describe('configuration', () => {
     assert.equal(validateConfig({ server: { port: 0 }, metrics: { port: 0 } }).metrics.port, 0)
   })
 
+  it('refuses a service prefix with a "." or ".." segment, which no request reaches (the gateway refuses their paths)', () => {
+    const service = (prefix: string) => ({ name: 'svc', prefix, upstream: 'http://127.0.0.1:1' })
+    for (const prefix of ['/a/../', '/./', '/a/./b/', '/../']) {
+      assert.deepEqual(problemsOf({ services: [service(prefix)] }), ['services.0.prefix: must start and end with "/" and contain only plain path segments (not "." or "..")'], prefix)
+    }
+    for (const prefix of ['/.well-known/', '/a/.../', '/v1.2/', '/..a/']) assert.equal(validateConfig({ services: [service(prefix)] }).services[0]!.prefix, prefix)
+  })
+
   it('refuses a service prefix that covers the realms or shares a path with a realm or the OAuth2 endpoints, and takes one elsewhere under /realms/', () => {
     const service = (prefix: string) => ({ name: 'svc', prefix, upstream: 'http://127.0.0.1:1' })
     const realms = [{ name: 'platform', clients: [{ client_id: 'cli', public_client: true, direct_access_grants: true }] }]
