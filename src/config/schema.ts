@@ -127,7 +127,9 @@ export const ConfigSchema = z.object({
       .describe('Removed: see `trusted_proxies`.'),
     remove_request_headers: removedHeaders.default([])
       .describe('Request header fields no service receives from a client, as `services[].remove_request_headers` says for one service: added to the identity headers of other authenticating proxies, which are always removed (docs/edge.md).'),
-    trusted_origins: z.array(z.url()).default([])
+    // Only http(s): the origin of any other URL is opaque, so `app.example.com:8443` (read as a URL of scheme
+    // "app.example.com") was taken, and no request's Origin ever matched it.
+    trusted_origins: z.array(z.url({ protocol: /^https?$/, error: 'must be an origin: http(s)://host[:port]' })).default([])
       .describe('Extra origins (scheme://host[:port]) whose Referer/Origin pass the CSRF check, e.g. the public name behind a proxy. Without `public_url`, also the origins a service\'s redirects to its own address may be written with (docs/proxy.md).'),
     timeouts: z.object({
       headers_seconds: z.number().positive().max(600).default(10)

@@ -186,6 +186,14 @@ describe('configuration', () => {
     assert.equal(validateConfig({ server: { port: 0 }, metrics: { port: 0 } }).metrics.port, 0)
   })
 
+  it('refuses a trusted origin that is no http(s) origin, whose opaque origin no request\'s Origin matches', () => {
+    for (const origin of ['app.example.com:8443', 'ftp://files.example.com', 'javascript:alert(1)']) {
+      assert.deepEqual(problemsOf({ server: { trusted_origins: [origin] } }), ['server.trusted_origins.0: must be an origin: http(s)://host[:port]'], origin)
+    }
+    const origins = ['https://app.example.com', 'http://127.0.0.1:3000', 'https://[::1]:8443']
+    assert.deepEqual(validateConfig({ server: { trusted_origins: origins } }).server.trusted_origins, origins)
+  })
+
   it('refuses a service prefix with a "." or ".." segment, which no request reaches (the gateway refuses their paths)', () => {
     const service = (prefix: string) => ({ name: 'svc', prefix, upstream: 'http://127.0.0.1:1' })
     for (const prefix of ['/a/../', '/./', '/a/./b/', '/../']) {
