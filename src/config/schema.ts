@@ -155,7 +155,7 @@ export const ConfigSchema = z.object({
   }).strict().default({ host: '127.0.0.1', port: 8080, trusted_proxies: [], remove_request_headers: [], trusted_origins: [], timeouts: { headers_seconds: 10, request_seconds: 300 }, max_connections: 10_000, max_connections_per_address: 1000, api_body_limit_bytes: 1024 * 1024, body_buffers_mb: 64, api_body_buffers_mb: 64, shutdown_grace_seconds: 25, readiness_timeout_ms: 800 })
     .describe('Where and how Gatehouse listens.'),
   storage: z.object({
-    data_dir: z.string().min(1).default('./data').describe('Directory for the embedded SQLite database.'),
+    data_dir: z.string().min(1).default('./data').describe('Directory for the embedded SQLite database (a relative one is from the working directory, not the file\'s).'),
     database: z.string().refine(isPostgresUrl, 'must be a postgres:// URL').optional()
       .describe('PostgreSQL URL; when set, used instead of SQLite (also GATEHOUSE_DATABASE_URL).'),
     timeouts: z.object({
