@@ -1,3 +1,4 @@
+import { createPublicKey, type JsonWebKey } from 'node:crypto'
 import { z } from 'zod'
 import { AccessRulesSchema } from './access.ts'
 import { ACCOUNT_ROLES, scopedRole } from '../oidc/claims.ts'
@@ -7,6 +8,27 @@ import { isLoopbackHost } from './sso.ts'
  * The `realms` section: Gatehouse's Keycloak-compatible OpenID Connect provider (src/oidc/). Names and defaults
  * follow Keycloak's, so a realm exported from Keycloak maps onto this one option at a time.
  */
+
+/** The members of a JWK that hold private or symmetric key material (RFC 7518 §6). */
+const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k']
+
+/**
+ * A client's public key, checked here: the provider takes a key pair pasted whole as an invalid client
+ * (`invalid_client_metadata` at every token request), and one of a key type it does not know as no key at all
+ * (`invalid_client`), neither with a word to the gateway's log.
+ */
+const clientPublicJwk = z.record(z.string(), z.unknown()).superRefine((jwk, ctx) => {
+  const secret = PRIVATE_JWK_MEMBERS.filter((member) => jwk[member] !== undefined)
+  if (secret.length) {
+    ctx.addIssue({ code: 'custom', message: `holds private key material (${secret.map((member) => `"${member}"`).join(', ')}): give the client's public key only` })
+    return
+  }
+  try {
+    createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' })
+  } catch {
+    ctx.addIssue({ code: 'custom', message: 'is no public key (an RSA, EC or OKP JWK, RFC 7517)' })
+  }
+})
 
 const realmName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/, 'must be letters, digits, ".", "_" or "-"')
 const clientId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$/, 'must be letters, digits, ".", "_", ":" or "-"')
@@ -115,7 +137,7 @@ export const RealmClientSchema = z.object({
     .describe('How a confidential client authenticates (Keycloak\'s "Client Authenticator"): `client-secret` (HTTP basic or `client_secret` in the form), `client-secret-jwt` (a JWT signed with the secret, RFC 7523), `client-jwt` (a JWT signed with the client\'s private key, verified with `jwks_url` or `jwks`).'),
   jwks_url: absoluteUrl.optional()
     .describe('For `client-jwt`: where the client publishes its public keys (Keycloak\'s "JWKS URL").'),
-  jwks: z.object({ keys: z.array(z.record(z.string(), z.unknown())).min(1).describe('The keys (JWK, RFC 7517).') }).optional()
+  jwks: z.object({ keys: z.array(clientPublicJwk).min(1).describe('The keys (JWK, RFC 7517).') }).optional()
     .describe('For `client-jwt`: the client\'s public keys, inline, as a JWK Set.'),
   refresh_token_rotation: z.boolean().default(false)
     .describe('Keycloak\'s "Revoke refresh token": each refresh token may be used once, and using one again ends its session (reuse detection). Off, as in Keycloak, earlier refresh tokens stay valid until they expire; scripts that keep refreshing with their first refresh token need it off.'),

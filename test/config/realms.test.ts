@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { generateKeyPairSync } from 'node:crypto'
 import { describe, it } from 'node:test'
 import { ConfigError, demoConfigFile, loadConfigFile, validateConfig } from '../../src/config/load.ts'
 import { scopedRole } from '../../src/oidc/claims.ts'
@@ -89,6 +90,16 @@ describe('realms configuration', () => {
       assert.ok(found.some((p) => p.startsWith(expected)), `${expected}\n${found.join('\n')}`)
     }
     assert.ok(!found.some((p) => p.startsWith('realms.0.clients.5')), 'a client-secret secret may hold any character, as in Keycloak')
+  })
+
+  it('takes a client-jwt client\'s public keys only: a key pair pasted whole, or no key, was refused by the provider at every token request', () => {
+    const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+    const client = (key: Record<string, unknown>) => ({ realms: [{ name: 'r', clients: [{ client_id: 'signed', public_client: false, client_authenticator: 'client-jwt', jwks: { keys: [key] } }] }] })
+    assert.deepEqual(problems(client({ ...publicKey.export({ format: 'jwk' }), kid: 'k1' })), [])
+    assert.deepEqual(problems(client(privateKey.export({ format: 'jwk' }))), ['realms.0.clients.0.jwks.keys.0: holds private key material ("d"): give the client\'s public key only'])
+    for (const key of [{ kty: 'nope', x: '1' }, { kty: 'EC', crv: 'P-256', x: 'AAAA' }, { kty: 'oct', k: 'c2VjcmV0' }]) {
+      assert.equal(problems(client(key)).length, 1, JSON.stringify(key))
+    }
   })
 
   it('takes a back-channel logout URI over https, or over http to this machine only, and never with a fragment', () => {
