@@ -130,8 +130,8 @@ export function resolveConfig(options: StorageOptions): Config {
 
 /** Where the configuration keeps its data, with its time limits. */
 export function storageLocation(config: Config): DatabaseLocation {
-  const { database, data_dir: dataDir, timeouts } = config.storage
-  return { url: database, dataDir, timeouts: { connectMs: timeouts.connect_seconds * 1000, queryMs: timeouts.query_seconds * 1000 } }
+  const { database, data_dir: dataDir, pool_connections: poolConnections, timeouts } = config.storage
+  return { url: database, dataDir, poolConnections, timeouts: { connectMs: timeouts.connect_seconds * 1000, queryMs: timeouts.query_seconds * 1000 } }
 }
 
 export async function openConfiguredStore(config: Config): Promise<Store> {

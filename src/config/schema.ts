@@ -158,13 +158,15 @@ export const ConfigSchema = z.object({
     data_dir: z.string().min(1).default('./data').describe('Directory for the embedded SQLite database (a relative one is from the working directory, not the file\'s).'),
     database: z.string().refine(isPostgresUrl, 'must be a postgres:// URL').optional()
       .describe('PostgreSQL URL; when set, used instead of SQLite (also GATEHOUSE_DATABASE_URL).'),
+    pool_connections: z.number().int().min(1).max(1000).default(10)
+      .describe('PostgreSQL: the most connections each process opens for requests (each `--workers` worker is a process); a request that finds them all busy waits up to `timeouts.connect_seconds`, then gets 503 database_unavailable. Each process also keeps one listening for the others\' news, and opens one more while it migrates. The server\'s `max_connections` must cover every process\'s.'),
     timeouts: z.object({
       connect_seconds: z.number().positive().max(60).default(1)
         .describe('Time to open a connection to PostgreSQL, or to wait for a free one in the pool, before answering 503 database_unavailable.'),
       query_seconds: z.number().positive().max(60).default(2)
         .describe('Time one query may take (PostgreSQL: on the client and as statement_timeout on the server; SQLite: waiting for another process\'s lock) before answering 503 database_unavailable.'),
     }).strict().default({ connect_seconds: 1, query_seconds: 2 }).describe('How long the database may take.'),
-  }).strict().default({ data_dir: './data', timeouts: { connect_seconds: 1, query_seconds: 2 } }).describe('Where accounts, sessions, tokens and settings are kept.'),
+  }).strict().default({ data_dir: './data', pool_connections: 10, timeouts: { connect_seconds: 1, query_seconds: 2 } }).describe('Where accounts, sessions, tokens and settings are kept.'),
   auth: z.object({
     basic_cache_seconds: z.number().int().min(0).max(3600).default(30)
       .describe('How long a verified username/password pair is remembered in memory (0 = verify argon2id every time). One in use near the end of that time is verified again in the background (in its last fifth, at most 5 s), so its requests do not wait.'),

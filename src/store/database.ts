@@ -135,11 +135,16 @@ export interface DatabaseTimeouts {
 
 export const defaultTimeouts: DatabaseTimeouts = { connectMs: 1000, queryMs: 2000 }
 
+/** As `storage.pool_connections`' default, for the stores opened without a configuration (the tests'). */
+const DEFAULT_POOL_CONNECTIONS = 10
+
 export interface DatabaseLocation {
   /** A `postgres://` URL; when absent, the embedded SQLite file in `dataDir` is used. */
   url?: string | undefined
   dataDir: string
   timeouts?: DatabaseTimeouts | undefined
+  /** PostgreSQL: the pool's most connections (`storage.pool_connections`). */
+  poolConnections?: number | undefined
 }
 
 /** Whether the database answered its last query; what a readiness check reports. */
@@ -230,7 +235,7 @@ export class Database {
         keepAlive: true,
         keepAliveInitialDelayMillis: KEEPALIVE_DELAY_MS,
       }
-      const pool = new pg.Pool({ ...config, max: 10 })
+      const pool = new pg.Pool({ ...config, max: location.poolConnections ?? DEFAULT_POOL_CONNECTIONS })
       // An idle client losing its connection must not crash the process; the pool drops it and the next query reconnects.
       pool.on('error', () => {})
       // Nor may a checked-out one: its query in flight fails on its own, but pg also emits 'error' on the
