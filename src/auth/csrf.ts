@@ -1,6 +1,7 @@
 import type { FastifyReply } from 'fastify'
 import type { GatewayRequest } from '../http/gateway-request.ts'
 import { randomBytes, timingSafeEqual } from 'node:crypto'
+import { isWildcardOrigin, matchesSubdomainOrigin, subdomainOrigin, type SubdomainOrigin } from '../config/urls.ts'
 import { CsrfCookieMalformed, CsrfCookieMissing, CsrfOriginMismatch, CsrfRefererInsecure, CsrfRefererMalformed, CsrfRefererMismatch, CsrfRefererMissing, CsrfTokenIncorrect, CsrfTokenMissing, ValidationFailed } from '../errors.ts'
 
 export const CSRF_COOKIE = 'csrftoken'
@@ -22,10 +23,14 @@ export function newCsrfToken(): string {
  */
 export class CsrfPolicy {
   readonly #trustedOrigins: ReadonlySet<string>
+  /** `https://*.example.com`: the domain and every name under it, as Django's CSRF_TRUSTED_ORIGINS reads them. */
+  readonly #trustedSubdomains: readonly SubdomainOrigin[]
   readonly #publicUrl: () => string
 
   constructor(trustedOrigins: readonly string[], publicUrl: () => string) {
-    this.#trustedOrigins = new Set(trustedOrigins.map((origin) => new URL(origin).origin))
+    this.#trustedOrigins = new Set(trustedOrigins.filter((origin) => !isWildcardOrigin(origin)).map((origin) => new URL(origin).origin))
+    // The configuration refuses a `*` anywhere else, so every wildcard entry is one.
+    this.#trustedSubdomains = trustedOrigins.filter(isWildcardOrigin).map((origin) => subdomainOrigin(origin)!)
     this.#publicUrl = publicUrl
   }
 
@@ -71,11 +76,21 @@ export class CsrfPolicy {
     return origins
   }
 
+  /** Whether the origin (scheme://host[:port], as URL writes it) is the request's own or a trusted one. */
+  #isGood(request: GatewayRequest, origin: string | undefined): boolean {
+    if (origin === undefined) return false
+    if (this.#goodOrigins(request).has(origin)) return true
+    if (this.#trustedSubdomains.length === 0) return false
+    // An opaque origin (`null`, a `file:` URL's) is no URL again.
+    const url = URL.parse(origin)
+    return url !== null && this.#trustedSubdomains.some((pattern) => matchesSubdomainOrigin(pattern, url))
+  }
+
   /** A sent Origin must be a trusted one; a request without one (not from a browser) passes. */
   checkOrigin(request: GatewayRequest): void {
     const origin = request.headers.origin
     if (origin === undefined) return
-    if (!this.#goodOrigins(request).has(originOf(origin) ?? '')) {
+    if (!this.#isGood(request, originOf(origin))) {
       throw new CsrfOriginMismatch(`Origin checking failed - ${origin.slice(0, 200)} does not match any trusted origins.`)
     }
   }
@@ -93,7 +108,7 @@ export class CsrfPolicy {
     if (url.protocol !== 'https:') {
       throw new CsrfRefererInsecure()
     }
-    if (!this.#goodOrigins(request).has(url.origin)) {
+    if (!this.#isGood(request, url.origin)) {
       throw new CsrfRefererMismatch(`Referer checking failed - ${url.origin.slice(0, 200)} does not match any trusted origins.`)
     }
   }

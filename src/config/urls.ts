@@ -12,3 +12,41 @@ export function isBareUrl(value: string): boolean {
   const url = new URL(value)
   return !url.username && !url.password && !value.includes('?') && !value.includes('#')
 }
+
+/**
+ * A trusted origin naming every subdomain of a domain, written as Django's CSRF_TRUSTED_ORIGINS takes it (the
+ * platform's gateway reads `https://*.example.com` so): the scheme and port must be the same, the host the domain or
+ * any name under it. Django's `is_same_domain` takes the domain itself too (`*.example.com` is `.example.com` to it).
+ */
+export interface SubdomainOrigin {
+  readonly protocol: string
+  readonly domain: string
+  /** '' for the scheme's default port, as a URL writes it (and a browser's Origin leaves it out). */
+  readonly port: string
+}
+
+export const SUBDOMAIN_ORIGIN_MESSAGE = 'a wildcard must be the whole first label of the host: http(s)://*.domain[:port], the domain a name (not an address)'
+
+/** `scheme://*.authority`, nothing after it but a `/`. */
+const SUBDOMAIN_ORIGIN = /^(https?):\/\/\*\.([^/?#@\\*]+)\/?$/i
+const IP_ADDRESS = /^(?:\d+\.\d+\.\d+\.\d+|\[.*\])$/
+
+/** The subdomain origin `value` writes, or undefined when it is no such origin (one with a `*` anywhere else, say). */
+export function subdomainOrigin(value: string): SubdomainOrigin | undefined {
+  const match = SUBDOMAIN_ORIGIN.exec(value)
+  if (!match) return undefined
+  const url = URL.parse(`${match[1]}://${match[2]}`)
+  if (!url || !url.hostname || IP_ADDRESS.test(url.hostname)) return undefined
+  return { protocol: url.protocol, domain: url.hostname, port: url.port }
+}
+
+/** Whether `value` is meant as a subdomain origin: the only place a `*` may be in a trusted origin. */
+export function isWildcardOrigin(value: string): boolean {
+  return value.includes('*')
+}
+
+/** Whether the origin (a parsed URL: its scheme, host and port) is one of the pattern's. */
+export function matchesSubdomainOrigin(pattern: SubdomainOrigin, origin: URL): boolean {
+  return origin.protocol === pattern.protocol && origin.port === pattern.port
+    && (origin.hostname === pattern.domain || origin.hostname.endsWith(`.${pattern.domain}`))
+}

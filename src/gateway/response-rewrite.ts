@@ -1,3 +1,4 @@
+import { isWildcardOrigin } from '../config/urls.ts'
 import type { GatewayRequest } from '../http/gateway-request.ts'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { App } from '../app.ts'
@@ -26,7 +27,7 @@ export interface PublicBase {
 
 /**
  * The configured `server.public_url`, whatever Host the client sent; without one, the scheme and host the client
- * used only when they are the gateway's own (its listening address or one of `server.trusted_origins`), and
+ * used only when they are the gateway's own (its listening address or one of `server.trusted_origins` without a `*`), and
  * otherwise nothing. A URL built from any Host would let a shared cache that does not key on Host store a redirect
  * to a forged host for everyone; a path-absolute reference is resolved by the client against the URL it asked for
  * (RFC 9110 §10.2.2), so it is always right.
@@ -34,7 +35,9 @@ export interface PublicBase {
 export function publicBase(app: Pick<App, 'config' | 'publicUrl'>): PublicBase {
   const configured = app.config.server.public_url === undefined ? undefined : new URL(app.config.server.public_url)
   if (configured !== undefined) return { origin: () => configured.origin, path: publishedPath(app.config) }
-  const trusted = new Set(app.config.server.trusted_origins.map((origin) => new URL(origin).origin))
+  // Names the gateway has, not `https://*.example.com`: that one trusts pages of any name under the domain for the CSRF
+  // check, and would let a request naming any of them (one a tenant or an attacker holds) be sent there.
+  const trusted = new Set(app.config.server.trusted_origins.filter((origin) => !isWildcardOrigin(origin)).map((origin) => new URL(origin).origin))
   return {
     origin: (request) => {
       const used = URL.parse(`${request.protocol}://${request.host}`)?.origin

@@ -13,7 +13,7 @@ describe('CSRF protection', () => {
   let gw: TestGateway
   before(async () => {
     gw = await startGateway({
-      config: { server: { host: '127.0.0.1', port: 0, trusted_proxies: ['127.0.0.1'], trusted_origins: ['https://ui.example.com'] } },
+      config: { server: { host: '127.0.0.1', port: 0, trusted_proxies: ['127.0.0.1'], trusted_origins: ['https://ui.example.com', 'https://*.apps.example.com', 'http://*.dev.example.com:8080'] } },
     })
     await gw.app.accounts.create({ username: 'alice', password: 'alice-password' })
   })
@@ -56,6 +56,29 @@ describe('CSRF protection', () => {
     }
     assert.equal((await postLogin(gw, { ...headers, origin: gw.url })).status, 302)
     assert.equal((await postLogin(gw, { ...headers, origin: 'https://ui.example.com' })).status, 302)
+  })
+
+  it('trusts every name under the domain of a https://*.domain origin, with its scheme and port, as Django does', async () => {
+    // Accepted by the configuration check and then never matched (the host was taken as the literal `*.apps.example.com`).
+    const token = await csrfToken(gw)
+    const headers = { cookie: `csrftoken=${token}`, 'x-csrftoken': token }
+    const trusted = ['https://a.apps.example.com', 'https://b.a.apps.example.com', 'https://apps.example.com', 'http://x.dev.example.com:8080', 'https://A.Apps.Example.com']
+    for (const origin of trusted) assert.equal((await postLogin(gw, { ...headers, origin })).status, 302, origin)
+    const untrusted = ['http://a.apps.example.com', 'https://a.apps.example.com:8443', 'https://aapps.example.com', 'https://a.apps.example.com.evil.example',
+      'https://example.com', 'http://x.dev.example.com', 'https://x.dev.example.com:8080', 'file:///etc/passwd', 'null']
+    for (const origin of untrusted) {
+      const response = await postLogin(gw, { ...headers, origin })
+      assert.equal(response.status, 403, origin)
+      assert.equal((await json(response)).code, 'csrf_origin_mismatch', origin)
+    }
+    // A session's write from such a page, and its Referer on HTTPS.
+    const session = await login(gw, 'alice', 'alice-password')
+    const extend = (extra: Record<string, string>) => gw.fetch('/api/gateway/v1/session/', { method: 'POST', headers: withCsrf(session, extra) })
+    assert.equal((await extend({ origin: 'https://ui.apps.example.com' })).status, 200)
+    assert.equal((await json(await extend({ origin: 'https://ui.apps.example.org' }))).code, 'csrf_origin_mismatch')
+    const https = { 'x-forwarded-proto': 'https', 'x-forwarded-host': 'gate.example.com' }
+    assert.equal((await extend({ ...https, origin: 'https://ui.apps.example.com', referer: 'https://ui.apps.example.com/page' })).status, 200)
+    assert.equal((await json(await extend({ ...https, referer: 'https://ui.apps.example.org/page' }))).code, 'csrf_referer_mismatch')
   })
 
   it('requires a same-origin HTTPS Referer on HTTPS (behind a proxy that says so)', async () => {

@@ -194,6 +194,15 @@ describe('configuration', () => {
     assert.deepEqual(validateConfig({ server: { trusted_origins: origins } }).server.trusted_origins, origins)
   })
 
+  it('takes a wildcard trusted origin only as Django matches one, https://*.domain[:port], and refuses what would never match', () => {
+    const message = 'server.trusted_origins.0: a wildcard must be the whole first label of the host: http(s)://*.domain[:port], the domain a name (not an address)'
+    for (const origin of ['https://a.*.example.com', 'https://*example.com', 'https://*', 'https://*.*.example.com', 'https://*.example.com/app', 'https://*.example.com@evil.example']) {
+      assert.deepEqual(problemsOf({ server: { trusted_origins: [origin] } }), [message], origin)
+    }
+    const origins = ['https://*.example.com', 'http://*.dev.example.com:8080/']
+    assert.deepEqual(validateConfig({ server: { trusted_origins: origins } }).server.trusted_origins, origins)
+  })
+
   it('refuses a service prefix with a "." or ".." segment, which no request reaches (the gateway refuses their paths)', () => {
     const service = (prefix: string) => ({ name: 'svc', prefix, upstream: 'http://127.0.0.1:1' })
     for (const prefix of ['/a/../', '/./', '/a/./b/', '/../']) {

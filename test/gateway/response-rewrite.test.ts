@@ -66,7 +66,7 @@ describe('upstream addresses in responses', () => {
     const plain = { name: 'plain', prefix: '/plain/', upstream: upstream.url, public_paths: ['/plain/*'] }
     gw = await startGateway({
       config: {
-        server: { host: '127.0.0.1', port: 0, trusted_origins: ['http://gateway.example'] },
+        server: { host: '127.0.0.1', port: 0, trusted_origins: ['http://gateway.example', 'http://*.tenants.example'] },
         services: [app, plain, { name: 'based', prefix: '/based/', upstream: `${upstream.url}/base`, public_paths: ['/based/*'] }],
       },
     })
@@ -188,7 +188,8 @@ describe('upstream addresses in responses', () => {
   it('answers a Host that is not the gateway\'s own with a path-absolute reference, so no cache stores a forged host', async () => {
     const query = asking({ location: `${upstream.url}/base/next?a=1`, 'content-location': `${upstream.url}/base/items/1`, refresh: `0; url=${upstream.url}/base/login/` })
     for (const path of BOTH_PATHS) {
-      for (const host of ['evil.example', 'localhost', `gateway.example:${new URL(gw.url).port}`]) {
+      // A wildcard trusted origin lets pages under the domain pass the CSRF check; it names none of them the gateway's.
+      for (const host of ['evil.example', 'localhost', `gateway.example:${new URL(gw.url).port}`, 'any.tenants.example', 'tenants.example']) {
         const headers = await headersWithHost(gw.url + path + query, host)
         assert.equal(headers.location, '/app/next?a=1', `${path} with Host ${host}`)
         assert.equal(headers['content-location'], '/app/items/1')
