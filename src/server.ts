@@ -17,6 +17,7 @@ import { closeLingeringAfter } from './http/lingering-close.ts'
 import { refuseBadHost } from './http/host-header.ts'
 import { requestIdOf } from './http/request-id.ts'
 import { assertSafePath, assertWellFormedEscapes, splitTarget } from './http/request-target.ts'
+import { addRefusalCors } from './gateway/cors.ts'
 import { registerForwardAuth } from './gateway/forward-auth.ts'
 import { leanProxy, ownedPaths, upstreamDispatchers, type LeanProxy } from './gateway/lean-proxy.ts'
 import { registerProxy } from './gateway/proxy.ts'
@@ -93,6 +94,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     // A path the router cannot decode is answered like every other error, not with Fastify's own body.
     frameworkErrors: (error, request, reply) => {
       refusedByRouter?.(request, reply)
+      addRefusalCors(app.routes, request, reply)
       return sendError(request, reply, error)
     },
     schemaController: { compilersFactory: compilersOnFirstUse() },
@@ -137,9 +139,15 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   server.addHook('onSend', async (request, reply) => {
     if (!request.raw.complete) closeLingeringAfter(reply.raw)
   })
-  server.addHook('onRequest', async (request) => {
-    assertSafePath(splitTarget(request.url).path)
-    assertWellFormedEscapes(request.url)
+  server.addHook('onRequest', async (request, reply) => {
+    try {
+      assertSafePath(splitTarget(request.url).path)
+      assertWellFormedEscapes(request.url)
+    } catch (error) {
+      // This runs before the service's own hook, which adds its CORS headers to every other answer.
+      addRefusalCors(app.routes, request, reply)
+      throw error
+    }
   })
   // The request line's fields are fixed and none can hold a secret, so it skips the redaction pass, which
   // (for the wildcard paths) costs about as much as the rest of the line. Keep secrets out of it.

@@ -11,6 +11,8 @@ import { CorsRefused } from '../errors.ts'
 export interface CorsPolicy {
   /** Answers a preflight (and returns true), or adds the response headers for an allowed origin. */
   handle(request: FastifyRequest, reply: FastifyReply): boolean
+  /** Adds the response headers for an allowed origin to a refusal of the request, a preflight's too. */
+  refusal(request: FastifyRequest, reply: FastifyReply): void
   /**
    * The service's response without CORS headers of its own (the gateway's policy is the one browsers see), and with
    * `Origin` in its `Vary`, which would otherwise replace the gateway's.
@@ -55,6 +57,12 @@ export function compileCors(config: CorsConfig | undefined): CorsPolicy | undefi
     reply.code(204).send()
   }
 
+  function addResponseHeaders(reply: FastifyReply, origin: string): void {
+    if (!allowed(origin)) return
+    addOriginHeaders(reply, origin)
+    if (exposeHeaders) reply.header('access-control-expose-headers', exposeHeaders)
+  }
+
   return {
     handle(request, reply) {
       if (variesByOrigin) reply.header('vary', 'Origin')
@@ -65,11 +73,13 @@ export function compileCors(config: CorsConfig | undefined): CorsPolicy | undefi
         preflight(request, reply, origin, method)
         return true
       }
-      if (allowed(origin)) {
-        addOriginHeaders(reply, origin)
-        if (exposeHeaders) reply.header('access-control-expose-headers', exposeHeaders)
-      }
+      addResponseHeaders(reply, origin)
       return false
+    },
+    refusal(request, reply) {
+      if (variesByOrigin) reply.header('vary', 'Origin')
+      const origin = request.headers.origin
+      if (typeof origin === 'string') addResponseHeaders(reply, origin)
     },
     fromUpstream(upstream) {
       for (const name of Object.keys(upstream)) if (name.startsWith('access-control-')) delete upstream[name]
@@ -79,4 +89,15 @@ export function compileCors(config: CorsConfig | undefined): CorsPolicy | undefi
       return upstream
     },
   }
+}
+
+/**
+ * The CORS headers of the service whose prefix the raw path starts with, for a refusal the gateway makes before the
+ * service's own hook runs (a path it will not route: `unsafe_path`, `malformed_escape`), so a page of an allowed
+ * origin can read that answer too. Only refusals look the service up; the prefixes are longest first.
+ */
+export function addRefusalCors(routes: readonly { readonly prefix: string; readonly cors: CorsPolicy | undefined }[], request: FastifyRequest, reply: FastifyReply): void {
+  const url = request.url
+  const route = routes.find((candidate) => url.startsWith(candidate.prefix))
+  route?.cors?.refusal(request, reply)
 }
