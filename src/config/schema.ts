@@ -63,7 +63,7 @@ export const ServiceSchema = z.object({
   cors: CorsSchema.optional()
     .describe('Let pages of other origins call this service from a browser: the gateway answers the preflights and adds the CORS headers (docs/proxy.md).'),
   timeouts: z.object({
-    connect_seconds: z.number().positive().max(600).default(5).describe('Time to open a connection to the upstream before answering 502.'),
+    connect_seconds: z.number().positive().max(600).default(5).describe('Time to open a connection to the upstream (its TLS handshake included, for https) before answering 502.'),
     response_seconds: z.number().positive().max(3600).default(60).describe('Time to wait for the upstream\'s response headers, and between body chunks, before answering 504; and how long a client may read nothing of the response while the gateway holds some for it, before its connection and the upstream\'s are cut.'),
     websocket_idle_seconds: z.number().min(0).max(7 * 86400).default(3600).describe('An open WebSocket through which neither side sends anything for this long is closed, at both ends (nginx\'s `proxy_read_timeout`, 60 s there). 0: never for being quiet.'),
   }).strict().default({ connect_seconds: 5, response_seconds: 60, websocket_idle_seconds: 3600 }).describe('How long the upstream may take.'),

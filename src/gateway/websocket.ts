@@ -545,8 +545,12 @@ function handshake(route: Route, target: string, headers: IncomingHttpHeaders, c
       resolve(answer)
     }
     outgoing.once('socket', (socket) => {
-      socket.setTimeout(route.timeouts.connectMs, () => outgoing.destroy(new Error('connect timeout')))
-      socket.once('connect', () => socket.setTimeout(0))
+      // An https connection is open once its TLS handshake is done, as for ordinary requests (undici's connect
+      // timeout): a service that takes the TCP connection and never finishes the handshake, or dribbles it, would
+      // otherwise hold the client for response_seconds and be answered 504 rather than 502.
+      const connecting = setTimeout(() => outgoing.destroy(new Error('connect timeout')), route.timeouts.connectMs)
+      socket.once(upstream.protocol === 'https:' ? 'secureConnect' : 'connect', () => clearTimeout(connecting))
+      socket.once('close', () => clearTimeout(connecting))
     })
     outgoing.once('upgrade', (response, socket, head) => settle({ response, socket, head }))
     outgoing.once('response', (response) => settle({ response }))

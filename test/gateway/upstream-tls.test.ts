@@ -1,0 +1,87 @@
+import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { readFileSync, rmSync } from 'node:fs'
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
+import { after, before, describe, it } from 'node:test'
+import WebSocket from 'ws'
+import { selfSignedCertificate } from '../helpers/certificates.ts'
+import { json, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
+
+/** The status and JSON body the gateway answers a WebSocket upgrade it does not open, and how long it took. */
+async function refusedUpgrade(url: string): Promise<{ status: number; body: any; ms: number }> {
+  const started = performance.now()
+  const ws = new WebSocket(url)
+  ws.on('error', () => undefined)
+  ws.on('open', () => ws.close())
+  const [, response] = await Promise.race([once(ws, 'unexpected-response'), once(ws, 'open').then(() => {
+    throw new Error('the upgrade was let through')
+  })])
+  let text = ''
+  for await (const chunk of response) text += chunk
+  return { status: response.statusCode, body: JSON.parse(text), ms: performance.now() - started }
+}
+
+describe('https upstreams', () => {
+  const dir = tempDir()
+  let gw: TestGateway
+  let selfSigned: HttpsServer
+  let answered = 0
+  // Takes the TCP connection and never says a word of the TLS handshake.
+  let stalling: Server
+  const stalled: Socket[] = []
+
+  before(async () => {
+    const certificate = selfSignedCertificate(dir, 'upstream')
+    selfSigned = createHttpsServer({ cert: readFileSync(certificate.cert), key: readFileSync(certificate.key) }, (_request, response) => {
+      answered++
+      response.end('the service\'s answer')
+    })
+    selfSigned.on('upgrade', (_request, socket: Socket) => {
+      answered++
+      socket.destroy()
+    })
+    stalling = createServer((socket) => stalled.push(socket))
+    await Promise.all([selfSigned, stalling].map((server) => new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))))
+    const port = (server: Server | HttpsServer) => (server.address() as AddressInfo).port
+    gw = await startGateway({
+      config: {
+        services: [
+          { name: 'self-signed', prefix: '/self-signed/', upstream: `https://127.0.0.1:${port(selfSigned)}`, public_paths: ['/self-signed/*'] },
+          { name: 'stalling', prefix: '/stalling/', upstream: `https://127.0.0.1:${port(stalling)}`, public_paths: ['/stalling/*'], timeouts: { connect_seconds: 0.5, response_seconds: 30 } },
+        ],
+      },
+    })
+  })
+  after(async () => {
+    await gw.close()
+    for (const socket of stalled) socket.destroy()
+    selfSigned.closeAllConnections()
+    await Promise.all([selfSigned, stalling].map((server) => new Promise((resolve) => server.close(resolve))))
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('refuses a certificate no trusted CA signed, on both paths and for WebSockets, with 502 and never the service\'s answer', async () => {
+    for (const path of ['/self-signed/x', '/self-signed/x%20y']) {
+      const response = await gw.fetch(path)
+      assert.equal(response.status, 502)
+      assert.equal((await json(response)).code, 'upstream_unavailable')
+    }
+    const upgrade = await refusedUpgrade(gw.url.replace('http:', 'ws:') + '/self-signed/ws')
+    assert.equal(upgrade.status, 502)
+    assert.equal(upgrade.body.code, 'upstream_unavailable')
+    assert.equal(answered, 0)
+  })
+
+  it('bounds a TLS handshake that never completes by connect_seconds, for a WebSocket upgrade as for a request', async () => {
+    const started = performance.now()
+    const response = await gw.fetch('/stalling/x')
+    assert.equal(response.status, 502)
+    assert.equal((await json(response)).code, 'upstream_unavailable')
+    assert.ok(performance.now() - started < 5000)
+    const upgrade = await refusedUpgrade(gw.url.replace('http:', 'ws:') + '/stalling/ws')
+    assert.equal(upgrade.status, 502, `answered ${upgrade.status} ${JSON.stringify(upgrade.body)} after ${Math.round(upgrade.ms)} ms`)
+    assert.equal(upgrade.body.code, 'upstream_unavailable')
+    assert.ok(upgrade.ms < 5000, `answered after ${Math.round(upgrade.ms)} ms`)
+  })
+})
