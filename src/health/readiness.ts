@@ -1,4 +1,5 @@
-import { connect } from 'node:net'
+import { connect, isIP } from 'node:net'
+import { connect as tlsConnect } from 'node:tls'
 import { performance } from 'node:perf_hooks'
 import type { App } from '../app.ts'
 import type { DatabaseStatus } from '../store/database.ts'
@@ -33,7 +34,8 @@ export interface UpstreamCheck {
   service: string
   status: Status
   ms: number
-  reason?: 'timeout' | 'refused' | 'unreachable'
+  /** `tls`: an https upstream's handshake failed, its certificate refused as every request to it would be. */
+  reason?: 'timeout' | 'refused' | 'unreachable' | 'tls'
 }
 
 export interface ReadinessReport {
@@ -130,18 +132,22 @@ export class Readiness {
   #probeUpstream(service: string, upstream: URL): Promise<UpstreamCheck> {
     const started = performance.now()
     return new Promise((resolve) => {
-      const socket = connect({
-        host: upstream.hostname.replace(/^\[(.*)\]$/, '$1'),
-        port: Number(upstream.port) || (upstream.protocol === 'https:' ? 443 : 80),
-      })
+      const host = upstream.hostname.replace(/^\[(.*)\]$/, '$1')
+      const https = upstream.protocol === 'https:'
+      const address = { host, port: Number(upstream.port) || (https ? 443 : 80) }
+      // An https upstream answers once its handshake is done, its certificate verified as the proxy verifies it (the
+      // same name, the same CAs): one whose certificate every request is refused for is not up.
+      const socket = https ? tlsConnect({ ...address, ...(isIP(host) ? {} : { servername: host }), ALPNProtocols: ['http/1.1'] }) : connect(address)
+      let connected = false
       const done = (reason?: UpstreamCheck['reason']) => {
         clearTimeout(timer)
         socket.destroy()
         resolve({ service, status: reason ? 'DOWN' : 'UP', ms: Math.round(performance.now() - started), ...(reason ? { reason } : {}) })
       }
       const timer = setTimeout(() => done('timeout'), this.#timeoutMs)
-      socket.once('connect', () => done())
-      socket.once('error', (error: NodeJS.ErrnoException) => done(error.code === 'ECONNREFUSED' ? 'refused' : 'unreachable'))
+      socket.once('connect', () => connected = true)
+      socket.once(https ? 'secureConnect' : 'connect', () => done())
+      socket.once('error', (error: NodeJS.ErrnoException) => done(error.code === 'ECONNREFUSED' ? 'refused' : connected ? 'tls' : 'unreachable'))
     })
   }
 }

@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict'
-import { createServer, type Server } from 'node:net'
+import { readFileSync, rmSync } from 'node:fs'
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
+import { createServer, type Server, type Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { after, before, describe, it } from 'node:test'
 import { sql } from '../../src/store/kysely.ts'
 import { migrationProvider } from '../../src/store/migrations/index.ts'
-import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { selfSignedCertificate } from '../helpers/certificates.ts'
+import { adminAuth, json, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
 
 /** A port nothing listens on: bound, then released. */
 async function closedPort(): Promise<number> {
@@ -190,5 +193,48 @@ describe('health and readiness endpoints', () => {
     assert.equal(check(body, 'event_bus').status, 'DOWN')
     assert.equal(check(body, 'event_bus').data.reason, 'stopped')
     assert.equal((await gw.fetch('/healthz')).status, 200)
+  })
+})
+
+describe('readiness of https upstreams', () => {
+  const dir = tempDir()
+  let gw: TestGateway
+  let untrusted: HttpsServer
+  // Takes the TCP connection and never says a word of the TLS handshake.
+  let stalling: Server
+  const stalled: Socket[] = []
+  before(async () => {
+    const certificate = selfSignedCertificate(dir, 'upstream')
+    untrusted = createHttpsServer({ cert: readFileSync(certificate.cert), key: readFileSync(certificate.key) }, (_request, response) => response.end())
+    stalling = createServer((socket) => stalled.push(socket))
+    await Promise.all([untrusted, stalling].map((server) => new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))))
+    const port = (server: Server | HttpsServer) => (server.address() as { port: number }).port
+    gw = await startGateway({
+      config: {
+        services: [
+          { name: 'untrusted', prefix: '/untrusted/', upstream: `https://127.0.0.1:${port(untrusted)}` },
+          { name: 'stalling', prefix: '/stalling/', upstream: `https://127.0.0.1:${port(stalling)}` },
+        ],
+        realms: [],
+      },
+    })
+  })
+  after(async () => {
+    await gw?.close()
+    for (const socket of stalled) socket.destroy()
+    untrusted?.close()
+    stalling?.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('reports an upstream whose certificate the proxy refuses, or whose handshake never ends, as down, as every request to it is', async () => {
+    const body = await json(await gw.fetch('/readyz'))
+    assert.equal(body.status, 'UP')
+    const upstreams = Object.fromEntries(body.upstreams.map((u: { service: string }) => [u.service, u]))
+    assert.equal(upstreams.untrusted.status, 'DOWN')
+    assert.equal(upstreams.untrusted.reason, 'tls')
+    assert.equal(upstreams.stalling.status, 'DOWN')
+    assert.equal(upstreams.stalling.reason, 'timeout')
+    assert.equal((await gw.fetch('/untrusted/x', { headers: adminAuth })).status, 502)
   })
 })
