@@ -220,7 +220,12 @@ export class WebSocketTunnels {
       if (--holding === 0) release()
     }
     whenClosed(upgrade.socket, closed)
-    const answer = await handshake(route, target, { ...headers, host: route.upstream.host, connection: 'Upgrade', upgrade: 'websocket' }, upgrade.socket)
+    const answer = await handshake(route, target, { ...headers, host: route.upstream.host, connection: 'Upgrade', upgrade: 'websocket' }, upgrade.socket).catch((error: unknown) => {
+      // Logged with why, as both proxy paths log a failed request (the answer says only that the service failed): a
+      // certificate refused, a connection refused, a timeout.
+      if (error instanceof UpstreamUnavailable || error instanceof UpstreamTimeout) request.log.warn({ err: error.cause ?? error }, 'response errored')
+      throw error
+    })
     if (!answer) {
       // The client left before the service answered: the service's connection is closed, and there is no one to answer.
       reply.hijack()

@@ -9,7 +9,7 @@ import { selfSignedCertificate } from '../helpers/certificates.ts'
 import { json, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
 
 /** The status and JSON body the gateway answers a WebSocket upgrade it does not open, and how long it took. */
-async function refusedUpgrade(url: string): Promise<{ status: number; body: any; ms: number }> {
+async function refusedUpgrade(url: string): Promise<{ status: number; body: any; ms: number; requestId: string }> {
   const started = performance.now()
   const ws = new WebSocket(url)
   ws.on('error', () => undefined)
@@ -19,7 +19,7 @@ async function refusedUpgrade(url: string): Promise<{ status: number; body: any;
   })])
   let text = ''
   for await (const chunk of response) text += chunk
-  return { status: response.statusCode, body: JSON.parse(text), ms: performance.now() - started }
+  return { status: response.statusCode, body: JSON.parse(text), ms: performance.now() - started, requestId: response.headers['x-request-id'] }
 }
 
 describe('https upstreams', () => {
@@ -30,6 +30,12 @@ describe('https upstreams', () => {
   // Takes the TCP connection and never says a word of the TLS handshake.
   let stalling: Server
   const stalled: Socket[] = []
+  const logLines: Record<string, unknown>[] = []
+  /** The reason logged for the failed request `reqId` answered: what the operator reads to learn why. */
+  const loggedReason = (reqId: string | null) => {
+    const line = logLines.find((entry) => entry.reqId === reqId && entry.msg === 'response errored')
+    return (line?.err as { code?: string } | undefined)?.code
+  }
 
   before(async () => {
     const certificate = selfSignedCertificate(dir, 'upstream')
@@ -45,6 +51,8 @@ describe('https upstreams', () => {
     await Promise.all([selfSigned, stalling].map((server) => new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))))
     const port = (server: Server | HttpsServer) => (server.address() as AddressInfo).port
     gw = await startGateway({
+      logLines,
+      logLevel: 'warn',
       config: {
         services: [
           { name: 'self-signed', prefix: '/self-signed/', upstream: `https://127.0.0.1:${port(selfSigned)}`, public_paths: ['/self-signed/*'] },
@@ -66,10 +74,12 @@ describe('https upstreams', () => {
       const response = await gw.fetch(path)
       assert.equal(response.status, 502)
       assert.equal((await json(response)).code, 'upstream_unavailable')
+      assert.equal(loggedReason(response.headers.get('x-request-id')), 'DEPTH_ZERO_SELF_SIGNED_CERT', path)
     }
     const upgrade = await refusedUpgrade(gw.url.replace('http:', 'ws:') + '/self-signed/ws')
     assert.equal(upgrade.status, 502)
     assert.equal(upgrade.body.code, 'upstream_unavailable')
+    assert.equal(loggedReason(upgrade.requestId), 'DEPTH_ZERO_SELF_SIGNED_CERT', 'the upgrade')
     assert.equal(answered, 0)
   })
 
