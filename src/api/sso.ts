@@ -112,17 +112,30 @@ async function nextOfRefused(app: App, request: FastifyRequest, party: SsoRelyin
 function refuse(app: App, request: FastifyRequest, reply: FastifyReply, party: SsoRelyingParty, error: unknown, next: string | undefined): FastifyReply {
   if (!(error instanceof GatehouseError)) throw error
   const cause = error.cause as { message?: unknown; code?: unknown; error?: unknown; error_description?: unknown } | undefined
+  // fetch's own failure says only `fetch failed`: why (the provider's certificate refused, the connection refused, its
+  // name unknown) is the failure under it.
+  const reason = innermostCause(cause)
   // A 5xx means the provider or its configuration needs an operator's look; the rest is the person's.
   request.log[error.status >= 500 ? 'warn' : 'info']({
     sso: party.name,
     code: error.code,
     ...(cause ? { cause: { message: cause.message, code: cause.code, error: cause.error, error_description: cause.error_description } } : {}),
+    ...(reason ? { reason: { message: reason.message, code: (reason as { code?: unknown }).code } } : {}),
   }, 'single sign-on refused')
   if (!wantsHtml(request)) throw error
   // The request's log line names the code the JSON answer would carry, as for every other refusal shown as a page.
   request.gatehouse.code = error.code
   keepRetryAfter(reply, error)
   return sendLoginPage(app, reply, error.status, { csrfToken: app.csrf.ensureToken(request, reply), next, error: error.message })
+}
+
+/** The error at the end of `cause`'s chain of causes, if it has one below it. */
+function innermostCause(cause: unknown): Error | undefined {
+  let found: Error | undefined
+  // A few levels at most: a chain that loops back on itself ends here all the same.
+  let next = (cause as { cause?: unknown } | undefined)?.cause
+  for (let depth = 0; next instanceof Error && depth < 8; depth++, next = next.cause) found = next
+  return found
 }
 
 /** The key of this browser's sign-in under way, from its cookie of this connection's name. */

@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict'
+import { readFileSync, rmSync } from 'node:fs'
 import { createServer, type Server, type ServerResponse } from 'node:http'
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
-import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { selfSignedCertificate } from '../helpers/certificates.ts'
+import { json, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
 import { SSO } from '../helpers/sso.ts'
 
 const TIMEOUT_SECONDS = 2
@@ -165,5 +168,39 @@ describe('single sign-on through a provider whose discovery document lacks what 
     assert.equal(fixed.status, 302, 'the corrected document is read at once, not an hour later')
     const location = new URL(fixed.headers.get('location')!)
     assert.equal(location.origin + location.pathname, `${provider.issuer}/auth`)
+  })
+})
+
+describe('single sign-on through a provider whose certificate no trusted CA signed', () => {
+  const dir = tempDir()
+  let provider: HttpsServer
+  let answered = 0
+  let gw: TestGateway
+  const logLines: Record<string, unknown>[] = []
+
+  before(async () => {
+    const certificate = selfSignedCertificate(dir, 'provider')
+    provider = createHttpsServer({ cert: readFileSync(certificate.cert), key: readFileSync(certificate.key) }, (_request, response) => {
+      answered++
+      response.end()
+    })
+    await new Promise<void>((resolve) => provider.listen(0, '127.0.0.1', resolve))
+    const issuer = `https://127.0.0.1:${(provider.address() as AddressInfo).port}`
+    gw = await startGateway({ logLines, logLevel: 'warn', config: { sso: [{ name: 'untrusted', label: 'Untrusted', issuer, client_id: 'x', timeout_seconds: TIMEOUT_SECONDS }] } })
+  })
+  after(async () => {
+    await gw?.close()
+    provider?.closeAllConnections()
+    await new Promise((resolve) => provider?.close(resolve))
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('answers 503 without reading its answers, and logs that its certificate was refused', async () => {
+    const response = await gw.fetch(`${SSO}untrusted/`, { headers: { accept: 'application/json' } })
+    assert.equal(response.status, 503)
+    assert.equal((await json(response)).code, 'sso_provider_unavailable')
+    assert.equal(answered, 0)
+    const line = logLines.find((entry) => entry.msg === 'single sign-on refused' && entry.sso === 'untrusted')
+    assert.equal((line?.reason as { code?: string } | undefined)?.code, 'DEPTH_ZERO_SELF_SIGNED_CERT', JSON.stringify(line))
   })
 })
