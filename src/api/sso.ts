@@ -12,6 +12,7 @@ import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
 import { defaultNext, keepRetryAfter, nextQuery, sendLoginPage } from './login.ts'
 import { wantsHtml } from '../http/negotiation.ts'
 import { startSession } from '../auth/session-start.ts'
+import { boundedText } from '../logging/error-serializer.ts'
 
 /** Time from "Sign in with ..." to the provider's redirect back, the person's own login there included. */
 const FLOW_SECONDS = 600
@@ -120,7 +121,7 @@ function refuse(app: App, request: FastifyRequest, reply: FastifyReply, party: S
     sso: party.name,
     code: error.code,
     ...(cause ? { cause: { message: cause.message, code: cause.code, error: cause.error, error_description: cause.error_description } } : {}),
-    ...(reason ? { reason: { message: reason.message, code: (reason as { code?: unknown }).code } } : {}),
+    ...(reason ? { reason: { message: boundedText(reason.message), code: (reason as { code?: unknown }).code } } : {}),
   }, 'single sign-on refused')
   if (!wantsHtml(request)) throw error
   // The request's log line names the code the JSON answer would carry, as for every other refusal shown as a page.

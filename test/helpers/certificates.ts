@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 /** Certificates made with the real openssl for the test that needs them: PEM files in `dir`. */
@@ -26,5 +27,16 @@ export function signedCertificate(dir: string, commonName: string, ca: Certifica
   const request = join(dir, `${commonName}.csr`)
   openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', files.key, '-out', request, '-subj', `/CN=${commonName}`])
   openssl(['x509', '-req', '-in', request, '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-out', files.cert, '-days', '2'])
+  return files
+}
+
+/** A server certificate signed by `ca` for `subjectAltName` (openssl's form: `DNS:name,IP:127.0.0.1`). */
+export function signedServerCertificate(dir: string, commonName: string, ca: CertificateFiles, subjectAltName: string): CertificateFiles {
+  const files = { cert: join(dir, `${commonName}.crt`), key: join(dir, `${commonName}.key`) }
+  const request = join(dir, `${commonName}.csr`)
+  const extensions = join(dir, `${commonName}.ext`)
+  writeFileSync(extensions, `subjectAltName=${subjectAltName}\n`)
+  openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', files.key, '-out', request, '-subj', `/CN=${commonName}`])
+  openssl(['x509', '-req', '-in', request, '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-out', files.cert, '-days', '2', '-extfile', extensions])
   return files
 }
