@@ -105,7 +105,7 @@ export class Readiness {
 
   #busCheck(): Check {
     const bus = this.#app.bus.status()
-    const sinceRead = bus.readAt === undefined ? undefined : Math.max(0, Date.now() - bus.readAt)
+    const sinceRead = bus.sinceReadMs
     const recent = sinceRead !== undefined && sinceRead <= STALE_MS
     // A lost LISTEN connection (reconnected with backoff) only slows news down to the poll, so it is reported, not decisive.
     return {

@@ -214,8 +214,8 @@ export class GatewayMetrics {
       registers: [],
       aggregator: 'max',
       collect() {
-        const { readAt } = bus.status()
-        this.set(readAt === undefined ? -1 : (Date.now() - readAt) / 1000)
+        const { sinceReadMs } = bus.status()
+        this.set(sinceReadMs === undefined ? -1 : sinceReadMs / 1000)
       },
     }))
   }

@@ -69,8 +69,8 @@ export interface EventBusStatus {
   running: boolean
   /** News arrives as it happens: PostgreSQL's LISTEN connection is up; always true on SQLite once started. */
   listening: boolean
-  /** When the last complete read of the log began (everything committed before it has been seen), epoch ms. */
-  readAt: number | undefined
+  /** How long ago the last complete read of the log began (everything committed before it has been seen), ms. */
+  sinceReadMs: number | undefined
   /** Whether cached credentials may be trusted: the log was read within `maxStaleMs`. */
   fresh: boolean
 }
@@ -115,6 +115,11 @@ export class EventBus {
   /** The current read, or READ_WAIT_MS, whichever ends first: what requests wait for on PostgreSQL. */
   #syncWait: Promise<void> | undefined
   #again = false
+  /**
+   * When the last complete read of the log began, by the monotonic clock (performance.now()), as every time this
+   * class keeps to measure how long since: a step of the wall clock (NTP, a virtual machine resumed) must neither
+   * stretch how long cached credentials are trusted nor hold back what publishers are told.
+   */
   #readAt: number | undefined
   #started = false
   #stopped = false
@@ -151,7 +156,7 @@ export class EventBus {
   }
 
   async start(intervalMs = 1000): Promise<void> {
-    const startedAt = Date.now()
+    const startedAt = performance.now()
     const positioned = this.#positioned
     if (!positioned) await this.#readFromNow()
     this.#dataVersion = this.#store.database.dataVersion()
@@ -294,7 +299,7 @@ export class EventBus {
    * verified credentials, accounts, sessions, tokens. When it cannot reach the database it cannot learn of
    * revocations; past that bound it must refuse to answer from memory.
    */
-  fresh(now = Date.now()): boolean {
+  fresh(now = performance.now()): boolean {
     return this.#readAt !== undefined && now - this.#readAt <= this.maxStaleMs
   }
 
@@ -320,11 +325,11 @@ export class EventBus {
     this.#readListeners.push(listener)
   }
 
-  status(now = Date.now()): EventBusStatus {
+  status(now = performance.now()): EventBusStatus {
     return {
       running: this.#started && !this.#stopped,
       listening: this.#started && !this.#stopped && (!this.#postgres || this.#client !== undefined),
-      readAt: this.#readAt,
+      sinceReadMs: this.#readAt === undefined ? undefined : Math.max(0, now - this.#readAt),
       fresh: this.fresh(now),
     }
   }
@@ -335,7 +340,7 @@ export class EventBus {
   }
 
   async #checkVersion(): Promise<void> {
-    const checkedAt = Date.now()
+    const checkedAt = performance.now()
     const version = this.#store.database.dataVersion()
     if (version !== this.#dataVersion) {
       await this.sync()
@@ -383,7 +388,7 @@ export class EventBus {
   }
 
   async #readNews(): Promise<void> {
-    const startedAt = Date.now()
+    const startedAt = performance.now()
     const events = await this.#store.events.after(Math.max(0, this.#lastId - LOOK_BACK), BATCH)
     const before = this.#lastId
     // The last event read is always in the log (a prune keeps the newest): gone, the log went back in time (a backup
@@ -415,7 +420,7 @@ export class EventBus {
     if (this.#postgres) this.#noteHoles(before, [...late, ...events], startedAt)
     if (events.length === BATCH) this.#again = true
     else if (this.#started) this.#readAt = Math.max(this.#readAt ?? 0, startedAt)
-    if (this.#registered && this.#postgres && this.#readThrough(Date.now()) !== this.#confirmed) await this.#confirmRead()
+    if (this.#registered && this.#postgres && this.#readThrough(performance.now()) !== this.#confirmed) await this.#confirmRead()
   }
 
   /** Ids a publisher gave up (`notify`'s payload after the id): no event will hold them, so nothing waits for them. */
@@ -447,7 +452,7 @@ export class EventBus {
   }
 
   async #confirmRead(): Promise<number> {
-    const through = this.#readThrough(Date.now())
+    const through = this.#readThrough(performance.now())
     const heartbeatAt = await this.#store.events.heartbeat(this.#processId, through)
     this.#confirmed = through
     return heartbeatAt

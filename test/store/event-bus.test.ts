@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict'
-import { after, before, describe, it } from 'node:test'
+import { after, before, describe, it, mock } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { DatabaseUnavailable } from '../../src/errors.ts'
 import { EventBus } from '../../src/store/event-bus.ts'
 import { sql } from '../../src/store/kysely.ts'
 import type { Store } from '../../src/store/store.ts'
@@ -58,6 +60,38 @@ describe('event bus on SQLite: one data_version check per event-loop turn', () =
     await bus.freshen()
     assert.equal(checks, 1)
     assert.deepEqual(seen, ['8'])
+  })
+})
+
+describe('event bus on SQLite: how long what was read is trusted', () => {
+  it('stops trusting it once the log has not been read for maxStaleMs, though the wall clock stepped back meanwhile', async () => {
+    const opened = await sqlite.open()
+    const reader = await opened.reopen()
+    const bus = new EventBus(reader, { maxStaleMs: 300 })
+    const machineNow = Date.now
+    try {
+      await bus.start(50)
+      await bus.freshen()
+      assert.equal(bus.fresh(), true)
+      // An NTP step or a virtual machine resumed sets the clock back an hour, then the database stops answering.
+      mock.method(Date, 'now', () => machineNow() - 3600_000)
+      await sleep(100)
+      const unreachable = () => {
+        throw new DatabaseUnavailable('unreachable')
+      }
+      reader.database.dataVersion = unreachable
+      reader.events.after = async () => unreachable()
+      await sleep(500)
+      await bus.freshen().catch(() => {})
+      assert.equal(bus.fresh(), false, 'what was read before the outage is trusted past maxStaleMs')
+      assert.ok(bus.status().sinceReadMs! > 300)
+    } finally {
+      mock.restoreAll()
+      await bus.stop()
+      await reader.close()
+      await opened.store.close()
+      await opened.cleanup()
+    }
   })
 })
 
