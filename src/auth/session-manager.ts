@@ -109,7 +109,7 @@ export class SessionManager {
       return stored
     })
     const session = toActive(stored)
-    this.#cache.set(session.keyHash, session, now, stamp)
+    this.#cache.set(session.keyHash, session, stamp)
     return { sessionId, session }
   }
 
@@ -149,7 +149,7 @@ export class SessionManager {
     })
     if (!stored) throw new SessionExpired()
     const session = toActive(stored)
-    this.#cache.set(session.keyHash, session, now, stamp)
+    this.#cache.set(session.keyHash, session, stamp)
     return session
   }
 
@@ -215,7 +215,7 @@ export class SessionManager {
     if (!stored) throw new InvalidSession()
     if (stored.expiresAt <= now) throw new SessionExpired()
     const session = toActive(stored)
-    this.#cache.set(keyHash, session, now, stamp)
+    this.#cache.set(keyHash, session, stamp)
     return session
   }
 

@@ -451,7 +451,7 @@ export class Accounts {
     if (!recorded) throw new InvalidCredentials()
     // Not worth an event for every process; this one keeps the row the write returned (the login's next step reads
     // it: one statement less per login), unless a change came meanwhile; the others show it on their next reload.
-    this.#byId.set(user.id, recorded, Date.now(), stamp)
+    this.#byId.set(user.id, recorded, stamp)
   }
 
   /** Every path that sets a local password comes here: the API, self-service, the CLI and the first admin. */

@@ -33,10 +33,14 @@ export class IdentitySigner {
   readonly #rotating: RotatingKeys
   readonly #bus: EventBus
   readonly #lifetimeSeconds: number
-  /** Signed tokens by user, method, scope and audience, until half their lifetime has passed. */
+  /**
+   * Signed tokens by user, method, scope and audience, until half their lifetime has passed: by the clock they are
+   * stamped with (`renewAt`), and by the monotonic clock, lest a step back of the machine's clock keep a token in use
+   * past its `exp`.
+   */
   readonly #cache = new BoundedCache<string, { jwt: string; kid: string; renewAt: number; userId: number }>({
     maxEntries: 10_000,
-    maxAgeMs: Infinity,
+    maxAgeMs: () => (this.#lifetimeSeconds * 1000) / 2,
     expiresAt: (signed) => signed.renewAt,
     userOf: (signed) => signed.userId,
   })
@@ -164,7 +168,7 @@ export class IdentitySigner {
       .setIssuedAt(issuedAt)
       .setExpirationTime(issuedAt + this.#lifetimeSeconds)
       .sign(signingKey.key)
-    this.#cache.set(cacheKey, { jwt, kid: signingKey.kid, renewAt: now + (this.#lifetimeSeconds * 1000) / 2, userId: user.id }, now, stamp)
+    this.#cache.set(cacheKey, { jwt, kid: signingKey.kid, renewAt: now + (this.#lifetimeSeconds * 1000) / 2, userId: user.id }, stamp)
     return jwt
   }
 

@@ -57,7 +57,7 @@ export class UserCodeGuesses {
   miss(guesser: Guesser, now = Date.now()): void {
     for (const [key] of this.#keys(guesser)) {
       const misses = this.#current(key, now)
-      this.#misses.set(key, misses ? { count: misses.count + 1, since: misses.since } : { count: 1, since: now }, now)
+      this.#misses.set(key, misses ? { count: misses.count + 1, since: misses.since } : { count: 1, since: now })
     }
   }
 
@@ -65,7 +65,7 @@ export class UserCodeGuesses {
   found(guesser: Guesser, now = Date.now()): void {
     for (const [key] of this.#keys(guesser)) {
       const misses = this.#current(key, now)
-      if (misses && misses.count > 0) this.#misses.set(key, { count: misses.count - 1, since: misses.since }, now)
+      if (misses && misses.count > 0) this.#misses.set(key, { count: misses.count - 1, since: misses.since })
     }
   }
 

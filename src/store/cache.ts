@@ -7,7 +7,10 @@ import type { Topic } from './topics.ts'
  *
  * - **Bounded**: at most `maxEntries`; the oldest entry goes first (a Map keeps insertion order).
  * - **Aged**: an entry is served for `maxAgeMs` after it was stored (for what came from the database: the bus's
- *   `maxStaleMs`, the safety net for news that never arrived), and never past its own `expiresAt`.
+ *   `maxStaleMs`, the safety net for news that never arrived), and never past its own `expiresAt`. Ages are read on
+ *   the monotonic clock, whatever clock the caller's `now` is (this machine's or the database's): a step of the
+ *   wall clock (an NTP correction, a virtual machine resumed) neither keeps an entry past its age nor drops it early.
+ *   `expiresAt` is a time of the caller's clock, compared with its `now`.
  * - **Invalidated by event topic**: `follow` subscribes to a topic of the event bus (src/store/topics.ts), whose
  *   keys name one entry, `user:<id>` (everything of that user) or `all`.
  * - **Race-guarded**: a value read before an invalidation must not be remembered after it, or a revoked session
@@ -32,10 +35,13 @@ export interface CacheOptions<V> {
   readonly refreshAheadMs?: number
   /** Called when an entry still fresh or not is dropped to stay within `maxEntries` (what it stood for is then forgotten). */
   readonly onEvicted?: () => void
+  /** The monotonic clock ages are read on, in ms; performance.now() unless a test steps its own. */
+  readonly clock?: () => number
 }
 
 interface Entry<V> {
   readonly value: V
+  /** By the monotonic clock (`CacheOptions.clock`). */
   readonly storedAt: number
 }
 
@@ -58,6 +64,7 @@ export class CacheStats {
 export class BoundedCache<K, V> {
   readonly stats = new CacheStats()
   readonly #options: CacheOptions<V>
+  readonly #clock: () => number
   readonly #entries = new Map<K, Entry<V>>()
   readonly #byUser = new Map<number, Set<K>>()
   readonly #loading = new Map<K, { load: Promise<V | undefined>; generation: number; waiters: LoadWaiters }>()
@@ -65,16 +72,17 @@ export class BoundedCache<K, V> {
 
   constructor(options: CacheOptions<V>) {
     this.#options = options
+    this.#clock = options.clock ?? (() => performance.now())
   }
 
   get size(): number {
     return this.#entries.size
   }
 
-  /** The value while it is fresh; a stale one is dropped. */
+  /** The value while it is fresh; a stale one is dropped. `now`: the time `expiresAt` is compared with. */
   get(key: K, now = Date.now()): V | undefined {
     const entry = this.#entries.get(key)
-    if (entry && now - entry.storedAt < this.#maxAgeMs() && (this.#options.expiresAt?.(entry.value) ?? Infinity) > now) {
+    if (entry && this.#clock() - entry.storedAt < this.#maxAgeMs() && (this.#options.expiresAt?.(entry.value) ?? Infinity) > now) {
       this.stats.hits++
       return entry.value
     }
@@ -88,8 +96,15 @@ export class BoundedCache<K, V> {
     return this.#generation
   }
 
-  /** Stores a value; with the `stamp` taken before it was read, only while nothing was invalidated since. */
-  set(key: K, value: V, now = Date.now(), stamp = this.#generation): void {
+  /**
+   * Stores a value, aged from now; with the `stamp` taken before it was read, only while nothing was invalidated
+   * since. (`load` ages what it stores from before its read.)
+   */
+  set(key: K, value: V, stamp = this.#generation): void {
+    this.#store(key, value, stamp, this.#clock())
+  }
+
+  #store(key: K, value: V, stamp: number, storedAt: number): void {
     if (stamp !== this.#generation || this.#maxAgeMs() <= 0) return
     const previous = this.#entries.get(key)
     if (previous) this.#delete(key, previous)
@@ -98,7 +113,7 @@ export class BoundedCache<K, V> {
       this.#delete(oldestKey, oldest)
       this.#options.onEvicted?.()
     }
-    this.#entries.set(key, { value, storedAt: now })
+    this.#entries.set(key, { value, storedAt })
     const userId = this.#options.userOf?.(value)
     if (userId === undefined) return
     let keys = this.#byUser.get(userId)
@@ -108,31 +123,29 @@ export class BoundedCache<K, V> {
 
   /**
    * The fresh value, or what `loader` reads (undefined: nothing to remember), stored unless an invalidation came
-   * while it read. Errors of `loader` pass through and store nothing. `callerGone`: the signal that the caller's
+   * while it read, and aged from before it read. `now`: the time `expiresAt` is compared with. Errors of `loader` pass through and store nothing. `callerGone`: the signal that the caller's
    * client went away, asked for only when the value must be loaded; the loader's own signal aborts only once every
    * caller sharing the load has gone (a load in the background never).
    */
   async load(key: K, loader: (signal: AbortSignal) => Promise<V | undefined>, now = Date.now(), callerGone?: () => AbortSignal): Promise<V | undefined> {
     const hit = this.get(key, now)
     if (hit !== undefined) {
-      if (this.#refreshDue(key, now)) this.#sharedLoad(key, loader, undefined, now).catch(() => {})
+      if (this.#refreshDue(key)) this.#sharedLoad(key, loader, undefined).catch(() => {})
       return hit
     }
-    return this.#sharedLoad(key, loader, callerGone?.(), now)
+    return this.#sharedLoad(key, loader, callerGone?.())
   }
 
   /** Whether a fresh entry has come within `refreshAheadMs` of its maximum age (a load under way is shared, not repeated). */
-  #refreshDue(key: K, now: number): boolean {
+  #refreshDue(key: K): boolean {
     const { refreshAheadMs, shareLoads } = this.#options
-    return !!refreshAheadMs && !!shareLoads && now - this.#entries.get(key)!.storedAt >= this.#maxAgeMs() - refreshAheadMs
+    return !!refreshAheadMs && !!shareLoads && this.#clock() - this.#entries.get(key)!.storedAt >= this.#maxAgeMs() - refreshAheadMs
   }
 
-  /**
-   * `now` is the caller's clock (the database's, for some): what is loaded is stored as of then, by the clock its
-   * age will be read with, so an entry lives its maximum age whichever clock that is, from before it was read.
-   */
-  #sharedLoad(key: K, loader: (signal: AbortSignal) => Promise<V | undefined>, signal: AbortSignal | undefined, now: number): Promise<V | undefined> {
+  /** What is loaded is stored as of the load's start, so an entry lives its maximum age from before it was read. */
+  #sharedLoad(key: K, loader: (signal: AbortSignal) => Promise<V | undefined>, signal: AbortSignal | undefined): Promise<V | undefined> {
     const stamp = this.#generation
+    const startedAt = this.#clock()
     const shared = this.#options.shareLoads ? this.#loading.get(key) : undefined
     // A load every caller of which has gone is being dropped: a caller still there starts one of its own.
     if (shared?.generation === stamp && !shared.waiters.signal.aborted) {
@@ -142,7 +155,7 @@ export class BoundedCache<K, V> {
     const waiters = new LoadWaiters()
     waiters.join(signal)
     const load = loader(waiters.signal).then((value) => {
-      if (value !== undefined) this.set(key, value, now, stamp)
+      if (value !== undefined) this.#store(key, value, stamp, startedAt)
       return value
     })
     if (!this.#options.shareLoads) return load.finally(() => waiters.release())

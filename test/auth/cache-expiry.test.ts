@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { after, before, describe, it } from 'node:test'
+import { after, before, describe, it, mock } from 'node:test'
 import { basic, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { login } from '../helpers/session.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
@@ -37,6 +37,31 @@ describe('remembered credentials after auth.max_stale_seconds', () => {
         assert.ok(Date.now() < deadline, `${kind} is still accepted`)
         await sleep(100)
       }
+    }
+  })
+
+  it('refuses them within the bound though the machine\'s clock stepped back after they were remembered', async () => {
+    const { id } = await gw.app.accounts.create({ username: 'stepped', password: 'stepped-password' })
+    const credentials = {
+      basic: { authorization: basic('stepped', 'stepped-password') },
+      token: bearer((await createToken(gw, { authorization: basic('stepped', 'stepped-password') })).token),
+      session: { cookie: (await login(gw, 'stepped', 'stepped-password')).cookie },
+    }
+    for (const headers of Object.values(credentials)) assert.equal((await gw.fetch(HOSTS, { headers })).status, 200)
+    // An NTP correction or a virtual machine resumed: the wall clock goes back an hour.
+    const machineNow = Date.now
+    mock.method(Date, 'now', () => machineNow() - 3600_000)
+    try {
+      await gw.store.users.update(id, { isActive: false })
+      for (const [kind, headers] of Object.entries(credentials)) {
+        const began = performance.now()
+        while ((await gw.fetch(HOSTS, { headers })).status !== 401) {
+          assert.ok(performance.now() - began < 8000, `${kind} is still accepted`)
+          await sleep(100)
+        }
+      }
+    } finally {
+      mock.restoreAll()
     }
   })
 

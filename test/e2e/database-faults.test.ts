@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { linkSync, readFileSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { after, before, describe, it } from 'node:test'
+import { after, before, describe, it, mock } from 'node:test'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import pg from 'pg'
@@ -409,6 +409,31 @@ describe('a gateway whose SQLite file is deleted while it runs', () => {
       await eventually('the gateway takes writes again', async () => (await postUser(gw, 'file-back')).status === 201, 5000)
       assert.equal((await gw.store.users.findByUsername('file-lost')), undefined)
     } finally {
+      await gw.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('refuses remembered credentials with 503 after auth.max_stale_seconds even when the machine\'s clock stepped back before the file went', async () => {
+    const dir = tempDir()
+    const gw = await startGateway({ dataDir: dir, config: { auth: { max_stale_seconds: 2 } } })
+    const file = join(dir, 'gatehouse.sqlite')
+    const kept = join(dir, 'kept.sqlite')
+    const machineNow = Date.now
+    try {
+      const grace = await createUser(gw, 'clock-stepped')
+      await expectStatus(gw, HOSTS, grace, 200)
+      // An NTP step or a virtual machine resumed: the wall clock goes back an hour; reads of the log go on meanwhile.
+      mock.method(Date, 'now', () => machineNow() - 3600_000)
+      await sleep(500)
+      await expectStatus(gw, HOSTS, grace, 200)
+      linkSync(file, kept)
+      unlinkSync(file)
+      await eventually('remembered credentials are refused', async () => (await gw.fetch(HOSTS, { headers: grace })).status === 503, 5000)
+      mock.restoreAll()
+      linkSync(kept, file)
+    } finally {
+      mock.restoreAll()
       await gw.close()
       rmSync(dir, { recursive: true, force: true })
     }

@@ -10,8 +10,14 @@ interface Item {
 
 const item = (id: string, userId = 1, expiresAt = Infinity): Item => ({ id, userId, expiresAt })
 
-function cache(maxAgeMs = 1000, maxEntries = 100): BoundedCache<string, Item> {
-  return new BoundedCache({ maxEntries, maxAgeMs, expiresAt: (value) => value.expiresAt, userOf: (value) => value.userId })
+/** A monotonic clock the test steps: `clock.at` is what the cache reads. */
+function steppedClock() {
+  const clock = { at: 0, read: () => clock.at }
+  return clock
+}
+
+function cache(maxAgeMs = 1000, maxEntries = 100, clock = steppedClock()): BoundedCache<string, Item> {
+  return new BoundedCache({ maxEntries, maxAgeMs, expiresAt: (value) => value.expiresAt, userOf: (value) => value.userId, clock: clock.read })
 }
 
 /** A read the test finishes when it wants, so an invalidation can land while it is in flight. */
@@ -32,40 +38,58 @@ function topics(): TopicSource & { emit(topic: string, key: string): void } {
 
 describe('the bounded cache every request-path cache uses', () => {
   it('serves an entry until its maximum age and never past its own expiry', () => {
-    const entries = cache(1000)
-    entries.set('a', item('a'), 0)
-    entries.set('b', item('b', 1, 500), 0)
-    assert.equal(entries.get('a', 999)?.id, 'a')
-    assert.equal(entries.get('a', 1000), undefined)
+    const clock = steppedClock()
+    const entries = cache(1000, 100, clock)
+    entries.set('a', item('a'))
+    entries.set('b', item('b', 1, 500))
+    clock.at = 999
+    assert.equal(entries.get('a', 0)?.id, 'a')
     assert.equal(entries.get('b', 499)?.id, 'b')
-    assert.equal(entries.get('b', 500), undefined)
+    assert.equal(entries.get('b', 500), undefined, 'its own expiry is a time of the caller\'s clock')
+    clock.at = 1000
+    assert.equal(entries.get('a', 0), undefined)
     assert.equal(entries.size, 0, 'stale entries are dropped when found')
   })
 
-  it('ages a loaded entry by the clock its caller reads it with, not by this process\'s', async () => {
-    // The OIDC bearer cache reads by the database's clock: one a minute behind this process's must not keep a
-    // verification a minute past its maximum age.
-    const behind = Date.now() - 60_000
-    const entries = cache(1000)
-    await entries.load('a', async () => item('a'), behind)
-    assert.equal(entries.get('a', behind + 999)?.id, 'a')
-    assert.equal(entries.get('a', behind + 1000), undefined)
-    const ahead = Date.now() + 60_000
-    await entries.load('b', async () => item('b'), ahead)
-    assert.equal(entries.get('b', ahead + 999)?.id, 'b', 'a clock ahead does not age an entry before its time')
+  it('ages entries by the monotonic clock, whatever the clock its caller reads expiries with says', async () => {
+    // The OIDC bearer cache reads expiries by the database's clock, the others by this machine's, which an NTP
+    // correction or a virtual machine resumed may step back an hour: no entry may outlive its maximum age for it.
+    const clock = steppedClock()
+    const entries = cache(1000, 100, clock)
+    const wallNow = Date.now()
+    await entries.load('a', async () => item('a'), wallNow)
+    entries.set('b', item('b'))
+    clock.at = 999
+    assert.equal(entries.get('a', wallNow - 3600_000)?.id, 'a')
+    clock.at = 1000
+    assert.equal(entries.get('a', wallNow - 3600_000), undefined, 'the wall clock stepped back keeps nothing longer')
+    assert.equal(entries.get('b', wallNow - 3600_000), undefined)
+    await entries.load('c', async () => item('c'), wallNow)
+    clock.at = 1999
+    assert.equal(entries.get('c', wallNow + 3600_000)?.id, 'c', 'the wall clock stepped ahead ages nothing before its time')
+  })
+
+  it('ages a loaded entry from before its read', async () => {
+    const clock = steppedClock()
+    const entries = cache(1000, 100, clock)
+    await entries.load('a', async () => (clock.at = 400, item('a')))
+    clock.at = 999
+    assert.equal(entries.get('a')?.id, 'a')
+    clock.at = 1000
+    assert.equal(entries.get('a'), undefined)
   })
 
   it('holds at most its bound, dropping the oldest entry first', () => {
     const entries = cache(1000, 2)
-    entries.set('a', item('a'), 0)
-    entries.set('b', item('b'), 0)
-    entries.set('c', item('c'), 0)
-    assert.deepEqual(['a', 'b', 'c'].map((key) => entries.get(key, 1)?.id), [undefined, 'b', 'c'])
+    entries.set('a', item('a'))
+    entries.set('b', item('b'))
+    entries.set('c', item('c'))
+    assert.deepEqual(['a', 'b', 'c'].map((key) => entries.get(key)?.id), [undefined, 'b', 'c'])
   })
 
   it('stores nothing when its maximum age is 0', () => {
     const entries = cache(0)
-    entries.set('a', item('a'), 0)
+    entries.set('a', item('a'))
     assert.equal(entries.size, 0)
   })
 
@@ -130,44 +154,54 @@ describe('the bounded cache every request-path cache uses', () => {
   })
 
   it('serves an entry near its maximum age at once while one shared load renews it, and never past that age', async () => {
-    const entries = new BoundedCache<string, number>({ maxEntries: 10, maxAgeMs: 1000, userOf: (userId) => userId, shareLoads: true, refreshAheadMs: 200 })
+    const clock = steppedClock()
+    const entries = new BoundedCache<string, number>({ maxEntries: 10, maxAgeMs: 1000, userOf: (userId) => userId, shareLoads: true, refreshAheadMs: 200, clock: clock.read })
     let calls = 0
     let finish!: () => void
     let done = new Promise<void>((resolve) => (finish = resolve))
     const loader = async () => (calls++, await done, 1)
-    const start = Date.now()
-    entries.set('k', 1, start)
+    entries.set('k', 1)
 
     // Young: served, nothing loaded.
-    assert.equal(await entries.load('k', loader, start + 700), 1)
+    clock.at = 700
+    assert.equal(await entries.load('k', loader), 1)
     assert.equal(calls, 0)
     // In its last 200 ms: served at once (the load is still pending), and one load started for all the lookups.
-    assert.equal(await entries.load('k', loader, start + 850), 1)
-    assert.equal(await entries.load('k', loader, start + 900), 1)
+    clock.at = 850
+    assert.equal(await entries.load('k', loader), 1)
+    clock.at = 900
+    assert.equal(await entries.load('k', loader), 1)
     assert.equal(calls, 1)
     finish()
     await new Promise((resolve) => setImmediate(resolve))
-    // Renewed: served past the old entry's age without a load.
-    assert.equal(await entries.load('k', loader, Date.now() + 700), 1)
+    // Renewed (aged from when its load began, at 850): served past the old entry's age without a load.
+    clock.at = 1500
+    assert.equal(await entries.load('k', loader), 1)
     assert.equal(calls, 1)
 
     // A renewal that fails leaves the entry to end at its age; past it, the lookup waits for a load of its own.
-    entries.set('f', 1, start)
+    clock.at = 0
+    entries.set('f', 1)
     let failures = 0
     const failing = async () => (failures++, Promise.reject(new Error('the password changed')))
-    assert.equal(await entries.load('f', failing, start + 900), 1)
+    clock.at = 900
+    assert.equal(await entries.load('f', failing), 1)
     await new Promise((resolve) => setImmediate(resolve))
     assert.equal(failures, 1)
-    await assert.rejects(entries.load('f', failing, start + 1000), /the password changed/)
+    clock.at = 1000
+    await assert.rejects(entries.load('f', failing), /the password changed/)
     assert.equal(failures, 2)
 
     // A renewal that raced an invalidation stores nothing.
-    entries.set('r', 1, start)
+    clock.at = 0
+    entries.set('r', 1)
     done = new Promise<void>((resolve) => (finish = resolve))
-    assert.equal(await entries.load('r', loader, start + 900), 1)
+    clock.at = 900
+    assert.equal(await entries.load('r', loader), 1)
     entries.forgetUser(1)
     finish()
     await new Promise((resolve) => setImmediate(resolve))
-    assert.equal(entries.get('r', start + 901), undefined)
+    clock.at = 901
+    assert.equal(entries.get('r'), undefined)
   })
 })
