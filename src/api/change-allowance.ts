@@ -24,7 +24,7 @@ export class ChangeAllowance {
   }
 
   /** Counts a change by `userId`, or throws ChangesThrottled when it would pass the limit. */
-  admit(userId: number, now = Date.now()): void {
+  admit(userId: number, now = performance.now()): void {
     const refused = this.#counts.count(userId, now)
     if (refused) throw new ChangesThrottled(refused.retryAfterSeconds)
   }

@@ -46,7 +46,7 @@ export class SignInStarts {
   }
 
   /** Counts a start from `address`, or throws SignInsThrottled when it would pass a limit. */
-  admit(address: string, now = Date.now()): void {
+  admit(address: string, now = performance.now()): void {
     const refused = this.#counts.count(countedAddress(address) ?? address, now)
     if (refused) throw new SignInsThrottled(refused.retryAfterSeconds)
   }

@@ -29,8 +29,12 @@ export class FixedWindowCounts<Key> {
     return this.#byKey.size
   }
 
-  /** Counts one event of `key`; when it would pass a limit, counts nothing and says in how many seconds the window ends. */
-  count(key: Key, now = Date.now()): { retryAfterSeconds: number } | undefined {
+  /**
+   * Counts one event of `key`; when it would pass a limit, counts nothing and says in how many seconds the window ends.
+   * `now` is monotonic (performance.now()): a window timed by the wall clock would stay shut for as long as the clock
+   * was stepped back (an NTP correction, a virtual machine resumed).
+   */
+  count(key: Key, now = performance.now()): { retryAfterSeconds: number } | undefined {
     const { perKey, total = 0, windowMs, maxKeys } = this.#limits
     if (now - this.#windowStart >= windowMs) {
       this.#windowStart = now

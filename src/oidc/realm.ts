@@ -422,9 +422,10 @@ export class Realm {
    * Whether a device code polls again before its interval has passed (Keycloak answers `slow_down`). Each
    * process keeps its own record, bounded: a client spreading polls over processes only gets answers sooner. Only
    * a poll by the client the code was issued to counts: another client's is refused as not its code, and neither
-   * answered `slow_down` nor delays the code's own client (Keycloak authenticates the client first).
+   * answered `slow_down` nor delays the code's own client (Keycloak authenticates the client first). Timed by the
+   * monotonic clock: a step back of the wall clock must not answer every poll `slow_down` until the code expires.
    */
-  async pollsTooSoon(deviceCode: string, clientId: string, intervalSeconds: number, now = Date.now()): Promise<boolean> {
+  async pollsTooSoon(deviceCode: string, clientId: string, intervalSeconds: number, now = performance.now()): Promise<boolean> {
     // As Keycloak, an unknown or used code is reported as such, not as polled too soon; so is another realm's.
     const record = await this.#deps.store.oidc.find('DeviceCode', deviceCode, this.#deps.bus.clock.now())
     if (!record || record.consumedAt !== null || !isRealmsRecord(record.payload, this.name) || record.payload.clientId !== clientId) return false

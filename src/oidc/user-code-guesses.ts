@@ -21,6 +21,7 @@ export const GUESS_WINDOW_MS = 10 * 60_000
 
 interface Misses {
   count: number
+  /** When the window began, by the monotonic clock: a step of the wall clock must not keep the page shut. */
   since: number
 }
 
@@ -39,7 +40,7 @@ export class UserCodeGuesses {
    * Seconds until the browser may guess again (0 when it may now), and whether its address is what holds it back:
    * then signing in lets it go on.
    */
-  refusal(guesser: Guesser, now = Date.now()): { retryAfterSeconds: number; byAddress: boolean } {
+  refusal(guesser: Guesser, now = performance.now()): { retryAfterSeconds: number; byAddress: boolean } {
     const over = this.#keys(guesser).flatMap(([key, limit]) => {
       const misses = this.#current(key, now)
       return misses && misses.count >= limit ? [{ key, until: misses.since + GUESS_WINDOW_MS }] : []
@@ -54,7 +55,7 @@ export class UserCodeGuesses {
    * each takes its place in the count as it passes `refusal`, so that no more than the limit are looked up however
    * many are sent at once. A code that names a device login is given back (`found`).
    */
-  miss(guesser: Guesser, now = Date.now()): void {
+  miss(guesser: Guesser, now = performance.now()): void {
     for (const [key] of this.#keys(guesser)) {
       const misses = this.#current(key, now)
       this.#misses.set(key, misses ? { count: misses.count + 1, since: misses.since } : { count: 1, since: now })
@@ -62,7 +63,7 @@ export class UserCodeGuesses {
   }
 
   /** Takes back what `miss` counted for a code that named a device login. */
-  found(guesser: Guesser, now = Date.now()): void {
+  found(guesser: Guesser, now = performance.now()): void {
     for (const [key] of this.#keys(guesser)) {
       const misses = this.#current(key, now)
       if (misses && misses.count > 0) this.#misses.set(key, { count: misses.count - 1, since: misses.since })
@@ -70,7 +71,7 @@ export class UserCodeGuesses {
   }
 
   #current(key: string, now: number): Misses | undefined {
-    const misses = this.#misses.get(key, now)
+    const misses = this.#misses.get(key)
     return misses && now - misses.since < GUESS_WINDOW_MS ? misses : undefined
   }
 

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { after, before, describe, it } from 'node:test'
+import { after, before, describe, it, mock } from 'node:test'
 import { ChangeAllowance } from '../../src/api/change-allowance.ts'
 import { ChangesThrottled } from '../../src/errors.ts'
 import { adminAuth, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
@@ -36,6 +36,23 @@ describe('the allowance of changes an account that is not a superuser makes thro
 
   it('does not count superusers, whose scripts change things in bulk', async () => {
     for (let i = 0; i < 5; i++) assert.equal((await patchMe(adminAuth, `admin-${i}`)).status, 200, String(i))
+  })
+
+  it('refuses no longer than the window when the machine\'s clock steps back while an account is held back', async () => {
+    await gw.app.accounts.create({ username: 'dave', password: 'dave-long-password' })
+    const dave = { authorization: basic('dave', 'dave-long-password') }
+    for (const name of ['one', 'two', 'three']) assert.equal((await patchMe(dave, name)).status, 200, name)
+    // An NTP correction or a virtual machine resumed: the wall clock goes back an hour.
+    const machineNow = Date.now
+    mock.method(Date, 'now', () => machineNow() - 3600_000)
+    try {
+      const refused = await patchMe(dave, 'four')
+      assert.equal(refused.status, 429)
+      const retryAfter = Number(refused.headers.get('retry-after'))
+      assert.ok(retryAfter >= 1 && retryAfter <= 600, `held back ${retryAfter} s`)
+    } finally {
+      mock.restoreAll()
+    }
   })
 
   it('counts in fixed windows, and forgets an account once its window is over', () => {

@@ -25,6 +25,14 @@ describe('sign-in starts', () => {
     assert.equal(refusal(starts, '192.0.2.1', 61_000), undefined, 'a new window')
   })
 
+  it('times its windows by the monotonic clock: a step back of the wall clock keeps no address refused longer', (t) => {
+    const starts = new SignInStarts({ perAddress: 1, total: 100, windowMs: 60_000 })
+    starts.admit('192.0.2.1')
+    const machineNow = Date.now
+    t.mock.method(Date, 'now', () => machineNow() - 3600_000)
+    assert.throws(() => starts.admit('192.0.2.1'), (error: unknown) => error instanceof SignInsThrottled && Number(error.headers['retry-after']) <= 60)
+  })
+
   it('counts an IPv6 client by its /64, and an IPv4 client written as IPv6 as itself', () => {
     const starts = new SignInStarts({ perAddress: 2, total: 100, windowMs: 60_000 })
     assert.equal(refusal(starts, '2001:db8:1:2::1', 0), undefined)

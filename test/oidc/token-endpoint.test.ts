@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { createPublicKey } from 'node:crypto'
-import { after, before, describe, it } from 'node:test'
+import { after, before, describe, it, mock } from 'node:test'
 import { jwtVerify } from 'jose'
 import { adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
@@ -461,6 +461,25 @@ describe('a device code at another realm\'s token endpoint', () => {
     assert.deepEqual([own.status, (await json(own)).error], [400, 'authorization_pending'])
     const again = await poll('tv')
     assert.deepEqual([again.status, (await json(again)).error], [400, 'slow_down'])
+  })
+
+  it('times the interval between polls by the monotonic clock: after a step back of the wall clock a poll on time is not slow_down', async () => {
+    const started = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/auth/device`, { method: 'POST', body: new URLSearchParams({ client_id: 'tv' }) })
+    const { device_code: deviceCode } = await started.json() as { device_code: string }
+    const errorOf = async () => {
+      const response = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/token`, { method: 'POST', body: new URLSearchParams({ client_id: 'tv', grant_type: DEVICE_GRANT, device_code: deviceCode }) })
+      return `${response.status} ${(await json(response)).error}`
+    }
+    assert.equal(await errorOf(), '400 authorization_pending')
+    // An NTP correction or a virtual machine resumed: the wall clock goes back an hour.
+    const machineNow = Date.now
+    mock.method(Date, 'now', () => machineNow() - 3600_000)
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 5200))
+      assert.equal(await errorOf(), '400 authorization_pending')
+    } finally {
+      mock.restoreAll()
+    }
   })
 
   it('answers polls as Keycloak does: a slow_down does not start the interval again, and a denied code is access_denied every time', async () => {

@@ -17,6 +17,15 @@ describe('the bound on wrong user codes', () => {
     assert.equal(guesses.refusal(browser('s1'), start + GUESS_WINDOW_MS).retryAfterSeconds, 0)
   })
 
+  it('times its window by the monotonic clock: a step back of the wall clock holds no session back longer', (t) => {
+    const guesses = new UserCodeGuesses()
+    for (let i = 0; i < WRONG_GUESSES_PER_SESSION; i++) guesses.miss(browser('stepped'))
+    const machineNow = Date.now
+    t.mock.method(Date, 'now', () => machineNow() - 3600_000)
+    const { retryAfterSeconds } = guesses.refusal(browser('stepped'))
+    assert.ok(retryAfterSeconds >= 1 && retryAfterSeconds <= GUESS_WINDOW_MS / 1000, `held back ${retryAfterSeconds} s`)
+  })
+
   it('holds an address back, but not a browser of it signed in, whose guesses count against its account', () => {
     const guesses = new UserCodeGuesses()
     const start = 1_000_000
