@@ -208,7 +208,7 @@ export class AuditTrail {
   }
 
   async #write(): Promise<void> {
-    this.#uncheckedRefusals.endBefore(Date.now(), this.#writeRepeated)
+    this.#uncheckedRefusals.endBefore(performance.now(), this.#writeRepeated)
     if (this.#dropped) {
       const count = { ...entryOf({ userId: null, username: null, address: null, method: null }, 'dropped', { type: 'audit' }, { count: this.#dropped }), code: 'queue_full' }
       this.#dropCounts.add(count)

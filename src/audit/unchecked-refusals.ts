@@ -15,6 +15,10 @@ export const REPEAT_WINDOW_MS = 60_000
 const MAX_WINDOWS = 10_000
 
 interface Window {
+  /**
+   * By the monotonic clock, not the entry's `created`: after a step back of the wall clock (an NTP correction, a
+   * virtual machine resumed) a window timed by it would collapse every refusal for as long as the step, unwritten.
+   */
   readonly startedAt: number
   /** Refusals in the window not written one by one. */
   repeated: number
@@ -42,13 +46,13 @@ export class UncheckedRefusals {
 
   /**
    * Whether `entry` is to be written. Windows that ended, or that make room, hand the entries carrying their counts
-   * to `write`, before the answer.
+   * to `write`, before the answer. `now`: the monotonic clock's.
    */
-  admit(entry: NewAuditEntry, write: (entry: NewAuditEntry) => void): boolean {
+  admit(entry: NewAuditEntry, write: (entry: NewAuditEntry) => void, now = performance.now()): boolean {
     if (entry.operation !== 'login_error' || entry.code === null || !UNCHECKED_REFUSALS.has(entry.code)) return true
     const key = keyOf(entry)
     const window = this.#windows.get(key)
-    if (window && entry.created - window.startedAt < REPEAT_WINDOW_MS) {
+    if (window && now - window.startedAt < REPEAT_WINDOW_MS) {
       window.repeated++
       window.last = entry
       return false
@@ -58,7 +62,7 @@ export class UncheckedRefusals {
       const [oldestKey, oldest] = this.#windows.entries().next().value!
       this.#end(oldestKey, oldest, write)
     }
-    this.#windows.set(key, { startedAt: entry.created, repeated: 0, last: undefined })
+    this.#windows.set(key, { startedAt: now, repeated: 0, last: undefined })
     return true
   }
 

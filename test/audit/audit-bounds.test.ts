@@ -236,10 +236,18 @@ describe('audit trail bounds', () => {
       const { entries } = await gw.app.store.audit.list({ filter, offset: 0, limit: 1000 })
       return entries.map((entry) => [entry.operation, entry.code, entry.objectName, entry.changes])
     }
+    /** Moves this process's monotonic clock (performance.now()) on by what `ahead` is set to. */
+    const steppedMonotonic = () => {
+      const machine = performance.now.bind(performance)
+      const clock = { ahead: 0 }
+      mock.method(performance, 'now', () => machine() + clock.ahead)
+      return clock
+    }
 
     it('are written once per address and minute while throttled, whatever the username, with how often they repeated; each wrong password is written', async () => {
       const gw = await startGateway({ config: { auth: { basic_cache_seconds: 0 } } })
       mock.timers.enable({ apis: ['Date'], now: Date.now() })
+      const monotonic = steppedMonotonic()
       try {
         await gw.app.settings.update({ login_failures_before_lockout: 0, login_failures_per_address: 3, login_address_window_seconds: 300 })
         const from = (username: string, password = 'a-wrong-password') => requestFrom('127.0.0.21', gw.url + ME, { headers: { authorization: basic(username, password) } })
@@ -260,6 +268,7 @@ describe('audit trail bounds', () => {
 
         // The window's count is written when it ends, as its newest refusal; the next refusal opens a window of its own.
         mock.timers.tick(61_000)
+        monotonic.ahead += 61_000
         assert.equal((await from('carl')).json().code, 'login_throttled')
         const entries = await entriesFrom(gw, '127.0.0.21')
         assert.deepEqual(entries.slice(3), [
@@ -270,6 +279,32 @@ describe('audit trail bounds', () => {
         assert.equal(await scrape(), 201)
       } finally {
         mock.timers.reset()
+        mock.restoreAll()
+        await gw.close()
+      }
+    })
+
+    it('are written again once the window is over though the machine\'s clock stepped back meanwhile', async () => {
+      const gw = await startGateway({ config: { auth: { basic_cache_seconds: 0 } } })
+      mock.timers.enable({ apis: ['Date'], now: Date.now() })
+      const monotonic = steppedMonotonic()
+      try {
+        await gw.app.settings.update({ login_failures_before_lockout: 0, login_failures_per_address: 1, login_address_window_seconds: 7200 })
+        const from = (username: string) => requestFrom('127.0.0.24', gw.url + ME, { headers: { authorization: basic(username, `wrong-${username}`) } })
+        assert.equal((await from('erin')).json().code, 'invalid_credentials')
+        for (const name of ['fay', 'gus', 'hal']) assert.equal((await from(name)).json().code, 'login_throttled')
+        // An NTP correction or a virtual machine resumed sets the wall clock back an hour; a minute passes.
+        mock.timers.setTime(Date.now() - 3600_000)
+        monotonic.ahead += 61_000
+        assert.equal((await from('ivy')).json().code, 'login_throttled')
+        assert.deepEqual((await entriesFrom(gw, '127.0.0.24')).slice(1), [
+          ['login_error', 'login_throttled', 'fay', null],
+          ['login_error', 'login_throttled', 'hal', { repeated: 2 }],
+          ['login_error', 'login_throttled', 'ivy', null],
+        ])
+      } finally {
+        mock.timers.reset()
+        mock.restoreAll()
         await gw.close()
       }
     })
