@@ -310,13 +310,13 @@ export class Database {
       // Names compared as plain strings (they are all NNN_words), not with Kysely's default localeCompare, which
       // makes every start load ICU's collation data for nothing.
       const migrator = new Migrator({ db, provider: migrationProvider(this.dialect), allowUnorderedMigrations: true, nameComparator: compareNames })
-      const deadline = Date.now() + MIGRATION_WAIT_MS
+      const deadline = performance.now() + MIGRATION_WAIT_MS
       for (let attempt = 1; ; attempt++) {
         // On PostgreSQL every pending migration runs in one transaction: one that waited too long rolled them all back.
         const { error, results } = await migrator.migrateToLatest()
         if (!error) return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName)
         if ((error as { code?: unknown }).code !== LOCK_NOT_AVAILABLE) throw error
-        if (Date.now() >= deadline) {
+        if (performance.now() >= deadline) {
           throw new Error(`a table the migrations change stayed locked by another session (a long transaction, a pg_dump) for ${MIGRATION_WAIT_MS / 1000} s; nothing was changed, try again once it ends`, { cause: error })
         }
         await delay(Math.min(200 * attempt, 2_000))
@@ -536,6 +536,7 @@ export class Health {
   #since = Date.now()
   #failures = 0
   #lastError: string | undefined
+  /** By the monotonic clock: after a step back of the wall clock, no outage may go unreported for as long as the step. */
   #reportedAt = -Infinity
   /** Whether the outage under way has been reported (then its end is too). */
   #outageReported = false
@@ -557,7 +558,7 @@ export class Health {
   answered(): void {
     if (this.#reachable) return
     this.#reachable = true
-    if (this.#outageReported || Date.now() - this.#reportedAt >= REPORT_INTERVAL_MS) {
+    if (this.#outageReported || performance.now() - this.#reportedAt >= REPORT_INTERVAL_MS) {
       this.#report('available')
     } else {
       this.#earlierOutages++
@@ -587,7 +588,7 @@ export class Health {
       this.#since = now
       this.#outageReported = false
     }
-    if (now - this.#reportedAt >= REPORT_INTERVAL_MS) {
+    if (performance.now() - this.#reportedAt >= REPORT_INTERVAL_MS) {
       this.#report(this.#outageReported ? 'still_unavailable' : 'unavailable')
       this.#outageReported = true
     }
@@ -599,7 +600,7 @@ export class Health {
     this.#failures = 0
     this.#earlierOutages = 0
     this.#earlierFailures = 0
-    this.#reportedAt = Date.now()
+    this.#reportedAt = performance.now()
     for (const listener of this.#listeners) listener(report)
   }
 }

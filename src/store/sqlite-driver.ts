@@ -129,13 +129,13 @@ export class NodeSqliteDatabase implements SqliteDatabase {
    * (busy_timeout does not apply): it is tried again, at most `waitMs`.
    */
   async useWal(waitMs: number): Promise<void> {
-    const giveUpAt = Date.now() + waitMs
+    const giveUpAt = performance.now() + waitMs
     for (;;) {
       try {
         this.raw.exec('PRAGMA journal_mode = WAL')
         return
       } catch (error) {
-        if (!isBusy(error) || Date.now() >= giveUpAt) throw error
+        if (!isBusy(error) || performance.now() >= giveUpAt) throw error
         await setTimeout(WAL_RETRY_MS)
       }
     }

@@ -8,6 +8,8 @@ const refused = () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:54
 describe('the reports of database outages', () => {
   it('reports an outage when it begins and ends; one between reports ends unreported, counted in the next, never in another\'s failures', (t) => {
     t.mock.timers.enable({ apis: ['Date'], now: 0 })
+    // The minute between reports is the monotonic clock's; here it runs as the mocked wall clock does.
+    t.mock.method(performance, 'now', () => Date.now())
     const health = new Health()
     const reports: OutageReport[] = []
     health.subscribe((report) => reports.push(report))
@@ -40,5 +42,21 @@ describe('the reports of database outages', () => {
     t.mock.timers.tick(60_000)
     health.answered()
     assert.deepEqual(reports.at(-1), { state: 'available', since: 84_000, failures: 2, error: 'connect ECONNREFUSED 127.0.0.1:5432', earlierOutages: 0, earlierFailures: 0 })
+  })
+
+  it('reports an outage a minute after the last report though the machine\'s clock stepped back meanwhile', (t) => {
+    const machineNow = Date.now
+    const machinePerformanceNow = performance.now.bind(performance)
+    const health = new Health()
+    const reports: OutageReport[] = []
+    health.subscribe((report) => reports.push(report))
+    health.classify(refused())
+    health.answered()
+    assert.deepEqual(reports.map((r) => r.state), ['unavailable', 'available'])
+    // An NTP correction or a virtual machine resumed sets the wall clock back an hour; a minute passes.
+    t.mock.method(Date, 'now', () => machineNow() - 3600_000)
+    t.mock.method(performance, 'now', () => machinePerformanceNow() + 61_000)
+    health.classify(refused())
+    assert.deepEqual(reports.map((r) => r.state), ['unavailable', 'available', 'unavailable'])
   })
 })
