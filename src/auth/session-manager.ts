@@ -53,7 +53,7 @@ export class SessionManager {
   readonly #settings: RuntimeSettings
   /** Live sessions by key hash: served until they expire or are `maxStaleMs` old; a read that raced an end is not kept. */
   readonly #cache: BoundedCache<string, ActiveSession>
-  #lastCleanup = 0
+  #lastCleanup = -Infinity
 
   /** Its cache's hits and misses (gatehouse_cache_lookups_total). */
   get stats(): CacheStats {
@@ -219,9 +219,10 @@ export class SessionManager {
     return session
   }
 
+  /** At most once a minute, by the monotonic clock: a step back of the wall clock must not stop it for as long. */
   async #removeExpired(now: number): Promise<void> {
-    if (now - this.#lastCleanup < CLEANUP_INTERVAL_MS) return
-    this.#lastCleanup = now
+    if (performance.now() - this.#lastCleanup < CLEANUP_INTERVAL_MS) return
+    this.#lastCleanup = performance.now()
     await this.#store.sessions.deleteExpired(now)
   }
 }

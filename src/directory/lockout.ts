@@ -314,10 +314,13 @@ export class Lockout {
     this.#pruneStale(now, memoryMs)
   }
 
-  /** Records of names and addresses nobody has tried for a long time are deleted, at most once an hour. */
+  /**
+   * Records of names and addresses nobody has tried for a long time are deleted, at most once an hour (by the
+   * monotonic clock: a step back of the wall clock must not stop the pruning for as long as the step).
+   */
   #pruneStale(now: number, memoryMs: number): void {
-    if (now < this.#pruneAt) return
-    this.#pruneAt = now + PRUNE_INTERVAL_MS
+    if (performance.now() < this.#pruneAt) return
+    this.#pruneAt = performance.now() + PRUNE_INTERVAL_MS
     const repository = this.#store.loginFailures
     Promise.all([repository.deleteStale(now - memoryMs, now), repository.deleteStaleAddresses(now - memoryMs)]).catch(() => {
       this.#pruneAt = 0

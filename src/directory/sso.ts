@@ -207,7 +207,8 @@ export class SsoRelyingParty {
 
   /** The discovered configuration; a failed discovery is forgotten so the next sign-in tries again. */
   #configuration(): Promise<OpenidClient.Configuration> {
-    const now = Date.now()
+    // By the monotonic clock: a step back of the wall clock must not keep a discovery (or a failure) for as long.
+    const now = performance.now()
     if (this.#discovery && now - this.#discovery.at < DISCOVERY_TTL_MS) return this.#discovery.configuration
     const configuration = loadOpenidClient().then((oidc) => this.#discover(oidc)).catch((error: unknown) => {
       this.#discovery = undefined
@@ -303,11 +304,11 @@ class ProviderKeys {
     const last = this.#last
     // A fetch under way is shared; a failed one for a few seconds. A good answer is openid-client's to keep: it asks
     // again only once its copy is a minute old, which a copy of an older answer would reset.
-    const shared = last?.url === url && (last.settledAt === undefined || (last.failed === true && Date.now() - last.settledAt < KEYS_FAILED_GAP_MS))
+    const shared = last?.url === url && (last.settledAt === undefined || (last.failed === true && performance.now() - last.settledAt < KEYS_FAILED_GAP_MS))
     if (!shared) {
       const fetching: KeysFetch = { url, answer: fetchWithinBound(url, options).then(kept) }
       fetching.answer.then((answer) => void (fetching.failed = answer.status !== 200), () => void (fetching.failed = true))
-        .finally(() => void (fetching.settledAt = Date.now()))
+        .finally(() => void (fetching.settledAt = performance.now()))
       this.#last = fetching
     }
     const answer = await this.#last!.answer

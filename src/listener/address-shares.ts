@@ -72,7 +72,7 @@ export class ConnectionCaps {
     this.#options.counted(cap)
     if (address === undefined) return
     const key = clientKey(address)
-    const now = Date.now()
+    const now = performance.now()
     const last = this.#warnedAt.get(key)
     if (last !== undefined && now - last < WARN_EVERY_MS) return
     if (last === undefined && this.#warnedAt.size >= MOST_WARNED) {

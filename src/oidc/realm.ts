@@ -675,7 +675,7 @@ export class OidcRealms implements AccessTokenIssuers {
   }
 
   /** Deletes expired provider records, at most once an hour, off the request path. */
-  maintain(now = Date.now()): void {
+  maintain(now = performance.now()): void {
     if (now < this.#pruneAt) return
     this.#pruneAt = now + PRUNE_INTERVAL_MS
     this.#store.oidc.pruneExpired(this.#databaseNow()).catch(() => {

@@ -115,6 +115,9 @@ describe('session authorization', () => {
     const keyHash = SessionManager.hashOf(session.sessionId)
     t.mock.timers.enable({ apis: ['Date'], now: Date.now() })
     t.mock.timers.tick(3_600_000)
+    // The clean-up is spaced by the monotonic clock, which moves on as much.
+    const machinePerformanceNow = performance.now.bind(performance)
+    t.mock.method(performance, 'now', () => machinePerformanceNow() + 3_600_000)
     assert.ok(await gw.store.sessions.findByKeyHash(keyHash), 'nobody presented it yet')
     await login(gw, 'admin', ADMIN_PASSWORD)
     assert.equal(await gw.store.sessions.findByKeyHash(keyHash), undefined)
@@ -177,5 +180,29 @@ describe('session authorization', () => {
     assert.equal((await patch({ is_active: false })).status, 200)
     assert.equal((await me(c)).status, 401)
     assert.equal((await gw.store.sessions.list({ offset: 0, limit: 10, now: Date.now(), userId: carol.id })).count, 0)
+  })
+})
+
+describe('expired sessions', () => {
+  it('are deleted by the next sign-in a minute after the last clean-up, though the machine\'s clock stepped back meanwhile', async (t) => {
+    const gw = await startGateway()
+    try {
+      const { id } = await gw.app.accounts.create({ username: 'nell', password: 'nell-password-long' })
+      const origin = { ip: '127.0.0.1', userAgent: 'test' }
+      await gw.app.sessions.start(id, origin)
+      const expiredAt = Date.now() - 7200_000
+      const { session: expired } = await gw.app.sessions.start(id, origin, expiredAt - 1000)
+      assert.ok(await gw.store.sessions.findByKeyHash(expired.keyHash))
+      // An NTP correction or a virtual machine resumed sets the wall clock back an hour; a minute passes.
+      const machineNow = Date.now
+      const machinePerformanceNow = performance.now.bind(performance)
+      t.mock.method(Date, 'now', () => machineNow() - 3600_000)
+      t.mock.method(performance, 'now', () => machinePerformanceNow() + 61_000)
+      await gw.app.sessions.start(id, origin)
+      assert.equal(await gw.store.sessions.findByKeyHash(expired.keyHash), undefined)
+    } finally {
+      t.mock.restoreAll()
+      await gw.close()
+    }
   })
 })
