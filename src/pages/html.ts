@@ -18,6 +18,7 @@ export const PAGE_STYLE = `
   button { background: #1f5fbf; color: white; border: 0; cursor: pointer; }
   a.sso { border: 1px solid #8886; color: inherit; text-decoration: none; }
   .error { margin: .75rem 0 0; padding: .5rem; border-radius: 6px; background: #c0392b22; color: #a02020; }
+  @media (prefers-color-scheme: dark) { .error { color: #f4aaa4; } }
   .notice { margin: .75rem 0 0; padding: .5rem; border-radius: 6px; background: #1f5fbf1a; }
 `
 /** A server-rendered page with the pages' stylesheet: its title (shown with " · Gatehouse") and what `<main>` holds. */
