@@ -42,5 +42,16 @@ describe('the pages for low vision and assistive technology', () => {
       await page.getByRole('alert').waitFor()
       assert.deepEqual(await lowContrastText(page), [])
     }))
+
+    it(`shows the interface's error messages with enough contrast in the ${colorScheme} scheme`, () => inBrowser(async ({ page }) => {
+      await page.emulateMedia({ colorScheme })
+      await logIn(page, gw.url, 'admin', ADMIN_PASSWORD, '/ui/account')
+      await pageDrawn(page)
+      // A logout that does not reach the gateway: the page stays, and says so in an error message.
+      await page.route('**/api/gateway/v1/logout/', (route) => route.abort())
+      await page.getByRole('button', { name: 'Log out' }).click()
+      await page.locator('.toast.error').waitFor()
+      assert.deepEqual(await lowContrastText(page), [])
+    }))
   }
 })
