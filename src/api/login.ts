@@ -7,7 +7,7 @@ import { CSRF_FORM_FIELD } from '../auth/csrf.ts'
 import { clearSessionCookie, SESSION_COOKIE, setSessionCookie } from '../auth/session.ts'
 import { MAX_PASSWORD_LENGTH } from '../directory/accounts.ts'
 import { ssoStartPath } from '../directory/sso.ts'
-import { CsrfCookieMalformed, CsrfCookieMissing, type CsrfFailed, CsrfTokenIncorrect, CsrfTokenMissing, DatabaseUnavailable, type GatehouseError, LoginThrottled, NoSession, normalizeError, PasswordChecksBusy, Unauthenticated, UnsupportedMediaType } from '../errors.ts'
+import { CsrfCookieMalformed, CsrfCookieMissing, type CsrfFailed, CsrfTokenIncorrect, CsrfTokenMissing, DatabaseUnavailable, type GatehouseError, InvalidCredentials, LoginThrottled, NoSession, normalizeError, PasswordChecksBusy, Unauthenticated, UnsupportedMediaType } from '../errors.ts'
 import { LOGIN_PATH } from '../gateway/policy.ts'
 import { MAX_REDIRECT_TARGET, sameOriginTarget } from '../gateway/redirect-target.ts'
 import { LOGIN_PAGE_POLICY } from '../pages/html.ts'
@@ -78,7 +78,7 @@ export function loginRoutes(api: GatewayApi, app: App): void {
   }, async (request, reply) => {
     if (request.validationError) {
       if (!isBrowserForm(request)) throw request.validationError
-      return sendFormAgain(app, request, reply, normalizeError(request.validationError), 'Check the username and password, and try again.')
+      return sendFormAgain(app, request, reply, normalizeError(request.validationError), 'Check the username and password, and try again.', true)
     }
     const input = request.body
     const next = sameOriginTarget(app.publicUrl, input.next ?? request.query.next)
@@ -93,7 +93,7 @@ export function loginRoutes(api: GatewayApi, app: App): void {
     } catch (error) {
       // The password was wrong, or could not be checked now: either way the person types it again.
       if ((error instanceof Unauthenticated || error instanceof LoginThrottled || error instanceof DatabaseUnavailable || error instanceof PasswordChecksBusy) && isBrowserForm(request)) {
-        return sendFormAgain(app, request, reply, error, error.message)
+        return sendFormAgain(app, request, reply, error, error.message, error instanceof InvalidCredentials)
       }
       throw error
     }
@@ -175,9 +175,10 @@ async function requireFormOrJson(request: FastifyRequest): Promise<void> {
 
 /**
  * The login page again for a browser's form that was not taken, with the current CSRF token and what the person
- * typed but the password. The fields are read as sent: they may be the ones that did not fit.
+ * typed but the password. The fields are read as sent: they may be the ones that did not fit. `refused`: the username
+ * and password themselves were refused, not the form's moment (an expired form, a busy server).
  */
-function sendFormAgain(app: App, request: FastifyRequest, reply: FastifyReply, refusal: GatehouseError, message: string): FastifyReply {
+function sendFormAgain(app: App, request: FastifyRequest, reply: FastifyReply, refusal: GatehouseError, message: string, refused = false): FastifyReply {
   request.gatehouse.code = refusal.code
   keepRetryAfter(reply, refusal)
   const form = (request.body ?? {}) as Record<string, unknown>
@@ -187,6 +188,7 @@ function sendFormAgain(app: App, request: FastifyRequest, reply: FastifyReply, r
     next: sameOriginTarget(app.publicUrl, text(form.next) ?? text((request.query as Record<string, unknown>).next)),
     username: text(form.username)?.slice(0, 150) ?? '',
     error: message,
+    refused,
   })
 }
 
@@ -218,7 +220,7 @@ function prefersJson(request: FastifyRequest): boolean {
 }
 
 /** The login page, with a "Sign in with <label>" button for each single sign-on provider. */
-export function sendLoginPage(app: App, reply: FastifyReply, status: number, options: { csrfToken?: string | undefined; next?: string | undefined; username?: string; error?: string; notice?: string | undefined }): FastifyReply {
+export function sendLoginPage(app: App, reply: FastifyReply, status: number, options: { csrfToken?: string | undefined; next?: string | undefined; username?: string; error?: string; refused?: boolean; notice?: string | undefined }): FastifyReply {
   const sso = app.config.sso.map((provider) => ({ label: provider.label, href: app.publishedPath + ssoStartPath(provider.name, options.next) }))
   return reply.code(status)
     .type('text/html; charset=utf-8')

@@ -106,10 +106,12 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
     }
     if (!(error instanceof GatehouseError) || error.status >= 500) throw error
     // What the directory says of a right password (it expired, must be changed first) is the person's to know.
-    const message = error instanceof AccountDisabled ? 'Your account is disabled.'
-      : error instanceof AccountLocked || error instanceof LoginThrottled || error instanceof PasswordChangeRequired ||
-        error instanceof PasswordExpired || error instanceof AccountExpired ? error.message : 'Invalid username or password.'
-    return html(reply, 200, renderLoginPage({ ...page, username: username.slice(0, 150), error: message }))
+    const explained = error instanceof AccountLocked || error instanceof LoginThrottled || error instanceof PasswordChangeRequired ||
+      error instanceof PasswordExpired || error instanceof AccountExpired
+    const message = error instanceof AccountDisabled ? 'Your account is disabled.' : explained ? error.message : 'Invalid username or password.'
+    // Only a wrong username or password is a fault of the fields; the rest is the account's.
+    const refused = !(error instanceof AccountDisabled) && !explained
+    return html(reply, 200, renderLoginPage({ ...page, username: username.slice(0, 150), error: message, refused }))
   }
   if (action) return beginAction(app, realm, login, provider, request, reply, user, gatewaySession, LOGIN_FORM, action)
   return finishLogin(app, realm, login, provider, request, reply, user, gatewaySession, LOGIN_FORM)

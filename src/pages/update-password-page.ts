@@ -26,16 +26,18 @@ export interface UpdatePasswordPageOptions {
  * without a change.
  */
 export function renderUpdatePasswordPage(options: UpdatePasswordPageOptions): string {
+  // Every refusal here is of the new password typed (but a busy server's); the reason is read out with the field.
+  const aboutFields = options.error ? ' aria-describedby="password-error" aria-invalid="true"' : ''
   return styledPage('Update password', `<h1>Update password</h1>
 <p class="subtitle">${escapeHtml(options.subtitle)}</p>
-${options.error ? `<p class="error" role="alert">${escapeHtml(options.error)}</p>` : ''}
+${options.error ? `<p class="error" id="password-error" role="alert">${escapeHtml(options.error)}</p>` : ''}
 <form method="post" action="${escapeHtml(options.action)}">
 <input type="hidden" name="${FORM_SECRET_FIELD}" value="${escapeHtml(options.formSecret)}">
 <input type="hidden" name="username" value="${escapeHtml(options.username)}" autocomplete="username">
 <label for="${NEW_PASSWORD_FIELD}">New password for ${escapeHtml(options.username)}</label>
-<input id="${NEW_PASSWORD_FIELD}" name="${NEW_PASSWORD_FIELD}" type="password" autocomplete="new-password" required autofocus>
+<input id="${NEW_PASSWORD_FIELD}" name="${NEW_PASSWORD_FIELD}" type="password" autocomplete="new-password" required${aboutFields} autofocus>
 <label for="${CONFIRM_PASSWORD_FIELD}">Confirm password</label>
-<input id="${CONFIRM_PASSWORD_FIELD}" name="${CONFIRM_PASSWORD_FIELD}" type="password" autocomplete="new-password" required>
+<input id="${CONFIRM_PASSWORD_FIELD}" name="${CONFIRM_PASSWORD_FIELD}" type="password" autocomplete="new-password" required${aboutFields}>
 <button type="submit">Submit</button>
 <button type="submit" name="${CANCEL_FIELD}" value="true" formnovalidate>Cancel</button>
 </form>`)

@@ -384,7 +384,7 @@ describe('the login form while the database is away', () => {
       }
       const away = await browser.submit(page, { username: 'alice', password: 'alice-password' })
       assert.equal(away.response.status, 503)
-      assert.match(away.body, /<p class="error" role="alert">The database is not available; try again shortly\.<\/p>/)
+      assert.match(away.body, /<p class="error" id="login-error" role="alert">The database is not available; try again shortly\.<\/p>/)
       const form = parseForm(away.body)
       assert.deepEqual([form.fields.username, form.fields.password, form.fields.next], ['alice', '', '/ui/tokens'])
 

@@ -72,7 +72,7 @@ describe('a realm\'s logins while the directory hangs', () => {
     const html = await unavailable.response.text()
     // Which outage it says depends on where the hang is met: a lookup that waits out its time, or (on a loaded
     // machine) a connection that does not come up within connect_seconds, which equals it here.
-    assert.match(html, new RegExp(`<p class="error" role="alert">The directory (did not answer within ${LOOKUP_SECONDS} s|could not be reached)\\.</p>`))
+    assert.match(html, new RegExp(`<p class="error" id="login-error" role="alert">The directory (did not answer within ${LOOKUP_SECONDS} s|could not be reached)\\.</p>`))
     assert.match(html, /<form method="post"/)
     assert.match(html, /value="dave"/)
     const done = await submit()

@@ -1,21 +1,50 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import type { Browser } from 'playwright-core'
+import { createHash, randomBytes } from 'node:crypto'
+import type { Browser, Page } from 'playwright-core'
 import { launchChromium, logIn, lowContrastText, openPage, pageDrawn, type WatchedPage } from '../helpers/chromium.ts'
 import { ADMIN_PASSWORD, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { CLIENT_REDIRECT, realmUrl, realmWith } from '../helpers/oidc.ts'
 
 const COLOR_SCHEMES = ['light', 'dark'] as const
+const INVALID_LOGIN = 'Invalid username or password.'
+
+/** The page's text fields as a screen reader announces them (Chromium's accessibility tree): whether each is invalid, and what describes it. */
+async function fieldsAnnounced(page: Page): Promise<Record<string, { invalid: string; description: string; focused: boolean }>> {
+  const cdp = await page.context().newCDPSession(page)
+  try {
+    const { nodes } = await cdp.send('Accessibility.getFullAXTree')
+    const fields = nodes.filter((node) => !node.ignored && node.role?.value === 'textbox')
+    return Object.fromEntries(fields.map((node) => {
+      const property = (name: string) => node.properties?.find((p) => p.name === name)?.value.value
+      return [String(node.name?.value), { invalid: String(property('invalid')), description: String(node.description?.value ?? ''), focused: property('focused') === true }]
+    }))
+  } finally {
+    await cdp.detach()
+  }
+}
+
+/** An application's authorization request to the realm (keycloak-js's shape), optionally asking for an action. */
+function authorizationUrl(gw: TestGateway, extra: Record<string, string> = {}): string {
+  const challenge = createHash('sha256').update(randomBytes(32).toString('base64url')).digest('base64url')
+  return realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams({
+    client_id: 'end-users', redirect_uri: CLIENT_REDIRECT, response_type: 'code', scope: 'openid', state: 'state', nonce: 'nonce',
+    code_challenge: challenge, code_challenge_method: 'S256', ...extra,
+  })}`)
+}
 
 /**
  * The login pages and the web interface as people with low vision and screen readers meet them, in Chromium: the
- * contrast of their text in the light and the dark colour scheme (the pages follow the system's).
+ * contrast of their text in the light and the dark colour scheme (the pages follow the system's), and a refused
+ * form's message read out with its fields.
  */
 describe('the pages for low vision and assistive technology', () => {
   let gw: TestGateway
   let browser: Browser
 
   before(async () => {
-    gw = await startGateway()
+    gw = await startGateway({ config: { realms: realmWith([]) } })
+    await gw.app.accounts.create({ username: 'dana', password: 'dana-password-long' })
     browser = await launchChromium()
   })
   after(async () => {
@@ -54,4 +83,54 @@ describe('the pages for low vision and assistive technology', () => {
       assert.deepEqual(await lowContrastText(page), [])
     }))
   }
+
+  it('reads a refused login\'s message out with its fields, and marks them invalid only when the username and password were wrong', () => inBrowser(async ({ page, context }) => {
+    await page.goto(`${gw.url}/api/gateway/v1/login/?next=/ui/`)
+    await page.fill('#username', 'dana')
+    await page.fill('#password', 'not-the-password')
+    await page.click('button[type=submit]')
+    await page.getByRole('alert').waitFor()
+    assert.deepEqual(await fieldsAnnounced(page), {
+      Username: { invalid: 'true', description: INVALID_LOGIN, focused: false },
+      Password: { invalid: 'true', description: INVALID_LOGIN, focused: true },
+    })
+
+    // A form that expired (the browser's cookies were cleared meanwhile) is no fault of what was typed.
+    await context.clearCookies()
+    await page.fill('#password', 'dana-password-long')
+    await page.click('button[type=submit]')
+    const expired = await page.getByRole('alert').innerText()
+    assert.match(expired, /expired/)
+    assert.deepEqual(await fieldsAnnounced(page), {
+      Username: { invalid: 'false', description: expired, focused: false },
+      Password: { invalid: 'false', description: expired, focused: true },
+    })
+
+    // A realm's login page too.
+    await page.goto(authorizationUrl(gw))
+    await page.fill('#username', 'dana')
+    await page.fill('#password', 'not-the-password')
+    await page.click('button[type=submit]')
+    await page.getByRole('alert').waitFor()
+    assert.deepEqual(await fieldsAnnounced(page), {
+      Username: { invalid: 'true', description: INVALID_LOGIN, focused: false },
+      Password: { invalid: 'true', description: INVALID_LOGIN, focused: true },
+    })
+  }))
+
+  it('reads a refused new password\'s reason out with the password fields of a realm\'s Update password page', () => inBrowser(async ({ page }) => {
+    await page.goto(authorizationUrl(gw, { kc_action: 'UPDATE_PASSWORD' }))
+    await page.fill('#username', 'dana')
+    await page.fill('#password', 'dana-password-long')
+    await page.click('button[type=submit]')
+    await page.getByRole('heading', { name: 'Update password' }).waitFor()
+    await page.getByLabel('New password for dana').fill('a-brand-new-passphrase-42')
+    await page.getByLabel('Confirm password').fill('another-passphrase-42')
+    await page.getByRole('button', { name: 'Submit' }).click()
+    await page.getByRole('alert').waitFor()
+    assert.deepEqual(await fieldsAnnounced(page), {
+      'New password for dana': { invalid: 'true', description: 'Passwords don\'t match.', focused: true },
+      'Confirm password': { invalid: 'true', description: 'Passwords don\'t match.', focused: false },
+    })
+  }))
 })
