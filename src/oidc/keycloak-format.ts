@@ -729,22 +729,29 @@ async function askBeforeEndingGatewaySession(ctx: KoaContextWithOIDC): Promise<v
   await logoutConfirmPage(ctx, form)
 }
 
+const USER_CODE_FIELD_ID = 'user-code'
+
 /** RFC 8628 §3.3: where the user types the code their device shows (oidc-provider's `userCodeInputSource`). */
 export async function deviceCodePage(ctx: KoaContextWithOIDC, form: string, _out: unknown, error?: Error & { userCode?: string }): Promise<void> {
   ctx.type = 'html'
   if (error instanceof TooManyUserCodeGuesses) ctx.set('retry-after', String(error.retryAfterSeconds))
+  const wrongCode = error !== undefined && !(error instanceof TooManyUserCodeGuesses) && Boolean(error.userCode || error.name === 'NoCodeError')
   const problem = !error ? '' : error instanceof TooManyUserCodeGuesses
     ? error.byAddress
-      ? `<p role="alert">Too many wrong codes were entered from your network. <a href="${escapeHtml(gatewayLoginBack(ctx))}">Sign in</a>, then enter the code your device shows, or wait a few minutes.</p>`
-      : '<p role="alert">Too many wrong codes were entered. Wait a few minutes, then enter the code your device shows.</p>'
-    : error.userCode || error.name === 'NoCodeError'
-    ? '<p role="alert">That code is not valid or has expired. Check the code on your device and try again.</p>'
-    : '<p role="alert">The device login could not be completed. Start again on your device.</p>'
+      ? `<p id="device-error" role="alert">Too many wrong codes were entered from your network. <a href="${escapeHtml(gatewayLoginBack(ctx))}">Sign in</a>, then enter the code your device shows, or wait a few minutes.</p>`
+      : '<p id="device-error" role="alert">Too many wrong codes were entered. Wait a few minutes, then enter the code your device shows.</p>'
+    : wrongCode
+    ? '<p id="device-error" role="alert">That code is not valid or has expired. Check the code on your device and try again.</p>'
+    : '<p id="device-error" role="alert">The device login could not be completed. Start again on your device.</p>'
   // oidc-provider's input selects its text with an inline `onfocus` handler, which the realm pages' policy (no inline
-  // script but the pages' own, by hash) blocks with a console error; the field works the same without it.
+  // script but the pages' own, by hash) blocks with a console error; the field works the same without it. It has a
+  // placeholder but no label, which a screen reader would not read once the field holds a code: the page's words
+  // label it, and the page's problem is read out with it.
   const prefilled = error ? undefined : (ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.prefilledUserCode
-  const input = form.replace(/\sonfocus="[^"]*"/, '').replace(/(<input\s+)(?=[^>]*name="user_code")/, prefilled === undefined ? '$1' : `$1value="${escapeHtml(prefilled)}" `)
-  ctx.body = simplePage('Device login', `<p>Enter the code your device shows.</p>${problem}${input}<button type="submit" form="op.deviceInputForm">Continue</button>`)
+  const attributes = (prefilled === undefined ? '' : `value="${escapeHtml(prefilled)}" `) + `id="${USER_CODE_FIELD_ID}" ` +
+    (problem ? 'aria-describedby="device-error" ' : '') + (wrongCode ? 'aria-invalid="true" ' : '')
+  const input = form.replace(/\sonfocus="[^"]*"/, '').replace(/(<input\s+)(?=[^>]*name="user_code")/, `$1${attributes}`)
+  ctx.body = simplePage('Device login', `<p><label for="${USER_CODE_FIELD_ID}">Enter the code your device shows.</label></p>${problem}${input}<button type="submit" form="op.deviceInputForm">Continue</button>`)
 }
 
 /**

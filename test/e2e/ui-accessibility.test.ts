@@ -43,7 +43,7 @@ describe('the pages for low vision and assistive technology', () => {
   let browser: Browser
 
   before(async () => {
-    gw = await startGateway({ config: { realms: realmWith([]) } })
+    gw = await startGateway({ config: { realms: realmWith([{ client_id: 'tv', public_client: true, device_authorization_grant: true }]) } })
     await gw.app.accounts.create({ username: 'dana', password: 'dana-password-long' })
     browser = await launchChromium()
   })
@@ -132,5 +132,16 @@ describe('the pages for low vision and assistive technology', () => {
       'New password for dana': { invalid: 'true', description: 'Passwords don\'t match.', focused: true },
       'Confirm password': { invalid: 'true', description: 'Passwords don\'t match.', focused: false },
     })
+  }))
+
+  it('labels the field of a realm\'s device page, and reads a wrong code\'s message out with it', () => inBrowser(async ({ page }) => {
+    const label = 'Enter the code your device shows.'
+    await page.goto(realmUrl(gw, '/device'))
+    assert.deepEqual(await fieldsAnnounced(page), { [label]: { invalid: 'false', description: '', focused: true } })
+    await page.getByLabel(label).fill('BCDF-GHJK')
+    await page.getByRole('button', { name: 'Continue' }).click()
+    const refusal = await page.getByRole('alert').innerText()
+    assert.match(refusal, /not valid/)
+    assert.deepEqual(await fieldsAnnounced(page), { [label]: { invalid: 'true', description: refusal, focused: true } })
   }))
 })
