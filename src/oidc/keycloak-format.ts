@@ -8,7 +8,7 @@ import { accessTokenAudience } from './claims.ts'
 import { SESSION_COOKIE as GATEWAY_SESSION_COOKIE } from '../auth/session.ts'
 import { LOCKED } from './password-grant.ts'
 import { keycloakSid, refreshTokenType, sessionCookieValue, type KeycloakTokens, type RefreshTokenRecord } from './keycloak-tokens.ts'
-import { escapeHtml, UNFRAMED_PAGE_HEADERS, unframedPageHeaders } from '../pages/html.ts'
+import { escapeHtml, styledPage, UNFRAMED_PAGE_HEADERS, unframedPageHeaders } from '../pages/html.ts'
 import { DatabaseUnavailable, DirectoryUnavailable, PasswordChecksBusy } from '../errors.ts'
 import { TooManyUserCodeGuesses } from './user-code-guesses.ts'
 import { LOGIN_PATH } from '../gateway/policy.ts'
@@ -784,8 +784,7 @@ export async function loggedOutPage(ctx: KoaContextWithOIDC): Promise<void> {
 
 /** A minimal page in the style of the login page, for the few HTML answers of the provider. */
 export function simplePage(title: string, content: string): string {
-  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">` +
-    `<title>${escapeHtml(title)} · Gatehouse</title></head><body><main><h1>${escapeHtml(title)}</h1>${content}</main></body></html>`
+  return styledPage(title, `<h1>${escapeHtml(title)}</h1>${content}`)
 }
 
 /**

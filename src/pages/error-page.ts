@@ -1,5 +1,5 @@
 import { STATUS_CODES } from '../http/node-http.ts'
-import { escapeHtml } from './html.ts'
+import { escapeHtml, styledPage } from './html.ts'
 
 /**
  * The small page a browser navigating gets for an error (src/errors.ts decides when): what kind of error in words,
@@ -8,10 +8,10 @@ import { escapeHtml } from './html.ts'
  * own (docs/edge.md).
  */
 export function errorPage(error: { status: number; message: string; code: string }, path: string): string {
-  const words = escapeHtml(STATUS_CODES[error.status] ?? 'Error')
-  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">` +
-    `<title>${error.status} ${words} · Gatehouse</title></head><body><main><h1>${words}</h1><p>${escapeHtml(error.message)}</p>` +
-    `<p><code>${escapeHtml(error.code)}</code></p><p><a href="${escapeHtml(startPageFrom(path))}">Go to the start page</a></p></main></body></html>`
+  const words = STATUS_CODES[error.status] ?? 'Error'
+  // The pages' stylesheet wraps a long address in the message within a phone's width.
+  return styledPage(`${error.status} ${words}`, `<h1>${escapeHtml(words)}</h1><p>${escapeHtml(error.message)}</p>` +
+    `<p><code>${escapeHtml(error.code)}</code></p><p><a href="${escapeHtml(startPageFrom(path))}">Go to the start page</a></p>`)
 }
 
 /** The gateway's root relative to `path`: `./` from `/x`, `../../` from `/api/gateway/x`. */

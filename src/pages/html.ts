@@ -9,7 +9,7 @@ export function escapeHtml(text: string): string {
 export const PAGE_STYLE = `
   :root { color-scheme: light dark; font-family: system-ui, sans-serif; }
   body { margin: 0; min-height: 100vh; display: grid; place-items: center; background: Canvas; }
-  main { box-sizing: border-box; width: min(22rem, calc(100vw - 2rem)); padding: 1.5rem; border: 1px solid #8884; border-radius: 8px; }
+  main { box-sizing: border-box; width: min(22rem, calc(100vw - 2rem)); padding: 1.5rem; border: 1px solid #8884; border-radius: 8px; overflow-wrap: anywhere; }
   h1 { margin: 0 0 .25rem; font-size: 1.4rem; }
   p.subtitle { margin: 0 0 1rem; color: GrayText; }
   label { display: block; margin-top: .75rem; font-weight: 600; }

@@ -63,7 +63,8 @@ export async function registerUi(server: FastifyInstance, app: App): Promise<voi
       request.gatehouse.place = app.places.ui
     })
     ui.addHook('onSend', async (_request, reply) => {
-      reply.header('content-security-policy', CONTENT_SECURITY_POLICY)
+      // An error page keeps its own policy (src/pages/html.ts), which allows its inline stylesheet and no script.
+      if (!reply.hasHeader('content-security-policy')) reply.header('content-security-policy', CONTENT_SECURITY_POLICY)
       reply.header('x-frame-options', 'DENY')
       reply.header('x-content-type-options', 'nosniff')
       reply.header('referrer-policy', 'same-origin')

@@ -2,12 +2,14 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { createHash, randomBytes } from 'node:crypto'
 import type { Browser, Page } from 'playwright-core'
-import { launchChromium, logIn, lowContrastText, openPage, pageDrawn, type WatchedPage } from '../helpers/chromium.ts'
-import { ADMIN_PASSWORD, startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { CLIENT_REDIRECT, realmUrl, realmWith } from '../helpers/oidc.ts'
+import { assertNoHorizontalOverflow, launchChromium, logIn, lowContrastText, openPage, pageDrawn, type ViewportName, type WatchedPage } from '../helpers/chromium.ts'
+import { ADMIN_PASSWORD, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { CLIENT_REDIRECT, REALM, realmUrl, realmWith } from '../helpers/oidc.ts'
 
 const COLOR_SCHEMES = ['light', 'dark'] as const
 const INVALID_LOGIN = 'Invalid username or password.'
+/** A client id in reverse domain notation, which has nowhere to wrap. */
+const LONG_CLIENT_ID = 'com.example.television.inventorydashboard'
 
 /** The page's text fields as a screen reader announces them (Chromium's accessibility tree): whether each is invalid, and what describes it. */
 async function fieldsAnnounced(page: Page): Promise<Record<string, { invalid: string; description: string; focused: boolean }>> {
@@ -43,7 +45,7 @@ describe('the pages for low vision and assistive technology', () => {
   let browser: Browser
 
   before(async () => {
-    gw = await startGateway({ config: { realms: realmWith([{ client_id: 'tv', public_client: true, device_authorization_grant: true }]) } })
+    gw = await startGateway({ config: { realms: realmWith([{ client_id: LONG_CLIENT_ID, public_client: true, device_authorization_grant: true }]) } })
     await gw.app.accounts.create({ username: 'dana', password: 'dana-password-long' })
     browser = await launchChromium()
   })
@@ -52,8 +54,8 @@ describe('the pages for low vision and assistive technology', () => {
     await gw?.close()
   })
 
-  const inBrowser = async (body: (watched: WatchedPage) => Promise<void>) => {
-    const watched = await openPage(browser)
+  const inBrowser = async (body: (watched: WatchedPage) => Promise<void>, viewport: ViewportName = 'desktop') => {
+    const watched = await openPage(browser, viewport)
     try {
       await body(watched)
     } finally {
@@ -144,4 +146,23 @@ describe('the pages for low vision and assistive technology', () => {
     assert.match(refusal, /not valid/)
     assert.deepEqual(await fieldsAnnounced(page), { [label]: { invalid: 'true', description: refusal, focused: true } })
   }))
+
+  it('fits the error pages and the realm\'s pages into a phone\'s width, whatever long address they name', () => inBrowser(async ({ page }) => {
+    // A mistyped address of a service's API, named by the gateway's error page.
+    await page.goto(`${gw.url}/api/nothing/inventories/12/hosts/webserver01.example.com/facts/`)
+    await page.getByRole('heading', { name: 'Not Found' }).waitFor()
+    await assertNoHorizontalOverflow(page, 'the error page')
+    for (const colorScheme of COLOR_SCHEMES) {
+      await page.emulateMedia({ colorScheme })
+      assert.deepEqual(await lowContrastText(page), [], colorScheme)
+    }
+    // The device page's confirmation names the application by its client id.
+    const started = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/auth/device`, { method: 'POST', body: new URLSearchParams({ client_id: LONG_CLIENT_ID }) })
+    const { user_code: userCode } = await json(started) as { user_code: string }
+    await page.goto(realmUrl(gw, '/device'))
+    await page.getByLabel('Enter the code your device shows.').fill(userCode)
+    await page.getByRole('button', { name: 'Continue' }).click()
+    await page.getByRole('heading', { name: 'Confirm device login' }).waitFor()
+    await assertNoHorizontalOverflow(page, 'the device confirmation')
+  }, 'phone'))
 })
