@@ -216,14 +216,17 @@ async function saveResult(interaction: Interaction, result: Record<string, unkno
   await interaction.save(Math.max(1, interaction.exp - epochTime()))
 }
 
-/** The page of the pending action, with why its last answer was refused, and for the profile the values it sent. */
-function actionPage(realm: Realm, login: LoginUnderWay, pending: PendingUpdate, user: User, errors: readonly string[] = [], sent?: ProfileValues): string {
+/**
+ * The page of the pending action, with why its last answer was refused, and for the profile the values it sent.
+ * `invalid`: the fields whose values were refused (none when the form's moment was: it expired, the server was busy).
+ */
+function actionPage(realm: Realm, login: LoginUnderWay, pending: PendingUpdate, user: User, errors: readonly string[] = [], sent?: ProfileValues, invalid: readonly string[] = []): string {
   const page = { action: login.action, formSecret: pending.formSecret, username: user.username }
   if (pending.action === UPDATE_PROFILE) {
     const values = sent ?? { firstName: user.firstName, lastName: user.lastName, email: user.email }
-    return renderUpdateProfilePage({ ...page, subtitle: `${login.clientId} (realm ${realm.name}) asks you to update your account information.`, values, errors })
+    return renderUpdateProfilePage({ ...page, subtitle: `${login.clientId} (realm ${realm.name}) asks you to update your account information.`, values, errors, invalid })
   }
-  return renderUpdatePasswordPage({ ...page, subtitle: `${login.clientId} (realm ${realm.name}) asks you to choose a new password.`, error: errors.join(' ') || undefined })
+  return renderUpdatePasswordPage({ ...page, subtitle: `${login.clientId} (realm ${realm.name}) asks you to choose a new password.`, error: errors.join(' ') || undefined, refused: invalid.length > 0 })
 }
 
 /**
@@ -350,7 +353,7 @@ interface ActionAnswer {
  * mismatched or refused password gets the page again with the reason, and changes nothing.
  */
 async function updatePassword({ app, realm, login, provider, request, reply, pending, user, form }: ActionAnswer): Promise<FastifyReply> {
-  const again = (status: number, error: string) => html(reply, status, actionPage(realm, login, pending, user, [error]))
+  const again = (status: number, error: string) => html(reply, status, actionPage(realm, login, pending, user, [error], undefined, status === 400 ? [NEW_PASSWORD_FIELD, CONFIRM_PASSWORD_FIELD] : []))
   const newPassword = form.get(NEW_PASSWORD_FIELD) ?? ''
   // Keycloak's words (messages_en: missingPasswordMessage, notMatchPasswordMessage).
   if (newPassword === '') return again(400, 'Please specify password.')
@@ -400,13 +403,17 @@ async function updateProfile({ app, realm, login, provider, request, reply, pend
   // error-person-name-invalid-character).
   const tooLong = (field: keyof ProfileValues) => sent[field].length > PROFILE_FIELD_LENGTHS[field] ? [`Maximal length is ${PROFILE_FIELD_LENGTHS[field]}.`] : []
   const prohibitedInName = (field: 'firstName' | 'lastName', label: string) => PERSON_NAME_PROHIBITED.test(sent[field]) ? [`${label} contains invalid character.`] : []
-  const problems = [
-    ...(sent.email === '' ? ['Please specify email.'] : !isEmailAddress(sent.email) || tooLong('email').length ? ['Invalid email address.'] : []),
-    ...(sent.firstName === '' ? ['Please specify first name.'] : [...tooLong('firstName'), ...prohibitedInName('firstName', 'First name')]),
-    ...(sent.lastName === '' ? ['Please specify last name.'] : [...tooLong('lastName'), ...prohibitedInName('lastName', 'Last name')]),
-  ]
-  if (!problems.length && sent.email.toLowerCase() !== user.email.toLowerCase() && await emailTakenByAnother(app, user, sent.email)) problems.push('Email already exists.')
-  if (problems.length) return html(reply, 400, actionPage(realm, login, pending, user, problems, sent))
+  const problemsOf: Record<keyof ProfileValues, string[]> = {
+    email: sent.email === '' ? ['Please specify email.'] : !isEmailAddress(sent.email) || tooLong('email').length ? ['Invalid email address.'] : [],
+    firstName: sent.firstName === '' ? ['Please specify first name.'] : [...tooLong('firstName'), ...prohibitedInName('firstName', 'First name')],
+    lastName: sent.lastName === '' ? ['Please specify last name.'] : [...tooLong('lastName'), ...prohibitedInName('lastName', 'Last name')],
+  }
+  const problems = () => Object.values(problemsOf).flat()
+  if (!problems().length && sent.email.toLowerCase() !== user.email.toLowerCase() && await emailTakenByAnother(app, user, sent.email)) problemsOf.email.push('Email already exists.')
+  if (problems().length) {
+    const invalid = Object.entries(problemsOf).filter(([, messages]) => messages.length).map(([name]) => name)
+    return html(reply, 400, actionPage(realm, login, pending, user, problems(), sent, invalid))
+  }
   const updated = await app.accounts.update(user.id, { email: sent.email, firstName: sent.firstName, lastName: sent.lastName })
   app.audit.change({ userId: user.id, username: user.username, address: request.ip, method: 'oidc' }, 'update', auditedUser(updated), serializeUser(user), serializeUser(updated))
   return finishLogin(app, realm, login, provider, request, reply, updated, pending.gatewaySession, pending.acr, { action: UPDATE_PROFILE, status: 'success' }, pending.signedInAt)

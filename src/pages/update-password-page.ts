@@ -18,6 +18,8 @@ export interface UpdatePasswordPageOptions {
   /** A heading line under the title: which application asked. */
   subtitle: string
   error?: string | undefined
+  /** The new password itself was refused (not the form's moment: an expired form, a busy server). */
+  refused?: boolean | undefined
 }
 
 /**
@@ -26,8 +28,8 @@ export interface UpdatePasswordPageOptions {
  * without a change.
  */
 export function renderUpdatePasswordPage(options: UpdatePasswordPageOptions): string {
-  // Every refusal here is of the new password typed (but a busy server's); the reason is read out with the field.
-  const aboutFields = options.error ? ' aria-describedby="password-error" aria-invalid="true"' : ''
+  // The reason is read out with the field the focus lands on, not only when the page loads (which screen readers miss).
+  const aboutFields = (options.error ? ' aria-describedby="password-error"' : '') + (options.error && options.refused ? ' aria-invalid="true"' : '')
   return styledPage('Update password', `<h1>Update password</h1>
 <p class="subtitle">${escapeHtml(options.subtitle)}</p>
 ${options.error ? `<p class="error" id="password-error" role="alert">${escapeHtml(options.error)}</p>` : ''}

@@ -28,6 +28,8 @@ export interface UpdateProfilePageOptions {
   values: ProfileValues
   /** Why the values sent were refused, one line each. */
   errors?: readonly string[] | undefined
+  /** The fields whose values were refused: marked invalid, and the first of them has the focus. */
+  invalid?: readonly string[] | undefined
 }
 
 /**
@@ -35,16 +37,20 @@ export interface UpdateProfilePageOptions {
  * `login({ action: 'UPDATE_PROFILE' })`): the update password page's look, form secret and Cancel button.
  */
 export function renderUpdateProfilePage(options: UpdateProfilePageOptions): string {
-  const field = (name: keyof ProfileValues, label: string, type: 'text' | 'email', autocomplete: string, first = false) => `<label for="${name}">${label}</label>
-<input id="${name}" name="${name}" type="${type}" autocomplete="${autocomplete}" required maxlength="${PROFILE_FIELD_LENGTHS[name]}" value="${escapeHtml(options.values[name])}"${first ? ' autofocus' : ''}>`
-  const errors = options.errors?.length ? `<p class="error" role="alert">${options.errors.map(escapeHtml).join('<br>')}</p>` : ''
+  const invalid = options.errors?.length ? options.invalid ?? [] : []
+  const focused = [EMAIL_FIELD, FIRST_NAME_FIELD, LAST_NAME_FIELD].find((name) => invalid.includes(name)) ?? EMAIL_FIELD
+  // A refused field is marked so, and the reasons are read out with it when the focus lands there: screen readers
+  // often miss an alert that is there when the page loads.
+  const field = (name: keyof ProfileValues, label: string, type: 'text' | 'email', autocomplete: string) => `<label for="${name}">${label}</label>
+<input id="${name}" name="${name}" type="${type}" autocomplete="${autocomplete}" required maxlength="${PROFILE_FIELD_LENGTHS[name]}" value="${escapeHtml(options.values[name])}"${invalid.includes(name) ? ' aria-invalid="true" aria-describedby="profile-errors"' : ''}${name === focused ? ' autofocus' : ''}>`
+  const errors = options.errors?.length ? `<p class="error" id="profile-errors" role="alert">${options.errors.map(escapeHtml).join('<br>')}</p>` : ''
   return styledPage('Update Account Information', `<h1>Update Account Information</h1>
 <p class="subtitle">${escapeHtml(options.subtitle)}</p>
 ${errors}
 <form method="post" action="${escapeHtml(options.action)}">
 <input type="hidden" name="${FORM_SECRET_FIELD}" value="${escapeHtml(options.formSecret)}">
 <p>Username: ${escapeHtml(options.username)}</p>
-${field('email', 'Email', 'email', 'email', true)}
+${field('email', 'Email', 'email', 'email')}
 ${field('firstName', 'First name', 'text', 'given-name')}
 ${field('lastName', 'Last name', 'text', 'family-name')}
 <button type="submit">Submit</button>

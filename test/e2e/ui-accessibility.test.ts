@@ -134,6 +134,36 @@ describe('the pages for low vision and assistive technology', () => {
       'New password for dana': { invalid: 'true', description: 'Passwords don\'t match.', focused: true },
       'Confirm password': { invalid: 'true', description: 'Passwords don\'t match.', focused: false },
     })
+
+    // A form whose secret is not the page's (it expired) is no fault of the password typed.
+    await page.evaluate(`document.querySelector('input[name=form_secret]').value = 'expired'`)
+    await page.getByLabel('New password for dana').fill('a-brand-new-passphrase-42')
+    await page.getByLabel('Confirm password').fill('a-brand-new-passphrase-42')
+    await page.getByRole('button', { name: 'Submit' }).click()
+    const expired = await page.getByRole('alert').innerText()
+    assert.doesNotMatch(expired, /match/)
+    assert.deepEqual(await fieldsAnnounced(page), {
+      'New password for dana': { invalid: 'false', description: expired, focused: true },
+      'Confirm password': { invalid: 'false', description: expired, focused: false },
+    })
+  }))
+
+  it('marks the refused field of a realm\'s Update Account Information page invalid, with the reasons, and puts the focus on it', () => inBrowser(async ({ page }) => {
+    await page.goto(authorizationUrl(gw, { kc_action: 'UPDATE_PROFILE' }))
+    await page.fill('#username', 'dana')
+    await page.fill('#password', 'dana-password-long')
+    await page.click('button[type=submit]')
+    await page.getByRole('heading', { name: 'Update Account Information' }).waitFor()
+    await page.getByLabel('Email').fill('dana@example.com')
+    await page.getByLabel('First name').fill('  ')
+    await page.getByLabel('Last name').fill('Scully')
+    await page.getByRole('button', { name: 'Submit' }).click()
+    await page.getByRole('alert').waitFor()
+    assert.deepEqual(await fieldsAnnounced(page), {
+      Email: { invalid: 'false', description: '', focused: false },
+      'First name': { invalid: 'true', description: 'Please specify first name.', focused: true },
+      'Last name': { invalid: 'false', description: '', focused: false },
+    })
   }))
 
   it('labels the field of a realm\'s device page, and reads a wrong code\'s message out with it', () => inBrowser(async ({ page }) => {
