@@ -86,6 +86,18 @@ describe('the pages for low vision and assistive technology', () => {
     }))
   }
 
+  it('has the live region of its short messages on the page before the first message, so that screen readers read it out', () => inBrowser(async ({ page }) => {
+    await logIn(page, gw.url, 'admin', ADMIN_PASSWORD, '/ui/account')
+    await pageDrawn(page)
+    // Screen readers read out what changes in a live region already on the page, not a region added with its text.
+    const region = page.locator('[aria-live=polite]#toasts')
+    assert.equal(await region.count(), 1, 'the region is there before any message')
+    assert.equal(await region.innerText(), '')
+    await page.evaluate(`document.getElementById('toasts').dataset.before = 'yes'`)
+    await page.getByRole('button', { name: 'Save details' }).click()
+    await page.locator('[data-before=yes] .toast', { hasText: 'Details saved.' }).waitFor()
+  }))
+
   it('reads a refused login\'s message out with its fields, and marks them invalid only when the username and password were wrong', () => inBrowser(async ({ page, context }) => {
     await page.goto(`${gw.url}/api/gateway/v1/login/?next=/ui/`)
     await page.fill('#username', 'dana')

@@ -216,7 +216,9 @@ export function confirmAction(message, confirmLabel) {
  * @param {'ok' | 'error'} [kind]
  */
 export function toast(text, kind = 'ok') {
-  const region = document.getElementById('toasts') || document.body.appendChild(h('div', { id: 'toasts', class: 'toasts', role: 'status', 'aria-live': 'polite' }))
+  // The shell's live region, there from the start: screen readers read out what changes in a live region, not one
+  // added to the page with its text.
+  const region = /** @type {HTMLElement} */ (document.getElementById('toasts'))
   const item = h('p', { class: `toast ${kind}` }, text)
   region.append(item)
   setTimeout(() => item.remove(), 4000)
