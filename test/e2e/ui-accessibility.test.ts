@@ -98,6 +98,25 @@ describe('the pages for low vision and assistive technology', () => {
     await page.locator('[data-before=yes] .toast', { hasText: 'Details saved.' }).waitFor()
   }))
 
+  it('reads a confirmation\'s question out when the focus moves into it', () => inBrowser(async ({ page }) => {
+    await logIn(page, gw.url, 'admin', ADMIN_PASSWORD, '/ui/tokens')
+    await pageDrawn(page)
+    await page.getByLabel('Description').fill('laptop')
+    await page.getByRole('button', { name: 'Create token' }).click()
+    await page.getByRole('button', { name: 'Done' }).click()
+    await page.getByRole('button', { name: 'Revoke token laptop' }).click()
+    const question = await page.locator('dialog.confirm p').innerText()
+    const cdp = await page.context().newCDPSession(page)
+    try {
+      const { nodes } = await cdp.send('Accessibility.getFullAXTree')
+      const dialog = nodes.find((node) => node.role?.value === 'dialog')
+      assert.equal(dialog?.name?.value, 'Revoke')
+      assert.equal(dialog?.description?.value, question)
+    } finally {
+      await cdp.detach()
+    }
+  }))
+
   it('reads a refused login\'s message out with its fields, and marks them invalid only when the username and password were wrong', () => inBrowser(async ({ page, context }) => {
     await page.goto(`${gw.url}/api/gateway/v1/login/?next=/ui/`)
     await page.fill('#username', 'dana')

@@ -187,6 +187,8 @@ export function onSubmit(form, action) {
   })
 }
 
+let confirmCounter = 0
+
 /**
  * Asks before something that cannot be undone, in a modal dialog. Resolves to whether the person agreed.
  * @param {string} message
@@ -195,9 +197,12 @@ export function onSubmit(form, action) {
  */
 export function confirmAction(message, confirmLabel) {
   return new Promise((resolve) => {
-    const dialog = /** @type {HTMLDialogElement} */ (h('dialog', { class: 'confirm', 'aria-label': confirmLabel },
+    // The question describes the dialog, so that a screen reader reads it out with the dialog's name when the focus
+    // moves to its first button, rather than only "Revoke, dialog; Cancel, button".
+    const questionId = `confirm-question-${++confirmCounter}`
+    const dialog = /** @type {HTMLDialogElement} */ (h('dialog', { class: 'confirm', 'aria-label': confirmLabel, 'aria-describedby': questionId },
       h('form', { method: 'dialog' },
-        h('p', null, message),
+        h('p', { id: questionId }, message),
         h('div', { class: 'actions' },
           h('button', { type: 'submit', value: 'cancel', class: 'secondary' }, 'Cancel'),
           h('button', { type: 'submit', value: 'confirm', class: 'danger' }, confirmLabel)))))
