@@ -13,6 +13,8 @@ const LONG_CLIENT_ID = 'com.example.television.inventorydashboard'
 
 /** The page's text fields as a screen reader announces them (Chromium's accessibility tree): whether each is invalid, and what describes it. */
 async function fieldsAnnounced(page: Page): Promise<Record<string, { invalid: string; description: string; focused: boolean }>> {
+  // Every page asked here puts the focus on a field (autofocus), which the browser does once it has drawn the page.
+  await page.waitForFunction('document.activeElement !== document.body')
   const cdp = await page.context().newCDPSession(page)
   try {
     const { nodes } = await cdp.send('Accessibility.getFullAXTree')
@@ -121,7 +123,7 @@ describe('the pages for low vision and assistive technology', () => {
     await page.goto(`${gw.url}/api/gateway/v1/login/?next=/ui/`)
     await page.fill('#username', 'dana')
     await page.fill('#password', 'not-the-password')
-    await page.click('button[type=submit]')
+    await Promise.all([page.waitForEvent('load'), page.click('button[type=submit]')])
     await page.getByRole('alert').waitFor()
     assert.deepEqual(await fieldsAnnounced(page), {
       Username: { invalid: 'true', description: INVALID_LOGIN, focused: false },
@@ -131,7 +133,7 @@ describe('the pages for low vision and assistive technology', () => {
     // A form that expired (the browser's cookies were cleared meanwhile) is no fault of what was typed.
     await context.clearCookies()
     await page.fill('#password', 'dana-password-long')
-    await page.click('button[type=submit]')
+    await Promise.all([page.waitForEvent('load'), page.click('button[type=submit]')])
     const expired = await page.getByRole('alert').innerText()
     assert.match(expired, /expired/)
     assert.deepEqual(await fieldsAnnounced(page), {
@@ -143,7 +145,7 @@ describe('the pages for low vision and assistive technology', () => {
     await page.goto(authorizationUrl(gw))
     await page.fill('#username', 'dana')
     await page.fill('#password', 'not-the-password')
-    await page.click('button[type=submit]')
+    await Promise.all([page.waitForEvent('load'), page.click('button[type=submit]')])
     await page.getByRole('alert').waitFor()
     assert.deepEqual(await fieldsAnnounced(page), {
       Username: { invalid: 'true', description: INVALID_LOGIN, focused: false },
@@ -159,7 +161,7 @@ describe('the pages for low vision and assistive technology', () => {
     await page.getByRole('heading', { name: 'Update password' }).waitFor()
     await page.getByLabel('New password for dana').fill('a-brand-new-passphrase-42')
     await page.getByLabel('Confirm password').fill('another-passphrase-42')
-    await page.getByRole('button', { name: 'Submit' }).click()
+    await Promise.all([page.waitForEvent('load'), page.getByRole('button', { name: 'Submit' }).click()])
     await page.getByRole('alert').waitFor()
     assert.deepEqual(await fieldsAnnounced(page), {
       'New password for dana': { invalid: 'true', description: 'Passwords don\'t match.', focused: true },
@@ -170,7 +172,7 @@ describe('the pages for low vision and assistive technology', () => {
     await page.evaluate(`document.querySelector('input[name=form_secret]').value = 'expired'`)
     await page.getByLabel('New password for dana').fill('a-brand-new-passphrase-42')
     await page.getByLabel('Confirm password').fill('a-brand-new-passphrase-42')
-    await page.getByRole('button', { name: 'Submit' }).click()
+    await Promise.all([page.waitForEvent('load'), page.getByRole('button', { name: 'Submit' }).click()])
     const expired = await page.getByRole('alert').innerText()
     assert.doesNotMatch(expired, /match/)
     assert.deepEqual(await fieldsAnnounced(page), {
@@ -188,7 +190,7 @@ describe('the pages for low vision and assistive technology', () => {
     await page.getByLabel('Email').fill('dana@example.com')
     await page.getByLabel('First name').fill('  ')
     await page.getByLabel('Last name').fill('Scully')
-    await page.getByRole('button', { name: 'Submit' }).click()
+    await Promise.all([page.waitForEvent('load'), page.getByRole('button', { name: 'Submit' }).click()])
     await page.getByRole('alert').waitFor()
     assert.deepEqual(await fieldsAnnounced(page), {
       Email: { invalid: 'false', description: '', focused: false },
@@ -202,7 +204,7 @@ describe('the pages for low vision and assistive technology', () => {
     await page.goto(realmUrl(gw, '/device'))
     assert.deepEqual(await fieldsAnnounced(page), { [label]: { invalid: 'false', description: '', focused: true } })
     await page.getByLabel(label).fill('BCDF-GHJK')
-    await page.getByRole('button', { name: 'Continue' }).click()
+    await Promise.all([page.waitForEvent('load'), page.getByRole('button', { name: 'Continue' }).click()])
     const refusal = await page.getByRole('alert').innerText()
     assert.match(refusal, /not valid/)
     assert.deepEqual(await fieldsAnnounced(page), { [label]: { invalid: 'true', description: refusal, focused: true } })

@@ -98,43 +98,51 @@ export async function screenshot(page: Page, name: string): Promise<string> {
 }
 
 /**
+ * Colour arithmetic for the contrast checks, run in the page: `rgba(css)` parses a computed colour, `over(top,
+ * bottom)` lays a translucent colour over another, `contrast(a, b)` is WCAG 2's ratio, and `behind(element)` is the
+ * colour under an element's content: its and its ancestors' backgrounds layered as drawn, on the page's canvas.
+ */
+const COLOUR_MATH = `
+  const rgba = (css) => {
+    const parts = /rgba?\\(([^)]+)\\)/.exec(css)?.[1].split(/[\\s,\\/]+/).filter(Boolean).map(Number)
+    return parts ? [parts[0], parts[1], parts[2], parts[3] ?? 1] : [0, 0, 0, 0]
+  }
+  const over = (top, bottom) => [0, 1, 2].map((i) => top[i] * top[3] + bottom[i] * (1 - top[3])).concat(1)
+  const luminance = (c) => {
+    const [r, g, b] = c.slice(0, 3).map((v) => (v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+  }
+  const contrast = (a, b) => {
+    const [light, dark] = [luminance(a), luminance(b)].sort((x, y) => y - x)
+    return (light + 0.05) / (dark + 0.05)
+  }
+  const canvas = () => {
+    const probe = document.createElement('div')
+    probe.style.background = 'Canvas'
+    document.body.append(probe)
+    const color = rgba(getComputedStyle(probe).backgroundColor)
+    probe.remove()
+    return color
+  }
+  const behind = (element) => {
+    const layers = []
+    for (let e = element; e; e = e.parentElement) {
+      const color = rgba(getComputedStyle(e).backgroundColor)
+      if (color[3] > 0) layers.push(color)
+      if (color[3] === 1) break
+    }
+    if (!layers.length || layers.at(-1)[3] < 1) layers.push(canvas())
+    return layers.reduceRight((under, layer) => over(layer, under))
+  }
+  const describe = (element) => element.tagName.toLowerCase() + (element.className ? '.' + element.className.replaceAll(' ', '.') : '')
+`
+
+/**
  * The text on the page whose colour contrast with what is behind it is below WCAG 2's AA minimum (4.5:1, or 3:1 for
- * large text), as `<ratio> <element> "<text>"` lines. Backgrounds are layered as drawn (translucent ones over what
- * is under them, the page's canvas last); the text of disabled buttons is exempt, as WCAG says.
+ * large text), as `<ratio> <element> "<text>"` lines. The text of disabled buttons is exempt, as WCAG says.
  */
 export async function lowContrastText(page: Page): Promise<string[]> {
-  return page.evaluate<string[]>(`(() => {
-    const rgba = (css) => {
-      const parts = /rgba?\\(([^)]+)\\)/.exec(css)?.[1].split(/[\\s,\\/]+/).filter(Boolean).map(Number)
-      return parts ? [parts[0], parts[1], parts[2], parts[3] ?? 1] : [0, 0, 0, 0]
-    }
-    const over = (top, bottom) => [0, 1, 2].map((i) => top[i] * top[3] + bottom[i] * (1 - top[3])).concat(1)
-    const luminance = (c) => {
-      const [r, g, b] = c.slice(0, 3).map((v) => (v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4)
-      return 0.2126 * r + 0.7152 * g + 0.0722 * b
-    }
-    const contrast = (a, b) => {
-      const [light, dark] = [luminance(a), luminance(b)].sort((x, y) => y - x)
-      return (light + 0.05) / (dark + 0.05)
-    }
-    const canvas = () => {
-      const probe = document.createElement('div')
-      probe.style.background = 'Canvas'
-      document.body.append(probe)
-      const color = rgba(getComputedStyle(probe).backgroundColor)
-      probe.remove()
-      return color
-    }
-    const behind = (element) => {
-      const layers = []
-      for (let e = element; e; e = e.parentElement) {
-        const color = rgba(getComputedStyle(e).backgroundColor)
-        if (color[3] > 0) layers.push(color)
-        if (color[3] === 1) break
-      }
-      if (!layers.length || layers.at(-1)[3] < 1) layers.push(canvas())
-      return layers.reduceRight((under, layer) => over(layer, under))
-    }
+  return page.evaluate<string[]>(`(() => {${COLOUR_MATH}
     const low = []
     const texts = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT)
     const checked = new Set()
@@ -153,7 +161,7 @@ export async function lowContrastText(page: Page): Promise<string[]> {
       const size = parseFloat(style.fontSize)
       const large = size >= 24 || (Number(style.fontWeight) >= 700 && size >= 18.66)
       const ratio = contrast(text, background)
-      if (ratio < (large ? 3 : 4.5)) low.push(ratio.toFixed(2) + ' ' + element.tagName.toLowerCase() + (element.className ? '.' + element.className.replaceAll(' ', '.') : '') + ' "' + node.textContent.trim().slice(0, 60) + '"')
+      if (ratio < (large ? 3 : 4.5)) low.push(ratio.toFixed(2) + ' ' + describe(element) + ' "' + node.textContent.trim().slice(0, 60) + '"')
     }
     return low
   })()`)
