@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { createHash, randomBytes } from 'node:crypto'
 import type { Browser, Page } from 'playwright-core'
-import { assertNoHorizontalOverflow, launchChromium, logIn, lowContrastText, openPage, pageDrawn, type ViewportName, type WatchedPage } from '../helpers/chromium.ts'
+import { assertNoHorizontalOverflow, launchChromium, logIn, lowContrastFields, lowContrastText, openPage, pageDrawn, type ViewportName, type WatchedPage } from '../helpers/chromium.ts'
 import { ADMIN_PASSWORD, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { CLIENT_REDIRECT, REALM, realmUrl, realmWith } from '../helpers/oidc.ts'
 
@@ -74,6 +74,18 @@ describe('the pages for low vision and assistive technology', () => {
       await page.click('button[type=submit]')
       await page.getByRole('alert').waitFor()
       assert.deepEqual(await lowContrastText(page), [])
+    }))
+
+    it(`shows where the interface's form fields are, with borders of enough contrast, in the ${colorScheme} scheme`, () => inBrowser(async ({ page }) => {
+      await page.emulateMedia({ colorScheme })
+      await page.goto(`${gw.url}/api/gateway/v1/login/?next=/ui/`)
+      assert.deepEqual(await lowContrastFields(page), [], 'the login page')
+      await logIn(page, gw.url, 'admin', ADMIN_PASSWORD, '/ui/account')
+      for (const path of ['/ui/account', '/ui/tokens', '/ui/access', '/ui/admin/users/new', '/ui/admin/activity']) {
+        await page.goto(gw.url + path)
+        await pageDrawn(page)
+        assert.deepEqual(await lowContrastFields(page), [], path)
+      }
     }))
 
     it(`shows the interface's error messages with enough contrast in the ${colorScheme} scheme`, () => inBrowser(async ({ page }) => {

@@ -166,3 +166,25 @@ export async function lowContrastText(page: Page): Promise<string[]> {
     return low
   })()`)
 }
+
+/**
+ * The form fields (text inputs and selects) whose border, which is all that shows where a field is, has less than WCAG
+ * 2's 3:1 contrast (1.4.11, non-text contrast) with both the field's inside and what is around it, as
+ * `<ratio> <element> <name>` lines.
+ */
+export async function lowContrastFields(page: Page): Promise<string[]> {
+  return page.evaluate<string[]>(`(() => {${COLOUR_MATH}
+    const low = []
+    for (const field of document.querySelectorAll('input:not([type=hidden]):not([type=checkbox]):not([type=radio]), select, textarea')) {
+      const style = getComputedStyle(field)
+      const box = field.getBoundingClientRect()
+      if (!box.width || !box.height || field.disabled || parseFloat(style.borderBottomWidth) === 0) continue
+      const around = behind(field.parentElement)
+      const inside = over(rgba(style.backgroundColor), around)
+      const border = over(rgba(style.borderBottomColor), around)
+      const ratio = Math.min(contrast(border, around), contrast(border, inside))
+      if (ratio < 3) low.push(ratio.toFixed(2) + ' ' + describe(field) + ' ' + (field.name || field.id))
+    }
+    return low
+  })()`)
+}
