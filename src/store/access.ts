@@ -128,19 +128,37 @@ export class AccessRepository {
   }
 
   async loadAll(): Promise<AccessRecords> {
-    const [organizations, teams, roleDefinitions, users, teamAssignments] = await Promise.all([
-      this.#db.selectFrom('organizations').selectAll().orderBy('id').execute(),
-      this.#db.selectFrom('teams').selectAll().orderBy('id').execute(),
-      this.#db.selectFrom('role_definitions').selectAll().orderBy('id').execute(),
+    const [objects, users, teamAssignments] = await Promise.all([
+      this.loadObjects(),
       this.#db.selectFrom('role_user_assignments').selectAll().orderBy('id').execute(),
       this.#db.selectFrom('role_team_assignments').selectAll().orderBy('id').execute(),
     ])
     return {
-      organizations: organizations.map(toOrganization),
-      teams: teams.map(toTeam),
-      roleDefinitions: roleDefinitions.map(toRoleDefinition),
+      ...objects,
       assignments: [...users.map((r) => toAssignment('user', r.user_id, r)), ...teamAssignments.map((r) => toAssignment('team', r.team_id, r))],
     }
+  }
+
+  /** The organizations, teams and role definitions of `loadAll`, without the assignments: a few rows beside them. */
+  async loadObjects(): Promise<Omit<AccessRecords, 'assignments'>> {
+    const [organizations, teams, roleDefinitions] = await Promise.all([
+      this.#db.selectFrom('organizations').selectAll().orderBy('id').execute(),
+      this.#db.selectFrom('teams').selectAll().orderBy('id').execute(),
+      this.#db.selectFrom('role_definitions').selectAll().orderBy('id').execute(),
+    ])
+    return { organizations: organizations.map(toOrganization), teams: teams.map(toTeam), roleDefinitions: roleDefinitions.map(toRoleDefinition) }
+  }
+
+  /**
+   * What tells the role assignments as they are now from any earlier set of them, without reading them: how many
+   * there are, their highest id and the sum of their ids, of users' and teams'. An assignment is never changed, only
+   * added (with an id above every earlier one's) or deleted, so every change of the set changes these; the sum too
+   * when an assignment committed late, below the highest id, and another was deleted meanwhile.
+   */
+  async assignmentsFingerprint(): Promise<string> {
+    const [users, teams] = await Promise.all((['role_user_assignments', 'role_team_assignments'] as const).map((table) =>
+      this.#db.selectFrom(table).select((eb) => [eb.fn.countAll<number>().as('n'), eb.fn.max('id').as('last'), eb.fn.sum<number>('id').as('sum')]).executeTakeFirstOrThrow()))
+    return [users!, teams!].map((row) => `${row.n}:${row.last ?? 0}:${row.sum ?? 0}`).join('/')
   }
 
   async createOrganization(input: { name: string; description?: string | undefined }, now = Date.now()): Promise<Organization> {

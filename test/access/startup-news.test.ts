@@ -62,9 +62,12 @@ for (const backend of storeBackends) {
       const teamMember = (await stores.store.access.findRoleDefinitionByName('Team Member'))!
       const given = await running.accessAdmin.assign(admin, 'user', { roleDefinitionId: teamMember.id, actorId: member.id, objectId: team.id })
       assert.ok(running.access.of(member).teams.some((t) => t.name === 'Oncall'))
-      // The next read of the model (the periodic one's) takes 300 ms to come back with what it read at once.
+      // The next read of the model (the periodic one's) takes 300 ms to come back with what it read at once; its
+      // fingerprint never matches, so that it reads the whole snapshot.
       const access = stores.store.access
       const loadAll = access.loadAll.bind(access)
+      const assignmentsFingerprint = access.assignmentsFingerprint.bind(access)
+      access.assignmentsFingerprint = async () => `${await assignmentsFingerprint()} never held`
       let slowed = false
       const { promise: read, resolve: readDone } = Promise.withResolvers<void>()
       access.loadAll = async () => {
@@ -82,6 +85,37 @@ for (const backend of storeBackends) {
         assert.ok(!running.access.of(member).teams.some((t) => t.name === 'Oncall'), 'taken away at once')
         await sleep(400)
         assert.ok(!running.access.of(member).teams.some((t) => t.name === 'Oncall'), 'and still, once the read begun before came back')
+      } finally {
+        access.loadAll = loadAll
+        access.assignmentsFingerprint = assignmentsFingerprint
+      }
+    })
+
+    it('reads no assignment again while nothing changed, and reads them all once an assignment goes or an organization is renamed beside the bus', async () => {
+      const access = stores.store.access
+      await running.access.reload()
+      const loadAll = access.loadAll.bind(access)
+      let wholeReads = 0
+      access.loadAll = async () => {
+        wholeReads++
+        return await loadAll()
+      }
+      try {
+        await sleep(2500)
+        assert.equal(wholeReads, 0, 'the periodic reads found nothing changed without reading every assignment')
+
+        const organization = running.access.organizations.find((o) => o.name === 'Platform')!
+        await access.updateOrganization(organization.id, { name: 'Platform Engineering' })
+        await sleep(2500)
+        assert.ok(running.access.organizations.some((o) => o.name === 'Platform Engineering'), 'the rename beside the bus applied')
+
+        const team = running.access.teams.find((t) => t.name === 'Automation')!
+        const held = await access.listAssignments('user', { offset: 0, limit: 10, actorId: member.id, objectType: 'team', objectId: team.id })
+        assert.ok(held.results.length)
+        for (const assignment of held.results) assert.ok(await access.unassign('user', assignment.id))
+        assert.ok(running.access.of(member).teams.some((t) => t.name === 'Automation'), 'not heard of')
+        await sleep(2500)
+        assert.ok(!running.access.of(member).teams.some((t) => t.name === 'Automation'), 'the assignment deleted beside the bus is gone')
       } finally {
         access.loadAll = loadAll
       }
