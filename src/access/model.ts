@@ -77,7 +77,18 @@ export class AccessModel {
   readonly #store: Store
   readonly #namedInRules: ReadonlySet<string>
   #records: AccessRecords = { organizations: [], teams: [], roleDefinitions: [], assignments: [] }
+  /**
+   * Each user's access, worked out when first asked for (`#accessOf`) and kept until the next reload: working it out
+   * for every user at each reload (100,000 users) took some three seconds of the process's one thread, and every
+   * change of access anywhere asks every process to reload.
+   */
   #byUser = new Map<number, UserAccess>()
+  /** The roles each user holds directly, by user id. */
+  #direct = new Map<number, readonly HeldRole[]>()
+  /** The roles each team holds itself, by team id. */
+  #ownByTeam = new Map<number, readonly HeldRole[]>()
+  /** The members of each organization, directly or through a team, by organization id. */
+  #members = new Map<number, Set<number>>()
   /** Every role a member of the team holds through it: its own, and those of the teams it is a member of. */
   #byTeam = new Map<number, readonly HeldRole[]>()
   #teams = new Map<number, Team>()
@@ -190,7 +201,7 @@ export class AccessModel {
    * flag are one thing (src/access/admin.ts keeps them together); the flag is what is read here.
    */
   of(user: User): UserAccess {
-    const access = this.#byUser.get(user.id) ?? NOBODY
+    const access = this.#accessOf(user.id)
     if (user.isSystemAuditor === access.roleNames.has(PLATFORM_AUDITOR)) return access
     const auditor = this.roleDefinitionNamed(PLATFORM_AUDITOR)
     const held = user.isSystemAuditor
@@ -230,9 +241,7 @@ export class AccessModel {
   }
 
   *#membersOf(organizations: ReadonlySet<number>): Iterable<number> {
-    for (const [userId, access] of this.#byUser) {
-      if (access.organizations.some((o) => organizations.has(o.id))) yield userId
-    }
+    for (const organizationId of organizations) yield* this.#members.get(organizationId) ?? []
   }
 
   /** The roles a team passes to its members: its own, and those of every team it is a member of, however deep. */
@@ -291,6 +300,27 @@ export class AccessModel {
     return team && organization ? [roleKey(held.role.name, organization.name, team.name)] : []
   }
 
+  #accessOf(userId: number): UserAccess {
+    const known = this.#byUser.get(userId)
+    if (known) return known
+    const own = this.#direct.get(userId)
+    if (!own) return NOBODY
+    const ownByTeam = this.#ownByTeam
+    const uniqueTeams = teamsReached(this.#teams, teamsMadeMemberOf(own), ownByTeam)
+    const held = [...own, ...uniqueTeams.flatMap((t) => ownByTeam.get(t.id) ?? [])]
+    const organizations = held.filter((h) => h.objectType === 'organization' && h.role.permissions.includes('shared.member_organization'))
+      .map((h) => this.#organizations.get(h.objectId)).filter((o): o is Organization => o !== undefined)
+    const uniqueOrganizations = [...new Map(organizations.map((o) => [o.id, o])).values()]
+    const groups = [
+      ...uniqueOrganizations.map((o) => groupPath(o.name)),
+      ...uniqueTeams.flatMap((t) => teamGroupPath(this.#organizations.get(t.organizationId)?.name ?? '', t.name)),
+    ].sort()
+    const teamKeys = uniqueTeams.map((t) => teamKey(this.#organizations.get(t.organizationId)?.name ?? '', t.name))
+    const access = freezeAccess(uniqueTeams, teamKeys, uniqueOrganizations, held, groups, held.flatMap((h) => this.#roleKeyOf(h)))
+    this.#byUser.set(userId, access)
+    return access
+  }
+
   #apply(records: AccessRecords): void {
     this.#teams = new Map(records.teams.map((t) => [t.id, t]))
     this.#organizations = new Map(records.organizations.map((o) => [o.id, o]))
@@ -309,22 +339,24 @@ export class AccessModel {
     }
     const teamsFrom = (teamIds: readonly number[]) => teamsReached(this.#teams, teamIds, ownByTeam)
     const byTeam = new Map([...ownByTeam.keys()].map((teamId) => [teamId, teamsFrom([teamId]).flatMap((t) => ownByTeam.get(t.id) ?? [])]))
-    const byUser = new Map<number, UserAccess>()
+    // A user is a member of the organizations they hold member_organization on, and those the teams they are a member
+    // of (with the teams those are members of: byTeam) hold it on.
+    const organizationsOf = (held: readonly HeldRole[]) => held
+      .filter((h) => h.objectType === 'organization' && h.role.permissions.includes('shared.member_organization') && this.#organizations.has(h.objectId))
+      .map((h) => h.objectId)
+    const members = new Map<number, Set<number>>()
     for (const [userId, own] of direct) {
-      const uniqueTeams = teamsFrom(teamsMadeMemberOf(own))
-      const held = [...own, ...uniqueTeams.flatMap((t) => ownByTeam.get(t.id) ?? [])]
-      const organizations = held.filter((h) => h.objectType === 'organization' && h.role.permissions.includes('shared.member_organization'))
-        .map((h) => this.#organizations.get(h.objectId)).filter((o): o is Organization => o !== undefined)
-      const uniqueOrganizations = [...new Map(organizations.map((o) => [o.id, o])).values()]
-      const groups = [
-        ...uniqueOrganizations.map((o) => groupPath(o.name)),
-        ...uniqueTeams.flatMap((t) => teamGroupPath(this.#organizations.get(t.organizationId)?.name ?? '', t.name)),
-      ].sort()
-      const teamKeys = uniqueTeams.map((t) => teamKey(this.#organizations.get(t.organizationId)?.name ?? '', t.name))
-      byUser.set(userId, freezeAccess(uniqueTeams, teamKeys, uniqueOrganizations, held, groups, held.flatMap((h) => this.#roleKeyOf(h))))
+      for (const organizationId of [...organizationsOf(own), ...teamsMadeMemberOf(own).flatMap((teamId) => this.#teams.has(teamId) ? organizationsOf(byTeam.get(teamId) ?? []) : [])]) {
+        let memberIds = members.get(organizationId)
+        if (!memberIds) members.set(organizationId, memberIds = new Set())
+        memberIds.add(userId)
+      }
     }
     this.#records = records
-    this.#byUser = byUser
+    this.#direct = direct
+    this.#ownByTeam = ownByTeam
+    this.#members = members
+    this.#byUser = new Map()
     this.#byTeam = byTeam
     for (const listener of this.#listeners) listener()
   }
