@@ -106,6 +106,9 @@ export function assignmentFilterFields(actor: Actor): FilterFields {
   })
 }
 
+/** Assignments read in one query by `loadAll`: well within a query's time limit, however many there are. */
+const ASSIGNMENTS_PER_READ = 10_000
+
 /** Everything access control reads at once into memory (src/access/model.ts). */
 export interface AccessRecords {
   organizations: Organization[]
@@ -127,15 +130,28 @@ export class AccessRepository {
     this.#dialect = dialect
   }
 
-  async loadAll(): Promise<AccessRecords> {
-    const [objects, users, teamAssignments] = await Promise.all([
-      this.loadObjects(),
-      this.#db.selectFrom('role_user_assignments').selectAll().orderBy('id').execute(),
-      this.#db.selectFrom('role_team_assignments').selectAll().orderBy('id').execute(),
-    ])
-    return {
-      ...objects,
-      assignments: [...users.map((r) => toAssignment('user', r.user_id, r)), ...teamAssignments.map((r) => toAssignment('team', r.team_id, r))],
+  /**
+   * Everything, the assignments `perRead` at a time: one query for every assignment took longer than
+   * `storage.timeouts.query_seconds` (2 s) with 200,000 of them on PostgreSQL, whose timeout counts the rows' reading
+   * too, and the change whose reload it was answered 503 although it was made.
+   */
+  async loadAll(perRead = ASSIGNMENTS_PER_READ): Promise<AccessRecords> {
+    const objects = await this.loadObjects()
+    const users = await this.#allAssignments('user', perRead)
+    const teams = await this.#allAssignments('team', perRead)
+    return { ...objects, assignments: [...users, ...teams] }
+  }
+
+  async #allAssignments(actor: Actor, perRead: number): Promise<RoleAssignment[]> {
+    const table = actor === 'user' ? 'role_user_assignments' as const : 'role_team_assignments' as const
+    const all: RoleAssignment[] = []
+    for (let after = 0; ;) {
+      const rows = await this.#db.selectFrom(table as 'role_user_assignments')
+        .select(['id', 'role_definition_id', 'object_type', 'object_id', 'created_at', sql<number>`${sql.ref(`${actor}_id`)}`.as('actor_id')])
+        .where('id', '>', after).orderBy('id').limit(perRead).execute()
+      for (const row of rows) all.push(toAssignment(actor, row.actor_id, row))
+      if (rows.length < perRead) return all
+      after = Number(rows.at(-1)!.id)
     }
   }
 

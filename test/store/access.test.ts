@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
+import type { KyselyPlugin } from 'kysely'
 import { Migrator, sql } from '../../src/store/kysely.ts'
 import { migrationProvider } from '../../src/store/migrations/index.ts'
 import { MANAGED_ROLES } from '../../src/access/permissions.ts'
+import { AccessRepository } from '../../src/store/access.ts'
 import { openForSuite, storeBackends, unmigratedBackends } from '../helpers/backends.ts'
 
 for (const backend of storeBackends) {
@@ -103,6 +105,31 @@ for (const backend of storeBackends) {
       await db.store.access.assign({ roleDefinitionId: auditor.id, actor: 'user', actorId: user.id, objectType: 'platform', objectId: 0 })
       await db.store.users.delete(user.id)
       assert.equal((await db.store.access.listAssignments('user', { offset: 0, limit: 10, actorId: user.id })).count, 0)
+    })
+
+    it('reads the assignments a bounded number at a time, and all of them', async () => {
+      const org = await db.store.access.createOrganization({ name: 'Paged' })
+      const member = (await db.store.access.findRoleDefinitionByName('Organization Member'))!
+      for (let i = 0; i < 25; i++) {
+        const user = await db.store.users.create({ username: `paged-${i}` })
+        await db.store.access.assign({ roleDefinitionId: member.id, actor: 'user', actorId: user.id, objectType: 'organization', objectId: org.id })
+      }
+      const reads: { limit: boolean }[] = []
+      const counting: KyselyPlugin = {
+        transformQuery({ node }) {
+          if (node.kind === 'SelectQueryNode' && /role_(user|team)_assignments/.test(JSON.stringify(node.from))) reads.push({ limit: node.limit !== undefined })
+          return node
+        },
+        async transformResult({ result }) {
+          return result
+        },
+      }
+      const access = new AccessRepository(db.store.database.db.withPlugin(counting), db.store.database.dialect)
+      const paged = await access.loadAll(10)
+      assert.deepEqual(paged, await db.store.access.loadAll())
+      assert.equal(paged.assignments.filter((a) => a.objectId === org.id).length, 25)
+      assert.equal(reads.length, 4, 'three reads of the users\' 25, one of the teams\'')
+      assert.ok(reads.every((read) => read.limit), 'each read bounded')
     })
   })
 }
