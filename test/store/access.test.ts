@@ -20,6 +20,23 @@ for (const backend of storeBackends) {
       assert.deepEqual((await db.store.access.findRoleDefinitionByName('Team Member'))?.permissions, ['shared.view_team', 'shared.member_team'])
     })
 
+    it('finds a user\'s and a team\'s assignments through an index on their holder', async () => {
+      const { db: kysely, dialect } = db.store.database
+      for (const [table, column, index] of [['role_user_assignments', 'user_id', 'role_user_assignments_user_id'], ['role_team_assignments', 'team_id', 'role_team_assignments_team_id']] as const) {
+        const query = kysely.selectFrom(table as 'role_user_assignments').select('id').where(sql.ref(column), '=', 7).compile()
+        const plan = await kysely.connection().execute(async (connection) => {
+          if (dialect === 'postgres') await sql`SET enable_seqscan = off`.execute(connection)
+          try {
+            const { rows } = await connection.executeQuery<Record<string, string>>({ ...query, sql: `${dialect === 'postgres' ? 'EXPLAIN' : 'EXPLAIN QUERY PLAN'} ${query.sql}` })
+            return rows.map((row) => row['QUERY PLAN'] ?? row.detail).join('\n')
+          } finally {
+            if (dialect === 'postgres') await sql`RESET enable_seqscan`.execute(connection)
+          }
+        })
+        assert.match(plan, new RegExp(index), plan)
+      }
+    })
+
     it('keeps team names unique within an organization, not across them', async () => {
       const research = await db.store.access.createOrganization({ name: 'Research', description: 'labs' })
       const ops = await db.store.access.createOrganization({ name: 'Ops' })

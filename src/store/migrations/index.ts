@@ -37,6 +37,7 @@ const migrations: Record<string, () => Promise<GatehouseMigration>> = {
   '029_oidc_account_grants_index': async () => (await import('./029_oidc_account_grants_index.ts')).oidcAccountGrantsIndex,
   '030_oidc_grant_refresh_tokens_index': async () => (await import('./030_oidc_grant_refresh_tokens_index.ts')).oidcGrantRefreshTokensIndex,
   '031_realm_name_columns': async () => (await import('./031_realm_name_columns.ts')).realmNameColumns,
+  '032_assignment_holder_indexes': async () => (await import('./032_assignment_holder_indexes.ts')).assignmentHolderIndexes,
 }
 
 /** The names of this version's migrations, in order. */
