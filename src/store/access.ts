@@ -1,5 +1,5 @@
 import type { Kysely, Selectable, SelectQueryBuilder } from 'kysely'
-import { anyOf, type FilterFields, filtered, type ListFilter, NO_FILTER, oneOf, ordered } from './list-filter.ts'
+import { anyOf, type FilterFields, filtered, type ListFilter, NO_FILTER, oneOf, ordered, pageAndCount } from './list-filter.ts'
 import { sql } from './kysely.ts'
 import type { DialectName } from './migrations/helpers.ts'
 import type { RoleDefinitionsTable, Tables } from './schema.ts'
@@ -430,11 +430,10 @@ function namesRelated(filter: ListFilter | undefined, actor: Actor): boolean {
 async function countAndPage<T extends keyof Tables>(unfiltered: SelectQueryBuilder<Tables, T, object>, fields: FilterFields, query: ListQuery): Promise<{ count: number; rows: Selectable<Tables[T]>[] }> {
   const filter = query.filter ?? NO_FILTER
   const base = filtered(unfiltered, fields, filter)
-  const [{ n }, rows] = await Promise.all([
-    base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
-    ordered(base.selectAll(), fields, filter).offset(query.offset).limit(query.limit).execute(),
-  ])
-  return { count: Number(n), rows: rows as unknown as Selectable<Tables[T]>[] }
+  const { count, rows } = await pageAndCount(query,
+    () => ordered(base.selectAll(), fields, filter).offset(query.offset).limit(query.limit).execute(),
+    async () => (await base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n)
+  return { count, rows: rows as unknown as Selectable<Tables[T]>[] }
 }
 
 function definedOnly<T extends Record<string, unknown>>(values: T): Partial<T> {

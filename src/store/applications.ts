@@ -1,5 +1,5 @@
 import type { Kysely, Selectable } from 'kysely'
-import { type FilterFields, filtered, type ListFilter, NO_FILTER, ordered } from './list-filter.ts'
+import { type FilterFields, filtered, type ListFilter, NO_FILTER, ordered, pageAndCount } from './list-filter.ts'
 import type { OAuth2ApplicationsTable, Tables } from './schema.ts'
 
 export type ClientType = 'confidential' | 'public'
@@ -102,11 +102,10 @@ export class ApplicationRepository {
   async list(query: { offset: number; limit: number; filter?: ListFilter | undefined }): Promise<{ count: number; applications: Application[] }> {
     const filter = query.filter ?? NO_FILTER
     const base = filtered(this.#db.selectFrom('oauth2_applications'), applicationFilterFields, filter)
-    const [{ n }, rows] = await Promise.all([
-      base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
-      ordered(base.selectAll(), applicationFilterFields, filter).offset(query.offset).limit(query.limit).execute(),
-    ])
-    return { count: Number(n), applications: rows.map(toApplication) }
+    const { count, rows } = await pageAndCount(query,
+      () => ordered(base.selectAll(), applicationFilterFields, filter).offset(query.offset).limit(query.limit).execute(),
+      async () => (await base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n)
+    return { count, applications: rows.map(toApplication) }
   }
 
   async update(id: number, changes: ApplicationChanges, now = Date.now()): Promise<Application | undefined> {

@@ -1,6 +1,6 @@
 import type { Kysely, Selectable, SelectQueryBuilder } from 'kysely'
 import { deleteInBatches } from './deletion-batches.ts'
-import { type FilterFields, filtered, type ListFilter, NO_FILTER, ordered } from './list-filter.ts'
+import { type FilterFields, filtered, type ListFilter, NO_FILTER, ordered, pageAndCount } from './list-filter.ts'
 import type { AuditEntriesTable, Tables } from './schema.ts'
 
 /** One audit entry as stored; `changes` is parsed JSON (see src/audit/changes.ts for its shape). */
@@ -55,11 +55,10 @@ export class AuditRepository {
   async list(query: { filter?: ListFilter | undefined; offset: number; limit: number }): Promise<{ count: number; entries: AuditEntry[] }> {
     const filter = query.filter ?? NO_FILTER
     const base = filtered(this.#db.selectFrom('audit_entries'), auditFilterFields, filter)
-    const [total, rows] = await Promise.all([
-      base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
-      ordered(base.selectAll(), auditFilterFields, filter).offset(query.offset).limit(query.limit).execute(),
-    ])
-    return { count: Number(total.n), entries: rows.map(toEntry) }
+    const { count, rows } = await pageAndCount(query,
+      () => ordered(base.selectAll(), auditFilterFields, filter).offset(query.offset).limit(query.limit).execute(),
+      async () => (await base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n)
+    return { count, entries: rows.map(toEntry) }
   }
 
   async findById(id: number): Promise<AuditEntry | undefined> {

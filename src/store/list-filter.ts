@@ -63,6 +63,18 @@ export function filtered<DB, TB extends keyof DB, O>(query: SelectQueryBuilder<D
   return q
 }
 
+/**
+ * A page of a list (`rowsOf`) and how many rows match in all (`countOf`). The page is read first: when it is the last one (partly full, or the first and empty), the count is the rows before it and on it,
+ * and the count's own pass over every matching row is not made. A search compares every row of the table: on SQLite,
+ * which runs on the gateway's one thread, a search through 100,000 users took 0.6-1.4 s, two passes of which one is
+ * now made for a search that finds less than a page.
+ */
+export async function pageAndCount<R>(page: { offset: number; limit: number }, rowsOf: () => Promise<R[]>, countOf: () => Promise<number | string>): Promise<{ count: number; rows: R[] }> {
+  const rows = await rowsOf()
+  if (rows.length < page.limit && (rows.length > 0 || page.offset === 0)) return { count: page.offset + rows.length, rows }
+  return { count: Number(await countOf()), rows }
+}
+
 /** The filter's order, then id as the tiebreaker, so pages never overlap. */
 export function ordered<DB, TB extends keyof DB, O>(query: SelectQueryBuilder<DB, TB, O>, fields: FilterFields, filter: ListFilter): SelectQueryBuilder<DB, TB, O> {
   let q = query

@@ -1,6 +1,6 @@
 import { type Kysely, type Selectable, sql } from 'kysely'
 import { deleteInBatches } from './deletion-batches.ts'
-import { type FilterFields, filtered, type ListFilter, NO_FILTER, ordered } from './list-filter.ts'
+import { type FilterFields, filtered, type ListFilter, NO_FILTER, ordered, pageAndCount } from './list-filter.ts'
 import type { DialectName } from './migrations/helpers.ts'
 import type { SessionsTable, Tables } from './schema.ts'
 
@@ -81,11 +81,10 @@ export class SessionRepository {
     const filter = query.filter ?? NO_FILTER
     let base = filtered(this.#db.selectFrom('sessions'), sessionFilterFields, filter).where('expires_at', '>', query.now)
     if (query.userId !== undefined) base = base.where('user_id', '=', query.userId)
-    const [{ n }, rows] = await Promise.all([
-      base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
-      ordered(base.selectAll(), sessionFilterFields, filter).offset(query.offset).limit(query.limit).execute(),
-    ])
-    return { count: Number(n), sessions: rows.map(toSession) }
+    const { count, rows } = await pageAndCount(query,
+      () => ordered(base.selectAll(), sessionFilterFields, filter).offset(query.offset).limit(query.limit).execute(),
+      async () => (await base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n)
+    return { count, sessions: rows.map(toSession) }
   }
 
   async deleteByKeyHash(keyHash: string): Promise<StoredSession | undefined> {

@@ -1,5 +1,5 @@
 import type { Kysely, Selectable } from 'kysely'
-import { type FilterFields, filtered, type ListFilter, NO_FILTER, ordered } from './list-filter.ts'
+import { type FilterFields, filtered, type ListFilter, NO_FILTER, ordered, pageAndCount } from './list-filter.ts'
 import type { Tables, TokensTable } from './schema.ts'
 
 export type TokenScope = 'read' | 'write'
@@ -161,11 +161,10 @@ export class TokenRepository {
     const filter = query.filter ?? NO_FILTER
     let base = filtered(this.#db.selectFrom('tokens'), tokenFilterFields, filter)
     if (query.userId !== undefined) base = base.where('user_id', '=', query.userId)
-    const [{ n }, rows] = await Promise.all([
-      base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
-      ordered(base.selectAll(), tokenFilterFields, filter).offset(query.offset).limit(query.limit).execute(),
-    ])
-    return { count: Number(n), tokens: rows.map(toToken) }
+    const { count, rows } = await pageAndCount(query,
+      () => ordered(base.selectAll(), tokenFilterFields, filter).offset(query.offset).limit(query.limit).execute(),
+      async () => (await base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n)
+    return { count, tokens: rows.map(toToken) }
   }
 
   async update(id: number, changes: { description?: string | undefined; scope?: TokenScope | undefined }, now = Date.now()): Promise<TokenRecord | undefined> {

@@ -1,7 +1,7 @@
 import type { ExpressionBuilder, Kysely, Selectable } from 'kysely'
 import { CompiledStatements } from './compiled-statements.ts'
 import { databaseNow } from './database-clock.ts'
-import { anyOf, type FilterFields, filtered, type ListFilter, NO_FILTER, oneOf, ordered } from './list-filter.ts'
+import { anyOf, type FilterFields, filtered, type ListFilter, NO_FILTER, oneOf, ordered, pageAndCount } from './list-filter.ts'
 import { sql } from './kysely.ts'
 import type { DialectName } from './migrations/helpers.ts'
 import type { Tables, UsersTable } from './schema.ts'
@@ -219,11 +219,10 @@ export class UserRepository {
       base = base.where('id', 'in', this.#db.selectFrom('role_user_assignments').select('user_id')
         .where('role_definition_id', '=', holding.roleDefinitionId).where('object_type', '=', holding.objectType).where('object_id', '=', holding.objectId))
     }
-    const [{ n }, rows] = await Promise.all([
-      base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
-      ordered(base.selectAll(), userFilterFields, filter).offset(query.offset).limit(query.limit).execute(),
-    ])
-    return { count: Number(n), users: rows.map(toUser) }
+    const { count, rows } = await pageAndCount(query,
+      () => ordered(base.selectAll(), userFilterFields, filter).offset(query.offset).limit(query.limit).execute(),
+      async () => (await base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n)
+    return { count, users: rows.map(toUser) }
   }
 
   async update(id: number, changes: UserChanges, now = Date.now()): Promise<User | undefined> {
