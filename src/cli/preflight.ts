@@ -3,6 +3,7 @@ import { dirname } from 'node:path'
 import { configFileAsWritten, settingsFromEnvironment } from '../config/load.ts'
 import type { Config } from '../config/schema.ts'
 import { readTlsFiles, TlsFilesUnusable, type TlsCredentials } from '../listener/tls.ts'
+import { readUpstreamTls } from '../gateway/upstream-tls.ts'
 import { metricsAccess, MetricsTokenUnusable } from '../metrics/access.ts'
 import { urlPasswords } from '../store/database.ts'
 
@@ -14,7 +15,7 @@ export interface StartFiles {
 
 /**
  * The files a configuration names that `serve` reads or opens before it touches the database (the TLS files, the
- * metrics token, the audit file), each checked as it will be used: `serve` stops on what is found here, and
+ * services' TLS files, the metrics token, the audit file), each checked as it will be used: `serve` stops on what is found here, and
  * `config check` reports it with the schema's problems. `create` opens the audit file, as `serve` will append to it;
  * without it nothing is created, and only whether it could be is checked.
  */
@@ -27,6 +28,15 @@ export function checkStartFiles(config: Config, { create }: { create: boolean })
     if (!(error instanceof TlsFilesUnusable)) throw error
     problems.push(error.message)
   }
+  config.services.forEach((service, i) => {
+    try {
+      // The schema takes `tls` for an https:// upstream only, whose URL parses.
+      if (service.tls) readUpstreamTls(`services.${i}.tls`, new URL(service.upstream), service.tls)
+    } catch (error) {
+      if (!(error instanceof TlsFilesUnusable)) throw error
+      problems.push(error.message)
+    }
+  })
   try {
     if (config.metrics.enabled) metricsAccess(config.metrics)
   } catch (error) {

@@ -37,6 +37,24 @@ const publicPath = z.string().regex(/^\/[^?#\s]*\*?$/, 'must be an absolute path
 /** A request field's name (RFC 9110 §5.1), or a prefix of names ending in `*`. */
 const removedHeaders = z.array(z.string().regex(/^[A-Za-z0-9!#$%&'+.^_`|~-]+\*?$/, 'must be a header field name, or a prefix of names ending in "*"'))
 
+/**
+ * A host name as SNI carries it (RFC 6066 §3: a DNS name, never an address): labels of letters, digits and `-`,
+ * at most 253 characters.
+ */
+const serverName = z.string().max(253).regex(/^(?=.*[A-Za-z])[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/, 'must be a DNS host name (SNI carries no address)')
+
+/** How the gateway connects to an https:// service (nginx's `proxy_ssl_*`, Traefik's serversTransport). Relative paths are from the working directory. */
+export const ServiceTlsSchema = z.object({
+  ca_file: z.string().min(1).optional()
+    .describe('PEM CA certificates the service\'s certificate must chain to, instead of Node\'s CAs (its bundled public ones, NODE_EXTRA_CA_CERTS, NODE_USE_SYSTEM_CA), as nginx\'s `proxy_ssl_trusted_certificate`: a private CA\'s, so that no public CA can sign for the service. Read at start (a restart applies a change).'),
+  cert_file: z.string().min(1).optional()
+    .describe('PEM client certificate (chain) presented to a service that requires one (mutual TLS). With `key_file`. Read at start.'),
+  key_file: z.string().min(1).optional()
+    .describe('PEM private key (unencrypted) of `cert_file`. Read at start.'),
+  server_name: serverName.optional()
+    .describe('The name sent in SNI and that the service\'s certificate must hold, instead of the upstream URL\'s host (nginx\'s `proxy_ssl_name`): for a service reached by an address or an internal name its certificate does not hold. The `Host` it receives is still the upstream URL\'s.'),
+}).strict()
+
 export const ServiceSchema = z.object({
   name: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be lower-case letters, digits, "_" or "-"')
     .describe('Service name: the `aud` of the identity JWT the service receives, and its key in `GET /api/`.'),
@@ -60,6 +78,8 @@ export const ServiceSchema = z.object({
     .describe('Where the service\'s rules name methods, a POST naming another method in this query or form-body parameter (Rails\', Symfony\'s and Laravel\'s `_method`) is judged as that method too, and a form body that cannot be read as every method (docs/access.md). `false` for a service whose framework takes no method from a parameter.'),
   method_override_json: z.boolean().default(false)
     .describe('With `method_override_parameter`: JSON bodies are read for it too, as Laravel reads `_method` from them (docs/access.md).'),
+  tls: ServiceTlsSchema.optional()
+    .describe('For an https:// upstream: the CAs its certificate is verified with, the client certificate presented to it, the name it is verified for (docs/proxy.md#https-services). Refused for an http:// one.'),
   cors: CorsSchema.optional()
     .describe('Let pages of other origins call this service from a browser: the gateway answers the preflights and adds the CORS headers (docs/proxy.md).'),
   timeouts: z.object({
@@ -237,6 +257,7 @@ export const ConfigSchema = z.object({
   config.services.forEach((service, i) => {
     if (names.has(service.name)) ctx.addIssue({ code: 'custom', path: ['services', i, 'name'], message: `duplicate service name "${service.name}"` })
     if (prefixes.has(service.prefix)) ctx.addIssue({ code: 'custom', path: ['services', i, 'prefix'], message: `duplicate prefix "${service.prefix}"` })
+    checkServiceTls(service, i, ctx)
     if (service.name === 'gateway') ctx.addIssue({ code: 'custom', path: ['services', i, 'name'], message: '"gateway" is the gateway\'s own API' })
     if (service.prefix.startsWith('/api/gateway/') || '/api/gateway/'.startsWith(service.prefix)) {
       ctx.addIssue({ code: 'custom', path: ['services', i, 'prefix'], message: 'must not cover /api/gateway/, the gateway\'s own API' })
@@ -275,6 +296,7 @@ export type Config = z.output<typeof ConfigSchema>
 export type ServiceConfig = z.output<typeof ServiceSchema>
 export type AuthMethod = z.output<typeof AuthMethodSchema>
 export type TlsConfig = z.output<typeof TlsSchema>
+export type ServiceTlsConfig = z.output<typeof ServiceTlsSchema>
 
 function checkTls(server: { port: number; public_url?: string | undefined; tls?: TlsConfig | undefined }, ctx: z.RefinementCtx): void {
   if (!server.tls) return
@@ -283,6 +305,17 @@ function checkTls(server: { port: number; public_url?: string | undefined; tls?:
   const redirect = server.tls.redirect_http_port
   if (redirect !== undefined && redirect !== 0 && redirect === server.port) {
     ctx.addIssue({ code: 'custom', path: ['server', 'tls', 'redirect_http_port'], message: 'must differ from server.port' })
+  }
+}
+
+/** TLS settings on a plain-HTTP upstream would be ignored in silence, and a certificate without its key is no client certificate. */
+function checkServiceTls(service: ServiceConfig, i: number, ctx: z.RefinementCtx): void {
+  if (!service.tls) return
+  if (!service.upstream.startsWith('https://')) {
+    ctx.addIssue({ code: 'custom', path: ['services', i, 'tls'], message: 'only for an https:// upstream: the gateway reaches this one in plain HTTP' })
+  }
+  if ((service.tls.cert_file === undefined) !== (service.tls.key_file === undefined)) {
+    ctx.addIssue({ code: 'custom', path: ['services', i, 'tls', service.tls.cert_file === undefined ? 'cert_file' : 'key_file'], message: 'cert_file and key_file go together: the client certificate and its key' })
   }
 }
 

@@ -1,7 +1,7 @@
 import { createRequire, Module } from 'node:module'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Logger } from 'pino'
-import type { Dispatcher, Pool as UndiciPool } from 'undici'
+import type { buildConnector as UndiciBuildConnector, Dispatcher, Pool as UndiciPool } from 'undici'
 import type { App } from '../app.ts'
 import { UpstreamTimeout, UpstreamUnavailable, writeError, type GatehouseError } from '../errors.ts'
 import type { GatewayRequest } from '../http/gateway-request.ts'
@@ -50,6 +50,7 @@ deferHttp2Client()
  * here uses, and that took a tenth of the time to start.
  */
 const Pool = require('undici/lib/dispatcher/pool.js') as typeof UndiciPool
+const buildConnector = require('undici/lib/core/connect.js') as typeof UndiciBuildConnector
 /**
  * The proxied request path without Fastify: a request for a service's prefix is taken off Node's HTTP server before
  * Fastify routes it, and judged and forwarded here with the same steps the general path runs (src/server.ts hooks,
@@ -78,14 +79,23 @@ export function upstreamFailure(route: Route, error: Error): GatehouseError {
   return TIMEOUT_CODES.has(code) ? new UpstreamTimeout(route.name, error) : new UpstreamUnavailable(route.name, error)
 }
 
-/** Each service's upstream connections (an undici pool with the service's size and timeouts), for both paths. */
+/**
+ * Each service's upstream connections (an undici pool with the service's size and timeouts), for both paths. A
+ * service with TLS settings (`services[].tls`) gets them on each new connection: its CAs and client certificate, and
+ * its name sent in SNI and verified, which undici would otherwise take from the request's Host.
+ */
 export function upstreamDispatchers(routes: readonly Route[]): Map<Route, UndiciPool> {
-  return new Map(routes.map((route) => [route, new Pool(route.upstream.origin, {
-    connections: route.pool.connections,
-    connectTimeout: route.timeouts.connectMs,
-    headersTimeout: route.timeouts.responseMs,
-    bodyTimeout: route.timeouts.responseMs,
-  })]))
+  return new Map(routes.map((route) => {
+    const { configured, secureContext, servername } = route.upstreamTls()
+    const connector = configured ? buildConnector({ timeout: route.timeouts.connectMs, ...(secureContext ? { secureContext } : {}) }) : undefined
+    return [route, new Pool(route.upstream.origin, {
+      connections: route.pool.connections,
+      connectTimeout: route.timeouts.connectMs,
+      headersTimeout: route.timeouts.responseMs,
+      bodyTimeout: route.timeouts.responseMs,
+      ...(connector ? { connect: (options, callback) => connector({ ...options, servername }, callback) } : {}),
+    })]
+  }))
 }
 
 /**

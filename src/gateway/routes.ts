@@ -6,6 +6,7 @@ import { gatewayLoginUrl, publishedPath } from './policy.ts'
 import { BodyBudget, RequestBuffer } from './request-buffer.ts'
 import { removedFields, type RemovedFields } from './upstream-headers.ts'
 import { TunnelLimits, UpstreamPool } from './upstream-pool.ts'
+import { readUpstreamTls, type UpstreamTls } from './upstream-tls.ts'
 
 /** The methods a service's prefix is routed for; others get the gateway's 404. */
 export const PROXIED_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'])
@@ -26,6 +27,11 @@ export interface Route extends Place {
   readonly requestBuffer: RequestBuffer
   /** The client's request fields the service never receives: other proxies' identity headers, and those configured. */
   readonly removedFields: RemovedFields
+  /**
+   * How its TLS connections are made (`services[].tls`): its files are read on the first call, which the server makes
+   * at start, when it makes the pools; the commands that build the routes and never connect need not read a key.
+   */
+  readonly upstreamTls: () => UpstreamTls
 }
 
 /** Exact paths in a Set, `prefix*` paths as a short list: one hash lookup and a few startsWith per request. */
@@ -41,7 +47,8 @@ export type LoginUrls = (service: string) => ((next: string) => string) | undefi
 /** A service's own entry rules beyond signing in, by service name: its access rules (src/access/). */
 export type ServiceEntryRules = (service: string) => readonly EntryRule[]
 
-export function compileRoute(service: ServiceConfig, upstream: URL, bodyBudget: BodyBudget, loginUrl: (next: string) => string, entryRules: ServiceEntryRules = () => [], removedEverywhere: readonly string[] = []): Route {
+export function compileRoute(service: ServiceConfig, upstream: URL, bodyBudget: BodyBudget, loginUrl: (next: string) => string, entryRules: ServiceEntryRules = () => [], removedEverywhere: readonly string[] = [], tlsSetting = 'services.tls'): Route {
+  let upstreamTls: UpstreamTls | undefined
   return Object.freeze({
     name: service.name,
     service: service.name,
@@ -60,6 +67,7 @@ export function compileRoute(service: ServiceConfig, upstream: URL, bodyBudget: 
     requestBuffer: new RequestBuffer(service.pool.body_buffer_kb * 1024, bodyBudget),
     removedFields: removedFields([...removedEverywhere, ...service.remove_request_headers]),
     isPublic: publicPathMatcher(service.public_paths),
+    upstreamTls: () => upstreamTls ??= readUpstreamTls(tlsSetting, upstream, service.tls),
   })
 }
 
@@ -72,6 +80,6 @@ export function compileRoutes(config: Config, upstreams: ReadonlyMap<string, URL
   const bodyBudget = new BodyBudget(config.server.body_buffers_mb * 1024 * 1024)
   const gatewayLogin = gatewayLoginUrl(publishedPath(config))
   return config.services
-    .map((service) => compileRoute(service, upstreams.get(service.name) ?? new URL(service.upstream), bodyBudget, loginUrls?.(service.name) ?? gatewayLogin, entryRules, config.server.remove_request_headers))
+    .map((service, i) => compileRoute(service, upstreams.get(service.name) ?? new URL(service.upstream), bodyBudget, loginUrls?.(service.name) ?? gatewayLogin, entryRules, config.server.remove_request_headers, `services.${i}.tls`))
     .sort((a, b) => b.prefix.length - a.prefix.length)
 }

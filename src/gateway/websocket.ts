@@ -530,9 +530,13 @@ type Answer = { response: IncomingMessage } | { response: IncomingMessage; socke
  */
 function handshake(route: Route, target: string, headers: IncomingHttpHeaders, client: Duplex): Promise<Answer | undefined> {
   const { upstream } = route
-  const send = upstream.protocol === 'https:' ? httpsRequest : httpRequest
+  const https = upstream.protocol === 'https:'
+  const send = https ? httpsRequest : httpRequest
+  // The service's own CAs, client certificate and name (`services[].tls`), as its pool connects with them.
+  const { configured, secureContext, servername } = https ? route.upstreamTls() : { configured: false, secureContext: undefined, servername: undefined }
+  const tls = configured ? { ...(secureContext ? { secureContext } : {}), servername: servername ?? '' } : {}
   return new Promise((resolve, reject) => {
-    const outgoing = send({ host: upstream.hostname.replace(/^\[|\]$/g, ''), port: upstream.port || undefined, path: target, method: 'GET', headers, agent: false })
+    const outgoing = send({ host: upstream.hostname.replace(/^\[|\]$/g, ''), port: upstream.port || undefined, path: target, method: 'GET', headers, agent: false, ...tls })
     const giveUp = (outcome: () => void) => {
       clearTimeout(timer)
       outgoing.destroy()

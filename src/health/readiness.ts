@@ -1,7 +1,8 @@
-import { connect, isIP } from 'node:net'
+import { connect } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
 import { performance } from 'node:perf_hooks'
 import type { App } from '../app.ts'
+import type { Route } from '../gateway/routes.ts'
 import type { DatabaseStatus } from '../store/database.ts'
 import { DatabaseUnavailable } from '../errors.ts'
 
@@ -75,7 +76,7 @@ export class Readiness {
   }
 
   async #checkAll(): Promise<ReadinessReport> {
-    const [database, upstreams] = await Promise.all([this.#queryDatabase(), Promise.all(this.#app.routes.map((route) => this.#recentProbe(route.name, route.upstream)))])
+    const [database, upstreams] = await Promise.all([this.#queryDatabase(), Promise.all(this.#app.routes.map((route) => this.#recentProbe(route)))])
     const checks: Check[] = [databaseCheck(database, this.#app.store.database.status()), migrationsCheck(database), this.#busCheck()]
     return { ready: checks.every((check) => check.status === 'UP'), checks, upstreams }
   }
@@ -120,24 +121,27 @@ export class Readiness {
     }
   }
 
-  #recentProbe(service: string, upstream: URL): Promise<UpstreamCheck> {
+  #recentProbe(route: Route): Promise<UpstreamCheck> {
     const now = performance.now()
-    const recent = this.#upstreamProbes.get(service)
+    const recent = this.#upstreamProbes.get(route.name)
     if (recent && now - recent.startedAt < UPSTREAM_PROBE_REUSE_MS) return recent.probe
-    const probe = this.#probeUpstream(service, upstream)
-    this.#upstreamProbes.set(service, { startedAt: now, probe })
+    const probe = this.#probeUpstream(route)
+    this.#upstreamProbes.set(route.name, { startedAt: now, probe })
     return probe
   }
 
-  #probeUpstream(service: string, upstream: URL): Promise<UpstreamCheck> {
+  #probeUpstream(route: Route): Promise<UpstreamCheck> {
+    const { name: service, upstream } = route
     const started = performance.now()
     return new Promise((resolve) => {
       const host = upstream.hostname.replace(/^\[(.*)\]$/, '$1')
       const https = upstream.protocol === 'https:'
       const address = { host, port: Number(upstream.port) || (https ? 443 : 80) }
       // An https upstream answers once its handshake is done, its certificate verified as the proxy verifies it (the
-      // same name, the same CAs): one whose certificate every request is refused for is not up.
-      const socket = https ? tlsConnect({ ...address, ...(isIP(host) ? {} : { servername: host }), ALPNProtocols: ['http/1.1'] }) : connect(address)
+      // same name, the same CAs, the same client certificate: `services[].tls`): one whose certificate every request
+      // is refused for, or that refuses the gateway's, is not up.
+      const tls = https ? route.upstreamTls() : undefined
+      const socket = tls ? tlsConnect({ ...address, ...(tls.servername === undefined ? {} : { servername: tls.servername }), ...(tls.secureContext ? { secureContext: tls.secureContext } : {}), ALPNProtocols: ['http/1.1'] }) : connect(address)
       let connected = false
       const done = (reason?: UpstreamCheck['reason']) => {
         clearTimeout(timer)

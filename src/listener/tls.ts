@@ -48,15 +48,11 @@ const MAX_PEM_BYTES = 1024 * 1024
 
 /** Reads and checks the files; throws TlsFilesUnusable with a one-line reason. */
 export function readTlsFiles(tls: TlsConfig): TlsCredentials {
-  const cert = readPem('cert_file', tls.cert_file)
-  const key = readPem('key_file', tls.key_file)
-  const ca = tls.ca_file === undefined ? undefined : readPem('ca_file', tls.ca_file)
-  const certificate = parse('cert_file', tls.cert_file, 'a PEM certificate', () => new X509Certificate(cert))
-  const privateKey: KeyObject = parse('key_file', tls.key_file, 'an unencrypted PEM private key', () => createPrivateKey(key))
-  if (ca !== undefined) parse('ca_file', tls.ca_file!, 'a PEM CA certificate', () => new X509Certificate(ca))
-  if (!certificate.checkPrivateKey(privateKey)) {
-    throw new TlsFilesUnusable(`server.tls: the key in "${tls.key_file}" does not belong to the certificate in "${tls.cert_file}"`)
-  }
+  const cert = readPem('server.tls.cert_file', tls.cert_file)
+  const key = readPem('server.tls.key_file', tls.key_file)
+  const ca = tls.ca_file === undefined ? undefined : readPem('server.tls.ca_file', tls.ca_file)
+  const certificate = checkKeyPair('server.tls', { cert, key, cert_file: tls.cert_file, key_file: tls.key_file })
+  if (ca !== undefined) parse('server.tls.ca_file', tls.ca_file!, 'a PEM CA certificate', () => new X509Certificate(ca))
   const ciphers = tls.ciphers ?? DEFAULT_TLS12_CIPHERS
   try {
     createSecureContext({ ciphers })
@@ -73,31 +69,45 @@ export function readTlsFiles(tls: TlsConfig): TlsCredentials {
 }
 
 /**
- * A file's text, read as far as a PEM file can reach: a regular file only (a pipe or a device, named by mistake,
- * would hold the start, or a reload on the event loop, for ever), refused beyond MAX_PEM_BYTES.
+ * The certificate of a certificate and key read from `cert_file` and `key_file` (under `setting`), once both parse
+ * and the key is the certificate's.
  */
-function readPem(option: string, file: string): string {
+export function checkKeyPair(setting: string, pair: { cert: string; key: string; cert_file: string; key_file: string }): X509Certificate {
+  const certificate = parse(`${setting}.cert_file`, pair.cert_file, 'a PEM certificate', () => new X509Certificate(pair.cert))
+  const privateKey: KeyObject = parse(`${setting}.key_file`, pair.key_file, 'an unencrypted PEM private key', () => createPrivateKey(pair.key))
+  if (!certificate.checkPrivateKey(privateKey)) {
+    throw new TlsFilesUnusable(`${setting}: the key in "${pair.key_file}" does not belong to the certificate in "${pair.cert_file}"`)
+  }
+  return certificate
+}
+
+/**
+ * A file's text, read as far as a PEM file can reach: a regular file only (a pipe or a device, named by mistake,
+ * would hold the start, or a reload on the event loop, for ever), refused beyond MAX_PEM_BYTES. `setting` names the
+ * option in the message (`server.tls.cert_file`).
+ */
+export function readPem(setting: string, file: string): string {
   let text: string | undefined
   try {
-    if (!statSync(file).isFile()) throw new TlsFilesUnusable(`server.tls.${option}: "${file}" is not a regular file`)
+    if (!statSync(file).isFile()) throw new TlsFilesUnusable(`${setting}: "${file}" is not a regular file`)
     text = readAtMost(file, MAX_PEM_BYTES)
   } catch (error) {
     if (error instanceof TlsFilesUnusable) throw error
-    throw new TlsFilesUnusable(`server.tls.${option}: cannot read "${file}": ${firstLine(error)}`)
+    throw new TlsFilesUnusable(`${setting}: cannot read "${file}": ${firstLine(error)}`)
   }
-  if (text === undefined) throw new TlsFilesUnusable(`server.tls.${option}: "${file}" is larger than ${MAX_PEM_BYTES / 1024 / 1024} MiB, which no PEM file is`)
+  if (text === undefined) throw new TlsFilesUnusable(`${setting}: "${file}" is larger than ${MAX_PEM_BYTES / 1024 / 1024} MiB, which no PEM file is`)
   return text
 }
 
-function parse<T>(option: string, file: string, what: string, read: () => T): T {
+export function parse<T>(setting: string, file: string, what: string, read: () => T): T {
   try {
     return read()
   } catch {
-    throw new TlsFilesUnusable(`server.tls.${option}: "${file}" does not hold ${what}`)
+    throw new TlsFilesUnusable(`${setting}: "${file}" does not hold ${what}`)
   }
 }
 
-function firstLine(error: unknown): string {
+export function firstLine(error: unknown): string {
   return String((error as Error)?.message ?? error).split('\n')[0]!
 }
 

@@ -1,13 +1,15 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
-import { readFileSync, rmSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { getCACertificates, setDefaultCACertificates, type TLSSocket } from 'node:tls'
-import WebSocket from 'ws'
-import { selfSignedCertificate, signedServerCertificate } from '../helpers/certificates.ts'
-import { json, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
+import WebSocket, { WebSocketServer } from 'ws'
+import { selfSignedCertificate, signedCertificate, signedServerCertificate, type CertificateFiles } from '../helpers/certificates.ts'
+import { json, runCli, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
 
 /** The status and JSON body the gateway answers a WebSocket upgrade it does not open, and how long it took. */
 async function refusedUpgrade(url: string): Promise<{ status: number; body: any; ms: number; requestId: string }> {
@@ -167,4 +169,233 @@ describe('https upstreams signed by a CA the gateway trusts', () => {
     assert.ok(size < 16_000, `the line is ${size} characters`)
     assert.match(err?.cert?.subject ?? '', /elsewhere/)
   })
+})
+
+describe('a service\'s own TLS settings (services[].tls)', () => {
+  const dir = tempDir()
+  const defaultCAs = getCACertificates('default')
+  let gw: TestGateway
+  let privateService: HttpsServer
+  let internalName: HttpsServer
+  let mutual: HttpsServer
+  let publicCa: CertificateFiles
+  let publiclySigned: HttpsServer
+  const seen: { service: string; servername: string | false | null; host: string | undefined; client?: string }[] = []
+  const logLines: Record<string, unknown>[] = []
+  const port = (server: HttpsServer) => (server.address() as AddressInfo).port
+  const loggedReason = (reqId: string | null) => {
+    const line = logLines.find((entry) => entry.reqId === reqId && entry.msg === 'response errored')
+    return (line?.err as { code?: string } | undefined)?.code
+  }
+
+  /** An https server that answers requests and echoes WebSocket messages, noting the SNI, Host and client certificate of each request. */
+  function serviceServer(name: string, files: CertificateFiles, options: { clientCa?: CertificateFiles } = {}): HttpsServer {
+    const server = createHttpsServer({
+      cert: readFileSync(files.cert), key: readFileSync(files.key),
+      ...(options.clientCa ? { ca: readFileSync(options.clientCa.cert), requestCert: true, rejectUnauthorized: true } : {}),
+    }, (request, response) => {
+      const socket = request.socket as TLSSocket
+      seen.push({ service: name, servername: socket.servername, host: request.headers.host, ...(options.clientCa ? { client: String(socket.getPeerCertificate().subject?.CN) } : {}) })
+      response.end(`${name}'s answer`)
+    })
+    new WebSocketServer({ server }).on('connection', (socket) => socket.on('message', (data) => socket.send(`${name} echoes ${data}`)))
+    return server
+  }
+
+  async function echoed(path: string): Promise<string> {
+    const ws = new WebSocket(gw.url.replace('http:', 'ws:') + path)
+    try {
+      await once(ws, 'open')
+      ws.send('hello')
+      const [data] = await once(ws, 'message')
+      return String(data)
+    } finally {
+      ws.close()
+    }
+  }
+
+  async function readyUpstreams(): Promise<Record<string, { status: string; reason?: string }>> {
+    const body = await json(await gw.fetch('/readyz'))
+    return Object.fromEntries((body.upstreams as { service: string; status: string; reason?: string }[]).map(({ service, ...check }) => [service, check]))
+  }
+
+  before(async () => {
+    const privateCa = selfSignedCertificate(dir, 'private-ca')
+    publicCa = selfSignedCertificate(dir, 'public-ca')
+    const clientCa = selfSignedCertificate(dir, 'client-ca')
+    // What NODE_EXTRA_CA_CERTS does: a CA the gateway trusts by default, which a service's `ca_file` replaces.
+    setDefaultCACertificates([...defaultCAs, readFileSync(publicCa.cert, 'utf8')])
+    privateService = serviceServer('private', signedServerCertificate(dir, 'private-service', privateCa, 'DNS:localhost,IP:127.0.0.1'))
+    internalName = serviceServer('internal', signedServerCertificate(dir, 'internal-service', privateCa, 'DNS:service.internal'))
+    mutual = serviceServer('mutual', signedServerCertificate(dir, 'mutual-service', privateCa, 'DNS:localhost,IP:127.0.0.1'), { clientCa })
+    publiclySigned = serviceServer('public', signedServerCertificate(dir, 'public-service', publicCa, 'DNS:localhost,IP:127.0.0.1'))
+    const servers = [privateService, internalName, mutual, publiclySigned]
+    await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))))
+    const client = signedCertificate(dir, 'gatehouse-client', clientCa)
+    const service = (name: string, upstream: string, tls?: Record<string, string>, more: Record<string, unknown> = {}) =>
+      ({ name, prefix: `/${name}/`, upstream, public_paths: [`/${name}/*`], ...(tls ? { tls } : {}), ...more })
+    gw = await startGateway({
+      logLines,
+      logLevel: 'warn',
+      config: {
+        services: [
+          service('without-ca', `https://localhost:${port(privateService)}`),
+          service('private-ca', `https://localhost:${port(privateService)}`, { ca_file: privateCa.cert }),
+          service('private-ca-cors', `https://localhost:${port(privateService)}`, { ca_file: privateCa.cert }, { cors: { allowed_origins: ['https://app.example'] } }),
+          service('ca-replaced', `https://localhost:${port(publiclySigned)}`, { ca_file: privateCa.cert }),
+          service('by-default-ca', `https://localhost:${port(publiclySigned)}`),
+          service('server-name', `https://127.0.0.1:${port(internalName)}`, { ca_file: privateCa.cert, server_name: 'service.internal' }),
+          service('wrong-server-name', `https://127.0.0.1:${port(internalName)}`, { ca_file: privateCa.cert, server_name: 'other.internal' }),
+          service('client-cert', `https://localhost:${port(mutual)}`, { ca_file: privateCa.cert, cert_file: client.cert, key_file: client.key }),
+          service('no-client-cert', `https://localhost:${port(mutual)}`, { ca_file: privateCa.cert }),
+        ],
+      },
+    })
+  })
+  after(async () => {
+    await gw.close()
+    setDefaultCACertificates(defaultCAs)
+    const servers = [privateService, internalName, mutual, publiclySigned]
+    for (const server of servers) server.closeAllConnections()
+    await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))))
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('refuses a service signed by a private CA without its ca_file, and serves it with it, on both paths, for WebSockets and in /readyz', async () => {
+    for (const path of ['/without-ca/x', '/without-ca/x%20y']) {
+      const response = await gw.fetch(path)
+      assert.equal(response.status, 502, path)
+      assert.equal(loggedReason(response.headers.get('x-request-id')), 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', path)
+    }
+    const refused = await refusedUpgrade(gw.url.replace('http:', 'ws:') + '/without-ca/ws')
+    assert.equal(refused.status, 502)
+    assert.equal(loggedReason(refused.requestId), 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'the upgrade')
+    assert.equal(seen.length, 0)
+    // The lean path, the general one (a path with an escape, a service with CORS), and a WebSocket.
+    for (const path of ['/private-ca/x', '/private-ca/x%20y', '/private-ca-cors/x']) {
+      const response = await gw.fetch(path)
+      assert.equal(response.status, 200, path)
+      assert.equal(await response.text(), 'private\'s answer')
+    }
+    assert.equal(await echoed('/private-ca/ws'), 'private echoes hello')
+    const upstreams = await readyUpstreams()
+    assert.deepEqual({ ...upstreams['without-ca'], ms: undefined }, { status: 'DOWN', reason: 'tls', ms: undefined })
+    assert.equal(upstreams['private-ca']?.status, 'UP')
+    assert.equal(upstreams['private-ca-cors']?.status, 'UP')
+  })
+
+  it('verifies with the ca_file instead of the CAs the gateway trusts otherwise', async () => {
+    assert.equal((await gw.fetch('/by-default-ca/x')).status, 200)
+    for (const path of ['/ca-replaced/x', '/ca-replaced/x%20y']) {
+      const response = await gw.fetch(path)
+      assert.equal(response.status, 502, path)
+      // OpenSSL finds the other CA, and trusts it no more.
+      assert.match(loggedReason(response.headers.get('x-request-id')) ?? '', /^(SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE)$/, path)
+    }
+    assert.equal((await refusedUpgrade(gw.url.replace('http:', 'ws:') + '/ca-replaced/ws')).status, 502)
+    assert.equal((await readyUpstreams())['ca-replaced']?.reason, 'tls')
+  })
+
+  it('sends server_name in SNI and verifies the certificate for it, the Host still the upstream\'s', async () => {
+    seen.length = 0
+    for (const path of ['/server-name/x', '/server-name/x%20y']) assert.equal((await gw.fetch(path)).status, 200, path)
+    assert.equal(await echoed('/server-name/ws'), 'internal echoes hello')
+    const host = `127.0.0.1:${port(internalName)}`
+    assert.deepEqual(seen, [
+      { service: 'internal', servername: 'service.internal', host },
+      { service: 'internal', servername: 'service.internal', host },
+    ])
+    for (const path of ['/wrong-server-name/x', '/wrong-server-name/x%20y']) {
+      const response = await gw.fetch(path)
+      assert.equal(response.status, 502, path)
+      assert.equal(loggedReason(response.headers.get('x-request-id')), 'ERR_TLS_CERT_ALTNAME_INVALID', path)
+    }
+    assert.equal((await refusedUpgrade(gw.url.replace('http:', 'ws:') + '/wrong-server-name/ws')).status, 502)
+    const upstreams = await readyUpstreams()
+    assert.equal(upstreams['server-name']?.status, 'UP')
+    assert.equal(upstreams['wrong-server-name']?.reason, 'tls')
+  })
+
+  it('presents the client certificate to a service that requires one, on both paths and for WebSockets', async () => {
+    seen.length = 0
+    for (const path of ['/client-cert/x', '/client-cert/x%20y']) {
+      const response = await gw.fetch(path)
+      assert.equal(response.status, 200, path)
+      assert.equal(await response.text(), 'mutual\'s answer')
+    }
+    assert.equal(await echoed('/client-cert/ws'), 'mutual echoes hello')
+    assert.deepEqual(seen.map(({ client }) => client), ['gatehouse-client', 'gatehouse-client'])
+    assert.equal((await readyUpstreams())['client-cert']?.status, 'UP')
+    for (const path of ['/no-client-cert/x', '/no-client-cert/x%20y']) assert.equal((await gw.fetch(path)).status, 502, path)
+    assert.equal((await refusedUpgrade(gw.url.replace('http:', 'ws:') + '/no-client-cert/ws')).status, 502)
+    assert.equal(seen.length, 2)
+  })
+})
+
+describe('serve with unusable services[].tls', { concurrency: true }, () => {
+  const dir = tempDir()
+  const ca = selfSignedCertificate(dir, 'services-ca')
+  const client = signedCertificate(dir, 'client', ca)
+  const other = signedCertificate(dir, 'other', ca)
+  const garbage = join(dir, 'garbage.pem')
+  writeFileSync(garbage, 'not a certificate\n')
+  const fifo = join(dir, 'ca.fifo')
+  execFileSync('mkfifo', [fifo])
+  const huge = join(dir, 'huge.pem')
+  writeFileSync(huge, readFileSync(ca.cert, 'utf8').repeat(2000))
+
+  function writeConfig(tls: Record<string, string>, upstream = 'https://controller.internal:8443'): string {
+    const file = join(tempDir(), 'gatehouse.yaml')
+    // JSON is YAML. The second service is there so that the message names the one at fault by its place.
+    writeFileSync(file, JSON.stringify({
+      server: { port: 0 },
+      services: [
+        { name: 'first', prefix: '/first/', upstream: 'https://first.internal:8443' },
+        { name: 'controller', prefix: '/api/controller/', upstream, tls },
+      ],
+    }))
+    return file
+  }
+
+  const cases: [string, Record<string, string>, RegExp][] = [
+    ['a missing CA file', { ca_file: join(dir, 'missing.crt') }, /^gatehouse: services\.1\.tls\.ca_file: cannot read ".*missing\.crt": ENOENT/],
+    ['a pipe as the CA file', { ca_file: fifo }, /^gatehouse: services\.1\.tls\.ca_file: ".*ca\.fifo" is not a regular file/],
+    ['a CA file larger than any PEM file', { ca_file: huge }, /^gatehouse: services\.1\.tls\.ca_file: ".*huge\.pem" is larger than 1 MiB/],
+    ['a CA file that holds no certificate', { ca_file: garbage }, /^gatehouse: services\.1\.tls\.ca_file: ".*garbage\.pem" does not hold a PEM CA certificate/],
+    ['a directory as the client certificate', { cert_file: dir, key_file: client.key }, /^gatehouse: services\.1\.tls\.cert_file: ".*" is not a regular file/],
+    ['a key file that holds no key', { cert_file: client.cert, key_file: garbage }, /^gatehouse: services\.1\.tls\.key_file: ".*garbage\.pem" does not hold an unencrypted PEM private key/],
+    ['a key of another certificate', { cert_file: client.cert, key_file: other.key }, /^gatehouse: services\.1\.tls: the key in ".*other\.key" does not belong to the certificate in ".*client\.crt"/],
+  ]
+  for (const [what, tls, reason] of cases) {
+    it(`stops with exit code 2 and a one-line reason naming the setting, having touched nothing, for ${what}`, async () => {
+      const dataDir = join(tempDir(), 'data')
+      const config = writeConfig(tls)
+      const result = await runCli(['serve', '--config', config, '--data-dir', dataDir], { env: { GATEHOUSE_ADMIN_PASSWORD: 'unused-password' } })
+      assert.equal(result.code, 2, result.stderr)
+      assert.match(result.stderr, reason)
+      assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr)
+      assert.equal(result.stdout, '')
+      assert.deepEqual(readdirSync(join(dataDir, '..')), [])
+    })
+  }
+
+  it('has config check report such a file too', async () => {
+    const checked = await runCli(['config', 'check', writeConfig({ ca_file: garbage })])
+    assert.notEqual(checked.code, 0)
+    assert.match(checked.stderr, /services\.1\.tls\.ca_file: ".*garbage\.pem" does not hold a PEM CA certificate/)
+  })
+
+  const refused: [string, Record<string, string>, string, RegExp][] = [
+    ['on an http:// upstream', { ca_file: ca.cert }, 'http://controller.internal:8052', /services\.1\.tls: only for an https:\/\/ upstream/],
+    ['a client certificate without its key', { cert_file: client.cert }, 'https://controller.internal:8443', /services\.1\.tls\.key_file: cert_file and key_file go together/],
+    ['an address as server_name', { server_name: '10.0.0.5' }, 'https://controller.internal:8443', /services\.1\.tls\.server_name: must be a DNS host name/],
+    ['a setting it does not know (no switch turns verification off)', { reject_unauthorized: 'false' } as Record<string, string>, 'https://controller.internal:8443', /services\.1\.tls/],
+  ]
+  for (const [what, tls, upstream, reason] of refused) {
+    it(`refuses the configuration for ${what}`, async () => {
+      const result = await runCli(['config', 'check', writeConfig(tls, upstream)])
+      assert.equal(result.code, 2, result.stderr)
+      assert.match(result.stderr, reason)
+    })
+  }
 })
