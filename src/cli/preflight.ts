@@ -86,22 +86,27 @@ export function readableSecretsWarning(file: string, config: Config): string | u
 }
 
 /**
- * The TLS private key, readable by other users of the machine, lets them pose as the gateway to its clients, as the
- * configuration file's secrets do (readableSecretsWarning), and is said the same way: warned of, not refused, since a
- * group may be meant to read it (Debian's ssl-cert) or the file be readable only inside a container. A key that
- * cannot be read at all is a problem of checkStartFiles', not a warning.
+ * The TLS private keys, readable by other users of the machine, let them pose as the gateway: server.tls's to its
+ * clients, a service's client key (`services[].tls.key_file`) to that service. Said as the configuration file's
+ * secrets are (readableSecretsWarning): warned of, not refused, since a group may be meant to read them (Debian's
+ * ssl-cert) or the file be readable only inside a container. A key that cannot be read at all is a problem of
+ * checkStartFiles', not a warning.
  */
-export function readableTlsKeyWarning(config: Config): string | undefined {
-  const file = config.server.tls?.key_file
-  if (file === undefined) return undefined
-  let mode: number
-  try {
-    mode = statSync(file).mode & 0o777
-  } catch {
-    return undefined
-  }
-  if (!(mode & 0o077)) return undefined
-  return `WARNING: server.tls.key_file ${file} holds the TLS private key and other users of this machine may read it (mode ${mode.toString(8)}): chmod 600 it`
+export function readableTlsKeyWarnings(config: Config): string[] {
+  const keys = [
+    ...(config.server.tls ? [{ setting: 'server.tls.key_file', file: config.server.tls.key_file, holds: 'the TLS private key' }] : []),
+    ...config.services.flatMap((service, i) => service.tls?.key_file === undefined ? [] : [{ setting: `services.${i}.tls.key_file`, file: service.tls.key_file, holds: `the key of the client certificate presented to the service "${service.name}"` }]),
+  ]
+  return keys.flatMap(({ setting, file, holds }) => {
+    let mode: number
+    try {
+      mode = statSync(file).mode & 0o777
+    } catch {
+      return []
+    }
+    if (!(mode & 0o077)) return []
+    return [`WARNING: ${setting} ${file} holds ${holds} and other users of this machine may read it (mode ${mode.toString(8)}): chmod 600 it`]
+  })
 }
 
 /**

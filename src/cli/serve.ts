@@ -11,7 +11,7 @@ import { logEnded, logFormats, logLevels, resolveLogFormat, type LogFormatChoice
 import { saveCodeCaches } from '../vendor/code-cache.ts'
 import { addStorageOptions, resolveConfig, UsageError, type StorageOptions } from './common.ts'
 import { lowerThreadPoolPriority } from './pool-priority.ts'
-import { checkStartFiles, demoUpstreamsProblem, missingSecrets, publicUrlWarning, readableSecretsWarning, readableTlsKeyWarning } from './preflight.ts'
+import { checkStartFiles, demoUpstreamsProblem, missingSecrets, publicUrlWarning, readableSecretsWarning, readableTlsKeyWarnings } from './preflight.ts'
 import { adminHint, formatSummary, listeningLine, startupFacts } from './serve-summary.ts'
 import { outOfDate } from '../listener/tls.ts'
 import { startGatehouse } from './start.ts'
@@ -110,8 +110,7 @@ async function serve(options: ServeOptions): Promise<void> {
   if (certificateRefused) startWarnings.push(() => server.log.warn({ subject: tls.subject, valid_to: tls.validTo }, `server.tls.cert_file: ${certificateRefused}; clients will refuse it`))
   const secretsWarning = options.config === undefined ? undefined : readableSecretsWarning(options.config, config)
   if (secretsWarning) startWarnings.push(() => server.log.warn(secretsWarning))
-  const keyWarning = readableTlsKeyWarning(config)
-  if (keyWarning) startWarnings.push(() => server.log.warn(keyWarning))
+  for (const keyWarning of readableTlsKeyWarnings(config)) startWarnings.push(() => server.log.warn(keyWarning))
   let listening
   try {
     listening = await listen(server, config, { host, port }, tls)

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { execFileSync } from 'node:child_process'
-import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
@@ -378,6 +378,18 @@ describe('serve with unusable services[].tls', { concurrency: true }, () => {
       assert.deepEqual(readdirSync(join(dataDir, '..')), [])
     })
   }
+
+  it('warns of a client key other users of the machine may read, as of the gateway\'s own', async () => {
+    const config = writeConfig({ ca_file: ca.cert, cert_file: client.cert, key_file: client.key })
+    chmodSync(client.key, 0o644)
+    const readable = await runCli(['config', 'check', config])
+    assert.equal(readable.code, 0, readable.stderr)
+    assert.match(readable.stderr, /WARNING: services\.1\.tls\.key_file .*client\.key holds the key of the client certificate presented to the service "controller" and other users of this machine may read it \(mode 644\): chmod 600 it/)
+    chmodSync(client.key, 0o600)
+    const ownersOnly = await runCli(['config', 'check', config])
+    assert.equal(ownersOnly.code, 0, ownersOnly.stderr)
+    assert.doesNotMatch(ownersOnly.stderr, /key_file/)
+  })
 
   it('has config check report such a file too', async () => {
     const checked = await runCli(['config', 'check', writeConfig({ ca_file: garbage })])
