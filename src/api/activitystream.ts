@@ -12,12 +12,15 @@ const listEntries = listQuery(auditFilterFields)
 /**
  * The audit trail as the platform's activity stream (django-ansible-base's `Entry`): `/activitystream/`, paged and
  * filtered like every list (src/api/list-query.ts: `operation=`, `created__gte=`, `created_by__username=`,
- * `order_by=-id`, ...). Superusers and system auditors read it (AUDITORS); it is never written through the API.
+ * `order_by=id`, ...), newest first unless ordered, as the platform's view orders it (`order_by('-id')`): a client
+ * reading the first page for what just happened must find it there. Superusers and system auditors read it
+ * (AUDITORS); it is never written through the API.
  */
 export function activityStreamRoutes(api: GatewayApi, app: App): void {
   api.get('/activitystream/', { config: AUDITORS, schema: { querystring: listEntries } }, async (request) => {
     const { page, filter } = request.query
-    const { count, entries } = await app.store.audit.list({ filter, offset: page.offset, limit: page.pageSize })
+    const order = filter.order.length ? filter.order : NEWEST_FIRST
+    const { count, entries } = await app.store.audit.list({ filter: { ...filter, order }, offset: page.offset, limit: page.pageSize })
     return paged(request, page, count, entries.map(serializeEntry))
   })
 
@@ -27,6 +30,8 @@ export function activityStreamRoutes(api: GatewayApi, app: App): void {
     return serializeEntry(entry)
   })
 }
+
+const NEWEST_FIRST = [{ field: 'id', descending: true }] as const
 
 /**
  * Who reads the audit trail: superusers, and system auditors, whom a superusers' route lets read (src/gateway/places.ts).

@@ -323,5 +323,16 @@ for (const backend of gatewayBackends) {
       const one = await json(await gw.fetch(first.results[0].url, { headers: adminAuth }))
       assert.deepEqual(one, first.results[0])
     })
+
+    it('lists the newest first unless ordered, as the platform\'s activity stream does', async () => {
+      for (const name of ['Ordered One', 'Ordered Two', 'Ordered Three']) assert.equal((await send('POST', '/api/gateway/v1/organizations/', { name })).status, 201)
+      await gw.app.audit.flush()
+      const unordered = await json(await gw.fetch(`${STREAM}?page_size=200`, { headers: adminAuth }))
+      const ids = unordered.results.map((entry: { id: number }) => entry.id)
+      assert.ok(ids.length > 2)
+      assert.deepEqual(ids, [...ids].sort((a: number, b: number) => b - a))
+      const oldest = await json(await gw.fetch(`${STREAM}?page_size=200&order_by=id`, { headers: adminAuth }))
+      assert.deepEqual(oldest.results.map((entry: { id: number }) => entry.id), [...ids].reverse())
+    })
   })
 }
