@@ -1,13 +1,81 @@
+import { z } from 'zod'
 import type { App } from '../app.ts'
 import { NotFound } from '../errors.ts'
 import { auditFilterFields, type AuditEntry } from '../store/audit.ts'
 import type { GatewayApi } from './gateway-api.ts'
-import { listQuery } from './list-query.ts'
+import { listQuery, readBoolean } from './list-query.ts'
 import { paged } from './pagination.ts'
 import { userUrl } from './summaries.ts'
 import { idParam } from './validation.ts'
 
-const listEntries = listQuery(auditFilterFields)
+/**
+ * The platform's content type model (`ContentType.model`, its class name in lower case) of each kind Gatehouse names
+ * otherwise; users, organizations and teams are named alike. An entry shows it as `content_type_model`, and
+ * `content_type__model=` finds entries by it, as on the platform.
+ */
+const PLATFORM_MODELS: Readonly<Record<string, string>> = Object.freeze({
+  application: 'oauth2application',
+  token: 'oauth2accesstoken',
+  role_definition: 'roledefinition',
+  role_user_assignment: 'roleuserassignment',
+  role_team_assignment: 'roleteamassignment',
+})
+const KINDS_BY_MODEL: ReadonlyMap<string, string> = new Map(Object.entries(PLATFORM_MODELS).map(([kind, model]) => [model, kind]))
+
+export function platformModel(kind: string): string {
+  return Object.hasOwn(PLATFORM_MODELS, kind) ? PLATFORM_MODELS[kind]! : kind
+}
+
+/** The kind of the entries of a platform model; none for a kind the platform's model names otherwise (`application`). */
+function kindOfModel(model: string): string | undefined {
+  return KINDS_BY_MODEL.get(model) ?? (Object.hasOwn(PLATFORM_MODELS, model) ? undefined : model)
+}
+
+const MODEL_FILTER = /^((?:or__|chain__)?(?:not__)?)content_type__model(?:__(exact|iexact|in|isnull))?$/
+
+/**
+ * `content_type__model` filters, as the platform's clients write them (`?content_type__model=user`), turned into the
+ * list's `content_type` filters on the kinds those models are. A model no entry has matches nothing: the kind is
+ * never null, so `content_type__isnull=true` says so. Other lookups stay as sent, and are refused as unknown; a value
+ * refused is refused under the parameter sent.
+ */
+function byPlatformModel(query: unknown, context: z.RefinementCtx): unknown {
+  if (typeof query !== 'object' || query === null) return query
+  const rewritten: Record<string, unknown> = {}
+  const add = (key: string, value: unknown) => {
+    rewritten[key] = Object.hasOwn(rewritten, key) ? [rewritten[key], value].flat() : value
+  }
+  for (const [key, raw] of Object.entries(query)) {
+    const match = MODEL_FILTER.exec(key)
+    if (!match) {
+      add(key, raw)
+      continue
+    }
+    const [, prefix = '', lookup = 'exact'] = match
+    for (const value of [raw].flat()) {
+      if (typeof value !== 'string') {
+        add(key, value)
+        continue
+      }
+      if (lookup === 'isnull') {
+        if (readBoolean(value) === undefined) context.addIssue({ code: 'custom', path: [key], message: 'Enter true or false.' })
+        else add(`${prefix}content_type__isnull`, value)
+        continue
+      }
+      if (lookup === 'in' && value === '') {
+        context.addIssue({ code: 'custom', path: [key], message: 'Cannot provide an empty value for __in.' })
+        continue
+      }
+      const kinds = (lookup === 'in' ? value.split(',') : [value]).map((model) => kindOfModel(lookup === 'iexact' ? model.toLowerCase() : model))
+      const found = kinds.filter((kind) => kind !== undefined)
+      if (!found.length) add(`${prefix}content_type__isnull`, 'true')
+      else add(`${prefix}content_type${lookup === 'in' ? '__in' : ''}`, found.join(','))
+    }
+  }
+  return rewritten
+}
+
+const listEntries = z.preprocess(byPlatformModel, listQuery(auditFilterFields))
 
 /**
  * The audit trail as the platform's activity stream (django-ansible-base's `Entry`): `/activitystream/`, paged and
@@ -59,7 +127,7 @@ export function serializeEntry(entry: AuditEntry) {
     operation: entry.operation,
     changes: entry.changes,
     content_type: entry.contentType,
-    content_type_model: entry.contentType,
+    content_type_model: platformModel(entry.contentType),
     object_id: entry.objectId,
     related_content_type: null,
     related_content_type_model: null,

@@ -210,7 +210,7 @@ function offsetOf(offset: string): number | undefined {
 }
 
 /** django-ansible-base's to_python_boolean: true, 1 or t; false, 0 or f; in any case. */
-function readBoolean(raw: string): boolean | undefined {
+export function readBoolean(raw: string): boolean | undefined {
   const lower = raw.toLowerCase()
   return lower === 'true' || lower === '1' || lower === 't' ? true : lower === 'false' || lower === '0' || lower === 'f' ? false : undefined
 }

@@ -145,6 +145,26 @@ for (const backend of gatewayBackends) {
       assert.ok(!JSON.stringify(await stream()).includes(created.client_secret))
     })
 
+    it('names each entry\'s platform model in content_type_model, and finds entries by it with content_type__model', async () => {
+      const application = await json(await send('POST', '/api/gateway/v1/applications/', { name: 'by-model', client_type: 'confidential', authorization_grant_type: 'password' }))
+      const [made] = await stream(`&content_type=application&object_id=${application.id}`)
+      assert.equal(made.content_type, 'application')
+      assert.equal(made.content_type_model, 'oauth2application', 'as django-ansible-base\'s OAuth2Application model is named')
+      const byModel = async (query: string) => (await stream(`&${query}`)).map((entry) => `${entry.content_type} ${entry.content_type_model}`)
+      assert.deepEqual(new Set(await byModel('content_type__model=oauth2application')), new Set(['application oauth2application']))
+      assert.deepEqual(new Set(await byModel('content_type__model__iexact=OAuth2Application')), new Set(['application oauth2application']))
+      assert.deepEqual(new Set(await byModel('content_type__model=user')), new Set(['user user']))
+      assert.deepEqual(await byModel('content_type__model=application'), [], 'no platform model is named so')
+      assert.deepEqual(new Set(await byModel('content_type__model__in=oauth2application,user')), new Set(['application oauth2application', 'user user']))
+      assert.ok(!(await byModel('not__content_type__model=user')).includes('user user'))
+      for (const query of ['content_type__model__isnull=maybe', 'content_type__model__in=', 'content_type__model__icontains=app']) {
+        const response = await gw.fetch(`${STREAM}?${query}`, { headers: adminAuth })
+        const body = await json(response)
+        assert.equal(response.status, 400, query)
+        assert.ok(body.errors[query.split('=')[0]!], `${query}: ${JSON.stringify(body)}`)
+      }
+    })
+
     it('records organizations and teams created, renamed and deleted', async () => {
       const organization = await json(await send('POST', '/api/gateway/v1/organizations/', { name: 'Research' }))
       const team = await json(await send('POST', '/api/gateway/v1/teams/', { name: 'analysts', organization: organization.id }))
