@@ -12,7 +12,7 @@ import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
 import { listQuery } from './list-query.ts'
 import { describeList, SERVER_FIELDS } from './metadata.ts'
 import { paged } from './pagination.ts'
-import { ENCRYPTED, userSummary, userUrl } from './summaries.ts'
+import { activityStreamUrl, ENCRYPTED, userSummary, userUrl } from './summaries.ts'
 import { bodyId, idParam, nullableBodyId } from './validation.ts'
 
 /** Space-separated absolute http(s) URLs without fragments, as django-oauth-toolkit takes `redirect_uris`. */
@@ -89,6 +89,7 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
       related: {
         ...(creator ? { user: userUrl(creator.id), created_by: userUrl(creator.id) } : {}),
         ...(application.organizationId === null ? {} : { organization: organizationUrl(application.organizationId) }),
+        activity_stream: activityStreamUrl('application', application.id),
       },
       summary_fields: {
         ...(creator ? { user: creator, created_by: creator } : {}),

@@ -9,6 +9,7 @@ import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
 import { listQuery } from './list-query.ts'
 import { describeList, SERVER_FIELDS } from './metadata.ts'
 import { paged } from './pagination.ts'
+import { activityStreamUrl } from './summaries.ts'
 import { assertShownValues, bodyId, idParam, shownReadOnly } from './validation.ts'
 
 const name = z.string().trim().min(1, 'This field may not be blank.').max(512)
@@ -36,7 +37,7 @@ export function serializeOrganization(organization: Organization) {
   return {
     id: organization.id,
     url,
-    related: { teams: `${url}teams/`, users: `${url}users/`, admins: `${url}admins/` },
+    related: { teams: `${url}teams/`, users: `${url}users/`, admins: `${url}admins/`, activity_stream: activityStreamUrl('organization', organization.id) },
     summary_fields: {},
     created: new Date(organization.created).toISOString(),
     created_by: null,
@@ -54,7 +55,7 @@ export function serializeTeam(app: App, team: Team) {
   return {
     id: team.id,
     url,
-    related: { organization: organizationUrl(team.organizationId), users: `${url}users/`, admins: `${url}admins/` },
+    related: { organization: organizationUrl(team.organizationId), users: `${url}users/`, admins: `${url}admins/`, activity_stream: activityStreamUrl('team', team.id) },
     summary_fields: { organization: organization ? { id: organization.id, name: organization.name, description: organization.description } : null },
     created: new Date(team.created).toISOString(),
     created_by: null,

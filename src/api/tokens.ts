@@ -12,7 +12,7 @@ import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
 import { type ListQuery, listQuery } from './list-query.ts'
 import { describeList, SERVER_FIELDS } from './metadata.ts'
 import { paged } from './pagination.ts'
-import { ENCRYPTED, userSummary, userUrl } from './summaries.ts'
+import { activityStreamUrl, ENCRYPTED, userSummary, userUrl } from './summaries.ts'
 import { visibleUser } from './users.ts'
 import { assertShownValues, bodyId, idParam, nullableBodyId, optionalBody, shownReadOnly } from './validation.ts'
 
@@ -63,7 +63,7 @@ export function tokenRoutes(api: GatewayApi, app: App): void {
       id: token.id,
       type: 'token',
       url: `${GATEWAY_API}/tokens/${token.id}/`,
-      related: { user: userUrl(token.userId), created_by: userUrl(token.userId) },
+      related: { user: userUrl(token.userId), created_by: userUrl(token.userId), activity_stream: activityStreamUrl('token', token.id) },
       summary_fields: { user: owner, created_by: owner },
       user: token.userId,
       application: null,

@@ -20,7 +20,7 @@ import { describeList, listOf, SERVER_FIELDS } from './metadata.ts'
 import { paged } from './pagination.ts'
 import { profileFields } from './profile-fields.ts'
 import { auditGiven } from './roles.ts'
-import { userUrl } from './summaries.ts'
+import { activityStreamUrl, userUrl } from './summaries.ts'
 import { assertShownValues, idParam, shownReadOnly } from './validation.ts'
 
 /**
@@ -95,7 +95,7 @@ export function serializeUser(user: User) {
     id: user.id,
     type: 'user',
     url,
-    related: { tokens: `${url}tokens/`, personal_tokens: `${url}personal_tokens/`, sessions: `${url}sessions/` },
+    related: { tokens: `${url}tokens/`, personal_tokens: `${url}personal_tokens/`, sessions: `${url}sessions/`, activity_stream: activityStreamUrl('user', user.id) },
     summary_fields: {},
     created_by: null,
     modified_by: null,

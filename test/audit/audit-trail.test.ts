@@ -165,6 +165,30 @@ for (const backend of gatewayBackends) {
       }
     })
 
+    it('links an object\'s own entries from its related.activity_stream, as django-ansible-base links an audited object\'s', async () => {
+      const create = async (path: string, body: Record<string, unknown>) => {
+        const response = await send('POST', `/api/gateway/v1/${path}`, body)
+        const created = await json(response)
+        assert.equal(response.status, 201, JSON.stringify(created))
+        return created
+      }
+      const organization = await create('organizations/', { name: 'Linked Entries' })
+      const objects = {
+        user: await create('users/', { username: 'linked-entries', password: 'a-long-linked-password' }),
+        organization,
+        team: await create('teams/', { name: 'Linked Entries Team', organization: organization.id }),
+        application: await create('applications/', { name: 'linked entries', client_type: 'public', authorization_grant_type: 'password' }),
+        token: await create('tokens/', { scope: 'read' }),
+      }
+      await gw.app.audit.flush()
+      for (const [kind, object] of Object.entries(objects)) {
+        const link = object.related.activity_stream
+        assert.equal(link, `${STREAM}?content_type=${kind}&object_id=${object.id}`, kind)
+        const shown = await json(await gw.fetch(link, { headers: adminAuth }))
+        assert.deepEqual(shown.results.map((entry: { operation: string; content_type: string; object_id: string }) => [entry.operation, entry.content_type, entry.object_id]), [['create', kind, String(object.id)]], kind)
+      }
+    })
+
     it('records organizations and teams created, renamed and deleted', async () => {
       const organization = await json(await send('POST', '/api/gateway/v1/organizations/', { name: 'Research' }))
       const team = await json(await send('POST', '/api/gateway/v1/teams/', { name: 'analysts', organization: organization.id }))
