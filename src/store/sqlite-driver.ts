@@ -49,7 +49,10 @@ function walIndexFile(path: string): number {
 /**
  * The file this connection has open is no longer the one at its path: deleted, or another put in its place. In WAL
  * mode SQLite goes on writing to the file it has open, where no later start (nor any other process) finds what was
- * written: 503 until the file is back, rather than writes that are lost.
+ * written: 503 until the file is back, rather than writes that are lost. The same for its `-wal` and `-shm`: commits
+ * stay in the WAL until a checkpoint copies them into the database file (on a gateway that writes little, the whole
+ * database may be there), so a WAL deleted under the process takes them with it when the process dies; and a process
+ * that opens the file then (a CLI command, a restarted worker) makes a new WAL and index of its own, unseen by this one.
  */
 export class DatabaseFileGone extends Error {}
 
@@ -77,6 +80,10 @@ export class NodeSqliteDatabase implements SqliteDatabase {
   readonly #walIndexRead = Buffer.alloc(WAL_INDEX_HEADER_BYTES)
   readonly #filename: string
   #opened: BigIntStats | undefined
+  /** The `-wal` and `-shm` files this connection uses, once it is in WAL mode and both exist. */
+  #walFilesOpened: { path: string; stats: BigIntStats }[] | undefined
+  /** Which file is no longer at its path, for the error. */
+  #goneFile: string | undefined
   #fileCheck: NodeJS.Timeout | undefined
   #fileGone = false
 
@@ -110,17 +117,46 @@ export class NodeSqliteDatabase implements SqliteDatabase {
 
   /** Throws DatabaseFileGone while the file open is not the one at its path (checked every FILE_CHECK_MS). */
   assertFileInPlace(): void {
-    if (this.#fileGone) throw new DatabaseFileGone(`the database file ${this.#filename} was deleted or replaced while in use: put it back, or restart`)
+    if (!this.#fileGone) return
+    if (this.#goneFile === this.#filename) throw new DatabaseFileGone(`the database file ${this.#filename} was deleted or replaced while in use: put it back, or restart`)
+    // Stopping closes the connection, whose last checkpoint copies the WAL it has open into the database file.
+    throw new DatabaseFileGone(`the database's ${this.#goneFile} was deleted or replaced while in use: stop every process on the database and start again`)
   }
 
   #checkFile(): void {
     try {
       const now = statSync(this.#filename, { bigint: true, throwIfNoEntry: false })
-      this.#fileGone = now === undefined || now.ino !== this.#opened!.ino || now.dev !== this.#opened!.dev
+      this.#fileGone = !sameFile(now, this.#opened!)
+      this.#goneFile = this.#filename
+      if (this.#fileGone) return
+      const walFile = this.#walFiles()?.find(({ path, stats }) => !sameFile(statSync(path, { bigint: true, throwIfNoEntry: false }), stats))
+      this.#fileGone = walFile !== undefined
+      this.#goneFile = walFile?.path
     } catch {
       // The path cannot be looked at (its directory made unreadable, say): nor can it be told to be the same file.
       this.#fileGone = true
+      this.#goneFile = this.#filename
     }
+  }
+
+  /**
+   * The `-wal` and `-shm` files as they were first found while this connection was in WAL mode; once it is, no other
+   * connection removes them while this one is open, nor does SQLite put others in their place.
+   */
+  #walFiles(): { path: string; stats: BigIntStats }[] | undefined {
+    if (this.#walFilesOpened) return this.#walFilesOpened
+    try {
+      this.#journalModeStatement ??= this.raw.prepare('PRAGMA journal_mode')
+      if ((this.#journalModeStatement.get() as { journal_mode: string }).journal_mode !== 'wal') return undefined
+    } catch {
+      // Locked by another process a moment, say: looked at again at the next check.
+      return undefined
+    }
+    const base = this.#walIndexPath!.slice(0, -'-shm'.length)
+    const files = [`${base}-wal`, `${base}-shm`].map((path) => ({ path, stats: statSync(path, { bigint: true, throwIfNoEntry: false }) }))
+    if (files.some(({ stats }) => stats === undefined)) return undefined
+    this.#walFilesOpened = files as { path: string; stats: BigIntStats }[]
+    return this.#walFilesOpened
   }
 
   /**
@@ -255,6 +291,10 @@ export class NodeSqliteDatabase implements SqliteDatabase {
       iterate: (parameters) => prepared.iterate(...toSqlite(parameters)),
     }
   }
+}
+
+function sameFile(now: BigIntStats | undefined, opened: BigIntStats): boolean {
+  return now !== undefined && now.ino === opened.ino && now.dev === opened.dev
 }
 
 function isBusy(error: unknown): boolean {

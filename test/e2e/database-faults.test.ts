@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { linkSync, readFileSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { DatabaseSync } from 'node:sqlite'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it, mock } from 'node:test'
 import { once } from 'node:events'
@@ -413,6 +414,35 @@ describe('a gateway whose SQLite file is deleted while it runs', () => {
       rmSync(dir, { recursive: true, force: true })
     }
   })
+
+  for (const suffix of ['-wal', '-shm']) {
+    it(`answers 503 database_unavailable once its ${suffix} file is deleted, instead of taking writes a crash would lose; stopping keeps what was written`, async () => {
+      const dir = tempDir()
+      const logLines: Record<string, unknown>[] = []
+      const gw = await startGateway({ dataDir: dir, logLines })
+      try {
+        await createUser(gw, `kept${suffix}`)
+        // Found by the check once a second, once the connection is in WAL mode.
+        await sleep(1200)
+        unlinkSync(join(dir, `gatehouse.sqlite${suffix}`))
+        await eventually('the gateway notices the file is gone', async () => (await gw.fetch('/readyz')).status === 503, 5000)
+        await postUser(gw, `lost${suffix}`).then(expectUnavailable)
+        await expectStatus(gw, '/healthz', {}, 200)
+        const outage = logLines.find((line) => String(line.msg).startsWith('database unavailable'))
+        assert.match(String(outage?.error), new RegExp(`gatehouse\\.sqlite${suffix} was deleted or replaced while in use: stop every process on the database and start again`))
+      } finally {
+        await gw.close()
+      }
+      // Closing checkpointed the WAL it had open into the database file, the only copy left of the commits.
+      const db = new DatabaseSync(join(dir, 'gatehouse.sqlite'), { readOnly: true })
+      try {
+        assert.deepEqual(db.prepare("SELECT username FROM users WHERE username LIKE 'kept%' OR username LIKE 'lost%'").all().map((row) => row.username), [`kept${suffix}`])
+      } finally {
+        db.close()
+        rmSync(dir, { recursive: true, force: true })
+      }
+    })
+  }
 
   it('refuses remembered credentials with 503 after auth.max_stale_seconds even when the machine\'s clock stepped back before the file went', async () => {
     const dir = tempDir()
