@@ -77,7 +77,7 @@ export class Readiness {
 
   async #checkAll(): Promise<ReadinessReport> {
     const [database, upstreams] = await Promise.all([this.#queryDatabase(), Promise.all(this.#app.routes.map((route) => this.#recentProbe(route)))])
-    const checks: Check[] = [databaseCheck(database, this.#app.store.database.status()), migrationsCheck(database), this.#busCheck()]
+    const checks: Check[] = [databaseCheck(database, this.#app.store.database.status(), this.#app.bus.status().writesFailingSince), migrationsCheck(database), this.#busCheck()]
     return { ready: checks.every((check) => check.status === 'UP'), checks, upstreams }
   }
 
@@ -156,12 +156,22 @@ export class Readiness {
   }
 }
 
-function databaseCheck(outcome: Outcome<MigrationStatus>, status: DatabaseStatus): Check {
+/**
+ * Writes refused while reads are answered are reported but do not decide: every process on the database (each
+ * worker on a SQLite file's disk) refuses them alike, and taking them all out of rotation would end the reads and
+ * the remembered credentials that still work, as an upstream that is down would end every other service.
+ */
+function databaseCheck(outcome: Outcome<MigrationStatus>, status: DatabaseStatus, writesFailingSince: number | undefined): Check {
   const down = !outcome.ok && outcome.reason !== 'unreadable'
+  const writesFailing = !down && writesFailingSince !== undefined
   return {
     name: 'database',
     status: down ? 'DOWN' : 'UP',
-    data: { ms: outcome.ms, ...(down ? { reason: outcome.reason, ...(status.reachable ? {} : { unreachable_since: new Date(status.since).toISOString() }) } : {}) },
+    data: {
+      ms: outcome.ms,
+      ...(down ? { reason: outcome.reason, ...(status.reachable ? {} : { unreachable_since: new Date(status.since).toISOString() }) } : {}),
+      ...(writesFailing ? { writes: 'failing', writes_failing_since: new Date(writesFailingSince).toISOString() } : {}),
+    },
   }
 }
 

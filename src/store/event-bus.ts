@@ -73,6 +73,11 @@ export interface EventBusStatus {
   sinceReadMs: number | undefined
   /** Whether cached credentials may be trusted: the log was read within `maxStaleMs`. */
   fresh: boolean
+  /**
+   * Since when (wall clock, ms) this process's heartbeat, a write once a second, has failed each time: a database
+   * that answers reads and refuses writes (a full disk, a read-only file system, a PostgreSQL standby).
+   */
+  writesFailingSince: number | undefined
 }
 
 /**
@@ -130,6 +135,8 @@ export class EventBus {
   #registered = false
   /** Other live processes on the database, as last counted; 1 until counted, or when counting fails (see `otherProcesses`). */
   #others = 1
+  /** Wall clock, ms: the first of the heartbeats that failed in a row (status().writesFailingSince). */
+  #heartbeatFailingSince: number | undefined
   /** The check the requests of this event-loop turn wait for: SQLite's data_version, or a read while LISTEN is down. */
   #turnCheck: Promise<void> | undefined
 
@@ -331,6 +338,7 @@ export class EventBus {
       listening: this.#started && !this.#stopped && (!this.#postgres || this.#client !== undefined),
       sinceReadMs: this.#readAt === undefined ? undefined : Math.max(0, now - this.#readAt),
       fresh: this.fresh(now),
+      writesFailingSince: this.#heartbeatFailingSince,
     }
   }
 
@@ -483,7 +491,15 @@ export class EventBus {
 
   async #heartbeat(): Promise<void> {
     try {
-      this.clock.measured(await this.#confirmRead())
+      let heartbeatAt: number
+      try {
+        heartbeatAt = await this.#confirmRead()
+      } catch (error) {
+        this.#heartbeatFailingSince ??= Date.now()
+        throw error
+      }
+      this.#heartbeatFailingSince = undefined
+      this.clock.measured(heartbeatAt)
       this.#others = await this.#store.events.othersAlive(ALIVE_MS, this.#processId)
     } catch (error) {
       this.#others = Math.max(this.#others, 1)

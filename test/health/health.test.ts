@@ -184,6 +184,25 @@ describe('health and readiness endpoints', () => {
     }
   })
 
+  it('stays ready while the database refuses writes and answers reads (a full disk), and says so until a write succeeds again', async () => {
+    const events = gw.store.events
+    const heartbeat = events.heartbeat
+    events.heartbeat = () => Promise.reject(Object.assign(new Error('database or disk is full'), { code: 'ERR_SQLITE_ERROR', errcode: 13 }))
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 1200))
+      const response = await gw.fetch('/readyz')
+      assert.equal(response.status, 200)
+      const database = check(await json(response), 'database')
+      assert.equal(database.status, 'UP')
+      assert.equal(database.data.writes, 'failing')
+      assert.ok(Date.now() - Date.parse(String(database.data.writes_failing_since)) < 5000, String(database.data.writes_failing_since))
+    } finally {
+      events.heartbeat = heartbeat
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1200))
+    assert.deepEqual(Object.keys(check(await json(await gw.fetch('/readyz')), 'database').data), ['ms'])
+  })
+
   // Last: a stopped bus is not started again.
   it('is not ready once the event bus has stopped reading the event log', async () => {
     await gw.app.bus.stop()
