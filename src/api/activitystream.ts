@@ -3,7 +3,7 @@ import type { App } from '../app.ts'
 import { NotFound } from '../errors.ts'
 import { auditFilterFields, type AuditEntry } from '../store/audit.ts'
 import type { GatewayApi } from './gateway-api.ts'
-import { listQuery, readBoolean } from './list-query.ts'
+import { listQuery, readBoolean, rewrittenParameters } from './list-query.ts'
 import { paged } from './pagination.ts'
 import { userUrl } from './summaries.ts'
 import { idParam } from './validation.ts'
@@ -39,41 +39,21 @@ const MODEL_FILTER = /^((?:or__|chain__)?(?:not__)?)content_type__model(?:__(exa
  * never null, so `content_type__isnull=true` says so. Other lookups stay as sent, and are refused as unknown; a value
  * refused is refused under the parameter sent.
  */
-function byPlatformModel(query: unknown, context: z.RefinementCtx): unknown {
-  if (typeof query !== 'object' || query === null) return query
-  const rewritten: Record<string, unknown> = {}
-  const add = (key: string, value: unknown) => {
-    rewritten[key] = Object.hasOwn(rewritten, key) ? [rewritten[key], value].flat() : value
+const byPlatformModel = rewrittenParameters(MODEL_FILTER, ([, prefix = '', lookup = 'exact'], key, value, add, context) => {
+  if (lookup === 'isnull') {
+    if (readBoolean(value) === undefined) context.addIssue({ code: 'custom', path: [key], message: 'Enter true or false.' })
+    else add(`${prefix}content_type__isnull`, value)
+    return
   }
-  for (const [key, raw] of Object.entries(query)) {
-    const match = MODEL_FILTER.exec(key)
-    if (!match) {
-      add(key, raw)
-      continue
-    }
-    const [, prefix = '', lookup = 'exact'] = match
-    for (const value of [raw].flat()) {
-      if (typeof value !== 'string') {
-        add(key, value)
-        continue
-      }
-      if (lookup === 'isnull') {
-        if (readBoolean(value) === undefined) context.addIssue({ code: 'custom', path: [key], message: 'Enter true or false.' })
-        else add(`${prefix}content_type__isnull`, value)
-        continue
-      }
-      if (lookup === 'in' && value === '') {
-        context.addIssue({ code: 'custom', path: [key], message: 'Cannot provide an empty value for __in.' })
-        continue
-      }
-      const kinds = (lookup === 'in' ? value.split(',') : [value]).map((model) => kindOfModel(lookup === 'iexact' ? model.toLowerCase() : model))
-      const found = kinds.filter((kind) => kind !== undefined)
-      if (!found.length) add(`${prefix}content_type__isnull`, 'true')
-      else add(`${prefix}content_type${lookup === 'in' ? '__in' : ''}`, found.join(','))
-    }
+  if (lookup === 'in' && value === '') {
+    context.addIssue({ code: 'custom', path: [key], message: 'Cannot provide an empty value for __in.' })
+    return
   }
-  return rewritten
-}
+  const kinds = (lookup === 'in' ? value.split(',') : [value]).map((model) => kindOfModel(lookup === 'iexact' ? model.toLowerCase() : model))
+  const found = kinds.filter((kind) => kind !== undefined)
+  if (!found.length) add(`${prefix}content_type__isnull`, 'true')
+  else add(`${prefix}content_type${lookup === 'in' ? '__in' : ''}`, found.join(','))
+})
 
 const listEntries = z.preprocess(byPlatformModel, listQuery(auditFilterFields))
 

@@ -210,6 +210,35 @@ function offsetOf(offset: string): number | undefined {
 }
 
 /** django-ansible-base's to_python_boolean: true, 1 or t; false, 0 or f; in any case. */
+/** Adds what one value of a parameter the pattern matched becomes (under any key), or refuses it on `context`. */
+export type ParameterRewrite = (match: RegExpExecArray, key: string, value: string, add: (key: string, value: unknown) => void, context: z.RefinementCtx) => void
+
+/**
+ * A query string's preprocessor: the parameters `pattern` matches are rewritten, each value of a repeated one on its
+ * own, the others kept as sent; a key added more than once holds every value added, as a repeated parameter does.
+ */
+export function rewrittenParameters(pattern: RegExp, rewrite: ParameterRewrite): (query: unknown, context: z.RefinementCtx) => unknown {
+  return (query, context) => {
+    if (typeof query !== 'object' || query === null) return query
+    const rewritten: Record<string, unknown> = {}
+    const add = (key: string, value: unknown) => {
+      rewritten[key] = Object.hasOwn(rewritten, key) ? [rewritten[key], value].flat() : value
+    }
+    for (const [key, raw] of Object.entries(query)) {
+      const match = pattern.exec(key)
+      if (!match) {
+        add(key, raw)
+        continue
+      }
+      for (const value of [raw].flat()) {
+        if (typeof value !== 'string') add(key, value)
+        else rewrite(match, key, value, add, context)
+      }
+    }
+    return rewritten
+  }
+}
+
 export function readBoolean(raw: string): boolean | undefined {
   const lower = raw.toLowerCase()
   return lower === 'true' || lower === '1' || lower === 't' ? true : lower === 'false' || lower === '0' || lower === 'f' ? false : undefined

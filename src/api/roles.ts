@@ -8,7 +8,7 @@ import { NotFound, ValidationFailed } from '../errors.ts'
 import { type Actor, assignmentFilterFields, type RoleAssignment, type RoleDefinition, roleDefinitionFilterFields } from '../store/access.ts'
 import { principalOf, seesRoleOn, visibilityOf } from './access.ts'
 import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
-import { listQuery } from './list-query.ts'
+import { listQuery, readBoolean, rewrittenParameters } from './list-query.ts'
 import { describeList, SERVER_FIELDS } from './metadata.ts'
 import { organizationUrl, teamUrl } from './organizations.ts'
 import { paged } from './pagination.ts'
@@ -36,12 +36,12 @@ const assignmentFields = (actor: Actor) => z.object({
 const assignmentInput = (actor: Actor) => assignmentFields(actor).extend(shownReadOnly(['content_type'] as const)).strict()
 /** The platform names what a role is on `shared.organization` or `shared.team`; the store, `organization` or `team`. */
 const STORED_TYPES: Record<string, string> = { 'shared.organization': 'organization', 'shared.team': 'team' }
+const CONTENT_TYPE_FILTER = /^((?:or__|chain__)?)(not__)?content_type(__model|__api_slug)?(?:__(exact|iexact|in|isnull))?$/
+
 /** What an assignment's `content_type` filter is read as: the store's name, and `platform` where the platform has none. */
 const assignmentList = (actor: Actor) => z.preprocess(platformContentTypes((name) => Object.hasOwn(STORED_TYPES, name) ? STORED_TYPES[name]! : name, 'platform'), listQuery(assignmentFilterFields(actor)))
 /** A role definition keeps the platform's name, and null for a platform-wide one, as the platform does. */
 const roleDefinitionList = z.preprocess(platformContentTypes((name) => name, undefined), listQuery(roleDefinitionFilterFields))
-
-const CONTENT_TYPE_FILTER = /^((?:or__|chain__)?)(not__)?content_type(__model|__api_slug)?(?:__(exact|iexact|in|isnull))?$/
 
 /**
  * The query string's `content_type` filters as the platform's clients write them, turned into the list's own
@@ -54,39 +54,21 @@ const CONTENT_TYPE_FILTER = /^((?:or__|chain__)?)(not__)?content_type(__model|__
  * have become.
  */
 function platformContentTypes(stored: (name: string) => string, platformWide: string | undefined) {
-  return (query: unknown, context: z.RefinementCtx): unknown => {
-    if (typeof query !== 'object' || query === null) return query
-    const rewritten: Record<string, unknown> = {}
-    const add = (key: string, value: unknown) => {
-      rewritten[key] = Object.hasOwn(rewritten, key) ? [rewritten[key], value].flat() : value
+  return rewrittenParameters(CONTENT_TYPE_FILTER, ([, combined = '', negated = '', by, lookup = 'exact'], key, value, add, context) => {
+    const filter = (negate: boolean, suffix = '') => `${combined}${negate ? 'not__' : ''}content_type${suffix}`
+    if (lookup === 'isnull') {
+      const isNull = readBoolean(value)
+      if (isNull === undefined) context.addIssue({ code: 'custom', path: [key], message: 'Enter true or false.' })
+      else if (platformWide === undefined) add(filter(negated !== '', '__isnull'), value)
+      else add(filter((negated !== '') === isNull), platformWide)
+      return
     }
-    for (const [key, raw] of Object.entries(query)) {
-      const match = CONTENT_TYPE_FILTER.exec(key)
-      if (!match) {
-        add(key, raw)
-        continue
-      }
-      const [, combined = '', negated = '', by, lookup = 'exact'] = match
-      const filter = (negate: boolean, suffix = '') => `${combined}${negate ? 'not__' : ''}content_type${suffix}`
-      for (const value of [raw].flat()) {
-        if (typeof value !== 'string') add(key, value)
-        else if (lookup === 'isnull') {
-          const lower = value.toLowerCase()
-          const isNull = lower === 'true' || lower === '1' ? true : lower === 'false' || lower === '0' ? false : undefined
-          if (isNull === undefined) context.addIssue({ code: 'custom', path: [key], message: 'Enter true or false.' })
-          else if (platformWide === undefined) add(filter(negated !== '', '__isnull'), value)
-          else add(filter((negated !== '') === isNull), platformWide)
-        } else {
-          const name = (given: string) => {
-            const cased = lookup === 'iexact' ? given.toLowerCase() : given
-            return stored(by === '__model' ? `shared.${cased}` : cased)
-          }
-          add(filter(negated !== '', lookup === 'exact' ? '' : `__${lookup}`), lookup === 'in' ? value.split(',').map(name).join(',') : name(value))
-        }
-      }
+    const name = (given: string) => {
+      const cased = lookup === 'iexact' ? given.toLowerCase() : given
+      return stored(by === '__model' ? `shared.${cased}` : cased)
     }
-    return rewritten
-  }
+    add(filter(negated !== '', lookup === 'exact' ? '' : `__${lookup}`), lookup === 'in' ? value.split(',').map(name).join(',') : name(value))
+  })
 }
 
 const roleDefinitionUrl = (id: number) => `${GATEWAY_API}/role_definitions/${id}/`

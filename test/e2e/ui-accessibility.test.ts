@@ -37,6 +37,27 @@ function authorizationUrl(gw: TestGateway, extra: Record<string, string> = {}): 
   })}`)
 }
 
+/** Signs dana in with a wrong password at the login page open, and checks the refusal is read out with both fields, marked invalid. */
+async function refusesWrongPassword(page: Page): Promise<void> {
+  await page.fill('#username', 'dana')
+  await page.fill('#password', 'not-the-password')
+  await Promise.all([page.waitForEvent('load'), page.click('button[type=submit]')])
+  await page.getByRole('alert').waitFor()
+  assert.deepEqual(await fieldsAnnounced(page), {
+    Username: { invalid: 'true', description: INVALID_LOGIN, focused: false },
+    Password: { invalid: 'true', description: INVALID_LOGIN, focused: true },
+  })
+}
+
+/** Signs dana in at a realm's login page of an authorization asking for `action`, and waits for the action's page. */
+async function signedInToAction(page: Page, gw: TestGateway, action: string, heading: string): Promise<void> {
+  await page.goto(authorizationUrl(gw, { kc_action: action }))
+  await page.fill('#username', 'dana')
+  await page.fill('#password', 'dana-password-long')
+  await page.click('button[type=submit]')
+  await page.getByRole('heading', { name: heading }).waitFor()
+}
+
 /**
  * The login pages and the web interface as people with low vision and screen readers meet them, in Chromium: the
  * contrast of their text in the light and the dark colour scheme (the pages follow the system's), and a refused
@@ -133,14 +154,7 @@ describe('the pages for low vision and assistive technology', () => {
 
   it('reads a refused login\'s message out with its fields, and marks them invalid only when the username and password were wrong', () => inBrowser(async ({ page, context }) => {
     await page.goto(`${gw.url}/api/gateway/v1/login/?next=/ui/`)
-    await page.fill('#username', 'dana')
-    await page.fill('#password', 'not-the-password')
-    await Promise.all([page.waitForEvent('load'), page.click('button[type=submit]')])
-    await page.getByRole('alert').waitFor()
-    assert.deepEqual(await fieldsAnnounced(page), {
-      Username: { invalid: 'true', description: INVALID_LOGIN, focused: false },
-      Password: { invalid: 'true', description: INVALID_LOGIN, focused: true },
-    })
+    await refusesWrongPassword(page)
 
     // A form that expired (the browser's cookies were cleared meanwhile) is no fault of what was typed.
     await context.clearCookies()
@@ -155,22 +169,11 @@ describe('the pages for low vision and assistive technology', () => {
 
     // A realm's login page too.
     await page.goto(authorizationUrl(gw))
-    await page.fill('#username', 'dana')
-    await page.fill('#password', 'not-the-password')
-    await Promise.all([page.waitForEvent('load'), page.click('button[type=submit]')])
-    await page.getByRole('alert').waitFor()
-    assert.deepEqual(await fieldsAnnounced(page), {
-      Username: { invalid: 'true', description: INVALID_LOGIN, focused: false },
-      Password: { invalid: 'true', description: INVALID_LOGIN, focused: true },
-    })
+    await refusesWrongPassword(page)
   }))
 
   it('reads a refused new password\'s reason out with the password fields of a realm\'s Update password page', () => inBrowser(async ({ page }) => {
-    await page.goto(authorizationUrl(gw, { kc_action: 'UPDATE_PASSWORD' }))
-    await page.fill('#username', 'dana')
-    await page.fill('#password', 'dana-password-long')
-    await page.click('button[type=submit]')
-    await page.getByRole('heading', { name: 'Update password' }).waitFor()
+    await signedInToAction(page, gw, 'UPDATE_PASSWORD', 'Update password')
     await page.getByLabel('New password for dana').fill('a-brand-new-passphrase-42')
     await page.getByLabel('Confirm password').fill('another-passphrase-42')
     await Promise.all([page.waitForEvent('load'), page.getByRole('button', { name: 'Submit' }).click()])
@@ -194,11 +197,7 @@ describe('the pages for low vision and assistive technology', () => {
   }))
 
   it('marks the refused field of a realm\'s Update Account Information page invalid, with the reasons, and puts the focus on it', () => inBrowser(async ({ page }) => {
-    await page.goto(authorizationUrl(gw, { kc_action: 'UPDATE_PROFILE' }))
-    await page.fill('#username', 'dana')
-    await page.fill('#password', 'dana-password-long')
-    await page.click('button[type=submit]')
-    await page.getByRole('heading', { name: 'Update Account Information' }).waitFor()
+    await signedInToAction(page, gw, 'UPDATE_PROFILE', 'Update Account Information')
     await page.getByLabel('Email').fill('dana@example.com')
     await page.getByLabel('First name').fill('  ')
     await page.getByLabel('Last name').fill('Scully')

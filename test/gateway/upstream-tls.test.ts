@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
-import { execFileSync } from 'node:child_process'
 import { chmodSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
@@ -8,22 +7,9 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import { after, before, describe, it } from 'node:test'
 import { getCACertificates, setDefaultCACertificates, type TLSSocket } from 'node:tls'
 import WebSocket, { WebSocketServer } from 'ws'
-import { selfSignedCertificate, signedCertificate, signedServerCertificate, type CertificateFiles } from '../helpers/certificates.ts'
+import { selfSignedCertificate, unusablePemFiles, signedCertificate, signedServerCertificate, type CertificateFiles } from '../helpers/certificates.ts'
 import { json, runCli, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
-
-/** The status and JSON body the gateway answers a WebSocket upgrade it does not open, and how long it took. */
-async function refusedUpgrade(url: string): Promise<{ status: number; body: any; ms: number; requestId: string }> {
-  const started = performance.now()
-  const ws = new WebSocket(url)
-  ws.on('error', () => undefined)
-  ws.on('open', () => ws.close())
-  const [, response] = await Promise.race([once(ws, 'unexpected-response'), once(ws, 'open').then(() => {
-    throw new Error('the upgrade was let through')
-  })])
-  let text = ''
-  for await (const chunk of response) text += chunk
-  return { status: response.statusCode, body: JSON.parse(text), ms: performance.now() - started, requestId: response.headers['x-request-id'] }
-}
+import { refusedUpgrade } from '../helpers/websocket.ts'
 
 describe('https upstreams', () => {
   const dir = tempDir()
@@ -82,7 +68,7 @@ describe('https upstreams', () => {
     const upgrade = await refusedUpgrade(gw.url.replace('http:', 'ws:') + '/self-signed/ws')
     assert.equal(upgrade.status, 502)
     assert.equal(upgrade.body.code, 'upstream_unavailable')
-    assert.equal(loggedReason(upgrade.requestId), 'DEPTH_ZERO_SELF_SIGNED_CERT', 'the upgrade')
+    assert.equal(loggedReason(String(upgrade.headers['x-request-id'])), 'DEPTH_ZERO_SELF_SIGNED_CERT', 'the upgrade')
     assert.equal(answered, 0)
   })
 
@@ -269,7 +255,7 @@ describe('a service\'s own TLS settings (services[].tls)', () => {
     }
     const refused = await refusedUpgrade(gw.url.replace('http:', 'ws:') + '/without-ca/ws')
     assert.equal(refused.status, 502)
-    assert.equal(loggedReason(refused.requestId), 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'the upgrade')
+    assert.equal(loggedReason(String(refused.headers['x-request-id'])), 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'the upgrade')
     assert.equal(seen.length, 0)
     // The lean path, the general one (a path with an escape, a service with CORS), and a WebSocket.
     for (const path of ['/private-ca/x', '/private-ca/x%20y', '/private-ca-cors/x']) {
@@ -337,12 +323,7 @@ describe('serve with unusable services[].tls', { concurrency: true }, () => {
   const ca = selfSignedCertificate(dir, 'services-ca')
   const client = signedCertificate(dir, 'client', ca)
   const other = signedCertificate(dir, 'other', ca)
-  const garbage = join(dir, 'garbage.pem')
-  writeFileSync(garbage, 'not a certificate\n')
-  const fifo = join(dir, 'ca.fifo')
-  execFileSync('mkfifo', [fifo])
-  const huge = join(dir, 'huge.pem')
-  writeFileSync(huge, readFileSync(ca.cert, 'utf8').repeat(2000))
+  const { garbage, pipe: fifo, huge } = unusablePemFiles(dir, ca)
 
   function writeConfig(tls: Record<string, string>, upstream = 'https://controller.internal:8443'): string {
     const file = join(tempDir(), 'gatehouse.yaml')
@@ -359,7 +340,7 @@ describe('serve with unusable services[].tls', { concurrency: true }, () => {
 
   const cases: [string, Record<string, string>, RegExp][] = [
     ['a missing CA file', { ca_file: join(dir, 'missing.crt') }, /^gatehouse: services\.1\.tls\.ca_file: cannot read ".*missing\.crt": ENOENT/],
-    ['a pipe as the CA file', { ca_file: fifo }, /^gatehouse: services\.1\.tls\.ca_file: ".*ca\.fifo" is not a regular file/],
+    ['a pipe as the CA file', { ca_file: fifo }, /^gatehouse: services\.1\.tls\.ca_file: ".*pipe\.fifo" is not a regular file/],
     ['a CA file larger than any PEM file', { ca_file: huge }, /^gatehouse: services\.1\.tls\.ca_file: ".*huge\.pem" is larger than 1 MiB/],
     ['a CA file that holds no certificate', { ca_file: garbage }, /^gatehouse: services\.1\.tls\.ca_file: ".*garbage\.pem" does not hold a PEM CA certificate/],
     ['a directory as the client certificate', { cert_file: dir, key_file: client.key }, /^gatehouse: services\.1\.tls\.cert_file: ".*" is not a regular file/],

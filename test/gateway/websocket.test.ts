@@ -10,6 +10,7 @@ import WebSocket, { WebSocketServer } from 'ws'
 import { call, createOrgAndTeam, grant } from '../helpers/access.ts'
 import { adminAuth, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { eventually, rawClient } from '../helpers/raw-client.ts'
+import { refusedUpgrade as refused } from '../helpers/websocket.ts'
 import { login } from '../helpers/session.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
 
@@ -29,19 +30,6 @@ async function open(url: string, headers: Record<string, string> = {}, localAddr
   const ws = new WebSocket(url, { headers, localAddress })
   const [data] = await once(ws, 'message')
   return { ws, first: JSON.parse(String(data)) }
-}
-
-/** The status the gateway answers an upgrade it refuses, and the JSON body. */
-async function refused(url: string, headers: Record<string, string> = {}, localAddress?: string): Promise<{ status: number; body: any; headers: Record<string, unknown> }> {
-  const ws = new WebSocket(url, { headers, localAddress })
-  ws.on('error', () => undefined)
-  ws.on('open', () => ws.close())
-  const [, response] = await Promise.race([once(ws, 'unexpected-response'), once(ws, 'open').then(() => {
-    throw new Error('the upgrade was let through')
-  })])
-  let text = ''
-  for await (const chunk of response) text += chunk
-  return { status: response.statusCode, body: text ? JSON.parse(text) : undefined, headers: response.headers }
 }
 
 /** A raw upgrade request, for handshakes a WebSocket client would never send. */

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 /** Certificates made with the real openssl for the test that needs them: PEM files in `dir`. */
@@ -38,5 +38,17 @@ export function signedServerCertificate(dir: string, commonName: string, ca: Cer
   writeFileSync(extensions, `subjectAltName=${subjectAltName}\n`)
   openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', files.key, '-out', request, '-subj', `/CN=${commonName}`])
   openssl(['x509', '-req', '-in', request, '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-out', files.cert, '-days', '2', '-extfile', extensions])
+  return files
+}
+
+/**
+ * Files named where a PEM file belongs that no TLS setting may take: one holding no PEM at all, a pipe (read whole,
+ * it would hold a start for ever), and one larger than any PEM file (`certificate` over and over).
+ */
+export function unusablePemFiles(dir: string, certificate: CertificateFiles): { garbage: string; pipe: string; huge: string } {
+  const files = { garbage: join(dir, 'garbage.pem'), pipe: join(dir, 'pipe.fifo'), huge: join(dir, 'huge.pem') }
+  writeFileSync(files.garbage, 'not a certificate\n')
+  execFileSync('mkfifo', [files.pipe])
+  writeFileSync(files.huge, readFileSync(certificate.cert, 'utf8').repeat(2000))
   return files
 }

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict'
-import { execFile, execFileSync } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { request as httpsRequest, Agent } from 'node:https'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { connect, type TLSSocket } from 'node:tls'
 import { after, before, describe, it } from 'node:test'
-import { selfSignedCertificate, signedCertificate, type CertificateFiles } from '../helpers/certificates.ts'
+import { selfSignedCertificate, unusablePemFiles, signedCertificate, type CertificateFiles } from '../helpers/certificates.ts'
 import { runCli, spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
 import { closedUnanswered, eventually, HalfRequests } from '../helpers/raw-client.ts'
 
@@ -369,19 +369,14 @@ describe('serve with unusable TLS files', { concurrency: true }, () => {
   const dir = tempDir()
   const good = selfSignedCertificate(dir, 'good.test')
   const other = selfSignedCertificate(dir, 'other.test')
-  const garbage = join(dir, 'garbage.pem')
-  writeFileSync(garbage, 'not a certificate\n')
-  const fifo = join(dir, 'key.fifo')
-  execFileSync('mkfifo', [fifo])
-  const huge = join(dir, 'huge.pem')
-  writeFileSync(huge, readFileSync(good.cert, 'utf8').repeat(2000))
+  const { garbage, pipe: fifo, huge } = unusablePemFiles(dir, good)
 
   const cases: [string, Record<string, string>, RegExp][] = [
     ['a missing certificate', { cert_file: join(dir, 'missing.crt'), key_file: good.key }, /^gatehouse: server\.tls\.cert_file: cannot read ".*missing\.crt": ENOENT/],
     ['an unreadable key (a directory)', { cert_file: good.cert, key_file: dir }, /^gatehouse: server\.tls\.key_file: ".*" is not a regular file/],
     // Read whole, a device named by mistake would fill the memory, and a pipe hold the start for ever.
     ['a device as the certificate', { cert_file: '/dev/zero', key_file: good.key }, /^gatehouse: server\.tls\.cert_file: "\/dev\/zero" is not a regular file/],
-    ['a pipe as the key', { cert_file: good.cert, key_file: fifo }, /^gatehouse: server\.tls\.key_file: ".*key\.fifo" is not a regular file/],
+    ['a pipe as the key', { cert_file: good.cert, key_file: fifo }, /^gatehouse: server\.tls\.key_file: ".*pipe\.fifo" is not a regular file/],
     ['a certificate file larger than any PEM file', { cert_file: huge, key_file: good.key }, /^gatehouse: server\.tls\.cert_file: ".*huge\.pem" is larger than 1 MiB/],
     ['a certificate file that holds no certificate', { cert_file: garbage, key_file: good.key }, /^gatehouse: server\.tls\.cert_file: ".*garbage\.pem" does not hold a PEM certificate/],
     ['a missing client CA', { cert_file: good.cert, key_file: good.key, ca_file: join(dir, 'missing-ca.crt') }, /^gatehouse: server\.tls\.ca_file: cannot read/],

@@ -6,6 +6,7 @@ import { migrationProvider } from '../../src/store/migrations/index.ts'
 import { MANAGED_ROLES } from '../../src/access/permissions.ts'
 import { AccessRepository } from '../../src/store/access.ts'
 import { openForSuite, storeBackends, unmigratedBackends } from '../helpers/backends.ts'
+import { queryPlan } from '../helpers/query-plan.ts'
 
 for (const backend of storeBackends) {
   describe(`access records on ${backend.name}`, () => {
@@ -21,18 +22,9 @@ for (const backend of storeBackends) {
     })
 
     it('finds a user\'s and a team\'s assignments through an index on their holder', async () => {
-      const { db: kysely, dialect } = db.store.database
+      const { db: kysely } = db.store.database
       for (const [table, column, index] of [['role_user_assignments', 'user_id', 'role_user_assignments_user_id'], ['role_team_assignments', 'team_id', 'role_team_assignments_team_id']] as const) {
-        const query = kysely.selectFrom(table as 'role_user_assignments').select('id').where(sql.ref(column), '=', 7).compile()
-        const plan = await kysely.connection().execute(async (connection) => {
-          if (dialect === 'postgres') await sql`SET enable_seqscan = off`.execute(connection)
-          try {
-            const { rows } = await connection.executeQuery<Record<string, string>>({ ...query, sql: `${dialect === 'postgres' ? 'EXPLAIN' : 'EXPLAIN QUERY PLAN'} ${query.sql}` })
-            return rows.map((row) => row['QUERY PLAN'] ?? row.detail).join('\n')
-          } finally {
-            if (dialect === 'postgres') await sql`RESET enable_seqscan`.execute(connection)
-          }
-        })
+        const plan = await queryPlan(db.store, kysely.selectFrom(table as 'role_user_assignments').select('id').where(sql.ref(column), '=', 7))
         assert.match(plan, new RegExp(index), plan)
       }
     })

@@ -7,6 +7,7 @@ import { StoreAdapter } from '../../src/oidc/adapter.ts'
 import { migrationProvider } from '../../src/store/migrations/index.ts'
 import type { Store } from '../../src/store/store.ts'
 import { openForSuite, storeBackends, unmigratedBackends } from '../helpers/backends.ts'
+import { queryPlan as planOf } from '../helpers/query-plan.ts'
 
 /**
  * Resolves once a statement on `store`'s database is waiting for a lock another connection holds: on PostgreSQL,
@@ -797,20 +798,9 @@ async function indexDefinitions(store: Store): Promise<(name: string) => string>
 async function queryPlan(store: Store, column: 'uid' | 'user_code'): Promise<string>
 /** How the database runs `query`. */
 async function queryPlan(store: Store, query: Compilable): Promise<string>
-/** With sequential scans ruled out on PostgreSQL, which would rather read a table this small whole. */
 async function queryPlan(store: Store, lookup: 'uid' | 'user_code' | Compilable): Promise<string> {
-  const { db, dialect } = store.database
-  const query = typeof lookup !== 'string' ? lookup.compile() : db.selectFrom('oidc_records').selectAll()
+  const query = typeof lookup !== 'string' ? lookup : store.database.db.selectFrom('oidc_records').selectAll()
     .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', Date.now())]))
-    .where('model', '=', 'Session').where(lookup, '=', 'u1').compile()
-  return db.connection().execute(async (connection) => {
-    if (dialect === 'postgres') await sql`SET enable_seqscan = off`.execute(connection)
-    try {
-      const explained = { ...query, sql: `${dialect === 'postgres' ? 'EXPLAIN' : 'EXPLAIN QUERY PLAN'} ${query.sql}` }
-      const { rows } = await connection.executeQuery<Record<string, string>>(explained)
-      return rows.map((row) => row['QUERY PLAN'] ?? row.detail).join('\n')
-    } finally {
-      if (dialect === 'postgres') await sql`RESET enable_seqscan`.execute(connection)
-    }
-  })
+    .where('model', '=', 'Session').where(lookup, '=', 'u1')
+  return planOf(store, query)
 }

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import type { Store } from '../../src/store/store.ts'
 import { EventBus } from '../../src/store/event-bus.ts'
-import { sql } from '../../src/store/kysely.ts'
 import { storeBackends, type OpenedStore } from '../helpers/backends.ts'
+import { queryPlan } from '../helpers/query-plan.ts'
 import { asAnEarlierVersion } from '../helpers/username-pairs.ts'
 
 /** One conformance suite, run on every backend: what passes here behaves the same on SQLite and PostgreSQL. */
@@ -45,17 +45,7 @@ function storeConformance(backend: string, open: () => Promise<OpenedStore>): vo
       assert.equal((await store.users.findCaseVariant('CASE-PAIR', upper.id))?.id, lower.id, 'not the account being renamed')
       assert.ok([lower.id, upper.id].includes((await store.users.findCaseVariant('Case-Pair'))!.id))
       assert.equal(await store.users.findCaseVariant('case-pairs'), undefined)
-      const { db, dialect } = store.database
-      const query = db.selectFrom('users').select('id').where((eb) => eb(eb.fn('lower', ['username']), '=', 'case-pair')).compile()
-      const plan = await db.connection().execute(async (connection) => {
-        if (dialect === 'postgres') await sql`SET enable_seqscan = off`.execute(connection)
-        try {
-          const { rows } = await connection.executeQuery<Record<string, string>>({ ...query, sql: `${dialect === 'postgres' ? 'EXPLAIN' : 'EXPLAIN QUERY PLAN'} ${query.sql}` })
-          return rows.map((row) => row['QUERY PLAN'] ?? row.detail).join('\n')
-        } finally {
-          if (dialect === 'postgres') await sql`RESET enable_seqscan`.execute(connection)
-        }
-      })
+      const plan = await queryPlan(store, store.database.db.selectFrom('users').select('id').where((eb) => eb(eb.fn('lower', ['username']), '=', 'case-pair')))
       assert.match(plan, /users_username_lower/)
     })
 
