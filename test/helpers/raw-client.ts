@@ -105,3 +105,11 @@ export function exchange(url: string, bytes: string, idleMs = 3000): Promise<str
     socket.write(bytes)
   })
 }
+
+/** The answer's status, X-Request-Id and error code, read from the raw bytes. */
+export function answerOf(raw: string): { status: number; id: string | undefined; code: string | undefined } {
+  const status = Number(/^HTTP\/1\.1 (\d{3}) /.exec(raw)?.[1])
+  const id = /\r\nx-request-id: ([^\r\n]+)\r\n/i.exec(raw)?.[1]
+  const code = /"code":"([^"]+)"/.exec(raw)?.[1]
+  return { status, id, code }
+}

@@ -2,21 +2,13 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { parseScrape, sampleValue } from '../helpers/prometheus.ts'
-import { eventually, exchange, rawClient } from '../helpers/raw-client.ts'
+import { answerOf, eventually, exchange, rawClient } from '../helpers/raw-client.ts'
 
 const HEADERS_SECONDS = 1
 /** Credentials every request below carries, in its header fields and its query: none may reach a log line. */
 const PASSWORD = 'arrival-secret-password'
 const AUTHORIZATION = `Basic ${Buffer.from(`admin:${PASSWORD}`).toString('base64')}`
 const QUERY_TOKEN = 'arrival-query-token'
-
-/** The answer's status line and its X-Request-Id, read from the raw bytes. */
-function answerOf(raw: string): { status: number; id: string | undefined; code: string | undefined } {
-  const status = Number(/^HTTP\/1\.1 (\d{3}) /.exec(raw)?.[1])
-  const id = /\r\nx-request-id: ([^\r\n]+)\r\n/i.exec(raw)?.[1]
-  const code = /"code":"([^"]+)"/.exec(raw)?.[1]
-  return { status, id, code }
-}
 
 describe('requests refused as they arrive', () => {
   let gw: TestGateway

@@ -2,20 +2,12 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { parseScrape, sampleValue } from '../helpers/prometheus.ts'
-import { eventually, exchange } from '../helpers/raw-client.ts'
+import { answerOf, eventually, exchange } from '../helpers/raw-client.ts'
 
 // Requests refused before any route's own checks: a Host that is no host (refused by the first hook), and a path
 // the router cannot take (an escape that is not UTF-8, a part longer than any id). Each must be counted and logged
 // once with its code, as every other refusal is: an operator watching the log or the metrics would otherwise not
 // see a client probing with them at all.
-
-/** The answer's status, X-Request-Id and error code, read from the raw bytes. */
-function answerOf(raw: string): { status: number; id: string | undefined; code: string | undefined } {
-  const status = Number(/^HTTP\/1\.1 (\d{3}) /.exec(raw)?.[1])
-  const id = /\r\nx-request-id: ([^\r\n]+)\r\n/i.exec(raw)?.[1]
-  const code = /"code":"([^"]+)"/.exec(raw)?.[1]
-  return { status, id, code }
-}
 
 describe('requests refused before routing', () => {
   let gw: TestGateway
