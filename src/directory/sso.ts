@@ -149,6 +149,7 @@ export class SsoRelyingParty {
     if (!SUBJECT.test(idToken.sub)) throw new SsoResponseInvalid(`${this.config.label} sent a subject (sub) that is not 1 to 255 printable ASCII characters.`)
     this.#checkIssuedDuringSignIn(idToken.iat, startedAt)
     this.#checkAuthorizedParty(idToken.azp)
+    this.#checkAccessTokenHash(tokens.id_token!, idToken.at_hash, tokens.access_token)
     const userinfo = await this.#fetchUserInfo(oidc, configuration, tokens.access_token, idToken.sub)
     // The ID token is signed and checked, so its values win over the UserInfo response's.
     return { issuer: idToken.iss, subject: idToken.sub, claims: Object.freeze({ ...userinfo, ...idToken }) }
@@ -192,6 +193,20 @@ export class SsoRelyingParty {
   #checkAuthorizedParty(authorizedParty: unknown): void {
     if (authorizedParty !== undefined && authorizedParty !== this.config.client_id) {
       throw new SsoResponseInvalid(`The answer of ${this.config.label} failed validation (the ID token was issued to another client).`)
+    }
+  }
+
+  /**
+   * OIDC Core 3.1.3.8: an ID token with `at_hash` names the access token issued with it, and openid-client checks that
+   * only in the hybrid flow. The access token is what UserInfo is asked with, and its claims (groups among them) fill
+   * the account: one the ID token does not name is not this sign-in's.
+   */
+  #checkAccessTokenHash(idToken: string, accessTokenHash: unknown, accessToken: string): void {
+    if (accessTokenHash === undefined) return
+    const expected = tokenHash(idToken, accessToken)
+    const given = Buffer.from(typeof accessTokenHash === 'string' ? accessTokenHash : '')
+    if (expected === undefined || given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      throw new SsoResponseInvalid(`The answer of ${this.config.label} failed validation (the ID token's at_hash does not match the access token).`)
     }
   }
 
@@ -268,6 +283,36 @@ export class SsoRelyingParty {
 }
 
 class AnswerTooLarge extends Error {}
+
+/**
+ * The hash of a token an ID token names (`at_hash`, OIDC Core 3.1.3.6): the left half of the digest of the hash of
+ * the ID token's signature algorithm (SHA-512 for Ed25519, SHAKE256 for ML-DSA, as openid-client computes them in the
+ * hybrid flow), base64url-encoded. None for an algorithm without one.
+ */
+function tokenHash(idToken: string, token: string): Buffer | undefined {
+  const alg = jwtAlgorithm(idToken)
+  const hash = alg === undefined ? undefined : TOKEN_HASHES.get(alg)
+  if (hash === undefined) return undefined
+  const digest = createHash(hash, hash === 'shake256' ? { outputLength: 64 } : {}).update(token).digest()
+  return Buffer.from(digest.subarray(0, digest.length / 2).toString('base64url'))
+}
+
+const TOKEN_HASHES: ReadonlyMap<string, string> = new Map([
+  ...['RS256', 'PS256', 'ES256'].map((alg) => [alg, 'sha256'] as const),
+  ...['RS384', 'PS384', 'ES384'].map((alg) => [alg, 'sha384'] as const),
+  ...['RS512', 'PS512', 'ES512', 'Ed25519', 'EdDSA'].map((alg) => [alg, 'sha512'] as const),
+  ...['ML-DSA-44', 'ML-DSA-65', 'ML-DSA-87'].map((alg) => [alg, 'shake256'] as const),
+])
+
+/** The `alg` of a compact JWS's protected header (already checked by openid-client). */
+function jwtAlgorithm(jwt: string): string | undefined {
+  try {
+    const alg: unknown = JSON.parse(Buffer.from(jwt.split('.')[0] ?? '', 'base64url').toString()).alg
+    return typeof alg === 'string' ? alg : undefined
+  } catch {
+    return undefined
+  }
+}
 
 /** A fetch of the keys: its answer, once it came when it settled, and whether it failed (or was not a 200). */
 interface KeysFetch {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { createPublicKey, randomBytes } from 'node:crypto'
+import { createHash, createPublicKey, randomBytes } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
 import { generateKeyPair, SignJWT } from 'jose'
 import { Browser } from '../helpers/browser.ts'
@@ -91,6 +91,20 @@ describe('single sign-on through a provider that forges its answers', () => {
 
   it('refuses an ID token whose azp names another client, also with this client its only audience', async () => {
     await assertRefused(({ claims, sign }) => sign({ ...claims, azp: 'another-client' }))
+  })
+
+  it('refuses an ID token whose at_hash does not name the access token issued with it, and accepts one that does', async () => {
+    const atHash = (token: string) => createHash('sha256').update(token).digest().subarray(0, 16).toString('base64url')
+    idp.idToken = ({ claims, sign, accessToken }) => sign({ ...claims, at_hash: atHash(accessToken!) })
+    try {
+      assert.deepEqual(await signIn(), { status: 302, session: true })
+    } finally {
+      idp.idToken = honestIdToken
+    }
+    await gw.app.accounts.delete((await gw.store.users.findCaseVariant('mallory'))!.id)
+    await assertRefused(({ claims, sign }) => sign({ ...claims, at_hash: atHash('another access token') }))
+    await assertRefused(({ claims, sign, accessToken }) => sign({ ...claims, at_hash: atHash(accessToken!).slice(1) }))
+    await assertRefused(({ claims, sign }) => sign({ ...claims, at_hash: 42 }))
   })
 
   it('refuses an ID token of another sign-in (nonce), one without a nonce, an expired one, and one without iat', async () => {

@@ -13,6 +13,8 @@ import { readBody } from './upstream-idp.ts'
 export interface ForgedSignIn {
   /** The claims an honest provider would put in this sign-in's ID token. */
   claims: JWTPayload & { sub: string; nonce: string }
+  /** The access token the token endpoint answers with the ID token, once it issued one. */
+  accessToken?: string
   /** Signs claims with the provider's real key (RS256, its published `kid` unless another is given). */
   sign(claims: JWTPayload, kid?: string): Promise<string>
 }
@@ -94,6 +96,7 @@ export async function startForgingIdp(person: { sub: string; username: string })
           if (!signIn || !verified || form.get('redirect_uri') !== binding.redirectUri) return send(400, { error: 'invalid_grant' })
           const accessToken = randomBytes(16).toString('hex')
           signIns.set(accessToken, signIn)
+          signIn.accessToken = accessToken
           return send(200, { access_token: accessToken, token_type: 'Bearer', expires_in: 300, id_token: await idp.idToken(signIn) })
         }
         case '/jwks':
