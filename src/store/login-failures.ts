@@ -1,4 +1,5 @@
 import { sql, type Kysely, type Selectable } from 'kysely'
+import { deleteInBatches } from './deletion-batches.ts'
 import type { LoginAddressFailuresTable, LoginFailuresTable, Tables } from './schema.ts'
 
 /** Failed password checks for one username, and until when further checks are refused. */
@@ -66,13 +67,19 @@ export class LoginFailureRepository {
     return Number(result.numDeletedRows) > 0
   }
 
-  /** Deletes records whose last failure came before `before` and that hold no lock at `now`; returns how many. */
+  /**
+   * Deletes records whose last failure came before `before` and that hold no lock at `now`, a batch at a time
+   * (deleteInBatches: anyone may try a made-up name, so a spray over distinct names leaves a row each); returns how many.
+   */
   async deleteStale(before: number, now: number): Promise<number> {
-    const result = await this.#db.deleteFrom('login_failures')
-      .where('last_failure_at', '<', before)
-      .where((eb) => eb.or([eb('locked_until', 'is', null), eb('locked_until', '<=', now)]))
-      .executeTakeFirst()
-    return Number(result.numDeletedRows)
+    return deleteInBatches(async (limit) => {
+      const stale = this.#db.selectFrom('login_failures').select('username')
+        .where('last_failure_at', '<', before)
+        .where((eb) => eb.or([eb('locked_until', 'is', null), eb('locked_until', '<=', now)]))
+        .limit(limit)
+      const result = await this.#db.deleteFrom('login_failures').where('username', 'in', stale).executeTakeFirst()
+      return Number(result.numDeletedRows)
+    })
   }
 
   /**
@@ -126,10 +133,13 @@ export class LoginFailureRepository {
     return Number(result.numDeletedRows) > 0
   }
 
-  /** Deletes the records of addresses whose last failure came before `before`; returns how many. */
+  /** Deletes the records of addresses whose last failure came before `before`, a batch at a time; returns how many. */
   async deleteStaleAddresses(before: number): Promise<number> {
-    const result = await this.#db.deleteFrom('login_address_failures').where('last_failure_at', '<', before).executeTakeFirst()
-    return Number(result.numDeletedRows)
+    return deleteInBatches(async (limit) => {
+      const stale = this.#db.selectFrom('login_address_failures').select('address').where('last_failure_at', '<', before).limit(limit)
+      const result = await this.#db.deleteFrom('login_address_failures').where('address', 'in', stale).executeTakeFirst()
+      return Number(result.numDeletedRows)
+    })
   }
 }
 

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
+import { PRUNE_BATCH_ROWS } from '../../src/store/deletion-batches.ts'
 import type { Store } from '../../src/store/store.ts'
 import { storeBackends } from '../helpers/backends.ts'
 
@@ -96,6 +97,32 @@ for (const backend of storeBackends) {
       assert.ok(await store.loginFailures.deleteStaleAddresses(T) >= 1)
       assert.equal(await store.loginFailures.findAddress('192.0.2.50'), undefined)
       assert.ok(await store.loginFailures.findAddress('192.0.2.51'))
+    })
+
+    it('deletes stale records of many made-up names and addresses a batch a statement, so no statement holds the database for all of them', async () => {
+      const stale = Math.floor(PRUNE_BATCH_ROWS * 2.5)
+      const names = Array.from({ length: stale }, (_, i) => ({ username: `sprayed-${i}`, failures: 1, last_failure_at: T - 10, locked_until: null }))
+      const addresses = Array.from({ length: stale }, (_, i) => ({ address: `198.51.${i >> 8}.${i & 255}`, failures: 1, last_failure_at: T - 10, window_start: T - 10 }))
+      for (let i = 0; i < stale; i += 500) {
+        await store.database.db.insertInto('login_failures').values(names.slice(i, i + 500)).execute()
+        await store.database.db.insertInto('login_address_failures').values(addresses.slice(i, i + 500)).execute()
+      }
+      await store.loginFailures.recordFailure('sprayed-but-recent', T + 500_000, T - 1000)
+      await store.loginFailures.recordAddressFailure('198.51.100.250', T + 500_000, T - 1000)
+      const statements = { login_failures: 0, login_address_failures: 0 }
+      let counting = true
+      store.database.onQuery((_seconds, text) => {
+        const table = /^delete from "(login_failures|login_address_failures)"/.exec(text)?.[1] as keyof typeof statements | undefined
+        if (counting && table) statements[table]++
+      })
+      assert.ok(await store.loginFailures.deleteStale(T, T + 600_000) >= stale)
+      assert.ok(await store.loginFailures.deleteStaleAddresses(T) >= stale)
+      counting = false
+      assert.deepEqual(statements, { login_failures: 3, login_address_failures: 3 })
+      const left = await store.database.db.selectFrom('login_failures').select('username').where('username', 'like', 'sprayed-%').execute()
+      assert.deepEqual(left.map((row) => row.username), ['sprayed-but-recent'])
+      assert.ok(await store.loginFailures.findAddress('198.51.100.250'))
+      assert.equal(await store.loginFailures.findAddress('198.51.0.0'), undefined)
     })
   })
 }
