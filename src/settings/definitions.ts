@@ -51,7 +51,7 @@ export const settingsSchema = z.object({
     .describe('Gateway basic auth enabled: accept HTTP basic credentials. Off: basic credentials get 401.'),
   session_cookie_age: count(60, 30 * 24 * 3600).default(900)
     .describe('Session cookie age: seconds a login session lasts (minimum 60).'),
-  sessions_per_user_limit: count(0, 10_000).default(0)
+  sessions_per_user_limit: count(0, 10_000).default(1000)
     .describe('Most login sessions one user may have at once; a new login ends the oldest beyond it (0 = no limit).'),
   allow_external_users_to_create_oauth2_tokens: toggle().default(false)
     .describe('Allow external users (LDAP, single sign-on) to create OAuth2 tokens.'),

@@ -78,3 +78,27 @@ for (const backend of gatewayBackends) {
     })
   })
 }
+
+for (const backend of gatewayBackends) {
+  describe(`a user's live sessions are bounded by default (${backend.name})`, () => {
+    it('ends the oldest of 1,000 live sessions when the user logs in once more, keeping the new one', async () => {
+      const gw = await backend.start()
+      try {
+        const admin = (await gw.app.store.users.findByUsername('admin'))!
+        const now = Date.now()
+        const held = Array.from({ length: 1000 }, (_, i) => ({
+          key_hash: `held-${i}-`.padEnd(64, 'x'), user_id: admin.id, created_at: now - 100_000 + i, expires_at: now + 3_600_000, ip: '192.0.2.1', user_agent: 'a login loop',
+        }))
+        for (let i = 0; i < held.length; i += 250) await gw.app.store.database.db.insertInto('sessions').values(held.slice(i, i + 250)).execute()
+        const session = await login(gw, 'admin', ADMIN_PASSWORD)
+        const { count } = await gw.app.store.sessions.list({ offset: 0, limit: 1, now: Date.now(), userId: admin.id })
+        assert.equal(count, 1000)
+        assert.equal(await gw.app.store.sessions.findByKeyHash(held[0]!.key_hash), undefined, 'the oldest ended')
+        assert.ok(await gw.app.store.sessions.findByKeyHash(held[1]!.key_hash))
+        assert.equal((await gw.fetch('/api/gateway/v1/session/', { headers: { cookie: `gateway_sessionid=${session.sessionId}` } })).status, 200)
+      } finally {
+        await gw.close()
+      }
+    })
+  })
+}

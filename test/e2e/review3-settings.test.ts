@@ -37,7 +37,7 @@ describe('run-time settings this version cannot read', () => {
     const shown = await json(await gw.fetch(SETTINGS, { headers: withCsrf(session) }))
     assert.equal(shown.gateway_basic_auth_enabled, false)
     assert.equal(shown.login_failures_before_lockout, 3)
-    assert.equal(shown.sessions_per_user_limit, 0, 'the value it cannot read: its default')
+    assert.equal(shown.sessions_per_user_limit, 1000, 'the value it cannot read: its default')
 
     // Read again while running (news of another change), the same holds.
     await gw.app.settings.reload()
