@@ -88,7 +88,7 @@ export const LdapSchema = z.object({
   max_connections: z.number().int().min(1).max(1000).default(20)
     .describe('Directory conversations (one connection each) open at once, on each process. Logins beyond wait their turn within timeouts.lookup_seconds, so a slow or hanging directory is not flooded with connections.'),
   timeouts: z.object({
-    connect_seconds: z.number().positive().max(60).default(3).describe('Time to connect to one server (TLS included) before trying the next.'),
+    connect_seconds: z.number().positive().max(60).default(3).describe('Time one server has to take the connection, TLS (StartTLS included) and, but on the last server, the service bind, before the next is tried.'),
     lookup_seconds: z.number().positive().max(120).default(5).describe('Time a whole directory login may take, all servers included, before it fails with 503 directory_unavailable.'),
   }).strict().default({ connect_seconds: 3, lookup_seconds: 5 }).describe('How long the directory may take.'),
 }).strict().superRefine((ldap, ctx) => {

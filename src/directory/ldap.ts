@@ -267,8 +267,7 @@ export class LdapDirectory {
       })
       connections.clients.add(client)
       try {
-        if (this.#config.start_tls) await client.startTLS({ ...this.#tls, host: hostOf(server), ...serverName(server) })
-        await client.bind(this.#config.bind_dn, this.#bindPassword)
+        await this.#open(client, server, server !== this.#config.servers.at(-1))
         return { client, server }
       } catch (error) {
         connections.clients.delete(client)
@@ -278,7 +277,7 @@ export class LdapDirectory {
           connections.probing = undefined
           silent!.probed = false
         }
-        if ((error as Error).message === CONNECT_TIMEOUT) this.#markSilent(server)
+        if (SILENT_OPENINGS.includes((error as Error).message)) this.#markSilent(server)
         if (error instanceof ldapts().InvalidCredentialsError) {
           throw new DirectoryUnreachable('The directory refused the service account.', new Error(`${server}: the service account bind (ldap.bind_dn) was refused: wrong DN or password`))
         }
@@ -286,6 +285,21 @@ export class LdapDirectory {
       }
     }
     throw new DirectoryUnreachable('The directory could not be reached.', new Error(failures.join('; ')))
+  }
+
+  /**
+   * Opens the conversation with `server`: the connection, StartTLS when configured, and the service account's bind.
+   * The connection and TLS get `connect_seconds`, StartTLS's exchange included, as LDAPS's handshake is (ldapts'
+   * `connectTimeout`). So does the service bind when another server follows (`passable`): a server that takes
+   * connections but answers nothing (a stopped process, a balancer in front of a dead one) is then passed for the
+   * next one, rather than holding every login until `lookup_seconds` runs out. The last server's bind has the rest of
+   * the lookup's time, so that a lone directory that is slow, not silent, still serves.
+   */
+  async #open(client: Client, server: string, passable: boolean): Promise<void> {
+    const openBy = performance.now() + this.#config.timeouts.connect_seconds * 1000
+    if (this.#config.start_tls) await beforeTime(client.startTLS({ ...this.#tls, host: hostOf(server), ...serverName(server) }), openBy)
+    const bind = client.bind(this.#config.bind_dn, this.#bindPassword)
+    await (passable ? beforeTime(bind, openBy) : bind)
   }
 
   async #findUser(client: Client, username: string): Promise<Entry | undefined> {
@@ -522,6 +536,27 @@ interface Connections {
 
 /** ldapts' error when a server did not take the connection within `connect_seconds`. */
 const CONNECT_TIMEOUT = 'Connection timeout'
+/** The error when a server took the connection but did not finish opening the conversation within `connect_seconds`. */
+const OPENING_TIMEOUT = 'did not answer StartTLS or the service bind within ldap.timeouts.connect_seconds'
+/** The failures to open a conversation after which a server is taken for silent (`LdapDirectory.#silent`). */
+const SILENT_OPENINGS = [CONNECT_TIMEOUT, OPENING_TIMEOUT]
+
+/**
+ * `step`, unless `by` (a `performance.now()` time) passes first: it then fails with OPENING_TIMEOUT, and the step's own
+ * failure, once the connection is closed, is left unheard.
+ */
+async function beforeTime<T>(step: Promise<T>, by: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(OPENING_TIMEOUT)), Math.max(0, by - performance.now()))
+  })
+  step.catch(() => {})
+  try {
+    return await Promise.race([step, late])
+  } finally {
+    clearTimeout(timer)
+  }
+}
 
 /**
  * Accounts from the directory. It answers only for usernames that have no account yet or whose account

@@ -195,6 +195,45 @@ describe('LDAP directory lookups', () => {
     assert.equal(found.passwordValid, true)
   })
 
+  it('passes a server that takes connections but answers nothing for the next one within connect_seconds, login after login', async () => {
+    const silent = await silentServer()
+    try {
+      for (const overrides of [{}, { start_tls: true, tls: { ca_file: directory.caFile } }]) {
+        const ldap = new LdapDirectory(ldapConfig({ ...overrides, servers: [silent.url, directory.url], timeouts: { connect_seconds: 1, lookup_seconds: 4 } }))
+        // One after another, so that each is the lookup that tries the silent server again.
+        for (const name of ['alice', 'bob', 'carol'] as const) {
+          const started = Date.now()
+          const found = await ldap.lookup(name, PASSWORDS[name])
+          const elapsed = Date.now() - started
+          assert.deepEqual([found.server, found.passwordValid], [directory.url, true], `${name} ${JSON.stringify(overrides)}`)
+          assert.ok(elapsed >= 900 && elapsed < 2500, `${name} ${JSON.stringify(overrides)} took ${elapsed} ms`)
+        }
+      }
+      const closing = Date.now()
+      while (silent.open() > 0 && Date.now() - closing < 2000) await new Promise((resolve) => setTimeout(resolve, 20))
+      assert.equal(silent.open(), 0, 'the connections to the silent server are closed')
+    } finally {
+      await silent.close()
+    }
+  })
+
+  it('gives a StartTLS that is never answered connect_seconds, even on the last server', async () => {
+    const silent = await silentServer()
+    try {
+      const ldap = new LdapDirectory(ldapConfig({ servers: [silent.url], start_tls: true, timeouts: { connect_seconds: 1, lookup_seconds: 4 } }))
+      const started = Date.now()
+      await assert.rejects(ldap.lookup('alice', PASSWORDS.alice), (error: unknown) => {
+        assert.ok(error instanceof DirectoryUnavailable)
+        assert.match(String((error.cause as Error).message), /did not answer StartTLS or the service bind within ldap\.timeouts\.connect_seconds/)
+        return true
+      })
+      const elapsed = Date.now() - started
+      assert.ok(elapsed >= 900 && elapsed < 2500, `took ${elapsed} ms`)
+    } finally {
+      await silent.close()
+    }
+  })
+
   it('speaks StartTLS and LDAPS, verifying the certificate against the configured CA', async () => {
     const startTls = new LdapDirectory(ldapConfig({ start_tls: true, tls: { ca_file: directory.caFile } }))
     assert.equal((await startTls.lookup('alice', PASSWORDS.alice)).passwordValid, true)
