@@ -23,19 +23,52 @@ const dn = z.string().min(3).max(1024).regex(/^[^=,]+=/, 'must be a distinguishe
 const attribute = z.string().regex(/^[A-Za-z][A-Za-z0-9-]*$/, 'must be an LDAP attribute name')
 const scope = z.enum(['one', 'sub']).default('sub').describe('`sub`: the base and everything below it; `one`: only its direct children.')
 
-/** A filter template is checked by parsing it with harmless values in its placeholders. */
+/**
+ * A filter template is checked by parsing it, its escaped UTF-8 read as characters (withUtf8Unescaped, as a lookup
+ * sends it), with harmless values in its placeholders.
+ */
 function filterTemplate(placeholders: string[], example: string) {
   return z.string().max(2048).superRefine((template, ctx) => {
     if (!placeholders.some((p) => template.includes(`{${p}}`))) {
       ctx.addIssue({ code: 'custom', message: `must contain ${placeholders.map((p) => `{${p}}`).join(' or ')}, e.g. ${example}` })
       return
     }
+    const readable = withUtf8Unescaped(template)
+    if (readable === undefined) {
+      ctx.addIssue({ code: 'custom', message: 'escapes bytes that are not UTF-8 text (\\XX of 80 to FF); write a value\'s characters as they are, or as the \\XX escapes of their UTF-8 bytes' })
+      return
+    }
     try {
-      ldapts().FilterParser.parseString(template.replaceAll('{username}', 'x').replaceAll('{dn}', 'cn=x'))
+      ldapts().FilterParser.parseString(readable.replaceAll('{username}', 'x').replaceAll('{dn}', 'cn=x'))
     } catch (error) {
       ctx.addIssue({ code: 'custom', message: `is not a valid LDAP filter (RFC 4515): ${(error as Error).message.split('. Full string')[0]}` })
     }
   })
+}
+
+/** A run of `\\XX` escapes of bytes 80 to FF: the UTF-8 of characters beyond ASCII, in a filter's value (RFC 4515). */
+const NON_ASCII_ESCAPES = /(?:\\[89a-fA-F][0-9a-fA-F])+/g
+/** Reads UTF-8 that must be whole and valid, a leading byte order mark included as a character; shared with src/directory/ldap.ts. */
+export const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
+
+/**
+ * The filter with its escaped UTF-8 (`(sn=Lu\\c4\\8di\\c4\\87)`, RFC 4515's own example) written as the characters it
+ * spells (`(sn=Lučić)`), which are never a filter's special characters; undefined when an escaped run is not UTF-8.
+ * ldapts reads each `\\XX` as the character of that code and sends it in UTF-8, so `\\c4\\8d` would reach the
+ * directory as four bytes, `Ä` and a control character, and the filter match nobody. ASCII escapes (`\\2a`, `\\28`) are
+ * left as they are.
+ */
+export function withUtf8Unescaped(filter: string): string | undefined {
+  let valid = true
+  const readable = filter.replace(NON_ASCII_ESCAPES, (run) => {
+    try {
+      return UTF8.decode(Buffer.from(run.replaceAll('\\', ''), 'hex'))
+    } catch {
+      valid = false
+      return run
+    }
+  })
+  return valid ? readable : undefined
 }
 
 export const LdapSchema = z.object({

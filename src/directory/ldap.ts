@@ -5,7 +5,7 @@ import { setTimeout as delay } from 'node:timers/promises'
 import type { ConnectionOptions } from 'node:tls'
 import type { BerReader, Client, Control, Entry } from 'ldapts'
 import { ConfigError } from '../config/load.ts'
-import { ldapts, type LdapConfig } from '../config/ldap.ts'
+import { ldapts, UTF8, withUtf8Unescaped, type LdapConfig } from '../config/ldap.ts'
 import { AccountDisabled, AccountExpired, AccountSourceConflict, DirectoryUnavailable, DirectoryUsernameInvalid, GatehouseError, InvalidCredentials, PasswordChangeRequired, PasswordExpired, ValidationFailed } from '../errors.ts'
 import type { Store } from '../store/store.ts'
 import type { User } from '../store/users.ts'
@@ -617,9 +617,12 @@ async function countAgainstAccount(user: DirectoryUser): Promise<void> {
   if (USERNAME_PATTERN.test(user.username)) await countAlsoAs(user.username)
 }
 
-/** Puts values into a filter template, escaped (RFC 4515 section 3), so they can only ever be values. */
+/**
+ * Puts values into a filter template, escaped (RFC 4515 section 3), so they can only ever be values. The template's
+ * own escaped UTF-8 is written as the characters it spells, which ldapts sends as they are (withUtf8Unescaped).
+ */
 export function fillFilter(template: string, values: { username?: string; dn?: string }): string {
-  return template.replace(/\{(username|dn)\}/g, (_, name: 'username' | 'dn') => ldapts().Filter.escape(values[name] ?? ''))
+  return (withUtf8Unescaped(template) ?? template).replace(/\{(username|dn)\}/g, (_, name: 'username' | 'dn') => ldapts().Filter.escape(values[name] ?? ''))
 }
 
 /**
@@ -756,8 +759,6 @@ function comparedEscapedBytes(escaped: string): string {
   for (const char of text) out += comparedChar(char)
   return out
 }
-
-const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
 
 /** A byte of a DN's value (from a `\\XX` escape) as normalizeDn writes it. */
 function comparedByte(byte: number): string {

@@ -177,6 +177,8 @@ describe('LDAP directory lookups', () => {
   it('escapes every value put into a filter (RFC 4515)', () => {
     assert.equal(fillFilter('(uid={username})', { username: 'a*b(c)\\d\0' }), '(uid=a\\2ab\\28c\\29\\5cd\\00)')
     assert.equal(fillFilter('(&(member={dn})(memberUid={username}))', { dn: 'cn=x\\,y,dc=t', username: 'u' }), '(&(member=cn=x\\5c,y,dc=t)(memberUid=u))')
+    // The template's own escaped UTF-8 is sent as the characters it spells; its ASCII escapes stay escapes.
+    assert.equal(fillFilter('(&(uid={username})(sn=Lu\\c4\\8di\\C4\\87\\2a))', { username: 'u' }), '(&(uid=u)(sn=Lučić\\2a))')
   })
 
   it('compares group DNs without regard to case or spaces after commas', () => {
@@ -501,6 +503,20 @@ describe('LDAP group DNs with escaped characters', () => {
     assert.equal(carol.user?.isSuperuser, true, `carol is in ${carol.user?.groupDns.join(' | ')}`)
     assert.deepEqual(carol.user?.groups, ['equipe'])
   })
+
+  it('finds what a filter names in escaped UTF-8 (RFC 4515), as it finds the characters written as they are', async () => {
+    for (const equipe of ['\\C3\\89quipe', '\\c3\\89QUIPE', 'Équipe', '\\c3\\89q*']) {
+      const ldap = new LdapDirectory(validateConfig({
+        ldap: commas.config({ group_search: { base: `ou=groups,${SUFFIX}`, filter: `(&(member={dn})(cn=${equipe}))` } }),
+      }).ldap!)
+      const carol = await ldap.lookup('carol', PASSWORDS.carol)
+      assert.deepEqual(carol.user?.groupDns, [`cn=Équipe,ou=groups,${SUFFIX}`], equipe)
+    }
+    const users = new LdapDirectory(validateConfig({
+      ldap: commas.config({ user_search: { base: `ou=people,${SUFFIX}`, filter: '(&(uid={username})(!(cn=\\c3\\89quipe\\2a)))' } }),
+    }).ldap!)
+    assert.equal((await users.lookup('carol', PASSWORDS.carol)).passwordValid, true)
+  })
 })
 
 describe('LDAP password policy answers', () => {
@@ -582,6 +598,9 @@ describe('LDAP configuration', () => {
       assert.ok(found.some((p) => p.startsWith(path + ':')), `${path} in ${found.join(' | ')}`)
     }
     assert.ok(problems({ ...base, user_search: { base: 'ou=p,dc=t', filter: '(uid={username}' } }).some((p) => p.includes('not a valid LDAP filter')))
+    // Escaped bytes that are no UTF-8 would be sent as other bytes than those written.
+    assert.ok(problems({ ...base, user_search: { base: 'ou=p,dc=t', filter: '(&(uid={username})(sn=\\c4))' } }).some((p) => p.startsWith('ldap.user_search.filter: escapes bytes that are not UTF-8')))
+    assert.deepEqual(problems({ ...base, user_search: { base: 'ou=p,dc=t', filter: '(&(uid={username})(sn=Lu\\c4\\8di\\c4\\87))' } }), [])
   })
 
   it('keeps local accounts among the password sources', () => {
