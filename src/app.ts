@@ -168,7 +168,10 @@ export async function createApp(config: Config, store: Store, options: AppOption
   await bus.readClock()
   await identity.load()
   accounts.onForget((userId) => identity.forgetUser(userId))
-  access.onReload(() => identity.forgetAll())
+  access.onReload((users) => {
+    if (!users) return identity.forgetAll()
+    for (const userId of users) identity.forgetUser(userId)
+  })
 
   const csrf = new CsrfPolicy(config.server.trusted_origins, () => identity.issuer)
   const auth = new AuthPipeline(bus, accounts, (request) => csrf.isSecure(request), () => identity.stamp())

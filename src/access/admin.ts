@@ -4,7 +4,7 @@ import type { Actor, ObjectType, Organization, RoleAssignment, RoleDefinition, T
 import type { Announce, EventBus } from '../store/event-bus.ts'
 import type { Repositories, Store } from '../store/store.ts'
 import type { User } from '../store/users.ts'
-import { ACCESS_TOPIC, USER_TOPIC } from '../store/topics.ts'
+import { ACCESS_TOPIC, accessUserKey, USER_TOPIC } from '../store/topics.ts'
 import { endApplicationTokens } from '../oidc/applications.ts'
 import { teamKey, type AccessModel } from './model.ts'
 import type { ConfiguredName } from './rules.ts'
@@ -43,7 +43,7 @@ const OBJECT_TYPE_OF: Record<ContentType, 'organization' | 'team'> = { 'shared.o
  * Every change to organizations, teams, role definitions and assignments, and who may make it: superusers
  * anything; an organization's admins (`change_organization`, `add_team`, ...) their organization and its teams;
  * a team's admins (`change_team`) their team and its members; a Platform Auditor nothing. Each change is one
- * transaction with its `access` event, so every process reloads the snapshot before its next request.
+ * transaction with its `access` event, so every process applies it before its next request.
  * Input that refers to something missing or mismatched is a 400 naming the field, and nothing is written.
  */
 export class AccessAdmin {
@@ -228,7 +228,7 @@ export class AccessAdmin {
       results.push(result)
       if (result.created && kind === 'user' && role.name === PLATFORM_AUDITOR) await setAuditorFlag(tx, announce, given.actorId, true)
     }
-    if (results.some((result) => result.created)) announce(ACCESS_TOPIC, `${kind}_assignment`)
+    announceAssignments(announce, kind, results.filter((result) => result.created).map((result) => result.assignment))
     return results
   }
 
@@ -281,7 +281,7 @@ export class AccessAdmin {
         if (!(await tx.access.unassign(kind, id))) notFound('role assignment')
         if (kind === 'user' && role?.name === PLATFORM_AUDITOR) await setAuditorFlag(tx, announce, assignment.actorId, false)
       }
-      announce(ACCESS_TOPIC, `${kind}_assignment`)
+      announceAssignments(announce, kind, checked.map(({ assignment }) => assignment))
     })
   }
 
@@ -317,7 +317,7 @@ export class AccessAdmin {
       for (const g of toRevoke) {
         if (await tx.access.unassignUser(userId, g.roleDefinitionId, g.objectType, g.objectId)) revoked.push(current.find((a) => grantKey(a) === grantKey(g))!)
       }
-      announce(ACCESS_TOPIC, 'mapping')
+      announce(ACCESS_TOPIC, accessUserKey(userId))
       announce(USER_TOPIC, String(userId))
       return { granted, revoked, skipped }
     })
@@ -464,6 +464,23 @@ export interface MappedGrant {
   roleDefinitionId: number
   objectType: ObjectType
   objectId: number
+}
+
+/**
+ * Users named one by one in the news of a change of assignments (`accessUserKey`): each process reads their own
+ * assignments again. A change of more users' is news for everyone, and every process reloads everything.
+ */
+const MAX_USER_EVENTS = 100
+
+/**
+ * The news of assignments given or taken: each user's, when only users' changed and few enough; otherwise a
+ * reload of everything (a team's roles reach all of its members, and the teams it is a member of).
+ */
+function announceAssignments(announce: Announce, kind: Actor, changed: readonly RoleAssignment[]): void {
+  if (!changed.length) return
+  const users = new Set(changed.map((assignment) => assignment.actorId))
+  if (kind === 'user' && users.size <= MAX_USER_EVENTS) for (const userId of users) announce(ACCESS_TOPIC, accessUserKey(userId))
+  else announce(ACCESS_TOPIC, `${kind}_assignment`)
 }
 
 /** Assignments read at a time by applyMapped. */

@@ -1,7 +1,7 @@
 import { isDeepStrictEqual } from 'node:util'
 import type { EventBus } from '../store/event-bus.ts'
-import { ACCESS_TOPIC } from '../store/topics.ts'
-import type { AccessRecords, ObjectType, Organization, RoleAssignment, RoleDefinition, Team } from '../store/access.ts'
+import { ACCESS_TOPIC, accessUser, USER_TOPIC } from '../store/topics.ts'
+import { assignmentsFingerprintOf, type AccessRecords, type ObjectType, type Organization, type RoleAssignment, type RoleDefinition, type Team } from '../store/access.ts'
 import type { Store } from '../store/store.ts'
 import type { User } from '../store/users.ts'
 import { PLATFORM_AUDITOR, type Permission } from './permissions.ts'
@@ -67,8 +67,9 @@ const NOBODY: UserAccess = freezeAccess([], [], [], [], [], [])
 
 /**
  * Organizations, teams, roles and assignments, held in memory as one snapshot, so the request path reads
- * a map and nothing else. Every change writes the `access` event in its transaction (src/access/admin.ts);
- * every process then reloads the whole snapshot, which is small next to the users it describes.
+ * a map and nothing else. Every change writes the `access` event in its transaction (src/access/admin.ts). News
+ * naming one user (`accessUserKey`), and any change of an account, has every process read that user's own
+ * assignments again and work out anew only what rests on them; any other news, or news lost, the whole snapshot.
  * Memberships follow django-ansible-base: a user is in a team while they hold a role with `member_team` on it,
  * in an organization while they hold one with `member_organization` on it, directly or through a team; a team
  * passes the roles it holds to its members.
@@ -76,7 +77,12 @@ const NOBODY: UserAccess = freezeAccess([], [], [], [], [], [])
 export class AccessModel {
   readonly #store: Store
   readonly #namedInRules: ReadonlySet<string>
-  #records: AccessRecords = { organizations: [], teams: [], roleDefinitions: [], assignments: [] }
+  #records: Omit<AccessRecords, 'assignments'> = { organizations: [], teams: [], roleDefinitions: [] }
+  /** The assignments held, as read: each user's own, by user id, and the teams'. */
+  #userAssignments = new Map<number, readonly RoleAssignment[]>()
+  #teamAssignments: readonly RoleAssignment[] = []
+  /** `assignmentsFingerprintOf` the assignments held, worked out when the safety net first asks after a change. */
+  #heldFingerprint: string | undefined
   /**
    * Each user's access, worked out when first asked for (`#accessOf`) and kept until the next reload: working it out
    * for every user at each reload (100,000 users) took some three seconds of the process's one thread, and every
@@ -96,49 +102,77 @@ export class AccessModel {
   #roles = new Map<number, RoleDefinition>()
   /**
    * Every read of the snapshot, one at a time: the periodic safety net's (`start`) too, so that a read begun before a
-   * change can never be applied after the reload that change's news asked for. A read is applied when a reload asked
-   * for it (`#forced`), and otherwise only when the snapshot differs from the one held. The safety net reads the
-   * whole snapshot only when the assignments' fingerprint or the organizations, teams or role definitions differ
-   * from those held: with a role for each of 100,000 users, reading and comparing every assignment took one to two
-   * seconds of the process's one thread, every `max_stale_seconds`, while every request waited.
+   * change can never be applied after the reload that change's news asked for. A reload asked for (`#forced`) reads
+   * the whole snapshot; else users named by news (`#usersToRead`) have their own assignments read again, and nothing
+   * else. The safety net reads the whole snapshot only when the database's assignments' fingerprint differs from
+   * that of the assignments held, or the organizations, teams or role definitions from those held: with a role for
+   * each of 100,000 users, reading every assignment took one to two seconds of the process's one thread, while every
+   * request waited. A read that fails is asked for again, so the next one (news, or the safety net) makes it.
    */
   readonly #read = oneReloadAtATime(async () => {
     const forced = this.#forced
+    const users = [...this.#usersToRead]
     this.#forced = false
-    // Taken before the records: a change committed between the two is in them, or changes the next fingerprint.
-    const fingerprint = await this.#store.access.assignmentsFingerprint()
-    if (!forced && fingerprint === this.#assignmentsFingerprint && await this.#objectsUnchanged()) return
-    const records = await this.#store.access.loadAll()
-    if (forced || !isDeepStrictEqual(records, this.#records)) this.#apply(records)
-    this.#assignmentsFingerprint = fingerprint
+    this.#usersToRead.clear()
+    try {
+      if (forced) await this.#readAll()
+      else if (users.length) await this.#readUsers(users)
+      else if (!(await this.#heldIsCurrent())) await this.#readAll()
+    } catch (error) {
+      this.#forced ||= forced
+      for (const user of users) this.#usersToRead.add(user)
+      throw error
+    }
   })
   #forced = false
-  /** The assignments' fingerprint read before the snapshot held (AccessRepository.assignmentsFingerprint). */
-  #assignmentsFingerprint: string | undefined
-  readonly #listeners: (() => void)[] = []
+  readonly #usersToRead = new Set<number>()
+  readonly #listeners: ((users?: readonly number[]) => void)[] = []
   #refresher: NodeJS.Timeout | undefined
 
   /** `namedInRules`: the usernames access rules name (src/access/rules.ts usernamesInRules). */
   constructor(store: Store, bus: EventBus, namedInRules: ReadonlySet<string>) {
     this.#store = store
     this.#namedInRules = namedInRules
-    bus.on(ACCESS_TOPIC, () => this.reload())
+    bus.on(ACCESS_TOPIC, (key) => {
+      const userId = accessUser(key)
+      return userId === undefined ? this.reload() : this.reloadUsers([userId])
+    })
+    // An account deleted takes its assignments with it, and one whose auditor flag changed gains or loses the Platform
+    // Auditor role in the same transaction (keepAuditorRoleWithFlag): neither is news of access of its own.
+    bus.on(USER_TOPIC, (key) => (key === 'all' ? undefined : this.reloadUsers([Number(key)])))
     bus.onMissed(() => this.reload())
   }
 
-  async #objectsUnchanged(): Promise<boolean> {
-    const { organizations, teams, roleDefinitions } = this.#records
-    return isDeepStrictEqual(await this.#store.access.loadObjects(), { organizations, teams, roleDefinitions })
+  /**
+   * Whether what is held is what the database holds: the assignments' fingerprints match (the database's taken first:
+   * a change committed after it changes the next one), and the organizations, teams and role definitions.
+   */
+  async #heldIsCurrent(): Promise<boolean> {
+    const fingerprint = await this.#store.access.assignmentsFingerprint()
+    this.#heldFingerprint ??= assignmentsFingerprintOf([...this.#userAssignments.values()].flat(), this.#teamAssignments)
+    if (fingerprint !== this.#heldFingerprint) return false
+    return isDeepStrictEqual(await this.#store.access.loadObjects(), this.#records)
   }
 
-  /** Runs in every process after each reload: drop whatever was derived from memberships. */
-  onReload(listener: () => void): void {
+  /**
+   * Runs in every process after each reload, with the users whose roles alone changed (none named: anyone's may
+   * have): drop whatever was derived from their memberships.
+   */
+  onReload(listener: (users?: readonly number[]) => void): void {
     this.#listeners.push(listener)
   }
 
   /** Reads the snapshot again; a reload asked for while one runs gets one more after it, so none misses a change. */
   reload(): Promise<void> {
     this.#forced = true
+    return this.#read()
+  }
+
+  /** Reads these users' own assignments again, and nothing else, as `reload` reads everything. */
+  reloadUsers(userIds: readonly number[]): Promise<void> {
+    const valid = userIds.filter((userId) => Number.isSafeInteger(userId) && userId > 0)
+    if (!valid.length) return Promise.resolve()
+    for (const userId of valid) this.#usersToRead.add(userId)
     return this.#read()
   }
 
@@ -321,38 +355,83 @@ export class AccessModel {
     return access
   }
 
+  async #readAll(): Promise<void> {
+    this.#apply(await this.#store.access.loadAll())
+  }
+
+  /**
+   * Reads the users' own assignments again and works out anew what rests on them: their roles, the organizations
+   * they are members of. A role no longer held is then gone, however many others are. One naming a role definition
+   * this process has not read yet (news of it still to come) has the whole snapshot read instead.
+   */
+  async #readUsers(userIds: readonly number[]): Promise<void> {
+    const read = await this.#store.access.assignmentsOfUsers(userIds)
+    if (read.some((assignment) => !this.#roles.has(assignment.roleDefinitionId))) return this.#readAll()
+    const byUser = new Map<number, RoleAssignment[]>(userIds.map((userId) => [userId, []]))
+    for (const assignment of read) byUser.get(assignment.actorId)?.push(assignment)
+    for (const [userId, assignments] of byUser) this.#setUser(userId, assignments)
+    this.#heldFingerprint = undefined
+    for (const listener of this.#listeners) listener(userIds)
+  }
+
+  #setUser(userId: number, assignments: readonly RoleAssignment[]): void {
+    const held = assignments.map((a) => this.#heldRole(a)).filter((h): h is HeldRole => h !== undefined)
+    if (assignments.length) this.#userAssignments.set(userId, assignments)
+    else this.#userAssignments.delete(userId)
+    if (held.length) this.#direct.set(userId, held)
+    else this.#direct.delete(userId)
+    for (const members of this.#members.values()) members.delete(userId)
+    for (const organizationId of this.#organizationsJoined(held, this.#byTeam)) this.#addMember(this.#members, organizationId, userId)
+    this.#byUser.delete(userId)
+  }
+
+  #heldRole(assignment: RoleAssignment): HeldRole | undefined {
+    const role = this.#roles.get(assignment.roleDefinitionId)
+    return role && { role, objectType: assignment.objectType, objectId: assignment.objectId }
+  }
+
+  /**
+   * The organizations a user holding `own` is a member of: those they hold member_organization on, and those the
+   * teams they are a member of (with the teams those are members of: `byTeam`) hold it on.
+   */
+  #organizationsJoined(own: readonly HeldRole[], byTeam: ReadonlyMap<number, readonly HeldRole[]>): number[] {
+    const organizationsOf = (held: readonly HeldRole[]) => held
+      .filter((h) => h.objectType === 'organization' && h.role.permissions.includes('shared.member_organization') && this.#organizations.has(h.objectId))
+      .map((h) => h.objectId)
+    return [...organizationsOf(own), ...teamsMadeMemberOf(own).flatMap((teamId) => this.#teams.has(teamId) ? organizationsOf(byTeam.get(teamId) ?? []) : [])]
+  }
+
+  #addMember(members: Map<number, Set<number>>, organizationId: number, userId: number): void {
+    let memberIds = members.get(organizationId)
+    if (!memberIds) members.set(organizationId, memberIds = new Set())
+    memberIds.add(userId)
+  }
+
   #apply(records: AccessRecords): void {
     this.#teams = new Map(records.teams.map((t) => [t.id, t]))
     this.#organizations = new Map(records.organizations.map((o) => [o.id, o]))
     this.#roles = new Map(records.roleDefinitions.map((r) => [r.id, r]))
-    const heldRole = (a: RoleAssignment): HeldRole | undefined => {
-      const role = this.#roles.get(a.roleDefinitionId)
-      return role && { role, objectType: a.objectType, objectId: a.objectId }
-    }
+    const userAssignments = new Map<number, RoleAssignment[]>()
+    const teamAssignments: RoleAssignment[] = []
     const direct = new Map<number, HeldRole[]>()
     const ownByTeam = new Map<number, HeldRole[]>()
     for (const assignment of records.assignments) {
-      const held = heldRole(assignment)
-      if (!held) continue
-      const into = assignment.actor === 'user' ? direct : ownByTeam
-      into.set(assignment.actorId, [...(into.get(assignment.actorId) ?? []), held])
+      if (assignment.actor === 'user') pushTo(userAssignments, assignment.actorId, assignment)
+      else teamAssignments.push(assignment)
+      const held = this.#heldRole(assignment)
+      if (held) pushTo(assignment.actor === 'user' ? direct : ownByTeam, assignment.actorId, held)
     }
     const teamsFrom = (teamIds: readonly number[]) => teamsReached(this.#teams, teamIds, ownByTeam)
     const byTeam = new Map([...ownByTeam.keys()].map((teamId) => [teamId, teamsFrom([teamId]).flatMap((t) => ownByTeam.get(t.id) ?? [])]))
-    // A user is a member of the organizations they hold member_organization on, and those the teams they are a member
-    // of (with the teams those are members of: byTeam) hold it on.
-    const organizationsOf = (held: readonly HeldRole[]) => held
-      .filter((h) => h.objectType === 'organization' && h.role.permissions.includes('shared.member_organization') && this.#organizations.has(h.objectId))
-      .map((h) => h.objectId)
     const members = new Map<number, Set<number>>()
     for (const [userId, own] of direct) {
-      for (const organizationId of [...organizationsOf(own), ...teamsMadeMemberOf(own).flatMap((teamId) => this.#teams.has(teamId) ? organizationsOf(byTeam.get(teamId) ?? []) : [])]) {
-        let memberIds = members.get(organizationId)
-        if (!memberIds) members.set(organizationId, memberIds = new Set())
-        memberIds.add(userId)
-      }
+      for (const organizationId of this.#organizationsJoined(own, byTeam)) this.#addMember(members, organizationId, userId)
     }
-    this.#records = records
+    const { organizations, teams, roleDefinitions } = records
+    this.#records = { organizations, teams, roleDefinitions }
+    this.#userAssignments = userAssignments
+    this.#teamAssignments = teamAssignments
+    this.#heldFingerprint = undefined
     this.#direct = direct
     this.#ownByTeam = ownByTeam
     this.#members = members
@@ -378,6 +457,12 @@ function groupPath(...names: string[]): string {
  */
 function teamGroupPath(organization: string, team: string): string[] {
   return organization.endsWith('~') ? [] : [groupPath(organization, team)]
+}
+
+function pushTo<T>(map: Map<number, T[]>, key: number, value: T): void {
+  const list = map.get(key)
+  if (list) list.push(value)
+  else map.set(key, [value])
 }
 
 /** The teams these roles make their holder a member of: those they hold a role with member_team on. */

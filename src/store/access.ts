@@ -109,6 +109,31 @@ export function assignmentFilterFields(actor: Actor): FilterFields {
 /** Assignments read in one query by `loadAll`: well within a query's time limit, however many there are. */
 const ASSIGNMENTS_PER_READ = 10_000
 
+/** Users whose assignments `assignmentsOfUsers` reads in one query. */
+const USERS_PER_READ = 500
+
+/**
+ * `assignmentsFingerprint` of assignments held in memory: equal to the database's while they are the same set.
+ * The sum is exact (a BigInt), as the database's is.
+ */
+export function assignmentsFingerprintOf(users: Iterable<RoleAssignment>, teams: Iterable<RoleAssignment>): string {
+  return [users, teams].map((assignments) => {
+    let count = 0
+    let last = 0
+    let sum = 0n
+    for (const assignment of assignments) {
+      count++
+      last = Math.max(last, assignment.id)
+      sum += BigInt(assignment.id)
+    }
+    return fingerprintPart(count, last, sum)
+  }).join('/')
+}
+
+function fingerprintPart(count: unknown, last: unknown, sum: unknown): string {
+  return `${count}:${last}:${sum}`
+}
+
 /** Everything access control reads at once into memory (src/access/model.ts). */
 export interface AccessRecords {
   organizations: Organization[]
@@ -174,7 +199,21 @@ export class AccessRepository {
   async assignmentsFingerprint(): Promise<string> {
     const [users, teams] = await Promise.all((['role_user_assignments', 'role_team_assignments'] as const).map((table) =>
       this.#db.selectFrom(table).select((eb) => [eb.fn.countAll<number>().as('n'), eb.fn.max('id').as('last'), eb.fn.sum<number>('id').as('sum')]).executeTakeFirstOrThrow()))
-    return [users!, teams!].map((row) => `${row.n}:${row.last ?? 0}:${row.sum ?? 0}`).join('/')
+    return [users!, teams!].map((row) => fingerprintPart(row.n, row.last ?? 0, row.sum ?? 0)).join('/')
+  }
+
+  /**
+   * The users' own role assignments, through the index on their holder (migration 032), `perRead` users a query: what
+   * one user's change of roles costs to read, whatever the number of assignments.
+   */
+  async assignmentsOfUsers(userIds: readonly number[], perRead = USERS_PER_READ): Promise<RoleAssignment[]> {
+    const all: RoleAssignment[] = []
+    for (let from = 0; from < userIds.length; from += perRead) {
+      const rows = await this.#db.selectFrom('role_user_assignments').selectAll()
+        .where('user_id', 'in', userIds.slice(from, from + perRead)).orderBy('id').execute()
+      for (const row of rows) all.push(toAssignment('user', row.user_id, row))
+    }
+    return all
   }
 
   async createOrganization(input: { name: string; description?: string | undefined }, now = Date.now()): Promise<Organization> {

@@ -43,7 +43,22 @@ export function keysDropped(key: string): string | undefined {
   return key.startsWith('keys:') ? key.slice(5) : undefined
 }
 
-/** Organizations, teams, role definitions or assignments changed; every process reloads them all (src/access/model.ts). */
+/**
+ * Organizations, teams, role definitions or assignments changed. The key `accessUserKey` makes says only one user's
+ * own assignments changed, and each process reads just those again; any other key, every process reloads them all
+ * (src/access/model.ts).
+ */
 export const ACCESS_TOPIC = 'access'
+
+/** The ACCESS_TOPIC key of a change to one user's own role assignments, and nothing else. */
+export function accessUserKey(userId: number): string {
+  return `user:${userId}`
+}
+
+/** The user an ACCESS_TOPIC key names, if it is `accessUserKey`'s. */
+export function accessUser(key: string): number | undefined {
+  const match = /^user:([1-9][0-9]{0,14})$/.exec(key)
+  return match ? Number(match[1]) : undefined
+}
 
 export type Topic = typeof USER_TOPIC | typeof SESSION_TOPIC | typeof TOKEN_TOPIC | typeof SETTINGS_TOPIC | typeof KEYS_TOPIC | typeof IDENTITY_KEYS_TOPIC | typeof REVOKE_TOPIC | typeof ACCESS_TOPIC
