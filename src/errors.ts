@@ -16,6 +16,7 @@ import { assignedRequestIdOf } from './http/request-id.ts'
 export type ErrorCode =
   | 'bad_request' | 'invalid' | 'invalid_json' | 'unsafe_path' | 'invalid_host' | 'malformed_escape'
   | 'sso_login_unknown' | 'sso_login_expired' | 'sso_callback_invalid' | 'sso_code_missing' | 'sso_code_rejected'
+  | 'invalid_request'
   | 'not_authenticated' | 'invalid_credentials' | 'malformed_credentials' | 'account_disabled' | 'account_locked'
   | 'basic_auth_disabled' | 'credentials_not_accepted' | 'invalid_token' | 'malformed_token' | 'token_checksum_mismatch'
   | 'token_expired' | 'invalid_session' | 'session_expired' | 'directory_username_invalid' | 'password_change_required'
@@ -184,6 +185,15 @@ export class SsoCodeMissing extends BadRequest {
 
 export class SsoCodeRejected extends BadRequest {
   static override readonly code: ErrorCode = 'sso_code_rejected'
+}
+
+/**
+ * A provider's back-channel logout request that fails a check (OpenID Connect Back-Channel Logout 1.0, 2.8: a 400,
+ * with the OAuth error `invalid_request`): nothing was ended. The message says which check, for the provider's operator.
+ */
+export class SsoLogoutTokenInvalid extends BadRequest {
+  static override readonly code: ErrorCode = 'invalid_request'
+  static override readonly defaultMessage: string = 'The logout token is invalid.'
 }
 
 /** The router could not decode the path's percent escapes, or the query's are malformed (src/http/request-target.ts). */

@@ -1,22 +1,30 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { App } from '../app.ts'
-import { signingIn } from '../audit/actor.ts'
+import { actorOf, signingIn } from '../audit/actor.ts'
+import { auditedSession, sessionFields } from '../audit/sessions.ts'
 import { groupsClaim, syncSsoAccount } from '../directory/sso-sync.ts'
 import { checkAnswerIsOurs, flowCookie, FLOW_KEY, flowKeyHash, flowSecrets, newFlowKey, SSO_PATH, ssoCallbackPath, SsoRelyingParty } from '../directory/sso.ts'
-import { GatehouseError, SsoLoginExpired, SsoLoginUnknown, SsoProviderUnknown } from '../errors.ts'
+import { GatehouseError, SsoLoginExpired, SsoLoginUnknown, SsoLogoutTokenInvalid, SsoProviderUnknown } from '../errors.ts'
 import { splitTarget } from '../http/request-target.ts'
 import { sameOriginTarget } from '../gateway/redirect-target.ts'
+import type { StoredSession } from '../store/sessions.ts'
 import type { PendingSsoLogin } from '../store/sso.ts'
 import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
 import { defaultNext, keepRetryAfter, nextQuery, sendLoginPage } from './login.ts'
-import { wantsHtml } from '../http/negotiation.ts'
+import { mediaType, wantsHtml } from '../http/negotiation.ts'
 import { startSession } from '../auth/session-start.ts'
 import { boundedText } from '../logging/error-serializer.ts'
 
 /** Time from "Sign in with ..." to the provider's redirect back, the person's own login there included. */
 const FLOW_SECONDS = 600
 const CLEANUP_INTERVAL_MS = 60_000
+/**
+ * A back-channel logout request's body: a form with one logout token, a few KiB signed (a JWT of a few claims). What
+ * is longer is no provider's, and is refused unread (413), or read and refused, before any key is fetched.
+ */
+const LOGOUT_BODY_LIMIT = 32 * 1024
+const MAX_LOGOUT_TOKEN = 16 * 1024
 
 /**
  * Sign-in through upstream OpenID Connect providers (docs/sso.md): the start endpoint sends the browser
@@ -83,7 +91,7 @@ export function ssoRoutes(api: GatewayApi, app: App): void {
       const user = await syncSsoAccount(app.store, app.accounts, party.config, identity, app.directory)
       await app.memberships.apply('sso', user, party.config.memberships, groupsClaim(identity.claims[party.config.claims.groups]))
       app.audit.auth(signingIn(user, request.ip, 'sso'), { operation: 'login', object: { type: 'user', id: user.id, name: user.username } })
-      await startSession(app, request, reply, user)
+      await startSession(app, request, reply, user, undefined, { provider: party.name, subject: identity.subject, sid: identity.sid })
       request.log.info({ sso: party.name, user: user.username }, 'single sign-on succeeded')
       // Checked again: the stored target may predate a stricter check, and a redirect is where it matters.
       return reply.redirect(sameOriginTarget(app.publicUrl, pending.next) ?? defaultNext(app, request), 302)
@@ -92,6 +100,52 @@ export function ssoRoutes(api: GatewayApi, app: App): void {
       return refuse(app, request, reply, party, error, next || undefined)
     }
   })
+
+  // OpenID Connect Back-Channel Logout 1.0: the provider posts a logout token when a person signs out there, and the
+  // sessions it names end on every process. Open, as the callback: only a token the provider signed ends anything.
+  let lastTokenCleanup = 0
+  api.post(`${ssoPath}:provider/backchannel-logout/`, {
+    config: { access: 'open' },
+    bodyLimit: LOGOUT_BODY_LIMIT,
+    schema: { params: providerParam },
+  }, async (request, reply) => {
+    // 2.8: the answer, a refusal too, is not to be cached.
+    reply.header('cache-control', 'no-store')
+    const party = partyOf(request.params.provider)
+    const logout = await party.checkLogoutToken(logoutTokenOf(request))
+    const now = Date.now()
+    if (now - lastTokenCleanup >= CLEANUP_INTERVAL_MS) {
+      lastTokenCleanup = now
+      await app.store.sso.deleteExpiredLogoutTokens(now)
+    }
+    const ended = await app.sessions.endUpstream({ provider: party.name, sid: logout.sid, subject: logout.subject }, logout)
+    if (!ended) throw new SsoLogoutTokenInvalid('This logout token was taken already (its jti was seen before).')
+    await auditUpstreamLogout(app, request, ended)
+    request.log.info({ sso: party.name, sessions: ended.length }, 'single sign-on logout from the provider')
+    return reply.code(200).send()
+  })
+}
+
+/** The one `logout_token` of a form body (2.5); anything else is no logout request. */
+function logoutTokenOf(request: FastifyRequest): string {
+  const body = request.body as Record<string, unknown> | undefined
+  const token = mediaType(request) === 'application/x-www-form-urlencoded' ? body?.logout_token : undefined
+  if (typeof token !== 'string' || token.length === 0) throw new SsoLogoutTokenInvalid('The request has no logout_token form field (or more than one).')
+  if (token.length > MAX_LOGOUT_TOKEN) throw new SsoLogoutTokenInvalid('The logout token is longer than 16 KiB.')
+  return token
+}
+
+/**
+ * Each session the provider's logout ended is a change, always kept, as a logout's; and each person whose sessions
+ * ended, a logout. The provider is the actor: the request came from its address, in nobody's name.
+ */
+async function auditUpstreamLogout(app: App, request: FastifyRequest, ended: readonly StoredSession[]): Promise<void> {
+  const actor = { ...actorOf(request), method: 'sso' }
+  for (const session of ended) app.audit.change(actor, 'delete', auditedSession(session), sessionFields(session))
+  for (const userId of new Set(ended.map((session) => session.userId))) {
+    const user = await app.store.users.findById(userId)
+    if (user) app.audit.auth(actor, { operation: 'logout', object: { type: 'user', id: user.id, name: user.username } })
+  }
 }
 
 /**

@@ -2,7 +2,7 @@ import { hash, randomBytes } from 'node:crypto'
 import { InvalidSession, SessionExpired } from '../errors.ts'
 import type { RuntimeSettings } from '../settings/runtime.ts'
 import type { Announce, EventBus } from '../store/event-bus.ts'
-import type { StoredSession } from '../store/sessions.ts'
+import type { StoredSession, UpstreamSession, UpstreamSessionMatch } from '../store/sessions.ts'
 import type { Repositories, Store } from '../store/store.ts'
 import { BoundedCache, type CacheStats } from '../store/cache.ts'
 import { REVOKE_TOPIC, SESSION_TOPIC } from '../store/topics.ts'
@@ -37,6 +37,8 @@ export interface ReplacedSession {
 export interface SessionOrigin {
   ip: string
   userAgent: string
+  /** The single sign-on that started it, if one did. */
+  upstream?: UpstreamSession | undefined
 }
 
 /**
@@ -100,6 +102,7 @@ export class SessionManager {
         created: issuedAt,
         expiresAt: now + this.#settings.current.session_cookie_age * 1000,
         ...storedOrigin(origin),
+        upstream: origin.upstream,
       })
       if (limit > 0) {
         const ended = await tx.sessions.deleteOldest(userId, limit, now, stored.id)
@@ -170,6 +173,21 @@ export class SessionManager {
       const ended = await tx.sessions.deleteById(id)
       if (ended) announce(SESSION_TOPIC, ended.keyHash)
       if (ended) await endLinkedRealmSessions(tx, [ended.keyHash], announce)
+      return ended
+    })
+  }
+
+  /**
+   * Ends the sessions a provider's back-channel logout token names, on every process, in the transaction that records
+   * the token as taken (`keyHash`, kept until `expiresAt`): a token taken before (a replay) ends nothing and answers
+   * undefined, and an end that fails leaves the token unrecorded.
+   */
+  async endUpstream(match: UpstreamSessionMatch, token: { keyHash: string; expiresAt: number }): Promise<StoredSession[] | undefined> {
+    return this.#bus.change(async (tx, announce) => {
+      if (!await tx.sso.takeLogoutToken(token.keyHash, token.expiresAt)) return undefined
+      const ended = await tx.sessions.deleteForUpstream(match)
+      for (const session of ended) announce(SESSION_TOPIC, session.keyHash)
+      await endLinkedRealmSessions(tx, ended.map((session) => session.keyHash), announce)
       return ended
     })
   }

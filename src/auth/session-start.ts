@@ -4,6 +4,7 @@ import { auditedSession, sessionFields } from '../audit/sessions.ts'
 import type { AuditTrail } from '../audit/trail.ts'
 import type { Accounts } from '../directory/accounts.ts'
 import type { RuntimeSettings } from '../settings/runtime.ts'
+import type { UpstreamSession } from '../store/sessions.ts'
 import type { User } from '../store/users.ts'
 import type { CsrfPolicy } from './csrf.ts'
 import { setSessionCookie } from './session.ts'
@@ -21,12 +22,12 @@ export interface SessionParts {
 /**
  * Starts a fresh session for a user who just proved who they are (password login, single sign-on): ends
  * the session the browser already had (by default the one the request came with), sets `gateway_sessionid` and a
- * new `csrftoken`.
+ * new `csrftoken`. A single sign-on's session keeps what its provider's sign-out names it by (`upstream`).
  */
-export async function startSession(app: SessionParts, request: FastifyRequest, reply: FastifyReply, user: User, previous = replacing(request.gatehouse.principal?.sessionId)): Promise<{ csrfToken: string; expiresAt: number; now: number; keyHash: string }> {
+export async function startSession(app: SessionParts, request: FastifyRequest, reply: FastifyReply, user: User, previous = replacing(request.gatehouse.principal?.sessionId), upstream?: UpstreamSession): Promise<{ csrfToken: string; expiresAt: number; now: number; keyHash: string }> {
   const now = Date.now()
   const issuedAt = app.sessions.issueTime()
-  const origin = { ip: request.ip, userAgent: request.headers['user-agent'] ?? '' }
+  const origin = { ip: request.ip, userAgent: request.headers['user-agent'] ?? '', upstream }
   // First: it refuses the login when the password it verified was changed meanwhile (Accounts.recordLogin).
   await app.accounts.recordLogin(user)
   // A session the browser already had is replaced, never kept next to the new one; the browser's realm sessions

@@ -1,9 +1,10 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
+import { createLocalJWKSet, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JSONWebKeySet, type JWTPayload } from 'jose'
 import type * as OpenidClient from 'openid-client'
-import { secondsInWholeMilliseconds } from '../config/durations.ts'
+import { millisecondsOf, secondsInWholeMilliseconds } from '../config/durations.ts'
 import { ConfigError } from '../config/load.ts'
 import { isLoopbackHost, type SsoProviderConfig } from '../config/sso.ts'
-import { GatehouseError, SsoAccessDenied, SsoCallbackInvalid, SsoCodeMissing, SsoCodeRejected, SsoNonceMismatch, SsoProviderError, SsoProviderUnavailable, SsoResponseInvalid, SsoStateMismatch } from '../errors.ts'
+import { GatehouseError, SsoAccessDenied, SsoCallbackInvalid, SsoCodeMissing, SsoCodeRejected, SsoLogoutTokenInvalid, SsoNonceMismatch, SsoProviderError, SsoProviderUnavailable, SsoResponseInvalid, SsoStateMismatch } from '../errors.ts'
 
 /** The browser's one-time key of its sign-in under way, over plain HTTP: sent only to the sign-in endpoints. */
 export const FLOW_COOKIE = 'gateway_sso'
@@ -30,6 +31,11 @@ export function ssoStartPath(name: string, next?: string): string {
   return `${SSO_PATH}${name}/${next ? `?next=${encodeURIComponent(next)}` : ''}`
 }
 
+/** Where the provider posts its back-channel logout tokens (OpenID Connect Back-Channel Logout 1.0). */
+export function ssoBackchannelLogoutPath(name: string): string {
+  return `${SSO_PATH}${name}/backchannel-logout/`
+}
+
 /** The redirect URI registered at the provider, under this site's public URL. */
 export function ssoCallbackPath(name: string): string {
   return `${SSO_PATH}${name}/callback/`
@@ -40,6 +46,18 @@ export interface UpstreamIdentity {
   issuer: string
   subject: string
   claims: Readonly<Record<string, unknown>>
+  /** The provider's session this sign-in belongs to (the ID token's `sid`), when it named one that can be kept. */
+  sid?: string | undefined
+}
+
+/** A back-channel logout token that passed every check: whose sessions it ends, and how it is remembered as taken. */
+export interface LogoutRequest {
+  sid?: string | undefined
+  subject?: string | undefined
+  /** The SHA-256 of issuer and `jti`, under which the token is recorded as taken. */
+  keyHash: string
+  /** Until when it is remembered (epoch ms): after that its `iat` is too old for it to be taken anyway. */
+  expiresAt: number
 }
 
 /**
@@ -85,6 +103,21 @@ const SUBJECT = /^[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?$/
 const KEYS_FAILED_GAP_MS = 5_000
 /** How far the provider's clock may be from this one: openid-client's own tolerance for `exp`. */
 const CLOCK_TOLERANCE_SECONDS = 30
+/**
+ * How long after its `iat` a logout token is taken: a provider sends it when the person signs out there, and retries
+ * for a short while at most. Its `jti` is remembered that long (and the clock tolerance twice over), so a replay is
+ * refused for as long as the token would otherwise be taken.
+ */
+const LOGOUT_TOKEN_MAX_AGE_SECONDS = 300
+/** OpenID Connect Back-Channel Logout 1.0, 2.4: the member of `events` that makes a JWT a logout token. */
+const BACKCHANNEL_LOGOUT_EVENT = 'http://schemas.openid.net/event/backchannel-logout'
+/** Signatures a logout token may carry: asymmetric only, as for ID tokens (an HS256 one could be keyed with anything). */
+const LOGOUT_TOKEN_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'Ed25519', 'EdDSA']
+/** A `sid` (OpenID Connect Front-Channel Logout 1.0, 3: a string) as kept: 1 to 255 printable ASCII characters, as a subject. */
+const SESSION_ID = SUBJECT
+/** How old the provider's keys may be (s): openid-client's own bounds. Older than the first, fetched again; an unknown `kid` fetches them again once they are older than the second. */
+const KEYS_MAX_AGE_SECONDS = 300
+const KEYS_REFETCH_AFTER_SECONDS = 60
 
 type Oidc = typeof OpenidClient
 
@@ -152,7 +185,74 @@ export class SsoRelyingParty {
     this.#checkAccessTokenHash(tokens.id_token!, idToken.at_hash, tokens.access_token)
     const userinfo = await this.#fetchUserInfo(oidc, configuration, tokens.access_token, idToken.sub)
     // The ID token is signed and checked, so its values win over the UserInfo response's.
-    return { issuer: idToken.iss, subject: idToken.sub, claims: Object.freeze({ ...userinfo, ...idToken }) }
+    return {
+      issuer: idToken.iss,
+      subject: idToken.sub,
+      claims: Object.freeze({ ...userinfo, ...idToken }),
+      sid: typeof idToken.sid === 'string' && SESSION_ID.test(idToken.sid) ? idToken.sid : undefined,
+    }
+  }
+
+  /**
+   * Checks a back-channel logout token (OpenID Connect Back-Channel Logout 1.0, 2.6) and says which sessions it ends:
+   * signed with one of the provider's published keys (the ID tokens' keys, fetched and kept as for them), `typ`
+   * `logout+jwt` when given, `iss` the provider, `aud` holding this client, `iat` within the last few minutes and not
+   * in the future, `exp` (when present) not past, a `jti`, `events` naming the back-channel logout event with an
+   * object, a `sid` or a `sub` (of the shapes a sign-in keeps), and no `nonce` (which would make it an ID token).
+   * Throws SsoLogoutTokenInvalid saying which check failed; whether the `jti` was taken before is the caller's.
+   */
+  async checkLogoutToken(token: string): Promise<LogoutRequest> {
+    const configuration = await this.#configuration()
+    const oidc = await loadOpenidClient()
+    const header = logoutTokenHeader(token)
+    let payload: JWTPayload
+    try {
+      const keys = createLocalJWKSet(await this.#verificationKeys(oidc, configuration, header.kid))
+      ;({ payload } = await jwtVerify(token, keys, {
+        issuer: this.config.issuer,
+        audience: this.config.client_id,
+        algorithms: LOGOUT_TOKEN_ALGORITHMS,
+        clockTolerance: CLOCK_TOLERANCE_SECONDS,
+      }))
+    } catch (error) {
+      if (error instanceof GatehouseError) throw error
+      throw new SsoLogoutTokenInvalid(`The logout token failed validation (${joseFailure(error)}).`)
+    }
+    return logoutRequestOf(this.config.issuer, payload)
+  }
+
+  /**
+   * The provider's keys for a logout token, from the copy the ID tokens' checks keep (openid-client's, within its
+   * bounds): fetched again once it is five minutes old, or once it is a minute old when it lacks the token's `kid`,
+   * through the same one-request-at-a-time fetch. So a flood of unknown `kid`s costs the provider at most a request a
+   * minute, here as at the sign-in.
+   */
+  async #verificationKeys(oidc: Oidc, configuration: OpenidClient.Configuration, kid: string | undefined): Promise<JSONWebKeySet> {
+    const kept = oidc.getJwksCache(configuration)
+    const now = Math.floor(Date.now() / 1000)
+    const age = kept?.uat === undefined ? Infinity : now - kept.uat
+    const knowsKid = kid === undefined || (kept?.jwks?.keys ?? []).some((key) => key.kid === kid)
+    if (kept?.jwks && age < KEYS_MAX_AGE_SECONDS && (knowsKid || age < KEYS_REFETCH_AFTER_SECONDS)) return kept.jwks as JSONWebKeySet
+    const url = configuration.serverMetadata().jwks_uri!
+    let answer: Response
+    try {
+      answer = await this.#keys.fetch(url, {
+        method: 'GET',
+        body: undefined,
+        headers: { accept: 'application/json, application/jwk-set+json' },
+        redirect: 'manual',
+        signal: AbortSignal.timeout(millisecondsOf(this.config.timeout_seconds)),
+      })
+    } catch (error) {
+      if (causes(error).some((cause) => cause instanceof AnswerTooLarge)) throw new SsoResponseInvalid(`${this.config.label} sent an answer larger than 1 MiB (its keys).`, { cause: error })
+      throw new SsoProviderUnavailable(`${this.config.label} could not be reached (its keys); try again later.`, { cause: error })
+    }
+    const jwks = answer.status === 200 ? await answer.json().catch(() => undefined) as { keys?: unknown } | undefined : undefined
+    if (!Array.isArray(jwks?.keys) || !jwks.keys.every((key) => typeof key === 'object' && key !== null && !Array.isArray(key))) {
+      throw new SsoResponseInvalid(`${this.config.label} did not answer with its keys (status ${answer.status}).`)
+    }
+    oidc.setJwksCache(configuration, { jwks: jwks as OpenidClient.JWKS, uat: now })
+    return jwks as JSONWebKeySet
   }
 
   /**
@@ -283,6 +383,67 @@ export class SsoRelyingParty {
 }
 
 class AnswerTooLarge extends Error {}
+
+/** The protected header of a signed JWT whose `alg` is one a logout token may have and whose `typ`, if any, is a logout token's. */
+function logoutTokenHeader(token: string): { kid?: string | undefined } {
+  let header
+  try {
+    header = decodeProtectedHeader(token)
+  } catch {
+    throw new SsoLogoutTokenInvalid('The logout token is not a signed JWT.')
+  }
+  if (token.split('.').length !== 3) throw new SsoLogoutTokenInvalid('The logout token is not a signed JWT.')
+  if (typeof header.alg !== 'string' || !LOGOUT_TOKEN_ALGORITHMS.includes(header.alg)) {
+    throw new SsoLogoutTokenInvalid('The logout token is not signed with an asymmetric algorithm.')
+  }
+  // Back-Channel Logout 1.0, 2.4: `logout+jwt` (RFC 7515 4.1.9 lets the `application/` prefix go, in any letter case).
+  if (header.typ !== undefined && header.typ.toLowerCase().replace(/^application\//, '') !== 'logout+jwt') {
+    throw new SsoLogoutTokenInvalid('The logout token\'s typ is not logout+jwt.')
+  }
+  return { kid: typeof header.kid === 'string' ? header.kid : undefined }
+}
+
+/** The claims jose checked (signature, `iss`, `aud`, `exp`, `nbf`) are good; the rest of 2.6's checks, and what the token names. */
+function logoutRequestOf(issuer: string, payload: JWTPayload): LogoutRequest {
+  const now = Date.now() / 1000
+  const issuedAt = payload.iat
+  if (typeof issuedAt !== 'number' || issuedAt > now + CLOCK_TOLERANCE_SECONDS || issuedAt < now - LOGOUT_TOKEN_MAX_AGE_SECONDS - CLOCK_TOLERANCE_SECONDS) {
+    throw new SsoLogoutTokenInvalid(`The logout token was not issued within the last ${LOGOUT_TOKEN_MAX_AGE_SECONDS} seconds (iat).`)
+  }
+  if (typeof payload.jti !== 'string' || payload.jti.length === 0 || payload.jti.length > 1024) {
+    throw new SsoLogoutTokenInvalid('The logout token has no jti.')
+  }
+  const events = payload.events
+  if (!isJsonObject(events) || !isJsonObject(events[BACKCHANNEL_LOGOUT_EVENT])) {
+    throw new SsoLogoutTokenInvalid(`The logout token's events do not hold ${BACKCHANNEL_LOGOUT_EVENT} as an object.`)
+  }
+  if ('nonce' in payload) throw new SsoLogoutTokenInvalid('The logout token has a nonce.')
+  const { sid, sub } = payload as { sid?: unknown; sub?: unknown }
+  if (sid === undefined && sub === undefined) throw new SsoLogoutTokenInvalid('The logout token names neither a sid nor a sub.')
+  if (sid !== undefined && (typeof sid !== 'string' || !SESSION_ID.test(sid))) throw new SsoLogoutTokenInvalid('The logout token\'s sid is not 1 to 255 printable ASCII characters.')
+  if (sub !== undefined && (typeof sub !== 'string' || !SUBJECT.test(sub))) throw new SsoLogoutTokenInvalid('The logout token\'s sub is not 1 to 255 printable ASCII characters.')
+  return {
+    sid,
+    subject: sub,
+    keyHash: createHash('sha256').update(`${issuer}\n${payload.jti}`).digest('hex'),
+    expiresAt: (issuedAt + LOGOUT_TOKEN_MAX_AGE_SECONDS + 2 * CLOCK_TOLERANCE_SECONDS) * 1000,
+  }
+}
+
+function isJsonObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+/** Which check jose refused a logout token on, in words for the provider's operator. */
+function joseFailure(error: unknown): string {
+  if (error instanceof joseErrors.JWTClaimValidationFailed) return `its ${error.claim} claim: ${error.reason}`
+  if (error instanceof joseErrors.JWTExpired) return 'it expired (exp)'
+  if (error instanceof joseErrors.JWSSignatureVerificationFailed) return 'its signature does not verify'
+  if (error instanceof joseErrors.JWKSNoMatchingKey) return 'no key the provider publishes matches its kid and alg'
+  if (error instanceof joseErrors.JWKSMultipleMatchingKeys) return 'several of the provider\'s keys match; it needs a kid'
+  if (error instanceof joseErrors.JOSEError) return error.code
+  return 'it could not be read'
+}
 
 /**
  * The hash of a token an ID token names (`at_hash`, OIDC Core 3.1.3.6): the left half of the digest of the hash of

@@ -16,6 +16,7 @@ export interface Tables {
   sso_identities: SsoIdentitiesTable
   ldap_entries: LdapEntriesTable
   sso_logins: SsoLoginsTable
+  sso_logout_tokens: SsoLogoutTokensTable
   login_failures: LoginFailuresTable
   login_address_failures: LoginAddressFailuresTable
   organizations: OrganizationsTable
@@ -111,6 +112,10 @@ export interface SessionsTable {
   expires_at: number
   ip: string
   user_agent: string
+  /** The single sign-on provider a session was started through (migration 033), and what it named it by. */
+  sso_provider: string | null
+  sso_subject: string | null
+  sso_sid: string | null
 }
 
 export interface TokensTable {
@@ -163,6 +168,11 @@ export interface SsoIdentitiesTable {
   provider: string
   created_at: number
   last_login_at: number
+}
+
+export interface SsoLogoutTokensTable {
+  key_hash: string
+  expires_at: number
 }
 
 export interface SsoLoginsTable {

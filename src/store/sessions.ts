@@ -13,6 +13,25 @@ export interface StoredSession {
   expiresAt: number
   ip: string
   userAgent: string
+  /** The upstream provider's sign-in it was started by, if a single sign-on started it. */
+  upstream?: UpstreamSession | undefined
+}
+
+/**
+ * What a session started by a single sign-on keeps of it (docs/sso.md#signing-out): the provider, the subject and the
+ * provider's session id (`sid`) a back-channel logout token names.
+ */
+export interface UpstreamSession {
+  provider: string
+  subject: string
+  sid?: string | undefined
+}
+
+/** Which sessions of a provider a back-channel logout token names: its `sid`, its `sub`, or both. */
+export interface UpstreamSessionMatch {
+  provider: string
+  sid?: string | undefined
+  subject?: string | undefined
 }
 
 export type NewSession = Omit<StoredSession, 'id'>
@@ -55,6 +74,11 @@ export class SessionRepository {
       expires_at: input.expiresAt,
       ip: input.ip,
       user_agent: input.userAgent,
+      ...(input.upstream ? {
+        sso_provider: input.upstream.provider,
+        sso_subject: input.upstream.subject,
+        sso_sid: input.upstream.sid ?? null,
+      } : {}),
     }).returningAll().executeTakeFirstOrThrow()
     return toSession(row)
   }
@@ -95,6 +119,23 @@ export class SessionRepository {
   async deleteById(id: number): Promise<StoredSession | undefined> {
     const row = await this.#db.deleteFrom('sessions').where('id', '=', id).returningAll().executeTakeFirst()
     return row && toSession(row)
+  }
+
+  /**
+   * Ends the sessions a provider's back-channel logout token names (OpenID Connect Back-Channel Logout 1.0, 2.7): with
+   * a `sid`, the sessions whose sign-in that provider gave that `sid` (and, when the token names a `sub` too, the
+   * subject's); sessions whose sign-in had no `sid` are known by their subject alone, so a token naming the subject
+   * ends them as well. Without a `sid`, every session of the subject signed in through the provider.
+   */
+  async deleteForUpstream(match: UpstreamSessionMatch): Promise<StoredSession[]> {
+    const { provider, sid, subject } = match
+    if (sid === undefined && subject === undefined) return []
+    const rows = await this.#db.deleteFrom('sessions').where('sso_provider', '=', provider).where((eb) => {
+      const bySid = sid === undefined ? undefined : subject === undefined ? eb('sso_sid', '=', sid) : eb.and([eb('sso_sid', '=', sid), eb('sso_subject', '=', subject)])
+      const bySubject = subject === undefined ? undefined : sid === undefined ? eb('sso_subject', '=', subject) : eb.and([eb('sso_sid', 'is', null), eb('sso_subject', '=', subject)])
+      return eb.or([bySid, bySubject].filter((condition) => condition !== undefined))
+    }).returningAll().execute()
+    return rows.map(toSession)
   }
 
   async deleteForUser(userId: number): Promise<string[]> {
@@ -151,5 +192,8 @@ function toSession(row: Selectable<SessionsTable>): StoredSession {
     expiresAt: Number(row.expires_at),
     ip: row.ip,
     userAgent: row.user_agent,
+    ...(row.sso_provider !== null && row.sso_subject !== null ? {
+      upstream: { provider: row.sso_provider, subject: row.sso_subject, sid: row.sso_sid ?? undefined },
+    } : {}),
   }
 }

@@ -84,6 +84,23 @@ export class SsoRepository {
     return row && toLogin(row)
   }
 
+  /**
+   * Records a back-channel logout token as taken, until `expiresAt`; false when it was taken already (a replay), here
+   * or on another process sharing the database. Within the transaction that ends its sessions, so a failed end
+   * leaves the token to be sent again.
+   */
+  async takeLogoutToken(keyHash: string, expiresAt: number): Promise<boolean> {
+    const inserted = await this.#db.insertInto('sso_logout_tokens').values({ key_hash: keyHash, expires_at: expiresAt })
+      .onConflict((oc) => oc.column('key_hash').doNothing()).returning('key_hash').executeTakeFirst()
+    return inserted !== undefined
+  }
+
+  /** Forgets logout tokens that could no longer be taken at `now`; returns how many. */
+  async deleteExpiredLogoutTokens(now: number): Promise<number> {
+    const result = await this.#db.deleteFrom('sso_logout_tokens').where('expires_at', '<=', now).executeTakeFirst()
+    return Number(result.numDeletedRows)
+  }
+
   /** Removes sign-ins that expired at or before `now`; returns how many. */
   async deleteExpiredLogins(now: number): Promise<number> {
     const result = await this.#db.deleteFrom('sso_logins').where('expires_at', '<=', now).executeTakeFirst()

@@ -33,6 +33,10 @@ export interface ForgingIdp {
   detours: Map<string, string>
   /** Paths answered with headers and then nothing, ever. */
   stalls: Set<string>
+  /** Signs any claims with the provider's real key, as it would sign a logout token (header: RS256 and its `kid`, unless given). */
+  signJwt(claims: JWTPayload, header?: { alg?: string; kid?: string; typ?: string }): Promise<string>
+  /** The sign-out endpoint its discovery document names (`end_session_endpoint`), when a test sets one. */
+  endSessionEndpoint?: string
   /** A gateway `sso` entry for this provider. */
   ssoConfig(entry: { name: string; label: string; client_id: string } & Record<string, unknown>): Record<string, unknown>
   close(): Promise<void>
@@ -71,6 +75,7 @@ export async function startForgingIdp(person: { sub: string; username: string })
             // A compromised provider advertises whatever it means to send.
             id_token_signing_alg_values_supported: ['RS256', 'HS256', 'none'],
             code_challenge_methods_supported: ['S256'],
+            ...(idp.endSessionEndpoint ? { end_session_endpoint: idp.endSessionEndpoint } : {}),
           })
         case '/authorize': {
           const code = randomBytes(16).toString('hex')
@@ -121,6 +126,7 @@ export async function startForgingIdp(person: { sub: string; username: string })
     requests: new Map(),
     detours: new Map(),
     stalls: new Set(),
+    signJwt: (claims, header = {}) => new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid, ...header }).sign(privateKey),
     ssoConfig: (entry) => ({ issuer: idp.issuer, allow_insecure_http: true, timeout_seconds: 5, client_secret: 'forging-secret', ...entry }),
     close: () => new Promise<void>((resolve) => {
       server.closeAllConnections()

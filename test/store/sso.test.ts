@@ -52,5 +52,35 @@ for (const backend of storeBackends) {
       assert.equal(await db.store.sso.deleteExpiredLogins(5000), 2, 'the one ending at 5000 and the leftover from the last case')
       assert.equal((await db.store.sso.takeLogin('d'.repeat(64)))!.expiresAt, 9000)
     })
+
+    it('takes a logout token once, even when two processes race with it, and forgets it once it expired', async () => {
+      const keyHash = 'e'.repeat(64)
+      const taken = await Promise.all([db.store.sso.takeLogoutToken(keyHash, 5000), db.store.sso.takeLogoutToken(keyHash, 5000)])
+      assert.deepEqual(taken.sort(), [false, true])
+      assert.equal(await db.store.sso.takeLogoutToken(keyHash, 9000), false)
+      assert.equal(await db.store.sso.deleteExpiredLogoutTokens(4999), 0)
+      assert.equal(await db.store.sso.deleteExpiredLogoutTokens(5000), 1)
+      assert.equal(await db.store.sso.takeLogoutToken(keyHash, 9000), true)
+    })
+
+    it('ends the sessions a logout token names: by sid, by subject, and a sid-less sign-in by its subject', async () => {
+      const user = await db.store.users.create({ username: 'dora', source: 'sso', external: true })
+      const start = (key: string, upstream?: { provider: string; subject: string; sid?: string }) =>
+        db.store.sessions.create({ keyHash: key.repeat(64), userId: user.id, created: 1000, expiresAt: 9_999_999_999_999, ip: '', userAgent: '', upstream })
+      const withSid = await start('1', { provider: 'corp', subject: 'sub-dora', sid: 'sid-a' })
+      const otherSid = await start('2', { provider: 'corp', subject: 'sub-dora', sid: 'sid-b' })
+      const noSid = await start('3', { provider: 'corp', subject: 'sub-dora' })
+      const otherProvider = await start('4', { provider: 'partner', subject: 'sub-dora', sid: 'sid-a' })
+      const password = await start('5')
+      const ended = async (match: { sid?: string; subject?: string }) => (await db.store.sessions.deleteForUpstream({ provider: 'corp', ...match })).map((s) => s.id).sort()
+
+      assert.deepEqual((await db.store.sessions.findById(withSid.id))!.upstream, { provider: 'corp', subject: 'sub-dora', sid: 'sid-a' })
+      assert.deepEqual(await ended({}), [], 'a token naming nothing ends nothing')
+      assert.deepEqual(await ended({ sid: 'sid-a', subject: 'sub-other' }), [], 'a sid of another subject')
+      assert.deepEqual(await ended({ sid: 'sid-a', subject: 'sub-dora' }), [withSid.id, noSid.id].sort())
+      assert.deepEqual(await ended({ subject: 'sub-dora' }), [otherSid.id])
+      assert.ok(await db.store.sessions.findById(otherProvider.id), 'a session of another provider stays')
+      assert.ok(await db.store.sessions.findById(password.id), 'a password login\'s session stays')
+    })
   })
 }

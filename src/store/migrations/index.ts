@@ -38,6 +38,7 @@ const migrations: Record<string, () => Promise<GatehouseMigration>> = {
   '030_oidc_grant_refresh_tokens_index': async () => (await import('./030_oidc_grant_refresh_tokens_index.ts')).oidcGrantRefreshTokensIndex,
   '031_realm_name_columns': async () => (await import('./031_realm_name_columns.ts')).realmNameColumns,
   '032_assignment_holder_indexes': async () => (await import('./032_assignment_holder_indexes.ts')).assignmentHolderIndexes,
+  '033_sso_logout': async () => (await import('./033_sso_logout.ts')).ssoLogout,
 }
 
 /** The names of this version's migrations, in order. */
