@@ -64,7 +64,7 @@ export class RequestBuffer {
     const coding = raw.headers['transfer-encoding']
     if (coding !== undefined && coding.trim().toLowerCase() !== 'chunked') throw new BadRequest('The only transfer coding understood is chunked.')
     const limit = Math.max(this.#limit, atLeastBytes)
-    if (limit === 0) return raw
+    if (limit === 0) return followedByRest([], raw)
     const budget = this.#budget
     // A body known to fit is waited for whole, and so is one of no declared length until it passes the limit; of any
     // other, the first `limit` bytes are.
@@ -128,15 +128,11 @@ export function hasRequestBody(raw: IncomingMessage): boolean {
  * service has all of it. The client's request is then left as it stands, not destroyed, so that it can be answered.
  */
 function followedByRest(read: readonly Buffer[], rest: IncomingMessage, scan?: (chunk: Buffer) => void): Readable {
-  if (!scan) {
-    return Readable.from((async function* () {
-      yield* read
-      for await (const chunk of rest) yield chunk as Buffer
-    })(), { objectMode: false })
-  }
+  const chunks = chained(read, rest)
+  if (!scan) return Readable.from(chunks, { objectMode: false })
   return Readable.from((async function* () {
     let held: Buffer | undefined
-    for await (const chunk of chained(read, rest.iterator({ destroyOnReturn: false }))) {
+    for await (const chunk of chunks) {
       scan(chunk)
       if (held) yield held
       held = chunk
@@ -145,7 +141,18 @@ function followedByRest(read: readonly Buffer[], rest: IncomingMessage, scan?: (
   })(), { objectMode: false })
 }
 
-async function* chained(read: readonly Buffer[], rest: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+/**
+ * The upstream client destroys a body it stops sending (its service answered before the body's end, or failed): the
+ * client's request is then not destroyed with it, which reset the connection under the answer being written (clients
+ * still sending lost it to EPIPE), but left to be answered, and what more it sends is dropped, as the connection
+ * closes lingering (src/http/lingering-close.ts).
+ */
+async function* chained(read: readonly Buffer[], rest: IncomingMessage): AsyncGenerator<Buffer> {
   yield* read
-  yield* rest
+  try {
+    yield* rest.iterator({ destroyOnReturn: false })
+  } finally {
+    // Once the iterator has let go of the request (resume does nothing while it reads).
+    if (!rest.complete) rest.resume()
+  }
 }

@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Dispatcher } from 'undici'
 import { assignedRequestIdOf } from '../http/request-id.ts'
+import { closeLingeringAfter } from '../http/lingering-close.ts'
 import { readSoundAnswers } from './upstream-response-parser.ts'
 import { clientResponseTrailers } from './upstream-headers.ts'
 
@@ -98,8 +99,10 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     }
     const coding = unknownTransferCoding(headers)
     if (coding) return controller.abort(coding)
-    // An HTTP/1 connection cannot be reused until its request body has been read: the upstream answered before.
-    if (!client.complete) response.setHeader('connection', 'close')
+    // An HTTP/1 connection cannot be reused until its request body has been read: the upstream answered before. The
+    // body goes on to the service while it reads it (one answering as it reads); the connection is closed once the
+    // answer is written, lingering, as the client may still be sending (src/http/lingering-close.ts).
+    if (!client.complete) closeLingeringAfter(response)
     try {
       response.writeHead(statusCode, this.#ends.responseHeaders(headers))
     } catch (error) {
