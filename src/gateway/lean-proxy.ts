@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Logger } from 'pino'
 import type { buildConnector as UndiciBuildConnector, Dispatcher, Pool as UndiciPool } from 'undici'
 import type { App } from '../app.ts'
-import { UpstreamTimeout, UpstreamUnavailable, writeError, type GatehouseError } from '../errors.ts'
+import { GatehouseError, UpstreamTimeout, UpstreamUnavailable, writeError } from '../errors.ts'
 import type { GatewayRequest } from '../http/gateway-request.ts'
 import { LaneRequest, logAnswered, passesRequestChecks } from '../http/lane-request.ts'
 import { splitTarget } from '../http/request-target.ts'
@@ -14,7 +14,7 @@ import { publicBase, responseRewrite, type ResponseRewrite } from './response-re
 import { PROXIED_METHODS, type Route } from './routes.ts'
 import { clientResponseHeaders, upstreamRequestHeaders } from './upstream-headers.ts'
 import { dropRestOfBody, hasRequestBody } from './request-buffer.ts'
-import { UpstreamExchange } from './upstream-exchange.ts'
+import { cutAnswer, UpstreamExchange } from './upstream-exchange.ts'
 // Before any upstream connection: undici's parser then reads an unasked `100 Continue` as the interim answer it is.
 import { poolClient } from './upstream-pool.ts'
 
@@ -292,7 +292,7 @@ function refuse(options: LeanProxyOptions, request: LaneRequest, response: Serve
 }
 
 function fail(options: LeanProxyOptions, request: LaneRequest, response: ServerResponse, error: unknown): void {
-  if (response.headersSent) return void response.destroy()
+  if (response.headersSent) return void cutAnswer(response, error instanceof GatehouseError ? error : undefined)
   // The client may still be sending a body no one reads now: the connection cannot serve another request.
   dropRestOfBody(request.raw, response)
   writeError(request, identified(request, response), error, errorLog(options, request))

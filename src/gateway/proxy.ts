@@ -12,7 +12,7 @@ import { dropRestOfBody } from './request-buffer.ts'
 import { publicBase, responseRewrite, type ResponseRewrite } from './response-rewrite.ts'
 import { PROXIED_METHODS, type Route } from './routes.ts'
 import { clientResponseHeaders, upstreamRequestHeaders } from './upstream-headers.ts'
-import { UpstreamExchange } from './upstream-exchange.ts'
+import { cutAnswer, UpstreamExchange } from './upstream-exchange.ts'
 import { poolClient } from './upstream-pool.ts'
 import { WebSocketTunnels } from './websocket.ts'
 
@@ -97,10 +97,11 @@ async function forward(app: App, route: Route, upstream: Dispatcher, basePath: s
   const response = reply.raw
   for (const [name, value] of Object.entries(reply.getHeaders())) if (value !== undefined) response.setHeader(name, value)
   const failed = (error: Error) => {
-    if (response.headersSent) return void response.destroy()
+    const answer = failureAnswer(request, route, error)
+    if (response.headersSent) return void cutAnswer(response, answer)
     // As on the lean path: a body still arriving that no one reads now.
     dropRestOfBody(raw, response)
-    writeError(request, response, failureAnswer(request, route, error), request.log)
+    writeError(request, response, answer, request.log)
   }
   try {
     upstream.dispatch(

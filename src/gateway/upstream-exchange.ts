@@ -1,5 +1,7 @@
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Dispatcher } from 'undici'
+import type { GatehouseError } from '../errors.ts'
+import { markCutByGateway } from '../http/answer-outcome.ts'
 import { assignedRequestIdOf } from '../http/request-id.ts'
 import { closeLingeringAfter } from '../http/lingering-close.ts'
 import { readSoundAnswers } from './upstream-response-parser.ts'
@@ -65,7 +67,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
    */
   readonly #cutOffUnlessReading = (): void => {
     const flushed = this.#flushed()
-    if (flushed <= this.#flushedAtLastLook) return void this.#ends.response.destroy()
+    if (flushed <= this.#flushedAtLastLook) return void cutAnswer(this.#ends.response)
     this.#flushedAtLastLook = flushed
     this.#unread?.refresh()
   }
@@ -138,6 +140,17 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     if (this.#ends.response.destroyed) return
     this.#ends.failed(error)
   }
+}
+
+/**
+ * Cuts an answer under way: the client's connection is closed, so that a body cut short cannot pass for whole (its
+ * length not reached, or no last chunk). The request's line says the gateway closed it (`closed_by`), with the
+ * failure's code when the service's answer broke off or paused too long (`upstream_unavailable`,
+ * `upstream_timeout`): the same line without them is a client that went away.
+ */
+export function cutAnswer(response: ServerResponse, failure?: GatehouseError): void {
+  markCutByGateway(response, failure?.code)
+  response.destroy()
 }
 
 /**

@@ -31,10 +31,11 @@ const CUT = {
 }
 
 /** The gateway, once `upstream` listens, with a service in front of it on each path: the lean one and the general. */
-async function gatewayInFrontOf(upstream: Server, service: Record<string, unknown> = {}): Promise<TestGateway> {
+async function gatewayInFrontOf(upstream: Server, service: Record<string, unknown> = {}, logLines?: Record<string, unknown>[]): Promise<TestGateway> {
   await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve))
   const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`
   return startGateway({
+    ...(logLines ? { logLines } : {}),
     config: {
       services: [
         { name: 'lean', prefix: '/lean/', upstream: url, public_paths: ['/lean/*'], ...service },
@@ -48,6 +49,7 @@ async function gatewayInFrontOf(upstream: Server, service: Record<string, unknow
 describe('what the client gets of a misbehaving upstream', () => {
   let gw: TestGateway
   let upstream: Server
+  const logLines: Record<string, unknown>[] = []
 
   before(async () => {
     upstream = createServer((socket) => {
@@ -59,7 +61,7 @@ describe('what the client gets of a misbehaving upstream', () => {
         setTimeout(() => socket.destroy(), 50)
       })
     })
-    gw = await gatewayInFrontOf(upstream)
+    gw = await gatewayInFrontOf(upstream, {}, logLines)
   })
   after(async () => {
     await gw.close()
@@ -85,6 +87,12 @@ describe('what the client gets of a misbehaving upstream', () => {
       const chunked = await exchange(gw.url, `GET /${prefix}/cut-chunked HTTP/1.1\r\nHost: gw\r\n\r\n`)
       assert.match(chunked, /^HTTP\/1\.1 200 OK\r\n/, prefix)
       assert.ok(chunked.endsWith('\r\n\r\n5\r\nhello\r\n'), `${prefix}: no last chunk: ${JSON.stringify(chunked)}`)
+      // The request's line says who cut it, and why: without, it read as a client that went away.
+      for (const [answer, name] of [[byLength, 'cut-length'], [chunked, 'cut-chunked']]) {
+        const id = /\r\nx-request-id: ([^\r\n]+)\r\n/i.exec(answer!)?.[1]
+        const line = await eventually(() => logLines.find((entry) => entry.reqId === id && entry.msg === 'request'), Boolean, 2000)
+        assert.deepEqual([line?.status, line?.incomplete, line?.closed_by, line?.code], [200, true, 'gateway', 'upstream_unavailable'], `${prefix} ${name}`)
+      }
     }
     const after = await gw.fetch('/lean/fine')
     assert.equal(after.status, 200, 'the gateway serves on')
