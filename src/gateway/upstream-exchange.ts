@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import type { Dispatcher } from 'undici'
 import type { GatehouseError } from '../errors.ts'
 import { markCutByGateway } from '../http/answer-outcome.ts'
@@ -143,13 +144,17 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
 }
 
 /**
- * Cuts an answer under way: the client's connection is closed, so that a body cut short cannot pass for whole (its
- * length not reached, or no last chunk). The request's line says the gateway closed it (`closed_by`), with the
+ * Cuts an answer under way: the client's connection is reset, so that a body cut short cannot pass for whole. Its
+ * length not reached, or no last chunk, says so to an HTTP/1.1 client; an HTTP/1.0 client's answer has neither when
+ * the service's had no length, and ends where the connection does, so a close would have it read what it got as
+ * the whole answer (as nginx's clients do). The request's line says the gateway closed it (`closed_by`), with the
  * failure's code when the service's answer broke off or paused too long (`upstream_unavailable`,
  * `upstream_timeout`): the same line without them is a client that went away.
  */
 export function cutAnswer(response: ServerResponse, failure?: GatehouseError): void {
   markCutByGateway(response, failure?.code)
+  const socket = response.socket as Socket | null
+  if (socket && !socket.destroyed) socket.resetAndDestroy()
   response.destroy()
 }
 

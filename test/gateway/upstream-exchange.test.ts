@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
 import { EventEmitter } from 'node:events'
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
+import { createConnection, createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { after, before, describe, it } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { eventually, exchange, rawClient } from '../helpers/raw-client.ts'
 import type { Dispatcher } from 'undici'
@@ -98,7 +99,34 @@ describe('what the client gets of a misbehaving upstream', () => {
     assert.equal(after.status, 200, 'the gateway serves on')
     assert.equal(await after.text(), 'ok')
   })
+
+  it('resets the connection of an HTTP/1.0 client whose answer the upstream broke off, where a close would mark its end', async () => {
+    for (const prefix of ['lean', 'general']) {
+      // Past the close of the connection an earlier answer came on (this upstream answers once on each), which the
+      // pool would otherwise send this request on.
+      await sleep(100)
+      const { received, error } = await endOf(gw.url, `GET /${prefix}/cut-chunked HTTP/1.0\r\nHost: gw\r\n\r\n`)
+      // Neither a length nor chunks: the answer ends where the connection does.
+      assert.doesNotMatch(received, /\r\n(content-length|transfer-encoding):/i, prefix)
+      assert.ok(received.endsWith('\r\n\r\nhello'), `${prefix}: ${JSON.stringify(received)}`)
+      assert.equal(error, 'ECONNRESET', `${prefix}: the client is told the answer is not whole`)
+    }
+  })
 })
+
+/** What a raw client receives until its connection ends, and how it ended: closed (undefined), or reset. */
+function endOf(url: string, bytes: string): Promise<{ received: string; error: string | undefined }> {
+  const { hostname, port } = new URL(url)
+  return new Promise((resolve) => {
+    const socket = createConnection(Number(port), hostname)
+    let received = ''
+    let error: string | undefined
+    socket.on('data', (chunk) => (received += chunk))
+    socket.on('error', (failure: NodeJS.ErrnoException) => (error = failure.code))
+    socket.on('close', () => resolve({ received, error }))
+    socket.write(bytes)
+  })
+}
 
 describe('an answer without a body that says it has one (204 or 304 with a Content-Length)', () => {
   let gw: TestGateway
