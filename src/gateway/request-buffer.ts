@@ -148,8 +148,8 @@ function followedByRest(read: readonly Buffer[], rest: IncomingMessage, scan?: (
  * closes lingering (src/http/lingering-close.ts).
  */
 async function* chained(read: readonly Buffer[], rest: IncomingMessage): AsyncGenerator<Buffer> {
-  yield* read
   try {
+    yield* read
     yield* rest.iterator({ destroyOnReturn: false })
   } finally {
     // Once the iterator has let go of the request (resume does nothing while it reads).

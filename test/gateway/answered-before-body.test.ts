@@ -75,6 +75,8 @@ describe('a service that answers or fails before the request body\'s end', () =>
           { name: 'general', prefix: '/general/', upstream: upstream.url, public_paths: ['/general/*'], cors: { allowed_origins: ['https://app.example'] } },
           // Every body streamed from its first byte.
           { name: 'streamed', prefix: '/streamed/', upstream: upstream.url, public_paths: ['/streamed/*'], pool: { body_buffer_kb: 0 } },
+          // More of a body read first than the connection to the service takes before its answer.
+          { name: 'held', prefix: '/held/', upstream: upstream.url, public_paths: ['/held/*'], pool: { body_buffer_kb: 8192 } },
         ],
       },
     })
@@ -84,7 +86,7 @@ describe('a service that answers or fails before the request body\'s end', () =>
     await upstream.close()
   })
 
-  for (const service of ['lean', 'general', 'streamed']) {
+  for (const service of ['lean', 'general', 'streamed', 'held']) {
     it(`(${service}) passes on the service's early answer, reads the rest of the body to drop it, then closes the connection`, async () => {
       const { sent, writeError, answer } = await upload(gw.url, `/${service}/refuses`)
       assert.equal(writeError, undefined, `the client's body was taken to its end (${sent} of ${BODY_BYTES} bytes sent)`)
@@ -102,7 +104,7 @@ describe('a service that answers or fails before the request body\'s end', () =>
   }
 
   it('serves the next requests: the connections to the service are not left half-written', async () => {
-    for (const service of ['lean', 'general', 'streamed']) {
+    for (const service of ['lean', 'general', 'streamed', 'held']) {
       const response = await gw.fetch(`/${service}/refuses`, { method: 'POST', body: 'small' })
       assert.equal(response.status, 413)
     }
