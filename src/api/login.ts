@@ -119,8 +119,9 @@ export function loginRoutes(api: GatewayApi, app: App): void {
     const principal = request.gatehouse.principal
     const sessionId = principal?.sessionId
     const ended = sessionId ? await app.sessions.end(sessionId) : undefined
-    // The session's end is a change, always kept, as every other session's end (the logout beside it may be dropped).
-    if (ended) app.audit.change(actorOf(request), 'delete', auditedSession(ended), sessionFields(ended))
+    // The session's end is always kept, as every other session's end (the logout beside it may be dropped), and is a
+    // sign-in entry as the logout is, which the count bound deletes before any change.
+    if (ended) app.audit.signInSession(actorOf(request), 'delete', auditedSession(ended), sessionFields(ended))
     if (principal) app.audit.auth(actorOf(request), { operation: 'logout', object: { type: 'user', id: principal.user.id, name: principal.user.username } })
     const secure = app.csrf.isSecure(request)
     clearSessionCookie(reply, secure)

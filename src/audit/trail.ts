@@ -1,7 +1,7 @@
 import { createWriteStream, openSync, type WriteStream } from 'node:fs'
 import type { AuditSchema } from '../config/operations.ts'
 import { DatabaseUnavailable } from '../errors.ts'
-import { AUDIT_FIELD_LIMITS, type NewAuditEntry } from '../store/audit.ts'
+import { AUDIT_FIELD_LIMITS, type AuditKind, type NewAuditEntry } from '../store/audit.ts'
 import type { Store } from '../store/store.ts'
 import type { z } from 'zod'
 import type { Actor } from './actor.ts'
@@ -35,7 +35,8 @@ const BATCH_ROWS = 500
  * queue); the queue is written in one batch every `flush_ms`, so a burst of failed logins costs one INSERT per
  * batch, not one per request. The queue is bounded: authentication entries beyond `queue_limit` are counted, not
  * kept (one `dropped` entry says how many), while changes made through the API or CLI are always kept. The table
- * is bounded by age (`retention_days`) and by count (`max_entries`). A refused login that verified no password
+ * is bounded by age (`retention_days`) and by count (`max_entries`), which deletes the oldest sign-in entries before
+ * any change (src/store/audit.ts `prune`). A refused login that verified no password
  * (throttled, locked, busy) is written once per client and minute, with how often it repeated (src/audit/unchecked-refusals.ts).
  */
 export class AuditTrail {
@@ -88,8 +89,18 @@ export class AuditTrail {
   change(actor: Actor, operation: 'create' | 'update' | 'delete', object: AuditObject, before?: Fields, after?: Fields, code?: string): void {
     const changes = changesBetween(before, after)
     if (operation === 'update' && !code && isEmpty(changes)) return
-    const entry = entryOf(actor, operation, object, changes)
+    const entry = entryOf(actor, operation, object, changes, 'change')
     this.#add(code ? { ...entry, code } : entry, true)
+  }
+
+  /**
+   * Records the session a sign-in started or a sign-out ended. Kept in the queue as a change is (every login's session
+   * is in the trail), and stored as a sign-in entry: the count bound deletes it with the login beside it, before any
+   * change. An administrator's or a user's ending of another session is a `change`.
+   */
+  signInSession(actor: Actor, operation: 'create' | 'delete', session: AuditObject, fields: Fields): void {
+    const [before, after] = operation === 'create' ? [undefined, fields] : [fields, undefined]
+    this.#add(entryOf(actor, operation, session, changesBetween(before, after), 'sign_in'), true)
   }
 
   /**
@@ -97,7 +108,7 @@ export class AuditTrail {
    * answer it): `before` and `after` are what was asked. Always kept, as changes are.
    */
   refusedChange(actor: Actor, operation: 'update' | 'delete', object: AuditObject, code: string, before?: Fields, after?: Fields): void {
-    this.#add({ ...entryOf(actor, operation, object, changesBetween(before, after)), code }, true)
+    this.#add({ ...entryOf(actor, operation, object, changesBetween(before, after), 'change'), code }, true)
   }
 
   /**
@@ -105,7 +116,7 @@ export class AuditTrail {
    * platform's operations do not have): an `update` of the realm, carrying its `realm`, `fields` what it did.
    */
   realmAction(actor: Actor, realm: string, fields: Fields): void {
-    this.#add({ ...entryOf(actor, 'update', { type: 'realm', id: realm, name: realm }, changesBetween(undefined, fields)), realm }, true)
+    this.#add({ ...entryOf(actor, 'update', { type: 'realm', id: realm, name: realm }, changesBetween(undefined, fields), 'change'), realm }, true)
   }
 
   /**
@@ -113,7 +124,7 @@ export class AuditTrail {
    * are told of every one; a refusal that verified no password is written only once per client and window.
    */
   auth(actor: Actor, event: AuthEvent): void {
-    const entry = { ...entryOf(actor, event.operation, event.object, null), code: event.code ?? null, realm: event.realm ?? null }
+    const entry = { ...entryOf(actor, event.operation, event.object, null, 'sign_in'), code: event.code ?? null, realm: event.realm ?? null }
     for (const listener of this.#listeners) listener(entry)
     if (this.#uncheckedRefusals.admit(entry, this.#writeRepeated)) this.#add(entry, false, false)
   }
@@ -210,7 +221,7 @@ export class AuditTrail {
   async #write(): Promise<void> {
     this.#uncheckedRefusals.endBefore(performance.now(), this.#writeRepeated)
     if (this.#dropped) {
-      const count = { ...entryOf({ userId: null, username: null, address: null, method: null }, 'dropped', { type: 'audit' }, { count: this.#dropped }), code: 'queue_full' }
+      const count = { ...entryOf({ userId: null, username: null, address: null, method: null }, 'dropped', { type: 'audit' }, { count: this.#dropped }, 'sign_in'), code: 'queue_full' }
       this.#dropCounts.add(count)
       this.#queue.push(count)
       this.#dropped = 0
@@ -243,7 +254,7 @@ export class AuditTrail {
 }
 
 /** Names and addresses cut as the table cuts them (AUDIT_FIELD_LIMITS), so that the JSON lines say the same. */
-function entryOf(actor: Actor, operation: string, object: AuditObject, changes: unknown): NewAuditEntry {
+function entryOf(actor: Actor, operation: string, object: AuditObject, changes: unknown, kind: AuditKind): NewAuditEntry {
   return {
     created: Date.now(),
     operation,
@@ -257,6 +268,7 @@ function entryOf(actor: Actor, operation: string, object: AuditObject, changes: 
     code: null,
     realm: null,
     changes,
+    kind,
   }
 }
 

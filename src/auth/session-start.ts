@@ -34,7 +34,7 @@ export async function startSession(app: SessionParts, request: FastifyRequest, r
   // stay signed in with the new one when it is the same person's (SessionManager.start).
   const { sessionId, session } = await app.sessions.start(user.id, origin, now, previous, issuedAt)
   // The audit entry says what was stored, within its bounds: a client's User-Agent may be 16 KB, and every login's entry is kept.
-  app.audit.change(signingIn(user, request.ip, 'session'), 'create', auditedSession(session), undefined, sessionFields({ ...session, ...storedOrigin(origin) }))
+  app.audit.signInSession(signingIn(user, request.ip, 'session'), 'create', auditedSession(session), sessionFields({ ...session, ...storedOrigin(origin) }))
   setSessionCookie(reply, sessionId, app.settings.current.session_cookie_age, app.csrf.isSecure(request))
   return { csrfToken: app.csrf.rotate(request, reply), expiresAt: session.expiresAt, now, keyHash: session.keyHash }
 }

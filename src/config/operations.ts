@@ -21,7 +21,7 @@ export const AuditSchema = z.object({
   retention_days: z.number().int().min(1).max(3650).default(90)
     .describe('Audit entries older than this are deleted (checked every hour).'),
   max_entries: z.number().int().min(100).max(100_000_000).default(1_000_000)
-    .describe('Most audit entries kept: beyond it the oldest are deleted, so a flood of failed logins cannot fill the disk.'),
+    .describe('Most audit entries kept: beyond it the oldest sign-in entries (logins, failed logins, logouts, lockouts, and the sessions logins start and logouts end) are deleted first, and the oldest changes only when the changes alone are more, so a flood of logins can neither fill the disk nor push an administrator\'s change out.'),
   queue_limit: z.number().int().min(10).max(1_000_000).default(10_000)
     .describe('Most entries waiting to be written. Login and authentication entries arriving while it is full are counted (gatehouse_audit_dropped_total, and one summary entry) instead of kept; changes made through the API or CLI are always kept.'),
   flush_ms: z.number().int().min(10).max(60_000).default(500)

@@ -3,6 +3,16 @@ import { deleteInBatches } from './deletion-batches.ts'
 import { type FilterFields, filtered, type ListFilter, NO_FILTER, ordered, pageAndCount } from './list-filter.ts'
 import type { AuditEntriesTable, Tables } from './schema.ts'
 
+/**
+ * What an entry is to the count bound: a `sign_in` (a login, a failed one, a logout, a lockout, the trail's count of
+ * dropped ones, and the session a login started or a logout ended), or a `change` (anything else: what an account,
+ * an administrator, the CLI or Gatehouse itself changed, or was refused). The bound deletes sign-ins first.
+ */
+export type AuditKind = 'sign_in' | 'change'
+
+/** The order in which the count bound deletes the oldest entries: every sign-in before any change. */
+const PRUNED_FIRST: readonly AuditKind[] = ['sign_in', 'change']
+
 /** One audit entry as stored; `changes` is parsed JSON (see src/audit/changes.ts for its shape). */
 export interface AuditEntry {
   id: number
@@ -18,6 +28,7 @@ export interface AuditEntry {
   code: string | null
   realm: string | null
   changes: unknown
+  kind: AuditKind
 }
 
 export type NewAuditEntry = Omit<AuditEntry, 'id'>
@@ -71,16 +82,38 @@ export class AuditRepository {
     return Number(row.n)
   }
 
-  /** Deletes entries created before `time`, and all but the newest `keep`, a batch at a time (deleteInBatches); answers how many went. */
+  /**
+   * Deletes entries created before `time`, then, past `keep` entries, the oldest sign-in entries, and the oldest
+   * changes only while the changes alone are more than `keep`: a flood of logins cannot push a change out. Each kind
+   * is a range of the index on (kind, id), so neither the search for the last entry to go nor a batch reads past the
+   * entries kept. A batch at a time (deleteInBatches); answers how many went.
+   */
   async prune(time: number, keep: number): Promise<number> {
-    const deleteWhere = (which: (query: SelectQueryBuilder<Tables, 'audit_entries', { id: number }>) => SelectQueryBuilder<Tables, 'audit_entries', { id: number }>) => deleteInBatches(async (limit) => {
+    let deleted = await this.#deleteInBatches((query) => query.where('created_at', '<', time))
+    let surplus = (await this.count()) - keep
+    for (const kind of PRUNED_FIRST) {
+      if (surplus <= 0) break
+      const gone = await this.#deleteOldest(kind, surplus)
+      surplus -= gone
+      deleted += gone
+    }
+    return deleted
+  }
+
+  /** Deletes the oldest `count` entries of `kind`, or all of them when it has fewer (up to the newest there now). */
+  async #deleteOldest(kind: AuditKind, count: number): Promise<number> {
+    const ofKind = this.#db.selectFrom('audit_entries').select('id').where('kind', '=', kind)
+    const last = await ofKind.orderBy('id').offset(count - 1).limit(1).executeTakeFirst()
+      ?? await ofKind.orderBy('id', 'desc').limit(1).executeTakeFirst()
+    if (!last) return 0
+    return this.#deleteInBatches((query) => query.where('kind', '=', kind).where('id', '<=', last.id))
+  }
+
+  #deleteInBatches(which: (query: SelectQueryBuilder<Tables, 'audit_entries', { id: number }>) => SelectQueryBuilder<Tables, 'audit_entries', { id: number }>): Promise<number> {
+    return deleteInBatches(async (limit) => {
       const batch = which(this.#db.selectFrom('audit_entries').select('id')).limit(limit)
       return Number((await this.#db.deleteFrom('audit_entries').where('id', 'in', batch).executeTakeFirst()).numDeletedRows)
     })
-    const old = await deleteWhere((query) => query.where('created_at', '<', time))
-    const cutoff = await this.#db.selectFrom('audit_entries').select('id').orderBy('id', 'desc').offset(keep).limit(1).executeTakeFirst()
-    const surplus = cutoff ? await deleteWhere((query) => query.where('id', '<=', cutoff.id)) : 0
-    return old + surplus
   }
 }
 
@@ -105,6 +138,7 @@ function toRow(entry: NewAuditEntry) {
     code: entry.code,
     realm: entry.realm,
     changes: entry.changes === undefined || entry.changes === null ? null : JSON.stringify(entry.changes),
+    kind: entry.kind,
   }
 }
 
@@ -123,5 +157,6 @@ function toEntry(row: Selectable<AuditEntriesTable>): AuditEntry {
     code: row.code,
     realm: row.realm,
     changes: row.changes === null ? null : JSON.parse(row.changes),
+    kind: row.kind === 'sign_in' ? 'sign_in' : 'change',
   }
 }

@@ -212,6 +212,8 @@ export interface AuditEntriesTable {
   code: string | null
   realm: string | null
   changes: string | null
+  /** `sign_in` or `change` (src/store/audit.ts `AuditKind`); the count bound deletes sign-ins first (migration 034). */
+  kind: Generated<string>
 }
 
 export interface OrganizationsTable {

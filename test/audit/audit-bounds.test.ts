@@ -9,10 +9,12 @@ import { auditDefaults } from '../../src/config/operations.ts'
 import { DatabaseUnavailable } from '../../src/errors.ts'
 import { type ListFilter, NO_FILTER } from '../../src/store/list-filter.ts'
 import { openStore } from '../../src/store/store.ts'
+import { gatewayBackends } from '../helpers/backends.ts'
 import { adminAuth, basic, json, startGateway, tempDir } from '../helpers/gateway.ts'
 import { requestFrom } from '../helpers/from-address.ts'
 import { parseScrape, sampleValue } from '../helpers/prometheus.ts'
-import { REALM } from '../helpers/oidc.ts'
+import { REALM, tokenRequest } from '../helpers/oidc.ts'
+import { login, withCsrf } from '../helpers/session.ts'
 
 const newestFirst: ListFilter = { ...NO_FILTER, order: [{ field: 'id', descending: true }] }
 const guesser: Actor = { userId: null, username: 'guesser', address: '192.0.2.9', method: 'basic' }
@@ -141,7 +143,7 @@ describe('audit trail bounds', () => {
       await gw.app.audit.flush()
       const text = readFileSync(file, 'utf8')
       const lines = text.trim().split('\n').map((line) => JSON.parse(line))
-      assert.deepEqual(lines.map((l) => [l.operation, l.code]), [['login_error', 'invalid_credentials'], ['login', null], ['create', null]])
+      assert.deepEqual(lines.map((l) => [l.operation, l.code, l.kind]), [['login_error', 'invalid_credentials', 'sign_in'], ['login', null, 'sign_in'], ['create', null, 'change']])
       assert.equal(lines[2].objectName, 'erin')
       assert.match(lines[2].time, /^\d{4}-\d{2}-\d{2}T/)
       assert.ok(!text.includes('erin-long-password') && !text.includes('a-wrong-password'))
@@ -332,3 +334,42 @@ describe('audit trail bounds', () => {
     })
   })
 })
+
+for (const backend of gatewayBackends) {
+  describe(`the audit trail's count bound on ${backend.name}`, () => {
+    it('deletes sign-in entries before any change: an account logging in and out in a loop pushes no administrator\'s change out', { timeout: 180_000 }, async () => {
+      const gw = await backend.start({ config: { audit: { max_entries: 100, flush_ms: 20 } } })
+      const stream = async (query: string) => json(await gw.fetch(`/api/gateway/v1/activitystream/?page_size=200&${query}`, { headers: adminAuth }))
+      try {
+        const password = 'mallory-long-password'
+        const created = await json(await gw.fetch('/api/gateway/v1/users/', { method: 'POST', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify({ username: 'mallory', password }) }))
+        await login(gw, 'mallory', password)
+        await gw.app.audit.flush()
+        const [session] = (await stream(`content_type=session&operation=create`)).results
+        // An administrator ending someone's session is a change; the sessions of logins and logouts are sign-ins.
+        assert.equal((await gw.fetch(`/api/gateway/v1/sessions/${session.object_id}/`, { method: 'DELETE', headers: adminAuth })).status, 204)
+        for (let i = 0; i < 30; i++) {
+          const signedIn = await login(gw, 'mallory', password)
+          assert.equal((await gw.fetch('/api/gateway/v1/logout/', { method: 'POST', headers: withCsrf(signedIn) })).status, 302)
+        }
+        for (let i = 0; i < 10; i++) assert.equal((await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'mallory', password })).status, 200)
+        await gw.app.audit.flush()
+        await gw.app.audit.prune()
+
+        const kept = await stream('order_by=id')
+        assert.ok(kept.count <= 100 && kept.count > 90, `${kept.count} entries`)
+        const changes = kept.results.filter((entry: any) => ['create', 'update', 'delete'].includes(entry.operation) && entry.created_by === 1)
+        assert.deepEqual(changes.map((entry: any) => [entry.operation, entry.content_type, entry.object_id]), [['create', 'user', String(created.id)], ['delete', 'session', session.object_id]])
+        assert.equal(kept.results[0].id, changes[0].id, 'the oldest entries left are the changes')
+        assert.ok(kept.results.slice(2).every((entry: any) => ['login', 'logout'].includes(entry.operation) || entry.content_type === 'session'), 'and the newest sign-ins beside them')
+        const newest = await stream('')
+        assert.deepEqual(newest.results.slice(0, 10).map((entry: any) => [entry.operation, entry.realm]), Array(10).fill(['login', REALM]), 'the stream reads newest first')
+        const events = await json(await gw.fetch(`/admin/realms/${REALM}/events?max=20`, { headers: adminAuth }))
+        assert.deepEqual(events.map((event: any) => [event.type, event.details.username]), Array(10).fill(['LOGIN', 'mallory']))
+        assert.deepEqual(events.map((event: any) => event.time), events.map((event: any) => event.time).sort((a: number, b: number) => b - a))
+      } finally {
+        await gw.close()
+      }
+    })
+  })
+}

@@ -39,6 +39,7 @@ const migrations: Record<string, () => Promise<GatehouseMigration>> = {
   '031_realm_name_columns': async () => (await import('./031_realm_name_columns.ts')).realmNameColumns,
   '032_assignment_holder_indexes': async () => (await import('./032_assignment_holder_indexes.ts')).assignmentHolderIndexes,
   '033_sso_logout': async () => (await import('./033_sso_logout.ts')).ssoLogout,
+  '034_audit_entry_kinds': async () => (await import('./034_audit_entry_kinds.ts')).auditEntryKinds,
 }
 
 /** The names of this version's migrations, in order. */
