@@ -16,6 +16,7 @@ import type { GatewayApi } from './gateway-api.ts'
 import { mediaType, wantsHtml } from '../http/negotiation.ts'
 import { clientGone } from '../http/client-gone.ts'
 import { startSession } from '../auth/session-start.ts'
+import type { ProviderSignOut } from './sso.ts'
 
 export const DEFAULT_NEXT = '/api/gateway/v1/'
 /** Where a person in a browser lands after logging in without a `next`: the web interface. */
@@ -48,7 +49,7 @@ const SESSION_ENDED_NOTICE = 'Your session has ended. Log in again to go on wher
  * POST username and password with the token, get the `gateway_sessionid` cookie. Also logout, and the
  * current session's lifetime (read and extend).
  */
-export function loginRoutes(api: GatewayApi, app: App): void {
+export function loginRoutes(api: GatewayApi, app: App, signOutAtProvider: ProviderSignOut): void {
   api.get('/login/', { config: { access: 'public' }, schema: { querystring: loginPageQuery } }, async (request, reply) => {
     const next = sameOriginTarget(app.publicUrl, request.query.next)
     const csrfToken = app.csrf.ensureToken(request, reply)
@@ -126,7 +127,11 @@ export function loginRoutes(api: GatewayApi, app: App): void {
     const secure = app.csrf.isSecure(request)
     clearSessionCookie(reply, secure)
     app.oidc.signOutBrowser(reply, secure)
-    return reply.redirect(app.publishedPath + (wantsHtml(request) ? LOGIN_PATH : '/api/'), 302)
+    if (!wantsHtml(request)) return reply.redirect(app.publishedPath + '/api/', 302)
+    // A person in a browser whose session a single sign-on started is signed out at the provider too, when it is set
+    // so, once the session here has ended; a program gets the platform's answer above, whatever started its session.
+    const atProvider = ended?.upstream && await signOutAtProvider(request, reply, ended.upstream)
+    return reply.redirect(atProvider || app.publishedPath + LOGIN_PATH, 302)
   }
   api.get('/logout/', { config: { access: 'open' } }, logout)
   api.post('/logout/', { config: { access: 'sign_out' } }, logout)

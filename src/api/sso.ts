@@ -4,11 +4,11 @@ import type { App } from '../app.ts'
 import { actorOf, signingIn } from '../audit/actor.ts'
 import { auditedSession, sessionFields } from '../audit/sessions.ts'
 import { groupsClaim, syncSsoAccount } from '../directory/sso-sync.ts'
-import { checkAnswerIsOurs, flowCookie, FLOW_KEY, flowKeyHash, flowSecrets, newFlowKey, SSO_PATH, ssoCallbackPath, SsoRelyingParty } from '../directory/sso.ts'
+import { checkAnswerIsOurs, flowCookie, FLOW_KEY, flowKeyHash, flowSecrets, isSameSecret, logoutFlowCookie, newFlowKey, SSO_PATH, ssoCallbackPath, ssoLoggedOutPath, SsoRelyingParty } from '../directory/sso.ts'
 import { GatehouseError, SsoLoginExpired, SsoLoginUnknown, SsoLogoutTokenInvalid, SsoProviderUnknown } from '../errors.ts'
 import { splitTarget } from '../http/request-target.ts'
 import { sameOriginTarget } from '../gateway/redirect-target.ts'
-import type { StoredSession } from '../store/sessions.ts'
+import type { StoredSession, UpstreamSession } from '../store/sessions.ts'
 import type { PendingSsoLogin } from '../store/sso.ts'
 import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
 import { defaultNext, keepRetryAfter, nextQuery, sendLoginPage } from './login.ts'
@@ -37,7 +37,14 @@ const MAX_LOGOUT_TOKEN = 16 * 1024
  */
 const providerParam = z.object({ provider: z.string() })
 
-export function ssoRoutes(api: GatewayApi, app: App): void {
+/**
+ * Where a browser that just signed out of Gatehouse goes next to be signed out at the provider its session came from
+ * (OpenID Connect RP-Initiated Logout 1.0), or undefined to end only here. The browser gets a one-time key the `state`
+ * is derived from, so the provider's redirect back is known as the answer to this browser's sign-out.
+ */
+export type ProviderSignOut = (request: FastifyRequest, reply: FastifyReply, upstream: UpstreamSession) => Promise<string | undefined>
+
+export function ssoRoutes(api: GatewayApi, app: App): ProviderSignOut {
   const parties = new Map(app.config.sso.map((config) => [config.name, new SsoRelyingParty(config)]))
   let lastCleanup = 0
 
@@ -91,7 +98,7 @@ export function ssoRoutes(api: GatewayApi, app: App): void {
       const user = await syncSsoAccount(app.store, app.accounts, party.config, identity, app.directory)
       await app.memberships.apply('sso', user, party.config.memberships, groupsClaim(identity.claims[party.config.claims.groups]))
       app.audit.auth(signingIn(user, request.ip, 'sso'), { operation: 'login', object: { type: 'user', id: user.id, name: user.username } })
-      await startSession(app, request, reply, user, undefined, { provider: party.name, subject: identity.subject, sid: identity.sid })
+      await startSession(app, request, reply, user, undefined, { provider: party.name, subject: identity.subject, sid: identity.sid, idToken: identity.idToken })
       request.log.info({ sso: party.name, user: user.username }, 'single sign-on succeeded')
       // Checked again: the stored target may predate a stricter check, and a redirect is where it matters.
       return reply.redirect(sameOriginTarget(app.publicUrl, pending.next) ?? defaultNext(app, request), 302)
@@ -124,6 +131,45 @@ export function ssoRoutes(api: GatewayApi, app: App): void {
     request.log.info({ sso: party.name, sessions: ended.length }, 'single sign-on logout from the provider')
     return reply.code(200).send()
   })
+
+  // The provider's redirect back after it signed the person out (`post_logout_redirect_uri`): the login page, saying so
+  // when the `state` is this browser's sign-out. Nothing is ended or started here, so another `state` only loses the notice.
+  api.get(`${ssoPath}:provider/logged-out/`, {
+    config: { access: 'open' },
+    exposeHeadRoute: false,
+    schema: { params: providerParam },
+  }, async (request, reply) => {
+    const party = partyOf(request.params.provider)
+    const cookie = logoutFlowCookie(app.csrf.isSecure(request), app.publishedPath)
+    const key = request.cookies?.[cookie.name]
+    const state = (request.query as Record<string, unknown>).state
+    const ours = key !== undefined && FLOW_KEY.test(key) && typeof state === 'string' && isSameSecret(state, flowSecrets(key).state)
+    if (key !== undefined) reply.clearCookie(cookie.name, cookie.options)
+    if (!ours) request.log.info({ sso: party.name }, 'single sign-on sign-out came back with another state')
+    return sendLoginPage(app, reply, 200, {
+      csrfToken: app.csrf.ensureToken(request, reply),
+      notice: ours ? `You have signed out, and out of ${party.config.label} too.` : undefined,
+    })
+  })
+
+  return async (request, reply, upstream) => {
+    const party = parties.get(upstream.provider)
+    if (!party?.config.sign_out_at_provider) return undefined
+    const key = newFlowKey()
+    try {
+      const url = await party.endSessionUrl(app.publicUrl + ssoLoggedOutPath(party.name), flowSecrets(key).state, upstream.idToken)
+      if (!url) return undefined
+      const cookie = logoutFlowCookie(app.csrf.isSecure(request), app.publishedPath)
+      reply.setCookie(cookie.name, key, { ...cookie.options, maxAge: FLOW_SECONDS })
+      return url.href
+    } catch (error) {
+      // The session here has ended already: a provider that cannot be reached (or names an unusable endpoint) leaves
+      // the person signed out of Gatehouse only, as without the setting, and an operator a warning.
+      if (!(error instanceof GatehouseError)) throw error
+      request.log.warn({ sso: party.name, code: error.code, reason: boundedText(error.message) }, 'single sign-on sign-out at the provider skipped')
+      return undefined
+    }
+  }
 }
 
 /** The one `logout_token` of a form body (2.5); anything else is no logout request. */

@@ -49,6 +49,8 @@ export const SsoProviderSchema = z.object({
   memberships: membershipMappingsSchema(groupValue, 'Values of the groups claim whose holders get the membership.'),
   allow_insecure_http: z.boolean().default(false)
     .describe('Allow an `http://` issuer. Only for a provider on the same machine (tests, development): its host must be a loopback one (127.0.0.0/8, ::1, localhost), since codes and tokens then cross the network in clear.'),
+  sign_out_at_provider: z.boolean().default(false)
+    .describe('When a person signs out of Gatehouse in a browser, send them on to the provider\'s `end_session_endpoint` (OpenID Connect RP-Initiated Logout 1.0), so they are signed out there too. Gatehouse then keeps each sign-in\'s ID token with its session, for `id_token_hint`.'),
   timeout_seconds: z.number().positive().max(120).default(10)
     .describe('Time each request to the provider (discovery, token, UserInfo, keys) may take before the sign-in fails with 503 sso_provider_unavailable.'),
 }).strict().superRefine((provider, ctx) => {

@@ -14,6 +14,8 @@ export const FLOW_COOKIE = 'gateway_sso'
  * sign-in (cookie tossing, login CSRF). The price is `Path=/`: the gateway keeps it from services as its other cookies.
  */
 export const SECURE_FLOW_COOKIE = `__Host-${FLOW_COOKIE}`
+/** The browser's one-time key of its sign-out at the provider under way, which that sign-out's `state` is derived from. */
+export const LOGOUT_FLOW_COOKIE = 'gateway_sso_logout'
 export const SSO_PATH = '/api/gateway/v1/login/sso/'
 
 /**
@@ -26,6 +28,14 @@ export function flowCookie(secure: boolean, publishedPath: string): { name: stri
   return { name: secure ? SECURE_FLOW_COOKIE : FLOW_COOKIE, options: { path: secure ? '/' : publishedPath + SSO_PATH, httpOnly: true, sameSite: 'lax', secure } }
 }
 
+/**
+ * The sign-out's cookie, on HTTPS too under its plain name and the sign-in endpoints' path: a planted one gains nothing
+ * (its `state` only adds a notice to the login page the browser lands on anyway), and the path keeps it from services.
+ */
+export function logoutFlowCookie(secure: boolean, publishedPath: string): { name: string; options: { path: string; httpOnly: true; sameSite: 'lax'; secure: boolean } } {
+  return { name: LOGOUT_FLOW_COOKIE, options: { path: publishedPath + SSO_PATH, httpOnly: true, sameSite: 'lax', secure } }
+}
+
 /** Where the "Sign in with <label>" button goes. */
 export function ssoStartPath(name: string, next?: string): string {
   return `${SSO_PATH}${name}/${next ? `?next=${encodeURIComponent(next)}` : ''}`
@@ -34,6 +44,11 @@ export function ssoStartPath(name: string, next?: string): string {
 /** Where the provider posts its back-channel logout tokens (OpenID Connect Back-Channel Logout 1.0). */
 export function ssoBackchannelLogoutPath(name: string): string {
   return `${SSO_PATH}${name}/backchannel-logout/`
+}
+
+/** Where the provider sends the browser back after signing the person out there (`post_logout_redirect_uri`). */
+export function ssoLoggedOutPath(name: string): string {
+  return `${SSO_PATH}${name}/logged-out/`
 }
 
 /** The redirect URI registered at the provider, under this site's public URL. */
@@ -48,6 +63,8 @@ export interface UpstreamIdentity {
   claims: Readonly<Record<string, unknown>>
   /** The provider's session this sign-in belongs to (the ID token's `sid`), when it named one that can be kept. */
   sid?: string | undefined
+  /** The ID token itself, for `id_token_hint` at the sign-out, when the provider has `sign_out_at_provider` and it is not too long to keep. */
+  idToken?: string | undefined
 }
 
 /** A back-channel logout token that passed every check: whose sessions it ends, and how it is remembered as taken. */
@@ -118,6 +135,12 @@ const SESSION_ID = SUBJECT
 /** How old the provider's keys may be (s): openid-client's own bounds. Older than the first, fetched again; an unknown `kid` fetches them again once they are older than the second. */
 const KEYS_MAX_AGE_SECONDS = 300
 const KEYS_REFETCH_AFTER_SECONDS = 60
+/**
+ * The longest ID token kept with a session for `id_token_hint`: real ones are one or two KiB. A longer one is not kept,
+ * and the sign-out at the provider goes without the hint (the provider then asks the person to confirm), rather than
+ * letting a provider make every session row as large as it likes.
+ */
+const MAX_KEPT_ID_TOKEN = 16 * 1024
 
 type Oidc = typeof OpenidClient
 
@@ -190,7 +213,30 @@ export class SsoRelyingParty {
       subject: idToken.sub,
       claims: Object.freeze({ ...userinfo, ...idToken }),
       sid: typeof idToken.sid === 'string' && SESSION_ID.test(idToken.sid) ? idToken.sid : undefined,
+      idToken: this.config.sign_out_at_provider && tokens.id_token!.length <= MAX_KEPT_ID_TOKEN ? tokens.id_token : undefined,
     }
+  }
+
+  /**
+   * Where the browser signing out of Gatehouse goes to be signed out at the provider too (OpenID Connect RP-Initiated
+   * Logout 1.0, 2): the discovery document's `end_session_endpoint` with `id_token_hint` (when kept), `client_id`,
+   * `post_logout_redirect_uri` and `state`. None when the provider names no such endpoint. One that is not https (or,
+   * with `allow_insecure_http`, http on a loopback host) is refused (SsoResponseInvalid), as the other endpoints are:
+   * the hint would cross the network in clear.
+   */
+  async endSessionUrl(postLogoutRedirectUri: string, state: string, idTokenHint: string | undefined): Promise<URL | undefined> {
+    const configuration = await this.#configuration()
+    const endpoint = configuration.serverMetadata().end_session_endpoint
+    if (!endpoint) return undefined
+    if (!usableEndpoint(endpoint, this.config)) {
+      throw new SsoResponseInvalid(`The discovery document of ${this.config.label} has no usable end_session_endpoint (an absolute https URL${insecureNote(this.config)}).`)
+    }
+    const oidc = await loadOpenidClient()
+    return oidc.buildEndSessionUrl(configuration, {
+      ...(idTokenHint === undefined ? {} : { id_token_hint: idTokenHint }),
+      post_logout_redirect_uri: postLogoutRedirectUri,
+      state,
+    })
   }
 
   /**
@@ -539,19 +585,25 @@ async function kept(response: Response): Promise<KeptAnswer> {
  * the URLs are on the issuer's host (providers put them elsewhere, as Azure AD B2C does).
  */
 function checkEndpoints(metadata: OpenidClient.ServerMetadata, config: SsoProviderConfig): void {
-  const usable = (value: unknown) => {
-    const url = typeof value === 'string' ? URL.parse(value) : null
-    return url?.protocol === 'https:' || (url?.protocol === 'http:' && config.allow_insecure_http && isLoopbackHost(url.hostname))
-  }
+  const usable = (value: unknown) => usableEndpoint(value, config)
   const unusable = [
     ...(['authorization_endpoint', 'token_endpoint', 'jwks_uri'] as const).filter((name) => !usable(metadata[name])),
     // Without one (none, or an empty value) the sign-in asks for no UserInfo (#fetchUserInfo).
     ...(metadata.userinfo_endpoint && !usable(metadata.userinfo_endpoint) ? ['userinfo_endpoint'] : []),
   ]
   if (unusable.length) {
-    const http = config.allow_insecure_http ? ', or http on a loopback host' : ''
-    throw new SsoResponseInvalid(`The discovery document of ${config.label} has no usable ${unusable.join(', ')} (each an absolute https URL${http}).`)
+    throw new SsoResponseInvalid(`The discovery document of ${config.label} has no usable ${unusable.join(', ')} (each an absolute https URL${insecureNote(config)}).`)
   }
+}
+
+/** An endpoint of the provider's that may be used: an absolute https URL, or with `allow_insecure_http` an http one on a loopback host. */
+function usableEndpoint(value: unknown, config: SsoProviderConfig): boolean {
+  const url = typeof value === 'string' ? URL.parse(value) : null
+  return url?.protocol === 'https:' || (url?.protocol === 'http:' && config.allow_insecure_http && isLoopbackHost(url.hostname))
+}
+
+function insecureNote(config: SsoProviderConfig): string {
+  return config.allow_insecure_http ? ', or http on a loopback host' : ''
 }
 
 /**
@@ -612,11 +664,14 @@ function checkSingleValues(query: URLSearchParams): void {
 
 /** RFC 6749 10.12: the `state` must be the one this browser's sign-in sent (compared in constant time). */
 function checkState(query: URLSearchParams, expected: string): void {
-  const state = Buffer.from(query.get('state') ?? '')
-  const wanted = Buffer.from(expected)
-  if (state.length !== wanted.length || !timingSafeEqual(state, wanted)) {
-    throw new SsoStateMismatch()
-  }
+  if (!isSameSecret(query.get('state') ?? '', expected)) throw new SsoStateMismatch()
+}
+
+/** Whether a value sent is the secret expected, compared in constant time. */
+export function isSameSecret(given: string, expected: string): boolean {
+  const a = Buffer.from(given)
+  const b = Buffer.from(expected)
+  return a.length === b.length && timingSafeEqual(a, b)
 }
 
 /** RFC 6749 4.1.2.1: the provider said no; `access_denied` is the person (or the provider's policy) declining. */

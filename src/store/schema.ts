@@ -116,6 +116,8 @@ export interface SessionsTable {
   sso_provider: string | null
   sso_subject: string | null
   sso_sid: string | null
+  /** The provider's ID token, kept for `id_token_hint` when the provider has `sign_out_at_provider` (migration 035). */
+  sso_id_token: string | null
 }
 
 export interface TokensTable {

@@ -25,6 +25,11 @@ export interface UpstreamSession {
   provider: string
   subject: string
   sid?: string | undefined
+  /**
+   * The provider's ID token, kept only for a provider with `sign_out_at_provider`, to send back as `id_token_hint` when
+   * the person signs out (docs/sso.md#signing-out). A credential of sorts: never shown, logged or audited.
+   */
+  idToken?: string | undefined
 }
 
 /** Which sessions of a provider a back-channel logout token names: its `sid`, its `sub`, or both. */
@@ -78,6 +83,7 @@ export class SessionRepository {
         sso_provider: input.upstream.provider,
         sso_subject: input.upstream.subject,
         sso_sid: input.upstream.sid ?? null,
+        sso_id_token: input.upstream.idToken ?? null,
       } : {}),
     }).returningAll().executeTakeFirstOrThrow()
     return toSession(row)
@@ -193,7 +199,7 @@ function toSession(row: Selectable<SessionsTable>): StoredSession {
     ip: row.ip,
     userAgent: row.user_agent,
     ...(row.sso_provider !== null && row.sso_subject !== null ? {
-      upstream: { provider: row.sso_provider, subject: row.sso_subject, sid: row.sso_sid ?? undefined },
+      upstream: { provider: row.sso_provider, subject: row.sso_subject, sid: row.sso_sid ?? undefined, ...(row.sso_id_token === null ? {} : { idToken: row.sso_id_token }) },
     } : {}),
   }
 }

@@ -110,6 +110,13 @@ export async function startForgingIdp(person: { sub: string; username: string })
           const signIn = signIns.get((req.headers.authorization ?? '').replace(/^Bearer /, ''))
           return signIn ? send(200, idp.userinfo(signIn)) : send(401, { error: 'invalid_token' })
         }
+        case '/logout': {
+          // RP-Initiated Logout 1.0: an honest provider signs the person out and sends the browser back with the state.
+          const back = URL.parse(url.searchParams.get('post_logout_redirect_uri') ?? '')
+          if (!back) return send(400, { error: 'invalid_request' })
+          back.searchParams.set('state', url.searchParams.get('state') ?? '')
+          return res.writeHead(302, { location: back.href }).end()
+        }
         default:
           return send(404, { error: 'not_found' })
       }

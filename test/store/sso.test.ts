@@ -82,5 +82,14 @@ for (const backend of storeBackends) {
       assert.ok(await db.store.sessions.findById(otherProvider.id), 'a session of another provider stays')
       assert.ok(await db.store.sessions.findById(password.id), 'a password login\'s session stays')
     })
+
+    it('keeps a sign-in\'s ID token with its session, for the sign-out at the provider, and gives it back as the session ends', async () => {
+      const user = await db.store.users.create({ username: 'emil', source: 'sso', external: true })
+      const idToken = `eyJ.${'x'.repeat(16 * 1024)}.sig`
+      const upstream = { provider: 'corp', subject: 'sub-emil', sid: 'sid-e', idToken }
+      const session = await db.store.sessions.create({ keyHash: 'e'.repeat(64), userId: user.id, created: 1000, expiresAt: 9_999_999_999_999, ip: '', userAgent: '', upstream })
+      assert.deepEqual(session.upstream, upstream)
+      assert.deepEqual((await db.store.sessions.deleteByKeyHash('e'.repeat(64)))?.upstream, upstream)
+    })
   })
 }

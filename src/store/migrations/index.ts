@@ -40,6 +40,7 @@ const migrations: Record<string, () => Promise<GatehouseMigration>> = {
   '032_assignment_holder_indexes': async () => (await import('./032_assignment_holder_indexes.ts')).assignmentHolderIndexes,
   '033_sso_logout': async () => (await import('./033_sso_logout.ts')).ssoLogout,
   '034_audit_entry_kinds': async () => (await import('./034_audit_entry_kinds.ts')).auditEntryKinds,
+  '035_sso_id_token': async () => (await import('./035_sso_id_token.ts')).ssoIdToken,
 }
 
 /** The names of this version's migrations, in order. */

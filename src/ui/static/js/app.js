@@ -95,7 +95,11 @@ async function start() {
 
 /** @param {User} me */
 function renderHeader(me) {
-  const logout = h('button', { type: 'button', class: 'link', onclick: logOut }, 'Log out')
+  // A single sign-on's session may be sent on to its provider to sign out there too: a redirect to another site, which
+  // only a navigation follows. The gateway takes a GET logout from this site's own pages alone (Sec-Fetch-Site).
+  const logout = me.source === 'sso'
+    ? h('button', { type: 'button', class: 'link', onclick: () => location.assign(published('/api/gateway/v1/logout/')) }, 'Log out')
+    : h('button', { type: 'button', class: 'link', onclick: logOut }, 'Log out')
   replace(/** @type {HTMLElement} */ (document.getElementById('who')),
     h('span', { id: 'session-clock', class: 'session-clock', hidden: true, 'aria-live': 'off' }),
     h('span', { class: 'username' }, me.username),

@@ -1,0 +1,181 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { Browser } from '../helpers/browser.ts'
+import { launchChromium, openPage } from '../helpers/chromium.ts'
+import { honestIdToken, startForgingIdp, type ForgedSignIn, type ForgingIdp } from '../helpers/forging-idp.ts'
+import { adminAuth, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { LOGIN, SSO } from '../helpers/sso.ts'
+
+// Signing out of Gatehouse in a browser signs the person out at the provider their session came from too (OpenID
+// Connect RP-Initiated Logout 1.0), for a provider with `sign_out_at_provider`: the session ends here first, then the
+// browser goes to the provider's end_session_endpoint, which sends it back to the login page.
+
+const CLIENT_ID = 'gatehouse'
+const LOGOUT = '/api/gateway/v1/logout/'
+
+describe('signing out at the upstream provider (RP-initiated logout)', () => {
+  let withEndpoint: ForgingIdp
+  let withoutEndpoint: ForgingIdp
+  let insecureEndpoint: ForgingIdp
+  let gw: TestGateway
+  const logLines: Record<string, unknown>[] = []
+  /** Every ID token the providers issued, to look for in the gateway's answers and log. */
+  const issued: string[] = []
+
+  before(async () => {
+    withEndpoint = await startForgingIdp({ sub: 'sub-alice', username: 'alice' })
+    withEndpoint.endSessionEndpoint = `${withEndpoint.issuer}/logout?tenant=main`
+    withoutEndpoint = await startForgingIdp({ sub: 'sub-bob', username: 'bob' })
+    insecureEndpoint = await startForgingIdp({ sub: 'sub-carl', username: 'carl' })
+    insecureEndpoint.endSessionEndpoint = 'http://id.example.com/logout'
+    for (const idp of [withEndpoint, withoutEndpoint, insecureEndpoint]) idp.idToken = recorded(honestIdToken)
+    gw = await startGateway({
+      logLines,
+      config: {
+        sso: [
+          withEndpoint.ssoConfig({ name: 'corp', label: 'Corp ID', client_id: CLIENT_ID, sign_out_at_provider: true }),
+          withEndpoint.ssoConfig({ name: 'quiet', label: 'Quiet ID', client_id: CLIENT_ID }),
+          withoutEndpoint.ssoConfig({ name: 'partner', label: 'Partner', client_id: CLIENT_ID, sign_out_at_provider: true }),
+          insecureEndpoint.ssoConfig({ name: 'clear', label: 'Clear', client_id: CLIENT_ID, sign_out_at_provider: true }),
+        ],
+      },
+    })
+  })
+  after(async () => {
+    await gw?.close()
+    await Promise.all([withEndpoint, withoutEndpoint, insecureEndpoint].map((idp) => idp?.close()))
+  })
+
+  function recorded(idToken: (signIn: ForgedSignIn) => Promise<string>) {
+    return async (signIn: ForgedSignIn) => {
+      const token = await idToken(signIn)
+      issued.push(token)
+      return token
+    }
+  }
+
+  /** A browser signed in through `provider`; with the ID token its provider issued. */
+  async function signIn(provider: string): Promise<{ browser: Browser; session: string; idToken: string }> {
+    const browser = new Browser()
+    const page = await browser.navigate(`${gw.url}${SSO}${provider}/`)
+    assert.equal(page.response.status, 200, page.body)
+    const session = browser.cookie(gw.url, 'gateway_sessionid')
+    assert.ok(session, 'the sign-in starts a session')
+    return { browser, session, idToken: issued.at(-1)! }
+  }
+
+  async function signedIn(session: string): Promise<boolean> {
+    return (await gw.fetch('/api/gateway/v1/me/', { headers: { cookie: `gateway_sessionid=${session}` } })).status === 200
+  }
+
+  it('ends the session, then sends the browser to the provider\'s end_session_endpoint with the hint, client, return address and state', async () => {
+    const { browser, session, idToken } = await signIn('corp')
+    const answer = await browser.request(gw.url + LOGOUT)
+    assert.equal(answer.status, 302)
+    const location = new URL(answer.headers.get('location')!)
+    assert.equal(location.origin + location.pathname, `${withEndpoint.issuer}/logout`)
+    assert.equal(location.searchParams.get('tenant'), 'main', 'the endpoint\'s own query is kept')
+    assert.equal(location.searchParams.get('id_token_hint'), idToken)
+    assert.equal(location.searchParams.get('client_id'), CLIENT_ID)
+    assert.equal(location.searchParams.get('post_logout_redirect_uri'), `${gw.url}${SSO}corp/logged-out/`)
+    const state = location.searchParams.get('state')
+    assert.match(state ?? '', /^[A-Za-z0-9_-]{43}$/)
+    assert.equal(await signedIn(session), false, 'the session here ended before the browser left')
+    assert.equal(browser.cookie(gw.url, 'gateway_sessionid'), undefined, 'and its cookie is gone')
+
+    // The provider signs the person out and sends the browser back: the login page says both sign-outs happened.
+    const back = await browser.navigate(`${gw.url}${SSO}corp/logged-out/?state=${state}`)
+    assert.equal(back.response.status, 200)
+    assert.match(back.body, /signed out, and out of Corp ID too/)
+    assert.match(back.body, /Sign in with Corp ID/, 'the login page, ready to sign in again')
+    // The state is taken once: the same answer again, or another state, shows only the login page.
+    const again = await browser.navigate(`${gw.url}${SSO}corp/logged-out/?state=${state}`)
+    assert.equal(again.response.status, 200)
+    assert.doesNotMatch(again.body, /out of Corp ID too/)
+    const { browser: other } = await signIn('corp')
+    const forged = await other.request(gw.url + LOGOUT)
+    assert.match(forged.headers.get('location')!, /^http:\/\/127\.0\.0\.1:\d+\/logout\?/)
+    const wrong = await other.navigate(`${gw.url}${SSO}corp/logged-out/?state=${'A'.repeat(43)}`)
+    assert.equal(wrong.response.status, 200)
+    assert.doesNotMatch(wrong.body, /out of Corp ID too/, 'a state that is not this browser\'s sign-out')
+  })
+
+  it('sends a browser\'s form logout with its CSRF token to the provider as well', async () => {
+    const { browser, session } = await signIn('corp')
+    const csrf = browser.cookie(gw.url, 'csrftoken')!
+    const answer = await browser.request(gw.url + LOGOUT, { method: 'POST', form: { csrfmiddlewaretoken: csrf }, headers: { 'x-csrftoken': csrf } })
+    assert.equal(answer.status, 302)
+    assert.ok(answer.headers.get('location')!.startsWith(`${withEndpoint.issuer}/logout?`))
+    assert.equal(await signedIn(session), false)
+  })
+
+  it('answers a program\'s logout as the platform does, whatever started its session', async () => {
+    const { session } = await signIn('corp')
+    const answer = await gw.fetch(LOGOUT, { headers: { accept: 'application/json', cookie: `gateway_sessionid=${session}` } })
+    assert.equal(answer.status, 302)
+    assert.equal(answer.headers.get('location'), '/api/')
+    assert.equal(answer.headers.getSetCookie().some((cookie) => cookie.startsWith('gateway_sso_logout=')), false)
+    assert.equal(await signedIn(session), false)
+  })
+
+  it('ends only the session here for a provider without the setting, without an end_session_endpoint, or with one in clear', async () => {
+    for (const provider of ['quiet', 'partner', 'clear']) {
+      const { browser, session } = await signIn(provider)
+      const answer = await browser.request(gw.url + LOGOUT)
+      assert.equal(answer.status, 302, provider)
+      assert.equal(answer.headers.get('location'), LOGIN, provider)
+      assert.equal(await signedIn(session), false, provider)
+    }
+    assert.ok(logLines.some((line) => line.msg === 'single sign-on sign-out at the provider skipped' && line.sso === 'clear'), 'the unusable endpoint is logged')
+  })
+
+  it('leaves the hint out for an ID token too long to keep', async () => {
+    withEndpoint.idToken = recorded((signIn) => signIn.sign({ ...signIn.claims, padding: 'x'.repeat(16 * 1024) }))
+    try {
+      const { browser } = await signIn('corp')
+      const location = new URL((await browser.request(gw.url + LOGOUT)).headers.get('location')!)
+      assert.equal(location.searchParams.get('id_token_hint'), null)
+      assert.equal(location.searchParams.get('client_id'), CLIENT_ID, 'the provider still learns which client it is')
+    } finally {
+      withEndpoint.idToken = recorded(honestIdToken)
+    }
+  })
+
+  it('sends the web interface\'s "Log out" of a single sign-on\'s session on to the provider, and back to the login page', async () => {
+    const chromium = await launchChromium()
+    try {
+      const { page, context, problems } = await openPage(chromium)
+      await page.goto(`${gw.url}${SSO}corp/?next=/ui/account`)
+      await page.locator('main h1').first().waitFor()
+      const session = (await context.cookies(gw.url)).find((c) => c.name === 'gateway_sessionid')!.value
+      const provider: string[] = []
+      page.on('request', (request) => { if (request.url().startsWith(`${withEndpoint.issuer}/logout`)) provider.push(request.url()) })
+      await Promise.all([page.waitForURL((url) => url.pathname === `${SSO}corp/logged-out/`), page.getByRole('button', { name: 'Log out' }).click()])
+      assert.equal(provider.length, 1, 'the browser went to the provider\'s end_session_endpoint')
+      assert.match(await page.locator('body').innerText(), /signed out, and out of Corp ID too/)
+      assert.equal(await signedIn(session), false)
+      assert.deepEqual(problems, [])
+    } finally {
+      await chromium.close()
+    }
+  })
+
+  it('never shows the kept ID token in an answer of the API, the audit trail or the log', async () => {
+    const { session, idToken } = await signIn('corp')
+    const own = { cookie: `gateway_sessionid=${session}` }
+    const answers = await Promise.all([
+      gw.fetch('/api/gateway/v1/me/', { headers: own }),
+      gw.fetch('/api/gateway/v1/me/sessions/', { headers: own }),
+      gw.fetch('/api/gateway/v1/sessions/', { headers: adminAuth }),
+      gw.fetch('/api/gateway/v1/activitystream/?page_size=200', { headers: adminAuth }),
+    ])
+    for (const answer of answers) {
+      assert.equal(answer.status, 200, answer.url)
+      const text = await answer.text()
+      for (const token of issued) assert.ok(!text.includes(token.split('.')[2]!), `${answer.url} shows no ID token`)
+    }
+    assert.ok(issued.includes(idToken))
+    const log = JSON.stringify(logLines)
+    for (const token of issued) assert.ok(!log.includes(token.split('.')[2]!), 'the log holds no ID token')
+  })
+})
