@@ -5,7 +5,8 @@
  * a role definition's permissions changed, `changes` times each. A second process (a child running this file with
  * `other`) holds the access model as a gateway does; for each change it says how long a request arriving just after
  * it waited for the news (`freshen`, as each request's turn does), and its event loop's longest turn from just before
- * the change until a second after it (a timer due every millisecond). ACCESS_CHANGE_POSTGRES=1 runs on a database of
+ * the change until a second after it (a timer due every millisecond), in wall time and in its thread's own time (wall
+ * time also counts other programs' use of the machine's cores). ACCESS_CHANGE_POSTGRES=1 runs on a database of
  * its own on the tests' PostgreSQL (test/helpers/postgres.ts), where the publisher's own wait for the other process's
  * confirmation is the news's delivery. Prints the median of each.
  */
@@ -19,9 +20,10 @@ import { validateConfig } from '../src/config/load.ts'
 import { openStore, type Store } from '../src/store/store.ts'
 import type { User } from '../src/store/users.ts'
 import { createTestDatabase } from '../test/helpers/postgres.ts'
+import { seedOrganizationMembers } from '../test/helpers/seed-members.ts'
 
 interface Target { dataDir: string; url?: string | undefined }
-type Message = { kind: 'ready' } | { kind: 'arm' } | { kind: 'armed' } | { kind: 'changed'; userId: number; expect: string } | { kind: 'measured'; waitedMs: number; longestTurnMs: number; seen: boolean }
+type Message = { kind: 'ready' } | { kind: 'arm' } | { kind: 'armed' } | { kind: 'changed'; userId: number; expect: string } | { kind: 'measured'; waitedMs: number; longestTurnMs: number; longestTurnThreadMs: number; seen: boolean }
 
 const SETTLE_MS = 1000
 
@@ -34,17 +36,28 @@ async function other(target: Target): Promise<void> {
   const store = await openTarget(target)
   const app = await createApp(validateConfig({}), store)
   await app.bus.start()
+  const threadMs = () => {
+    const { user, system } = process.threadCpuUsage()
+    return (user + system) / 1000
+  }
   let longest = 0
+  let longestThread = 0
   let last = performance.now()
+  let lastThread = threadMs()
   setInterval(() => {
     const now = performance.now()
+    const nowThread = threadMs()
     longest = Math.max(longest, now - last)
+    longestThread = Math.max(longestThread, nowThread - lastThread)
     last = now
+    lastThread = nowThread
   }, 1)
   process.on('message', (message: Message) => void (async () => {
     if (message.kind === 'arm') {
       longest = 0
+      longestThread = 0
       last = performance.now()
+      lastThread = threadMs()
       process.send!({ kind: 'armed' } satisfies Message)
       return
     }
@@ -55,26 +68,9 @@ async function other(target: Target): Promise<void> {
     const user = (await store.users.findById(message.userId))!
     const seen = JSON.stringify(app.access.of(user).roles) === message.expect
     await sleep(SETTLE_MS)
-    process.send!({ kind: 'measured', waitedMs, longestTurnMs: longest, seen } satisfies Message)
+    process.send!({ kind: 'measured', waitedMs, longestTurnMs: longest, longestTurnThreadMs: longestThread, seen } satisfies Message)
   })())
   process.send!({ kind: 'ready' } satisfies Message)
-}
-
-async function seed(store: Store, assignments: number): Promise<void> {
-  const db = store.database.db
-  const organization = await store.access.createOrganization({ name: 'Seeded' })
-  const member = (await store.access.findRoleDefinitionByName('Organization Member'))!
-  const now = Date.now()
-  for (let from = 0; from < assignments; from += 1000) {
-    const count = Math.min(1000, assignments - from)
-    const users = await db.insertInto('users').values(Array.from({ length: count }, (_, i) => ({
-      username: `seeded-${from + i}`, email: '', first_name: '', last_name: '', password_hash: null, is_superuser: false, is_active: true,
-      source: 'local', external: false, created_at: now, modified_at: now, last_login: null,
-    }))).returning('id').execute()
-    await db.insertInto('role_user_assignments').values(users.map((u) => ({
-      role_definition_id: member.id, user_id: Number(u.id), object_type: 'organization', object_id: organization.id, created_at: now,
-    }))).execute()
-  }
 }
 
 function ask(child: ChildProcess, message: Message, answer: Message['kind']): Promise<Message> {
@@ -101,7 +97,7 @@ async function main(): Promise<void> {
   let app: App | undefined
   try {
     const store = await openTarget(target)
-    await seed(store, assignments)
+    await seedOrganizationMembers(store, assignments)
     app = await createApp(validateConfig({}), store)
     await app.bus.start()
     const admin = await app.accounts.create({ username: 'bench-admin', isSuperuser: true })
@@ -117,17 +113,18 @@ async function main(): Promise<void> {
     await new Promise<void>((resolve) => child!.once('message', () => resolve()))
 
     const roles = async () => JSON.stringify(app!.access.of((await store.users.findById(user.id))!).roles)
-    const kinds: Record<string, { publishMs: number[]; waitedMs: number[]; longestTurnMs: number[]; unseen: number }> = {}
+    const kinds: Record<string, { publishMs: number[]; waitedMs: number[]; longestTurnMs: number[]; longestTurnThreadMs: number[]; unseen: number }> = {}
     const measure = async (kind: string, change: () => Promise<unknown>) => {
       await ask(child!, { kind: 'arm' }, 'armed')
       const started = performance.now()
       await change()
       const publishMs = performance.now() - started
       const reply = await ask(child!, { kind: 'changed', userId: user.id, expect: await roles() }, 'measured') as Extract<Message, { kind: 'measured' }>
-      const row = kinds[kind] ??= { publishMs: [], waitedMs: [], longestTurnMs: [], unseen: 0 }
+      const row = kinds[kind] ??= { publishMs: [], waitedMs: [], longestTurnMs: [], longestTurnThreadMs: [], unseen: 0 }
       row.publishMs.push(publishMs)
       row.waitedMs.push(reply.waitedMs)
       row.longestTurnMs.push(reply.longestTurnMs)
+      row.longestTurnThreadMs.push(reply.longestTurnThreadMs)
       if (!reply.seen) row.unseen++
     }
     for (let round = 0; round < changes; round++) {
@@ -142,10 +139,10 @@ async function main(): Promise<void> {
       await measure('role definition changed', () => app!.accessAdmin.updateRoleDefinition(admin, custom.id, { permissions }))
     }
     console.log(`${assignments} assignments, ${database ? 'PostgreSQL' : 'SQLite'}, median of ${changes}:`)
-    console.log('| change | publisher\'s call (ms) | other process: request waited (ms) | other process: longest turn (ms) | not seen |')
-    console.log('| --- | --- | --- | --- | --- |')
+    console.log('| change | publisher\'s call (ms) | other process: request waited (ms) | other process: longest turn (ms) | the same, its thread\'s own time (ms) | not seen |')
+    console.log('| --- | --- | --- | --- | --- | --- |')
     for (const [kind, row] of Object.entries(kinds)) {
-      console.log(`| ${kind} | ${median(row.publishMs).toFixed(1)} | ${median(row.waitedMs).toFixed(1)} | ${median(row.longestTurnMs).toFixed(1)} | ${row.unseen} |`)
+      console.log(`| ${kind} | ${median(row.publishMs).toFixed(1)} | ${median(row.waitedMs).toFixed(1)} | ${median(row.longestTurnMs).toFixed(1)} | ${median(row.longestTurnThreadMs).toFixed(1)} | ${row.unseen} |`)
     }
   } finally {
     child?.kill()

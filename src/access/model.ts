@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from 'node:timers/promises'
 import { isDeepStrictEqual } from 'node:util'
 import type { EventBus } from '../store/event-bus.ts'
 import { ACCESS_TOPIC, accessUser, USER_TOPIC } from '../store/topics.ts'
@@ -77,53 +78,48 @@ const NOBODY: UserAccess = freezeAccess([], [], [], [], [], [])
 export class AccessModel {
   readonly #store: Store
   readonly #namedInRules: ReadonlySet<string>
-  #records: Omit<AccessRecords, 'assignments'> = { organizations: [], teams: [], roleDefinitions: [] }
-  /** The assignments held, as read: each user's own, by user id, and the teams'. */
-  #userAssignments = new Map<number, readonly RoleAssignment[]>()
-  #teamAssignments: readonly RoleAssignment[] = []
-  /** `assignmentsFingerprintOf` the assignments held, worked out when the safety net first asks after a change. */
-  #heldFingerprint: string | undefined
   /**
-   * Each user's access, worked out when first asked for (`#accessOf`) and kept until the next reload: working it out
-   * for every user at each reload (100,000 users) took some three seconds of the process's one thread, and every
-   * change of access anywhere asks every process to reload.
+   * What requests read. A whole reload builds the next snapshot aside, letting other work run as it goes, and swaps it
+   * in at once: built in place, in one turn of the event loop, it held every request of the process for seconds
+   * (200,000 assignments).
    */
-  #byUser = new Map<number, UserAccess>()
-  /** The roles each user holds directly, by user id. */
-  #direct = new Map<number, readonly HeldRole[]>()
-  /** The roles each team holds itself, by team id. */
-  #ownByTeam = new Map<number, readonly HeldRole[]>()
-  /** The members of each organization, directly or through a team, by organization id. */
-  #members = new Map<number, Set<number>>()
-  /** Every role a member of the team holds through it: its own, and those of the teams it is a member of. */
-  #byTeam = new Map<number, readonly HeldRole[]>()
-  #teams = new Map<number, Team>()
-  #organizations = new Map<number, Organization>()
-  #roles = new Map<number, RoleDefinition>()
+  #snapshot = emptySnapshot({ organizations: [], teams: [], roleDefinitions: [] })
   /**
-   * Every read of the snapshot, one at a time: the periodic safety net's (`start`) too, so that a read begun before a
-   * change can never be applied after the reload that change's news asked for. A reload asked for (`#forced`) reads
-   * the whole snapshot; else users named by news (`#usersToRead`) have their own assignments read again, and nothing
-   * else. The safety net reads the whole snapshot only when the database's assignments' fingerprint differs from
-   * that of the assignments held, or the organizations, teams or role definitions from those held: with a role for
-   * each of 100,000 users, reading every assignment took one to two seconds of the process's one thread, while every
-   * request waited. A read that fails is asked for again, so the next one (news, or the safety net) makes it.
+   * Every whole read of the snapshot, one at a time: the periodic safety net's (`start`) too, so that a read begun
+   * before a change can never be applied after the reload that change's news asked for. A reload asked for
+   * (`#forced`) reads the whole snapshot; the safety net only when the database's assignments' fingerprint differs
+   * from that of the assignments held, or the organizations, teams or role definitions from those held: with a role
+   * for each of 100,000 users, reading every assignment took one to two seconds, while every request waited. A read
+   * that fails is asked for again, so the next one (news, or the safety net) makes it.
    */
-  readonly #read = oneReloadAtATime(async () => {
+  readonly #readWhole = oneReloadAtATime(async () => {
     const forced = this.#forced
-    const users = [...this.#usersToRead]
     this.#forced = false
-    this.#usersToRead.clear()
     try {
-      if (forced) await this.#readAll()
-      else if (users.length) await this.#readUsers(users)
-      else if (!(await this.#heldIsCurrent())) await this.#readAll()
+      if (forced || !(await this.#heldIsCurrent())) await this.#readAll()
     } catch (error) {
       this.#forced ||= forced
+      throw error
+    }
+  })
+  /**
+   * Users named by news (`#usersToRead`) have their own assignments read again, one read at a time, and applied to the
+   * snapshot held at once, even while a whole read builds the next one: that one reads them again before it is
+   * swapped in (`#newsDuringWholeRead`), so a role taken away stays taken.
+   */
+  readonly #readNamedUsers = oneReloadAtATime(async () => {
+    const users = [...this.#usersToRead]
+    this.#usersToRead.clear()
+    if (!users.length) return
+    try {
+      await this.#readUsers(users)
+    } catch (error) {
       for (const user of users) this.#usersToRead.add(user)
       throw error
     }
   })
+  /** Users named by news since the whole read under way began: read again into its snapshot before the swap. */
+  #newsDuringWholeRead: Set<number> | undefined
   #forced = false
   readonly #usersToRead = new Set<number>()
   readonly #listeners: ((users?: readonly number[]) => void)[] = []
@@ -148,10 +144,13 @@ export class AccessModel {
    * a change committed after it changes the next one), and the organizations, teams and role definitions.
    */
   async #heldIsCurrent(): Promise<boolean> {
+    // A user's read under way would be found missing from what is held, and everything read again for it.
+    await this.#readNamedUsers().catch(() => {})
     const fingerprint = await this.#store.access.assignmentsFingerprint()
-    this.#heldFingerprint ??= assignmentsFingerprintOf([...this.#userAssignments.values()].flat(), this.#teamAssignments)
-    if (fingerprint !== this.#heldFingerprint) return false
-    return isDeepStrictEqual(await this.#store.access.loadObjects(), this.#records)
+    const held = this.#snapshot
+    held.heldFingerprint ??= assignmentsFingerprintOf([...held.userAssignments.values()].flat(), held.teamAssignments)
+    if (fingerprint !== held.heldFingerprint) return false
+    return isDeepStrictEqual(await this.#store.access.loadObjects(), held.records)
   }
 
   /**
@@ -165,15 +164,18 @@ export class AccessModel {
   /** Reads the snapshot again; a reload asked for while one runs gets one more after it, so none misses a change. */
   reload(): Promise<void> {
     this.#forced = true
-    return this.#read()
+    return this.#readWhole()
   }
 
   /** Reads these users' own assignments again, and nothing else, as `reload` reads everything. */
   reloadUsers(userIds: readonly number[]): Promise<void> {
     const valid = userIds.filter((userId) => Number.isSafeInteger(userId) && userId > 0)
     if (!valid.length) return Promise.resolve()
-    for (const userId of valid) this.#usersToRead.add(userId)
-    return this.#read()
+    for (const userId of valid) {
+      this.#usersToRead.add(userId)
+      this.#newsDuringWholeRead?.add(userId)
+    }
+    return this.#readNamedUsers()
   }
 
   /**
@@ -183,7 +185,11 @@ export class AccessModel {
    */
   start(everyMs: number): void {
     if (this.#refresher) return
-    this.#refresher = setInterval(() => this.#read().catch(() => {}), everyMs)
+    this.#refresher = setInterval(() => {
+      // Users whose read failed are read again too.
+      this.#readNamedUsers().catch(() => {})
+      this.#readWhole().catch(() => {})
+    }, everyMs)
     this.#refresher.unref()
   }
 
@@ -193,41 +199,42 @@ export class AccessModel {
   }
 
   get organizations(): readonly Organization[] {
-    return this.#records.organizations
+    return this.#snapshot.records.organizations
   }
 
   get teams(): readonly Team[] {
-    return this.#records.teams
+    return this.#snapshot.records.teams
   }
 
   get roleDefinitions(): readonly RoleDefinition[] {
-    return this.#records.roleDefinitions
+    return this.#snapshot.records.roleDefinitions
   }
 
   /** The names rules can refer to. */
   names(): KnownNames {
+    const { records, organizations } = this.#snapshot
     return {
-      roles: new Set(this.#records.roleDefinitions.map((r) => r.name)),
-      teams: new Set(this.#records.teams.map((t) => t.name)),
-      teamKeys: new Set(this.#records.teams.map((t) => teamKey(this.#organizations.get(t.organizationId)?.name ?? '', t.name))),
-      organizations: new Set(this.#records.organizations.map((o) => o.name)),
+      roles: new Set(records.roleDefinitions.map((r) => r.name)),
+      teams: new Set(records.teams.map((t) => t.name)),
+      teamKeys: new Set(records.teams.map((t) => teamKey(organizations.get(t.organizationId)?.name ?? '', t.name))),
+      organizations: new Set(records.organizations.map((o) => o.name)),
     }
   }
 
   team(id: number): Team | undefined {
-    return this.#teams.get(id)
+    return this.#snapshot.teams.get(id)
   }
 
   organization(id: number): Organization | undefined {
-    return this.#organizations.get(id)
+    return this.#snapshot.organizations.get(id)
   }
 
   roleDefinition(id: number): RoleDefinition | undefined {
-    return this.#roles.get(id)
+    return this.#snapshot.roles.get(id)
   }
 
   roleDefinitionNamed(name: string): RoleDefinition | undefined {
-    return this.#records.roleDefinitions.find((role) => role.name === name)
+    return this.#snapshot.records.roleDefinitions.find((role) => role.name === name)
   }
 
   /**
@@ -251,8 +258,9 @@ export class AccessModel {
   visibleTo(user: User): Visibility | undefined {
     if (user.isSuperuser || user.isSystemAuditor) return undefined
     const held = this.of(user).held
-    const organizations = new Set(this.#records.organizations.filter((o) => this.can(user, 'shared.view_organization', 'organization', o.id)).map((o) => o.id))
-    const teams = new Set(this.#records.teams.filter((t) => this.can(user, 'shared.view_team', 'team', t.id)).map((t) => t.id))
+    const { records } = this.#snapshot
+    const organizations = new Set(records.organizations.filter((o) => this.can(user, 'shared.view_organization', 'organization', o.id)).map((o) => o.id))
+    const teams = new Set(records.teams.filter((t) => this.can(user, 'shared.view_team', 'team', t.id)).map((t) => t.id))
     // Organization and team admins see every user, to add them (ORG_ADMINS_CAN_SEE_ALL_USERS, which AWX turns on
     // by default, and here for team admins too: they add members by name).
     const seesAllUsers = this.canSomewhere(user, 'shared.change_organization') || this.canSomewhere(user, 'shared.change_team')
@@ -264,10 +272,10 @@ export class AccessModel {
     const onOrganizations = (h: HeldRole) => h.role.permissions.some((p) => p.endsWith('_organization'))
     const platformWide = held.filter((h) => h.objectType === 'platform')
     const assignedOrganizations = platformWide.some(onOrganizations)
-      ? new Set(this.#records.organizations.map((o) => o.id))
+      ? new Set(records.organizations.map((o) => o.id))
       : new Set(held.filter((h) => h.objectType === 'organization').map((h) => h.objectId))
     const teamsThroughOrganizations = new Set(held.filter((h) => h.objectType === 'organization' && onTeams(h)).map((h) => h.objectId))
-    const assignedTeams = new Set(this.#records.teams
+    const assignedTeams = new Set(records.teams
       .filter((t) => platformWide.some(onTeams) || teamsThroughOrganizations.has(t.organizationId)
         || held.some((h) => h.objectType === 'team' && h.objectId === t.id))
       .map((t) => t.id))
@@ -275,12 +283,13 @@ export class AccessModel {
   }
 
   *#membersOf(organizations: ReadonlySet<number>): Iterable<number> {
-    for (const organizationId of organizations) yield* this.#members.get(organizationId) ?? []
+    const { members } = this.#snapshot
+    for (const organizationId of organizations) yield* members.get(organizationId) ?? []
   }
 
   /** The roles a team passes to its members: its own, and those of every team it is a member of, however deep. */
   heldByTeam(teamId: number): readonly HeldRole[] {
-    return this.#byTeam.get(teamId) ?? []
+    return this.#snapshot.byTeam.get(teamId) ?? []
   }
 
   /**
@@ -289,7 +298,7 @@ export class AccessModel {
    */
   can(user: User, permission: Permission, objectType: 'organization' | 'team', objectId: number): boolean {
     if (user.isSuperuser) return true
-    const team = objectType === 'team' ? this.#teams.get(objectId) : undefined
+    const team = objectType === 'team' ? this.#snapshot.teams.get(objectId) : undefined
     return this.of(user).held.some((h) => h.role.permissions.includes(permission) && (
       h.objectType === 'platform'
       || (h.objectType === objectType && h.objectId === objectId)
@@ -313,7 +322,7 @@ export class AccessModel {
     const access = this.of(target)
     if (!access.organizations.length) return false
     const theirs = (organizationId: number | undefined) => organizationId !== undefined && this.can(caller, 'shared.change_organization', 'organization', organizationId)
-    const onTheirs = (h: HeldRole) => (h.objectType === 'organization' ? theirs(h.objectId) : h.objectType === 'team' && theirs(this.#teams.get(h.objectId)?.organizationId))
+    const onTheirs = (h: HeldRole) => (h.objectType === 'organization' ? theirs(h.objectId) : h.objectType === 'team' && theirs(this.#snapshot.teams.get(h.objectId)?.organizationId))
     return access.held.every((h) => onTheirs(h) && h.role.permissions.every((p) => this.can(caller, p as Permission, h.objectType as 'organization' | 'team', h.objectId)))
   }
 
@@ -322,123 +331,208 @@ export class AccessModel {
     return user.isSuperuser || this.of(user).held.some((h) => h.role.permissions.includes(permission))
   }
 
-  /** Where a held role is, by name; none for a platform-wide role. */
-  #roleKeyOf(held: HeldRole): string[] {
-    if (held.objectType === 'organization') {
-      const organization = this.#organizations.get(held.objectId)
-      return organization ? [roleKey(held.role.name, organization.name)] : []
-    }
-    if (held.objectType !== 'team') return []
-    const team = this.#teams.get(held.objectId)
-    const organization = team && this.#organizations.get(team.organizationId)
-    return team && organization ? [roleKey(held.role.name, organization.name, team.name)] : []
-  }
-
   #accessOf(userId: number): UserAccess {
-    const known = this.#byUser.get(userId)
+    // Worked out from, and kept in, the snapshot held now: one swapped in meanwhile starts with none kept.
+    const snapshot = this.#snapshot
+    const known = snapshot.byUser.get(userId)
     if (known) return known
-    const own = this.#direct.get(userId)
-    if (!own) return NOBODY
-    const ownByTeam = this.#ownByTeam
-    const uniqueTeams = teamsReached(this.#teams, teamsMadeMemberOf(own), ownByTeam)
-    const held = [...own, ...uniqueTeams.flatMap((t) => ownByTeam.get(t.id) ?? [])]
-    const organizations = held.filter((h) => h.objectType === 'organization' && h.role.permissions.includes('shared.member_organization'))
-      .map((h) => this.#organizations.get(h.objectId)).filter((o): o is Organization => o !== undefined)
-    const uniqueOrganizations = [...new Map(organizations.map((o) => [o.id, o])).values()]
-    const groups = [
-      ...uniqueOrganizations.map((o) => groupPath(o.name)),
-      ...uniqueTeams.flatMap((t) => teamGroupPath(this.#organizations.get(t.organizationId)?.name ?? '', t.name)),
-    ].sort()
-    const teamKeys = uniqueTeams.map((t) => teamKey(this.#organizations.get(t.organizationId)?.name ?? '', t.name))
-    const access = freezeAccess(uniqueTeams, teamKeys, uniqueOrganizations, held, groups, held.flatMap((h) => this.#roleKeyOf(h)))
-    this.#byUser.set(userId, access)
+    const access = accessFrom(snapshot, userId)
+    if (access !== NOBODY) snapshot.byUser.set(userId, access)
     return access
   }
 
+  /**
+   * Reads every assignment, page by page, into a new snapshot, and works out what rests on them in slices, other work
+   * running between them; the users named by news meanwhile are read again into it; then it is swapped in, in one go.
+   */
   async #readAll(): Promise<void> {
-    this.#apply(await this.#store.access.loadAll())
+    const news = this.#newsDuringWholeRead = new Set()
+    try {
+      const next = emptySnapshot(await this.#store.access.loadObjects())
+      for await (const page of this.#store.access.assignmentPages(ASSIGNMENTS_PER_PAGE)) {
+        await inSlices(page, (assignment) => addAssignment(next, assignment))
+        await nextTurn()
+      }
+      await inSlices([...next.ownByTeam.keys()], (teamId) => next.byTeam.set(teamId,
+        teamsReached(next.teams, [teamId], next.ownByTeam).flatMap((t) => next.ownByTeam.get(t.id) ?? [])))
+      await inSlices(next.direct, ([userId, own]) => {
+        for (const organizationId of organizationsJoined(next, own)) addMember(next.members, organizationId, userId)
+      })
+      while (news.size) {
+        const users = [...news]
+        news.clear()
+        // A role definition made after the objects were read: its own news asks for another whole read.
+        if (setUsers(next, users, await this.#store.access.assignmentsOfUsers(users))) this.#forced = true
+      }
+      this.#snapshot = next
+    } finally {
+      this.#newsDuringWholeRead = undefined
+    }
+    for (const listener of this.#listeners) listener()
   }
 
   /**
    * Reads the users' own assignments again and works out anew what rests on them: their roles, the organizations
    * they are members of. A role no longer held is then gone, however many others are. One naming a role definition
-   * this process has not read yet (news of it still to come) has the whole snapshot read instead.
+   * this process has not read yet (news of it still to come) is left out, and the whole snapshot read again.
    */
   async #readUsers(userIds: readonly number[]): Promise<void> {
+    const snapshot = this.#snapshot
     const read = await this.#store.access.assignmentsOfUsers(userIds)
-    if (read.some((assignment) => !this.#roles.has(assignment.roleDefinitionId))) return this.#readAll()
-    const byUser = new Map<number, RoleAssignment[]>(userIds.map((userId) => [userId, []]))
-    for (const assignment of read) byUser.get(assignment.actorId)?.push(assignment)
-    for (const [userId, assignments] of byUser) this.#setUser(userId, assignments)
-    this.#heldFingerprint = undefined
+    // A whole read swapped in meanwhile read these users after their news: this read may be older than its.
+    if (this.#snapshot !== snapshot) return
+    const unknownRole = setUsers(snapshot, userIds, read)
     for (const listener of this.#listeners) listener(userIds)
+    if (unknownRole) await this.reload()
   }
+}
 
-  #setUser(userId: number, assignments: readonly RoleAssignment[]): void {
-    const held = assignments.map((a) => this.#heldRole(a)).filter((h): h is HeldRole => h !== undefined)
-    if (assignments.length) this.#userAssignments.set(userId, assignments)
-    else this.#userAssignments.delete(userId)
-    if (held.length) this.#direct.set(userId, held)
-    else this.#direct.delete(userId)
-    for (const members of this.#members.values()) members.delete(userId)
-    for (const organizationId of this.#organizationsJoined(held, this.#byTeam)) this.#addMember(this.#members, organizationId, userId)
-    this.#byUser.delete(userId)
+/**
+ * Assignments a whole read asks for in one query. SQLite reads on the event loop, a query's rows in one turn: some
+ * 25 ms for 10,000 rows on a busy two-core machine; a smaller page keeps each turn short on both backends.
+ */
+const ASSIGNMENTS_PER_PAGE = 2_000
+
+/** How long one slice of a whole read's work runs before letting other work run. */
+const SLICE_MS = 10
+
+/** Runs `work` on each item, letting other work run after every SLICE_MS of it. */
+async function inSlices<T>(items: Iterable<T>, work: (item: T) => void): Promise<void> {
+  let sliceEnds = performance.now() + SLICE_MS
+  let done = 0
+  for (const item of items) {
+    work(item)
+    if (++done % 64 === 0 && performance.now() >= sliceEnds) {
+      await nextTurn()
+      sliceEnds = performance.now() + SLICE_MS
+    }
   }
+}
 
-  #heldRole(assignment: RoleAssignment): HeldRole | undefined {
-    const role = this.#roles.get(assignment.roleDefinitionId)
-    return role && { role, objectType: assignment.objectType, objectId: assignment.objectId }
-  }
-
+/** One snapshot of access, as read and worked out from what was read. */
+interface Snapshot {
+  records: Omit<AccessRecords, 'assignments'>
+  /** The assignments held, as read: each user's own, by user id, and the teams'. */
+  userAssignments: Map<number, readonly RoleAssignment[]>
+  teamAssignments: RoleAssignment[]
+  /** `assignmentsFingerprintOf` the assignments held, worked out when the safety net first asks after a change. */
+  heldFingerprint: string | undefined
   /**
-   * The organizations a user holding `own` is a member of: those they hold member_organization on, and those the
-   * teams they are a member of (with the teams those are members of: `byTeam`) hold it on.
+   * Each user's access, worked out when first asked for (`#accessOf`): working it out for every user at each reload
+   * (100,000 users) took some three seconds of the process's one thread.
    */
-  #organizationsJoined(own: readonly HeldRole[], byTeam: ReadonlyMap<number, readonly HeldRole[]>): number[] {
-    const organizationsOf = (held: readonly HeldRole[]) => held
-      .filter((h) => h.objectType === 'organization' && h.role.permissions.includes('shared.member_organization') && this.#organizations.has(h.objectId))
-      .map((h) => h.objectId)
-    return [...organizationsOf(own), ...teamsMadeMemberOf(own).flatMap((teamId) => this.#teams.has(teamId) ? organizationsOf(byTeam.get(teamId) ?? []) : [])]
-  }
+  byUser: Map<number, UserAccess>
+  /** The roles each user holds directly, by user id. */
+  direct: Map<number, readonly HeldRole[]>
+  /** The roles each team holds itself, by team id. */
+  ownByTeam: Map<number, HeldRole[]>
+  /** The members of each organization, directly or through a team, by organization id. */
+  members: Map<number, Set<number>>
+  /** Every role a member of the team holds through it: its own, and those of the teams it is a member of. */
+  byTeam: Map<number, readonly HeldRole[]>
+  teams: Map<number, Team>
+  organizations: Map<number, Organization>
+  roles: Map<number, RoleDefinition>
+}
 
-  #addMember(members: Map<number, Set<number>>, organizationId: number, userId: number): void {
-    let memberIds = members.get(organizationId)
-    if (!memberIds) members.set(organizationId, memberIds = new Set())
-    memberIds.add(userId)
+function emptySnapshot(records: Omit<AccessRecords, 'assignments'>): Snapshot {
+  return {
+    records,
+    userAssignments: new Map(),
+    teamAssignments: [],
+    heldFingerprint: undefined,
+    byUser: new Map(),
+    direct: new Map(),
+    ownByTeam: new Map(),
+    members: new Map(),
+    byTeam: new Map(),
+    teams: new Map(records.teams.map((t) => [t.id, t])),
+    organizations: new Map(records.organizations.map((o) => [o.id, o])),
+    roles: new Map(records.roleDefinitions.map((r) => [r.id, r])),
   }
+}
 
-  #apply(records: AccessRecords): void {
-    this.#teams = new Map(records.teams.map((t) => [t.id, t]))
-    this.#organizations = new Map(records.organizations.map((o) => [o.id, o]))
-    this.#roles = new Map(records.roleDefinitions.map((r) => [r.id, r]))
-    const userAssignments = new Map<number, RoleAssignment[]>()
-    const teamAssignments: RoleAssignment[] = []
-    const direct = new Map<number, HeldRole[]>()
-    const ownByTeam = new Map<number, HeldRole[]>()
-    for (const assignment of records.assignments) {
-      if (assignment.actor === 'user') pushTo(userAssignments, assignment.actorId, assignment)
-      else teamAssignments.push(assignment)
-      const held = this.#heldRole(assignment)
-      if (held) pushTo(assignment.actor === 'user' ? direct : ownByTeam, assignment.actorId, held)
-    }
-    const teamsFrom = (teamIds: readonly number[]) => teamsReached(this.#teams, teamIds, ownByTeam)
-    const byTeam = new Map([...ownByTeam.keys()].map((teamId) => [teamId, teamsFrom([teamId]).flatMap((t) => ownByTeam.get(t.id) ?? [])]))
-    const members = new Map<number, Set<number>>()
-    for (const [userId, own] of direct) {
-      for (const organizationId of this.#organizationsJoined(own, byTeam)) this.#addMember(members, organizationId, userId)
-    }
-    const { organizations, teams, roleDefinitions } = records
-    this.#records = { organizations, teams, roleDefinitions }
-    this.#userAssignments = userAssignments
-    this.#teamAssignments = teamAssignments
-    this.#heldFingerprint = undefined
-    this.#direct = direct
-    this.#ownByTeam = ownByTeam
-    this.#members = members
-    this.#byUser = new Map()
-    this.#byTeam = byTeam
-    for (const listener of this.#listeners) listener()
+/** One assignment read by a whole read, added to the snapshot it builds. */
+function addAssignment(snapshot: Snapshot, assignment: RoleAssignment): void {
+  if (assignment.actor === 'user') pushTo(snapshot.userAssignments as Map<number, RoleAssignment[]>, assignment.actorId, assignment)
+  else snapshot.teamAssignments.push(assignment)
+  const held = heldRole(snapshot, assignment)
+  if (held) pushTo((assignment.actor === 'user' ? snapshot.direct : snapshot.ownByTeam) as Map<number, HeldRole[]>, assignment.actorId, held)
+}
+
+/**
+ * Puts the users' own assignments as read (`read`) in place of those held, and what rests on them; answers whether
+ * one names a role definition the snapshot does not hold (left out).
+ */
+function setUsers(snapshot: Snapshot, userIds: readonly number[], read: readonly RoleAssignment[]): boolean {
+  const byUser = new Map<number, RoleAssignment[]>(userIds.map((userId) => [userId, []]))
+  for (const assignment of read) byUser.get(assignment.actorId)?.push(assignment)
+  for (const [userId, assignments] of byUser) setUser(snapshot, userId, assignments)
+  snapshot.heldFingerprint = undefined
+  return read.some((assignment) => !snapshot.roles.has(assignment.roleDefinitionId))
+}
+
+function setUser(snapshot: Snapshot, userId: number, assignments: readonly RoleAssignment[]): void {
+  const held = assignments.map((a) => heldRole(snapshot, a)).filter((h): h is HeldRole => h !== undefined)
+  if (assignments.length) snapshot.userAssignments.set(userId, assignments)
+  else snapshot.userAssignments.delete(userId)
+  if (held.length) snapshot.direct.set(userId, held)
+  else snapshot.direct.delete(userId)
+  for (const members of snapshot.members.values()) members.delete(userId)
+  for (const organizationId of organizationsJoined(snapshot, held)) addMember(snapshot.members, organizationId, userId)
+  snapshot.byUser.delete(userId)
+}
+
+function heldRole(snapshot: Snapshot, assignment: RoleAssignment): HeldRole | undefined {
+  const role = snapshot.roles.get(assignment.roleDefinitionId)
+  return role && { role, objectType: assignment.objectType, objectId: assignment.objectId }
+}
+
+/**
+ * The organizations a user holding `own` is a member of: those they hold member_organization on, and those the
+ * teams they are a member of (with the teams those are members of: `byTeam`) hold it on.
+ */
+function organizationsJoined(snapshot: Snapshot, own: readonly HeldRole[]): number[] {
+  const organizationsOf = (held: readonly HeldRole[]) => held
+    .filter((h) => h.objectType === 'organization' && h.role.permissions.includes('shared.member_organization') && snapshot.organizations.has(h.objectId))
+    .map((h) => h.objectId)
+  return [...organizationsOf(own), ...teamsMadeMemberOf(own).flatMap((teamId) => snapshot.teams.has(teamId) ? organizationsOf(snapshot.byTeam.get(teamId) ?? []) : [])]
+}
+
+function addMember(members: Map<number, Set<number>>, organizationId: number, userId: number): void {
+  let memberIds = members.get(organizationId)
+  if (!memberIds) members.set(organizationId, memberIds = new Set())
+  memberIds.add(userId)
+}
+
+/** Where a held role is, by name; none for a platform-wide role. */
+function roleKeyOf(snapshot: Snapshot, held: HeldRole): string[] {
+  if (held.objectType === 'organization') {
+    const organization = snapshot.organizations.get(held.objectId)
+    return organization ? [roleKey(held.role.name, organization.name)] : []
   }
+  if (held.objectType !== 'team') return []
+  const team = snapshot.teams.get(held.objectId)
+  const organization = team && snapshot.organizations.get(team.organizationId)
+  return team && organization ? [roleKey(held.role.name, organization.name, team.name)] : []
+}
+
+/** The user's access as the snapshot has it. */
+function accessFrom(snapshot: Snapshot, userId: number): UserAccess {
+  const own = snapshot.direct.get(userId)
+  if (!own) return NOBODY
+  const { ownByTeam, organizations: byId } = snapshot
+  const uniqueTeams = teamsReached(snapshot.teams, teamsMadeMemberOf(own), ownByTeam)
+  const held = [...own, ...uniqueTeams.flatMap((t) => ownByTeam.get(t.id) ?? [])]
+  const organizations = held.filter((h) => h.objectType === 'organization' && h.role.permissions.includes('shared.member_organization'))
+    .map((h) => byId.get(h.objectId)).filter((o): o is Organization => o !== undefined)
+  const uniqueOrganizations = [...new Map(organizations.map((o) => [o.id, o])).values()]
+  const groups = [
+    ...uniqueOrganizations.map((o) => groupPath(o.name)),
+    ...uniqueTeams.flatMap((t) => teamGroupPath(byId.get(t.organizationId)?.name ?? '', t.name)),
+  ].sort()
+  const teamKeys = uniqueTeams.map((t) => teamKey(byId.get(t.organizationId)?.name ?? '', t.name))
+  return freezeAccess(uniqueTeams, teamKeys, uniqueOrganizations, held, groups, held.flatMap((h) => roleKeyOf(snapshot, h)))
 }
 
 /**

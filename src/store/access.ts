@@ -162,21 +162,26 @@ export class AccessRepository {
    */
   async loadAll(perRead = ASSIGNMENTS_PER_READ): Promise<AccessRecords> {
     const objects = await this.loadObjects()
-    const users = await this.#allAssignments('user', perRead)
-    const teams = await this.#allAssignments('team', perRead)
-    return { ...objects, assignments: [...users, ...teams] }
+    const assignments: RoleAssignment[] = []
+    for await (const page of this.assignmentPages(perRead)) assignments.push(...page)
+    return { ...objects, assignments }
   }
 
-  async #allAssignments(actor: Actor, perRead: number): Promise<RoleAssignment[]> {
-    const table = actor === 'user' ? 'role_user_assignments' as const : 'role_team_assignments' as const
-    const all: RoleAssignment[] = []
-    for (let after = 0; ;) {
-      const rows = await this.#db.selectFrom(table as 'role_user_assignments')
-        .select(['id', 'role_definition_id', 'object_type', 'object_id', 'created_at', sql<number>`${sql.ref(`${actor}_id`)}`.as('actor_id')])
-        .where('id', '>', after).orderBy('id').limit(perRead).execute()
-      for (const row of rows) all.push(toAssignment(actor, row.actor_id, row))
-      if (rows.length < perRead) return all
-      after = Number(rows.at(-1)!.id)
+  /**
+   * Every role assignment, users' then teams', `perRead` a query in the order of their ids, one page at a time: the
+   * caller lets other work run between pages (SQLite reads on the event loop).
+   */
+  async *assignmentPages(perRead = ASSIGNMENTS_PER_READ): AsyncGenerator<RoleAssignment[]> {
+    for (const actor of ['user', 'team'] as const) {
+      const table = actor === 'user' ? 'role_user_assignments' as const : 'role_team_assignments' as const
+      for (let after = 0; ;) {
+        const rows = await this.#db.selectFrom(table as 'role_user_assignments')
+          .select(['id', 'role_definition_id', 'object_type', 'object_id', 'created_at', sql<number>`${sql.ref(`${actor}_id`)}`.as('actor_id')])
+          .where('id', '>', after).orderBy('id').limit(perRead).execute()
+        if (rows.length) yield rows.map((row) => toAssignment(actor, row.actor_id, row))
+        if (rows.length < perRead) break
+        after = Number(rows.at(-1)!.id)
+      }
     }
   }
 

@@ -65,19 +65,20 @@ for (const backend of storeBackends) {
       // The next read of the model (the periodic one's) takes 300 ms to come back with what it read at once; its
       // fingerprint never matches, so that it reads the whole snapshot.
       const access = stores.store.access
-      const loadAll = access.loadAll.bind(access)
+      const assignmentPages = access.assignmentPages.bind(access)
       const assignmentsFingerprint = access.assignmentsFingerprint.bind(access)
       access.assignmentsFingerprint = async () => `${await assignmentsFingerprint()} never held`
       let slowed = false
       const { promise: read, resolve: readDone } = Promise.withResolvers<void>()
-      access.loadAll = async () => {
-        const records = await loadAll()
+      access.assignmentPages = async function* (...args) {
+        const pages = []
+        for await (const page of assignmentPages(...args)) pages.push(page)
         if (!slowed) {
           slowed = true
           readDone()
           await sleep(300)
         }
-        return records
+        yield* pages
       }
       try {
         await read
@@ -86,7 +87,7 @@ for (const backend of storeBackends) {
         await sleep(400)
         assert.ok(!running.access.of(member).teams.some((t) => t.name === 'Oncall'), 'and still, once the read begun before came back')
       } finally {
-        access.loadAll = loadAll
+        access.assignmentPages = assignmentPages
         access.assignmentsFingerprint = assignmentsFingerprint
       }
     })
@@ -94,11 +95,11 @@ for (const backend of storeBackends) {
     it('reads no assignment again while nothing changed, and reads them all once an assignment goes or an organization is renamed beside the bus', async () => {
       const access = stores.store.access
       await running.access.reload()
-      const loadAll = access.loadAll.bind(access)
+      const assignmentPages = access.assignmentPages.bind(access)
       let wholeReads = 0
-      access.loadAll = async () => {
+      access.assignmentPages = (...args) => {
         wholeReads++
-        return await loadAll()
+        return assignmentPages(...args)
       }
       try {
         await sleep(2500)
@@ -117,7 +118,7 @@ for (const backend of storeBackends) {
         await sleep(2500)
         assert.ok(!running.access.of(member).teams.some((t) => t.name === 'Automation'), 'the assignment deleted beside the bus is gone')
       } finally {
-        access.loadAll = loadAll
+        access.assignmentPages = assignmentPages
       }
     })
   })

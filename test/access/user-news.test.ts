@@ -29,13 +29,13 @@ for (const backend of storeBackends) {
 
     /** Counts the other process's reads of every assignment. */
     function countWholeReads(store: Store): () => void {
-      const loadAll = store.access.loadAll.bind(store.access)
-      store.access.loadAll = async (...args) => {
+      const assignmentPages = store.access.assignmentPages.bind(store.access)
+      store.access.assignmentPages = (...args) => {
         wholeReads++
-        return await loadAll(...args)
+        return assignmentPages(...args)
       }
       return () => {
-        store.access.loadAll = loadAll
+        store.access.assignmentPages = assignmentPages
       }
     }
 
@@ -136,6 +136,36 @@ for (const backend of storeBackends) {
       await publisher.accessAdmin.deleteOrganization(admin, gone.id)
       assert.ok(!(await seenByOther(member)).organizations.some((o) => o.name === 'Gone'), 'the organization deleted')
       assert.ok(wholeReads >= 3)
+    })
+
+    it('takes a role away at once while a whole read is under way, and the snapshot it swaps in leaves it taken', async () => {
+      const given = await publisher.accessAdmin.assign(admin, 'user', { roleDefinitionId: roles.orgAdmin.id, actorId: member.id, objectId: organization.id })
+      assert.ok((await seenByOther(member)).roleNames.has('Organization Admin'))
+      // The other process's next whole read reads every assignment at once, then waits until let go.
+      const access = stores.other.access
+      const assignmentPages = access.assignmentPages.bind(access)
+      const { promise: pagesRead, resolve: readDone } = Promise.withResolvers<void>()
+      const { promise: letGo, resolve: release } = Promise.withResolvers<void>()
+      access.assignmentPages = async function* (...args) {
+        const pages = []
+        for await (const page of assignmentPages(...args)) pages.push(page)
+        readDone()
+        await letGo
+        yield* pages
+      }
+      try {
+        const wholeRead = other.access.reload()
+        await pagesRead
+        await publisher.accessAdmin.unassign(admin, 'user', given.assignment.id)
+        await other.bus.sync()
+        assert.ok(!other.access.of(member).roleNames.has('Organization Admin'), 'taken away before the whole read ends')
+        release()
+        await wholeRead
+        assert.ok(!other.access.of(member).roleNames.has('Organization Admin'), 'still taken once the snapshot read before it is swapped in')
+      } finally {
+        release()
+        access.assignmentPages = assignmentPages
+      }
     })
 
     it('holds what the database holds after reading users one by one, so the periodic read finds nothing to read', async () => {
