@@ -1,7 +1,7 @@
 import { createPublicKey, type JsonWebKey } from 'node:crypto'
 import { z } from 'zod'
 import { AccessRulesSchema } from './access.ts'
-import { ACCOUNT_ROLES, scopedRole } from '../oidc/claims.ts'
+import { ACCOUNT_CLIENT, ACCOUNT_ROLES, scopedRole } from '../oidc/claims.ts'
 import { isLoopbackHost } from './sso.ts'
 
 /**
@@ -222,21 +222,34 @@ function checkScopeMappings(realm: { clients: readonly z.output<typeof RealmClie
   })
 }
 
+/** An audience a place (a service, the gateway's API) takes tokens for: not one that every token of the realm names. */
+const placeAudience = z.string().min(1).max(200).refine((audience) => audience !== ACCOUNT_CLIENT, {
+  message: `"${ACCOUNT_CLIENT}" is in the aud of nearly every token of a realm, whatever its client (Keycloak's account client): name the place's own client or audience`,
+})
+
 /** Per service: which realm's tokens it takes, and which client a browser logs in through. */
 export const ServiceOidcSchema = z.object({
   realm: realmName.optional()
     .describe('The realm whose tokens the service accepts. Default: the only realm.'),
   client_id: clientId.optional()
     .describe('The client a browser is sent to log in with when the service redirects (`unauthenticated`). Default: the realm\'s first client with `standard_flow`.'),
-  audiences: z.array(z.string().min(1).max(200)).default([])
-    .describe('A token must name one of these in `aud` or `azp`. Default: the service\'s name and its `client_id` (explicit or default), so a token meant for another client or service is refused.'),
+  audiences: z.array(placeAudience).default([])
+    .describe('A token must name one of these in `aud` or `azp`. Default: the service\'s name and its `client_id` (explicit or default), but never `account`, so a token meant for another client or service is refused.'),
 }).strict()
+
+/**
+ * The audiences a service takes by default: its name and its client. Never Keycloak's account client, which nearly
+ * every token of the realm names in `aud`: a service named `account` would otherwise take every client's tokens.
+ */
+export function defaultServiceAudiences(serviceName: string, clientId: string | undefined): string[] {
+  return [serviceName, ...(clientId ? [clientId] : [])].filter((audience) => audience !== ACCOUNT_CLIENT)
+}
 
 /** For the gateway's own API (`gateway.oidc`): which realms' tokens it takes, and which of them are meant for it. */
 export const GatewayOidcSchema = z.object({
   realms: z.array(realmName).optional()
     .describe('The realms whose tokens the gateway API accepts. Default: every realm.'),
-  audiences: z.array(z.string().min(1).max(200)).min(1).default(['gateway'])
+  audiences: z.array(placeAudience).min(1).default(['gateway'])
     .describe('A token must name one of these in `aud` or `azp` (give a client the audience with its `audiences`). A token with scope `write` may change things; any other token may only read (GET, HEAD, OPTIONS), as a personal token of scope `read`.'),
   applications_realm: realmName.optional()
     .describe('The realm whose clients the platform\'s OAuth2 applications (`/api/gateway/v1/applications/`, `/o/token/`) are. Default: the first realm.'),

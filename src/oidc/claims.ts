@@ -28,6 +28,12 @@ export const SCOPE_CLAIMS = {
   email: ['email', 'email_verified'],
 }
 
+/**
+ * Keycloak's account client. Nearly every access token of a realm names it in `aud`, whatever client it was issued
+ * to (below), so it tells no client's tokens from another's: no place may take it as its audience.
+ */
+export const ACCOUNT_CLIENT = 'account'
+
 /** Keycloak gives every user the realm's default roles and the account console roles (whence `aud: account`). */
 export const ACCOUNT_ROLES = ['manage-account', 'manage-account-links', 'view-profile']
 
@@ -79,7 +85,7 @@ export type RoleScope = (held: TokenRoles, tokenScope: string | undefined) => To
  */
 export function compileRoleScope(realm: RealmConfig, client: RealmClientConfig): RoleScope | undefined {
   if (client.full_scope_allowed) return undefined
-  const own = client.client_id === 'account' ? ACCOUNT_ROLES : Object.keys(client.roles ?? {})
+  const own = client.client_id === ACCOUNT_CLIENT ? ACCOUNT_ROLES : Object.keys(client.roles ?? {})
   const mapped: ScopedRole[] = [...own.map((role) => ({ client: client.client_id, role })), ...(client.scope ?? []).map(scopedRole)]
   const always = expandComposites(realm, mapped)
   const offline = expandComposites(realm, [...mapped, { role: 'offline_access' }])

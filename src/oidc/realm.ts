@@ -5,7 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { setTimeout as delay } from 'node:timers/promises'
 import { createLocalJWKSet, decodeJwt, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose'
 import type Provider from 'oidc-provider'
-import type { RealmClientConfig, RealmConfig } from '../config/realms.ts'
+import { defaultServiceAudiences, type RealmClientConfig, type RealmConfig } from '../config/realms.ts'
 import type { Config } from '../config/schema.ts'
 import type { Accounts } from '../directory/accounts.ts'
 import type { Memberships } from './claims.ts'
@@ -567,7 +567,7 @@ export class OidcRealms implements AccessTokenIssuers {
       if (!realm) continue
       const client = service.oidc?.client_id ?? realm.config.clients.find((c) => c.standard_flow)?.client_id
       // By default a service takes the tokens meant for it: its name in `aud`, or issued to its own client.
-      const audiences = service.oidc?.audiences.length ? service.oidc.audiences : [service.name, ...(client ? [client] : [])]
+      const audiences = service.oidc?.audiences.length ? service.oidc.audiences : defaultServiceAudiences(service.name, client)
       this.#policies.set(service.name, { realms: new Set([realm.name]), audiences: new Set(audiences), scoped: false })
       if (client && !service.accepts.includes('session')) this.#loginUrls.set(service.name, (next) => authorizationUrl(realm, client, next))
     }
@@ -577,7 +577,7 @@ export class OidcRealms implements AccessTokenIssuers {
       const realmName = this.applicationsRealm.name
       const audiences = [...new Set([...gateway.audiences, ...[...this.#policies.entries()]
         .filter(([service, policy]) => service !== 'gateway' && policy.realms.has(realmName))
-        .map(([, policy]) => [...policy.audiences][0]!)])]
+        .flatMap(([, policy]) => [...policy.audiences].slice(0, 1))])]
       this.applicationsRealm.applications = { repository: deps.store.applications, audiences }
       // A service that takes personal tokens takes the applications' tokens too, as the platform's services do: they
       // are meant for the gateway (its audiences), and the platform's services take what the gateway takes, held to

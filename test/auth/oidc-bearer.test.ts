@@ -32,6 +32,7 @@ describe('OIDC bearer tokens at the gateway', () => {
           { ...demoApp, name: 'strict-app', prefix: '/strict-app/', unauthenticated: '401' },
           { ...demoApp, name: 'redirect-app', prefix: '/redirect-app/', unauthenticated: 'redirect' },
           { ...demoApp, name: 'reports-api', prefix: '/reports-api/', oidc: { realm: REALM, audiences: ['reports'] } },
+          { ...demoApp, name: 'account', prefix: '/account/' },
         ],
       },
     })
@@ -113,6 +114,15 @@ describe('OIDC bearer tokens at the gateway', () => {
     await refused(aliceToken.access_token, '/reports-api/x')
     const reports = await tokenRequest(gw, { grant_type: 'client_credentials' }, { authorization: 'Basic ' + Buffer.from(`reports:${SERVICE_SECRET}`).toString('base64') })
     assert.equal((await call(reports.body.access_token, '/reports-api/x')).status, 200)
+  })
+
+  it('does not take a service named account for the audience every token names', async () => {
+    // The reports client's token names Keycloak's account client in aud, as nearly every token of the realm does.
+    const reports = await tokenRequest(gw, { grant_type: 'password', username: 'alice', password: 'alice-password' }, { authorization: 'Basic ' + Buffer.from(`reports:${SERVICE_SECRET}`).toString('base64') })
+    assert.ok([decodeJwtPart(reports.body.access_token, 1).aud].flat().includes('account'))
+    await refused(reports.body.access_token, '/account/x')
+    // The service's own client's tokens (end-users, the demo app's) pass.
+    assert.equal((await call(aliceToken.access_token, '/account/x')).status, 200)
   })
 
   it('refuses at once the tokens of a user who was disabled', async () => {

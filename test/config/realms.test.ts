@@ -67,6 +67,15 @@ describe('realms configuration', () => {
     assert.match(problems({ realms, services: [{ ...service, oidc: { realm: 'two', client_id: 'c' } }] }).join('\n'), /no client "c" with standard_flow in realm "two"/)
   })
 
+  it('refuses `account` as the audience of a service or of the gateway API: nearly every token of a realm names it', () => {
+    const realms = [{ name: 'one', clients: [{ client_id: 'c' }] }]
+    const found = problems({ realms, gateway: { oidc: { audiences: ['gateway', 'account'] } }, services: [{ ...service, oidc: { audiences: ['app', 'account'] } }] })
+    assert.ok(found.some((p) => p.startsWith('gateway.oidc.audiences.1: "account" is in the aud of nearly every token')), found.join('\n'))
+    assert.ok(found.some((p) => p.startsWith('services.0.oidc.audiences.1: "account" is in the aud of nearly every token')), found.join('\n'))
+    // A service named `account` is fine: its name is not taken as an audience (test/auth/oidc-bearer.test.ts).
+    assert.deepEqual(problems({ realms, services: [{ ...service, name: 'account', prefix: '/account/' }] }), [])
+  })
+
   it('reports client authenticator and offline session mistakes, and gateway realms that do not exist', () => {
     const found = problems({
       gateway: { oidc: { realms: ['nowhere'] } },
