@@ -98,11 +98,13 @@ export class OidcBearerAuthenticator implements Authenticator {
     }
     checkPolicy(verified, policy)
     const issuedAt = lastMillisecondOf(verified.issuedAt)
-    // At a service, a token is held to the platform's `read` and `write` only when it was asked for with one of them (an
-    // OAuth2 application's, from `/o/token/`), as a personal token is: a `read` token writes nowhere, and the service is
-    // told the scope. A token of the realm's own scopes alone (a browser application's) is the whole account's there.
+    // At a service, a token is held to the platform's `read` and `write` when it was asked for with one of them, as a
+    // personal token is: a `read` token writes nowhere, and the service is told the scope. So is every token of an OAuth2
+    // application (the platform's own kind, from `/o/token/`), whose power to write is asked for by name: one without
+    // `write` only reads here as on the gateway's API. A configured client's token of the realm's own scopes alone (a
+    // browser application's) is the whole account's there.
     const { scopes } = verified
-    if (!policy.scoped && !scopes.has('write') && !scopes.has('read')) return { userId: verified.userId, method: 'oidc', scopes, expiresAt: verified.expiresAt, issuedAt, accessToken: verified }
+    if (!policy.scoped && !verified.application && !scopes.has('write') && !scopes.has('read')) return { userId: verified.userId, method: 'oidc', scopes, expiresAt: verified.expiresAt, issuedAt, accessToken: verified }
     return { userId: verified.userId, method: 'oidc', scope: scopes.has('write') ? 'write' : 'read', scopes, expiresAt: verified.expiresAt, issuedAt, accessToken: verified }
   }
 

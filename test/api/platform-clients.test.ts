@@ -486,13 +486,14 @@ describe('the platform\'s clients', () => {
       assert.deepEqual([withSession.status, (await json(withSession)).identity?.auth_method], [200, 'session'])
     })
 
-    it('holds an application\'s token to its scope at the controller as on the gateway\'s API: without write it only reads', async () => {
+    it('holds an application\'s token to its scope at the controller, and at a service taking the realm\'s tokens, as on the gateway\'s API: without write it only reads', async () => {
       const application = await createApplication({ name: 'reader app', client_type: 'public', authorization_grant_type: 'password' })
       for (const scope of ['openid', 'profile', 'read']) {
         const { status, token } = await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id, scope })
         assert.equal(status, 201)
         assert.equal((await gw.fetch('/api/controller/v2/users/', { headers: { authorization: `Bearer ${token}` } })).status, 200, scope)
-        for (const path of ['/api/controller/v2/users/', '/api/gateway/v1/tokens/']) {
+        assert.equal((await gw.fetch('/demo-app/x', { headers: { authorization: `Bearer ${token}` } })).status, 200, scope)
+        for (const path of ['/api/controller/v2/users/', '/api/gateway/v1/tokens/', '/demo-app/x']) {
           const write = await gw.fetch(path, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{}' })
           assert.deepEqual([write.status, (await json(write)).code], [403, 'insufficient_scope'], `${scope} ${path}`)
         }
