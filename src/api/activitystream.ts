@@ -1,8 +1,8 @@
 import { z } from 'zod'
 import type { App } from '../app.ts'
 import { NotFound } from '../errors.ts'
-import { auditFilterFields, type AuditEntry } from '../store/audit.ts'
-import type { GatewayApi } from './gateway-api.ts'
+import { auditFilterFields, type AuditEntry, type LinkedObjects, numericId } from '../store/audit.ts'
+import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
 import { listQuery, readBoolean, rewrittenParameters } from './list-query.ts'
 import { paged } from './pagination.ts'
 import { userUrl } from './summaries.ts'
@@ -69,13 +69,14 @@ export function activityStreamRoutes(api: GatewayApi, app: App): void {
     const { page, filter } = request.query
     const order = filter.order.length ? filter.order : NEWEST_FIRST
     const { count, entries } = await app.store.audit.list({ filter: { ...filter, order }, offset: page.offset, limit: page.pageSize })
-    return paged(request, page, count, entries.map(serializeEntry))
+    const linked = await app.store.audit.linkedObjects(entries, Date.now())
+    return paged(request, page, count, entries.map((entry) => serializeEntry(entry, linked)))
   })
 
   api.get('/activitystream/:id/', { config: AUDITORS, schema: { params: idParam } }, async (request) => {
     const entry = await app.store.audit.findById(request.params.id)
     if (!entry) throw new NotFound('No such entry.')
-    return serializeEntry(entry)
+    return serializeEntry(entry, await app.store.audit.linkedObjects([entry], Date.now()))
   })
 }
 
@@ -90,17 +91,23 @@ export const AUDITORS = { access: 'superuser' } as const
 /**
  * An entry in the platform's shape (`id`, `url`, `related`, `summary_fields`, `created`, `created_by`,
  * `operation`, `changes`, `content_type`, `object_id`, ...), plus where it came from: `source_address`,
- * `auth_method`, `code` (why a login failed) and `realm` (an OpenID Connect login's).
+ * `auth_method`, `code` (why a login failed) and `realm` (an OpenID Connect login's). `linked` says which of the
+ * users and objects it names still exist: only those are linked, as the platform links only what it can find.
  */
-export function serializeEntry(entry: AuditEntry) {
+export function serializeEntry(entry: AuditEntry, linked: LinkedObjects) {
+  const actor = entry.actorId === null ? undefined : linked.users.get(entry.actorId)
+  const contentObject = contentObjectUrl(entry, linked)
   return {
     id: entry.id,
     type: 'activitystream',
-    url: `/api/gateway/v1/activitystream/${entry.id}/`,
-    related: entry.actorId === null ? {} : { created_by: userUrl(entry.actorId) },
+    url: `${GATEWAY_API}/activitystream/${entry.id}/`,
+    related: {
+      ...(actor ? { created_by: userUrl(entry.actorId!) } : {}),
+      ...(contentObject ? { content_object: contentObject } : {}),
+    },
     summary_fields: {
-      created_by: entry.actorUsername === null ? null : { id: entry.actorId, username: entry.actorUsername },
-      content_object: { id: entry.objectId, name: entry.objectName },
+      ...(entry.actorUsername === null ? {} : { created_by: actorSummary(entry, actor) }),
+      content_object: contentObjectSummary(entry, linked),
     },
     created: new Date(entry.created).toISOString(),
     created_by: entry.actorId,
@@ -116,5 +123,38 @@ export function serializeEntry(entry: AuditEntry) {
     auth_method: entry.authMethod,
     code: entry.code,
     realm: entry.realm,
+  }
+}
+
+type LinkedUser = LinkedObjects['users'] extends ReadonlyMap<number, infer User> ? User : never
+
+/**
+ * Who acted, as the platform summarizes a user (id, username, first and last name). The username is the one the
+ * entry recorded, which `created_by__username=` filters on; the names are the account's, none once it is gone. A
+ * failed login's has the username tried and no id (docs/audit.md).
+ */
+function actorSummary(entry: AuditEntry, actor: LinkedUser | undefined) {
+  return { id: entry.actorId, username: entry.actorUsername, first_name: actor?.firstName ?? '', last_name: actor?.lastName ?? '' }
+}
+
+/** The detail URL of the object acted on while it exists; every kind linked has its collection at its plural. */
+function contentObjectUrl(entry: AuditEntry, linked: LinkedObjects): string | undefined {
+  const id = numericId(entry.objectId)
+  if (id === undefined) return undefined
+  const exists = entry.contentType === 'user' ? linked.users.has(id) : linked.objects.has(`${entry.contentType}:${id}`)
+  return exists ? `${GATEWAY_API}/${entry.contentType}s/${id}/` : undefined
+}
+
+/**
+ * The object acted on as the entry recorded it (its name then; kept after it is gone), its id a number where it is a
+ * row's, as the platform's summaries give it; a user still there adds the platform's user summary fields.
+ */
+function contentObjectSummary(entry: AuditEntry, linked: LinkedObjects) {
+  const id = numericId(entry.objectId)
+  const user = entry.contentType === 'user' && id !== undefined ? linked.users.get(id) : undefined
+  return {
+    id: id ?? entry.objectId,
+    name: entry.objectName,
+    ...(user ? { username: user.username, first_name: user.firstName, last_name: user.lastName } : {}),
   }
 }

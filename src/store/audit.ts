@@ -1,4 +1,5 @@
 import type { Kysely, Selectable, SelectQueryBuilder } from 'kysely'
+import { sql } from './kysely.ts'
 import { deleteInBatches } from './deletion-batches.ts'
 import { type FilterFields, filtered, type ListFilter, NO_FILTER, ordered, pageAndCount } from './list-filter.ts'
 import type { AuditEntriesTable, Tables } from './schema.ts'
@@ -72,6 +73,42 @@ export class AuditRepository {
     return { count, entries: rows.map(toEntry) }
   }
 
+  /**
+   * What a page of entries links to, in two queries whatever the page's size: the users named (who acted, and
+   * those acted on) that still exist, with their names; and which of the other objects acted on still exist, as
+   * `kind:id` (a session while it lasts). Ids are the entries' own, so a kind without a table here is never found.
+   */
+  async linkedObjects(entries: readonly AuditEntry[], now: number): Promise<LinkedObjects> {
+    const userIds = new Set<number>()
+    const idsByTable = new Map<ObjectTable, Set<number>>()
+    for (const entry of entries) {
+      if (entry.actorId !== null) userIds.add(entry.actorId)
+      const id = numericId(entry.objectId)
+      if (id === undefined) continue
+      if (entry.contentType === 'user') userIds.add(id)
+      const table = OBJECT_TABLES.get(entry.contentType)
+      if (table) idsByTable.set(table, (idsByTable.get(table) ?? new Set()).add(id))
+    }
+    const [users, objects] = await Promise.all([this.#users([...userIds]), this.#existing(idsByTable, now)])
+    return { users, objects }
+  }
+
+  async #users(ids: number[]): Promise<LinkedObjects['users']> {
+    if (!ids.length) return new Map()
+    const rows = await this.#db.selectFrom('users').select(['id', 'username', 'first_name', 'last_name']).where('id', 'in', ids).execute()
+    return new Map(rows.map((row) => [Number(row.id), { username: row.username, firstName: row.first_name, lastName: row.last_name }]))
+  }
+
+  async #existing(idsByTable: ReadonlyMap<ObjectTable, Set<number>>, now: number): Promise<Set<string>> {
+    const selects = [...idsByTable].map(([table, ids]) => {
+      const query = this.#db.selectFrom(table).select([sql.lit(table).as('kind'), 'id']).where('id', 'in', [...ids])
+      return table === 'sessions' ? query.where('expires_at', '>', now) : query
+    })
+    if (!selects.length) return new Set()
+    const rows = await selects.slice(1).reduce((union, select) => union.unionAll(select), selects[0]!).execute()
+    return new Set(rows.map((row) => `${KINDS_BY_TABLE.get(row.kind as ObjectTable)}:${Number(row.id)}`))
+  }
+
   async findById(id: number): Promise<AuditEntry | undefined> {
     const row = await this.#db.selectFrom('audit_entries').selectAll().where('id', '=', id).executeTakeFirst()
     return row && toEntry(row)
@@ -116,6 +153,38 @@ export class AuditRepository {
     })
   }
 }
+
+/** The users and objects a page of entries names that still exist (AuditRepository.linkedObjects). */
+export interface LinkedObjects {
+  users: ReadonlyMap<number, { username: string; firstName: string; lastName: string }>
+  /** `kind:id` of each object acted on that still exists, users apart. */
+  objects: ReadonlySet<string>
+}
+
+type ObjectTable = 'organizations' | 'teams' | 'oauth2_applications' | 'tokens' | 'sessions' | 'role_definitions' | 'role_user_assignments' | 'role_team_assignments'
+
+/** The table of each kind of entry whose objects have their own rows, users apart (they are read with their names). */
+const OBJECT_TABLES: ReadonlyMap<string, ObjectTable> = new Map([
+  ['organization', 'organizations'],
+  ['team', 'teams'],
+  ['application', 'oauth2_applications'],
+  ['token', 'tokens'],
+  ['session', 'sessions'],
+  ['role_definition', 'role_definitions'],
+  ['role_user_assignment', 'role_user_assignments'],
+  ['role_team_assignment', 'role_team_assignments'],
+])
+const KINDS_BY_TABLE: ReadonlyMap<ObjectTable, string> = new Map([...OBJECT_TABLES].map(([kind, table]) => [table, kind]))
+
+/** An object id that is a row's id; `tokens of user 7`, a key's `kid` or a number no id column holds is none. */
+export function numericId(objectId: string | null): number | undefined {
+  if (objectId === null || !/^[1-9][0-9]{0,9}$/.test(objectId)) return undefined
+  const id = Number(objectId)
+  return id <= MAX_ROW_ID ? id : undefined
+}
+
+/** The largest id an INTEGER column holds on PostgreSQL: a larger one in a query would be refused, not missed. */
+const MAX_ROW_ID = 2 ** 31 - 1
 
 /**
  * The longest object name, actor username and source address an entry keeps: the table's and the JSON lines' alike,

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
+import { SYSTEM_ACTOR } from '../../src/audit/actor.ts'
 import { gatewayBackends } from '../helpers/backends.ts'
 import { ADMIN_PASSWORD, adminAuth, basic, json, runCli, type TestGateway } from '../helpers/gateway.ts'
 import { browse, CLIENT_REDIRECT, CookieJar, passwordLogin, realmUrl, submitForm, testRealms, tokenRequest, REALM } from '../helpers/oidc.ts'
@@ -187,6 +188,58 @@ for (const backend of gatewayBackends) {
         const shown = await json(await gw.fetch(link, { headers: adminAuth }))
         assert.deepEqual(shown.results.map((entry: { operation: string; content_type: string; object_id: string }) => [entry.operation, entry.content_type, entry.object_id]), [['create', kind, String(object.id)]], kind)
       }
+    })
+
+    it('links who acted and the object acted on while they exist, and summarizes the actor as the platform does', async () => {
+      await gw.app.accounts.create({ username: 'linker', password: 'linker-long-password', firstName: 'Lin', lastName: 'Ker', isSuperuser: true })
+      const asLinker = { authorization: basic('linker', 'linker-long-password') }
+      const create = async (path: string, body: Record<string, unknown>) => {
+        const response = await send('POST', `/api/gateway/v1/${path}`, body, asLinker)
+        const created = await json(response)
+        assert.equal(response.status, 201, JSON.stringify(created))
+        return created
+      }
+      const organization = await create('organizations/', { name: 'Linked Objects' })
+      const objects: Record<string, any> = {
+        user: await create('users/', { username: 'linked-object', first_name: 'Lee', last_name: 'Object' }),
+        organization,
+        team: await create('teams/', { name: 'Linked Objects Team', organization: organization.id }),
+        application: await create('applications/', { name: 'linked objects', client_type: 'public', authorization_grant_type: 'password' }),
+        token: await create('tokens/', { scope: 'read' }),
+        role_definition: await create('role_definitions/', { name: 'Linked Viewer', content_type: 'shared.organization', permissions: ['shared.view_organization'] }),
+      }
+      objects.role_user_assignment = await create('role_user_assignments/', { role_definition: objects.role_definition.id, user: objects.user.id, object_id: organization.id })
+      const linker = { id: (await gw.app.store.users.findByUsername('linker'))!.id, username: 'linker', first_name: 'Lin', last_name: 'Ker' }
+      for (const [kind, object] of Object.entries(objects)) {
+        const [made] = await stream(`&content_type=${kind}&object_id=${object.id}`)
+        assert.deepEqual(made.related, { created_by: `/api/gateway/v1/users/${linker.id}/`, content_object: object.url }, kind)
+        assert.deepEqual(made.summary_fields.created_by, linker, kind)
+        assert.equal(made.summary_fields.content_object.id, object.id, kind)
+        assert.equal((await gw.fetch(made.related.content_object, { headers: adminAuth })).status, 200, kind)
+        assert.deepEqual(await json(await gw.fetch(made.url, { headers: adminAuth })), made, `${kind}: the entry alone as in the list`)
+      }
+      const [userMade] = await stream(`&content_type=user&object_id=${objects.user.id}`)
+      assert.deepEqual(userMade.summary_fields.content_object, { id: objects.user.id, name: 'linked-object', username: 'linked-object', first_name: 'Lee', last_name: 'Object' })
+
+      assert.equal((await send('DELETE', `/api/gateway/v1/teams/${objects.team.id}/`)).status, 204)
+      assert.equal((await send('DELETE', `/api/gateway/v1/users/${linker.id}/`)).status, 204)
+      const [teamDeleted, teamMade] = await stream(`&content_type=team&object_id=${objects.team.id}`)
+      assert.deepEqual(teamDeleted.related, { created_by: '/api/gateway/v1/users/1/' }, 'an object gone is not linked')
+      assert.deepEqual(teamMade.related, {}, 'nor an actor gone')
+      assert.equal(teamMade.created_by, linker.id, 'who acted stays recorded')
+      assert.deepEqual(teamMade.summary_fields.created_by, { ...linker, first_name: '', last_name: '' })
+      assert.deepEqual(teamMade.summary_fields.content_object, { id: objects.team.id, name: 'Linked Objects Team' })
+
+      assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('nobody-linked', 'not-a-password') } })).status, 401)
+      const [refused] = await stream('&created_by__username=nobody-linked')
+      assert.deepEqual([refused.related, refused.summary_fields.created_by], [{}, { id: null, username: 'nobody-linked', first_name: '', last_name: '' }])
+      gw.app.audit.change(SYSTEM_ACTOR, 'update', { type: 'user', id: objects.user.id, name: 'linked-object' }, { is_active: true }, { is_active: false }, 'directory_entry_gone')
+      const [bySystem] = await stream(`&code=directory_entry_gone&object_id=${objects.user.id}`)
+      assert.deepEqual(bySystem.related, { content_object: objects.user.url })
+      assert.equal('created_by' in bySystem.summary_fields, false, 'an entry nobody made has no created_by summary, as on the platform')
+      gw.app.audit.change(SYSTEM_ACTOR, 'delete', { type: 'organization', id: '99999999999', name: 'beyond any row id' }, { name: 'beyond any row id' })
+      const [beyond] = await stream('&object_id=99999999999')
+      assert.deepEqual([beyond.related, beyond.summary_fields.content_object], [{}, { id: '99999999999', name: 'beyond any row id' }], 'an id no row has is looked up in no table')
     })
 
     it('records organizations and teams created, renamed and deleted', async () => {
@@ -377,6 +430,35 @@ for (const backend of gatewayBackends) {
       assert.deepEqual(ids, [...ids].sort((a: number, b: number) => b - a))
       const oldest = await json(await gw.fetch(`${STREAM}?page_size=200&order_by=id`, { headers: adminAuth }))
       assert.deepEqual(oldest.results.map((entry: { id: number }) => entry.id), [...ids].reverse())
+    })
+
+    it('reads a page of 200 entries in as many queries as a page of one', async () => {
+      for (let made = 0; made < 70; made++) {
+        const organization = await json(await send('POST', '/api/gateway/v1/organizations/', { name: `Counted ${made}` }))
+        await send('POST', '/api/gateway/v1/teams/', { name: `counted ${made}`, organization: organization.id })
+        await send('PATCH', `/api/gateway/v1/users/1/`, { first_name: `Admin ${made}` })
+      }
+      await gw.app.audit.flush()
+      let queries = 0
+      // The event bus's polling and the trail's own writes run beside the request; they are not the list's.
+      gw.store.database.onQuery((_seconds, sql) => { if (!/"events"|"gateway_processes"|^insert|^delete/.test(sql)) queries++ })
+      const counted = async (query: string) => {
+        queries = 0
+        const response = await gw.fetch(`${STREAM}${query}`, { headers: adminAuth })
+        const body = await json(response)
+        assert.equal(response.status, 200, JSON.stringify(body))
+        return { queries, entries: body.results?.length }
+      }
+      // The newest team's entry: a page naming a user and an object, as the full page does.
+      await counted('?page_size=1&content_type=team')
+      const one = await counted('?page_size=1&content_type=team')
+      const full = await counted('?page_size=200')
+      assert.equal(full.entries, 200)
+      assert.equal(full.queries, one.queries, `${JSON.stringify(one)} ${JSON.stringify(full)}`)
+      assert.ok(full.queries <= 4, `the page, its count, the users and the objects it names: ${full.queries}`)
+      const teamEntry = (await stream('&content_type=team'))[0]
+      const detail = await counted(`${teamEntry.id}/`)
+      assert.ok(detail.queries <= 3, `the entry and what it names: ${detail.queries}`)
     })
   })
 }
