@@ -15,6 +15,10 @@ describe('the activity page in Chromium', () => {
     // Something to show: a failed login, a successful one, and a change.
     await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('carol', 'not-carols-password') } })
     await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('carol', 'carol-password') } })
+    // An account that acted and is gone: its entries keep its name, with no link to a page that no longer exists.
+    const dave = await gw.app.accounts.create({ username: 'dave', password: 'dave-password' })
+    await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('dave', 'dave-password') } })
+    assert.equal((await gw.fetch(`/api/gateway/v1/users/${dave.id}/`, { method: 'DELETE', headers: adminAuth })).status, 204)
     const saved = await gw.fetch('/api/gateway/v1/settings/', { method: 'PATCH', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify({ session_cookie_age: 1800 }) })
     assert.equal(saved.status, 200)
     await gw.app.audit.flush()
@@ -49,4 +53,21 @@ describe('the activity page in Chromium', () => {
       }
     })
   }
+
+  it('links who acted to their page while their account exists, and names a deleted one without a link', async () => {
+    const { page, context, problems } = await openPage(browser, 'desktop')
+    try {
+      await logIn(page, gw.url, 'admin', ADMIN_PASSWORD, '/ui/admin/activity?operation=login')
+      const rows = page.locator('table.data tbody tr')
+      await rows.first().waitFor()
+      const carols = rows.filter({ hasText: 'carol' }).first()
+      assert.equal(await carols.getByRole('link', { name: 'carol' }).count(), 1)
+      const daves = rows.filter({ hasText: 'dave' }).first()
+      assert.equal(await daves.count(), 1)
+      assert.equal(await daves.getByRole('link', { name: 'dave' }).count(), 0)
+      assert.deepEqual(problems, [])
+    } finally {
+      await context.close()
+    }
+  })
 })

@@ -60,7 +60,8 @@ function who(entry) {
   const actor = entry.summary_fields.created_by
   if (!actor) return entry.auth_method === 'cli' ? 'command line' : h('span', { class: 'muted' }, 'Gatehouse')
   const name = entry.auth_method === 'cli' ? `${actor.username} (command line)` : actor.username
-  return entry.created_by ? h('a', { href: published(`/ui/admin/users/${entry.created_by}`) }, name) : name
+  // Linked while the account exists (the API gives `related.created_by` only then); a deleted one is named, not linked.
+  return entry.related.created_by ? h('a', { href: published(`/ui/admin/users/${entry.created_by}`) }, name) : name
 }
 
 /** @param {string} operation */
