@@ -48,6 +48,7 @@ for (const backend of gatewayBackends) {
         // Several bursts: an ended session stays usable only when its end lands between its start and its caching.
         for (let burst = 0; burst < 4; burst++) {
           const answers = await Promise.all(Array.from({ length: 16 }, login))
+          for (const answer of answers) assert.equal(answer.status, 200, `burst ${burst}: ${answer.status} ${await answer.clone().text()}`)
           const sessionIds = answers.map((answer) => setCookie(answer, 'gateway_sessionid')!.value)
           const statuses = await Promise.all(sessionIds.map(async (id) => (await gw.fetch('/api/gateway/v1/session/', { headers: { cookie: `gateway_sessionid=${id}` } })).status))
           assert.equal(statuses.filter((status) => status === 200).length, 1, `burst ${burst}: ${statuses.join(' ')}`)
