@@ -10,6 +10,7 @@ import type { DatabaseClock } from '../store/database-clock.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import { NOT_MINE, type Authenticator, type NotMine } from './authenticator.ts'
 import { bearerValue } from './bearer.ts'
+import type { AuthMethod } from '../config/schema.ts'
 import type { Credential } from './principal.ts'
 import { withBearerError } from './token.ts'
 import { keysDropped, realmRevocation, REVOKE_TOPIC } from '../store/topics.ts'
@@ -98,14 +99,9 @@ export class OidcBearerAuthenticator implements Authenticator {
     }
     checkPolicy(verified, policy)
     const issuedAt = lastMillisecondOf(verified.issuedAt)
-    // At a service, a token is held to the platform's `read` and `write` when it was asked for with one of them, as a
-    // personal token is: a `read` token writes nowhere, and the service is told the scope. So is every token of an OAuth2
-    // application (the platform's own kind, from `/o/token/`), whose power to write is asked for by name: one without
-    // `write` only reads here as on the gateway's API. A configured client's token of the realm's own scopes alone (a
-    // browser application's) is the whole account's there.
     const { scopes } = verified
-    if (!policy.scoped && !verified.application && !scopes.has('write') && !scopes.has('read')) return { userId: verified.userId, method: 'oidc', scopes, expiresAt: verified.expiresAt, issuedAt, accessToken: verified }
-    return { userId: verified.userId, method: 'oidc', scope: scopes.has('write') ? 'write' : 'read', scopes, expiresAt: verified.expiresAt, issuedAt, accessToken: verified }
+    const scope = heldToScope(scopes, policy, verified.application)
+    return { userId: verified.userId, method: 'oidc', ...(scope ? { scope } : {}), scopes, expiresAt: verified.expiresAt, issuedAt, accessToken: verified }
   }
 
   async issuedBeforeAccount(): Promise<Unauthenticated> {
@@ -138,6 +134,28 @@ export class OidcBearerAuthenticator implements Authenticator {
     if (typeof realmNotBefore === 'number' && token.issuedAt < realmNotBefore) return true
     return this.#revoked.get(`jti:${token.jti}`, now) !== undefined || this.#revoked.get(`grant:${token.grantId}`, now) !== undefined
   }
+}
+
+/**
+ * Whether a place that accepts these credential types asks for an OIDC access token at all: one that accepts `oidc`
+ * does, and one that accepts personal tokens (`token`) does for an OAuth2 application's alone, where its policy says
+ * so (src/auth/pipeline.ts asks this authenticator there). `access check` decides by it too.
+ */
+export function takesAccessToken(accepts: readonly AuthMethod[], policy: BearerPolicy, application: boolean): boolean {
+  return accepts.includes('oidc') || (accepts.includes('token') && policy.applicationsOnly !== undefined && application)
+}
+
+/**
+ * The platform's `read` or `write` a token is held to at a place, none when it is not held to either. A token asked for
+ * with one of them is held to it everywhere, as a personal token is: a `read` token writes nowhere, and the service is
+ * told the scope. So is every token of an OAuth2 application (the platform's own kind, from `/o/token/`), whose power
+ * to write is asked for by name, and every token at a place whose policy is `scoped` (the gateway's own API): one
+ * without `write` only reads. A configured client's token of the realm's own scopes alone (a browser application's)
+ * is the whole account's at a service that takes the realm's tokens. `access check` decides by it too.
+ */
+export function heldToScope(scopes: ReadonlySet<string>, policy: Pick<BearerPolicy, 'scoped'>, application: boolean): 'read' | 'write' | undefined {
+  if (scopes.has('write')) return 'write'
+  return policy.scoped || application || scopes.has('read') ? 'read' : undefined
 }
 
 /** A token is for a place when it comes from a realm the place accepts and names one of the place's audiences. */

@@ -10,11 +10,14 @@ import type { GatewayRequest } from '../http/gateway-request.ts'
 import { GatehouseError } from '../errors.ts'
 import { assertSafePath, assertWellFormedEscapes, decodedPath, mergeSlashes, splitTarget } from '../http/request-target.ts'
 import { UI_PATH } from '../ui/routes.ts'
+import { heldToScope, takesAccessToken } from '../auth/oidc-bearer.ts'
 import { addDemoOption, addStorageOptions, printable, UsageError, withApp, type StorageOptions } from './common.ts'
 
 interface CheckOptions extends StorageOptions {
   authMethod: AuthMethod
   scope?: string[]
+  /** The OIDC access token is an OAuth2 application's (from `/o/token/`), not a configured client's. */
+  application?: boolean
   address: string
 }
 
@@ -28,6 +31,7 @@ export function accessCommand(): Command {
     .argument('<path>', 'request path, e.g. /api/eda/v1/activations/')
     .addOption(new Option('--auth-method <method>', 'how the user signs in').choices(authMethods).default('session'))
     .addOption(new Option('--scope <scope...>', 'token scopes the request carries'))
+    .addOption(new Option('--application', 'the token is an OAuth2 application\'s (from /o/token/), not a realm client\'s (implies --auth-method oidc)').implies({ authMethod: 'oidc' }))
     .addOption(new Option('--address <ip>', 'the client address').argParser(parseAddress).default('127.0.0.1'))))
     .action((user: string, method: string, path: string, options: CheckOptions) => withApp(options, (app) => check(app, user, method.toUpperCase(), path, options))))
   access.addCommand(addStorageOptions(addDemoOption(new Command('check-client')
@@ -40,13 +44,34 @@ export function accessCommand(): Command {
 }
 
 /**
- * The `read` or `write` scope a token of these scopes is held to, as the gateway holds a personal token or an OAuth2
- * application's (src/auth/oidc-bearer.ts): read alone is read-only; a realm token with neither is not held to one.
+ * The `read` or `write` scope a token of these scopes is held to at the place, as the gateway holds it: a personal
+ * token with read alone is read-only; an OIDC token as src/auth/oidc-bearer.ts holds it there, by the place's policy
+ * and whether it is an OAuth2 application's.
  */
-function tokenScope(method: AuthMethod, scopes: ReadonlySet<string> | undefined): { scope?: 'read' | 'write' } {
-  if ((method !== 'token' && method !== 'oidc') || !scopes) return {}
+function tokenScope(app: App, place: Place | undefined, options: CheckOptions, scopes: ReadonlySet<string> | undefined): { scope?: 'read' | 'write' } {
+  if (options.authMethod === 'oidc') {
+    const scope = place && heldToScope(scopes ?? new Set(), app.oidc.policyFor(place.service), options.application === true)
+    return scope ? { scope } : {}
+  }
+  if (options.authMethod !== 'token' || !scopes) return {}
   if (scopes.has('write')) return { scope: 'write' }
   return scopes.has('read') ? { scope: 'read' } : {}
+}
+
+/**
+ * Whether the place takes the credential: one of the types it accepts, or, at a place that takes personal tokens, an
+ * OAuth2 application's token, as the gateway takes them (src/auth/oidc-bearer.ts).
+ */
+function placeTakes(app: App, place: Place, options: CheckOptions): boolean {
+  if (options.authMethod !== 'oidc') return place.accepts.includes(options.authMethod)
+  return takesAccessToken(place.accepts, app.oidc.policyFor(place.service), options.application === true)
+}
+
+/** Why the place refuses the credential type, with what it takes instead. */
+function notTakenReason(app: App, place: Place, isService: boolean, options: CheckOptions): string {
+  const which = options.authMethod === 'oidc' ? (options.application ? 'an OAuth2 application\'s token' : 'a realm client\'s token (oidc)') : `${options.authMethod} credentials`
+  const applications = takesAccessToken(place.accepts, app.oidc.policyFor(place.service), true) && !place.accepts.includes('oidc') ? ' (and, of OpenID Connect tokens, only those of OAuth2 applications)' : ''
+  return `${isService ? 'the service' : 'this place'} does not accept ${which}; it accepts: ${place.accepts.join(', ')}${applications}`
 }
 
 /** Rules match `networks` against the address: one that is not an IP address would match none of them, unnoticed. */
@@ -126,6 +151,7 @@ function readTarget(target: string): { path: string; decoded: string; refusal?: 
 }
 
 async function check(app: App, username: string, method: string, target: string, options: CheckOptions): Promise<void> {
+  if (options.application && options.authMethod !== 'oidc') throw new UsageError(`--application describes an OpenID Connect token: it goes with --auth-method oidc, not ${options.authMethod}`)
   const { path, decoded, refusal } = readTarget(target)
   // As the proxy routes (and forward authentication, src/gateway/forward-auth.ts): the service by the decoded path,
   // none when the path as written does not start with its prefix.
@@ -144,7 +170,7 @@ async function check(app: App, username: string, method: string, target: string,
   const rules: ServiceRules | undefined = route ? app.serviceRules.get(route.name) : compileGatewayRules(app.config)
   const place = route ?? own?.place
   const scopes = options.scope ? new Set(options.scope) : undefined
-  const principal = { userId: user.id, user, method: options.authMethod, ...(scopes ? { scopes } : {}), ...tokenScope(options.authMethod, scopes) }
+  const principal = { userId: user.id, user, method: options.authMethod, ...(scopes ? { scopes } : {}), ...tokenScope(app, place, options, scopes) }
   // Checked before the rules, as at the gateway (src/gateway/authorize.ts): a read token may only read.
   const scopeProblem = scopeRefusal(principal, method)
   let allowed = true
@@ -158,9 +184,9 @@ async function check(app: App, username: string, method: string, target: string,
   } else if (route?.isPublic(path) || own?.place.isPublic(path)) {
     // Also for a disabled account: the gateway takes its credential on a public path as none, and lets it in.
     lines.push('decision: allow (a public path: no rules apply)')
-  } else if (place && !place.accepts.includes(options.authMethod)) {
+  } else if (place && !placeTakes(app, place, options)) {
     allowed = false
-    lines.push(`decision: deny (${route ? 'the service' : 'this place'} does not accept ${options.authMethod} credentials; it accepts: ${place.accepts.join(', ')})`)
+    lines.push(`decision: deny (${notTakenReason(app, place, route !== undefined, options)})`)
   } else if (!user.isActive) {
     allowed = false
     lines.push('decision: deny (the account is disabled)')

@@ -3,9 +3,11 @@ import { rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
-import { demoConfigFile } from '../../src/config/load.ts'
+import { demoConfigFile, loadConfigFile } from '../../src/config/load.ts'
 import { openStore } from '../../src/store/store.ts'
-import { runCli, spawnGateway, tempDir } from '../helpers/gateway.ts'
+import { ADMIN_PASSWORD, adminAuth, json, runCli, spawnGateway, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
+import { realmWith, tokenRequest } from '../helpers/oidc.ts'
+import { awxkitOauth2Token } from '../helpers/platform-clients.ts'
 
 /** rita, a member of the organization Research, dora, a disabled member of it, and otto, a member of nothing. */
 async function seedUsers(dir: string): Promise<void> {
@@ -239,5 +241,65 @@ describe('bin/gatehouse serve with access rules', () => {
       await gateway.stop()
       rmSync(dir, { recursive: true, force: true })
     }
+  })
+})
+
+describe('bin/gatehouse access check and the running gateway, for OpenID Connect tokens', () => {
+  let gw: TestGateway
+  let config: string
+  // A configured client whose tokens are meant for the gateway's API and demo-app, and the realm offering the platform's scopes.
+  const realms = realmWith([{ client_id: 'console', public_client: true, direct_access_grants: true, audiences: ['gateway', 'demo-app'] }], { client_scopes: ['read', 'write'] })
+
+  before(async () => {
+    gw = await startGateway({ config: { realms } })
+    config = join(gw.dataDir, 'gatehouse.yaml')
+    writeFileSync(config, JSON.stringify({ ...loadConfigFile(demoConfigFile), realms }))
+  })
+  after(() => gw.close())
+
+  it('decides as the gateway does for an OAuth2 application\'s token (--application) and a realm client\'s, by their scopes, at every kind of place', async () => {
+    const created = await gw.fetch('/api/gateway/v1/applications/', { method: 'POST', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'cli', client_type: 'public', authorization_grant_type: 'password' }) })
+    const application = await json(created)
+    assert.equal(created.status, 201, JSON.stringify(application))
+    const tokens: { name: string; token: string; args: string[] }[] = []
+    for (const scope of ['openid', 'openid write']) {
+      const fromApplication = await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id, scope })
+      assert.equal(fromApplication.status, 201, JSON.stringify(fromApplication.body))
+      tokens.push({ name: `application, ${scope}`, token: fromApplication.token!, args: ['--application', '--scope', ...scope.split(' ')] })
+      const fromClient = await tokenRequest(gw, { client_id: 'console', grant_type: 'password', username: 'admin', password: ADMIN_PASSWORD, scope })
+      assert.equal(fromClient.status, 200, JSON.stringify(fromClient.body))
+      tokens.push({ name: `client, ${scope}`, token: fromClient.body.access_token, args: ['--auth-method', 'oidc', '--scope', ...scope.split(' ')] })
+    }
+    // A service taking the realm's tokens, the gateway's own API, and a service taking personal tokens.
+    const requests = [['POST', '/demo-app/x'], ['POST', '/api/gateway/v1/tokens/'], ['GET', '/api/controller/v2/hosts/'], ['POST', '/api/controller/v2/hosts/']] as const
+    const cases = tokens.flatMap((token) => requests.map(([method, path]) => ({ ...token, method, path })))
+    const answers = await Promise.all(cases.map(async ({ name, token, args, method, path }) => {
+      const response = await gw.fetch(path, { method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, ...(method === 'POST' ? { body: '{"scope": "read"}' } : {}) })
+      await response.body?.cancel()
+      return `${name}: ${method} ${path} ${response.status < 400 ? 'allowed' : 'refused'}`
+    }))
+    const explained: string[] = []
+    for (const { name, args, method, path } of cases) {
+      const result = await runCli(['access', 'check', 'admin', method, path, ...args, '--config', config, '--data-dir', gw.dataDir])
+      assert.ok(result.code === 0 || result.code === 1, result.stderr)
+      explained.push(`${name}: ${method} ${path} ${result.code === 0 ? 'allowed' : 'refused'}`)
+    }
+    assert.deepEqual(explained, answers)
+    // What the gateway decided, so that the comparison is not empty: an application's token writes only with write.
+    assert.ok(answers.includes('application, openid: POST /demo-app/x refused'))
+    assert.ok(answers.includes('application, openid: GET /api/controller/v2/hosts/ allowed'))
+    assert.ok(answers.includes('client, openid: POST /demo-app/x allowed'))
+    assert.ok(answers.includes('client, openid: GET /api/controller/v2/hosts/ refused'))
+  })
+
+  it('says why a place refuses a token, and refuses --application with another credential type as a usage mistake', async () => {
+    const run = (...args: string[]) => runCli(['access', 'check', 'admin', ...args, '--config', config, '--data-dir', gw.dataDir])
+    const client = await run('GET', '/api/controller/v2/hosts/', '--auth-method', 'oidc')
+    assert.match(client.stdout, /decision: deny \(the service does not accept a realm client's token \(oidc\); it accepts: basic, session, token \(and, of OpenID Connect tokens, only those of OAuth2 applications\)\)/)
+    const readOnly = await run('POST', '/demo-app/x', '--application')
+    assert.match(readOnly.stdout, /decision: deny \(This token is read-only/)
+    const mixed = await run('GET', '/demo-app/x', '--application', '--auth-method', 'token')
+    assert.equal(mixed.code, 2)
+    assert.match(mixed.stderr, /--application describes an OpenID Connect token: it goes with --auth-method oidc, not token/)
   })
 })
