@@ -5,7 +5,7 @@ import { ConfigError, demoConfigFile, loadConfigFile } from '../config/load.ts'
 import { ConfigSchema } from '../config/schema.ts'
 import { outOfDate } from '../listener/tls.ts'
 import { addStorageOptions, UsageError, type StorageOptions } from './common.ts'
-import { checkStartFiles, demoUpstreamsProblem, missingSecretWarnings, publicUrlWarning, readableSecretsWarning, readableTlsKeyWarnings } from './preflight.ts'
+import { checkStartFiles, demoUpstreamsProblem, missingSecretWarnings, publicUrlWarning, readableSecretsWarning, readableTlsKeyWarnings, sharedServiceClientWarnings } from './preflight.ts'
 
 export function configCommand(): Command {
   const config = new Command('config').description('check or describe configuration files')
@@ -21,7 +21,7 @@ export function configCommand(): Command {
       const { host, port, tls } = loaded.server
       const proxyWarning = publicUrlWarning(loaded, `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`)
       const certificateRefused = credentials && outOfDate(credentials)
-      const warnings = [readableSecretsWarning(file, loaded), ...readableTlsKeyWarnings(loaded), ...missingSecretWarnings(loaded, process.env), ...directoryWarnings(loaded.ldap), proxyWarning && `WARNING: ${proxyWarning.message}`,
+      const warnings = [readableSecretsWarning(file, loaded), ...readableTlsKeyWarnings(loaded), ...missingSecretWarnings(loaded, process.env), ...directoryWarnings(loaded.ldap), ...sharedServiceClientWarnings(loaded), proxyWarning && `WARNING: ${proxyWarning.message}`,
         certificateRefused && `WARNING: server.tls.cert_file: ${certificateRefused}; clients will refuse it`].filter(Boolean)
       for (const warning of warnings) process.stderr.write(`gatehouse: ${warning}\n`)
       process.stdout.write(`${file}: OK (${loaded.services.length} service${loaded.services.length === 1 ? '' : 's'}: ${loaded.services.map((s) => s.name).join(', ') || 'none'})\n`)

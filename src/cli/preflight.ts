@@ -1,6 +1,7 @@
 import { accessSync, closeSync, constants, existsSync, openSync, readFileSync, statSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { configFileAsWritten, settingsFromEnvironment } from '../config/load.ts'
+import { defaultServiceClient } from '../config/realms.ts'
 import type { Config } from '../config/schema.ts'
 import { readTlsFiles, TlsFilesUnusable, type TlsCredentials } from '../listener/tls.ts'
 import { readUpstreamTls } from '../gateway/upstream-tls.ts'
@@ -134,6 +135,29 @@ export function missingSecrets(config: Config, env: NodeJS.ProcessEnv): string[]
 /** The same for `config check`: a warning, not a problem, since a file is often checked where the secrets are not (a CI job). */
 export function missingSecretWarnings(config: Config, env: NodeJS.ProcessEnv): string[] {
   return missingSecrets(config, env).map((problem) => `WARNING: ${problem} here; serve would stop`)
+}
+
+/**
+ * Services of one realm that take the tokens of the same client, one of them by default (`oidc.client_id` unset: the
+ * realm's first client with `standard_flow`) and each with the default audiences (its name and that client): a token
+ * issued to that client is meant for all of them, so each accepts the tokens its users got for another. Said, not
+ * refused: services may share a client on purpose, and naming it in each says so.
+ */
+export function sharedServiceClientWarnings(config: Config): string[] {
+  const byClient = new Map<string, { setting: string; name: string; defaulted: boolean }[]>()
+  config.services.forEach((service, i) => {
+    const realm = config.realms.find((r) => r.name === (service.oidc?.realm ?? config.realms[0]?.name))
+    if (!service.accepts.includes('oidc') || !realm || service.oidc?.audiences.length) return
+    const client = service.oidc?.client_id ?? defaultServiceClient(realm)
+    if (client === undefined) return
+    const key = JSON.stringify([realm.name, client])
+    byClient.set(key, [...(byClient.get(key) ?? []), { setting: `services.${i}`, name: service.name, defaulted: service.oidc?.client_id === undefined }])
+  })
+  return [...byClient].filter(([, services]) => services.length > 1 && services.some((s) => s.defaulted)).map(([key, services]) => {
+    const [realm, client] = JSON.parse(key) as [string, string]
+    const named = services.map((s) => `${s.setting} (${s.name}${s.defaulted ? ', oidc.client_id unset' : ''})`).join(' and ')
+    return `WARNING: ${named} of realm "${realm}" ${services.length === 2 ? 'both' : 'all'} take the tokens of client "${client}" (an unset oidc.client_id is the realm's first client with standard_flow), so each accepts the tokens meant for the other. Give each service its own client with oidc.client_id, or, where they are meant to share one, name it in each.`
+  })
 }
 
 /**

@@ -11,7 +11,7 @@ import { logEnded, logFormats, logLevels, resolveLogFormat, type LogFormatChoice
 import { saveCodeCaches } from '../vendor/code-cache.ts'
 import { addStorageOptions, resolveConfig, UsageError, type StorageOptions } from './common.ts'
 import { lowerThreadPoolPriority } from './pool-priority.ts'
-import { checkStartFiles, demoUpstreamsProblem, missingSecrets, publicUrlWarning, readableSecretsWarning, readableTlsKeyWarnings } from './preflight.ts'
+import { checkStartFiles, demoUpstreamsProblem, missingSecrets, publicUrlWarning, readableSecretsWarning, readableTlsKeyWarnings, sharedServiceClientWarnings } from './preflight.ts'
 import { adminHint, formatSummary, listeningLine, startupFacts } from './serve-summary.ts'
 import { outOfDate } from '../listener/tls.ts'
 import { startGatehouse } from './start.ts'
@@ -106,6 +106,7 @@ async function serve(options: ServeOptions): Promise<void> {
     for (const warn of startWarnings.splice(0)) warn()
   }
   for (const warning of directoryWarnings(config.ldap)) startWarnings.push(() => server.log.warn(warning))
+  for (const warning of sharedServiceClientWarnings(config)) startWarnings.push(() => server.log.warn(warning))
   const certificateRefused = tls && outOfDate(tls)
   if (certificateRefused) startWarnings.push(() => server.log.warn({ subject: tls.subject, valid_to: tls.validTo }, `server.tls.cert_file: ${certificateRefused}; clients will refuse it`))
   const secretsWarning = options.config === undefined ? undefined : readableSecretsWarning(options.config, config)

@@ -232,7 +232,7 @@ export const ServiceOidcSchema = z.object({
   realm: realmName.optional()
     .describe('The realm whose tokens the service accepts. Default: the only realm.'),
   client_id: clientId.optional()
-    .describe('The client a browser is sent to log in with when the service redirects (`unauthenticated`). Default: the realm\'s first client with `standard_flow`.'),
+    .describe('The client a browser is sent to log in with when the service redirects (`unauthenticated`). Default: the realm\'s first client with `standard_flow` (two services that take it so accept each other\'s tokens: config check warns of it).'),
   audiences: z.array(placeAudience).default([])
     .describe('A token must name one of these in `aud` or `azp`. Default: the service\'s name and its `client_id` (explicit or default), but never `account`, so a token meant for another client or service is refused.'),
 }).strict()
@@ -243,6 +243,11 @@ export const ServiceOidcSchema = z.object({
  */
 export function defaultServiceAudiences(serviceName: string, clientId: string | undefined): string[] {
   return [serviceName, ...(clientId ? [clientId] : [])].filter((audience) => audience !== ACCOUNT_CLIENT)
+}
+
+/** The client a service of the realm logs browsers in with when its `oidc.client_id` is unset: the first with `standard_flow`. */
+export function defaultServiceClient(realm: RealmConfig): string | undefined {
+  return realm.clients.find((client) => client.standard_flow)?.client_id
 }
 
 /** For the gateway's own API (`gateway.oidc`): which realms' tokens it takes, and which of them are meant for it. */

@@ -5,7 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { setTimeout as delay } from 'node:timers/promises'
 import { createLocalJWKSet, decodeJwt, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose'
 import type Provider from 'oidc-provider'
-import { defaultServiceAudiences, type RealmClientConfig, type RealmConfig } from '../config/realms.ts'
+import { defaultServiceAudiences, defaultServiceClient, type RealmClientConfig, type RealmConfig } from '../config/realms.ts'
 import type { Config } from '../config/schema.ts'
 import type { Accounts } from '../directory/accounts.ts'
 import type { Memberships } from './claims.ts'
@@ -565,7 +565,7 @@ export class OidcRealms implements AccessTokenIssuers {
       if (!service.accepts.includes('oidc')) continue
       const realm = this.#realms.get(service.oidc?.realm ?? config.realms[0]?.name ?? '')
       if (!realm) continue
-      const client = service.oidc?.client_id ?? realm.config.clients.find((c) => c.standard_flow)?.client_id
+      const client = service.oidc?.client_id ?? defaultServiceClient(realm.config)
       // By default a service takes the tokens meant for it: its name in `aud`, or issued to its own client.
       const audiences = service.oidc?.audiences.length ? service.oidc.audiences : defaultServiceAudiences(service.name, client)
       this.#policies.set(service.name, { realms: new Set([realm.name]), audiences: new Set(audiences), scoped: false })

@@ -618,6 +618,35 @@ describe('bin/gatehouse', () => {
     assert.equal(set.stderr, '')
   })
 
+  it('warns, when checked and when the gateway starts, of services that take the same client\'s tokens because one leaves oidc.client_id unset', async () => {
+    const dir = tempDir()
+    const file = join(dir, 'services.yaml')
+    const write = (services: Record<string, unknown>[]) => writeFileSync(file, JSON.stringify({
+      services: services.map((service, i) => ({ name: `app-${i}`, prefix: `/app-${i}/`, upstream: 'http://127.0.0.1:9', accepts: ['oidc'], ...service })),
+      realms: [{ name: 'platform', clients: [{ client_id: 'end-users', public_client: true }, { client_id: 'reports', public_client: true }] }],
+    }))
+    const warning = 'gatehouse: WARNING: services.0 (app-0, oidc.client_id unset) and services.1 (app-1, oidc.client_id unset) of realm "platform" both take the tokens of client "end-users" (an unset oidc.client_id is the realm\'s first client with standard_flow), so each accepts the tokens meant for the other. Give each service its own client with oidc.client_id, or, where they are meant to share one, name it in each.\n'
+    write([{}, {}])
+    const shared = await runCli(['config', 'check', file])
+    assert.equal(shared.code, 0, shared.stderr)
+    assert.equal(shared.stderr, warning)
+    // One that names the client the other takes by default shares it all the same.
+    write([{}, { oidc: { client_id: 'end-users' } }])
+    assert.match((await runCli(['config', 'check', file])).stderr, /services\.0 \(app-0, oidc\.client_id unset\) and services\.1 \(app-1\) of realm "platform" both take the tokens of client "end-users"/)
+    // Not said of services with their own clients, of ones that name their audiences, nor of a client both name on purpose.
+    for (const separate of [[{}, { oidc: { client_id: 'reports' } }], [{}, { oidc: { audiences: ['app-1'] } }], [{ oidc: { client_id: 'reports' } }, { oidc: { client_id: 'reports' } }], [{}, { accepts: ['basic'] }]]) {
+      write(separate)
+      const checked = await runCli(['config', 'check', file])
+      assert.equal(checked.code, 0, checked.stderr)
+      assert.equal(checked.stderr, '', JSON.stringify(separate))
+    }
+    write([{}, {}])
+    const gateway = await spawnGateway(['--config', file, '--data-dir', dir])
+    // Said after the listening line, which is all the output there may be when the start is seen.
+    await gateway.stop()
+    assert.match(gateway.output(), /services\.0 \(app-0, oidc\.client_id unset\) and services\.1 \(app-1, oidc\.client_id unset\) of realm \\?"platform\\?" both take the tokens/)
+  })
+
   it('prints the configuration reference with descriptions', async () => {
     const result = await runCli(['config', 'reference'])
     assert.equal(result.code, 0)
