@@ -212,7 +212,7 @@ export const ConfigSchema = z.object({
     .describe('How credentials are verified and remembered.'),
   gateway: z.object({
     accepts: z.array(AuthMethodSchema).min(1).default(['basic', 'session', 'token', 'oidc'])
-      .describe('Credential types the gateway\'s own API (/api/gateway/) accepts.'),
+      .describe('Credential types the gateway\'s own API (/api/gateway/) accepts: as a service\'s; with token and without oidc, of the OIDC access tokens only those of the OAuth2 applications.'),
     public_paths: z.array(publicPath).default(GATEWAY_PUBLIC_PATHS)
       .describe('Gateway API paths open without authentication (the platform\'s defaults). Leaving one out closes it; a path that is not one of them cannot be opened.'),
     oidc: GatewayOidcSchema.default({ audiences: ['gateway'] })

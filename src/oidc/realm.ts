@@ -581,7 +581,8 @@ export class OidcRealms implements AccessTokenIssuers {
       this.applicationsRealm.applications = { repository: deps.store.applications, audiences }
       // A service that takes personal tokens takes the applications' tokens too, as the platform's services do: they
       // are meant for the gateway (its audiences), and the platform's services take what the gateway takes, held to
-      // their scope as there (only `write` writes).
+      // their scope as there (only `write` writes). So does the gateway's own API when its `accepts` names personal
+      // tokens and not `oidc`: an application's token is the platform's kind, as a personal token is, and follows it.
       const realm = this.applicationsRealm
       const applicationsOnly = (token: string): boolean => {
         try {
@@ -591,10 +592,9 @@ export class OidcRealms implements AccessTokenIssuers {
           return false
         }
       }
-      for (const service of config.services) {
-        if (service.accepts.includes('token') && !service.accepts.includes('oidc')) {
-          this.#policies.set(service.name, { realms: new Set([realmName]), audiences: new Set(gateway.audiences), scoped: true, applicationsOnly })
-        }
+      const applicationsPolicy: BearerPolicy = { realms: new Set([realmName]), audiences: new Set(gateway.audiences), scoped: true, applicationsOnly }
+      for (const place of [{ name: 'gateway', accepts: config.gateway.accepts }, ...config.services]) {
+        if (place.accepts.includes('token') && !place.accepts.includes('oidc')) this.#policies.set(place.name, applicationsPolicy)
       }
     }
   }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { ADMIN_PASSWORD, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { ADMIN_PASSWORD, adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { realmWith, tokenRequest } from '../helpers/oidc.ts'
 import { AwxkitSession, awxkitOauth2Token, CollectionClient } from '../helpers/platform-clients.ts'
 import { login } from '../helpers/session.ts'
 
@@ -741,5 +742,50 @@ describe('the platform\'s clients', () => {
       assert.equal(status, 201)
       assert.equal((await gw.fetch('/api/controller/v2/hosts/', { headers: { authorization: `Bearer ${token}` } })).status, 200)
     })
+  })
+})
+
+describe('an OAuth2 application\'s token on the gateway\'s API, whose accepts leaves out oidc', () => {
+  const realms = realmWith([{ client_id: 'console', public_client: true, direct_access_grants: true, audiences: ['gateway'] }], { client_scopes: ['read', 'write'] })
+  const applicationToken = async (gw: TestGateway, scope: string) => {
+    const created = await gw.fetch('/api/gateway/v1/applications/', { method: 'POST', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify({ name: `app ${scope}`, client_type: 'public', authorization_grant_type: 'password' }) })
+    const application = await json(created)
+    assert.equal(created.status, 201, JSON.stringify(application))
+    const { status, token } = await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id, scope })
+    assert.equal(status, 201)
+    return token!
+  }
+  const asBearer = (token: string, method = 'GET') => ({ method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, ...(method === 'GET' ? {} : { body: '{"scope": "read"}' }) })
+
+  it('takes it where the API takes personal tokens, as a service does, held to its scope, and still no other realm token', async () => {
+    const gw = await startGateway({ config: { realms, gateway: { accepts: ['basic', 'session', 'token'] } } })
+    try {
+      const writer = await applicationToken(gw, 'write')
+      const me = await gw.fetch('/api/gateway/v1/me/', asBearer(writer))
+      assert.equal(me.status, 200, await me.clone().text())
+      assert.equal((await json(me)).results[0].username, 'admin')
+      assert.equal((await gw.fetch('/api/gateway/v1/tokens/', asBearer(writer, 'POST'))).status, 201)
+      // As at the controller behind the gateway, which takes personal tokens alike.
+      assert.equal((await gw.fetch('/api/controller/v2/hosts/', asBearer(writer))).status, 200)
+      const reader = await gw.fetch('/api/gateway/v1/tokens/', asBearer(await applicationToken(gw, 'openid'), 'POST'))
+      assert.deepEqual([reader.status, (await json(reader)).code], [403, 'insufficient_scope'])
+      // A configured client's token, meant for the gateway, is an `oidc` credential: refused without it.
+      const client = await tokenRequest(gw, { client_id: 'console', grant_type: 'password', username: 'admin', password: ADMIN_PASSWORD, scope: 'openid write' })
+      assert.equal(client.status, 200, JSON.stringify(client.body))
+      const refused = await gw.fetch('/api/gateway/v1/me/', asBearer(client.body.access_token))
+      assert.deepEqual([refused.status, (await json(refused)).code], [401, 'invalid_token'])
+    } finally {
+      await gw.close()
+    }
+  })
+
+  it('refuses it where the API takes neither personal tokens nor oidc, as a service does', async () => {
+    const gw = await startGateway({ config: { realms, gateway: { accepts: ['basic', 'session'] } } })
+    try {
+      const refused = await gw.fetch('/api/gateway/v1/me/', asBearer(await applicationToken(gw, 'write')))
+      assert.equal(refused.status, 401)
+    } finally {
+      await gw.close()
+    }
   })
 })
