@@ -15,6 +15,7 @@ import { checkStartFiles, demoUpstreamsProblem, missingSecrets, publicUrlWarning
 import { adminHint, formatSummary, listeningLine, startupFacts } from './serve-summary.ts'
 import { outOfDate } from '../listener/tls.ts'
 import { startGatehouse } from './start.ts'
+import { reloadServicesTls } from '../gateway/upstream-tls.ts'
 import { announceReady, holdHangUps, isWorker, onSignals, parseWorkers, printsSummary, runWorkers } from './workers.ts'
 
 interface ServeOptions extends StorageOptions {
@@ -152,10 +153,12 @@ async function serve(options: ServeOptions): Promise<void> {
     process.exit(0)
   }
   // An administrator who edited the configuration file may expect SIGHUP to apply it: the log says it does not.
+  // The gateway's own TLS files (server.tls) and the services' (services[].tls) are read again.
   const hangUp = () => {
-    if (!tls) return server.log.info('SIGHUP: no TLS files to reload; the rest of the configuration file is read only at start (restart to apply changes to it)')
+    if (!tls && !app.routes.some((route) => route.upstreamTls.hasFiles)) return server.log.info('SIGHUP: no TLS files to reload; the rest of the configuration file is read only at start (restart to apply changes to it)')
     server.log.info('SIGHUP: re-reading the TLS files; the rest of the configuration file is read only at start (restart to apply changes to it)')
-    listening.reloadTls('SIGHUP')
+    if (tls) listening.reloadTls('SIGHUP')
+    reloadServicesTls(app.routes, server.log, 'SIGHUP')
   }
   onSignals(stop, hangUp)
   // One that came while starting may have meant certificates renewed after they were read; a worker's came from the

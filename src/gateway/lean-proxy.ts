@@ -79,23 +79,54 @@ export function upstreamFailure(route: Route, error: Error): GatehouseError {
   return TIMEOUT_CODES.has(code) ? new UpstreamTimeout(route.name, error) : new UpstreamUnavailable(route.name, error)
 }
 
+/** What forwards a request to a service: only `dispatch` is asked of it. */
+export type UpstreamDispatcher = Pick<Dispatcher, 'dispatch'>
+
 /**
  * Each service's upstream connections (an undici pool with the service's size and timeouts), for both paths. A
  * service with TLS settings (`services[].tls`) gets them on each new connection: its CAs and client certificate, and
  * its name sent in SNI and verified, which undici would otherwise take from the request's Host.
  */
-export function upstreamDispatchers(routes: readonly Route[]): Map<Route, UndiciPool> {
-  return new Map(routes.map((route) => {
-    const { configured, secureContext, servername } = route.upstreamTls()
-    const connector = configured ? buildConnector({ timeout: route.timeouts.connectMs, ...(secureContext ? { secureContext } : {}) }) : undefined
-    return [route, new Pool(route.upstream.origin, {
-      connections: route.pool.connections,
-      connectTimeout: route.timeouts.connectMs,
-      headersTimeout: route.timeouts.responseMs,
-      bodyTimeout: route.timeouts.responseMs,
-      ...(connector ? { connect: (options, callback) => connector({ ...options, servername }, callback) } : {}),
-    })]
-  }))
+export function upstreamDispatchers(routes: readonly Route[]): Map<Route, UpstreamDispatcher> {
+  return new Map(routes.map((route) => [route, new ServiceConnections(route)]))
+}
+
+/**
+ * One service's pool, replaced when its TLS files are read again (SIGHUP): requests from then on go to a new pool,
+ * whose connections are made with the new files, and the previous pool closes once the requests it holds are answered
+ * (its idle keep-alive connections at once), so no connection made with the previous files takes another request.
+ * The two together stay within the service's pool size, which the admission (src/gateway/upstream-pool.ts) bounds.
+ */
+class ServiceConnections implements UpstreamDispatcher {
+  readonly #route: Route
+  #pool: UndiciPool
+
+  constructor(route: Route) {
+    this.#route = route
+    this.#pool = servicePool(route)
+    route.upstreamTls.onReload(() => {
+      const previous = this.#pool
+      this.#pool = servicePool(route)
+      void previous.close().catch(() => {})
+    })
+  }
+
+  dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    return this.#pool.dispatch(options, handler)
+  }
+}
+
+function servicePool(route: Route): UndiciPool {
+  const { configured, secureContext, servername } = route.upstreamTls.current()
+  // A connector of its own per pool: its TLS sessions, resumed on later connections, were made with these files.
+  const connector = configured ? buildConnector({ timeout: route.timeouts.connectMs, ...(secureContext ? { secureContext } : {}) }) : undefined
+  return new Pool(route.upstream.origin, {
+    connections: route.pool.connections,
+    connectTimeout: route.timeouts.connectMs,
+    headersTimeout: route.timeouts.responseMs,
+    bodyTimeout: route.timeouts.responseMs,
+    ...(connector ? { connect: (options, callback) => connector({ ...options, servername }, callback) } : {}),
+  })
 }
 
 /**
@@ -112,7 +143,7 @@ export function ownedPaths(urls: readonly string[]): (path: string) => boolean {
 
 export interface LeanProxyOptions {
   /** Each route's upstream connections, shared with the general path. */
-  readonly upstreams: ReadonlyMap<Route, Dispatcher>
+  readonly upstreams: ReadonlyMap<Route, UpstreamDispatcher>
   /** Whether Fastify's router has a route of the gateway's own that may match this (raw) path. */
   readonly ownsPath: (path: string) => boolean
   readonly parseCookie: (header: string) => Record<string, string>
@@ -131,7 +162,7 @@ interface Lane {
   readonly route: Route
   readonly basePath: string
   readonly rewrite: ResponseRewrite
-  readonly upstream: Dispatcher
+  readonly upstream: UpstreamDispatcher
 }
 
 /** Takes a request (true) or leaves it to Fastify (false). */

@@ -7,7 +7,7 @@ import { splitTarget } from '../http/request-target.ts'
 import type { AnsweredRequest } from '../metrics/metrics.ts'
 import { bodyOverrideRefusal, bodyScan, MethodMayBeNamed, OVERRIDE_READ_BYTES } from '../access/method-override.ts'
 import { answerRefusal, refusedAfterBody } from './authorize.ts'
-import { failureAnswer } from './lean-proxy.ts'
+import { failureAnswer, type UpstreamDispatcher } from './lean-proxy.ts'
 import { dropRestOfBody } from './request-buffer.ts'
 import { publicBase, responseRewrite, type ResponseRewrite } from './response-rewrite.ts'
 import { PROXIED_METHODS, type Route } from './routes.ts'
@@ -24,7 +24,7 @@ const METHODS = [...PROXIED_METHODS] as HTTPMethods[]
  * come here: the lean path (src/gateway/lean-proxy.ts) takes them first; this serves the rest (WebSocket upgrades,
  * services with CORS, percent-encoded paths) the same way.
  */
-export async function registerProxy(server: FastifyInstance, app: App, upstreams: ReadonlyMap<Route, Dispatcher>, answered: (request: FastifyRequest, reply: AnsweredRequest) => void): Promise<void> {
+export async function registerProxy(server: FastifyInstance, app: App, upstreams: ReadonlyMap<Route, UpstreamDispatcher>, answered: (request: FastifyRequest, reply: AnsweredRequest) => void): Promise<void> {
   const websockets = new WebSocketTunnels(server, app, answered)
   const base = publicBase(app)
   for (const route of app.routes) {
@@ -47,7 +47,7 @@ export async function registerProxy(server: FastifyInstance, app: App, upstreams
   }
 }
 
-async function forward(app: App, route: Route, upstream: Dispatcher, basePath: string, rewrite: ResponseRewrite, request: FastifyRequest, reply: FastifyReply, websockets: WebSocketTunnels): Promise<void> {
+async function forward(app: App, route: Route, upstream: UpstreamDispatcher, basePath: string, rewrite: ResponseRewrite, request: FastifyRequest, reply: FastifyReply, websockets: WebSocketTunnels): Promise<void> {
   const { path, query } = splitTarget(request.url)
   // The router matches decoded paths (`/%72ec/` as `/rec/`); the prefix is cut, and public paths judged, on the
   // raw path, so one that does not start with the prefix as written is not this service's.

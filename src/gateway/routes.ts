@@ -6,7 +6,7 @@ import { gatewayLoginUrl, publishedPath } from './policy.ts'
 import { BodyBudget, RequestBuffer } from './request-buffer.ts'
 import { removedFields, type RemovedFields } from './upstream-headers.ts'
 import { TunnelLimits, UpstreamPool } from './upstream-pool.ts'
-import { readUpstreamTls, type UpstreamTls } from './upstream-tls.ts'
+import { UpstreamTlsFiles } from './upstream-tls.ts'
 
 /** The methods a service's prefix is routed for; others get the gateway's 404. */
 export const PROXIED_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'])
@@ -27,11 +27,8 @@ export interface Route extends Place {
   readonly requestBuffer: RequestBuffer
   /** The client's request fields the service never receives: other proxies' identity headers, and those configured. */
   readonly removedFields: RemovedFields
-  /**
-   * How its TLS connections are made (`services[].tls`): its files are read on the first call, which the server makes
-   * at start, when it makes the pools; the commands that build the routes and never connect need not read a key.
-   */
-  readonly upstreamTls: () => UpstreamTls
+  /** How its TLS connections are made (`services[].tls`), read again on SIGHUP. */
+  readonly upstreamTls: UpstreamTlsFiles
 }
 
 /** Exact paths in a Set, `prefix*` paths as a short list: one hash lookup and a few startsWith per request. */
@@ -48,7 +45,6 @@ export type LoginUrls = (service: string) => ((next: string) => string) | undefi
 export type ServiceEntryRules = (service: string) => readonly EntryRule[]
 
 export function compileRoute(service: ServiceConfig, upstream: URL, bodyBudget: BodyBudget, loginUrl: (next: string) => string, entryRules: ServiceEntryRules = () => [], removedEverywhere: readonly string[] = [], tlsSetting = 'services.tls'): Route {
-  let upstreamTls: UpstreamTls | undefined
   return Object.freeze({
     name: service.name,
     service: service.name,
@@ -67,7 +63,7 @@ export function compileRoute(service: ServiceConfig, upstream: URL, bodyBudget: 
     requestBuffer: new RequestBuffer(service.pool.body_buffer_kb * 1024, bodyBudget),
     removedFields: removedFields([...removedEverywhere, ...service.remove_request_headers]),
     isPublic: publicPathMatcher(service.public_paths),
-    upstreamTls: () => upstreamTls ??= readUpstreamTls(tlsSetting, upstream, service.tls),
+    upstreamTls: new UpstreamTlsFiles(tlsSetting, upstream, service.tls),
   })
 }
 

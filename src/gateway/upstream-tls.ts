@@ -1,14 +1,15 @@
 import { X509Certificate } from 'node:crypto'
 import { isIP } from 'node:net'
 import { createSecureContext, type SecureContext } from 'node:tls'
+import type { FastifyBaseLogger } from 'fastify'
 import type { ServiceTlsConfig } from '../config/schema.ts'
 import { checkKeyPair, firstLine, parse, readPem, TlsFilesUnusable } from '../listener/tls.ts'
 
 /**
  * How the gateway connects to an https:// service (`services[].tls`), for every connection it makes to it: the
- * proxy's pools, WebSocket upgrades and the /readyz probe. The files are read and checked once, with the checks the
- * gateway's own TLS files get (src/listener/tls.ts), into one secure context that every connection shares: a CA
- * bundle parsed once, not on each connection.
+ * proxy's pools, WebSocket upgrades and the /readyz probe. The files are read and checked at start and on SIGHUP,
+ * with the checks the gateway's own TLS files get (src/listener/tls.ts), into one secure context that every
+ * connection shares: a CA bundle parsed once, not on each connection.
  */
 export interface UpstreamTls {
   /** Whether the service has settings of its own: without, every connection is made as for any https URL. */
@@ -33,5 +34,52 @@ export function readUpstreamTls(setting: string, upstream: URL, tls: ServiceTlsC
     return { configured: true, secureContext: createSecureContext({ ...(ca === undefined ? {} : { ca }), ...pair }), servername }
   } catch (error) {
     throw new TlsFilesUnusable(`${setting}: the files cannot be used together: ${firstLine(error)}`)
+  }
+}
+
+/**
+ * A service's TLS settings as its new connections take them: read on first use (the server's start, which makes the
+ * pools; commands that never connect need not read a key), and again by `reload` (SIGHUP), so that a renewed client
+ * certificate or CA needs no restart. Files found unusable then leave the ones in use in place, as `server.tls`'s do.
+ */
+export class UpstreamTlsFiles {
+  readonly #read: () => UpstreamTls
+  /** Whether the service names files at all: one with only `server_name`, or none, has nothing to read again. */
+  readonly hasFiles: boolean
+  #current: UpstreamTls | undefined
+  readonly #reloaded: (() => void)[] = []
+
+  constructor(setting: string, upstream: URL, tls: ServiceTlsConfig | undefined) {
+    this.#read = () => readUpstreamTls(setting, upstream, tls)
+    this.hasFiles = tls?.ca_file !== undefined || tls?.cert_file !== undefined
+  }
+
+  current(): UpstreamTls {
+    return this.#current ??= this.#read()
+  }
+
+  /** Reads the files again and hands them to new connections; throws TlsFilesUnusable, changing nothing, when they cannot be used. */
+  reload(): void {
+    if (!this.hasFiles) return
+    this.#current = this.#read()
+    for (const listener of this.#reloaded) listener()
+  }
+
+  /** Calls `listener` after each reload that took new files: connections made before hold the previous ones. */
+  onReload(listener: () => void): void {
+    this.#reloaded.push(listener)
+  }
+}
+
+/** Reads again the TLS files of each service that names some (SIGHUP), logging for each whether its new connections take them. */
+export function reloadServicesTls(services: readonly { readonly name: string; readonly upstreamTls: UpstreamTlsFiles }[], log: FastifyBaseLogger, why: string): void {
+  for (const { name, upstreamTls } of services) {
+    if (!upstreamTls.hasFiles) continue
+    try {
+      upstreamTls.reload()
+      log.info({ why, service: name }, 'service TLS files reloaded')
+    } catch (error) {
+      log.warn({ why, service: name, reason: (error as Error).message }, 'service TLS files not reloaded; new connections to it still use the previous ones')
+    }
   }
 }

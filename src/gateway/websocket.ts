@@ -533,7 +533,7 @@ function handshake(route: Route, target: string, headers: IncomingHttpHeaders, c
   const https = upstream.protocol === 'https:'
   const send = https ? httpsRequest : httpRequest
   // The service's own CAs, client certificate and name (`services[].tls`), as its pool connects with them.
-  const { configured, secureContext, servername } = https ? route.upstreamTls() : { configured: false, secureContext: undefined, servername: undefined }
+  const { configured, secureContext, servername } = https ? route.upstreamTls.current() : { configured: false, secureContext: undefined, servername: undefined }
   const tls = configured ? { ...(secureContext ? { secureContext } : {}), servername: servername ?? '' } : {}
   return new Promise((resolve, reject) => {
     const outgoing = send({ host: upstream.hostname.replace(/^\[|\]$/g, ''), port: upstream.port || undefined, path: target, method: 'GET', headers, agent: false, ...tls })

@@ -140,7 +140,7 @@ export class Readiness {
       // An https upstream answers once its handshake is done, its certificate verified as the proxy verifies it (the
       // same name, the same CAs, the same client certificate: `services[].tls`): one whose certificate every request
       // is refused for, or that refuses the gateway's, is not up.
-      const tls = https ? route.upstreamTls() : undefined
+      const tls = https ? route.upstreamTls.current() : undefined
       const socket = tls ? tlsConnect({ ...address, ...(tls.servername === undefined ? {} : { servername: tls.servername }), ...(tls.secureContext ? { secureContext: tls.secureContext } : {}), ALPNProtocols: ['http/1.1'] }) : connect(address)
       let connected = false
       const done = (reason?: UpstreamCheck['reason']) => {

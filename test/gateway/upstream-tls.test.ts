@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test'
 import { getCACertificates, setDefaultCACertificates, type TLSSocket } from 'node:tls'
 import WebSocket, { WebSocketServer } from 'ws'
 import { selfSignedCertificate, unusablePemFiles, signedCertificate, signedServerCertificate, type CertificateFiles } from '../helpers/certificates.ts'
-import { json, runCli, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
+import { json, runCli, spawnGateway, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
 import { refusedUpgrade } from '../helpers/websocket.ts'
 
 describe('https upstreams', () => {
@@ -391,4 +391,101 @@ describe('serve with unusable services[].tls', { concurrency: true }, () => {
       assert.match(result.stderr, reason)
     })
   }
+})
+
+describe('serve: SIGHUP re-reads services[].tls files', () => {
+  const dir = tempDir()
+  const serviceCa = selfSignedCertificate(dir, 'service-ca')
+  const renewedServiceCa = selfSignedCertificate(dir, 'renewed-service-ca')
+  const clientCa = selfSignedCertificate(dir, 'client-ca')
+  const renewedClientCa = selfSignedCertificate(dir, 'renewed-client-ca')
+  const oldClient = signedCertificate(dir, 'old-client', clientCa)
+  const renewedClient = signedCertificate(dir, 'renewed-client', renewedClientCa)
+  // The files the configuration names, rewritten in place as a renewal does.
+  const files = { ca: join(dir, 'configured-ca.pem'), cert: join(dir, 'configured-client.crt'), key: join(dir, 'configured-client.key') }
+  const copy = (from: string, to: string) => writeFileSync(to, readFileSync(from), { mode: 0o600 })
+  const clients: string[] = []
+  let mutual: HttpsServer
+  let renewed: HttpsServer
+  let gateway: Awaited<ReturnType<typeof spawnGateway>>
+
+  before(async () => {
+    copy(serviceCa.cert, files.ca)
+    copy(oldClient.cert, files.cert)
+    copy(oldClient.key, files.key)
+    const mutualFiles = signedServerCertificate(dir, 'mutual-service', serviceCa, 'DNS:localhost,IP:127.0.0.1')
+    // Takes only client certificates of the renewed client CA: the old one is refused.
+    mutual = createHttpsServer({ cert: readFileSync(mutualFiles.cert), key: readFileSync(mutualFiles.key), ca: readFileSync(renewedClientCa.cert), requestCert: true, rejectUnauthorized: true, maxVersion: 'TLSv1.2' }, (request, response) => {
+      clients.push(String((request.socket as TLSSocket).getPeerCertificate().subject?.CN))
+      response.end('mutual\'s answer')
+    })
+    // Signed by the renewed service CA, which the configured CA file does not hold yet.
+    const renewedFiles = signedServerCertificate(dir, 'renewed-service', renewedServiceCa, 'DNS:localhost,IP:127.0.0.1')
+    renewed = createHttpsServer({ cert: readFileSync(renewedFiles.cert), key: readFileSync(renewedFiles.key) }, (_request, response) => response.end('renewed\'s answer'))
+    await Promise.all([mutual, renewed].map((server) => new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))))
+    const port = (server: HttpsServer) => (server.address() as AddressInfo).port
+    const config = join(dir, 'gatehouse.yaml')
+    writeFileSync(config, JSON.stringify({
+      services: [
+        { name: 'mutual', prefix: '/mutual/', upstream: `https://localhost:${port(mutual)}`, public_paths: ['/mutual/*'], tls: { ca_file: serviceCa.cert, cert_file: files.cert, key_file: files.key } },
+        { name: 'renewed', prefix: '/renewed/', upstream: `https://localhost:${port(renewed)}`, public_paths: ['/renewed/*'], tls: { ca_file: files.ca } },
+      ],
+    }))
+    gateway = await spawnGateway(['--config', config, '--data-dir', join(dir, 'data')], { GATEHOUSE_LOG_LEVEL: 'info', GATEHOUSE_LOG_FORMAT: 'json' })
+  })
+  after(async () => {
+    await gateway?.stop()
+    for (const server of [mutual, renewed]) server.closeAllConnections()
+    await Promise.all([mutual, renewed].map((server) => new Promise((resolve) => server.close(resolve))))
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  /** Sends SIGHUP and waits for the log to say what became of each service's files. */
+  async function hangUp(): Promise<Record<string, unknown>[]> {
+    const before = gateway.output().length
+    gateway.process.kill('SIGHUP')
+    const lines = () => gateway.output().slice(before).split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, unknown>)
+    const settled = () => lines().filter((line) => /^service TLS files/.test(String(line.msg))).length === 2
+    for (let i = 0; i < 100 && !settled(); i++) await new Promise((resolve) => setTimeout(resolve, 50))
+    return lines()
+  }
+  const readyz = async () => Object.fromEntries(((await json(await fetch(`${gateway.url}/readyz`))).upstreams as { service: string; status: string; reason?: string }[]).map(({ service, status, reason }) => [service, { status, reason }]))
+
+  it('presents a renewed client certificate and trusts a renewed CA on new connections, on both paths and in /readyz', async () => {
+    assert.equal((await fetch(`${gateway.url}/mutual/x`)).status, 502, 'the old client certificate is refused')
+    assert.equal((await fetch(`${gateway.url}/renewed/x`)).status, 502, 'the renewed CA is not trusted yet')
+    assert.deepEqual((await readyz()).renewed, { status: 'DOWN', reason: 'tls' })
+    copy(renewedClient.cert, files.cert)
+    copy(renewedClient.key, files.key)
+    copy(renewedServiceCa.cert, files.ca)
+    const logged = await hangUp()
+    assert.deepEqual(logged.filter((line) => /^service TLS files/.test(String(line.msg))).map(({ service, msg }) => ({ service, msg })).sort((a, b) => String(a.service).localeCompare(String(b.service))), [
+      { service: 'mutual', msg: 'service TLS files reloaded' },
+      { service: 'renewed', msg: 'service TLS files reloaded' },
+    ])
+    for (const path of ['/mutual/x', '/mutual/x%20y']) {
+      const response = await fetch(`${gateway.url}${path}`)
+      assert.equal(response.status, 200, path)
+      assert.equal(await response.text(), 'mutual\'s answer')
+    }
+    assert.deepEqual(clients, ['renewed-client', 'renewed-client'])
+    for (const path of ['/renewed/x', '/renewed/x%20y']) assert.equal((await fetch(`${gateway.url}${path}`)).status, 200, path)
+    await new Promise((resolve) => setTimeout(resolve, 1100))
+    assert.deepEqual((await readyz()).renewed, { status: 'UP', reason: undefined })
+  })
+
+  it('keeps the previous files when the new ones are unusable, and logs why without stopping', async () => {
+    writeFileSync(files.ca, 'not a certificate\n')
+    copy(oldClient.key, files.key)
+    const logged = await hangUp()
+    const refusals = logged.filter((line) => line.msg === 'service TLS files not reloaded; new connections to it still use the previous ones').sort((a, b) => String(a.service).localeCompare(String(b.service)))
+    assert.deepEqual(refusals.map(({ service, level }) => ({ service, level })), [{ service: 'mutual', level: 40 }, { service: 'renewed', level: 40 }])
+    assert.match(String(refusals[0]!.reason), /^services\.0\.tls: the key in ".*configured-client\.key" does not belong to the certificate/)
+    assert.match(String(refusals[1]!.reason), /^services\.1\.tls\.ca_file: ".*configured-ca\.pem" does not hold a PEM CA certificate/)
+    // New connections: the services' open ones are closed first.
+    for (const server of [mutual, renewed]) server.closeAllConnections()
+    assert.equal((await fetch(`${gateway.url}/mutual/x`)).status, 200)
+    assert.equal((await fetch(`${gateway.url}/renewed/x`)).status, 200)
+    assert.equal(gateway.process.exitCode, null)
+  })
 })
