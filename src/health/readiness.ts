@@ -1,5 +1,5 @@
 import { connect } from 'node:net'
-import { connect as tlsConnect } from 'node:tls'
+import { connect as tlsConnect, type TLSSocket } from 'node:tls'
 import { performance } from 'node:perf_hooks'
 import type { App } from '../app.ts'
 import type { Route } from '../gateway/routes.ts'
@@ -130,6 +130,33 @@ export class Readiness {
     return probe
   }
 
+  /**
+   * An https upstream is up once the service has accepted the handshake. Over TLS 1.2 that is when it completes here;
+   * over TLS 1.3 the client's certificate (or its absence) is judged by the service after the handshake has completed
+   * on this side, and a refusal arrives about one round trip later, as an alert or the connection closed, which the
+   * proxy's requests would meet. So the probe, sending nothing, waits for the first of: the service's session ticket
+   * (sent once it has accepted the client: OpenSSL's, Go's and most servers' do), an alert or the connection's end
+   * (`tls`), or as long again as the connection and handshake took (at least CLIENT_CERTIFICATE_VERDICT_MIN_MS,
+   * within the check's own timeout), in which a refusal would have come.
+   */
+  #awaitVerdict(socket: TLSSocket, handshakeMs: number, done: (reason?: UpstreamCheck['reason']) => void): void {
+    if (socket.getProtocol() !== 'TLSv1.3') return done()
+    const settle = (reason?: UpstreamCheck['reason']) => {
+      clearTimeout(verdict)
+      socket.off('session', accepted)
+      socket.off('close', refused)
+      done(reason)
+    }
+    const accepted = () => settle()
+    const refused = () => settle('tls')
+    // Ended just before the check's own timeout, which would report a service that sends no ticket as DOWN.
+    const verdict = setTimeout(accepted, Math.min(Math.max(CLIENT_CERTIFICATE_VERDICT_MIN_MS, handshakeMs), this.#timeoutMs - handshakeMs - VERDICT_MARGIN_MS))
+    socket.once('session', accepted)
+    socket.once('close', refused)
+    // Records are read only from a flowing socket: the ticket, the alert, or what else the service sends.
+    socket.resume()
+  }
+
   #probeUpstream(route: Route): Promise<UpstreamCheck> {
     const { name: service, upstream } = route
     const started = performance.now()
@@ -150,11 +177,20 @@ export class Readiness {
       }
       const timer = setTimeout(() => done('timeout'), this.#timeoutMs)
       socket.once('connect', () => connected = true)
-      socket.once(https ? 'secureConnect' : 'connect', () => done())
+      if (https) socket.once('secureConnect', () => this.#awaitVerdict(socket as TLSSocket, performance.now() - started, done))
+      else socket.once('connect', () => done())
       socket.once('error', (error: NodeJS.ErrnoException) => done(error.code === 'ECONNREFUSED' ? 'refused' : connected ? 'tls' : 'unreachable'))
     })
   }
 }
+
+/**
+ * The least a TLS 1.3 probe waits for the service's verdict on the client certificate, however fast the handshake
+ * was: a service's event loop may be slower to judge than its network is to answer.
+ */
+const CLIENT_CERTIFICATE_VERDICT_MIN_MS = 50
+/** How long before the check's timeout that wait ends at the latest. */
+const VERDICT_MARGIN_MS = 5
 
 /**
  * Writes refused while reads are answered are reported but do not decide: every process on the database (each

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { chmodSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -218,6 +219,8 @@ describe('a service\'s own TLS settings (services[].tls)', () => {
     const servers = [privateService, internalName, mutual, publiclySigned]
     await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))))
     const client = signedCertificate(dir, 'gatehouse-client', clientCa)
+    const strangerCa = selfSignedCertificate(dir, 'stranger-ca')
+    const stranger = signedCertificate(dir, 'stranger-client', strangerCa)
     const service = (name: string, upstream: string, tls?: Record<string, string>, more: Record<string, unknown> = {}) =>
       ({ name, prefix: `/${name}/`, upstream, public_paths: [`/${name}/*`], ...(tls ? { tls } : {}), ...more })
     gw = await startGateway({
@@ -234,6 +237,7 @@ describe('a service\'s own TLS settings (services[].tls)', () => {
           service('wrong-server-name', `https://127.0.0.1:${port(internalName)}`, { ca_file: privateCa.cert, server_name: 'other.internal' }),
           service('client-cert', `https://localhost:${port(mutual)}`, { ca_file: privateCa.cert, cert_file: client.cert, key_file: client.key }),
           service('no-client-cert', `https://localhost:${port(mutual)}`, { ca_file: privateCa.cert }),
+          service('wrong-client-cert', `https://localhost:${port(mutual)}`, { ca_file: privateCa.cert, cert_file: stranger.cert, key_file: stranger.key }),
         ],
       },
     })
@@ -315,6 +319,15 @@ describe('a service\'s own TLS settings (services[].tls)', () => {
     for (const path of ['/no-client-cert/x', '/no-client-cert/x%20y']) assert.equal((await gw.fetch(path)).status, 502, path)
     assert.equal((await refusedUpgrade(gw.url.replace('http:', 'ws:') + '/no-client-cert/ws')).status, 502)
     assert.equal(seen.length, 2)
+  })
+
+  it('lists a service that refuses the client certificate after a TLS 1.3 handshake (none, or one of another CA) as DOWN for tls in /readyz', async () => {
+    for (const path of ['/wrong-client-cert/x', '/wrong-client-cert/x%20y']) assert.equal((await gw.fetch(path)).status, 502, path)
+    const upstreams = await readyUpstreams()
+    assert.deepEqual({ ...upstreams['no-client-cert'], ms: undefined }, { status: 'DOWN', reason: 'tls', ms: undefined })
+    assert.deepEqual({ ...upstreams['wrong-client-cert'], ms: undefined }, { status: 'DOWN', reason: 'tls', ms: undefined })
+    assert.equal(upstreams['client-cert']?.status, 'UP')
+    assert.ok(Number((upstreams['client-cert'] as { ms?: number }).ms) < 500, 'the accepted one without waiting long')
   })
 })
 
@@ -487,5 +500,47 @@ describe('serve: SIGHUP re-reads services[].tls files', () => {
     assert.equal((await fetch(`${gateway.url}/mutual/x`)).status, 200)
     assert.equal((await fetch(`${gateway.url}/renewed/x`)).status, 200)
     assert.equal(gateway.process.exitCode, null)
+  })
+})
+
+describe('/readyz for a TLS 1.3 service that sends no session ticket', () => {
+  const dir = tempDir()
+  const certificate = selfSignedCertificate(dir, 'no-tickets')
+  // Python's ssl can send none (num_tickets = 0), as a Go server with session tickets disabled does; it answers the
+  // handshake after a quarter of a second, more than half the check's timeout.
+  const script = `import ssl, socket, threading, time
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(${JSON.stringify(certificate.cert)}, ${JSON.stringify(certificate.key)}); ctx.num_tickets = 0
+s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(16); print(s.getsockname()[1], flush=True)
+def serve(c):
+    try: time.sleep(0.25); ctx.wrap_socket(c, server_side=True).recv(1)
+    except Exception: pass
+    finally: c.close()
+while True:
+    c, _ = s.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
+`
+  let service: ChildProcess
+  let gw: TestGateway
+
+  before(async () => {
+    service = spawn('python3', ['-c', script], { stdio: ['ignore', 'pipe', 'inherit'] })
+    const [port] = await once(service.stdout!, 'data')
+    gw = await startGateway({
+      config: {
+        // The wait for a refusal after the handshake, as long as the handshake took, must end within it.
+        server: { readiness_timeout_ms: 400 },
+        services: [{ name: 'no-tickets', prefix: '/no-tickets/', upstream: `https://127.0.0.1:${String(port).trim()}`, tls: { ca_file: certificate.cert } }],
+      },
+    })
+  })
+  after(async () => {
+    await gw.close()
+    service.kill()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('lists it UP once the wait for a refusal has passed, within readiness_timeout_ms even after a slow handshake', async () => {
+    const [check] = (await json(await gw.fetch('/readyz'))).upstreams as { service: string; status: string; ms: number }[]
+    assert.equal(check?.status, 'UP', JSON.stringify(check))
+    assert.ok(check.ms >= 250, `the handshake took ${check.ms} ms`)
   })
 })
