@@ -31,6 +31,8 @@ export const CorsSchema = z.object({
     .describe('Let pages send cookies and HTTP authentication (`Access-Control-Allow-Credentials: true`). A page using the session cookie or basic credentials for unsafe methods must also be in `server.trusted_origins` to pass the CSRF check.'),
   max_age_seconds: z.number().int().min(0).max(86_400).default(600)
     .describe('How long a browser may reuse a preflight\'s answer.'),
+  allow_private_network: z.boolean().default(false)
+    .describe('Let pages of the allowed origins call the service from a public site when the gateway is on a private network or this machine: a preflight with `Access-Control-Request-Private-Network: true` (Chrome\'s Private Network Access) is answered `Access-Control-Allow-Private-Network: true` (docs/proxy.md).'),
 }).strict().superRefine((cors, ctx) => {
   if (cors.allow_credentials && cors.allowed_origins.includes('*')) {
     ctx.addIssue({ code: 'custom', path: ['allowed_origins'], message: 'cannot be "*" with allow_credentials: browsers refuse credentials for any origin' })

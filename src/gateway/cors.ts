@@ -51,6 +51,10 @@ export function compileCors(config: CorsConfig | undefined): CorsPolicy | undefi
     const refused = typeof asked === 'string' ? asked.split(',').map((name) => name.trim().toLowerCase()).filter((name) => name && !headers.has(name)) : []
     if (refused.length) throw new CorsRefused(`Request headers ${refused.join(', ').slice(0, 200)} are not allowed from other origins.`)
     addOriginHeaders(reply, origin)
+    // Private Network Access: a browser that asks refuses a public page's request to a gateway on a private network
+    // unless the answer allows it. Not allowed, the preflight is answered as any other, as Kong's and Envoy's are,
+    // rather than refused: a browser that only warns of it (Chrome for a time) then still sends the request.
+    if (config!.allow_private_network && request.headers['access-control-request-private-network'] === 'true') reply.header('access-control-allow-private-network', 'true')
     reply.header('access-control-allow-methods', allowMethods)
     if (allowHeaders) reply.header('access-control-allow-headers', allowHeaders)
     reply.header('access-control-max-age', maxAge)

@@ -52,6 +52,7 @@ describe('CORS per service', () => {
           { name: 'open', prefix: '/open/', upstream: upstream.url, public_paths: ['/open/*'], cors: { allowed_origins: ['*'] } },
           { name: 'none', prefix: '/none/', upstream: upstream.url },
           { name: 'gone', prefix: '/gone/', upstream: 'http://127.0.0.1:1', public_paths: ['/gone/*'], cors: { allowed_origins: [APP] } },
+          { name: 'on-premises', prefix: '/on-premises/', upstream: upstream.url, public_paths: ['/on-premises/*'], cors: { allowed_origins: [APP], allow_private_network: true } },
         ],
       },
     })
@@ -97,6 +98,30 @@ describe('CORS per service', () => {
       assert.equal((await json(response)).code, 'cors_not_allowed')
       assert.equal(response.headers.get('access-control-allow-origin'), null)
     }
+  })
+
+  it('allows a public page\'s request to a private-network service (Private Network Access) only with allow_private_network', async () => {
+    const askingPrivateNetwork = (path: string, origin = APP) => gw.fetch(path, {
+      method: 'OPTIONS',
+      headers: { origin, 'access-control-request-method': 'GET', 'access-control-request-private-network': 'true' },
+    })
+    const before = upstream.requests()
+    const allowed = await askingPrivateNetwork('/on-premises/x')
+    assert.equal(allowed.status, 204)
+    assert.equal(allowed.headers.get('access-control-allow-private-network'), 'true')
+    assert.equal(allowed.headers.get('access-control-allow-origin'), APP)
+    // Not asked for: not said.
+    assert.equal((await preflight('/on-premises/x', APP, 'GET')).headers.get('access-control-allow-private-network'), null)
+    // By default the preflight is answered as before, without it, and the browser decides (it still sends the request
+    // while Chrome only warns).
+    const byDefault = await askingPrivateNetwork('/api/things/1/')
+    assert.equal(byDefault.status, 204)
+    assert.equal(byDefault.headers.get('access-control-allow-origin'), APP)
+    assert.equal(byDefault.headers.get('access-control-allow-private-network'), null)
+    const otherOrigin = await askingPrivateNetwork('/on-premises/x', 'https://evil.example')
+    assert.equal(otherOrigin.status, 403)
+    assert.equal(otherOrigin.headers.get('access-control-allow-private-network'), null)
+    assert.equal(upstream.requests(), before)
   })
 
   it('adds the headers to the service\'s answer for an allowed origin, in place of the service\'s own', async () => {
@@ -207,6 +232,10 @@ describe('CORS per service', () => {
     assert.match(problems({ allowed_origins: ['*'], allow_credentials: true }), /services\.0\.cors\.allowed_origins/)
     assert.match(problems({ allowed_origins: ['https://app.example/path'] }), /must be an origin/)
     assert.match(problems({ allowed_origins: [] }), /allowed_origins/)
+  })
+
+  it('takes allow_private_network as a boolean only', () => {
+    assert.match(problems({ allowed_origins: [APP], allow_private_network: 'yes' }), /services\.0\.cors\.allow_private_network/)
   })
 
   it('refuses "*" for the allowed headers, which matched none a preflight asks for, and for the exposed ones with credentials', () => {
