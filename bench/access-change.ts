@@ -6,7 +6,8 @@
  * `other`) holds the access model as a gateway does; for each change it says how long a request arriving just after
  * it waited for the news (`freshen`, as each request's turn does), and its event loop's longest turn from just before
  * the change until a second after it (a timer due every millisecond), in wall time and in its thread's own time (wall
- * time also counts other programs' use of the machine's cores). ACCESS_CHANGE_POSTGRES=1 runs on a database of
+ * time also counts other programs' use of the machine's cores), and its heap in use once it has applied the change
+ * (after a full garbage collection). ACCESS_CHANGE_POSTGRES=1 runs on a database of
  * its own on the tests' PostgreSQL (test/helpers/postgres.ts), where the publisher's own wait for the other process's
  * confirmation is the news's delivery. Prints the median of each.
  */
@@ -23,7 +24,7 @@ import { createTestDatabase } from '../test/helpers/postgres.ts'
 import { seedOrganizationMembers } from '../test/helpers/seed-members.ts'
 
 interface Target { dataDir: string; url?: string | undefined }
-type Message = { kind: 'ready' } | { kind: 'arm' } | { kind: 'armed' } | { kind: 'changed'; userId: number; expect: string } | { kind: 'measured'; waitedMs: number; longestTurnMs: number; longestTurnThreadMs: number; seen: boolean }
+type Message = { kind: 'ready' } | { kind: 'arm' } | { kind: 'armed' } | { kind: 'changed'; userId: number; expect: string } | { kind: 'measured'; waitedMs: number; longestTurnMs: number; longestTurnThreadMs: number; heapMB: number; seen: boolean }
 
 const SETTLE_MS = 1000
 
@@ -68,7 +69,11 @@ async function other(target: Target): Promise<void> {
     const user = (await store.users.findById(message.userId))!
     const seen = JSON.stringify(app.access.of(user).roles) === message.expect
     await sleep(SETTLE_MS)
-    process.send!({ kind: 'measured', waitedMs, longestTurnMs: longest, longestTurnThreadMs: longestThread, seen } satisfies Message)
+    const measured = { waitedMs, longestTurnMs: longest, longestTurnThreadMs: longestThread }
+    // What stays in memory once the change is applied: the access snapshot held, beside the rest of the gateway.
+    globalThis.gc!()
+    const heapMB = process.memoryUsage().heapUsed / 2 ** 20
+    process.send!({ kind: 'measured', ...measured, heapMB, seen } satisfies Message)
   })())
   process.send!({ kind: 'ready' } satisfies Message)
 }
@@ -109,22 +114,23 @@ async function main(): Promise<void> {
     const custom = await app.accessAdmin.createRoleDefinition(admin, { name: 'Bench role', contentType: 'shared.organization', permissions: ['shared.view_organization'] })
     await app.accessAdmin.assign(admin, 'user', { roleDefinitionId: custom.id, actorId: user.id, objectId: organization.id })
 
-    child = fork(new URL(import.meta.url).pathname, ['other', JSON.stringify(target)], { stdio: 'inherit' })
+    child = fork(new URL(import.meta.url).pathname, ['other', JSON.stringify(target)], { stdio: 'inherit', execArgv: [...process.execArgv, '--expose-gc'] })
     await new Promise<void>((resolve) => child!.once('message', () => resolve()))
 
     const roles = async () => JSON.stringify(app!.access.of((await store.users.findById(user.id))!).roles)
-    const kinds: Record<string, { publishMs: number[]; waitedMs: number[]; longestTurnMs: number[]; longestTurnThreadMs: number[]; unseen: number }> = {}
+    const kinds: Record<string, { publishMs: number[]; waitedMs: number[]; longestTurnMs: number[]; longestTurnThreadMs: number[]; heapMB: number[]; unseen: number }> = {}
     const measure = async (kind: string, change: () => Promise<unknown>) => {
       await ask(child!, { kind: 'arm' }, 'armed')
       const started = performance.now()
       await change()
       const publishMs = performance.now() - started
       const reply = await ask(child!, { kind: 'changed', userId: user.id, expect: await roles() }, 'measured') as Extract<Message, { kind: 'measured' }>
-      const row = kinds[kind] ??= { publishMs: [], waitedMs: [], longestTurnMs: [], longestTurnThreadMs: [], unseen: 0 }
+      const row = kinds[kind] ??= { publishMs: [], waitedMs: [], longestTurnMs: [], longestTurnThreadMs: [], heapMB: [], unseen: 0 }
       row.publishMs.push(publishMs)
       row.waitedMs.push(reply.waitedMs)
       row.longestTurnMs.push(reply.longestTurnMs)
       row.longestTurnThreadMs.push(reply.longestTurnThreadMs)
+      row.heapMB.push(reply.heapMB)
       if (!reply.seen) row.unseen++
     }
     for (let round = 0; round < changes; round++) {
@@ -139,10 +145,10 @@ async function main(): Promise<void> {
       await measure('role definition changed', () => app!.accessAdmin.updateRoleDefinition(admin, custom.id, { permissions }))
     }
     console.log(`${assignments} assignments, ${database ? 'PostgreSQL' : 'SQLite'}, median of ${changes}:`)
-    console.log('| change | publisher\'s call (ms) | other process: request waited (ms) | other process: longest turn (ms) | the same, its thread\'s own time (ms) | not seen |')
-    console.log('| --- | --- | --- | --- | --- | --- |')
+    console.log('| change | publisher\'s call (ms) | other process: request waited (ms) | other process: longest turn (ms) | the same, its thread\'s own time (ms) | other process: heap used after (MB) | not seen |')
+    console.log('| --- | --- | --- | --- | --- | --- | --- |')
     for (const [kind, row] of Object.entries(kinds)) {
-      console.log(`| ${kind} | ${median(row.publishMs).toFixed(1)} | ${median(row.waitedMs).toFixed(1)} | ${median(row.longestTurnMs).toFixed(1)} | ${median(row.longestTurnThreadMs).toFixed(1)} | ${row.unseen} |`)
+      console.log(`| ${kind} | ${median(row.publishMs).toFixed(1)} | ${median(row.waitedMs).toFixed(1)} | ${median(row.longestTurnMs).toFixed(1)} | ${median(row.longestTurnThreadMs).toFixed(1)} | ${median(row.heapMB).toFixed(0)} | ${row.unseen} |`)
     }
   } finally {
     child?.kill()
