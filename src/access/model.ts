@@ -2,7 +2,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises'
 import { isDeepStrictEqual } from 'node:util'
 import type { EventBus } from '../store/event-bus.ts'
 import { ACCESS_TOPIC, accessUser, USER_TOPIC } from '../store/topics.ts'
-import { assignmentsFingerprintOf, type AccessRecords, type ObjectType, type Organization, type RoleAssignment, type RoleDefinition, type Team } from '../store/access.ts'
+import { AssignmentsFingerprint, type AccessRecords, type ObjectType, type Organization, type RoleAssignment, type RoleDefinition, type Team } from '../store/access.ts'
 import type { Store } from '../store/store.ts'
 import type { User } from '../store/users.ts'
 import { PLATFORM_AUDITOR, type Permission } from './permissions.ts'
@@ -111,17 +111,21 @@ export class AccessModel {
     const users = [...this.#usersToRead]
     this.#usersToRead.clear()
     if (!users.length) return
+    this.#usersBeingRead = users
     try {
       await this.#readUsers(users)
     } catch (error) {
       for (const user of users) this.#usersToRead.add(user)
       throw error
+    } finally {
+      this.#usersBeingRead = []
     }
   })
   /** Users named by news since the whole read under way began: read again into its snapshot before the swap. */
   #newsDuringWholeRead: Set<number> | undefined
   #forced = false
   readonly #usersToRead = new Set<number>()
+  #usersBeingRead: readonly number[] = []
   readonly #listeners: ((users?: readonly number[]) => void)[] = []
   #refresher: NodeJS.Timeout | undefined
 
@@ -146,11 +150,14 @@ export class AccessModel {
   async #heldIsCurrent(): Promise<boolean> {
     // A user's read under way would be found missing from what is held, and everything read again for it.
     await this.#readNamedUsers().catch(() => {})
+    if (!(await this.#assignmentsHeldAreCurrent())) return false
+    return isDeepStrictEqual(await this.#store.access.loadObjects(), this.#snapshot.records)
+  }
+
+  /** Whether the assignments' fingerprint in the database is that of the assignments held (the database's taken first). */
+  async #assignmentsHeldAreCurrent(): Promise<boolean> {
     const fingerprint = await this.#store.access.assignmentsFingerprint()
-    const held = this.#snapshot
-    held.heldFingerprint ??= assignmentsFingerprintOf([...held.userAssignments.values()].flat(), held.teamAssignments)
-    if (fingerprint !== held.heldFingerprint) return false
-    return isDeepStrictEqual(await this.#store.access.loadObjects(), held.records)
+    return fingerprint === heldFingerprint(this.#snapshot)
   }
 
   /**
@@ -342,17 +349,16 @@ export class AccessModel {
   }
 
   /**
-   * Reads every assignment, page by page, into a new snapshot, and works out what rests on them in slices, other work
-   * running between them; the users named by news meanwhile are read again into it; then it is swapped in, in one go.
+   * Builds a new snapshot, in slices, other work running between them, and swaps it in, in one go: from the assignments
+   * held when they are the database's (a role definition, organization or team changed: none of them re-read), else from
+   * every assignment read again, page by page. The users named by news meanwhile, or whose news is being read, are read
+   * again into it before the swap.
    */
   async #readAll(): Promise<void> {
-    const news = this.#newsDuringWholeRead = new Set()
+    const news = this.#newsDuringWholeRead = new Set([...this.#usersToRead, ...this.#usersBeingRead])
     try {
-      const next = emptySnapshot(await this.#store.access.loadObjects())
-      for await (const page of this.#store.access.assignmentPages(ASSIGNMENTS_PER_PAGE)) {
-        await inSlices(page, (assignment) => addAssignment(next, assignment))
-        await nextTurn()
-      }
+      const records = await this.#store.access.loadObjects()
+      const next = await this.#fromHeld(records) ?? await this.#readAssignments(records)
       await inSlices([...next.ownByTeam.keys()], (teamId) => next.byTeam.set(teamId,
         teamsReached(next.teams, [teamId], next.ownByTeam).flatMap((t) => next.ownByTeam.get(t.id) ?? [])))
       await inSlices(next.direct, ([userId, own]) => {
@@ -369,6 +375,29 @@ export class AccessModel {
       this.#newsDuringWholeRead = undefined
     }
     for (const listener of this.#listeners) listener()
+  }
+
+  /**
+   * A snapshot of these organizations, teams and role definitions with the assignments held, when those are the
+   * database's: what a role definition's permissions changed asks for. Reading all 200,000 assignments again for it took
+   * two to eleven seconds. None when an assignment held names a role definition left out, or no longer there.
+   */
+  async #fromHeld(records: Omit<AccessRecords, 'assignments'>): Promise<Snapshot | undefined> {
+    if (this.#snapshot.leftOut || !(await this.#assignmentsHeldAreCurrent())) return undefined
+    return rebuiltFrom(this.#snapshot, records)
+  }
+
+  /** A snapshot of these organizations, teams and role definitions with every assignment read again, page by page. */
+  async #readAssignments(records: Omit<AccessRecords, 'assignments'>): Promise<Snapshot> {
+    const next = emptySnapshot(records)
+    for await (const page of this.#store.access.assignmentPages(ASSIGNMENTS_PER_PAGE)) {
+      // Each map filled in a turn of its own: one of 200,000 entries grows in one step of some 30 ms.
+      await inSlices(page, (assignment) => addAssignmentId(next, assignment))
+      await nextTurn()
+      await inSlices(page, (assignment) => addHeldRole(next, assignment))
+      await nextTurn()
+    }
+    return next
   }
 
   /**
@@ -409,14 +438,24 @@ async function inSlices<T>(items: Iterable<T>, work: (item: T) => void): Promise
   }
 }
 
-/** One snapshot of access, as read and worked out from what was read. */
+/**
+ * One snapshot of access, as read and worked out from what was read. What each assignment costs is kept small: both
+ * snapshots are in memory while the next is built, and the garbage collector's pauses, each held in one turn of the
+ * event loop, grew with them (70 ms at 200,000 assignments, each held as its row and a role object of its own).
+ */
 interface Snapshot {
   records: Omit<AccessRecords, 'assignments'>
-  /** The assignments held, as read: each user's own, by user id, and the teams'. */
-  userAssignments: Map<number, readonly RoleAssignment[]>
-  teamAssignments: RoleAssignment[]
-  /** `assignmentsFingerprintOf` the assignments held, worked out when the safety net first asks after a change. */
-  heldFingerprint: string | undefined
+  /** The ids of each user's own assignments, by user id: one as a number, several as an array. */
+  userAssignmentIds: Map<number, number | number[]>
+  /** Of the users' assignments held, kept up as they change; of the teams', as read (they change only with a whole read). */
+  userFingerprint: AssignmentsFingerprint
+  teamFingerprint: AssignmentsFingerprint
+  /** Whether an assignment read names a role definition the snapshot does not hold: left out of `direct` or `ownByTeam`. */
+  leftOut: boolean
+  /** Each role held on one object, by `heldRoleKey`: one object for all its holders. */
+  heldRoles: Map<string, HeldRole>
+  /** Each held role alone in a list (frozen): what every holder of that one role, and no other, shares. */
+  heldAlone: Map<HeldRole, readonly HeldRole[]>
   /**
    * Each user's access, worked out when first asked for (`#accessOf`): working it out for every user at each reload
    * (100,000 users) took some three seconds of the process's one thread.
@@ -425,7 +464,7 @@ interface Snapshot {
   /** The roles each user holds directly, by user id. */
   direct: Map<number, readonly HeldRole[]>
   /** The roles each team holds itself, by team id. */
-  ownByTeam: Map<number, HeldRole[]>
+  ownByTeam: Map<number, readonly HeldRole[]>
   /** The members of each organization, directly or through a team, by organization id. */
   members: Map<number, Set<number>>
   /** Every role a member of the team holds through it: its own, and those of the teams it is a member of. */
@@ -438,9 +477,12 @@ interface Snapshot {
 function emptySnapshot(records: Omit<AccessRecords, 'assignments'>): Snapshot {
   return {
     records,
-    userAssignments: new Map(),
-    teamAssignments: [],
-    heldFingerprint: undefined,
+    userAssignmentIds: new Map(),
+    userFingerprint: new AssignmentsFingerprint(),
+    teamFingerprint: new AssignmentsFingerprint(),
+    leftOut: false,
+    heldRoles: new Map(),
+    heldAlone: new Map(),
     byUser: new Map(),
     direct: new Map(),
     ownByTeam: new Map(),
@@ -452,12 +494,46 @@ function emptySnapshot(records: Omit<AccessRecords, 'assignments'>): Snapshot {
   }
 }
 
-/** One assignment read by a whole read, added to the snapshot it builds. */
-function addAssignment(snapshot: Snapshot, assignment: RoleAssignment): void {
-  if (assignment.actor === 'user') pushTo(snapshot.userAssignments as Map<number, RoleAssignment[]>, assignment.actorId, assignment)
-  else snapshot.teamAssignments.push(assignment)
-  const held = heldRole(snapshot, assignment)
-  if (held) pushTo((assignment.actor === 'user' ? snapshot.direct : snapshot.ownByTeam) as Map<number, HeldRole[]>, assignment.actorId, held)
+/** `assignmentsFingerprint` of the assignments the snapshot holds. */
+function heldFingerprint(snapshot: Snapshot): string {
+  const users = snapshot.userFingerprint.value(() => allUserAssignmentIds(snapshot))
+  return `${users}/${snapshot.teamFingerprint.value(() => [])}`
+}
+
+function* allUserAssignmentIds(snapshot: Snapshot): Iterable<number> {
+  for (const ids of snapshot.userAssignmentIds.values()) {
+    if (typeof ids === 'number') yield ids
+    else yield* ids
+  }
+}
+
+/** One assignment read by a whole read, added to the ids and the fingerprint of the snapshot it builds. */
+function addAssignmentId(snapshot: Snapshot, assignment: RoleAssignment): void {
+  const { id, actorId } = assignment
+  if (assignment.actor === 'team') {
+    snapshot.teamFingerprint.add(id)
+    return
+  }
+  const ids = snapshot.userAssignmentIds.get(actorId)
+  if (typeof ids === 'object') ids.push(id)
+  else snapshot.userAssignmentIds.set(actorId, ids === undefined ? id : [ids, id])
+  snapshot.userFingerprint.add(id)
+}
+
+/** The role one assignment read by a whole read gives, added to the snapshot it builds. */
+function addHeldRole(snapshot: Snapshot, assignment: RoleAssignment): void {
+  const { actorId } = assignment
+  const held = heldRole(snapshot, assignment.roleDefinitionId, assignment.objectType, assignment.objectId)
+  if (!held) {
+    snapshot.leftOut = true
+    return
+  }
+  const byActor = assignment.actor === 'user' ? snapshot.direct : snapshot.ownByTeam
+  const own = byActor.get(actorId)
+  // A list of one is shared (frozen); a longer one is the actor's own while the snapshot is built.
+  if (own === undefined) byActor.set(actorId, heldAlone(snapshot, held))
+  else if (own.length === 1) byActor.set(actorId, [own[0]!, held])
+  else (own as HeldRole[]).push(held)
 }
 
 /**
@@ -467,25 +543,75 @@ function addAssignment(snapshot: Snapshot, assignment: RoleAssignment): void {
 function setUsers(snapshot: Snapshot, userIds: readonly number[], read: readonly RoleAssignment[]): boolean {
   const byUser = new Map<number, RoleAssignment[]>(userIds.map((userId) => [userId, []]))
   for (const assignment of read) byUser.get(assignment.actorId)?.push(assignment)
-  for (const [userId, assignments] of byUser) setUser(snapshot, userId, assignments)
-  snapshot.heldFingerprint = undefined
-  return read.some((assignment) => !snapshot.roles.has(assignment.roleDefinitionId))
+  let leftOut = false
+  for (const [userId, assignments] of byUser) leftOut = setUser(snapshot, userId, assignments) || leftOut
+  return leftOut
 }
 
-function setUser(snapshot: Snapshot, userId: number, assignments: readonly RoleAssignment[]): void {
-  const held = assignments.map((a) => heldRole(snapshot, a)).filter((h): h is HeldRole => h !== undefined)
-  if (assignments.length) snapshot.userAssignments.set(userId, assignments)
-  else snapshot.userAssignments.delete(userId)
-  if (held.length) snapshot.direct.set(userId, held)
+/** Answers whether an assignment was left out: it names a role definition the snapshot does not hold. */
+function setUser(snapshot: Snapshot, userId: number, assignments: readonly RoleAssignment[]): boolean {
+  const fingerprint = snapshot.userFingerprint
+  const before = snapshot.userAssignmentIds.get(userId)
+  if (typeof before === 'number') fingerprint.remove(before)
+  else for (const id of before ?? []) fingerprint.remove(id)
+  for (const assignment of assignments) fingerprint.add(assignment.id)
+  if (assignments.length) snapshot.userAssignmentIds.set(userId, assignments.length === 1 ? assignments[0]!.id : assignments.map((a) => a.id))
+  else snapshot.userAssignmentIds.delete(userId)
+  const held = assignments.map((a) => heldRole(snapshot, a.roleDefinitionId, a.objectType, a.objectId)).filter((h): h is HeldRole => h !== undefined)
+  const leftOut = held.length < assignments.length
+  snapshot.leftOut ||= leftOut
+  if (held.length) snapshot.direct.set(userId, held.length === 1 ? heldAlone(snapshot, held[0]!) : held)
   else snapshot.direct.delete(userId)
   for (const members of snapshot.members.values()) members.delete(userId)
   for (const organizationId of organizationsJoined(snapshot, held)) addMember(snapshot.members, organizationId, userId)
   snapshot.byUser.delete(userId)
+  return leftOut
 }
 
-function heldRole(snapshot: Snapshot, assignment: RoleAssignment): HeldRole | undefined {
-  const role = snapshot.roles.get(assignment.roleDefinitionId)
-  return role && { role, objectType: assignment.objectType, objectId: assignment.objectId }
+/**
+ * `held` with these organizations, teams and role definitions, its assignments as they are: none read again, in
+ * slices. None when one names a role definition left out, or one no longer there.
+ */
+async function rebuiltFrom(held: Snapshot, records: Omit<AccessRecords, 'assignments'>): Promise<Snapshot | undefined> {
+  const next = emptySnapshot(records)
+  const moved = new Map<HeldRole, HeldRole | undefined>()
+  const move = (list: readonly HeldRole[]): readonly HeldRole[] => {
+    const roles = list.map((h) => {
+      if (!moved.has(h)) moved.set(h, heldRole(next, h.role.id, h.objectType, h.objectId))
+      return moved.get(h)
+    })
+    if (roles.some((h) => h === undefined)) next.leftOut = true
+    return roles.length === 1 && roles[0] ? heldAlone(next, roles[0]) : roles.filter((h): h is HeldRole => h !== undefined)
+  }
+  // The ids' lists are never changed once built (a user's change puts a new one in place): the two snapshots share them.
+  // One map filled after the other: a map of 200,000 entries grows in one step of some 30 ms, two at once in one turn.
+  await inSlices(held.userAssignmentIds, ([userId, ids]) => {
+    next.userAssignmentIds.set(userId, ids)
+    if (typeof ids === 'number') next.userFingerprint.add(ids)
+    else for (const id of ids) next.userFingerprint.add(id)
+  })
+  await inSlices(held.direct, ([userId, own]) => next.direct.set(userId, move(own)))
+  for (const [teamId, own] of held.ownByTeam) next.ownByTeam.set(teamId, move(own))
+  next.teamFingerprint = held.teamFingerprint
+  return held.leftOut || next.leftOut ? undefined : next
+}
+
+/** The role definition on this object, one object for all its holders; none when the snapshot does not hold it. */
+function heldRole(snapshot: Snapshot, roleDefinitionId: number, objectType: ObjectType, objectId: number): HeldRole | undefined {
+  const key = `${roleDefinitionId}\u0000${objectType}\u0000${objectId}`
+  let held = snapshot.heldRoles.get(key)
+  if (held) return held
+  const role = snapshot.roles.get(roleDefinitionId)
+  if (!role) return undefined
+  held = Object.freeze({ role, objectType, objectId })
+  snapshot.heldRoles.set(key, held)
+  return held
+}
+
+function heldAlone(snapshot: Snapshot, held: HeldRole): readonly HeldRole[] {
+  let list = snapshot.heldAlone.get(held)
+  if (!list) snapshot.heldAlone.set(held, list = Object.freeze([held]))
+  return list
 }
 
 /**
@@ -551,12 +677,6 @@ function groupPath(...names: string[]): string {
  */
 function teamGroupPath(organization: string, team: string): string[] {
   return organization.endsWith('~') ? [] : [groupPath(organization, team)]
-}
-
-function pushTo<T>(map: Map<number, T[]>, key: number, value: T): void {
-  const list = map.get(key)
-  if (list) list.push(value)
-  else map.set(key, [value])
 }
 
 /** The teams these roles make their holder a member of: those they hold a role with member_team on. */

@@ -113,21 +113,46 @@ const ASSIGNMENTS_PER_READ = 10_000
 const USERS_PER_READ = 500
 
 /**
- * `assignmentsFingerprint` of assignments held in memory: equal to the database's while they are the same set.
- * The sum is exact (a BigInt), as the database's is.
+ * `assignmentsFingerprint` of a set of assignments held in memory, kept up as they are added and removed: equal to the
+ * database's while they are the same set. Worked out anew over every assignment after each change, it held the event
+ * loop some 45 ms with 200,000 of them. The sum is exact, as the database's is: a Number while it stays a safe
+ * integer, what would go beyond carried into a BigInt.
  */
-export function assignmentsFingerprintOf(users: Iterable<RoleAssignment>, teams: Iterable<RoleAssignment>): string {
-  return [users, teams].map((assignments) => {
-    let count = 0
-    let last = 0
-    let sum = 0n
-    for (const assignment of assignments) {
-      count++
-      last = Math.max(last, assignment.id)
-      sum += BigInt(assignment.id)
+export class AssignmentsFingerprint {
+  #count = 0
+  /** The highest id; undefined once that assignment is removed, until worked out again from every id held. */
+  #last: number | undefined = 0
+  #sum = 0
+  #carried = 0n
+
+  add(id: number): void {
+    this.#count++
+    if (this.#last !== undefined && id > this.#last) this.#last = id
+    if (this.#sum > Number.MAX_SAFE_INTEGER - id) this.#carry()
+    this.#sum += id
+  }
+
+  remove(id: number): void {
+    this.#count--
+    if (id === this.#last) this.#last = undefined
+    if (this.#sum < id - Number.MAX_SAFE_INTEGER) this.#carry()
+    this.#sum -= id
+  }
+
+  /** `allIds` gives every id held: asked for only when the highest was removed. */
+  value(allIds: () => Iterable<number>): string {
+    if (this.#last === undefined) {
+      let last = 0
+      for (const id of allIds()) if (id > last) last = id
+      this.#last = last
     }
-    return fingerprintPart(count, last, sum)
-  }).join('/')
+    return fingerprintPart(this.#count, this.#last, this.#carried + BigInt(this.#sum))
+  }
+
+  #carry(): void {
+    this.#carried += BigInt(this.#sum)
+    this.#sum = 0
+  }
 }
 
 function fingerprintPart(count: unknown, last: unknown, sum: unknown): string {

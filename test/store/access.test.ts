@@ -4,7 +4,7 @@ import type { KyselyPlugin } from 'kysely'
 import { Migrator, sql } from '../../src/store/kysely.ts'
 import { migrationProvider } from '../../src/store/migrations/index.ts'
 import { MANAGED_ROLES } from '../../src/access/permissions.ts'
-import { AccessRepository } from '../../src/store/access.ts'
+import { AccessRepository, AssignmentsFingerprint } from '../../src/store/access.ts'
 import { openForSuite, storeBackends, unmigratedBackends } from '../helpers/backends.ts'
 import { queryPlan } from '../helpers/query-plan.ts'
 
@@ -140,9 +140,61 @@ for (const backend of storeBackends) {
       assert.equal(reads.length, 4, 'three reads of the users\' 25, one of the teams\'')
       assert.ok(reads.every((read) => read.limit), 'each read bounded')
     })
+
+    it('keeps a fingerprint of assignments held, as they are given and taken, equal to the database\'s', async () => {
+      const org = await db.store.access.createOrganization({ name: 'Fingerprinted' })
+      const member = (await db.store.access.findRoleDefinitionByName('Organization Member'))!
+      const admin = (await db.store.access.findRoleDefinitionByName('Organization Admin'))!
+      const held = new Map<number, number>()
+      const running = new AssignmentsFingerprint()
+      const usersPart = async () => (await db.store.access.assignmentsFingerprint()).split('/')[0]
+      for (const { id } of (await db.store.access.loadAll()).assignments.filter((a) => a.actor === 'user')) {
+        held.set(id, 0)
+        running.add(id)
+      }
+      const give = async (userId: number, roleDefinitionId: number) => {
+        const { assignment: { id } } = await db.store.access.assign({ roleDefinitionId, actor: 'user', actorId: userId, objectType: 'organization', objectId: org.id })
+        held.set(id, userId)
+        running.add(id)
+        return id
+      }
+      const take = async (id: number) => {
+        assert.ok(await db.store.access.unassign('user', id))
+        held.delete(id)
+        running.remove(id)
+      }
+      const users = await Promise.all(['fay', 'gus', 'hal'].map((username) => db.store.users.create({ username })))
+      for (const user of users) await give(user.id, member.id)
+      const newest = await give(users[0]!.id, admin.id)
+      assert.equal(running.value(() => held.keys()), await usersPart())
+      await take(newest)
+      assert.equal(running.value(() => held.keys()), await usersPart(), 'the highest id taken')
+      await take([...held].find(([, userId]) => userId === users[1]!.id)![0])
+      await give(users[2]!.id, admin.id)
+      await db.store.users.delete(users[2]!.id)
+      for (const [id, userId] of [...held]) {
+        if (userId !== users[2]!.id) continue
+        held.delete(id)
+        running.remove(id)
+      }
+      assert.equal(running.value(() => held.keys()), await usersPart(), 'a deleted account\'s taken with it')
+    })
   })
 }
 
+describe('a running fingerprint of assignments', () => {
+  it('sums ids exactly beyond Number\'s safe integers, as they are added and removed', () => {
+    const ids = [2 ** 52 + 1, 2 ** 52 + 3, 2 ** 52 + 5, 2 ** 52 + 7]
+    const running = new AssignmentsFingerprint()
+    for (const id of ids) running.add(id)
+    running.remove(ids[1]!)
+    const left = [ids[0]!, ids[2]!, ids[3]!]
+    const sum = left.reduce((total, id) => total + BigInt(id), 0n)
+    assert.equal(running.value(() => left), `3:${ids[3]}:${sum}`)
+    running.remove(ids[3]!)
+    assert.equal(running.value(() => left.slice(0, 2)), `2:${ids[2]}:${BigInt(ids[0]!) + BigInt(ids[2]!)}`, 'the highest worked out again')
+  })
+})
 
 for (const backend of unmigratedBackends) {
   describe(`role definitions numbered before Platform Auditor was 1, on ${backend.name}`, () => {
