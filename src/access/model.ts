@@ -412,7 +412,9 @@ export class AccessModel {
     if (this.#snapshot !== snapshot) return
     const unknownRole = setUsers(snapshot, userIds, read)
     for (const listener of this.#listeners) listener(userIds)
-    if (unknownRole) await this.reload()
+    // Not waited for: a whole read may be waiting for this one (`#heldIsCurrent`), and neither would ever end. Until it
+    // is swapped in, the role left out is not held.
+    if (unknownRole) this.reload().catch(() => {})
   }
 }
 

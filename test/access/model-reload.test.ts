@@ -108,3 +108,46 @@ for (const backend of storeBackends) {
     })
   })
 }
+
+/**
+ * A user's read naming a role definition this process has not read has the whole snapshot read again. The periodic
+ * read waits first for a user's read under way; had that user's read waited for the whole read in turn, neither would
+ * ever end, and the process would hold its snapshot, roles taken away included, until restarted.
+ */
+for (const backend of storeBackends) {
+  describe(`a user's read finding a role definition not yet read while the periodic read waits for it (${backend.name})`, () => {
+    const db = openForSuite(backend)
+
+    it('ends, and the whole snapshot read again holds the role', async () => {
+      const { store } = db
+      const organization = await store.access.createOrganization({ name: 'Platform' })
+      const user = await store.users.create({ username: 'nia' })
+      const model = new AccessModel(store, noBus, new Set())
+      await model.reload()
+      // Written beside the event bus: the model has read neither.
+      const role = await store.access.createRoleDefinition({ name: 'Unread', contentType: 'shared.organization', permissions: ['shared.view_organization'] })
+      await store.access.assign({ actor: 'user', actorId: user.id, roleDefinitionId: role.id, objectType: 'organization', objectId: organization.id })
+      const assignmentsOfUsers = store.access.assignmentsOfUsers
+      const { promise: letGo, resolve: release } = Promise.withResolvers<void>()
+      store.access.assignmentsOfUsers = async (...args) => {
+        await letGo
+        return assignmentsOfUsers.apply(store.access, args)
+      }
+      try {
+        const userRead = model.reloadUsers([user.id])
+        model.start(5)
+        await sleep(100)
+        model.stop()
+        release()
+        const ended = await Promise.race([userRead.then(() => true), sleep(3000).then(() => false)])
+        assert.ok(ended, 'the user\'s read ended')
+      } finally {
+        release()
+        store.access.assignmentsOfUsers = assignmentsOfUsers
+        model.stop()
+      }
+      await model.reload()
+      assert.deepEqual(model.of(user).roles, ['Unread'])
+    })
+  })
+}
