@@ -15,7 +15,7 @@ import { checkStartFiles, demoUpstreamsProblem, missingSecrets, publicUrlWarning
 import { adminHint, formatSummary, listeningLine, startupFacts } from './serve-summary.ts'
 import { outOfDate } from '../listener/tls.ts'
 import { startGatehouse } from './start.ts'
-import { reloadServicesTls } from '../gateway/upstream-tls.ts'
+import { reloadServicesTls, watchServicesTls } from '../gateway/upstream-tls.ts'
 import { announceReady, holdHangUps, isWorker, onSignals, parseWorkers, printsSummary, runWorkers } from './workers.ts'
 
 interface ServeOptions extends StorageOptions {
@@ -125,6 +125,8 @@ async function serve(options: ServeOptions): Promise<void> {
     // What listen() explains names the setting already.
     throw error instanceof ListenFailed ? error : cannotListen(host, port, error)
   }
+  // The services' TLS files are read again when they change, as server.tls's are (which listen() watches).
+  const unwatchServicesTls = watchServicesTls(app.routes, server.log)
   if (!config.server.public_url) {
     publicUrl = listening.url
     app.publicUrl = publicUrl
@@ -144,6 +146,7 @@ async function serve(options: ServeOptions): Promise<void> {
       return
     }
     stopping = true
+    unwatchServicesTls()
     server.log.info({ signal, grace_seconds: config.server.shutdown_grace_seconds }, 'shutting down: no new connections; finishing the requests in flight')
     const { cut } = await listening.close(graceMs, cutNow.signal)
     if (cut) server.log.warn({ connections: cut }, 'requests still in flight were cut')

@@ -46,11 +46,13 @@ const serverName = z.string().max(253).regex(/^(?=.*[A-Za-z])[A-Za-z0-9](?:[A-Za
 /** How the gateway connects to an https:// service (nginx's `proxy_ssl_*`, Traefik's serversTransport). Relative paths are from the working directory. */
 export const ServiceTlsSchema = z.object({
   ca_file: z.string().min(1).optional()
-    .describe('PEM CA certificates the service\'s certificate must chain to, instead of Node\'s CAs (its bundled public ones, NODE_EXTRA_CA_CERTS, NODE_USE_SYSTEM_CA), as nginx\'s `proxy_ssl_trusted_certificate`: a private CA\'s, so that no public CA can sign for the service. Read at start and on SIGHUP.'),
+    .describe('PEM CA certificates the service\'s certificate must chain to, instead of Node\'s CAs (its bundled public ones, NODE_EXTRA_CA_CERTS, NODE_USE_SYSTEM_CA), as nginx\'s `proxy_ssl_trusted_certificate`: a private CA\'s, so that no public CA can sign for the service. Read at start, when it changes and on SIGHUP.'),
   cert_file: z.string().min(1).optional()
-    .describe('PEM client certificate (chain) presented to a service that requires one (mutual TLS). With `key_file`. Read at start and on SIGHUP.'),
+    .describe('PEM client certificate (chain) presented to a service that requires one (mutual TLS). With `key_file`. Read at start, when it changes and on SIGHUP.'),
   key_file: z.string().min(1).optional()
-    .describe('PEM private key (unencrypted) of `cert_file`. Read at start and on SIGHUP.'),
+    .describe('PEM private key (unencrypted) of `cert_file`. Read with it.'),
+  watch: z.boolean().default(true)
+    .describe('Re-read the files when they change (checked every second), as `server.tls.watch`. SIGHUP re-reads them either way.'),
   server_name: serverName.optional()
     .describe('The name sent in SNI and that the service\'s certificate must hold, instead of the upstream URL\'s host (nginx\'s `proxy_ssl_name`): for a service reached by an address or an internal name its certificate does not hold. The `Host` it receives is still the upstream URL\'s.'),
 }).strict()

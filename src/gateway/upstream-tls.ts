@@ -3,12 +3,12 @@ import { isIP } from 'node:net'
 import { createSecureContext, type SecureContext } from 'node:tls'
 import type { FastifyBaseLogger } from 'fastify'
 import type { ServiceTlsConfig } from '../config/schema.ts'
-import { checkKeyPair, firstLine, parse, readPem, TlsFilesUnusable } from '../listener/tls.ts'
+import { checkKeyPair, firstLine, parse, readPem, TlsFilesUnusable, watchFiles } from '../listener/tls.ts'
 
 /**
  * How the gateway connects to an https:// service (`services[].tls`), for every connection it makes to it: the
- * proxy's pools, WebSocket upgrades and the /readyz probe. The files are read and checked at start and on SIGHUP,
- * with the checks the gateway's own TLS files get (src/listener/tls.ts), into one secure context that every
+ * proxy's pools, WebSocket upgrades and the /readyz probe. The files are read and checked at start, when they change
+ * and on SIGHUP, with the checks the gateway's own TLS files get (src/listener/tls.ts), into one secure context that every
  * connection shares: a CA bundle parsed once, not on each connection.
  */
 export interface UpstreamTls {
@@ -39,19 +39,27 @@ export function readUpstreamTls(setting: string, upstream: URL, tls: ServiceTlsC
 
 /**
  * A service's TLS settings as its new connections take them: read on first use (the server's start, which makes the
- * pools; commands that never connect need not read a key), and again by `reload` (SIGHUP), so that a renewed client
- * certificate or CA needs no restart. Files found unusable then leave the ones in use in place, as `server.tls`'s do.
+ * pools; commands that never connect need not read a key), and again by `reload` (when the files change, and on
+ * SIGHUP), so that a renewed client certificate or CA needs no restart. Files found unusable then leave the ones in
+ * use in place, as `server.tls`'s do.
  */
 export class UpstreamTlsFiles {
   readonly #read: () => UpstreamTls
-  /** Whether the service names files at all: one with only `server_name`, or none, has nothing to read again. */
-  readonly hasFiles: boolean
+  /** The files the service names (`ca_file`, `cert_file`, `key_file`): one with only `server_name`, or none, has nothing to read again. */
+  readonly files: readonly string[]
+  /** Whether its files are read again when they change (`tls.watch`), as well as on SIGHUP. */
+  readonly watched: boolean
   #current: UpstreamTls | undefined
   readonly #reloaded: (() => void)[] = []
 
   constructor(setting: string, upstream: URL, tls: ServiceTlsConfig | undefined) {
     this.#read = () => readUpstreamTls(setting, upstream, tls)
-    this.hasFiles = tls?.ca_file !== undefined || tls?.cert_file !== undefined
+    this.files = [tls?.ca_file, tls?.cert_file, tls?.key_file].filter((file) => file !== undefined)
+    this.watched = tls?.watch ?? false
+  }
+
+  get hasFiles(): boolean {
+    return this.files.length > 0
   }
 
   current(): UpstreamTls {
@@ -71,15 +79,34 @@ export class UpstreamTlsFiles {
   }
 }
 
+interface ServiceWithTls {
+  readonly name: string
+  readonly upstreamTls: UpstreamTlsFiles
+}
+
 /** Reads again the TLS files of each service that names some (SIGHUP), logging for each whether its new connections take them. */
-export function reloadServicesTls(services: readonly { readonly name: string; readonly upstreamTls: UpstreamTlsFiles }[], log: FastifyBaseLogger, why: string): void {
-  for (const { name, upstreamTls } of services) {
-    if (!upstreamTls.hasFiles) continue
-    try {
-      upstreamTls.reload()
-      log.info({ why, service: name }, 'service TLS files reloaded')
-    } catch (error) {
-      log.warn({ why, service: name, reason: (error as Error).message }, 'service TLS files not reloaded; new connections to it still use the previous ones')
-    }
+export function reloadServicesTls(services: readonly ServiceWithTls[], log: FastifyBaseLogger, why: string): void {
+  for (const service of services) reloadServiceTls(service, log, why)
+}
+
+/**
+ * Reads a service's files again whenever they change, as `server.tls`'s are (the same polling, src/listener/tls.ts),
+ * for each service that names files and leaves `tls.watch` on; returns what stops watching.
+ */
+export function watchServicesTls(services: readonly ServiceWithTls[], log: FastifyBaseLogger): () => void {
+  const stops = services.filter(({ upstreamTls }) => upstreamTls.hasFiles && upstreamTls.watched)
+    .map((service) => watchFiles(service.upstreamTls.files, () => reloadServiceTls(service, log, 'files changed')))
+  return () => {
+    for (const stop of stops) stop()
+  }
+}
+
+function reloadServiceTls({ name, upstreamTls }: ServiceWithTls, log: FastifyBaseLogger, why: string): void {
+  if (!upstreamTls.hasFiles) return
+  try {
+    upstreamTls.reload()
+    log.info({ why, service: name }, 'service TLS files reloaded')
+  } catch (error) {
+    log.warn({ why, service: name, reason: (error as Error).message }, 'service TLS files not reloaded; new connections to it still use the previous ones')
   }
 }

@@ -116,16 +116,13 @@ const SETTLE_MS = 200
 const MAX_TIMER_MS = 2 ** 31 - 1
 const POLL_MS = 1000
 
-/**
- * Swaps freshly read files into a running TLS server. Files are polled (stat follows symlinks), which also
- * sees the renames and symlink swaps that certbot and Kubernetes secret volumes use to replace them.
- */
+/** Swaps freshly read files into a running TLS server: when they change (watchFiles) and when asked (SIGHUP). */
 export class TlsReloader {
   readonly #server: TlsServer
   readonly #tls: TlsConfig
   readonly #log: FastifyBaseLogger
   readonly #files: string[]
-  #timer: NodeJS.Timeout | undefined
+  #unwatch: (() => void) | undefined
   #retry: NodeJS.Timeout | undefined
   /** What new connections get now. */
   #serving: TlsCredentials | undefined
@@ -175,18 +172,31 @@ export class TlsReloader {
   }
 
   watch(): void {
-    for (const file of this.#files) watchFile(file, { interval: POLL_MS, persistent: false }, this.#changed)
-  }
-
-  readonly #changed = (): void => {
-    clearTimeout(this.#timer)
-    this.#timer = setTimeout(() => this.reload('files changed'), SETTLE_MS)
-    this.#timer.unref()
+    this.#unwatch ??= watchFiles(this.#files, () => this.reload('files changed'))
   }
 
   close(): void {
-    clearTimeout(this.#timer)
     clearTimeout(this.#retry)
-    for (const file of this.#files) unwatchFile(file, this.#changed)
+    this.#unwatch?.()
+  }
+}
+
+/**
+ * Calls `changed` when any of `files` changes, once they have settled (SETTLE_MS after the last change seen), and
+ * returns what stops watching. Files are polled (stat follows symlinks), which also sees the renames and symlink swaps
+ * that certbot and Kubernetes secret volumes use to replace them. A file caught half-written is refused by the checks
+ * that read it (readPem, parse), and its last write is a change of its own: the files are read again once it is whole.
+ */
+export function watchFiles(files: readonly string[], changed: () => void): () => void {
+  let settling: NodeJS.Timeout | undefined
+  const seen = (): void => {
+    clearTimeout(settling)
+    settling = setTimeout(changed, SETTLE_MS)
+    settling.unref()
+  }
+  for (const file of files) watchFile(file, { interval: POLL_MS, persistent: false }, seen)
+  return () => {
+    clearTimeout(settling)
+    for (const file of files) unwatchFile(file, seen)
   }
 }

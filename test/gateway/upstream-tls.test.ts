@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { chmodSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
@@ -406,67 +406,85 @@ describe('serve with unusable services[].tls', { concurrency: true }, () => {
   }
 })
 
-describe('serve: SIGHUP re-reads services[].tls files', () => {
+/**
+ * `serve` with two services whose TLS files a renewal rewrites: `mutual` requires a client certificate of the renewed
+ * client CA (the configured one, of the old, is refused), `renewed` is signed by a CA the configured CA file does not
+ * hold yet. Registers the hooks that start and stop them in the enclosing describe.
+ */
+function renewedFilesGateway(serviceTls: { watch: boolean }) {
   const dir = tempDir()
   const serviceCa = selfSignedCertificate(dir, 'service-ca')
   const renewedServiceCa = selfSignedCertificate(dir, 'renewed-service-ca')
   const clientCa = selfSignedCertificate(dir, 'client-ca')
   const renewedClientCa = selfSignedCertificate(dir, 'renewed-client-ca')
-  const oldClient = signedCertificate(dir, 'old-client', clientCa)
-  const renewedClient = signedCertificate(dir, 'renewed-client', renewedClientCa)
-  // The files the configuration names, rewritten in place as a renewal does.
-  const files = { ca: join(dir, 'configured-ca.pem'), cert: join(dir, 'configured-client.crt'), key: join(dir, 'configured-client.key') }
-  const copy = (from: string, to: string) => writeFileSync(to, readFileSync(from), { mode: 0o600 })
-  const clients: string[] = []
-  let mutual: HttpsServer
-  let renewed: HttpsServer
-  let gateway: Awaited<ReturnType<typeof spawnGateway>>
+  const fixture = {
+    dir,
+    renewedServiceCa,
+    oldClient: signedCertificate(dir, 'old-client', clientCa),
+    renewedClient: signedCertificate(dir, 'renewed-client', renewedClientCa),
+    // The files the configuration names, rewritten in place as a renewal does.
+    files: { ca: join(dir, 'configured-ca.pem'), cert: join(dir, 'configured-client.crt'), key: join(dir, 'configured-client.key') },
+    /** The client certificates `mutual` was presented, by CN. */
+    clients: [] as string[],
+    mutual: undefined as unknown as HttpsServer,
+    renewed: undefined as unknown as HttpsServer,
+    gateway: undefined as unknown as Awaited<ReturnType<typeof spawnGateway>>,
+    copy: (from: string, to: string) => writeFileSync(to, readFileSync(from), { mode: 0o600 }),
+  }
+  const { files, copy } = fixture
 
   before(async () => {
     copy(serviceCa.cert, files.ca)
-    copy(oldClient.cert, files.cert)
-    copy(oldClient.key, files.key)
+    copy(fixture.oldClient.cert, files.cert)
+    copy(fixture.oldClient.key, files.key)
     const mutualFiles = signedServerCertificate(dir, 'mutual-service', serviceCa, 'DNS:localhost,IP:127.0.0.1')
-    // Takes only client certificates of the renewed client CA: the old one is refused.
-    mutual = createHttpsServer({ cert: readFileSync(mutualFiles.cert), key: readFileSync(mutualFiles.key), ca: readFileSync(renewedClientCa.cert), requestCert: true, rejectUnauthorized: true, maxVersion: 'TLSv1.2' }, (request, response) => {
-      clients.push(String((request.socket as TLSSocket).getPeerCertificate().subject?.CN))
+    fixture.mutual = createHttpsServer({ cert: readFileSync(mutualFiles.cert), key: readFileSync(mutualFiles.key), ca: readFileSync(renewedClientCa.cert), requestCert: true, rejectUnauthorized: true, maxVersion: 'TLSv1.2' }, (request, response) => {
+      fixture.clients.push(String((request.socket as TLSSocket).getPeerCertificate().subject?.CN))
       response.end('mutual\'s answer')
     })
-    // Signed by the renewed service CA, which the configured CA file does not hold yet.
     const renewedFiles = signedServerCertificate(dir, 'renewed-service', renewedServiceCa, 'DNS:localhost,IP:127.0.0.1')
-    renewed = createHttpsServer({ cert: readFileSync(renewedFiles.cert), key: readFileSync(renewedFiles.key) }, (_request, response) => response.end('renewed\'s answer'))
-    await Promise.all([mutual, renewed].map((server) => new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))))
+    fixture.renewed = createHttpsServer({ cert: readFileSync(renewedFiles.cert), key: readFileSync(renewedFiles.key) }, (_request, response) => response.end('renewed\'s answer'))
+    const servers = [fixture.mutual, fixture.renewed]
+    await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))))
     const port = (server: HttpsServer) => (server.address() as AddressInfo).port
     const config = join(dir, 'gatehouse.yaml')
     writeFileSync(config, JSON.stringify({
       services: [
-        { name: 'mutual', prefix: '/mutual/', upstream: `https://localhost:${port(mutual)}`, public_paths: ['/mutual/*'], tls: { ca_file: serviceCa.cert, cert_file: files.cert, key_file: files.key } },
-        { name: 'renewed', prefix: '/renewed/', upstream: `https://localhost:${port(renewed)}`, public_paths: ['/renewed/*'], tls: { ca_file: files.ca } },
+        { name: 'mutual', prefix: '/mutual/', upstream: `https://localhost:${port(fixture.mutual)}`, public_paths: ['/mutual/*'], tls: { ca_file: serviceCa.cert, cert_file: files.cert, key_file: files.key, ...serviceTls } },
+        { name: 'renewed', prefix: '/renewed/', upstream: `https://localhost:${port(fixture.renewed)}`, public_paths: ['/renewed/*'], tls: { ca_file: files.ca, ...serviceTls } },
       ],
     }))
-    gateway = await spawnGateway(['--config', config, '--data-dir', join(dir, 'data')], { GATEHOUSE_LOG_LEVEL: 'info', GATEHOUSE_LOG_FORMAT: 'json' })
+    fixture.gateway = await spawnGateway(['--config', config, '--data-dir', join(dir, 'data')], { GATEHOUSE_LOG_LEVEL: 'info', GATEHOUSE_LOG_FORMAT: 'json' })
   })
   after(async () => {
-    await gateway?.stop()
-    for (const server of [mutual, renewed]) server.closeAllConnections()
-    await Promise.all([mutual, renewed].map((server) => new Promise((resolve) => server.close(resolve))))
+    await fixture.gateway?.stop()
+    const servers = [fixture.mutual, fixture.renewed].filter(Boolean)
+    for (const server of servers) server.closeAllConnections()
+    await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))))
     rmSync(dir, { recursive: true, force: true })
   })
+  return fixture
+}
+
+describe('serve: SIGHUP re-reads services[].tls files', () => {
+  // Not watched: only SIGHUP reads them again here.
+  const renewal = renewedFilesGateway({ watch: false })
+  const { files, copy, oldClient, renewedClient, renewedServiceCa, clients } = renewal
 
   /** Sends SIGHUP and waits for the log to say what became of each service's files. */
   async function hangUp(): Promise<Record<string, unknown>[]> {
-    const before = gateway.output().length
-    gateway.process.kill('SIGHUP')
-    const lines = () => gateway.output().slice(before).split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, unknown>)
+    const before = renewal.gateway.output().length
+    renewal.gateway.process.kill('SIGHUP')
+    const lines = () => renewal.gateway.output().slice(before).split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, unknown>)
     const settled = () => lines().filter((line) => /^service TLS files/.test(String(line.msg))).length === 2
     for (let i = 0; i < 100 && !settled(); i++) await new Promise((resolve) => setTimeout(resolve, 50))
     return lines()
   }
-  const readyz = async () => Object.fromEntries(((await json(await fetch(`${gateway.url}/readyz`))).upstreams as { service: string; status: string; reason?: string }[]).map(({ service, status, reason }) => [service, { status, reason }]))
+  const readyz = async () => Object.fromEntries(((await json(await fetch(`${renewal.gateway.url}/readyz`))).upstreams as { service: string; status: string; reason?: string }[]).map(({ service, status, reason }) => [service, { status, reason }]))
 
   it('presents a renewed client certificate and trusts a renewed CA on new connections, on both paths and in /readyz', async () => {
-    assert.equal((await fetch(`${gateway.url}/mutual/x`)).status, 502, 'the old client certificate is refused')
-    assert.equal((await fetch(`${gateway.url}/renewed/x`)).status, 502, 'the renewed CA is not trusted yet')
+    assert.equal((await fetch(`${renewal.gateway.url}/mutual/x`)).status, 502, 'the old client certificate is refused')
+    assert.equal((await fetch(`${renewal.gateway.url}/renewed/x`)).status, 502, 'the renewed CA is not trusted yet')
     assert.deepEqual((await readyz()).renewed, { status: 'DOWN', reason: 'tls' })
     copy(renewedClient.cert, files.cert)
     copy(renewedClient.key, files.key)
@@ -477,12 +495,12 @@ describe('serve: SIGHUP re-reads services[].tls files', () => {
       { service: 'renewed', msg: 'service TLS files reloaded' },
     ])
     for (const path of ['/mutual/x', '/mutual/x%20y']) {
-      const response = await fetch(`${gateway.url}${path}`)
+      const response = await fetch(`${renewal.gateway.url}${path}`)
       assert.equal(response.status, 200, path)
       assert.equal(await response.text(), 'mutual\'s answer')
     }
     assert.deepEqual(clients, ['renewed-client', 'renewed-client'])
-    for (const path of ['/renewed/x', '/renewed/x%20y']) assert.equal((await fetch(`${gateway.url}${path}`)).status, 200, path)
+    for (const path of ['/renewed/x', '/renewed/x%20y']) assert.equal((await fetch(`${renewal.gateway.url}${path}`)).status, 200, path)
     await new Promise((resolve) => setTimeout(resolve, 1100))
     assert.deepEqual((await readyz()).renewed, { status: 'UP', reason: undefined })
   })
@@ -496,10 +514,57 @@ describe('serve: SIGHUP re-reads services[].tls files', () => {
     assert.match(String(refusals[0]!.reason), /^services\.0\.tls: the key in ".*configured-client\.key" does not belong to the certificate/)
     assert.match(String(refusals[1]!.reason), /^services\.1\.tls\.ca_file: ".*configured-ca\.pem" does not hold a PEM CA certificate/)
     // New connections: the services' open ones are closed first.
-    for (const server of [mutual, renewed]) server.closeAllConnections()
-    assert.equal((await fetch(`${gateway.url}/mutual/x`)).status, 200)
-    assert.equal((await fetch(`${gateway.url}/renewed/x`)).status, 200)
-    assert.equal(gateway.process.exitCode, null)
+    for (const server of [renewal.mutual, renewal.renewed]) server.closeAllConnections()
+    assert.equal((await fetch(`${renewal.gateway.url}/mutual/x`)).status, 200)
+    assert.equal((await fetch(`${renewal.gateway.url}/renewed/x`)).status, 200)
+    assert.equal(renewal.gateway.process.exitCode, null)
+  })
+})
+
+describe('serve: services[].tls files are re-read when they change', () => {
+  const renewal = renewedFilesGateway({ watch: true })
+  const { dir, files, copy, renewedClient, renewedServiceCa, clients } = renewal
+
+  /** Waits for the log to say `msg` about `service`'s files, from the output's length `since` on. */
+  async function logged(service: string, msg: string, since: number): Promise<Record<string, unknown>> {
+    for (let i = 0; i < 100; i++) {
+      const line = renewal.gateway.output().slice(since).split('\n').filter((text) => text.startsWith('{')).map((text) => JSON.parse(text) as Record<string, unknown>)
+        .find((entry) => entry.service === service && entry.msg === msg)
+      if (line) return line
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    assert.fail(`"${msg}" not logged about ${service}: ${renewal.gateway.output().slice(since)}`)
+  }
+
+  it('takes a client certificate rewritten in place once it is whole, with no SIGHUP, keeping the previous while half of it is written', async () => {
+    assert.equal((await fetch(`${renewal.gateway.url}/mutual/x`)).status, 502, 'the old client certificate is refused')
+    const renewedCert = readFileSync(renewedClient.cert, 'utf8')
+    let since = renewal.gateway.output().length
+    writeFileSync(files.cert, renewedCert.slice(0, renewedCert.length / 2))
+    const halfWritten = await logged('mutual', 'service TLS files not reloaded; new connections to it still use the previous ones', since)
+    assert.equal(halfWritten.why, 'files changed')
+    assert.match(String(halfWritten.reason), /^services\.\d\.tls\.cert_file: ".*configured-client\.crt" does not hold a PEM certificate/)
+    since = renewal.gateway.output().length
+    writeFileSync(files.cert, renewedCert)
+    copy(renewedClient.key, files.key)
+    // The two files may be seen changing a poll apart: the certificate with the previous key is refused in between.
+    assert.equal((await logged('mutual', 'service TLS files reloaded', since)).why, 'files changed')
+    for (const path of ['/mutual/x', '/mutual/x%20y']) {
+      const response = await fetch(`${renewal.gateway.url}${path}`)
+      assert.equal(response.status, 200, path)
+      assert.equal(await response.text(), 'mutual\'s answer')
+    }
+    assert.deepEqual(clients, ['renewed-client', 'renewed-client'])
+  })
+
+  it('trusts a CA file replaced by a rename, as certbot and Kubernetes secret volumes replace files', async () => {
+    assert.equal((await fetch(`${renewal.gateway.url}/renewed/x`)).status, 502, 'the renewed CA is not trusted yet')
+    const since = renewal.gateway.output().length
+    const next = join(dir, 'configured-ca.pem.new')
+    copy(renewedServiceCa.cert, next)
+    renameSync(next, files.ca)
+    assert.equal((await logged('renewed', 'service TLS files reloaded', since)).why, 'files changed')
+    for (const path of ['/renewed/x', '/renewed/x%20y']) assert.equal((await fetch(`${renewal.gateway.url}${path}`)).status, 200, path)
   })
 })
 
