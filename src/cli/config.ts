@@ -16,13 +16,13 @@ export function configCommand(): Command {
       const file = fileToCheck(named, options.config || undefined, command.getOptionValueSource('config') === 'env', options.demo === true)
       const loaded = loadConfigFile(file)
       const demoProblem = demoUpstreamsProblem(loaded, options.demo === true)
-      const { problems, tls: credentials } = checkStartFiles(loaded, { create: false })
+      const { problems, tls: credentials, clientCertificateWarnings } = checkStartFiles(loaded, { create: false })
       if (demoProblem || problems.length) throw new ConfigError(file, [...(demoProblem ? [demoProblem] : []), ...problems])
       const { host, port, tls } = loaded.server
       const proxyWarning = publicUrlWarning(loaded, `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`)
       const certificateRefused = credentials && outOfDate(credentials)
       const warnings = [readableSecretsWarning(file, loaded), ...readableTlsKeyWarnings(loaded), ...missingSecretWarnings(loaded, process.env), ...directoryWarnings(loaded.ldap), ...sharedServiceClientWarnings(loaded), proxyWarning && `WARNING: ${proxyWarning.message}`,
-        certificateRefused && `WARNING: server.tls.cert_file: ${certificateRefused}; clients will refuse it`].filter(Boolean)
+        certificateRefused && `WARNING: server.tls.cert_file: ${certificateRefused}; clients will refuse it`, ...clientCertificateWarnings.map((warning) => `WARNING: ${warning}`)].filter(Boolean)
       for (const warning of warnings) process.stderr.write(`gatehouse: ${warning}\n`)
       process.stdout.write(`${file}: OK (${loaded.services.length} service${loaded.services.length === 1 ? '' : 's'}: ${loaded.services.map((s) => s.name).join(', ') || 'none'})\n`)
     }))

@@ -4,7 +4,7 @@ import { configFileAsWritten, settingsFromEnvironment } from '../config/load.ts'
 import { defaultServiceClient } from '../config/realms.ts'
 import type { Config } from '../config/schema.ts'
 import { readTlsFiles, TlsFilesUnusable, type TlsCredentials } from '../listener/tls.ts'
-import { readUpstreamTls } from '../gateway/upstream-tls.ts'
+import { clientCertificateOutOfDate, readUpstreamTls } from '../gateway/upstream-tls.ts'
 import { metricsAccess, MetricsTokenUnusable } from '../metrics/access.ts'
 import { urlPasswords } from '../store/database.ts'
 
@@ -12,6 +12,8 @@ export interface StartFiles {
   tls?: TlsCredentials
   /** One line each, naming the setting: nothing can start while there is one. */
   problems: string[]
+  /** The services' client certificates out of their validity dates, one line each naming the setting: said, as server.tls's is. */
+  clientCertificateWarnings: string[]
 }
 
 /**
@@ -22,6 +24,7 @@ export interface StartFiles {
  */
 export function checkStartFiles(config: Config, { create }: { create: boolean }): StartFiles {
   const problems: string[] = []
+  const clientCertificateWarnings: string[] = []
   let tls: TlsCredentials | undefined
   try {
     if (config.server.tls) tls = readTlsFiles(config.server.tls)
@@ -32,7 +35,9 @@ export function checkStartFiles(config: Config, { create }: { create: boolean })
   config.services.forEach((service, i) => {
     try {
       // The schema takes `tls` for an https:// upstream only, whose URL parses.
-      if (service.tls) readUpstreamTls(`services.${i}.tls`, new URL(service.upstream), service.tls)
+      if (!service.tls) return
+      const refused = clientCertificateOutOfDate(`services.${i}.tls`, readUpstreamTls(`services.${i}.tls`, new URL(service.upstream), service.tls))
+      if (refused) clientCertificateWarnings.push(`${refused}; the service "${service.name}" will refuse it`)
     } catch (error) {
       if (!(error instanceof TlsFilesUnusable)) throw error
       problems.push(error.message)
@@ -51,7 +56,7 @@ export function checkStartFiles(config: Config, { create }: { create: boolean })
   } catch (error) {
     problems.push(`audit.file ${auditFile}: ${(error as NodeJS.ErrnoException).code ?? 'cannot be written'}`)
   }
-  return { tls, problems }
+  return { tls, problems, clientCertificateWarnings }
 }
 
 /**

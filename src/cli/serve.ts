@@ -81,7 +81,7 @@ async function serve(options: ServeOptions): Promise<void> {
   const demoProblem = demoUpstreamsProblem(config, options.demo === true)
   if (demoProblem) throw new UsageError(demoProblem)
   // Before anything is opened or migrated: a missing or unusable certificate, or a secret's variable unset, stops here, in one line.
-  const { tls, problems } = checkStartFiles(config, { create: true })
+  const { tls, problems, clientCertificateWarnings } = checkStartFiles(config, { create: true })
   problems.push(...missingSecrets(config, process.env))
   if (problems.length) throw new UsageError(problems.join('; '))
   // A worker's ports are the primary's, which asked already (and holds the metrics port itself). Two of them on one
@@ -110,6 +110,7 @@ async function serve(options: ServeOptions): Promise<void> {
   for (const warning of sharedServiceClientWarnings(config)) startWarnings.push(() => server.log.warn(warning))
   const certificateRefused = tls && outOfDate(tls)
   if (certificateRefused) startWarnings.push(() => server.log.warn({ subject: tls.subject, valid_to: tls.validTo }, `server.tls.cert_file: ${certificateRefused}; clients will refuse it`))
+  for (const warning of clientCertificateWarnings) startWarnings.push(() => server.log.warn(warning))
   const secretsWarning = options.config === undefined ? undefined : readableSecretsWarning(options.config, config)
   if (secretsWarning) startWarnings.push(() => server.log.warn(secretsWarning))
   for (const keyWarning of readableTlsKeyWarnings(config)) startWarnings.push(() => server.log.warn(keyWarning))

@@ -3,7 +3,7 @@ import { isIP } from 'node:net'
 import { createSecureContext, type SecureContext } from 'node:tls'
 import type { FastifyBaseLogger } from 'fastify'
 import type { ServiceTlsConfig } from '../config/schema.ts'
-import { checkKeyPair, firstLine, parse, readPem, TlsFilesUnusable, watchFiles } from '../listener/tls.ts'
+import { checkKeyPair, firstLine, keptForDates, outOfDate, parse, readPem, TlsFilesUnusable, validityDates, watchFiles, type ValidityDates } from '../listener/tls.ts'
 
 /**
  * How the gateway connects to an https:// service (`services[].tls`), for every connection it makes to it: the
@@ -18,20 +18,22 @@ export interface UpstreamTls {
   readonly secureContext: SecureContext | undefined
   /** The name sent in SNI and verified, `server_name` or the upstream's host; undefined for an address, which SNI cannot carry. */
   readonly servername: string | undefined
+  /** When the client certificate (`cert_file`) is valid: the service refuses it outside that time. */
+  readonly clientCertificate: ValidityDates | undefined
 }
 
 /** Reads and checks the files of `tls` (named `setting` in a refusal, `services.0.tls`); throws TlsFilesUnusable with a one-line reason. */
 export function readUpstreamTls(setting: string, upstream: URL, tls: ServiceTlsConfig | undefined): UpstreamTls {
   const host = upstream.hostname.replace(/^\[(.*)\]$/, '$1')
   const servername = tls?.server_name ?? (isIP(host) ? undefined : host)
-  if (!tls || (tls.ca_file === undefined && tls.cert_file === undefined)) return { configured: tls !== undefined, secureContext: undefined, servername }
+  if (!tls || (tls.ca_file === undefined && tls.cert_file === undefined)) return { configured: tls !== undefined, secureContext: undefined, servername, clientCertificate: undefined }
   const ca = tls.ca_file === undefined ? undefined : readPem(`${setting}.ca_file`, tls.ca_file)
   if (ca !== undefined) parse(`${setting}.ca_file`, tls.ca_file!, 'a PEM CA certificate', () => new X509Certificate(ca))
   const pair = tls.cert_file === undefined ? undefined : { cert: readPem(`${setting}.cert_file`, tls.cert_file), key: readPem(`${setting}.key_file`, tls.key_file!) }
-  if (pair) checkKeyPair(setting, { ...pair, cert_file: tls.cert_file!, key_file: tls.key_file! })
+  const clientCertificate = pair && validityDates(checkKeyPair(setting, { ...pair, cert_file: tls.cert_file!, key_file: tls.key_file! }))
   try {
     // Without `ca`, the context holds Node's CAs, as a connection made without one.
-    return { configured: true, secureContext: createSecureContext({ ...(ca === undefined ? {} : { ca }), ...pair }), servername }
+    return { configured: true, secureContext: createSecureContext({ ...(ca === undefined ? {} : { ca }), ...pair }), servername, clientCertificate }
   } catch (error) {
     throw new TlsFilesUnusable(`${setting}: the files cannot be used together: ${firstLine(error)}`)
   }
@@ -52,8 +54,11 @@ export class UpstreamTlsFiles {
   #current: UpstreamTls | undefined
   readonly #reloaded: (() => void)[] = []
 
+  readonly #setting: string
+
   constructor(setting: string, upstream: URL, tls: ServiceTlsConfig | undefined) {
     this.#read = () => readUpstreamTls(setting, upstream, tls)
+    this.#setting = setting
     this.files = [tls?.ca_file, tls?.cert_file, tls?.key_file].filter((file) => file !== undefined)
     this.watched = tls?.watch ?? false
   }
@@ -66,11 +71,19 @@ export class UpstreamTlsFiles {
     return this.#current ??= this.#read()
   }
 
-  /** Reads the files again and hands them to new connections; throws TlsFilesUnusable, changing nothing, when they cannot be used. */
-  reload(): void {
-    if (!this.hasFiles) return
-    this.#current = this.#read()
+  /**
+   * Reads the files again and hands them to new connections; throws TlsFilesUnusable, changing nothing, when they
+   * cannot be used, or when their client certificate is out of date while the one in use is not (keptForDates, as
+   * `server.tls`'s). Returns why the service will refuse the client certificate taken, when the one in use was no better.
+   */
+  reload(now = Date.now()): string | undefined {
+    if (!this.hasFiles) return undefined
+    const next = this.#read()
+    const kept = keptForDates(next.clientCertificate, this.#current?.clientCertificate, now)
+    if (kept) throw new TlsFilesUnusable(`${this.#setting}.cert_file: ${kept}`)
+    this.#current = next
     for (const listener of this.#reloaded) listener()
+    return clientCertificateOutOfDate(this.#setting, next, now)
   }
 
   /** Calls `listener` after each reload that took new files: connections made before hold the previous ones. */
@@ -101,11 +114,18 @@ export function watchServicesTls(services: readonly ServiceWithTls[], log: Fasti
   }
 }
 
+/** Why the service will refuse the client certificate of `tls` (read under `setting`), expired or not yet valid; undefined while it is valid. */
+export function clientCertificateOutOfDate(setting: string, tls: UpstreamTls, now = Date.now()): string | undefined {
+  const refused = tls.clientCertificate && outOfDate(tls.clientCertificate, now)
+  return refused && `${setting}.cert_file: ${refused}`
+}
+
 function reloadServiceTls({ name, upstreamTls }: ServiceWithTls, log: FastifyBaseLogger, why: string): void {
   if (!upstreamTls.hasFiles) return
   try {
-    upstreamTls.reload()
-    log.info({ why, service: name }, 'service TLS files reloaded')
+    const refused = upstreamTls.reload()
+    if (refused) log.warn({ why, service: name, reason: refused }, 'service TLS files reloaded, but the service will refuse its client certificate')
+    else log.info({ why, service: name }, 'service TLS files reloaded')
   } catch (error) {
     log.warn({ why, service: name, reason: (error as Error).message }, 'service TLS files not reloaded; new connections to it still use the previous ones')
   }

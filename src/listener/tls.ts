@@ -14,22 +14,39 @@ import type { TlsConfig } from '../config/schema.ts'
 /** A TLS file that cannot be used. The message is one line naming the option and the file. */
 export class TlsFilesUnusable extends Error {}
 
-export interface TlsCredentials {
+/** When a certificate is valid, epoch ms: TLS peers refuse it outside that time. */
+export interface ValidityDates {
+  readonly validFromMs: number
+  readonly validToMs: number
+}
+
+export function validityDates(certificate: X509Certificate): ValidityDates {
+  return { validFromMs: Date.parse(certificate.validFrom), validToMs: Date.parse(certificate.validTo) }
+}
+
+export interface TlsCredentials extends ValidityDates {
   /** For https.createServer: mutual TLS is required exactly when a client CA is configured. */
   readonly options: { cert: string; key: string; ca?: string; ciphers: string; requestCert: boolean; rejectUnauthorized: boolean }
   /** The server certificate's subject and expiry, for the log and the start-up summary (no secret in them). */
   readonly subject: string
   readonly validTo: string
-  /** When the server certificate is valid, epoch ms: clients refuse it outside that time. */
-  readonly validFromMs: number
-  readonly validToMs: number
 }
 
-/** Why the certificate is refused by clients at `now` (expired, or not yet valid), or undefined while it is valid. */
-export function outOfDate(credentials: TlsCredentials, now = Date.now()): string | undefined {
-  if (now > credentials.validToMs) return `the certificate expired on ${new Date(credentials.validToMs).toISOString()}`
-  if (now < credentials.validFromMs) return `the certificate is not valid until ${new Date(credentials.validFromMs).toISOString()}`
+/** Why the certificate is refused by its peers at `now` (expired, or not yet valid), or undefined while it is valid. */
+export function outOfDate(certificate: ValidityDates, now = Date.now()): string | undefined {
+  if (now > certificate.validToMs) return `the certificate expired on ${new Date(certificate.validToMs).toISOString()}`
+  if (now < certificate.validFromMs) return `the certificate is not valid until ${new Date(certificate.validFromMs).toISOString()}`
   return undefined
+}
+
+/**
+ * Why a certificate read again must not replace the one in use (`serving`): it is out of date (an old backup restored,
+ * a clock wrong where it was made) while the one in use is not, and swapped in it would end every new connection.
+ * Undefined when it may replace it: it is valid, or the one in use is no better (or there is none).
+ */
+export function keptForDates(next: ValidityDates | undefined, serving: ValidityDates | undefined, now = Date.now()): string | undefined {
+  const refused = next && outOfDate(next, now)
+  return refused && serving && !outOfDate(serving, now) ? refused : undefined
 }
 
 /**
@@ -65,7 +82,7 @@ export function readTlsFiles(tls: TlsConfig): TlsCredentials {
   } catch (error) {
     throw new TlsFilesUnusable(`server.tls: the files cannot be used together: ${firstLine(error)}`)
   }
-  return { options, subject: certificate.subject.split('\n').join(', '), validTo: certificate.validTo, validFromMs: Date.parse(certificate.validFrom), validToMs: Date.parse(certificate.validTo) }
+  return { options, subject: certificate.subject.split('\n').join(', '), validTo: certificate.validTo, ...validityDates(certificate) }
 }
 
 /**
@@ -148,14 +165,15 @@ export class TlsReloader {
       this.#log.warn({ why, reason: (error as Error).message }, 'TLS files not reloaded; new connections still get the previous certificate')
       return false
     }
-    const refused = outOfDate(credentials, now)
-    if (refused && this.#serving && !outOfDate(this.#serving, now)) {
-      this.#log.warn({ why, reason: `server.tls.cert_file: ${refused}`, subject: credentials.subject }, 'TLS files not reloaded; new connections still get the previous certificate')
+    const kept = keptForDates(credentials, this.#serving, now)
+    if (kept) {
+      this.#log.warn({ why, reason: `server.tls.cert_file: ${kept}`, subject: credentials.subject }, 'TLS files not reloaded; new connections still get the previous certificate')
       // A certificate installed ahead of its time is taken then (or when the one served expires, if sooner), as
       // nothing else would read the files again until they change.
-      if (now < credentials.validFromMs) this.#retryAt(Math.min(credentials.validFromMs, this.#serving.validToMs + 1), now)
+      if (now < credentials.validFromMs) this.#retryAt(Math.min(credentials.validFromMs, this.#serving!.validToMs + 1), now)
       return false
     }
+    const refused = outOfDate(credentials, now)
     this.#server.setSecureContext(credentials.options)
     this.#serving = credentials
     clearTimeout(this.#retry)

@@ -385,6 +385,25 @@ describe('serve with unusable services[].tls', { concurrency: true }, () => {
     assert.doesNotMatch(ownersOnly.stderr, /key_file/)
   })
 
+  it('warns of an expired client certificate, from config check and serve, as of server.tls\'s, and starts', async () => {
+    const expired = signedCertificate(dir, 'expired-client', ca, -1)
+    chmodSync(expired.key, 0o600)
+    const config = writeConfig({ ca_file: ca.cert, cert_file: expired.cert, key_file: expired.key })
+    const warning = /services\.1\.tls\.cert_file: the certificate expired on \d{4}-\d\d-\d\dT[\d:.]+Z; the service "controller" will refuse it/
+    const checked = await runCli(['config', 'check', config])
+    assert.equal(checked.code, 0, checked.stderr)
+    assert.match(checked.stderr, new RegExp(`^gatehouse: WARNING: ${warning.source}$`, 'm'))
+    const gateway = await spawnGateway(['--config', config, '--data-dir', join(tempDir(), 'data')], { GATEHOUSE_LOG_FORMAT: 'json' })
+    try {
+      // Warned of once it has said it listens.
+      const warned = () => gateway.output().split('\n').filter((text) => text.startsWith('{')).map((text) => JSON.parse(text) as Record<string, unknown>).find((entry) => warning.test(String(entry.msg)))
+      for (let i = 0; i < 100 && !warned(); i++) await new Promise((resolve) => setTimeout(resolve, 50))
+      assert.equal(warned()?.level, 40, gateway.output())
+    } finally {
+      await gateway.stop()
+    }
+  })
+
   it('has config check report such a file too', async () => {
     const checked = await runCli(['config', 'check', writeConfig({ ca_file: garbage })])
     assert.notEqual(checked.code, 0)
@@ -422,6 +441,8 @@ function renewedFilesGateway(serviceTls: { watch: boolean }) {
     renewedServiceCa,
     oldClient: signedCertificate(dir, 'old-client', clientCa),
     renewedClient: signedCertificate(dir, 'renewed-client', renewedClientCa),
+    /** A renewal gone wrong: signed by the CA the service takes, but expired. */
+    expiredClient: signedCertificate(dir, 'expired-client', renewedClientCa, -1),
     // The files the configuration names, rewritten in place as a renewal does.
     files: { ca: join(dir, 'configured-ca.pem'), cert: join(dir, 'configured-client.crt'), key: join(dir, 'configured-client.key') },
     /** The client certificates `mutual` was presented, by CN. */
@@ -469,7 +490,7 @@ function renewedFilesGateway(serviceTls: { watch: boolean }) {
 describe('serve: SIGHUP re-reads services[].tls files', () => {
   // Not watched: only SIGHUP reads them again here.
   const renewal = renewedFilesGateway({ watch: false })
-  const { files, copy, oldClient, renewedClient, renewedServiceCa, clients } = renewal
+  const { files, copy, oldClient, renewedClient, expiredClient, renewedServiceCa, clients } = renewal
 
   /** Sends SIGHUP and waits for the log to say what became of each service's files. */
   async function hangUp(): Promise<Record<string, unknown>[]> {
@@ -518,6 +539,18 @@ describe('serve: SIGHUP re-reads services[].tls files', () => {
     assert.equal((await fetch(`${renewal.gateway.url}/mutual/x`)).status, 200)
     assert.equal((await fetch(`${renewal.gateway.url}/renewed/x`)).status, 200)
     assert.equal(renewal.gateway.process.exitCode, null)
+  })
+
+  it('keeps the previous client certificate when the renewed one has expired, as server.tls keeps its own, and logs why', async () => {
+    copy(expiredClient.cert, files.cert)
+    copy(expiredClient.key, files.key)
+    const refusal = (await hangUp()).find((line) => line.service === 'mutual' && /^service TLS files/.test(String(line.msg)))
+    assert.deepEqual([refusal?.msg, refusal?.level], ['service TLS files not reloaded; new connections to it still use the previous ones', 40])
+    assert.match(String(refusal!.reason), /^services\.0\.tls\.cert_file: the certificate expired on \d{4}-\d\d-\d\dT/)
+    renewal.mutual.closeAllConnections()
+    clients.length = 0
+    assert.equal((await fetch(`${renewal.gateway.url}/mutual/x`)).status, 200)
+    assert.deepEqual(clients, ['renewed-client'])
   })
 })
 

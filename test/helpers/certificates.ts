@@ -21,12 +21,12 @@ export function selfSignedCertificate(dir: string, commonName: string, keyType =
   return files
 }
 
-/** A certificate signed by `ca` (for client certificates). */
-export function signedCertificate(dir: string, commonName: string, ca: CertificateFiles): CertificateFiles {
+/** A certificate signed by `ca` (for client certificates), valid from now for `days`; a negative number: expired already. */
+export function signedCertificate(dir: string, commonName: string, ca: CertificateFiles, days = 2): CertificateFiles {
   const files = { cert: join(dir, `${commonName}.crt`), key: join(dir, `${commonName}.key`) }
   const request = join(dir, `${commonName}.csr`)
   openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', files.key, '-out', request, '-subj', `/CN=${commonName}`])
-  openssl(['x509', '-req', '-in', request, '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-out', files.cert, '-days', '2'])
+  openssl(['x509', '-req', '-in', request, '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-out', files.cert, '-days', String(days)])
   return files
 }
 
