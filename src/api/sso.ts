@@ -125,8 +125,14 @@ export function ssoRoutes(api: GatewayApi, app: App): ProviderSignOut {
       lastTokenCleanup = now
       await app.store.sso.deleteExpiredLogoutTokens(now)
     }
-    const ended = await app.sessions.endUpstream({ provider: party.name, sid: logout.sid, subject: logout.subject }, logout)
-    if (!ended) throw new SsoLogoutTokenInvalid('This logout token was taken already (its jti was seen before).')
+    const { taking, ended } = await app.sessions.endUpstream({ provider: party.name, sid: logout.sid, subject: logout.subject }, logout)
+    if (taking === 'jti_reused') throw new SsoLogoutTokenInvalid('Another logout token with this jti was taken already.')
+    // The very token again: the provider lost our answer and retries. It gets the same answer, and ends nothing more,
+    // so a resend cannot end the sessions of a later sign-in with the same sid.
+    if (taking === 'resent') {
+      request.log.info({ sso: party.name }, 'single sign-on logout token from the provider taken already')
+      return reply.code(200).send()
+    }
     await auditUpstreamLogout(app, request, ended)
     request.log.info({ sso: party.name, sessions: ended.length }, 'single sign-on logout from the provider')
     return reply.code(200).send()

@@ -4,6 +4,7 @@ import type { RuntimeSettings } from '../settings/runtime.ts'
 import type { Announce, EventBus } from '../store/event-bus.ts'
 import type { StoredSession, UpstreamSession, UpstreamSessionMatch } from '../store/sessions.ts'
 import type { Repositories, Store } from '../store/store.ts'
+import type { LogoutTokenTaking } from '../store/sso.ts'
 import { BoundedCache, type CacheStats } from '../store/cache.ts'
 import { REVOKE_TOPIC, SESSION_TOPIC } from '../store/topics.ts'
 
@@ -179,16 +180,17 @@ export class SessionManager {
 
   /**
    * Ends the sessions a provider's back-channel logout token names, on every process, in the transaction that records
-   * the token as taken (`keyHash`, kept until `expiresAt`): a token taken before (a replay) ends nothing and answers
-   * undefined, and an end that fails leaves the token unrecorded.
+   * the token as taken (`keyHash`, kept until `expiresAt`, with `tokenHash`): a token taken before (the same one sent
+   * again, or another with its `jti`) ends nothing, and an end that fails leaves the token unrecorded.
    */
-  async endUpstream(match: UpstreamSessionMatch, token: { keyHash: string; expiresAt: number }): Promise<StoredSession[] | undefined> {
+  async endUpstream(match: UpstreamSessionMatch, token: { keyHash: string; tokenHash: string; expiresAt: number }): Promise<{ taking: LogoutTokenTaking; ended: StoredSession[] }> {
     return this.#bus.change(async (tx, announce) => {
-      if (!await tx.sso.takeLogoutToken(token.keyHash, token.expiresAt)) return undefined
+      const taking = await tx.sso.takeLogoutToken(token.keyHash, token.tokenHash, token.expiresAt)
+      if (taking !== 'new') return { taking, ended: [] }
       const ended = await tx.sessions.deleteForUpstream(match)
       for (const session of ended) announce(SESSION_TOPIC, session.keyHash)
       await endLinkedRealmSessions(tx, ended.map((session) => session.keyHash), announce)
-      return ended
+      return { taking, ended }
     })
   }
 

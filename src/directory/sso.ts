@@ -73,6 +73,8 @@ export interface LogoutRequest {
   subject?: string | undefined
   /** The SHA-256 of issuer and `jti`, under which the token is recorded as taken. */
   keyHash: string
+  /** The SHA-256 of the whole token, which tells the same token sent again from another token with the same `jti`. */
+  tokenHash: string
   /** Until when it is remembered (epoch ms): after that its `iat` is too old for it to be taken anyway. */
   expiresAt: number
 }
@@ -264,7 +266,7 @@ export class SsoRelyingParty {
       if (error instanceof GatehouseError) throw error
       throw new SsoLogoutTokenInvalid(`The logout token failed validation (${joseFailure(error)}).`)
     }
-    return logoutRequestOf(this.config.issuer, payload)
+    return { ...logoutRequestOf(this.config.issuer, payload), tokenHash: createHash('sha256').update(token).digest('hex') }
   }
 
   /**
@@ -450,7 +452,7 @@ function logoutTokenHeader(token: string): { kid?: string | undefined } {
 }
 
 /** The claims jose checked (signature, `iss`, `aud`, `exp`, `nbf`) are good; the rest of 2.6's checks, and what the token names. */
-function logoutRequestOf(issuer: string, payload: JWTPayload): LogoutRequest {
+function logoutRequestOf(issuer: string, payload: JWTPayload): Omit<LogoutRequest, 'tokenHash'> {
   const now = Date.now() / 1000
   const issuedAt = payload.iat
   if (typeof issuedAt !== 'number' || issuedAt > now + CLOCK_TOLERANCE_SECONDS || issuedAt < now - LOGOUT_TOKEN_MAX_AGE_SECONDS - CLOCK_TOLERANCE_SECONDS) {

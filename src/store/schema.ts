@@ -174,6 +174,8 @@ export interface SsoIdentitiesTable {
 
 export interface SsoLogoutTokensTable {
   key_hash: string
+  /** The SHA-256 of the whole token; null for tokens taken before migration 036. */
+  token_hash: string | null
   expires_at: number
 }
 

@@ -23,6 +23,9 @@ export interface PendingSsoLogin {
   expiresAt: number
 }
 
+/** What taking a back-channel logout token found: a token not seen before, the same token again, or another token with its `jti`. */
+export type LogoutTokenTaking = 'new' | 'resent' | 'jti_reused'
+
 /** Single sign-on records: the links from upstream identities to accounts, and sign-ins under way. */
 export class SsoRepository {
   readonly #db: Kysely<Tables>
@@ -85,14 +88,17 @@ export class SsoRepository {
   }
 
   /**
-   * Records a back-channel logout token as taken, until `expiresAt`; false when it was taken already (a replay), here
-   * or on another process sharing the database. Within the transaction that ends its sessions, so a failed end
-   * leaves the token to be sent again.
+   * Records a back-channel logout token as taken, by issuer and `jti` (`keyHash`), until `expiresAt`. `new` the first
+   * time; `resent` when the very same token (`tokenHash`) was taken before, here or on another process sharing the
+   * database (the provider sends it again when our answer was lost); `jti_reused` when another token took this `jti`.
+   * Within the transaction that ends its sessions, so a failed end leaves the token to be sent again.
    */
-  async takeLogoutToken(keyHash: string, expiresAt: number): Promise<boolean> {
-    const inserted = await this.#db.insertInto('sso_logout_tokens').values({ key_hash: keyHash, expires_at: expiresAt })
+  async takeLogoutToken(keyHash: string, tokenHash: string, expiresAt: number): Promise<LogoutTokenTaking> {
+    const inserted = await this.#db.insertInto('sso_logout_tokens').values({ key_hash: keyHash, token_hash: tokenHash, expires_at: expiresAt })
       .onConflict((oc) => oc.column('key_hash').doNothing()).returning('key_hash').executeTakeFirst()
-    return inserted !== undefined
+    if (inserted) return 'new'
+    const taken = await this.#db.selectFrom('sso_logout_tokens').select('token_hash').where('key_hash', '=', keyHash).executeTakeFirst()
+    return taken?.token_hash === tokenHash ? 'resent' : 'jti_reused'
   }
 
   /** Forgets logout tokens that could no longer be taken at `now`; returns how many. */

@@ -53,14 +53,16 @@ for (const backend of storeBackends) {
       assert.equal((await db.store.sso.takeLogin('d'.repeat(64)))!.expiresAt, 9000)
     })
 
-    it('takes a logout token once, even when two processes race with it, and forgets it once it expired', async () => {
+    it('takes a logout token once, even when two processes race with it, tells the same token from another with its jti, and forgets it once it expired', async () => {
       const keyHash = 'e'.repeat(64)
-      const taken = await Promise.all([db.store.sso.takeLogoutToken(keyHash, 5000), db.store.sso.takeLogoutToken(keyHash, 5000)])
-      assert.deepEqual(taken.sort(), [false, true])
-      assert.equal(await db.store.sso.takeLogoutToken(keyHash, 9000), false)
+      const tokenHash = '1'.repeat(64)
+      const taken = await Promise.all([db.store.sso.takeLogoutToken(keyHash, tokenHash, 5000), db.store.sso.takeLogoutToken(keyHash, tokenHash, 5000)])
+      assert.deepEqual(taken.sort(), ['new', 'resent'])
+      assert.equal(await db.store.sso.takeLogoutToken(keyHash, tokenHash, 9000), 'resent')
+      assert.equal(await db.store.sso.takeLogoutToken(keyHash, '2'.repeat(64), 9000), 'jti_reused')
       assert.equal(await db.store.sso.deleteExpiredLogoutTokens(4999), 0)
       assert.equal(await db.store.sso.deleteExpiredLogoutTokens(5000), 1)
-      assert.equal(await db.store.sso.takeLogoutToken(keyHash, 9000), true)
+      assert.equal(await db.store.sso.takeLogoutToken(keyHash, '2'.repeat(64), 9000), 'new')
     })
 
     it('ends the sessions a logout token names: by sid, by subject, and a sid-less sign-in by its subject', async () => {

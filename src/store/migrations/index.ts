@@ -41,6 +41,7 @@ const migrations: Record<string, () => Promise<GatehouseMigration>> = {
   '033_sso_logout': async () => (await import('./033_sso_logout.ts')).ssoLogout,
   '034_audit_entry_kinds': async () => (await import('./034_audit_entry_kinds.ts')).auditEntryKinds,
   '035_sso_id_token': async () => (await import('./035_sso_id_token.ts')).ssoIdToken,
+  '036_sso_logout_token_hash': async () => (await import('./036_sso_logout_token_hash.ts')).ssoLogoutTokenHash,
 }
 
 /** The names of this version's migrations, in order. */
