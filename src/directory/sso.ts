@@ -120,6 +120,8 @@ const MAX_ANSWER_BYTES = 1 << 20
 const SUBJECT = /^[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?$/
 /** How long after a failed fetch of the provider's keys other sign-ins get its failure rather than fetching again. */
 const KEYS_FAILED_GAP_MS = 5_000
+/** The same for a discovery the provider did not answer in time (or at all). */
+const DISCOVERY_FAILED_GAP_MS = 5_000
 /** How far the provider's clock may be from this one: openid-client's own tolerance for `exp`. */
 const CLOCK_TOLERANCE_SECONDS = 30
 /**
@@ -146,20 +148,27 @@ const MAX_KEPT_ID_TOKEN = 16 * 1024
 
 type Oidc = typeof OpenidClient
 
+/** A discovery of the provider, under way or done: when it started, and when it failed for want of an answer. */
+interface Discovery {
+  configuration: Promise<OpenidClient.Configuration>
+  at: number
+  failedAt?: number
+}
+
 /** openid-client (with oauth4webapi) loads with the first sign-in through a provider, not at every start. */
 let openidClient: Promise<Oidc> | undefined
 const loadOpenidClient = () => (openidClient ??= import('openid-client'))
 
 /**
  * The relying party for one upstream OpenID Connect provider, built on openid-client: discovery (cached
- * for an hour, retried after a failure), the authorization request (code flow, PKCE S256, state, nonce),
- * and the callback's checks and code exchange. Which account the identity maps to is decided elsewhere
- * (src/directory/sso-sync.ts).
+ * for an hour, retried after a failure: a few seconds later when the provider could not be reached), the
+ * authorization request (code flow, PKCE S256, state, nonce), and the callback's checks and code exchange.
+ * Which account the identity maps to is decided elsewhere (src/directory/sso-sync.ts).
  */
 export class SsoRelyingParty {
   readonly config: SsoProviderConfig
   readonly #clientAuth: (oidc: Oidc) => OpenidClient.ClientAuth
-  #discovery: { configuration: Promise<OpenidClient.Configuration>; at: number } | undefined
+  #discovery: Discovery | undefined
   readonly #keys = new ProviderKeys()
 
   /** Reads the client secret's environment variable now, so a mistake stops the start. */
@@ -368,17 +377,27 @@ export class SsoRelyingParty {
     }
   }
 
-  /** The discovered configuration; a failed discovery is forgotten so the next sign-in tries again. */
+  /**
+   * The discovered configuration. A provider that could not be reached is not asked again for a few seconds: those
+   * starting a sign-in meanwhile get its failure at once, rather than each waiting up to `timeout_seconds` on a
+   * provider that hangs. Any other failure (a document that is not usable) is forgotten, so the next sign-in reads
+   * the document again.
+   */
   #configuration(): Promise<OpenidClient.Configuration> {
     // By the monotonic clock: a step back of the wall clock must not keep a discovery (or a failure) for as long.
     const now = performance.now()
-    if (this.#discovery && now - this.#discovery.at < DISCOVERY_TTL_MS) return this.#discovery.configuration
-    const configuration = loadOpenidClient().then((oidc) => this.#discover(oidc)).catch((error: unknown) => {
-      this.#discovery = undefined
-      throw error
-    })
-    this.#discovery = { configuration, at: now }
-    return configuration
+    const kept = this.#discovery
+    if (kept && (kept.failedAt === undefined ? now - kept.at < DISCOVERY_TTL_MS : now - kept.failedAt < DISCOVERY_FAILED_GAP_MS)) return kept.configuration
+    const discovery: Discovery = {
+      configuration: loadOpenidClient().then((oidc) => this.#discover(oidc)).catch((error: unknown) => {
+        if (error instanceof SsoProviderUnavailable) discovery.failedAt = performance.now()
+        else if (this.#discovery === discovery) this.#discovery = undefined
+        throw error
+      }),
+      at: now,
+    }
+    this.#discovery = discovery
+    return discovery.configuration
   }
 
   async #discover(oidc: Oidc): Promise<OpenidClient.Configuration> {

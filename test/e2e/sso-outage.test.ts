@@ -90,6 +90,47 @@ describe('single sign-on through a provider that hangs or floods', () => {
   })
 })
 
+describe('single sign-on through a provider whose discovery hangs, started again and again', () => {
+  let hanging: Awaited<ReturnType<typeof startMisbehavingProvider>>
+  let discoveries = 0
+  let gw: TestGateway
+
+  before(async () => {
+    hanging = await startMisbehavingProvider((response) => {
+      discoveries++
+      response.writeHead(200, { 'content-type': 'application/json' })
+      response.write('{"issuer":')
+    })
+    gw = await startGateway({ config: { sso: [{ name: 'hanging', label: 'Hanging', issuer: hanging.issuer, client_id: 'x', allow_insecure_http: true, timeout_seconds: TIMEOUT_SECONDS }] } })
+  })
+  after(async () => {
+    await gw?.close()
+    await hanging?.close()
+  })
+
+  /** Starts a sign-in; its answer (which must be 503) and how long it took. */
+  async function start(): Promise<number> {
+    const started = Date.now()
+    const response = await gw.fetch(`${SSO}hanging/`, { headers: { accept: 'application/json' } })
+    assert.equal(response.status, 503)
+    assert.equal((await json(response)).code, 'sso_provider_unavailable')
+    return Date.now() - started
+  }
+
+  it('holds the failure back for five seconds, so sign-ins meanwhile answer 503 at once, then asks the provider again', async () => {
+    assert.ok(await start() >= TIMEOUT_SECONDS * 1000 - 100, 'the first waits for the timeout')
+    const failedAt = Date.now()
+    for (let i = 0; i < 3; i++) {
+      const elapsed = await start()
+      assert.ok(elapsed < 500, `a sign-in within the gap answers at once (took ${elapsed} ms)`)
+    }
+    assert.equal(discoveries, 1, 'the provider is not asked again within the gap')
+    await new Promise((resolve) => setTimeout(resolve, failedAt + 5_200 - Date.now()))
+    assert.ok(await start() >= TIMEOUT_SECONDS * 1000 - 100, 'after the gap the provider is asked again')
+    assert.equal(discoveries, 2)
+  })
+})
+
 describe('single sign-on through a provider that hangs at the token exchange', () => {
   let provider: Server
   let gw: TestGateway
