@@ -147,8 +147,9 @@ describe('back-channel logout from the upstream provider, across gateway process
     await assertRefused({ token: await sign({}) }, session, /logout_token/)
     await assertRefused('not-a-jwt', session, /JWT/)
 
-    const answer = await postLogout(await sign({}))
-    assert.equal(answer.status, 200, 'the same claims, honestly signed, end the session')
+    // Without exp, as Keycloak up to 23.0.3, Authentik before 2025.8.2 and Ory Hydra send it: iat bounds it.
+    const answer = await postLogout(await sign({ exp: undefined }))
+    assert.equal(answer.status, 200, 'the same claims, honestly signed (without exp, as several providers send them), end the session')
     assert.deepEqual(await signedIn(session), [false, false])
   })
 
