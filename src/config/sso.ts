@@ -51,6 +51,10 @@ export const SsoProviderSchema = z.object({
     .describe('Allow an `http://` issuer. Only for a provider on the same machine (tests, development): its host must be a loopback one (127.0.0.0/8, ::1, localhost), since codes and tokens then cross the network in clear.'),
   sign_out_at_provider: z.boolean().default(false)
     .describe('When a person signs out of Gatehouse in a browser, send them on to the provider\'s `end_session_endpoint` (OpenID Connect RP-Initiated Logout 1.0), so they are signed out there too. Gatehouse then keeps each sign-in\'s ID token with its session, for `id_token_hint`.'),
+  sign_out_id_token_hint: z.boolean().default(true)
+    .describe('With `sign_out_at_provider`: send the sign-in\'s ID token as `id_token_hint` to the `end_session_endpoint`. Off, the ID token is not kept with the session, and the provider may ask the person to confirm the sign-out (Keycloak\'s "Send id_token_hint in logout requests").'),
+  sign_out_client_id: z.boolean().default(true)
+    .describe('With `sign_out_at_provider`: send `client_id` to the `end_session_endpoint`. Off for a provider that refuses it (Keycloak\'s "Send client ID in logout requests").'),
   timeout_seconds: z.number().positive().max(120).default(10)
     .describe('Time each request to the provider (discovery, token, UserInfo, keys) may take before the sign-in fails with 503 sso_provider_unavailable.'),
 }).strict().superRefine((provider, ctx) => {

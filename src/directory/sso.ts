@@ -224,16 +224,22 @@ export class SsoRelyingParty {
       subject: idToken.sub,
       claims: Object.freeze({ ...userinfo, ...idToken }),
       sid: typeof idToken.sid === 'string' && SESSION_ID.test(idToken.sid) ? idToken.sid : undefined,
-      idToken: this.config.sign_out_at_provider && tokens.id_token!.length <= MAX_KEPT_ID_TOKEN ? tokens.id_token : undefined,
+      idToken: this.#keepsIdToken() && tokens.id_token!.length <= MAX_KEPT_ID_TOKEN ? tokens.id_token : undefined,
     }
+  }
+
+  /** Whether a sign-in's ID token is kept with its session: only to be sent back as `id_token_hint` at the sign-out. */
+  #keepsIdToken(): boolean {
+    return this.config.sign_out_at_provider && this.config.sign_out_id_token_hint
   }
 
   /**
    * Where the browser signing out of Gatehouse goes to be signed out at the provider too (OpenID Connect RP-Initiated
-   * Logout 1.0, 2): the discovery document's `end_session_endpoint` with `id_token_hint` (when kept), `client_id`,
+   * Logout 1.0, 2): the discovery document's `end_session_endpoint`, its own query kept, with `id_token_hint` (when
+   * kept, and `sign_out_id_token_hint` is on), `client_id` (unless `sign_out_client_id` is off),
    * `post_logout_redirect_uri` and `state`. None when the provider names no such endpoint. One that is not https (or,
    * with `allow_insecure_http`, http on a loopback host) is refused (SsoResponseInvalid), as the other endpoints are:
-   * the hint would cross the network in clear.
+   * the hint would cross the network in clear. Built here rather than by openid-client, which always adds `client_id`.
    */
   async endSessionUrl(postLogoutRedirectUri: string, state: string, idTokenHint: string | undefined): Promise<URL | undefined> {
     const configuration = await this.#configuration()
@@ -242,12 +248,12 @@ export class SsoRelyingParty {
     if (!usableEndpoint(endpoint, this.config)) {
       throw new SsoResponseInvalid(`The discovery document of ${this.config.label} has no usable end_session_endpoint (an absolute https URL${insecureNote(this.config)}).`)
     }
-    const oidc = await loadOpenidClient()
-    return oidc.buildEndSessionUrl(configuration, {
-      ...(idTokenHint === undefined ? {} : { id_token_hint: idTokenHint }),
-      post_logout_redirect_uri: postLogoutRedirectUri,
-      state,
-    })
+    const url = new URL(endpoint)
+    if (idTokenHint !== undefined && this.#keepsIdToken()) url.searchParams.append('id_token_hint', idTokenHint)
+    if (this.config.sign_out_client_id) url.searchParams.append('client_id', this.config.client_id)
+    url.searchParams.append('post_logout_redirect_uri', postLogoutRedirectUri)
+    url.searchParams.append('state', state)
+    return url
   }
 
   /**

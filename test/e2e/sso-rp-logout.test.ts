@@ -35,6 +35,8 @@ describe('signing out at the upstream provider (RP-initiated logout)', () => {
         sso: [
           withEndpoint.ssoConfig({ name: 'corp', label: 'Corp ID', client_id: CLIENT_ID, sign_out_at_provider: true }),
           withEndpoint.ssoConfig({ name: 'quiet', label: 'Quiet ID', client_id: CLIENT_ID }),
+          withEndpoint.ssoConfig({ name: 'hintless', label: 'Hintless ID', client_id: CLIENT_ID, sign_out_at_provider: true, sign_out_id_token_hint: false }),
+          withEndpoint.ssoConfig({ name: 'clientless', label: 'Clientless ID', client_id: CLIENT_ID, sign_out_at_provider: true, sign_out_client_id: false }),
           withoutEndpoint.ssoConfig({ name: 'partner', label: 'Partner', client_id: CLIENT_ID, sign_out_at_provider: true }),
           insecureEndpoint.ssoConfig({ name: 'clear', label: 'Clear', client_id: CLIENT_ID, sign_out_at_provider: true }),
         ],
@@ -139,6 +141,27 @@ describe('signing out at the upstream provider (RP-initiated logout)', () => {
     } finally {
       withEndpoint.idToken = recorded(honestIdToken)
     }
+  })
+
+  it('leaves the hint out, and keeps no ID token, for a provider with sign_out_id_token_hint off', async () => {
+    const { browser } = await signIn('hintless')
+    const kept = await gw.store.database.db.selectFrom('sessions').select('sso_id_token').where('sso_provider', '=', 'hintless').execute()
+    assert.deepEqual(kept.map((row) => row.sso_id_token), [null], 'the session keeps no ID token it would never send')
+    const location = new URL((await browser.request(gw.url + LOGOUT)).headers.get('location')!)
+    assert.equal(location.origin + location.pathname, `${withEndpoint.issuer}/logout`)
+    assert.equal(location.searchParams.get('id_token_hint'), null)
+    assert.equal(location.searchParams.get('client_id'), CLIENT_ID)
+    assert.equal(location.searchParams.get('post_logout_redirect_uri'), `${gw.url}${SSO}hintless/logged-out/`)
+    assert.match(location.searchParams.get('state') ?? '', /^[A-Za-z0-9_-]{43}$/)
+  })
+
+  it('leaves client_id out for a provider with sign_out_client_id off, the endpoint\'s own query kept', async () => {
+    const { browser, idToken } = await signIn('clientless')
+    const location = new URL((await browser.request(gw.url + LOGOUT)).headers.get('location')!)
+    assert.equal(location.searchParams.get('tenant'), 'main')
+    assert.equal(location.searchParams.get('id_token_hint'), idToken)
+    assert.equal(location.searchParams.has('client_id'), false)
+    assert.equal(location.searchParams.get('post_logout_redirect_uri'), `${gw.url}${SSO}clientless/logged-out/`)
   })
 
   it('sends the web interface\'s "Log out" of a single sign-on\'s session on to the provider, and back to the login page', async () => {
