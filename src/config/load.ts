@@ -61,7 +61,8 @@ function parseConfigFile(file: string): unknown {
   const text = readConfigText(file)
   if (lastParsed?.file === file && lastParsed.text === text) return lastParsed.value
   const lines = new LineCounter()
-  const document = parseDocument(text, { prettyErrors: false, uniqueKeys: true, lineCounter: lines })
+  // Merge keys (`<<: *defaults`), as docker compose and Ansible read them: services that share settings say so once.
+  const document = parseDocument(text, { prettyErrors: false, uniqueKeys: true, merge: true, lineCounter: lines })
   if (document.errors.length) throw new ConfigError(file, document.errors.map((error) => describeYamlError(error, lines)))
   let value: unknown
   try {
@@ -74,8 +75,18 @@ function parseConfigFile(file: string): unknown {
   if (endless !== undefined) {
     throw new ConfigError(file, [`${endless || '(top level)'}: an alias inside the anchor it names (*name within &name) makes the value endless; write it out`])
   }
-  lastParsed = { file, text, value }
-  return value
+  const settings = withoutExtensions(value)
+  lastParsed = { file, text, value: settings }
+  return settings
+}
+
+/**
+ * The file's settings without its top-level `x-` keys, which hold anchors to merge (`x-defaults: &defaults`), as docker
+ * compose's files do. No setting starts with `x-`; every other key stays, so a misspelt one is still refused.
+ */
+function withoutExtensions(value: unknown): unknown {
+  if (!value || typeof value !== 'object' || Array.isArray(value)) return value
+  return Object.fromEntries(Object.entries(value).filter(([key]) => !key.startsWith('x-')))
 }
 
 /**

@@ -127,6 +127,32 @@ describe('configuration', () => {
     assert.throws(() => loadConfigFile(join(dir, 'missing.yaml')), (error: unknown) => error instanceof ConfigError && /cannot read/.test(error.problems[0]!))
   })
 
+  it('merges shared settings with <<, explicit keys and earlier merged mappings winning, and leaves top-level x- keys out', () => {
+    const file = configFile(
+      'x-defaults: &defaults',
+      '  accepts: [basic, token]',
+      '  upstream: http://127.0.0.1:9001',
+      '  strip_prefix: true',
+      'x-other: &other',
+      '  upstream: http://127.0.0.1:9002',
+      '  public_paths: [/b/ping/]',
+      'services:',
+      '  - { <<: *defaults, name: a, prefix: /a/, accepts: [session] }',
+      '  - { <<: [*other, *defaults], name: b, prefix: /b/ }',
+    )
+    const config = loadConfigFile(file, {})
+    assert.deepEqual(config.services.map(({ name, accepts, upstream, strip_prefix, public_paths }) => ({ name, accepts, upstream, strip_prefix, public_paths })), [
+      { name: 'a', accepts: ['session'], upstream: 'http://127.0.0.1:9001', strip_prefix: true, public_paths: [] },
+      { name: 'b', accepts: ['basic', 'token'], upstream: 'http://127.0.0.1:9002', strip_prefix: true, public_paths: ['/b/ping/'] },
+    ])
+    assert.equal(Object.hasOwn(config, 'x-defaults'), false)
+  })
+
+  it('still refuses unknown keys that are not top-level x- keys, and x- keys inside a setting', () => {
+    const file = configFile('y-defaults: {}', 'services:', '  - { name: a, prefix: /a/, upstream: "http://127.0.0.1:9001", x-note: shared }')
+    assert.deepEqual(fileProblemsOf(file, {}).sort(), ['(top level): Unrecognized key: "y-defaults"', 'services.0: Unrecognized key: "x-note"'])
+  })
+
   it('names the line and column of a YAML syntax error', () => {
     const dir = tempDir()
     const misindented = join(dir, 'misindented.yaml')
