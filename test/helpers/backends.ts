@@ -39,20 +39,38 @@ export const storeBackends: { name: string; open: () => Promise<OpenedStore> }[]
   },
 ]
 
+/** A fresh database with no migration run; `storage` and `cliArgs` are how a gateway and the CLI are pointed at it. */
+export interface UnmigratedStore {
+  store: Store
+  storage: { dataDir: string } | { databaseUrl: string }
+  cliArgs: string[]
+  cleanup: () => Promise<void>
+}
+
 /** Both backends on a fresh database with no migration run, for tests that upgrade a database from an older version. */
-export const unmigratedBackends: { name: string; open: () => Promise<{ store: Store; cleanup: () => Promise<void> }> }[] = [
+export const unmigratedBackends: { name: string; open: () => Promise<UnmigratedStore> }[] = [
   {
     name: 'SQLite',
     async open() {
       const dir = tempDir()
-      return { store: await openStore({ dataDir: dir }, { migrate: false }), cleanup: async () => rmSync(dir, { recursive: true, force: true }) }
+      return {
+        store: await openStore({ dataDir: dir }, { migrate: false }),
+        storage: { dataDir: dir },
+        cliArgs: ['--data-dir', dir],
+        cleanup: async () => rmSync(dir, { recursive: true, force: true }),
+      }
     },
   },
   {
     name: 'PostgreSQL',
     async open() {
       const database = await createTestDatabase()
-      return { store: await openStore({ url: database.url, dataDir: '' }, { migrate: false }), cleanup: database.drop }
+      return {
+        store: await openStore({ url: database.url, dataDir: '' }, { migrate: false }),
+        storage: { databaseUrl: database.url },
+        cliArgs: ['--database', database.url],
+        cleanup: database.drop,
+      }
     },
   },
 ]
@@ -61,13 +79,14 @@ export const unmigratedBackends: { name: string; open: () => Promise<{ store: St
  * Runs `test` on a fresh database of the backend migrated only up to `migration` (as an earlier version left it), then
  * closes and drops it.
  */
-export async function atMigration(backend: (typeof unmigratedBackends)[number], migration: string, test: (store: Store) => Promise<void>): Promise<void> {
-  const { store, cleanup } = await backend.open()
+export async function atMigration(backend: (typeof unmigratedBackends)[number], migration: string, test: (store: Store, opened: UnmigratedStore) => Promise<void>): Promise<void> {
+  const opened = await backend.open()
+  const { store, cleanup } = opened
   try {
     const migrator = new Migrator({ db: store.database.db, provider: migrationProvider(store.database.dialect) })
     const { error } = await migrator.migrateTo(migration)
     if (error) throw error
-    await test(store)
+    await test(store, opened)
   } finally {
     await store.close()
     await cleanup()

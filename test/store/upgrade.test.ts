@@ -1,0 +1,87 @@
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { describe, it } from 'node:test'
+import { SessionManager } from '../../src/auth/session-manager.ts'
+import { generateToken, hashToken } from '../../src/auth/token-format.ts'
+import { hashPassword } from '../../src/directory/passwords.ts'
+import { migrationNames } from '../../src/store/migrations/index.ts'
+import { atMigration, unmigratedBackends } from '../helpers/backends.ts'
+import { ADMIN_PASSWORD, adminAuth, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+
+/**
+ * A database an earlier version made and used, then the current version started on it. The earlier version is its
+ * migrations up to one of them, and rows written as that schema held them; the rest of the migrations run as `serve`
+ * and `migrate` run them.
+ */
+
+/** A password hash as the version with 14 migrations wrote it, and its password. */
+const OLD_HASH = '$argon2id$v=19$m=19456,t=2,p=1$pKxpccg8NQ0BEQVJVraJCw$37Ca0d2C3iXAeAugwZfHDUR91yvvPqswGh5Ez/8Wv1U'
+const OLD_PASSWORD = 'alice-pass-Xy12!long'
+/** The role definitions migration 010 made, by the ids they had until 015 gave the Platform Auditor 1. */
+const ORGANIZATION_MEMBER = 2
+const PLATFORM_AUDITOR_BEFORE_015 = 5
+
+for (const backend of unmigratedBackends) {
+  describe(`upgrading a database of an earlier version, on ${backend.name}`, () => {
+    it('keeps its passwords, personal tokens, sessions, settings and role assignments working', () => atMigration(backend, '014_oidc_token_indexes', async (store, old) => {
+      let gw: TestGateway | undefined
+      try {
+        const { db, dialect } = store.database
+        const now = Date.now()
+        const yes = dialect === 'postgres' ? true : 1
+        const no = dialect === 'postgres' ? false : 0
+        const user = (id: number, username: string, passwordHash: string, role: 'superuser' | 'auditor' | 'member') => ({
+          id, username, email: '', first_name: '', last_name: '', password_hash: passwordHash, is_superuser: role === 'superuser' ? yes : no,
+          is_system_auditor: role === 'auditor' ? yes : no, is_active: yes, source: 'local', external: no, created_at: now, modified_at: now, last_login: null,
+        })
+        await db.insertInto('users').values([
+          user(1, 'admin', await hashPassword(ADMIN_PASSWORD), 'superuser'),
+          user(2, 'alice', OLD_HASH, 'member'),
+          user(3, 'Bob', await hashPassword(OLD_PASSWORD), 'auditor'),
+        ] as never).execute()
+        const token = generateToken()
+        await db.insertInto('tokens').values({
+          user_id: 2, token_hash: hashToken(token), scope: 'write', description: 'made before the upgrade', created_at: now, modified_at: now,
+          expires_at: now + 3_600_000, last_used_at: null,
+        } as never).execute()
+        const sessionId = randomBytes(32).toString('base64url')
+        await db.insertInto('sessions').values({
+          key_hash: SessionManager.hashOf(sessionId), user_id: 2, created_at: now, expires_at: now + 3_600_000, ip: '127.0.0.1', user_agent: 'node',
+        } as never).execute()
+        await db.insertInto('settings').values({ key: 'session_cookie_age', value: '901', modified_at: now } as never).execute()
+        await db.insertInto('organizations').values({ id: 1, name: 'Org One', description: '', created_at: now, modified_at: now } as never).execute()
+        await db.insertInto('role_user_assignments').values([
+          { role_definition_id: ORGANIZATION_MEMBER, user_id: 2, object_type: 'organization', object_id: 1, created_at: now },
+          { role_definition_id: PLATFORM_AUDITOR_BEFORE_015, user_id: 3, object_type: 'platform', object_id: 0, created_at: now },
+        ] as never).execute()
+
+        gw = await startGateway(old.storage)
+        const ready = await json(await gw.fetch('/readyz'))
+        assert.deepEqual(ready.checks.find((check: { name: string }) => check.name === 'migrations').data, { applied: migrationNames.length })
+
+        const me = async (headers: Record<string, string>) => {
+          const response = await gw!.fetch('/api/gateway/v1/me/', { headers })
+          return { status: response.status, username: response.status === 200 ? (await json(response)).results[0].username : undefined }
+        }
+        assert.deepEqual(await me({ authorization: basic('alice', OLD_PASSWORD) }), { status: 200, username: 'alice' }, 'the old hash still checks')
+        assert.deepEqual(await me({ authorization: basic('alice', 'not-' + OLD_PASSWORD) }), { status: 401, username: undefined })
+        assert.deepEqual(await me({ authorization: `Bearer ${token}` }), { status: 200, username: 'alice' })
+        assert.deepEqual(await me({ cookie: `gateway_sessionid=${sessionId}` }), { status: 200, username: 'alice' })
+
+        const settings = await json(await gw.fetch('/api/gateway/v1/settings/all/', { headers: adminAuth }))
+        assert.equal(settings.session_cookie_age, 901)
+        const organizations = await json(await gw.fetch('/api/gateway/v1/users/2/organizations/', { headers: adminAuth }))
+        assert.deepEqual(organizations.results.map((o: { name: string }) => o.name), ['Org One'])
+        // Migration 015 gave the Platform Auditor id 1: Bob's assignment moved with it (his account flagged as the
+        // earlier version flagged it), and reading every account is his.
+        const assignments = await json(await gw.fetch('/api/gateway/v1/role_user_assignments/?user=3', { headers: adminAuth }))
+        assert.deepEqual(assignments.results.map((a: { role_definition: number; summary_fields: { role_definition: { name: string } } }) => [a.role_definition, a.summary_fields.role_definition.name]), [[1, 'Platform Auditor']])
+        const users = await gw.fetch('/api/gateway/v1/users/', { headers: { authorization: basic('Bob', OLD_PASSWORD) } })
+        assert.equal(users.status, 200)
+        assert.ok((await json(users)).results.some((u: { username: string }) => u.username === 'alice'), 'the auditor reads other accounts')
+      } finally {
+        await gw?.close()
+      }
+    }))
+  })
+}
