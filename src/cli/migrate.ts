@@ -4,7 +4,7 @@ import { Command } from 'commander'
 import { addStorageOptions, resolveConfig, storageLocation, type StorageOptions } from './common.ts'
 import { Database, dataDirProblem, sqliteFile, type DatabaseLocation } from '../store/database.ts'
 import { DatabaseUnavailable } from '../errors.ts'
-import { DatabaseUnusable, DataDirUnusable } from '../store/errors.ts'
+import { DatabaseUnusable, DataDirUnusable, unusableDatabase } from '../store/errors.ts'
 import { migrationNames } from '../store/migrations/index.ts'
 
 interface MigrateOptions extends StorageOptions {
@@ -20,7 +20,7 @@ export function migrateCommand(): Command {
       const database = await Database.open(location)
       try {
         const applied = await database.migrate().catch((error: unknown) => {
-          throw new DatabaseUnusable(database.description, error)
+          throw unusableDatabase(database.description, error)
         })
         process.stdout.write(applied.length ? `applied: ${applied.join(', ')}\n` : `up to date (${database.description})\n`)
         // Said as serve says it: this version serves such a database, but an operator about to roll back should know.

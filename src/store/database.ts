@@ -5,7 +5,7 @@ import type { DatabaseConnection, Dialect, Driver, PostgresPool, QueryResult, Tr
 import type { DatabaseSync } from 'node:sqlite'
 import type pg from 'pg'
 import { DatabaseUnavailable, NUL_MESSAGE, TransactionConflict, ValidationFailed } from '../errors.ts'
-import { DatabaseNotMigrated, DatabaseUnusable, DataDirUnusable, ForeignKeyViolation, UniqueViolation } from './errors.ts'
+import { DatabaseNotMigrated, DatabaseUnusable, DataDirUnusable, ForeignKeyViolation, MigrationFailed, UniqueViolation } from './errors.ts'
 import { CompiledQuery, Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from './kysely.ts'
 import type { Tables } from './schema.ts'
 import type { DialectName } from './migrations/helpers.ts'
@@ -315,7 +315,10 @@ export class Database {
         // On PostgreSQL every pending migration runs in one transaction: one that waited too long rolled them all back.
         const { error, results } = await migrator.migrateToLatest()
         if (!error) return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName)
-        if ((error as { code?: unknown }).code !== LOCK_NOT_AVAILABLE) throw error
+        const failed = results?.find((r) => r.status === 'Error')
+        if ((error as { code?: unknown }).code !== LOCK_NOT_AVAILABLE) {
+          throw failed ? new MigrationFailed(this.description, failed.migrationName, results!.map((r) => r.migrationName), error) : error
+        }
         if (performance.now() >= deadline) {
           throw new Error(`a table the migrations change stayed locked by another session (a long transaction, a pg_dump) for ${MIGRATION_WAIT_MS / 1000} s; nothing was changed, try again once it ends`, { cause: error })
         }

@@ -31,6 +31,23 @@ export class DatabaseUnusable extends Error {
 }
 
 /**
+ * A migration failed while upgrading the database. Every pending migration runs in one transaction on either backend,
+ * so none of them stays applied: the database is as the previous version left it, which still serves it.
+ */
+export class MigrationFailed extends Error {
+  constructor(description: string, migration: string, pending: readonly string[], cause: unknown) {
+    super(`the database ${description} was not upgraded: migration ${migration} failed: ${(cause as Error)?.message ?? String(cause)}; ` +
+      `none of the pending migrations (${pending.join(', ')}) was applied, so the database is as it was and the previous version still serves it`, { cause })
+    this.name = 'MigrationFailed'
+  }
+}
+
+/** Why a database could not be opened for use: a failed migration says so itself, anything else as DatabaseUnusable. */
+export function unusableDatabase(description: string, error: unknown): Error {
+  return error instanceof MigrationFailed ? error : new DatabaseUnusable(description, error)
+}
+
+/**
  * The database was opened for a command that works on what is there (`openStore(..., { existing: true })`) and nothing
  * has migrated it: it holds no Gatehouse tables, and none were made.
  */

@@ -2,7 +2,7 @@ import type { Kysely } from 'kysely'
 import { AccessRepository } from './access.ts'
 import { AuditRepository } from './audit.ts'
 import { Database, type DatabaseLocation } from './database.ts'
-import { DatabaseUnusable } from './errors.ts'
+import { unusableDatabase } from './errors.ts'
 import { EventLog } from './events.ts'
 import { LeaseRepository } from './leases.ts'
 import { LdapEntryRepository } from './ldap-entries.ts'
@@ -56,7 +56,7 @@ export async function openStore(location: DatabaseLocation, options: { migrate?:
     if (options.migrate !== false) await database.migrate()
   } catch (error) {
     await database.close()
-    throw new DatabaseUnusable(database.description, error)
+    throw unusableDatabase(database.description, error)
   }
   const repositories = repositoriesOn(database.db, database.dialect, new OidcRecordRepository(database.db, { dialect: database.dialect, batched: true }))
   return {

@@ -6,7 +6,8 @@ import { generateToken, hashToken } from '../../src/auth/token-format.ts'
 import { hashPassword } from '../../src/directory/passwords.ts'
 import { migrationNames } from '../../src/store/migrations/index.ts'
 import { atMigration, unmigratedBackends } from '../helpers/backends.ts'
-import { ADMIN_PASSWORD, adminAuth, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { ADMIN_PASSWORD, adminAuth, basic, json, runCli, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { withTrigger } from '../helpers/triggers.ts'
 
 /**
  * A database an earlier version made and used, then the current version started on it. The earlier version is its
@@ -79,6 +80,35 @@ for (const backend of unmigratedBackends) {
         const users = await gw.fetch('/api/gateway/v1/users/', { headers: { authorization: basic('Bob', OLD_PASSWORD) } })
         assert.equal(users.status, 200)
         assert.ok((await json(users)).results.some((u: { username: string }) => u.username === 'alice'), 'the auditor reads other accounts')
+      } finally {
+        await gw?.close()
+      }
+    }))
+
+    it('a migration that fails applies none of the pending ones, says which failed, and the database serves once it is fixed', () => atMigration(backend, '032_assignment_holder_indexes', async (store, old) => {
+      let gw: TestGateway | undefined
+      try {
+        const { db } = store.database
+        await db.insertInto('audit_entries').values({
+          created_at: Date.now(), operation: 'login', content_type: 'user', object_id: '1', object_name: null, actor_id: null, actor_username: null,
+          source_address: null, auth_method: 'basic', code: null, realm: null, changes: null,
+        } as never).execute()
+        const pending = migrationNames.slice(migrationNames.indexOf('032_assignment_holder_indexes') + 1)
+        // Migration 034 sorts the audit entries already there: refusing that update fails it after 033 and its own column.
+        await withTrigger(store.database, { table: 'audit_entries', timing: 'BEFORE', operation: 'UPDATE', action: 'refuse' }, async () => {
+          const migrate = await runCli(['migrate', ...old.cliArgs])
+          assert.equal(migrate.code, 1, migrate.stderr)
+          assert.match(migrate.stderr, /was not upgraded: migration 034_audit_entry_kinds failed: refused; none of the pending migrations \(([^)]*)\) was applied/)
+          assert.equal(/\(([^)]*)\)/.exec(migrate.stderr)![1], pending.join(', '))
+          const status = await store.database.migrationStatus()
+          assert.deepEqual({ applied: status.applied, pending: status.pending }, { applied: migrationNames.length - pending.length, pending })
+          const columns = (await db.introspection.getTables()).find((table) => table.name === 'audit_entries')!.columns.map((column) => column.name)
+          assert.ok(!columns.includes('kind'), 'the column 034 added was rolled back with it')
+        })
+
+        gw = await startGateway(old.storage)
+        const ready = await json(await gw.fetch('/readyz'))
+        assert.deepEqual(ready.checks.find((check: { name: string }) => check.name === 'migrations').data, { applied: migrationNames.length })
       } finally {
         await gw?.close()
       }
