@@ -13,6 +13,7 @@ import { listQuery } from './list-query.ts'
 import { describeList, SERVER_FIELDS } from './metadata.ts'
 import { paged } from './pagination.ts'
 import { activityStreamUrl, ENCRYPTED, userSummary, userUrl } from './summaries.ts'
+import { toggle } from '../settings/definitions.ts'
 import { bodyId, idParam, nullableBodyId } from './validation.ts'
 
 /** Space-separated absolute http(s) URLs without fragments, as django-oauth-toolkit takes `redirect_uris`. */
@@ -42,6 +43,11 @@ const applicationFields = z.object({
   client_type: z.enum(['confidential', 'public']),
   authorization_grant_type: z.enum(['password', 'authorization-code']),
   redirect_uris: redirectUris.optional(),
+  /**
+   * django-ansible-base's per-application switch, `true` for a new application as there: its authorization requests
+   * must carry PKCE (S256). `false` lets an application whose client sends none log in without it.
+   */
+  pkce_required: toggle().optional(),
   skip_authorization: z.literal(true, { error: 'Users are never asked to consent: only true is accepted.' }).optional(),
   algorithm: z.literal('', { error: 'ID tokens are signed by the realm: only "" is accepted.' }).optional(),
 }).strict()
@@ -109,6 +115,7 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
       client_type: application.clientType,
       authorization_grant_type: application.authorizationGrantType,
       redirect_uris: application.redirectUris.join(' '),
+      pkce_required: application.pkceRequired,
       skip_authorization: true,
       algorithm: '',
     }
@@ -191,6 +198,7 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
       clientType: input.client_type,
       authorizationGrantType: input.authorization_grant_type,
       redirectUris: input.redirect_uris?.split(/\s+/).filter(Boolean) ?? [],
+      pkceRequired: input.pkce_required ?? true,
       userId,
       organizationId,
     }))
@@ -225,6 +233,7 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
           description: input.description,
           authorizationGrantType: input.authorization_grant_type,
           redirectUris: input.redirect_uris === undefined ? undefined : uris,
+          pkceRequired: input.pkce_required,
           organizationId,
           userId,
         })

@@ -58,7 +58,7 @@ export function applicationMetadata(application: Application): ClientMetadata {
 
 /**
  * The realm-client view of an application, for the Keycloak-shaped parts of the provider (audiences, PKCE, refresh
- * tokens): the platform's clients send no PKCE, so it is optional, as in django-oauth-toolkit. Its refresh tokens are
+ * tokens): PKCE is required as its `pkce_required` says, as django-ansible-base's AuthorizationView checks it. Its refresh tokens are
  * single-use, as django-oauth-toolkit's are (`ROTATE_REFRESH_TOKEN`, on by default): each refresh answers a new one,
  * and an earlier one is refused; used again, it ends its sign-in's tokens (Gatehouse's reuse detection, stricter than
  * django-oauth-toolkit's default, which only refuses it).
@@ -70,7 +70,7 @@ export function applicationClientConfig(application: Application, audiences: rea
     ...(application.clientType === 'confidential' ? { secret: `${HASHED}${application.clientSecretHash}` } : {}),
     direct_access_grants: application.authorizationGrantType === 'password',
     standard_flow: application.authorizationGrantType === 'authorization-code',
-    pkce: 'optional',
+    pkce: application.pkceRequired ? 'required' : 'optional',
     refresh_token_rotation: true,
     web_origins: [],
     audiences: [...audiences],

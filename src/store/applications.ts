@@ -16,6 +16,8 @@ export interface Application {
   clientType: ClientType
   authorizationGrantType: AuthorizationGrantType
   redirectUris: string[]
+  /** Whether its authorization requests must carry PKCE (S256), django-ansible-base's `pkce_required`. */
+  pkceRequired: boolean
   userId: number | null
   /** The organization it belongs to, or null. */
   organizationId: number | null
@@ -24,7 +26,7 @@ export interface Application {
 }
 
 export type NewApplication = Omit<Application, 'id' | 'created' | 'modified'>
-export type ApplicationChanges = Partial<Pick<Application, 'name' | 'description' | 'redirectUris' | 'authorizationGrantType' | 'organizationId' | 'userId'>>
+export type ApplicationChanges = Partial<Pick<Application, 'name' | 'description' | 'redirectUris' | 'pkceRequired' | 'authorizationGrantType' | 'organizationId' | 'userId'>>
 
 export const applicationFilterFields: FilterFields = Object.freeze({
   id: { column: 'id', type: 'integer' },
@@ -33,6 +35,7 @@ export const applicationFilterFields: FilterFields = Object.freeze({
   client_id: { column: 'client_id', type: 'text' },
   client_type: { column: 'client_type', type: 'text' },
   authorization_grant_type: { column: 'authorization_grant_type', type: 'text' },
+  pkce_required: { column: 'pkce_required', type: 'boolean' },
   user: { column: 'user_id', type: 'integer' },
   organization: { column: 'organization_id', type: 'integer' },
   created: { column: 'created_at', type: 'time' },
@@ -57,6 +60,7 @@ export class ApplicationRepository {
       client_type: input.clientType,
       authorization_grant_type: input.authorizationGrantType,
       redirect_uris: input.redirectUris.join(' '),
+      pkce_required: input.pkceRequired,
       user_id: input.userId,
       organization_id: input.organizationId,
       created_at: now,
@@ -113,6 +117,7 @@ export class ApplicationRepository {
     if (changes.name !== undefined) values.name = changes.name
     if (changes.description !== undefined) values.description = changes.description
     if (changes.redirectUris !== undefined) values.redirect_uris = changes.redirectUris.join(' ')
+    if (changes.pkceRequired !== undefined) values.pkce_required = changes.pkceRequired
     if (changes.authorizationGrantType !== undefined) values.authorization_grant_type = changes.authorizationGrantType
     if (changes.organizationId !== undefined) values.organization_id = changes.organizationId
     if (changes.userId !== undefined) values.user_id = changes.userId
@@ -137,6 +142,7 @@ function toApplication(row: Selectable<OAuth2ApplicationsTable>): Application {
     clientType: row.client_type as ClientType,
     authorizationGrantType: row.authorization_grant_type as AuthorizationGrantType,
     redirectUris: row.redirect_uris ? row.redirect_uris.split(' ') : [],
+    pkceRequired: Boolean(row.pkce_required),
     userId: row.user_id === null ? null : Number(row.user_id),
     organizationId: row.organization_id === null ? null : Number(row.organization_id),
     created: Number(row.created_at),

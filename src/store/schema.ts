@@ -39,6 +39,7 @@ export interface OAuth2ApplicationsTable {
   client_type: string
   authorization_grant_type: string
   redirect_uris: string
+  pkce_required: boolean | number
   user_id: number | null
   organization_id: number | null
   created_at: number

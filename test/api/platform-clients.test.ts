@@ -679,7 +679,9 @@ describe('the platform\'s clients', () => {
         name: 'starred', client_type: 'public', authorization_grant_type: 'authorization-code',
         redirect_uris: 'https://app.example.com/cb https://app.example.com* https://* https://app.example.com/app/*',
       })
-      const authorize = (redirectUri: string) => gw.fetch(`/o/authorize/?${new URLSearchParams({ client_id: application.client_id, response_type: 'code', redirect_uri: redirectUri })}`, { headers: { accept: 'text/html' } })
+      // With the PKCE challenge a new application requires, so that only the redirect URI decides.
+      const pkce = { code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256' }
+      const authorize = (redirectUri: string) => gw.fetch(`/o/authorize/?${new URLSearchParams({ client_id: application.client_id, response_type: 'code', redirect_uri: redirectUri, ...pkce })}`, { headers: { accept: 'text/html' } })
       const exact = await authorize('https://app.example.com/cb')
       assert.equal(exact.status, 302)
       assert.match(exact.headers.get('location')!, /\/login-actions\//)

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { UniqueViolation } from '../../src/store/errors.ts'
 import { NO_FILTER } from '../../src/store/list-filter.ts'
+import type { Store } from '../../src/store/store.ts'
 import { atMigration, openForSuite, storeBackends, unmigratedBackends } from '../helpers/backends.ts'
 
 for (const backend of storeBackends) {
@@ -9,7 +10,7 @@ for (const backend of storeBackends) {
     const db = openForSuite(backend)
 
     const application = (name: string, organizationId: number | null) => db.store.applications.create({
-      realm: 'main', clientId: `client-${name}`, clientSecretHash: null, name, description: '', clientType: 'public',
+      realm: 'main', clientId: `client-${name}`, clientSecretHash: null, pkceRequired: true, name, description: '', clientType: 'public',
       authorizationGrantType: 'password', redirectUris: [], userId: null, organizationId,
     })
 
@@ -35,7 +36,7 @@ for (const backend of storeBackends) {
     it('keeps a name of 512 characters, as the platform\'s (migration 023 widened PostgreSQL\'s column)', async () => {
       const long = 'é'.repeat(512)
       const kept = await db.store.applications.create({
-        realm: 'main', clientId: 'client-long', clientSecretHash: null, name: long, description: '', clientType: 'public',
+        realm: 'main', clientId: 'client-long', clientSecretHash: null, pkceRequired: true, name: long, description: '', clientType: 'public',
         authorizationGrantType: 'password', redirectUris: [], userId: null, organizationId: null,
       })
       assert.equal((await db.store.applications.findById(kept.id))?.name, long)
@@ -48,10 +49,8 @@ for (const backend of unmigratedBackends) {
     it('renames each later twin of a name in an organization when the database is upgraded, with a warning, and then refuses new twins', async () => {
       await atMigration(backend, '021_username_unique_case', async (store) => {
         let made = 0
-        const application = (name: string, organizationId: number | null) => store.applications.create({
-          realm: 'main', clientId: `client-${++made}`, clientSecretHash: null, name, description: '', clientType: 'public',
-          authorizationGrantType: 'password', redirectUris: [], userId: null, organizationId,
-        })
+        /** Written as this version's store wrote it: the columns of that day, none added later. */
+        const application = (name: string, organizationId: number | null) => writtenBefore(store, { name, clientId: `client-${++made}`, organizationId })
         const organization = await store.access.createOrganization({ name: 'Twins' })
         const other = await store.access.createOrganization({ name: 'Elsewhere' })
         const long = 'x'.repeat(255)
@@ -89,10 +88,37 @@ for (const backend of unmigratedBackends) {
         assert.equal(renamed.length, 3)
         assert.match(renamed[0]!.message, new RegExp(`^OAuth2 application ${second.id} renamed from "twin" to "twin \\(${second.id}-2\\)"`))
 
-        await assert.rejects(application('twin', organization.id), UniqueViolation)
+        const current = (name: string, organizationId: number | null) => store.applications.create({
+          realm: 'main', clientId: `client-${++made}`, clientSecretHash: null, pkceRequired: true, name, description: '', clientType: 'public',
+          authorizationGrantType: 'password', redirectUris: [], userId: null, organizationId,
+        })
+        await assert.rejects(current('twin', organization.id), UniqueViolation)
         await assert.rejects(store.applications.update(alone.id, { organizationId: organization.id }), UniqueViolation)
-        await application('twin', null)
+        await current('twin', null)
       })
     })
   })
+
+  describe(`PKCE required of the OAuth2 applications an earlier version made, on ${backend.name}`, () => {
+    it('requires PKCE of every public application and of no confidential one when the database is upgraded', async () => {
+      await atMigration(backend, '036_sso_logout_token_hash', async (store) => {
+        const publicOne = await writtenBefore(store, { name: 'spa', clientId: 'client-spa', organizationId: null, clientType: 'public' })
+        const confidential = await writtenBefore(store, { name: 'web', clientId: 'client-web', organizationId: null, clientType: 'confidential' })
+        assert.deepEqual(await store.database.migrate(), ['037_application_pkce_required'])
+        assert.equal((await store.applications.findById(publicOne.id))!.pkceRequired, true)
+        assert.equal((await store.applications.findById(confidential.id))!.pkceRequired, false)
+      })
+    })
+  })
+}
+
+/** An application row with the columns every version since migration 013 has, as an earlier version's store wrote it. */
+async function writtenBefore(store: Store, row: { name: string; clientId: string; organizationId: number | null; clientType?: string }): Promise<{ id: number; clientId: string }> {
+  const now = Date.now()
+  const written = await store.database.db.insertInto('oauth2_applications').values({
+    realm: 'main', client_id: row.clientId, client_secret_hash: row.clientType === 'confidential' ? '0'.repeat(64) : null, name: row.name, description: '',
+    client_type: row.clientType ?? 'public', authorization_grant_type: 'authorization-code', redirect_uris: 'https://app.example.com/cb', user_id: null,
+    organization_id: row.organizationId, created_at: now, modified_at: now,
+  } as never).returning(['id', 'client_id']).executeTakeFirstOrThrow()
+  return { id: Number(written.id), clientId: written.client_id }
 }

@@ -42,6 +42,7 @@ const migrations: Record<string, () => Promise<GatehouseMigration>> = {
   '034_audit_entry_kinds': async () => (await import('./034_audit_entry_kinds.ts')).auditEntryKinds,
   '035_sso_id_token': async () => (await import('./035_sso_id_token.ts')).ssoIdToken,
   '036_sso_logout_token_hash': async () => (await import('./036_sso_logout_token_hash.ts')).ssoLogoutTokenHash,
+  '037_application_pkce_required': async () => (await import('./037_application_pkce_required.ts')).applicationPkceRequired,
 }
 
 /** The names of this version's migrations, in order. */
