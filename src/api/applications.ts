@@ -69,6 +69,14 @@ const createApplication = applicationFields.extend(ignoredCredentials).superRefi
 const updateApplication = applicationFields.partial().extend(ignoredCredentials).strict()
 const replaceApplication = updateApplication.required({ name: true, client_type: true, authorization_grant_type: true })
 const CLIENT_TYPE_FIXED = 'The client type of an application cannot be changed.'
+const PUBLIC_HAS_NO_SECRET = 'A public application has no secret to rotate.'
+/** Keycloak's "Rotated Secret Expiration" is days at most in practice; 30 days bounds how long a leaked one lives on. */
+const MAX_GRACE_SECONDS = 30 * 24 * 3600
+const rotateSecret = z.object({
+  grace_seconds: z.number().int().min(0).max(MAX_GRACE_SECONDS).optional()
+    .describe('How long the secret being replaced still authenticates, in seconds (default 0: it stops at once).'),
+}).strict().optional()
+const newClientSecret = () => randomBytes(48).toString('base64url')
 const listApplications = listQuery(applicationFilterFields)
 
 /** Django REST framework's UniqueTogetherValidator's words, on `non_field_errors` as it raises them. */
@@ -187,7 +195,7 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
     const input = request.body
     const organizationId = (await existingOrganization(input.organization)) ?? null
     await uniqueInOrganization(input.name, organizationId)
-    const secret = input.client_type === 'confidential' ? randomBytes(48).toString('base64url') : undefined
+    const secret = input.client_type === 'confidential' ? newClientSecret() : undefined
     const userId = (await existingUser(input.user)) ?? principalOf(request).user.id
     const application = await checkedWrite({ organizationId, userId }, () => app.store.applications.create({
       realm: realm.name,
@@ -244,6 +252,27 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
       app.audit.change(actorOf(request), 'update', audited(updated), await serialize(current), await serialize(updated))
       return serialize(updated)
     },
+  })
+
+  /**
+   * A confidential application's new secret, shown in this answer only, as the one made with it was (Keycloak's
+   * `POST /admin/realms/{realm}/clients/{id}/client-secret`; the platform makes none after the create). With
+   * `grace_seconds` the old one goes on authenticating that long, as Keycloak's rotated secret does under its
+   * client secret rotation policy, so that its clients can take the new one without a moment refused; without, it
+   * stops at once. Its tokens stay: a secret that leaked is ended here, tokens are revoked at `/o/revoke_token/`.
+   */
+  api.post('/applications/:id/client_secret/', { config: superuser, schema: { params: idParam, body: rotateSecret } }, async (request) => {
+    const current = await found(request.params.id)
+    if (current.clientType === 'public') throw new ValidationFailed({ client_type: [PUBLIC_HAS_NO_SECRET] })
+    const grace = request.body?.grace_seconds ?? 0
+    const secret = newClientSecret()
+    const previousUntil = grace ? app.bus.clock.now() + grace * 1000 : null
+    const rotated = await app.store.applications.rotateSecret(current.id, hashClientSecret(secret), previousUntil)
+    if (!rotated) throw new NotFound('No such application.')
+    app.audit.change(actorOf(request), 'update', audited(rotated), { client_secret: current.clientSecretHash }, {
+      client_secret: rotated.clientSecretHash, previous_secret_expires: previousUntil === null ? null : new Date(previousUntil).toISOString(),
+    })
+    return { ...(await serialize(rotated, secret)), previous_secret_expires: previousUntil === null ? null : new Date(previousUntil).toISOString() }
   })
 
   api.delete('/applications/:id/', { config: superuser, schema: { params: idParam } }, async (request, reply) => {

@@ -7,6 +7,7 @@ import type { Announce } from '../store/event-bus.ts'
 import type { Repositories } from '../store/store.ts'
 import { REVOKE_TOPIC } from '../store/topics.ts'
 import { PASSWORD_GRANT } from './password-grant.ts'
+import { providerNow } from './provider-clock.ts'
 
 /**
  * The platform's OAuth2 applications (`/api/gateway/v1/applications/`) served as clients of one realm: oidc-provider
@@ -42,6 +43,15 @@ export function providerClientSecret(secret: string): string {
   return /^[\x20-\x7E]*$/.test(secret) && !secret.startsWith(HASHED) ? secret : HASHED + hashClientSecret(secret)
 }
 
+/**
+ * An application's secrets as oidc-provider is given them: the current one's hash, and after a rotation with a grace
+ * period the previous one's with the time it ends (`<hash>@<epoch ms>`), which `compareHashedSecrets` reads.
+ */
+function hashedSecrets(application: Application): string {
+  const previous = application.previousSecret
+  return HASHED + application.clientSecretHash + (previous ? `,${previous.hash}@${previous.until}` : '')
+}
+
 /** The client metadata oidc-provider validates for an application. */
 export function applicationMetadata(application: Application): ClientMetadata {
   const password = application.authorizationGrantType === 'password'
@@ -49,7 +59,7 @@ export function applicationMetadata(application: Application): ClientMetadata {
     client_id: application.clientId,
     ...(application.clientType === 'public'
       ? { token_endpoint_auth_method: 'none' }
-      : { token_endpoint_auth_method: 'client_secret_basic', client_secret: HASHED + application.clientSecretHash }),
+      : { token_endpoint_auth_method: 'client_secret_basic', client_secret: hashedSecrets(application) }),
     grant_types: password ? [PASSWORD_GRANT, 'refresh_token'] : ['authorization_code', 'refresh_token'],
     response_types: password ? [] : ['code'],
     redirect_uris: password ? [] : application.redirectUris,
@@ -116,15 +126,25 @@ export class ApplicationClientAdapter implements Adapter {
   async revokeByGrantId(): Promise<void> {}
 }
 
-/** oidc-provider compares a client's secret with the one in its metadata; an application's is the stored hash, as is a configured one outside ASCII. */
+/**
+ * oidc-provider compares a client's secret with the one in its metadata; an application's is the stored hash (and
+ * its previous one's while its grace lasts, by oidc-provider's clock), as is a configured one outside ASCII. Every
+ * hash is compared in constant time, all of them whatever the first answers.
+ */
 export function compareHashedSecrets(provider: Provider): void {
   const prototype = provider.Client.prototype as unknown as { clientSecret?: string; compareClientSecret(actual: string): boolean | Promise<boolean> }
   const compare = prototype.compareClientSecret
   prototype.compareClientSecret = function (this: { clientSecret?: string }, actual: string) {
     const stored = this.clientSecret
     if (typeof stored !== 'string' || !stored.startsWith(HASHED)) return compare.call(this, actual)
-    const expected = Buffer.from(stored.slice(HASHED.length), 'hex')
     const given = Buffer.from(hashClientSecret(actual), 'hex')
-    return expected.length === given.length && timingSafeEqual(expected, given)
+    let matched = false
+    for (const secret of stored.slice(HASHED.length).split(',')) {
+      const [hash, until] = secret.split('@')
+      const expected = Buffer.from(hash!, 'hex')
+      const same = expected.length === given.length && timingSafeEqual(expected, given)
+      matched = (same && (until === undefined || Number(until) > providerNow())) || matched
+    }
+    return matched
   }
 }

@@ -11,6 +11,8 @@ export interface Application {
   clientId: string
   /** SHA-256 (hex) of a confidential application's secret; null for a public one. */
   clientSecretHash: string | null
+  /** The secret it had before its last rotation, while it still authenticates (until `until`, epoch ms). */
+  previousSecret: { hash: string; until: number } | null
   name: string
   description: string
   clientType: ClientType
@@ -25,7 +27,7 @@ export interface Application {
   modified: number
 }
 
-export type NewApplication = Omit<Application, 'id' | 'created' | 'modified'>
+export type NewApplication = Omit<Application, 'id' | 'created' | 'modified' | 'previousSecret'>
 export type ApplicationChanges = Partial<Pick<Application, 'name' | 'description' | 'redirectUris' | 'pkceRequired' | 'authorizationGrantType' | 'organizationId' | 'userId'>>
 
 export const applicationFilterFields: FilterFields = Object.freeze({
@@ -125,6 +127,21 @@ export class ApplicationRepository {
     return row && toApplication(row)
   }
 
+  /**
+   * Gives a confidential application a new secret. With `previousUntil` (epoch ms) the secret it had goes on
+   * authenticating until then, and one kept from an earlier rotation ends; without, only the new one does. One
+   * statement, so two rotations at once each keep the secret the row had as they wrote.
+   */
+  async rotateSecret(id: number, secretHash: string, previousUntil: number | null, now = Date.now()): Promise<Application | undefined> {
+    const row = await this.#db.updateTable('oauth2_applications').set((eb) => ({
+      previous_client_secret_hash: previousUntil === null ? null : eb.ref('client_secret_hash'),
+      previous_secret_expires_at: previousUntil,
+      client_secret_hash: secretHash,
+      modified_at: now,
+    })).where('id', '=', id).where('client_type', '=', 'confidential').returningAll().executeTakeFirst()
+    return row && toApplication(row)
+  }
+
   async delete(id: number): Promise<boolean> {
     const result = await this.#db.deleteFrom('oauth2_applications').where('id', '=', id).executeTakeFirst()
     return Number(result.numDeletedRows) > 0
@@ -137,6 +154,9 @@ function toApplication(row: Selectable<OAuth2ApplicationsTable>): Application {
     realm: row.realm,
     clientId: row.client_id,
     clientSecretHash: row.client_secret_hash,
+    previousSecret: row.previous_client_secret_hash === null || row.previous_secret_expires_at === null
+      ? null
+      : { hash: row.previous_client_secret_hash, until: Number(row.previous_secret_expires_at) },
     name: row.name,
     description: row.description,
     clientType: row.client_type as ClientType,

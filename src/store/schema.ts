@@ -34,6 +34,8 @@ export interface OAuth2ApplicationsTable {
   realm: string
   client_id: string
   client_secret_hash: string | null
+  previous_client_secret_hash: string | null
+  previous_secret_expires_at: number | null
   name: string
   description: string
   client_type: string
