@@ -111,6 +111,11 @@ export const RealmClientSchema = z.object({
     .describe('A public client (Keycloak: "Client authentication" off) has no secret and sends only `client_id`; scripts and browser apps are public clients. A confidential client authenticates with `secret` (HTTP basic or `client_secret` in the form).'),
   secret: z.string().min(16).max(512).optional()
     .describe('The confidential client\'s secret (at least 16 characters, any of them; printable ASCII for `client-secret-jwt`). Required when `public_client` is false. Keep it out of the file: `secret: ${NAME}` takes it from an environment variable.'),
+  previous_secret: z.object({
+    secret: z.string().min(16).max(512).describe('The secret being replaced.'),
+    expires: z.iso.datetime({ offset: true }).describe('When it stops authenticating: an ISO 8601 time with its offset (`2026-12-06T12:00:00Z`).'),
+  }).strict().optional()
+    .describe('During a rotation of a `client-secret` client\'s secret, the secret it had, still accepted beside `secret` until `expires` (Keycloak\'s rotated secret, "Rotated Secret Expiration"), so that the client\'s deployments can take the new one one by one. Remove it once they all have.'),
   direct_access_grants: z.boolean().default(false)
     .describe('Keycloak\'s "Direct access grants": allow the `password` grant (username and password posted to the token endpoint, as `curl` and scripts do).'),
   standard_flow: z.boolean().default(true)
@@ -191,6 +196,7 @@ export const RealmSchema = z.object({
     if (client.public_client && client.client_authenticator !== 'client-secret') ctx.addIssue({ code: 'custom', path: ['clients', i, 'client_authenticator'], message: 'a public client does not authenticate' })
     if (client.client_authenticator === 'client-jwt' && !client.jwks_url === !client.jwks) ctx.addIssue({ code: 'custom', path: ['clients', i, 'jwks_url'], message: 'client-jwt needs exactly one of jwks_url and jwks' })
     if (client.client_authenticator !== 'client-jwt' && (client.jwks_url || client.jwks)) ctx.addIssue({ code: 'custom', path: ['clients', i, 'jwks_url'], message: 'keys are only used with client_authenticator client-jwt' })
+    if (client.previous_secret && (client.public_client || client.client_authenticator !== 'client-secret')) ctx.addIssue({ code: 'custom', path: ['clients', i, 'previous_secret'], message: 'only a client-secret client has a previous secret (a client-secret-jwt secret is the one key its JWTs are signed with)' })
     if (client.client_authenticator === 'client-jwt' && client.secret) ctx.addIssue({ code: 'custom', path: ['clients', i, 'secret'], message: 'a client-jwt client authenticates with its key, not a secret' })
     // oidc-provider takes the secret as given for the HMAC key; a `client-secret` one outside ASCII is given as its hash.
     if (client.client_authenticator === 'client-secret-jwt' && client.secret && !/^[\x20-\x7E]*$/.test(client.secret)) {

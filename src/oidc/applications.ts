@@ -37,9 +37,11 @@ const HASHED = 'sha256:'
  * A configured client's secret as oidc-provider is given it. It takes only printable ASCII in a secret (its
  * `noVSCHAR`); Keycloak takes any text. A secret with other characters is given as its hash, compared as an
  * application's is (`compareHashedSecrets`), so that it works as in Keycloak; so is one that starts as such a hash
- * does, which would otherwise be compared as the hash it looks like rather than as the text it is.
+ * does, which would otherwise be compared as the hash it looks like rather than as the text it is, and one with a
+ * previous secret (`previous_secret`), which is given with it.
  */
-export function providerClientSecret(secret: string): string {
+export function providerClientSecret(secret: string, previous?: { secret: string; expires: string }): string {
+  if (previous) return withPreviousSecret(HASHED + hashClientSecret(secret), { hash: hashClientSecret(previous.secret), until: Date.parse(previous.expires) })
   return /^[\x20-\x7E]*$/.test(secret) && !secret.startsWith(HASHED) ? secret : HASHED + hashClientSecret(secret)
 }
 
@@ -48,8 +50,12 @@ export function providerClientSecret(secret: string): string {
  * period the previous one's with the time it ends (`<hash>@<epoch ms>`), which `compareHashedSecrets` reads.
  */
 function hashedSecrets(application: Application): string {
-  const previous = application.previousSecret
-  return HASHED + application.clientSecretHash + (previous ? `,${previous.hash}@${previous.until}` : '')
+  return withPreviousSecret(HASHED + application.clientSecretHash, application.previousSecret)
+}
+
+/** A hashed secret as oidc-provider is given it, followed by the previous one's hash and end while there is one. */
+function withPreviousSecret(hashed: string, previous: { hash: string; until: number } | null): string {
+  return hashed + (previous ? `,${previous.hash}@${previous.until}` : '')
 }
 
 /** The client metadata oidc-provider validates for an application. */

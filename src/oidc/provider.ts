@@ -629,7 +629,7 @@ function clientAuthentication(client: RealmClientConfig): Omit<ClientMetadata, '
       return { client_secret: client.secret, token_endpoint_auth_method: 'client_secret_jwt' }
     default:
       // oidc-provider takes the secret from HTTP basic or from the form for either method, as Keycloak does.
-      return { client_secret: client.secret === undefined ? undefined : providerClientSecret(client.secret), token_endpoint_auth_method: 'client_secret_basic' }
+      return { client_secret: client.secret === undefined ? undefined : providerClientSecret(client.secret, client.previous_secret), token_endpoint_auth_method: 'client_secret_basic' }
   }
 }
 
