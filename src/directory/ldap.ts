@@ -32,7 +32,8 @@ export interface DirectoryLookup {
 /**
  * Talks to the LDAP directory: connects to the first server that answers (StartTLS when configured),
  * binds as the service account, finds the user and their groups, and checks a password by binding as the
- * user. Each lookup uses its own connection, closed afterwards; the basic-auth credential cache keeps
+ * user (the searches asked once more of the next server when one drops the connection: #searches). Each lookup uses
+ * its own connection, closed afterwards; the basic-auth credential cache keeps
  * repeated requests away from here. At most `max_connections` lookups talk to the directory at once; the others
  * wait their turn. Everything, waiting and all servers included, must finish within `timeouts.lookup_seconds`.
  */
@@ -84,12 +85,15 @@ export class LdapDirectory {
     }
     if (password !== undefined && isBlank(password)) throw new ValidationFailed({ password: ['This field may not be blank.'] })
     return this.#withinDeadline(async (connections) => {
-      const { client, server } = await this.#connect(connections)
-      const entry = await this.#findUser(client, username)
-      if (!entry) return { server, user: undefined, passwordValid: undefined, foundByUsername: true }
-      const user = await this.#describe(client, entry)
-      // Before the bind as the user, whose rights may not reach the search.
-      const foundByUsername = user.username.toLowerCase() === username.toLowerCase() || await this.#findsAgain(client, user.username, entry)
+      const { client, server, entry, user, foundByUsername } = await this.#searches(connections, async (client, server) => {
+        const entry = await this.#findUser(client, username)
+        if (!entry) return { client, server, entry, user: undefined, foundByUsername: true }
+        const user = await this.#describe(client, entry)
+        // Before the bind as the user, whose rights may not reach the search.
+        const foundByUsername = user.username.toLowerCase() === username.toLowerCase() || await this.#findsAgain(client, user.username, entry)
+        return { client, server, entry, user, foundByUsername }
+      })
+      if (!entry || !user) return { server, user: undefined, passwordValid: undefined, foundByUsername: true }
       if (password !== undefined) await beforeBind?.(user)
       const passwordValid = password === undefined ? undefined : await this.#bindAs(client, entry.dn, password)
       return { server, user, passwordValid, foundByUsername }
@@ -113,8 +117,7 @@ export class LdapDirectory {
    */
   async listedEntry(username: string): Promise<string | undefined> {
     const { user_search: { base, filter, scope }, attributes: { uuid } } = this.#config
-    return this.#withinDeadline(async (connections) => {
-      const { client } = await this.#connect(connections)
+    return this.#withinDeadline((connections) => this.#searches(connections, async (client) => {
       try {
         // Two asked for, and counted: ldapts hands back what the server sent within a size limit without the error
         // that says more matched, so with a limit of one a second entry holding the name would go unseen, and the
@@ -127,7 +130,7 @@ export class LdapDirectory {
         if (error instanceof ldapts().SizeLimitExceededError) return ''
         throw error
       }
-    })
+    }))
   }
 
   /**
@@ -137,10 +140,9 @@ export class LdapDirectory {
   async answers(): Promise<boolean> {
     const { user_search: { base } } = this.#config
     try {
-      await this.#withinDeadline(async (connections) => {
-        const { client } = await this.#connect(connections)
+      await this.#withinDeadline((connections) => this.#searches(connections, async (client) => {
         await client.search(base, { scope: 'base', filter: '(objectClass=*)', attributes: ['1.1'], sizeLimit: 1 })
-      })
+      }))
       return true
     } catch (error) {
       if (error instanceof DirectoryUnavailable) return false
@@ -160,8 +162,7 @@ export class LdapDirectory {
    * refused. A user in more groups than a login reads (whose login is refused too) is mapped as in no group.
    */
   async listedUser(username: string): Promise<{ entryId: string; user: DirectoryUser | undefined } | undefined> {
-    return this.#withinDeadline(async (connections) => {
-      const { client } = await this.#connect(connections)
+    return this.#withinDeadline((connections) => this.#searches(connections, async (client) => {
       const found = await this.#findEntries(client, username)
       if (found === SEVERAL) return { entryId: '', user: undefined }
       const [entry] = found
@@ -175,7 +176,7 @@ export class LdapDirectory {
         if (error instanceof TooManyGroups) return { entryId, user: this.#mapped(entry, []) }
         throw error
       }
-    })
+    }))
   }
 
   /**
@@ -241,10 +242,35 @@ export class LdapDirectory {
     if (!this.#silent.has(server)) this.#silent.set(server, { probed: false })
   }
 
-  /** The first server, in order, that connects, upgrades to TLS when asked, and accepts the service account. */
-  async #connect(connections: Connections): Promise<{ client: Client; server: string }> {
-    const failures: string[] = []
-    for (const server of this.#config.servers) {
+  /**
+   * Runs `search` (searches only: it sends no password) on a connection to the first server that opens one, and
+   * once more on a server after it when that server fails the search without an LDAP answer: it dropped the
+   * connection after the service bind (a restart, a balancer that moved it), or sent what is no LDAP message. A
+   * search it answered, if only with an error, is its answer and is not asked again, nor is a user's bind ever sent
+   * twice: it comes after the searches, on the connection they used. The lookup deadline covers both tries.
+   */
+  async #searches<T>(connections: Connections, search: (client: Client, server: string) => Promise<T>): Promise<T> {
+    const { client, server } = await this.#connect(connections)
+    try {
+      return await search(client, server)
+    } catch (error) {
+      const next = this.#config.servers.indexOf(server) + 1
+      if (error instanceof GatehouseError || error instanceof ldapts().ResultCodeError || next === this.#config.servers.length || connections.closed) throw error
+      // It took the connection and the bind: not silent, and no longer the one lookup trying it again.
+      this.#silent.delete(server)
+      if (connections.probing === server) connections.probing = undefined
+      const dropped = `${server}: failed the lookup after the service bind: ${(error as Error).message.split('\n')[0]}`
+      const retry = await this.#connect(connections, next, [dropped])
+      return search(retry.client, retry.server)
+    }
+  }
+
+  /**
+   * The first server, in order from `from`, that connects, upgrades to TLS when asked, and accepts the service
+   * account. `failures` are earlier servers' (#searches), reported with these when none is left.
+   */
+  async #connect(connections: Connections, from = 0, failures: string[] = []): Promise<{ client: Client; server: string }> {
+    for (const server of this.#config.servers.slice(from)) {
       if (connections.closed) break
       const silent = this.#silent.get(server)
       if (silent?.probed) {

@@ -314,20 +314,8 @@ function eachLdapMessage(socket: Socket, each: (message: Buffer, body: Buffer, i
  * user's DN, as it does for a right password whose account cannot sign in; every other answer passes unchanged.
  */
 export async function activeDirectoryImpostor(directoryUrl: string, dataCodes: Record<string, string>): Promise<{ url: string; close: () => Promise<void> }> {
-  const upstream = new URL(directoryUrl)
-  const sockets = new Set<Socket>()
-  const server = createServer((client) => {
-    const directory = connect(Number(upstream.port), upstream.hostname)
+  return relay(directoryUrl, (client, directory) => {
     const binds = new Map<string, string>()
-    for (const socket of [client, directory]) {
-      sockets.add(socket)
-      socket.on('error', () => {})
-      socket.once('close', () => {
-        sockets.delete(socket)
-        client.destroy()
-        directory.destroy()
-      })
-    }
     eachLdapMessage(client, (message, body, id, operation) => {
       if (operation.tag === 0x60) {
         const version = berElement(operation.content, 0)!
@@ -344,6 +332,52 @@ export async function activeDirectoryImpostor(directoryUrl: string, dataCodes: R
       const refusal = Buffer.concat([Buffer.from([0x0a, 0x01, 49]), berEncode(0x04, Buffer.alloc(0)), berEncode(0x04, Buffer.from(diagnostic))])
       client.write(berEncode(0x30, Buffer.concat([body.subarray(0, id.end), berEncode(0x61, refusal)])))
     })
+  })
+}
+
+/**
+ * A server in front of the test directory that drops a connection in the middle of a lookup: it passes the client's
+ * first `passed` messages on (all when Infinity), and when the next one arrives it closes both sides without passing
+ * it, so the client waits for an answer that never comes. `passed` may be changed between lookups (`pass`); each
+ * connection is counted on its own.
+ */
+export async function droppingRelay(directoryUrl: string, passed: number): Promise<{ url: string; pass: (messages: number) => void; connections: () => number; cut: () => number; close: () => Promise<void> }> {
+  let connections = 0
+  let cut = 0
+  const relaying = await relay(directoryUrl, (client, directory) => {
+    connections++
+    const passing = passed
+    let sent = 0
+    eachLdapMessage(client, (message) => {
+      if (sent++ < passing) return void directory.write(message)
+      if (!client.destroyed) cut++
+      client.destroy()
+      directory.destroy()
+    })
+    directory.pipe(client)
+  })
+  return { ...relaying, pass: (messages) => (passed = messages), connections: () => connections, cut: () => cut }
+}
+
+/**
+ * A server on loopback that connects each client to the test directory and hands both sockets to `relaying`, which
+ * passes on what it will; either side closing closes the other.
+ */
+async function relay(directoryUrl: string, relaying: (client: Socket, directory: Socket) => void): Promise<{ url: string; close: () => Promise<void> }> {
+  const upstream = new URL(directoryUrl)
+  const sockets = new Set<Socket>()
+  const server = createServer((client) => {
+    const directory = connect(Number(upstream.port), upstream.hostname)
+    for (const socket of [client, directory]) {
+      sockets.add(socket)
+      socket.on('error', () => {})
+      socket.once('close', () => {
+        sockets.delete(socket)
+        client.destroy()
+        directory.destroy()
+      })
+    }
+    relaying(client, directory)
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   return {
