@@ -3,7 +3,7 @@ import { isIP } from 'node:net'
 import { createSecureContext, type SecureContext } from 'node:tls'
 import type { FastifyBaseLogger } from 'fastify'
 import type { ServiceTlsConfig } from '../config/schema.ts'
-import { checkKeyPair, firstLine, keptForDates, outOfDate, parse, readPem, TlsFilesUnusable, validityDates, watchFiles, type ValidityDates } from '../listener/tls.ts'
+import { checkKeyPair, firstLine, keptForDates, outOfDate, parse, readPem, ReadAgainTimer, TlsFilesUnusable, validAt, validityDates, watchFiles, type ValidityDates } from '../listener/tls.ts'
 
 /**
  * How the gateway connects to an https:// service (`services[].tls`), for every connection it makes to it: the
@@ -53,6 +53,7 @@ export class UpstreamTlsFiles {
   readonly watched: boolean
   #current: UpstreamTls | undefined
   readonly #reloaded: (() => void)[] = []
+  readonly #readAgain = new ReadAgainTimer()
 
   readonly #setting: string
 
@@ -74,16 +75,29 @@ export class UpstreamTlsFiles {
   /**
    * Reads the files again and hands them to new connections; throws TlsFilesUnusable, changing nothing, when they
    * cannot be used, or when their client certificate is out of date while the one in use is not (keptForDates, as
-   * `server.tls`'s). Returns why the service will refuse the client certificate taken, when the one in use was no better.
+   * `server.tls`'s). One installed ahead of its time has `readAgain` called when it becomes valid (validAt), unless
+   * a reload or `stop` comes first. Returns why the service will refuse the client certificate taken, when the one in
+   * use was no better.
    */
-  reload(now = Date.now()): string | undefined {
+  reload(now = Date.now(), readAgain?: () => void): string | undefined {
     if (!this.hasFiles) return undefined
     const next = this.#read()
-    const kept = keptForDates(next.clientCertificate, this.#current?.clientCertificate, now)
-    if (kept) throw new TlsFilesUnusable(`${this.#setting}.cert_file: ${kept}`)
+    const serving = this.#current?.clientCertificate
+    const kept = keptForDates(next.clientCertificate, serving, now)
+    if (kept) {
+      const at = validAt(next.clientCertificate!, serving!, now)
+      if (at !== undefined && readAgain) this.#readAgain.at(at, readAgain, now)
+      throw new TlsFilesUnusable(`${this.#setting}.cert_file: ${kept}`)
+    }
+    this.#readAgain.clear()
     this.#current = next
     for (const listener of this.#reloaded) listener()
     return clientCertificateOutOfDate(this.#setting, next, now)
+  }
+
+  /** Drops the reading again set for a client certificate installed ahead of its time (the server stops). */
+  stop(): void {
+    this.#readAgain.clear()
   }
 
   /** Calls `listener` after each reload that took new files: connections made before hold the previous ones. */
@@ -104,13 +118,15 @@ export function reloadServicesTls(services: readonly ServiceWithTls[], log: Fast
 
 /**
  * Reads a service's files again whenever they change, as `server.tls`'s are (the same polling, src/listener/tls.ts),
- * for each service that names files and leaves `tls.watch` on; returns what stops watching.
+ * for each service that names files and leaves `tls.watch` on; returns what stops watching, and every service's
+ * reading again of a client certificate installed ahead of its time (however it was read: SIGHUP too).
  */
 export function watchServicesTls(services: readonly ServiceWithTls[], log: FastifyBaseLogger): () => void {
   const stops = services.filter(({ upstreamTls }) => upstreamTls.hasFiles && upstreamTls.watched)
     .map((service) => watchFiles(service.upstreamTls.files, () => reloadServiceTls(service, log, 'files changed')))
   return () => {
     for (const stop of stops) stop()
+    for (const { upstreamTls } of services) upstreamTls.stop()
   }
 }
 
@@ -120,10 +136,11 @@ export function clientCertificateOutOfDate(setting: string, tls: UpstreamTls, no
   return refused && `${setting}.cert_file: ${refused}`
 }
 
-function reloadServiceTls({ name, upstreamTls }: ServiceWithTls, log: FastifyBaseLogger, why: string): void {
+function reloadServiceTls(service: ServiceWithTls, log: FastifyBaseLogger, why: string): void {
+  const { name, upstreamTls } = service
   if (!upstreamTls.hasFiles) return
   try {
-    const refused = upstreamTls.reload()
+    const refused = upstreamTls.reload(Date.now(), () => reloadServiceTls(service, log, 'the client certificate in the files became valid'))
     if (refused) log.warn({ why, service: name, reason: refused }, 'service TLS files reloaded, but the service will refuse its client certificate')
     else log.info({ why, service: name }, 'service TLS files reloaded')
   } catch (error) {

@@ -50,6 +50,32 @@ export function keptForDates(next: ValidityDates | undefined, serving: ValidityD
 }
 
 /**
+ * When a certificate kept out for its dates (keptForDates) is to be read again by itself, as nothing else would read
+ * the files until they change: once it becomes valid, or once the one in use expires if that comes first. Undefined
+ * for one kept out as expired, which no time makes valid.
+ */
+export function validAt(next: ValidityDates, serving: ValidityDates, now = Date.now()): number | undefined {
+  return now < next.validFromMs ? Math.min(next.validFromMs, serving.validToMs + 1) : undefined
+}
+
+/** Reads files again at one time to come (validAt): each `at` replaces the time set before, `clear` drops it. */
+export class ReadAgainTimer {
+  #timer: NodeJS.Timeout | undefined
+
+  at(time: number, readAgain: () => void, now = Date.now()): void {
+    clearTimeout(this.#timer)
+    // A second past it, as certificates' times count whole seconds. A timer holds at most about 24 days: a later time
+    // is reached in steps, each read checking again.
+    this.#timer = setTimeout(readAgain, Math.min(time - now + 1000, MAX_TIMER_MS))
+    this.#timer.unref()
+  }
+
+  clear(): void {
+    clearTimeout(this.#timer)
+  }
+}
+
+/**
  * TLS 1.2's suites unless `server.tls.ciphers` says otherwise: ECDHE key exchange with an AEAD cipher, as Mozilla's
  * "intermediate" profile (without its DHE suites, for which Node sets no parameters). Node's own list also offers
  * CBC suites (Lucky Thirteen and its kin) and suites without forward secrecy; every TLS 1.2 client of the last
@@ -140,7 +166,7 @@ export class TlsReloader {
   readonly #log: FastifyBaseLogger
   readonly #files: string[]
   #unwatch: (() => void) | undefined
-  #retry: NodeJS.Timeout | undefined
+  readonly #readAgain = new ReadAgainTimer()
   /** What new connections get now. */
   #serving: TlsCredentials | undefined
 
@@ -168,25 +194,17 @@ export class TlsReloader {
     const kept = keptForDates(credentials, this.#serving, now)
     if (kept) {
       this.#log.warn({ why, reason: `server.tls.cert_file: ${kept}`, subject: credentials.subject }, 'TLS files not reloaded; new connections still get the previous certificate')
-      // A certificate installed ahead of its time is taken then (or when the one served expires, if sooner), as
-      // nothing else would read the files again until they change.
-      if (now < credentials.validFromMs) this.#retryAt(Math.min(credentials.validFromMs, this.#serving!.validToMs + 1), now)
+      const at = validAt(credentials, this.#serving!, now)
+      if (at !== undefined) this.#readAgain.at(at, () => this.reload('the certificate in the files became valid'), now)
       return false
     }
     const refused = outOfDate(credentials, now)
     this.#server.setSecureContext(credentials.options)
     this.#serving = credentials
-    clearTimeout(this.#retry)
+    this.#readAgain.clear()
     if (refused) this.#log.warn({ why, subject: credentials.subject, valid_to: credentials.validTo, reason: refused }, 'TLS certificate reloaded, but clients will refuse it')
     else this.#log.info({ why, subject: credentials.subject, valid_to: credentials.validTo }, 'TLS certificate reloaded')
     return true
-  }
-
-  #retryAt(at: number, now: number): void {
-    clearTimeout(this.#retry)
-    // A timer holds at most about 24 days: a later time is reached in steps, each reload checking again.
-    this.#retry = setTimeout(() => this.reload('the certificate in the files became valid'), Math.min(at - now + 1000, MAX_TIMER_MS))
-    this.#retry.unref()
   }
 
   watch(): void {
@@ -194,7 +212,7 @@ export class TlsReloader {
   }
 
   close(): void {
-    clearTimeout(this.#retry)
+    this.#readAgain.clear()
     this.#unwatch?.()
   }
 }

@@ -8,7 +8,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import { after, before, describe, it } from 'node:test'
 import { getCACertificates, setDefaultCACertificates, type TLSSocket } from 'node:tls'
 import WebSocket, { WebSocketServer } from 'ws'
-import { selfSignedCertificate, unusablePemFiles, signedCertificate, signedServerCertificate, type CertificateFiles } from '../helpers/certificates.ts'
+import { futureCertificate, selfSignedCertificate, unusablePemFiles, signedCertificate, signedServerCertificate, type CertificateFiles } from '../helpers/certificates.ts'
 import { json, runCli, spawnGateway, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
 import { refusedUpgrade } from '../helpers/websocket.ts'
 
@@ -439,6 +439,7 @@ function renewedFilesGateway(serviceTls: { watch: boolean }) {
   const fixture = {
     dir,
     renewedServiceCa,
+    renewedClientCa,
     oldClient: signedCertificate(dir, 'old-client', clientCa),
     renewedClient: signedCertificate(dir, 'renewed-client', renewedClientCa),
     /** A renewal gone wrong: signed by the CA the service takes, but expired. */
@@ -598,6 +599,41 @@ describe('serve: services[].tls files are re-read when they change', () => {
     renameSync(next, files.ca)
     assert.equal((await logged('renewed', 'service TLS files reloaded', since)).why, 'files changed')
     for (const path of ['/renewed/x', '/renewed/x%20y']) assert.equal((await fetch(`${renewal.gateway.url}${path}`)).status, 200, path)
+  })
+})
+
+describe('serve: a renewed client certificate installed ahead of its time', () => {
+  const renewal = renewedFilesGateway({ watch: true })
+  const { dir, files, copy, clients } = renewal
+  const logLines = (since: number) => renewal.gateway.output().slice(since).split('\n').filter((text) => text.startsWith('{')).map((text) => JSON.parse(text) as Record<string, unknown>)
+
+  it('is kept out until its notBefore, then taken with no change to the files and no SIGHUP, and logged', async () => {
+    const notBefore = new Date(Math.ceil(Date.now() / 1000) * 1000 + 4000)
+    const ahead = futureCertificate(dir, 'ahead-client', renewal.renewedClientCa, notBefore)
+    const since = renewal.gateway.output().length
+    copy(ahead.key, files.key)
+    copy(ahead.cert, files.cert)
+    let kept: Record<string, unknown> | undefined
+    for (let i = 0; i < 60 && !kept; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      kept = logLines(since).find((line) => line.service === 'mutual' && /services\.0\.tls\.cert_file: the certificate is not valid until/.test(String(line.reason)))
+    }
+    assert.ok(kept, `not logged as kept out: ${renewal.gateway.output().slice(since)}`)
+    assert.equal(kept.msg, 'service TLS files not reloaded; new connections to it still use the previous ones')
+    assert.ok(Date.now() < notBefore.getTime(), 'still ahead of its time')
+    assert.equal((await fetch(`${renewal.gateway.url}/mutual/x`)).status, 502, 'the previous client certificate is still presented')
+    let taken: Record<string, unknown> | undefined
+    while (!taken && Date.now() < notBefore.getTime() + 4000) {
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      taken = logLines(since).find((line) => line.service === 'mutual' && line.msg === 'service TLS files reloaded')
+    }
+    assert.ok(taken, `not taken once valid: ${renewal.gateway.output().slice(since)}`)
+    assert.equal(taken.why, 'the client certificate in the files became valid')
+    assert.ok(Date.now() >= notBefore.getTime())
+    const response = await fetch(`${renewal.gateway.url}/mutual/x`)
+    assert.equal(response.status, 200)
+    assert.equal(await response.text(), 'mutual\'s answer')
+    assert.deepEqual(clients, ['ahead-client'])
   })
 })
 

@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
@@ -50,5 +51,28 @@ export function unusablePemFiles(dir: string, certificate: CertificateFiles): { 
   writeFileSync(files.garbage, 'not a certificate\n')
   execFileSync('mkfifo', [files.pipe])
   writeFileSync(files.huge, readFileSync(certificate.cert, 'utf8').repeat(2000))
+  return files
+}
+
+/**
+ * A certificate signed by `ca` (for client certificates) that becomes valid at `notBefore`, a time to come, and is
+ * valid for two days from then: made with `openssl ca -startdate`, as `openssl x509` sets no start date before
+ * OpenSSL 3.4. Its own small CA database lives in `dir`.
+ */
+export function futureCertificate(dir: string, commonName: string, ca: CertificateFiles, notBefore: Date): CertificateFiles {
+  const files = { cert: join(dir, `${commonName}.crt`), key: join(dir, `${commonName}.key`) }
+  const request = join(dir, `${commonName}.csr`)
+  const database = join(dir, `${commonName}.db`)
+  const config = join(dir, `${commonName}.cnf`)
+  writeFileSync(database, '')
+  writeFileSync(config, [
+    '[ca]', 'default_ca = signer', '[signer]', `database = ${database}`, `new_certs_dir = ${dir}`, `serial = ${database}.serial`,
+    'default_md = sha256', 'policy = any', 'unique_subject = no', '[any]', 'commonName = supplied', '',
+  ].join('\n'))
+  writeFileSync(`${database}.serial`, `${randomBytes(8).toString('hex')}\n`)
+  const openSslTime = (time: Date) => time.toISOString().replace(/[-:T]|\.\d+/g, '')
+  openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', files.key, '-out', request, '-subj', `/CN=${commonName}`])
+  openssl(['ca', '-batch', '-config', config, '-cert', ca.cert, '-keyfile', ca.key, '-in', request, '-out', files.cert, '-notext',
+    '-startdate', openSslTime(notBefore), '-enddate', openSslTime(new Date(notBefore.getTime() + 2 * 86_400_000))])
   return files
 }
