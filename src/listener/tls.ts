@@ -139,7 +139,48 @@ export function readPem(setting: string, file: string): string {
     throw new TlsFilesUnusable(`${setting}: cannot read "${file}": ${firstLine(error)}`)
   }
   if (text === undefined) throw new TlsFilesUnusable(`${setting}: "${file}" is larger than ${MAX_PEM_BYTES / 1024 / 1024} MiB, which no PEM file is`)
+  const cut = cutPemBlock(text)
+  if (cut) throw new TlsFilesUnusable(`${setting}: "${file}" ends inside a PEM block (${cut}): it is being written, or was cut short`)
   return text
+}
+
+const PEM_BEGIN = /-----BEGIN ([^\r\n-]+)-----/g
+
+/**
+ * What is wrong with the PEM block of `text` that is cut short (RFC 7468 section 2), or undefined when every block is
+ * whole: a BEGIN line without its END line, or a body that ends before the DER it holds says it does. OpenSSL reads a
+ * bundle's certificates until one fails and keeps those before it, so a CA bundle caught while it is written, inside
+ * its second certificate, would otherwise be taken with the first alone until the next read; a certificate file would
+ * lose its chain. A body with headers (an encrypted key's `Proc-Type:`) is left to the parsing to judge. A file cut
+ * between two blocks cannot be told from a whole one.
+ */
+export function cutPemBlock(text: string): string | undefined {
+  for (const begin of text.matchAll(PEM_BEGIN)) {
+    const label = begin[1]!
+    const bodyStart = begin.index + begin[0].length
+    const end = text.indexOf(`-----END ${label}-----`, bodyStart)
+    if (end === -1) return `BEGIN ${label} without its END`
+    const body = text.slice(bodyStart, end)
+    if (body.includes(':')) continue
+    if (derShortBy(Buffer.from(body.replace(/\s+/g, ''), 'base64'))) return `the ${label} holds fewer bytes than it says it has`
+  }
+  // The writing stopped inside the next block's BEGIN line, which the blocks above do not see (a whole END line is the
+  // last block's own).
+  const lastLine = text.trimEnd().split('\n').at(-1)!.trim()
+  const markerCut = lastLine !== '' && ['-----BEGIN ', '-----END '].some((marker) => marker.startsWith(lastLine) || lastLine.startsWith(marker))
+  if (markerCut && !/^-----END [^\r\n-]+-----$/.test(lastLine)) return 'a BEGIN line cut short'
+  return undefined
+}
+
+/** Whether `der` ends before the element at its start does (X.690 section 8.1.3: definite lengths); false for an indefinite one. */
+function derShortBy(der: Buffer): boolean {
+  if (der.length < 2) return true
+  const first = der[1]!
+  if (first < 0x80) return der.length < 2 + first
+  const bytes = first & 0x7f
+  if (bytes === 0) return false
+  if (der.length < 2 + bytes) return true
+  return der.length < 2 + bytes + der.readUIntBE(2, Math.min(bytes, 6))
 }
 
 export function parse<T>(setting: string, file: string, what: string, read: () => T): T {

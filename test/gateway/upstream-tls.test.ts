@@ -438,6 +438,7 @@ function renewedFilesGateway(serviceTls: { watch: boolean }) {
   const renewedClientCa = selfSignedCertificate(dir, 'renewed-client-ca')
   const fixture = {
     dir,
+    serviceCa,
     renewedServiceCa,
     renewedClientCa,
     oldClient: signedCertificate(dir, 'old-client', clientCa),
@@ -560,10 +561,10 @@ describe('serve: services[].tls files are re-read when they change', () => {
   const { dir, files, copy, renewedClient, renewedServiceCa, clients } = renewal
 
   /** Waits for the log to say `msg` about `service`'s files, from the output's length `since` on. */
-  async function logged(service: string, msg: string, since: number): Promise<Record<string, unknown>> {
+  async function logged(service: string, msg: string | RegExp, since: number): Promise<Record<string, unknown>> {
     for (let i = 0; i < 100; i++) {
       const line = renewal.gateway.output().slice(since).split('\n').filter((text) => text.startsWith('{')).map((text) => JSON.parse(text) as Record<string, unknown>)
-        .find((entry) => entry.service === service && entry.msg === msg)
+        .find((entry) => entry.service === service && (typeof msg === 'string' ? entry.msg === msg : msg.test(String(entry.msg))))
       if (line) return line
       await new Promise((resolve) => setTimeout(resolve, 50))
     }
@@ -577,7 +578,7 @@ describe('serve: services[].tls files are re-read when they change', () => {
     writeFileSync(files.cert, renewedCert.slice(0, renewedCert.length / 2))
     const halfWritten = await logged('mutual', 'service TLS files not reloaded; new connections to it still use the previous ones', since)
     assert.equal(halfWritten.why, 'files changed')
-    assert.match(String(halfWritten.reason), /^services\.\d\.tls\.cert_file: ".*configured-client\.crt" does not hold a PEM certificate/)
+    assert.match(String(halfWritten.reason), /^services\.\d\.tls\.cert_file: ".*configured-client\.crt" ends inside a PEM block/)
     since = renewal.gateway.output().length
     writeFileSync(files.cert, renewedCert)
     copy(renewedClient.key, files.key)
@@ -599,6 +600,27 @@ describe('serve: services[].tls files are re-read when they change', () => {
     renameSync(next, files.ca)
     assert.equal((await logged('renewed', 'service TLS files reloaded', since)).why, 'files changed')
     for (const path of ['/renewed/x', '/renewed/x%20y']) assert.equal((await fetch(`${renewal.gateway.url}${path}`)).status, 200, path)
+  })
+
+  it('keeps the previous CA bundle while the new one is caught half-written inside its second certificate, and takes it once whole', async () => {
+    let since = renewal.gateway.output().length
+    copy(renewedServiceCa.cert, files.ca)
+    await logged('renewed', 'service TLS files reloaded', since)
+    assert.equal((await fetch(`${renewal.gateway.url}/renewed/x`)).status, 200, 'the renewed CA is trusted')
+    // The next bundle keeps the renewed CA second; a writer caught in the middle of it leaves the other one whole.
+    const bundle = readFileSync(renewal.serviceCa.cert, 'utf8') + readFileSync(renewedServiceCa.cert, 'utf8')
+    since = renewal.gateway.output().length
+    writeFileSync(files.ca, bundle.slice(0, bundle.length - 200))
+    const halfWritten = await logged('renewed', /^service TLS files/, since)
+    assert.equal(halfWritten.msg, 'service TLS files not reloaded; new connections to it still use the previous ones')
+    assert.match(String(halfWritten.reason), /^services\.1\.tls\.ca_file: ".*configured-ca\.pem" ends inside a PEM block/)
+    renewal.renewed.closeAllConnections()
+    assert.equal((await fetch(`${renewal.gateway.url}/renewed/x`)).status, 200, 'new connections still trust the renewed CA')
+    since = renewal.gateway.output().length
+    writeFileSync(files.ca, bundle)
+    assert.equal((await logged('renewed', 'service TLS files reloaded', since)).why, 'files changed')
+    renewal.renewed.closeAllConnections()
+    assert.equal((await fetch(`${renewal.gateway.url}/renewed/x`)).status, 200)
   })
 })
 

@@ -322,13 +322,17 @@ describe('client certificates from a CA (mutual TLS)', () => {
   let dir: string
   let server: CertificateFiles
   let ca: CertificateFiles
+  /** The configured CA file, which holds `ca`. */
+  let bundle: string
   let gateway: GatewayProcess
   before(async () => {
     dir = tempDir()
     server = selfSignedCertificate(dir, 'gateway.test')
     ca = selfSignedCertificate(dir, 'clients-ca.test')
-    const config = writeConfig(dir, { tls: { cert_file: server.cert, key_file: server.key, ca_file: ca.cert } })
-    gateway = await spawnGateway(['--config', config, '--demo', '--data-dir', join(dir, 'data')])
+    bundle = join(dir, 'clients-ca-bundle.pem')
+    copyFileSync(ca.cert, bundle)
+    const config = writeConfig(dir, { tls: { cert_file: server.cert, key_file: server.key, ca_file: bundle } })
+    gateway = await spawnGateway(['--config', config, '--demo', '--data-dir', join(dir, 'data')], { GATEHOUSE_LOG_LEVEL: 'info' })
   })
   after(async () => {
     await gateway?.stop()
@@ -342,6 +346,31 @@ describe('client certificates from a CA (mutual TLS)', () => {
     assert.equal(accepted.status, 200)
     assert.notEqual((await curl('--cacert', server.cert, url)).code, 0)
     assert.notEqual((await curl('--cacert', server.cert, '--cert', stranger.cert, '--key', stranger.key, url)).code, 0)
+  })
+
+  it('keeps the previous CA bundle while the new one ends inside its second certificate, and takes it once whole', async () => {
+    const client = signedCertificate(dir, 'bundled-client.test', ca)
+    const withClientCertificate = () => curl('--cacert', server.cert, '--cert', client.cert, '--key', client.key, `${gateway.url}/api/gateway/v1/ping/`)
+    /** The first line the reloader logs from the output's length `since` on. */
+    const reloadLogged = async (since: number) => {
+      const line = () => logLines(gateway).slice(since).find((entry) => /^TLS (certificate reloaded|files not reloaded)/.test(String(entry.msg)))
+      for (let i = 0; i < 100 && !line(); i++) await sleep(50)
+      assert.ok(line(), gateway.output())
+      return line()!
+    }
+    // The next bundle adds a CA before the one that signed the client's certificate.
+    const nextBundle = readFileSync(selfSignedCertificate(dir, 'next-clients-ca.test').cert, 'utf8') + readFileSync(ca.cert, 'utf8')
+    assert.equal((await withClientCertificate()).status, 200)
+    let since = logLines(gateway).length
+    writeFileSync(bundle, nextBundle.slice(0, nextBundle.length - 200))
+    const halfWritten = await reloadLogged(since)
+    assert.equal(halfWritten.msg, 'TLS files not reloaded; new connections still get the previous certificate')
+    assert.match(String(halfWritten.reason), /^server\.tls\.ca_file: ".*clients-ca-bundle\.pem" ends inside a PEM block/)
+    assert.equal((await withClientCertificate()).status, 200, 'the client\'s CA is still trusted')
+    since = logLines(gateway).length
+    writeFileSync(bundle, nextBundle)
+    assert.equal((await reloadLogged(since)).msg, 'TLS certificate reloaded')
+    assert.equal((await withClientCertificate()).status, 200)
   })
 })
 
