@@ -15,6 +15,7 @@ import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_pr
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { TEN_RULES } from './gateway-child.ts'
 import { forwardAuthConfiguration, luaModules, proxyServer, startNginx, tinyJsonServer, type Decisions } from '../test/helpers/nginx.ts'
 
 const root = new URL('../', import.meta.url).pathname
@@ -220,20 +221,6 @@ async function passwordGrant(gateway: string, realm = 'platform'): Promise<{ acc
   const response = await fetch(tokenEndpoint(gateway, realm), { method: 'POST', body: new URLSearchParams(passwordGrantBody) })
   return (await response.json()) as { access_token: string; refresh_token: string }
 }
-
-/** Nine rules that do not match an administrator's GET (a team, an organization, a network, paths, methods...), then one that does. */
-const TEN_RULES = [
-  { deny: { users: ['mallory', 'trudy'] } },
-  { deny: { paths: ['/api/ruled/admin/*', '/api/ruled/internal/*'] } },
-  { allow: { teams: ['Automation', 'Operations'] } },
-  { allow: { organizations: ['Research'], methods: ['GET', 'HEAD'] } },
-  { allow: { roles: ['Platform Auditor'], methods: ['GET'] } },
-  { deny: { networks: ['10.0.0.0/8', '192.168.0.0/16'] } },
-  { allow: { auth_methods: ['oidc'], scopes: ['api:read'] } },
-  { deny: { methods: ['DELETE'], superuser: false } },
-  { allow: { users: ['alice', 'bob', 'carol'] } },
-  { allow: { superuser: true } },
-]
 
 function writeConfig(): string {
   const config = join(dir, 'bench.yaml')

@@ -38,3 +38,17 @@ export function cpuMicros(path: string): number {
   const fields = readFileSync(path, 'utf8').split(') ')[1]!.split(' ')
   return ((Number(fields[11]) + Number(fields[12])) * 1e6) / TICKS_PER_SECOND
 }
+
+/** Nine rules that do not match an administrator's GET (a team, an organization, a network, paths, methods...), then one that does. */
+export const TEN_RULES = [
+  { deny: { users: ['mallory', 'trudy'] } },
+  { deny: { paths: ['/api/ruled/admin/*', '/api/ruled/internal/*'] } },
+  { allow: { teams: ['Automation', 'Operations'] } },
+  { allow: { organizations: ['Research'], methods: ['GET', 'HEAD'] } },
+  { allow: { roles: ['Platform Auditor'], methods: ['GET'] } },
+  { deny: { networks: ['10.0.0.0/8', '192.168.0.0/16'] } },
+  { allow: { auth_methods: ['oidc'], scopes: ['api:read'] } },
+  { deny: { methods: ['DELETE'], superuser: false } },
+  { allow: { users: ['alice', 'bob', 'carol'] } },
+  { allow: { superuser: true } },
+]

@@ -11,7 +11,7 @@
  * is what a busy machine changes least, where requests/s (`npm run bench`) needs a quiet one. A server (`bin/gatehouse serve`, SQLite, as bench/bench.ts configures it) runs as a child, an upstream
  * answering a tiny JSON body as another; this process sends `requests` requests per row and round over eight
  * keep-alive connections, the rows in turn in each round, and prints each row's median. `row` measures only the rows
- * whose name contains it. PROXY_CPU_PROFILE=<dir> runs the server with `--cpu-prof` there; PROXY_CPU_BASELINE=<dir>
+ * whose name contains it (or one of its parts between `|`). PROXY_CPU_PROFILE=<dir> runs the server with `--cpu-prof` there; PROXY_CPU_BASELINE=<dir>
  * runs a second server from another checkout (the code before a change, say) and measures each row on both in turn,
  * printing the rounds' ratio too (its nginx rows run its own docs/forward-auth.md); PROXY_CPU_PAUSE_MS leaves the
  * servers idle that long before each measurement. PROXY_CPU_WRK=<seconds> sends each round's requests with
@@ -23,7 +23,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { Agent, createServer, request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { cpuMicros, startChild } from './gateway-child.ts'
+import { cpuMicros, startChild, TEN_RULES } from './gateway-child.ts'
 
 const root = new URL('../', import.meta.url).pathname
 const requests = Number(process.argv[2] ?? 20_000)
@@ -38,6 +38,8 @@ const wrkSeconds = Number(process.env.PROXY_CPU_WRK ?? 0)
  * of Gatehouse's allowed answer (an identity JWT's length), deciding nothing. Served by the upstream's process.
  */
 const FLOOR_PATH = '/forward-auth-floor'
+/** The controller's public path, as bench/bench.ts's `Gatehouse, public path` row asks it: no credentials at all. */
+const PUBLIC_PATH = '/api/controller/v2/ping/'
 const FLOOR_ANSWER = [
   'x-request-id', '00000000-0000-4000-8000-000000000000', 'cache-control', 'no-store', 'content-length', '0',
   'x-gatehouse-user', 'admin', 'x-gatehouse-user-id', '1', 'x-gatehouse-auth-method', 'basic', 'x-gatehouse-identity', 'j'.repeat(450),
@@ -70,7 +72,9 @@ async function main(): Promise<void> {
     writeFileSync(config, [
       'server: { host: 127.0.0.1, port: 0, trusted_proxies: [127.0.0.1] }',
       'services:',
-      `  - { name: controller, prefix: /api/controller/, upstream: "${upstream.match}", accepts: [basic, session, token, oidc], oidc: { realm: platform, client_id: end-users } }`,
+      `  - { name: controller, prefix: /api/controller/, upstream: "${upstream.match}", accepts: [basic, session, token, oidc], public_paths: [${PUBLIC_PATH}], oidc: { realm: platform, client_id: end-users } }`,
+      // As in bench/bench.ts: the same upstream behind ten access rules, the deciding one last.
+      `  - { name: ruled, prefix: /api/ruled/, upstream: "${upstream.match}", accepts: [basic], access: ${JSON.stringify(TEN_RULES)} }`,
       'realms:',
       '  - name: platform',
       '    access_token_seconds: 3600',
@@ -78,6 +82,7 @@ async function main(): Promise<void> {
       '      - { client_id: end-users, public_client: true, direct_access_grants: true }',
     ].join('\n'))
     const hosts = '/api/controller/v2/hosts/'
+    const bare = await started(children, startChild(process.execPath, [join(root, 'bench/bare-proxy.ts')], { BARE_PROXY_UPSTREAM: upstream.match.replace(/\/$/, '') }, /(http:\/\/\S+)/))
     // This checkout, and beside it (each row measured on both in turn) the one PROXY_CPU_BASELINE names, if any.
     const roots = [root, ...(process.env.PROXY_CPU_BASELINE ? [process.env.PROXY_CPU_BASELINE] : [])]
     const gateways = []
@@ -108,14 +113,17 @@ async function main(): Promise<void> {
       // What nginx sends with each question (docs/forward-auth.md's `location = /_gatehouse`), beside the client's own.
       const asNginxAsks = { 'x-original-uri': hosts, 'x-original-method': 'GET', 'x-forwarded-host': 'gatehouse.example', 'x-forwarded-proto': 'https', 'x-forwarded-for': '192.0.2.7' }
       const rows: Row[] = [
+        { name: 'proxy, public path (no credentials)', url, path: PUBLIC_PATH, headers: {} },
         ...credentials.flatMap(([name, headers]) => [
           { name: `proxy, ${name}`, url, path: hosts, headers },
           { name: `forward-auth, ${name}`, url, path: '/api/gateway/v1/authz/auth-request/', headers: { ...headers, ...asNginxAsks } },
           ...(asked ? [{ name: `nginx auth_request, ${name}`, url: asked.url, path: hosts, headers }] : []),
           ...inFront.flatMap((front) => front.site ? [{ name: `nginx worker, ${front.name}, ${name}`, url: front.site.url, path: hosts, headers, pid: front.site.worker }] : []),
         ]),
+        { name: 'proxy, basic, ten access rules', url, path: '/api/ruled/v2/hosts/', headers: credentials[0]![1] },
+        { name: 'bare node:http + undici proxy (bench/bare-proxy.ts)', url: bare.match.replace(/\/$/, ''), path: hosts, headers: { authorization: 'Bearer bench' }, pid: bare.child.pid! },
         { name: 'forward-auth floor (node:http answering, no decision)', url: upstream.match.replace(/\/$/, ''), path: FLOOR_PATH, headers: { ...credentials[0]![1], ...asNginxAsks }, pid: upstream.child.pid! },
-      ].filter((row) => !only || row.name.includes(only))
+      ].filter((row) => !only || only.split('|').some((part) => row.name.includes(part)))
       gateways.push({ pid: gateway.child.pid!, rows, perRequest: rows.map(() => [] as number[]) })
     }
 
