@@ -831,12 +831,14 @@ export function normalizeError(error: unknown): GatehouseError {
 }
 
 /**
- * `{code, detail}`, and for invalid input the problems by field twice: under `errors`, and at the top level as
- * Django REST framework writes them (`{"username": ["..."]}`, or a bare string where it sends one: ValidationFailed's
- * `bare`), so scripts written against the platform read them.
+ * `{code, detail, request_id}`, and for invalid input the problems by field twice: under `errors`, and at the top level
+ * as Django REST framework writes them (`{"username": ["..."]}`, or a bare string where it sends one:
+ * ValidationFailed's `bare`), so scripts written against the platform read them. `request_id` is the request's id
+ * (its log line's `reqId`, its `X-Request-Id`), as Kong's error bodies carry theirs: what a user pastes of a refusal
+ * is its body, seldom its headers. None where the request has no id (the metrics listener's).
  */
-export function errorBody(error: GatehouseError): Record<string, unknown> {
-  const body: Record<string, unknown> = { code: error.code, detail: error.message }
+export function errorBody(error: GatehouseError, requestId?: string): Record<string, unknown> {
+  const body: Record<string, unknown> = requestId === undefined ? { code: error.code, detail: error.message } : { code: error.code, detail: error.message, request_id: requestId }
   if (error.fields) {
     for (const [field, messages] of Object.entries(error.fields)) {
       if (RESERVED_BODY_KEYS.has(field)) continue
@@ -846,7 +848,7 @@ export function errorBody(error: GatehouseError): Record<string, unknown> {
   }
   return body
 }
-const RESERVED_BODY_KEYS = new Set(['code', 'detail', 'errors'])
+const RESERVED_BODY_KEYS = new Set(['code', 'detail', 'request_id', 'errors'])
 
 /** The single error responder: JSON for API clients, a small HTML page for browsers. */
 export function sendError(request: FastifyRequest, reply: FastifyReply, thrown: unknown): FastifyReply {
@@ -854,17 +856,18 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, thrown: 
   reply.code(error.status)
   for (const [name, value] of errorHeaders(request, error)) reply.header(name, value)
   for (const [name, value] of negotiatedHeaders(reply.getHeader('cache-control'), reply.getHeader('vary'))) reply.header(name, value)
+  const id = assignedRequestIdOf(request.raw)
   if (wantsHtml(request)) {
-    return reply.headers(UNFRAMED_PAGE_HEADERS).type('text/html; charset=utf-8').send(errorPage(error, pathOf(request.url)))
+    return reply.headers(UNFRAMED_PAGE_HEADERS).type('text/html; charset=utf-8').send(errorPage(error, pathOf(request.url), id))
   }
-  return reply.type('application/json; charset=utf-8').send(errorBody(error))
+  return reply.type('application/json; charset=utf-8').send(errorBody(error, id))
 }
 
 /** The same answer as `sendError`, on a bare node response: the proxy's lean path (src/gateway/lean-proxy.ts) has no reply. */
-export function writeError(request: Pick<GatewayRequest, 'url' | 'headers' | 'gatehouse'>, response: ServerResponse, thrown: unknown, log: ErrorLog): void {
+export function writeError(request: Pick<GatewayRequest, 'id' | 'url' | 'headers' | 'gatehouse'>, response: ServerResponse, thrown: unknown, log: ErrorLog): void {
   const error = recordedError(request, thrown, log)
   const html = wantsHtml(request)
-  const body = html ? errorPage(error, pathOf(request.url)) : JSON.stringify(errorBody(error))
+  const body = html ? errorPage(error, pathOf(request.url), request.id) : JSON.stringify(errorBody(error, request.id))
   response.statusCode = error.status
   for (const [name, value] of errorHeaders(request, error)) response.setHeader(name, value)
   for (const [name, value] of negotiatedHeaders(response.getHeader('cache-control'), response.getHeader('vary'))) response.setHeader(name, value)
@@ -974,11 +977,6 @@ export function answerClientError(error: Error & { code?: string; rawPacket?: un
   const refusal = error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? new RequestTimeout()
     : error.code === 'HPE_HEADER_OVERFLOW' ? new HeadersTooLarge()
       : new BadRequest('The request is not valid HTTP.')
-  const navigation = browserNavigation(error.rawPacket)
-  const body = navigation ? errorPage(refusal, navigation.path) : JSON.stringify(errorBody(refusal))
-  const headers = navigation
-    ? [...Object.entries(UNFRAMED_PAGE_HEADERS).map(([name, value]) => `${name}: ${value}`), 'Content-Type: text/html; charset=utf-8']
-    : ['Content-Type: application/json; charset=utf-8']
   // A request whose head was read (its body broke off, was malformed or too slow) was given its id: the client is told
   // it, as with every other answer of the gateway's listener, and its log line, written when its response closes,
   // names this answer in place of the one it was going to get.
@@ -987,6 +985,11 @@ export function answerClientError(error: Error & { code?: string; rawPacket?: un
   // a connection's first request from when it opens): it is answered, but it is no request to log.
   const unread = !inFlight && refused && !(error.code === 'ERR_HTTP_REQUEST_TIMEOUT' && socket.bytesRead === 0) ? { id: randomUUID(), refused } : undefined
   const id = inFlight ? assignedRequestIdOf(inFlight.req) : unread?.id
+  const navigation = browserNavigation(error.rawPacket)
+  const body = navigation ? errorPage(refusal, navigation.path, id) : JSON.stringify(errorBody(refusal, id))
+  const headers = navigation
+    ? [...Object.entries(UNFRAMED_PAGE_HEADERS).map(([name, value]) => `${name}: ${value}`), 'Content-Type: text/html; charset=utf-8']
+    : ['Content-Type: application/json; charset=utf-8']
   if (id !== undefined) headers.unshift(`X-Request-Id: ${id}`)
   // Written on the socket, past the listener that gives every other HTTPS answer the header (src/listener/listener.ts).
   if (strictTransportSecurity !== undefined) headers.push(`Strict-Transport-Security: ${strictTransportSecurity}`)

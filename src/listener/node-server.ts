@@ -92,7 +92,7 @@ function inviteBodyWhenRead(request: IncomingMessage, response: ServerResponse):
  */
 function refuseFaultyFraming(request: IncomingMessage, response: ServerResponse, id: string, refused: RefusedOnArrival): void {
   countWhenClosed(request, response, id, BadRequest.code, refused)
-  const json = JSON.stringify(errorBody(new BadRequest('An HTTP/1.0 request cannot have a Transfer-Encoding.')))
+  const json = JSON.stringify(errorBody(new BadRequest('An HTTP/1.0 request cannot have a Transfer-Encoding.'), id))
   response.writeHead(400, { 'x-request-id': id, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(json), connection: 'close' }).end(json)
 }
 
@@ -168,7 +168,7 @@ export function nodeServer(fastifyHandler: RequestListener, options: FactoryOpti
   server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => {
     const id = enterRequest(request, trustsProxy)
     countWhenClosed(request, response, id, ExpectationFailed.code, refused)
-    const json = JSON.stringify(errorBody(new ExpectationFailed()))
+    const json = JSON.stringify(errorBody(new ExpectationFailed(), id))
     response.writeHead(417, { 'x-request-id': id, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(json), connection: 'close' }).end(json)
   })
   // CONNECT asks for a tunnel through a forward proxy, which Gatehouse is not. Node has no answer of its own for it: it
@@ -176,7 +176,7 @@ export function nodeServer(fastifyHandler: RequestListener, options: FactoryOpti
   server.on('connect', (request: IncomingMessage, socket: Duplex) => {
     const id = enterRequest(request, trustsProxy)
     const startedAt = performance.now()
-    const json = JSON.stringify(errorBody(new BadRequest('Gatehouse is no forward proxy: it opens no tunnels (CONNECT).')))
+    const json = JSON.stringify(errorBody(new BadRequest('Gatehouse is no forward proxy: it opens no tunnels (CONNECT).'), id))
     socket.on('error', () => socket.destroy())
     // Node hands the socket over and no longer tracks it: nothing else would close it (not the client timeouts, not
     // shutdown's closing of connections), so it is destroyed once the answer is written, or after a short bound.

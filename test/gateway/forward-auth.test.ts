@@ -330,7 +330,8 @@ describe('forward authentication', () => {
         assert.equal(withBody.headers.get('x-gatehouse-user'), bodiless.headers.get('x-gatehouse-user'))
         assert.equal(withBody.headers.get('www-authenticate'), bodiless.headers.get('www-authenticate'))
         assert.equal(withBody.headers.get('content-type'), bodiless.headers.get('content-type'))
-        assert.equal(await withBody.text(), await bodiless.text())
+        // Each refusal's body names its own request's id.
+        assert.equal((await withBody.text()).replace(withBody.headers.get('x-request-id')!, ''), (await bodiless.text()).replace(bodiless.headers.get('x-request-id')!, ''))
       }
     })
 

@@ -232,14 +232,14 @@ describe('request targets and framing at the edge', () => {
     const before = upstream.seen.length
     const response = await exchange(gw.url, `POST /rec/open/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\nExpect: bogus\r\n\r\nhelloGET /rec/open/next HTTP/1.1\r\nHost: gw\r\n\r\n`)
     assert.deepEqual(statusLines(response), ['HTTP/1.1 417 Expectation Failed'])
-    assert.match(response, /\r\n\r\n\{"code":"expectation_failed","detail":"[^"]+"\}$/)
+    assert.match(response, /\r\n\r\n\{"code":"expectation_failed","detail":"[^"]+","request_id":"[^"]+"\}$/)
     assert.equal(upstream.seen.length, before)
   })
 
   it('answers CONNECT, which asks for a tunnel through a forward proxy, with a JSON 400 and closes the connection', async () => {
     const response = await exchange(gw.url, `CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\nSSH-2.0-x\r\n`)
     assert.deepEqual(statusLines(response), ['HTTP/1.1 400 Bad Request'])
-    assert.match(response, /\r\n\r\n\{"code":"bad_request","detail":"[^"]+"\}$/)
+    assert.match(response, /\r\n\r\n\{"code":"bad_request","detail":"[^"]+","request_id":"[^"]+"\}$/)
   })
 
   it('closes a CONNECT connection itself once answered, though the client keeps its side open', async () => {
@@ -276,7 +276,7 @@ describe('request targets and framing at the edge', () => {
     const response = await exchange(gw.url, `POST /rec/open/x HTTP/1.0\r\nHost: gw\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n${smuggled.length.toString(16)}\r\n${smuggled}\r\n0\r\n\r\nGET /rec/open/next HTTP/1.1\r\nHost: gw\r\n\r\n`)
     assert.deepEqual(statusLines(response), ['HTTP/1.1 400 Bad Request'])
     assert.match(response, /\r\nconnection: close\r\n/i)
-    assert.match(response, /\r\n\r\n\{"code":"bad_request","detail":"[^"]+"\}$/)
+    assert.match(response, /\r\n\r\n\{"code":"bad_request","detail":"[^"]+","request_id":"[^"]+"\}$/)
     assert.equal(upstream.seen.length, before, 'nothing reaches the service')
   })
 

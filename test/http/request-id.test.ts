@@ -128,6 +128,31 @@ describe('request ids', () => {
     assert.deepEqual([line?.method, line?.path, line?.status, line?.code, line?.incomplete], ['POST', '/rec/open/x', 400, 'bad_request', undefined])
   })
 
+  it('names the id in the body of every refusal, JSON or a browser\'s page, so that what a user pastes finds its log line', async () => {
+    const cases: [path: string, init: { method?: string; headers?: Record<string, string> }, status: number][] = [
+      ['/down/x', {}, 502],
+      ['/rec/private', {}, 401],
+      ['/ruled/x', { method: 'DELETE', headers: adminAuth }, 403],
+      ['/nowhere/x', {}, 404],
+      ['/api/gateway/v1/no-such-thing/', { headers: adminAuth }, 404],
+      ['/rec/open/hang', {}, 504],
+    ]
+    for (const [path, init, status] of cases) {
+      const answered = await requestFrom(CLIENT, gw.url + path, init)
+      assert.equal(answered.status, status, path)
+      const body = answered.json()
+      assert.equal(body.request_id, answered.headers['x-request-id'], path)
+      assert.equal((await loggedLine(body.request_id))?.code, body.code, path)
+    }
+    const page = await requestFrom(CLIENT, gw.url + '/down/x', { headers: { accept: 'text/html' } })
+    assert.equal(page.status, 502)
+    assert.ok(page.body.includes(`<code>${page.headers['x-request-id']}</code>`), 'the page shows the id')
+    // Refused as it arrives, before any route: Node's parser gave up on its body.
+    const client = await rawClient(gw.url, PROXY, 'POST /rec/open/x HTTP/1.1\r\nHost: gw\r\nX-Request-Id: edge-body.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n')
+    await client.closed
+    assert.equal(JSON.parse(client.received().slice(client.received().indexOf('\r\n\r\n') + 4)).request_id, 'edge-body.1')
+  })
+
   it('logs a request whose client leaves before its answer (499, as nginx) or in the middle of it', async () => {
     const sent = (id: string, target: string, rest = '\r\n'): string => `${target} HTTP/1.1\r\nHost: gw\r\nX-Request-Id: ${id}\r\n${rest}`
     // Waiting for the service, on the lean path and on Fastify's (which takes paths with escapes); a service's answer, begun.
