@@ -128,6 +128,19 @@ describe('request ids', () => {
     assert.deepEqual([line?.method, line?.path, line?.status, line?.code, line?.incomplete], ['POST', '/rec/open/x', 400, 'bad_request', undefined])
   })
 
+  it('passes a client\'s trace context on to the service as it was sent, from any client', async () => {
+    const traceContext = {
+      traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', tracestate: 'congo=t61rcWkgMzE,rojo=00f067aa0ba902b7',
+      baggage: 'userId=alice', 'x-b3-traceid': '80f198ee56343ba864fe8b2a57d3eff7', 'x-cloud-trace-context': '105445aa7843bc8bf206b12000100000/1;o=1',
+    }
+    for (const from of [CLIENT, PROXY]) {
+      const path = `/rec/open/traced-${from}`
+      assert.equal((await requestFrom(from, gw.url + path, { headers: traceContext })).status, 200)
+      const seen = upstream.seen.find((request) => request.url === path)!.headers
+      assert.deepEqual(Object.fromEntries(Object.keys(traceContext).map((name) => [name, seen[name]])), traceContext, from)
+    }
+  })
+
   it('names the id in the body of every refusal, JSON or a browser\'s page, so that what a user pastes finds its log line', async () => {
     const cases: [path: string, init: { method?: string; headers?: Record<string, string> }, status: number][] = [
       ['/down/x', {}, 502],
