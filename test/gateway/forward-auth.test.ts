@@ -140,9 +140,11 @@ describe('forward authentication', () => {
   let app: string
   const dir = tempDir()
   const children: ChildProcess[] = []
+  const logLines: Record<string, unknown>[] = []
 
   before(async () => {
     gw = await startGateway({
+      logLines,
       config: {
         server: { host: '127.0.0.1', port: 0, trusted_proxies: ['127.0.0.1'] },
         services: [
@@ -485,32 +487,67 @@ describe('forward authentication', () => {
     })
   })
 
-  it('the documented nginx (with and without Lua) and Caddy configurations keep other proxies\' identity headers from the service', async () => {
-    const recording = await startRecordingUpstream()
+  /**
+   * The documented nginx and Caddy configurations in front of `service`, and nginx with the Lua module where it is
+   * installed, their names starting with `name`: the ports to ask, Caddy's and Lua's among them.
+   */
+  async function startDocumentedProxies(name: string, service: string): Promise<{ ports: number[]; caddyPort: number; luaPort?: number; stop(): void }> {
     const [nginxPort, caddyPort, luaPort] = [await freePort(), await freePort(), await freePort()]
     const proxies = [
-      await startNginx(dir, 'nginx-recorded', nginxSite(nginxPort, gw.url, recording.url, dir, 'asked').http),
-      await startCaddy(join(dir, 'recorded-identity'), caddyPort, caddySite(caddyPort, gw.url.replace('http://', ''), recording.url.replace('http://', ''))),
+      await startNginx(dir, `nginx-${name}`, nginxSite(nginxPort, gw.url, service, dir, 'asked').http),
+      await startCaddy(join(dir, `caddy-${name}`), caddyPort, caddySite(caddyPort, gw.url.replace('http://', ''), service.replace('http://', ''))),
     ]
-    // The configuration with the Lua module too, where it is installed.
-    const lua = luaModules() && nginxSite(luaPort, gw.url, recording.url, dir, 'memory')
-    if (lua) proxies.push(await startNginx(dir, 'nginx-lua-recorded', lua.http, lua.main))
+    const lua = luaModules() && nginxSite(luaPort, gw.url, service, dir, 'memory')
+    if (lua) proxies.push(await startNginx(dir, `nginx-lua-${name}`, lua.http, lua.main))
+    return {
+      ports: lua ? [nginxPort, caddyPort, luaPort] : [nginxPort, caddyPort],
+      caddyPort,
+      luaPort: lua ? luaPort : undefined,
+      stop: () => { for (const proxy of proxies) proxy.kill('SIGTERM') },
+    }
+  }
+
+  it('the documented nginx (with and without Lua) and Caddy configurations keep other proxies\' identity headers from the service', async () => {
+    const recording = await startRecordingUpstream()
+    const proxies = await startDocumentedProxies('recorded', recording.url)
     try {
       const { token } = await createToken(gw, adminAuth)
       const underscored = Object.fromEntries(Object.entries(OTHER_PROXIES_IDENTITY).map(([name, value]) => [name.replaceAll('-', '_'), value]))
-      for (const port of lua ? [nginxPort, caddyPort, luaPort] : [nginxPort, caddyPort]) {
+      for (const port of proxies.ports) {
         for (const forged of [OTHER_PROXIES_IDENTITY, underscored]) {
           for (const [path, headers] of [['/app/open/', {}], ['/app/v1/hosts/', bearer(token)]] as const) {
-            const response = await fetch(`http://127.0.0.1:${port}${path}`, { headers: { ...headers, ...forged, 'X-Request-Id': 'kept' } })
+            const response = await fetch(`http://127.0.0.1:${port}${path}`, { headers: { ...headers, ...forged } })
             assert.equal(response.status, 200, `${port} ${path}`)
             const { headers: seen } = recording.seen.at(-1)!
             assert.deepEqual(otherProxiesIdentity(seen), [], `${port} ${path}`)
-            assert.equal(seen['x-request-id'], 'kept')
           }
         }
       }
     } finally {
-      for (const proxy of proxies) proxy.kill('SIGTERM')
+      proxies.stop()
+      await recording.close()
+    }
+  })
+
+  it('the documented nginx (with and without Lua) and Caddy configurations give the service the id Gatehouse decided under, not a client\'s, and its trace context as sent', async () => {
+    const recording = await startRecordingUpstream()
+    const proxies = await startDocumentedProxies('ids', recording.url)
+    const traceContext = { traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', tracestate: 'congo=t61rcWkgMzE,rojo=00f067aa0ba902b7' }
+    try {
+      for (const port of proxies.ports) {
+        // A path of this proxy's own, so that the Lua module's memory has no decision for it yet: Gatehouse is asked.
+        const path = `/app/v1/ids-${port}/`
+        const response = await fetch(`http://127.0.0.1:${port}${path}`, { headers: { ...adminAuth, ...traceContext, 'X-Request-Id': 'chosen-by-client' } })
+        assert.equal(response.status, 200, `${port}`)
+        const { headers: seen } = recording.seen.find((request) => request.url === path)!
+        assert.ok(typeof seen['x-request-id'] === 'string' && seen['x-request-id'] !== 'chosen-by-client', `${port}: ${seen['x-request-id']}`)
+        assert.deepEqual([seen.traceparent, seen.tracestate], [traceContext.traceparent, traceContext.tracestate], `${port}`)
+        let decided: Record<string, unknown> | undefined
+        for (let i = 0; i < 200 && !(decided = logLines.find((line) => line.msg === 'request' && line.reqId === seen['x-request-id'])); i++) await new Promise((resolve) => setTimeout(resolve, 10))
+        assert.deepEqual([decided?.path, decided?.decision], [port === proxies.caddyPort ? FORWARD_AUTH : AUTH_REQUEST, 'granted'], `${port}: Gatehouse's decision line has the service's id`)
+      }
+    } finally {
+      proxies.stop()
       await recording.close()
     }
   })
@@ -522,17 +559,12 @@ describe('forward authentication', () => {
       response.writeHead(200, { 'content-type': 'application/json', ...(request.url!.includes('set-cookies') ? { 'set-cookie': planted } : {}) })
       response.end('{}')
     })
-    const [nginxPort, caddyPort, luaPort] = [await freePort(), await freePort(), await freePort()]
-    const proxies = [
-      await startNginx(dir, 'nginx-cookies', nginxSite(nginxPort, gw.url, recording.url, dir, 'asked').http),
-      await startCaddy(join(dir, 'caddy-cookies'), caddyPort, caddySite(caddyPort, gw.url.replace('http://', ''), recording.url.replace('http://', ''))),
-    ]
-    const lua = luaModules() && nginxSite(luaPort, gw.url, recording.url, dir, 'memory')
-    if (lua) proxies.push(await startNginx(dir, 'nginx-lua-cookies', lua.http, lua.main))
+    const proxies = await startDocumentedProxies('cookies', recording.url)
+    const { caddyPort, luaPort } = proxies
     try {
       const session = await login(gw, 'admin', 'admin-test-password')
       const overrides = { 'x-http-method-override': 'GET', 'x-http-method': 'GET', 'x-method-override': 'GET', 'x-original-url': '/app/v1/hosts/', 'x-rewrite-url': '/app/v1/hosts/' }
-      for (const port of lua ? [nginxPort, caddyPort, luaPort] : [nginxPort, caddyPort]) {
+      for (const port of proxies.ports) {
         for (const [cookie, left] of [[`theirs=1; ${session.cookie}; other=2`, 'theirs=1; other=2'], [`${session.cookie}; __Host-gateway_sso=flow`, undefined], [`csrftoken=${session.csrf}; theirs=1; gateway_sessionid=${session.sessionId}`, 'theirs=1']] as const) {
           const response = await fetch(`http://127.0.0.1:${port}/app/v1/hosts/`, { headers: { cookie, ...overrides } })
           assert.equal(response.status, 200, `${port}: ${cookie}`)
@@ -542,7 +574,7 @@ describe('forward authentication', () => {
         }
       }
       // The service cannot set the gateway's cookies where the proxy can remove one (nginx alone cannot: documented).
-      for (const port of lua ? [caddyPort, luaPort] : [caddyPort]) {
+      for (const port of luaPort === undefined ? [caddyPort] : [caddyPort, luaPort]) {
         const response = await fetch(`http://127.0.0.1:${port}/app/v1/set-cookies/`, { headers: { cookie: session.cookie } })
         assert.equal(response.status, 200)
         assert.deepEqual(response.headers.getSetCookie().filter((value) => value.trim() !== ''), ['csrftoken2=theirs; Path=/', 'theirs=kept; Path=/'], `${port}`)
@@ -559,7 +591,7 @@ describe('forward authentication', () => {
         }
       }
     } finally {
-      for (const proxy of proxies) proxy.kill('SIGTERM')
+      proxies.stop()
       await recording.close()
     }
   })
