@@ -166,7 +166,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     counted[ANSWER_COUNTED] = true
     app.metrics.requestDone(request, reply)
     if (!logsRequests) return
-    requestLog.info(requestLine(request.id, request.method, request.url, reply.statusCode, reply.elapsedTime, request.gatehouse ?? newRequestContext(), ending), 'request')
+    requestLog.info(requestLine(request.id, request.method, request.url, reply.statusCode, reply.elapsedTime, request.gatehouse ?? newRequestContext(), ending, request.headers.traceparent), 'request')
   }
   server.addHook('onRequest', async (request, reply) => {
     reply.raw.on('close', () => {

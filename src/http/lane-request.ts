@@ -44,7 +44,7 @@ export function logAnswered(app: App, options: AnswerLog, request: LaneRequest, 
   if (outcome.code) request.gatehouse.code = outcome.code
   const answered = { statusCode: outcome.status, elapsedTime: performance.now() - request.startedAt }
   app.metrics.requestDone(request, answered)
-  options.requestLog?.info(requestLine(request.id, request.method, request.url, answered.statusCode, answered.elapsedTime, request.gatehouse, outcome.ending), 'request')
+  options.requestLog?.info(requestLine(request.id, request.method, request.url, answered.statusCode, answered.elapsedTime, request.gatehouse, outcome.ending, request.headers.traceparent), 'request')
 }
 
 /**

@@ -10,10 +10,11 @@ import { splitTarget } from '../http/request-target.ts'
  * (no client should send one, but a URL copied from a browser holds `#access_token=` in it) and without the id of a
  * realm login under way.
  */
-export function requestLine(id: string, method: string, url: string, status: number, elapsedMs: number, context: RequestContext, ending?: AnswerEnding): object {
+export function requestLine(id: string, method: string, url: string, status: number, elapsedMs: number, context: RequestContext, ending?: AnswerEnding, traceparent?: string | string[]): object {
   const { place, principal, decision, authenticator, code, accessRule } = context
   return {
     reqId: id,
+    trace_id: traceIdOf(traceparent),
     method,
     path: withoutLoginUnderWay(loggedPath(url)),
     status,
@@ -33,6 +34,25 @@ export function requestLine(id: string, method: string, url: string, status: num
   }
 }
 
+/**
+ * A W3C Trace Context `traceparent` (version-traceid-parentid-flags, lower-case hex): version `ff` is invalid, a later
+ * version may add fields after a `-`, version `00` none.
+ */
+const TRACEPARENT = /^(?!ff)[0-9a-f]{2}-(?!0{32})([0-9a-f]{32})-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}(?:$|-)/
+
+/**
+ * The trace id of the request's `traceparent`, the one the service's spans and logs carry (the gateway passes the
+ * field on as sent and makes no spans of its own): so its line is found from a trace too. The client's word, as the
+ * service takes it; only a well-formed one (hex alone: nothing that could break a line), and none when the field is
+ * repeated, which the specification has a receiver discard.
+ */
+function traceIdOf(traceparent: string | string[] | undefined): string | undefined {
+  if (typeof traceparent !== 'string') return undefined
+  const match = TRACEPARENT.exec(traceparent)
+  if (match === null || (traceparent.startsWith('00') && traceparent.length !== 55)) return undefined
+  return match[1]
+}
+
 /** A target's path without its query or fragment. */
 function loggedPath(url: string): string {
   const { path } = splitTarget(url)
@@ -49,7 +69,7 @@ export function arrivalLine(refusal: ArrivalRefusal, context: RequestContext): o
   const { id, request, status, elapsedMs, ending } = refusal
   if (request === undefined) return { ...requestLine(id, '', '', status, elapsedMs, context, ending), method: undefined, path: undefined }
   const url = request.url ?? ''
-  return requestLine(id, request.method ?? '', url.startsWith('/') ? url : url.slice(url.lastIndexOf('@') + 1), status, elapsedMs, context, ending)
+  return requestLine(id, request.method ?? '', url.startsWith('/') ? url : url.slice(url.lastIndexOf('@') + 1), status, elapsedMs, context, ending, request.headers.traceparent)
 }
 
 /**

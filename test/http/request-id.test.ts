@@ -141,6 +141,33 @@ describe('request ids', () => {
     }
   })
 
+  it('logs the trace id of a well-formed traceparent with the request, so a trace finds its line, and none of any other', async () => {
+    const traceId = '4bf92f3577b34da6a3ce929d0e0e4736'
+    const cases: [traceparent: string, logged: string | undefined][] = [
+      [`00-${traceId}-00f067aa0ba902b7-01`, traceId],
+      // A later version may add fields; version 00 may not, nor may any be ff, nor an id be all zeros.
+      [`01-${traceId}-00f067aa0ba902b7-01-later`, traceId],
+      [`00-${traceId}-00f067aa0ba902b7-01-later`, undefined],
+      [`ff-${traceId}-00f067aa0ba902b7-01`, undefined],
+      [`00-${'0'.repeat(32)}-00f067aa0ba902b7-01`, undefined],
+      [`00-${traceId}-${'0'.repeat(16)}-01`, undefined],
+      [`00-${traceId.toUpperCase()}-00f067aa0ba902b7-01`, undefined],
+      ['00-"},"user":"admin-00f067aa0ba902b7-01', undefined],
+    ]
+    // The lean path, the general one (the gateway's API) and a request refused as it arrives.
+    for (const path of ['/rec/open/traced', '/api/gateway/v1/ping/']) {
+      for (const [traceparent, logged] of cases) {
+        const answered = await requestFrom(CLIENT, gw.url + path, { headers: { traceparent } })
+        const line = await loggedLine(answered.headers['x-request-id'] as string)
+        assert.equal(line?.path, path)
+        assert.equal(line?.trace_id, logged, `${path} ${traceparent}`)
+      }
+    }
+    const refused = await rawClient(gw.url, PROXY, `POST /rec/open/x HTTP/1.1\r\nHost: gw\r\nX-Request-Id: traced-arrival\r\nExpect: bogus\r\ntraceparent: 00-${traceId}-00f067aa0ba902b7-01\r\n\r\n`)
+    await refused.closed
+    assert.deepEqual([(await loggedLine('traced-arrival'))?.status, (await loggedLine('traced-arrival'))?.trace_id], [417, traceId])
+  })
+
   it('names the id in the body of every refusal, JSON or a browser\'s page, so that what a user pastes finds its log line', async () => {
     const cases: [path: string, init: { method?: string; headers?: Record<string, string> }, status: number][] = [
       ['/down/x', {}, 502],
