@@ -850,12 +850,17 @@ export function errorBody(error: GatehouseError, requestId?: string): Record<str
 }
 const RESERVED_BODY_KEYS = new Set(['code', 'detail', 'request_id', 'errors'])
 
-/** The single error responder: JSON for API clients, a small HTML page for browsers. */
+/**
+ * The single error responder: JSON for API clients, a small HTML page for browsers. Either says `nosniff`, as every
+ * answer of the platform's (Django's SecurityMiddleware) and Keycloak's REST answers do: an error that repeats a path
+ * is never read as a script or a stylesheet by a page that loads it.
+ */
 export function sendError(request: FastifyRequest, reply: FastifyReply, thrown: unknown): FastifyReply {
   const error = recordedError(request, thrown, request.log)
   reply.code(error.status)
   for (const [name, value] of errorHeaders(request, error)) reply.header(name, value)
   for (const [name, value] of negotiatedHeaders(reply.getHeader('cache-control'), reply.getHeader('vary'))) reply.header(name, value)
+  reply.header('x-content-type-options', 'nosniff')
   const id = assignedRequestIdOf(request.raw)
   if (wantsHtml(request)) {
     return reply.headers(UNFRAMED_PAGE_HEADERS).type('text/html; charset=utf-8').send(errorPage(error, pathOf(request.url), id))
@@ -871,6 +876,7 @@ export function writeError(request: Pick<GatewayRequest, 'id' | 'url' | 'headers
   response.statusCode = error.status
   for (const [name, value] of errorHeaders(request, error)) response.setHeader(name, value)
   for (const [name, value] of negotiatedHeaders(response.getHeader('cache-control'), response.getHeader('vary'))) response.setHeader(name, value)
+  response.setHeader('x-content-type-options', 'nosniff')
   if (html) for (const [name, value] of Object.entries(UNFRAMED_PAGE_HEADERS)) response.setHeader(name, value)
   response.setHeader('content-type', html ? 'text/html; charset=utf-8' : 'application/json; charset=utf-8')
   response.setHeader('content-length', Buffer.byteLength(body))
@@ -989,7 +995,7 @@ export function answerClientError(error: Error & { code?: string; rawPacket?: un
   const body = navigation ? errorPage(refusal, navigation.path, id) : JSON.stringify(errorBody(refusal, id))
   const headers = navigation
     ? [...Object.entries(UNFRAMED_PAGE_HEADERS).map(([name, value]) => `${name}: ${value}`), 'Content-Type: text/html; charset=utf-8']
-    : ['Content-Type: application/json; charset=utf-8']
+    : ['Content-Type: application/json; charset=utf-8', 'X-Content-Type-Options: nosniff']
   if (id !== undefined) headers.unshift(`X-Request-Id: ${id}`)
   // Written on the socket, past the listener that gives every other HTTPS answer the header (src/listener/listener.ts).
   if (strictTransportSecurity !== undefined) headers.push(`Strict-Transport-Security: ${strictTransportSecurity}`)

@@ -63,6 +63,9 @@ export async function registerOidcRoutes(server: FastifyInstance, app: App): Pro
     scope.removeAllContentTypeParsers()
     scope.addContentTypeParser('*', (_request, _payload, done) => done(null))
     scope.setErrorHandler(answerUnreadable)
+    // Every answer says `nosniff`, as Keycloak's JSON answers and pages do (its DefaultSecurityHeadersProvider). On
+    // the raw response: most answers are oidc-provider's, written past Fastify's reply (`handOver`).
+    scope.addHook('onRequest', async (_request, reply) => void reply.raw.setHeader('x-content-type-options', 'nosniff'))
     scope.route({ method: METHODS, url: '/realms/*', handler: (request, reply) => handle(app, request, reply) })
     // The platform's OAuth2 endpoints (django-oauth-toolkit's, where awxkit posts the password grant), served by
     // the realm whose clients the OAuth2 applications are.

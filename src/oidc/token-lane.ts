@@ -37,6 +37,8 @@ export function tokenLane(app: App, options: TokenLaneOptions): ((raw: IncomingM
     const request = new LaneRequest(raw, trust, options.parseCookie)
     if (!passesRequestChecks(request)) return false
     response.setHeader('x-request-id', request.id)
+    // As every other answer of the realms (routes.ts).
+    response.setHeader('x-content-type-options', 'nosniff')
     if (options.closesConnection(raw)) response.setHeader('connection', 'close')
     request.gatehouse.place = app.places.realm(realm.name)
     response.on('close', () => logAnswered(app, options, request, response))
