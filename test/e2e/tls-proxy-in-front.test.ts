@@ -33,7 +33,11 @@ describe('nginx terminating TLS in front of the gateway, as docs/edge.md configu
     publicUrl = `https://127.0.0.1:${port}`
     const settings = codeBlocks('docs/edge.md', 'yaml').find((block) => block.section === 'Trusted proxies')
     const server = parse(replaced(settings!.code, [['https://gateway.example.com', publicUrl]])).server
-    upstream = await startRecordingUpstream()
+    // Its `/app/own-hsts` answers with HSTS of its own, as Spring Security does to a request it takes for HTTPS.
+    upstream = await startRecordingUpstream((request, response, seen) => {
+      const own = request.url === '/app/own-hsts' ? { 'strict-transport-security': 'max-age=0 ; includeSubDomains' } : {}
+      response.writeHead(200, { 'content-type': 'application/json', ...own }).end(JSON.stringify({ bytes: seen.bytes }))
+    })
     gw = await startGateway({
       config: {
         server: { host: '127.0.0.1', port: 0, ...server },
@@ -92,6 +96,21 @@ describe('nginx terminating TLS in front of the gateway, as docs/edge.md configu
     const session = /gateway_sessionid=([^;]+);.*Secure/i.exec(login.headers.getSetCookie().join('\n'))
     assert.ok(session, 'the session cookie is Secure')
     assert.equal((await send('/app/page', { headers: { cookie: `gateway_sessionid=${session[1]}` } })).status, 200)
+  })
+
+  it('tells browsers to come back over https only, on the gateway\'s pages and the services\' answers alike', async () => {
+    const answers = [
+      await send('/api/gateway/v1/login/', { headers: { accept: 'text/html' } }),
+      await send('/realms/platform/.well-known/openid-configuration'),
+      await send('/app/page', { headers: { authorization: basic('admin', ADMIN_PASSWORD) } }),
+      await send('/app/page'),
+      await send('/app/own-hsts', { headers: { authorization: basic('admin', ADMIN_PASSWORD) } }),
+    ]
+    for (const answer of answers) {
+      const hsts = answer.headers.get('strict-transport-security') ?? ''
+      assert.match(hsts, /^max-age=(\d+)$/, `${answer.url} (${answer.status}): one policy, the proxy's`)
+      assert.ok(Number(/^max-age=(\d+)/.exec(hsts)![1]) >= 180 * 86400, `${answer.url}: ${hsts} lasts long enough to protect the next visit`)
+    }
   })
 
   it('passes WebSockets through', async () => {
