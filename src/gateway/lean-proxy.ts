@@ -300,7 +300,7 @@ async function serve(app: App, options: LeanProxyOptions, lane: Lane, request: L
       readMs: route.timeouts.responseMs,
       responseHeaders: (upstream) => {
         request.gatehouse.upstreamMs = performance.now() - request.startedAt - request.gatehouse.forwardedAtMs!
-        return lane.rewrite(clientResponseHeaders(upstream, request.id, true), request)
+        return lane.rewrite(clientResponseHeaders(upstream, request.id, response, true), request)
       },
       failed: (error) => {
         if (!(error instanceof MethodMayBeNamed)) options.log.warn({ reqId: request.id, err: error }, 'response errored')

@@ -64,7 +64,7 @@ async function forward(app: App, route: Route, upstream: UpstreamDispatcher, bas
   const upstreamPath = route.stripPrefix ? path.slice(route.prefix.length - 1) : path
   // What the client receives of the service's answer's fields, for an upgrade's answer as for any other.
   const clientHeaders = (upstreamHeaders: IncomingHttpHeaders): IncomingHttpHeaders => {
-    const kept = rewrite(clientResponseHeaders(upstreamHeaders, request.id), request)
+    const kept = rewrite(clientResponseHeaders(upstreamHeaders, request.id, reply.raw), request)
     return route.cors ? route.cors.fromUpstream(kept) : kept
   }
   const upgrade = websockets.upgradeOf(request)

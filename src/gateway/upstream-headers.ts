@@ -1,5 +1,5 @@
 import type { GatewayRequest } from '../http/gateway-request.ts'
-import type { IncomingHttpHeaders } from 'node:http'
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http'
 import type { UserAccess } from '../access/model.ts'
 import { CSRF_HEADER } from '../auth/csrf.ts'
 import type { Principal } from '../auth/principal.ts'
@@ -238,13 +238,18 @@ const teamsHeaders = new WeakMap<UserAccess, string>()
  * keeps its own), and learns the service's too.
  */
 const UPSTREAM_REQUEST_ID = 'x-upstream-request-id'
+const STRICT_TRANSPORT_SECURITY = 'strict-transport-security'
 
 /**
  * What the client receives of a service's response headers: no hop-by-hop fields, none of the gateway's cookies set,
  * and the service's own request id under another name (above), so the client's `X-Request-Id` stays `requestId`.
  * `withId`: the request's id comes first among them (for a response that has no field set before its writeHead).
+ * A service's `Strict-Transport-Security` gives way to the one the gateway's HTTPS listener set on `response`
+ * already: browsers hold one policy for the whole host, the operator's (`server.tls`), which a service's
+ * `includeSubDomains` (Spring Security's default) or `max-age=0` would otherwise replace for the login page and
+ * every other service too.
  */
-export function clientResponseHeaders(incoming: IncomingHttpHeaders, requestId: string, withId = false): IncomingHttpHeaders {
+export function clientResponseHeaders(incoming: IncomingHttpHeaders, requestId: string, response: Pick<ServerResponse, 'hasHeader'>, withId = false): IncomingHttpHeaders {
   const listed = connectionOptions(incoming.connection)
   const headers: IncomingHttpHeaders = withId ? { 'x-request-id': requestId } : {}
   for (const name of Object.keys(incoming)) {
@@ -252,6 +257,7 @@ export function clientResponseHeaders(incoming: IncomingHttpHeaders, requestId: 
   }
   const serviceId = incoming['x-request-id']
   if (serviceId !== undefined && serviceId !== requestId && !listed?.has('x-request-id')) headers[UPSTREAM_REQUEST_ID] = serviceId
+  if (headers[STRICT_TRANSPORT_SECURITY] !== undefined && response.hasHeader(STRICT_TRANSPORT_SECURITY)) delete headers[STRICT_TRANSPORT_SECURITY]
   if (headers['set-cookie']) {
     const kept = withoutGatewaySetCookies(headers['set-cookie'])
     if (kept) headers['set-cookie'] = kept

@@ -7,8 +7,9 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { connect, type TLSSocket } from 'node:tls'
 import { after, before, describe, it } from 'node:test'
 import { selfSignedCertificate, unusablePemFiles, signedCertificate, type CertificateFiles } from '../helpers/certificates.ts'
-import { runCli, spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
+import { runCli, spawnGateway, startGateway, tempDir, type GatewayProcess, type TestGateway } from '../helpers/gateway.ts'
 import { closedUnanswered, eventually, HalfRequests } from '../helpers/raw-client.ts'
+import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
 
 interface Curl {
   code: number
@@ -424,4 +425,49 @@ describe('serve with unusable TLS files', { concurrency: true }, () => {
       assert.deepEqual(readdirSync(join(dataDir, '..')), [])
     })
   }
+})
+
+describe('a service\'s own Strict-Transport-Security', () => {
+  const dir = tempDir()
+  const certificate = selfSignedCertificate(dir, '127.0.0.1')
+  const agent = new Agent({ ca: readFileSync(certificate.cert) })
+  let upstream: RecordingUpstream
+  let tlsGateway: TestGateway
+  let plainGateway: TestGateway
+  const service = (url: string) => ({ name: 'app', prefix: '/app/', upstream: url, accepts: ['basic'], public_paths: ['/app/*'] })
+  before(async () => {
+    // As Spring Security answers a request it takes for HTTPS (X-Forwarded-Proto), and a service switching HSTS off.
+    upstream = await startRecordingUpstream((request, response) => {
+      const hsts = request.url!.includes('forget') ? 'max-age=0' : 'max-age=31536000 ; includeSubDomains'
+      response.writeHead(200, { 'content-type': 'text/plain', 'strict-transport-security': hsts }).end('page')
+    })
+    tlsGateway = await startGateway({ tls: certificate, config: { services: [service(upstream.url)] } })
+    plainGateway = await startGateway({ config: { services: [service(upstream.url)] } })
+  })
+  after(async () => {
+    await tlsGateway?.close()
+    await plainGateway?.close()
+    await upstream?.close()
+    agent.destroy()
+  })
+
+  const hstsOf = (url: string) => new Promise<string | undefined>((resolve, reject) => {
+    httpsRequest(url, { agent }, (response) => {
+      response.resume()
+      resolve(response.headers['strict-transport-security'] as string | undefined)
+    }).on('error', reject).end()
+  })
+
+  it('gives way to the gateway\'s on its HTTPS listener, on the lean path and the general one alike', async () => {
+    // A percent escape in the path takes the request through Fastify's router (src/gateway/lean-proxy.ts).
+    for (const path of ['/app/page', '/app/forget', '/app/p%61ge', '/app/f%6frget']) {
+      assert.equal(await hstsOf(`${tlsGateway.url}${path}`), 'max-age=31536000', path)
+    }
+  })
+
+  it('passes as the service wrote it over plain HTTP, where the gateway sends none', async () => {
+    const answer = await plainGateway.fetch('/app/page')
+    assert.equal(answer.status, 200)
+    assert.equal(answer.headers.get('strict-transport-security'), 'max-age=31536000 ; includeSubDomains')
+  })
 })
