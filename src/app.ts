@@ -194,7 +194,9 @@ export async function createApp(config: Config, store: Store, options: AppOption
   // The applications a deleted user owned go with them, and the tokens they issued, as the platform's cascade
   // (OAuth2Application.user, on_delete CASCADE) deletes them and their tokens.
   accounts.onChange(async (tx, user, change, announce) => {
-    if (change.deleted) await endApplicationTokens(tx, announce, await tx.applications.deleteOwnedBy(user.id))
+    if (!change.deleted) return
+    change.applicationsDeleted = await tx.applications.deleteOwnedBy(user.id)
+    await endApplicationTokens(tx, announce, change.applicationsDeleted.map((application) => application.clientId))
   })
   accounts.onForget((userId) => sessions.forgetUser(userId))
   auth.add(new SessionAuthenticator(sessions, csrf))

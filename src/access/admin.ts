@@ -4,6 +4,7 @@ import type { Actor, ObjectType, Organization, RoleAssignment, RoleDefinition, T
 import type { Announce, EventBus } from '../store/event-bus.ts'
 import type { Repositories, Store } from '../store/store.ts'
 import type { User } from '../store/users.ts'
+import type { Application } from '../store/applications.ts'
 import { ACCESS_TOPIC, accessUserKey, USER_TOPIC } from '../store/topics.ts'
 import { endApplicationTokens } from '../oidc/applications.ts'
 import { teamKey, type AccessModel } from './model.ts'
@@ -76,19 +77,21 @@ export class AccessAdmin {
     return this.#change('organization', async (tx) => (await tx.access.updateOrganization(id, changes)) ?? notFound('organization'))
   }
 
-  async deleteOrganization(actor: User, id: number): Promise<void> {
+  /** Deletes an organization; answers what went with it, for the audit trail to record each as deleted too. */
+  async deleteOrganization(actor: User, id: number): Promise<{ teams: Team[]; applications: Application[] }> {
     const organization = await this.#requireOrganization(id)
     this.#require(actor, 'shared.delete_organization', 'organization', id)
     const teams = this.#model.teams.filter((t) => t.organizationId === id)
     this.#requireUnnamed(actor, this.#configured.namesOrganization(organization.name) || teams.some((t) => this.#configured.namesTeam(organization.name, t.name)))
-    await this.#change('organization', async (tx, announce) => {
+    return this.#change('organization', async (tx, announce) => {
       // Its applications go with it (a cascade), and the tokens they issued with them. Only superusers manage
       // applications (src/api/applications.ts), so only they delete an organization that has any: its admins would
       // otherwise delete, and end the tokens of, clients they may not touch one by one.
-      const applications = await tx.applications.clientIdsInOrganization(id)
+      const applications = await tx.applications.inOrganization(id)
       if (applications.length && !actor.isSuperuser) throw new PermissionDenied(HAS_APPLICATIONS)
-      if (!(await tx.access.deleteOrganization(id))) notFound('organization')
-      await endApplicationTokens(tx, announce, applications)
+      const teamsGone = (await tx.access.deleteOrganization(id)) ?? notFound('organization')
+      await endApplicationTokens(tx, announce, applications.map((application) => application.clientId))
+      return { teams: teamsGone, applications }
     })
   }
 

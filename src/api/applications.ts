@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto'
 import { z } from 'zod'
 import type { App } from '../app.ts'
-import { actorOf } from '../audit/actor.ts'
+import { type Actor, actorOf } from '../audit/actor.ts'
+import type { AuditObject } from '../audit/trail.ts'
 import { NotFound, pkDoesNotExist, ValidationFailed } from '../errors.ts'
 import { endApplicationTokens, hashClientSecret } from '../oidc/applications.ts'
 import { type Application, applicationFilterFields } from '../store/applications.ts'
@@ -82,6 +83,58 @@ const listApplications = listQuery(applicationFilterFields)
 /** Django REST framework's UniqueTogetherValidator's words, on `non_field_errors` as it raises them. */
 const nameTaken = () => new ValidationFailed({ non_field_errors: ['The fields name, organization must make a unique set.'] })
 
+/** An application as the API shows it; its secret only when given (in the response that makes one). */
+export async function serializeApplication(app: App, application: Application, secret?: string) {
+  const url = `${GATEWAY_API}/applications/${application.id}/`
+  const creator = application.userId === null ? undefined : userSummary(await app.accounts.get(application.userId), application.userId)
+  const organization = application.organizationId === null ? undefined : app.access.organization(application.organizationId)
+  return {
+    id: application.id,
+    type: 'application',
+    url,
+    // No `tokens`: an application's tokens are the realm's access tokens, which are verified without being listed.
+    related: {
+      ...(creator ? { user: userUrl(creator.id), created_by: userUrl(creator.id) } : {}),
+      ...(application.organizationId === null ? {} : { organization: organizationUrl(application.organizationId) }),
+      activity_stream: activityStreamUrl('application', application.id),
+    },
+    summary_fields: {
+      ...(creator ? { user: creator, created_by: creator } : {}),
+      ...(organization ? { organization: { id: organization.id, name: organization.name, description: organization.description } } : {}),
+    },
+    created: new Date(application.created).toISOString(),
+    created_by: application.userId,
+    modified: new Date(application.modified).toISOString(),
+    modified_by: null,
+    name: application.name,
+    description: application.description,
+    organization: application.organizationId,
+    user: application.userId,
+    client_id: application.clientId,
+    // A public application has no secret: the platform's serializer leaves the field out rather than show it empty.
+    ...(application.clientType === 'public' ? {} : { client_secret: secret ?? ENCRYPTED }),
+    client_type: application.clientType,
+    authorization_grant_type: application.authorizationGrantType,
+    redirect_uris: application.redirectUris.join(' '),
+    pkce_required: application.pkceRequired,
+    skip_authorization: true,
+    algorithm: '',
+  }
+}
+
+/** In the audit trail by name; the secret is never recorded (serialized without it, and masked by name besides). */
+function auditedApplication(application: Application): AuditObject {
+  return { type: 'application', id: application.id, name: application.name }
+}
+
+/**
+ * Records the applications that went with their organization or their owner: each its own `delete`, as the platform's
+ * activity stream records every auditable object a cascade deletes, with `code` saying why.
+ */
+export async function auditApplicationsGone(app: App, actor: Actor, applications: readonly Application[], code: string): Promise<void> {
+  for (const application of applications) app.audit.change(actor, 'delete', auditedApplication(application), await serializeApplication(app, application), undefined, code)
+}
+
 /**
  * OAuth2 applications, as the platform has them: each is a client of the realm `gateway.oidc.applications_realm`
  * (src/oidc/applications.ts), so it gets tokens at `/o/token/` (or the realm's own token endpoint) that work at
@@ -91,45 +144,8 @@ const nameTaken = () => new ValidationFailed({ non_field_errors: ['The fields na
 export function applicationRoutes(api: GatewayApi, app: App): void {
   const realm = app.oidc.applicationsRealm
   const superuser = { access: 'superuser' } as const
-  const serialize = async (application: Application, secret?: string) => {
-    const url = `${GATEWAY_API}/applications/${application.id}/`
-    const creator = application.userId === null ? undefined : userSummary(await app.accounts.get(application.userId), application.userId)
-    const organization = application.organizationId === null ? undefined : app.access.organization(application.organizationId)
-    return {
-      id: application.id,
-      type: 'application',
-      url,
-      // No `tokens`: an application's tokens are the realm's access tokens, which are verified without being listed.
-      related: {
-        ...(creator ? { user: userUrl(creator.id), created_by: userUrl(creator.id) } : {}),
-        ...(application.organizationId === null ? {} : { organization: organizationUrl(application.organizationId) }),
-        activity_stream: activityStreamUrl('application', application.id),
-      },
-      summary_fields: {
-        ...(creator ? { user: creator, created_by: creator } : {}),
-        ...(organization ? { organization: { id: organization.id, name: organization.name, description: organization.description } } : {}),
-      },
-      created: new Date(application.created).toISOString(),
-      created_by: application.userId,
-      modified: new Date(application.modified).toISOString(),
-      modified_by: null,
-      name: application.name,
-      description: application.description,
-      organization: application.organizationId,
-      user: application.userId,
-      client_id: application.clientId,
-      // A public application has no secret: the platform's serializer leaves the field out rather than show it empty.
-      ...(application.clientType === 'public' ? {} : { client_secret: secret ?? ENCRYPTED }),
-      client_type: application.clientType,
-      authorization_grant_type: application.authorizationGrantType,
-      redirect_uris: application.redirectUris.join(' '),
-      pkce_required: application.pkceRequired,
-      skip_authorization: true,
-      algorithm: '',
-    }
-  }
-  /** In the audit trail by name; the secret is never recorded (serialized without it, and masked by name besides). */
-  const audited = (application: Application) => ({ type: 'application', id: application.id, name: application.name })
+  const serialize = (application: Application, secret?: string) => serializeApplication(app, application, secret)
+  const audited = auditedApplication
   /** The platform's PrimaryKeyRelatedField: an id that names no organization is the caller's mistake, named. */
   const existingOrganization = async (id: number | undefined) => {
     if (id === undefined) return id

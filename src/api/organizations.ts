@@ -2,9 +2,11 @@ import type { FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
+import { DELETED_WITH_ORGANIZATION } from '../audit/trail.ts'
 import { NotFound } from '../errors.ts'
 import { type Organization, organizationFilterFields, type Team, teamFilterFields } from '../store/access.ts'
 import { principalOf, visibilityOf } from './access.ts'
+import { auditApplicationsGone } from './applications.ts'
 import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
 import { listQuery } from './list-query.ts'
 import { describeList, SERVER_FIELDS } from './metadata.ts'
@@ -121,8 +123,11 @@ export function organizationRoutes(api: GatewayApi, app: App): void {
   api.delete('/organizations/:id/', { schema: { params: idParam } }, async (request, reply) => {
     const before = await app.store.access.findOrganization(request.params.id)
     if (!seesOrganization(request, request.params.id)) throw new NotFound('No such organization.')
-    await app.accessAdmin.deleteOrganization(principalOf(request).user, request.params.id)
-    app.audit.change(actorOf(request), 'delete', { type: 'organization', id: request.params.id, name: before?.name }, before && serializeOrganization(before))
+    const gone = await app.accessAdmin.deleteOrganization(principalOf(request).user, request.params.id)
+    const actor = actorOf(request)
+    app.audit.change(actor, 'delete', { type: 'organization', id: request.params.id, name: before?.name }, before && serializeOrganization(before))
+    for (const team of gone.teams) app.audit.change(actor, 'delete', { type: 'team', id: team.id, name: team.name }, serializeTeam(app, team), undefined, DELETED_WITH_ORGANIZATION)
+    await auditApplicationsGone(app, actor, gone.applications, DELETED_WITH_ORGANIZATION)
     return reply.code(204).send()
   })
 

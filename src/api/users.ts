@@ -3,6 +3,7 @@ import { z } from 'zod'
 import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
 import { recordTokensOfUserRevoked } from '../audit/tokens.ts'
+import { DELETED_WITH_OWNER } from '../audit/trail.ts'
 import type { GivenRole } from '../access/admin.ts'
 import { ORGANIZATION_MEMBER } from '../access/permissions.ts'
 import { usernamesInRules } from '../access/rules.ts'
@@ -13,6 +14,7 @@ import { asBoolean, toggle } from '../settings/definitions.ts'
 import type { Organization } from '../store/access.ts'
 import { type User, userFilterFields } from '../store/users.ts'
 import { principalOf, visibilityOf } from './access.ts'
+import { auditApplicationsGone } from './applications.ts'
 import type { GatewayApi } from './gateway-api.ts'
 import { listQuery } from './list-query.ts'
 import { assertEmailFree, assertOwnChange, EMAIL_TAKEN, keepBrowserSignedIn, NOT_YOUR_FLAG } from './me.ts'
@@ -418,8 +420,9 @@ export function userRoutes(api: GatewayApi, app: App): void {
     if (!app.access.canChangeUser(caller, target)) throw new PermissionDenied()
     // Its applications go with it (app.ts): only superusers manage those (src/api/applications.ts).
     if (!caller.isSuperuser && (await app.store.applications.clientIdsOwnedBy(id)).length) throw new PermissionDenied(OWNS_APPLICATIONS)
-    await app.accounts.delete(id, { keepAnActiveSuperuser: true })
+    const gone = await app.accounts.delete(id, { keepAnActiveSuperuser: true })
     app.audit.change(actorOf(request), 'delete', auditedUser(target), serializeUser(target))
+    await auditApplicationsGone(app, actorOf(request), gone.applications, DELETED_WITH_OWNER)
     return reply.code(204).send()
   })
 }

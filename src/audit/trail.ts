@@ -17,6 +17,10 @@ export interface AuditObject {
   readonly name?: string | null | undefined
 }
 
+/** The `code` of a deletion the deletion of another object made: its organization's, or its owner's. */
+export const DELETED_WITH_ORGANIZATION = 'deleted_with_organization'
+export const DELETED_WITH_OWNER = 'deleted_with_owner'
+
 /** Something that happened to a sign-in: a login, a failed one, a logout, a lockout. */
 export interface AuthEvent {
   readonly operation: 'login' | 'login_error' | 'logout' | 'lockout'

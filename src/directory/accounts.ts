@@ -5,6 +5,7 @@ import { UniqueViolation } from '../store/errors.ts'
 import type { Announce, EventBus } from '../store/event-bus.ts'
 import { BoundedCache, type CacheStats } from '../store/cache.ts'
 import type { Repositories, Store } from '../store/store.ts'
+import type { Application } from '../store/applications.ts'
 import { DATABASE_NOW, type NewUser, type User, type UserChanges } from '../store/users.ts'
 import { passwordPolicyProblems, type PasswordPolicy } from './password-policy.ts'
 import { NOT_MINE, type PasswordSource } from './password-source.ts'
@@ -56,6 +57,8 @@ export interface UserChange {
   revokeTokens: boolean
   /** How many personal tokens ended with it: set by the listener that ends them. */
   tokensRevoked?: number
+  /** The applications that went with a deleted account: set by the listener that deletes them. */
+  applicationsDeleted?: Application[]
 }
 
 /** How a password check was asked for, for the audit trail: the login method, and the realm of an OIDC login. */
@@ -423,18 +426,21 @@ export class Accounts {
     if (await this.#store.users.findCaseVariant(username, exceptId)) throw new UsernameTaken()
   }
 
-  async delete(id: number, options: AdministrativeChange = {}): Promise<void> {
+  /** Deletes an account; answers the applications that went with it, for the audit trail to record each as deleted too. */
+  async delete(id: number, options: AdministrativeChange = {}): Promise<{ applications: Application[] }> {
     const deleted = await this.#bus.change(async (tx, announce) => {
       if (options.keepAnActiveSuperuser) await tx.users.lockActiveSuperusers()
       const user = await tx.users.findById(id)
-      if (!user) return false
+      if (!user) return undefined
       announce(USER_TOPIC, String(id))
-      await this.#runChangeListeners(tx, user, { passwordChanged: false, deactivated: true, deleted: true, revokeTokens: false }, announce)
+      const change: UserChange = { passwordChanged: false, deactivated: true, deleted: true, revokeTokens: false }
+      await this.#runChangeListeners(tx, user, change, announce)
       const gone = await tx.users.delete(id)
       if (options.keepAnActiveSuperuser && isActiveSuperuser(user)) await requireAnActiveSuperuser(tx)
-      return gone
+      return gone ? { applications: change.applicationsDeleted ?? [] } : undefined
     })
     if (!deleted) throw new NotFound('No such user.')
+    return deleted
   }
 
   /**

@@ -275,14 +275,15 @@ export class AccessRepository {
    * locked first (on PostgreSQL; SQLite's writers are alone): an assignment under way on one of them
    * (lockObjectToAssign) either committed before, and is deleted here, or waits and then finds the object gone.
    */
-  async deleteOrganization(id: number): Promise<boolean> {
+  /** Deletes the organization, its teams and every role granted on them; the teams that went with it, or undefined when there was no such organization. */
+  async deleteOrganization(id: number): Promise<Team[] | undefined> {
     if (this.#dialect === 'postgres') await this.#db.selectFrom('organizations').select('id').where('id', '=', id).forUpdate().execute()
-    const teams = this.#db.selectFrom('teams').select('id').where('organization_id', '=', id)
-    const teamIds = (await (this.#dialect === 'postgres' ? teams.forUpdate() : teams).execute()).map((r) => Number(r.id))
+    const teams = this.#db.selectFrom('teams').selectAll().where('organization_id', '=', id)
+    const teamsGoing = (await (this.#dialect === 'postgres' ? teams.forUpdate() : teams).execute()).map(toTeam)
     await this.#deleteAssignmentsOn('organization', [id])
-    await this.#deleteAssignmentsOn('team', teamIds)
+    await this.#deleteAssignmentsOn('team', teamsGoing.map((team) => team.id))
     const result = await this.#db.deleteFrom('organizations').where('id', '=', id).executeTakeFirst()
-    return Number(result.numDeletedRows) > 0
+    return Number(result.numDeletedRows) > 0 ? teamsGoing : undefined
   }
 
   async createTeam(input: { name: string; organizationId: number; description?: string | undefined }, now = Date.now()): Promise<Team> {

@@ -87,10 +87,10 @@ export class ApplicationRepository {
     return row && toApplication(row)
   }
 
-  /** The client ids of an organization's applications, which go with it (its deletion cascades to them). */
-  async clientIdsInOrganization(organizationId: number): Promise<string[]> {
-    const rows = await this.#db.selectFrom('oauth2_applications').select('client_id').where('organization_id', '=', organizationId).execute()
-    return rows.map((row) => row.client_id)
+  /** An organization's applications, which go with it (its deletion cascades to them). */
+  async inOrganization(organizationId: number): Promise<Application[]> {
+    const rows = await this.#db.selectFrom('oauth2_applications').selectAll().where('organization_id', '=', organizationId).execute()
+    return rows.map(toApplication)
   }
 
   /** The client ids of the applications a user owns (its `user`), which go with that user. */
@@ -99,10 +99,10 @@ export class ApplicationRepository {
     return rows.map((row) => row.client_id)
   }
 
-  /** Deletes the applications a user owns; their client ids. */
-  async deleteOwnedBy(userId: number): Promise<string[]> {
-    const rows = await this.#db.deleteFrom('oauth2_applications').where('user_id', '=', userId).returning('client_id').execute()
-    return rows.map((row) => row.client_id)
+  /** Deletes the applications a user owns; answers them as they were. */
+  async deleteOwnedBy(userId: number): Promise<Application[]> {
+    const rows = await this.#db.deleteFrom('oauth2_applications').where('user_id', '=', userId).returningAll().execute()
+    return rows.map(toApplication)
   }
 
   async list(query: { offset: number; limit: number; filter?: ListFilter | undefined }): Promise<{ count: number; applications: Application[] }> {

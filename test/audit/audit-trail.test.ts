@@ -144,6 +144,32 @@ for (const backend of gatewayBackends) {
       assert.equal(made.changes.added_fields.client_id, created.client_id)
       assert.deepEqual(changed.changes.changed_fields, { description: ['', 'nightly'] })
       assert.ok(!JSON.stringify(await stream()).includes(created.client_secret))
+
+    it('records each team and application deleted with its organization, and each application deleted with its owner', async () => {
+      const organization = await json(await send('POST', '/api/gateway/v1/organizations/', { name: 'Leaving' }))
+      const team = await json(await send('POST', '/api/gateway/v1/teams/', { name: 'Going too', organization: organization.id }))
+      const inOrganization = await json(await send('POST', '/api/gateway/v1/applications/', { name: 'its client', organization: organization.id, client_type: 'confidential', authorization_grant_type: 'password' }))
+      const owner = await json(await send('POST', '/api/gateway/v1/users/', { username: 'app-owner', password: 'app-owner-password' }))
+      const owned = await json(await send('POST', '/api/gateway/v1/applications/', { name: 'owned client', user: owner.id, client_type: 'public', authorization_grant_type: 'password' }))
+      assert.equal((await send('DELETE', `/api/gateway/v1/organizations/${organization.id}/`)).status, 204)
+      assert.equal((await send('DELETE', `/api/gateway/v1/users/${owner.id}/`)).status, 204)
+
+      const [teamGone] = await stream(`&content_type=team&object_id=${team.id}`)
+      assert.equal(teamGone.operation, 'delete', 'the trail must not show a team deleted with its organization as still there')
+      assert.equal(teamGone.code, 'deleted_with_organization')
+      assert.equal(teamGone.summary_fields.created_by.username, 'admin')
+      assert.equal(teamGone.changes.removed_fields.name, 'Going too')
+      const [clientGone] = await stream(`&content_type=application&object_id=${inOrganization.id}`)
+      assert.equal(clientGone.operation, 'delete')
+      assert.equal(clientGone.code, 'deleted_with_organization')
+      assert.equal(clientGone.changes.removed_fields.client_id, inOrganization.client_id)
+      assert.equal(clientGone.changes.removed_fields.client_secret, '$encrypted$')
+      const [ownedGone] = await stream(`&content_type=application&object_id=${owned.id}`)
+      assert.equal(ownedGone.operation, 'delete')
+      assert.equal(ownedGone.code, 'deleted_with_owner')
+      assert.equal(ownedGone.changes.removed_fields.user, owner.id)
+      assert.ok(!JSON.stringify(await stream()).includes(inOrganization.client_secret))
+    })
     })
 
     it('names each entry\'s platform model in content_type_model, and finds entries by it with content_type__model', async () => {

@@ -67,7 +67,7 @@ for (const backend of storeBackends) {
       const teamAdmin = (await db.store.access.findRoleDefinitionByName('Team Admin'))!
       await db.store.access.assign({ roleDefinitionId: admin.id, actor: 'user', actorId: user.id, objectType: 'organization', objectId: org.id })
       await db.store.access.assign({ roleDefinitionId: teamAdmin.id, actor: 'user', actorId: user.id, objectType: 'team', objectId: team.id })
-      assert.equal(await db.store.access.deleteOrganization(org.id), true)
+      assert.deepEqual((await db.store.access.deleteOrganization(org.id))?.map((gone) => gone.id), [team.id])
       assert.equal(await db.store.access.findTeam(team.id), undefined)
       assert.equal((await db.store.access.listAssignments('user', { offset: 0, limit: 10, actorId: user.id })).count, 0)
     })
