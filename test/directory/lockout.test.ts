@@ -183,6 +183,19 @@ describe('login lockout', () => {
     assert.equal((await basicCall('kim', 'kim-new-password')).status, 200)
   })
 
+  it('does not lock a new account out with the failures counted against a deleted one of the same name', async () => {
+    const create = () => gw.fetch('/api/gateway/v1/users/', { method: 'POST', headers: jsonHeaders, body: JSON.stringify({ username: 'rowan', password: 'rowan-first-password' }) })
+    const created = await create()
+    const first = await json(created)
+    assert.equal(created.status, 201, JSON.stringify(first))
+    await failTimes('rowan', 3)
+    assert.equal(await codeOf(await basicCall('rowan', 'rowan-first-password')), 'account_locked')
+    assert.equal((await gw.fetch(`/api/gateway/v1/users/${first.id}/`, { method: 'DELETE', headers: adminAuth })).status, 204)
+    assert.equal(await codeOf(await basicCall('rowan', 'rowan-first-password')), 'account_locked', 'the name stays locked while no account has it')
+    assert.equal((await create()).status, 201)
+    assert.equal((await basicCall('rowan', 'rowan-first-password')).status, 200)
+  })
+
   it('ends the lock when a superuser enables the account again, and not when only its name or email changes', async () => {
     const leo = await gw.app.accounts.create({ username: 'leo', password: 'leo-password' })
     await failTimes('leo', 3)
