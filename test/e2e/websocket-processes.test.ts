@@ -159,18 +159,24 @@ function socketsAcrossProcesses(name: string, start: () => Promise<Processes>): 
       assert.ok(ms < 1000, `closed ${Math.round(ms)} ms after the deletion`)
     })
 
-    it('closes every socket of a user within a second of the account being disabled through the other process', async () => {
-      const user = await newUser()
-      const { token } = await createToken(processes.changed, user.auth)
-      const sockets = [...await openTwo(processes.opened, CONTROLLER, { authorization: `Bearer ${token}` }, user.username), ...await openTwo(processes.opened, CONTROLLER, user.auth, user.username)]
-      const { body: found } = await call(at(processes.changed), 'GET', `users/?username=${user.username}`)
-      const ms = await closedAfter(processes, user.username, sockets, async () => {
-        const disabled = await call(at(processes.changed), 'PATCH', `users/${found.results[0].id}/`, { is_active: false })
-        assert.equal(disabled.status, 200)
-        return disabled.requestId
+    const accountEndings = [
+      ['disabled', (id: number) => call(at(processes.changed), 'PATCH', `users/${id}/`, { is_active: false }), 200],
+      ['deleted', (id: number) => call(at(processes.changed), 'DELETE', `users/${id}/`), 204],
+    ] as const
+    for (const [ending, end, status] of accountEndings) {
+      it(`closes every socket of a user within a second of the account being ${ending} through the other process`, async () => {
+        const user = await newUser()
+        const { token } = await createToken(processes.changed, user.auth)
+        const sockets = [...await openTwo(processes.opened, CONTROLLER, { authorization: `Bearer ${token}` }, user.username), ...await openTwo(processes.opened, CONTROLLER, user.auth, user.username)]
+        const { body: found } = await call(at(processes.changed), 'GET', `users/?username=${user.username}`)
+        const ms = await closedAfter(processes, user.username, sockets, async () => {
+          const ended = await end(found.results[0].id)
+          assert.equal(ended.status, status)
+          return ended.requestId
+        })
+        assert.ok(ms < 1000, `closed ${Math.round(ms)} ms after the account was ${ending}`)
       })
-      assert.ok(ms < 1000, `closed ${Math.round(ms)} ms after the account was disabled`)
-    })
+    }
 
     it('closes the sockets of an application\'s token within a second of the application being deleted through the other process', async () => {
       const user = await newUser()
@@ -200,6 +206,21 @@ function socketsAcrossProcesses(name: string, start: () => Promise<Processes>): 
         return revoked.requestId
       })
       assert.ok(ms < 1000, `closed ${Math.round(ms)} ms after the role was revoked`)
+    })
+
+    // Last: it deletes the organization the demo's rules name.
+    it('closes a socket within a second of the organization it was let in by being deleted through the other process', async () => {
+      const user = await newUser()
+      const { body: organizations } = await call(at(processes.changed), 'GET', 'organizations/?name=Research')
+      const member = await grant(at(processes.changed), user.username, 'Organization Member', organizations.results[0].id)
+      assert.equal(member.status, 201, JSON.stringify(member.body))
+      const sockets = await openTwo(processes.opened, EDA, user.auth, user.username)
+      const ms = await closedAfter(processes, user.username, sockets, async () => {
+        const deleted = await call(at(processes.changed), 'DELETE', `organizations/${organizations.results[0].id}/`)
+        assert.equal(deleted.status, 204)
+        return deleted.requestId
+      })
+      assert.ok(ms < 1000, `closed ${Math.round(ms)} ms after the organization was deleted`)
     })
   })
 }
