@@ -2,9 +2,9 @@ import { randomBytes } from 'node:crypto'
 import { z } from 'zod'
 import type { App } from '../app.ts'
 import { type Actor, actorOf } from '../audit/actor.ts'
-import type { AuditObject } from '../audit/trail.ts'
+import { auditedApplication, recordSecretRotated } from '../audit/applications.ts'
 import { NotFound, pkDoesNotExist, ValidationFailed } from '../errors.ts'
-import { endApplicationTokens, hashClientSecret } from '../oidc/applications.ts'
+import { endApplicationTokens, hashClientSecret, MAX_SECRET_GRACE_SECONDS, newClientSecret, rotateApplicationSecret } from '../oidc/applications.ts'
 import { type Application, applicationFilterFields } from '../store/applications.ts'
 import { ForeignKeyViolation, UniqueViolation } from '../store/errors.ts'
 import { principalOf } from './access.ts'
@@ -71,13 +71,10 @@ const updateApplication = applicationFields.partial().extend(ignoredCredentials)
 const replaceApplication = updateApplication.required({ name: true, client_type: true, authorization_grant_type: true })
 const CLIENT_TYPE_FIXED = 'The client type of an application cannot be changed.'
 const PUBLIC_HAS_NO_SECRET = 'A public application has no secret to rotate.'
-/** Keycloak's "Rotated Secret Expiration" is days at most in practice; 30 days bounds how long a leaked one lives on. */
-const MAX_GRACE_SECONDS = 30 * 24 * 3600
 const rotateSecret = z.object({
-  grace_seconds: z.number().int().min(0).max(MAX_GRACE_SECONDS).optional()
+  grace_seconds: z.number().int().min(0).max(MAX_SECRET_GRACE_SECONDS).optional()
     .describe('How long the secret being replaced still authenticates, in seconds (default 0: it stops at once).'),
 }).strict().optional()
-const newClientSecret = () => randomBytes(48).toString('base64url')
 const listApplications = listQuery(applicationFilterFields)
 
 /** Django REST framework's UniqueTogetherValidator's words, on `non_field_errors` as it raises them. */
@@ -120,11 +117,6 @@ export async function serializeApplication(app: App, application: Application, s
     skip_authorization: true,
     algorithm: '',
   }
-}
-
-/** In the audit trail by name; the secret is never recorded (serialized without it, and masked by name besides). */
-function auditedApplication(application: Application): AuditObject {
-  return { type: 'application', id: application.id, name: application.name }
 }
 
 /**
@@ -280,15 +272,11 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
   api.post('/applications/:id/client_secret/', { config: superuser, schema: { params: idParam, body: rotateSecret } }, async (request) => {
     const current = await found(request.params.id)
     if (current.clientType === 'public') throw new ValidationFailed({ client_type: [PUBLIC_HAS_NO_SECRET] })
-    const grace = request.body?.grace_seconds ?? 0
     const secret = newClientSecret()
-    const previousUntil = grace ? app.bus.clock.now() + grace * 1000 : null
-    const rotated = await app.store.applications.rotateSecret(current.id, hashClientSecret(secret), previousUntil)
+    const rotated = await rotateApplicationSecret(app.store.applications, current.id, secret, request.body?.grace_seconds ?? 0, app.bus.clock.now())
     if (!rotated) throw new NotFound('No such application.')
-    app.audit.change(actorOf(request), 'update', audited(rotated), { client_secret: current.clientSecretHash }, {
-      client_secret: rotated.clientSecretHash, previous_secret_expires: previousUntil === null ? null : new Date(previousUntil).toISOString(),
-    })
-    return { ...(await serialize(rotated, secret)), previous_secret_expires: previousUntil === null ? null : new Date(previousUntil).toISOString() }
+    recordSecretRotated(app.audit, actorOf(request), current, rotated.application, rotated.previousUntil)
+    return { ...(await serialize(rotated.application, secret)), previous_secret_expires: rotated.previousUntil === null ? null : new Date(rotated.previousUntil).toISOString() }
   })
 
   api.delete('/applications/:id/', { config: superuser, schema: { params: idParam } }, async (request, reply) => {

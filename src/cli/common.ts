@@ -14,6 +14,14 @@ import { openStore, type Store } from '../store/store.ts'
 /** A mistake in how a command was called: reported in one line, exit status 2. */
 export class UsageError extends Error {}
 
+/** An option's parser for a whole number above 0 (an id, a lifetime in seconds). */
+export function positiveInteger(flag: string) {
+  return (value: string): number => {
+    if (!/^[1-9][0-9]{0,11}$/.test(value)) throw new UsageError(`${flag} must be a positive whole number, got "${value}"`)
+    return Number(value)
+  }
+}
+
 export interface StorageOptions {
   config?: string
   demo?: boolean

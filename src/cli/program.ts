@@ -1,6 +1,7 @@
 import { Command } from 'commander'
 import { version } from '../version.ts'
 import { accessCommand } from './access.ts'
+import { applicationsCommand } from './applications.ts'
 import { backupCommand } from './backup.ts'
 import { restoreCommand } from './restore.ts'
 import { configCommand } from './config.ts'
@@ -21,6 +22,7 @@ export function gatehouseProgram(): Command {
     .addCommand(serveCommand())
     .addCommand(usersCommand())
     .addCommand(tokensCommand())
+    .addCommand(applicationsCommand())
     .addCommand(migrateCommand())
     .addCommand(backupCommand())
     .addCommand(restoreCommand())

@@ -3,7 +3,7 @@ import { TOKEN_DESCRIPTION_MAX } from '../api/tokens.ts'
 import { auditedToken, auditedTokenFields, recordTokensOfUserRevoked } from '../audit/tokens.ts'
 import { cliActor } from '../audit/actor.ts'
 import type { TokenRecord, TokenScope } from '../store/tokens.ts'
-import { addStorageOptions, printList, UsageError, withApp, writeFailure, writeSecret, type StorageOptions } from './common.ts'
+import { addStorageOptions, positiveInteger, printList, UsageError, withApp, writeFailure, writeSecret, type StorageOptions } from './common.ts'
 import type { App } from '../app.ts'
 import { findUser } from './users.ts'
 
@@ -122,11 +122,4 @@ async function revokeUndelivered(app: App, record: TokenRecord, why: string): Pr
 function describing(value: string): string {
   if (value.length > TOKEN_DESCRIPTION_MAX) throw new UsageError(`--description must be at most ${TOKEN_DESCRIPTION_MAX} characters, got ${value.length}`)
   return value
-}
-
-function positiveInteger(flag: string) {
-  return (value: string): number => {
-    if (!/^[1-9][0-9]{0,11}$/.test(value)) throw new UsageError(`${flag} must be a positive whole number, got "${value}"`)
-    return Number(value)
-  }
 }

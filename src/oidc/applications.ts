@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from 'node:crypto'
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { Adapter, AdapterPayload, ClientMetadata } from 'oidc-provider'
 import type Provider from 'oidc-provider'
 import { RealmClientSchema, type RealmClientConfig } from '../config/realms.ts'
@@ -28,6 +28,25 @@ export interface ApplicationClients {
 /** An application's secret as the store keeps it: SHA-256 in hex, compared in constant time. */
 export function hashClientSecret(secret: string): string {
   return createHash('sha256').update(secret, 'utf8').digest('hex')
+}
+
+/** A confidential application's new secret: shown once, to whoever made it, and stored as `hashClientSecret` of it. */
+export function newClientSecret(): string {
+  return randomBytes(48).toString('base64url')
+}
+
+/** Keycloak's "Rotated Secret Expiration" is days at most in practice; 30 days bounds how long a leaked one lives on. */
+export const MAX_SECRET_GRACE_SECONDS = 30 * 24 * 3600
+
+/**
+ * Gives a confidential application the new secret `secret` (`newClientSecret`), as the API's `client_secret/` and
+ * `gatehouse applications rotate-secret` do: the one it had goes on authenticating for `graceSeconds` by the
+ * provider's clock (`now`), or stops at once. Undefined when there is no such confidential application.
+ */
+export async function rotateApplicationSecret(repository: ApplicationRepository, id: number, secret: string, graceSeconds: number, now: number): Promise<{ application: Application; previousUntil: number | null } | undefined> {
+  const previousUntil = graceSeconds ? now + graceSeconds * 1000 : null
+  const application = await repository.rotateSecret(id, hashClientSecret(secret), previousUntil)
+  return application && { application, previousUntil }
 }
 
 /** Marks the stored hash given to oidc-provider as a client's secret, so no secret is ever held in memory. */
