@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { ADMIN_PASSWORD, adminAuth, json, runCli, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { adminAuth, json, runCli, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { applicationGrantStatus } from '../helpers/oidc.ts'
 
 /**
  * `gatehouse applications rotate-secret`: a confidential application's new secret printed once, taken by the running
@@ -25,12 +26,7 @@ describe('gatehouse applications rotate-secret', () => {
     return json(created)
   }
   const rotate = (...args: string[]) => runCli(['applications', 'rotate-secret', ...args, '--data-dir', gw.dataDir])
-  /** The status of a password grant at the running gateway's `/o/token/` with this client id and secret. */
-  const grantStatus = async (clientId: string, secret: string) => (await gw.fetch('/o/token/', {
-    method: 'POST',
-    headers: { authorization: `Basic ${Buffer.from(`${clientId}:${secret}`).toString('base64')}` },
-    body: new URLSearchParams({ grant_type: 'password', username: 'admin', password: ADMIN_PASSWORD, scope: 'read' }),
-  })).status
+  const grantStatus = (clientId: string, secret: string) => applicationGrantStatus(gw, clientId, secret)
 
   it('prints only the new secret, which the running gateway takes, and ends the old one at once', async () => {
     const { id, client_id: clientId, client_secret: old } = await application()

@@ -6,7 +6,7 @@ import { ADMIN_PASSWORD, adminAuth, basic, json, startGateway, type TestGateway 
 import { bearer, createToken } from '../helpers/tokens.ts'
 import { createOrgAndTeam } from '../helpers/access.ts'
 
-const PAGES = ['account', 'tokens', 'sessions', 'access', 'admin/users', 'admin/users/1', 'admin/users/new', 'admin/tokens', 'admin/sessions', 'admin/applications', 'admin/settings', 'admin/services']
+const PAGES = ['account', 'tokens', 'sessions', 'access', 'admin/users', 'admin/users/1', 'admin/users/new', 'admin/tokens', 'admin/sessions', 'admin/applications', 'admin/applications/1', 'admin/settings', 'admin/services']
 
 describe('the web interface in Chromium', () => {
   let gw: TestGateway
@@ -81,6 +81,8 @@ describe('the web interface in Chromium', () => {
     await createToken(gw, adminAuth, { description: 'deploy pipeline', scope: 'read', expires_in: 30 * 86400 })
     // Rows whose buttons must say which row they act on.
     await createOrgAndTeam(gw, 'Platform', 'Automation')
+    // An application's page, with a confidential one's secret section.
+    assert.equal((await gw.fetch('/api/gateway/v1/applications/', { method: 'POST', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'reporting', client_type: 'confidential', authorization_grant_type: 'password' }) })).status, 201)
     const signingIn = await openPage(browser)
     try {
       await logIn(signingIn.page, gw.url, 'admin', ADMIN_PASSWORD)
@@ -235,7 +237,7 @@ describe('the web interface in Chromium', () => {
     assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: `Bearer ${accessToken}` } })).status, 200)
     await page.getByRole('button', { name: 'Delete application command line' }).click()
     await page.getByRole('dialog').getByRole('button', { name: 'Delete' }).click()
-    await page.getByText('There are no applications.').waitFor()
+    await page.getByRole('link', { name: 'command line' }).waitFor({ state: 'detached' })
     assert.equal((await grant()).status, 401)
     assert.deepEqual(problems, [])
     assert.deepEqual(failedResponses, [])

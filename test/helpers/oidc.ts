@@ -4,7 +4,7 @@ import { once } from 'node:events'
 import { request as httpRequest } from 'node:http'
 import { connect } from 'node:net'
 import { mock } from 'node:test'
-import type { GatewayOptions, TestGateway } from './gateway.ts'
+import { ADMIN_PASSWORD, type GatewayOptions, type TestGateway } from './gateway.ts'
 
 export const REALM = 'platform'
 export const CLIENT_REDIRECT = 'http://127.0.0.1:9/callback'
@@ -33,6 +33,15 @@ export function realmUrl(gw: TestGateway, path = ''): string {
 }
 
 export const TOKEN_PATH = `/realms/${REALM}/protocol/openid-connect/token`
+
+/** The status of the admin's password grant at `/o/token/` for an OAuth2 application, its id and secret in HTTP basic. */
+export async function applicationGrantStatus(gw: Pick<TestGateway, 'fetch'>, clientId: string, secret: string): Promise<number> {
+  return (await gw.fetch('/o/token/', {
+    method: 'POST',
+    headers: { authorization: `Basic ${Buffer.from(`${clientId}:${secret}`).toString('base64')}` },
+    body: new URLSearchParams({ grant_type: 'password', username: 'admin', password: ADMIN_PASSWORD, scope: 'read' }),
+  })).status
+}
 
 /** POSTs a form to the token endpoint, as curl --data-urlencode does. */
 export async function tokenRequest(gw: TestGateway, form: Record<string, string> | URLSearchParams, headers: Record<string, string> = {}): Promise<{ status: number; headers: Headers; body: any }> {

@@ -12,6 +12,7 @@ export const PAGE_ADDRESSES = Object.freeze({
   allTokens: /^\/ui\/admin\/tokens$/,
   allSessions: /^\/ui\/admin\/sessions$/,
   applications: /^\/ui\/admin\/applications$/,
+  application: /^\/ui\/admin\/applications\/([1-9][0-9]*)$/,
   settings: /^\/ui\/admin\/settings$/,
   services: /^\/ui\/admin\/services$/,
   activity: /^\/ui\/admin\/activity$/,

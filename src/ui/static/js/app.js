@@ -4,7 +4,7 @@ import { h, messageOf, replace, toast, whileBusy } from './dom.js'
 import { profilePage } from './pages/account.js'
 import { accessPage } from './pages/access.js'
 import { activityPage } from './pages/activity.js'
-import { applicationsPage } from './pages/applications.js'
+import { applicationPage, applicationsPage } from './pages/applications.js'
 import { servicesPage } from './pages/services.js'
 import { allSessionsPage, mySessionsPage } from './pages/sessions.js'
 import { settingsPage } from './pages/settings.js'
@@ -32,6 +32,7 @@ const ROUTES = [
   { path: PAGE_ADDRESSES.allTokens, title: 'All tokens', page: allTokensPage, admin: true, nav: '/ui/admin/tokens' },
   { path: PAGE_ADDRESSES.allSessions, title: 'All sessions', page: allSessionsPage, admin: true, nav: '/ui/admin/sessions' },
   { path: PAGE_ADDRESSES.applications, title: 'Applications', page: applicationsPage, admin: true, nav: '/ui/admin/applications' },
+  { path: PAGE_ADDRESSES.application, title: 'Application', page: applicationPage, admin: true, nav: '/ui/admin/applications' },
   { path: PAGE_ADDRESSES.settings, title: 'Settings', page: settingsPage, admin: true, nav: '/ui/admin/settings' },
   { path: PAGE_ADDRESSES.services, title: 'Services', page: servicesPage, admin: true, nav: '/ui/admin/services' },
   { path: PAGE_ADDRESSES.activity, title: 'Activity', page: activityPage, admin: true, nav: '/ui/admin/activity' },
