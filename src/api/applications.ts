@@ -15,7 +15,7 @@ import { describeList, SERVER_FIELDS } from './metadata.ts'
 import { paged } from './pagination.ts'
 import { activityStreamUrl, ENCRYPTED, userSummary, userUrl } from './summaries.ts'
 import { toggle } from '../settings/definitions.ts'
-import { bodyId, idParam, nullableBodyId } from './validation.ts'
+import { bodyId, idParam, nullableBodyId, optionalBody } from './validation.ts'
 
 /** Space-separated absolute http(s) URLs without fragments, as django-oauth-toolkit takes `redirect_uris`. */
 const redirectUris = z.string().trim().max(4000).refine((value) => value.split(/\s+/).filter(Boolean).every((uri) => {
@@ -71,10 +71,11 @@ const updateApplication = applicationFields.partial().extend(ignoredCredentials)
 const replaceApplication = updateApplication.required({ name: true, client_type: true, authorization_grant_type: true })
 const CLIENT_TYPE_FIXED = 'The client type of an application cannot be changed.'
 const PUBLIC_HAS_NO_SECRET = 'A public application has no secret to rotate.'
-const rotateSecret = z.object({
+/** Without a body at all (`curl -X POST`, a client's bare `post(url)`) as with `{}`: no grace. */
+const rotateSecret = optionalBody(z.object({
   grace_seconds: z.number().int().min(0).max(MAX_SECRET_GRACE_SECONDS).optional()
     .describe('How long the secret being replaced still authenticates, in seconds (default 0: it stops at once).'),
-}).strict().optional()
+}).strict())
 const listApplications = listQuery(applicationFilterFields)
 
 /** Django REST framework's UniqueTogetherValidator's words, on `non_field_errors` as it raises them. */
@@ -273,7 +274,7 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
     const current = await found(request.params.id)
     if (current.clientType === 'public') throw new ValidationFailed({ client_type: [PUBLIC_HAS_NO_SECRET] })
     const secret = newClientSecret()
-    const rotated = await rotateApplicationSecret(app.store.applications, current.id, secret, request.body?.grace_seconds ?? 0, app.bus.clock.now())
+    const rotated = await rotateApplicationSecret(app.store.applications, current.id, secret, request.body.grace_seconds ?? 0, app.bus.clock.now())
     if (!rotated) throw new NotFound('No such application.')
     recordSecretRotated(app.audit, actorOf(request), current, rotated.application, rotated.previousUntil)
     return { ...(await serialize(rotated.application, secret)), previous_secret_expires: rotated.previousUntil === null ? null : new Date(rotated.previousUntil).toISOString() }

@@ -76,6 +76,20 @@ describe('rotating an OAuth2 application\'s secret', () => {
     assert.equal(await tokenStatus(clientId, third), 401)
   })
 
+  it('rotates without any body, as curl -X POST or a client\'s bare post sends it, and refuses a JSON null', async () => {
+    const { id, client_id: clientId, client_secret: old } = await application()
+    const bare = await gw.fetch(`/api/gateway/v1/applications/${id}/client_secret/`, { method: 'POST', headers: adminAuth })
+    assert.equal(bare.status, 200)
+    const answer = await json(bare)
+    assert.equal(answer.previous_secret_expires, null)
+    assert.equal(await tokenStatus(clientId, old), 401)
+    assert.equal(await tokenStatus(clientId, answer.client_secret), 201)
+    const nothing = await api('POST', `applications/${id}/client_secret/`, null)
+    assert.equal(nothing.status, 400)
+    assert.equal((await json(nothing)).code, 'invalid')
+    assert.equal(await tokenStatus(clientId, answer.client_secret), 201, 'a refused rotation changes nothing')
+  })
+
   it('refuses to rotate a public application\'s secret, or a grace out of bounds, naming the field', async () => {
     const publicOne = await application('public')
     const refused = await rotate(publicOne.id)
