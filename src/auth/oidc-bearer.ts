@@ -160,7 +160,14 @@ export function heldToScope(scopes: ReadonlySet<string>, policy: Pick<BearerPoli
 
 /** A token is for a place when it comes from a realm the place accepts and names one of the place's audiences. */
 function checkPolicy(token: VerifiedAccessToken, policy: BearerPolicy): void {
-  if (!policy.realms.has(token.realm)) throw invalidToken('This service does not accept tokens of that realm.')
-  if (policy.applicationsOnly && !token.application) throw invalidToken('This service takes the platform\'s tokens (personal tokens and those of its OAuth2 applications), not other OpenID Connect access tokens.')
-  if (!token.audiences.some((a) => policy.audiences.has(a))) throw invalidToken('The access token is not meant for this service (aud, azp).')
+  const refusal = policyRefusal(token, policy)
+  if (refusal) throw invalidToken(refusal)
+}
+
+/** Why a place's policy refuses a token of this realm, kind and audiences (`aud` and `azp`); `access check` decides by it too. */
+export function policyRefusal(token: Pick<VerifiedAccessToken, 'realm' | 'application' | 'audiences'>, policy: BearerPolicy): string | undefined {
+  if (!policy.realms.has(token.realm)) return 'This service does not accept tokens of that realm.'
+  if (policy.applicationsOnly && !token.application) return 'This service takes the platform\'s tokens (personal tokens and those of its OAuth2 applications), not other OpenID Connect access tokens.'
+  if (!token.audiences.some((a) => policy.audiences.has(a))) return 'The access token is not meant for this service (aud, azp).'
+  return undefined
 }

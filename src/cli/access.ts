@@ -10,7 +10,9 @@ import type { GatewayRequest } from '../http/gateway-request.ts'
 import { GatehouseError } from '../errors.ts'
 import { assertSafePath, assertWellFormedEscapes, decodedPath, mergeSlashes, splitTarget } from '../http/request-target.ts'
 import { UI_PATH } from '../ui/routes.ts'
-import { heldToScope, takesAccessToken } from '../auth/oidc-bearer.ts'
+import { heldToScope, policyRefusal, takesAccessToken } from '../auth/oidc-bearer.ts'
+import { accessTokenAudience, ACCOUNT_ROLES, compileRoleScope } from '../oidc/claims.ts'
+import type { User } from '../store/users.ts'
 import { addDemoOption, addStorageOptions, printable, UsageError, withApp, type StorageOptions } from './common.ts'
 
 interface CheckOptions extends StorageOptions {
@@ -18,6 +20,8 @@ interface CheckOptions extends StorageOptions {
   scope?: string[]
   /** The OIDC access token is an OAuth2 application's (from `/o/token/`), not a configured client's. */
   application?: boolean
+  /** The realm client the OIDC access token was issued to, `REALM/CLIENT_ID`. */
+  client?: string
   address: string
 }
 
@@ -32,6 +36,7 @@ export function accessCommand(): Command {
     .addOption(new Option('--auth-method <method>', 'how the user signs in').choices(authMethods).default('session'))
     .addOption(new Option('--scope <scope...>', 'token scopes the request carries'))
     .addOption(new Option('--application', 'the token is an OAuth2 application\'s (from /o/token/), not a realm client\'s (implies --auth-method oidc)').implies({ authMethod: 'oidc' }))
+    .addOption(new Option('--client <realm/client_id>', 'the realm client the token was issued to, e.g. platform/end-users (implies --auth-method oidc; a realm client\'s token needs it: a place takes one by its realm and audiences)').implies({ authMethod: 'oidc' }))
     .addOption(new Option('--address <ip>', 'the client address').argParser(parseAddress).default('127.0.0.1'))))
     .action((user: string, method: string, path: string, options: CheckOptions) => withApp(options, (app) => check(app, user, method.toUpperCase(), path, options))))
   access.addCommand(addStorageOptions(addDemoOption(new Command('check-client')
@@ -74,6 +79,46 @@ function notTakenReason(app: App, place: Place, isService: boolean, options: Che
   return `${isService ? 'the service' : 'this place'} does not accept ${which}; it accepts: ${place.accepts.join(', ')}${applications}`
 }
 
+/** The OIDC access token the request carries, as a place's policy judges it: its realm, kind and audiences. */
+interface DescribedToken {
+  realm: string
+  application: boolean
+  /** `aud` and `azp` together, as the realm would issue them to the user now. */
+  audiences: string[]
+  /** Why the user could not be issued such a token at all (the client's access rules), none when they could. */
+  refusal?: string
+}
+
+/**
+ * The token `--client` or `--application` describes, with the audiences its realm gives the user's token now: the
+ * clients whose roles it carries (Keycloak's `account` among them, and only those in scope for a client without full
+ * scope), the client's configured audiences, and the client itself as `azp` (src/oidc/provider.ts); an application's
+ * are those the applications' realm gives every application (the gateway's, and the first of each of its services').
+ */
+function describedToken(app: App, user: User, options: CheckOptions, scopes: ReadonlySet<string> | undefined): DescribedToken | undefined {
+  if (options.authMethod !== 'oidc') return undefined
+  const held = (realm: string) => ({ realm: [], clients: { ...app.clientRoles(realm, user, options.address), account: { roles: ACCOUNT_ROLES } } })
+  const holders = (audience: string | string[] | undefined) => (audience === undefined ? [] : [audience].flat())
+  if (options.application) {
+    const realm = app.oidc.applicationsRealm
+    if (!realm?.applications) throw new UsageError('--application: no realm issues the OAuth2 applications\' tokens (the configuration has no realms)')
+    const roles = held(realm.name).clients
+    return { realm: realm.name, application: true, audiences: [...new Set([...holders(accessTokenAudience('', undefined, roles)), ...realm.applications.audiences])] }
+  }
+  const { realm, clientId, configured } = realmClient(app, options.client!)
+  const roles = compileRoleScope(app.oidc.get(realm)!.config, configured)?.(held(realm), [...(scopes ?? [])].join(' ')) ?? held(realm)
+  const refusal = user.isActive ? app.clientAccess(realm, clientId, user, options.address) : undefined
+  return { realm, application: false, audiences: [...holders(accessTokenAudience(clientId, configured, roles.clients)), clientId], ...(refusal ? { refusal } : {}) }
+}
+
+/** Why the place refuses the token: its policy (realm, audiences), or the user could not have been issued it. */
+function tokenRefusal(app: App, place: Place, token: DescribedToken | undefined): string | undefined {
+  if (!token) return undefined
+  if (token.refusal) return `the user cannot be issued a token of that client: ${token.refusal}`
+  const refusal = policyRefusal(token, app.oidc.policyFor(place.service))
+  return refusal && `401: ${refusal} The token's realm is ${token.realm}, its aud and azp name ${token.audiences.join(', ')}`
+}
+
 /** Rules match `networks` against the address: one that is not an IP address would match none of them, unnoticed. */
 function parseAddress(value: string): string {
   if (!isIP(value)) throw new UsageError(`--address must be an IP address, got "${value}"`)
@@ -114,12 +159,18 @@ async function userNamed(app: App, username: string) {
   return (await app.accounts.get(found.id))!
 }
 
-async function checkClient(app: App, username: string, client: string, address: string): Promise<void> {
+/** The realm client `REALM/CLIENT_ID` names, as configured. */
+function realmClient(app: App, client: string) {
   const [realm, clientId] = client.split('/', 2)
   const configured = app.config.realms.find((r) => r.name === realm)?.clients.find((c) => c.client_id === clientId)
   if (!realm || !clientId || !configured) {
     throw new UsageError(`no realm client "${client}" (write it REALM/CLIENT_ID)`)
   }
+  return { realm, clientId, configured }
+}
+
+async function checkClient(app: App, username: string, client: string, address: string): Promise<void> {
+  const { realm, clientId, configured } = realmClient(app, client)
   const user = await userNamed(app, username)
   const refusal = user.isActive ? app.clientAccess(realm, clientId, user, address) : 'The account is disabled.'
   const lines = [`client: ${realm}/${clientId}`, `user: ${user.username}`, refusal ? `decision: deny (${refusal})` : 'decision: allow']
@@ -152,6 +203,10 @@ function readTarget(target: string): { path: string; decoded: string; refusal?: 
 
 async function check(app: App, username: string, method: string, target: string, options: CheckOptions): Promise<void> {
   if (options.application && options.authMethod !== 'oidc') throw new UsageError(`--application describes an OpenID Connect token: it goes with --auth-method oidc, not ${options.authMethod}`)
+  if (options.client !== undefined && options.authMethod !== 'oidc') throw new UsageError(`--client describes an OpenID Connect token: it goes with --auth-method oidc, not ${options.authMethod}`)
+  if (options.client !== undefined && options.application) throw new UsageError('--client names a realm client, --application an OAuth2 application: give one of them')
+  // A realm client's token is taken by its realm and audiences: without the client, a decision would guess them.
+  if (options.authMethod === 'oidc' && !options.application && options.client === undefined) throw new UsageError('--auth-method oidc: give --client REALM/CLIENT_ID, the realm client the token was issued to (or --application for an OAuth2 application\'s token)')
   const { path, decoded, refusal } = readTarget(target)
   // As the proxy routes (and forward authentication, src/gateway/forward-auth.ts): the service by the decoded path,
   // none when the path as written does not start with its prefix.
@@ -171,6 +226,8 @@ async function check(app: App, username: string, method: string, target: string,
   const place = route ?? own?.place
   const scopes = options.scope ? new Set(options.scope) : undefined
   const principal = { userId: user.id, user, method: options.authMethod, ...(scopes ? { scopes } : {}), ...tokenScope(app, place, options, scopes) }
+  const token = describedToken(app, user, options, scopes)
+  const notForPlace = place && tokenRefusal(app, place, token)
   // Checked before the rules, as at the gateway (src/gateway/authorize.ts): a read token may only read.
   const scopeProblem = scopeRefusal(principal, method)
   let allowed = true
@@ -187,6 +244,9 @@ async function check(app: App, username: string, method: string, target: string,
   } else if (place && !placeTakes(app, place, options)) {
     allowed = false
     lines.push(`decision: deny (${notTakenReason(app, place, route !== undefined, options)})`)
+  } else if (notForPlace) {
+    allowed = false
+    lines.push(`decision: deny (${notForPlace})`)
   } else if (!user.isActive) {
     allowed = false
     lines.push('decision: deny (the account is disabled)')

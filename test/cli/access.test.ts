@@ -81,7 +81,7 @@ describe('bin/gatehouse access check', () => {
     assert.equal((await check('otto', 'GET', '/api/controller/v2/hosts/1/', '--auth-method', 'token', '--scope', 'read')).code, 0)
     assert.equal((await check('otto', 'DELETE', '/api/controller/v2/hosts/1/', '--auth-method', 'token', '--scope', 'write')).code, 0)
     // An OIDC token is held to read when it carries read and not write (an OAuth2 application's), and not otherwise.
-    assert.equal((await check('otto', 'GET', '/demo-app/x', '--auth-method', 'oidc', '--scope', 'openid', 'profile')).code, 0)
+    assert.equal((await check('otto', 'GET', '/demo-app/x', '--client', 'platform/end-users', '--scope', 'openid', 'profile')).code, 0)
     const notAccepted = await check('otto', 'GET', '/demo-app/x', '--auth-method', 'token')
     assert.equal(notAccepted.code, 1, notAccepted.stdout)
     assert.match(notAccepted.stdout, /decision: deny \(the service does not accept token credentials; it accepts: oidc, basic\)/)
@@ -268,7 +268,7 @@ describe('bin/gatehouse access check and the running gateway, for OpenID Connect
       tokens.push({ name: `application, ${scope}`, token: fromApplication.token!, args: ['--application', '--scope', ...scope.split(' ')] })
       const fromClient = await tokenRequest(gw, { client_id: 'console', grant_type: 'password', username: 'admin', password: ADMIN_PASSWORD, scope })
       assert.equal(fromClient.status, 200, JSON.stringify(fromClient.body))
-      tokens.push({ name: `client, ${scope}`, token: fromClient.body.access_token, args: ['--auth-method', 'oidc', '--scope', ...scope.split(' ')] })
+      tokens.push({ name: `client, ${scope}`, token: fromClient.body.access_token, args: ['--client', 'platform/console', '--scope', ...scope.split(' ')] })
     }
     // A service taking the realm's tokens, the gateway's own API, and a service taking personal tokens.
     const requests = [['POST', '/demo-app/x'], ['POST', '/api/gateway/v1/tokens/'], ['GET', '/api/controller/v2/hosts/'], ['POST', '/api/controller/v2/hosts/']] as const
@@ -294,12 +294,90 @@ describe('bin/gatehouse access check and the running gateway, for OpenID Connect
 
   it('says why a place refuses a token, and refuses --application with another credential type as a usage mistake', async () => {
     const run = (...args: string[]) => runCli(['access', 'check', 'admin', ...args, '--config', config, '--data-dir', gw.dataDir])
-    const client = await run('GET', '/api/controller/v2/hosts/', '--auth-method', 'oidc')
+    const client = await run('GET', '/api/controller/v2/hosts/', '--client', 'platform/console')
     assert.match(client.stdout, /decision: deny \(the service does not accept a realm client's token \(oidc\); it accepts: basic, session, token \(and, of OpenID Connect tokens, only those of OAuth2 applications\)\)/)
     const readOnly = await run('POST', '/demo-app/x', '--application')
     assert.match(readOnly.stdout, /decision: deny \(This token is read-only/)
     const mixed = await run('GET', '/demo-app/x', '--application', '--auth-method', 'token')
     assert.equal(mixed.code, 2)
     assert.match(mixed.stderr, /--application describes an OpenID Connect token: it goes with --auth-method oidc, not token/)
+  })
+})
+
+describe('bin/gatehouse access check and the running gateway, for the tokens a place is not meant to take', () => {
+  let gw: TestGateway
+  let config: string
+  const demo = loadConfigFile(demoConfigFile) as { services: Record<string, unknown>[] }
+  // `console`'s tokens name the gateway and demo-app; `elsewhere`'s name neither; `other` is a realm of its own.
+  const realms = [
+    ...realmWith([
+      { client_id: 'console', public_client: true, direct_access_grants: true, audiences: ['gateway', 'demo-app'] },
+      { client_id: 'elsewhere', public_client: true, direct_access_grants: true },
+    ]),
+    { name: 'other', clients: [{ client_id: 'other-users', public_client: true, direct_access_grants: true }] },
+  ]
+  const services = [
+    ...demo.services,
+    { name: 'other-app', prefix: '/other-app/', upstream: 'builtin:demo', accepts: ['oidc'], oidc: { realm: 'other', client_id: 'other-users' } },
+    // A personal token's scope, as rules read it: read-only under /scoped/read/, write everywhere.
+    { name: 'scoped', prefix: '/scoped/', upstream: 'builtin:demo', accepts: ['token'], access: [{ allow: { scopes: ['read'], paths: ['/scoped/read/*'] } }, { allow: { scopes: ['write'] } }] },
+  ]
+
+  before(async () => {
+    gw = await startGateway({ config: { realms, services } })
+    config = join(gw.dataDir, 'gatehouse.yaml')
+    writeFileSync(config, JSON.stringify({ ...loadConfigFile(demoConfigFile), realms, services }))
+  })
+  after(() => gw.close())
+
+  /** What the gateway answered for each token at each request, and what `access check` decided, as lines to compare. */
+  async function compare(tokens: readonly { name: string; token: string; args: string[] }[], requests: readonly (readonly [string, string])[]) {
+    const cases = tokens.flatMap((token) => requests.map(([method, path]) => ({ ...token, method, path })))
+    const answers: string[] = []
+    const explained: string[] = []
+    for (const { name, token, args, method, path } of cases) {
+      const response = await gw.fetch(path, { method, headers: { authorization: `Bearer ${token}` } })
+      await response.body?.cancel()
+      answers.push(`${name}: ${method} ${path} ${response.status < 400 ? 'allowed' : `refused ${response.status}`}`)
+      const result = await runCli(['access', 'check', 'admin', method, path, ...args, '--config', config, '--data-dir', gw.dataDir])
+      assert.ok(result.code === 0 || result.code === 1, result.stderr)
+      explained.push(`${name}: ${method} ${path} ${result.code === 0 ? 'allowed' : `refused ${response.status}`}`)
+    }
+    assert.deepEqual(explained, answers)
+    return answers
+  }
+
+  it('refuses a realm client\'s token at a place of another realm or audience, as the gateway answers 401', async () => {
+    const tokens = []
+    for (const [realm, client] of [['platform', 'end-users'], ['platform', 'console'], ['platform', 'elsewhere'], ['other', 'other-users']] as const) {
+      const issued = await gw.fetch(`/realms/${realm}/protocol/openid-connect/token`, { method: 'POST', body: new URLSearchParams({ client_id: client, grant_type: 'password', username: 'admin', password: ADMIN_PASSWORD }) })
+      const body = await json(issued)
+      assert.equal(issued.status, 200, JSON.stringify(body))
+      tokens.push({ name: `${realm}/${client}`, token: body.access_token, args: ['--client', `${realm}/${client}`] })
+    }
+    const answers = await compare(tokens, [['GET', '/demo-app/x'], ['GET', '/other-app/x'], ['GET', '/api/gateway/v1/me/']])
+    // What the gateway decided, so that the comparison is not empty.
+    assert.ok(answers.includes('platform/end-users: GET /demo-app/x allowed'))
+    assert.ok(answers.includes('platform/elsewhere: GET /demo-app/x refused 401'))
+    assert.ok(answers.includes('platform/console: GET /other-app/x refused 401'))
+    assert.ok(answers.includes('other/other-users: GET /other-app/x allowed'))
+    assert.ok(answers.includes('platform/console: GET /api/gateway/v1/me/ allowed'))
+    const explained = await runCli(['access', 'check', 'admin', 'GET', '/demo-app/x', '--client', 'platform/elsewhere', '--config', config, '--data-dir', gw.dataDir])
+    assert.match(explained.stdout, /decision: deny \(401: The access token is not meant for this service \(aud, azp\)\. The token's realm is platform, its aud and azp name account, elsewhere\)/)
+    const otherRealm = await runCli(['access', 'check', 'admin', 'GET', '/other-app/x', '--client', 'platform/end-users', '--config', config, '--data-dir', gw.dataDir])
+    assert.match(otherRealm.stdout, /decision: deny \(401: This service does not accept tokens of that realm\./)
+  })
+
+  it('asks which client a realm token is of, as a usage mistake', async () => {
+    const run = (...args: string[]) => runCli(['access', 'check', 'admin', 'GET', '/demo-app/x', ...args, '--config', config, '--data-dir', gw.dataDir])
+    const none = await run('--auth-method', 'oidc')
+    assert.equal(none.code, 2)
+    assert.match(none.stderr, /--auth-method oidc: give --client REALM\/CLIENT_ID/)
+    const unknown = await run('--client', 'platform/nobody')
+    assert.equal(unknown.code, 2)
+    assert.match(unknown.stderr, /no realm client "platform\/nobody"/)
+    const both = await run('--client', 'platform/end-users', '--application')
+    assert.equal(both.code, 2)
+    assert.match(both.stderr, /give one of them/)
   })
 })
