@@ -50,17 +50,21 @@ export function accessCommand(): Command {
 
 /**
  * The `read` or `write` scope a token of these scopes is held to at the place, as the gateway holds it: a personal
- * token with read alone is read-only; an OIDC token as src/auth/oidc-bearer.ts holds it there, by the place's policy
- * and whether it is an OAuth2 application's.
+ * token has one of them, `write` when made without a scope (src/auth/personal-tokens.ts), and rules read it alone,
+ * not as a set of scopes; an OIDC token as src/auth/oidc-bearer.ts holds it there, by the place's policy and whether
+ * it is an OAuth2 application's.
  */
-function tokenScope(app: App, place: Place | undefined, options: CheckOptions, scopes: ReadonlySet<string> | undefined): { scope?: 'read' | 'write' } {
-  if (options.authMethod === 'oidc') {
-    const scope = place && heldToScope(scopes ?? new Set(), app.oidc.policyFor(place.service), options.application === true)
-    return scope ? { scope } : {}
-  }
-  if (options.authMethod !== 'token' || !scopes) return {}
-  if (scopes.has('write')) return { scope: 'write' }
-  return scopes.has('read') ? { scope: 'read' } : {}
+function tokenScope(app: App, place: Place | undefined, options: CheckOptions, scopes: ReadonlySet<string> | undefined): { scope?: 'read' | 'write'; scopes?: ReadonlySet<string> } {
+  if (options.authMethod === 'token') return { scope: !scopes || scopes.has('write') ? 'write' : 'read' }
+  if (options.authMethod !== 'oidc') return {}
+  const scope = place && heldToScope(scopes ?? new Set(), app.oidc.policyFor(place.service), options.application === true)
+  return { ...(scopes ? { scopes } : {}), ...(scope ? { scope } : {}) }
+}
+
+/** A personal token's scope is `read`, `write` or both (the API's `scope`): another is a usage mistake, not a token. */
+function assertPersonalScopes(options: CheckOptions): void {
+  const other = options.authMethod === 'token' && options.scope?.find((scope) => scope !== 'read' && scope !== 'write')
+  if (other !== undefined && other !== false) throw new UsageError(`--scope of a personal token (--auth-method token) is read or write, not "${other}"`)
 }
 
 /**
@@ -207,6 +211,7 @@ async function check(app: App, username: string, method: string, target: string,
   if (options.client !== undefined && options.application) throw new UsageError('--client names a realm client, --application an OAuth2 application: give one of them')
   // A realm client's token is taken by its realm and audiences: without the client, a decision would guess them.
   if (options.authMethod === 'oidc' && !options.application && options.client === undefined) throw new UsageError('--auth-method oidc: give --client REALM/CLIENT_ID, the realm client the token was issued to (or --application for an OAuth2 application\'s token)')
+  assertPersonalScopes(options)
   const { path, decoded, refusal } = readTarget(target)
   // As the proxy routes (and forward authentication, src/gateway/forward-auth.ts): the service by the decoded path,
   // none when the path as written does not start with its prefix.
@@ -225,7 +230,8 @@ async function check(app: App, username: string, method: string, target: string,
   const rules: ServiceRules | undefined = route ? app.serviceRules.get(route.name) : compileGatewayRules(app.config)
   const place = route ?? own?.place
   const scopes = options.scope ? new Set(options.scope) : undefined
-  const principal = { userId: user.id, user, method: options.authMethod, ...(scopes ? { scopes } : {}), ...tokenScope(app, place, options, scopes) }
+  const principal = { userId: user.id, user, method: options.authMethod, ...tokenScope(app, place, options, scopes) }
+  if (options.authMethod === 'token' && !scopes) lines.push('token scope: write (no --scope given: a personal token made without one has write; --scope read for a read-only one)')
   const token = describedToken(app, user, options, scopes)
   const notForPlace = place && tokenRefusal(app, place, token)
   // Checked before the rules, as at the gateway (src/gateway/authorize.ts): a read token may only read.

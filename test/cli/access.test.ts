@@ -368,6 +368,26 @@ describe('bin/gatehouse access check and the running gateway, for the tokens a p
     assert.match(otherRealm.stdout, /decision: deny \(401: This service does not accept tokens of that realm\./)
   })
 
+  it('decides for a personal token as the gateway does, one made without a scope as a write token, and says so', async () => {
+    const tokens = []
+    for (const scope of [undefined, 'read', 'write', 'read write']) {
+      const created = await gw.fetch('/api/gateway/v1/tokens/', { method: 'POST', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify(scope === undefined ? {} : { scope }) })
+      const body = await json(created)
+      assert.equal(created.status, 201, JSON.stringify(body))
+      tokens.push({ name: `personal, ${scope ?? 'no scope'}`, token: body.token, args: ['--auth-method', 'token', ...(scope === undefined ? [] : ['--scope', ...scope.split(' ')])] })
+    }
+    const answers = await compare(tokens, [['GET', '/scoped/read/x'], ['POST', '/scoped/x'], ['GET', '/scoped/x']])
+    // What the gateway decided, so that the comparison is not empty: a token made without a scope writes.
+    assert.ok(answers.includes('personal, no scope: POST /scoped/x allowed'))
+    assert.ok(answers.includes('personal, read: POST /scoped/x refused 403'))
+    assert.ok(answers.includes('personal, read: GET /scoped/read/x allowed'))
+    const assumed = await runCli(['access', 'check', 'admin', 'GET', '/scoped/x', '--auth-method', 'token', '--config', config, '--data-dir', gw.dataDir])
+    assert.match(assumed.stdout, /token scope: write \(no --scope given: a personal token made without one has write; --scope read for a read-only one\)/)
+    const notPersonal = await runCli(['access', 'check', 'admin', 'GET', '/scoped/x', '--auth-method', 'token', '--scope', 'openid', '--config', config, '--data-dir', gw.dataDir])
+    assert.equal(notPersonal.code, 2)
+    assert.match(notPersonal.stderr, /--scope of a personal token \(--auth-method token\) is read or write, not "openid"/)
+  })
+
   it('asks which client a realm token is of, as a usage mistake', async () => {
     const run = (...args: string[]) => runCli(['access', 'check', 'admin', 'GET', '/demo-app/x', ...args, '--config', config, '--data-dir', gw.dataDir])
     const none = await run('--auth-method', 'oidc')
