@@ -1,7 +1,7 @@
 import { accessSync, closeSync, constants, existsSync, openSync, readFileSync, statSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { configFileAsWritten, settingsFromEnvironment } from '../config/load.ts'
-import { defaultServiceClient } from '../config/realms.ts'
+import { defaultServiceAudiences, defaultServiceClient } from '../config/realms.ts'
 import type { Config } from '../config/schema.ts'
 import { readTlsFiles, TlsFilesUnusable, type TlsCredentials } from '../listener/tls.ts'
 import { clientCertificateOutOfDate, readUpstreamTls } from '../gateway/upstream-tls.ts'
@@ -142,27 +142,58 @@ export function missingSecretWarnings(config: Config, env: NodeJS.ProcessEnv): s
   return missingSecrets(config, env).map((problem) => `WARNING: ${problem} here; serve would stop`)
 }
 
+/** A service that takes its realm's tokens, with the audiences it takes them for (src/oidc/realm.ts `policyFor`). */
+interface TokenTaker {
+  setting: string
+  name: string
+  realm: string
+  client: string | undefined
+  /** Its `oidc.client_id` is unset: the realm's first client with `standard_flow`. */
+  defaulted: boolean
+  /** Its `oidc.audiences` names them; otherwise they are its name and client. */
+  named: boolean
+  audiences: readonly string[]
+}
+
+function tokenTakers(config: Config): TokenTaker[] {
+  return config.services.flatMap((service, i) => {
+    const realm = config.realms.find((r) => r.name === (service.oidc?.realm ?? config.realms[0]?.name))
+    if (!service.accepts.includes('oidc') || !realm) return []
+    const client = service.oidc?.client_id ?? defaultServiceClient(realm)
+    const named = Boolean(service.oidc?.audiences.length)
+    const audiences = named ? service.oidc!.audiences : defaultServiceAudiences(service.name, client)
+    return [{ setting: `services.${i}`, name: service.name, realm: realm.name, client, defaulted: service.oidc?.client_id === undefined, named, audiences }]
+  })
+}
+
 /**
- * Services of one realm that take the tokens of the same client, one of them by default (`oidc.client_id` unset: the
- * realm's first client with `standard_flow`) and each with the default audiences (its name and that client): a token
- * issued to that client is meant for all of them, so each accepts the tokens its users got for another. Said, not
- * refused: services may share a client on purpose, and naming it in each says so.
+ * Services of one realm that take each other's tokens: said, not refused, as services may share tokens on purpose.
+ * Those with the same client, one of them by default (`oidc.client_id` unset: the realm's first client with
+ * `standard_flow`) and each with the default audiences (its name and that client): a token issued to that client is
+ * meant for all of them; naming the client in each says they share it on purpose. And those whose audiences meet
+ * where one of them names its own (`oidc.audiences`): a token naming one that both take is meant for both.
  */
 export function sharedServiceClientWarnings(config: Config): string[] {
-  const byClient = new Map<string, { setting: string; name: string; defaulted: boolean }[]>()
-  config.services.forEach((service, i) => {
-    const realm = config.realms.find((r) => r.name === (service.oidc?.realm ?? config.realms[0]?.name))
-    if (!service.accepts.includes('oidc') || !realm || service.oidc?.audiences.length) return
-    const client = service.oidc?.client_id ?? defaultServiceClient(realm)
-    if (client === undefined) return
-    const key = JSON.stringify([realm.name, client])
-    byClient.set(key, [...(byClient.get(key) ?? []), { setting: `services.${i}`, name: service.name, defaulted: service.oidc?.client_id === undefined }])
-  })
-  return [...byClient].filter(([, services]) => services.length > 1 && services.some((s) => s.defaulted)).map(([key, services]) => {
+  const takers = tokenTakers(config)
+  const byClient = new Map<string, TokenTaker[]>()
+  for (const taker of takers) {
+    if (taker.named || taker.client === undefined) continue
+    const key = JSON.stringify([taker.realm, taker.client])
+    byClient.set(key, [...(byClient.get(key) ?? []), taker])
+  }
+  const sharedClients = [...byClient].filter(([, services]) => services.length > 1 && services.some((s) => s.defaulted)).map(([key, services]) => {
     const [realm, client] = JSON.parse(key) as [string, string]
     const named = services.map((s) => `${s.setting} (${s.name}${s.defaulted ? ', oidc.client_id unset' : ''})`).join(' and ')
     return `WARNING: ${named} of realm "${realm}" ${services.length === 2 ? 'both' : 'all'} take the tokens of client "${client}" (an unset oidc.client_id is the realm's first client with standard_flow), so each accepts the tokens meant for the other. Give each service its own client with oidc.client_id, or, where they are meant to share one, name it in each.`
   })
+  const whence = (taker: TokenTaker) => (taker.named ? `${taker.setting}.oidc.audiences` : `${taker.setting}'s default: its name and client`)
+  const sharedAudiences = takers.flatMap((first, i) => takers.slice(i + 1).flatMap((second) => {
+    if (first.realm !== second.realm || !(first.named || second.named)) return []
+    const both = first.audiences.filter((audience) => second.audiences.includes(audience))
+    if (!both.length) return []
+    return [`WARNING: ${first.setting} (${first.name}) and ${second.setting} (${second.name}) of realm "${first.realm}" both take the tokens whose aud or azp names ${both.map((a) => `"${a}"`).join(', ')} (${whence(first)}, ${whence(second)}), so each accepts the tokens meant for the other. Give each service audiences of its own.`]
+  }))
+  return [...sharedClients, ...sharedAudiences]
 }
 
 /**

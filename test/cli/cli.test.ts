@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
-import { chmodSync, chownSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import type { Command } from 'commander'
@@ -645,6 +645,37 @@ describe('bin/gatehouse', () => {
     // Said after the listening line, which is all the output there may be when the start is seen.
     await gateway.stop()
     assert.match(gateway.output(), /services\.0 \(app-0, oidc\.client_id unset\) and services\.1 \(app-1, oidc\.client_id unset\) of realm \\?"platform\\?" both take the tokens/)
+  })
+
+  it('warns, when checked and when the gateway starts, of services of one realm whose oidc.audiences take each other\'s tokens', async () => {
+    const dir = tempDir()
+    const file = join(dir, 'services.yaml')
+    const write = (services: Record<string, unknown>[]) => writeFileSync(file, JSON.stringify({
+      services: services.map((service, i) => ({ name: `app-${i}`, prefix: `/app-${i}/`, upstream: 'http://127.0.0.1:9', accepts: ['oidc'], oidc: { realm: 'platform', ...service.oidc as object } })),
+      realms: [
+        { name: 'platform', clients: [{ client_id: 'end-users', public_client: true }, { client_id: 'reports', public_client: true }] },
+        { name: 'other', clients: [{ client_id: 'end-users', public_client: true }] },
+      ],
+    }))
+    write([{ oidc: { client_id: 'end-users', audiences: ['shared', 'app-0'] } }, { oidc: { client_id: 'reports', audiences: ['shared'] } }])
+    const shared = await runCli(['config', 'check', file])
+    assert.equal(shared.code, 0, shared.stderr)
+    assert.equal(shared.stderr, 'gatehouse: WARNING: services.0 (app-0) and services.1 (app-1) of realm "platform" both take the tokens whose aud or azp names "shared" (services.0.oidc.audiences, services.1.oidc.audiences), so each accepts the tokens meant for the other. Give each service audiences of its own.\n')
+    // Audiences named on one side only meet the other's by default: its name and its client.
+    write([{ oidc: { client_id: 'end-users', audiences: ['app-1', 'reports'] } }, { oidc: { client_id: 'reports' } }])
+    assert.match((await runCli(['config', 'check', file])).stderr, /services\.0 \(app-0\) and services\.1 \(app-1\) of realm "platform" both take the tokens whose aud or azp names "app-1", "reports" \(services\.0\.oidc\.audiences, services\.1's default: its name and client\)/)
+    // Not said of audiences of their own, nor of services of different realms.
+    for (const separate of [[{ oidc: { audiences: ['app-0'] } }, { oidc: { audiences: ['app-1'] } }], [{ oidc: { realm: 'platform', audiences: ['shared'] } }, { oidc: { realm: 'other', audiences: ['shared'] } }]]) {
+      write(separate)
+      const checked = await runCli(['config', 'check', file])
+      assert.equal(checked.code, 0, checked.stderr)
+      assert.equal(checked.stderr, '', JSON.stringify(separate))
+    }
+    write([{ oidc: { client_id: 'end-users', audiences: ['shared', 'app-0'] } }, { oidc: { client_id: 'reports', audiences: ['shared'] } }])
+    const gateway = await spawnGateway(['--config', file, '--data-dir', dir])
+    await gateway.stop()
+    assert.match(gateway.output(), /services\.0 \(app-0\) and services\.1 \(app-1\) of realm \\?"platform\\?" both take the tokens whose aud or azp names/)
+    rmSync(dir, { recursive: true, force: true })
   })
 
   it('prints the configuration reference with descriptions', async () => {
