@@ -48,6 +48,11 @@ export const auditFilterFields: FilterFields = Object.freeze({
   auth_method: { column: 'auth_method', type: 'text' },
   code: { column: 'code', type: 'text' },
   realm: { column: 'realm', type: 'text' },
+  // The platform's (dis)associations name a second object; Gatehouse's entries never do.
+  related_content_type: { column: null, type: 'text' },
+  related_content_type__model: { column: null, type: 'text' },
+  related_object_id: { column: null, type: 'text' },
+  related_field_name: { column: null, type: 'text' },
 })
 
 /** The audit trail's storage: batched inserts, filtered pages, and pruning by age and by count. */

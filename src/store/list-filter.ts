@@ -13,7 +13,11 @@ export type FieldType = 'integer' | 'text' | 'boolean' | 'time'
 
 /** A field a list can be filtered and ordered on: its column, and the type its values are read as. */
 export interface FilterField {
-  readonly column: string
+  /**
+   * Null for a field the platform's rows have and these never hold a value of: every row is null there, and a filter
+   * on it holds for all rows or none, as the platform's would on rows without one.
+   */
+  readonly column: string | null
   readonly type: FieldType
   /** Whether `search` looks in it (text fields only). */
   readonly searched?: boolean
@@ -55,10 +59,10 @@ export function filtered<DB, TB extends keyof DB, O>(query: SelectQueryBuilder<D
   let q = query
   for (const condition of filter.all) q = q.where(conditionSql(fields, condition))
   if (filter.any.length) q = q.where(sql<SqlBool>`(${sql.join(filter.any.map((c) => conditionSql(fields, c)), sql` OR `)})`)
-  const searched = Object.values(fields).filter((field) => field.searched)
+  const searched = Object.values(fields).flatMap((field) => (field.searched && field.column !== null ? [field.column] : []))
   for (const term of filter.search) {
     const pattern = `%${escapeLike(term)}%`
-    q = q.where(sql<SqlBool>`(${sql.join(searched.map((field) => sql`lower(${sql.ref(field.column)}) LIKE lower(${pattern}) ESCAPE '\\'`), sql` OR `)})`)
+    q = q.where(sql<SqlBool>`(${sql.join(searched.map((column) => sql`lower(${sql.ref(column)}) LIKE lower(${pattern}) ESCAPE '\\'`), sql` OR `)})`)
   }
   return q
 }
@@ -80,12 +84,17 @@ export function ordered<DB, TB extends keyof DB, O>(query: SelectQueryBuilder<DB
   let q = query
   // Empty values last, and first when descending, as PostgreSQL (and so the platform, Django on it) orders them:
   // SQLite's own order is the other way round, and the two backends' pages would differ.
-  for (const { field, descending } of filter.order) q = q.orderBy(sql.ref(fields[field]!.column), (item) => descending ? item.desc().nullsFirst() : item.asc().nullsLast())
+  for (const { field, descending } of filter.order) {
+    const column = fields[field]!.column
+    // Every row null there: the order is the tiebreaker's.
+    if (column !== null) q = q.orderBy(sql.ref(column), (item) => descending ? item.desc().nullsFirst() : item.asc().nullsLast())
+  }
   return q.orderBy(sql.ref('id'), 'asc')
 }
 
 function conditionSql(fields: FilterFields, condition: Condition): Expression<SqlBool> {
   const field = fields[condition.field]!
+  if (field.column === null) return nullFieldHolds(condition) ? ALL_ROWS : NO_ROW
   const column = field.storedAsInteger ? sql`CAST(${sql.ref(field.column)} AS TEXT)` : sql.ref(field.column)
   const expression = (field.type === 'integer' ? beyondIntegerColumn(column, condition.lookup, condition.value) : undefined)
     ?? lookupSql(column, condition.lookup, condition.value)
@@ -95,6 +104,16 @@ function conditionSql(fields: FilterFields, condition: Condition): Expression<Sq
 /** Integer fields are ids, 32-bit columns: PostgreSQL refuses a wider value outright. */
 const INTEGER_COLUMN_MAX = 2 ** 31 - 1
 const NO_ROW = sql<SqlBool>`1 = 0`
+const ALL_ROWS = sql<SqlBool>`1 = 1`
+
+/**
+ * Whether a condition holds of a field null in every row: only `isnull=true` and `exact` with none do; negated, as
+ * Django negates a lookup on a nullable column (`NOT (col = 1 AND col IS NOT NULL)`), the rest hold.
+ */
+function nullFieldHolds(condition: Condition): boolean {
+  const holds = condition.lookup === 'isnull' ? condition.value === true : condition.lookup === 'exact' && condition.value === null
+  return holds !== condition.negate
+}
 const isBeyondIntegerColumn = (value: unknown): value is number => typeof value === 'number' && Math.abs(value) > INTEGER_COLUMN_MAX
 
 /**

@@ -192,6 +192,28 @@ for (const backend of gatewayBackends) {
       }
     })
 
+    it('filters on the platform\'s related_* fields as the platform would on entries that have none: null everywhere', async () => {
+      assert.equal((await send('POST', '/api/gateway/v1/users/', { username: 'related-filters', password: 'a-long-related-password' })).status, 201)
+      const all = (await stream()).map((entry) => entry.id)
+      assert.ok(all.length > 0)
+      const ids = async (query: string) => (await stream(`&${query}`)).map((entry) => entry.id)
+      for (const field of ['related_content_type', 'related_object_id', 'related_field_name', 'related_content_type__model']) {
+        assert.deepEqual(await ids(`${field}__isnull=true`), all, field)
+        assert.deepEqual(await ids(`${field}__isnull=false`), [], field)
+        assert.deepEqual(await ids(`${field}=1`), [], field)
+        assert.deepEqual(await ids(`${field}__in=1,2`), [], field)
+        // As Django negates a lookup on a nullable column: what does not equal 1 includes null.
+        assert.deepEqual(await ids(`not__${field}=1`), all, field)
+        assert.deepEqual(await ids(`or__${field}__isnull=true&or__operation=nothing`), all, field)
+      }
+      assert.deepEqual(await ids('related_object_id__icontains=1'), [])
+      const ordered = await gw.fetch(`${STREAM}?order_by=related_object_id&page_size=200`, { headers: adminAuth })
+      assert.deepEqual((await json(ordered)).results.map((entry: { id: number }) => entry.id), [...all].reverse(), 'ordered by a null field, then by id')
+      const bad = await gw.fetch(`${STREAM}?related_object_id__isnull=maybe`, { headers: adminAuth })
+      assert.equal(bad.status, 400)
+      assert.ok((await json(bad)).errors.related_object_id__isnull)
+    })
+
     it('links an object\'s own entries from its related.activity_stream, as django-ansible-base links an audited object\'s', async () => {
       const create = async (path: string, body: Record<string, unknown>) => {
         const response = await send('POST', `/api/gateway/v1/${path}`, body)
