@@ -108,6 +108,7 @@ function parseCondition(fields: FilterFields, key: string, raw: string): { or: b
   if (!field && isAnsibleIdField(given)) return NO_RESOURCE_REGISTRY
   if (!field || name === undefined) return `Unknown filter field "${given.slice(0, 64)}". This list can be filtered on: ${Object.keys(fields).join(', ')}.`
   if (TEXT_LOOKUPS.has(lookup) && field.type !== 'text') return `${name} is not a text field and cannot be filtered by ${lookup}.`
+  if (field.lookups && !field.lookups.includes(lookup)) return `${name} can be filtered by ${field.lookups.join(' and ')} only.`
   if (lookup === 'isnull') {
     const isNull = readBoolean(raw)
     return isNull === undefined ? 'Enter true or false.' : { or, condition: { field: name, lookup, value: isNull, negate } }

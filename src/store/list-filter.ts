@@ -26,6 +26,8 @@ export interface FilterField {
    * nothing instead of being refused (the platform keeps an assignment's `object_id` as text).
    */
   readonly storedAsInteger?: boolean
+  /** The only lookups it takes, where it does not take every lookup of its type. */
+  readonly lookups?: readonly Lookup[]
 }
 
 export type FilterFields = Readonly<Record<string, FilterField>>

@@ -214,6 +214,25 @@ for (const backend of gatewayBackends) {
       assert.ok((await json(bad)).errors.related_object_id__isnull)
     })
 
+    it('finds entries by a case-insensitive match in their changes, as the platform\'s JSONField changes__icontains, and refuses what it cannot match', async () => {
+      const created = await send('POST', '/api/gateway/v1/users/', { username: 'changes-icontains-person', password: 'a-long-changes-password' })
+      const user = await json(created)
+      assert.equal(created.status, 201, JSON.stringify(user))
+      const found = await stream('&changes__icontains=CHANGES-ICONTAINS-PERSON')
+      assert.ok(found.length >= 1)
+      assert.ok(found.every((entry) => JSON.stringify(entry.changes).toLowerCase().includes('changes-icontains-person')), JSON.stringify(found))
+      assert.ok(found.some((entry) => entry.operation === 'create' && entry.content_type === 'user' && entry.object_id === String(user.id)))
+      const withoutChanges = await stream('&changes__isnull=true')
+      assert.ok(withoutChanges.length > 0 && withoutChanges.every((entry) => entry.changes === null))
+      assert.ok((await stream('&not__changes__isnull=true')).every((entry) => entry.changes !== null))
+      for (const query of ['changes=x', 'changes__startswith=x', 'changes__changed_fields__email__isnull=false']) {
+        const response = await gw.fetch(`${STREAM}?${query}`, { headers: adminAuth })
+        const body = await json(response)
+        assert.equal(response.status, 400, query)
+        assert.ok(body.errors[query.split('=')[0]!], `${query}: ${JSON.stringify(body)}`)
+      }
+    })
+
     it('links an object\'s own entries from its related.activity_stream, as django-ansible-base links an audited object\'s', async () => {
       const create = async (path: string, body: Record<string, unknown>) => {
         const response = await send('POST', `/api/gateway/v1/${path}`, body)
