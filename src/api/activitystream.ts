@@ -91,7 +91,8 @@ export const AUDITORS = { access: 'superuser' } as const
 /**
  * An entry in the platform's shape (`id`, `url`, `related`, `summary_fields`, `created`, `created_by`,
  * `operation`, `changes`, `content_type`, `object_id`, ...), plus where it came from: `source_address`,
- * `auth_method`, `code` (why a login failed) and `realm` (an OpenID Connect login's). `linked` says which of the
+ * `auth_method`, `code` (why a login failed) and `realm` (an OpenID Connect login's), and its `kind`, a sign-in or a
+ * change (the platform's stream has changes alone). `linked` says which of the
  * users and objects it names still exist: only those are linked, as the platform links only what it can find.
  */
 export function serializeEntry(entry: AuditEntry, linked: LinkedObjects) {
@@ -123,6 +124,7 @@ export function serializeEntry(entry: AuditEntry, linked: LinkedObjects) {
     auth_method: entry.authMethod,
     code: entry.code,
     realm: entry.realm,
+    kind: entry.kind,
   }
 }
 

@@ -48,6 +48,8 @@ export const auditFilterFields: FilterFields = Object.freeze({
   auth_method: { column: 'auth_method', type: 'text' },
   code: { column: 'code', type: 'text' },
   realm: { column: 'realm', type: 'text' },
+  // Not a field of the platform's: its stream has changes only.
+  kind: { column: 'kind', type: 'text' },
   // JSON text: as the platform's JSONField, a case-insensitive match in the whole of it (its key paths are not taken).
   changes: { column: 'changes', type: 'text', lookups: ['icontains', 'isnull'] },
   // The platform's (dis)associations name a second object; Gatehouse's entries never do.

@@ -233,6 +233,22 @@ for (const backend of gatewayBackends) {
       }
     })
 
+    it('tells sign-ins from changes by kind, which the operation alone does not', async () => {
+      await login(gw, 'admin', ADMIN_PASSWORD)
+      assert.equal((await send('POST', '/api/gateway/v1/organizations/', { name: 'Kind Of Entry' })).status, 201)
+      const all = await stream()
+      const changes = await stream('&kind=change')
+      const signIns = await stream('&kind__in=sign_in')
+      assert.deepEqual(new Set([...changes, ...signIns].map((entry) => entry.id)), new Set(all.map((entry) => entry.id)))
+      assert.ok(changes.every((entry) => entry.kind === 'change') && signIns.every((entry) => entry.kind === 'sign_in'))
+      assert.ok(changes.some((entry) => entry.content_type === 'organization' && entry.operation === 'create'))
+      // The session a login started is a create too: operation__in=create,update,delete does not list changes alone.
+      const session = signIns.find((entry) => entry.content_type === 'session' && entry.operation === 'create')
+      assert.ok(session, JSON.stringify(signIns))
+      assert.ok((await stream('&operation__in=create,update,delete')).some((entry) => entry.id === session.id))
+      assert.ok(!changes.some((entry) => entry.id === session.id))
+    })
+
     it('links an object\'s own entries from its related.activity_stream, as django-ansible-base links an audited object\'s', async () => {
       const create = async (path: string, body: Record<string, unknown>) => {
         const response = await send('POST', `/api/gateway/v1/${path}`, body)
