@@ -1,6 +1,7 @@
 import type { Options } from '@node-rs/argon2'
 import { Worker } from 'node:worker_threads'
 import { PasswordCheckFailed } from '../errors.ts'
+import type { Pbkdf2Hash } from './pbkdf2-hashes.ts'
 
 /**
  * argon2id on threads of its own, one per core, each hashing one password at a time and holding the next job while
@@ -80,6 +81,11 @@ export class HashingThreads {
     return this.#thread().run({ op: 'verify', hash, password }, signal) as Promise<boolean | undefined>
   }
 
+  /** Whether `password` is an imported PBKDF2 hash's (src/directory/pbkdf2-hashes.ts). Undefined: abandoned before it started. */
+  verifyPbkdf2(hash: Pbkdf2Hash, password: string, signal?: AbortSignal): Promise<boolean | undefined> {
+    return this.#thread().run({ op: 'pbkdf2', hash, password }, signal) as Promise<boolean | undefined>
+  }
+
   async hash(password: string): Promise<string> {
     return await this.#thread().run({ op: 'hash', password }) as string
   }
@@ -119,7 +125,7 @@ export class HashingThreads {
 export const HASHING_THREAD_NAME = 'argon2id'
 
 /** What a thread is told, and answers (src/directory/hashing-thread.js). */
-type Job = { op: 'verify'; hash: string; password: string } | { op: 'hash'; password: string }
+type Job = { op: 'verify'; hash: string; password: string } | { op: 'pbkdf2'; hash: Pbkdf2Hash; password: string } | { op: 'hash'; password: string }
 type Message = (Job & { id: number; place: number }) | { op: 'nice'; nice: number }
 type Reply = { id: number; result?: boolean | string; error?: string; abandoned?: true }
 interface Pending { job: Job; signal: AbortSignal | undefined; resolve: (value: unknown) => void; reject: (error: Error) => void; settled: () => void }

@@ -2,6 +2,7 @@ import type { Algorithm, Options, ParsedHashOptions } from '@node-rs/argon2'
 import { availableParallelism, getPriority } from 'node:os'
 import { PasswordCheckAbandoned, PasswordChecksBusy } from '../errors.ts'
 import { HashingThreads } from './hashing-threads.ts'
+import { isPbkdf2Hash, pbkdf2Refusal, readPbkdf2Hash } from './pbkdf2-hashes.ts'
 
 /** argon2id with OWASP's minimum recommended parameters (19 MiB, 2 iterations, 1 lane). */
 const ARGON2ID: Options = { algorithm: 2 as Algorithm, memoryCost: 19456, timeCost: 2, parallelism: 1 }
@@ -135,9 +136,23 @@ function hashParameters(hash: string): ParsedHashOptions | undefined {
   return { algorithm: PHC_ALGORITHMS[name!]!, version: PHC_VERSIONS[version!.slice(2)]!, memoryCost, timeCost, parallelism, saltLen: bytes(salt!), outputLen: bytes(output!) }
 }
 
-/** Why Gatehouse will not verify a stored hash (its cost is above HASH_COST_CEILING); undefined when it will. */
+/**
+ * Django's argon2 hasher writes the PHC string after its own name (`argon2$argon2id$v=19$...`): the PHC string it
+ * marks, or the stored value as it is.
+ */
+function phcString(stored: string): string {
+  return stored.startsWith(DJANGO_ARGON2) ? stored.slice(DJANGO_ARGON2.length - 1) : stored
+}
+
+const DJANGO_ARGON2 = 'argon2$'
+
+/**
+ * Why Gatehouse will not verify a stored hash (its cost is above HASH_COST_CEILING, or PBKDF2_MAX_WORK for an imported
+ * PBKDF2 hash: src/directory/pbkdf2-hashes.ts); undefined when it will.
+ */
 export function hashCostRefusal(hash: string): string | undefined {
-  const parameters = hashParameters(hash)
+  if (isPbkdf2Hash(hash)) return pbkdf2Refusal(hash)
+  const parameters = hashParameters(phcString(hash))
   // No match whatever the password, and nothing to run: what the hashing thread would make of it is not known here.
   if (!parameters) return 'it is not an argon2 hash Gatehouse can read'
   const { memoryCost, timeCost, parallelism } = parameters
@@ -152,6 +167,7 @@ export function hashCostRefusal(hash: string): string | undefined {
  * output length): replaced at the next sign-in that proves its password, as Django's hashers `must_update`.
  */
 export function hashNeedsUpdate(hash: string): boolean {
+  if (isPbkdf2Hash(hash) || hash.startsWith(DJANGO_ARGON2)) return true
   const parameters = hashParameters(hash)
   if (!parameters) return false
   const { algorithm, version, memoryCost, timeCost, parallelism, outputLen, saltLen } = parameters
@@ -194,8 +210,13 @@ export async function hashPassword(password: string): Promise<string> {
  */
 export async function verifyPassword(passwordHash: string, password: string, signal?: AbortSignal): Promise<boolean> {
   if (hashCostRefusal(passwordHash)) return burnVerificationTime(password, signal).then(() => false)
+  // Imported PBKDF2 hashes take the same queue and threads as argon2id: one path, so that an account's scheme shows in
+  // a sign-in's time only through its cost.
+  const pbkdf2 = isPbkdf2Hash(passwordHash) ? readPbkdf2Hash(passwordHash) : undefined
   return argon2Tasks.run(async () => {
-    const match = await hashingThreads.verify(passwordHash, password, signal)
+    const match = pbkdf2
+      ? await hashingThreads.verifyPbkdf2(pbkdf2, password, signal)
+      : await hashingThreads.verify(phcString(passwordHash), password, signal)
     if (match === undefined) throw new PasswordCheckAbandoned()
     return match
   }, signal)

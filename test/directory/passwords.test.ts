@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { pbkdf2Sync, randomBytes } from 'node:crypto'
 import { availableParallelism } from 'node:os'
 import { describe, it } from 'node:test'
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises'
@@ -206,5 +207,39 @@ describe('the cost of a stored hash', () => {
     assert.equal(hashNeedsUpdate(withCost('m=7168,t=5,p=1')), true)
     assert.equal(hashNeedsUpdate(withCost('m=19456,t=2,p=1', 'argon2i')), true)
     assert.equal(hashNeedsUpdate('not a hash'), false)
+  })
+})
+
+describe('imported PBKDF2 hashes', () => {
+  /** Django's own vector (tests/auth_tests/test_hashers.py, test_pbkdf2 at 20,000 iterations). */
+  const DJANGO = 'pbkdf2_sha256$20000$seasalt$oBSd886ysm3AqYun62DOdin8YcfbU1z9cksZSuLP9r0='
+  const keycloak = (digest: string, algorithm: string, iterations: number, keyBytes: number) => {
+    const salt = randomBytes(16)
+    return `keycloak$${algorithm}$${iterations}$${salt.toString('base64')}$${pbkdf2Sync('kc-password', salt, iterations, keyBytes, digest).toString('base64')}`
+  }
+
+  it('verify Django\'s and Keycloak\'s as they made them, on the hashing threads, and no other password', async () => {
+    assert.equal(await verifyPassword(DJANGO, 'lètmein'), true)
+    assert.equal(await verifyPassword(DJANGO, 'lètmeinz'), false)
+    for (const hash of [keycloak('sha256', 'pbkdf2-sha256', 27500, 32), keycloak('sha512', 'pbkdf2-sha512', 1000, 64), keycloak('sha1', 'pbkdf2', 1000, 64)]) {
+      assert.equal(await verifyPassword(hash, 'kc-password'), true, hash.split('$')[1])
+      assert.equal(await verifyPassword(hash, 'kc-passwore'), false, hash.split('$')[1])
+    }
+  })
+
+  it('are verified up to two million iterations times the key\'s blocks, refused above without running, and always replaced', async () => {
+    assert.equal(hashCostRefusal(DJANGO.replace('$20000$', '$2000000$')), undefined)
+    assert.match(String(hashCostRefusal(DJANGO.replace('$20000$', '$2000001$'))), /2000001 iterations of SHA256/)
+    // Keycloak's SHA-1 provider derives 512 bits: four blocks of SHA-1's 160, each a full run of the iterations.
+    assert.match(String(hashCostRefusal(keycloak('sha1', 'pbkdf2', 500_001, 64))), /2000004 in all/)
+    for (const unreadable of ['pbkdf2_sha256$20000$seasalt$c2hvcnQ=', 'pbkdf2_sha256$0$seasalt$' + 'A'.repeat(44), 'keycloak$pbkdf2-md5$1000$c2FsdA==$' + 'A'.repeat(44), 'keycloak$pbkdf2-sha256$1000$$' + 'A'.repeat(44)]) {
+      assert.match(String(hashCostRefusal(unreadable)), /not a PBKDF2 hash Gatehouse can read/, unreadable)
+      assert.equal(await verifyPassword(unreadable, 'anything'), false)
+    }
+    const before = hashingThreads.hashed
+    assert.equal(await verifyPassword(DJANGO.replace('$20000$', '$100000000$'), 'lètmein'), false)
+    assert.equal(hashingThreads.hashed - before, 1, 'only the time-spending hash ran')
+    assert.equal(hashNeedsUpdate(DJANGO), true)
+    assert.equal(hashNeedsUpdate('argon2' + TIME_SPENDING_HASH), true)
   })
 })
