@@ -9,6 +9,8 @@ import { cliActor } from '../audit/actor.ts'
 import { recordTokensOfUserRevoked } from '../audit/tokens.ts'
 import { SelfLockout, ValidationFailed } from '../errors.ts'
 import type { User } from '../store/users.ts'
+import { readImportFile } from '../directory/account-import.ts'
+import { readAtMost } from '../config/read-at-most.ts'
 
 export function usersCommand(): Command {
   const users = new Command('users').description('manage accounts')
@@ -67,6 +69,14 @@ export function usersCommand(): Command {
       })
     }))
 
+  users.addCommand(addStorageOptions(new Command('import')
+    .description('import accounts, with their password hashes, from a Keycloak realm export or a JSON list of the platform\'s users (all or none)')
+    .argument('<file>', 'the JSON file')
+    .option('--update', 'give accounts that exist already the file\'s fields and password (default: skip them)'))
+    .action(async (file: string, options: StorageOptions & { update?: boolean }) => {
+      await importUsers(file, options)
+    }))
+
   users.addCommand(addStorageOptions(new Command('disable')
     .description('disable an account: its credentials, sessions and tokens stop working')
     .argument('<name>', 'username'))
@@ -112,6 +122,40 @@ export function usersCommand(): Command {
     }))
 
   return users
+}
+
+/** A Keycloak realm export holds a few kilobytes per user: room for a few hundred thousand. */
+const MAX_IMPORT_BYTES = 256 * 1024 * 1024
+
+async function importUsers(file: string, options: StorageOptions & { update?: boolean }): Promise<void> {
+  let text: string | undefined
+  try {
+    text = readAtMost(file, MAX_IMPORT_BYTES)
+  } catch (error) {
+    throw new UsageError(`cannot read ${file}: ${(error as Error).message}`)
+  }
+  if (text === undefined) throw new UsageError(`${file} is larger than ${MAX_IMPORT_BYTES / 1024 / 1024} MiB; split it (Keycloak's export writes users-N.json files of its own)`)
+  const read = readImportFile(text)
+  if (read.problems.length) throw new UsageError(`${file}: nothing was imported: ${read.problems.join('; ')}`)
+  await withApp(options, async (app) => {
+    const outcome = await app.accounts.importAccounts(read.accounts, { update: options.update === true })
+    const imported = (user: User) => user.passwordHash === null ? {} : { password: 'imported' }
+    for (const user of outcome.created) app.audit.change(cliActor(), 'create', auditedUser(user), undefined, { ...serializeUser(user), ...imported(user) })
+    for (const { before, after, passwordChanged } of outcome.updated) {
+      app.audit.change(cliActor(), 'update', auditedUser(after), { ...serializeUser(before), ...(passwordChanged ? { password: 'old' } : {}) },
+        { ...serializeUser(after), ...(passwordChanged ? { password: 'imported' } : {}) })
+    }
+    const names = (users: readonly User[]) => users.map((user) => user.username).join(', ')
+    const withoutPassword = [...outcome.created, ...outcome.updated.map(({ after }) => after)].filter((user) => user.passwordHash === null)
+    const lines = [
+      `${read.accounts.length} users in ${read.format === 'keycloak' ? 'the Keycloak realm export' : 'the list of the platform\'s users'}: `
+        + `${outcome.created.length} created, ${outcome.updated.length} updated, ${outcome.skipped.length} skipped`,
+      outcome.skipped.length ? `skipped (exist already; --update gives them the file's fields and password): ${names(outcome.skipped)}` : '',
+      read.leftOut.length ? `left out (a client's service account, which the realm makes): ${read.leftOut.join(', ')}` : '',
+      withoutPassword.length ? `without a password (give one with users set-password): ${names(withoutPassword)}` : '',
+    ]
+    process.stdout.write(lines.filter(Boolean).join('\n') + '\n')
+  })
 }
 
 /**

@@ -1,4 +1,5 @@
 import type { Lockout } from './lockout.ts'
+import type { ImportedAccount } from './account-import.ts'
 import { burnVerificationTime, hashPassword, verifyPassword } from './passwords.ts'
 import { AccountChanged, AccountDisabled, DirectoryUnavailable, GatehouseError, InvalidCredentials, NotFound, SelfLockout, UsernameTaken, ValidationFailed } from '../errors.ts'
 import { UniqueViolation } from '../store/errors.ts'
@@ -86,6 +87,14 @@ export interface AddressWithheld {
   readonly email: string
   /** The username of the account that signs in with it. */
   readonly heldBy: string
+}
+
+/** What an import wrote (Accounts.importAccounts). */
+export interface ImportOutcome {
+  created: User[]
+  updated: { before: User; after: User; passwordChanged: boolean }[]
+  /** Accounts that exist already, left as they are. */
+  skipped: User[]
 }
 
 /** Runs inside the change's transaction: writes only through `tx`. */
@@ -419,6 +428,57 @@ export class Accounts {
     // A new password, or an account enabled again, is an administrator's answer to a lock: it ends it.
     if (passwordHash || (!before.isActive && after.isActive)) await this.lockout.clear(after.username)
     return after
+  }
+
+  /**
+   * Writes the accounts of a file (src/directory/account-import.ts), all in one transaction: every one, or, at the first
+   * problem, none. An account whose username exists already is skipped, or with `update` given the file's fields, and
+   * its password hash when the file has one (a new password: its sessions and grants end, as with any new password).
+   * The hashes are stored as they are, without the password policy, which cannot judge a hash.
+   */
+  async importAccounts(accounts: readonly ImportedAccount[], options: { update: boolean }): Promise<ImportOutcome> {
+    const problems: Record<string, string[]> = {}
+    for (const account of accounts) {
+      const refused = usernameProblem(account.username)
+      if (refused) problems[account.place] = [refused]
+    }
+    if (Object.keys(problems).length) throw new ValidationFailed(problems)
+    const outcome = await this.#bus.change(async (tx, announce) => {
+      const written: ImportOutcome = { created: [], updated: [], skipped: [] }
+      if (options.update) await tx.users.lockActiveSuperusers()
+      let demoted = false
+      for (const account of accounts) {
+        const { place, username, passwordHash, ...fields } = account
+        const existing = await tx.users.findCaseVariant(username)
+        if (existing && existing.username !== username) throw new ValidationFailed({ [place]: [`The account ${existing.username} has this username in another letter case.`] })
+        if (!existing) {
+          written.created.push(await tx.users.create({ username, ...fields, passwordHash }))
+          continue
+        }
+        if (!options.update) {
+          written.skipped.push(existing)
+          continue
+        }
+        if (existing.source !== 'local') throw new ValidationFailed({ [place]: [`The account exists as a ${existing.source} account, whose password is its source's.`] })
+        const before = await tx.users.findByIdForUpdate(existing.id)
+        if (!before) throw new AccountChanged()
+        const passwordChanged = passwordHash !== null && passwordHash !== before.passwordHash
+        const after = await tx.users.update(before.id, {
+          ...fields,
+          ...(passwordChanged ? { passwordHash } : {}),
+          ...notBeforeChanges(before, fields, passwordChanged, false),
+        })
+        if (!after) throw new AccountChanged()
+        demoted ||= isActiveSuperuser(before) && !isActiveSuperuser(after)
+        announce(USER_TOPIC, String(after.id))
+        await this.#runChangeListeners(tx, after, { passwordChanged, deactivated: before.isActive && !after.isActive, deleted: false, revokeTokens: false }, announce)
+        written.updated.push({ before, after, passwordChanged })
+      }
+      if (demoted) await requireAnActiveSuperuser(tx)
+      return written
+    })
+    for (const { after, passwordChanged } of outcome.updated) if (passwordChanged) await this.lockout.clear(after.username)
+    return outcome
   }
 
   /**

@@ -1,0 +1,206 @@
+import { hashCostRefusal } from './passwords.ts'
+import { KEYCLOAK_DIGESTS } from './pbkdf2-hashes.ts'
+
+/**
+ * Reads the accounts of the products Gatehouse replaces, with their password hashes as those products wrote them
+ * (docs/passwords.md#accounts-imported-from-the-platform-or-keycloak):
+ *
+ * - a Keycloak realm export (`kc.sh export`, or the admin console's partial export), or one of its `users-N.json`
+ *   files: an object whose `users` hold `credentials` with `secretData` and `credentialData` as JSON text
+ *   (org.keycloak.models.credential.dto.PasswordSecretData, PasswordCredentialData);
+ * - a JSON list of the automation platform's users (django-ansible-base's User: `username`, `email`, `first_name`,
+ *   `last_name`, `is_superuser`, `is_active`, and `password` as Django stores it), or the API's page of them
+ *   (`{"results": [...]}`).
+ *
+ * Nothing here writes: every problem of the file is collected, so that a file is imported whole or not at all.
+ * A problem names the user and the hash's scheme, never the hash.
+ */
+
+export interface ImportedAccount {
+  /** Where in the file, for messages: `users[3] (alice)`. */
+  readonly place: string
+  readonly username: string
+  readonly email: string
+  readonly firstName: string
+  readonly lastName: string
+  readonly isSuperuser: boolean
+  readonly isActive: boolean
+  /** As stored (src/directory/passwords.ts, pbkdf2-hashes.ts); null: the account has no password it can sign in with. */
+  readonly passwordHash: string | null
+}
+
+export interface ImportFile {
+  readonly format: 'keycloak' | 'platform'
+  readonly accounts: readonly ImportedAccount[]
+  /** Entries left out on purpose (a Keycloak client's service account), by place. */
+  readonly leftOut: readonly string[]
+  readonly problems: readonly string[]
+}
+
+class EntryProblem extends Error {}
+
+export function readImportFile(text: string): ImportFile {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch (error) {
+    return { format: 'platform', accounts: [], leftOut: [], problems: [`the file is not JSON: ${(error as Error).message}`] }
+  }
+  if (Array.isArray(parsed)) return readEntries('platform', parsed, platformAccount)
+  if (isObject(parsed) && Array.isArray(parsed.users)) return readEntries('keycloak', parsed.users, keycloakAccount)
+  if (isObject(parsed) && Array.isArray(parsed.results)) return readEntries('platform', parsed.results, platformAccount)
+  return {
+    format: 'platform', accounts: [], leftOut: [],
+    problems: ['the file is neither a Keycloak realm export (an object with "users") nor a list of the platform\'s users'],
+  }
+}
+
+function readEntries(format: ImportFile['format'], entries: unknown[], read: (entry: Record<string, unknown>, place: string) => ImportedAccount | undefined): ImportFile {
+  const accounts: ImportedAccount[] = []
+  const leftOut: string[] = []
+  const problems: string[] = []
+  const seen = new Map<string, string>()
+  entries.forEach((entry, index) => {
+    const named = isObject(entry) && typeof entry.username === 'string' ? ` (${entry.username})` : ''
+    const place = `users[${index}]${named}`
+    try {
+      if (!isObject(entry)) throw new EntryProblem('is not an object')
+      const account = read(entry, place)
+      if (!account) return void leftOut.push(place)
+      // Gatehouse refuses two accounts whose names differ only in case (src/directory/accounts.ts).
+      const other = seen.get(account.username.toLowerCase())
+      if (other) throw new EntryProblem(`has the username of ${other}`)
+      seen.set(account.username.toLowerCase(), place)
+      accounts.push(account)
+    } catch (error) {
+      if (!(error instanceof EntryProblem)) throw error
+      problems.push(`${place} ${error.message}`)
+    }
+  })
+  if (!entries.length) problems.push('the file holds no users')
+  return { format, accounts, leftOut, problems }
+}
+
+function platformAccount(entry: Record<string, unknown>, place: string): ImportedAccount {
+  const password = optional(entry, 'password', 'string', '')
+  return {
+    place,
+    username: required(entry, 'username'),
+    email: optional(entry, 'email', 'string', ''),
+    firstName: optional(entry, 'first_name', 'string', ''),
+    lastName: optional(entry, 'last_name', 'string', ''),
+    isSuperuser: optional(entry, 'is_superuser', 'boolean', false),
+    isActive: optional(entry, 'is_active', 'boolean', true),
+    passwordHash: djangoHash(password),
+  }
+}
+
+/** A Keycloak user; undefined for a client's service account, which belongs to its client, not to a person. */
+function keycloakAccount(entry: Record<string, unknown>, place: string): ImportedAccount | undefined {
+  if (entry.serviceAccountClientId !== undefined) return undefined
+  const credentials = optional<unknown[]>(entry, 'credentials', 'object', [])
+  if (!Array.isArray(credentials)) throw new EntryProblem('has "credentials" that are not a list')
+  const passwords = credentials.filter((credential) => isObject(credential) && credential.type === 'password')
+  if (passwords.length > 1) throw new EntryProblem('has more than one password credential')
+  return {
+    place,
+    username: required(entry, 'username'),
+    email: optional(entry, 'email', 'string', ''),
+    firstName: optional(entry, 'firstName', 'string', ''),
+    lastName: optional(entry, 'lastName', 'string', ''),
+    isSuperuser: false,
+    isActive: optional(entry, 'enabled', 'boolean', true),
+    passwordHash: passwords.length ? keycloakHash(passwords[0] as Record<string, unknown>) : null,
+  }
+}
+
+/**
+ * A Django password as Gatehouse stores it: PBKDF2 and argon2 as they are; an unusable password (`!...`, as
+ * set_unusable_password writes it) or none, null. Any other hasher is refused: Gatehouse could never verify it.
+ */
+function djangoHash(encoded: string): string | null {
+  if (encoded === '' || encoded.startsWith('!')) return null
+  const scheme = schemeOf(encoded)
+  if (scheme === 'pbkdf2_sha256' || scheme === 'pbkdf2_sha1' || scheme === 'argon2') return verifiable(encoded, scheme)
+  if (scheme === 'bcrypt_sha256' || scheme === 'bcrypt') {
+    throw new EntryProblem(`has a ${scheme} password hash, which Gatehouse cannot verify (it has no bcrypt implementation): `
+      + 'leave the user out of the file, or give it another password on the platform first')
+  }
+  throw new EntryProblem(`has a password hash of the scheme ${scheme ?? '(none recognised)'}, which Gatehouse cannot verify; it verifies pbkdf2_sha256, pbkdf2_sha1 and argon2`)
+}
+
+/** A Keycloak password credential as Gatehouse stores it (pbkdf2-hashes.ts for PBKDF2; a PHC string for argon2). */
+function keycloakHash(credential: Record<string, unknown>): string {
+  const secret = jsonField(credential, 'secretData')
+  const data = jsonField(credential, 'credentialData')
+  const algorithm = data.algorithm
+  const iterations = data.hashIterations
+  const salt = secret.salt
+  const value = secret.value
+  if (typeof salt !== 'string' || typeof value !== 'string' || typeof algorithm !== 'string' || !Number.isSafeInteger(iterations)) {
+    throw new EntryProblem('has a password credential without its value, salt, algorithm or hashIterations')
+  }
+  if (Object.hasOwn(KEYCLOAK_DIGESTS, algorithm)) return verifiable(`keycloak$${algorithm}$${iterations}$${salt}$${value}`, `Keycloak ${algorithm}`)
+  if (algorithm === 'argon2') return verifiable(keycloakArgon2(data, iterations as number, salt, value), 'Keycloak argon2')
+  throw new EntryProblem(`has a password hashed with Keycloak's ${/^[\w-]{1,40}$/.test(algorithm) ? algorithm : 'unrecognised algorithm'}, which Gatehouse cannot verify; it verifies pbkdf2, pbkdf2-sha224/256/384/512 and argon2`)
+}
+
+const ARGON2_TYPES: Readonly<Record<string, string>> = { id: 'argon2id', i: 'argon2i', d: 'argon2d' }
+const ARGON2_VERSIONS: Readonly<Record<string, number>> = { '1.3': 19, '1.0': 16 }
+
+/** Keycloak's argon2 credential (Argon2PasswordHashProvider: its parameters in `additionalParameters`) as a PHC string. */
+function keycloakArgon2(data: Record<string, unknown>, iterations: number, salt: string, value: string): string {
+  const parameters = isObject(data.additionalParameters) ? data.additionalParameters : {}
+  const first = (key: string) => Array.isArray(parameters[key]) && typeof parameters[key][0] === 'string' ? parameters[key][0] as string : undefined
+  const type = ARGON2_TYPES[first('type') ?? '']
+  const version = ARGON2_VERSIONS[first('version') ?? '']
+  const [memory, parallelism, hashLength] = ['memory', 'parallelism', 'hashLength'].map((key) => /^[1-9]\d{0,9}$/.test(first(key) ?? '') ? Number(first(key)) : NaN)
+  const unpadded = (b64: string) => b64.replace(/=+$/, '')
+  if (!type || !version || [memory, parallelism, hashLength].some(Number.isNaN) || Buffer.from(value, 'base64').length !== hashLength) {
+    throw new EntryProblem('has an argon2 password credential whose parameters (type, version, memory, parallelism, hashLength) are missing or do not match its value')
+  }
+  return `$${type}$v=${version}$m=${memory},t=${iterations},p=${parallelism}$${unpadded(salt)}$${unpadded(value)}`
+}
+
+/** The stored hash, once Gatehouse knows it can verify it at a bounded cost (passwords.ts hashCostRefusal). */
+function verifiable(stored: string, scheme: string): string {
+  const refusal = hashCostRefusal(stored)
+  if (refusal) throw new EntryProblem(`has a ${scheme} password hash that Gatehouse will not verify: ${refusal}`)
+  return stored
+}
+
+/** The hasher's name before the first `$`, when it looks like one (never a part of a hash). */
+function schemeOf(encoded: string): string | undefined {
+  const scheme = encoded.slice(0, encoded.indexOf('$'))
+  return /^[a-z][a-z0-9_]{0,39}$/.test(scheme) ? scheme : undefined
+}
+
+function jsonField(credential: Record<string, unknown>, key: string): Record<string, unknown> {
+  const text = credential[key]
+  if (typeof text !== 'string') throw new EntryProblem(`has a password credential without "${key}"`)
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch {
+    throw new EntryProblem(`has a password credential whose "${key}" is not JSON`)
+  }
+  if (!isObject(parsed)) throw new EntryProblem(`has a password credential whose "${key}" is not a JSON object`)
+  return parsed
+}
+
+function required(entry: Record<string, unknown>, key: string): string {
+  const value = entry[key]
+  if (typeof value !== 'string' || value === '') throw new EntryProblem(`has no "${key}"`)
+  return value
+}
+
+function optional<T extends string | boolean | object>(entry: Record<string, unknown>, key: string, type: 'string' | 'boolean' | 'object', fallback: T): T {
+  const value = entry[key]
+  if (value === undefined || value === null) return fallback
+  if (typeof value !== type) throw new EntryProblem(`has a "${key}" that is not a ${type === 'object' ? 'list' : type}`)
+  return value as T
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
