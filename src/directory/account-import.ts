@@ -7,7 +7,8 @@ import { KEYCLOAK_DIGESTS } from './pbkdf2-hashes.ts'
  *
  * - a Keycloak realm export (`kc.sh export`, or the admin console's partial export), or one of its `users-N.json`
  *   files: an object whose `users` hold `credentials` with `secretData` and `credentialData` as JSON text
- *   (org.keycloak.models.credential.dto.PasswordSecretData, PasswordCredentialData);
+ *   (org.keycloak.models.credential.dto.PasswordSecretData, PasswordCredentialData), or before Keycloak 11 the same
+ *   fields in the credential itself;
  * - a JSON list of the automation platform's users (django-ansible-base's User: `username`, `email`, `first_name`,
  *   `last_name`, `is_superuser`, `is_active`, and `password` as Django stores it), or the API's page of them
  *   (`{"results": [...]}`).
@@ -131,8 +132,11 @@ function djangoHash(encoded: string): string | null {
 
 /** A Keycloak password credential as Gatehouse stores it (pbkdf2-hashes.ts for PBKDF2; a PHC string for argon2). */
 function keycloakHash(credential: Record<string, unknown>): string {
-  const secret = jsonField(credential, 'secretData')
-  const data = jsonField(credential, 'credentialData')
+  // Exports of Keycloak before 11 hold the hash's fields in the credential itself (CredentialRepresentation's
+  // deprecated hashedSaltedValue, salt, hashIterations, algorithm).
+  const legacy = credential.hashedSaltedValue !== undefined
+  const secret = legacy ? { value: credential.hashedSaltedValue, salt: credential.salt } : jsonField(credential, 'secretData')
+  const data = legacy ? { hashIterations: credential.hashIterations, algorithm: credential.algorithm } : jsonField(credential, 'credentialData')
   const algorithm = data.algorithm
   const iterations = data.hashIterations
   const salt = secret.salt

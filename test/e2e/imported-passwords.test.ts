@@ -45,6 +45,15 @@ function keycloakPbkdf2(password: string, algorithm: string, iterations: number)
   return keycloakCredential({ value, salt }, { hashIterations: iterations, algorithm })
 }
 
+/** A credential as exports of Keycloak before 11 wrote it: the hash's fields in the credential itself. */
+function keycloakLegacy(password: string) {
+  const salt = randomBytes(16)
+  return {
+    type: 'password', hashedSaltedValue: pbkdf2Sync(password, salt, 27500, 64, 'sha256').toString('base64'), salt: salt.toString('base64'),
+    hashIterations: 27500, counter: 0, algorithm: 'pbkdf2-sha256', digits: 0, period: 0, createdDate: 1500000000000, config: {},
+  }
+}
+
 /** Keycloak's Argon2PasswordHashProvider with its defaults: argon2id 1.3, 7 MiB, 5 passes, 1 lane, a 32-byte hash. */
 function keycloakArgon2(password: string) {
   const salt = randomBytes(16)
@@ -105,6 +114,7 @@ const SCHEMES: Record<string, { password: string; platform?: (name: string) => R
   'kc-sha256': { password: 'kc-sha256-pässword', keycloak: (username) => ({ username, enabled: true, credentials: [keycloakPbkdf2('kc-sha256-pässword', 'pbkdf2-sha256', 27500)] }) },
   'kc-sha512': { password: 'kc-sha512-password', keycloak: (username) => ({ username, enabled: true, credentials: [keycloakPbkdf2('kc-sha512-password', 'pbkdf2-sha512', 210000)] }) },
   'kc-sha1': { password: 'short', keycloak: (username) => ({ username, enabled: true, credentials: [keycloakPbkdf2('short', 'pbkdf2', 27500)] }) },
+  'kc-legacy': { password: 'kc-legacy-password', keycloak: (username) => ({ username, enabled: true, credentials: [keycloakLegacy('kc-legacy-password')] }) },
   'kc-argon2': { password: 'kc-argon2-password', keycloak: (username) => ({ username, enabled: true, credentials: [keycloakArgon2('kc-argon2-password')] }) },
 }
 
