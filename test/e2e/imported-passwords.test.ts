@@ -251,6 +251,30 @@ describe('gatehouse users import', () => {
     }
   })
 
+  it('ends the sessions of an account whose password --update replaces, and keeps those of one the file gives no password', async () => {
+    const frank = { username: 'frank', password: djangoPbkdf2('franks-first-password', 'sha256', 1000) }
+    const grace = { username: 'grace', password: djangoPbkdf2('graces-only-password', 'sha256', 1000) }
+    assert.equal((await importFile('two.json', [frank, grace])).code, 0)
+    const gw = await startGateway({ dataDir })
+    try {
+      const frankSession = await login(gw, 'frank', 'franks-first-password')
+      const graceSession = await login(gw, 'grace', 'graces-only-password')
+      const frankHash = (await gw.store.users.findByUsername('frank'))!.passwordHash
+      const updated = await importFile('two.json', [{ ...frank, password: djangoPbkdf2('franks-second-password', 'sha256', 1000) }, { username: 'grace', email: 'grace@example.com' }], '--update')
+      assert.equal(updated.code, 0, updated.stderr)
+      assert.notEqual((await gw.store.users.findByUsername('frank'))!.passwordHash, frankHash)
+      const me = (session: { cookie: string }) => gw.fetch('/api/gateway/v1/me/', { headers: { cookie: session.cookie } }).then((response) => response.status)
+      assert.equal(await me(frankSession), 401)
+      assert.equal(await me(graceSession), 200)
+      assert.equal(await DOORS.basic!(gw, 'frank', 'franks-first-password'), false)
+      assert.equal(await DOORS.basic!(gw, 'frank', 'franks-second-password'), true)
+      assert.equal(await DOORS.basic!(gw, 'grace', 'graces-only-password'), true)
+      assert.equal((await list()).find((user) => user.username === 'grace')!.email, 'grace@example.com')
+    } finally {
+      await gw.close()
+    }
+  })
+
   it('leaves a Keycloak client\'s service account out and refuses a file that is neither format', async () => {
     const realm = await importFile('users-0.json', { realm: 'old', users: [{ username: 'service-account-app', serviceAccountClientId: 'app' }, { username: 'erin', enabled: false }] })
     assert.equal(realm.code, 0, realm.stderr)
