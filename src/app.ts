@@ -31,7 +31,8 @@ import { IdentitySigner } from './gateway/identity.ts'
 import { authorize, type Decision } from './gateway/authorize.ts'
 import { publishedPath } from './gateway/policy.ts'
 import { compilePlaces, type Place, type Places } from './gateway/places.ts'
-import { compileRoutes, type Route } from './gateway/routes.ts'
+import { compileRoutes, RouteTable, type Route } from './gateway/routes.ts'
+import { restartOnlyChanges } from './config/reload.ts'
 import { BodyBudget } from './gateway/request-buffer.ts'
 import { compileTrustedProxies, type ProxyTrust } from './gateway/trusted-proxies.ts'
 import { GatewayMetrics } from './metrics/metrics.ts'
@@ -46,6 +47,7 @@ import type { Store } from './store/store.ts'
  * this, so a change made from the CLI has the same effects (events, ended sessions) as one made over HTTP.
  */
 export interface App {
+  /** The configuration: as it was at start, but for `services`, which a reload replaces (`reloadServices`). */
   readonly config: Config
   readonly store: Store
   readonly bus: EventBus
@@ -56,8 +58,10 @@ export interface App {
   readonly identity: IdentitySigner
   readonly sessions: SessionManager
   readonly csrf: CsrfPolicy
-  /** The configured services, longest prefix first (the same as `places.services`). */
+  /** The configured services, longest prefix first (the same as `places.services`): `services.routes` now. */
   readonly routes: readonly Route[]
+  /** The services' routes in use, which a reload of the configuration file replaces whole. */
+  readonly services: RouteTable
   /**
    * The memory that the request bodies the gateway reads whole for itself (its API's and its realms') hold at once:
    * `server.api_body_buffers_mb`, an eighth of it per client address (src/api/body-parsers.ts, src/oidc/routes.ts `readRealmBody`).
@@ -100,6 +104,11 @@ export interface App {
    * target as the client addressed it, when that is not this request's own (a forward-auth question's original).
    */
   authorize(request: GatewayRequest, place: Place, clientTarget?: string): Promise<Decision>
+  /**
+   * Serves `config`'s services (routes, access rules, what they take of OIDC tokens) from now on, in place of those
+   * running; nothing else of it is used. Returns the settings it left as they were and that would need a restart.
+   */
+  reloadServices(config: Config): { needsRestart: string[] }
   close(): Promise<void>
 }
 
@@ -225,13 +234,16 @@ export async function createApp(config: Config, store: Store, options: AppOption
   const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, endGatewaySession, gatewaySessionOf, endLinkedGatewaySession, confirmAccount: directoryCheck && ((user) => directoryCheck.confirm(user)), memberships: (user) => keycloakMemberships(access.of(user)), clientAccess, clientRoles, tokensIssued: metrics.oidcTokensIssued, logoutTokensSent: metrics.logoutTokensSent, signedOut: (realm, accountId, address) => auditRealmLogout(audit, accounts, realm, accountId, address) })
   if (oidc.configured) auth.add(new OidcBearerAuthenticator(oidc, accounts, bus))
 
-  const serviceRules = compileServiceRules(config)
+  let serviceRules = compileServiceRules(config)
   // A service's access rules are one more entry rule of its place, judged by `authorize` after authentication.
   const accessRules = (service: string) => {
     const rules = serviceRules.get(service)
     return rules ? [accessEntryRule(rules, access)] : []
   }
-  const routes = compileRoutes(config, options.upstreams, (service) => oidc.loginUrlFor(service), accessRules)
+  const loginUrls = (service: string) => oidc.loginUrlFor(service)
+  // One budget for the bodies held by all services at once, those of a reload included.
+  const bodyBudget = new BodyBudget(config.server.body_buffers_mb * 1024 * 1024)
+  const services = new RouteTable(compileRoutes(config, options.upstreams, loginUrls, accessRules, { routes: [], bodyBudget }), bodyBudget)
   const published = publishedPath(config)
   const ownAddress = { published }
   const gatewayRules = compileGatewayRules(config)
@@ -244,8 +256,11 @@ export async function createApp(config: Config, store: Store, options: AppOption
   metrics.watchCaches({ basic_credentials: basicCache.stats, accounts: accounts.stats, sessions: sessions.stats, personal_tokens: tokens.stats })
   metrics.watchBus(bus)
   metrics.watchDatabase(store.database)
+  let running = config
   const app: App = {
-    config,
+    get config() {
+      return running
+    },
     store,
     bus,
     settings,
@@ -256,7 +271,9 @@ export async function createApp(config: Config, store: Store, options: AppOption
     sessions,
     csrf,
     access,
-    serviceRules,
+    get serviceRules() {
+      return serviceRules
+    },
     accessAdmin,
     clientAccess,
     clientRoles,
@@ -264,9 +281,12 @@ export async function createApp(config: Config, store: Store, options: AppOption
     directory,
     directoryCheck,
     signInStarts: new SignInStarts({ perAddress: config.auth.sign_in_starts_per_address, total: config.auth.sign_in_starts_total, windowMs: SIGN_IN_START_WINDOW_MS }),
-    routes,
+    get routes() {
+      return services.routes
+    },
+    services,
     ownBodies: ownBodiesBudget(config),
-    places: compilePlaces(config, routes, gatewayEntry),
+    places: compilePlaces(config, services, gatewayEntry),
     trustsProxy: compileTrustedProxies(config.server.trusted_proxies),
     oidc,
     metrics,
@@ -279,6 +299,17 @@ export async function createApp(config: Config, store: Store, options: AppOption
     },
     publishedPath: published,
     authorize: (request, place, clientTarget) => authorize(auth, csrf, request, place, clientTarget === undefined ? ownAddress : { published, target: clientTarget }),
+    reloadServices(next) {
+      const needsRestart = [...restartOnlyChanges(running, next)]
+      // The login URLs and token policies first: the routes compiled next look theirs up.
+      if (oidc.applyServices(next).applicationAudiencesChanged) needsRestart.push('services (the audiences of the OAuth2 applications\' tokens)')
+      serviceRules = compileServiceRules(next)
+      const routes = compileRoutes(next, options.upstreams, loginUrls, accessRules, services)
+      metrics.addPlaces(next.services.map((service) => service.name))
+      running = { ...running, services: next.services }
+      services.replace(routes)
+      return { needsRestart }
+    },
     async close() {
       // Each closes even if another failed: a failed audit flush must not lose the tokens' last-use times.
       settings.stop()

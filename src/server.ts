@@ -19,8 +19,9 @@ import { requestIdOf } from './http/request-id.ts'
 import { assertSafePath, assertWellFormedEscapes, splitTarget } from './http/request-target.ts'
 import { addRefusalCors } from './gateway/cors.ts'
 import { registerForwardAuth } from './gateway/forward-auth.ts'
-import { leanProxy, ownedPaths, upstreamDispatchers, type LeanProxy } from './gateway/lean-proxy.ts'
-import { registerProxy } from './gateway/proxy.ts'
+import { leanProxy, ownedPaths, ServiceLanes, type LeanProxy } from './gateway/lean-proxy.ts'
+import { PROXIED_URL, registerProxy, type ServesOver } from './gateway/proxy.ts'
+import { PROXIED_METHODS } from './gateway/routes.ts'
 import { registerHealthRoutes } from './health/routes.ts'
 import { capConnections, ConnectionCaps } from './listener/address-shares.ts'
 import { strictTransportSecurity } from './listener/listener.ts'
@@ -114,10 +115,9 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   server.parseCookie = parseCookie
   server.decorateRequest('gatehouse', null as never)
   // The paths of the gateway's own routes, which the lean proxy path must leave to Fastify's router.
-  const proxiedUrls = new Set(app.routes.map((route) => `${route.prefix}*`))
   const ownRoutes: string[] = []
   server.addHook('onRoute', (route) => {
-    if (!proxiedUrls.has(route.url)) ownRoutes.push(...route.config?.answersFor ?? [route.url])
+    if (route.url !== PROXIED_URL) ownRoutes.push(...route.config?.answersFor ?? [route.url])
   })
   let closing = false
   server.addHook('preClose', async () => {
@@ -177,6 +177,12 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     })
   })
   server.addHook('onResponse', async (request, reply) => answered(request, reply))
+  // Set once every route is known: a service's request the router gave to a route of the gateway's own. After the
+  // hooks every request runs: it is counted and logged as any other.
+  let servesOver: ServesOver | undefined
+  server.addHook('onRequest', async (request, reply) => {
+    if (PROXIED_METHODS.has(request.method) && await servesOver?.(request, reply)) return reply
+  })
   refusedByRouter = (request, reply) => {
     request.gatehouse = newRequestContext()
     reply.raw.once('close', () => {
@@ -245,8 +251,8 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   registerMetrics(server, app)
   await registerForwardAuth(server, app)
   await registerOidcRoutes(server, app)
-  const upstreams = upstreamDispatchers(app.routes)
-  await registerProxy(server, app, upstreams, answered)
+  const lanes = new ServiceLanes(app)
+  servesOver = await registerProxy(server, app, lanes, answered)
   await registerUi(server, app)
   const laneOptions = {
     log: server.log as Logger,
@@ -254,7 +260,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     closesConnection: (raw: IncomingMessage) => closing && !requestsWaitBehind(raw),
     parseCookie,
   }
-  const proxyLane = leanProxy(app, { upstreams, ownsPath: ownedPaths(ownRoutes), ...laneOptions })
+  const proxyLane = leanProxy(app, { lanes, ownsPath: ownedPaths(ownRoutes), ...laneOptions })
   // The realms' token endpoints are taken before Fastify too (src/oidc/token-lane.ts).
   const realmTokens = tokenLane(app, laneOptions)
   lean = realmTokens ? (raw, response) => realmTokens(raw, response) || proxyLane(raw, response) : proxyLane

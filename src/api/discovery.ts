@@ -6,22 +6,25 @@ import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
 
 /** The roots a client starts from: the list of APIs and the gateway API's versions, above the versioned API. */
 export function apiRootRoutes(api: GatewayApi, app: App): void {
-  const apis = Object.freeze({
-    gateway: '/api/gateway/',
-    ...Object.fromEntries(app.config.services.map((s) => [s.name, s.prefix])),
-  })
+  // Made again only when a reload of the configuration replaced the services.
+  let listed = { services: app.config.services, apis: apiList(app.config.services) }
 
   // The roots set the `csrftoken` cookie, as Django's ensure_csrf_cookie does: clients (awxkit) GET a root
   // before they log in with a session.
   api.get('/api/', { config: { access: 'public' } }, async (request, reply) => {
     app.csrf.ensureToken(request, reply)
-    return { apis }
+    if (listed.services !== app.config.services) listed = { services: app.config.services, apis: apiList(app.config.services) }
+    return { apis: listed.apis }
   })
 
   api.get('/api/gateway/', { config: { access: 'public' } }, async (request, reply) => {
     app.csrf.ensureToken(request, reply)
     return { current_version: `${GATEWAY_API}/`, available_versions: { v1: `${GATEWAY_API}/` } }
   })
+}
+
+function apiList(services: App['config']['services']): Readonly<Record<string, string>> {
+  return Object.freeze({ gateway: '/api/gateway/', ...Object.fromEntries(services.map((s) => [s.name, s.prefix])) })
 }
 
 /**

@@ -16,6 +16,8 @@ import { adminHint, formatSummary, listeningLine, startupFacts } from './serve-s
 import { outOfDate } from '../listener/tls.ts'
 import { startGatehouse } from './start.ts'
 import { reloadServicesTls, watchServicesTls } from '../gateway/upstream-tls.ts'
+import { readConfigAgain } from './reload.ts'
+import { serviceChanges } from '../config/reload.ts'
 import { announceReady, holdHangUps, isWorker, onSignals, parseWorkers, printsSummary, runWorkers } from './workers.ts'
 
 interface ServeOptions extends StorageOptions {
@@ -127,7 +129,7 @@ async function serve(options: ServeOptions): Promise<void> {
     throw error instanceof ListenFailed ? error : cannotListen(host, port, error)
   }
   // The services' TLS files are read again when they change, as server.tls's are (which listen() watches).
-  const unwatchServicesTls = watchServicesTls(app.routes, server.log)
+  let unwatchServicesTls = watchServicesTls(app.routes, server.log)
   if (!config.server.public_url) {
     publicUrl = listening.url
     app.publicUrl = publicUrl
@@ -156,13 +158,24 @@ async function serve(options: ServeOptions): Promise<void> {
     await logEnded(server.log)
     process.exit(0)
   }
-  // An administrator who edited the configuration file may expect SIGHUP to apply it: the log says it does not.
-  // The gateway's own TLS files (server.tls) and the services' (services[].tls) are read again.
+  // The configuration file is read again, and its services applied when all of it is valid (docs/proxy.md#reloading-the-configuration);
+  // the gateway's own TLS files (server.tls) and the services' (services[].tls) are read again either way.
   const hangUp = () => {
-    if (!tls && !app.routes.some((route) => route.upstreamTls.hasFiles)) return server.log.info('SIGHUP: no TLS files to reload; the rest of the configuration file is read only at start (restart to apply changes to it)')
-    server.log.info('SIGHUP: re-reading the TLS files; the rest of the configuration file is read only at start (restart to apply changes to it)')
+    if (stopping) return
+    reloadConfiguration()
     if (tls) listening.reloadTls('SIGHUP')
     reloadServicesTls(app.routes, server.log, 'SIGHUP')
+  }
+  const reloadConfiguration = () => {
+    const read = readConfigAgain(options, app.config)
+    if ('problems' in read) return server.log.error({ problems: read.problems }, 'SIGHUP: the configuration file has problems: none of it was applied, the gateway runs as it did')
+    const changes = serviceChanges(app.config, read.config)
+    const { needsRestart } = app.reloadServices(read.config)
+    unwatchServicesTls()
+    unwatchServicesTls = watchServicesTls(app.routes, server.log)
+    server.log.info({ services_added: changes.added, services_removed: changes.removed, services_changed: changes.changed }, 'SIGHUP: configuration file read again; its services apply to new requests')
+    if (needsRestart.length) server.log.warn({ settings: needsRestart }, 'SIGHUP: these settings changed in the configuration file but apply only at a restart: they were not applied')
+    for (const warning of sharedServiceClientWarnings(read.config)) server.log.warn(warning)
   }
   onSignals(stop, hangUp)
   // One that came while starting may have meant certificates renewed after they were read; a worker's came from the

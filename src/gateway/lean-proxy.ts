@@ -10,7 +10,7 @@ import { splitTarget } from '../http/request-target.ts'
 import { bodyOverrideRefusal, bodyScan, MethodMayBeNamed, OVERRIDE_READ_BYTES } from '../access/method-override.ts'
 import { refusedAfterBody, type Decision } from './authorize.ts'
 import { FORWARD_AUTH_CACHE_CONTROL, forwardAuthFlavour, judgeForwardAuth, type Flavour, type ForwardAuthAnswer } from './forward-auth.ts'
-import { publicBase, responseRewrite, type ResponseRewrite } from './response-rewrite.ts'
+import { publicBase, responseRewrite, type PublicBase, type ResponseRewrite } from './response-rewrite.ts'
 import { PROXIED_METHODS, type Route } from './routes.ts'
 import { clientResponseHeaders, upstreamRequestHeaders } from './upstream-headers.ts'
 import { dropRestOfBody, hasRequestBody } from './request-buffer.ts'
@@ -82,13 +82,57 @@ export function upstreamFailure(route: Route, error: Error): GatehouseError {
 /** What forwards a request to a service: only `dispatch` is asked of it. */
 export type UpstreamDispatcher = Pick<Dispatcher, 'dispatch'>
 
+/** A service route as both proxy paths need it: everything that can be computed once per route. */
+export interface Lane {
+  readonly route: Route
+  readonly basePath: string
+  readonly rewrite: ResponseRewrite
+  readonly upstream: UpstreamDispatcher
+}
+
+/** The lanes in use, in their routes' order (the longest prefix first), replaced whole with the routes. */
+export interface LaneTable {
+  readonly routes: readonly Route[]
+  readonly lanes: readonly Lane[]
+  /** The same for the lean path: none for a service with CORS, which the general path serves. */
+  readonly lean: readonly (Lane | undefined)[]
+}
+
 /**
- * Each service's upstream connections (an undici pool with the service's size and timeouts), for both paths. A
- * service with TLS settings (`services[].tls`) gets them on each new connection: its CAs and client certificate, and
- * its name sent in SNI and verified, which undici would otherwise take from the request's Host.
+ * Each service's lane, with its upstream connections (an undici pool with the service's size and timeouts), for both
+ * paths. When a reload of the configuration replaces the routes (src/gateway/routes.ts `RouteTable`), the lanes are
+ * replaced in the same step: a route kept keeps its lane and its connections; a removed or changed one's connections
+ * close once the requests that found it before are answered.
  */
-export function upstreamDispatchers(routes: readonly Route[]): Map<Route, UpstreamDispatcher> {
-  return new Map(routes.map((route) => [route, new ServiceConnections(route)]))
+export class ServiceLanes {
+  #table: LaneTable
+  readonly #base: PublicBase
+
+  constructor(app: App) {
+    this.#base = publicBase(app)
+    this.#table = this.#laneTable(app.services.routes, new Map())
+    app.services.onReplace((routes) => {
+      const running = this.#table
+      this.#table = this.#laneTable(routes, new Map(running.lanes.map((lane) => [lane.route, lane])))
+      const kept = new Set(routes)
+      for (const lane of running.lanes) if (!kept.has(lane.route)) (lane.upstream as ServiceConnections).retire()
+    })
+  }
+
+  /** Read once per request: what it finds there it goes on with, whatever a reload does meanwhile. */
+  get table(): LaneTable {
+    return this.#table
+  }
+
+  #laneTable(routes: readonly Route[], running: ReadonlyMap<Route, Lane>): LaneTable {
+    const lanes = routes.map((route) => running.get(route) ?? {
+      route,
+      basePath: route.upstream.pathname.replace(/\/$/, ''),
+      rewrite: responseRewrite(route, this.#base),
+      upstream: new ServiceConnections(route),
+    })
+    return Object.freeze({ routes, lanes, lean: lanes.map((lane) => (lane.route.cors ? undefined : lane)) })
+  }
 }
 
 /**
@@ -99,7 +143,7 @@ export function upstreamDispatchers(routes: readonly Route[]): Map<Route, Upstre
  */
 class ServiceConnections implements UpstreamDispatcher {
   readonly #route: Route
-  #pool: UndiciPool
+  #pool: UpstreamDispatcher & Pick<UndiciPool, 'close'>
 
   constructor(route: Route) {
     this.#route = route
@@ -113,6 +157,26 @@ class ServiceConnections implements UpstreamDispatcher {
 
   dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
     return this.#pool.dispatch(options, handler)
+  }
+
+  /**
+   * The service is no longer routed to (a reload removed or changed it): its pool closes once the requests it holds
+   * are answered, its idle connections at once. A request that found the service before, still judged or reading its
+   * body then, is forwarded as it would have been, on a connection of its own, closed after its answer.
+   */
+  retire(): void {
+    const previous = this.#pool
+    const route = this.#route
+    this.#pool = {
+      dispatch(options, handler) {
+        const pool = servicePool(route)
+        const accepted = pool.dispatch(options, handler)
+        void pool.close().catch(() => {})
+        return accepted
+      },
+      close: () => Promise.resolve(),
+    }
+    void previous.close().catch(() => {})
   }
 }
 
@@ -142,8 +206,8 @@ export function ownedPaths(urls: readonly string[]): (path: string) => boolean {
 }
 
 export interface LeanProxyOptions {
-  /** Each route's upstream connections, shared with the general path. */
-  readonly upstreams: ReadonlyMap<Route, UpstreamDispatcher>
+  /** Each route's lane and upstream connections, shared with the general path. */
+  readonly lanes: ServiceLanes
   /** Whether Fastify's router has a route of the gateway's own that may match this (raw) path. */
   readonly ownsPath: (path: string) => boolean
   readonly parseCookie: (header: string) => Record<string, string>
@@ -157,34 +221,19 @@ export interface LeanProxyOptions {
   readonly closesConnection: (raw: IncomingMessage) => boolean
 }
 
-/** A service route as the lean path needs it, everything that can be computed once. */
-interface Lane {
-  readonly route: Route
-  readonly basePath: string
-  readonly rewrite: ResponseRewrite
-  readonly upstream: UpstreamDispatcher
-}
-
 /** Takes a request (true) or leaves it to Fastify (false). */
 export type LeanProxy = (raw: IncomingMessage, response: ServerResponse) => boolean
 
 export function leanProxy(app: App, options: LeanProxyOptions): LeanProxy {
-  const base = publicBase(app)
-  // By the route's place in `app.routes`; none for a service with CORS, which the general path serves.
-  const lanes: (Lane | undefined)[] = app.routes.map((route) => route.cors ? undefined : {
-    route,
-    basePath: route.upstream.pathname.replace(/\/$/, ''),
-    rewrite: responseRewrite(route, base),
-    upstream: options.upstreams.get(route)!,
-  })
   const trust = app.config.server.trusted_proxies.length ? app.trustsProxy : undefined
 
   function laneFor(raw: IncomingMessage, path: string): Lane | undefined {
     if (!PROXIED_METHODS.has(raw.method!)) return undefined
     if (path.includes('%') || options.ownsPath(path)) return undefined
-    // The longest prefix first, as the router picks.
-    const index = app.routes.findIndex((route) => path.startsWith(route.prefix))
-    return index === -1 ? undefined : lanes[index]
+    // The one read of the lanes in use; the longest prefix first, as the router picks.
+    const { routes, lean } = options.lanes.table
+    const index = routes.findIndex((route) => path.startsWith(route.prefix))
+    return index === -1 ? undefined : lean[index]
   }
 
   return (raw, response) => {

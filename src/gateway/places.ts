@@ -52,9 +52,9 @@ export interface Place {
  */
 export type Access = 'open' | 'public' | 'user' | 'superuser' | 'sign_out'
 
-/** The route table: every place, compiled once. */
+/** The route table: every place, compiled once; the services, again on each reload of the configuration. */
 export interface Places {
-  /** Each configured service, longest prefix first. */
+  /** Each configured service, longest prefix first, as now (a reload replaces them). */
   readonly services: readonly Route[]
   /** The gateway API, by the access its routes declare. */
   readonly gatewayApi: Readonly<Record<Access, Place>>
@@ -86,14 +86,17 @@ function place(fields: Omit<Place, 'entry'>, extra: readonly EntryRule[] = []): 
  * `gatewayEntry`: the gateway's own access rules (`gateway.access`), judged after the built-in checks on the gateway
  * API's and the web interface's private paths. Public paths (login, API roots, ping, JWKS) never reach them.
  */
-export function compilePlaces(config: Config, services: readonly Route[], gatewayEntry: readonly EntryRule[] = []): Places {
+export function compilePlaces(config: Config, services: { readonly routes: readonly Route[] }, gatewayEntry: readonly EntryRule[] = []): Places {
   const configuredPublic = publicPathMatcher(config.gateway.public_paths)
   const loginUrl = gatewayLoginUrl(publishedPath(config))
   const api = (who: Who, isPublic: (path: string) => boolean, entry = gatewayEntry): Place =>
     place({ name: 'gateway', service: 'gateway', accepts: config.gateway.accepts, isPublic, unauthenticated: '401', loginUrl, who }, entry)
   const realms = new Map(config.realms.map((realm) => [realm.name, place({ name: `realms/${realm.name}`, service: `realms/${realm.name}`, accepts: ['session'], isPublic: everywhere, unauthenticated: '401', loginUrl, who: 'anonymous' })]))
   return Object.freeze({
-    services,
+    // Those in use: a reload of the configuration replaces them.
+    get services() {
+      return services.routes
+    },
     gatewayApi: Object.freeze({
       open: api('anonymous', everywhere),
       // Configuration can close a public route but never open a private one.

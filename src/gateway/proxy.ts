@@ -7,10 +7,9 @@ import { splitTarget } from '../http/request-target.ts'
 import type { AnsweredRequest } from '../metrics/metrics.ts'
 import { bodyOverrideRefusal, bodyScan, MethodMayBeNamed, OVERRIDE_READ_BYTES } from '../access/method-override.ts'
 import { answerRefusal, refusedAfterBody } from './authorize.ts'
-import { failureAnswer, type UpstreamDispatcher } from './lean-proxy.ts'
+import { failureAnswer, type Lane, type LaneTable, type ServiceLanes } from './lean-proxy.ts'
 import { dropRestOfBody } from './request-buffer.ts'
-import { publicBase, responseRewrite, type ResponseRewrite } from './response-rewrite.ts'
-import { PROXIED_METHODS, type Route } from './routes.ts'
+import { PROXIED_METHODS } from './routes.ts'
 import { clientResponseHeaders, upstreamRequestHeaders } from './upstream-headers.ts'
 import { cutAnswer, UpstreamExchange } from './upstream-exchange.ts'
 import { poolClient } from './upstream-pool.ts'
@@ -18,40 +17,76 @@ import { WebSocketTunnels } from './websocket.ts'
 
 const METHODS = [...PROXIED_METHODS] as HTTPMethods[]
 
+/** The Fastify route every service's requests reach: the one the lean path leaves to the gateway's own routes (src/server.ts). */
+export const PROXIED_URL = '/*'
+
+/** The lane a request of the general path found as it arrived, which it goes on with until it is answered. */
+const laneOfRequest = new WeakMap<FastifyRequest, Lane>()
+
 /**
- * One encapsulated Fastify scope per service: its upstream connection pool and timeouts, and a body "parser" that
- * hands the request stream through untouched, for src/gateway/request-buffer.ts to read. Most proxied requests never
- * come here: the lean path (src/gateway/lean-proxy.ts) takes them first; this serves the rest (WebSocket upgrades,
- * services with CORS, percent-encoded paths) the same way.
+ * One encapsulated Fastify scope for every service, routed by the lanes in use (src/gateway/lean-proxy.ts
+ * `ServiceLanes`), so that a reload of the configuration changes the services without touching the router: a body
+ * "parser" that hands the request stream through untouched, for src/gateway/request-buffer.ts to read, and each
+ * service's CORS. Most proxied requests never come here: the lean path (src/gateway/lean-proxy.ts) takes them first;
+ * this serves the rest (WebSocket upgrades, services with CORS, percent-encoded paths) the same way. The gateway's
+ * own routes are more specific than this one, and win.
  */
-export async function registerProxy(server: FastifyInstance, app: App, upstreams: ReadonlyMap<Route, UpstreamDispatcher>, answered: (request: FastifyRequest, reply: AnsweredRequest) => void): Promise<void> {
+export async function registerProxy(server: FastifyInstance, app: App, lanes: ServiceLanes, answered: (request: FastifyRequest, reply: AnsweredRequest) => void): Promise<ServesOver> {
   const websockets = new WebSocketTunnels(server, app, answered)
-  const base = publicBase(app)
-  for (const route of app.routes) {
-    await server.register(async (scope) => {
-      scope.removeAllContentTypeParsers()
-      scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload))
-      const { cors } = route
-      if (cors) scope.addHook('onRequest', async (request, reply) => (cors.handle(request, reply) ? reply : undefined))
-      const rewrite = responseRewrite(route, base)
-      const basePath = route.upstream.pathname.replace(/\/$/, '')
-      // Closed with the server, once the requests in flight are done.
-      const upstream = upstreams.get(route)!
-      // Neither the handler nor forward() resolves to the reply: a promise resolved with it (a thenable) makes
-      // Fastify attach end-of-stream listeners to every response just to learn when it ends.
-      const handler = (request: FastifyRequest, reply: FastifyReply): void => {
-        forward(app, route, upstream, basePath, rewrite, request, reply, websockets).catch((error: unknown) => reply.send(error))
-      }
-      scope.route({ method: METHODS, url: `${route.prefix}*`, handler })
-    })
+  const servesOver: ServesOver = async (request, reply) => {
+    const matched = request.routeOptions.url
+    const staticPart = matched?.split(/[:*(]/, 1)[0]
+    if (matched === undefined || matched === PROXIED_URL || staticPart === matched) return false
+    const lane = laneFor(lanes.table, request)
+    if (!lane || lane.route.prefix.length <= staticPart!.length) return false
+    if (!lane.route.cors?.handle(request, reply)) await forward(app, lane, request, reply, websockets).catch((error: unknown) => reply.send(error))
+    return true
   }
+  await server.register(async (scope) => {
+    scope.removeAllContentTypeParsers()
+    scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload))
+    scope.addHook('onRequest', async (request, reply) => {
+      const lane = laneFor(lanes.table, request)
+      if (!lane) return
+      laneOfRequest.set(request, lane)
+      const { cors } = lane.route
+      return cors?.handle(request, reply) ? reply : undefined
+    })
+    // Neither the handler nor forward() resolves to the reply: a promise resolved with it (a thenable) makes
+    // Fastify attach end-of-stream listeners to every response just to learn when it ends.
+    const handler = (request: FastifyRequest, reply: FastifyReply): void => {
+      const lane = laneOfRequest.get(request)
+      if (!lane) return void reply.send(new NotFound(`No service or API at ${splitTarget(request.url).path}.`))
+      forward(app, lane, request, reply, websockets).catch((error: unknown) => reply.send(error))
+    }
+    scope.route({ method: METHODS, url: PROXIED_URL, handler })
+  })
+  return servesOver
 }
 
-async function forward(app: App, route: Route, upstream: UpstreamDispatcher, basePath: string, rewrite: ResponseRewrite, request: FastifyRequest, reply: FastifyReply, websockets: WebSocketTunnels): Promise<void> {
+/**
+ * Serves, from the gateway's hooks, a request the router gave to one of the gateway's own routes with a parameter
+ * (`/realms/:realm/...`) when a service's prefix goes further than that route's fixed part (`/realms/nested/`): the
+ * router preferred the service's route, when each service had one of its own. True when it took the request.
+ */
+export type ServesOver = (request: FastifyRequest, reply: FastifyReply) => Promise<boolean>
+
+/**
+ * The service of the longest prefix the path starts with, as the router matched a prefix: on the path as decoded
+ * too, so that `/a/%62/` reaches neither `/a/b/` (its raw path does not start with it) nor `/a/` (whose service
+ * would read it as `/a/b/`), as when each service had a route of its own.
+ */
+function laneFor(table: LaneTable, request: FastifyRequest): Lane | undefined {
+  const { path } = splitTarget(request.url)
+  const index = table.routes.findIndex((route) => path.startsWith(route.prefix))
+  if (index === -1 || !path.includes('%')) return index === -1 ? undefined : table.lanes[index]
+  const decoded = `/${(request.params as { '*': string })['*']}`
+  return table.routes.findIndex((route) => decoded.startsWith(route.prefix)) === index ? table.lanes[index] : undefined
+}
+
+async function forward(app: App, lane: Lane, request: FastifyRequest, reply: FastifyReply, websockets: WebSocketTunnels): Promise<void> {
+  const { route, upstream, basePath, rewrite } = lane
   const { path, query } = splitTarget(request.url)
-  // The router matches decoded paths (`/%72ec/` as `/rec/`); the prefix is cut, and public paths judged, on the
-  // raw path, so one that does not start with the prefix as written is not this service's.
-  if (!path.startsWith(route.prefix)) throw new NotFound(`No service or API at ${path}.`)
   const decision = await app.authorize(request, route)
   if (!decision.granted) {
     answerRefusal(reply, decision)

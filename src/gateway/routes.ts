@@ -29,6 +29,8 @@ export interface Route extends Place {
   readonly removedFields: RemovedFields
   /** How its TLS connections are made (`services[].tls`), read again on SIGHUP. */
   readonly upstreamTls: UpstreamTlsFiles
+  /** The service's configuration as written: a reload keeps the route (its pool, its connections) while this is unchanged. */
+  readonly configured: string
 }
 
 /** Exact paths in a Set, `prefix*` paths as a short list: one hash lookup and a few startsWith per request. */
@@ -64,18 +66,57 @@ export function compileRoute(service: ServiceConfig, upstream: URL, bodyBudget: 
     removedFields: removedFields([...removedEverywhere, ...service.remove_request_headers]),
     isPublic: publicPathMatcher(service.public_paths),
     upstreamTls: new UpstreamTlsFiles(tlsSetting, upstream, service.tls),
+    configured: JSON.stringify(service),
   })
+}
+
+/** What a reload compiles the services with besides the configuration: the running routes and their body budget. */
+export interface RunningRoutes {
+  readonly routes: readonly Route[]
+  readonly bodyBudget: BodyBudget
 }
 
 /**
  * Compiles every configured service. `upstreams` resolves `builtin:demo` to the demo upstream's address;
- * other upstreams are taken as written.
+ * other upstreams are taken as written. Given the running routes, a service configured exactly as before keeps its
+ * route, and with it its upstream connections and the pool's shares in use.
  */
-export function compileRoutes(config: Config, upstreams: ReadonlyMap<string, URL> = new Map(), loginUrls?: LoginUrls, entryRules?: ServiceEntryRules): Route[] {
+export function compileRoutes(config: Config, upstreams: ReadonlyMap<string, URL> = new Map(), loginUrls?: LoginUrls, entryRules?: ServiceEntryRules, running?: RunningRoutes): Route[] {
   // One budget for the bodies held by all services at once.
-  const bodyBudget = new BodyBudget(config.server.body_buffers_mb * 1024 * 1024)
+  const bodyBudget = running?.bodyBudget ?? new BodyBudget(config.server.body_buffers_mb * 1024 * 1024)
+  const kept = new Map(running?.routes.map((route) => [route.configured, route]))
   const gatewayLogin = gatewayLoginUrl(publishedPath(config))
   return config.services
-    .map((service, i) => compileRoute(service, upstreams.get(service.name) ?? new URL(service.upstream), bodyBudget, loginUrls?.(service.name) ?? gatewayLogin, entryRules, config.server.remove_request_headers, `services.${i}.tls`))
+    .map((service, i) => kept.get(JSON.stringify(service)) ?? compileRoute(service, upstreams.get(service.name) ?? new URL(service.upstream), bodyBudget, loginUrls?.(service.name) ?? gatewayLogin, entryRules, config.server.remove_request_headers, `services.${i}.tls`))
     .sort((a, b) => b.prefix.length - a.prefix.length)
+}
+
+/**
+ * The services' routes in use. A reload of the configuration replaces them whole, in one assignment: a request
+ * reads them once as it arrives and goes on with the route it found, whatever comes after.
+ */
+export class RouteTable {
+  #routes: readonly Route[]
+  readonly #replaced: ((routes: readonly Route[]) => void)[] = []
+  readonly bodyBudget: BodyBudget
+
+  constructor(routes: readonly Route[], bodyBudget: BodyBudget) {
+    this.#routes = routes
+    this.bodyBudget = bodyBudget
+  }
+
+  /** Longest prefix first, as the router picks. */
+  get routes(): readonly Route[] {
+    return this.#routes
+  }
+
+  replace(routes: readonly Route[]): void {
+    this.#routes = routes
+    for (const listener of this.#replaced) listener(routes)
+  }
+
+  /** Called, in the order they were added, as soon as the routes are replaced. */
+  onReplace(listener: (routes: readonly Route[]) => void): void {
+    this.#replaced.push(listener)
+  }
 }

@@ -53,7 +53,7 @@ const KEPT_WHILE_WAITING = 64 * 1024
  * The close code and reason (RFC 6455 §7.4) both ends are sent when the gateway closes a socket itself: 1008 (policy
  * violation) when the credential no longer lets it in, 1013 (try again later) when it cannot be checked now (a
  * database outage, a directory that does not answer, every password check busy), as its reconnection is answered 503
- * meanwhile, 1001 (going away) for shutdown and a quiet socket.
+ * meanwhile, 1001 (going away) for shutdown, a quiet socket and a service a reload removed or changed.
  */
 const GOING_AWAY = 1001
 const CLOSE_CODES: Readonly<Record<string, { code: number; reason: string }>> = {
@@ -63,6 +63,7 @@ const CLOSE_CODES: Readonly<Record<string, { code: number; reason: string }>> = 
   directory_unavailable: { code: 1013, reason: 'directory unavailable' },
   password_checks_busy: { code: 1013, reason: 'password checks busy' },
   shutdown: { code: GOING_AWAY, reason: 'shutting down' },
+  service_reloaded: { code: GOING_AWAY, reason: 'service reconfigured' },
   idle: { code: GOING_AWAY, reason: 'idle timeout' },
 }
 /** How long the gateway waits for each direction's frame in flight to end, to put its close frame after it, before it cuts both connections. */
@@ -132,6 +133,8 @@ export class WebSocketTunnels {
    * it has ended (a tunnel's, once its close is logged): shutdown ends them all.
    */
   readonly #connections = new Map<Duplex, (reason: string) => Promise<void>>()
+  /** Each open socket's route: a reload of the configuration that removes or changes it closes the socket. */
+  readonly #routeOf = new Map<Duplex, Route>()
   /** Open sockets by service, for the metrics. */
   readonly #openByService = new Map<string, number>()
   #closing = false
@@ -150,6 +153,12 @@ export class WebSocketTunnels {
     this.#answered = answered
     app.metrics.watchWebSockets(() => this.#openByService)
     app.bus.onApplied(() => this.#recheckSoon())
+    // A socket judged by a service's previous rules, or open on the upstream it no longer has, ends as at shutdown: its
+    // client reconnects to the service as it is now. Those of a service the reload kept are left alone.
+    app.services.onReplace((routes) => {
+      const kept = new Set(routes)
+      for (const [client, route] of this.#routeOf) if (!kept.has(route)) void this.#connections.get(client)?.('service_reloaded')
+    })
     const http = server.server as Server & { shouldUpgradeCallback: (request: IncomingMessage) => boolean }
     http.shouldUpgradeCallback = asksForWebSocket
     http.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -299,7 +308,8 @@ export class WebSocketTunnels {
       : undefined
     // Refused now: the socket opens only to be closed at once, as one revoked just after would be, and the client's
     // bytes sent behind its upgrade never reach the service.
-    const closeAtOnce = tunnel && judgedAgain ? this.#reasonToClose(tunnel, judgedAgain) : undefined
+    // A reload that replaced the service while its upgrade was under way closes it as it would have had it opened before.
+    const closeAtOnce = !this.#app.routes.includes(route) ? 'service_reloaded' : tunnel && judgedAgain ? this.#reasonToClose(tunnel, judgedAgain) : undefined
     const toClient = carry(service, client, answer.head)
     const toService = carry(client, service, closeAtOnce ? Buffer.alloc(0) : upgrade.head)
     this.#answered(request, { statusCode: 101, elapsedTime: reply.elapsedTime })
@@ -309,6 +319,7 @@ export class WebSocketTunnels {
         close(reason)
         return logged
       })
+      this.#routeOf.set(client, route)
     }
     function cut(): void {
       client.destroy()
@@ -342,6 +353,7 @@ export class WebSocketTunnels {
     this.#openByService.set(route.name, (this.#openByService.get(route.name) ?? 0) + 1)
     const ended = () => {
       if (tunnel) this.#forget(tunnel)
+      this.#routeOf.delete(client)
       this.#openByService.set(route.name, this.#openByService.get(route.name)! - 1)
       this.#app.metrics.webSocketClosed(route.name, closedBy!)
       const now = performance.now()

@@ -60,8 +60,8 @@ export class Readiness {
   #running: Promise<ReadinessReport> | undefined
   /** A database query from an earlier check that has not settled yet. */
   #databaseQuery: Promise<unknown> | undefined
-  /** Each upstream's latest probe (under way or done), by service, with when it began. */
-  readonly #upstreamProbes = new Map<string, { startedAt: number; probe: Promise<UpstreamCheck> }>()
+  /** Each upstream's latest probe (under way or done), by its service's route, with when it began. */
+  readonly #upstreamProbes = new Map<Route, { startedAt: number; probe: Promise<UpstreamCheck> }>()
 
   constructor(app: App, timeoutMs: number) {
     this.#app = app
@@ -76,7 +76,10 @@ export class Readiness {
   }
 
   async #checkAll(): Promise<ReadinessReport> {
-    const [database, upstreams] = await Promise.all([this.#queryDatabase(), Promise.all(this.#app.routes.map((route) => this.#recentProbe(route)))])
+    const routes = this.#app.routes
+    // By route: a service a reload of the configuration changed is probed anew, one it removed is forgotten.
+    for (const probed of this.#upstreamProbes.keys()) if (!routes.includes(probed)) this.#upstreamProbes.delete(probed)
+    const [database, upstreams] = await Promise.all([this.#queryDatabase(), Promise.all(routes.map((route) => this.#recentProbe(route)))])
     const checks: Check[] = [databaseCheck(database, this.#app.store.database.status(), this.#app.bus.status().writesFailingSince), migrationsCheck(database), this.#busCheck()]
     return { ready: checks.every((check) => check.status === 'UP'), checks, upstreams }
   }
@@ -123,10 +126,10 @@ export class Readiness {
 
   #recentProbe(route: Route): Promise<UpstreamCheck> {
     const now = performance.now()
-    const recent = this.#upstreamProbes.get(route.name)
+    const recent = this.#upstreamProbes.get(route)
     if (recent && now - recent.startedAt < UPSTREAM_PROBE_REUSE_MS) return recent.probe
     const probe = this.#probeUpstream(route)
-    this.#upstreamProbes.set(route.name, { startedAt: now, probe })
+    this.#upstreamProbes.set(route, { startedAt: now, probe })
     return probe
   }
 

@@ -72,25 +72,33 @@ export class GatewayMetrics {
   readonly #busLag = new HistogramFamily('gatehouse_event_bus_lag_seconds', 'How long after another process committed a change this process read its news.', [], LAG_BUCKETS)
   readonly #passwordChecksRefused = new CounterFamily('gatehouse_password_checks_refused_total', 'Password checks refused at once because every core was checking one and auth.password_checks_waiting more waited.', [])
   readonly #connectionsRefused = new CounterFamily('gatehouse_connections_refused_total', 'Connections closed as they arrived because server.max_connections or server.max_connections_per_address was reached, by that cap.', ['reason'])
-  readonly #websocketsClosed = new CounterFamily('gatehouse_websockets_closed_total', 'WebSockets closed after they opened, by service and by what closed them (client, service, idle, credential_revoked, access_narrowed, database_unavailable, directory_unavailable, password_checks_busy, shutdown), and upgrades whose client left before the service answered (client_before_answer).', ['service', 'reason'])
+  readonly #websocketsClosed = new CounterFamily('gatehouse_websockets_closed_total', 'WebSockets closed after they opened, by service and by what closed them (client, service, idle, credential_revoked, access_narrowed, database_unavailable, directory_unavailable, password_checks_busy, shutdown, service_reloaded), and upgrades whose client left before the service answered (client_before_answer).', ['service', 'reason'])
   readonly #queryDuration = new HistogramFamily('gatehouse_db_query_duration_seconds', 'Database query time, failed queries included.', [], FAST_BUCKETS)
 
   /** `places`: the names requests are counted under besides `none` (src/gateway/places.ts: services, `gateway`, `ui`, `realms/<name>`). */
   constructor(places: readonly string[]) {
-    const names = [NO_SERVICE, ...new Set(places)]
-    names.forEach((service, s) => {
-      this.#serviceIndex.set(service, s)
-      this.#gatewayTime.push(this.#gatewayDuration.series(service))
-      this.#upstreamTime.push(this.#upstreamDuration.series(service))
-      for (const method of METHOD_CLASSES) for (const status of STATUS_CLASSES) for (const auth of AUTH_METHODS) {
-        this.#requestCells.push(this.#requests.series(service, method, status, auth))
-      }
-    })
+    this.addPlaces([NO_SERVICE, ...places])
     for (const method of AUTH_METHODS) this.#granted.set(method, this.#decisions.series(method, 'granted', ''))
     this.#lockouts.series()
     this.#auditDropped.series()
     this.#refusedCells = { max_connections: this.#connectionsRefused.series('max_connections'), max_connections_per_address: this.#connectionsRefused.series('max_connections_per_address') }
     if (clustered()) answerCollections(async () => (await this.#loadedRegistry()).getMetricsAsJSON())
+  }
+
+  /**
+   * Names requests may be counted under from now on: a service a reload of the configuration added. A service it
+   * removed keeps its series, with the totals they reached.
+   */
+  addPlaces(places: readonly string[]): void {
+    for (const service of places) {
+      if (this.#serviceIndex.has(service)) continue
+      this.#serviceIndex.set(service, this.#serviceIndex.size)
+      this.#gatewayTime.push(this.#gatewayDuration.series(service))
+      this.#upstreamTime.push(this.#upstreamDuration.series(service))
+      for (const method of METHOD_CLASSES) for (const status of STATUS_CLASSES) for (const auth of AUTH_METHODS) {
+        this.#requestCells.push(this.#requests.series(service, method, status, auth))
+      }
+    }
   }
 
   /** The registry, with prom-client loaded on the first call; a failed load is tried again at the next scrape. */

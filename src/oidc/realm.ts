@@ -518,8 +518,8 @@ const NO_TOKENS: BearerPolicy = Object.freeze({ realms: new Set<string>(), audie
 /** Every configured realm, and what each service expects of the tokens it accepts. */
 export class OidcRealms implements AccessTokenIssuers {
   readonly #realms = new Map<string, Realm>()
-  readonly #policies = new Map<string, BearerPolicy>()
-  readonly #loginUrls = new Map<string, (next: string) => string>()
+  #policies: Map<string, BearerPolicy>
+  #loginUrls: Map<string, (next: string) => string>
   readonly #store: Store
   /** The database's time as this process knows it, which records' expiries are written in (adapter.ts). */
   readonly #databaseNow: () => number
@@ -559,8 +559,31 @@ export class OidcRealms implements AccessTokenIssuers {
         realm.notBeforeChanged()
       }
     })
+    this.applicationsRealm = this.#realms.get(config.gateway.oidc.applications_realm ?? config.realms[0]?.name ?? '')
+    const { policies, loginUrls, applicationAudiences } = this.#servicePolicies(config)
+    this.#policies = policies
+    this.#loginUrls = loginUrls
+    // Read when its provider is first built: a reload that would change them says it needs a restart.
+    if (this.applicationsRealm) this.applicationsRealm.applications = { repository: deps.store.applications, audiences: applicationAudiences }
+  }
+
+  /**
+   * What the services read again from the configuration file expect of tokens, in place of what they expected. Returns
+   * whether the audiences of the OAuth2 applications' tokens, which the realm's provider was built with, would differ.
+   */
+  applyServices(config: Config): { applicationAudiencesChanged: boolean } {
+    const { policies, loginUrls, applicationAudiences } = this.#servicePolicies(config)
+    this.#policies = policies
+    this.#loginUrls = loginUrls
+    const running = this.applicationsRealm?.applications?.audiences ?? []
+    return { applicationAudiencesChanged: JSON.stringify(running) !== JSON.stringify(applicationAudiences) }
+  }
+
+  #servicePolicies(config: Config): { policies: Map<string, BearerPolicy>; loginUrls: Map<string, (next: string) => string>; applicationAudiences: string[] } {
+    const policies = new Map<string, BearerPolicy>()
+    const loginUrls = new Map<string, (next: string) => string>()
     const gateway = config.gateway.oidc
-    this.#policies.set('gateway', { realms: new Set(gateway.realms ?? this.#realms.keys()), audiences: new Set(gateway.audiences), scoped: true })
+    policies.set('gateway', { realms: new Set(gateway.realms ?? this.#realms.keys()), audiences: new Set(gateway.audiences), scoped: true })
     for (const service of config.services) {
       if (!service.accepts.includes('oidc')) continue
       const realm = this.#realms.get(service.oidc?.realm ?? config.realms[0]?.name ?? '')
@@ -568,35 +591,33 @@ export class OidcRealms implements AccessTokenIssuers {
       const client = service.oidc?.client_id ?? defaultServiceClient(realm.config)
       // By default a service takes the tokens meant for it: its name in `aud`, or issued to its own client.
       const audiences = service.oidc?.audiences.length ? service.oidc.audiences : defaultServiceAudiences(service.name, client)
-      this.#policies.set(service.name, { realms: new Set([realm.name]), audiences: new Set(audiences), scoped: false })
-      if (client && !service.accepts.includes('session')) this.#loginUrls.set(service.name, (next) => authorizationUrl(realm, client, next))
+      policies.set(service.name, { realms: new Set([realm.name]), audiences: new Set(audiences), scoped: false })
+      if (client && !service.accepts.includes('session')) loginUrls.set(service.name, (next) => authorizationUrl(realm, client, next))
     }
-    this.applicationsRealm = this.#realms.get(gateway.applications_realm ?? config.realms[0]?.name ?? '')
-    if (this.applicationsRealm) {
-      // An application's tokens are meant for the gateway and for every service that takes its realm's tokens.
-      const realmName = this.applicationsRealm.name
-      const audiences = [...new Set([...gateway.audiences, ...[...this.#policies.entries()]
-        .filter(([service, policy]) => service !== 'gateway' && policy.realms.has(realmName))
-        .flatMap(([, policy]) => [...policy.audiences].slice(0, 1))])]
-      this.applicationsRealm.applications = { repository: deps.store.applications, audiences }
-      // A service that takes personal tokens takes the applications' tokens too, as the platform's services do: they
-      // are meant for the gateway (its audiences), and the platform's services take what the gateway takes, held to
-      // their scope as there (only `write` writes). So does the gateway's own API when its `accepts` names personal
-      // tokens and not `oidc`: an application's token is the platform's kind, as a personal token is, and follows it.
-      const realm = this.applicationsRealm
-      const applicationsOnly = (token: string): boolean => {
-        try {
-          const { iss, azp } = decodeJwt(token)
-          return iss === realm.issuer && typeof azp === 'string' && realm.client(azp) === undefined
-        } catch {
-          return false
-        }
-      }
-      const applicationsPolicy: BearerPolicy = { realms: new Set([realmName]), audiences: new Set(gateway.audiences), scoped: true, applicationsOnly }
-      for (const place of [{ name: 'gateway', accepts: config.gateway.accepts }, ...config.services]) {
-        if (place.accepts.includes('token') && !place.accepts.includes('oidc')) this.#policies.set(place.name, applicationsPolicy)
+    const realm = this.applicationsRealm
+    if (!realm) return { policies, loginUrls, applicationAudiences: [] }
+    // An application's tokens are meant for the gateway and for every service that takes its realm's tokens.
+    const realmName = realm.name
+    const applicationAudiences = [...new Set([...gateway.audiences, ...[...policies.entries()]
+      .filter(([service, policy]) => service !== 'gateway' && policy.realms.has(realmName))
+      .flatMap(([, policy]) => [...policy.audiences].slice(0, 1))])]
+    // A service that takes personal tokens takes the applications' tokens too, as the platform's services do: they
+    // are meant for the gateway (its audiences), and the platform's services take what the gateway takes, held to
+    // their scope as there (only `write` writes). So does the gateway's own API when its `accepts` names personal
+    // tokens and not `oidc`: an application's token is the platform's kind, as a personal token is, and follows it.
+    const applicationsOnly = (token: string): boolean => {
+      try {
+        const { iss, azp } = decodeJwt(token)
+        return iss === realm.issuer && typeof azp === 'string' && realm.client(azp) === undefined
+      } catch {
+        return false
       }
     }
+    const applicationsPolicy: BearerPolicy = { realms: new Set([realmName]), audiences: new Set(gateway.audiences), scoped: true, applicationsOnly }
+    for (const place of [{ name: 'gateway', accepts: config.gateway.accepts }, ...config.services]) {
+      if (place.accepts.includes('token') && !place.accepts.includes('oidc')) policies.set(place.name, applicationsPolicy)
+    }
+    return { policies, loginUrls, applicationAudiences }
   }
 
   /**

@@ -1,0 +1,28 @@
+import { ConfigError } from '../config/load.ts'
+import type { Config } from '../config/schema.ts'
+import { resolveConfig, type StorageOptions } from './common.ts'
+import { checkStartFiles, demoUpstreamsProblem, missingSecrets } from './preflight.ts'
+
+/**
+ * The configuration file read again as `serve` read it at start (its options and environment), and checked as
+ * `config check` checks it, the files it names included: the configuration, or every problem found.
+ */
+export function readConfigAgain(options: StorageOptions & { demo?: boolean }, running: Config): { config: Config } | { problems: string[] } {
+  let config: Config
+  try {
+    config = resolveConfig(options)
+  } catch (error) {
+    return { problems: error instanceof ConfigError ? error.problems : [(error as Error).message] }
+  }
+  const problems = checkStartFiles(config, { create: false }).problems
+  const demoProblem = demoUpstreamsProblem(config, options.demo === true)
+  if (demoProblem) problems.push(demoProblem)
+  problems.push(...missingSecrets(config, process.env))
+  // The demo's upstreams are started with the gateway, for the services that name them then.
+  config.services.forEach((service, i) => {
+    if (service.upstream === 'builtin:demo' && !running.services.some((kept) => kept.name === service.name && kept.upstream === 'builtin:demo')) {
+      problems.push(`services.${i}.upstream: builtin:demo upstreams start with the gateway: restart to add the service "${service.name}"`)
+    }
+  })
+  return problems.length ? { problems } : { config }
+}

@@ -1,0 +1,215 @@
+import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { rmSync, writeFileSync } from 'node:fs'
+import { createServer, get, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
+import WebSocket, { WebSocketServer } from 'ws'
+import { adminAuth, spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
+
+/** An upstream that answers with its name and the path it was asked; `/slow` paths wait until released. */
+async function namedUpstream(name: string): Promise<{ url: string; server: Server; release(): void; waiting(): number }> {
+  const held: (() => void)[] = []
+  const server = createServer((request, response) => {
+    const answer = () => response.end(`${name} ${request.url}`)
+    if (request.url!.includes('/slow')) held.push(answer)
+    else answer()
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    server,
+    release: () => {
+      for (const answer of held.splice(0)) answer()
+    },
+    waiting: () => held.length,
+  }
+}
+
+function service(name: string, upstream: string, extra = ''): string {
+  return `  - name: ${name}\n    prefix: /${name}/\n    upstream: ${upstream}\n    accepts: [basic]\n${extra}`
+}
+
+/** On a connection of its own: with --workers, each may reach another process. */
+function fetchAlone(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    get(url, { agent: false, headers }, (response) => {
+      let body = ''
+      response.setEncoding('utf8')
+      response.on('data', (chunk) => (body += chunk))
+      response.on('end', () => resolve({ status: response.statusCode!, body }))
+    }).on('error', reject)
+  })
+}
+
+async function until(condition: () => boolean, ms: number, what: () => string): Promise<void> {
+  for (const end = Date.now() + ms; !condition(); await sleep(50)) if (Date.now() > end) assert.fail(what())
+}
+
+function hangUps(gateway: GatewayProcess, message: string): number {
+  return gateway.output().split('\n').filter((line) => line.includes(`"msg":"SIGHUP: ${message}`)).length
+}
+
+/** Sends SIGHUP and waits for the log line of its outcome (in every one of `processes`). */
+async function reload(gateway: GatewayProcess, message: string, processes = 1): Promise<void> {
+  const seen = hangUps(gateway, message)
+  gateway.process.kill('SIGHUP')
+  await until(() => hangUps(gateway, message) >= seen + processes, 10_000, () => `no "${message}" after SIGHUP:\n${gateway.output().slice(-3000)}`)
+}
+
+/** `serve` with `yaml` as its configuration file (info lines, JSON), and that file, to change. */
+async function serveFile(dir: string, name: string, yaml: string, args: string[] = []): Promise<{ file: string; gateway: GatewayProcess }> {
+  const file = join(dir, `${name}.yaml`)
+  writeFileSync(file, yaml)
+  const gateway = await spawnGateway(['--config', file, '--data-dir', join(dir, name), ...args], { GATEHOUSE_LOG_LEVEL: 'info', GATEHOUSE_LOG_FORMAT: 'json' }, { startMs: 40_000 })
+  return { file, gateway }
+}
+
+describe('serve: SIGHUP reads the configuration file again', () => {
+  let dir: string
+  let one: Awaited<ReturnType<typeof namedUpstream>>
+  let two: Awaited<ReturnType<typeof namedUpstream>>
+  before(async () => {
+    dir = tempDir()
+    one = await namedUpstream('one')
+    two = await namedUpstream('two')
+  })
+  after(() => {
+    one.server.close()
+    two.server.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('adds, removes and changes services and their access rules; a request in flight finishes on the upstream it started with', async () => {
+    const { file, gateway } = await serveFile(dir, 'changes', `services:\n${service('kept', one.url, '    public_paths: [/kept/open]\n')}${service('gone', one.url, '    public_paths: ["/gone/*"]\n')}`)
+    try {
+      assert.deepEqual(await fetchAlone(`${gateway.url}/gone/x`), { status: 200, body: 'one /gone/x' })
+      assert.equal((await fetchAlone(`${gateway.url}/kept/open`)).status, 200)
+      assert.equal((await fetchAlone(`${gateway.url}/kept/x`, adminAuth)).body, 'one /kept/x')
+      const slow = fetchAlone(`${gateway.url}/gone/slow`)
+      await until(() => one.waiting() === 1, 5000, () => 'the slow request reached the upstream')
+
+      writeFileSync(file, `services:\n${service('kept', two.url, '    strip_prefix: true\n    access:\n      - deny: { users: [admin] }\n      - allow: {}\n')}${service('added', two.url, '    public_paths: ["/added/*"]\n')}`)
+      await reload(gateway, 'configuration file read again')
+      assert.match(gateway.output(), /"services_added":\["added"\],"services_removed":\["gone"\],"services_changed":\["kept"\]/)
+
+      assert.deepEqual(await fetchAlone(`${gateway.url}/added/x`), { status: 200, body: 'two /added/x' }, 'an added service is served')
+      assert.deepEqual(JSON.parse((await fetchAlone(`${gateway.url}/api/`)).body).apis, { gateway: '/api/gateway/', kept: '/kept/', added: '/added/' }, 'the API root lists the services now')
+      const probed = JSON.parse((await fetchAlone(`${gateway.url}/readyz`)).body).upstreams.map((check: { service: string }) => check.service).sort()
+      assert.deepEqual(probed, ['added', 'kept'], '/readyz probes the services now')
+      const removed = await fetchAlone(`${gateway.url}/gone/x`)
+      assert.equal(removed.status, 404, 'a removed one is not')
+      assert.equal(JSON.parse(removed.body).code, 'not_found')
+      assert.equal((await fetchAlone(`${gateway.url}/kept/open`)).status, 401, 'a public path taken away asks for credentials')
+      const refused = await fetchAlone(`${gateway.url}/kept/x`, adminAuth)
+      assert.equal(refused.status, 403, 'its new access rules apply')
+      assert.equal(JSON.parse(refused.body).code, 'access_denied')
+
+      one.release()
+      assert.deepEqual(await slow, { status: 200, body: 'one /gone/slow' }, 'the request in flight was answered by the upstream of the service it found')
+
+      writeFileSync(file, `services:\n${service('kept', two.url, '    strip_prefix: true\n')}`)
+      await reload(gateway, 'configuration file read again')
+      assert.deepEqual(await fetchAlone(`${gateway.url}/kept/x`, adminAuth), { status: 200, body: 'two /x' }, 'the changed upstream and strip_prefix apply')
+    } finally {
+      await gateway.stop()
+    }
+  })
+
+  it('keeps everything as it was when the file has a problem, the files it names included, and logs the problems', async () => {
+    const { file, gateway } = await serveFile(dir, 'invalid', `services:\n${service('kept', one.url, '    public_paths: ["/kept/*"]\n')}`)
+    try {
+      const invalid = [
+        // Valid services beside one wrong value: nothing of it applies.
+        `services:\n${service('added', two.url, '    public_paths: ["/added/*"]\n')}${service('kept', two.url, '    timeouts: { response_seconds: -1 }\n')}`,
+        // A TLS file the service names and that cannot be read, as config check reads it.
+        `services:\n${service('added', two.url.replace('http:', 'https:'), `    public_paths: ["/added/*"]\n    tls: { ca_file: ${join(dir, 'missing-ca.pem')} }\n`)}`,
+        'services: [\n',
+      ]
+      for (const yaml of invalid) {
+        writeFileSync(file, yaml)
+        await reload(gateway, 'the configuration file has problems')
+        assert.deepEqual(await fetchAlone(`${gateway.url}/kept/x`), { status: 200, body: 'one /kept/x' }, `served as before (${yaml})`)
+        assert.equal((await fetchAlone(`${gateway.url}/added/x`)).status, 404, `nothing of it applied (${yaml})`)
+      }
+      const problems = gateway.output().split('\n').filter((line) => line.includes('has problems')).map((line) => JSON.parse(line).problems.join('\n'))
+      assert.match(problems[0]!, /services\.1\.timeouts\.response_seconds/)
+      assert.match(problems[1]!, /services\.0\.tls\.ca_file.*missing-ca\.pem/)
+      assert.equal(problems.length, 3)
+    } finally {
+      await gateway.stop()
+    }
+  })
+
+  it('logs the settings that need a restart by name and applies the rest', async () => {
+    const { file, gateway } = await serveFile(dir, 'restart', `services:\n${service('kept', one.url, '    public_paths: ["/kept/*"]\n')}`)
+    try {
+      writeFileSync(file, `server:\n  max_connections: 1\nauth:\n  max_stale_seconds: 7\nservices:\n${service('kept', two.url, '    public_paths: ["/kept/*"]\n')}`)
+      await reload(gateway, 'configuration file read again')
+      const warning = gateway.output().split('\n').find((line) => line.includes('apply only at a restart'))
+      assert.ok(warning, gateway.output())
+      assert.deepEqual(JSON.parse(warning).settings, ['server.max_connections', 'auth.max_stale_seconds'])
+      assert.deepEqual(await fetchAlone(`${gateway.url}/kept/x`), { status: 200, body: 'two /kept/x' }, 'the services applied')
+      // Two connections at once: max_connections 1 was not applied.
+      const answers = await Promise.all([fetchAlone(`${gateway.url}/kept/a`), fetchAlone(`${gateway.url}/kept/b`)])
+      assert.deepEqual(answers.map((answer) => answer.status), [200, 200])
+    } finally {
+      await gateway.stop()
+    }
+  })
+
+  it('closes the open WebSockets of a service it removes or changes, and leaves those of the others open', async () => {
+    const echo = new WebSocketServer({ port: 0, host: '127.0.0.1' })
+    await once(echo, 'listening')
+    echo.on('connection', (socket) => socket.on('message', (data) => socket.send(String(data))))
+    const upstream = `http://127.0.0.1:${(echo.address() as AddressInfo).port}`
+    const open = '    public_paths: ["/{name}/*"]\n'
+    const { file, gateway } = await serveFile(dir, 'websockets', `services:\n${['kept', 'gone', 'changed'].map((name) => service(name, upstream, open.replace('{name}', name))).join('')}`)
+    const sockets = new Map<string, WebSocket>()
+    try {
+      for (const name of ['kept', 'gone', 'changed']) {
+        const socket = new WebSocket(`${gateway.url.replace('http', 'ws')}/${name}/socket`)
+        await once(socket, 'open')
+        sockets.set(name, socket)
+      }
+      const closed = ['gone', 'changed'].map((name) => once(sockets.get(name)!, 'close'))
+      writeFileSync(file, `services:\n${service('kept', upstream, open.replace('{name}', 'kept'))}${service('changed', upstream, open.replace('{name}', 'changed') + '    strip_prefix: true\n')}`)
+      await reload(gateway, 'configuration file read again')
+      for (const closing of closed) {
+        const [code, reason] = await closing
+        assert.equal(code, 1001)
+        assert.equal(String(reason), 'service reconfigured')
+      }
+      const kept = sockets.get('kept')!
+      kept.send('still here')
+      const [answer] = await once(kept, 'message')
+      assert.equal(String(answer), 'still here', 'the socket of a service the reload kept is open')
+      await until(() => (gateway.output().match(/"closed_by":"service_reloaded"/g)?.length ?? 0) === 2, 5000, () => gateway.output().slice(-3000))
+    } finally {
+      for (const socket of sockets.values()) socket.terminate()
+      await gateway.stop()
+      echo.close()
+    }
+  })
+
+  it('with --workers 2, every worker applies it', async () => {
+    const { file, gateway } = await serveFile(dir, 'workers', `services:\n${service('kept', one.url, '    public_paths: ["/kept/*"]\n')}`, ['--workers', '2'])
+    try {
+      await until(() => (gateway.output().match(/"msg":"worker listening"/g)?.length ?? 0) === 2, 20_000, () => `two workers listen:\n${gateway.output()}`)
+      writeFileSync(file, `services:\n${service('added', two.url, '    public_paths: ["/added/*"]\n')}`)
+      await reload(gateway, 'configuration file read again', 2)
+      const pids = new Set(gateway.output().split('\n').filter((line) => line.includes('configuration file read again')).map((line) => JSON.parse(line).pid))
+      assert.equal(pids.size, 2, 'each worker read it')
+      // New connections go to either worker: every one finds the new table.
+      for (let i = 0; i < 12; i++) {
+        assert.deepEqual(await fetchAlone(`${gateway.url}/added/${i}`), { status: 200, body: `two /added/${i}` })
+        assert.equal((await fetchAlone(`${gateway.url}/kept/${i}`)).status, 404)
+      }
+    } finally {
+      await gateway.stop()
+    }
+  })
+})
