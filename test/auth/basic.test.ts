@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { ADMIN_PASSWORD, adminAuth, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { ADMIN_PASSWORD, adminAuth, basic, json, refusalBody, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { exchange } from '../helpers/raw-client.ts'
 import { parseScrape, sampleValue } from '../helpers/prometheus.ts'
 
@@ -39,7 +39,7 @@ describe('basic authorization', () => {
     const unknown = await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('nobody', 'nope') } })
     assert.equal(wrong.status, 401)
     assert.equal(unknown.status, 401)
-    assert.deepEqual(await json(wrong), await json(unknown))
+    assert.deepEqual(await refusalBody(wrong), await refusalBody(unknown))
     assert.match(wrong.headers.get('www-authenticate') ?? '', /Basic realm="Gatehouse"/)
   })
 

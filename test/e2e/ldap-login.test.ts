@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { decodeJwt } from 'jose'
-import { ADMIN_PASSWORD, adminAuth, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { ADMIN_PASSWORD, adminAuth, basic, json, refusalBody, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { activeDirectoryImpostor, EXPIRED_PASSWORD_LDIF, GROUPS, PASSWORDS, startDirectory, SUFFIX, type TestDirectory } from '../helpers/ldap.ts'
 import { login, withCsrf } from '../helpers/session.ts'
 import { Browser } from '../helpers/browser.ts'
@@ -229,7 +229,7 @@ describe('LDAP accounts through the gateway', () => {
     const wrong = await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('alice', 'wrong-password') } })
     const unknown = await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('nobody-here', 'wrong-password') } })
     assert.equal(wrong.status, 401)
-    assert.deepEqual(await json(wrong), await json(unknown))
+    assert.deepEqual(await refusalBody(wrong), await refusalBody(unknown))
   })
 
   it('never lets a directory entry take over a local account of the same name', async () => {
@@ -247,11 +247,11 @@ describe('LDAP accounts through the gateway', () => {
     const me = (name: string, password: string) => gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic(name, password) } })
     const wrong = await me('ADMIN', 'not-the-password')
     assert.equal(wrong.status, 401)
-    const wrongBody = await json(wrong)
+    const wrongBody = await refusalBody(wrong)
     for (const name of ['ADMIN', 'Admin']) {
       const response = await me(name, PASSWORDS.admin!)
       assert.equal(response.status, 401, name)
-      assert.deepEqual(await json(response), wrongBody)
+      assert.deepEqual(await refusalBody(response), wrongBody)
     }
     const admin = (await gw.store.users.findByUsername('admin'))!
     assert.equal(admin.source, 'local')

@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -99,6 +100,13 @@ export async function json(response: Response): Promise<any> {
   } catch {
     throw new Error(`expected JSON, got ${response.status}: ${text.slice(0, 200)}`)
   }
+}
+
+/** An error's JSON body without its `request_id`, which differs from one request to the next: two refusals compared. */
+export async function refusalBody(response: Response): Promise<Record<string, unknown>> {
+  const { request_id: id, ...body } = await json(response)
+  assert.match(String(id), /^[\w.:=+-]{1,128}$/)
+  return body
 }
 
 export interface GatewayProcess {
