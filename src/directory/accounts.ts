@@ -330,26 +330,25 @@ export class Accounts {
     const { together } = options
     // Only the account's own write is a taken username; what `together` writes fails as itself.
     let writingTogether = false
-    let user: User
+    // Failures are counted by username, an account's or not: those counted before this account (against a deleted
+    // one of the same name, or a name guessed before it existed) must not lock it out of the password just chosen for
+    // it, as a new password ends a lock (update). Forgotten in the creation's transaction: an account made is never
+    // answered as a failure because the second write met a busy database.
+    const forgetFailures = passwordHash !== null
     try {
-      user = together
-        ? await this.#bus.change(async (tx, announce) => {
-          writingTogether = false
-          const created = await tx.users.create({ ...input, passwordHash })
-          writingTogether = true
-          await together(tx, announce, created)
-          return created
-        })
-        : await this.#store.users.create({ ...input, passwordHash })
+      if (!together && !forgetFailures) return await this.#store.users.create({ ...input, passwordHash })
+      return await this.#bus.change(async (tx, announce) => {
+        writingTogether = false
+        const created = await tx.users.create({ ...input, passwordHash })
+        writingTogether = true
+        if (forgetFailures) await tx.loginFailures.clear(created.username.toLowerCase())
+        if (together) await together(tx, announce, created)
+        return created
+      })
     } catch (error) {
       if (error instanceof UniqueViolation && !writingTogether) throw new UsernameTaken()
       throw error
     }
-    // Failures are counted by username, an account's or not: those counted before this account (against a deleted
-    // one of the same name, or a name guessed before it existed) must not lock it out of the password just chosen for
-    // it, as a new password ends a lock (update).
-    if (passwordHash) await this.lockout.clear(user.username)
-    return user
   }
 
   /**
