@@ -813,7 +813,18 @@ const fastifyErrors: Record<string, (message: string) => GatehouseError> = {
   // The router could not decode the path's percent escapes (src/http/request-target.ts refuses the query's).
   FST_ERR_BAD_URL: (message) => new MalformedEscape(message),
   // No id, name or realm is that long, so no such thing exists; Fastify's own message would repeat the whole path.
-  FST_ERR_MAX_PARAM_LENGTH: () => new NotFound('Not found: a part of the path is longer than any id or name.'),
+  FST_ERR_MAX_PARAM_LENGTH: () => new NotFound(PART_TOO_LONG),
+}
+const PART_TOO_LONG = 'Not found: a part of the path is longer than any id or name.'
+/** The router's `maxParamLength`, Fastify's default: no id, name or realm has a longer path segment. */
+const LONGEST_PATH_PART = 100
+
+/**
+ * The 404 of a path no service or API serves, naming it, unless a part of it is longer than any id or name: a path
+ * the router took for a service's (services are matched by a catch-all route) must not be repeated back whole.
+ */
+export function noServiceAt(path: string): NotFound {
+  return path.split('/').some((part) => part.length > LONGEST_PATH_PART) ? new NotFound(PART_TOO_LONG) : new NotFound(`No service or API at ${path}.`)
 }
 
 /** Turns anything thrown into a GatehouseError; unknown errors become an opaque 500. */

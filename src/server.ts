@@ -10,7 +10,7 @@ import { CSRF_COOKIE } from './auth/csrf.ts'
 import { SESSION_COOKIE } from './auth/session.ts'
 import { newRequestContext } from './context.ts'
 import { hashingThreads, onRefusedHash } from './directory/passwords.ts'
-import { DatabaseUnavailable, NotFound, answerClientError, sendError } from './errors.ts'
+import { DatabaseUnavailable, NotFound, answerClientError, noServiceAt, sendError } from './errors.ts'
 import { outcomeOf, type AnswerEnding, type RefusedOnArrival } from './http/answer-outcome.ts'
 import { cookieParser } from './http/cookie-header.ts'
 import { closeLingeringAfter } from './http/lingering-close.ts'
@@ -243,7 +243,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   app.oidc.backchannelLogouts.onFailure(({ realm, clientId, uri, outcome, detail }) => {
     server.log.warn({ realm, client_id: clientId, uri, outcome, detail }, 'back-channel logout: the client was not told of a session that ended')
   })
-  server.setNotFoundHandler((request, reply) => sendError(request, reply, new NotFound(`No service or API at ${splitTarget(request.url).path}.`)))
+  server.setNotFoundHandler((request, reply) => sendError(request, reply, noServiceAt(splitTarget(request.url).path)))
 
   await registerOpenApi(server)
   await registerGatewayApi(server, app)

@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Dispatcher } from 'undici'
 import type { App } from '../app.ts'
-import { NotFound, writeError } from '../errors.ts'
+import { NotFound, noServiceAt, writeError } from '../errors.ts'
 import { splitTarget } from '../http/request-target.ts'
 import type { AnsweredRequest } from '../metrics/metrics.ts'
 import { bodyOverrideRefusal, bodyScan, MethodMayBeNamed, OVERRIDE_READ_BYTES } from '../access/method-override.ts'
@@ -56,7 +56,7 @@ export async function registerProxy(server: FastifyInstance, app: App, lanes: Se
     // Fastify attach end-of-stream listeners to every response just to learn when it ends.
     const handler = (request: FastifyRequest, reply: FastifyReply): void => {
       const lane = laneOfRequest.get(request)
-      if (!lane) return void reply.send(new NotFound(`No service or API at ${splitTarget(request.url).path}.`))
+      if (!lane) return void reply.send(noServiceAt(splitTarget(request.url).path))
       forward(app, lane, request, reply, websockets).catch((error: unknown) => reply.send(error))
     }
     scope.route({ method: METHODS, url: PROXIED_URL, handler })
