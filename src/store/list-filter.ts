@@ -100,7 +100,18 @@ function conditionSql(fields: FilterFields, condition: Condition): Expression<Sq
   const column = field.storedAsInteger ? sql`CAST(${sql.ref(field.column)} AS TEXT)` : sql.ref(field.column)
   const expression = (field.type === 'integer' ? beyondIntegerColumn(column, condition.lookup, condition.value) : undefined)
     ?? lookupSql(column, condition.lookup, condition.value)
-  return condition.negate ? sql<SqlBool>`NOT (${expression})` : expression
+  if (!condition.negate) return expression
+  return asksAboutNull(condition) ? sql<SqlBool>`NOT (${expression})` : sql<SqlBool>`NOT (${expression} AND ${column} IS NOT NULL)`
+}
+
+/**
+ * Whether a condition asks whether the field is null (`isnull`, or `exact` with none), which holds or not of every
+ * row. Any other is unknown (SQL's NULL) of a null field, and `NOT` of unknown would leave the row out; Django's
+ * `exclude()`, and so the platform's `not__` filters, keep it: `not__code=x` lists the entries with no code, as Django
+ * writes `NOT (col = x AND col IS NOT NULL)`. On a column that is never null the second part changes nothing.
+ */
+function asksAboutNull(condition: Condition): boolean {
+  return condition.lookup === 'isnull' || (condition.lookup === 'exact' && condition.value === null)
 }
 
 /** Integer fields are ids, 32-bit columns: PostgreSQL refuses a wider value outright. */

@@ -156,6 +156,63 @@ for (const backend of gatewayBackends) {
       assert.deepEqual(await names('email__icontains=example&or__username=bob&or__username=Alice'), ['Alice', 'bob'])
     })
 
+    it('keeps the rows where the field is null under not__, as Django\'s exclude() keeps them, on every list', async () => {
+      const listed = async (path: string) => {
+        const response = await gw.fetch(`/api/gateway/v1/${path}${path.includes('?') ? '&' : '?'}page_size=200`, { headers: adminAuth })
+        const body = await json(response)
+        assert.equal(response.status, 200, `${path}: ${JSON.stringify(body)}`)
+        assert.equal(body.count, body.results.length, path)
+        return body.results as Record<string, any>[]
+      }
+      const ids = (rows: Record<string, any>[]) => rows.map((row) => row.id)
+      /** What not__<query> must list: every row the query itself does not (those null in the field among them). */
+      const negated = async (path: string, query: string) => {
+        const matching = new Set(ids(await listed(`${path}?${query}`)))
+        return ids(await listed(path)).filter((id) => !matching.has(id))
+      }
+      const same = async (path: string, query: string) => assert.deepEqual(ids(await listed(`${path}?not__${query}`)), await negated(path, query), `${path}?not__${query}`)
+
+      // A platform-wide role definition is on no content type.
+      const roles = await listed('role_definitions/')
+      assert.ok(roles.some((role) => role.content_type === null) && roles.some((role) => role.content_type === 'shared.team'))
+      for (const query of ['content_type=shared.team', 'content_type__in=shared.team,shared.organization', 'content_type__model=team', 'content_type__icontains=team']) {
+        await same('role_definitions/', query)
+        assert.ok((await listed(`role_definitions/?not__${query}`)).some((role) => role.content_type === null), query)
+      }
+
+      // A platform-wide assignment is on no object.
+      const organization = await json(await gw.fetch('/api/gateway/v1/organizations/', { method: 'POST', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'Excluded' }) }))
+      const bob = (await json(await gw.fetch('/api/gateway/v1/users/?username=bob', { headers: adminAuth }))).results[0]
+      const roleNamed = (name: string) => roles.find((role) => role.name === name)!.id
+      for (const [role, objectId] of [['Platform Auditor', undefined], ['Organization Member', organization.id]] as const) {
+        const given = await gw.fetch('/api/gateway/v1/role_user_assignments/', { method: 'POST', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify({ role_definition: roleNamed(role), user: bob.id, object_id: objectId }) })
+        assert.equal(given.status, 201, role)
+      }
+      for (const query of [`object_id=${organization.id}`, `object_id__in=${organization.id}`, 'object_id__startswith=1', 'content_type=shared.organization']) {
+        await same('role_user_assignments/', query)
+        assert.ok((await listed(`role_user_assignments/?not__${query}`)).some((assignment) => assignment.object_id === null), query)
+      }
+
+      // Accounts that never logged in have no last_login.
+      await same('users/', `last_login__lt=${encodeURIComponent(new Date(Date.now() + 86_400_000).toISOString())}`)
+      assert.ok((await listed('users/?not__last_login__lt=2999-01-01T00:00:00Z')).some((user) => user.last_login === null))
+
+      // The activity stream: a failed login has no actor, a change no code, realm or address given by it.
+      await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: `Basic ${Buffer.from('bob:not-the-password').toString('base64')}` } })
+      await gw.app.audit.flush()
+      const entries = await listed('activitystream/')
+      assert.ok(entries.some((entry) => entry.code === null) && entries.some((entry) => entry.code === 'invalid_credentials'), JSON.stringify(entries.map((entry) => entry.code)))
+      assert.ok(entries.some((entry) => entry.created_by === null) && entries.some((entry) => entry.created_by !== null))
+      const admin = entries.find((entry) => entry.created_by !== null)!.created_by
+      for (const query of ['code=invalid_credentials', 'code__in=invalid_credentials,account_locked', 'code__icontains=invalid', `created_by=${admin}`, 'created_by__username=admin', 'realm=master', 'object_id__startswith=1', 'changes__icontains=bob']) {
+        await same('activitystream/', query)
+      }
+      assert.ok((await listed('activitystream/?not__code=invalid_credentials')).some((entry) => entry.code === null))
+      assert.ok((await listed(`activitystream/?not__created_by=${admin}`)).some((entry) => entry.created_by === null))
+      // Asking about null itself is as before.
+      assert.ok((await listed('activitystream/?not__code__isnull=true')).every((entry) => entry.code !== null))
+    })
+
     it('searches the text fields and orders by any field, descending with -', async () => {
       assert.deepEqual(await names('search=example.org'), ['alfred'])
       assert.deepEqual(await names('search=al example.com'), ['Alice'])
