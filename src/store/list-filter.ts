@@ -153,7 +153,12 @@ function beyondIntegerColumn(column: ReturnType<typeof sql.ref>, lookup: Lookup,
 
 function lookupSql(column: ReturnType<typeof sql.ref>, lookup: Lookup, value: Condition['value']): Expression<SqlBool> {
   if (lookup === 'isnull') return value ? sql<SqlBool>`${column} IS NULL` : sql<SqlBool>`${column} IS NOT NULL`
-  if (lookup === 'in') return sql<SqlBool>`${column} IN (${sql.join(value as FilterValue[])})`
+  if (lookup === 'in') {
+    // As Django's `in` lookup: none among the values matches nothing (SQL's `IN (NULL, ...)` would make the negation
+    // unknown of every other row), and none alone is no row, whose negation is every row.
+    const values = (value as readonly FilterValue[]).filter((item) => item !== null)
+    return values.length ? sql<SqlBool>`${column} IN (${sql.join(values)})` : NO_ROW
+  }
   if (value === null) return sql<SqlBool>`${column} IS NULL`
   const text = String(value)
   switch (lookup) {

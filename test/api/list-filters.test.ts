@@ -140,6 +140,11 @@ for (const backend of gatewayBackends) {
       for (const none of ['None', 'null', 'NULL']) assert.deepEqual(await teams(`organization=${none}`), [], none)
       assert.deepEqual(await teams(`not__organization=None&name=Listed`), [team.id])
       assert.deepEqual(await teams(`organization__in=None,${organization.id}`), [team.id])
+      // As Django's in lookup, none among the values matches nothing, and so its negation keeps every other row.
+      assert.deepEqual(await teams(`not__organization__in=None,${organization.id + 1000}&name=Listed`), [team.id])
+      assert.deepEqual(await teams(`not__organization__in=None,${organization.id}&name=Listed`), [])
+      assert.deepEqual(await teams('organization__in=None'), [])
+      assert.deepEqual(await teams('not__organization__in=None&name=Listed'), [team.id])
       assert.deepEqual(await teams('organization__gt=None'), [400, ['organization__gt']])
       assert.deepEqual(await teams('id=None'), [400, ['id']], 'an object\'s own id is never none')
     })
