@@ -172,6 +172,52 @@ for (const backend of gatewayBackends) {
     })
     })
 
+    it('records the role assignments a deletion takes with it as the platform does: none, only the deleted object\'s own entries', async () => {
+      const created = async (path: string, body: unknown) => {
+        const response = await send('POST', `/api/gateway/v1/${path}`, body)
+        const object = await json(response)
+        assert.equal(response.status, 201, `${path}: ${JSON.stringify(object)}`)
+        return object
+      }
+      const roleNamed = async (name: string) => (await json(await gw.fetch(`/api/gateway/v1/role_definitions/?name=${encodeURIComponent(name)}`, { headers: adminAuth }))).results[0].id
+      const holder = await created('users/', { username: 'cascade-holder', password: 'cascade-holder-password' })
+      const leaving = await created('users/', { username: 'cascade-leaving', password: 'cascade-leaving-password' })
+      const organization = await created('organizations/', { name: 'Cascading' })
+      const team = await created('teams/', { name: 'Cascading team', organization: organization.id })
+      const kept = await created('organizations/', { name: 'Cascade kept' })
+      const custom = await created('role_definitions/', { name: 'Cascade viewer', content_type: 'shared.organization', permissions: ['shared.view_organization'] })
+      const given = [
+        await created('role_user_assignments/', { role_definition: await roleNamed('Organization Member'), user: holder.id, object_id: organization.id }),
+        await created('role_user_assignments/', { role_definition: await roleNamed('Team Member'), user: holder.id, object_id: team.id }),
+        await created('role_team_assignments/', { role_definition: await roleNamed('Organization Member'), team: team.id, object_id: organization.id }),
+        await created('role_user_assignments/', { role_definition: custom.id, user: holder.id, object_id: kept.id }),
+        await created('role_user_assignments/', { role_definition: await roleNamed('Organization Member'), user: leaving.id, object_id: kept.id }),
+      ]
+      const before = (await stream())[0].id
+      for (const path of [`role_definitions/${custom.id}/`, `users/${leaving.id}/`, `teams/${team.id}/`, `organizations/${organization.id}/`]) {
+        assert.equal((await send('DELETE', `/api/gateway/v1/${path}`)).status, 204, path)
+      }
+      for (const assignment of given) {
+        const actor = assignment.user === undefined ? 'team' : 'user'
+        assert.equal((await gw.fetch(`/api/gateway/v1/role_${actor}_assignments/${assignment.id}/`, { headers: adminAuth })).status, 404, 'the deletion took the assignment with it')
+      }
+      const since = (await stream(`&id__gt=${before}`)).map((entry) => `${entry.operation} ${entry.content_type} ${entry.object_id} ${entry.code ?? ''}`.trim())
+      assert.deepEqual(since.sort(), [
+        `delete organization ${organization.id}`,
+        `delete role_definition ${custom.id}`,
+        `delete team ${team.id}`,
+        `delete user ${leaving.id}`,
+      ], 'django-ansible-base\'s assignments write no activity stream entry: neither their own delete nor a disassociate')
+      // Each grant's own entry stays, no longer linked to an assignment that is gone.
+      for (const assignment of given) {
+        const actor = assignment.user === undefined ? 'team' : 'user'
+        const [grant, ...more] = await stream(`&content_type=role_${actor}_assignment&object_id=${assignment.id}`)
+        assert.equal(grant.operation, 'create')
+        assert.deepEqual(more, [])
+        assert.equal(grant.related.content_object, undefined)
+      }
+    })
+
     it('names each entry\'s platform model in content_type_model, and finds entries by it with content_type__model', async () => {
       const application = await json(await send('POST', '/api/gateway/v1/applications/', { name: 'by-model', client_type: 'confidential', authorization_grant_type: 'password' }))
       const [made] = await stream(`&content_type=application&object_id=${application.id}`)
