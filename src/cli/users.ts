@@ -9,7 +9,8 @@ import { cliActor } from '../audit/actor.ts'
 import { recordTokensOfUserRevoked } from '../audit/tokens.ts'
 import { SelfLockout, ValidationFailed } from '../errors.ts'
 import type { User } from '../store/users.ts'
-import { readImportFile } from '../directory/account-import.ts'
+import { readImportFile, type ImportFile, type NotImported } from '../directory/account-import.ts'
+import type { ImportOutcome } from '../directory/accounts.ts'
 import { readAtMost } from '../config/read-at-most.ts'
 
 export function usersCommand(): Command {
@@ -72,7 +73,7 @@ export function usersCommand(): Command {
   users.addCommand(addStorageOptions(new Command('import')
     .description('import accounts, with their password hashes, from a Keycloak realm export or a JSON list of the platform\'s users (all or none)')
     .argument('<file>', 'the JSON file')
-    .option('--update', 'give accounts that exist already the file\'s fields and password (default: skip them)'))
+    .option('--update', 'give accounts that exist already the file\'s fields, and its password where they still have the one imported (default: skip them)'))
     .action(async (file: string, options: StorageOptions & { update?: boolean }) => {
       await importUsers(file, options)
     }))
@@ -143,19 +144,36 @@ async function importUsers(file: string, options: StorageOptions & { update?: bo
     for (const user of outcome.created) app.audit.change(cliActor(), 'create', auditedUser(user), undefined, { ...serializeUser(user), ...imported(user) })
     for (const { before, after, passwordChanged } of outcome.updated) {
       app.audit.change(cliActor(), 'update', auditedUser(after), { ...serializeUser(before), ...(passwordChanged ? { password: 'old' } : {}) },
-        { ...serializeUser(after), ...(passwordChanged ? { password: 'imported' } : {}) })
+        { ...serializeUser(after), ...(passwordChanged ? { password: after.passwordHash === null ? 'removed' : 'imported' } : {}) })
     }
-    const names = (users: readonly User[]) => users.map((user) => user.username).join(', ')
-    const withoutPassword = [...outcome.created, ...outcome.updated.map(({ after }) => after)].filter((user) => user.passwordHash === null)
-    const lines = [
-      `${read.accounts.length} users in ${read.format === 'keycloak' ? 'the Keycloak realm export' : 'the list of the platform\'s users'}: `
-        + `${outcome.created.length} created, ${outcome.updated.length} updated, ${outcome.skipped.length} skipped`,
-      outcome.skipped.length ? `skipped (exist already; --update gives them the file's fields and password): ${names(outcome.skipped)}` : '',
-      read.leftOut.length ? `left out (a client's service account, which the realm makes): ${read.leftOut.join(', ')}` : '',
-      withoutPassword.length ? `without a password (give one with users set-password): ${names(withoutPassword)}` : '',
-    ]
-    process.stdout.write(lines.filter(Boolean).join('\n') + '\n')
+    process.stdout.write(importSummary(read, outcome).join('\n') + '\n')
   })
+}
+
+/** What an import did, a line each, every account named that needs the administrator's eye (never a hash). */
+function importSummary(read: ImportFile, outcome: ImportOutcome): string[] {
+  const names = (users: readonly { username: string }[]) => users.map((user) => user.username).join(', ')
+  const temporary = new Set(read.accounts.filter((account) => account.temporaryPassword).map((account) => account.username))
+  const withoutPassword = [...outcome.created, ...outcome.updated.map(({ after }) => after)].filter((user) => user.passwordHash === null)
+  const weakened = read.accounts.filter((account) => account.notImported.includes('other credentials'))
+  const counted = new Map<NotImported, number>()
+  for (const account of read.accounts) for (const kind of account.notImported) counted.set(kind, (counted.get(kind) ?? 0) + 1)
+  const notImported = [...counted].map(([kind, count]) => `${kind} of ${count} user${count === 1 ? '' : 's'}`)
+  return [
+    `${read.accounts.length} users in ${read.format === 'keycloak' ? 'the Keycloak realm export' : 'the list of the platform\'s users'}: `
+      + `${outcome.created.length} created, ${outcome.updated.length} updated, ${outcome.skipped.length} skipped`,
+    outcome.skipped.length ? `skipped (exist already; --update gives them the file's fields and, where unchanged since imported, its password): ${names(outcome.skipped)}` : '',
+    read.leftOut.length ? `left out (a client's service account, which the realm makes): ${read.leftOut.join(', ')}` : '',
+    outcome.passwordsKept.length ? `password left alone (changed in Gatehouse, or replaced at a sign-in, since it was imported; users set-password gives another): ${names(outcome.passwordsKept)}` : '',
+    withoutPassword.some((user) => temporary.has(user.username))
+      ? `without the temporary password the file gives them (Gatehouse cannot make its user change it at the next sign-in; give one with users set-password): ${names(withoutPassword.filter((user) => temporary.has(user.username)))}`
+      : '',
+    withoutPassword.some((user) => !temporary.has(user.username))
+      ? `without a password (give one with users set-password): ${names(withoutPassword.filter((user) => !temporary.has(user.username)))}`
+      : '',
+    notImported.length ? `not imported, as Gatehouse has no place for them: ${notImported.join(', ')}` : '',
+    weakened.length ? `signing in with their password alone (their other credentials, such as one-time password generators, are not imported): ${names(weakened)}` : '',
+  ].filter(Boolean)
 }
 
 /**

@@ -28,7 +28,22 @@ export interface ImportedAccount {
   readonly isActive: boolean
   /** As stored (src/directory/passwords.ts, pbkdf2-hashes.ts); null: the account has no password it can sign in with. */
   readonly passwordHash: string | null
+  /**
+   * The file's password was one the user was to change at the next sign-in (a Keycloak credential marked `temporary`,
+   * or the required action UPDATE_PASSWORD): someone else chose it. Gatehouse has no such state for its own accounts,
+   * so the password is not imported (passwordHash null) rather than made a lasting one.
+   */
+  readonly temporaryPassword: boolean
+  /** What the entry holds that Gatehouse has no place for, so it is not imported (the import's summary counts it). */
+  readonly notImported: readonly NotImported[]
 }
+
+/**
+ * Kinds of a user's data with no counterpart in Gatehouse. `other credentials` (a one-time password generator, a
+ * security key) weakens the account: it signs in with its password alone, so the import names those users.
+ */
+export type NotImported = 'realm roles' | 'client roles' | 'groups' | 'attributes' | 'required actions' | 'other credentials'
+  | 'identity provider links' | 'platform auditor'
 
 export interface ImportFile {
   readonly format: 'keycloak' | 'platform'
@@ -84,6 +99,8 @@ function readEntries(format: ImportFile['format'], entries: unknown[], read: (en
 
 function platformAccount(entry: Record<string, unknown>, place: string): ImportedAccount {
   const password = optional(entry, 'password', 'string', '')
+  // The platform shows its Platform Auditor role as a flag of the user (is_platform_auditor, AWX's is_system_auditor).
+  const auditor = entry.is_platform_auditor === true || entry.is_system_auditor === true
   return {
     place,
     username: required(entry, 'username'),
@@ -93,6 +110,8 @@ function platformAccount(entry: Record<string, unknown>, place: string): Importe
     isSuperuser: optional(entry, 'is_superuser', 'boolean', false),
     isActive: optional(entry, 'is_active', 'boolean', true),
     passwordHash: djangoHash(password),
+    temporaryPassword: false,
+    notImported: auditor ? ['platform auditor'] : [],
   }
 }
 
@@ -101,8 +120,15 @@ function keycloakAccount(entry: Record<string, unknown>, place: string): Importe
   if (entry.serviceAccountClientId !== undefined) return undefined
   const credentials = optional<unknown[]>(entry, 'credentials', 'object', [])
   if (!Array.isArray(credentials)) throw new EntryProblem('has "credentials" that are not a list')
-  const passwords = credentials.filter((credential) => isObject(credential) && credential.type === 'password')
+  const passwords = credentials.filter((credential) => isObject(credential) && credential.type === 'password') as Record<string, unknown>[]
   if (passwords.length > 1) throw new EntryProblem('has more than one password credential')
+  const requiredActions = optional<unknown[]>(entry, 'requiredActions', 'object', [])
+  if (!Array.isArray(requiredActions) || requiredActions.some((action) => typeof action !== 'string')) throw new EntryProblem('has "requiredActions" that are not a list of names')
+  // Keycloak reads an action's name in any case (ImportUserActions), and marks a temporary password with UPDATE_PASSWORD.
+  const actions = requiredActions.map((action) => (action as string).toUpperCase())
+  const temporaryPassword = actions.includes('UPDATE_PASSWORD') || passwords.some((credential) => credential.temporary === true)
+  // Checked even when withheld: a file with a hash Gatehouse could never verify is refused the same either way.
+  const passwordHash = passwords.length ? keycloakHash(passwords[0]!) : null
   return {
     place,
     username: required(entry, 'username'),
@@ -111,8 +137,37 @@ function keycloakAccount(entry: Record<string, unknown>, place: string): Importe
     lastName: optional(entry, 'lastName', 'string', ''),
     isSuperuser: false,
     isActive: optional(entry, 'enabled', 'boolean', true),
-    passwordHash: passwords.length ? keycloakHash(passwords[0] as Record<string, unknown>) : null,
+    passwordHash: temporaryPassword ? null : passwordHash,
+    temporaryPassword: temporaryPassword && passwordHash !== null,
+    notImported: keycloakNotImported(entry, credentials, actions),
   }
+}
+
+/** Keycloak's roles that every Gatehouse user holds in every realm already (src/oidc/claims.ts realmRoles, ACCOUNT_ROLES). */
+const EVERYONES_REALM_ROLE = /^(default-roles-.+|offline_access|uma_authorization)$/
+const EVERYONES_ACCOUNT_ROLES = new Set(['manage-account', 'manage-account-links', 'view-profile'])
+/** The password, and the earlier ones Keycloak keeps for its password policy's history (`password-history`). */
+const PASSWORD_CREDENTIALS = new Set(['password', 'password-history'])
+
+/**
+ * What of a Keycloak user Gatehouse has no place for. Roles are arbitrary names in Keycloak, groups its own tree:
+ * none says what Gatehouse's superuser, organizations or teams would (a realm role `admin` is only a name outside
+ * Keycloak's master realm), so none is turned into one. `emailVerified` is not among them: Gatehouse verifies no
+ * address and calls every one unverified (src/oidc/claims.ts), which is the cautious reading of either value.
+ */
+function keycloakNotImported(entry: Record<string, unknown>, credentials: unknown[], actions: string[]): NotImported[] {
+  const listed = (key: string) => Array.isArray(entry[key]) ? entry[key] as unknown[] : []
+  const clientRoles = isObject(entry.clientRoles) ? Object.entries(entry.clientRoles) : []
+  const found: [NotImported, boolean][] = [
+    ['realm roles', listed('realmRoles').some((role) => typeof role !== 'string' || !EVERYONES_REALM_ROLE.test(role))],
+    ['client roles', clientRoles.some(([client, roles]) => !Array.isArray(roles) || roles.some((role) => client !== 'account' || !EVERYONES_ACCOUNT_ROLES.has(role as string)))],
+    ['groups', listed('groups').length > 0],
+    ['attributes', isObject(entry.attributes) && Object.keys(entry.attributes).length > 0],
+    ['required actions', actions.some((action) => action !== 'UPDATE_PASSWORD')],
+    ['other credentials', credentials.some((credential) => isObject(credential) && !PASSWORD_CREDENTIALS.has(credential.type as string))],
+    ['identity provider links', listed('federatedIdentities').length > 0],
+  ]
+  return found.filter(([, present]) => present).map(([kind]) => kind)
 }
 
 /**

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import type { Lockout } from './lockout.ts'
 import type { ImportedAccount } from './account-import.ts'
 import { burnVerificationTime, hashPassword, verifyPassword } from './passwords.ts'
@@ -95,6 +96,11 @@ export interface ImportOutcome {
   updated: { before: User; after: User; passwordChanged: boolean }[]
   /** Accounts that exist already, left as they are. */
   skipped: User[]
+  /**
+   * Accounts updated but for their password, which the file would have replaced and whose user has one of their own
+   * since (importedPassword).
+   */
+  passwordsKept: User[]
 }
 
 /** Runs inside the change's transaction: writes only through `tx`. */
@@ -432,8 +438,8 @@ export class Accounts {
   /**
    * Writes the accounts of a file (src/directory/account-import.ts), all in one transaction: every one, or, at the first
    * problem, none. An account whose username exists already is skipped, or with `update` given the file's fields, and
-   * its password hash when the file has one (a new password: its sessions and grants end, as with any new password).
-   * The hashes are stored as they are, without the password policy, which cannot judge a hash.
+   * its password as `importedPassword` decides. The hashes are stored as they are, without the password policy, which
+   * cannot judge a hash.
    */
   async importAccounts(accounts: readonly ImportedAccount[], options: { update: boolean }): Promise<ImportOutcome> {
     const problems: Record<string, string[]> = {}
@@ -443,15 +449,15 @@ export class Accounts {
     }
     if (Object.keys(problems).length) throw new ValidationFailed(problems)
     const outcome = await this.#bus.change(async (tx, announce) => {
-      const written: ImportOutcome = { created: [], updated: [], skipped: [] }
+      const written: ImportOutcome = { created: [], updated: [], skipped: [], passwordsKept: [] }
       if (options.update) await tx.users.lockActiveSuperusers()
       let demoted = false
       for (const account of accounts) {
-        const { place, username, passwordHash, ...fields } = account
+        const { place, username, passwordHash, temporaryPassword, notImported, ...fields } = account
         const existing = await tx.users.findCaseVariant(username)
         if (existing && existing.username !== username) throw new ValidationFailed({ [place]: [`The account ${existing.username} has this username in another letter case.`] })
         if (!existing) {
-          written.created.push(await tx.users.create({ username, ...fields, passwordHash }))
+          written.created.push(await tx.users.create({ username, ...fields, passwordHash, importedPasswordDigest: passwordHash && hashDigest(passwordHash) }))
           continue
         }
         if (!options.update) {
@@ -461,10 +467,13 @@ export class Accounts {
         if (existing.source !== 'local') throw new ValidationFailed({ [place]: [`The account exists as a ${existing.source} account, whose password is its source's.`] })
         const before = await tx.users.findByIdForUpdate(existing.id)
         if (!before) throw new AccountChanged()
-        const passwordChanged = passwordHash !== null && passwordHash !== before.passwordHash
+        const password = importedPassword(before, await tx.users.importedPasswordDigest(before.id), account)
+        if (password.kept) written.passwordsKept.push(before)
+        const passwordChanged = password.hash !== undefined
         const after = await tx.users.update(before.id, {
           ...fields,
-          ...(passwordChanged ? { passwordHash } : {}),
+          ...(passwordChanged ? { passwordHash: password.hash } : {}),
+          ...(password.digest !== undefined ? { importedPasswordDigest: password.digest } : {}),
           ...notBeforeChanges(before, fields, passwordChanged, false),
         })
         if (!after) throw new AccountChanged()
@@ -570,6 +579,33 @@ function changedSince(read: User, current: User): boolean {
  * the rest, and the disabled account's check refused them only until now. Personal tokens are not ended by a
  * disable, as the platform keeps them: they work again once the account is enabled.
  */
+/**
+ * What an update's import does with an existing account's password. Gatehouse cannot tell from two hashes whether they
+ * are of the same password, so it tells by the account's own: while its hash is still the one the last import stored
+ * (its digest recorded), the source's password is the account's, and the file's, a new one there, replaces it, or, a
+ * temporary one no one may keep, removes it. An account whose hash is another (its user changed the password, or a
+ * sign-in replaced the imported hash with Gatehouse's own) keeps its own: `kept`. So does one no import gave its hash.
+ * An account without a password takes the file's. A file without a password for the user changes nothing.
+ *
+ * `hash`: the account's new hash (null: none), undefined to keep it; `digest`: the digest to record, undefined to keep it.
+ */
+function importedPassword(account: User, importedDigest: string | null, file: ImportedAccount): { hash?: string | null; digest?: string | null; kept?: true } {
+  const current = account.passwordHash
+  if (file.passwordHash === null && !file.temporaryPassword) return {}
+  // Recording the digest of a hash the file and the account share lets accounts imported before it was kept be updated.
+  if (file.passwordHash === current) return importedDigest === hashDigest(current!) ? {} : { digest: hashDigest(current!) }
+  // No secret is compared: both sides come from the account's own row.
+  const stillImported = current !== null && hashDigest(current) === importedDigest
+  if (current !== null && !stillImported) return { kept: true }
+  if (file.passwordHash !== null) return { hash: file.passwordHash, digest: hashDigest(file.passwordHash) }
+  return current === null ? {} : { hash: null, digest: null }
+}
+
+/** A stored hash's SHA-256, as `importedPasswordDigest` keeps it: it says which hash, and tells nothing the hash does not. */
+function hashDigest(passwordHash: string): string {
+  return createHash('sha256').update(passwordHash).digest('hex')
+}
+
 function notBeforeChanges(before: User | undefined, changes: UserChanges, newPassword: boolean, revokeTokens: boolean): Pick<UserChanges, 'notBefore' | 'tokensNotBefore'> {
   if (!before) return {}
   const activeChanged = changes.isActive !== undefined && changes.isActive !== before.isActive

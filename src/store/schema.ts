@@ -80,6 +80,8 @@ export interface UsersTable {
   not_before: Generated<number>
   /** Personal tokens of the account created before this (epoch ms) are refused; 0: none (migration 020). */
   tokens_not_before: Generated<number>
+  /** The SHA-256 (hex) of the password hash an import stored last; null: none (migration 039). */
+  imported_password_digest: Generated<string | null>
 }
 
 export interface SettingsTable {

@@ -43,6 +43,8 @@ export interface NewUser {
   external?: boolean
   isSystemAuditor?: boolean
   groups?: string[]
+  /** The SHA-256 (hex) of the password hash an import stores (UsersRepository.importedPasswordDigest). */
+  importedPasswordDigest?: string | null
 }
 
 /**
@@ -111,6 +113,7 @@ export class UserRepository {
       external: input.external ?? false,
       is_system_auditor: input.isSystemAuditor ?? false,
       group_names: JSON.stringify(input.groups ?? []),
+      imported_password_digest: input.importedPasswordDigest ?? null,
       created_at: now,
       modified_at: now,
     }).returningAll().executeTakeFirstOrThrow()
@@ -238,6 +241,7 @@ export class UserRepository {
     if (changes.external !== undefined) values.external = changes.external
     if (changes.isSystemAuditor !== undefined) values.is_system_auditor = changes.isSystemAuditor
     if (changes.groups !== undefined) values.group_names = JSON.stringify(changes.groups)
+    if (changes.importedPasswordDigest !== undefined) values.imported_password_digest = changes.importedPasswordDigest
     if (changes.notBefore !== undefined) values.not_before = this.#notBefore('not_before', changes.notBefore)
     if (changes.tokensNotBefore !== undefined) values.tokens_not_before = this.#notBefore('tokens_not_before', changes.tokensNotBefore)
     const row = await this.#db.updateTable('users').set(values as never).where('id', '=', id).returningAll().executeTakeFirst()
@@ -283,6 +287,15 @@ export class UserRepository {
   /** Whether the account still has the password hash `passwordHash` (a login verified it a moment ago). */
   async hasPasswordHash(id: number, passwordHash: string | null): Promise<boolean> {
     return await this.#db.selectFrom('users').select('id').where('id', '=', id).where(hashIs(passwordHash)).executeTakeFirst() !== undefined
+  }
+
+  /**
+   * The SHA-256 (hex) of the password hash `users import` last stored for the account: the account still has that
+   * password exactly when its hash's digest is this one. Null: no import stored one, or it is gone.
+   */
+  async importedPasswordDigest(id: number): Promise<string | null> {
+    const row = await this.#db.selectFrom('users').select('imported_password_digest').where('id', '=', id).executeTakeFirst()
+    return row?.imported_password_digest ?? null
   }
 
   async delete(id: number): Promise<boolean> {

@@ -54,15 +54,18 @@ function keycloakLegacy(password: string) {
   }
 }
 
-/** Keycloak's Argon2PasswordHashProvider with its defaults: argon2id 1.3, 7 MiB, 5 passes, 1 lane, a 32-byte hash. */
-function keycloakArgon2(password: string) {
+/** Keycloak's Argon2PasswordHashProvider, by default argon2id 1.3, 7 MiB, 5 passes, 1 lane, a 32-byte hash. */
+function keycloakArgon2(password: string, { memory, passes } = { memory: 7168, passes: 5 }) {
   const salt = randomBytes(16)
-  const value = hashRawSync(password, { algorithm: 2, memoryCost: 7168, timeCost: 5, parallelism: 1, outputLen: 32, salt })
+  const value = hashRawSync(password, { algorithm: 2, memoryCost: memory, timeCost: passes, parallelism: 1, outputLen: 32, salt })
   return keycloakCredential({ value, salt }, {
-    hashIterations: 5, algorithm: 'argon2',
-    additionalParameters: { hashLength: ['32'], memory: ['7168'], type: ['id'], version: ['1.3'], parallelism: ['1'] },
+    hashIterations: passes, algorithm: 'argon2',
+    additionalParameters: { hashLength: ['32'], memory: [String(memory)], type: ['id'], version: ['1.3'], parallelism: ['1'] },
   })
 }
+
+/** A Keycloak argon2 credential with Gatehouse's own parameters (OWN_PARAMETERS): a sign-in keeps it as it is. */
+const keycloakArgon2AsOwn = (password: string) => keycloakArgon2(password, { memory: 19456, passes: 2 })
 
 type Door = (gw: TestGateway, username: string, password: string) => Promise<boolean>
 
@@ -251,25 +254,100 @@ describe('gatehouse users import', () => {
     }
   })
 
-  it('ends the sessions of an account whose password --update replaces, and keeps those of one the file gives no password', async () => {
-    const frank = { username: 'frank', password: djangoPbkdf2('franks-first-password', 'sha256', 1000) }
-    const grace = { username: 'grace', password: djangoPbkdf2('graces-only-password', 'sha256', 1000) }
-    assert.equal((await importFile('two.json', [frank, grace])).code, 0)
+  it('gives --update the source\'s new password only where the account still has the imported one, and names those it leaves alone', async () => {
+    // frank's hash is kept at sign-in (Gatehouse's own parameters); grace's is replaced by Gatehouse's own there.
+    const realm = (frankPassword: string, gracePassword: string) => ({ realm: 'old', users: [
+      { username: 'frank', credentials: [keycloakArgon2AsOwn(frankPassword)] },
+      { username: 'grace', credentials: [keycloakPbkdf2(gracePassword, 'pbkdf2-sha256', 27500)] },
+      { username: 'heidi', credentials: [keycloakPbkdf2('heidis-only-password', 'pbkdf2-sha256', 27500)] },
+    ] })
+    assert.equal((await importFile('moving.json', realm('franks-first-password', 'graces-first-password'))).code, 0)
     const gw = await startGateway({ dataDir })
     try {
+      const hashOf = async (username: string) => (await gw.store.users.findByUsername(username))!.passwordHash
+      const [frankHash, graceHash, heidiHash] = [await hashOf('frank'), await hashOf('grace'), await hashOf('heidi')]
       const frankSession = await login(gw, 'frank', 'franks-first-password')
-      const graceSession = await login(gw, 'grace', 'graces-only-password')
-      const frankHash = (await gw.store.users.findByUsername('frank'))!.passwordHash
-      const updated = await importFile('two.json', [{ ...frank, password: djangoPbkdf2('franks-second-password', 'sha256', 1000) }, { username: 'grace', email: 'grace@example.com' }], '--update')
+      const graceSession = await login(gw, 'grace', 'graces-first-password')
+      assert.equal(await hashOf('frank'), frankHash, 'frank\'s imported hash is still his')
+      assert.notEqual(await hashOf('grace'), graceHash, 'grace\'s was replaced by Gatehouse\'s own')
+      const updated = await importFile('moving.json', realm('franks-second-password', 'graces-second-password'), '--update')
       assert.equal(updated.code, 0, updated.stderr)
-      assert.notEqual((await gw.store.users.findByUsername('frank'))!.passwordHash, frankHash)
+      assert.match(updated.stdout, /0 created, 3 updated, 0 skipped/)
+      assert.match(updated.stdout, /password left alone \(changed in Gatehouse, or replaced at a sign-in, since it was imported.*\): grace$/m)
+      assert.notEqual(await hashOf('frank'), frankHash)
+      assert.notEqual(await hashOf('heidi'), heidiHash, 'an account no one signed in to takes the source\'s new hash')
       const me = (session: { cookie: string }) => gw.fetch('/api/gateway/v1/me/', { headers: { cookie: session.cookie } }).then((response) => response.status)
       assert.equal(await me(frankSession), 401)
       assert.equal(await me(graceSession), 200)
       assert.equal(await DOORS.basic!(gw, 'frank', 'franks-first-password'), false)
       assert.equal(await DOORS.basic!(gw, 'frank', 'franks-second-password'), true)
-      assert.equal(await DOORS.basic!(gw, 'grace', 'graces-only-password'), true)
-      assert.equal((await list()).find((user) => user.username === 'grace')!.email, 'grace@example.com')
+      assert.equal(await DOORS.basic!(gw, 'grace', 'graces-first-password'), true)
+      assert.equal(await DOORS.basic!(gw, 'grace', 'graces-second-password'), false)
+      const frankAgain = await login(gw, 'frank', 'franks-second-password')
+      const again = await importFile('moving.json', realm('franks-third-password', 'graces-third-password'), '--update')
+      assert.match(again.stdout, /password left alone .*: grace$/m)
+      assert.equal(await me(frankAgain), 401, 'a password the source changed again replaces the one it gave before')
+      assert.equal(await DOORS.basic!(gw, 'frank', 'franks-third-password'), true)
+    } finally {
+      await gw.close()
+    }
+  })
+
+  it('imports a Keycloak user\'s temporary password as none, keeps a disabled user disabled, and counts what it cannot map', async () => {
+    const credential = (password: string) => keycloakPbkdf2(password, 'pbkdf2-sha256', 27500)
+    const realm = { realm: 'old', users: [
+      { username: 'tina', enabled: true, credentials: [{ ...credential('tinas-temporary'), temporary: true }] },
+      { username: 'uma', enabled: true, requiredActions: ['update_password'], credentials: [credential('umas-temporary')] },
+      {
+        username: 'vic', enabled: false, credentials: [credential('vics-password'), { type: 'otp', secretData: '{}', credentialData: '{}' }],
+        realmRoles: ['default-roles-old', 'offline_access', 'admin'], groups: ['/ops'], attributes: { department: ['x'] }, requiredActions: ['VERIFY_EMAIL'],
+      },
+      { username: 'wes', enabled: true, emailVerified: true, realmRoles: ['default-roles-old', 'uma_authorization'], clientRoles: { account: ['view-profile', 'manage-account'] }, credentials: [credential('wess-password')] },
+      { username: 'xena', enabled: true, credentials: [credential('xenas-password')] },
+    ] }
+    const result = await importFile('realm-actions.json', realm)
+    assert.equal(result.code, 0, result.stderr)
+    assert.match(result.stdout, /without the temporary password .*: tina, uma$/m)
+    assert.match(result.stdout, /^not imported, as Gatehouse has no place for them: realm roles of 1 user, groups of 1 user, attributes of 1 user, required actions of 1 user, other credentials of 1 user$/m)
+    assert.match(result.stdout, /signing in with their password alone .*: vic$/m)
+    const gw = await startGateway({ dataDir })
+    try {
+      assert.equal(await DOORS.basic!(gw, 'tina', 'tinas-temporary'), false)
+      assert.equal(await DOORS.basic!(gw, 'uma', 'umas-temporary'), false)
+      assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('vic', 'vics-password') } })).status, 401)
+      assert.equal((await gw.store.users.findByUsername('vic'))!.isActive, false)
+      assert.equal(await DOORS.basic!(gw, 'wes', 'wess-password'), true)
+      assert.equal(await DOORS.basic!(gw, 'xena', 'xenas-password'), true)
+      // The users chose their passwords since: tina's is a lasting one now; xena's became temporary, a reset by an administrator.
+      const later = { realm: 'old', users: [
+        { username: 'tina', enabled: true, credentials: [credential('tinas-own')] },
+        { username: 'xena', enabled: true, requiredActions: ['UPDATE_PASSWORD'], credentials: [credential('xenas-reset')] },
+      ] }
+      const xenaSession = await login(gw, 'xena', 'xenas-password')
+      const updated = await importFile('realm-later.json', later, '--update')
+      assert.equal(updated.code, 0, updated.stderr)
+      assert.match(updated.stdout, /password left alone .*: xena$/m, 'xena signed in: her hash is Gatehouse\'s own now')
+      assert.equal(await DOORS.basic!(gw, 'tina', 'tinas-own'), true)
+      assert.equal(await DOORS.basic!(gw, 'xena', 'xenas-password'), true)
+      assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { cookie: xenaSession.cookie } })).status, 200)
+    } finally {
+      await gw.close()
+    }
+  })
+
+  it('removes with --update a still imported password the source has made temporary, ending the account\'s sessions', async () => {
+    const user = (password: string, extra = {}) => ({ username: 'yuri', credentials: [keycloakArgon2AsOwn(password)], ...extra })
+    assert.equal((await importFile('yuri.json', { realm: 'old', users: [user('yuris-password')] })).code, 0)
+    const gw = await startGateway({ dataDir })
+    try {
+      const session = await login(gw, 'yuri', 'yuris-password')
+      const updated = await importFile('yuri.json', { realm: 'old', users: [user('yuris-reset', { requiredActions: ['UPDATE_PASSWORD'] })] }, '--update')
+      assert.equal(updated.code, 0, updated.stderr)
+      assert.match(updated.stdout, /without the temporary password .*: yuri$/m)
+      assert.equal((await gw.store.users.findByUsername('yuri'))!.passwordHash, null)
+      assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { cookie: session.cookie } })).status, 401)
+      assert.equal(await DOORS.basic!(gw, 'yuri', 'yuris-password'), false)
+      assert.equal(await DOORS.basic!(gw, 'yuri', 'yuris-reset'), false)
     } finally {
       await gw.close()
     }

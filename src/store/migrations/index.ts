@@ -44,6 +44,7 @@ const migrations: Record<string, () => Promise<GatehouseMigration>> = {
   '036_sso_logout_token_hash': async () => (await import('./036_sso_logout_token_hash.ts')).ssoLogoutTokenHash,
   '037_application_pkce_required': async () => (await import('./037_application_pkce_required.ts')).applicationPkceRequired,
   '038_application_secret_rotation': async () => (await import('./038_application_secret_rotation.ts')).applicationSecretRotation,
+  '039_imported_password': async () => (await import('./039_imported_password.ts')).importedPassword,
 }
 
 /** The names of this version's migrations, in order. */
