@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import WebSocket, { WebSocketServer } from 'ws'
-import { adminAuth, spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
+import { ADMIN_PASSWORD, adminAuth, spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
 
 /** An upstream that answers with its name and the path it was asked; `/slow` paths wait until released. */
 async function namedUpstream(name: string): Promise<{ url: string; server: Server; release(): void; waiting(): number }> {
@@ -66,6 +66,35 @@ async function serveFile(dir: string, name: string, yaml: string, args: string[]
   writeFileSync(file, yaml)
   const gateway = await spawnGateway(['--config', file, '--data-dir', join(dir, name), ...args], { GATEHOUSE_LOG_LEVEL: 'info', GATEHOUSE_LOG_FORMAT: 'json' }, { startMs: 40_000 })
   return { file, gateway }
+}
+
+/**
+ * A file with realm `platform` (its public client `end-users` takes passwords), the forward-auth endpoints open to
+ * the loopback proxy, and the service `reports` that takes the realm's tokens meant for `audiences`.
+ */
+function oidcServiceFile(upstream: string, audiences: string[]): string {
+  return 'server:\n  trusted_proxies: [127.0.0.1]\n' +
+    'realms:\n  - name: platform\n    clients:\n      - { client_id: end-users, public_client: true, direct_access_grants: true }\n' +
+    `services:\n  - name: reports\n    prefix: /reports/\n    upstream: ${upstream}\n    accepts: [oidc]\n    oidc: { audiences: [${audiences.join(', ')}] }\n`
+}
+
+/** The admin's access token from `end-users`: its `azp` names that client, and it carries no audience of `reports`'s own. */
+async function endUsersToken(gateway: GatewayProcess): Promise<string> {
+  const response = await fetch(`${gateway.url}/realms/platform/protocol/openid-connect/token`, {
+    method: 'POST',
+    body: new URLSearchParams({ client_id: 'end-users', grant_type: 'password', username: 'admin', password: ADMIN_PASSWORD }),
+  })
+  assert.equal(response.status, 200)
+  return ((await response.json()) as { access_token: string }).access_token
+}
+
+/** The statuses `reports` answers a bearer token with: through the built-in proxy, and to Traefik's forward-auth question. */
+async function reportsAnswers(gateway: GatewayProcess, token: string): Promise<{ proxy: number; forwardAuth: number }> {
+  const authorization = `Bearer ${token}`
+  const proxy = await fetchAlone(`${gateway.url}/reports/x`, { authorization })
+  const forwardAuth = await fetchAlone(`${gateway.url}/api/gateway/v1/authz/forward-auth/`, { authorization, 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/reports/x' })
+  for (const { status, body } of [proxy, forwardAuth]) if (status === 401) assert.equal(JSON.parse(body).code, 'invalid_token')
+  return { proxy: proxy.status, forwardAuth: forwardAuth.status }
 }
 
 describe('serve: SIGHUP reads the configuration file again', () => {
@@ -195,6 +224,22 @@ describe('serve: SIGHUP reads the configuration file again', () => {
     }
   })
 
+  it('applies a service\'s changed oidc.audiences to the tokens it takes, through the proxy and forward-auth alike', async () => {
+    const { file, gateway } = await serveFile(dir, 'audiences', oidcServiceFile(one.url, ['elsewhere']))
+    try {
+      const token = await endUsersToken(gateway)
+      assert.deepEqual(await reportsAnswers(gateway, token), { proxy: 401, forwardAuth: 401 }, 'a token meant for no audience of the service is refused')
+      writeFileSync(file, oidcServiceFile(one.url, ['elsewhere', 'end-users']))
+      await reload(gateway, 'configuration file read again')
+      assert.deepEqual(await reportsAnswers(gateway, token), { proxy: 200, forwardAuth: 200 }, 'the same token is taken once the service names its client')
+      writeFileSync(file, oidcServiceFile(one.url, ['elsewhere']))
+      await reload(gateway, 'configuration file read again')
+      assert.deepEqual(await reportsAnswers(gateway, token), { proxy: 401, forwardAuth: 401 }, 'and refused again, though this process verified it before, once the audience is taken away')
+    } finally {
+      await gateway.stop()
+    }
+  })
+
   it('with --workers 2, every worker applies it', async () => {
     const { file, gateway } = await serveFile(dir, 'workers', `services:\n${service('kept', one.url, '    public_paths: ["/kept/*"]\n')}`, ['--workers', '2'])
     try {
@@ -208,6 +253,26 @@ describe('serve: SIGHUP reads the configuration file again', () => {
         assert.deepEqual(await fetchAlone(`${gateway.url}/added/${i}`), { status: 200, body: `two /added/${i}` })
         assert.equal((await fetchAlone(`${gateway.url}/kept/${i}`)).status, 404)
       }
+    } finally {
+      await gateway.stop()
+    }
+  })
+  it('with --workers 2, every worker applies a service\'s changed oidc.audiences', async () => {
+    const { file, gateway } = await serveFile(dir, 'workers-audiences', oidcServiceFile(one.url, ['elsewhere']), ['--workers', '2'])
+    try {
+      await until(() => (gateway.output().match(/"msg":"worker listening"/g)?.length ?? 0) === 2, 20_000, () => `two workers listen:\n${gateway.output()}`)
+      const token = await endUsersToken(gateway)
+      // On new connections, which go to either worker: every one answers alike.
+      const everyWorkerAnswers = async (expected: { proxy: number; forwardAuth: number }) => {
+        for (const answer of await Promise.all(Array.from({ length: 8 }, () => reportsAnswers(gateway, token)))) assert.deepEqual(answer, expected)
+      }
+      await everyWorkerAnswers({ proxy: 401, forwardAuth: 401 })
+      writeFileSync(file, oidcServiceFile(one.url, ['end-users']))
+      await reload(gateway, 'configuration file read again', 2)
+      await everyWorkerAnswers({ proxy: 200, forwardAuth: 200 })
+      writeFileSync(file, oidcServiceFile(one.url, ['elsewhere']))
+      await reload(gateway, 'configuration file read again', 2)
+      await everyWorkerAnswers({ proxy: 401, forwardAuth: 401 })
     } finally {
       await gateway.stop()
     }
