@@ -105,10 +105,11 @@ export interface App {
    */
   authorize(request: GatewayRequest, place: Place, clientTarget?: string): Promise<Decision>
   /**
-   * Serves `config`'s services (routes, access rules, what they take of OIDC tokens) from now on, in place of those
-   * running; nothing else of it is used. Returns the settings it left as they were and that would need a restart.
+   * Serves `config`'s services (routes, access rules, what they take of OIDC tokens, the audiences of the OAuth2
+   * applications' tokens minted from now on) in place of those running; nothing else of it is used. Returns the
+   * settings it left as they were and that would need a restart, and the applications' audiences when they changed.
    */
-  reloadServices(config: Config): { needsRestart: string[] }
+  reloadServices(config: Config): { needsRestart: string[]; applicationAudiences?: readonly string[] }
   close(): Promise<void>
 }
 
@@ -302,13 +303,13 @@ export async function createApp(config: Config, store: Store, options: AppOption
     reloadServices(next) {
       const needsRestart = [...restartOnlyChanges(running, next)]
       // The login URLs and token policies first: the routes compiled next look theirs up.
-      if (oidc.applyServices(next).applicationAudiencesChanged) needsRestart.push('services (the audiences of the OAuth2 applications\' tokens)')
+      const { applicationAudiences } = oidc.applyServices(next)
       serviceRules = compileServiceRules(next)
       const routes = compileRoutes(next, options.upstreams, loginUrls, accessRules, services)
       metrics.addPlaces(next.services.map((service) => service.name))
       running = { ...running, services: next.services }
       services.replace(routes)
-      return { needsRestart }
+      return { needsRestart, ...(applicationAudiences ? { applicationAudiences } : {}) }
     },
     async close() {
       // Each closes even if another failed: a failed audit flush must not lose the tokens' last-use times.

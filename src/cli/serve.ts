@@ -170,10 +170,11 @@ async function serve(options: ServeOptions): Promise<void> {
     const read = readConfigAgain(options, app.config)
     if ('problems' in read) return server.log.error({ problems: read.problems }, 'SIGHUP: the configuration file has problems: none of it was applied, the gateway runs as it did')
     const changes = serviceChanges(app.config, read.config)
-    const { needsRestart } = app.reloadServices(read.config)
+    const { needsRestart, applicationAudiences } = app.reloadServices(read.config)
     unwatchServicesTls()
     unwatchServicesTls = watchServicesTls(app.routes, server.log)
-    server.log.info({ services_added: changes.added, services_removed: changes.removed, services_changed: changes.changed }, 'SIGHUP: configuration file read again; its services apply to new requests')
+    const applicationTokens = applicationAudiences ? { application_token_audiences: applicationAudiences } : {}
+    server.log.info({ services_added: changes.added, services_removed: changes.removed, services_changed: changes.changed, ...applicationTokens }, 'SIGHUP: configuration file read again; its services apply to new requests')
     if (needsRestart.length) server.log.warn({ settings: needsRestart }, 'SIGHUP: these settings changed in the configuration file but apply only at a restart: they were not applied')
     for (const warning of sharedServiceClientWarnings(read.config)) server.log.warn(warning)
   }

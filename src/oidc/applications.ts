@@ -22,6 +22,10 @@ export const APPLICATION_SCOPES = ['read', 'write'] as const
 /** What the provider needs to serve applications: where they are, and which audiences their tokens name. */
 export interface ApplicationClients {
   repository: ApplicationRepository
+  /**
+   * The audiences of the tokens minted from now on: replaced whole when a reload changes the services (SIGHUP). Each
+   * token request reads them once, as it looks its application up, and the token carries that list for its life.
+   */
   audiences: readonly string[]
 }
 

@@ -563,20 +563,22 @@ export class OidcRealms implements AccessTokenIssuers {
     const { policies, loginUrls, applicationAudiences } = this.#servicePolicies(config)
     this.#policies = policies
     this.#loginUrls = loginUrls
-    // Read when its provider is first built: a reload that would change them says it needs a restart.
+    // The provider reads its audiences at each application's lookup: a reload replaces them (applyServices).
     if (this.applicationsRealm) this.applicationsRealm.applications = { repository: deps.store.applications, audiences: applicationAudiences }
   }
 
   /**
-   * What the services read again from the configuration file expect of tokens, in place of what they expected. Returns
-   * whether the audiences of the OAuth2 applications' tokens, which the realm's provider was built with, would differ.
+   * What the services read again from the configuration file expect of tokens, in place of what they expected, and
+   * the audiences of the OAuth2 applications' tokens minted from now on. Returns those audiences when they changed.
    */
-  applyServices(config: Config): { applicationAudiencesChanged: boolean } {
+  applyServices(config: Config): { applicationAudiences?: readonly string[] } {
     const { policies, loginUrls, applicationAudiences } = this.#servicePolicies(config)
     this.#policies = policies
     this.#loginUrls = loginUrls
-    const running = this.applicationsRealm?.applications?.audiences ?? []
-    return { applicationAudiencesChanged: JSON.stringify(running) !== JSON.stringify(applicationAudiences) }
+    const applications = this.applicationsRealm?.applications
+    if (!applications || JSON.stringify(applications.audiences) === JSON.stringify(applicationAudiences)) return {}
+    applications.audiences = Object.freeze(applicationAudiences)
+    return { applicationAudiences: applications.audiences }
   }
 
   #servicePolicies(config: Config): { policies: Map<string, BearerPolicy>; loginUrls: Map<string, (next: string) => string>; applicationAudiences: string[] } {

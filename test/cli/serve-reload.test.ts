@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { rmSync, writeFileSync } from 'node:fs'
-import { createServer, get, type Server } from 'node:http'
+import { createServer, request, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -33,15 +33,15 @@ function service(name: string, upstream: string, extra = ''): string {
   return `  - name: ${name}\n    prefix: /${name}/\n    upstream: ${upstream}\n    accepts: [basic]\n${extra}`
 }
 
-/** On a connection of its own: with --workers, each may reach another process. */
-function fetchAlone(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+/** On a connection of its own: with --workers, each may reach another process. A GET, or a POST of `form`. */
+function fetchAlone(url: string, headers: Record<string, string> = {}, form?: URLSearchParams): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    get(url, { agent: false, headers }, (response) => {
+    request(url, { agent: false, headers, method: form ? 'POST' : 'GET' }, (response) => {
       let body = ''
       response.setEncoding('utf8')
       response.on('data', (chunk) => (body += chunk))
       response.on('end', () => resolve({ status: response.statusCode!, body }))
-    }).on('error', reject)
+    }).on('error', reject).end(form && String(form))
   })
 }
 
@@ -95,6 +95,29 @@ async function reportsAnswers(gateway: GatewayProcess, token: string): Promise<{
   const forwardAuth = await fetchAlone(`${gateway.url}/api/gateway/v1/authz/forward-auth/`, { authorization, 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/reports/x' })
   for (const { status, body } of [proxy, forwardAuth]) if (status === 401) assert.equal(JSON.parse(body).code, 'invalid_token')
   return { proxy: proxy.status, forwardAuth: forwardAuth.status }
+}
+
+/** A confidential OAuth2 application of the platform's kind, made through the gateway API: its id and secret. */
+async function newApplication(gateway: GatewayProcess): Promise<{ id: string; secret: string }> {
+  const response = await fetch(`${gateway.url}/api/gateway/v1/applications/`, {
+    method: 'POST',
+    headers: { ...adminAuth, 'content-type': 'application/json' },
+    body: JSON.stringify({ name: 'reporting', client_type: 'confidential', authorization_grant_type: 'password' }),
+  })
+  assert.equal(response.status, 201)
+  const { client_id: id, client_secret: secret } = (await response.json()) as { client_id: string; client_secret: string }
+  return { id, secret }
+}
+
+/** The admin's access token from the application at `/o/token/`, on a connection of its own, with its `aud`. */
+async function applicationToken(gateway: GatewayProcess, application: { id: string; secret: string }): Promise<{ token: string; aud: string[] }> {
+  const form = new URLSearchParams({ grant_type: 'password', username: 'admin', password: ADMIN_PASSWORD, scope: 'read' })
+  const answer = await fetchAlone(`${gateway.url}/o/token/`, { authorization: `Basic ${Buffer.from(`${application.id}:${application.secret}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' }, form)
+  // 201, as the platform's TokenView answers it (docs/api.md).
+  assert.equal(answer.status, 201)
+  const token = (JSON.parse(answer.body) as { access_token: string }).access_token
+  const { aud } = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as { aud: string | string[] }
+  return { token, aud: [aud].flat() }
 }
 
 describe('serve: SIGHUP reads the configuration file again', () => {
@@ -240,6 +263,30 @@ describe('serve: SIGHUP reads the configuration file again', () => {
     }
   })
 
+  it('mints the OAuth2 applications\' tokens with the changed audiences of the services from then on, and leaves those minted before as they were', async () => {
+    const { file, gateway } = await serveFile(dir, 'application-audiences', oidcServiceFile(one.url, ['reports-v1']))
+    try {
+      const application = await newApplication(gateway)
+      const before = await applicationToken(gateway, application)
+      assert.ok(before.aud.includes('reports-v1'), before.aud.join())
+      assert.deepEqual(await reportsAnswers(gateway, before.token), { proxy: 200, forwardAuth: 200 })
+      writeFileSync(file, oidcServiceFile(one.url, ['reports-v2']))
+      await reload(gateway, 'configuration file read again')
+      assert.doesNotMatch(gateway.output(), /apply only at a restart/)
+      const line = gateway.output().split('\n').findLast((logged) => logged.includes('configuration file read again'))!
+      assert.deepEqual(JSON.parse(line).application_token_audiences, ['gateway', 'reports-v2'], 'the log says what the tokens name from now on')
+
+      const after = await applicationToken(gateway, application)
+      assert.ok(after.aud.includes('reports-v2') && !after.aud.includes('reports-v1'), after.aud.join())
+      assert.deepEqual(await reportsAnswers(gateway, after.token), { proxy: 200, forwardAuth: 200 }, 'a token minted after the change is meant for the service as it is now')
+      const kept = JSON.parse(Buffer.from(before.token.split('.')[1]!, 'base64url').toString('utf8')) as { aud: string[] }
+      assert.deepEqual(kept.aud, before.aud)
+      assert.deepEqual(await reportsAnswers(gateway, before.token), { proxy: 401, forwardAuth: 401 }, 'one minted before names only the audience the service no longer takes')
+    } finally {
+      await gateway.stop()
+    }
+  })
+
   it('with --workers 2, every worker applies it', async () => {
     const { file, gateway } = await serveFile(dir, 'workers', `services:\n${service('kept', one.url, '    public_paths: ["/kept/*"]\n')}`, ['--workers', '2'])
     try {
@@ -273,6 +320,21 @@ describe('serve: SIGHUP reads the configuration file again', () => {
       writeFileSync(file, oidcServiceFile(one.url, ['elsewhere']))
       await reload(gateway, 'configuration file read again', 2)
       await everyWorkerAnswers({ proxy: 401, forwardAuth: 401 })
+    } finally {
+      await gateway.stop()
+    }
+  })
+  it('with --workers 2, every worker mints the OAuth2 applications\' tokens with the changed audiences', async () => {
+    const { file, gateway } = await serveFile(dir, 'workers-application-audiences', oidcServiceFile(one.url, ['reports-v1']), ['--workers', '2'])
+    try {
+      await until(() => (gateway.output().match(/"msg":"worker listening"/g)?.length ?? 0) === 2, 20_000, () => `two workers listen:\n${gateway.output()}`)
+      const application = await newApplication(gateway)
+      writeFileSync(file, oidcServiceFile(one.url, ['reports-v2']))
+      await reload(gateway, 'configuration file read again', 2)
+      // On new connections, which go to either worker.
+      for (const { aud } of await Promise.all(Array.from({ length: 8 }, () => applicationToken(gateway, application)))) {
+        assert.ok(aud.includes('reports-v2') && !aud.includes('reports-v1'), aud.join())
+      }
     } finally {
       await gateway.stop()
     }
