@@ -83,6 +83,11 @@ export interface ProviderRequest {
    * it 200 with `invalid_token` in the body (`checkToken`), once the client authenticated.
    */
   unreadableToken?: boolean | undefined
+  /**
+   * The `aud` of the access token being introspected, as it was signed (absent from a token that names none): its
+   * audiences may be other than its client's now, since a reload changed the services (the OAuth2 applications').
+   */
+  introspectedAudience?: { aud: unknown } | undefined
   /** A userinfo request refused for how it carries its token, answered once oidc-provider set its CORS (`userinfoRefused`). */
   userinfoRefusal?: UserinfoRefusal | undefined
   /**
@@ -212,7 +217,7 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
       ctx.set('cache-control', 'no-store')
       ctx.body = { error: failure.error, error_description: failure.error_description }
     } else if (oidc.route === 'introspection' && ctx.status === 200 && body?.active === true) {
-      await describeIntrospected(body, oidc, options)
+      await describeIntrospected(body, oidc, options, providerRequestOf(ctx)?.introspectedAudience)
     } else if (oidc.route === 'revocation' && (ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.logout && ctx.status === 200) {
       // Found, and so revoked: a token whose session ended already is answered alike, and ends nothing more.
       const revoked = oidc.entities.RefreshToken as unknown as (RefreshTokenRecord & { grantId?: string }) | undefined
@@ -295,7 +300,7 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
  * `username` and `token_type`. oidc-provider leaves out the `jti` (it was handed the `jti` as the token, routes.ts)
  * and, for a refresh token, Keycloak's `typ`, `azp` and `aud` (the issuer), which its JWT carries.
  */
-async function describeIntrospected(body: Record<string, unknown>, oidc: KoaContextWithOIDC['oidc'], options: KeycloakShapeOptions): Promise<void> {
+async function describeIntrospected(body: Record<string, unknown>, oidc: KoaContextWithOIDC['oidc'], options: KeycloakShapeOptions, signed: ProviderRequest['introspectedAudience']): Promise<void> {
   const refresh = oidc.entities.RefreshToken as unknown as RefreshTokenRecord | undefined
   if (refresh) {
     const typ = refreshTokenType(refresh.scope)
@@ -308,7 +313,7 @@ async function describeIntrospected(body: Record<string, unknown>, oidc: KoaCont
   if (access) body.jti = access.jti
   if (typeof body.preferred_username === 'string') body.username = body.preferred_username
   if (body.token_type === 'Bearer' && body.aud === undefined && typeof body.client_id === 'string') {
-    const aud = accessTokenAudience(body.client_id, options.client(body.client_id), body.resource_access)
+    const aud = signed ? signed.aud : accessTokenAudience(body.client_id, options.client(body.client_id), body.resource_access)
     if (aud !== undefined) body.aud = aud
   }
 }

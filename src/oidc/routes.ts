@@ -320,7 +320,7 @@ async function readyForProvider(app: App, realm: Realm, rest: string, query: str
   const { handler, clientCredentials, refreshToken, password } = await realm.provider()
   app.oidc.maintain()
   let replayed: IncomingMessage | undefined
-  const request = () => (replayed ??= replayRequest(raw, exchange.ip, target, target.query ?? query, publicUrl(app.publicUrl), `/realms/${realm.name}`, { log: exchange.log, address: exchange.ip, logout: target.logout === true, prefilledUserCode: target.prefilledUserCode, revokeAlso: target.revokeAlso, unreadableToken: target.unreadableToken === true && !exchange.platform, userinfoRefusal: target.userinfoRefusal, secure: exchange.secure ?? app.publicUrl.startsWith('https:'), signedInAtGateway: exchange.signedInAtGateway, gatewayAccount: exchange.gatewayAccount, sessionAccount: exchange.sessionAccount }))
+  const request = () => (replayed ??= replayRequest(raw, exchange.ip, target, target.query ?? query, publicUrl(app.publicUrl), `/realms/${realm.name}`, { log: exchange.log, address: exchange.ip, logout: target.logout === true, prefilledUserCode: target.prefilledUserCode, revokeAlso: target.revokeAlso, unreadableToken: target.unreadableToken === true && !exchange.platform, introspectedAudience: target.introspectedAudience, userinfoRefusal: target.userinfoRefusal, secure: exchange.secure ?? app.publicUrl.startsWith('https:'), signedInAtGateway: exchange.signedInAtGateway, gatewayAccount: exchange.gatewayAccount, sessionAccount: exchange.sessionAccount }))
   const plainGrant = rest === KEYCLOAK_ROUTES.token && target.body && !query && !target.query
   const answer = plainGrant ? (await clientCredentials(target.body!, request().headers)) ?? (await refreshToken(target.body!, request(), exchange.response)) ?? (await password(target.body!, request(), exchange.response)) : undefined
   return { handler, request, answer }
@@ -368,6 +368,8 @@ interface Target {
   prefilledUserCode?: string
   /** A revocation of a value that is no token the realm signed (`ProviderRequest.unreadableToken`). */
   unreadableToken?: boolean
+  /** The `aud` an access token being introspected was signed with (`ProviderRequest.introspectedAudience`). */
+  introspectedAudience?: { aud: unknown }
   /** The body is a form the gateway made in place of one that was none (`emptyFormInstead`). */
   formInstead?: boolean
   /** A userinfo request Keycloak refuses for how it carries its token (`ProviderRequest.userinfoRefusal`). */
@@ -515,11 +517,13 @@ async function keycloakForm(realm: Realm, path: string, raw: IncomingMessage, fo
     form.set('refresh_token', await refreshTokenId(realm, form.get('refresh_token')!))
   }
   let unreadableToken = false
+  let accessToken: AccessTokenClaims | undefined
   if ((path === KEYCLOAK_ROUTES.introspection || path === KEYCLOAK_ROUTES.revocation) && form.getAll('token').length === 1) {
     const token = form.get('token')!
     // A personal token is left for the platform's revocation (`withPersonalToken`); no provider record has its value.
     if (JWT_SHAPE.test(token)) {
-      const id = (await accessTokenId(realm, token)) ?? (await realm.refreshToken(token))?.jti
+      accessToken = await accessTokenClaims(realm, token)
+      const id = accessToken?.jti ?? (await realm.refreshToken(token))?.jti
       form.set('token', id ?? UNKNOWN_TOKEN)
       unreadableToken = id === undefined && !(await signedByRealm(realm, token))
     } else {
@@ -532,6 +536,7 @@ async function keycloakForm(realm: Realm, path: string, raw: IncomingMessage, fo
     body: Buffer.from(form.toString()),
     ...(withoutAuthorization ? { authorization: null } : {}),
     ...(unreadableToken && path === KEYCLOAK_ROUTES.revocation ? { unreadableToken } : {}),
+    ...(accessToken && path === KEYCLOAK_ROUTES.introspection ? { introspectedAudience: { aud: accessToken.aud } } : {}),
   }
 }
 
@@ -617,7 +622,7 @@ function bearerToken(header: string | undefined): string | undefined {
  * the token's `jti`, which every service the token reaches reads (and may log), and is no credential.
  */
 async function accessTokenRecordId(realm: Realm, value: string): Promise<string> {
-  return JWT_SHAPE.test(value) ? (await accessTokenId(realm, value)) ?? UNKNOWN_TOKEN : UNKNOWN_TOKEN
+  return JWT_SHAPE.test(value) ? (await accessTokenClaims(realm, value))?.jti ?? UNKNOWN_TOKEN : UNKNOWN_TOKEN
 }
 
 /** Adds Keycloak's default client scopes to the parameters' `scope`; false when there was nothing to add to (or it is repeated). */
@@ -766,7 +771,6 @@ async function realmInfo(realm: Realm): Promise<Record<string, unknown>> {
   }
 }
 
-/** The `jti` of an access token this realm signed; undefined when the signature does not verify. Expiry is oidc-provider's to judge. */
 /** Whether a JWT carries a valid signature of the realm's key, whatever it is (an ID token, an expired token). */
 async function signedByRealm(realm: Realm, jwt: string): Promise<boolean> {
   try {
@@ -777,11 +781,18 @@ async function signedByRealm(realm: Realm, jwt: string): Promise<boolean> {
   }
 }
 
-async function accessTokenId(realm: Realm, jwt: string): Promise<string | undefined> {
+/** What routes.ts reads of an access token this realm signed: its `jti`, and the `aud` it was signed with (if any). */
+interface AccessTokenClaims {
+  jti: string
+  aud: unknown
+}
+
+/** The claims of an access token this realm signed; undefined when the signature does not verify. Expiry is oidc-provider's to judge. */
+async function accessTokenClaims(realm: Realm, jwt: string): Promise<AccessTokenClaims | undefined> {
   try {
     const { payload } = await compactVerify(jwt, await realm.verificationKey(), { algorithms: [realm.signatureAlgorithm] })
-    const claims = JSON.parse(new TextDecoder().decode(payload)) as { jti?: unknown; typ?: unknown }
-    return typeof claims.jti === 'string' && claims.typ === 'Bearer' ? claims.jti : undefined
+    const claims = JSON.parse(new TextDecoder().decode(payload)) as { jti?: unknown; typ?: unknown; aud?: unknown }
+    return typeof claims.jti === 'string' && claims.typ === 'Bearer' ? { jti: claims.jti, aud: claims.aud } : undefined
   } catch {
     return undefined
   }
