@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import WebSocket, { WebSocketServer } from 'ws'
-import { ADMIN_PASSWORD, adminAuth, spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
+import { ADMIN_PASSWORD, adminAuth, runCli, spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
 
 /** An upstream that answers with its name and the path it was asked; `/slow` paths wait until released. */
 async function namedUpstream(name: string): Promise<{ url: string; server: Server; release(): void; waiting(): number }> {
@@ -259,6 +259,15 @@ describe('serve: SIGHUP reads the configuration file again', () => {
       writeFileSync(file, oidcServiceFile(one.url, ['elsewhere', 'end-users']))
       await reload(gateway, 'configuration file read again')
       assert.deepEqual(await reportsAnswers(gateway, token), { proxy: 200, forwardAuth: 200 }, 'the same token is taken once the service names its client')
+      // An audience no service may take, beside one narrowed: none of it applies, and config check says the same.
+      writeFileSync(file, oidcServiceFile(one.url, ['elsewhere', 'account']))
+      await reload(gateway, 'the configuration file has problems')
+      const line = gateway.output().split('\n').findLast((logged) => logged.includes('has problems'))!
+      assert.match(JSON.parse(line).problems.join('\n'), /services\.0\.oidc\.audiences\.1/)
+      assert.deepEqual(await reportsAnswers(gateway, token), { proxy: 200, forwardAuth: 200 }, 'the audiences stay as they were')
+      const checked = await runCli(['config', 'check', file])
+      assert.notEqual(checked.code, 0)
+      assert.match(checked.stderr, /services\.0\.oidc\.audiences\.1/)
       writeFileSync(file, oidcServiceFile(one.url, ['elsewhere']))
       await reload(gateway, 'configuration file read again')
       assert.deepEqual(await reportsAnswers(gateway, token), { proxy: 401, forwardAuth: 401 }, 'and refused again, though this process verified it before, once the audience is taken away')
@@ -274,6 +283,9 @@ describe('serve: SIGHUP reads the configuration file again', () => {
       const before = await applicationToken(gateway, application)
       assert.ok(before.aud.includes('reports-v1'), before.aud.join())
       assert.deepEqual(await reportsAnswers(gateway, before.token), { proxy: 200, forwardAuth: 200 })
+      writeFileSync(file, oidcServiceFile(one.url, ['reports-v2', 'account']))
+      await reload(gateway, 'the configuration file has problems')
+      assert.deepEqual((await applicationToken(gateway, application)).aud, before.aud, 'a file with a problem changes nothing of the tokens minted')
       writeFileSync(file, oidcServiceFile(one.url, ['reports-v2']))
       await reload(gateway, 'configuration file read again')
       assert.doesNotMatch(gateway.output(), /apply only at a restart/)
