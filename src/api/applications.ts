@@ -14,7 +14,7 @@ import { listQuery } from './list-query.ts'
 import { describeList, SERVER_FIELDS } from './metadata.ts'
 import { paged } from './pagination.ts'
 import { activityStreamUrl, ENCRYPTED, userSummary, userUrl } from './summaries.ts'
-import { toggle } from '../settings/definitions.ts'
+import { integer, toggle } from '../settings/definitions.ts'
 import { bodyId, idParam, nullableBodyId, optionalBody } from './validation.ts'
 
 /** Space-separated absolute http(s) URLs without fragments, as django-oauth-toolkit takes `redirect_uris`. */
@@ -71,9 +71,12 @@ const updateApplication = applicationFields.partial().extend(ignoredCredentials)
 const replaceApplication = updateApplication.required({ name: true, client_type: true, authorization_grant_type: true })
 const CLIENT_TYPE_FIXED = 'The client type of an application cannot be changed.'
 const PUBLIC_HAS_NO_SECRET = 'A public application has no secret to rotate.'
-/** Without a body at all (`curl -X POST`, a client's bare `post(url)`) as with `{}`: no grace. */
+/**
+ * Without a body at all (`curl -X POST`, a client's bare `post(url)`) as with `{}`: no grace. The grace is read as
+ * Django REST framework's IntegerField reads a number, so a form's `grace_seconds=30` is 30 seconds.
+ */
 const rotateSecret = optionalBody(z.object({
-  grace_seconds: z.number().int().min(0).max(MAX_SECRET_GRACE_SECONDS).optional()
+  grace_seconds: integer(0, MAX_SECRET_GRACE_SECONDS).optional()
     .describe('How long the secret being replaced still authenticates, in seconds (default 0: it stops at once).'),
 }).strict())
 const listApplications = listQuery(applicationFilterFields)

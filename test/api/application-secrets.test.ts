@@ -96,13 +96,52 @@ describe('rotating an OAuth2 application\'s secret', () => {
     assert.equal(refused.status, 400)
     assert.ok((await json(refused)).client_type)
     const { id } = await application()
-    for (const grace_seconds of [-1, 1.5, '60', 30 * 24 * 3600 + 1]) {
+    for (const grace_seconds of [-1, 1.5, 30 * 24 * 3600 + 1]) {
       const bad = await rotate(id, { grace_seconds })
       assert.equal(bad.status, 400, String(grace_seconds))
       assert.ok((await json(bad)).grace_seconds, String(grace_seconds))
     }
     assert.equal((await rotate(999999)).status, 404)
     assert.equal((await gw.fetch(`/api/gateway/v1/applications/${id}/client_secret/`, { method: 'POST' })).status, 401, 'superusers only')
+  })
+
+  it('reads grace_seconds as Django REST framework\'s IntegerField does: numeric text and whole numbers, from JSON or a form', async () => {
+    const { id, client_id: clientId } = await application()
+    const graceOf = async (answer: Response) => {
+      assert.equal(answer.status, 200)
+      const { previous_secret_expires: until, client_secret: secret } = await json(answer)
+      return { seconds: Math.round((Date.parse(until) - Date.now()) / 1000), secret }
+    }
+    for (const grace_seconds of ['30', ' 30 ', '30.0', '30.', '+30', 30.0]) {
+      const { seconds, secret } = await graceOf(await rotate(id, { grace_seconds }))
+      assert.equal(seconds, 30, JSON.stringify(grace_seconds))
+      assert.equal(await tokenStatus(clientId, secret), 201)
+    }
+    const form = await gw.fetch(`/api/gateway/v1/applications/${id}/client_secret/`, { method: 'POST', headers: adminAuth, body: new URLSearchParams({ grace_seconds: '45' }) })
+    assert.equal((await graceOf(form)).seconds, 45)
+  })
+
+  it('refuses a grace_seconds IntegerField refuses, with its words, changing nothing', async () => {
+    const { id, client_id: clientId, client_secret: secret } = await application()
+    for (const [grace_seconds, message] of [
+      ['30.5', 'A valid integer is required.'],
+      [30.5, 'A valid integer is required.'],
+      ['', 'A valid integer is required.'],
+      ['thirty', 'A valid integer is required.'],
+      [true, 'A valid integer is required.'],
+      [[30], 'A valid integer is required.'],
+      [null, 'This field may not be null.'],
+      ['-1', 'Ensure this value is greater than or equal to 0.'],
+      ['2592001', 'Ensure this value is less than or equal to 2592000.'],
+      ['1'.repeat(1001), 'String value too large.'],
+    ] as const) {
+      const refused = await rotate(id, { grace_seconds })
+      assert.equal(refused.status, 400, JSON.stringify(grace_seconds))
+      const body = await json(refused)
+      assert.equal(body.code, 'invalid')
+      assert.deepEqual(body.errors, { grace_seconds: [message] }, JSON.stringify(grace_seconds))
+    }
+    assert.equal(await tokenStatus(clientId, secret), 201, 'a refused rotation changes nothing')
   })
 
   it('records the rotation in the activity stream, with the secret masked', async () => {
