@@ -14,6 +14,7 @@ import { describeList, SERVER_FIELDS } from './metadata.ts'
 import { paged } from './pagination.ts'
 import { activityStreamUrl, ENCRYPTED, userSummary, userUrl } from './summaries.ts'
 import { visibleUser } from './users.ts'
+import { integer } from '../settings/definitions.ts'
 import { assertShownValues, bodyId, idParam, nullableBodyId, optionalBody, shownReadOnly } from './validation.ts'
 
 /**
@@ -30,7 +31,11 @@ const application = nullableBodyId
 /** The most characters a token's description may have, from the API and the command line alike. */
 export const TOKEN_DESCRIPTION_MAX = 1000
 const description = z.string().trim().max(TOKEN_DESCRIPTION_MAX).nullable()
-const seconds = z.union([z.number().int().min(1), z.string().regex(/^[1-9][0-9]{0,11}$/, 'Enter a whole number of seconds.').transform(Number)])
+/**
+ * A lifetime in seconds, read as Django REST framework's IntegerField reads a number (`600`, `"600"`, `"600.0"`); at
+ * most what the setting `oauth2_access_token_expire_seconds` allows, which the token's issue checks, naming it.
+ */
+const seconds = integer(1, Number.MAX_SAFE_INTEGER)
 
 const tokenFields = z.object({
   application: application.optional(),

@@ -64,6 +64,25 @@ describe('tokens API', () => {
     assert.equal(Date.parse(created.expires), Date.now() + 600_000)
   })
 
+  it('reads expires_in as Django REST framework\'s IntegerField reads a number, refusing what it refuses in its words', async (t) => {
+    t.mock.timers.enable({ apis: ['Date'], now: Math.floor(Date.now() / 1000) * 1000 })
+    for (const expires_in of ['600', ' 600 ', '600.0', 600.0]) {
+      const created = await createToken(gw, alice, { expires_in })
+      assert.equal(Date.parse(created.expires), Date.now() + 600_000, JSON.stringify(expires_in))
+    }
+    const before = await tokenCount()
+    for (const [expires_in, message] of [
+      ['600.5', 'A valid integer is required.'],
+      ['', 'A valid integer is required.'],
+      ['0', 'Ensure this value is greater than or equal to 1.'],
+      ['-5', 'Ensure this value is greater than or equal to 1.'],
+    ] as const) {
+      const refusal = await refused(await send('POST', '/api/gateway/v1/tokens/', alice, { expires_in }), 400, 'invalid')
+      assert.deepEqual(refusal.errors, { expires_in: [message] }, JSON.stringify(expires_in))
+    }
+    assert.equal(await tokenCount(), before)
+  })
+
   it('caps the lifetime at oauth2_access_token_expire_seconds, and uses it as the default', async (t) => {
     // A frozen clock: the times the gateway writes can be compared exactly.
     t.mock.timers.enable({ apis: ['Date'], now: Math.floor(Date.now() / 1000) * 1000 })
