@@ -61,13 +61,13 @@ const ignoredCredentials = {
   client_id: z.unknown().optional().describe('Read-only: made by the server; ignored.'),
   client_secret: z.unknown().optional().describe('Read-only: made by the server and shown once, on create; ignored.'),
 }
-const createApplication = applicationFields.extend(ignoredCredentials).superRefine((input, context) => {
+export const createApplication = applicationFields.extend(ignoredCredentials).superRefine((input, context) => {
   if (input.authorization_grant_type === 'authorization-code' && !input.redirect_uris?.trim()) {
     context.addIssue({ code: 'custom', path: ['redirect_uris'], message: 'Redirect URIs are required for the authorization-code grant.' })
   }
 })
 /** The collection sends every field it manages with each update, `client_type` too: the same value is no change. */
-const updateApplication = applicationFields.partial().extend(ignoredCredentials).strict()
+export const updateApplication = applicationFields.partial().extend(ignoredCredentials).strict()
 const replaceApplication = updateApplication.required({ name: true, client_type: true, authorization_grant_type: true })
 const CLIENT_TYPE_FIXED = 'The client type of an application cannot be changed.'
 const PUBLIC_HAS_NO_SECRET = 'A public application has no secret to rotate.'
@@ -131,15 +131,16 @@ export async function auditApplicationsGone(app: App, actor: Actor, applications
   for (const application of applications) app.audit.change(actor, 'delete', auditedApplication(application), await serializeApplication(app, application), undefined, code)
 }
 
+type CreateInput = z.output<typeof createApplication>
+type UpdateInput = z.output<typeof updateApplication>
+
 /**
- * OAuth2 applications, as the platform has them: each is a client of the realm `gateway.oidc.applications_realm`
- * (src/oidc/applications.ts), so it gets tokens at `/o/token/` (or the realm's own token endpoint) that work at
- * every service taking that realm's tokens. Managed by superusers at run time; a confidential application's
- * secret is shown once, in the response that creates it.
+ * What is done to applications, from the API and the command line alike: the checks a body passed by its schema
+ * still needs (the organization and user it names, its name unique in its organization), the write, and its entry in
+ * the activity stream, by `actor`.
  */
-export function applicationRoutes(api: GatewayApi, app: App): void {
+export function applicationActions(app: App) {
   const realm = app.oidc.applicationsRealm
-  const superuser = { access: 'superuser' } as const
   const serialize = (application: Application, secret?: string) => serializeApplication(app, application, secret)
   const audited = auditedApplication
   /** The platform's PrimaryKeyRelatedField: an id that names no organization is the caller's mistake, named. */
@@ -183,60 +184,42 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
       throw error
     }
   }
-  const found = async (id: number) => {
-    const application = await app.store.applications.findById(id)
-    if (!application) throw new NotFound('No such application.')
-    return application
-  }
 
-  api.get('/applications/', { config: superuser, schema: { querystring: listApplications } }, async (request) => {
-    const { page, filter } = request.query
-    const { count, applications } = await app.store.applications.list({ offset: page.offset, limit: page.pageSize, filter })
-    return paged(request, page, count, await Promise.all(applications.map((a) => serialize(a))))
-  })
+  return {
+    async found(id: number): Promise<Application> {
+      const application = await app.store.applications.findById(id)
+      if (!application) throw new NotFound('No such application.')
+      return application
+    },
 
-  describeList(api, '/applications/', {
-    access: 'superuser',
-    name: 'OAuth2 Application List',
-    description: 'OAuth2 applications: clients of the OpenID Connect provider that get tokens at /o/token/.',
-    create: { body: applicationFields, readOnly: { ...SERVER_FIELDS, client_id: 'string', client_secret: 'string' }, allowed: (principal) => principal.user.isSuperuser },
-  })
+    /**
+     * A new application of the realm serving them, owned by `input.user` or else `owner` (the API's caller; none from
+     * the command line), with its secret when confidential: the only time that secret is known.
+     */
+    async create(input: CreateInput, actor: Actor, owner: number | null): Promise<{ application: Application; secret: string | undefined }> {
+      if (!realm) throw new ValidationFailed({ non_field_errors: ['No realm is configured to serve OAuth2 applications (realms, gateway.oidc.applications_realm).'] })
+      const organizationId = (await existingOrganization(input.organization)) ?? null
+      await uniqueInOrganization(input.name, organizationId)
+      const secret = input.client_type === 'confidential' ? newClientSecret() : undefined
+      const userId = (await existingUser(input.user)) ?? owner
+      const application = await checkedWrite({ organizationId, userId }, () => app.store.applications.create({
+        realm: realm.name,
+        clientId: randomBytes(20).toString('hex'),
+        clientSecretHash: secret === undefined ? null : hashClientSecret(secret),
+        name: input.name,
+        description: input.description ?? '',
+        clientType: input.client_type,
+        authorizationGrantType: input.authorization_grant_type,
+        redirectUris: input.redirect_uris?.split(/\s+/).filter(Boolean) ?? [],
+        pkceRequired: input.pkce_required ?? true,
+        userId,
+        organizationId,
+      }))
+      app.audit.change(actor, 'create', audited(application), undefined, await serialize(application))
+      return { application, secret }
+    },
 
-  api.post('/applications/', { config: superuser, schema: { body: createApplication } }, async (request, reply) => {
-    if (!realm) throw new ValidationFailed({ non_field_errors: ['No realm is configured to serve OAuth2 applications (realms, gateway.oidc.applications_realm).'] })
-    const input = request.body
-    const organizationId = (await existingOrganization(input.organization)) ?? null
-    await uniqueInOrganization(input.name, organizationId)
-    const secret = input.client_type === 'confidential' ? newClientSecret() : undefined
-    const userId = (await existingUser(input.user)) ?? principalOf(request).user.id
-    const application = await checkedWrite({ organizationId, userId }, () => app.store.applications.create({
-      realm: realm.name,
-      clientId: randomBytes(20).toString('hex'),
-      clientSecretHash: secret === undefined ? null : hashClientSecret(secret),
-      name: input.name,
-      description: input.description ?? '',
-      clientType: input.client_type,
-      authorizationGrantType: input.authorization_grant_type,
-      redirectUris: input.redirect_uris?.split(/\s+/).filter(Boolean) ?? [],
-      pkceRequired: input.pkce_required ?? true,
-      userId,
-      organizationId,
-    }))
-    app.audit.change(actorOf(request), 'create', audited(application), undefined, await serialize(application))
-    reply.code(201)
-    return serialize(application, secret)
-  })
-
-  api.get('/applications/:id/', { config: superuser, schema: { params: idParam } }, async (request) => serialize(await found(request.params.id)))
-
-  for (const [method, body] of [['PATCH', updateApplication], ['PUT', replaceApplication]] as const) api.route({
-    method,
-    url: '/applications/:id/',
-    config: superuser,
-    schema: { params: idParam, body },
-    handler: async (request) => {
-      const current = await found(request.params.id)
-      const input = request.body
+    async update(current: Application, input: UpdateInput, actor: Actor): Promise<Application> {
       if (input.client_type !== undefined && input.client_type !== current.clientType) throw new ValidationFailed({ client_type: [CLIENT_TYPE_FIXED] })
       const grant = input.authorization_grant_type ?? current.authorizationGrantType
       const uris = input.redirect_uris === undefined ? current.redirectUris : input.redirect_uris.split(/\s+/).filter(Boolean)
@@ -261,9 +244,62 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
         return written
       }))
       if (!updated) throw new NotFound('No such application.')
-      app.audit.change(actorOf(request), 'update', audited(updated), await serialize(current), await serialize(updated))
-      return serialize(updated)
+      app.audit.change(actor, 'update', audited(updated), await serialize(current), await serialize(updated))
+      return updated
     },
+
+    /** Deletes the application and ends its tokens, in every process. */
+    async delete(current: Application, actor: Actor): Promise<void> {
+      const deleted = await app.bus.change(async (tx, announce) => {
+        if (!(await tx.applications.delete(current.id))) return false
+        await endApplicationTokens(tx, announce, [current.clientId])
+        return true
+      })
+      if (!deleted) throw new NotFound('No such application.')
+      app.audit.change(actor, 'delete', audited(current), await serialize(current))
+    },
+  }
+}
+
+/**
+ * OAuth2 applications, as the platform has them: each is a client of the realm `gateway.oidc.applications_realm`
+ * (src/oidc/applications.ts), so it gets tokens at `/o/token/` (or the realm's own token endpoint) that work at
+ * every service taking that realm's tokens. Managed by superusers at run time; a confidential application's
+ * secret is shown once, in the response that creates it.
+ */
+export function applicationRoutes(api: GatewayApi, app: App): void {
+  const superuser = { access: 'superuser' } as const
+  const serialize = (application: Application, secret?: string) => serializeApplication(app, application, secret)
+  const actions = applicationActions(app)
+  const found = actions.found
+
+  api.get('/applications/', { config: superuser, schema: { querystring: listApplications } }, async (request) => {
+    const { page, filter } = request.query
+    const { count, applications } = await app.store.applications.list({ offset: page.offset, limit: page.pageSize, filter })
+    return paged(request, page, count, await Promise.all(applications.map((a) => serialize(a))))
+  })
+
+  describeList(api, '/applications/', {
+    access: 'superuser',
+    name: 'OAuth2 Application List',
+    description: 'OAuth2 applications: clients of the OpenID Connect provider that get tokens at /o/token/.',
+    create: { body: applicationFields, readOnly: { ...SERVER_FIELDS, client_id: 'string', client_secret: 'string' }, allowed: (principal) => principal.user.isSuperuser },
+  })
+
+  api.post('/applications/', { config: superuser, schema: { body: createApplication } }, async (request, reply) => {
+    const { application, secret } = await actions.create(request.body, actorOf(request), principalOf(request).user.id)
+    reply.code(201)
+    return serialize(application, secret)
+  })
+
+  api.get('/applications/:id/', { config: superuser, schema: { params: idParam } }, async (request) => serialize(await found(request.params.id)))
+
+  for (const [method, body] of [['PATCH', updateApplication], ['PUT', replaceApplication]] as const) api.route({
+    method,
+    url: '/applications/:id/',
+    config: superuser,
+    schema: { params: idParam, body },
+    handler: async (request) => serialize(await actions.update(await found(request.params.id), request.body, actorOf(request))),
   })
 
   /**
@@ -284,14 +320,7 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
   })
 
   api.delete('/applications/:id/', { config: superuser, schema: { params: idParam } }, async (request, reply) => {
-    const current = await found(request.params.id)
-    const deleted = await app.bus.change(async (tx, announce) => {
-      if (!(await tx.applications.delete(current.id))) return false
-      await endApplicationTokens(tx, announce, [current.clientId])
-      return true
-    })
-    if (!deleted) throw new NotFound('No such application.')
-    app.audit.change(actorOf(request), 'delete', audited(current), await serialize(current))
+    await actions.delete(await found(request.params.id), actorOf(request))
     return reply.code(204).send()
   })
 }
