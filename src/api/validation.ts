@@ -186,7 +186,21 @@ function platformWords(issue: z.core.$ZodRawIssue): string | undefined {
  * it is 404 as the platform's URL patterns answer; everything else is 400 with the fields that failed.
  */
 export const schemaValidator: FastifySchemaCompiler<z.ZodType> = ({ schema, httpPart }) => (data) => {
-  const result = schema.safeParse(httpPart === 'body' ? withoutServerKept(data) : data, { reportInput: true, error: platformWords })
+  const result = checked(schema, httpPart === 'body' ? withoutServerKept(data) : data)
   if (result.success) return { value: result.data }
   return { error: httpPart === 'params' ? new NotFound() : refusalOf(fieldErrors(result.error.issues, httpPart === 'querystring' ? 'querystring' : 'body')) }
+}
+
+function checked<S extends z.ZodType>(schema: S, data: unknown) {
+  return schema.safeParse(data, { reportInput: true, error: platformWords })
+}
+
+/**
+ * A body checked where no route receives it (the command line gives the API's fields as its options): the value the
+ * route would read, or the refusal by field it would answer.
+ */
+export function parseBody<S extends z.ZodType>(schema: S, body: Record<string, unknown>): z.output<S> {
+  const result = checked(schema, body)
+  if (!result.success) throw refusalOf(fieldErrors(result.error.issues))
+  return result.data
 }

@@ -285,6 +285,19 @@ export function writeFailure(error: unknown): string {
   return code && !message.includes(code) ? `${message} (${code})` : message
 }
 
+/** How many rows a command reads from a store's list at a time. */
+const LIST_PAGE = 500
+
+/** Every item of a store's list, read a page at a time (`read` answers the page at `offset`, at most `limit` long). */
+export async function everyPage<T>(read: (offset: number, limit: number) => Promise<T[]>): Promise<T[]> {
+  const items: T[] = []
+  for (let offset = 0; ; offset += LIST_PAGE) {
+    const page = await read(offset, LIST_PAGE)
+    items.push(...page)
+    if (page.length < LIST_PAGE) return items
+  }
+}
+
 /** A list for people (a table with a header row, aligned columns) or, with --json, for scripts (one JSON array). */
 export function printList<T>(items: T[], json: boolean, header: string[], row: (item: T) => string[], asJson: (item: T) => unknown): void {
   if (json) {

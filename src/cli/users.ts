@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { isIP } from 'node:net'
 import { Command } from 'commander'
-import { addStorageOptions, printList, readStdin, UsageError, withApp, writeFailure, writeSecret, type StorageOptions } from './common.ts'
+import { addStorageOptions, everyPage, printList, readStdin, UsageError, withApp, writeFailure, writeSecret, type StorageOptions } from './common.ts'
 import type { App } from '../app.ts'
 import { auditedUser, passwordMark, serializeUser } from '../api/users.ts'
 import { emailAddress } from '../api/profile-fields.ts'
@@ -43,12 +43,7 @@ export function usersCommand(): Command {
     .option('--json', 'a JSON array, each account as the API shows it'))
     .action(async (options: StorageOptions & { json?: boolean }) => {
       await withApp(options, async (app) => {
-        const users: User[] = []
-        for (let offset = 0; ; offset += 500) {
-          const { users: page } = await app.store.users.list({ offset, limit: 500 })
-          users.push(...page)
-          if (page.length < 500) break
-        }
+        const users = await everyPage(async (offset, limit) => (await app.store.users.list({ offset, limit })).users)
         printList(users, options.json === true, ['ID', 'USERNAME', 'SOURCE', 'SUPERUSER', 'ACTIVE', 'EMAIL'],
           (u) => [String(u.id), u.username, u.source, u.isSuperuser ? 'yes' : 'no', u.isActive ? 'yes' : 'no', u.email], serializeUser)
       })
