@@ -131,7 +131,7 @@ export function applicationsCommand(): Command {
         if (!rotated) throw new Error(`application ${current.id} was deleted meanwhile: the secret printed is not taken`)
         recordSecretRotated(app.audit, cliActor(), current, rotated.application, rotated.previousUntil)
         const previous = rotated.previousUntil === null ? 'the previous one no longer works' : `the previous one works until ${new Date(rotated.previousUntil).toISOString()}`
-        process.stderr.write(`rotated the secret of application ${current.id} (${current.name}); ${previous}\n`)
+        process.stderr.write(`rotated the secret of application ${current.id} (${printable(current.name)}); ${previous}\n`)
       })
     }))
 

@@ -17,11 +17,11 @@ describe('gatehouse applications rotate-secret', () => {
   after(() => gw.close())
 
   let made = 0
-  const application = async (clientType = 'confidential') => {
+  const application = async (clientType = 'confidential', name = `cli bot ${++made}`) => {
     const created = await gw.fetch('/api/gateway/v1/applications/', {
       method: 'POST',
       headers: { ...adminAuth, 'content-type': 'application/json' },
-      body: JSON.stringify({ name: `cli bot ${++made}`, client_type: clientType, authorization_grant_type: 'password' }),
+      body: JSON.stringify({ name, client_type: clientType, authorization_grant_type: 'password' }),
     })
     assert.equal(created.status, 201)
     return json(created)
@@ -38,6 +38,14 @@ describe('gatehouse applications rotate-secret', () => {
     assert.match(rotated.stderr, new RegExp(`rotated the secret of application ${id} \\(cli bot \\d+\\); the previous one no longer works`))
     assert.equal(await grantStatus(clientId, secret), 201)
     assert.equal(await grantStatus(clientId, old), 401)
+  })
+
+  it('writes the application\'s name with its control characters escaped, as the other commands do', async () => {
+    const { id } = await application('confidential', 'bot\u001b[2J\rrotated nothing')
+    const rotated = await rotate('--id', String(id))
+    assert.equal(rotated.code, 0, rotated.stderr)
+    assert.ok(!/[\u0000-\u001f]/.test(rotated.stderr.replace(/\n$/, '')), JSON.stringify(rotated.stderr))
+    assert.match(rotated.stderr, /\(bot\\u001b\[2J\\u000drotated nothing\)/)
   })
 
   it('keeps the old secret working for --grace-seconds, and records the rotation as the API does', async () => {
