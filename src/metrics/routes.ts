@@ -25,7 +25,7 @@ export function registerMetrics(server: FastifyInstance, app: App): void {
     server.get('/metrics', async (request, reply) => {
       check(request.ip, request.headers.authorization, namesUnjudgedClient(request.headers, request.socket.remoteAddress, app.trustsProxy, true))
       const { contentType, text } = await app.metrics.scrape()
-      reply.header('cache-control', 'no-store').type(contentType)
+      reply.headers(SCRAPE_HEADERS).type(contentType)
       return text
     })
     return
@@ -37,7 +37,7 @@ export function registerMetrics(server: FastifyInstance, app: App): void {
     // one of the connections the two ports share for up to 90 s.
     listener = createServer(serverTimeouts(app.config.server, undefined).http!, (request, response) => {
       const answer = (status: number, type: string, body: string, headers: Record<string, string | string[]> = {}) => {
-        response.writeHead(status, { 'content-type': type, 'cache-control': 'no-store', ...headers }).end(body)
+        response.writeHead(status, { 'content-type': type, ...SCRAPE_HEADERS, ...headers }).end(body)
       }
       const path = (request.url ?? '').split('?', 1)[0]
       if (path !== '/metrics' || (request.method !== 'GET' && request.method !== 'HEAD')) {
@@ -67,3 +67,9 @@ export function registerMetrics(server: FastifyInstance, app: App): void {
     await new Promise((resolve) => listener!.close(resolve))
   })
 }
+
+/**
+ * Every answer about /metrics, on either port, refusals included: never kept, and `nosniff` as every answer the
+ * gateway writes itself says (src/errors.ts), so that no browser takes the text for a script or a page.
+ */
+const SCRAPE_HEADERS = { 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' }

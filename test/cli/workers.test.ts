@@ -126,6 +126,15 @@ describe('serve --workers', () => {
     }
   })
 
+  it('says nosniff on the probes and on /metrics, whichever worker answers', async () => {
+    for (const path of ['/healthz', '/readyz', '/metrics', '/metrics', '/healthz', '/readyz']) {
+      const response = await fetch(`${gateway.url}${path}`, { headers: { connection: 'close' } })
+      await response.arrayBuffer()
+      assert.equal(response.status, 200, path)
+      assert.equal(response.headers.get('x-content-type-options'), 'nosniff', path)
+    }
+  })
+
   it('answers many scrapes at once with one collection: each worker listens once, not once per scrape', async () => {
     const answers = await Promise.all(Array.from({ length: 24 }, () => textWithin(`${gateway.url}/metrics`, 5000)))
     for (const text of answers) assert.ok(sampleValue(parseScrape(text!), 'nodejs_heap_size_used_bytes') > 0)

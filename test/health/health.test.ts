@@ -82,6 +82,16 @@ describe('health and readiness endpoints', () => {
     }
   })
 
+  it('says nosniff on every answer of both probes, as on every other answer the gateway writes itself', async () => {
+    for (const path of ['/healthz', '/readyz']) {
+      for (const method of ['GET', 'HEAD', 'OPTIONS', 'POST']) {
+        const response = await gw.fetch(path, { method })
+        await response.arrayBuffer()
+        assert.equal(response.headers.get('x-content-type-options'), 'nosniff', `${method} ${path}: ${response.status}`)
+      }
+    }
+  })
+
   it('reports each readiness check, and an upstream that is down without becoming unready', async () => {
     const response = await gw.fetch('/readyz')
     assert.equal(response.status, 200)
@@ -102,6 +112,7 @@ describe('health and readiness endpoints', () => {
     try {
       const response = await gw.fetch('/readyz')
       assert.equal(response.status, 503)
+      assert.equal(response.headers.get('x-content-type-options'), 'nosniff')
       const body = await json(response)
       assert.equal(body.code, 'not_ready')
       assert.equal(body.status, 'DOWN')

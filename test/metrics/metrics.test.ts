@@ -16,6 +16,7 @@ async function scrape(url: string, headers: Record<string, string> = {}): Promis
   const response = await fetch(url, { headers })
   assert.equal(response.status, 200)
   assert.match(response.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/)
+  assert.equal(response.headers.get('x-content-type-options'), 'nosniff', 'a browser never takes the text for a script')
   return parseScrape(await response.text())
 }
 
@@ -100,6 +101,7 @@ describe('metrics', () => {
       try {
         const response = await gw.fetch('/metrics', { headers: { accept: 'application/json' } })
         assert.equal(response.status, 403)
+        assert.equal(response.headers.get('x-content-type-options'), 'nosniff')
         assert.equal((await json(response)).code, 'permission_denied')
       } finally {
         await gw.close()
@@ -178,9 +180,13 @@ describe('metrics', () => {
         assert.ok(url)
         const samples = await scrape(url)
         assert.ok(samples.has('gatehouse_requests_total'))
-        assert.equal((await fetch(url.replace('/metrics', '/api/gateway/v1/ping/'))).status, 404)
+        const elsewhere = await fetch(url.replace('/metrics', '/api/gateway/v1/ping/'))
+        assert.equal(elsewhere.status, 404)
+        assert.equal(elsewhere.headers.get('x-content-type-options'), 'nosniff', 'its 404 says nosniff, as every answer of the gateway\'s own')
         // It judges the peer's address, so a client named by a proxy, even a trusted one, is not the one judged.
-        assert.equal((await fetch(url, { headers: { 'x-forwarded-for': '203.0.113.9' } })).status, 403)
+        const refused = await fetch(url, { headers: { 'x-forwarded-for': '203.0.113.9' } })
+        assert.equal(refused.status, 403)
+        assert.equal(refused.headers.get('x-content-type-options'), 'nosniff', 'its refusals too')
       } finally {
         await gw.close()
       }
