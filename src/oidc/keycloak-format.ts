@@ -173,10 +173,12 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
     if (oidc && LOGOUT_ROUTES.has(oidc.route) && ctx.status >= 400 && !ctx.response.is('html') && typeof refused?.error === 'string') {
       await renderErrorPage(ctx, { error: refused.error, ...(typeof refused.error_description === 'string' ? { error_description: refused.error_description } : {}) })
     }
-    if (ctx.response.is('html') && !isFormPostResponse(ctx, oidc)) {
+    // The form_post page keeps the policy it was written with (`formPostPolicy`).
+    const formPost = isFormPostResponse(ctx, oidc)
+    if (ctx.response.is('html') && !formPost) {
       // No page is kept by a cache, as Keycloak sends its pages (its forms' secrets, the code a device shows).
       ctx.set({ ...REALM_PAGE_HEADERS, 'content-security-policy': ctx.response.get('content-security-policy') || REALM_PAGE_POLICY, 'cache-control': 'no-store' })
-    } else {
+    } else if (!formPost) {
       ctx.remove('content-security-policy')
     }
     if (!oidc) {
@@ -387,6 +389,18 @@ function tokenParameterError(route: string, description: string): string {
  */
 function isFormPostResponse(ctx: KoaContextWithOIDC, oidc: KoaContextWithOIDC['oidc'] | undefined): boolean {
   return (oidc?.route === 'authorization' || oidc?.route === 'resume') && ctx.status === 200
+}
+
+/**
+ * The form_post page's policy: it loads nothing and runs only its own script (`scriptPolicy`: the policy
+ * oidc-provider added that script's hash to as it wrote the page), so markup that ever slipped past escaping would
+ * run nothing. No `form-action`: browsers hold a form's post to it through the redirects that answer the post
+ * (Chromium does), and a client's redirect URI often sends the browser on to the application at another origin.
+ * No `frame-ancestors`: it stays frameable (`isFormPostResponse`).
+ */
+export function formPostPolicy(scriptPolicy: string): string {
+  const scripts = /(?:^|;)\s*script-src((?:\s+'sha256-[A-Za-z0-9+/=]+')+)\s*(?:;|$)/.exec(scriptPolicy)?.[1]?.trim()
+  return `default-src 'none'; script-src ${scripts ?? "'none'"}; base-uri 'none'`
 }
 
 /**

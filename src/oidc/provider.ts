@@ -12,7 +12,7 @@ import { refreshTokenShortcut, type RefreshTokenShortcut } from './refresh-token
 import { ApplicationClientAdapter, APPLICATION_SCOPES, type ApplicationClients, compareHashedSecrets, providerClientSecret } from './applications.ts'
 import { type Memberships, type RoleScope, type TokenRoles, accessTokenAudience, ACCOUNT_ROLES, accountFinder, compileRoleScope, DEFAULT_SCOPES, orderScopes, profileClaims, realmRoles, realmScopes, SCOPE_CLAIMS, ServiceAccounts } from './claims.ts'
 import type { RealmKeySet } from './keys.ts'
-import { deviceCodePage, deviceConfirmPage, deviceDonePage, implicitFlowRefusal, keycloakPkceDescription, keycloakShapes, loggedOutPage, logoutConfirmPage, PROVIDER_REQUEST, renderErrorPage, tokenResponse, type GatewaySignIn, type ProviderRequest } from './keycloak-format.ts'
+import { deviceCodePage, deviceConfirmPage, deviceDonePage, formPostPolicy, implicitFlowRefusal, keycloakPkceDescription, keycloakShapes, loggedOutPage, logoutConfirmPage, PROVIDER_REQUEST, renderErrorPage, tokenResponse, type GatewaySignIn, type ProviderRequest } from './keycloak-format.ts'
 import { LOGIN_STATUS_IFRAME } from './keycloak-pages.ts'
 import { rememberAdapterSessions } from './admin-url.ts'
 import { keycloakSid, refreshTokenType, type KeycloakTokens, type RefreshTokenRecord } from './keycloak-tokens.ts'
@@ -369,9 +369,14 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   // refusal's 400), so that the browser shows it and posts it on to the client like any other.
   const responseModes = providerInternals(provider).responseModes
   for (const [mode, send] of responseModes) {
-    responseModes.set(mode, (ctx, redirectUri, out) => {
-      if (mode === 'form_post') ctx.status = 200
-      return send(ctx, redirectUri, kcActionResponse(ctx, passiveLoginRequired(inKeycloakWords(ctx, out))))
+    responseModes.set(mode, async (ctx, redirectUri, out) => {
+      const answer = kcActionResponse(ctx, passiveLoginRequired(inKeycloakWords(ctx, out)))
+      if (mode !== 'form_post') return send(ctx, redirectUri, answer)
+      ctx.status = 200
+      // oidc-provider adds the hash of the page's one script to the script-src it finds as it writes the page.
+      ctx.set('content-security-policy', 'script-src')
+      await send(ctx, redirectUri, answer)
+      ctx.set('content-security-policy', formPostPolicy(ctx.response.get('content-security-policy')))
     })
   }
   consumeOnce(options.providerClass, provider)

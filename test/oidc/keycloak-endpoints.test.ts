@@ -562,6 +562,32 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
     assert.match(page, new RegExp(`<form method="post" action="${CLIENT_REDIRECT}">`))
   })
 
+  it('answers the form_post page with a policy that runs its own script alone, loads nothing, and leaves it frameable', async () => {
+    const jar = new CookieJar()
+    await browserLogin(jar)
+    const params = { client_id: 'spa', response_type: 'code', response_mode: 'form_post', scope: 'openid', state: 'st-6', redirect_uri: CLIENT_REDIRECT, code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256' }
+    // A page with an error (no realm session, prompt=none), and one with a code (signed in at the realm).
+    for (const [what, browser, extra] of [['an error', new CookieJar(), { prompt: 'none' }], ['a code', jar, {}]] as const) {
+      const { response } = await browse(gw, browser, realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams({ ...params, ...extra })}`))
+      const page = await response.text()
+      const posted = authorizationResponse(CLIENT_REDIRECT, page)
+      assert.ok(what === 'a code' ? posted.get('code') : posted.get('error'), page)
+      const directives = new Map((response.headers.get('content-security-policy') ?? '').split(';').map((directive) => {
+        const [name, ...sources] = directive.trim().split(/\s+/)
+        return [name!, sources] as const
+      }))
+      const scripts = [...page.matchAll(/<script>([\s\S]*?)<\/script>/g)].map((m) => `'sha256-${createHash('sha256').update(m[1]!).digest('base64')}'`)
+      assert.equal(scripts.length, 1, page)
+      assert.deepEqual(directives.get('default-src'), ["'none'"], what)
+      assert.deepEqual(directives.get('script-src'), scripts, `${what}: the page's own script and nothing else`)
+      assert.deepEqual(directives.get('base-uri'), ["'none'"], what)
+      // A silent renewal loads it in a hidden frame; a redirect URI may send the browser on to another origin.
+      assert.equal(directives.has('frame-ancestors'), false, what)
+      assert.equal(response.headers.get('x-frame-options'), null, what)
+      assert.equal(directives.has('form-action'), false, what)
+    }
+  })
+
   it('answers prompt=consent (keycloak-js login({ prompt: \'consent\' })) with a code and no consent page, as Keycloak for a client without "Consent required"', async () => {
     const verifier = randomBytes(32).toString('base64url')
     const consent = realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams({ client_id: 'spa', response_type: 'code', scope: 'openid offline_access', state: 'st-7', prompt: 'consent', redirect_uri: CLIENT_REDIRECT, code_challenge: createHash('sha256').update(verifier).digest('base64url'), code_challenge_method: 'S256' })}`)
