@@ -14,9 +14,16 @@ export const FLOW_COOKIE = 'gateway_sso'
  * sign-in (cookie tossing, login CSRF). The price is `Path=/`: the gateway keeps it from services as its other cookies.
  */
 export const SECURE_FLOW_COOKIE = `__Host-${FLOW_COOKIE}`
-/** The browser's one-time key of its sign-out at the provider under way, which that sign-out's `state` is derived from. */
+/**
+ * The browser's one-time key of its sign-out at the provider under way, which that sign-out's `state` is derived from,
+ * over plain HTTP; over HTTPS, `__Host-` as the sign-in's, so that no sibling subdomain can plant one and have the
+ * login page tell a person they signed out at the provider when they did not.
+ */
 export const LOGOUT_FLOW_COOKIE = 'gateway_sso_logout'
+export const SECURE_LOGOUT_FLOW_COOKIE = `__Host-${LOGOUT_FLOW_COOKIE}`
 export const SSO_PATH = '/api/gateway/v1/login/sso/'
+
+type FlowCookie = { name: string; options: { path: string; httpOnly: true; sameSite: 'lax'; secure: boolean } }
 
 /**
  * The sign-in cookie's name and path on a connection that is (or is not) HTTPS. Only this name is read: taking the
@@ -24,16 +31,21 @@ export const SSO_PATH = '/api/gateway/v1/login/sso/'
  * the browser addresses them, under the path a proxy publishes the gateway at (`publishedPath`, docs/edge.md), or the
  * browser would not send the cookie back to the callback.
  */
-export function flowCookie(secure: boolean, publishedPath: string): { name: string; options: { path: string; httpOnly: true; sameSite: 'lax'; secure: boolean } } {
-  return { name: secure ? SECURE_FLOW_COOKIE : FLOW_COOKIE, options: { path: secure ? '/' : publishedPath + SSO_PATH, httpOnly: true, sameSite: 'lax', secure } }
+export function flowCookie(secure: boolean, publishedPath: string): FlowCookie {
+  return browserFlowCookie(secure ? SECURE_FLOW_COOKIE : FLOW_COOKIE, secure, publishedPath)
 }
 
 /**
- * The sign-out's cookie, on HTTPS too under its plain name and the sign-in endpoints' path: a planted one gains nothing
- * (its `state` only adds a notice to the login page the browser lands on anyway), and the path keeps it from services.
+ * The sign-out's cookie, named and placed as the sign-in's, and read under that name alone. One set under the plain
+ * name over HTTPS, by a version before or by an older process during a rolling upgrade, is not read: that sign-out's
+ * return lands on the login page without its notice, which is all the key adds.
  */
-export function logoutFlowCookie(secure: boolean, publishedPath: string): { name: string; options: { path: string; httpOnly: true; sameSite: 'lax'; secure: boolean } } {
-  return { name: LOGOUT_FLOW_COOKIE, options: { path: publishedPath + SSO_PATH, httpOnly: true, sameSite: 'lax', secure } }
+export function logoutFlowCookie(secure: boolean, publishedPath: string): FlowCookie {
+  return browserFlowCookie(secure ? SECURE_LOGOUT_FLOW_COOKIE : LOGOUT_FLOW_COOKIE, secure, publishedPath)
+}
+
+function browserFlowCookie(name: string, secure: boolean, publishedPath: string): FlowCookie {
+  return { name, options: { path: secure ? '/' : publishedPath + SSO_PATH, httpOnly: true, sameSite: 'lax', secure } }
 }
 
 /** Where the "Sign in with <label>" button goes. */

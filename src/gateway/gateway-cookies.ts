@@ -1,6 +1,6 @@
 import { CSRF_COOKIE } from '../auth/csrf.ts'
 import { SESSION_COOKIE } from '../auth/session.ts'
-import { FLOW_COOKIE, LOGOUT_FLOW_COOKIE, SECURE_FLOW_COOKIE } from '../directory/sso.ts'
+import { FLOW_COOKIE, LOGOUT_FLOW_COOKIE, SECURE_FLOW_COOKIE, SECURE_LOGOUT_FLOW_COOKIE } from '../directory/sso.ts'
 import { SESSION_STATE_COOKIE } from '../oidc/keycloak-format.ts'
 import { LOGIN_RESTARTED_COOKIE, REALM_INTERACTION_COOKIE, REALM_RESUME_COOKIE, REALM_SESSION_COOKIE } from '../oidc/provider-paths.ts'
 
@@ -12,7 +12,7 @@ import { LOGIN_RESTARTED_COOKIE, REALM_INTERACTION_COOKIE, REALM_RESUME_COOKIE, 
  * oidc-provider signs its cookies with a companion `<name>.sig`, which is covered too.
  */
 export const GATEWAY_COOKIE_NAMES = [
-  SESSION_COOKIE, CSRF_COOKIE, FLOW_COOKIE, SECURE_FLOW_COOKIE, LOGOUT_FLOW_COOKIE, SESSION_STATE_COOKIE, REALM_SESSION_COOKIE, REALM_INTERACTION_COOKIE, REALM_RESUME_COOKIE,
+  SESSION_COOKIE, CSRF_COOKIE, FLOW_COOKIE, SECURE_FLOW_COOKIE, LOGOUT_FLOW_COOKIE, SECURE_LOGOUT_FLOW_COOKIE, SESSION_STATE_COOKIE, REALM_SESSION_COOKIE, REALM_INTERACTION_COOKIE, REALM_RESUME_COOKIE,
   LOGIN_RESTARTED_COOKIE,
 ] as const
 const GATEWAY_COOKIES: ReadonlySet<string> = new Set(GATEWAY_COOKIE_NAMES.flatMap((name) => [name, `${name}.sig`, `${name}.legacy`, `${name}.legacy.sig`]))

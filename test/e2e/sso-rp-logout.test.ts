@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict'
+import { readFileSync, rmSync } from 'node:fs'
 import { after, before, describe, it } from 'node:test'
+import { Agent } from 'undici'
 import { Browser } from '../helpers/browser.ts'
+import { selfSignedCertificate } from '../helpers/certificates.ts'
 import { launchChromium, openPage } from '../helpers/chromium.ts'
 import { honestIdToken, startForgingIdp, type ForgedSignIn, type ForgingIdp } from '../helpers/forging-idp.ts'
-import { adminAuth, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { adminAuth, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
 import { LOGIN, SSO } from '../helpers/sso.ts'
 
 // Signing out of Gatehouse in a browser signs the person out at the provider their session came from too (OpenID
@@ -200,5 +203,62 @@ describe('signing out at the upstream provider (RP-initiated logout)', () => {
     assert.ok(issued.includes(idToken))
     const log = JSON.stringify(logLines)
     for (const token of issued) assert.ok(!log.includes(token.split('.')[2]!), 'the log holds no ID token')
+  })
+})
+
+describe('signing out at the upstream provider over HTTPS', () => {
+  const certDir = tempDir()
+  const certificate = selfSignedCertificate(certDir, 'gatehouse.test')
+  const trusting = new Agent({ connect: { ca: readFileSync(certificate.cert, 'utf8') } })
+  let idp: ForgingIdp
+  let gw: TestGateway
+
+  before(async () => {
+    idp = await startForgingIdp({ sub: 'sub-alice', username: 'alice' })
+    idp.endSessionEndpoint = `${idp.issuer}/logout`
+    gw = await startGateway({ tls: certificate, config: { sso: [idp.ssoConfig({ name: 'corp', label: 'Corp ID', client_id: CLIENT_ID, sign_out_at_provider: true })] } })
+  })
+  after(async () => {
+    await gw?.close()
+    await idp?.close()
+    await trusting.close()
+    rmSync(certDir, { recursive: true, force: true })
+  })
+
+  /** Signs a browser in through the provider, then out here: the state the provider is handed, and the Set-Cookie that went with it. */
+  async function signInAndOut(): Promise<{ browser: Browser; state: string; setCookies: string[] }> {
+    const browser = new Browser(undefined, trusting)
+    const page = await browser.navigate(`${gw.url}${SSO}corp/`)
+    assert.equal(page.response.status, 200, page.body)
+    assert.ok(browser.cookie(gw.url, 'gateway_sessionid'), 'the sign-in starts a session')
+    const answer = await browser.request(gw.url + LOGOUT)
+    assert.equal(answer.status, 302)
+    const state = new URL(answer.headers.get('location')!).searchParams.get('state')!
+    assert.match(state, /^[A-Za-z0-9_-]{43}$/)
+    return { browser, state, setCookies: answer.headers.getSetCookie() }
+  }
+
+  it('keeps the sign-out\'s key in __Host-gateway_sso_logout, as the sign-in\'s, and shows the notice when the provider sends the browser back', async () => {
+    const { browser, state, setCookies } = await signInAndOut()
+    const cookie = setCookies.find((value) => value.includes('gateway_sso_logout='))
+    assert.match(cookie ?? '', /^__Host-gateway_sso_logout=[A-Za-z0-9_-]{43}; Max-Age=600; Path=\/; HttpOnly; Secure; SameSite=Lax$/)
+    const back = await browser.navigate(`${gw.url}${SSO}corp/logged-out/?state=${state}`)
+    assert.equal(back.response.status, 200)
+    assert.match(back.body, /signed out, and out of Corp ID too/)
+    assert.equal(browser.cookie(gw.url, '__Host-gateway_sso_logout'), undefined, 'the key is taken once')
+  })
+
+  it('ignores an unprefixed gateway_sso_logout planted from a sibling subdomain', async () => {
+    // The attacker signs out of their own session and keeps the key and the state instead of using them.
+    const { browser, state } = await signInAndOut()
+    const key = browser.cookie(gw.url, '__Host-gateway_sso_logout') ?? browser.cookie(gw.url, 'gateway_sso_logout')
+    assert.ok(key)
+    const victim = new Browser(undefined, trusting)
+    const planted = await victim.request(`${gw.url}${SSO}corp/logged-out/?state=${state}`, { headers: { cookie: `gateway_sso_logout=${key}` } })
+    assert.equal(planted.status, 200)
+    assert.doesNotMatch(await planted.text(), /out of Corp ID too/, 'the victim is not told of a sign-out they did not make')
+    // The same key under the name only this host can set still shows it: the refusal was the name's.
+    const own = await browser.navigate(`${gw.url}${SSO}corp/logged-out/?state=${state}`)
+    assert.match(own.body, /out of Corp ID too/)
   })
 })

@@ -50,7 +50,7 @@ describe('the headers between clients and services', () => {
   before(async () => {
     upstream = await startRecordingUpstream((request, response) => {
       const cookies = request.url!.endsWith('/set-cookies')
-        ? ['gateway_sessionid=planted; Path=/', 'csrftoken=planted', ' KEYCLOAK_SESSION =planted', 'gatehouse_oidc_session=planted', 'gatehouse_oidc_session.sig=planted', 'gatehouse_login_restarted=1; Path=/realms/platform/login-actions/', 'gateway_sso=x', '__Host-gateway_sso=x; Path=/; Secure', '=gateway_sessionid=nameless; Path=/', ' = csrftoken=nameless', 'theme=dark; Path=/']
+        ? ['gateway_sessionid=planted; Path=/', 'csrftoken=planted', ' KEYCLOAK_SESSION =planted', 'gatehouse_oidc_session=planted', 'gatehouse_oidc_session.sig=planted', 'gatehouse_login_restarted=1; Path=/realms/platform/login-actions/', 'gateway_sso=x', '__Host-gateway_sso=x; Path=/; Secure', 'gateway_sso_logout=x', '__Host-gateway_sso_logout=x; Path=/; Secure', '=gateway_sessionid=nameless; Path=/', ' = csrftoken=nameless', 'theme=dark; Path=/']
         : ['gateway_sessionid=planted; Path=/; HttpOnly']
       response.writeHead(200, { 'content-type': 'application/json', 'set-cookie': cookies })
       response.end('{}')
@@ -237,7 +237,7 @@ describe('the headers between clients and services', () => {
 
   it('never forwards the gateway\'s own cookies, and never lets a service set them', async () => {
     const response = await requestFrom('127.0.0.1', `${gw.url}/rec/set-cookies`, {
-      headers: { cookie: 'gateway_sessionid=abc; theme=dark; csrftoken=xyz; gatehouse_oidc_session=s; gatehouse_oidc_session.sig=t; gatehouse_login_restarted=1; KEYCLOAK_SESSION=k; gateway_sso=f; __Host-gateway_sso=h' },
+      headers: { cookie: 'gateway_sessionid=abc; theme=dark; csrftoken=xyz; gatehouse_oidc_session=s; gatehouse_oidc_session.sig=t; gatehouse_login_restarted=1; KEYCLOAK_SESSION=k; gateway_sso=f; __Host-gateway_sso=h; gateway_sso_logout=l; __Host-gateway_sso_logout=m' },
     })
     assert.equal(last().headers.cookie, 'theme=dark')
     assert.deepEqual(response.headers['set-cookie'], ['theme=dark; Path=/'])
