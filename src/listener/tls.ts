@@ -1,4 +1,4 @@
-import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto'
+import { createHash, createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto'
 import { statSync, unwatchFile, watchFile } from 'node:fs'
 import { createSecureContext, type Server as TlsServer } from 'node:tls'
 import type { FastifyBaseLogger } from 'fastify'
@@ -195,8 +195,15 @@ export function firstLine(error: unknown): string {
   return String((error as Error)?.message ?? error).split('\n')[0]!
 }
 
-/** How long after a file changes the files are read, so a certificate and key written one after the other are read together. */
-const SETTLE_MS = 200
+/**
+ * How long the files' content must stay the same once a change is seen before they are read: a certificate and key
+ * written one after the other are read together, and a file written in several steps is not taken between two of
+ * them. A file cut inside a PEM block is refused by its reading (readPem), but one cut exactly between two blocks (a
+ * certificate written and its chain not yet, the first certificates of a CA bundle) reads as whole, and only its
+ * staying unchanged tells that its writer is done. Longer than the pause between two writes of any tool that writes
+ * in place (a shell's `cat cert.pem chain.pem > file` or a `>>` after it, some milliseconds).
+ */
+const SETTLED_MS = 2000
 const MAX_TIMER_MS = 2 ** 31 - 1
 const POLL_MS = 1000
 
@@ -259,21 +266,44 @@ export class TlsReloader {
 }
 
 /**
- * Calls `changed` when any of `files` changes, once they have settled (SETTLE_MS after the last change seen), and
- * returns what stops watching. Files are polled (stat follows symlinks), which also sees the renames and symlink swaps
- * that certbot and Kubernetes secret volumes use to replace them. A file caught half-written is refused by the checks
- * that read it (readPem, parse), and its last write is a change of its own: the files are read again once it is whole.
+ * Calls `changed` when any of `files` changes, once their content has stayed the same for SETTLED_MS, and returns what
+ * stops watching. Files are polled (stat follows symlinks), which also sees the renames and symlink swaps that certbot
+ * and Kubernetes secret volumes use to replace them; a file being written is taken once it has been left alone, with
+ * no SIGHUP. nginx reads its files only when told to, and Envoy's file-based SDS only those moved into place
+ * (envoyproxy/envoy#10979): a file written in place would otherwise go unseen there, or be caught midway.
  */
 export function watchFiles(files: readonly string[], changed: () => void): () => void {
   let settling: NodeJS.Timeout | undefined
+  const settle = (before: string): void => {
+    settling = setTimeout(() => {
+      const now = filesContent(files)
+      if (now === before) changed()
+      else settle(now)
+    }, SETTLED_MS)
+    settling.unref()
+  }
   const seen = (): void => {
     clearTimeout(settling)
-    settling = setTimeout(changed, SETTLE_MS)
-    settling.unref()
+    settle(filesContent(files))
   }
   for (const file of files) watchFile(file, { interval: POLL_MS, persistent: false }, seen)
   return () => {
     clearTimeout(settling)
     for (const file of files) unwatchFile(file, seen)
   }
+}
+
+/** What `files` hold now, as one digest; a file that cannot be read counts by why, as readPem would refuse it. */
+function filesContent(files: readonly string[]): string {
+  const digest = createHash('sha256')
+  for (const file of files) {
+    let content: string
+    try {
+      content = statSync(file).isFile() ? readAtMost(file, MAX_PEM_BYTES) ?? 'larger than a PEM file' : 'not a regular file'
+    } catch (error) {
+      content = `unreadable: ${(error as NodeJS.ErrnoException).code ?? 'error'}`
+    }
+    digest.update(`${file}\0${content.length}\0${content}\0`)
+  }
+  return digest.digest('base64')
 }

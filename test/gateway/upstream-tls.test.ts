@@ -630,13 +630,14 @@ describe('serve: a renewed client certificate installed ahead of its time', () =
   const logLines = (since: number) => renewal.gateway.output().slice(since).split('\n').filter((text) => text.startsWith('{')).map((text) => JSON.parse(text) as Record<string, unknown>)
 
   it('is kept out until its notBefore, then taken with no change to the files and no SIGHUP, and logged', async () => {
-    const notBefore = new Date(Math.ceil(Date.now() / 1000) * 1000 + 4000)
+    // Far enough ahead for the change to be seen and the files to settle (src/listener/tls.ts, SETTLED_MS) before it.
+    const notBefore = new Date(Math.ceil(Date.now() / 1000) * 1000 + 7000)
     const ahead = futureCertificate(dir, 'ahead-client', renewal.renewedClientCa, notBefore)
     const since = renewal.gateway.output().length
     copy(ahead.key, files.key)
     copy(ahead.cert, files.cert)
     let kept: Record<string, unknown> | undefined
-    for (let i = 0; i < 60 && !kept; i++) {
+    for (let i = 0; i < 120 && !kept; i++) {
       await new Promise((resolve) => setTimeout(resolve, 50))
       kept = logLines(since).find((line) => line.service === 'mutual' && /services\.0\.tls\.cert_file: the certificate is not valid until/.test(String(line.reason)))
     }

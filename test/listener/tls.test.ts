@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
-import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { appendFileSync, chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { request as httpsRequest, Agent } from 'node:https'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -372,6 +372,24 @@ describe('client certificates from a CA (mutual TLS)', () => {
     writeFileSync(bundle, nextBundle)
     assert.equal((await reloadLogged(since)).msg, 'TLS certificate reloaded')
     assert.equal((await withClientCertificate()).status, 200)
+  })
+
+  it('keeps the previous CA bundle while a new one is written in two steps, cut between its certificates, and takes it once left alone', async () => {
+    const client = signedCertificate(dir, 'two-step-client.test', ca)
+    const withClientCertificate = () => curl('--cacert', server.cert, '--cert', client.cert, '--key', client.key, `${gateway.url}/api/gateway/v1/ping/`)
+    const reloads = (since: number) => logLines(gateway).slice(since).filter((entry) => /^TLS (certificate reloaded|files not reloaded)/.test(String(entry.msg)))
+    // The first step writes a whole certificate, another CA's; the one that signed the client's comes in the second.
+    const first = readFileSync(selfSignedCertificate(dir, 'two-step-ca.test').cert, 'utf8')
+    assert.equal((await withClientCertificate()).status, 200)
+    const since = logLines(gateway).length
+    writeFileSync(bundle, first)
+    // Past the time the poll sees the change (a second) and longer than a tool's pause between two writes.
+    await sleep(1400)
+    assert.deepEqual(reloads(since), [], 'the first step alone is not taken')
+    appendFileSync(bundle, readFileSync(ca.cert, 'utf8'))
+    assert.ok(await eventually(() => reloads(since).length > 0, Boolean, 8000), gateway.output())
+    assert.deepEqual(reloads(since).map((entry) => entry.msg), ['TLS certificate reloaded'])
+    assert.equal((await withClientCertificate()).status, 200, 'the client\'s CA is trusted throughout')
   })
 })
 
