@@ -7,7 +7,7 @@ import { demoConfigFile, loadConfigFile, validateConfig } from '../config/load.t
 import { isPostgresUrl, type Config } from '../config/schema.ts'
 import { MAX_PASSWORD_LENGTH } from '../directory/accounts.ts'
 import { NUL_MESSAGE } from '../errors.ts'
-import { dataDirProblem, sqliteFile, urlPasswords, type DatabaseLocation } from '../store/database.ts'
+import { Database, dataDirProblem, sqliteFile, urlPasswords, type DatabaseLocation } from '../store/database.ts'
 import { DatabaseNotMigrated, DataDirUnusable } from '../store/errors.ts'
 import { openStore, type Store } from '../store/store.ts'
 
@@ -154,9 +154,18 @@ export async function openConfiguredStore(config: Config): Promise<Store> {
  * tables is asked on the store's own connection, before anything is written (`existing`): one open per command.
  */
 async function openExistingStore(location: DatabaseLocation): Promise<Store> {
+  return await openExisting(location, () => openStore(location, { existing: true }))
+}
+
+/** The database itself, without the store's repositories and without migrating it: for `copy-database`'s source. */
+export async function openExistingDatabase(location: DatabaseLocation): Promise<Database> {
+  return await openExisting(location, () => Database.open(location, { existing: true }))
+}
+
+async function openExisting<T>(location: DatabaseLocation, open: () => Promise<T>): Promise<T> {
   if (!location.url) requireDatabaseFile(resolve(location.dataDir))
   try {
-    return await openStore(location, { existing: true })
+    return await open()
   } catch (error) {
     if (error instanceof DatabaseNotMigrated) {
       const where = location.url ? '' : ` --data-dir ${resolve(location.dataDir)}`

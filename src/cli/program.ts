@@ -5,6 +5,7 @@ import { applicationsCommand } from './applications.ts'
 import { backupCommand } from './backup.ts'
 import { restoreCommand } from './restore.ts'
 import { configCommand } from './config.ts'
+import { copyDatabaseCommand } from './copy-database.ts'
 import { keysCommand } from './keys.ts'
 import { realmsCommand } from './realms.ts'
 import { ldapCommand } from './ldap.ts'
@@ -26,6 +27,7 @@ export function gatehouseProgram(): Command {
     .addCommand(migrateCommand())
     .addCommand(backupCommand())
     .addCommand(restoreCommand())
+    .addCommand(copyDatabaseCommand())
     .addCommand(configCommand())
     .addCommand(ldapCommand())
     .addCommand(accessCommand())

@@ -305,11 +305,7 @@ export class Database {
     pool?.on('error', () => {})
     const db = pool ? new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) }) : this.db
     try {
-      // Migration numbers are handed out ahead of time to work landing in any order, so a database may have a
-      // later one (012) before an earlier one (010) is added; each creates its own tables, so order does not matter.
-      // Names compared as plain strings (they are all NNN_words), not with Kysely's default localeCompare, which
-      // makes every start load ICU's collation data for nothing.
-      const migrator = new Migrator({ db, provider: migrationProvider(this.dialect), allowUnorderedMigrations: true, nameComparator: compareNames })
+      const migrator = gatehouseMigrator(db, this.dialect)
       const deadline = performance.now() + MIGRATION_WAIT_MS
       for (let attempt = 1; ; attempt++) {
         // On PostgreSQL every pending migration runs in one transaction: one that waited too long rolled them all back.
@@ -606,6 +602,17 @@ export class Health {
     this.#reportedAt = performance.now()
     for (const listener of this.#listeners) listener(report)
   }
+}
+
+/**
+ * Kysely's Migrator over this version's migrations. Migration numbers are handed out ahead of time to work landing in
+ * any order, so a database may have a later one (012) before an earlier one (010) is added; each creates its own
+ * tables, so order does not matter. Names compared as plain strings (they are all NNN_words), not with Kysely's
+ * default localeCompare, which makes every start load ICU's collation data for nothing. `insideTransaction`: the
+ * caller has begun one on `db`'s single connection, which the migrations join rather than open their own.
+ */
+export function gatehouseMigrator(db: Kysely<any>, dialect: DialectName, { insideTransaction = false } = {}): InstanceType<typeof Migrator> {
+  return new Migrator({ db, provider: migrationProvider(dialect), allowUnorderedMigrations: true, nameComparator: compareNames, disableTransactions: insideTransaction })
 }
 
 function compareNames(a: string, b: string): number {

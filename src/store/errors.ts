@@ -68,3 +68,14 @@ export class DataDirUnusable extends Error {
     this.name = 'DataDirUnusable'
   }
 }
+
+/**
+ * A copy from one database into another (src/store/transfer.ts) was refused before anything was written: a source
+ * this version cannot read as a whole, or a target that holds data already. The message says which, in a clause.
+ */
+export class CopyRefused extends Error {
+  constructor(reason: string) {
+    super(reason)
+    this.name = 'CopyRefused'
+  }
+}

@@ -1,0 +1,77 @@
+import { Command, Option } from 'commander'
+import { isPostgresUrl } from '../config/schema.ts'
+import { Database, redactUrl, sqliteFile, urlPasswords, type DatabaseLocation } from '../store/database.ts'
+import { CopyRefused } from '../store/errors.ts'
+import { copyDatabase, type CopiedTable } from '../store/transfer.ts'
+import { addStorageOptions, openExistingDatabase, printList, resolveConfig, storageLocation, UsageError, type StorageOptions } from './common.ts'
+
+interface CopyOptions extends StorageOptions {
+  to?: string
+  toDataDir?: string
+}
+
+/**
+ * `copy-database`: the database the storage options name (as every command reads it) copied whole into another, on
+ * the other backend or the same, that holds no data yet (src/store/transfer.ts). How to move a deployment with it:
+ * README, Storage.
+ */
+export function copyDatabaseCommand(): Command {
+  return addStorageOptions(new Command('copy-database')
+    .description('copy every account, token, key, session, setting and activity entry into an empty database (SQLite to PostgreSQL, or back)')
+    .addOption(new Option('--to <url>', 'the PostgreSQL database to copy into, postgres://...').env('GATEHOUSE_COPY_TO_DATABASE_URL'))
+    .addOption(new Option('--to-data-dir <dir>', 'the SQLite data directory to copy into instead (made if missing)').conflicts('to')))
+    .action(async (options: CopyOptions, command: Command) => {
+      const config = resolveConfig(options)
+      const from = storageLocation(config)
+      const to = targetLocation(options, command, from)
+      const source = await openExistingDatabase(from)
+      try {
+        const target = await Database.open(to)
+        try {
+          const copied = await copyDatabase(source, target).catch((error: unknown) => {
+            if (error instanceof CopyRefused) throw new UsageError(`${error.message}; nothing was copied into ${target.description}`)
+            throw new CopyFailed(target.description, error)
+          })
+          report(source.description, target.description, copied)
+        } finally {
+          await target.close()
+        }
+      } finally {
+        await source.close()
+      }
+    })
+}
+
+/** Where the copy goes: a PostgreSQL URL or a data directory, never the database it reads. */
+function targetLocation(options: CopyOptions, command: Command, from: DatabaseLocation): DatabaseLocation {
+  const { to, toDataDir } = options
+  if (to === '' || toDataDir === '') throw new UsageError(`${to === '' ? '--to (or GATEHOUSE_COPY_TO_DATABASE_URL)' : '--to-data-dir'} is empty; give a value`)
+  if (to === undefined && toDataDir === undefined) throw new UsageError('give the database to copy into: --to postgres://... or --to-data-dir DIR')
+  // Not echoed: a value that is not a URL cannot be told where its password is, to hide it.
+  if (to !== undefined && !isPostgresUrl(to)) throw new UsageError('--to (or GATEHOUSE_COPY_TO_DATABASE_URL) must be a postgres:// URL; copy into SQLite with --to-data-dir')
+  if (to !== undefined && command.getOptionValueSource('to') === 'cli' && urlPasswords(to).length) {
+    process.stderr.write('gatehouse: warning: a password given in --to is readable by every user of this machine (ps); give it in GATEHOUSE_COPY_TO_DATABASE_URL instead\n')
+  }
+  const target: DatabaseLocation = { url: to, dataDir: toDataDir ?? '', timeouts: from.timeouts, poolConnections: 1 }
+  if (describe(target) === describe(from)) throw new UsageError(`the copy would go into the database it reads, ${describe(from)}`)
+  return target
+}
+
+function describe(location: DatabaseLocation): string {
+  return location.url ? redactUrl(location.url) : `sqlite:${sqliteFile(location.dataDir)}`
+}
+
+/** The copy failed part way (the target refused a row, the connection broke): its transaction, and so all of it, is undone. */
+class CopyFailed extends Error {
+  constructor(target: string, error: unknown) {
+    const reason = (error as Error)?.cause ?? error
+    super(`the copy into ${target} failed, and nothing of it was kept: ${((reason as Error)?.message ?? String(reason)).split('\n')[0]}`, { cause: error })
+  }
+}
+
+function report(source: string, target: string, copied: CopiedTable[]): void {
+  process.stdout.write(`copied ${source} into ${target}\n`)
+  printList(copied, false, ['TABLE', 'ROWS'], (table) => [table.name, String(table.rows)], (table) => table)
+  const rows = copied.reduce((sum, table) => sum + table.rows, 0)
+  process.stdout.write(`${copied.length} tables, ${rows} rows, counted again on both sides\n`)
+}
