@@ -302,12 +302,16 @@ export async function createApp(config: Config, store: Store, options: AppOption
     authorize: (request, place, clientTarget) => authorize(auth, csrf, request, place, clientTarget === undefined ? ownAddress : { published, target: clientTarget }),
     reloadServices(next) {
       const needsRestart = [...restartOnlyChanges(running, next)]
+      // The services are compiled with the running settings around them (server.remove_request_headers, the login
+      // page's published path, gateway.oidc): a setting the log says was not applied must not apply to the services
+      // that changed, nor to the gateway's own token policy, which the services' policies are built beside.
+      const applied: Config = { ...running, services: next.services }
       // The login URLs and token policies first: the routes compiled next look theirs up.
-      const { applicationAudiences } = oidc.applyServices(next)
-      serviceRules = compileServiceRules(next)
-      const routes = compileRoutes(next, options.upstreams, loginUrls, accessRules, services)
-      metrics.addPlaces(next.services.map((service) => service.name))
-      running = { ...running, services: next.services }
+      const { applicationAudiences } = oidc.applyServices(applied)
+      serviceRules = compileServiceRules(applied)
+      const routes = compileRoutes(applied, options.upstreams, loginUrls, accessRules, services)
+      metrics.addPlaces(applied.services.map((service) => service.name))
+      running = applied
       services.replace(routes)
       return { needsRestart, ...(applicationAudiences ? { applicationAudiences } : {}) }
     },

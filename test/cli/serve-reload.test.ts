@@ -217,6 +217,32 @@ describe('serve: SIGHUP reads the configuration file again', () => {
     }
   })
 
+  it('compiles the changed services with the running server.remove_request_headers, which needs a restart', async () => {
+    // Answers the path and the X-Tenant field it was sent, if any.
+    const tenant = createServer((request, response) => response.end(`${request.url} tenant ${request.headers['x-tenant'] ?? 'none'}`))
+    tenant.listen(0, '127.0.0.1')
+    await once(tenant, 'listening')
+    const upstream = `http://127.0.0.1:${(tenant.address() as AddressInfo).port}`
+    const open = (name: string) => `    public_paths: ["/${name}/*"]\n`
+    const { file, gateway } = await serveFile(dir, 'removed-headers', `server:\n  remove_request_headers: [X-Tenant]\nservices:\n${service('kept', upstream, open('kept'))}${service('changed', upstream, open('changed'))}`)
+    const spoofed = { 'x-tenant': 'someone-else' }
+    try {
+      assert.equal((await fetchAlone(`${gateway.url}/changed/x`, spoofed)).body, '/changed/x tenant none')
+      writeFileSync(file, `services:\n${service('kept', upstream, open('kept'))}${service('changed', upstream, `${open('changed')}    strip_prefix: true\n`)}${service('added', upstream, open('added'))}`)
+      await reload(gateway, 'configuration file read again')
+      const warning = gateway.output().split('\n').find((line) => line.includes('apply only at a restart'))
+      assert.ok(warning, gateway.output())
+      assert.deepEqual(JSON.parse(warning).settings, ['server.remove_request_headers'])
+      assert.equal((await fetchAlone(`${gateway.url}/changed/x`)).body, '/x tenant none', 'the change applied (strip_prefix)')
+      for (const name of ['kept', 'changed', 'added']) {
+        assert.match((await fetchAlone(`${gateway.url}/${name}/x`, spoofed)).body, / tenant none$/, `${name}: the field is removed until a restart, as the log says`)
+      }
+    } finally {
+      await gateway.stop()
+      tenant.close()
+    }
+  })
+
   it('closes the open WebSockets of a service it removes or changes, and leaves those of the others open', async () => {
     const echo = new WebSocketServer({ port: 0, host: '127.0.0.1' })
     await once(echo, 'listening')
