@@ -78,7 +78,11 @@ export function readableSecretsWarning(file: string, config: Config): string | u
   const secrets = [
     ...(config.ldap?.bind_password === undefined ? [] : ['ldap.bind_password']),
     ...config.sso.flatMap((provider, i) => (provider.client_secret === undefined ? [] : [`sso.${i}.client_secret`])),
-    ...config.realms.flatMap((realm, i) => realm.clients.flatMap((client, j) => (client.secret === undefined ? [] : [`realms.${i}.clients.${j}.secret`]))),
+    ...config.realms.flatMap((realm, i) => realm.clients.flatMap((client, j) => [
+      ...(client.secret === undefined ? [] : [`realms.${i}.clients.${j}.secret`]),
+      // Still taken until it expires: as much a secret as the one that replaces it.
+      ...(client.previous_secret === undefined ? [] : [`realms.${i}.clients.${j}.previous_secret.secret`]),
+    ])),
     ...(config.forward_auth?.secret === undefined ? [] : ['forward_auth.secret']),
     ...(databasePasswordWritten(file) ? ['storage.database'] : []),
   ]

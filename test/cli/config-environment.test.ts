@@ -87,6 +87,18 @@ describe('environment variables in the configuration file', () => {
     }
   })
 
+  it('warns of a readable file that holds a client\'s previous secret, which still authenticates, though its secret comes from the environment', async () => {
+    const previous = [...CONFIG_LINES, '        previous_secret:', `          secret: ${DEFAULT_SECRET}`, '          expires: "2099-01-01T00:00:00Z"']
+    const checked = await runCli(['config', 'check', configFile(previous, 0o644)], { env: { REPORTS_CLIENT_SECRET: CLIENT_SECRET } })
+    assert.equal(checked.code, 0, checked.stderr)
+    assert.match(checked.stderr, /^gatehouse: WARNING: .*gatehouse\.yaml holds secrets \(realms\.0\.clients\.0\.previous_secret\.secret\) and other users of this machine may read it \(mode 644\)/)
+    assert.doesNotMatch(checked.stdout + checked.stderr, new RegExp(`${CLIENT_SECRET}|${DEFAULT_SECRET}`))
+    const fromEnvironment = [...CONFIG_LINES, '        previous_secret:', '          secret: ${REPORTS_PREVIOUS_SECRET}', '          expires: "2099-01-01T00:00:00Z"']
+    const quiet = await runCli(['config', 'check', configFile(fromEnvironment, 0o644)], { env: { REPORTS_CLIENT_SECRET: CLIENT_SECRET, REPORTS_PREVIOUS_SECRET: DEFAULT_SECRET } })
+    assert.equal(quiet.code, 0, quiet.stderr)
+    assert.equal(quiet.stderr, '')
+  })
+
   it('warns of a readable file that holds the forward-auth secret, as of the other secrets written in it', async () => {
     const secret = `forward-auth-${DEFAULT_SECRET}`
     const checked = await runCli(['config', 'check', configFile(['forward_auth:', `  secret: ${secret}`], 0o644)])
