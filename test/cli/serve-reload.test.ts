@@ -277,6 +277,24 @@ describe('serve: SIGHUP reads the configuration file again', () => {
     }
   })
 
+  it('leaves the gateway API taking the tokens of the running gateway.oidc, which needs a restart, while the services apply', async () => {
+    const { file, gateway } = await serveFile(dir, 'gateway-audiences', oidcServiceFile(one.url, ['elsewhere']))
+    try {
+      const token = await endUsersToken(gateway)
+      const me = async () => (await fetchAlone(`${gateway.url}/api/gateway/v1/me/`, { authorization: `Bearer ${token}` })).status
+      assert.equal(await me(), 401, 'a token of end-users is not meant for the gateway')
+      writeFileSync(file, `${oidcServiceFile(one.url, ['elsewhere', 'end-users'])}gateway:\n  oidc: { audiences: [end-users] }\n`)
+      await reload(gateway, 'configuration file read again')
+      const warning = gateway.output().split('\n').find((line) => line.includes('apply only at a restart'))
+      assert.ok(warning, gateway.output())
+      assert.deepEqual(JSON.parse(warning).settings, ['gateway.oidc'])
+      assert.deepEqual(await reportsAnswers(gateway, token), { proxy: 200, forwardAuth: 200 }, 'the service\'s change applied')
+      assert.equal(await me(), 401, 'the gateway\'s own audiences stay as they were until a restart, as the log says')
+    } finally {
+      await gateway.stop()
+    }
+  })
+
   it('applies a service\'s changed oidc.audiences to the tokens it takes, through the proxy and forward-auth alike', async () => {
     const { file, gateway } = await serveFile(dir, 'audiences', oidcServiceFile(one.url, ['elsewhere']))
     try {
