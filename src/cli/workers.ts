@@ -1,6 +1,7 @@
 import cluster, { type Worker } from 'node:cluster'
 import { availableParallelism } from 'node:os'
 import { UsageError, withoutDatabase } from './common.ts'
+import { releaseEarlyHangUps } from './early-hangups.ts'
 import { ClusterScrapes, type ClusterMessage } from '../metrics/cluster.ts'
 
 /**
@@ -49,6 +50,8 @@ export function holdHangUps(): () => boolean {
     held = true
   }
   process.on('SIGHUP', hold)
+  // What came before serve's first step, while its modules loaded (the preload's hold, src/cli/early-hangups.ts).
+  if (releaseEarlyHangUps()) held = true
   return () => {
     process.off('SIGHUP', hold)
     return held

@@ -9,9 +9,14 @@ import { realpathSync } from 'node:fs'
 import { registerHooks } from 'node:module'
 import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
+import { holdEarlyHangUps } from '../cli/early-hangups.ts'
 import { bundleRunner, codeCacheDirectory } from './code-cache.ts'
 import { ENTRY, gatehouseBundleEntry } from './gatehouse-bundle.ts'
 import { currentBundles, vendorDirectory } from './manifest.ts'
+
+// First: a SIGHUP while the modules load must not end a starting gateway (src/cli/early-hangups.ts). Workers of
+// `serve --workers` are started with the same arguments, and hold it too.
+if (process.argv[2] === 'serve') holdEarlyHangUps()
 
 const projectRoot = fileURLToPath(new URL('../../', import.meta.url))
 

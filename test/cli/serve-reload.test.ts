@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { rmSync, writeFileSync } from 'node:fs'
 import { createServer, request, type Server } from 'node:http'
@@ -7,7 +8,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import WebSocket, { WebSocketServer } from 'ws'
-import { ADMIN_PASSWORD, adminAuth, runCli, spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
+import { ADMIN_PASSWORD, adminAuth, repoRoot, runCli, spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
 
 /** An upstream that answers with its name and the path it was asked; `/slow` paths wait until released. */
 async function namedUpstream(name: string): Promise<{ url: string; server: Server; release(): void; waiting(): number }> {
@@ -137,6 +138,37 @@ describe('serve: SIGHUP reads the configuration file again', () => {
     one.server.close()
     two.server.close()
     rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('holds a SIGHUP that comes while its modules load, and reads the file again once started', async () => {
+    const file = join(dir, 'early.yaml')
+    writeFileSync(file, `services:\n${service('early', one.url)}`)
+    const child = spawn(join(repoRoot, 'bin/gatehouse'), ['serve', '--port', '0', '--config', file, '--data-dir', join(dir, 'early')], {
+      env: {
+        ...process.env,
+        GATEHOUSE_ADMIN_PASSWORD: ADMIN_PASSWORD,
+        GATEHOUSE_LOG_LEVEL: 'info',
+        GATEHOUSE_LOG_FORMAT: 'json',
+        NODE_OPTIONS: `--import=${join(repoRoot, 'test/fixtures/slow-command-line.mjs')}`,
+        SLOW_COMMAND_LINE_MS: '1500',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let output = ''
+    child.stdout.on('data', (data) => (output += data))
+    child.stderr.on('data', (data) => (output += data))
+    try {
+      await until(() => output.includes('loading the command line') || child.exitCode !== null, 20_000, () => output)
+      child.kill('SIGHUP')
+      await until(() => output.includes('Gatehouse listening on') || child.exitCode !== null || child.signalCode !== null, 40_000, () => output)
+      assert.equal(child.signalCode, null, `the hangup ended the start:\n${output}`)
+      assert.match(output, /Gatehouse listening on/)
+      // The hangup held may have meant a file changed while it started: it is read once the gateway serves.
+      await until(() => output.includes('"msg":"SIGHUP: configuration file read again'), 10_000, () => output)
+    } finally {
+      child.kill('SIGTERM')
+      if (child.exitCode === null && child.signalCode === null) await once(child, 'exit')
+    }
   })
 
   it('adds, removes and changes services and their access rules; a request in flight finishes on the upstream it started with', async () => {
