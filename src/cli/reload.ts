@@ -1,4 +1,4 @@
-import { ConfigError } from '../config/load.ts'
+import { ConfigError, configFileIsEmpty } from '../config/load.ts'
 import type { Config } from '../config/schema.ts'
 import { resolveConfig, type StorageOptions } from './common.ts'
 import { checkStartFiles, demoUpstreamsProblem, missingSecrets } from './preflight.ts'
@@ -8,6 +8,11 @@ import { checkStartFiles, demoUpstreamsProblem, missingSecrets } from './preflig
  * `config check` checks it, the files it names included: the configuration, or every problem found.
  */
 export function readConfigAgain(options: StorageOptions & { demo?: boolean }, running: Config): { config: Config } | { problems: string[] } {
+  // At start an empty file means the defaults; read again, it is one emptied (an editor that truncates the file
+  // before writing it anew, a copy that wrote nothing yet), and taking it would remove every service at once.
+  if (options.config !== undefined && configFileIsEmpty(options.config)) {
+    return { problems: [`${options.config}: the file is empty; a reload takes a file that names its settings (restart to run on the defaults)`] }
+  }
   let config: Config
   try {
     config = resolveConfig(options)

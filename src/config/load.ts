@@ -47,6 +47,15 @@ export function configFileAsWritten(file: string): unknown {
   }
 }
 
+/** Whether the file holds no document at all (nothing, or only comments), which parses as the defaults. */
+export function configFileIsEmpty(file: string): boolean {
+  try {
+    return parseDocument(readConfigText(file)).contents === null
+  } catch {
+    return false
+  }
+}
+
 /**
  * The last file parsed, its text and what it parsed to (never changed by its readers): `serve` loads its
  * configuration, then reads the same file as written for its warnings, and each parse of it cost 10-15 ms of a
