@@ -1,8 +1,9 @@
 /**
  * `node bench/access-change.ts [assignments] [changes]`: what one change of access costs another gateway process,
  * with `assignments` role assignments (200,000 by default) on the database. This process makes the changes through
- * the API's code (AccessAdmin): a role given to a user and taken back again, a team membership given and taken, and
- * a role definition's permissions changed, `changes` times each. A second process (a child running this file with
+ * the API's code (AccessAdmin): a role given to a user and taken back again, a team membership given and taken, a role
+ * given to and taken from a team the user is a member of, and a role definition's permissions changed, `changes` times
+ * each. A second process (a child running this file with
  * `other`) holds the access model as a gateway does; for each change it says how long a request arriving just after
  * it waited for the news (`freshen`, as each request's turn does), and its event loop's longest turn from just before
  * the change until a second after it (a timer due every millisecond), in wall time and in its thread's own time (wall
@@ -109,10 +110,13 @@ async function main(): Promise<void> {
     const user: User = await app.accounts.create({ username: 'bench-user' })
     const organization = await app.accessAdmin.createOrganization(admin, { name: 'Changed' })
     const team = await app.accessAdmin.createTeam(admin, { name: 'Changers', organizationId: organization.id })
+    // The user's own team, whose roles change: the user holds them through it.
+    const holders = await app.accessAdmin.createTeam(admin, { name: 'Holders', organizationId: organization.id })
     const orgAdmin = (await store.access.findRoleDefinitionByName('Organization Admin'))!
     const teamMember = (await store.access.findRoleDefinitionByName('Team Member'))!
     const custom = await app.accessAdmin.createRoleDefinition(admin, { name: 'Bench role', contentType: 'shared.organization', permissions: ['shared.view_organization'] })
     await app.accessAdmin.assign(admin, 'user', { roleDefinitionId: custom.id, actorId: user.id, objectId: organization.id })
+    await app.accessAdmin.assign(admin, 'user', { roleDefinitionId: teamMember.id, actorId: user.id, objectId: holders.id })
 
     child = fork(new URL(import.meta.url).pathname, ['other', JSON.stringify(target)], { stdio: 'inherit', execArgv: [...process.execArgv, '--expose-gc'] })
     await new Promise<void>((resolve) => child!.once('message', () => resolve()))
@@ -141,6 +145,9 @@ async function main(): Promise<void> {
       let membership = given
       await measure('team membership given', async () => membership = await app!.accessAdmin.assign(admin, 'user', { roleDefinitionId: teamMember.id, actorId: user.id, objectId: team.id }))
       await measure('team membership taken', () => app!.accessAdmin.unassign(admin, 'user', membership.assignment.id))
+      let teamRole = given
+      await measure('team\'s role given', async () => teamRole = await app!.accessAdmin.assign(admin, 'team', { roleDefinitionId: orgAdmin.id, actorId: holders.id, objectId: organization.id }))
+      await measure('team\'s role taken', () => app!.accessAdmin.unassign(admin, 'team', teamRole.assignment.id))
       const permissions = round % 2 ? ['shared.view_organization'] : ['shared.view_organization', 'shared.change_organization']
       await measure('role definition changed', () => app!.accessAdmin.updateRoleDefinition(admin, custom.id, { permissions }))
     }
