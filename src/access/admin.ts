@@ -5,7 +5,7 @@ import type { Announce, EventBus } from '../store/event-bus.ts'
 import type { Repositories, Store } from '../store/store.ts'
 import type { User } from '../store/users.ts'
 import type { Application } from '../store/applications.ts'
-import { ACCESS_TOPIC, accessUserKey, USER_TOPIC } from '../store/topics.ts'
+import { ACCESS_TOPIC, accessTeamKey, accessUserKey, USER_TOPIC } from '../store/topics.ts'
 import { endApplicationTokens } from '../oidc/applications.ts'
 import { teamKey, type AccessModel } from './model.ts'
 import type { ConfiguredName } from './rules.ts'
@@ -470,19 +470,22 @@ export interface MappedGrant {
 }
 
 /**
- * Users named one by one in the news of a change of assignments (`accessUserKey`): each process reads their own
- * assignments again. A change of more users' is news for everyone, and every process reloads everything.
+ * Users or teams named one by one in the news of a change of assignments (`accessUserKey`, `accessTeamKey`): each
+ * process reads their own assignments again. A change of more holders' is news for everyone, and every process
+ * reloads everything.
  */
-const MAX_USER_EVENTS = 100
+const MAX_HOLDER_EVENTS = 100
 
 /**
- * The news of assignments given or taken: each user's, when only users' changed and few enough; otherwise a
- * reload of everything (a team's roles reach all of its members, and the teams it is a member of).
+ * The news of assignments given or taken: each holder's, when few enough; otherwise a reload of everything. A team's
+ * news has each process work out again what the team passes on, and the access of its members and of the members of
+ * the teams that are members of it.
  */
 function announceAssignments(announce: Announce, kind: Actor, changed: readonly RoleAssignment[]): void {
   if (!changed.length) return
-  const users = new Set(changed.map((assignment) => assignment.actorId))
-  if (kind === 'user' && users.size <= MAX_USER_EVENTS) for (const userId of users) announce(ACCESS_TOPIC, accessUserKey(userId))
+  const holders = new Set(changed.map((assignment) => assignment.actorId))
+  const key = kind === 'user' ? accessUserKey : accessTeamKey
+  if (holders.size <= MAX_HOLDER_EVENTS) for (const id of holders) announce(ACCESS_TOPIC, key(id))
   else announce(ACCESS_TOPIC, `${kind}_assignment`)
 }
 

@@ -1,8 +1,8 @@
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import { isDeepStrictEqual } from 'node:util'
 import type { EventBus } from '../store/event-bus.ts'
-import { ACCESS_TOPIC, accessUser, USER_TOPIC } from '../store/topics.ts'
-import { AssignmentsFingerprint, type AccessRecords, type ObjectType, type Organization, type RoleAssignment, type RoleDefinition, type Team } from '../store/access.ts'
+import { ACCESS_TOPIC, accessTeam, accessUser, USER_TOPIC } from '../store/topics.ts'
+import { AssignmentsFingerprint, type AccessRecords, type Actor, type ObjectType, type Organization, type RoleAssignment, type RoleDefinition, type Team } from '../store/access.ts'
 import type { Store } from '../store/store.ts'
 import type { User } from '../store/users.ts'
 import { PLATFORM_AUDITOR, type Permission } from './permissions.ts'
@@ -70,7 +70,8 @@ const NOBODY: UserAccess = freezeAccess([], [], [], [], [], [])
  * Organizations, teams, roles and assignments, held in memory as one snapshot, so the request path reads
  * a map and nothing else. Every change writes the `access` event in its transaction (src/access/admin.ts). News
  * naming one user (`accessUserKey`), and any change of an account, has every process read that user's own
- * assignments again and work out anew only what rests on them; any other news, or news lost, the whole snapshot.
+ * assignments again and work out anew only what rests on them; news naming one team (`accessTeamKey`), that team's,
+ * and anew what it passes on and its members' access; any other news, or news lost, the whole snapshot.
  * Memberships follow django-ansible-base: a user is in a team while they hold a role with `member_team` on it,
  * in an organization while they hold one with `member_organization` on it, directly or through a team; a team
  * passes the roles it holds to its members.
@@ -103,29 +104,30 @@ export class AccessModel {
     }
   })
   /**
-   * Users named by news (`#usersToRead`) have their own assignments read again, one read at a time, and applied to the
-   * snapshot held at once, even while a whole read builds the next one: that one reads them again before it is
+   * Users and teams named by news (`#toRead`) have their own assignments read again, one read at a time, and applied to
+   * the snapshot held at once, even while a whole read builds the next one: that one reads them again before it is
    * swapped in (`#newsDuringWholeRead`), so a role taken away stays taken.
    */
-  readonly #readNamedUsers = oneReloadAtATime(async () => {
-    const users = [...this.#usersToRead]
-    this.#usersToRead.clear()
-    if (!users.length) return
-    this.#usersBeingRead = users
+  readonly #readNamed = oneReloadAtATime(async () => {
+    const named = { user: [...this.#toRead.user], team: [...this.#toRead.team] }
+    this.#toRead.user.clear()
+    this.#toRead.team.clear()
+    if (!named.user.length && !named.team.length) return
+    this.#beingRead = named
     try {
-      await this.#readUsers(users)
+      await this.#readHolders(named)
     } catch (error) {
-      for (const user of users) this.#usersToRead.add(user)
+      for (const actor of ACTORS) for (const id of named[actor]) this.#toRead[actor].add(id)
       throw error
     } finally {
-      this.#usersBeingRead = []
+      this.#beingRead = { user: [], team: [] }
     }
   })
-  /** Users named by news since the whole read under way began: read again into its snapshot before the swap. */
-  #newsDuringWholeRead: Set<number> | undefined
+  /** Users and teams named by news since the whole read under way began: read again into its snapshot before the swap. */
+  #newsDuringWholeRead: Named<Set<number>> | undefined
   #forced = false
-  readonly #usersToRead = new Set<number>()
-  #usersBeingRead: readonly number[] = []
+  readonly #toRead: Named<Set<number>> = { user: new Set(), team: new Set() }
+  #beingRead: Named<readonly number[]> = { user: [], team: [] }
   readonly #listeners: ((users?: readonly number[]) => void)[] = []
   #refresher: NodeJS.Timeout | undefined
 
@@ -135,7 +137,9 @@ export class AccessModel {
     this.#namedInRules = namedInRules
     bus.on(ACCESS_TOPIC, (key) => {
       const userId = accessUser(key)
-      return userId === undefined ? this.reload() : this.reloadUsers([userId])
+      if (userId !== undefined) return this.reloadUsers([userId])
+      const teamId = accessTeam(key)
+      return teamId === undefined ? this.reload() : this.reloadTeams([teamId])
     })
     // An account deleted takes its assignments with it, and one whose auditor flag changed gains or loses the Platform
     // Auditor role in the same transaction (keepAuditorRoleWithFlag): neither is news of access of its own.
@@ -148,8 +152,8 @@ export class AccessModel {
    * a change committed after it changes the next one), and the organizations, teams and role definitions.
    */
   async #heldIsCurrent(): Promise<boolean> {
-    // A user's read under way would be found missing from what is held, and everything read again for it.
-    await this.#readNamedUsers().catch(() => {})
+    // A user's or team's read under way would be found missing from what is held, and everything read again for it.
+    await this.#readNamed().catch(() => {})
     if (!(await this.#assignmentsHeldAreCurrent())) return false
     return isDeepStrictEqual(await this.#store.access.loadObjects(), this.#snapshot.records)
   }
@@ -161,8 +165,8 @@ export class AccessModel {
   }
 
   /**
-   * Runs in every process after each reload, with the users whose roles alone changed (none named: anyone's may
-   * have): drop whatever was derived from their memberships.
+   * Runs in every process after each reload, with the users whose roles alone changed (theirs, or their teams'; none
+   * named: anyone's may have): drop whatever was derived from their memberships.
    */
   onReload(listener: (users?: readonly number[]) => void): void {
     this.#listeners.push(listener)
@@ -176,13 +180,25 @@ export class AccessModel {
 
   /** Reads these users' own assignments again, and nothing else, as `reload` reads everything. */
   reloadUsers(userIds: readonly number[]): Promise<void> {
-    const valid = userIds.filter((userId) => Number.isSafeInteger(userId) && userId > 0)
+    return this.#readAgain('user', userIds)
+  }
+
+  /**
+   * Reads these teams' own assignments again, and nothing else, and works out anew what rests on them: what they pass
+   * on, and to every team that is a member of one of them; their members' access.
+   */
+  reloadTeams(teamIds: readonly number[]): Promise<void> {
+    return this.#readAgain('team', teamIds)
+  }
+
+  #readAgain(actor: Actor, ids: readonly number[]): Promise<void> {
+    const valid = ids.filter((id) => Number.isSafeInteger(id) && id > 0)
     if (!valid.length) return Promise.resolve()
-    for (const userId of valid) {
-      this.#usersToRead.add(userId)
-      this.#newsDuringWholeRead?.add(userId)
+    for (const id of valid) {
+      this.#toRead[actor].add(id)
+      this.#newsDuringWholeRead?.[actor].add(id)
     }
-    return this.#readNamedUsers()
+    return this.#readNamed()
   }
 
   /**
@@ -193,8 +209,8 @@ export class AccessModel {
   start(everyMs: number): void {
     if (this.#refresher) return
     this.#refresher = setInterval(() => {
-      // Users whose read failed are read again too.
-      this.#readNamedUsers().catch(() => {})
+      // Users and teams whose read failed are read again too.
+      this.#readNamed().catch(() => {})
       this.#readWhole().catch(() => {})
     }, everyMs)
     this.#refresher.unref()
@@ -351,11 +367,14 @@ export class AccessModel {
   /**
    * Builds a new snapshot, in slices, other work running between them, and swaps it in, in one go: from the assignments
    * held when they are the database's (a role definition, organization or team changed: none of them re-read), else from
-   * every assignment read again, page by page. The users named by news meanwhile, or whose news is being read, are read
-   * again into it before the swap.
+   * every assignment read again, page by page. The users and teams named by news meanwhile, or whose news is being read,
+   * are read again into it before the swap.
    */
   async #readAll(): Promise<void> {
-    const news = this.#newsDuringWholeRead = new Set([...this.#usersToRead, ...this.#usersBeingRead])
+    const news = this.#newsDuringWholeRead = {
+      user: new Set([...this.#toRead.user, ...this.#beingRead.user]),
+      team: new Set([...this.#toRead.team, ...this.#beingRead.team]),
+    }
     try {
       const records = await this.#store.access.loadObjects()
       const next = await this.#fromHeld(records) ?? await this.#readAssignments(records)
@@ -363,12 +382,14 @@ export class AccessModel {
         teamsReached(next.teams, [teamId], next.ownByTeam).flatMap((t) => next.ownByTeam.get(t.id) ?? [])))
       await inSlices(next.direct, ([userId, own]) => {
         for (const organizationId of organizationsJoined(next, own)) addMember(next.members, organizationId, userId)
+        for (const teamId of teamsMadeMemberOf(own)) addMember(next.teamMembers, teamId, userId)
       })
-      while (news.size) {
-        const users = [...news]
-        news.clear()
+      while (news.user.size || news.team.size) {
+        const named = { user: [...news.user], team: [...news.team] }
+        news.user.clear()
+        news.team.clear()
         // A role definition made after the objects were read: its own news asks for another whole read.
-        if (setUsers(next, users, await this.#store.access.assignmentsOfUsers(users))) this.#forced = true
+        if ((await setHolders(next, named, await this.#assignmentsOf(named))).leftOut) this.#forced = true
       }
       this.#snapshot = next
     } finally {
@@ -401,20 +422,25 @@ export class AccessModel {
   }
 
   /**
-   * Reads the users' own assignments again and works out anew what rests on them: their roles, the organizations
-   * they are members of. A role no longer held is then gone, however many others are. One naming a role definition
-   * this process has not read yet (news of it still to come) is left out, and the whole snapshot read again.
+   * Reads the users' and teams' own assignments again and works out anew what rests on them: the users' roles, what
+   * the teams pass on, the organizations the users and the teams' members are members of. A role no longer held is
+   * then gone, however many others are. One naming a role definition this process has not read yet (news of it still
+   * to come) is left out, and the whole snapshot read again.
    */
-  async #readUsers(userIds: readonly number[]): Promise<void> {
+  async #readHolders(named: Named<readonly number[]>): Promise<void> {
     const snapshot = this.#snapshot
-    const read = await this.#store.access.assignmentsOfUsers(userIds)
-    // A whole read swapped in meanwhile read these users after their news: this read may be older than its.
+    const read = await this.#assignmentsOf(named)
+    // A whole read swapped in meanwhile read these users and teams after their news: this read may be older than its.
     if (this.#snapshot !== snapshot) return
-    const unknownRole = setUsers(snapshot, userIds, read)
-    for (const listener of this.#listeners) listener(userIds)
+    const { users, leftOut } = await setHolders(snapshot, named, read)
+    for (const listener of this.#listeners) listener(users)
     // Not waited for: a whole read may be waiting for this one (`#heldIsCurrent`), and neither would ever end. Until it
     // is swapped in, the role left out is not held.
-    if (unknownRole) this.reload().catch(() => {})
+    if (leftOut) this.reload().catch(() => {})
+  }
+
+  async #assignmentsOf(named: Named<readonly number[]>): Promise<Named<RoleAssignment[]>> {
+    return { user: await this.#store.access.assignmentsOfUsers(named.user), team: await this.#store.access.assignmentsOfTeams(named.team) }
   }
 }
 
@@ -440,6 +466,19 @@ async function inSlices<T>(items: Iterable<T>, work: (item: T) => void): Promise
   }
 }
 
+/** What holds assignments: users, and teams (whose members hold what they hold). */
+const ACTORS = ['user', 'team'] as const satisfies readonly Actor[]
+
+/** Something for users and something for teams. */
+type Named<T> = Record<Actor, T>
+
+/** The ids of one kind of holder's assignments, by holder id (one as a number, several as an array), and their fingerprint. */
+interface HeldIds {
+  byHolder: Map<number, number | number[]>
+  /** Kept up as each holder's assignments are replaced. */
+  fingerprint: AssignmentsFingerprint
+}
+
 /**
  * One snapshot of access, as read and worked out from what was read. What each assignment costs is kept small: both
  * snapshots are in memory while the next is built, and the garbage collector's pauses, each held in one turn of the
@@ -447,11 +486,8 @@ async function inSlices<T>(items: Iterable<T>, work: (item: T) => void): Promise
  */
 interface Snapshot {
   records: Omit<AccessRecords, 'assignments'>
-  /** The ids of each user's own assignments, by user id: one as a number, several as an array. */
-  userAssignmentIds: Map<number, number | number[]>
-  /** Of the users' assignments held, kept up as they change; of the teams', as read (they change only with a whole read). */
-  userFingerprint: AssignmentsFingerprint
-  teamFingerprint: AssignmentsFingerprint
+  /** The ids of the users' own assignments, and of the teams'. */
+  assignmentIds: Named<HeldIds>
   /** Whether an assignment read names a role definition the snapshot does not hold: left out of `direct` or `ownByTeam`. */
   leftOut: boolean
   /** Each role held on one object, by `heldRoleKey`: one object for all its holders. */
@@ -469,6 +505,8 @@ interface Snapshot {
   ownByTeam: Map<number, readonly HeldRole[]>
   /** The members of each organization, directly or through a team, by organization id. */
   members: Map<number, Set<number>>
+  /** The users each team is given to directly (a role with member_team on it), by team id: whom its news reaches. */
+  teamMembers: Map<number, Set<number>>
   /** Every role a member of the team holds through it: its own, and those of the teams it is a member of. */
   byTeam: Map<number, readonly HeldRole[]>
   teams: Map<number, Team>
@@ -479,9 +517,7 @@ interface Snapshot {
 function emptySnapshot(records: Omit<AccessRecords, 'assignments'>): Snapshot {
   return {
     records,
-    userAssignmentIds: new Map(),
-    userFingerprint: new AssignmentsFingerprint(),
-    teamFingerprint: new AssignmentsFingerprint(),
+    assignmentIds: { user: emptyIds(), team: emptyIds() },
     leftOut: false,
     heldRoles: new Map(),
     heldAlone: new Map(),
@@ -489,6 +525,7 @@ function emptySnapshot(records: Omit<AccessRecords, 'assignments'>): Snapshot {
     direct: new Map(),
     ownByTeam: new Map(),
     members: new Map(),
+    teamMembers: new Map(),
     byTeam: new Map(),
     teams: new Map(records.teams.map((t) => [t.id, t])),
     organizations: new Map(records.organizations.map((o) => [o.id, o])),
@@ -496,14 +533,20 @@ function emptySnapshot(records: Omit<AccessRecords, 'assignments'>): Snapshot {
   }
 }
 
-/** `assignmentsFingerprint` of the assignments the snapshot holds. */
-function heldFingerprint(snapshot: Snapshot): string {
-  const users = snapshot.userFingerprint.value(() => allUserAssignmentIds(snapshot))
-  return `${users}/${snapshot.teamFingerprint.value(() => [])}`
+function emptyIds(): HeldIds {
+  return { byHolder: new Map(), fingerprint: new AssignmentsFingerprint() }
 }
 
-function* allUserAssignmentIds(snapshot: Snapshot): Iterable<number> {
-  for (const ids of snapshot.userAssignmentIds.values()) {
+/** `assignmentsFingerprint` of the assignments the snapshot holds. */
+function heldFingerprint(snapshot: Snapshot): string {
+  return ACTORS.map((actor) => {
+    const { byHolder, fingerprint } = snapshot.assignmentIds[actor]
+    return fingerprint.value(() => allIds(byHolder))
+  }).join('/')
+}
+
+function* allIds(byHolder: Map<number, number | number[]>): Iterable<number> {
+  for (const ids of byHolder.values()) {
     if (typeof ids === 'number') yield ids
     else yield* ids
   }
@@ -512,14 +555,11 @@ function* allUserAssignmentIds(snapshot: Snapshot): Iterable<number> {
 /** One assignment read by a whole read, added to the ids and the fingerprint of the snapshot it builds. */
 function addAssignmentId(snapshot: Snapshot, assignment: RoleAssignment): void {
   const { id, actorId } = assignment
-  if (assignment.actor === 'team') {
-    snapshot.teamFingerprint.add(id)
-    return
-  }
-  const ids = snapshot.userAssignmentIds.get(actorId)
+  const { byHolder, fingerprint } = snapshot.assignmentIds[assignment.actor]
+  const ids = byHolder.get(actorId)
   if (typeof ids === 'object') ids.push(id)
-  else snapshot.userAssignmentIds.set(actorId, ids === undefined ? id : [ids, id])
-  snapshot.userFingerprint.add(id)
+  else byHolder.set(actorId, ids === undefined ? id : [ids, id])
+  fingerprint.add(id)
 }
 
 /** The role one assignment read by a whole read gives, added to the snapshot it builds. */
@@ -539,35 +579,90 @@ function addHeldRole(snapshot: Snapshot, assignment: RoleAssignment): void {
 }
 
 /**
- * Puts the users' own assignments as read (`read`) in place of those held, and what rests on them; answers whether
- * one names a role definition the snapshot does not hold (left out).
+ * Puts the teams' and the users' own assignments as read in place of those held, and what rests on them, the teams'
+ * first (a user's organizations are worked out from what their teams pass on). Answers the users whose access may
+ * have changed (those named, and the members of the teams reaching a team named), and whether an assignment names a
+ * role definition the snapshot does not hold (left out).
  */
-function setUsers(snapshot: Snapshot, userIds: readonly number[], read: readonly RoleAssignment[]): boolean {
-  const byUser = new Map<number, RoleAssignment[]>(userIds.map((userId) => [userId, []]))
-  for (const assignment of read) byUser.get(assignment.actorId)?.push(assignment)
-  let leftOut = false
-  for (const [userId, assignments] of byUser) leftOut = setUser(snapshot, userId, assignments) || leftOut
+async function setHolders(snapshot: Snapshot, named: Named<readonly number[]>, read: Named<readonly RoleAssignment[]>): Promise<{ users: number[]; leftOut: boolean }> {
+  const teams = named.team.length ? await setTeams(snapshot, named.team, read.team) : { members: [], leftOut: false }
+  let leftOut = teams.leftOut
+  for (const [userId, assignments] of byHolder(named.user, read.user)) leftOut = setUser(snapshot, userId, assignments) || leftOut
+  return { users: [...new Set([...named.user, ...teams.members])], leftOut }
+}
+
+/** The assignments read, by their holder, each holder named with none too. */
+function byHolder(ids: readonly number[], read: readonly RoleAssignment[]): Map<number, RoleAssignment[]> {
+  const byId = new Map<number, RoleAssignment[]>(ids.map((id) => [id, []]))
+  for (const assignment of read) byId.get(assignment.actorId)?.push(assignment)
+  return byId
+}
+
+/**
+ * Puts a holder's assignments as read in place of those held: their ids and the fingerprint, and the roles they give
+ * (`own`, by holder id). Answers whether an assignment was left out: it names a role definition the snapshot does not
+ * hold.
+ */
+function setOwn(snapshot: Snapshot, actor: Actor, holderId: number, assignments: readonly RoleAssignment[]): boolean {
+  const { byHolder: ids, fingerprint } = snapshot.assignmentIds[actor]
+  const before = ids.get(holderId)
+  if (typeof before === 'number') fingerprint.remove(before)
+  else for (const id of before ?? []) fingerprint.remove(id)
+  for (const assignment of assignments) fingerprint.add(assignment.id)
+  if (assignments.length) ids.set(holderId, assignments.length === 1 ? assignments[0]!.id : assignments.map((a) => a.id))
+  else ids.delete(holderId)
+  const held = assignments.map((a) => heldRole(snapshot, a.roleDefinitionId, a.objectType, a.objectId)).filter((h): h is HeldRole => h !== undefined)
+  const leftOut = held.length < assignments.length
+  snapshot.leftOut ||= leftOut
+  const own = actor === 'user' ? snapshot.direct : snapshot.ownByTeam
+  if (held.length) own.set(holderId, held.length === 1 ? heldAlone(snapshot, held[0]!) : held)
+  else own.delete(holderId)
   return leftOut
 }
 
 /** Answers whether an assignment was left out: it names a role definition the snapshot does not hold. */
 function setUser(snapshot: Snapshot, userId: number, assignments: readonly RoleAssignment[]): boolean {
-  const fingerprint = snapshot.userFingerprint
-  const before = snapshot.userAssignmentIds.get(userId)
-  if (typeof before === 'number') fingerprint.remove(before)
-  else for (const id of before ?? []) fingerprint.remove(id)
-  for (const assignment of assignments) fingerprint.add(assignment.id)
-  if (assignments.length) snapshot.userAssignmentIds.set(userId, assignments.length === 1 ? assignments[0]!.id : assignments.map((a) => a.id))
-  else snapshot.userAssignmentIds.delete(userId)
-  const held = assignments.map((a) => heldRole(snapshot, a.roleDefinitionId, a.objectType, a.objectId)).filter((h): h is HeldRole => h !== undefined)
-  const leftOut = held.length < assignments.length
-  snapshot.leftOut ||= leftOut
-  if (held.length) snapshot.direct.set(userId, held.length === 1 ? heldAlone(snapshot, held[0]!) : held)
-  else snapshot.direct.delete(userId)
+  for (const teamId of teamsMadeMemberOf(snapshot.direct.get(userId) ?? [])) snapshot.teamMembers.get(teamId)?.delete(userId)
+  const leftOut = setOwn(snapshot, 'user', userId, assignments)
+  const held = snapshot.direct.get(userId) ?? []
+  for (const teamId of teamsMadeMemberOf(held)) addMember(snapshot.teamMembers, teamId, userId)
   for (const members of snapshot.members.values()) members.delete(userId)
   for (const organizationId of organizationsJoined(snapshot, held)) addMember(snapshot.members, organizationId, userId)
   snapshot.byUser.delete(userId)
   return leftOut
+}
+
+/**
+ * Puts the teams' own assignments as read in place of those held, and works out anew what rests on them: what every
+ * team reaching one of them passes on, and for the members of those teams, the organizations that passes on
+ * membership of, and their access. The members' own roles, and everyone else's access, are left as they are. Answers
+ * the members, and whether an assignment was left out.
+ */
+async function setTeams(snapshot: Snapshot, teamIds: readonly number[], read: readonly RoleAssignment[]): Promise<{ members: number[]; leftOut: boolean }> {
+  const named = new Set(teamIds)
+  // Which teams reach one named does not change with what those named hold: a path to the nearest ends before it.
+  const passing = [...new Set([...snapshot.ownByTeam.keys(), ...teamIds])]
+    .filter((teamId) => teamsReached(snapshot.teams, [teamId], snapshot.ownByTeam).some((t) => named.has(t.id)))
+  const organizationsPassed = () => passing.flatMap((teamId) => organizationsMadeMemberOf(snapshot, snapshot.byTeam.get(teamId) ?? []))
+  const organizations = new Set(organizationsPassed())
+  let leftOut = false
+  for (const [teamId, assignments] of byHolder(teamIds, read)) leftOut = setOwn(snapshot, 'team', teamId, assignments) || leftOut
+  for (const teamId of passing) {
+    if (snapshot.ownByTeam.has(teamId)) snapshot.byTeam.set(teamId, teamsReached(snapshot.teams, [teamId], snapshot.ownByTeam).flatMap((t) => snapshot.ownByTeam.get(t.id) ?? []))
+    else snapshot.byTeam.delete(teamId)
+  }
+  for (const organizationId of organizationsPassed()) organizations.add(organizationId)
+  const members = new Set(passing.flatMap((teamId) => [...snapshot.teamMembers.get(teamId) ?? []]))
+  // In slices: a team may have any number of members.
+  await inSlices(members, (userId) => {
+    const joined = new Set(organizationsJoined(snapshot, snapshot.direct.get(userId) ?? []))
+    for (const organizationId of organizations) {
+      if (joined.has(organizationId)) addMember(snapshot.members, organizationId, userId)
+      else snapshot.members.get(organizationId)?.delete(userId)
+    }
+    snapshot.byUser.delete(userId)
+  })
+  return { members: [...members], leftOut }
 }
 
 /**
@@ -585,16 +680,18 @@ async function rebuiltFrom(held: Snapshot, records: Omit<AccessRecords, 'assignm
     if (roles.some((h) => h === undefined)) next.leftOut = true
     return roles.length === 1 && roles[0] ? heldAlone(next, roles[0]) : roles.filter((h): h is HeldRole => h !== undefined)
   }
-  // The ids' lists are never changed once built (a user's change puts a new one in place): the two snapshots share them.
-  // One map filled after the other: a map of 200,000 entries grows in one step of some 30 ms, two at once in one turn.
-  await inSlices(held.userAssignmentIds, ([userId, ids]) => {
-    next.userAssignmentIds.set(userId, ids)
-    if (typeof ids === 'number') next.userFingerprint.add(ids)
-    else for (const id of ids) next.userFingerprint.add(id)
-  })
+  // The ids' lists are never changed once built (a holder's change puts a new one in place): the two snapshots share
+  // them. One map filled after the other: a map of 200,000 entries grows in one step of some 30 ms, two at once in one turn.
+  for (const actor of ACTORS) {
+    const into = next.assignmentIds[actor]
+    await inSlices(held.assignmentIds[actor].byHolder, ([holderId, ids]) => {
+      into.byHolder.set(holderId, ids)
+      if (typeof ids === 'number') into.fingerprint.add(ids)
+      else for (const id of ids) into.fingerprint.add(id)
+    })
+  }
   await inSlices(held.direct, ([userId, own]) => next.direct.set(userId, move(own)))
   for (const [teamId, own] of held.ownByTeam) next.ownByTeam.set(teamId, move(own))
-  next.teamFingerprint = held.teamFingerprint
   return held.leftOut || next.leftOut ? undefined : next
 }
 
@@ -621,15 +718,23 @@ function heldAlone(snapshot: Snapshot, held: HeldRole): readonly HeldRole[] {
  * teams they are a member of (with the teams those are members of: `byTeam`) hold it on.
  */
 function organizationsJoined(snapshot: Snapshot, own: readonly HeldRole[]): number[] {
-  const organizationsOf = (held: readonly HeldRole[]) => held
-    .filter((h) => h.objectType === 'organization' && h.role.permissions.includes('shared.member_organization') && snapshot.organizations.has(h.objectId))
-    .map((h) => h.objectId)
-  return [...organizationsOf(own), ...teamsMadeMemberOf(own).flatMap((teamId) => snapshot.teams.has(teamId) ? organizationsOf(snapshot.byTeam.get(teamId) ?? []) : [])]
+  return [
+    ...organizationsMadeMemberOf(snapshot, own),
+    ...teamsMadeMemberOf(own).flatMap((teamId) => snapshot.teams.has(teamId) ? organizationsMadeMemberOf(snapshot, snapshot.byTeam.get(teamId) ?? []) : []),
+  ]
 }
 
-function addMember(members: Map<number, Set<number>>, organizationId: number, userId: number): void {
-  let memberIds = members.get(organizationId)
-  if (!memberIds) members.set(organizationId, memberIds = new Set())
+/** The organizations these roles make their holder a member of themselves: those they hold member_organization on. */
+function organizationsMadeMemberOf(snapshot: Snapshot, held: readonly HeldRole[]): number[] {
+  return held
+    .filter((h) => h.objectType === 'organization' && h.role.permissions.includes('shared.member_organization') && snapshot.organizations.has(h.objectId))
+    .map((h) => h.objectId)
+}
+
+/** Adds a user to the members of an organization or a team (`groupId`), in `members`. */
+function addMember(members: Map<number, Set<number>>, groupId: number, userId: number): void {
+  let memberIds = members.get(groupId)
+  if (!memberIds) members.set(groupId, memberIds = new Set())
   memberIds.add(userId)
 }
 

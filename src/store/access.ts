@@ -109,8 +109,8 @@ export function assignmentFilterFields(actor: Actor): FilterFields {
 /** Assignments read in one query by `loadAll`: well within a query's time limit, however many there are. */
 const ASSIGNMENTS_PER_READ = 10_000
 
-/** Users whose assignments `assignmentsOfUsers` reads in one query. */
-const USERS_PER_READ = 500
+/** Users or teams whose assignments `assignmentsOfUsers` or `assignmentsOfTeams` reads in one query. */
+const HOLDERS_PER_READ = 500
 
 /**
  * `assignmentsFingerprint` of a set of assignments held in memory, kept up as they are added and removed: equal to the
@@ -236,12 +236,23 @@ export class AccessRepository {
    * The users' own role assignments, through the index on their holder (migration 032), `perRead` users a query: what
    * one user's change of roles costs to read, whatever the number of assignments.
    */
-  async assignmentsOfUsers(userIds: readonly number[], perRead = USERS_PER_READ): Promise<RoleAssignment[]> {
+  assignmentsOfUsers(userIds: readonly number[], perRead = HOLDERS_PER_READ): Promise<RoleAssignment[]> {
+    return this.#assignmentsOf('user', userIds, perRead)
+  }
+
+  /** The teams' own role assignments, as `assignmentsOfUsers` reads users': what one team's change of roles costs to read. */
+  assignmentsOfTeams(teamIds: readonly number[], perRead = HOLDERS_PER_READ): Promise<RoleAssignment[]> {
+    return this.#assignmentsOf('team', teamIds, perRead)
+  }
+
+  async #assignmentsOf(actor: Actor, ids: readonly number[], perRead: number): Promise<RoleAssignment[]> {
+    const table = actor === 'user' ? 'role_user_assignments' as const : 'role_team_assignments' as const
     const all: RoleAssignment[] = []
-    for (let from = 0; from < userIds.length; from += perRead) {
-      const rows = await this.#db.selectFrom('role_user_assignments').selectAll()
-        .where('user_id', 'in', userIds.slice(from, from + perRead)).orderBy('id').execute()
-      for (const row of rows) all.push(toAssignment('user', row.user_id, row))
+    for (let from = 0; from < ids.length; from += perRead) {
+      const rows = await this.#db.selectFrom(table as 'role_user_assignments')
+        .select(['id', 'role_definition_id', 'object_type', 'object_id', 'created_at', sql<number>`${sql.ref(`${actor}_id`)}`.as('actor_id')])
+        .where(sql.ref(`${actor}_id`), 'in', ids.slice(from, from + perRead)).orderBy('id').execute()
+      for (const row of rows) all.push(toAssignment(actor, row.actor_id, row))
     }
     return all
   }

@@ -45,8 +45,8 @@ export function keysDropped(key: string): string | undefined {
 
 /**
  * Organizations, teams, role definitions or assignments changed. The key `accessUserKey` makes says only one user's
- * own assignments changed, and each process reads just those again; any other key, every process reloads them all
- * (src/access/model.ts).
+ * own assignments changed, `accessTeamKey`'s only one team's, and each process reads just those again; any other key,
+ * every process reloads them all (src/access/model.ts).
  */
 export const ACCESS_TOPIC = 'access'
 
@@ -57,8 +57,22 @@ export function accessUserKey(userId: number): string {
 
 /** The user an ACCESS_TOPIC key names, if it is `accessUserKey`'s. */
 export function accessUser(key: string): number | undefined {
-  const match = /^user:([1-9][0-9]{0,14})$/.exec(key)
-  return match ? Number(match[1]) : undefined
+  return idNamed('user', key)
+}
+
+/** The ACCESS_TOPIC key of a change to one team's own role assignments (its roles, the teams it is a member of). */
+export function accessTeamKey(teamId: number): string {
+  return `team:${teamId}`
+}
+
+/** The team an ACCESS_TOPIC key names, if it is `accessTeamKey`'s. */
+export function accessTeam(key: string): number | undefined {
+  return idNamed('team', key)
+}
+
+function idNamed(kind: 'user' | 'team', key: string): number | undefined {
+  const match = /^([a-z]+):([1-9][0-9]{0,14})$/.exec(key)
+  return match?.[1] === kind ? Number(match[2]) : undefined
 }
 
 export type Topic = typeof USER_TOPIC | typeof SESSION_TOPIC | typeof TOKEN_TOPIC | typeof SETTINGS_TOPIC | typeof KEYS_TOPIC | typeof IDENTITY_KEYS_TOPIC | typeof REVOKE_TOPIC | typeof ACCESS_TOPIC

@@ -1,18 +1,17 @@
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { after, afterEach, before, beforeEach, describe, it } from 'node:test'
-import { createApp, type App } from '../../src/app.ts'
-import { validateConfig } from '../../src/config/load.ts'
+import { afterEach, before, beforeEach, describe, it } from 'node:test'
+import type { App } from '../../src/app.ts'
 import type { Organization, RoleDefinition, Team } from '../../src/store/access.ts'
-import type { Store } from '../../src/store/store.ts'
 import type { User } from '../../src/store/users.ts'
+import { countReads, holdWholeRead, twoProcessesForSuite } from '../helpers/access-model.ts'
 import { openTwoForSuite, storeBackends } from '../helpers/backends.ts'
 
 /**
  * A role given to or taken from a user is news naming that user: every other process reads that user's own
- * assignments again, not every assignment (one to two seconds of its one thread with 200,000 of them). What changes
- * more than one user's roles (a team's roles, a role definition, an organization or team deleted) still has the whole
- * snapshot read, and news lost is still caught by the periodic read within max_stale_seconds.
+ * assignments again, not every assignment (one to two seconds of its one thread with 200,000 of them). A team's roles
+ * are news naming the team (test/access/team-news.test.ts); a role definition, an organization or team deleted still
+ * has the whole snapshot read, and news lost is still caught by the periodic read within max_stale_seconds.
  */
 for (const backend of storeBackends) {
   describe(`access news naming a user, between two processes (${backend.name})`, () => {
@@ -24,20 +23,7 @@ for (const backend of storeBackends) {
     let organization: Organization
     let team: Team
     let roles: Record<'orgAdmin' | 'orgMember' | 'teamMember', RoleDefinition>
-    let wholeReads: number
-    let restore: () => void
-
-    /** Counts the other process's reads of every assignment. */
-    function countWholeReads(store: Store): () => void {
-      const assignmentPages = store.access.assignmentPages.bind(store.access)
-      store.access.assignmentPages = (...args) => {
-        wholeReads++
-        return assignmentPages(...args)
-      }
-      return () => {
-        store.access.assignmentPages = assignmentPages
-      }
-    }
+    let wholeReads: ReturnType<typeof countReads>
 
     /** The other process's view of a user, once it has read the news (as a request's turn of its event loop does). */
     async function seenByOther(user: User): Promise<ReturnType<App['access']['of']>> {
@@ -45,29 +31,17 @@ for (const backend of storeBackends) {
       return other.access.of((await stores.other.users.findById(user.id)) ?? user)
     }
 
+    const two = twoProcessesForSuite(stores)
+
     before(async () => {
-      publisher = await createApp(validateConfig({ auth: { max_stale_seconds: 2 } }), stores.store)
-      await publisher.bus.start(60_000)
-      other = await createApp(validateConfig({ auth: { max_stale_seconds: 2 } }), stores.other)
-      await other.bus.start(60_000)
-      admin = await publisher.accounts.create({ username: 'root', password: 'root-password-long', isSuperuser: true })
-      member = await publisher.accounts.create({ username: 'mia', password: 'mia-password-long' })
-      organization = await publisher.accessAdmin.createOrganization(admin, { name: 'Platform' })
-      team = await publisher.accessAdmin.createTeam(admin, { name: 'Automation', organizationId: organization.id })
-      const named = async (name: string) => (await stores.store.access.findRoleDefinitionByName(name))!
-      roles = { orgAdmin: await named('Organization Admin'), orgMember: await named('Organization Member'), teamMember: await named('Team Member') }
+      ({ publisher, other, admin, member, organization, team, roles } = two)
       await publisher.accessAdmin.assign(admin, 'team', { roleDefinitionId: roles.orgMember.id, actorId: team.id, objectId: organization.id })
       await other.bus.sync()
     })
-    after(async () => {
-      await other?.close()
-      await publisher?.close()
-    })
     beforeEach(() => {
-      wholeReads = 0
-      restore = countWholeReads(stores.other)
+      wholeReads = countReads(stores.other, 'assignmentPages')
     })
-    afterEach(() => restore())
+    afterEach(() => wholeReads.restore())
 
     it('gives and takes a user\'s role in the other process reading only that user\'s assignments', async () => {
       const given = await publisher.accessAdmin.assign(admin, 'user', { roleDefinitionId: roles.orgAdmin.id, actorId: member.id, objectId: organization.id })
@@ -77,7 +51,7 @@ for (const backend of storeBackends) {
       await seenByOther(member)
       assert.ok(!other.access.can(member, 'shared.change_organization', 'organization', organization.id), 'taken')
       assert.deepEqual(other.access.of(member).organizations, [])
-      assert.equal(wholeReads, 0, 'no assignment but the member\'s read again')
+      assert.equal(wholeReads.count, 0, 'no assignment but the member\'s read again')
     })
 
     it('makes a user a member of a team, and of its organization through it, and no longer', async () => {
@@ -95,7 +69,7 @@ for (const backend of storeBackends) {
       assert.deepEqual(left.teams, [])
       assert.deepEqual(left.groups, [])
       assert.ok(!other.access.visibleTo(colleague)?.users?.has(member.id), 'no longer among the organization\'s members')
-      assert.equal(wholeReads, 0)
+      assert.equal(wholeReads.count, 0)
       await publisher.accounts.delete(colleague.id)
     })
 
@@ -107,12 +81,12 @@ for (const backend of storeBackends) {
       await publisher.accessAdmin.assign(admin, 'user', { roleDefinitionId: roles.orgMember.id, actorId: observer.id, objectId: organization.id })
       await seenByOther(observer)
       assert.ok(other.access.visibleTo(observer)?.users?.has(leaving.id))
-      wholeReads = 0
+      wholeReads.reset()
       await publisher.accounts.delete(leaving.id)
       await other.bus.sync()
       assert.deepEqual(other.access.of(leaving).teams, [], 'its assignments went with the account')
       assert.ok(!other.access.visibleTo(observer)?.users?.has(leaving.id), 'no longer a member of the organization')
-      assert.equal(wholeReads, 0)
+      assert.equal(wholeReads.count, 0)
     })
 
     it('applies a role definition\'s permissions changed to the assignments held, and reads everything again when a team or organization goes', async () => {
@@ -121,11 +95,11 @@ for (const backend of storeBackends) {
       await seenByOther(member)
       assert.ok(!other.access.can(member, 'shared.change_organization', 'organization', organization.id))
       // The role's news and its assignment's, read together, may have had everything read once.
-      wholeReads = 0
+      wholeReads.reset()
       await publisher.accessAdmin.updateRoleDefinition(admin, custom.id, { permissions: ['shared.view_organization', 'shared.change_organization'] })
       await seenByOther(member)
       assert.ok(other.access.can(member, 'shared.change_organization', 'organization', organization.id), 'the role\'s new permission held')
-      assert.equal(wholeReads, 0, 'the assignments held, none read again')
+      assert.equal(wholeReads.count, 0, 'the assignments held, none read again')
 
       const doomed = await publisher.accessAdmin.createTeam(admin, { name: 'Doomed', organizationId: organization.id })
       await publisher.accessAdmin.assign(admin, 'user', { roleDefinitionId: roles.teamMember.id, actorId: member.id, objectId: doomed.id })
@@ -138,51 +112,14 @@ for (const backend of storeBackends) {
       assert.ok((await seenByOther(member)).organizations.some((o) => o.name === 'Gone'))
       await publisher.accessAdmin.deleteOrganization(admin, gone.id)
       assert.ok(!(await seenByOther(member)).organizations.some((o) => o.name === 'Gone'), 'the organization deleted')
-      assert.ok(wholeReads >= 2)
+      assert.ok(wholeReads.count >= 2)
     })
-
-    /**
-     * Holds the other process's next whole read until let go: once it has read every assignment (`pages`; the
-     * assignments held are taken for stale), or the organizations, teams and role definitions (`objects`; it goes on from
-     * the assignments held).
-     */
-    function holdWholeRead(after: 'pages' | 'objects'): { reached: Promise<void>; release: () => void; restore: () => void } {
-      const access = stores.other.access
-      const { assignmentPages, assignmentsFingerprint, loadObjects } = access
-      const { promise: reached, resolve: reach } = Promise.withResolvers<void>()
-      const { promise: letGo, resolve: release } = Promise.withResolvers<void>()
-      if (after === 'pages') {
-        access.assignmentsFingerprint = async () => 'stale'
-        access.assignmentPages = async function* (...args) {
-          const pages = []
-          for await (const page of assignmentPages.apply(access, args)) pages.push(page)
-          reach()
-          await letGo
-          yield* pages
-        }
-      } else {
-        access.loadObjects = async () => {
-          const objects = await loadObjects.call(access)
-          reach()
-          await letGo
-          return objects
-        }
-      }
-      return {
-        reached,
-        release,
-        restore() {
-          release()
-          Object.assign(access, { assignmentPages, assignmentsFingerprint, loadObjects })
-        },
-      }
-    }
 
     for (const [how, after] of [['reading every assignment', 'pages'], ['from the assignments held', 'objects']] as const) {
       it(`takes a role away at once while a whole read ${how} is under way, and the snapshot it swaps in leaves it taken`, async () => {
         const given = await publisher.accessAdmin.assign(admin, 'user', { roleDefinitionId: roles.orgAdmin.id, actorId: member.id, objectId: organization.id })
         assert.ok((await seenByOther(member)).roleNames.has('Organization Admin'))
-        const held = holdWholeRead(after)
+        const held = holdWholeRead(stores.other, after)
         try {
           const wholeRead = other.access.reload()
           await held.reached
@@ -192,7 +129,7 @@ for (const backend of storeBackends) {
           held.release()
           await wholeRead
           assert.ok(!other.access.of(member).roleNames.has('Organization Admin'), 'still taken once the snapshot built before it is swapped in')
-          assert.equal(wholeReads, after === 'pages' ? 1 : 0)
+          assert.equal(wholeReads.count, after === 'pages' ? 1 : 0)
         } finally {
           held.restore()
         }
@@ -216,7 +153,7 @@ for (const backend of storeBackends) {
       await publisher.accounts.delete(users[1]!.id)
       await other.bus.sync()
       await other.access.reload()
-      assert.equal(wholeReads, 0, 'the whole read found the assignments held to be the database\'s, and read none again')
+      assert.equal(wholeReads.count, 0, 'the whole read found the assignments held to be the database\'s, and read none again')
       assert.deepEqual(other.access.of(users[0]!).roles, ['Organization Member'])
       await publisher.accounts.delete(users[0]!.id)
       await other.bus.sync()
@@ -224,7 +161,7 @@ for (const backend of storeBackends) {
 
     it('holds what the database holds after reading users one by one, so the periodic read finds nothing to read', async () => {
       await sleep(2500)
-      assert.equal(wholeReads, 0, 'the assignments held after each user\'s news match the database\'s fingerprint')
+      assert.equal(wholeReads.count, 0, 'the assignments held after each user\'s news match the database\'s fingerprint')
     })
 
     it('still applies, within max_stale_seconds, a role taken away whose news it never read', async () => {
@@ -235,7 +172,7 @@ for (const backend of storeBackends) {
       await other.bus.sync()
       await sleep(2500)
       assert.ok(!other.access.of(member).roleNames.has('Organization Admin'), 'taken away')
-      assert.equal(wholeReads, 1)
+      assert.equal(wholeReads.count, 1)
     })
   })
 }
