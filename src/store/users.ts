@@ -113,7 +113,8 @@ export class UserRepository {
       external: input.external ?? false,
       is_system_auditor: input.isSystemAuditor ?? false,
       group_names: JSON.stringify(input.groups ?? []),
-      imported_password_digest: input.importedPasswordDigest ?? null,
+      // Named only when set: the column's default is none, and a database at an earlier migration has no column.
+      ...(input.importedPasswordDigest ? { imported_password_digest: input.importedPasswordDigest } : {}),
       created_at: now,
       modified_at: now,
     }).returningAll().executeTakeFirstOrThrow()
