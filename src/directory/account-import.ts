@@ -10,8 +10,8 @@ import { KEYCLOAK_DIGESTS } from './pbkdf2-hashes.ts'
  *   (org.keycloak.models.credential.dto.PasswordSecretData, PasswordCredentialData), or before Keycloak 11 the same
  *   fields in the credential itself;
  * - a JSON list of the automation platform's users (django-ansible-base's User: `username`, `email`, `first_name`,
- *   `last_name`, `is_superuser`, `is_active`, and `password` as Django stores it), or the API's page of them
- *   (`{"results": [...]}`).
+ *   `last_name`, `is_superuser`, `is_active`, `is_platform_auditor` (AWX's `is_system_auditor`), and `password` as
+ *   Django stores it), or the API's page of them (`{"results": [...]}`).
  *
  * Nothing here writes: every problem of the file is collected, so that a file is imported whole or not at all.
  * A problem names the user and the hash's scheme, never the hash.
@@ -25,6 +25,8 @@ export interface ImportedAccount {
   readonly firstName: string
   readonly lastName: string
   readonly isSuperuser: boolean
+  /** The Platform Auditor: the flag the import writes, which the role follows (src/access/admin.ts keepAuditorRoleWithFlag). */
+  readonly isSystemAuditor: boolean
   readonly isActive: boolean
   /** As stored (src/directory/passwords.ts, pbkdf2-hashes.ts); null: the account has no password it can sign in with. */
   readonly passwordHash: string | null
@@ -43,7 +45,7 @@ export interface ImportedAccount {
  * security key) weakens the account: it signs in with its password alone, so the import names those users.
  */
 export type NotImported = 'realm roles' | 'client roles' | 'groups' | 'attributes' | 'required actions' | 'other credentials'
-  | 'identity provider links' | 'platform auditor'
+  | 'identity provider links'
 
 export interface ImportFile {
   readonly format: 'keycloak' | 'platform'
@@ -99,8 +101,6 @@ function readEntries(format: ImportFile['format'], entries: unknown[], read: (en
 
 function platformAccount(entry: Record<string, unknown>, place: string): ImportedAccount {
   const password = optional(entry, 'password', 'string', '')
-  // The platform shows its Platform Auditor role as a flag of the user (is_platform_auditor, AWX's is_system_auditor).
-  const auditor = entry.is_platform_auditor === true || entry.is_system_auditor === true
   return {
     place,
     username: required(entry, 'username'),
@@ -108,11 +108,24 @@ function platformAccount(entry: Record<string, unknown>, place: string): Importe
     firstName: optional(entry, 'first_name', 'string', ''),
     lastName: optional(entry, 'last_name', 'string', ''),
     isSuperuser: optional(entry, 'is_superuser', 'boolean', false),
+    isSystemAuditor: platformAuditor(entry),
     isActive: optional(entry, 'is_active', 'boolean', true),
     passwordHash: djangoHash(password),
     temporaryPassword: false,
-    notImported: auditor ? ['platform auditor'] : [],
+    notImported: [],
   }
+}
+
+/**
+ * The platform shows its Platform Auditor role as a flag of the user: `is_platform_auditor` (the gateway's user
+ * serializer), `is_system_auditor` (AWX's, and older exports). Absent, the user is none, as an absent `is_superuser`
+ * is no superuser; two that disagree leave the file's meaning unknown, so the entry is refused rather than guessed.
+ */
+function platformAuditor(entry: Record<string, unknown>): boolean {
+  const platform = optional<boolean | undefined>(entry, 'is_platform_auditor', 'boolean', undefined)
+  const system = optional<boolean | undefined>(entry, 'is_system_auditor', 'boolean', undefined)
+  if (platform !== undefined && system !== undefined && platform !== system) throw new EntryProblem('has an "is_platform_auditor" and an "is_system_auditor" that disagree')
+  return platform ?? system ?? false
 }
 
 /** A Keycloak user; undefined for a client's service account, which belongs to its client, not to a person. */
@@ -136,6 +149,7 @@ function keycloakAccount(entry: Record<string, unknown>, place: string): Importe
     firstName: optional(entry, 'firstName', 'string', ''),
     lastName: optional(entry, 'lastName', 'string', ''),
     isSuperuser: false,
+    isSystemAuditor: false,
     isActive: optional(entry, 'enabled', 'boolean', true),
     passwordHash: temporaryPassword ? null : passwordHash,
     temporaryPassword: temporaryPassword && passwordHash !== null,
@@ -253,7 +267,7 @@ function required(entry: Record<string, unknown>, key: string): string {
   return value
 }
 
-function optional<T extends string | boolean | object>(entry: Record<string, unknown>, key: string, type: 'string' | 'boolean' | 'object', fallback: T): T {
+function optional<T extends string | boolean | object | undefined>(entry: Record<string, unknown>, key: string, type: 'string' | 'boolean' | 'object', fallback: T): T {
   const value = entry[key]
   if (value === undefined || value === null) return fallback
   if (typeof value !== type) throw new EntryProblem(`has a "${key}" that is not a ${type === 'object' ? 'list' : type}`)

@@ -438,7 +438,8 @@ export class Accounts {
   /**
    * Writes the accounts of a file (src/directory/account-import.ts), all in one transaction: every one, or, at the first
    * problem, none. An account whose username exists already is skipped, or with `update` given the file's fields, and
-   * its password as `importedPassword` decides. The hashes are stored as they are, without the password policy, which
+   * its password as `importedPassword` decides. The change listeners run for every account written, created or updated,
+   * so that the auditor flag brings or takes the Platform Auditor role as any other change of it does. The hashes are stored as they are, without the password policy, which
    * cannot judge a hash.
    */
   async importAccounts(accounts: readonly ImportedAccount[], options: { update: boolean }): Promise<ImportOutcome> {
@@ -457,7 +458,12 @@ export class Accounts {
         const existing = await tx.users.findCaseVariant(username)
         if (existing && existing.username !== username) throw new ValidationFailed({ [place]: [`The account ${existing.username} has this username in another letter case.`] })
         if (!existing) {
-          written.created.push(await tx.users.create({ username, ...fields, passwordHash, importedPasswordDigest: passwordHash && hashDigest(passwordHash) }))
+          const created = await tx.users.create({ username, ...fields, passwordHash, importedPasswordDigest: passwordHash && hashDigest(passwordHash) })
+          // The listeners see the account made, as an update's: an auditor gets the Platform Auditor role with the
+          // flag (keepAuditorRoleWithFlag), in this transaction. Nothing it could end exists yet.
+          announce(USER_TOPIC, String(created.id))
+          await this.#runChangeListeners(tx, created, { passwordChanged: false, deactivated: false, deleted: false, revokeTokens: false }, announce)
+          written.created.push(created)
           continue
         }
         if (!options.update) {

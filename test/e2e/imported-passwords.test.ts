@@ -353,6 +353,57 @@ describe('gatehouse users import', () => {
     }
   })
 
+  it('makes a user the platform shows as an auditor a Platform Auditor, and --update without the flag takes it away', async () => {
+    const entry = (username: string, flags: Record<string, boolean>) => ({ username, password: DJANGO_VECTOR.encoded, ...flags })
+    const users = [entry('ivy', { is_superuser: true }), entry('audrey', { is_platform_auditor: true }), entry('otis', { is_system_auditor: true }), entry('pat', { is_platform_auditor: false })]
+    const imported = await importFile('auditors.json', users)
+    assert.equal(imported.code, 0, imported.stderr)
+    assert.match(imported.stdout, /4 created/)
+    assert.doesNotMatch(imported.stdout, /not imported/)
+    const disagreeing = await importFile('disagreeing.json', [entry('quinn', { is_platform_auditor: true, is_system_auditor: false })])
+    assert.equal(disagreeing.code, 2)
+    assert.match(disagreeing.stderr, /users\[0\] \(quinn\) has an "is_platform_auditor" and an "is_system_auditor" that disagree/)
+    // One problem refuses the whole file: the auditor before it is not made either.
+    const refused = await importFile('refused.json', [entry('rita', { is_platform_auditor: true }), entry('AUDREY', {})])
+    assert.equal(refused.code, 2, refused.stdout)
+    const gw = await startGateway({ dataDir })
+    try {
+      const as = (username: string) => ({ authorization: basic(username, DJANGO_VECTOR.password) })
+      const get = async (username: string, path: string) => {
+        const response = await gw.fetch(`/api/gateway/v1/${path}`, { headers: as(username) })
+        return { status: response.status, body: await json(response) }
+      }
+      const auditorRole = (await get('ivy', 'role_definitions/?name=Platform%20Auditor')).body.results[0].id
+      const auditorAssignments = async (username: string) => {
+        const id = (await get('ivy', `users/?username=${username}`)).body.results[0].id
+        return (await get('ivy', `role_user_assignments/?user=${id}&role_definition=${auditorRole}`)).body.count
+      }
+      const everyone = (await get('ivy', 'users/')).body.count
+      // A user of no organization sees themselves and the superusers (the platform's visible_users); an auditor, everyone.
+      const seenByAnyone = (await get('ivy', 'users/?is_superuser=true')).body.count + 1
+      assert.ok(seenByAnyone < everyone)
+      assert.equal((await get('ivy', 'users/?username=rita')).body.count, 0)
+      for (const auditor of ['audrey', 'otis']) {
+        assert.equal((await get(auditor, 'me/')).body.results[0].is_platform_auditor, true)
+        assert.equal(await auditorAssignments(auditor), 1, `${auditor} holds the Platform Auditor role`)
+        assert.deepEqual([(await get(auditor, 'users/')).body.count, (await get(auditor, 'activitystream/')).status], [everyone, 200])
+        const write = await gw.fetch('/api/gateway/v1/users/', { method: 'POST', headers: { ...as(auditor), 'content-type': 'application/json' }, body: JSON.stringify({ username: `by-${auditor}` }) })
+        assert.equal(write.status, 403)
+      }
+      assert.equal(await auditorAssignments('pat'), 0)
+      assert.deepEqual([(await get('pat', 'users/')).body.count, (await get('pat', 'activitystream/')).status], [seenByAnyone, 403])
+      const updated = await importFile('auditors-later.json', [entry('audrey', { is_platform_auditor: false }), entry('otis', {})], '--update')
+      assert.equal(updated.code, 0, updated.stderr)
+      assert.match(updated.stdout, /2 updated/)
+      for (const former of ['audrey', 'otis']) {
+        assert.equal(await auditorAssignments(former), 0, `${former} no longer holds the Platform Auditor role`)
+        assert.deepEqual([(await get(former, 'users/')).body.count, (await get(former, 'activitystream/')).status], [seenByAnyone, 403])
+      }
+    } finally {
+      await gw.close()
+    }
+  })
+
   it('leaves a Keycloak client\'s service account out and refuses a file that is neither format', async () => {
     const realm = await importFile('users-0.json', { realm: 'old', users: [{ username: 'service-account-app', serviceAccountClientId: 'app' }, { username: 'erin', enabled: false }] })
     assert.equal(realm.code, 0, realm.stderr)
