@@ -342,11 +342,11 @@ export class Accounts {
     // answered as a failure because the second write met a busy database.
     const forgetFailures = passwordHash !== null
     try {
-      if (!together && !forgetFailures) return await this.#store.users.create({ ...input, passwordHash })
       return await this.#bus.change(async (tx, announce) => {
         writingTogether = false
         const created = await tx.users.create({ ...input, passwordHash })
         writingTogether = true
+        await this.#runCreationListeners(tx, created, announce)
         if (forgetFailures) await tx.loginFailures.clear(created.username.toLowerCase())
         if (together) await together(tx, announce, created)
         return created
@@ -459,10 +459,7 @@ export class Accounts {
         if (existing && existing.username !== username) throw new ValidationFailed({ [place]: [`The account ${existing.username} has this username in another letter case.`] })
         if (!existing) {
           const created = await tx.users.create({ username, ...fields, passwordHash, importedPasswordDigest: passwordHash && hashDigest(passwordHash) })
-          // The listeners see the account made, as an update's: an auditor gets the Platform Auditor role with the
-          // flag (keepAuditorRoleWithFlag), in this transaction. Nothing it could end exists yet.
-          announce(USER_TOPIC, String(created.id))
-          await this.#runChangeListeners(tx, created, { passwordChanged: false, deactivated: false, deleted: false, revokeTokens: false }, announce)
+          await this.#runCreationListeners(tx, created, announce)
           written.created.push(created)
           continue
         }
@@ -556,6 +553,16 @@ export class Accounts {
 
   async #runChangeListeners(tx: Repositories, user: User, change: UserChange, announce: Announce): Promise<void> {
     for (const listener of this.#changeListeners) await listener(tx, user, change, announce)
+  }
+
+  /**
+   * An account made is a change too: an auditor (the CLI's import, a directory or SSO sign-in's `auditor_groups`) gets
+   * the Platform Auditor role with its flag (keepAuditorRoleWithFlag), in the creation's transaction. Nothing a
+   * listener could end exists yet.
+   */
+  async #runCreationListeners(tx: Repositories, user: User, announce: Announce): Promise<void> {
+    announce(USER_TOPIC, String(user.id))
+    await this.#runChangeListeners(tx, user, { passwordChanged: false, deactivated: false, deleted: false, revokeTokens: false }, announce)
   }
 
   /**

@@ -72,6 +72,19 @@ describe('teams from LDAP groups, with the demo eda rules', () => {
     assert.ok(held.body.results.some((a: any) => a.summary_fields.role_definition.name === 'Platform Auditor'))
   })
 
+  it('gives the Platform Auditor role with the flag to an account its first sign-in makes an auditor', async () => {
+    await directory.setMembers(GROUPS.auditors, [`uid=bob,ou=people,${SUFFIX}`, `uid=dave,ou=people,${SUFFIX}`])
+    try {
+      assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('dave', PASSWORDS.dave!) } })).status, 200)
+      const dave = await userId(gw, 'dave')
+      assert.equal((await call(gw, 'GET', `users/${dave}/`)).body.is_platform_auditor, true)
+      const held = await call(gw, 'GET', `role_user_assignments/?user=${dave}&role_definition=${await roleId(gw, 'Platform Auditor')}`)
+      assert.equal(held.body.count, 1)
+    } finally {
+      await directory.setMembers(GROUPS.auditors, [`uid=bob,ou=people,${SUFFIX}`])
+    }
+  })
+
   it('leaves roles an administrator gave alone', async () => {
     const automation = (await call(gw, 'GET', 'teams/?name=Automation')).body.results[0]
     const admin = (await call(gw, 'GET', 'role_definitions/?name=Team%20Admin')).body.results[0]
