@@ -1,5 +1,5 @@
 import type { Kysely, Selectable, SelectQueryBuilder } from 'kysely'
-import { anyOf, type FilterFields, filtered, type ListFilter, NO_FILTER, oneOf, ordered, pageAndCount } from './list-filter.ts'
+import { anyOf, type FilterFields, type ListFilter, listPage, NO_FILTER, oneOf } from './list-filter.ts'
 import { sql } from './kysely.ts'
 import type { DialectName } from './migrations/helpers.ts'
 import type { RoleDefinitionsTable, Tables } from './schema.ts'
@@ -272,7 +272,7 @@ export class AccessRepository {
   async listOrganizations(query: VisibleQuery): Promise<{ count: number; results: Organization[] }> {
     let base = this.#db.selectFrom('organizations')
     if (query.ids !== undefined) base = base.where(oneOf(this.#dialect, 'id', query.ids))
-    const { count, rows } = await countAndPage(base, organizationFilterFields, query)
+    const { count, rows } = await listPage(base, organizationFilterFields, query.filter ?? NO_FILTER, query)
     return { count, results: rows.map(toOrganization) }
   }
 
@@ -323,7 +323,7 @@ export class AccessRepository {
     let base = this.#db.selectFrom('teams')
     if (query.ids !== undefined) base = base.where(oneOf(this.#dialect, 'id', query.ids))
     if (query.organizationId !== undefined) base = base.where('organization_id', '=', query.organizationId)
-    const { count, rows } = await countAndPage(base, teamFilterFields, query)
+    const { count, rows } = await listPage(base, teamFilterFields, query.filter ?? NO_FILTER, query)
     return { count, results: rows.map(toTeam) }
   }
 
@@ -371,7 +371,7 @@ export class AccessRepository {
 
   async listRoleDefinitions(query: ListQuery): Promise<{ count: number; results: RoleDefinition[] }> {
     const base = this.#db.selectFrom('role_definitions')
-    const { count, rows } = await countAndPage(base, roleDefinitionFilterFields, query)
+    const { count, rows } = await listPage(base, roleDefinitionFilterFields, query.filter ?? NO_FILTER, query)
     return { count, results: rows.map(toRoleDefinition) }
   }
 
@@ -450,7 +450,7 @@ export class AccessRepository {
         ...(platform ? [sql<boolean>`object_type = 'platform'`] : []),
       ]))
     }
-    const { count, rows } = await countAndPage(base, assignmentFilterFields(actor), query)
+    const { count, rows } = await listPage(base, assignmentFilterFields(actor), query.filter ?? NO_FILTER, query)
     return { count, results: rows.map((r) => toAssignment(actor, (r as Record<string, unknown>)[actorColumn] as number, r)) }
   }
 
@@ -505,16 +505,6 @@ export class AccessRepository {
 function namesRelated(filter: ListFilter | undefined, actor: Actor): boolean {
   const related = new Set<string>(['role_definition__name', ...holderNameFields(actor)])
   return filter !== undefined && [...filter.all, ...filter.any, ...filter.order].some(({ field }) => related.has(field))
-}
-
-/** One page of a list with the API's filter applied, in its order (then id), and how many rows match in all. */
-async function countAndPage<T extends keyof Tables>(unfiltered: SelectQueryBuilder<Tables, T, object>, fields: FilterFields, query: ListQuery): Promise<{ count: number; rows: Selectable<Tables[T]>[] }> {
-  const filter = query.filter ?? NO_FILTER
-  const base = filtered(unfiltered, fields, filter)
-  const { count, rows } = await pageAndCount(query,
-    () => ordered(base.selectAll(), fields, filter).offset(query.offset).limit(query.limit).execute(),
-    async () => (await base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n)
-  return { count, rows: rows as unknown as Selectable<Tables[T]>[] }
 }
 
 function definedOnly<T extends Record<string, unknown>>(values: T): Partial<T> {

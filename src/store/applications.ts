@@ -1,5 +1,5 @@
 import type { Kysely, Selectable } from 'kysely'
-import { type FilterFields, filtered, type ListFilter, NO_FILTER, ordered, pageAndCount } from './list-filter.ts'
+import { type FilterFields, type ListFilter, listPage, NO_FILTER } from './list-filter.ts'
 import type { OAuth2ApplicationsTable, Tables } from './schema.ts'
 
 export type ClientType = 'confidential' | 'public'
@@ -107,10 +107,8 @@ export class ApplicationRepository {
 
   async list(query: { offset: number; limit: number; filter?: ListFilter | undefined }): Promise<{ count: number; applications: Application[] }> {
     const filter = query.filter ?? NO_FILTER
-    const base = filtered(this.#db.selectFrom('oauth2_applications'), applicationFilterFields, filter)
-    const { count, rows } = await pageAndCount(query,
-      () => ordered(base.selectAll(), applicationFilterFields, filter).offset(query.offset).limit(query.limit).execute(),
-      async () => (await base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n)
+    const base = this.#db.selectFrom('oauth2_applications')
+    const { count, rows } = await listPage(base, applicationFilterFields, filter, query)
     return { count, applications: rows.map(toApplication) }
   }
 

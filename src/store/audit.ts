@@ -1,7 +1,7 @@
 import type { Kysely, Selectable, SelectQueryBuilder } from 'kysely'
 import { sql } from './kysely.ts'
 import { deleteInBatches } from './deletion-batches.ts'
-import { type FilterFields, filtered, type ListFilter, NO_FILTER, ordered, pageAndCount } from './list-filter.ts'
+import { type FilterFields, type ListFilter, listPage, NO_FILTER } from './list-filter.ts'
 import type { AuditEntriesTable, Tables } from './schema.ts'
 
 /**
@@ -75,10 +75,8 @@ export class AuditRepository {
   /** A page of entries, filtered and ordered (src/store/list-filter.ts); by id, oldest first, unless the filter orders. */
   async list(query: { filter?: ListFilter | undefined; offset: number; limit: number }): Promise<{ count: number; entries: AuditEntry[] }> {
     const filter = query.filter ?? NO_FILTER
-    const base = filtered(this.#db.selectFrom('audit_entries'), auditFilterFields, filter)
-    const { count, rows } = await pageAndCount(query,
-      () => ordered(base.selectAll(), auditFilterFields, filter).offset(query.offset).limit(query.limit).execute(),
-      async () => (await base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n)
+    const base = this.#db.selectFrom('audit_entries')
+    const { count, rows } = await listPage(base, auditFilterFields, filter, query)
     return { count, entries: rows.map(toEntry) }
   }
 

@@ -1,4 +1,4 @@
-import type { Expression, SelectQueryBuilder, SqlBool } from 'kysely'
+import type { Expression, Selectable, SelectQueryBuilder, SqlBool } from 'kysely'
 import { sql } from './kysely.ts'
 import type { DialectName } from './migrations/helpers.ts'
 
@@ -70,15 +70,36 @@ export function filtered<DB, TB extends keyof DB, O>(query: SelectQueryBuilder<D
 }
 
 /**
- * A page of a list (`rowsOf`) and how many rows match in all (`countOf`). The page is read first: when it is the last one (partly full, or the first and empty), the count is the rows before it and on it,
- * and the count's own pass over every matching row is not made. A search compares every row of the table: on SQLite,
- * which runs on the gateway's one thread, a search through 100,000 users took 0.6-1.4 s, two passes of which one is
- * now made for a search that finds less than a page.
+ * A page of a list, filtered and in its order (then id), and how many rows match in all. A search compares every row
+ * of the table (on SQLite, which runs on the gateway's one thread, a JavaScript lower() of each searched field): a
+ * search through 100,000 users took 0.1-0.2 s a pass. The page is read first, and the count takes only what the page
+ * does not tell:
+ * - the last page (partly full, or the first and empty) tells it all: the rows before it and on it;
+ * - a full page of a filtered or searched list in the order of ids tells the rows up to its last, so only those after
+ *   it are counted, the page's read and the count together one pass over the table (a page deep in the list, or of a
+ *   search finding few rows, read most of the table, and the count read it all again);
+ * - a page past the end, or in another order, tells nothing, and every matching row is counted; so is a list the
+ *   filter leaves whole, which the database counts from an index more quickly than it reads the rows after the page
+ *   (on SQLite 3 ms for 100,000 users, where counting the half after an id read the rows: 9 ms).
  */
-export async function pageAndCount<R>(page: { offset: number; limit: number }, rowsOf: () => Promise<R[]>, countOf: () => Promise<number | string>): Promise<{ count: number; rows: R[] }> {
-  const rows = await rowsOf()
+export async function listPage<DB, TB extends keyof DB>(unfiltered: SelectQueryBuilder<DB, TB, object>, fields: FilterFields, filter: ListFilter, page: { offset: number; limit: number }): Promise<{ count: number; rows: Selectable<DB[TB]>[] }> {
+  const base = filtered(unfiltered, fields, filter)
+  const rows = await ordered(base.selectAll(), fields, filter).offset(page.offset).limit(page.limit).execute() as unknown as Selectable<DB[TB]>[]
+  const countOf = async (query: SelectQueryBuilder<DB, TB, object>) => Number((await query.select(sql<number | string>`count(*)`.as('n')).executeTakeFirstOrThrow() as { n: number | string }).n)
   if (rows.length < page.limit && (rows.length > 0 || page.offset === 0)) return { count: page.offset + rows.length, rows }
-  return { count: Number(await countOf()), rows }
+  const last = rows.at(-1) as { id: number | string } | undefined
+  if (last === undefined || !inIdOrder(fields, filter) || !matchesContent(filter)) return { count: await countOf(base), rows }
+  return { count: page.offset + rows.length + await countOf(base.where(sql<SqlBool>`${sql.ref('id')} > ${last.id}`)), rows }
+}
+
+/** Whether the filter picks rows by what they hold: counting them reads the rows (or an index of what it compares). */
+function matchesContent(filter: ListFilter): boolean {
+  return filter.all.length > 0 || filter.any.length > 0 || filter.search.length > 0
+}
+
+/** Whether a list is in the order of its ids alone (`ordered` leaves out an order field null in every row). */
+function inIdOrder(fields: FilterFields, filter: ListFilter): boolean {
+  return filter.order.every(({ field }) => fields[field]!.column === null)
 }
 
 /** The filter's order, then id as the tiebreaker, so pages never overlap. */

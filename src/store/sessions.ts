@@ -1,6 +1,6 @@
 import { type Kysely, type Selectable, sql } from 'kysely'
 import { deleteInBatches } from './deletion-batches.ts'
-import { type FilterFields, filtered, type ListFilter, NO_FILTER, ordered, pageAndCount } from './list-filter.ts'
+import { type FilterFields, type ListFilter, listPage, NO_FILTER } from './list-filter.ts'
 import type { DialectName } from './migrations/helpers.ts'
 import type { SessionsTable, Tables } from './schema.ts'
 
@@ -109,11 +109,9 @@ export class SessionRepository {
 
   async list(query: SessionQuery): Promise<{ count: number; sessions: StoredSession[] }> {
     const filter = query.filter ?? NO_FILTER
-    let base = filtered(this.#db.selectFrom('sessions'), sessionFilterFields, filter).where('expires_at', '>', query.now)
+    let base = this.#db.selectFrom('sessions').where('expires_at', '>', query.now)
     if (query.userId !== undefined) base = base.where('user_id', '=', query.userId)
-    const { count, rows } = await pageAndCount(query,
-      () => ordered(base.selectAll(), sessionFilterFields, filter).offset(query.offset).limit(query.limit).execute(),
-      async () => (await base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n)
+    const { count, rows } = await listPage(base, sessionFilterFields, filter, query)
     return { count, sessions: rows.map(toSession) }
   }
 

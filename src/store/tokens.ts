@@ -1,5 +1,5 @@
 import type { Kysely, Selectable } from 'kysely'
-import { type FilterFields, filtered, type ListFilter, NO_FILTER, ordered, pageAndCount } from './list-filter.ts'
+import { type FilterFields, type ListFilter, listPage, NO_FILTER } from './list-filter.ts'
 import type { Tables, TokensTable } from './schema.ts'
 
 export type TokenScope = 'read' | 'write'
@@ -159,11 +159,9 @@ export class TokenRepository {
 
   async list(query: TokenQuery): Promise<{ count: number; tokens: TokenRecord[] }> {
     const filter = query.filter ?? NO_FILTER
-    let base = filtered(this.#db.selectFrom('tokens'), tokenFilterFields, filter)
+    let base = this.#db.selectFrom('tokens')
     if (query.userId !== undefined) base = base.where('user_id', '=', query.userId)
-    const { count, rows } = await pageAndCount(query,
-      () => ordered(base.selectAll(), tokenFilterFields, filter).offset(query.offset).limit(query.limit).execute(),
-      async () => (await base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n)
+    const { count, rows } = await listPage(base, tokenFilterFields, filter, query)
     return { count, tokens: rows.map(toToken) }
   }
 

@@ -1,7 +1,7 @@
 import type { ExpressionBuilder, Kysely, Selectable } from 'kysely'
 import { CompiledStatements } from './compiled-statements.ts'
 import { databaseNow } from './database-clock.ts'
-import { anyOf, type FilterFields, filtered, type ListFilter, NO_FILTER, oneOf, ordered, pageAndCount } from './list-filter.ts'
+import { anyOf, type FilterFields, type ListFilter, listPage, NO_FILTER, oneOf } from './list-filter.ts'
 import { sql } from './kysely.ts'
 import type { DialectName } from './migrations/helpers.ts'
 import type { Tables, UsersTable } from './schema.ts'
@@ -214,7 +214,7 @@ export class UserRepository {
 
   async list(query: UserQuery): Promise<{ count: number; users: User[] }> {
     const filter = query.filter ?? NO_FILTER
-    let base = filtered(this.#db.selectFrom('users'), userFilterFields, filter)
+    let base = this.#db.selectFrom('users')
     if (query.username !== undefined) base = base.where('username', '=', query.username)
     if (query.source !== undefined) base = base.where('source', '=', query.source)
     if (query.visibleIds !== undefined) base = base.where(anyOf([oneOf(this.#dialect, 'id', query.visibleIds), sql<boolean>`is_superuser = ${true}`]))
@@ -223,9 +223,7 @@ export class UserRepository {
       base = base.where('id', 'in', this.#db.selectFrom('role_user_assignments').select('user_id')
         .where('role_definition_id', '=', holding.roleDefinitionId).where('object_type', '=', holding.objectType).where('object_id', '=', holding.objectId))
     }
-    const { count, rows } = await pageAndCount(query,
-      () => ordered(base.selectAll(), userFilterFields, filter).offset(query.offset).limit(query.limit).execute(),
-      async () => (await base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n)
+    const { count, rows } = await listPage(base, userFilterFields, filter, query)
     return { count, users: rows.map(toUser) }
   }
 
