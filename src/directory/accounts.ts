@@ -561,6 +561,10 @@ export class Accounts {
    * listener could end exists yet.
    */
   async #runCreationListeners(tx: Repositories, user: User, announce: Announce): Promise<void> {
+    // Any other account made has nothing to keep in step, and is no news: the user's news makes every process forget
+    // what it verified for them, this one's first sign-in too (a directory's credential, kept for when the directory
+    // is down), and one more query would be every first sign-in's.
+    if (!user.isSystemAuditor) return
     announce(USER_TOPIC, String(user.id))
     await this.#runChangeListeners(tx, user, { passwordChanged: false, deactivated: false, deleted: false, revokeTokens: false }, announce)
   }
