@@ -241,10 +241,9 @@ export async function createApp(config: Config, store: Store, options: AppOption
     const rules = serviceRules.get(service)
     return rules ? [accessEntryRule(rules, access)] : []
   }
-  const loginUrls = (service: string) => oidc.loginUrlFor(service)
   // One budget for the bodies held by all services at once, those of a reload included.
   const bodyBudget = new BodyBudget(config.server.body_buffers_mb * 1024 * 1024)
-  const services = new RouteTable(compileRoutes(config, options.upstreams, loginUrls, accessRules, { routes: [], bodyBudget }), bodyBudget)
+  const services = new RouteTable(compileRoutes(config, options.upstreams, oidc, accessRules, { routes: [], bodyBudget }), bodyBudget)
   const published = publishedPath(config)
   const ownAddress = { published }
   const gatewayRules = compileGatewayRules(config)
@@ -306,10 +305,10 @@ export async function createApp(config: Config, store: Store, options: AppOption
       // page's published path, gateway.oidc): a setting the log says was not applied must not apply to the services
       // that changed, nor to the gateway's own token policy, which the services' policies are built beside.
       const applied: Config = { ...running, services: next.services }
-      // The login URLs and token policies first: the routes compiled next look theirs up.
+      // The login URLs and token policies first: the routes compiled next take theirs.
       const { applicationAudiences } = oidc.applyServices(applied)
       serviceRules = compileServiceRules(applied)
-      const routes = compileRoutes(applied, options.upstreams, loginUrls, accessRules, services)
+      const routes = compileRoutes(applied, options.upstreams, oidc, accessRules, services)
       metrics.addPlaces(applied.services.map((service) => service.name))
       running = applied
       services.replace(routes)

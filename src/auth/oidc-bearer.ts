@@ -82,7 +82,7 @@ export class OidcBearerAuthenticator implements Authenticator {
     // Other bearer values (personal tokens) belong to another authenticator.
     const bearer = bearerValue(request, context)
     if (!bearer?.jwt) return NOT_MINE
-    const policy = this.#realms.policyFor(context.place?.service)
+    const policy = context.place?.bearerPolicy ?? this.#realms.policyFor(context.place?.service)
     if (!policy.applicationsOnly && context.place && !context.place.accepts.includes('oidc')) return NOT_MINE
     const token = bearer.value
     const now = this.#clock.now()

@@ -1,4 +1,5 @@
 import type { GatewayRequest } from '../http/gateway-request.ts'
+import type { BearerPolicy } from '../auth/access-tokens.ts'
 import type { Principal } from '../auth/principal.ts'
 import type { AuthMethod, Config } from '../config/schema.ts'
 import { type GatehouseError, PermissionDenied } from '../errors.ts'
@@ -43,6 +44,12 @@ export interface Place {
   loginUrl(next: string): string
   readonly who: Who
   readonly entry: readonly EntryRule[]
+  /**
+   * The OpenID Connect tokens a service takes, fixed as its route was compiled with its entry rules: a request that
+   * found the route before a reload is judged by the audiences that came with the rules it found, not a mix of the
+   * two files. Other places look theirs up by `service` as each token is judged.
+   */
+  readonly bearerPolicy?: BearerPolicy
 }
 
 /**

@@ -1,4 +1,5 @@
 import { millisecondsOf } from '../config/durations.ts'
+import type { BearerPolicy } from '../auth/access-tokens.ts'
 import type { Config, ServiceConfig } from '../config/schema.ts'
 import type { EntryRule, Place } from './places.ts'
 import { compileCors, type CorsPolicy } from './cors.ts'
@@ -40,13 +41,19 @@ export function publicPathMatcher(paths: readonly string[]): (path: string) => b
   return (path) => exact.has(path) || prefixes.some((prefix) => path.startsWith(prefix))
 }
 
-/** Where an unauthenticated browser is sent to log in, by service: the gateway's login page unless said otherwise. */
-export type LoginUrls = (service: string) => ((next: string) => string) | undefined
+/**
+ * What the realms say of each service, read as its route is compiled: where an unauthenticated browser is sent to log
+ * in (the gateway's login page unless said otherwise), and which OpenID Connect tokens it takes.
+ */
+export interface ServiceTokens {
+  loginUrlFor(service: string): ((next: string) => string) | undefined
+  policyFor(service: string): BearerPolicy
+}
 
 /** A service's own entry rules beyond signing in, by service name: its access rules (src/access/). */
 export type ServiceEntryRules = (service: string) => readonly EntryRule[]
 
-export function compileRoute(service: ServiceConfig, upstream: URL, bodyBudget: BodyBudget, loginUrl: (next: string) => string, entryRules: ServiceEntryRules = () => [], removedEverywhere: readonly string[] = [], tlsSetting = 'services.tls'): Route {
+export function compileRoute(service: ServiceConfig, upstream: URL, bodyBudget: BodyBudget, loginUrl: (next: string) => string, bearerPolicy: BearerPolicy | undefined, entryRules: ServiceEntryRules = () => [], removedEverywhere: readonly string[] = [], tlsSetting = 'services.tls'): Route {
   return Object.freeze({
     name: service.name,
     service: service.name,
@@ -57,6 +64,7 @@ export function compileRoute(service: ServiceConfig, upstream: URL, bodyBudget: 
     loginUrl,
     who: 'signed_in',
     entry: Object.freeze([...entryRules(service.name)]),
+    ...(bearerPolicy ? { bearerPolicy } : {}),
     stripPrefix: service.strip_prefix,
     timeouts: Object.freeze({ connectMs: millisecondsOf(service.timeouts.connect_seconds), responseMs: millisecondsOf(service.timeouts.response_seconds), websocketIdleMs: millisecondsOf(service.timeouts.websocket_idle_seconds) }),
     cors: compileCors(service.cors),
@@ -81,13 +89,13 @@ export interface RunningRoutes {
  * other upstreams are taken as written. Given the running routes, a service configured exactly as before keeps its
  * route, and with it its upstream connections and the pool's shares in use.
  */
-export function compileRoutes(config: Config, upstreams: ReadonlyMap<string, URL> = new Map(), loginUrls?: LoginUrls, entryRules?: ServiceEntryRules, running?: RunningRoutes): Route[] {
+export function compileRoutes(config: Config, upstreams: ReadonlyMap<string, URL> = new Map(), tokens?: ServiceTokens, entryRules?: ServiceEntryRules, running?: RunningRoutes): Route[] {
   // One budget for the bodies held by all services at once.
   const bodyBudget = running?.bodyBudget ?? new BodyBudget(config.server.body_buffers_mb * 1024 * 1024)
   const kept = new Map(running?.routes.map((route) => [route.configured, route]))
   const gatewayLogin = gatewayLoginUrl(publishedPath(config))
   return config.services
-    .map((service, i) => kept.get(JSON.stringify(service)) ?? compileRoute(service, upstreams.get(service.name) ?? new URL(service.upstream), bodyBudget, loginUrls?.(service.name) ?? gatewayLogin, entryRules, config.server.remove_request_headers, `services.${i}.tls`))
+    .map((service, i) => kept.get(JSON.stringify(service)) ?? compileRoute(service, upstreams.get(service.name) ?? new URL(service.upstream), bodyBudget, tokens?.loginUrlFor(service.name) ?? gatewayLogin, tokens?.policyFor(service.name), entryRules, config.server.remove_request_headers, `services.${i}.tls`))
     .sort((a, b) => b.prefix.length - a.prefix.length)
 }
 
