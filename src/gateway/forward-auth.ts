@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 
 import type { App } from '../app.ts'
 import { bodyOverrideRefusal } from '../access/method-override.ts'
 import type { UserAccess } from '../access/model.ts'
+import { CSRF_HEADER } from '../auth/csrf.ts'
 import type { Principal } from '../auth/principal.ts'
 import { GatehouseError, InvalidOriginalRequest, MissingOriginalMethod, MissingOriginalUri, NotFound, sendError, UntrustedProxy } from '../errors.ts'
 import type { GatewayRequest } from '../http/gateway-request.ts'
@@ -161,23 +162,24 @@ export async function judgeForwardAuth(app: App, flavour: Flavour, request: Gate
     return { granted: false, refusal: decision.refusal, headers: {} }
   }
   const { principal } = decision
-  if (!principal) return { granted: true, headers: forEnvoy(flavour, request, {}) }
+  if (!principal) return { granted: true, headers: forEnvoy(flavour, request, undefined, {}) }
   const access = app.access.of(principal.user)
   // As the built-in proxy: the identity token signed earlier comes without a promise to wait on.
   const identity = app.identity.reusableToken(principal, route.name) ?? await app.identity.tokenFor(principal, route.name, access)
-  return { granted: true, headers: forEnvoy(flavour, request, identityHeaders(principal, identity, access)) }
+  return { granted: true, headers: forEnvoy(flavour, request, principal, identityHeaders(principal, identity, access)) }
 }
 
 /**
  * What Envoy is told to change in the request it forwards, which its filters cannot do by name alone: the credential
- * goes (`x-envoy-auth-headers-to-remove`, which Envoy reads from an HTTP authorization service's allowed answer), and
- * the Cookie field comes without the gateway's own cookies (sent back as `cookie`, which the documented
- * configuration lets through to the service; removed where nothing else is left). The other proxies' configurations
- * do both themselves.
+ * goes (`x-envoy-auth-headers-to-remove`, which Envoy reads from an HTTP authorization service's allowed answer), with
+ * the CSRF token of a request the session cookie authenticated, as the built-in proxy drops it, and the Cookie field
+ * comes without the gateway's own cookies (sent back as `cookie`, which the documented configuration lets through to
+ * the service; removed where nothing else is left). The other proxies' configurations do these themselves.
  */
-function forEnvoy(flavour: Flavour, request: GatewayRequest, headers: Record<string, string>): Record<string, string> {
+function forEnvoy(flavour: Flavour, request: GatewayRequest, principal: Principal | undefined, headers: Record<string, string>): Record<string, string> {
   if (flavour !== 'ext-authz') return headers
   const removed = ['authorization']
+  if (principal?.method === 'session' && request.headers[CSRF_HEADER] !== undefined) removed.push(CSRF_HEADER)
   const cookie = request.headers.cookie
   if (cookie !== undefined) {
     const kept = withoutGatewayCookies(cookie)
