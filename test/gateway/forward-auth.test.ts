@@ -576,12 +576,17 @@ describe('forward authentication', () => {
       const overrides = { 'x-http-method-override': 'GET', 'x-http-method': 'GET', 'x-method-override': 'GET', 'x-original-url': '/app/v1/hosts/', 'x-rewrite-url': '/app/v1/hosts/' }
       for (const port of proxies.ports) {
         for (const [cookie, left] of [[`theirs=1; ${session.cookie}; other=2`, 'theirs=1; other=2'], [`${session.cookie}; __Host-gateway_sso=flow`, undefined], [`csrftoken=${session.csrf}; theirs=1; gateway_sessionid=${session.sessionId}`, 'theirs=1']] as const) {
-          const response = await fetch(`http://127.0.0.1:${port}/app/v1/hosts/`, { headers: { cookie, ...overrides } })
+          const response = await fetch(`http://127.0.0.1:${port}/app/v1/hosts/`, { headers: { cookie, 'x-csrftoken': session.csrf, ...overrides } })
           assert.equal(response.status, 200, `${port}: ${cookie}`)
           const { headers: seen } = recording.seen.at(-1)!
           assert.equal(seen.cookie || undefined, left, `${port}: ${cookie}`)
           assert.deepEqual(Object.keys(overrides).filter((field) => field in seen), [], `${port}`)
+          // With the session cookie, the CSRF token is the gateway's credential too.
+          assert.equal(seen['x-csrftoken'], undefined, `${port}: ${cookie}`)
         }
+        // With another credential the field is the client's own, and passes on as behind the built-in proxy.
+        assert.equal((await fetch(`http://127.0.0.1:${port}/app/v1/hosts/`, { headers: { ...adminAuth, 'x-csrftoken': 'theirs' } })).status, 200)
+        assert.equal(recording.seen.at(-1)!.headers['x-csrftoken'], 'theirs', `${port}`)
       }
       // The service cannot set the gateway's cookies where the proxy can remove one (nginx alone cannot: documented).
       for (const port of luaPort === undefined ? [caddyPort] : [caddyPort, luaPort]) {
