@@ -19,6 +19,11 @@ export interface RequestContext {
    * the body is read (src/access/method-override.ts).
    */
   methodOverride?: PendingOverride | undefined
+  /**
+   * A forward-authentication question (src/gateway/forward-auth.ts): the method of the original request it describes,
+   * which the metrics class it by; Traefik and Caddy ask with GET whatever the client's method was.
+   */
+  describedMethod?: string | undefined
   /** What `authorize` decided; none where no place decides. */
   decision: 'granted' | 'refused' | undefined
   /** The stable code of the error the request was answered with, if any. */

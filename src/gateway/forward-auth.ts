@@ -121,6 +121,7 @@ export async function judgeForwardAuth(app: App, flavour: Flavour, request: Gate
   if (absolute && !isHost(absolute.authority)) throw new InvalidOriginalRequest('The original URI names no valid host.')
   const original = { method: described.method, url: mergeSlashes(absolute?.target ?? described.url) }
   if (!METHOD.test(original.method)) throw new InvalidOriginalRequest('The original method is not an HTTP method.')
+  request.gatehouse.describedMethod = original.method
   if (!original.url.startsWith('/')) throw new InvalidOriginalRequest('The original URI must be a path, starting with "/", or an absolute http(s) URI.')
   assertWellFormedEscapes(original.url)
   const { path } = splitTarget(original.url)

@@ -132,7 +132,8 @@ export class GatewayMetrics {
     const context = request.gatehouse
     if (!context) return
     const s = (context.place !== undefined ? this.#serviceIndex.get(context.place.name) : undefined) ?? 0
-    const m = isRead(request.method) ? 0 : 1
+    // A forward-authentication question counts as the request it describes, as it counts under that request's service.
+    const m = isRead(context.describedMethod ?? request.method) ? 0 : 1
     const status = Math.min(4, Math.max(0, Math.floor(reply.statusCode / 100) - 1))
     const a = authIndex(context.principal?.method)
     this.#requestCells[((s * 2 + m) * 5 + status) * 5 + a]!.value++

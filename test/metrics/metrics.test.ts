@@ -95,6 +95,35 @@ describe('metrics', () => {
     })
   })
 
+  describe('forward authentication', () => {
+    it('counts a question once, under the service and the method class of the request it describes', async () => {
+      const gw = await startGateway({ config: { server: { host: '127.0.0.1', port: 0, trusted_proxies: ['127.0.0.1'] } } })
+      try {
+        const start = await scrape(gw.url + '/metrics')
+        // Traefik and Caddy ask with GET whatever the original method; nginx's auth_request asks with the client's.
+        const questions: [string, Record<string, string>][] = [
+          ['GET', { 'x-forwarded-method': 'POST', 'x-forwarded-uri': '/api/controller/v2/hosts/' }],
+          ['GET', { 'x-forwarded-method': 'DELETE', 'x-forwarded-uri': '/api/controller/v2/hosts/1/' }],
+          ['POST', { 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/api/controller/v2/hosts/' }],
+        ]
+        for (const [method, headers] of questions) {
+          const response = await gw.fetch('/api/gateway/v1/authz/forward-auth/', { method, headers: { ...adminAuth, ...headers } })
+          assert.equal(response.status, 200, JSON.stringify(headers))
+        }
+        const end = await scrape(gw.url + '/metrics')
+        const delta = (labels: Record<string, string>) => sampleValue(end, 'gatehouse_requests_total', labels) - sampleValue(start, 'gatehouse_requests_total', labels)
+        assert.equal(delta({ service: 'controller', method: 'write', status: '2xx', auth: 'basic' }), 2)
+        assert.equal(delta({ service: 'controller', method: 'read', status: '2xx', auth: 'basic' }), 1)
+        const counted = (scraped: Scrape) => (scraped.get('gatehouse_requests_total') ?? []).filter((sample) => sample.labels.service !== 'none').reduce((sum, sample) => sum + sample.value, 0)
+        assert.equal(counted(end) - counted(start), questions.length, 'each question once')
+        const granted = { method: 'basic', outcome: 'granted', code: '' }
+        assert.equal(sampleValue(end, 'gatehouse_auth_decisions_total', granted) - sampleValue(start, 'gatehouse_auth_decisions_total', granted), questions.length)
+      } finally {
+        await gw.close()
+      }
+    })
+  })
+
   describe('access', () => {
     it('refuses addresses outside allow_from with 403', async () => {
       const gw = await startGateway({ config: { metrics: { allow_from: ['10.0.0.0/8'] } } })
