@@ -16,7 +16,7 @@ type Metrics = Awaited<ReturnType<Registry['getMetricsAsJSON']>>
 export type ClusterMessage =
   | { type: 'metrics-request'; id: string }
   | { type: 'metrics-collect'; id: string }
-  | { type: 'metrics-part'; id: string; metrics: Metrics }
+  | { type: 'metrics-part'; id: string; metrics: Metrics } | { type: 'metrics-part'; id: string; failed: true }
   | { type: 'metrics-answer'; id: string; contentType: string; text: string } | { type: 'metrics-answer'; id: string; error: true }
 
 /** How long the primary waits for every worker's part, and a worker for the primary's answer. */
@@ -32,11 +32,17 @@ export function clustered(): boolean {
 export function answerCollections(collect: () => Promise<Metrics>): void {
   process.on('message', (message: ClusterMessage) => {
     if (message?.type !== 'metrics-collect') return
-    collect().then(
-      (metrics) => process.send!({ type: 'metrics-part', id: message.id, metrics } satisfies ClusterMessage),
-      () => process.send!({ type: 'metrics-part', id: message.id, metrics: [] } satisfies ClusterMessage),
-    )
+    void collectedPart(message.id, collect).then((part) => process.send!(part))
   })
+}
+
+/** A worker's answer to a collection: its metrics, or that it could not collect them. */
+export async function collectedPart(id: string, collect: () => Promise<Metrics>): Promise<ClusterMessage> {
+  try {
+    return { type: 'metrics-part', id, metrics: await collect() }
+  } catch {
+    return { type: 'metrics-part', id, failed: true }
+  }
 }
 
 /** In a worker: the scrapes waiting for the primary's answer, by id; one listener answers them all. */
@@ -69,7 +75,8 @@ const COUNTING = new Set(['counter', 'histogram'])
 /**
  * In the primary: collects every worker's metrics for the workers that ask, and sums them. The whole must never go
  * down while the gateway runs, or Prometheus takes it for a counter reset and counts everything again in its rates:
- * - a worker that does not answer within COLLECT_MS (starting, stopping, stuck) is counted at its last answer;
+ * - a worker that does not answer within COLLECT_MS (starting, stopping, stuck), or could not collect its metrics, is
+ *   counted at its last answer;
  * - a worker that is gone keeps its last answer's counters and histograms in the sums (its gauges go with it);
  * - scrapes asked while one collection is under way are answered with it, so that many at once cost one collection.
  */
@@ -92,7 +99,9 @@ export class ClusterScrapes {
     else if (message?.type === 'metrics-part') {
       const collection = this.#collection
       if (!collection || collection.id !== message.id || !collection.waiting.delete(from)) return
-      this.#lastParts.set(from, message.metrics)
+      // Empty, its counters would leave the sums for a scrape, which Prometheus takes for a reset: it is counted at its
+      // last part, as one that did not answer in time.
+      if ('metrics' in message) this.#lastParts.set(from, message.metrics)
       if (!collection.waiting.size) collection.finish()
     }
   }

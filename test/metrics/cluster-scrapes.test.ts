@@ -2,11 +2,14 @@ import assert from 'node:assert/strict'
 import type { Worker } from 'node:cluster'
 import { describe, it } from 'node:test'
 import { Counter, Gauge, Registry } from 'prom-client'
-import { ClusterScrapes, type ClusterMessage } from '../../src/metrics/cluster.ts'
+import { ClusterScrapes, collectedPart, type ClusterMessage } from '../../src/metrics/cluster.ts'
 import { parseScrape, sampleValue } from '../helpers/prometheus.ts'
 
-/** A worker as the primary sees it: it answers collections with a counter of `count()` and a gauge, and keeps the answers it is sent. */
-function fakeWorker(scrapes: () => ClusterScrapes, count: () => number): Worker & { answers: ClusterMessage[] } {
+/**
+ * A worker as the primary sees it: it answers collections with a counter of `count()` and a gauge, as a worker's
+ * answer is made (`collectedPart`), and keeps the answers it is sent. While `failing()`, its collection throws.
+ */
+function fakeWorker(scrapes: () => ClusterScrapes, count: () => number, failing: () => boolean = () => false): Worker & { answers: ClusterMessage[] } {
   const registry = new Registry()
   const counter = new Counter({ name: 'requests_total', help: 'requests', registers: [registry] })
   const gauge = new Gauge({ name: 'in_flight', help: 'in flight', registers: [registry] })
@@ -19,7 +22,8 @@ function fakeWorker(scrapes: () => ClusterScrapes, count: () => number): Worker 
         counter.reset()
         counter.inc(count())
         gauge.set(1)
-        void registry.getMetricsAsJSON().then((metrics) => scrapes().onMessage(worker as never, { type: 'metrics-part', id: message.id, metrics }))
+        const collect = () => failing() ? Promise.reject(new Error('a gauge could not be read')) : registry.getMetricsAsJSON()
+        void collectedPart(message.id, collect).then((part) => scrapes().onMessage(worker as never, part))
       } else answers.push(message)
       done?.()
       return true
@@ -64,5 +68,19 @@ describe('the primary\'s sums of the workers\' metrics', () => {
       scrapes.departed(worker)
     }
     assert.equal((await scrape(scrapes, asker)).requests, served + 10)
+  })
+
+  it('count a worker that could not collect its metrics at its last part, as one that did not answer', async () => {
+    const live = new Set<Worker & { answers: ClusterMessage[] }>()
+    const scrapes = new ClusterScrapes(() => live)
+    let failing = false
+    const asker = fakeWorker(() => scrapes, () => 10)
+    const troubled = fakeWorker(() => scrapes, () => 7, () => failing)
+    live.add(asker).add(troubled)
+    assert.equal((await scrape(scrapes, asker)).requests, 17)
+    failing = true
+    assert.equal((await scrape(scrapes, asker)).requests, 17, 'a sum that went down would be taken for a counter reset')
+    failing = false
+    assert.equal((await scrape(scrapes, asker)).requests, 17)
   })
 })
