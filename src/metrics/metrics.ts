@@ -65,7 +65,7 @@ export class GatewayMetrics {
   readonly #created = new CounterFamily('gatehouse_credentials_created_total', 'Sessions and personal tokens created.', ['kind'])
   readonly #oidcGrants = new CounterFamily('gatehouse_oidc_token_grants_total', 'Tokens issued by a realm\'s token endpoint, by realm and grant type.', ['realm', 'grant_type'])
   readonly #logoutTokens = new CounterFamily('gatehouse_oidc_backchannel_logouts_total', 'Logout tokens sent to a realm\'s clients (back-channel logout, and keycloak-connect\'s k_logout), by realm and outcome: delivered, rejected (an answer other than 200 or 204), unreachable, timeout, unsigned (the realm\'s keys could not be read) or dropped (too many waiting).', ['realm', 'outcome'])
-  readonly #revoked = new CounterFamily('gatehouse_revocations_total', 'Sessions and personal tokens ended or revoked through the API or CLI.', ['kind'])
+  readonly #revoked = new CounterFamily('gatehouse_revocations_total', 'Sessions and personal tokens ended or revoked through this process\'s API (the CLI, a process of its own, is not counted).', ['kind'])
   readonly #lockouts = new CounterFamily('gatehouse_lockouts_total', 'Usernames locked after too many failed logins.', [])
   readonly #auditDropped = new CounterFamily('gatehouse_audit_dropped_total', 'Audit entries counted instead of kept because the queue was full.', [])
   readonly #cacheLookups = new CounterFamily('gatehouse_cache_lookups_total', 'Lookups of in-memory caches, answered from memory (hit) or read again (miss).', ['cache', 'result'])
