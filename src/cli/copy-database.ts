@@ -1,3 +1,5 @@
+import { lstatSync, rmSync } from 'node:fs'
+import { dirname } from 'node:path'
 import { Command, Option } from 'commander'
 import { isPostgresUrl } from '../config/schema.ts'
 import { Database, redactUrl, sqliteFile, urlPasswords, type DatabaseLocation } from '../store/database.ts'
@@ -25,6 +27,14 @@ export function copyDatabaseCommand(): Command {
       const from = storageLocation(config)
       const to = targetLocation(options, command, from)
       const source = await openExistingDatabase(from)
+      const made = to.url ? undefined : new MadeByTheCopy(to.dataDir)
+      const onSignal = (signal: NodeJS.Signals) => {
+        made?.remove()
+        process.stderr.write(`gatehouse: the copy into ${describe(to)} was interrupted (${signal}), and nothing of it was kept\n`)
+        for (const name of INTERRUPTS) process.removeListener(name, onSignal)
+        process.kill(process.pid, signal)
+      }
+      for (const name of INTERRUPTS) process.on(name, onSignal)
       try {
         const target = await Database.open(to)
         try {
@@ -36,7 +46,11 @@ export function copyDatabaseCommand(): Command {
         } finally {
           await target.close()
         }
+      } catch (error) {
+        made?.remove()
+        throw error
       } finally {
+        for (const name of INTERRUPTS) process.removeListener(name, onSignal)
         await source.close()
       }
     })
@@ -55,6 +69,49 @@ function targetLocation(options: CopyOptions, command: Command, from: DatabaseLo
   const target: DatabaseLocation = { url: to, dataDir: toDataDir ?? '', timeouts: from.timeouts, poolConnections: 1 }
   if (describe(target) === describe(from)) throw new UsageError(`the copy would go into the database it reads, ${describe(from)}`)
   return target
+}
+
+/** The signals that end a run from a terminal, a supervisor or a closed session. */
+const INTERRUPTS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
+
+/**
+ * What a copy into a SQLite data directory makes there: the directory (and its missing parents), or, in one that
+ * exists, the database file and the files SQLite keeps beside it. Noted before anything is opened, so that a copy that
+ * fails or is interrupted removes those and nothing else (a database only migrated, or anything else there before,
+ * stays): the same command can then be run again.
+ */
+class MadeByTheCopy {
+  readonly #paths: string[]
+  readonly #directory: string | undefined
+
+  constructor(dataDir: string) {
+    const file = sqliteFile(dataDir)
+    this.#directory = firstMissing(dirname(file))
+    this.#paths = this.#directory ? [] : SQLITE_FILES.map((suffix) => file + suffix).filter((path) => !exists(path))
+  }
+
+  remove(): void {
+    if (this.#directory) rmSync(this.#directory, { recursive: true, force: true })
+    for (const path of this.#paths) rmSync(path, { force: true })
+  }
+}
+
+/** The database file, its write-ahead log and shared-memory index, and the rollback journal of its first writes. */
+const SQLITE_FILES = ['', '-wal', '-shm', '-journal']
+
+/** The outermost directory of `dir`'s path that does not exist yet, which making `dir` makes; undefined if `dir` exists. */
+function firstMissing(dir: string): string | undefined {
+  let missing: string | undefined
+  for (let path = dir; !exists(path); path = dirname(path)) {
+    missing = path
+    if (dirname(path) === path) break
+  }
+  return missing
+}
+
+/** Whether anything is at `path`: a link that leads nowhere is something there too, not to be removed. */
+function exists(path: string): boolean {
+  return lstatSync(path, { throwIfNoEntry: false }) !== undefined
 }
 
 function describe(location: DatabaseLocation): string {

@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict'
-import { rmSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { setTimeout as delay } from 'node:timers/promises'
 import { DatabaseSync } from 'node:sqlite'
 import { describe, it } from 'node:test'
 import pg from 'pg'
 import { call, createOrgAndTeam, grant, userId } from '../helpers/access.ts'
-import { basic, migratedDataDir, runCli, spawnGateway, tempDir } from '../helpers/gateway.ts'
+import { basic, migratedDataDir, repoRoot, runCli, spawnGateway, tempDir } from '../helpers/gateway.ts'
 import { freePort } from '../helpers/free-port.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 import { at } from '../helpers/session.ts'
@@ -49,6 +51,18 @@ async function withSourceAndTarget(body: (data: string, url: string) => Promise<
 /** The copy's summary: each table's rows, as its table prints them. */
 function copiedRows(stdout: string): Record<string, number> {
   return Object.fromEntries([...stdout.matchAll(/^([a-z0-9_]+)\s+(\d+)$/gm)].map((match) => [match[1]!, Number(match[2])]))
+}
+
+/**
+ * A migrated SQLite data directory in `dir` holding a token that names no account: kept with the foreign keys off,
+ * refused by every target's part way through the copy (tokens come after users).
+ */
+async function sourceNoCopyAccepts(dir: string): Promise<string> {
+  const data = await migratedDataDir(dir)
+  const sqlite = new DatabaseSync(join(data, 'gatehouse.sqlite'), { enableForeignKeyConstraints: false })
+  sqlite.prepare(`insert into tokens (user_id, token_hash, scope, created_at, modified_at, expires_at) values (999, 'hash', 'read', 0, 0, 0)`).run()
+  sqlite.close()
+  return data
 }
 
 describe('copy-database', () => {
@@ -159,6 +173,74 @@ describe('copy-database', () => {
     assert.match(failed.stderr, /nothing of it was kept: value too long/)
     assert.deepEqual(await rowCounts(url), {}, 'not even the migrations stayed: they ran in the copy\'s transaction')
   }))
+
+  it('removes what it made in a SQLite data directory when the copy fails, and nothing that was there before', async () => {
+    const dir = tempDir()
+    try {
+      const data = await sourceNoCopyAccepts(dir)
+
+      const made = join(dir, 'new', 'deeper')
+      const intoNew = await runCli(['copy-database', '--data-dir', data, '--to-data-dir', made])
+      assert.equal(intoNew.code, 1)
+      assert.match(intoNew.stderr, /nothing of it was kept: FOREIGN KEY constraint failed/)
+      assert.equal(existsSync(join(dir, 'new')), false, 'the directories the copy made are gone')
+
+      const existing = join(dir, 'existing')
+      mkdirSync(existing)
+      writeFileSync(join(existing, 'notes.txt'), 'kept')
+      const intoExisting = await runCli(['copy-database', '--data-dir', data, '--to-data-dir', existing])
+      assert.equal(intoExisting.code, 1)
+      assert.deepEqual(readdirSync(existing), ['notes.txt'], 'only the database files the copy made are gone')
+      assert.equal(readFileSync(join(existing, 'notes.txt'), 'utf8'), 'kept')
+
+      const again = await runCli(['copy-database', '--data-dir', data, '--to-data-dir', existing])
+      assert.equal(again.code, 1, 'the same command runs again, and fails for the same reason')
+      assert.match(again.stderr, /FOREIGN KEY constraint failed/)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('removes what it made in a SQLite data directory when it is interrupted part way, and says so', async () => {
+    const dir = tempDir()
+    try {
+      const data = await migratedDataDir(dir)
+      // Enough rows that the copy is still going when its target's file appears.
+      const sqlite = new DatabaseSync(join(data, 'gatehouse.sqlite'))
+      sqlite.exec(`with recursive n(i) as (select 1 union all select i + 1 from n where i < 200000)
+        insert into audit_entries (created_at, operation, content_type) select 0, 'create', 'user' from n`)
+      sqlite.close()
+      const made = join(dir, 'new')
+      const child = spawn(join(repoRoot, 'bin/gatehouse'), ['copy-database', '--data-dir', data, '--to-data-dir', made], { stdio: ['ignore', 'ignore', 'pipe'] })
+      let stderr = ''
+      child.stderr.on('data', (chunk) => (stderr += chunk))
+      const ended = new Promise<NodeJS.Signals | null>((resolve) => child.on('close', (_code, signal) => resolve(signal)))
+      while (!existsSync(join(made, 'gatehouse.sqlite'))) await delay(20)
+      child.kill('SIGINT')
+      assert.equal(await ended, 'SIGINT')
+      assert.match(stderr, /^gatehouse: the copy into sqlite:.* was interrupted \(SIGINT\), and nothing of it was kept\n$/)
+      assert.equal(existsSync(made), false)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('leaves a SQLite target only migrated as it was when the copy fails', async () => {
+    const dir = tempDir()
+    try {
+      const data = await sourceNoCopyAccepts(dir)
+      const target = join(dir, 'target')
+      assert.equal((await runCli(['migrate', '--data-dir', target])).code, 0)
+      const failed = await runCli(['copy-database', '--data-dir', data, '--to-data-dir', target])
+      assert.equal(failed.code, 1)
+      assert.ok(existsSync(join(target, 'gatehouse.sqlite')), 'the database that was there before stays')
+      const migrated = new DatabaseSync(join(target, 'gatehouse.sqlite'), { readOnly: true })
+      assert.equal((migrated.prepare('select count(*) as n from kysely_migration').get() as { n: number }).n > 0, true)
+      migrated.close()
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
 
   it('refuses a source with migrations this version does not know', async () => {
     const dir = tempDir()
