@@ -2,14 +2,15 @@ import { lstatSync, rmSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { Command, Option } from 'commander'
 import { isPostgresUrl } from '../config/schema.ts'
-import { Database, redactUrl, sqliteFile, urlPasswords, type DatabaseLocation } from '../store/database.ts'
+import { Database, defaultTimeouts, redactUrl, sqliteFile, urlPasswords, type DatabaseLocation } from '../store/database.ts'
 import { CopyRefused } from '../store/errors.ts'
 import { copyDatabase, type CopiedTable } from '../store/transfer.ts'
-import { addStorageOptions, openExistingDatabase, printList, resolveConfig, storageLocation, UsageError, type StorageOptions } from './common.ts'
+import { addStorageOptions, openExistingDatabase, positiveInteger, printList, resolveConfig, storageLocation, UsageError, type StorageOptions } from './common.ts'
 
 interface CopyOptions extends StorageOptions {
   to?: string
   toDataDir?: string
+  statementTimeout?: number
 }
 
 /**
@@ -21,10 +22,11 @@ export function copyDatabaseCommand(): Command {
   return addStorageOptions(new Command('copy-database')
     .description('copy every account, token, key, session, setting and activity entry into an empty database (SQLite to PostgreSQL, or back)')
     .addOption(new Option('--to <url>', 'the PostgreSQL database to copy into, postgres://...').env('GATEHOUSE_COPY_TO_DATABASE_URL'))
-    .addOption(new Option('--to-data-dir <dir>', 'the SQLite data directory to copy into instead (made if missing)').conflicts('to')))
+    .addOption(new Option('--to-data-dir <dir>', 'the SQLite data directory to copy into instead (made if missing)').conflicts('to'))
+    .addOption(new Option('--statement-timeout <seconds>', 'how long each of the copy\'s statements, or wait for a lock, may take (default: no limit)').argParser(positiveInteger('--statement-timeout'))))
     .action(async (options: CopyOptions, command: Command) => {
       const config = resolveConfig(options)
-      const from = storageLocation(config)
+      const from = copyTimeouts(storageLocation(config), options.statementTimeout)
       const to = targetLocation(options, command, from)
       const source = await openExistingDatabase(from)
       const made = to.url ? undefined : new MadeByTheCopy(to.dataDir)
@@ -54,6 +56,16 @@ export function copyDatabaseCommand(): Command {
         await source.close()
       }
     })
+}
+
+/**
+ * The copy's own time limits, on both databases: not `storage.timeouts.query_seconds`, which bounds a request's
+ * queries, while the copy counts and reads whole tables, and its transaction on one side waits while the other works.
+ * Connecting stays bounded as configured, so a database that does not answer is said at once.
+ */
+function copyTimeouts(location: DatabaseLocation, statementTimeout: number | undefined): DatabaseLocation {
+  const queryMs = statementTimeout === undefined ? Infinity : statementTimeout * 1000
+  return { ...location, timeouts: { connectMs: (location.timeouts ?? defaultTimeouts).connectMs, queryMs, idleInTransactionMs: Infinity } }
 }
 
 /** Where the copy goes: a PostgreSQL URL or a data directory, never the database it reads. */

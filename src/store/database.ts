@@ -129,8 +129,13 @@ function loadPostgres(): Promise<typeof pg> {
 export interface DatabaseTimeouts {
   /** Opening a connection, or waiting for a free one in the pool. */
   connectMs: number
-  /** One query (PostgreSQL: on the client and on the server), or, on SQLite, waiting for another process's lock. */
+  /**
+   * One query (PostgreSQL: on the client and on the server), or, on SQLite, waiting for another process's lock.
+   * Infinity: no bound, for an administrator's command over a whole database (`copy-database`).
+   */
   queryMs: number
+  /** PostgreSQL: how long a transaction may sit idle (IDLE_IN_TRANSACTION_MS unless given; Infinity: no bound). */
+  idleInTransactionMs?: number | undefined
 }
 
 export const defaultTimeouts: DatabaseTimeouts = { connectMs: 1000, queryMs: 2000 }
@@ -229,9 +234,9 @@ export class Database {
       const config: pg.ClientConfig = {
         connectionString: url,
         connectionTimeoutMillis: timeouts.connectMs,
-        query_timeout: timeouts.queryMs,
-        statement_timeout: timeouts.queryMs,
-        idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS,
+        query_timeout: bounded(timeouts.queryMs),
+        statement_timeout: bounded(timeouts.queryMs),
+        idle_in_transaction_session_timeout: bounded(timeouts.idleInTransactionMs ?? IDLE_IN_TRANSACTION_MS),
         keepAlive: true,
         keepAliveInitialDelayMillis: KEEPALIVE_DELAY_MS,
       }
@@ -417,6 +422,14 @@ export class Database {
     await this.#sqlite?.checkpointer?.stop()
     await this.db.destroy()
   }
+}
+
+/**
+ * A time limit as node-postgres takes it: none (undefined) for Infinity, or for one beyond what a timer (and the
+ * server's setting) holds, which Node would cut to 1 ms.
+ */
+function bounded(ms: number): number | undefined {
+  return ms < 2 ** 31 ? ms : undefined
 }
 
 /** Where the embedded SQLite database of a data directory is. */

@@ -20,6 +20,7 @@ const WAL_RETRY_MS = 50
 const LOCK_RETRY_MAX_MS = 4
 /** SQLite's primary result code for a lock held by another connection (SQLITE_BUSY and its extended codes). */
 const SQLITE_BUSY = 5
+const MAX_BUSY_TIMEOUT_MS = 2 ** 31 - 1
 /** How often the file is looked for at its path (one `stat`). */
 const FILE_CHECK_MS = 1000
 /**
@@ -182,7 +183,8 @@ export class NodeSqliteDatabase implements SqliteDatabase {
    * Only for a start, before the process serves requests (migrations); set back to 0 after.
    */
   waitInsideSqlite(ms: number): void {
-    this.raw.exec(`PRAGMA busy_timeout = ${Math.round(ms)}`)
+    // SQLite's busy_timeout is a C int: the largest stands for no bound (Infinity).
+    this.raw.exec(`PRAGMA busy_timeout = ${Math.round(Math.min(ms, MAX_BUSY_TIMEOUT_MS))}`)
   }
 
   /**

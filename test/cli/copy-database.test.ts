@@ -242,6 +242,27 @@ describe('copy-database', () => {
     }
   })
 
+  it('gives its statements no time limit of the configuration\'s, and the one --statement-timeout sets', () => withSourceAndTarget(async (data, url) => {
+    assert.equal((await runCli(['migrate', '--database', url])).code, 0)
+    // Each account the copy writes takes 1.2 s on the target: longer than any request's query may.
+    const client = new pg.Client({ connectionString: url })
+    await client.connect()
+    await client.query(`alter table users add constraint slow_to_write check (pg_sleep(1.2) is not null)`)
+    await client.end()
+    const config = join(data, '..', 'quick.yaml')
+    writeFileSync(config, 'storage:\n  timeouts:\n    query_seconds: 0.1\n')
+    const copy = (...args: string[]) => runCli(['copy-database', '--config', config, '--data-dir', data, ...args], { env: { GATEHOUSE_COPY_TO_DATABASE_URL: url } })
+
+    const bounded = await copy('--statement-timeout', '1')
+    assert.equal(bounded.code, 1)
+    assert.match(bounded.stderr, /^gatehouse: the copy into .* failed, and nothing of it was kept: [^\n]*timeout[^\n]*\n$/)
+    assert.equal((await rowCounts(url)).users, 0)
+
+    const copied = await copy()
+    assert.equal(copied.code, 0, copied.stderr)
+    assert.equal(copiedRows(copied.stdout).users, 1)
+  }))
+
   it('refuses a source with migrations this version does not know', async () => {
     const dir = tempDir()
     const data = await migratedDataDir(dir)
