@@ -121,9 +121,16 @@ function firstMissing(dir: string): string | undefined {
   return missing
 }
 
-/** Whether anything is at `path`: a link that leads nowhere is something there too, not to be removed. */
+/**
+ * Whether anything is, or may be, at `path`: a link that leads nowhere is something there too, and a path that cannot
+ * be looked at (a file where a directory should be, one this user may not look into) is not to be removed either.
+ */
 function exists(path: string): boolean {
-  return lstatSync(path, { throwIfNoEntry: false }) !== undefined
+  try {
+    return lstatSync(path, { throwIfNoEntry: false }) !== undefined
+  } catch {
+    return true
+  }
 }
 
 function describe(location: DatabaseLocation): string {

@@ -196,6 +196,11 @@ describe('copy-database', () => {
       const again = await runCli(['copy-database', '--data-dir', data, '--to-data-dir', existing])
       assert.equal(again.code, 1, 'the same command runs again, and fails for the same reason')
       assert.match(again.stderr, /FOREIGN KEY constraint failed/)
+
+      const underAFile = await runCli(['copy-database', '--data-dir', data, '--to-data-dir', join(existing, 'notes.txt', 'data')])
+      assert.equal(underAFile.code, 2)
+      assert.match(underAFile.stderr, /^gatehouse: the data directory .* cannot be used: a part of its path is a file, not a directory\n$/)
+      assert.equal(readFileSync(join(existing, 'notes.txt'), 'utf8'), 'kept')
     } finally {
       rmSync(dir, { recursive: true, force: true })
     }
