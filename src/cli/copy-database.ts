@@ -3,7 +3,7 @@ import { dirname } from 'node:path'
 import { Command, Option } from 'commander'
 import { isPostgresUrl } from '../config/schema.ts'
 import { Database, defaultTimeouts, redactUrl, sqliteFile, urlPasswords, type DatabaseLocation } from '../store/database.ts'
-import { CopyRefused } from '../store/errors.ts'
+import { CopyRefused, DatabaseUnusable } from '../store/errors.ts'
 import { copyDatabase, type CopiedTable } from '../store/transfer.ts'
 import { addStorageOptions, openExistingDatabase, positiveInteger, printList, resolveConfig, storageLocation, UsageError, type StorageOptions } from './common.ts'
 
@@ -29,6 +29,11 @@ export function copyDatabaseCommand(): Command {
       const from = copyTimeouts(storageLocation(config), options.statementTimeout)
       const to = targetLocation(options, command, from)
       const source = await openExistingDatabase(from)
+      // Asked first, so that a source that does not answer is not taken for a failed copy into the target.
+      await source.migrationStatus().catch(async (error: unknown) => {
+        await source.close()
+        throw new DatabaseUnusable(source.description, (error as Error)?.cause ?? error)
+      })
       const made = to.url ? undefined : new MadeByTheCopy(to.dataDir)
       const onSignal = (signal: NodeJS.Signals) => {
         made?.remove()

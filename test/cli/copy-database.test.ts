@@ -268,6 +268,24 @@ describe('copy-database', () => {
     assert.equal(copiedRows(copied.stdout).users, 1)
   }))
 
+  it('names the database that does not answer, the source or the target, in one line, making nothing', async () => {
+    const dir = tempDir()
+    try {
+      const port = await freePort()
+      const source = await runCli(['copy-database', '--database', `postgres://gatehouse@127.0.0.1:${port}/gone`, '--to-data-dir', join(dir, 'copy')])
+      assert.equal(source.code, 1)
+      assert.match(source.stderr, new RegExp(`^gatehouse: the database postgres://gatehouse@127.0.0.1:${port}/gone cannot be used: [^\\n]*ECONNREFUSED[^\\n]*\\n$`))
+      assert.equal(existsSync(join(dir, 'copy')), false)
+
+      const data = await migratedDataDir(dir)
+      const target = await runCli(['copy-database', '--data-dir', data], { env: { GATEHOUSE_COPY_TO_DATABASE_URL: `postgres://gatehouse@127.0.0.1:${port}/gone` } })
+      assert.equal(target.code, 1)
+      assert.match(target.stderr, new RegExp(`^gatehouse: the copy into postgres://gatehouse@127.0.0.1:${port}/gone failed, and nothing of it was kept: [^\\n]*ECONNREFUSED[^\\n]*\\n$`))
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
   it('refuses a source with migrations this version does not know', async () => {
     const dir = tempDir()
     const data = await migratedDataDir(dir)
