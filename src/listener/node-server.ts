@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream'
 import { BadRequest, errorBody, ExpectationFailed, type ErrorCode } from '../errors.ts'
 import { outcomeOf, type RefusedOnArrival } from '../http/answer-outcome.ts'
 import { createServer as createHttpServer } from '../http/node-http.ts'
-import { answeredLast } from '../http/lingering-close.ts'
+import { answeredLast, closeLingeringAfter } from '../http/lingering-close.ts'
 import { enterRequest } from '../http/request-entry.ts'
 import type { ProxyTrust } from '../gateway/trusted-proxies.ts'
 
@@ -108,6 +108,20 @@ function countWhenClosed(request: IncomingMessage, response: ServerResponse, id:
   })
 }
 
+/**
+ * Whether Node's parser read the request as one asking to switch protocols (an `Upgrade` field and `upgrade` named in
+ * `Connection`, RFC 9110 §7.8) that the gateway declines: every one but a WebSocket's (src/gateway/websocket.ts), an
+ * h2c upgrade such as `curl --http2` sends included. Node serves it over HTTP/1.1, but its parser stops after such a
+ * request and throws away whatever else the read that held it brought: a request pipelined behind it went unanswered
+ * and, worse, when that read ended inside the headers of a request with a body, the body arriving in the next read
+ * was taken for a request of its own, one no other HTTP/1.1 reader of the connection would see (a proxy in front
+ * forwarding the body as a body). What follows such a request on its connection cannot be read as the client sent it.
+ */
+function declinedUpgrade(request: IncomingMessage): boolean {
+  const { upgrade, connection } = request.headers
+  return upgrade !== undefined && connection !== undefined && connection.split(',').some((option) => option.trim().toLowerCase() === 'upgrade')
+}
+
 /** How long a CONNECT's refusal may take to be written before its socket is destroyed anyway. */
 const CONNECT_ANSWER_MS = 5_000
 
@@ -140,6 +154,8 @@ export function nodeServer(fastifyHandler: RequestListener, options: FactoryOpti
     if (answeredLast(request.socket)) return
     const id = enterRequest(request, trustsProxy)
     if (request.httpVersionMinor === 0 && request.headers['transfer-encoding'] !== undefined) return refuseFaultyFraming(request, response, id, refused)
+    // Answered as any request, and its connection's last (declinedUpgrade): nothing parsed behind it is taken.
+    if (declinedUpgrade(request)) closeLingeringAfter(response)
     // A lane that takes the request answers with the id itself: the forward-auth answer writes all its header fields
     // in one writeHead, which costs less when none was set before it.
     if (take()?.(request, response)) return

@@ -228,6 +228,32 @@ describe('request targets and framing at the edge', () => {
     assert.deepEqual(received.match(/HTTP\/1\.1 \d{3} [^\r]*/g), ['HTTP/1.1 401 Unauthorized', 'HTTP/1.1 400 Bad Request'])
   })
 
+  it('answers an upgrade it declines over HTTP/1.1 and closes, so that what was pipelined behind it is never read as requests, on either path', async () => {
+    const { port } = new URL(gw.url)
+    // The lean path, and Fastify's (which takes paths with escapes). h2c is what `curl --http2` asks for over http://.
+    for (const path of ['/rec/open/x', '/rec/open/%78']) {
+      const upgrade = `GET ${path} HTTP/1.1\r\nHost: gw\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n`
+      const pipelined = await exchange(gw.url, `${upgrade}GET /rec/open/behind HTTP/1.1\r\nHost: gw\r\n\r\n`)
+      assert.deepEqual(statusLines(pipelined), ['HTTP/1.1 200 OK'], path)
+      assert.match(pipelined, /\r\nconnection: close\r\n/i, path)
+      // The read ends inside a request with a body, whose bytes arrive next: they are that body, never a request.
+      const before = upstream.seen.length
+      const smuggled = `GET /rec/open/smuggled HTTP/1.1\r\nHost: gw\r\n\r\n`
+      const socket = connect({ port: Number(port), host: '127.0.0.1' })
+      let received = ''
+      socket.on('data', (chunk) => { received += chunk })
+      socket.on('error', () => {})
+      const closed = once(socket, 'close')
+      socket.write(`${upgrade}POST /rec/open/carrier HTTP/1.1\r\nHost: gw\r\nContent-Length: ${smuggled.length}\r\n\r\n`)
+      await sleep(200)
+      socket.write(smuggled)
+      await Promise.race([closed, sleep(3000)])
+      assert.ok(socket.closed, `${path}: the connection is closed`)
+      await sleep(100)
+      assert.deepEqual(upstream.seen.slice(before).map((seen) => seen.url), [path.replace('/rec', '/base')], `${path}: ${JSON.stringify(received)}`)
+    }
+  })
+
   it('answers an expectation other than 100-continue with a JSON 417, and closes the connection', async () => {
     const before = upstream.seen.length
     const response = await exchange(gw.url, `POST /rec/open/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\nExpect: bogus\r\n\r\nhelloGET /rec/open/next HTTP/1.1\r\nHost: gw\r\n\r\n`)
