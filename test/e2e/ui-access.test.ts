@@ -64,6 +64,29 @@ describe('access control in the web interface, in Chromium', () => {
     }
   })
 
+  it('offers each person only the forms to create that the API lets them use', async () => {
+    const offered = async (username: string, password: string) => {
+      const { page, context, problems } = await openPage(browser, 'desktop')
+      try {
+        await logIn(page, gw.url, username, password, '/ui/access')
+        await page.locator('main:not([aria-busy])').getByRole('heading', { name: 'Who holds which role' }).waitFor()
+        const forms = await page.locator('main form').evaluateAll((found) => found.map((form) => form.getAttribute('aria-label')))
+        const createUser = await page.getByRole('link', { name: 'Create user' }).count()
+        assert.deepEqual(problems, [])
+        return { forms, createUser }
+      } finally {
+        await context.close()
+      }
+    }
+    assert.deepEqual(await offered('admin', 'admin-test-password'), { forms: ['New organization', 'New team', 'Give a role'], createUser: 1 })
+    // An organization admin adds teams and gives roles in her organization; only a superuser creates organizations.
+    assert.deepEqual(await offered('olga', 'olga-password-long'), { forms: ['New team', 'Give a role'], createUser: 1 })
+    // Someone who administers nothing sees the lists, and no form the gateway would refuse.
+    assert.deepEqual(await offered('pat', 'pat-password-long'), { forms: [], createUser: 0 })
+    const refused = await call(gw, 'POST', 'organizations/', { name: 'By pat' }, { authorization: basic('pat', 'pat-password-long') })
+    assert.equal(refused.status, 403, 'the API refuses what the page does not offer')
+  })
+
   it('shows a person their teams, organizations, roles and the services they may reach', async () => {
     const { page, context } = await openPage(browser, 'phone')
     try {

@@ -49,13 +49,15 @@ export async function accessSummary(userId, headingText) {
  * @param {import('../app.js').PageContext} context
  */
 export async function accessPage(context) {
-  const [organizations, teams, roles, users] = await Promise.all([
+  // The API lists a POST among a list's actions for whoever it lets create there (users: superusers and organization
+  // admins; organizations: superusers; teams: organization admins; roles: admins of an object): the page offers those.
+  const [organizations, teams, roles, ...creatable] = await Promise.all([
     api('organizations/', { query: { page_size: 200 } }),
     api('teams/', { query: { page_size: 200 } }),
     api('role_definitions/', { query: { page_size: 200 } }),
-    // The API lists a POST among the actions for whoever it lets create users: superusers and organization admins.
-    api('users/', { method: 'OPTIONS' }),
+    ...['users/', 'organizations/', 'teams/', 'role_user_assignments/'].map((list) => mayCreate(list)),
   ])
+  const [mayCreateUsers, mayCreateOrganizations, mayCreateTeams, mayGiveRoles] = creatable
   const home = usersHome(context.me)
   const organizationName = new Map(organizations.results.map((/** @type {any} */ o) => [o.id, o.name]))
 
@@ -137,10 +139,19 @@ export async function accessPage(context) {
   })
 
   return h('div', { class: 'stack' },
-    users?.actions?.POST ? h('div', { class: 'toolbar' }, h('a', { class: 'button', href: published(`${home}/new`) }, 'Create user')) : null,
-    h('section', { class: 'stack', 'aria-labelledby': 'organizations-heading' }, h('h2', { id: 'organizations-heading' }, 'Organizations'), organizationForm, organizationTable.element),
-    h('section', { class: 'stack', 'aria-labelledby': 'teams-heading' }, h('h2', { id: 'teams-heading' }, 'Teams'), teamForm, teamTable.element),
-    h('section', { class: 'stack', 'aria-labelledby': 'roles-heading' }, h('h2', { id: 'roles-heading' }, 'Who holds which role'), grantForm, assignmentTable.element))
+    mayCreateUsers ? h('div', { class: 'toolbar' }, h('a', { class: 'button', href: published(`${home}/new`) }, 'Create user')) : null,
+    h('section', { class: 'stack', 'aria-labelledby': 'organizations-heading' }, h('h2', { id: 'organizations-heading' }, 'Organizations'), mayCreateOrganizations ? organizationForm : null, organizationTable.element),
+    h('section', { class: 'stack', 'aria-labelledby': 'teams-heading' }, h('h2', { id: 'teams-heading' }, 'Teams'), mayCreateTeams ? teamForm : null, teamTable.element),
+    h('section', { class: 'stack', 'aria-labelledby': 'roles-heading' }, h('h2', { id: 'roles-heading' }, 'Who holds which role'), mayGiveRoles ? grantForm : null, assignmentTable.element))
+}
+
+/**
+ * Whether the API lets the signed-in user create in a list: its `OPTIONS` lists a `POST` action only for them.
+ * @param {string} list
+ */
+async function mayCreate(list) {
+  const options = await api(list, { method: 'OPTIONS' })
+  return Boolean(options?.actions?.POST)
 }
 
 /**
