@@ -87,6 +87,35 @@ describe('access control in the web interface, in Chromium', () => {
     assert.equal(refused.status, 403, 'the API refuses what the page does not offer')
   })
 
+  it('draws a page again after a change made from it in the same entry of the history, so that Back leaves it', async () => {
+    const { page, context, problems } = await openPage(browser, 'desktop')
+    try {
+      await logIn(page, gw.url, 'admin', 'admin-test-password', '/ui/account')
+      await page.getByRole('navigation').getByRole('link', { name: 'Organizations and teams' }).click()
+      await page.locator('main:not([aria-busy])').getByRole('heading', { name: 'Organizations and teams', level: 1 }).waitFor()
+      const entries = await page.evaluate<number>('history.length')
+      const form = page.getByRole('form', { name: 'New organization' })
+      await form.getByLabel('Name').fill('Drawn again')
+      await form.getByLabel('Name').press('Enter')
+      await page.locator('main:not([aria-busy])').getByRole('cell', { name: 'Drawn again', exact: true }).waitFor()
+      assert.equal(await page.evaluate<number>('history.length'), entries, 'the page drawn again is no new entry')
+      await page.goBack()
+      await page.locator('main:not([aria-busy])').getByRole('heading', { name: 'My account', level: 1 }).waitFor()
+      assert.equal(new URL(page.url()).pathname, '/ui/account')
+
+      // Saving one's details draws the profile again at its own address.
+      await page.getByLabel('First name').fill('Ada')
+      await page.getByLabel('First name').press('Enter')
+      await page.getByText('Details saved.').waitFor()
+      await page.locator('main:not([aria-busy]) #profile').waitFor()
+      assert.equal(new URL(page.url()).pathname, '/ui/account')
+      assert.equal(await page.evaluate<number>('history.length'), entries, 'saving added no entry')
+      assert.deepEqual(problems, [])
+    } finally {
+      await context.close()
+    }
+  })
+
   it('shows a person their teams, organizations, roles and the services they may reach', async () => {
     const { page, context } = await openPage(browser, 'phone')
     try {

@@ -15,7 +15,7 @@ import { startSessionClock } from './session.js'
 /**
  * @typedef {{id: number, username: string, email: string, first_name: string, last_name: string, is_superuser: boolean,
  *   is_active: boolean, source: string, external: boolean, created: string, last_login: string | null}} User
- * @typedef {{me: User, params: string[], query: URLSearchParams, navigate: (path: string) => void, setTitle: (title: string) => void}} PageContext
+ * @typedef {{me: User, params: string[], query: URLSearchParams, navigate: (path: string) => void, refresh: () => void, setTitle: (title: string) => void}} PageContext
  * @typedef {{path: RegExp, title: string, page: (context: PageContext) => Promise<Node>, admin?: boolean, nav?: string}} Route
  */
 
@@ -144,11 +144,14 @@ function followLink(/** @type {MouseEvent} */ event) {
 }
 
 /**
- * Goes to a page by its gateway path (`/ui/tokens`).
+ * Goes to a page by its gateway path (`/ui/tokens`). The page on display drawn again (after a change made from it)
+ * keeps its one entry in the history, so that Back leaves it rather than show it again.
  * @param {string} path
  */
 function navigate(path) {
-  history.pushState(null, '', published(path))
+  const address = published(path)
+  if (address === location.pathname + location.search) history.replaceState(null, '', address)
+  else history.pushState(null, '', address)
   void render(true)
 }
 
@@ -190,7 +193,8 @@ async function render(focus) {
     replace(main, heading, h('p', { class: 'muted' }, 'Loading…'))
     try {
       const params = /** @type {RegExpExecArray} */ (route.path.exec(path)).slice(1)
-      content = [heading, await route.page({ me, params, query: new URLSearchParams(location.search), navigate, setTitle })]
+      const refresh = () => navigate(path + location.search)
+      content = [heading, await route.page({ me, params, query: new URLSearchParams(location.search), navigate, refresh, setTitle })]
     } catch (error) {
       content = [heading, h('p', { class: 'form-error', role: 'alert' }, messageOf(error))]
     }

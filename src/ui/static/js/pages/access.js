@@ -102,7 +102,7 @@ export async function accessPage(context) {
   onSubmit(organizationForm, async (data) => {
     const created = await api('organizations/', { method: 'POST', body: { name: String(data.get('name') || '').trim(), description: String(data.get('description') || '') } })
     toast(`Organization ${created.name} created.`)
-    context.navigate('/ui/access')
+    context.refresh()
   })
 
   const teamForm = /** @type {HTMLFormElement} */ (h('form', { novalidate: true, class: 'inline-form', 'aria-label': 'New team' },
@@ -112,7 +112,7 @@ export async function accessPage(context) {
   onSubmit(teamForm, async (data) => {
     const created = await api('teams/', { method: 'POST', body: { name: String(data.get('name') || '').trim(), organization: Number(data.get('organization')) } })
     toast(`Team ${created.name} created.`)
-    context.navigate('/ui/access')
+    context.refresh()
   })
 
   /** Every object a role can be given on, as `type:id` choices. */

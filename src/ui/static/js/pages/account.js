@@ -44,7 +44,7 @@ function detailsForm(context, me) {
   onSubmit(form, async (data) => {
     await api('me/', { method: 'PATCH', body: { first_name: String(data.get('first_name') || ''), last_name: String(data.get('last_name') || ''), email: String(data.get('email') || '').trim() } })
     toast('Details saved.')
-    context.navigate('/ui/')
+    context.refresh()
   })
   return form
 }
