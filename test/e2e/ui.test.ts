@@ -561,6 +561,18 @@ describe('the web interface in Chromium', () => {
     assert.deepEqual(problems, [])
   }, adminSignedIn))
 
+  it('keeps the tokens filtered by a user the address names who does not exist: an empty list, not everyone\'s tokens', () => inBrowser('desktop', async ({ page, problems, failedResponses }) => {
+    await createToken(gw, adminAuth, { description: 'not the filtered user\'s' })
+    await page.goto(`${gw.url}/ui/admin/tokens?user=99999`)
+    await pageDrawn(page)
+    await page.getByText('There is no user #99999.').waitFor()
+    assert.equal(await page.locator('tr', { hasText: 'not the filtered user\'s' }).count(), 0, 'nobody else\'s tokens are listed under the filter')
+    await page.getByRole('link', { name: 'Show all' }).click()
+    await page.locator('tr', { hasText: 'not the filtered user\'s' }).waitFor()
+    assert.deepEqual(problems, [])
+    assert.deepEqual(failedResponses, ['404 GET /api/gateway/v1/users/99999/'])
+  }, adminSignedIn))
+
   it('logs out, after which the pages ask for a login again', () => inBrowser('desktop', async ({ page, problems }) => {
     await logIn(page, gw.url, 'carol', 'carol-password')
     // A logout that does not reach the gateway leaves the session open: the page says so and stays, rather than

@@ -44,18 +44,24 @@ export async function myTokensPage(context) {
  */
 export async function allTokensPage(context) {
   const userId = context.query.get('user') || ''
+  // The address's filter holds even when it names no user (one deleted since): the list is then empty, never everyone's.
+  /** @type {any} */
   let owner = null
-  if (/^[1-9][0-9]*$/.test(userId)) {
-    owner = await api(`users/${userId}/`).catch(() => null)
+  if (userId) {
+    owner = await api(`users/${encodeURIComponent(userId)}/`).catch((error) => {
+      if (error instanceof ApiError && error.status === 404) return null
+      throw error
+    })
   }
-  const tokens = tokensTable({ load: (page) => api('tokens/', { query: { user: owner?.id, page } }), showOwner: true, empty: owner ? `${owner.username} has no tokens.` : 'There are no tokens.' })
+  const empty = owner ? `${owner.username} has no tokens.` : userId ? `There is no user #${userId}.` : 'There are no tokens.'
+  const tokens = tokensTable({ load: (page) => api('tokens/', { query: { user: userId, page } }), showOwner: true, empty })
   await tokens.reload()
 
   const filter = /** @type {HTMLFormElement} */ (h('form', { class: 'inline-form', novalidate: true, 'aria-label': 'Filter by user' },
     field({ label: 'User', name: 'username', value: owner?.username ?? '', placeholder: 'username' }),
     h('div', { class: 'actions' },
       h('button', { type: 'submit' }, 'Filter'),
-      owner ? h('a', { class: 'button secondary', href: published('/ui/admin/tokens') }, 'Show all') : null)))
+      userId ? h('a', { class: 'button secondary', href: published('/ui/admin/tokens') }, 'Show all') : null)))
   filter.addEventListener('submit', async (event) => {
     event.preventDefault()
     const username = String(new FormData(filter).get('username') || '').trim()
