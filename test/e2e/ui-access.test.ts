@@ -116,6 +116,24 @@ describe('access control in the web interface, in Chromium', () => {
     }
   })
 
+  it('keeps the message naming a long name without a space within a phone\'s screen', async () => {
+    const { page, context, problems } = await openPage(browser, 'phone')
+    try {
+      await logIn(page, gw.url, 'admin', 'admin-test-password', '/ui/access')
+      const form = page.getByRole('form', { name: 'New organization' })
+      await form.getByLabel('Name').fill('Q'.repeat(150))
+      await form.getByLabel('Name').press('Enter')
+      const toast = page.locator('.toast', { hasText: 'QQQ' })
+      await toast.waitFor()
+      const box = (await toast.boundingBox())!
+      const width = await page.evaluate<number>('window.innerWidth')
+      assert.ok(box.x >= 0 && box.x + box.width <= width, `the message spans ${box.x} to ${box.x + box.width} px of a ${width} px screen`)
+      assert.deepEqual(problems, [])
+    } finally {
+      await context.close()
+    }
+  })
+
   it('shows a person their teams, organizations, roles and the services they may reach', async () => {
     const { page, context } = await openPage(browser, 'phone')
     try {
