@@ -216,7 +216,7 @@ describe('the web interface against attacks from other sites and other people', 
     const { organization, team } = await createOrgAndTeam(gw, 'Forged Org', 'Forged Team')
     const assignment = (await grant(gw, 'vic', 'Team Member', team)).body.id
     const token = await createToken(gw, adminAuth, { description: 'kept' })
-    const application = (await call(gw, 'POST', 'applications/', { name: 'kept', client_type: 'public', authorization_grant_type: 'password' })).body.id
+    const application = (await call(gw, 'POST', 'applications/', { name: 'kept', client_type: 'confidential', authorization_grant_type: 'password' })).body.id
     const victimSession = (await json(await gw.fetch('/api/gateway/v1/me/sessions/', { headers: { cookie: victim.cookie } }))).results[0].id
     const before = await state()
 
@@ -240,7 +240,10 @@ describe('the web interface against attacks from other sites and other people', 
       ['DELETE', `users/${vicId}/sessions/`],
       ['DELETE', `sessions/${victimSession}/`],
       ['POST', 'applications/', { name: 'forged', client_type: 'public', authorization_grant_type: 'password' }],
+      ['PATCH', `applications/${application}/`, { name: 'forged' }],
+      ['POST', `applications/${application}/client_secret/`, { grace_seconds: 0 }],
       ['DELETE', `applications/${application}/`],
+      ['POST', '/admin/realms/platform/logout-all'],
       ['PATCH', 'settings/all/', { gateway_basic_auth_enabled: false }],
       ['POST', 'session/'],
       ['POST', 'logout/'],
@@ -252,7 +255,8 @@ describe('the web interface against attacks from other sites and other people', 
     ]
     for (const [method, path, body] of changes) {
       for (const { what, headers } of forged) {
-        const response = await gw.fetch(`/api/gateway/v1/${path}`, {
+        // A path from the root is outside the gateway's API: a realm's admin endpoint, which the Sessions page calls.
+        const response = await gw.fetch(path.startsWith('/') ? path : `/api/gateway/v1/${path}`, {
           method,
           headers: { ...headers, accept: 'application/json', ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
           ...(body === undefined ? {} : { body: JSON.stringify(body) }),
