@@ -134,6 +134,25 @@ describe('access control in the web interface, in Chromium', () => {
     }
   })
 
+  it('keeps a refusal on screen until it is dismissed, as it may take longer to read than a success', async () => {
+    const { page, context, problems, failedResponses } = await openPage(browser, 'desktop')
+    try {
+      await logIn(page, gw.url, 'pat', 'pat-password-long', '/ui/access')
+      await page.getByRole('button', { name: 'Delete team Automation' }).click()
+      await page.locator('dialog.confirm').getByRole('button', { name: 'Delete' }).click()
+      const refusal = page.locator('.toast.error')
+      await refusal.waitFor()
+      await page.waitForTimeout(6000)
+      assert.equal(await refusal.count(), 1, 'the refusal is still there after a while')
+      await refusal.getByRole('button', { name: 'Dismiss the message' }).click()
+      await refusal.waitFor({ state: 'detached' })
+      assert.deepEqual(failedResponses.filter((line) => !line.startsWith('403 DELETE /api/gateway/v1/teams/')), [])
+      assert.deepEqual(problems, [])
+    } finally {
+      await context.close()
+    }
+  })
+
   it('shows a person their teams, organizations, roles and the services they may reach', async () => {
     const { page, context } = await openPage(browser, 'phone')
     try {

@@ -1,6 +1,6 @@
 import { PAGE_ADDRESSES } from './addresses.js'
 import { api, ApiError, checkSameUserWith, loginUrl, onOtherLogin, published, PUBLISHED_PATH } from './api.js'
-import { h, messageOf, replace, toast, whileBusy } from './dom.js'
+import { dismissErrorToasts, h, messageOf, replace, toast, whileBusy } from './dom.js'
 import { profilePage } from './pages/account.js'
 import { accessPage } from './pages/access.js'
 import { activityPage } from './pages/activity.js'
@@ -172,6 +172,7 @@ async function render(focus) {
   // Assistive technology, and anything else that reads the page, waits for the data rather than take the placeholder.
   main.setAttribute('aria-busy', 'true')
   setMenu(false)
+  dismissErrorToasts()
   const path = gatewayPath(location.pathname) ?? ''
   const route = ROUTES.find((r) => r.path.test(path))
   for (const link of nav.querySelectorAll('a')) {

@@ -216,7 +216,8 @@ export function confirmAction(message, confirmLabel) {
 }
 
 /**
- * A short-lived message at the bottom of the page ("Token revoked.").
+ * A short message at the bottom of the page ("Token revoked."), gone after a few seconds. A refusal or a failure stays
+ * until it is dismissed or the page is left: it may take longer to read than a few seconds.
  * @param {string} text
  * @param {'ok' | 'error'} [kind]
  */
@@ -225,8 +226,17 @@ export function toast(text, kind = 'ok') {
   // added to the page with its text.
   const region = /** @type {HTMLElement} */ (document.getElementById('toasts'))
   const item = h('p', { class: `toast ${kind}` }, text)
+  if (kind === 'error') {
+    item.append(' ', h('button', { type: 'button', class: 'link', 'aria-label': 'Dismiss the message', onclick: () => item.remove() }, 'Dismiss'))
+  } else {
+    setTimeout(() => item.remove(), 4000)
+  }
   region.append(item)
-  setTimeout(() => item.remove(), 4000)
+}
+
+/** Removes the messages that stay until dismissed: they were about the page being left. */
+export function dismissErrorToasts() {
+  for (const item of document.querySelectorAll('#toasts .toast.error')) item.remove()
 }
 
 const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' })
