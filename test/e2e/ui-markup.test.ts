@@ -73,6 +73,22 @@ describe('values people and administrators control, shown by the web interface i
     }
   })
 
+  it('shows a filter of the address that none of a list\'s choices names as the choice it is, as text', async () => {
+    const { page, context, problems } = await openPage(browser)
+    try {
+      await logIn(page, gw.url, 'admin', ADMIN_PASSWORD)
+      for (const [path, label] of [['admin/activity?operation=', 'What happened'], ['admin/users?source=', 'Source']] as const) {
+        await page.goto(`${gw.url}/ui/${path}${encodeURIComponent(markup('filter'))}`)
+        await pageDrawn(page)
+        assert.equal(await page.getByLabel(label, { exact: true }).inputValue(), markup('filter'), `${path}: the choice shows the filter the list has`)
+        assert.equal(await page.locator('[data-injected]').count(), 0)
+      }
+      assert.deepEqual(problems, [])
+    } finally {
+      await context.close()
+    }
+  })
+
   it('shows a user their own names, teams, tokens and sessions as text', () => pagesShowText('mary', 'mary-password-long', ['account', 'tokens', 'sessions', 'access']))
 
   it('shows an administrator every user\'s values, applications and the activity as text', () => pagesShowText('admin', ADMIN_PASSWORD, ['admin/users', `admin/users/${maryId}`, 'admin/tokens', 'admin/sessions', 'admin/applications', 'admin/activity']))

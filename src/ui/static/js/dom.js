@@ -69,7 +69,12 @@ export function field(spec) {
   const common = { id, name: spec.name, required: spec.required, 'aria-describedby': helpId }
   let control
   if (type === 'select') {
-    control = h('select', common, (spec.options || []).map(([value, text]) => h('option', { value, selected: String(spec.value ?? '') === value }, text)))
+    const chosen = String(spec.value ?? '')
+    // A value none of the choices names (a filter typed into the address) is shown as it is, not as the first choice,
+    // which would say the list is not filtered when it is.
+    const options = spec.options || []
+    const choices = chosen && !options.some(([value]) => value === chosen) ? [...options, [chosen, chosen]] : options
+    control = h('select', common, choices.map(([value, text]) => h('option', { value, selected: chosen === value }, text)))
   } else if (type === 'checkbox') {
     control = h('input', { ...common, type, checked: Boolean(spec.value), disabled: spec.disabled })
   } else {
