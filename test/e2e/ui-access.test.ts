@@ -72,8 +72,10 @@ describe('access control in the web interface, in Chromium', () => {
         await page.locator('main:not([aria-busy])').getByRole('heading', { name: 'Who holds which role' }).waitFor()
         const forms = await page.locator('main form').evaluateAll((found) => found.map((form) => form.getAttribute('aria-label')))
         const createUser = await page.getByRole('link', { name: 'Create user' }).count()
+        // What an empty list says: that there is nothing only to whoever sees everything.
+        const empty = await page.locator('main .table-wrap > p.muted:not([hidden])').allInnerTexts()
         assert.deepEqual(problems, [])
-        return { forms, createUser }
+        return { forms, createUser, ...(empty.length ? { empty } : {}) }
       } finally {
         await context.close()
       }
@@ -82,7 +84,7 @@ describe('access control in the web interface, in Chromium', () => {
     // An organization admin adds teams and gives roles in her organization; only a superuser creates organizations.
     assert.deepEqual(await offered('olga', 'olga-password-long'), { forms: ['New team', 'Give a role'], createUser: 1 })
     // Someone who administers nothing sees the lists, and no form the gateway would refuse.
-    assert.deepEqual(await offered('pat', 'pat-password-long'), { forms: [], createUser: 0 })
+    assert.deepEqual(await offered('pat', 'pat-password-long'), { forms: [], createUser: 0, empty: ['No organization is visible to you.'] })
     const refused = await call(gw, 'POST', 'organizations/', { name: 'By pat' }, { authorization: basic('pat', 'pat-password-long') })
     assert.equal(refused.status, 403, 'the API refuses what the page does not offer')
   })

@@ -59,11 +59,13 @@ export async function accessPage(context) {
   ])
   const [mayCreateUsers, mayCreateOrganizations, mayCreateTeams, mayGiveRoles] = creatable
   const home = usersHome(context.me)
+  // The lists hold what the caller may see: only a superuser's empty list says that there is nothing.
+  const seesAll = context.me.is_superuser
   const organizationName = new Map(organizations.results.map((/** @type {any} */ o) => [o.id, o.name]))
 
   const organizationTable = pagedTable({
     caption: 'Organizations',
-    empty: 'There are no organizations yet.',
+    empty: seesAll ? 'There are no organizations yet.' : 'No organization is visible to you.',
     load: (page) => api('organizations/', { query: { page } }),
     columns: [
       { label: 'Name', cell: (o) => o.name },
@@ -73,7 +75,7 @@ export async function accessPage(context) {
   })
   const teamTable = pagedTable({
     caption: 'Teams',
-    empty: 'There are no teams yet.',
+    empty: seesAll ? 'There are no teams yet.' : 'No team is visible to you.',
     load: (page) => api('teams/', { query: { page } }),
     columns: [
       { label: 'Name', cell: (t) => t.name },
@@ -84,7 +86,7 @@ export async function accessPage(context) {
   })
   const assignmentTable = pagedTable({
     caption: 'Role assignments',
-    empty: 'Nobody holds a role yet.',
+    empty: seesAll ? 'Nobody holds a role yet.' : 'No role assignment is visible to you.',
     load: (page) => api('role_user_assignments/', { query: { page } }),
     columns: [
       { label: 'User', cell: (a) => (a.summary_fields.user ? h('a', { href: published(`${home}/${a.user}`) }, a.summary_fields.user.username) : `#${a.user}`) },
