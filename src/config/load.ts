@@ -140,10 +140,16 @@ function unresolvedAlias(document: Document, lines: LineCounter): string | undef
   return problem
 }
 
-/** A syntax error with where it starts, as an editor counts (from 1); the parser's own message has no position. */
+/**
+ * A syntax error with where it starts, as an editor counts (from 1); the parser's own message has no position. The
+ * parser quotes the text it could not place (`Unexpected scalar token in YAML stream: "..."`): an indicator such as
+ * `]` is kept, longer text is not, as it is the file's own (a value, or pages of a database or binary named by
+ * mistake, with what they hold); its position says where it is.
+ */
 function describeYamlError(error: YAMLError, lines: LineCounter): string {
   const { line, col } = lines.linePos(error.pos[0])
-  return `YAML, line ${line}, column ${col}: ${error.message.split('\n')[0]}`
+  const message = error.message.split('\n')[0]!.replace(/: (".*")$/, (quoted, text: string) => (text.length <= 5 ? quoted : ''))
+  return `YAML, line ${line}, column ${col}: ${message}`
 }
 
 /**

@@ -376,6 +376,22 @@ describe('bin/gatehouse', () => {
     }
   })
 
+  it('does not print back the text a YAML syntax error could not place, only where it is (a database or binary named as the file)', async () => {
+    const dir = tempDir()
+    const file = join(dir, 'gatehouse.yaml')
+    // A SQLite page as `--config` names by mistake: a password hash beside the bytes YAML cannot read.
+    writeFileSync(file, Buffer.concat([Buffer.from('a: b\n}'), Buffer.from([0, 1, 2, 0x1b]), Buffer.from('$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$SECRETHASH\n')]))
+    const indicator = join(dir, 'indicator.yaml')
+    writeFileSync(indicator, 'a: b\n]\n')
+    for (const command of [['config', 'check'], ['users', 'list', '--config']]) {
+      const result = await runCli([...command, file])
+      assert.equal(result.code, 2, command.join(' '))
+      assert.equal(result.stderr, `gatehouse: ${file}: 2 problems\n  - YAML, line 2, column 1: Unexpected flow-map-end token in YAML stream: "}"\n  - YAML, line 2, column 2: Unexpected scalar token in YAML stream\n`)
+      const shown = await runCli([...command, indicator])
+      assert.equal(shown.stderr, `gatehouse: ${indicator}: YAML, line 2, column 1: Unexpected flow-seq-end token in YAML stream: "]"\n`)
+    }
+  })
+
   it('refuses a mapping or list that holds itself through an alias, in one line naming its setting', async () => {
     const file = join(tempDir(), 'gatehouse.yaml')
     for (const [yaml, setting] of [['services: &x\n  - *x\n', 'services.0'], ['ldap: &y\n  url: ldap://x\n  more:\n    again: *y\n', 'ldap.more.again']]) {
