@@ -57,12 +57,28 @@ export interface ImportFile {
 
 class EntryProblem extends Error {}
 
+/**
+ * JSON.parse's reason, without the stretch of the file it quotes around a character it did not expect (ten characters
+ * either side: part of a password hash, or a binary's raw bytes, which a terminal would act on), and with where that
+ * character is instead, when the quote tells it. The character itself is named by its code point unless it is visible.
+ */
+function jsonSyntaxProblem(message: string, text: string): string {
+  const match = /^Unexpected token '(.)', (\.\.\.)?"(.*)"(\.\.\.)? is not valid JSON$/su.exec(message)
+  if (!match) return message
+  const [, token, before, quoted, after] = match as unknown as [string, string, string | undefined, string, string | undefined]
+  const shown = /^[\p{L}\p{N}\p{P}\p{S}]$/u.test(token) ? `'${token}'` : `U+${token.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`
+  const at = before ? text.indexOf(quoted) + 10 : after ? quoted.length - 10 : -1
+  if (at < 0 || at >= text.length) return `Unexpected character ${shown}`
+  const line = text.slice(0, at).split('\n').length
+  return `Unexpected character ${shown} at line ${line}, column ${at - text.lastIndexOf('\n', at - 1)}`
+}
+
 export function readImportFile(text: string): ImportFile {
   let parsed: unknown
   try {
     parsed = JSON.parse(text)
   } catch (error) {
-    return { format: 'platform', accounts: [], leftOut: [], problems: [`the file is not JSON: ${(error as Error).message}`] }
+    return { format: 'platform', accounts: [], leftOut: [], problems: [`the file is not JSON: ${jsonSyntaxProblem((error as Error).message, text)}`] }
   }
   if (Array.isArray(parsed)) return readEntries('platform', parsed, platformAccount)
   if (isObject(parsed) && Array.isArray(parsed.users)) return readEntries('keycloak', parsed.users, keycloakAccount)

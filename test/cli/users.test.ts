@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
-import { closeSync, openSync, rmSync } from 'node:fs'
+import { closeSync, openSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { describe, it } from 'node:test'
-import { adminAuth, basic, json, runCli, startGateway, tempDir } from '../helpers/gateway.ts'
+import { adminAuth, basic, json, migratedDataDir, runCli, startGateway, tempDir } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 
 /** `users list --json` as the API shows the accounts: who is an active superuser. */
@@ -102,6 +103,20 @@ describe('gatehouse users unlock', () => {
       ])
     } finally {
       await gw.close()
+    }
+  })
+
+  it('says where a file to import stops being JSON without printing the file around it (a hash, a binary\'s bytes)', async () => {
+    const dir = tempDir()
+    const dataDir = await migratedDataDir(dir)
+    const unquoted = join(dir, 'unquoted.json')
+    writeFileSync(unquoted, '[\n  {"username": "a",\n   "password": pbkdf2_sha256$600000$c2FsdA$SECRETHASH"}]\n')
+    const binary = join(dir, 'binary.json')
+    writeFileSync(binary, Buffer.concat([Buffer.from([0x7f]), Buffer.from('ELF'), Buffer.from([2, 1, 1, 0x1b]), Buffer.from('[2J'), Buffer.alloc(40)]))
+    for (const [file, problem] of [[unquoted, "Unexpected character 'p' at line 3, column 16"], [binary, 'Unexpected character U+007F at line 1, column 1']]) {
+      const result = await runCli(['users', 'import', file!, '--data-dir', dataDir])
+      assert.equal(result.code, 2)
+      assert.equal(result.stderr, `gatehouse: ${file}: nothing was imported: the file is not JSON: ${problem}\n`)
     }
   })
 })
