@@ -4,7 +4,7 @@ import { existsSync, statSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { createApp, type App, type AppOptions } from '../app.ts'
 import { demoConfigFile, loadConfigFile, validateConfig } from '../config/load.ts'
-import { isPostgresUrl, type Config } from '../config/schema.ts'
+import { isPostgresUrl, POSTGRES_URL_FORM, type Config } from '../config/schema.ts'
 import { MAX_PASSWORD_LENGTH } from '../directory/accounts.ts'
 import { NUL_MESSAGE } from '../errors.ts'
 import { Database, dataDirProblem, sqliteFile, urlPasswords, type DatabaseLocation } from '../store/database.ts'
@@ -121,7 +121,7 @@ export function resolveConfig(options: StorageOptions): Config {
   const base = options.config !== undefined ? loadConfigFile(options.config) : options.demo ? loadConfigFile(demoConfigFile) : validateConfig({})
   if (options.database !== undefined && !isPostgresUrl(options.database)) {
     // Not echoed: a value that is not a URL cannot be told where its password is, to hide it.
-    throw new UsageError('--database (or GATEHOUSE_DATABASE_URL) must be a postgres:// URL')
+    throw new UsageError(`--database (or GATEHOUSE_DATABASE_URL) ${POSTGRES_URL_FORM}`)
   }
   if (options.dataDir !== undefined && options.database === undefined && base.storage.database !== undefined) {
     throw new UsageError('--data-dir (or GATEHOUSE_DATA_DIR) names the SQLite database, and the configuration file\'s storage.database a PostgreSQL one; give one of them')

@@ -1,7 +1,7 @@
 import { lstatSync, rmSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { Command, Option } from 'commander'
-import { isPostgresUrl } from '../config/schema.ts'
+import { isPostgresUrl, POSTGRES_URL_FORM } from '../config/schema.ts'
 import { Database, defaultTimeouts, redactUrl, sqliteFile, urlPasswords, type DatabaseLocation } from '../store/database.ts'
 import { CopyRefused, DatabaseUnusable } from '../store/errors.ts'
 import { copyDatabase, type CopiedTable } from '../store/transfer.ts'
@@ -79,7 +79,7 @@ function targetLocation(options: CopyOptions, command: Command, from: DatabaseLo
   if (to === '' || toDataDir === '') throw new UsageError(`${to === '' ? '--to (or GATEHOUSE_COPY_TO_DATABASE_URL)' : '--to-data-dir'} is empty; give a value`)
   if (to === undefined && toDataDir === undefined) throw new UsageError('give the database to copy into: --to postgres://... or --to-data-dir DIR')
   // Not echoed: a value that is not a URL cannot be told where its password is, to hide it.
-  if (to !== undefined && !isPostgresUrl(to)) throw new UsageError('--to (or GATEHOUSE_COPY_TO_DATABASE_URL) must be a postgres:// URL; copy into SQLite with --to-data-dir')
+  if (to !== undefined && !isPostgresUrl(to)) throw new UsageError(`--to (or GATEHOUSE_COPY_TO_DATABASE_URL) ${POSTGRES_URL_FORM}; copy into SQLite with --to-data-dir`)
   if (to !== undefined && command.getOptionValueSource('to') === 'cli' && urlPasswords(to).length) {
     process.stderr.write('gatehouse: warning: a password given in --to is readable by every user of this machine (ps); give it in GATEHOUSE_COPY_TO_DATABASE_URL instead\n')
   }

@@ -9,10 +9,21 @@ import { GatewayOidcSchema, RealmSchema, ServiceOidcSchema } from './realms.ts'
 import { SsoProvidersSchema } from './sso.ts'
 import { BARE_URL_MESSAGE, isBareUrl, isWildcardOrigin, SUBDOMAIN_ORIGIN_MESSAGE, subdomainOrigin } from './urls.ts'
 
-/** A PostgreSQL URL that parses: one that does not (`postgres://u:pw@[bad/x`) passed `config check` and stopped every command after it. */
+/**
+ * A PostgreSQL URL that parses: one that does not (`postgres://u:pw@[bad/x`) passed `config check` and stopped every
+ * command after it. A password holding `@` and then `/`, `?` or `#` unencoded (`postgres://u:pa@ss/wd@db/gatehouse`)
+ * parses too, as another URL: its host is the password's middle (`ss`), which the client looked up in the DNS and
+ * named in its error, while the URL as shown, masked from the username to the last `@`, named the host meant. An `@`
+ * after the host is refused for that, and so is a `#`, which no database URL has and which ends it for the parser.
+ */
 export function isPostgresUrl(url: string): boolean {
-  return /^postgres(ql)?:\/\//.test(url) && URL.canParse(url)
+  const afterScheme = /^postgres(ql)?:\/\/([^]*)$/.exec(url)?.[2]
+  return afterScheme !== undefined && !afterScheme.includes('#') && !/[/?][^]*@/.test(afterScheme) && URL.canParse(url)
 }
+
+/** What a database URL that isPostgresUrl refuses is told to be, with the likeliest mistake. */
+export const POSTGRES_URL_FORM = 'must be a postgres:// URL, with any @ # / ? in its password percent-encoded (%40 %23 %2F %3F)'
+
 
 /**
  * The configuration file's schema. Each option's default is defined here, next to its description;
@@ -181,7 +192,7 @@ export const ConfigSchema = z.object({
     .describe('Where and how Gatehouse listens.'),
   storage: z.object({
     data_dir: z.string().min(1).default('./data').describe('Directory for the embedded SQLite database (a relative one is from the working directory, not the file\'s).'),
-    database: z.string().refine(isPostgresUrl, 'must be a postgres:// URL').optional()
+    database: z.string().refine(isPostgresUrl, POSTGRES_URL_FORM).optional()
       .describe('PostgreSQL URL; when set, used instead of SQLite (also GATEHOUSE_DATABASE_URL).'),
     pool_connections: z.number().int().min(1).max(1000).default(10)
       .describe('PostgreSQL: the most connections each process opens for requests (each `--workers` worker is a process); a request that finds them all busy waits up to `timeouts.connect_seconds`, then gets 503 database_unavailable. Each process also keeps one listening for the others\' news, and opens one more while it migrates. The server\'s `max_connections` must cover every process\'s.'),
