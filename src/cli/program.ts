@@ -1,4 +1,5 @@
 import { Command } from 'commander'
+import { UsageError } from './common.ts'
 import { version } from '../version.ts'
 import { accessCommand } from './access.ts'
 import { applicationsCommand } from './applications.ts'
@@ -33,4 +34,19 @@ export function gatehouseProgram(): Command {
     .addCommand(accessCommand())
     .addCommand(keysCommand())
     .addCommand(realmsCommand())
+    .hook('preAction', refuseEmptyArguments)
+}
+
+/**
+ * An argument given empty, as a script's unset variable gives it (`users unlock "$NAME"`), is refused naming it: it
+ * would otherwise be read as the working directory (`backup ''`), a file without a name, or a user no one has, which
+ * `users unlock` reported as done.
+ */
+function refuseEmptyArguments(_program: Command, command: Command): void {
+  command.registeredArguments.forEach((argument, index) => {
+    const value: unknown = command.processedArgs[index]
+    if (value === '' || (Array.isArray(value) && value.includes(''))) {
+      throw new UsageError(`${command.parent?.name() === 'gatehouse' ? '' : `${command.parent?.name()} `}${command.name()}: ${argument.variadic ? 'one of ' : ''}${argument.name().toUpperCase()} is empty; give a value`)
+    }
+  })
 }

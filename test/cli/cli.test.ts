@@ -376,6 +376,20 @@ describe('bin/gatehouse', () => {
     }
   })
 
+  it('refuses an argument given empty, as an unset variable gives it, naming it and changing nothing', async () => {
+    const dir = await migratedDir()
+    const copy = join(tempDir(), 'copy.sqlite')
+    for (const [command, problem] of [[['users', 'unlock', ''], 'users unlock: NAME is empty'], [['users', 'import', ''], 'users import: FILE is empty'],
+      [['backup', ''], 'backup: FILE is empty'], [['restore', ''], 'restore: FILE is empty'], [['config', 'check', ''], 'config check: FILE is empty'],
+      [['ldap', 'forget-entries', 'erin', ''], 'ldap forget-entries: one of NAMES is empty']] as const) {
+      const result = await runCli([...command, '--data-dir', dir])
+      assert.equal(result.code, 2, command.join(' '))
+      assert.equal(result.stderr, `gatehouse: ${problem}; give a value\n`, command.join(' '))
+      assert.equal(result.stdout, '', command.join(' '))
+    }
+    assert.equal((await runCli(['backup', copy, '--data-dir', dir])).code, 0, 'a named file is taken')
+  })
+
   it('does not print back the text a YAML syntax error could not place, only where it is (a database or binary named as the file)', async () => {
     const dir = tempDir()
     const file = join(dir, 'gatehouse.yaml')
