@@ -20,7 +20,7 @@ const RESTART_DELAY_MAX_MS = 30_000
 
 export function parseWorkers(value: string): number {
   if (value === 'auto') return availableParallelism()
-  if (!/^\d{1,3}$/.test(value) || Number(value) < 1 || Number(value) > 256) throw new UsageError(`--workers must be a number from 1 to 256 or "auto", got "${value}"`)
+  if (!/^\d{1,3}$/.test(value) || Number(value) < 1 || Number(value) > 256) throw new UsageError(`--workers (or GATEHOUSE_WORKERS) must be a number from 1 to 256 or "auto", got "${value}"`)
   return Number(value)
 }
 

@@ -309,7 +309,11 @@ describe('serve --workers, bad values', () => {
     for (const value of ['0', 'many', '1000']) {
       const { code, stderr } = await runCli(['serve', '--workers', value])
       assert.equal(code, 2)
-      assert.match(stderr, /--workers must be a number from 1 to 256 or "auto"/)
+      assert.match(stderr, /--workers \(or GATEHOUSE_WORKERS\) must be a number from 1 to 256 or "auto"/)
     }
+    // From the environment, where the option's name alone would send the administrator looking at the command line.
+    const { code, stderr } = await runCli(['serve'], { env: { GATEHOUSE_WORKERS: 'abc' } })
+    assert.equal(code, 2)
+    assert.match(stderr, /GATEHOUSE_WORKERS\) must be a number from 1 to 256 or "auto", got "abc"/)
   })
 })
