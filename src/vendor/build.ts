@@ -12,7 +12,7 @@
  * loads the packages as installed.
  */
 import type { PluginBuild } from 'esbuild'
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -178,9 +178,29 @@ function facadeSource(bundleFile: string, specifier: string, exported: Record<st
   return lines.join('\n') + '\n'
 }
 
+/**
+ * Builds the bundles beside `directory` and then puts them in its place, so that a gateway or command starting while
+ * `npm install` runs finds the previous bundles or the new ones, whole: removing them first and writing them again in
+ * place left a start the manifest of one and no files, or a running gateway without the bundle a lazy `require` asks
+ * for, for the seconds a build takes.
+ */
 export async function buildVendor(directory = vendorDirectory(projectRoot)): Promise<Manifest> {
+  const staging = `${directory}.building-${process.pid}`
+  rmSync(staging, { recursive: true, force: true })
+  try {
+    const manifest = await buildVendorInto(staging)
+    const previous = `${directory}.previous-${process.pid}`
+    if (existsSync(directory)) renameSync(directory, previous)
+    renameSync(staging, directory)
+    rmSync(previous, { recursive: true, force: true })
+    return manifest
+  } finally {
+    rmSync(staging, { recursive: true, force: true })
+  }
+}
+
+async function buildVendorInto(directory: string): Promise<Manifest> {
   const { build, version: esbuildVersion } = await import('esbuild')
-  rmSync(directory, { recursive: true, force: true })
   mkdirSync(directory, { recursive: true })
   const packages: Record<string, VendoredPackage> = {}
   for (const name of VENDORED_PACKAGES) {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { execFileSync } from 'node:child_process'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
@@ -85,6 +85,34 @@ describe('vendor: the dependencies bundled at install', () => {
         const issue = { code: 'too_small', origin: 'string', minimum: 3, inclusive: true, input: 'ab' } as const
         assert.equal(bundled.locales[name]().localeError!(issue as never), installed.locales[name]().localeError!(issue as never), name)
       }
+    } finally {
+      rmSync(directory, { recursive: true, force: true })
+    }
+  })
+
+  it('replaces the bundles whole: while they are built again, the manifest and every file it names are there', async () => {
+    const directory = tempDir()
+    try {
+      await buildVendor(directory)
+      const missing: string[] = []
+      const check = setInterval(() => {
+        let manifest: { packages: Record<string, { specifiers: Record<string, { import: string; require: string }> }> }
+        try {
+          manifest = JSON.parse(readFileSync(join(directory, MANIFEST), 'utf8'))
+        } catch (error) {
+          missing.push(`${MANIFEST}: ${(error as Error).message}`)
+          return
+        }
+        const files = Object.values(manifest.packages).flatMap((vendored) => Object.values(vendored.specifiers).flatMap((named) => [named.import, named.require]))
+        for (const file of files) if (!existsSync(join(directory, file))) missing.push(file)
+      }, 5)
+      try {
+        await buildVendor(directory)
+      } finally {
+        clearInterval(check)
+      }
+      assert.deepEqual(missing.slice(0, 5), [], 'a start during the build would have found these missing')
+      assert.deepEqual(readdirSync(join(directory, '..')).filter((name) => name.startsWith(`${directory.split('/').at(-1)}.`)), [], 'nothing left beside it')
     } finally {
       rmSync(directory, { recursive: true, force: true })
     }
