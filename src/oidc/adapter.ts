@@ -1,9 +1,10 @@
 import type { Adapter, AdapterPayload } from 'oidc-provider'
 import { BoundedCache } from '../store/cache.ts'
-import { sessionGrants, type OidcRecordRepository } from '../store/oidc.ts'
+import { sessionGrants, type OidcRecord, type OidcRecordRepository } from '../store/oidc.ts'
 import { CLIENT_ASSERTION_CLOCK_SKEW_SECONDS, CLIENT_ASSERTION_MAX_SECONDS } from './client-assertions.ts'
 import { refreshTokenType } from './keycloak-tokens.ts'
 import { providerNow } from './provider-clock.ts'
+import { recordKey, SECRET_ID_MODELS, sealedKey } from './record-keys.ts'
 
 /** Records whose value a client presents as an access token (opaque or, here, the `jti` of a JWT). */
 const ACCESS_TOKEN_MODELS = new Set(['AccessToken', 'ClientCredentials'])
@@ -78,13 +79,15 @@ export interface AdapterDependencies {
 
 /**
  * oidc-provider's persistence on Gatehouse's store: one adapter per model (Session, Grant, AccessToken, ...).
- * Two behaviours are Gatehouse's own:
+ * These behaviours are Gatehouse's own:
  * - destroying an access token or a grant, or revoking a grant's tokens, publishes REVOKE_TOPIC, so the gateway
  *   refuses those access tokens on their next request instead of at their expiry;
  * - a refresh token is marked consumed only for clients with reuse detection. oidc-provider rotates refresh
  *   tokens on every refresh, as Keycloak does, and treats a consumed one used again as theft (it revokes the
  *   grant); for the other clients an earlier refresh token stays valid until it expires, as in Keycloak with
  *   "Revoke refresh token" off. Consuming says whether this request was the one that marked it.
+ * - the records whose id is a secret its holder presents (a realm session's cookie, a code: record-keys.ts) are kept
+ *   under its SHA-256, without it in their payload, and found by it;
  * - a realm's browser session is saved linked to the gateway session of the same browser, when it has a live one of
  *   the same user, so that ending that gateway session ends it too (src/auth/session-manager.ts); when that gateway
  *   session ended between its lookup and the save, or the realm session itself was ended since this request loaded
@@ -119,11 +122,12 @@ export class StoreAdapter implements Adapter {
 
   async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
     const expiresAt = typeof expiresIn === 'number' ? providerNow() + expiresIn * 1000 : undefined
-    if (this.#model === 'Session') return this.#saveSession(id, payload, expiresAt)
+    if (this.#model === 'Session') return this.#saveSession(this.#key(id), this.#stored(id, payload), expiresAt)
+    const stored = this.#stored(id, payload)
     const written = this.#deps.records.upsert({
       model: this.#model,
-      id,
-      payload: REALM_BOUND_MODELS.has(this.#model) ? { ...payload, [REALM_MEMBER]: this.#deps.realm } : payload as Record<string, unknown>,
+      id: this.#key(id),
+      payload: REALM_BOUND_MODELS.has(this.#model) ? { ...stored, [REALM_MEMBER]: this.#deps.realm } : stored as Record<string, unknown>,
       grantId: payload.grantId,
       uid: payload.uid,
       userCode: payload.userCode,
@@ -203,18 +207,46 @@ export class StoreAdapter implements Adapter {
     await this.#deps.revoke(grants.map((grantId) => `grant:${grantId}`), (records) => records.endSession(id, fields, expiresAt ?? providerNow(), providerNow()))
   }
 
+  /** The key a record is stored under: its id, or the SHA-256 of an id that is a secret (record-keys.ts). */
+  #key(id: string): string {
+    return SECRET_ID_MODELS.has(this.#model) ? recordKey(id) : id
+  }
+
+  /**
+   * The payload as stored: of a record whose id is a secret, without the id (`jti`), which `#withId` puts back; of a
+   * login under way, with the keys of the records it names by their secrets (`loginSecrets`).
+   */
+  #stored(id: string, payload: AdapterPayload): AdapterPayload {
+    if (!SECRET_ID_MODELS.has(this.#model)) return payload
+    const { jti: _id, ...stored } = payload
+    return this.#model === 'Interaction' ? { ...stored, ...loginSecrets(stored, id, recordKey(id), recordKey) } : stored
+  }
+
+  /**
+   * A payload as oidc-provider knows it: with its id, the one it was found by (or, found by another key, its key
+   * sealed: record-keys.ts), and a login under way naming the records of its secrets by their keys, sealed.
+   */
+  #withId(payload: AdapterPayload | undefined, id: string): AdapterPayload | undefined {
+    if (!payload || !SECRET_ID_MODELS.has(this.#model)) return payload
+    return { ...payload, ...this.#model === 'Interaction' ? loginSecrets(payload, recordKey(id), id, sealedKey) : {}, jti: id }
+  }
+
   async find(id: string): Promise<AdapterPayload | undefined> {
-    if (this.#model === 'AuthorizationCode') return this.#claimCode(id)
+    return this.#withId(await this.#find(id), id)
+  }
+
+  async #find(id: string): Promise<AdapterPayload | undefined> {
+    if (this.#model === 'AuthorizationCode') return this.#claimCode(this.#key(id))
     // A device code past its expiry is still found (until the hourly sweep deletes it): oidc-provider judges its expiry
     // itself, and answers the device grant `expired_token` (RFC 8628 §3.5, Keycloak's DeviceGrantType) rather than a code
     // it does not know, so the device tells its user to start again.
     // One that issued its tokens is not found, as Keycloak's DeviceGrantType removes it then: polled again (its
     // answer lost, say), it is "Device code not valid", where oidc-provider would revoke the tokens it issued.
     if (this.#model === 'DeviceCode') {
-      const payload = this.#ownRealms(await this.#deps.records.find(this.#model, id, 0))
+      const payload = this.#ownRealms(await this.#deps.records.find(this.#model, this.#key(id), 0))
       return payload?.consumed === undefined ? payload : undefined
     }
-    if (this.#model !== 'RefreshToken') return this.#ownRealms(await this.#deps.records.find(this.#model, id, providerNow()))
+    if (this.#model !== 'RefreshToken') return this.#ownRealms(await this.#deps.records.find(this.#model, this.#key(id), providerNow()))
     // Its grant comes along: a refresh reads it next.
     const payload = this.#ownRealms(await this.#deps.records.findWithGrant(this.#model, id, providerNow()))
     if (payload) this.#refreshTokenClients.set(id, String(payload.clientId))
@@ -228,10 +260,10 @@ export class StoreAdapter implements Adapter {
    * any other, at the same moment or after, finds it consumed, which oidc-provider answers as a code used again
    * (it revokes the code's grant). A code of another realm is not found, and so not used up.
    */
-  async #claimCode(id: string): Promise<AdapterPayload | undefined> {
-    const payload = this.#ownRealms(await this.#deps.records.find(this.#model, id, providerNow()))
+  async #claimCode(key: string): Promise<AdapterPayload | undefined> {
+    const payload = this.#ownRealms(await this.#deps.records.find(this.#model, key, providerNow()))
     if (!payload || payload.consumed !== undefined) return payload
-    if (await this.#deps.records.consume(this.#model, id, providerNow())) return payload
+    if (await this.#deps.records.consume(this.#model, key, providerNow())) return payload
     return { ...payload, consumed: Math.floor(providerNow() / 1000) }
   }
 
@@ -252,12 +284,17 @@ export class StoreAdapter implements Adapter {
   }
 
   async findByUid(uid: string): Promise<AdapterPayload | undefined> {
-    return this.#ownRealms(await this.#deps.records.findByUid(this.#model, uid, providerNow()))
+    return this.#foundByOtherKey(await this.#deps.records.findByUid(this.#model, uid, providerNow()))
   }
 
   /** A device code by the code its user types: at another realm's device page that code is not valid. */
   async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
-    return this.#ownRealms(await this.#deps.records.findByUserCode(this.#model, userCode, providerNow()))
+    return this.#foundByOtherKey(await this.#deps.records.findByUserCode(this.#model, userCode, providerNow()))
+  }
+
+  /** A record found by another key than its id: a realm session by its `uid`, a device code by its user code. */
+  #foundByOtherKey(record: OidcRecord | undefined): AdapterPayload | undefined {
+    return record && this.#withId(this.#ownRealms(record), sealedKey(record.id))
   }
 
   async consume(id: string): Promise<void> {
@@ -276,11 +313,11 @@ export class StoreAdapter implements Adapter {
       this.#refreshTokenClients.forget(id)
       if (clientId === undefined || !this.#deps.detectsRefreshTokenReuse(String(clientId))) return true
     }
-    return this.#deps.records.consume(this.#model, id, providerNow())
+    return this.#deps.records.consume(this.#model, this.#key(id), providerNow())
   }
 
   async destroy(id: string): Promise<void> {
-    const destroy = (records: OidcRecordRepository) => records.destroy(this.#model, id)
+    const destroy = (records: OidcRecordRepository) => records.destroy(this.#model, this.#key(id))
     if (ACCESS_TOKEN_MODELS.has(this.#model)) await this.#deps.revoke(`jti:${id}`, destroy)
     else if (this.#model === 'Grant') await this.#deps.revoke(`grant:${id}`, destroy)
     else await destroy(this.#deps.records)
@@ -290,6 +327,20 @@ export class StoreAdapter implements Adapter {
     const destroy = (records: OidcRecordRepository) => records.destroyByGrantId(this.#model, grantId)
     if (this.#model === 'AccessToken') await this.#deps.revoke(`grant:${grantId}`, destroy)
     else await destroy(this.#deps.records)
+  }
+}
+
+/**
+ * What a login under way (oidc-provider's Interaction) holds of other secrets, rewritten: its browser session's cookie
+ * and its device code (`secret` of each), and its own id, `from` to `to`, at the end of the URL its authorization resumes at.
+ */
+function loginSecrets(payload: AdapterPayload, from: string, to: string, secret: (value: string) => string): Partial<AdapterPayload> {
+  const session = payload.session as { cookie?: unknown } | undefined
+  const returnTo = typeof payload.returnTo === 'string' && payload.returnTo.endsWith(`/${from}`) ? payload.returnTo.slice(0, -from.length) + to : payload.returnTo
+  return {
+    ...typeof session?.cookie === 'string' ? { session: { ...session, cookie: secret(session.cookie) } } : {},
+    ...typeof payload.deviceCode === 'string' ? { deviceCode: secret(payload.deviceCode) } : {},
+    ...returnTo === undefined ? {} : { returnTo },
   }
 }
 

@@ -33,6 +33,7 @@ import snakeCase from 'oidc-provider/lib/helpers/_/snake_case.js'
 import { accountAction, interactionPolicyWithActions, KC_ACTION_DESCRIPTION, KC_ACTION_PARAMETER, kcActionResponse } from './app-initiated-actions.ts'
 import epochTime, { providerNow, setProviderClock, useProviderClock } from './provider-clock.ts'
 import { DEVICE_CODE_GRANT, GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS, REALM_INTERACTION_COOKIE, REALM_RESUME_COOKIE, REALM_SESSION_COOKIE, realmResource } from './provider-paths.ts'
+import { recordKey } from './record-keys.ts'
 
 /**
  * The `token_type_hint` values Keycloak's introspection takes: the ids of its introspection providers
@@ -1011,7 +1012,8 @@ function approveDeviceCodesOnce(provider: Provider): void {
   const save = DeviceCode.prototype.save
   DeviceCode.prototype.save = async function (this: DeviceCodeRecord, ...args: unknown[]) {
     if (this.inFlight === true && this.accountId === undefined && this.error === undefined) {
-      const id = hash('sha256', `device-code-approval:${this.jti}`, 'base64url')
+      // By the code's stored key: the same whether the code was found by its user code (a sealed key) or by itself.
+      const id = hash('sha256', `device-code-approval:${recordKey(this.jti)}`, 'base64url')
       if (!(await ReplayDetection.adapter.insertOnce(id, { kind: 'ReplayDetection', jti: id } as AdapterPayload, 60))) throw new DeviceCodeAlreadyUsed(this.userCode)
       try {
         return await save.apply(this, args)

@@ -29,6 +29,7 @@ import type { ClientAccessCheck, ClientRolesOf } from '../access/client-access.t
 import { isRealmsRecord, REALM_MEMBER } from './adapter.ts'
 import { BackchannelLogouts, withoutQuery, type DeliveryOutcome } from './backchannel-logout.ts'
 import { adminCallUrl, logoutAllAction, logoutSessionsAction, pushNotBeforeAction, realmNotBefore, setRealmNotBefore, takeAdapterSessions } from './admin-url.ts'
+import { recordKey } from './record-keys.ts'
 
 /**
  * Expired provider records are deleted this often: a few minutes, so that the access tokens' records (each refresh
@@ -427,7 +428,7 @@ export class Realm {
    */
   async pollsTooSoon(deviceCode: string, clientId: string, intervalSeconds: number, now = performance.now()): Promise<boolean> {
     // As Keycloak, an unknown or used code is reported as such, not as polled too soon; so is another realm's.
-    const record = await this.#deps.store.oidc.find('DeviceCode', deviceCode, this.#deps.bus.clock.now())
+    const record = await this.#deps.store.oidc.find('DeviceCode', recordKey(deviceCode), this.#deps.bus.clock.now())
     if (!record || record.consumedAt !== null || !isRealmsRecord(record.payload, this.name) || record.payload.clientId !== clientId) return false
     const key = hash('sha256', deviceCode, 'base64url')
     const last = this.#devicePolls.get(key)

@@ -8,6 +8,7 @@ import { Browser } from '../helpers/browser.ts'
 import { ADMIN_PASSWORD, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { CLIENT_REDIRECT, REALM, realmUrl, testRealms, tokenRequest } from '../helpers/oidc.ts'
 import { KEYCLOAK_ROUTES } from '../../src/oidc/provider-paths.ts'
+import { recordKey } from '../../src/oidc/record-keys.ts'
 import { USER_TOPIC } from '../../src/store/topics.ts'
 import { offSiteNexts, resolvedOrigin } from '../helpers/open-redirect.ts'
 
@@ -342,7 +343,7 @@ for (const backend of gatewayBackends) {
       // there, linked to nothing, and the gateway session is gone.
       await gw.store.database.db.updateTable('oidc_records').set({ gateway_session: null }).where('model', '=', 'Session').where('gateway_session', '=', keyHash).execute()
       await gw.app.sessions.end(keyHash)
-      assert.ok(await gw.store.oidc.find('Session', laptop.browser.cookie(gw.url, 'gatehouse_oidc_session')!, Date.now()), 'the realm session outlived the end')
+      assert.ok(await gw.store.oidc.find('Session', recordKey(laptop.browser.cookie(gw.url, 'gatehouse_oidc_session')!), Date.now()), 'the realm session outlived the end')
       // The laptop's app asks the realm again, with the realm's cookie and the ended gateway session's.
       const again = await authorize(laptop.browser)
       assert.ok(again.stoppedAt, 'the realm session it loaded answered this request')
@@ -425,7 +426,7 @@ for (const backend of gatewayBackends) {
         client_id: 'end-users', redirect_uri: CLIENT_REDIRECT, response_type: 'code', scope: 'openid', code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256',
       })}`, { redirect: 'manual', headers: { accept: 'text/html', cookie: `gatehouse_oidc_session=${realmCookie}; gateway_sessionid=not-a-session-id` } })
       assert.ok(asked.headers.get('location')!.startsWith(CLIENT_REDIRECT), 'signed in at the realm still')
-      assert.ok(await gw.store.oidc.find('Session', realmCookie, Date.now()), 'the realm session was saved, not ended')
+      assert.ok(await gw.store.oidc.find('Session', recordKey(realmCookie), Date.now()), 'the realm session was saved, not ended')
       assert.equal((await refresh(device.refreshToken)).status, 200)
     })
 

@@ -97,7 +97,9 @@ describe('a user code whose confirmation could not be saved', () => {
     } finally {
       records.upsert = upsert
     }
-    const marker = createHash('sha256').update(`device-code-approval:${deviceCode}`).digest('base64url')
+    // Keyed by the code's stored key, the SHA-256 of the device code.
+    const stored = createHash('sha256').update(deviceCode).digest('base64url')
+    const marker = createHash('sha256').update(`device-code-approval:${stored}`).digest('base64url')
     assert.ok(await records.find('ReplayDetection', marker, Date.now()), 'the code stays taken')
   })
 })

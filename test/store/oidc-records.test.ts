@@ -4,6 +4,7 @@ import type { Compilable } from 'kysely'
 import { Migrator, sql } from '../../src/store/kysely.ts'
 import { ValidationFailed } from '../../src/errors.ts'
 import { StoreAdapter } from '../../src/oidc/adapter.ts'
+import { recordKey } from '../../src/oidc/record-keys.ts'
 import { migrationProvider } from '../../src/store/migrations/index.ts'
 import type { Store } from '../../src/store/store.ts'
 import { openForSuite, storeBackends, unmigratedBackends } from '../helpers/backends.ts'
@@ -175,14 +176,14 @@ for (const backend of storeBackends) {
       const sessions = new StoreAdapter('Session', deps)
       await new StoreAdapter('Grant', deps).upsert('g-first', { accountId: '9' }, 300)
       await sessions.upsert('adapted', { uid: 'uid-adapted', accountId: '9', authorizations: { app: { grantId: 'g-first' } } }, 300)
-      assert.ok(await db.store.oidc.find('Session', 'adapted', Date.now()))
+      assert.ok(await db.store.oidc.find('Session', recordKey('adapted'), Date.now()))
 
       await db.store.sessions.deleteByKeyHash(keyHash)
       await new StoreAdapter('Grant', deps).upsert('g-second', { accountId: '9' }, 300)
       await new StoreAdapter('AuthorizationCode', deps).upsert('code-second', { accountId: '9', grantId: 'g-second' }, 60)
       await sessions.upsert('adapted', { uid: 'uid-adapted', accountId: '9', authorizations: { app: { grantId: 'g-first' }, other: { grantId: 'g-second' }, cli: { grantId: 'g-offline', persistsLogout: true } } }, 300)
-      assert.equal(await db.store.oidc.find('Session', 'adapted', Date.now()), undefined)
-      for (const [model, id] of [['Grant', 'g-first'], ['Grant', 'g-second'], ['AuthorizationCode', 'code-second']]) assert.equal(await db.store.oidc.find(model!, id!, Date.now()), undefined, id)
+      assert.equal(await db.store.oidc.find('Session', recordKey('adapted'), Date.now()), undefined)
+      for (const [model, id] of [['Grant', 'g-first'], ['Grant', 'g-second'], ['AuthorizationCode', recordKey('code-second')]]) assert.equal(await db.store.oidc.find(model!, id!, Date.now()), undefined, id)
       assert.deepEqual(revoked, ['grant:g-first', 'grant:g-second'])
     })
 
@@ -206,22 +207,24 @@ for (const backend of storeBackends) {
       ]
       for (const [how, end] of ending) {
         const id = `ended-by-${how.replaceAll(/\W+/g, '-')}`
+        // Stored under the key the adapter keeps a realm session's id under.
+        const key = recordKey(id)
         const link = await gatewaySession()
         const payload = { uid: `uid-${id}`, accountId: '31', authorizations: { app: { grantId: `g-${id}` } } }
-        assert.equal(await oidc.saveSession({ id, payload, uid: payload.uid, gatewaySession: link, expiresAt: later }), true)
+        assert.equal(await oidc.saveSession({ id: key, payload, uid: payload.uid, gatewaySession: link, expiresAt: later }), true)
         await end(link)
-        assert.equal(await oidc.find('Session', id, Date.now()), undefined, how)
+        assert.equal(await oidc.find('Session', key, Date.now()), undefined, how)
         // A request that loaded the realm session before the end, with no gateway session cookie, saves it after.
         await oidc.upsert({ model: 'Grant', id: `g-${id}-late`, payload: { accountId: '31' }, expiresAt: later })
         const revoked: string[] = []
         await unlinkedSessions(oidc, revoked).upsert(id, { ...payload, authorizations: { ...payload.authorizations, other: { grantId: `g-${id}-late` } } }, 60)
-        assert.equal(await oidc.find('Session', id, Date.now()), undefined, `${how}: the save brought it back`)
+        assert.equal(await oidc.find('Session', key, Date.now()), undefined, `${how}: the save brought it back`)
         assert.equal(await oidc.find('Grant', `g-${id}-late`, Date.now()), undefined, `${how}: the grant of the late save's sign-in outlived it`)
         assert.deepEqual(revoked, [`grant:g-${id}`, `grant:g-${id}-late`], how)
         // Nor does a save of the same record under any other name, nor one linked to a live gateway session.
-        await oidc.upsert({ model: 'Session', id, payload, uid: payload.uid, expiresAt: later })
-        assert.equal(await oidc.saveSession({ id, payload, uid: payload.uid, gatewaySession: await gatewaySession(), expiresAt: later }), false)
-        assert.equal(await oidc.find('Session', id, Date.now()), undefined, how)
+        await oidc.upsert({ model: 'Session', id: key, payload, uid: payload.uid, expiresAt: later })
+        assert.equal(await oidc.saveSession({ id: key, payload, uid: payload.uid, gatewaySession: await gatewaySession(), expiresAt: later }), false)
+        assert.equal(await oidc.find('Session', key, Date.now()), undefined, how)
         assert.equal(await oidc.findByUid('Session', payload.uid, Date.now()), undefined, how)
       }
     })
@@ -233,7 +236,7 @@ for (const backend of storeBackends) {
       const revoked: string[] = []
       await unlinkedSessions(oidc, revoked).upsert('renewed-old', payload, 60)
       // A new login renews the identifier: the session goes on under the new one, with its grants.
-      await oidc.destroy('Session', 'renewed-old')
+      await oidc.destroy('Session', recordKey('renewed-old'))
       await unlinkedSessions(oidc, revoked).upsert('renewed-new', payload, 60)
       await unlinkedSessions(oidc, revoked).upsert('renewed-old', payload, 60)
       assert.deepEqual(revoked, [])
@@ -258,11 +261,11 @@ for (const backend of storeBackends) {
     it('lets the end of a gateway session win over a save with no gateway session that races with it, from another connection', async () => {
       const keyHash = await gatewaySession()
       const payload = { uid: 'uid-unlinked-race', accountId: '33', authorizations: { app: { grantId: 'g-unlinked-race' } } }
-      assert.equal(await db.store.oidc.saveSession({ id: 'unlinked-race', payload, uid: payload.uid, gatewaySession: keyHash, expiresAt: Date.now() + 60_000 }), true)
+      assert.equal(await db.store.oidc.saveSession({ id: recordKey('unlinked-race'), payload, uid: payload.uid, gatewaySession: keyHash, expiresAt: Date.now() + 60_000 }), true)
       const race = await endRacingSave(keyHash, () => unlinkedSessions(reader).upsert('unlinked-race', { ...payload, saved: 'late' }, 60))
       assert.deepEqual(race.ended, ['g-unlinked-race'])
-      assert.equal(await reader.find('Session', 'unlinked-race', Date.now()), undefined)
-      const row = await readerStore.database.db.selectFrom('oidc_records').select(['payload', 'account_id']).where('model', '=', 'Session').where('id', '=', 'unlinked-race').executeTakeFirstOrThrow()
+      assert.equal(await reader.find('Session', recordKey('unlinked-race'), Date.now()), undefined)
+      const row = await readerStore.database.db.selectFrom('oidc_records').select(['payload', 'account_id']).where('model', '=', 'Session').where('id', '=', recordKey('unlinked-race')).executeTakeFirstOrThrow()
       assert.deepEqual({ ...row }, { payload: '{}', account_id: null }, 'the late save wrote over the ended session')
     })
 
@@ -277,7 +280,7 @@ for (const backend of storeBackends) {
         await tx.oidc.relinkSessions(replaced, current)
       })
       await sessions.upsert('passed-on', { uid: 'uid-passed-on', accountId: '9', authorizations: { app: { grantId: 'g-passed-on' }, other: { grantId: 'g-later' } } }, 300)
-      assert.deepEqual((await db.store.oidc.find('Session', 'passed-on', Date.now()))!.payload.authorizations, { app: { grantId: 'g-passed-on' }, other: { grantId: 'g-later' } })
+      assert.deepEqual((await db.store.oidc.find('Session', recordKey('passed-on'), Date.now()))!.payload.authorizations, { app: { grantId: 'g-passed-on' }, other: { grantId: 'g-later' } })
       assert.deepEqual(await db.store.oidc.endLinkedSessions([current]), ['g-passed-on', 'g-later'], 'it ends with the new gateway session')
     })
 
@@ -693,10 +696,11 @@ for (const backend of unmigratedBackends) {
         // As version 016 wrote it: its table has no ended_at.
         await store.database.db.insertInto('oidc_records' as never).values({ model: 'Session', id: 'upgraded', payload: JSON.stringify({ uid: 'u-upgraded', accountId: '50' }), uid: 'u-upgraded', account_id: '50', gateway_session: keyHash, expires_at: Date.now() + 60_000 } as never).execute()
         await store.database.migrate()
-        assert.ok(await store.oidc.find('Session', 'upgraded', Date.now()))
+        // Kept under the SHA-256 of its id since 040_oidc_secret_record_ids.
+        assert.ok(await store.oidc.find('Session', recordKey('upgraded'), Date.now()))
         await store.oidc.endLinkedSessions([keyHash])
-        assert.equal(await store.oidc.saveSession({ id: 'upgraded', payload: { uid: 'u-upgraded', accountId: '50' }, uid: 'u-upgraded', expiresAt: Date.now() + 60_000 }), false)
-        assert.equal(await store.oidc.find('Session', 'upgraded', Date.now()), undefined)
+        assert.equal(await store.oidc.saveSession({ id: recordKey('upgraded'), payload: { uid: 'u-upgraded', accountId: '50' }, uid: 'u-upgraded', expiresAt: Date.now() + 60_000 }), false)
+        assert.equal(await store.oidc.find('Session', recordKey('upgraded'), Date.now()), undefined)
       } finally {
         await store.close()
         await cleanup()
@@ -725,8 +729,9 @@ for (const backend of unmigratedBackends) {
         assert.match(definition('oidc_records_uid'), /where \(?"?uid"? is not null\)?$/i)
         assert.match(definition('oidc_records_user_code'), /where \(?"?user_code"? is not null\)?$/i)
 
-        assert.equal((await store.oidc.findByUid('Session', 'u1', Date.now()))?.id, 's1')
-        assert.equal((await store.oidc.findByUserCode('DeviceCode', 'ABCD', Date.now()))?.id, 'd1')
+        // A realm session's and a device code's ids are kept as their SHA-256 since 040_oidc_secret_record_ids.
+        assert.equal((await store.oidc.findByUid('Session', 'u1', Date.now()))?.id, recordKey('s1'))
+        assert.equal((await store.oidc.findByUserCode('DeviceCode', 'ABCD', Date.now()))?.id, recordKey('d1'))
         assert.equal((await store.oidc.find('AccessToken', 'a1', Date.now()))?.id, 'a1')
         assert.equal(await store.oidc.findByUid('Session', 'u2', Date.now()), undefined)
         for (const [column, index] of [['uid', 'oidc_records_uid'], ['user_code', 'oidc_records_user_code']] as const) {

@@ -7,6 +7,7 @@ import { hashPassword } from '../../src/directory/passwords.ts'
 import { migrationNames } from '../../src/store/migrations/index.ts'
 import { atMigration, unmigratedBackends } from '../helpers/backends.ts'
 import { ADMIN_PASSWORD, adminAuth, basic, json, runCli, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { browse, CLIENT_REDIRECT, CookieJar, REALM, realmUrl, testRealms } from '../helpers/oidc.ts'
 import { withTrigger } from '../helpers/triggers.ts'
 
 /**
@@ -109,6 +110,39 @@ for (const backend of unmigratedBackends) {
         gw = await startGateway(old.storage)
         const ready = await json(await gw.fetch('/readyz'))
         assert.deepEqual(ready.checks.find((check: { name: string }) => check.name === 'migrations').data, { applied: migrationNames.length })
+      } finally {
+        await gw?.close()
+      }
+    }))
+
+    it('keeps a realm browser session signed in before its record was kept under the hash of its cookie, and keeps the cookie no more', () => atMigration(backend, '039_imported_password', async (store, old) => {
+      let gw: TestGateway | undefined
+      try {
+        const { db } = store.database
+        const now = Date.now()
+        const yes = store.database.dialect === 'postgres' ? true : 1
+        const no = store.database.dialect === 'postgres' ? false : 0
+        await db.insertInto('users').values({
+          id: 2, username: 'alice', email: '', first_name: '', last_name: '', password_hash: await hashPassword(OLD_PASSWORD), is_superuser: no,
+          is_system_auditor: no, is_active: yes, source: 'local', external: no, created_at: now, modified_at: now, last_login: null,
+        } as never).execute()
+        // As the earlier version stored a realm session: under its cookie's value, which its payload repeats (`jti`).
+        const cookie = randomBytes(32).toString('base64url')
+        const seconds = Math.floor(now / 1000)
+        const session = { iat: seconds, exp: seconds + 3600, uid: 'uid-before-upgrade', accountId: '2', loginTs: seconds, kind: 'Session', jti: cookie, gatehouseRealm: REALM }
+        await db.insertInto('oidc_records').values({
+          model: 'Session', id: cookie, payload: JSON.stringify(session), grant_id: null, uid: session.uid, user_code: null, account_id: '2', expires_at: now + 3_600_000, consumed_at: null,
+        } as never).execute()
+
+        gw = await startGateway({ ...old.storage, config: { realms: testRealms } })
+        const stored = JSON.stringify(await db.selectFrom('oidc_records').selectAll().execute())
+        assert.ok(stored.includes('uid-before-upgrade'), 'the session is still there')
+        assert.ok(!stored.includes(cookie), 'its cookie is not')
+        const jar = new CookieJar()
+        jar.store(new Response(null, { headers: { 'set-cookie': `gatehouse_oidc_session=${cookie}` } }))
+        const query = new URLSearchParams({ client_id: 'end-users', response_type: 'code', scope: 'openid', redirect_uri: CLIENT_REDIRECT, code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256' })
+        const { url } = await browse(gw, jar, realmUrl(gw, `/protocol/openid-connect/auth?${query}`))
+        assert.ok(url.startsWith(CLIENT_REDIRECT) && new URL(url).searchParams.has('code'), `signed in without the login form: ${url}`)
       } finally {
         await gw?.close()
       }

@@ -45,6 +45,7 @@ const migrations: Record<string, () => Promise<GatehouseMigration>> = {
   '037_application_pkce_required': async () => (await import('./037_application_pkce_required.ts')).applicationPkceRequired,
   '038_application_secret_rotation': async () => (await import('./038_application_secret_rotation.ts')).applicationSecretRotation,
   '039_imported_password': async () => (await import('./039_imported_password.ts')).importedPassword,
+  '040_oidc_secret_record_ids': async () => (await import('./040_oidc_secret_record_ids.ts')).oidcSecretRecordIds,
 }
 
 /** The names of this version's migrations, in order. */
