@@ -9,7 +9,7 @@ import { ACCESS_TOPIC, accessTeamKey, accessUserKey, USER_TOPIC } from '../store
 import { endApplicationTokens } from '../oidc/applications.ts'
 import { teamKey, type AccessModel } from './model.ts'
 import type { ConfiguredName } from './rules.ts'
-import { contentTypeNamed, permissionNamed, PLATFORM_AUDITOR, rolePermissionProblem, type ContentType, type Permission } from './permissions.ts'
+import { contentTypeNamed, inPlatformOrder, permissionNamed, PLATFORM_AUDITOR, rolePermissionProblem, type ContentType, type Permission } from './permissions.ts'
 
 export interface AssignmentInput {
   roleDefinitionId: number
@@ -532,7 +532,7 @@ function readRoleDefinition(contentType: string | null, permissions: readonly st
   const unknown = permissions.filter((p) => permissionNamed(p) === undefined)
   if (unknown.length) problems.permissions = unknown.map(pkDoesNotExist)
   if (Object.keys(problems).length) throw new ValidationFailed(problems)
-  return { contentType: type!, permissions: [...new Set(permissions.map((p) => permissionNamed(p)!))] }
+  return { contentType: type!, permissions: inPlatformOrder([...new Set(permissions.map((p) => permissionNamed(p)!))]) }
 }
 
 function checkRolePermissions(contentType: ContentType | null, permissions: readonly Permission[]): void {

@@ -66,6 +66,16 @@ const modelOf = (permission: Permission) => permission.slice(permission.lastInde
 const actionOf = (permission: Permission) => permission.slice('shared.'.length, permission.lastIndexOf('_'))
 
 /**
+ * Permissions in the order django-ansible-base lists a role's (DABPermission's `ordering`: the content type's model,
+ * then the codename), whatever order they were given in: the collection's role_definition module compares the list
+ * it sends with the one shown with Python's `==`, so the same permissions in another order are no change there.
+ */
+export function inPlatformOrder<P extends string>(permissions: readonly P[]): P[] {
+  const key = (permission: string) => `${permission.slice(permission.lastIndexOf('_') + 1)} ${permission}`
+  return [...permissions].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0))
+}
+
+/**
  * What is wrong with a role definition holding `permissions` on `contentType`, in the words of django-ansible-base's
  * validate_permissions_for_model, first problem only (as it raises): no `member_team` in a global role; only the
  * permissions permissionsFor allows; with any other permission of a model, its `view_`; with its `delete_`, its

@@ -2,7 +2,7 @@ import type { FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { AssignmentInput, GivenRole } from '../access/admin.ts'
 import type { App } from '../app.ts'
-import { CONTENT_TYPES, contentTypeNamed, permissionsFor } from '../access/permissions.ts'
+import { CONTENT_TYPES, contentTypeNamed, inPlatformOrder, permissionsFor } from '../access/permissions.ts'
 import { actorOf } from '../audit/actor.ts'
 import { NotFound, ValidationFailed } from '../errors.ts'
 import { type Actor, assignmentFilterFields, type RoleAssignment, type RoleDefinition, roleDefinitionFilterFields } from '../store/access.ts'
@@ -80,7 +80,7 @@ export function serializeRoleDefinition(role: RoleDefinition) {
     url,
     related: { user_assignments: `${url}user_assignments/`, team_assignments: `${url}team_assignments/` },
     summary_fields: {},
-    permissions: role.permissions,
+    permissions: inPlatformOrder(role.permissions),
     content_type: role.contentType,
     created: new Date(role.created).toISOString(),
     created_by: null,

@@ -336,7 +336,7 @@ describe('the collection\'s access and application modules', () => {
       const params = { name: 'Team Viewer', description: 'sees the team', content_type: 'shared.team', permissions: ['shared.view_team', 'shared.member_team'] }
       const created = await run(client, params)
       assert.equal(created.changed, true)
-      assert.deepEqual(created.item.permissions, params.permissions)
+      assert.deepEqual(created.item.permissions, ['shared.member_team', 'shared.view_team'], 'in django-ansible-base\'s order')
       assert.equal(created.item.content_type, 'shared.team')
       assert.equal((await run(client, params)).changed, false)
 
@@ -352,6 +352,27 @@ describe('the collection\'s access and application modules', () => {
 
       assert.deepEqual(await run(client, { ...params, name: 'Team Watcher', state: 'absent' }), { changed: true, status: 204 })
       assert.deepEqual(await run(client, { ...params, name: 'Team Watcher', state: 'absent' }), { changed: false })
+    })
+
+    it('reports no change for the same permissions listed in another order, showing them in django-ansible-base\'s order', async () => {
+      const client = await admin()
+      // DABPermission's ordering: the content type's model, then the codename (add_team is the team model's).
+      const inOrder = ['shared.change_organization', 'shared.member_organization', 'shared.view_organization', 'shared.add_team', 'shared.change_team', 'shared.view_team']
+      const params = { name: 'Org Team Keeper', content_type: 'shared.organization', permissions: ['shared.view_team', 'shared.add_team', 'shared.view_organization', 'shared.change_team', 'shared.member_organization', 'shared.change_organization'] }
+      const created = await run(client, params)
+      assert.equal(created.changed, true)
+      assert.deepEqual(created.item.permissions, inOrder)
+      assert.equal((await run(client, params)).changed, false, 'the PATCH a second run sends changes nothing')
+      const reordered = await run(client, { ...params, permissions: [...params.permissions].reverse() })
+      assert.equal(reordered.changed, false, 'the module compares the lists with Python\'s ==')
+      assert.deepEqual((await client.getOne('role_definitions', { nameOrId: 'Org Team Keeper' })).permissions, inOrder)
+      assert.deepEqual((await client.getOne('role_definitions', { nameOrId: 'Organization Admin' })).permissions, [
+        'shared.change_organization', 'shared.delete_organization', 'shared.member_organization', 'shared.view_organization',
+        'shared.add_team', 'shared.change_team', 'shared.delete_team', 'shared.member_team', 'shared.view_team',
+      ], 'a managed role too')
+      await gw.app.audit.flush()
+      const updates = (await client.send('GET', 'activitystream', {}, { operation: 'update', content_type: 'role_definition', object_id: created.item.id })).json
+      assert.equal(updates.count, 0, JSON.stringify(updates.results.map((entry: any) => entry.changes)))
     })
   })
 
