@@ -188,6 +188,65 @@ describe('the collection\'s access and application modules', () => {
     })
   })
 
+  describe('organization and team, by names of any characters', () => {
+    /**
+     * get_one with a name: first, when it holds `++`, a GET of `<endpoint>/<name>/` (an AWX named URL), which fails
+     * the module unless it answers 200; then `?name=` (or `?or__id=&or__name=` for a number), with the team's
+     * organization as `organization`.
+     */
+    const find = async (client: CollectionClient, endpoint: string, name: string, data?: Record<string, number>) => {
+      if (name.includes('++')) {
+        const named = await client.send('GET', `${endpoint}/${encodeURIComponent(name).replaceAll('%2B', '+')}`)
+        if (named.status !== 200) return { failed: named.status }
+      }
+      return { item: await client.getOne(endpoint, { nameOrId: name, data }) }
+    }
+    /** AAPObject.manage for AAPOrganization and AAPTeam: present POSTs or PATCHes what differs; absent DELETEs. */
+    const run = async (client: CollectionClient, endpoint: string, params: { name: string; description?: string; organization?: string; state?: string }): Promise<any> => {
+      let data: Record<string, number> | undefined
+      if (params.organization !== undefined) {
+        const organization = await find(client, 'organizations', params.organization)
+        if (organization.failed) return organization
+        if (!organization.item) return params.state === 'absent' ? { changed: false } : { failed: 'Item organization does not exist' }
+        data = { organization: organization.item.id }
+      }
+      const found = await find(client, endpoint, params.name, data)
+      if (found.failed) return found
+      if (params.state === 'absent') return found.item ? { changed: true, status: await client.deleteIfNeeded(found.item) } : { changed: false }
+      const wanted: Record<string, unknown> = { name: found.item?.name ?? params.name, ...(params.description === undefined ? {} : { description: params.description }), ...data }
+      return client.createOrUpdateIfNeeded(endpoint, found.item, wanted)
+    }
+
+    it('creates, finds again, updates and deletes organizations and teams named with spaces, unicode, + and &', async () => {
+      const client = await admin()
+      for (const name of ['Dev Ops', 'R&D + QA', 'Ünïcødé 組織 🚀', 'a+b=c&d=%20', '42x', 'x/y?z#w']) {
+        const created = await run(client, 'organizations', { name, description: 'one' })
+        assert.deepEqual([created.changed, created.item.name], [true, name])
+        assert.equal((await run(client, 'organizations', { name, description: 'one' })).changed, false, name)
+        const updated = await run(client, 'organizations', { name, description: 'two' })
+        assert.deepEqual([updated.changed, updated.item.description], [true, 'two'])
+        const team = await run(client, 'teams', { name: `${name} team`, organization: name })
+        assert.deepEqual([team.changed, team.item.organization], [true, created.item.id])
+        assert.equal((await run(client, 'teams', { name: `${name} team`, organization: name })).changed, false, `${name} team`)
+        assert.deepEqual(await run(client, 'teams', { name: `${name} team`, organization: name, state: 'absent' }), { changed: true, status: 204 })
+        assert.deepEqual(await run(client, 'organizations', { name, state: 'absent' }), { changed: true, status: 204 })
+        assert.deepEqual(await run(client, 'organizations', { name, state: 'absent' }), { changed: false })
+        assert.deepEqual(await run(client, 'teams', { name: `${name} team`, organization: name, state: 'absent' }), { changed: false })
+      }
+    })
+
+    it('answers the named URL a name with ++ is looked up by with a 404, as no named URLs are served, so nothing is sent after it', async () => {
+      const client = await admin()
+      assert.equal((await client.send('POST', 'organizations', { name: 'C++ Guild' })).status, 201)
+      const checking = await admin({ checkMode: true })
+      assert.deepEqual(await run(checking, 'organizations', { name: 'C++ Guild', description: 'changed' }), { failed: 404 })
+      assert.deepEqual(await run(checking, 'teams', { name: 'Compilers', organization: 'C++ Guild' }), { failed: 404 })
+      assert.deepEqual(await run(checking, 'organizations', { name: 'Missing++Guild', state: 'absent' }), { failed: 404 })
+      assert.ok(checking.sent.every((line) => line.startsWith('GET ')), checking.sent.join('\n'))
+      assert.equal((await client.getOne('organizations', { nameOrId: 'C++ Guild' })).description, '')
+    })
+  })
+
   describe('modules Gatehouse does not implement', () => {
     /**
      * Each module's first request after the API root is its get_one lookup (aap_authenticator.py,
