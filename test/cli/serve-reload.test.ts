@@ -54,7 +54,10 @@ function hangUps(gateway: GatewayProcess, message: string): number {
   return gateway.output().split('\n').filter((line) => line.includes(`"msg":"SIGHUP: ${message}`)).length
 }
 
-/** Sends SIGHUP and waits for the log line of its outcome (in every one of `processes`). */
+/**
+ * Sends SIGHUP and waits for the log line of its outcome (in every one of `processes`): the last line a test reads,
+ * since the lines of one reload may reach the pipe apart.
+ */
 async function reload(gateway: GatewayProcess, message: string, processes = 1): Promise<void> {
   const seen = hangUps(gateway, message)
   gateway.process.kill('SIGHUP')
@@ -240,7 +243,7 @@ describe('serve: SIGHUP reads the configuration file again', () => {
     const { file, gateway } = await serveFile(dir, 'restart', `services:\n${service('kept', one.url, '    public_paths: ["/kept/*"]\n')}`)
     try {
       writeFileSync(file, `server:\n  max_connections: 1\nauth:\n  max_stale_seconds: 7\nservices:\n${service('kept', two.url, '    public_paths: ["/kept/*"]\n')}`)
-      await reload(gateway, 'configuration file read again')
+      await reload(gateway, 'these settings changed')
       const warning = gateway.output().split('\n').find((line) => line.includes('apply only at a restart'))
       assert.ok(warning, gateway.output())
       assert.deepEqual(JSON.parse(warning).settings, ['server.max_connections', 'auth.max_stale_seconds'])
@@ -265,7 +268,7 @@ describe('serve: SIGHUP reads the configuration file again', () => {
     try {
       assert.equal((await fetchAlone(`${gateway.url}/changed/x`, spoofed)).body, '/changed/x tenant none')
       writeFileSync(file, `services:\n${service('kept', upstream, open('kept'))}${service('changed', upstream, `${open('changed')}    strip_prefix: true\n`)}${service('added', upstream, open('added'))}`)
-      await reload(gateway, 'configuration file read again')
+      await reload(gateway, 'these settings changed')
       const warning = gateway.output().split('\n').find((line) => line.includes('apply only at a restart'))
       assert.ok(warning, gateway.output())
       assert.deepEqual(JSON.parse(warning).settings, ['server.remove_request_headers'])
@@ -320,7 +323,7 @@ describe('serve: SIGHUP reads the configuration file again', () => {
       const me = async () => (await fetchAlone(`${gateway.url}/api/gateway/v1/me/`, { authorization: `Bearer ${token}` })).status
       assert.equal(await me(), 401, 'a token of end-users is not meant for the gateway')
       writeFileSync(file, `${oidcServiceFile(one.url, ['elsewhere', 'end-users'])}gateway:\n  oidc: { audiences: [end-users] }\n`)
-      await reload(gateway, 'configuration file read again')
+      await reload(gateway, 'these settings changed')
       const warning = gateway.output().split('\n').find((line) => line.includes('apply only at a restart'))
       assert.ok(warning, gateway.output())
       assert.deepEqual(JSON.parse(warning).settings, ['gateway.oidc'])
