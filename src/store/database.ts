@@ -232,7 +232,7 @@ export class Database {
     if (url && /^postgres(ql)?:\/\//.test(url)) {
       const pg = await loadPostgres()
       const config: pg.ClientConfig = {
-        connectionString: url,
+        connectionString: certificateCheckingSslMode(url),
         connectionTimeoutMillis: timeouts.connectMs,
         query_timeout: bounded(timeouts.queryMs),
         statement_timeout: bounded(timeouts.queryMs),
@@ -793,6 +793,21 @@ function innerOf(connection: DatabaseConnection): DatabaseConnection {
 export function redactUrl(url: string): string {
   return url.replace(PASSWORD_BEFORE_HOST, '$1:***@').replace(PASSWORD_IN_QUERY, '$1***')
 }
+
+/**
+ * `sslmode=prefer`, `require` and `verify-ca` spelled as what pg makes of them today, `verify-full`: the server's
+ * certificate and name checked against the system's CAs (or `sslrootcert`). pg warns at every start that its next
+ * major version gives them libpq's weaker meanings (`require` checking no certificate); spelled out here, a
+ * database URL keeps checking what it checks now whatever pg's version. `uselibpqcompat=true` asks for libpq's
+ * meanings and is left to pg, as is `sslmode=no-verify`.
+ */
+export function certificateCheckingSslMode(url: string): string {
+  if (LIBPQ_SSL_MODES.test(url)) return url
+  return url.replace(LAX_SSL_MODE, '$1verify-full')
+}
+
+const LAX_SSL_MODE = /([?&]sslmode=)(?:prefer|require|verify-ca)(?=[&#]|$)/g
+const LIBPQ_SSL_MODES = /[?&]uselibpqcompat=true(?=[&#]|$)/
 
 /** The passwords a database URL holds, as written (redactUrl masks each). */
 export function urlPasswords(url: string): string[] {

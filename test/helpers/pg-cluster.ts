@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process'
-import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { freePort } from './free-port.ts'
@@ -53,7 +53,11 @@ function clusterPids(dataDir: string): number[] {
   return [postmaster, ...children]
 }
 
-export async function startPgCluster(): Promise<PgCluster> {
+/**
+ * With `tls`, the server also speaks TLS with that certificate and key (copied into the cluster's directory, where
+ * the `postgres` user can read them and no one else).
+ */
+export async function startPgCluster({ tls }: { tls?: { cert: string; key: string } } = {}): Promise<PgCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'gatehouse-pg-'))
   chmodSync(dir, 0o700)
   const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }))
@@ -62,7 +66,15 @@ export async function startPgCluster(): Promise<PgCluster> {
   const dataDir = join(dir, 'data')
   asPostgres('initdb', ['-D', dataDir, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8'])
   const port = await freePort()
-  const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100`
+  let options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100`
+  if (tls) {
+    for (const [name, file] of [['server.crt', tls.cert], ['server.key', tls.key]]) {
+      copyFileSync(file, join(dir, name))
+      chmodSync(join(dir, name), 0o600)
+      chownSync(join(dir, name), uid, gid)
+    }
+    options += ` -c ssl=on -c ssl_cert_file=${join(dir, 'server.crt')} -c ssl_key_file=${join(dir, 'server.key')}`
+  }
   let frozen: number[] = []
   const cluster: PgCluster = {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
