@@ -17,7 +17,7 @@ import { usersCommand } from './users.ts'
 
 /** Every command and option of `bin/gatehouse`, built without running anything (the README's CLI section is checked against it). */
 export function gatehouseProgram(): Command {
-  return new Command('gatehouse')
+  return wrappingHelp(new Command('gatehouse')
     .description('Gatehouse: an API gateway with a Keycloak-compatible OpenID Connect provider')
     .version(version)
     .showSuggestionAfterError()
@@ -34,7 +34,18 @@ export function gatehouseProgram(): Command {
     .addCommand(accessCommand())
     .addCommand(keysCommand())
     .addCommand(realmsCommand())
-    .hook('preAction', refuseEmptyArguments)
+    .hook('preAction', refuseEmptyArguments))
+}
+
+/**
+ * Commander leaves a description unwrapped when less than 40 columns are left beside the terms (`access`'s
+ * subcommands, whose arguments make long terms, printed 150-column lines); 24 still wraps into a readable column.
+ * Set on every command, as `addCommand` copies no help settings to the commands it adds.
+ */
+function wrappingHelp(command: Command): Command {
+  command.configureHelp({ minWidthToWrap: 24 })
+  command.commands.forEach(wrappingHelp)
+  return command
 }
 
 /**

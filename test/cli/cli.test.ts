@@ -524,6 +524,17 @@ describe('bin/gatehouse', () => {
     }
   })
 
+  it('wraps every command\'s --help in 80 columns (where no pipe or terminal says how wide)', () => {
+    const everyCommand = (command: Command, path: string[]): [string, Command][] =>
+      [[path.join(' '), command], ...command.commands.flatMap((c) => everyCommand(c, [...path, c.name()]))]
+    const commands = everyCommand(gatehouseProgram(), ['gatehouse'])
+    assert.ok(commands.length > 30, String(commands.length))
+    for (const [name, command] of commands) {
+      const tooLong = command.helpInformation().split('\n').filter((line) => line.length > 80)
+      assert.deepEqual(tooLong, [], name)
+    }
+  })
+
   it('has --help for every command', async () => {
     for (const args of [[], ['serve'], ['users'], ['users', 'create'], ['migrate'], ['config', 'check']]) {
       const result = await runCli([...args, '--help'])
