@@ -12,11 +12,12 @@
  * loads the packages as installed.
  */
 import type { PluginBuild } from 'esbuild'
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { buildGatehouseBundle } from './gatehouse-bundle.ts'
+import { builtBeside } from './built-beside.ts'
 import { MANIFEST, vendorDirectory, type Manifest, type VendoredPackage } from './manifest.ts'
 
 /** The packages a start loads whose file count costs the most; each was measured to load faster bundled. */
@@ -178,25 +179,9 @@ function facadeSource(bundleFile: string, specifier: string, exported: Record<st
   return lines.join('\n') + '\n'
 }
 
-/**
- * Builds the bundles beside `directory` and then puts them in its place, so that a gateway or command starting while
- * `npm install` runs finds the previous bundles or the new ones, whole: removing them first and writing them again in
- * place left a start the manifest of one and no files, or a running gateway without the bundle a lazy `require` asks
- * for, for the seconds a build takes.
- */
+/** Builds the bundles beside `directory`, then puts them in its place (see builtBeside). */
 export async function buildVendor(directory = vendorDirectory(projectRoot)): Promise<Manifest> {
-  const staging = `${directory}.building-${process.pid}`
-  rmSync(staging, { recursive: true, force: true })
-  try {
-    const manifest = await buildVendorInto(staging)
-    const previous = `${directory}.previous-${process.pid}`
-    if (existsSync(directory)) renameSync(directory, previous)
-    renameSync(staging, directory)
-    rmSync(previous, { recursive: true, force: true })
-    return manifest
-  } finally {
-    rmSync(staging, { recursive: true, force: true })
-  }
+  return builtBeside(directory, buildVendorInto)
 }
 
 async function buildVendorInto(directory: string): Promise<Manifest> {

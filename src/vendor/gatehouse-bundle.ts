@@ -13,7 +13,7 @@
  * made from this checkout; otherwise, or without it, Node loads the sources. Stack traces name the bundle's file
  * and line, under a comment naming each module's source; with `NODE_OPTIONS=--enable-source-maps`, the sources'.
  */
-import { mkdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs'
 import { dirname, join, relative, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 
@@ -90,8 +90,14 @@ export function gatehouseBundleEntry(root: string, directory = gatehouseBundleDi
  * it is. A source changed while bundling leaves no manifest: the sources then load, until the next build.
  */
 export async function buildGatehouseBundle(root: string, directory = gatehouseBundleDirectory(root)): Promise<GatehouseBundleManifest> {
+  // Imported here, not by the module: every start loads this one, to find the bundle.
+  const { builtBeside } = await import('./built-beside.ts')
+  return builtBeside(directory, (staging) => buildGatehouseBundleInto(root, staging))
+}
+
+/** Built where it will not run: the source maps and the manifest name nothing by this directory's path. */
+async function buildGatehouseBundleInto(root: string, directory: string): Promise<GatehouseBundleManifest> {
   const { build } = await import('esbuild')
-  rmSync(directory, { recursive: true, force: true })
   mkdirSync(directory, { recursive: true })
   const began = Date.now()
   const external = new Set(LOADED_FROM_SOURCES.map((source) => join(root, source)))

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { pathToFileURL } from 'node:url'
@@ -34,6 +34,35 @@ describe('the bundle of Gatehouse\'s own modules', () => {
       const files = readdirSync(directory, { recursive: true, encoding: 'utf8' }).filter((file) => file.endsWith('.js'))
       assert.ok(files.length > 10)
       for (const file of files) assert.doesNotMatch(readFileSync(join(directory, file), 'utf8'), /\b__name\(/, file)
+    } finally {
+      rmSync(directory, { recursive: true, force: true })
+    }
+  })
+
+  it('is replaced whole: while it is built again, the manifest and every file it names are there, and nothing is left beside it', async () => {
+    const directory = bundleDirectory()
+    try {
+      await buildGatehouseBundle(repoRoot, directory)
+      const missing: string[] = []
+      const check = setInterval(() => {
+        let outputs: string[]
+        try {
+          outputs = Object.keys((JSON.parse(readFileSync(join(directory, 'manifest.json'), 'utf8')) as { outputs: Record<string, string[]> }).outputs)
+        } catch (error) {
+          missing.push(`manifest.json: ${(error as Error).message}`)
+          return
+        }
+        for (const output of outputs) if (!existsSync(join(directory, output))) missing.push(output)
+      }, 5)
+      try {
+        await buildGatehouseBundle(repoRoot, directory)
+      } finally {
+        clearInterval(check)
+      }
+      assert.deepEqual(missing.slice(0, 5), [], 'a start during the build would have found these missing')
+      assert.ok(currentGatehouseBundle(repoRoot, directory))
+      const name = directory.split('/').at(-1)!
+      assert.deepEqual(readdirSync(join(directory, '..')).filter((entry) => entry.startsWith(`${name}.`)), [])
     } finally {
       rmSync(directory, { recursive: true, force: true })
     }
