@@ -7,6 +7,7 @@ import type { EventBus } from '../store/event-bus.ts'
 import type { CacheStats } from '../store/cache.ts'
 import type { ConnectionCap } from '../listener/address-shares.ts'
 import { answerCollections, clustered, scrapeEveryWorker } from './cluster.ts'
+import { sharedRuns } from './shared-runs.ts'
 import { CounterFamily, HistogramFamily, type CounterCell, type HistogramSeries } from './instruments.ts'
 
 const METHOD_CLASSES = ['read', 'write'] as const
@@ -248,11 +249,11 @@ export class GatewayMetrics {
   }
 
   /** What /metrics answers: this process's metrics, or under `serve --workers` every worker's together (src/metrics/cluster.ts). */
-  async scrape(): Promise<Scrape> {
+  readonly scrape: () => Promise<Scrape> = sharedRuns(async () => {
     if (clustered()) return scrapeEveryWorker()
     const registry = await this.#loadedRegistry()
     return { contentType: registry.contentType, text: await registry.metrics() }
-  }
+  })
 }
 
 function isRead(method: string): boolean {
