@@ -44,6 +44,8 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   /** The body's bytes handed to the client's response, and how many of them had left its buffers at the last look. */
   #written = 0
   #flushedAtLastLook = 0
+  /** The client's head, from the upstream's, until it is written (`onResponseStart`). */
+  #head: OutgoingHttpHeaders | undefined
 
   constructor(ends: ExchangeEnds) {
     readSoundAnswers()
@@ -106,16 +108,33 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     // body goes on to the service while it reads it (one answering as it reads); the connection is closed once the
     // answer is written, lingering, as the client may still be sending (src/http/lingering-close.ts).
     if (!client.complete) closeLingeringAfter(response)
+    // Held until the body's first bytes or its end: a service that breaks off before either is answered 502 (or 504)
+    // like one that never answered, where a head already written could only be cut, and the client got nothing at all.
+    // Node would not send a written head before either anyway. The status is the response's meanwhile, for the log
+    // line of a client that leaves before.
+    response.statusCode = statusCode
+    this.#head = this.#ends.responseHeaders(headers)
+  }
+
+  /** Writes the held head; the error Node refuses it with (a status below 100 or above 999), if it does. */
+  #writeHead(): Error | undefined {
+    const head = this.#head
+    if (!head) return undefined
+    this.#head = undefined
     try {
-      response.writeHead(statusCode, this.#ends.responseHeaders(headers))
+      const { response } = this.#ends
+      response.writeHead(response.statusCode, head)
+      return undefined
     } catch (error) {
-      // A status Node refuses to send (below 100, above 999): the upstream's answer is not one to pass on.
-      controller.abort(error as Error)
+      return error as Error
     }
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     const { response } = this.#ends
+    // The upstream's answer is not one to pass on.
+    const refused = this.#writeHead()
+    if (refused) return controller.abort(refused)
     this.#written += chunk.length
     if (!response.write(chunk)) {
       controller.pause()
@@ -129,6 +148,8 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
 
   onResponseEnd(_controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
     const { response } = this.#ends
+    const refused = this.#writeHead()
+    if (refused) return this.#ends.failed(refused)
     // Most answers have none: one look at an empty object. Node sends them only where the answer is chunked.
     for (const _ in trailers) {
       response.addTrailers(clientResponseTrailers(trailers))

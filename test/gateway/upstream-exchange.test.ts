@@ -30,6 +30,13 @@ const CUT = {
   'cut-length': 'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this',
   'cut-chunked': 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n',
 }
+/** Answers whose head is sound and whose body never starts: the upstream closes the connection, or resets it (`-reset`). */
+const HEAD_ONLY = {
+  'head-only-length': 'HTTP/1.1 200 OK\r\nContent-Length: 100\r\nX-From: service\r\n\r\n',
+  'head-only-chunked': 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-From: service\r\n\r\n',
+  'head-only-length-reset': 'HTTP/1.1 200 OK\r\nContent-Length: 100\r\nX-From: service\r\n\r\n',
+  'head-only-chunked-reset': 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-From: service\r\n\r\n',
+}
 
 /** The gateway, once `upstream` listens, with a service in front of it on each path: the lean one and the general. */
 async function gatewayInFrontOf(upstream: Server, service: Record<string, unknown> = {}, logLines?: Record<string, unknown>[]): Promise<TestGateway> {
@@ -57,9 +64,9 @@ describe('what the client gets of a misbehaving upstream', () => {
       socket.on('error', () => {})
       socket.once('data', (data) => {
         const name = /^\S+ \/\w+\/([\w-]+)/.exec(String(data))?.[1] ?? ''
-        const answer = MALFORMED[name] ?? CUT[name as keyof typeof CUT] ?? 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'
+        const answer = MALFORMED[name] ?? CUT[name as keyof typeof CUT] ?? HEAD_ONLY[name as keyof typeof HEAD_ONLY] ?? 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'
         socket.write(answer)
-        setTimeout(() => socket.destroy(), 50)
+        setTimeout(() => (name.endsWith('-reset') ? socket.resetAndDestroy() : socket.destroy()), 50)
       })
     })
     gw = await gatewayInFrontOf(upstream, {}, logLines)
@@ -98,6 +105,17 @@ describe('what the client gets of a misbehaving upstream', () => {
     const after = await gw.fetch('/lean/fine')
     assert.equal(after.status, 200, 'the gateway serves on')
     assert.equal(await after.text(), 'ok')
+  })
+
+  it('answers 502 upstream_unavailable where the upstream broke off after its head, before its body\'s first byte, on either path', async () => {
+    for (const prefix of ['lean', 'general']) {
+      for (const name of Object.keys(HEAD_ONLY)) {
+        const response = await exchange(gw.url, `GET /${prefix}/${name} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n`)
+        assert.match(response, /^HTTP\/1\.1 502 Bad Gateway\r\n/, `${prefix} ${name}: ${JSON.stringify(response)}`)
+        assert.doesNotMatch(response, /\r\nx-from:/i, `${prefix} ${name}: nothing of the service's head`)
+        assert.equal(JSON.parse(response.split('\r\n\r\n')[1]!).code, 'upstream_unavailable', `${prefix} ${name}`)
+      }
+    }
   })
 
   it('resets the connection of an HTTP/1.0 client whose answer the upstream broke off, where a close would mark its end', async () => {
@@ -279,6 +297,8 @@ describe('the bound on what a service may send before its answer, and on what a 
         }
         // `no-answer` reads nothing more of the request and answers nothing.
         else if (name === 'no-answer') socket.pause()
+        // A head, then nothing of the body it announces.
+        else if (name === 'head-then-stall') socket.write('HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n')
       })
     })
     gw = await gatewayInFrontOf(upstream, { timeouts: { response_seconds: 1 } })
@@ -304,6 +324,16 @@ describe('the bound on what a service may send before its answer, and on what a 
       const started = Date.now()
       const answer = await exchange(gw.url, `GET /${prefix}/endless-interim HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`, 5000)
       assert.match(answer, /^HTTP\/1\.1 504 /, prefix)
+      assert.ok(Date.now() - started < 2500, `${prefix}: ${Date.now() - started} ms`)
+    }
+  })
+
+  it('answers 504 upstream_timeout to a service that sends its head and no body within response_seconds, on either path', async () => {
+    for (const prefix of ['lean', 'general']) {
+      const started = Date.now()
+      const answer = await exchange(gw.url, `GET /${prefix}/head-then-stall HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`, 5000)
+      assert.match(answer, /^HTTP\/1\.1 504 /, `${prefix}: ${JSON.stringify(answer)}`)
+      assert.equal(JSON.parse(answer.split('\r\n\r\n')[1]!).code, 'upstream_timeout', prefix)
       assert.ok(Date.now() - started < 2500, `${prefix}: ${Date.now() - started} ms`)
     }
   })
