@@ -14,7 +14,7 @@ import { publicBase, responseRewrite, type PublicBase, type ResponseRewrite } fr
 import { PROXIED_METHODS, type Route } from './routes.ts'
 import { clientResponseHeaders, upstreamRequestHeaders } from './upstream-headers.ts'
 import { dropRestOfBody, hasRequestBody } from './request-buffer.ts'
-import { cutAnswer, UpstreamExchange } from './upstream-exchange.ts'
+import { cutAnswer, mayResend, ResendOnce, UpstreamExchange } from './upstream-exchange.ts'
 // Before any upstream connection: undici's parser then reads an unasked `100 Continue` as the interim answer it is.
 import { poolClient } from './upstream-pool.ts'
 
@@ -156,7 +156,8 @@ class ServiceConnections implements UpstreamDispatcher {
   }
 
   dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
-    return this.#pool.dispatch(options, handler)
+    if (!mayResend(options)) return this.#pool.dispatch(options, handler)
+    return this.#pool.dispatch(options, new ResendOnce(handler, (again) => this.#pool.dispatch(options, again)))
   }
 
   /**

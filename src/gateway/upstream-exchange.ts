@@ -164,6 +164,60 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   }
 }
 
+/** Methods whose request sent twice does what it does once (RFC 9110 §9.2.2). */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
+/** A connection to the service closed or reset under a request, as a kept-alive one the service closes as it is reused is. */
+const CONNECTION_LOST = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE'])
+
+/** Whether a request may be sent again should its connection be lost: an idempotent method, and a body held whole (or none). */
+export function mayResend(options: Dispatcher.DispatchOptions): boolean {
+  const { body } = options
+  return IDEMPOTENT.has(options.method) && (body === null || body === undefined || Buffer.isBuffer(body))
+}
+
+/**
+ * Sends a request again, once, on another connection, when the one it went on was lost before any of the service's
+ * answer (not even an interim one) came back: a service closing a kept-alive connection as the next request goes out
+ * on it is otherwise a 502 for a request it never saw, and nginx resends such a request too (an idempotent one, not
+ * yet answered). Only for requests `mayResend`: a POST the service may have acted on is answered 502, as before.
+ */
+export class ResendOnce implements Dispatcher.DispatchHandler {
+  readonly #handler: Dispatcher.DispatchHandler
+  readonly #resend: (handler: Dispatcher.DispatchHandler) => void
+  #answered = false
+  #resent = false
+
+  constructor(handler: Dispatcher.DispatchHandler, resend: (handler: Dispatcher.DispatchHandler) => void) {
+    this.#handler = handler
+    this.#resend = resend
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController, context: unknown): void {
+    this.#handler.onRequestStart?.(controller, context)
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+    this.#answered = true
+    this.#handler.onResponseStart?.(controller, statusCode, headers, statusMessage)
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.#handler.onResponseData?.(controller, chunk)
+  }
+
+  onResponseEnd(controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
+    this.#handler.onResponseEnd?.(controller, trailers)
+  }
+
+  onResponseError(controller: Dispatcher.DispatchController | undefined, error: Error): void {
+    const code = (error as { code?: string }).code ?? ''
+    // undici reports a connection that failed as it was made without a controller.
+    if (this.#answered || this.#resent || controller?.aborted || !CONNECTION_LOST.has(code)) return this.#handler.onResponseError?.(controller!, error)
+    this.#resent = true
+    this.#resend(this)
+  }
+}
+
 /**
  * Cuts an answer under way: the client's connection is reset, so that a body cut short cannot pass for whole. Its
  * length not reached, or no last chunk, says so to an HTTP/1.1 client; an HTTP/1.0 client's answer has neither when

@@ -414,3 +414,61 @@ describe('the bound on a client that reads nothing of its answer', () => {
     assert.equal(controller.paused, false)
   })
 })
+
+describe('a kept-alive connection the service closes as the next request goes out on it', () => {
+  let gw: TestGateway
+  let upstream: Server
+  const sockets = new Set<Socket>()
+  /** Each request line the service read, in order. */
+  const seen: string[] = []
+
+  before(async () => {
+    // Answers every request on a connection, but a `drop` one that is not the first on its connection: that connection
+    // is closed (`-reset`: reset) without an answer, as a service whose keep-alive ran out as the request arrived does.
+    upstream = createServer((socket) => {
+      sockets.add(socket)
+      socket.on('error', () => {})
+      let requests = 0
+      socket.on('data', (data) => {
+        const line = String(data).split('\r\n', 1)[0]!
+        seen.push(line)
+        if (++requests > 1 && line.includes('/drop')) return void (line.includes('-reset') ? socket.resetAndDestroy() : socket.destroy())
+        socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok')
+      })
+    })
+    // One connection to the service: a request after another is sent on the connection the first was answered on. A
+    // body past 1 KiB is streamed to the service.
+    gw = await gatewayInFrontOf(upstream, { pool: { connections: 1, per_client: 1, body_buffer_kb: 1 } })
+  })
+  after(async () => {
+    for (const socket of sockets) socket.destroy()
+    await gw.close()
+    upstream.close()
+  })
+
+  it('sends an idempotent request again on a new connection, once, on either path', async () => {
+    for (const prefix of ['lean', 'general']) {
+      for (const [method, name] of [['GET', 'drop'], ['PUT', 'drop-reset'], ['DELETE', 'drop']] as const) {
+        assert.equal((await gw.fetch(`/${prefix}/warm`)).status, 200)
+        seen.length = 0
+        const response = await gw.fetch(`/${prefix}/${name}`, { method, ...(method === 'PUT' ? { body: 'same' } : {}) })
+        assert.equal(response.status, 200, `${prefix} ${method} ${name}`)
+        assert.equal(await response.text(), 'ok')
+        assert.deepEqual(seen, [`${method} /${prefix}/${name} HTTP/1.1`, `${method} /${prefix}/${name} HTTP/1.1`], `${prefix} ${method} ${name}: the lost one, then the answered one`)
+      }
+    }
+  })
+
+  it('answers 502 upstream_unavailable to a POST or PATCH, which the service may have acted on, or a request whose body was streamed, and never sends it again, on either path', async () => {
+    for (const prefix of ['lean', 'general']) {
+      for (const [method, body] of [['POST', 'once'], ['PATCH', 'once'], ['PUT', 'x'.repeat(4096)]]) {
+        assert.equal((await gw.fetch(`/${prefix}/warm`)).status, 200)
+        seen.length = 0
+        const response = await gw.fetch(`/${prefix}/drop`, { method, body })
+        assert.equal(response.status, 502, `${prefix} ${method}`)
+        assert.equal((await response.json() as { code: string }).code, 'upstream_unavailable')
+        assert.deepEqual(seen, [`${method} /${prefix}/drop HTTP/1.1`], `${prefix} ${method}: sent once`)
+      }
+    }
+  })
+})
