@@ -4,7 +4,7 @@ import { sessionGrants, type OidcRecord, type OidcRecordRepository } from '../st
 import { CLIENT_ASSERTION_CLOCK_SKEW_SECONDS, CLIENT_ASSERTION_MAX_SECONDS } from './client-assertions.ts'
 import { refreshTokenType } from './keycloak-tokens.ts'
 import { providerNow } from './provider-clock.ts'
-import { recordKey, SECRET_ID_MODELS, sealedKey } from './record-keys.ts'
+import { recordKey, SECRET_ID_MODELS, sealedKey, userCodeKey } from './record-keys.ts'
 
 /** Records whose value a client presents as an access token (opaque or, here, the `jti` of a JWT). */
 const ACCESS_TOKEN_MODELS = new Set(['AccessToken', 'ClientCredentials'])
@@ -87,7 +87,8 @@ export interface AdapterDependencies {
  *   grant); for the other clients an earlier refresh token stays valid until it expires, as in Keycloak with
  *   "Revoke refresh token" off. Consuming says whether this request was the one that marked it.
  * - the records whose id is a secret its holder presents (a realm session's cookie, a code: record-keys.ts) are kept
- *   under its SHA-256, without it in their payload, and found by it;
+ *   under its SHA-256, without it in their payload, and found by it; a device code's user code likewise, as a key
+ *   derived from it (`userCodeKey`), which only a lookup by that user code gives back;
  * - a realm's browser session is saved linked to the gateway session of the same browser, when it has a live one of
  *   the same user, so that ending that gateway session ends it too (src/auth/session-manager.ts); when that gateway
  *   session ended between its lookup and the save, or the realm session itself was ended since this request loaded
@@ -130,7 +131,8 @@ export class StoreAdapter implements Adapter {
       payload: REALM_BOUND_MODELS.has(this.#model) ? { ...stored, [REALM_MEMBER]: this.#deps.realm } : stored as Record<string, unknown>,
       grantId: payload.grantId,
       uid: payload.uid,
-      userCode: payload.userCode,
+      // A device code saved as found by its own id (its approval) has none: its record keeps the key it has.
+      userCode: typeof payload.userCode === 'string' ? await userCodeKey(payload.userCode) : undefined,
       expiresAt,
     })
     await (this.#model === 'RefreshToken' ? Promise.all([written, this.#extendBrowserSession(payload)]) : written)
@@ -213,12 +215,13 @@ export class StoreAdapter implements Adapter {
   }
 
   /**
-   * The payload as stored: of a record whose id is a secret, without the id (`jti`), which `#withId` puts back; of a
-   * login under way, with the keys of the records it names by their secrets (`loginSecrets`).
+   * The payload as stored: of a record whose id is a secret, without the id (`jti`), which `#withId` puts back, nor a
+   * device code's user code, which `findByUserCode` does; of a login under way, with the keys of the records it names
+   * by their secrets (`loginSecrets`).
    */
   #stored(id: string, payload: AdapterPayload): AdapterPayload {
     if (!SECRET_ID_MODELS.has(this.#model)) return payload
-    const { jti: _id, ...stored } = payload
+    const { jti: _id, userCode: _userCode, ...stored } = payload
     return this.#model === 'Interaction' ? { ...stored, ...loginSecrets(stored, id, recordKey(id), recordKey) } : stored
   }
 
@@ -287,9 +290,13 @@ export class StoreAdapter implements Adapter {
     return this.#foundByOtherKey(await this.#deps.records.findByUid(this.#model, uid, providerNow()))
   }
 
-  /** A device code by the code its user types: at another realm's device page that code is not valid. */
+  /**
+   * A device code by the code its user types (as oidc-provider normalised it), given back with it: the page that found
+   * it shows it, and oidc-provider compares it. At another realm's device page that code is not valid.
+   */
   async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
-    return this.#foundByOtherKey(await this.#deps.records.findByUserCode(this.#model, userCode, providerNow()))
+    const payload = this.#foundByOtherKey(await this.#deps.records.findByUserCode(this.#model, await userCodeKey(userCode), providerNow()))
+    return payload && { ...payload, userCode }
   }
 
   /** A record found by another key than its id: a realm session by its `uid`, a device code by its user code. */

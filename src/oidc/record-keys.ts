@@ -1,4 +1,5 @@
-import { createHmac, hash, randomBytes, timingSafeEqual } from 'node:crypto'
+import { createHmac, hash, pbkdf2, randomBytes, timingSafeEqual } from 'node:crypto'
+import { promisify } from 'node:util'
 
 /**
  * Where a record's id is a secret its holder presents, the store keeps only the SHA-256 of it, as it keeps the gateway's
@@ -36,4 +37,30 @@ export function recordKey(id: string): string {
 /** An id for a record known only by its key, that `recordKey` takes back as that key in this process only. */
 export function sealedKey(key: string): string {
   return `${key}${SEPARATOR}${seal(key)}`
+}
+
+/**
+ * A device code's user code is the other secret a device login is found by (the device page looks it up), and the
+ * store keeps it as its key only, out of the record's payload: whoever reads the database cannot type a pending code
+ * in. Eight letters of twenty hold about 34 bits, which a plain SHA-256 would give back to a search of them all in
+ * seconds; PBKDF2's rounds make that search take a graphics card hours, past a code's default lifespan (ten
+ * minutes), for a few milliseconds of each lookup. The salt is fixed, as a code must be found by it; it keeps tables
+ * made for other uses from applying.
+ * Migration 041_oidc_user_code_keys keeps its own copy of these numbers: changing them needs a migration of its own.
+ */
+const USER_CODE_KEY_SALT = 'gatehouse device user code'
+const USER_CODE_KEY_ROUNDS = 10_000
+const derive = promisify(pbkdf2)
+
+/** The key a device code is stored under for its user code, as typed (with its dash, in any case) or as kept. */
+export async function userCodeKey(userCode: string): Promise<string> {
+  return (await derive(normalisedUserCode(userCode), USER_CODE_KEY_SALT, USER_CODE_KEY_ROUNDS, 32, 'sha256')).toString('base64url')
+}
+
+/**
+ * A user code as oidc-provider keeps and looks it up (lib/helpers/user_codes.js `normalize`): ASCII letters upper case,
+ * and only letters, digits and underscores; so the code a device shows and the one a person types find the same key.
+ */
+function normalisedUserCode(typed: string): string {
+  return typed.replace(/[^A-Za-z0-9_]/g, '').replace(/[a-z]/g, (letter) => letter.toUpperCase())
 }

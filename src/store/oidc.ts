@@ -21,6 +21,7 @@ export interface OidcRecordInput {
   payload: Record<string, unknown>
   grantId?: string | undefined
   uid?: string | undefined
+  /** The key a device code is found by for its user code (src/oidc/record-keys.ts `userCodeKey`); undefined keeps the one it has. */
   userCode?: string | undefined
   /** Epoch ms; undefined keeps the record until it is destroyed. */
   expiresAt?: number | undefined
@@ -328,7 +329,8 @@ export class OidcRecordRepository {
         payload: eb.ref('excluded.payload'),
         grant_id: eb.ref('excluded.grant_id'),
         uid: eb.ref('excluded.uid'),
-        user_code: eb.ref('excluded.user_code'),
+        // A device code saved as found by its own id, not its user code, does not know its key, and keeps it.
+        user_code: eb.fn.coalesce(eb.ref('excluded.user_code'), eb.ref('oidc_records.user_code')),
         account_id: eb.ref('excluded.account_id'),
         expires_at: eb.ref('excluded.expires_at'),
         // Kept: a record once used stays used, whatever a request that read it before saves of it.
@@ -397,8 +399,9 @@ export class OidcRecordRepository {
     return this.#findLive('findByUid', now, model, uid, () => this.#live(now).where('model', '=', model).where('uid', '=', uid))
   }
 
-  async findByUserCode(model: string, userCode: string, now: number): Promise<OidcRecord | undefined> {
-    return this.#findLive('findByUserCode', now, model, userCode, () => this.#live(now).where('model', '=', model).where('user_code', '=', userCode))
+  /** A live record by the key of its user code (`OidcRecordInput.userCode`). */
+  async findByUserCode(model: string, userCodeKey: string, now: number): Promise<OidcRecord | undefined> {
+    return this.#findLive('findByUserCode', now, model, userCodeKey, () => this.#live(now).where('model', '=', model).where('user_code', '=', userCodeKey))
   }
 
   async #findLive(shape: string, now: number, model: string, key: string, build: () => Compilable<OidcRow>): Promise<OidcRecord | undefined> {

@@ -3,10 +3,13 @@ import { createHash, randomBytes } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
 import { gatewayBackends } from '../helpers/backends.ts'
 import { adminAuth, type TestGateway } from '../helpers/gateway.ts'
-import { browse, CLIENT_REDIRECT, CookieJar, REALM, realmUrl, submitForm, testRealms } from '../helpers/oidc.ts'
+import { browse, CLIENT_REDIRECT, CookieJar, REALM, realmUrl, realmWith, submitForm } from '../helpers/oidc.ts'
 
 const SESSION_COOKIE = 'gatehouse_oidc_session'
 const PASSWORD = 'alice-password-long'
+const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code'
+/** The wrong user codes one browser session may type (src/oidc/user-code-guesses.ts). */
+const WRONG_GUESSES_PER_SESSION = 10
 
 /** The realm's authorization request for the public client, as a browser is sent it. */
 function authorization(gw: TestGateway): string {
@@ -57,7 +60,7 @@ for (const backend of gatewayBackends) {
   describe(`realm records whose id is a secret, on ${backend.name}`, () => {
     let gw: TestGateway
     before(async () => {
-      gw = await backend.start({ config: { realms: testRealms } })
+      gw = await backend.start({ config: { realms: realmWith([{ client_id: 'tv', public_client: true, device_authorization_grant: true }]) } })
       await gw.app.accounts.create({ username: 'alice', password: PASSWORD })
     })
     after(() => gw?.close())
@@ -70,6 +73,52 @@ for (const backend of gatewayBackends) {
       assert.ok(!stored.includes(code), 'the authorization code is nowhere in the table')
       assert.equal(await signedInBy(gw, cookie), true, 'authorized without the login form')
       assert.equal(await signedInBy(gw, createHash('sha256').update(cookie).digest('base64url')), false, 'the stored key is no cookie')
+    })
+
+    it('keeps no user code of a device login, as it is typed or as it is stored, and the login still completes', async () => {
+      const started = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/auth/device`, { method: 'POST', body: new URLSearchParams({ client_id: 'tv', scope: 'openid' }) })
+      const { device_code: deviceCode, user_code: userCode } = await started.json() as { device_code: string; user_code: string }
+      // As oidc-provider keeps it: the letters alone (WDJB-MJHT as WDJBMJHT).
+      const normalised = userCode.replace(/-/g, '')
+      const absent = async (when: string) => {
+        const stored = await recordsText(gw)
+        assert.ok(stored.includes('"DeviceCode"'), `the device code is stored (${when})`)
+        for (const value of [userCode, normalised, deviceCode]) assert.ok(!stored.includes(value), `${value} is nowhere in the table (${when})`)
+      }
+      await absent('pending')
+
+      // A wrong code is still a wrong guess: a browser that typed too many is refused even the right one.
+      const wrongCode = userCode === 'BCDF-GHJK' ? 'BCDF-GHJL' : 'BCDF-GHJK'
+      const guesser = new CookieJar()
+      let guessed = await browse(gw, guesser, realmUrl(gw, '/device'))
+      for (let i = 0; i < WRONG_GUESSES_PER_SESSION; i++) {
+        guessed = await submitForm(gw, guesser, guessed, { user_code: wrongCode })
+        assert.match(await guessed.response.clone().text(), /That code is not valid or has expired/)
+      }
+      assert.equal((await submitForm(gw, guesser, guessed, { user_code: userCode })).response.status, 429)
+
+      // Another browser types it in lower case and without its dash, and it is found.
+      const jar = new CookieJar()
+      const wrong = await submitForm(gw, jar, await browse(gw, jar, realmUrl(gw, '/device')), { user_code: wrongCode })
+      assert.match(await wrong.response.clone().text(), /That code is not valid or has expired/)
+      const confirm = await submitForm(gw, jar, wrong, { user_code: normalised.toLowerCase() })
+      const confirmPage = await confirm.response.clone().text()
+      assert.match(confirmPage, /Confirm device login/)
+      assert.ok(confirmPage.includes(`<code>${userCode}</code>`), 'the page shows the code as the device does')
+      await absent('being confirmed')
+      const login = await submitForm(gw, jar, confirm, {})
+      const done = await submitForm(gw, jar, login, { username: 'alice', password: PASSWORD })
+      assert.match(await done.response.text(), /Device login complete/)
+      await absent('approved')
+      // Typed again once approved, it is no longer valid.
+      const again = await submitForm(gw, jar, await browse(gw, jar, realmUrl(gw, '/device')), { user_code: userCode })
+      assert.match(await again.response.text(), /That code is not valid or has expired/)
+
+      const polled = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/token`, { method: 'POST', body: new URLSearchParams({ client_id: 'tv', grant_type: DEVICE_GRANT, device_code: deviceCode }) })
+      const tokens = await polled.json() as { access_token?: string }
+      assert.equal(polled.status, 200, JSON.stringify(tokens))
+      assert.ok(tokens.access_token)
+      await absent('redeemed')
     })
 
     it('ends the session at a logout at the realm', async () => {

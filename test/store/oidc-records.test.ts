@@ -4,7 +4,7 @@ import type { Compilable } from 'kysely'
 import { Migrator, sql } from '../../src/store/kysely.ts'
 import { ValidationFailed } from '../../src/errors.ts'
 import { StoreAdapter } from '../../src/oidc/adapter.ts'
-import { recordKey } from '../../src/oidc/record-keys.ts'
+import { recordKey, userCodeKey } from '../../src/oidc/record-keys.ts'
 import { migrationProvider } from '../../src/store/migrations/index.ts'
 import type { Store } from '../../src/store/store.ts'
 import { openForSuite, storeBackends, unmigratedBackends } from '../helpers/backends.ts'
@@ -729,9 +729,10 @@ for (const backend of unmigratedBackends) {
         assert.match(definition('oidc_records_uid'), /where \(?"?uid"? is not null\)?$/i)
         assert.match(definition('oidc_records_user_code'), /where \(?"?user_code"? is not null\)?$/i)
 
-        // A realm session's and a device code's ids are kept as their SHA-256 since 040_oidc_secret_record_ids.
+        // A realm session's and a device code's ids are kept as their SHA-256 since 040_oidc_secret_record_ids, and a
+        // user code as its key since 041_oidc_user_code_keys.
         assert.equal((await store.oidc.findByUid('Session', 'u1', Date.now()))?.id, recordKey('s1'))
-        assert.equal((await store.oidc.findByUserCode('DeviceCode', 'ABCD', Date.now()))?.id, recordKey('d1'))
+        assert.equal((await store.oidc.findByUserCode('DeviceCode', await userCodeKey('ABCD'), Date.now()))?.id, recordKey('d1'))
         assert.equal((await store.oidc.find('AccessToken', 'a1', Date.now()))?.id, 'a1')
         assert.equal(await store.oidc.findByUid('Session', 'u2', Date.now()), undefined)
         for (const [column, index] of [['uid', 'oidc_records_uid'], ['user_code', 'oidc_records_user_code']] as const) {

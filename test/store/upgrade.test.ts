@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict'
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { describe, it } from 'node:test'
 import { SessionManager } from '../../src/auth/session-manager.ts'
 import { generateToken, hashToken } from '../../src/auth/token-format.ts'
 import { hashPassword } from '../../src/directory/passwords.ts'
 import { migrationNames } from '../../src/store/migrations/index.ts'
+import type { Store } from '../../src/store/store.ts'
 import { atMigration, unmigratedBackends } from '../helpers/backends.ts'
 import { ADMIN_PASSWORD, adminAuth, basic, json, runCli, startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { browse, CLIENT_REDIRECT, CookieJar, REALM, realmUrl, testRealms } from '../helpers/oidc.ts'
+import { browse, CLIENT_REDIRECT, CookieJar, REALM, realmUrl, realmWith, submitForm, testRealms } from '../helpers/oidc.ts'
 import { withTrigger } from '../helpers/triggers.ts'
 
 /**
@@ -22,6 +23,16 @@ const OLD_PASSWORD = 'alice-pass-Xy12!long'
 /** The role definitions migration 010 made, by the ids they had until 015 gave the Platform Auditor 1. */
 const ORGANIZATION_MEMBER = 2
 const PLATFORM_AUDITOR_BEFORE_015 = 5
+
+/** The account alice (id 2, password OLD_PASSWORD), as the earlier versions' `users` table holds one. */
+async function insertAlice(store: Store, now: number): Promise<void> {
+  const yes = store.database.dialect === 'postgres' ? true : 1
+  const no = store.database.dialect === 'postgres' ? false : 0
+  await store.database.db.insertInto('users').values({
+    id: 2, username: 'alice', email: '', first_name: '', last_name: '', password_hash: await hashPassword(OLD_PASSWORD), is_superuser: no,
+    is_system_auditor: no, is_active: yes, source: 'local', external: no, created_at: now, modified_at: now, last_login: null,
+  } as never).execute()
+}
 
 for (const backend of unmigratedBackends) {
   describe(`upgrading a database of an earlier version, on ${backend.name}`, () => {
@@ -120,12 +131,7 @@ for (const backend of unmigratedBackends) {
       try {
         const { db } = store.database
         const now = Date.now()
-        const yes = store.database.dialect === 'postgres' ? true : 1
-        const no = store.database.dialect === 'postgres' ? false : 0
-        await db.insertInto('users').values({
-          id: 2, username: 'alice', email: '', first_name: '', last_name: '', password_hash: await hashPassword(OLD_PASSWORD), is_superuser: no,
-          is_system_auditor: no, is_active: yes, source: 'local', external: no, created_at: now, modified_at: now, last_login: null,
-        } as never).execute()
+        await insertAlice(store, now)
         // As the earlier version stored a realm session: under its cookie's value, which its payload repeats (`jti`).
         const cookie = randomBytes(32).toString('base64url')
         const seconds = Math.floor(now / 1000)
@@ -143,6 +149,44 @@ for (const backend of unmigratedBackends) {
         const query = new URLSearchParams({ client_id: 'end-users', response_type: 'code', scope: 'openid', redirect_uri: CLIENT_REDIRECT, code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256' })
         const { url } = await browse(gw, jar, realmUrl(gw, `/protocol/openid-connect/auth?${query}`))
         assert.ok(url.startsWith(CLIENT_REDIRECT) && new URL(url).searchParams.has('code'), `signed in without the login form: ${url}`)
+      } finally {
+        await gw?.close()
+      }
+    }))
+
+    it('goes on with a device login started before its user code was kept as a key only, and keeps the code no more', () => atMigration(backend, '040_oidc_secret_record_ids', async (store, old) => {
+      let gw: TestGateway | undefined
+      try {
+        const { db } = store.database
+        const now = Date.now()
+        await insertAlice(store, now)
+        // As the earlier version stored a device code: its user code, as oidc-provider keeps it, in its payload and its column.
+        const deviceCode = randomBytes(32).toString('base64url')
+        const userCode = 'WDJBMJHT'
+        const seconds = Math.floor(now / 1000)
+        const payload = {
+          iat: seconds, exp: seconds + 600, deviceInfo: { ip: '127.0.0.1', ua: 'node' }, params: { client_id: 'tv', scope: 'openid profile email', resource: `urn:gatehouse:realm:${REALM}` },
+          kind: 'DeviceCode', clientId: 'tv', userCode, gatehouseRealm: REALM,
+        }
+        await db.insertInto('oidc_records').values({
+          model: 'DeviceCode', id: createHash('sha256').update(deviceCode).digest('base64url'), payload: JSON.stringify(payload), grant_id: null, uid: null, user_code: userCode,
+          account_id: null, expires_at: now + 600_000, consumed_at: null,
+        } as never).execute()
+
+        gw = await startGateway({ ...old.storage, config: { realms: realmWith([{ client_id: 'tv', public_client: true, device_authorization_grant: true }]) } })
+        const stored = JSON.stringify(await db.selectFrom('oidc_records').selectAll().execute())
+        assert.ok(stored.includes('"DeviceCode"'), 'the device code is still there')
+        assert.ok(!stored.includes(userCode), 'its user code is not')
+        // Typed as the device shows it, the code is found, and the login completes.
+        const jar = new CookieJar()
+        const confirm = await submitForm(gw, jar, await browse(gw, jar, realmUrl(gw, '/device')), { user_code: 'WDJB-MJHT' })
+        assert.match(await confirm.response.clone().text(), /Confirm device login/)
+        const login = await submitForm(gw, jar, confirm, {})
+        const done = await submitForm(gw, jar, login, { username: 'alice', password: OLD_PASSWORD })
+        assert.match(await done.response.text(), /Device login complete/)
+        const polled = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/token`, { method: 'POST', body: new URLSearchParams({ client_id: 'tv', grant_type: 'urn:ietf:params:oauth:grant-type:device_code', device_code: deviceCode }) })
+        assert.equal(polled.status, 200, await polled.clone().text())
+        assert.ok((await json(polled)).access_token)
       } finally {
         await gw?.close()
       }

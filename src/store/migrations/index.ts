@@ -46,6 +46,7 @@ const migrations: Record<string, () => Promise<GatehouseMigration>> = {
   '038_application_secret_rotation': async () => (await import('./038_application_secret_rotation.ts')).applicationSecretRotation,
   '039_imported_password': async () => (await import('./039_imported_password.ts')).importedPassword,
   '040_oidc_secret_record_ids': async () => (await import('./040_oidc_secret_record_ids.ts')).oidcSecretRecordIds,
+  '041_oidc_user_code_keys': async () => (await import('./041_oidc_user_code_keys.ts')).oidcUserCodeKeys,
 }
 
 /** The names of this version's migrations, in order. */
