@@ -98,7 +98,9 @@ async function serveRealm(app: App, realm: Realm, rest: string, request: Fastify
   // What other processes changed (a realm's keys replaced, its sessions ended) is known before the realm answers from
   // what it holds in memory, as the gateway's own requests know it (pipeline.ts); an outage is the endpoints' to answer.
   await app.bus.freshen().catch(() => {})
-  if (nulFields(request.query).length) return nulRefused(reply)
+  // A browser's request for one of the realm's pages is refused with a page, as the pages' own errors are.
+  const page = BROWSER_PAGES.has(rest) && wantsHtml(request)
+  if (nulFields(request.query).length) return page ? errorPage(reply, 400, NUL_MESSAGE) : nulRefused(reply)
 
   if (rest.startsWith(LOGIN_ACTIONS) && (request.method === 'GET' || request.method === 'POST')) {
     return (await loadInteractions()).loginStep(app, realm, rest.slice(LOGIN_ACTIONS.length), request, reply)
@@ -142,7 +144,8 @@ async function serveRealm(app: App, realm: Realm, rest: string, request: Fastify
     log: request.log,
     refuse: (status, description, error, headers = {}) => {
       for (const [name, value] of Object.entries(headers)) reply.header(name, value)
-      keycloakError(reply, status, description, error)
+      if (page) errorPage(reply, status, description)
+      else keycloakError(reply, status, description, error)
     },
     recordFailure: (error) => recordedError(request, error, request.log),
     handOver: () => reply.hijack(),

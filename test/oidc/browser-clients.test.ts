@@ -238,6 +238,29 @@ describe('the realm for browser applications', () => {
     assert.equal(await records(), before)
   })
 
+  it('refuses a NUL character or a body too large at the device code, login and logout pages with a page for a browser, and JSON for anyone else, writing nothing', async () => {
+    const before = await records()
+    const form = { 'content-type': 'application/x-www-form-urlencoded' }
+    const asked: [string, RequestInit, string][] = [
+      ['/device', { method: 'POST', headers: form, body: 'xsrf=x&user_code=BCDF%00GHJK' }, 'Null characters are not allowed.'],
+      ['/device?user_code=BCDF%00GHJK', {}, 'Null characters are not allowed.'],
+      ['/device', { method: 'POST', headers: form, body: `user_code=${'B'.repeat(17 * 1024)}` }, 'Request body too large'],
+      ['/protocol/openid-connect/auth?client_id=spa%00', {}, 'Null characters are not allowed.'],
+      ['/protocol/openid-connect/logout', { method: 'POST', headers: form, body: 'client_id=spa%00' }, 'Null characters are not allowed.'],
+    ]
+    for (const [path, init, message] of asked) {
+      const label = `${init.method ?? 'GET'} ${path.slice(0, 60)}`
+      const browser = await gw.fetch(`/realms/${REALM}${path}`, { redirect: 'manual', ...init, headers: { ...init.headers as Record<string, string>, accept: 'text/html,application/xhtml+xml' } })
+      assert.equal(browser.status, 400, label)
+      assert.match(browser.headers.get('content-type') ?? '', /^text\/html/, label)
+      assert.ok((await browser.text()).includes(`<p>${message}</p>`), `${label}: the reason on the page`)
+      const script = await gw.fetch(`/realms/${REALM}${path}`, { redirect: 'manual', ...init })
+      assert.equal(script.status, 400, label)
+      assert.deepEqual(await script.json(), { error: 'invalid_request', error_description: message }, label)
+    }
+    assert.equal(await records(), before)
+  })
+
   it('runs no script on the realm\'s own pages but the logout page\'s own, whatever markup reached them', async () => {
     for (const [name, page] of await realmPages()) {
       const directives = new Map((page.headers.get('content-security-policy') ?? '').split(';').map((d) => d.trim().split(/\s+/)).map(([key, ...values]) => [key!, values]))
