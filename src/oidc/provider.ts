@@ -12,7 +12,7 @@ import { refreshTokenShortcut, type RefreshTokenShortcut } from './refresh-token
 import { ApplicationClientAdapter, APPLICATION_SCOPES, type ApplicationClients, compareHashedSecrets, providerClientSecret } from './applications.ts'
 import { type Memberships, type RoleScope, type TokenRoles, accessTokenAudience, ACCOUNT_ROLES, accountFinder, compileRoleScope, DEFAULT_SCOPES, orderScopes, profileClaims, realmRoles, realmScopes, SCOPE_CLAIMS, ServiceAccounts } from './claims.ts'
 import type { RealmKeySet } from './keys.ts'
-import { deviceCodePage, deviceConfirmPage, deviceDonePage, formPostPolicy, implicitFlowRefusal, keycloakPkceDescription, keycloakShapes, loggedOutPage, logoutConfirmPage, PROVIDER_REQUEST, renderErrorPage, tokenResponse, type GatewaySignIn, type ProviderRequest } from './keycloak-format.ts'
+import { DEVICE_POLLING_SECONDS, deviceCodePage, deviceConfirmPage, deviceDonePage, formPostPolicy, implicitFlowRefusal, keycloakPkceDescription, keycloakShapes, loggedOutPage, logoutConfirmPage, PROVIDER_REQUEST, renderErrorPage, tokenResponse, type GatewaySignIn, type ProviderRequest } from './keycloak-format.ts'
 import { LOGIN_STATUS_IFRAME } from './keycloak-pages.ts'
 import { rememberAdapterSessions } from './admin-url.ts'
 import { keycloakSid, refreshTokenType, type KeycloakTokens, type RefreshTokenRecord } from './keycloak-tokens.ts'
@@ -182,6 +182,11 @@ export interface ProviderOptions {
    * ended already.
    */
   endBrowserSession?: ((uid: string) => Promise<boolean>) | undefined
+  /**
+   * Whether a device code polls again before `intervalSeconds` have passed since its last poll, counting this one
+   * (realm.ts): asked only of a poll by the code's own client, authenticated (`slowDownFastPolls`).
+   */
+  devicePolledTooSoon?: ((deviceCode: string, intervalSeconds: number) => boolean) | undefined
 }
 
 /**
@@ -384,6 +389,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   replayOnce(provider)
   approveDeviceCodesOnce(provider)
   boundUserCodeGuesses(options.providerClass, provider)
+  slowDownFastPolls(options.providerClass, provider, options.devicePolledTooSoon)
   compareHashedSecrets(provider)
   const passwordGrantOptions = { realm: realm.name, accounts: options.accounts, clientAccess: options.clientAccess, loginName: options.loginName, findAccount, scopes, resource, resourceServer }
   provider.registerGrantType(PASSWORD_GRANT, passwordGrant(passwordGrantOptions), PASSWORD_GRANT_PARAMETERS)
@@ -1065,6 +1071,25 @@ function boundUserCodeGuesses(providerClass: typeof Provider, provider: Provider
       throw error
     }
     if (code !== undefined) guesses.found(guesser)
+    return code
+  }
+}
+
+/**
+ * A device code polled again before its interval has passed is answered `slow_down` (RFC 8628 §3.5), as Keycloak's
+ * DeviceGrantType answers it once the client authenticated and the code was found, that client's and not expired
+ * (an expired one is `expired_token` however soon). Counted here, as the token endpoint finds the code, so that a request that fails to
+ * authenticate as the code's client (a wrong secret) or another client's is refused as it would be without it, neither
+ * told that the code exists nor delaying the client's next poll. oidc-provider itself counts no polls.
+ */
+function slowDownFastPolls(providerClass: typeof Provider, provider: Provider, tooSoon: ProviderOptions['devicePolledTooSoon']): void {
+  if (!tooSoon) return
+  const DeviceCode = provider.DeviceCode as unknown as { find(id: string, options?: object): Promise<{ clientId?: string; isExpired: boolean } | undefined> }
+  const find = DeviceCode.find
+  DeviceCode.find = async function (id, findOptions) {
+    const code = await find.call(this, id, findOptions)
+    const oidc = (providerClass as unknown as { ctx?: KoaContextWithOIDC }).ctx?.oidc
+    if (code && !code.isExpired && oidc?.route === 'token' && oidc.client !== undefined && code.clientId === oidc.client.clientId && tooSoon(id, DEVICE_POLLING_SECONDS)) throw new errors.SlowDown()
     return code
   }
 }

@@ -29,7 +29,6 @@ import type { ClientAccessCheck, ClientRolesOf } from '../access/client-access.t
 import { isRealmsRecord, REALM_MEMBER } from './adapter.ts'
 import { BackchannelLogouts, withoutQuery, type DeliveryOutcome } from './backchannel-logout.ts'
 import { adminCallUrl, logoutAllAction, logoutSessionsAction, pushNotBeforeAction, realmNotBefore, setRealmNotBefore, takeAdapterSessions } from './admin-url.ts'
-import { recordKey } from './record-keys.ts'
 
 /**
  * Expired provider records are deleted this often: a few minutes, so that the access tokens' records (each refresh
@@ -420,16 +419,15 @@ export class Realm {
   }
 
   /**
-   * Whether a device code polls again before its interval has passed (Keycloak answers `slow_down`). Each
-   * process keeps its own record, bounded: a client spreading polls over processes only gets answers sooner. Only
-   * a poll by the client the code was issued to counts: another client's is refused as not its code, and neither
-   * answered `slow_down` nor delays the code's own client (Keycloak authenticates the client first). Timed by the
-   * monotonic clock: a step back of the wall clock must not answer every poll `slow_down` until the code expires.
+   * Whether a device code polls again before its interval has passed (Keycloak answers `slow_down`), counting this
+   * poll. Asked only once the poll's client authenticated and the code was found to be its own (provider.ts
+   * `slowDownFastPolls`), as Keycloak authenticates the client and finds the code first: an unknown, used or another
+   * realm's code is reported as such, and another client's poll, or one that fails to authenticate, neither answered
+   * `slow_down` nor delays the code's own client. Each process keeps its own record, bounded: a client spreading polls
+   * over processes only gets answers sooner. Timed by the monotonic clock: a step back of the wall clock must not
+   * answer every poll `slow_down` until the code expires.
    */
-  async pollsTooSoon(deviceCode: string, clientId: string, intervalSeconds: number, now = performance.now()): Promise<boolean> {
-    // As Keycloak, an unknown or used code is reported as such, not as polled too soon; so is another realm's.
-    const record = await this.#deps.store.oidc.find('DeviceCode', recordKey(deviceCode), this.#deps.bus.clock.now())
-    if (!record || record.consumedAt !== null || !isRealmsRecord(record.payload, this.name) || record.payload.clientId !== clientId) return false
+  devicePolledTooSoon(deviceCode: string, intervalSeconds: number, now = performance.now()): boolean {
     const key = hash('sha256', deviceCode, 'base64url')
     const last = this.#devicePolls.get(key)
     // As Keycloak's (putIfAbsent with the interval as lifespan): a poll answered slow_down does not start the interval
@@ -482,6 +480,7 @@ export class Realm {
         tokensIssued: (grantType) => this.#deps.tokensIssued?.(this.config.name, grantType),
         signedOut: (accountId, address) => this.#deps.signedOut?.(this.config.name, accountId, address),
         loggedOut: (clientId, accountId, sid, grantId) => this.logOutClients([{ accountId, sid, signIns: [{ clientId, grantId }] }]),
+        devicePolledTooSoon: (deviceCode, intervalSeconds) => this.devicePolledTooSoon(deviceCode, intervalSeconds),
         endBrowserSession: async (uid) => {
           const ended = await this.#deps.bus.change(async (tx, announce) => {
             const ended = await tx.oidc.endSessionByUid(uid, this.#deps.bus.clock.now())

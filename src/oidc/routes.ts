@@ -19,9 +19,9 @@ import { accountEndpoint } from './account.ts'
 import { writeTokenAnswer } from './client-credentials.ts'
 import { DEFAULT_SCOPES, orderScopes } from './claims.ts'
 import { isIframePath, LOGIN_STATUS_IFRAME, sendIframePage } from './keycloak-pages.ts'
-import { DEVICE_POLLING_SECONDS, errorPage, NO_SUCH_ENDPOINT, PROVIDER_REQUEST, REFRESH_CLIENT_MISMATCH, simplePage, tokenEndpointFailure, type ProviderRequest, type UserinfoRefusal } from './keycloak-format.ts'
+import { errorPage, NO_SUCH_ENDPOINT, PROVIDER_REQUEST, REFRESH_CLIENT_MISMATCH, simplePage, tokenEndpointFailure, type ProviderRequest, type UserinfoRefusal } from './keycloak-format.ts'
 import epochTime from './provider-clock.ts'
-import { canonicalRealmPath, DEVICE_CODE_GRANT, ENDPOINT_METHODS, GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS } from './provider-paths.ts'
+import { canonicalRealmPath, ENDPOINT_METHODS, GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS } from './provider-paths.ts'
 import type { Realm } from './realm.ts'
 
 const METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'OPTIONS', 'PUT', 'PATCH', 'DELETE']
@@ -391,8 +391,6 @@ interface Target {
  *   client sends one (refresh, logout, introspection, revocation), oidc-provider gets the id inside.
  * - Userinfo gets the same treatment for its bearer token, in the Authorization header or the form's `access_token`
  *   (`userinfoTarget`).
- * - A device code polling faster than its interval gets `slow_down`, as from Keycloak (oidc-provider does not
- *   count polls).
  * - Browser and device authorizations get Keycloak's default client scopes (`profile email`) besides what they
  *   ask for, as the password grant does: Keycloak's tokens name them in `scope`, and oidc-provider refuses an
  *   authorization that grants no scope at all.
@@ -512,10 +510,6 @@ async function keycloakForm(realm: Realm, path: string, raw: IncomingMessage, fo
   }
   if (path === KEYCLOAK_ROUTES.device_authorization) withDefaultScopes(form)
   if (path === KEYCLOAK_ROUTES.pushed_authorization_request) keycloakPrompt(form)
-  const deviceCodes = form.getAll('device_code')
-  if (path === KEYCLOAK_ROUTES.token && form.get('grant_type') === DEVICE_CODE_GRANT && deviceCodes.length === 1 && clientId !== undefined && await realm.pollsTooSoon(deviceCodes[0]!, clientId, DEVICE_POLLING_SECONDS)) {
-    return { refused: { status: 400, error: 'slow_down', description: 'Slow down' } }
-  }
   if (path === KEYCLOAK_ROUTES.token && form.getAll('refresh_token').length === 1) {
     form.set('refresh_token', await refreshTokenId(realm, form.get('refresh_token')!))
   }

@@ -393,7 +393,10 @@ describe('a device code at another realm\'s token endpoint', () => {
   const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code'
   before(async () => {
     // Two realms with the same device client: only the realm that issued a device code may be polled with it.
-    const [realm] = realmWith([{ client_id: 'tv', public_client: true, device_authorization_grant: true }, { client_id: 'radio', public_client: true, device_authorization_grant: true }])
+    const [realm] = realmWith([
+      { client_id: 'tv', public_client: true, device_authorization_grant: true }, { client_id: 'radio', public_client: true, device_authorization_grant: true },
+      { client_id: 'kiosk', public_client: false, secret: 'kiosk-secret-0123456789', device_authorization_grant: true },
+    ])
     gw = await startGateway({ config: { realms: [{ ...realm, device_code_seconds: 120 }, { ...realm, name: 'elsewhere' }] } })
     await gw.app.accounts.create({ username: 'alice', password: 'alice-password' })
   })
@@ -460,6 +463,20 @@ describe('a device code at another realm\'s token endpoint', () => {
     const own = await poll('tv')
     assert.deepEqual([own.status, (await json(own)).error], [400, 'authorization_pending'])
     const again = await poll('tv')
+    assert.deepEqual([again.status, (await json(again)).error], [400, 'slow_down'])
+  })
+
+  it('is not counted as polled by a request that fails to authenticate as its client, which neither gets slow_down nor slows the client', async () => {
+    const started = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/auth/device`, { method: 'POST', body: new URLSearchParams({ client_id: 'kiosk', client_secret: 'kiosk-secret-0123456789' }) })
+    const { device_code: deviceCode } = await started.json() as { device_code: string }
+    const poll = (secret: string) => gw.fetch(`/realms/${REALM}/protocol/openid-connect/token`, { method: 'POST', body: new URLSearchParams({ client_id: 'kiosk', client_secret: secret, grant_type: DEVICE_GRANT, device_code: deviceCode }) })
+    for (let i = 0; i < 2; i++) {
+      const forged = await poll('not-the-kiosk-secret')
+      assert.deepEqual([forged.status, (await json(forged)).error], [401, 'invalid_client'])
+    }
+    const own = await poll('kiosk-secret-0123456789')
+    assert.deepEqual([own.status, (await json(own)).error], [400, 'authorization_pending'])
+    const again = await poll('kiosk-secret-0123456789')
     assert.deepEqual([again.status, (await json(again)).error], [400, 'slow_down'])
   })
 
