@@ -14,7 +14,7 @@ import { publicBase, responseRewrite, type PublicBase, type ResponseRewrite } fr
 import { PROXIED_METHODS, type Route } from './routes.ts'
 import { clientResponseHeaders, upstreamRequestHeaders } from './upstream-headers.ts'
 import { dropRestOfBody, hasRequestBody } from './request-buffer.ts'
-import { cutAnswer, mayResend, ResendOnce, UpstreamExchange } from './upstream-exchange.ts'
+import { cutAnswer, mayResend, ResendOnce, UpstreamExchange, type ResendingConnections } from './upstream-exchange.ts'
 // Before any upstream connection: undici's parser then reads an unasked `100 Continue` as the interim answer it is.
 import { poolClient } from './upstream-pool.ts'
 
@@ -141,7 +141,7 @@ export class ServiceLanes {
  * (its idle keep-alive connections at once), so no connection made with the previous files takes another request.
  * The two together stay within the service's pool size, which the admission (src/gateway/upstream-pool.ts) bounds.
  */
-class ServiceConnections implements UpstreamDispatcher {
+class ServiceConnections implements UpstreamDispatcher, ResendingConnections {
   readonly #route: Route
   #pool: UpstreamDispatcher & Pick<UndiciPool, 'close'>
 
@@ -156,8 +156,12 @@ class ServiceConnections implements UpstreamDispatcher {
   }
 
   dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
-    if (!mayResend(options)) return this.#pool.dispatch(options, handler)
-    return this.#pool.dispatch(options, new ResendOnce(handler, (again) => this.#pool.dispatch(options, again)))
+    return this.#pool.dispatch(options, mayResend(options) ? new ResendOnce(handler, options, this) : handler)
+  }
+
+  /** On the pool of the moment, with no second chance: a resend's. */
+  dispatchOnce(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    return this.#pool.dispatch(options, handler)
   }
 
   /**

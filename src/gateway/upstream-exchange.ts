@@ -164,8 +164,8 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   }
 }
 
-/** Methods whose request sent twice does what it does once (RFC 9110 §9.2.2). */
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
+/** Methods whose request sent twice does what it does once (RFC 9110 §9.2.2), of those the proxy forwards (no TRACE). */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'])
 /** A connection to the service closed or reset under a request, as a kept-alive one the service closes as it is reused is. */
 const CONNECTION_LOST = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE'])
 
@@ -183,13 +183,16 @@ export function mayResend(options: Dispatcher.DispatchOptions): boolean {
  */
 export class ResendOnce implements Dispatcher.DispatchHandler {
   readonly #handler: Dispatcher.DispatchHandler
-  readonly #resend: (handler: Dispatcher.DispatchHandler) => void
+  readonly #options: Dispatcher.DispatchOptions
+  readonly #connections: ResendingConnections
   #answered = false
   #resent = false
 
-  constructor(handler: Dispatcher.DispatchHandler, resend: (handler: Dispatcher.DispatchHandler) => void) {
+  /** Fields, not a closure: the one object a request that may be resent costs more. */
+  constructor(handler: Dispatcher.DispatchHandler, options: Dispatcher.DispatchOptions, connections: ResendingConnections) {
     this.#handler = handler
-    this.#resend = resend
+    this.#options = options
+    this.#connections = connections
   }
 
   onRequestStart(controller: Dispatcher.DispatchController, context: unknown): void {
@@ -214,8 +217,13 @@ export class ResendOnce implements Dispatcher.DispatchHandler {
     // undici reports a connection that failed as it was made without a controller.
     if (this.#answered || this.#resent || controller?.aborted || !CONNECTION_LOST.has(code)) return this.#handler.onResponseError?.(controller!, error)
     this.#resent = true
-    this.#resend(this)
+    this.#connections.dispatchOnce(this.#options, this)
   }
+}
+
+/** Where a resent request goes: the service's connections as they are then (a TLS reload may have replaced them). */
+export interface ResendingConnections {
+  dispatchOnce(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean
 }
 
 /**
