@@ -172,11 +172,19 @@ for (const backend of unmigratedBackends) {
           model: 'DeviceCode', id: createHash('sha256').update(deviceCode).digest('base64url'), payload: JSON.stringify(payload), grant_id: null, uid: null, user_code: userCode,
           account_id: null, expires_at: now + 600_000, consumed_at: null,
         } as never).execute()
+        // One that expired an hour ago, which no one can type in any more: removed, not given a key at a start's cost.
+        const expiredUserCode = 'QXZRTPLK'
+        await db.insertInto('oidc_records').values({
+          model: 'DeviceCode', id: randomBytes(32).toString('base64url'), payload: JSON.stringify({ ...payload, userCode: expiredUserCode, exp: seconds - 3000 }),
+          grant_id: null, uid: null, user_code: expiredUserCode, account_id: null, expires_at: now - 3_600_000, consumed_at: null,
+        } as never).execute()
 
         gw = await startGateway({ ...old.storage, config: { realms: realmWith([{ client_id: 'tv', public_client: true, device_authorization_grant: true }]) } })
         const stored = JSON.stringify(await db.selectFrom('oidc_records').selectAll().execute())
         assert.ok(stored.includes('"DeviceCode"'), 'the device code is still there')
         assert.ok(!stored.includes(userCode), 'its user code is not')
+        assert.ok(!stored.includes(expiredUserCode), 'nor the expired one')
+        assert.equal((await db.selectFrom('oidc_records').select('id').where('model', '=', 'DeviceCode').execute()).length, 1, 'the expired device code is gone')
         // Typed as the device shows it, the code is found, and the login completes.
         const jar = new CookieJar()
         const confirm = await submitForm(gw, jar, await browse(gw, jar, realmUrl(gw, '/device')), { user_code: 'WDJB-MJHT' })

@@ -16,6 +16,11 @@ function userCodeKey(userCode: string): string {
  */
 export const oidcUserCodeKeys: GatehouseMigration = {
   async up(db) {
+    // Expired codes can no longer be typed in: removed now (the sweep would soon) rather than each given a key at
+    // the cost of a derivation (milliseconds) while the start waits. A minute's margin for this machine's clock
+    // against the database's, which the gateway's clock follows.
+    await db.deleteFrom('oidc_records').where('model', '=', 'DeviceCode').where('expires_at', 'is not', null)
+      .where('expires_at', '<', Date.now() - 60_000).execute()
     // A batch at a time, in the order of their keys, which the rewrite leaves as they are.
     for (let after = ''; ;) {
       const rows: { id: string; payload: string; user_code: string | null }[] = await db.selectFrom('oidc_records')
