@@ -119,7 +119,7 @@ export class Readiness {
         ...(bus.running ? {} : { reason: 'stopped' }),
         ...(bus.running && !recent ? { reason: 'stale' } : {}),
         listening: bus.listening,
-        last_read_ms_ago: sinceRead ?? null,
+        last_read_ms_ago: sinceRead === undefined ? null : Math.round(sinceRead),
       },
     }
   }

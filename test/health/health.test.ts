@@ -107,6 +107,16 @@ describe('health and readiness endpoints', () => {
     assert.doesNotMatch(JSON.stringify(body), new RegExp(`127\\.0\\.0\\.1|${downPort}|sqlite`))
   })
 
+  it('counts every time of its answer in whole milliseconds, as the README shows them', async () => {
+    const body = await json(await gw.fetch('/readyz'))
+    const times = [
+      ...body.checks.flatMap((c: { data: Record<string, unknown> }) => Object.entries(c.data).filter(([key]) => /(^|_)ms(_|$)/.test(key))),
+      ...body.upstreams.map((u: { ms: number }) => ['ms', u.ms]),
+    ]
+    assert.ok(times.some(([key]) => key === 'last_read_ms_ago'), 'the event bus says when it last read the log')
+    assert.deepEqual(times.filter(([, value]) => !Number.isInteger(value)), [])
+  })
+
   it('is not ready while a migration this version needs is missing, and ready again once it is applied', async () => {
     await sql`delete from kysely_migration where name = '007_login_failures'`.execute(gw.store.database.db)
     try {
