@@ -85,6 +85,27 @@ describe('the docs match the code', () => {
     assert.deepEqual(broken, [])
   })
 
+  it('every page and heading named outside a link (a code comment, an option\'s description, a code block) exists', () => {
+    const files = (dir: string): string[] => readdirSync(join(root, dir), { withFileTypes: true })
+      .flatMap((entry) => entry.isDirectory() ? files(`${dir}/${entry.name}`) : [`${dir}/${entry.name}`])
+    const broken: string[] = []
+    let references = 0
+    for (const file of [...pages, 'bin/gatehouse', ...files('src').filter((f) => /\.(ts|yaml|html)$/.test(f))]) {
+      text(file).split('\n').forEach((line, i) => {
+        for (const [named, name, anchor] of line.matchAll(/(?<![\w/.-])((?:\.\.\/)?(?:docs\/)?(?:README|[a-z-]+)\.md)(?:#([a-z0-9_-]+))?/g)) {
+          // `docs/proxy.md` from the root, `proxy.md` (or `../README.md`) as a page of docs/ writes it.
+          const page = name!.replace(/^\.\.\//, '')
+          const target = page.includes('/') || page === 'README.md' ? page : `docs/${page}`
+          references++
+          if (!existsSync(join(root, target))) broken.push(`${file}:${i + 1}: ${named} (no file ${target})`)
+          else if (anchor !== undefined && !anchors(target).has(anchor)) broken.push(`${file}:${i + 1}: ${named} (no heading #${anchor} in ${target})`)
+        }
+      })
+    }
+    assert.ok(references > 100, 'the sources and pages name pages')
+    assert.deepEqual(broken, [])
+  })
+
   it('the README\'s error table lists every error code with its status, and no code the code does not answer', () => {
     const classes = new Map<string, number>()
     for (const value of Object.values(errors)) {
