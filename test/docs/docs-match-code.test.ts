@@ -4,7 +4,7 @@ import { dirname, join, relative } from 'node:path'
 import { isDeepStrictEqual } from 'node:util'
 import { describe, it } from 'node:test'
 import type { Command, Option } from 'commander'
-import { parseAllDocuments, parseDocument } from 'yaml'
+import { isPair, isSeq, parseAllDocuments, parseDocument, visit } from 'yaml'
 import { z } from 'zod'
 import { codeBlocks } from '../helpers/docs.ts'
 import { adminAuth, json, startGateway } from '../helpers/gateway.ts'
@@ -166,6 +166,34 @@ describe('the docs match the code', () => {
         if (!isDeepStrictEqual(written, expected)) wrong.push(`${page}:${number}: ${name} ${cell.trim()}, not ${JSON.stringify(expected)}`)
       }
     }
+    assert.deepEqual(wrong, [])
+  })
+
+  it('a value a YAML example calls the default is the schema\'s default', () => {
+    const reference = z.toJSONSchema(ConfigSchema, { io: 'input', unrepresentable: 'any' }) as JsonSchema
+    const wrong: string[] = []
+    let claims = 0
+    for (const page of pages) {
+      for (const { code, section } of codeBlocks(page, 'yaml')) {
+        for (const document of parseAllDocuments(code)) {
+          visit(document, {
+            Pair(_, pair, ancestors) {
+              // `# the default`, `# default; ...`, `# ... (the default)`: not `# default: X` or `# default matches ...`,
+              // which say something else than that this value is it.
+              const comment = (pair.value as { comment?: string } | null)?.comment?.trim() ?? ''
+              if (!/^(the )?default($|[;,])|\(the default\)/.test(comment)) return
+              const path = [...ancestors, pair].flatMap((node) => isPair(node) ? [`.${String(node.key)}`] : isSeq(node) ? ['[]'] : []).join('').slice(1)
+              const option = schemaAt(reference, reference, path)
+              if (!option || !('default' in option)) return
+              claims++
+              const value = (pair.value as { toJSON(): unknown }).toJSON()
+              if (!isDeepStrictEqual(value, option.default)) wrong.push(`${page} (${section}): ${path}: ${JSON.stringify(value)} is called the default, which is ${JSON.stringify(option.default)}`)
+            },
+          })
+        }
+      }
+    }
+    assert.ok(claims > 3, 'the examples say which values are the defaults')
     assert.deepEqual(wrong, [])
   })
 
