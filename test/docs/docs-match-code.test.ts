@@ -296,6 +296,14 @@ describe('the docs match the code', () => {
     assert.deepEqual(differences, [])
   })
 
+  it('the README names the Debian packages the tests need, as .ci/run installs them', () => {
+    const installed = /^packages=\(([^)]*)\)$/m.exec(text('.ci/run'))
+    assert.ok(installed, '.ci/run lists its packages')
+    const named = /Debian packages that \[\.ci\/run\]\(\.ci\/run\) installs\s+\(([^)]*)\)/.exec(readme)
+    assert.ok(named, 'the README lists the packages .ci/run installs')
+    assert.deepEqual([...named[1]!.matchAll(/`([^`]+)`/g)].map((m) => m[1]!).sort(), installed[1]!.trim().split(/\s+/).sort())
+  })
+
   it('the /readyz examples count the migrations this version has', () => {
     const migrations = readdirSync(join(root, 'src', 'store', 'migrations')).filter((f) => /^\d{3}_.+\.ts$/.test(f)).length
     const counts = pages.flatMap((page) => [...text(page).matchAll(/"applied": ?(\d+)/g)].map((m) => `${page}: ${m[1]}`))
