@@ -810,8 +810,9 @@ const fastifyErrors: Record<string, (message: string) => GatehouseError> = {
   FST_ERR_CTP_EMPTY_JSON_BODY: () => new InvalidJson(),
   FST_ERR_CTP_INVALID_JSON_BODY: () => new InvalidJson(),
   FST_ERR_VALIDATION: (message) => new ValidationFailed(undefined, message),
-  // The router could not decode the path's percent escapes (src/http/request-target.ts refuses the query's).
-  FST_ERR_BAD_URL: (message) => new MalformedEscape(message),
+  // The router could not decode the path's percent escapes (src/http/request-target.ts refuses the query's). Its own
+  // message repeats the whole path, as long as the headers allow; the query's answer says the same without it.
+  FST_ERR_BAD_URL: () => new MalformedEscape(),
   // No id, name or realm is that long, so no such thing exists; Fastify's own message would repeat the whole path.
   FST_ERR_MAX_PARAM_LENGTH: () => new NotFound(PART_TOO_LONG),
 }

@@ -51,6 +51,18 @@ describe('request targets and framing at the edge', () => {
     assert.equal(upstream.seen.at(-1)!.url, '/base/open/x?q=%C3%A9t%C3%A9&r=a%2Fb')
   })
 
+  it('says the same of a malformed escape in the path as in the query, and does not repeat the path back', async () => {
+    const long = `/rec/open/${'a'.repeat(4000)}`
+    const details = []
+    for (const target of ['/rec/open/x?q=%ZZ', `${long}%ZZ`, `${long}%E9`, '/api/gateway/v1/%ZZ/', '/nothing/%ZZ']) {
+      const body = await json(await gw.fetch(target))
+      assert.equal(body.code, 'malformed_escape', target)
+      assert.doesNotMatch(body.detail, /aaaa|gateway\/v1|nothing/, target)
+      details.push(body.detail)
+    }
+    assert.deepEqual(new Set(details).size, 1, details.join(' | '))
+  })
+
   it('cuts a prefix only where the raw path starts with it: an encoded prefix is no route', async () => {
     const before = upstream.seen.length
     for (const target of ['/%72ec/open/x', '/%72%65%63/open/x', '/r%65c/x']) {
