@@ -259,6 +259,21 @@ describe('the docs match the code', () => {
     assert.deepEqual([...documented].filter((name) => !read.has(name) && !chosen.has(name)), [], 'variables documented but never read')
   })
 
+  it('docs/tokens.md shows a token with the fields and links the API gives one', async () => {
+    const block = codeBlocks('docs/tokens.md', 'json').find(({ code }) => code.includes('"type": "token"'))
+    assert.ok(block, 'docs/tokens.md shows a token')
+    const shown = JSON.parse(block.code.replaceAll('{...}', '{}')) as { related: object }
+    const gw = await startGateway()
+    try {
+      const created = await json(await gw.fetch('/api/gateway/v1/tokens/', { method: 'POST', headers: adminAuth }))
+      const token = await json(await gw.fetch(`/api/gateway/v1/tokens/${created.id}/`, { headers: adminAuth }))
+      assert.deepEqual(Object.keys(shown).sort(), Object.keys(token).sort())
+      assert.deepEqual(Object.keys(shown.related).sort(), Object.keys(token.related).sort())
+    } finally {
+      await gw.close()
+    }
+  })
+
   it('docs/metrics.md lists every metric /metrics serves, and no other', async () => {
     const gw = await startGateway()
     try {
