@@ -159,6 +159,11 @@ function importSummary(read: ImportFile, outcome: ImportOutcome): string[] {
       + `${outcome.created.length} created, ${outcome.updated.length} updated, ${outcome.skipped.length} skipped`,
     outcome.skipped.length ? `skipped (exist already; --update gives them the file's fields and, where unchanged since imported, its password): ${names(outcome.skipped)}` : '',
     read.leftOut.length ? `left out (a client's service account, which the realm makes): ${read.leftOut.join(', ')}` : '',
+    outcome.disabled.length ? `disabled, as the file says: ${names(outcome.disabled)}` : '',
+    outcome.enabled.length ? `enabled, as the file says (an import had left them disabled): ${names(outcome.enabled)}` : '',
+    outcome.keptDisabled.length
+      ? `left disabled, though the file enables them (disabled in Gatehouse since imported, or by no import; enable them with the API if the source is to win): ${names(outcome.keptDisabled)}`
+      : '',
     outcome.passwordsKept.length ? `password left alone (changed in Gatehouse, or replaced at a sign-in, since it was imported; users set-password gives another): ${names(outcome.passwordsKept)}` : '',
     withoutPassword.some((user) => temporary.has(user.username))
       ? `without the temporary password the file gives them (Gatehouse cannot make its user change it at the next sign-in; give one with users set-password): ${names(withoutPassword.filter((user) => temporary.has(user.username)))}`

@@ -101,6 +101,11 @@ export interface ImportOutcome {
    * since (importedPassword).
    */
   passwordsKept: User[]
+  /** Accounts an update enabled or disabled, as the file says (importedActive). */
+  enabled: User[]
+  disabled: User[]
+  /** Accounts the file enables that an update left disabled: disabled in Gatehouse since, or by no import (importedActive). */
+  keptDisabled: User[]
 }
 
 /** Runs inside the change's transaction: writes only through `tx`. */
@@ -437,10 +442,10 @@ export class Accounts {
 
   /**
    * Writes the accounts of a file (src/directory/account-import.ts), all in one transaction: every one, or, at the first
-   * problem, none. An account whose username exists already is skipped, or with `update` given the file's fields, and
-   * its password as `importedPassword` decides. The change listeners run for every account written, created or updated,
-   * so that the auditor flag brings or takes the Platform Auditor role as any other change of it does. The hashes are stored as they are, without the password policy, which
-   * cannot judge a hash.
+   * problem, none. An account whose username exists already is skipped, or with `update` given the file's fields, its
+   * password as `importedPassword` decides and its being active as `importedActive` does. The change listeners run for every account written, created or updated,
+   * so that the auditor flag brings or takes the Platform Auditor role as any other change of it does. The hashes are
+   * stored as they are, without the password policy, which cannot judge a hash.
    */
   async importAccounts(accounts: readonly ImportedAccount[], options: { update: boolean }): Promise<ImportOutcome> {
     const problems: Record<string, string[]> = {}
@@ -450,7 +455,7 @@ export class Accounts {
     }
     if (Object.keys(problems).length) throw new ValidationFailed(problems)
     const outcome = await this.#bus.change(async (tx, announce) => {
-      const written: ImportOutcome = { created: [], updated: [], skipped: [], passwordsKept: [] }
+      const written: ImportOutcome = { created: [], updated: [], skipped: [], passwordsKept: [], enabled: [], disabled: [], keptDisabled: [] }
       if (options.update) await tx.users.lockActiveSuperusers()
       let demoted = false
       for (const account of accounts) {
@@ -458,7 +463,7 @@ export class Accounts {
         const existing = await tx.users.findCaseVariant(username)
         if (existing && existing.username !== username) throw new ValidationFailed({ [place]: [`The account ${existing.username} has this username in another letter case.`] })
         if (!existing) {
-          const created = await tx.users.create({ username, ...fields, passwordHash, importedPasswordDigest: passwordHash && hashDigest(passwordHash) })
+          const created = await tx.users.create({ username, ...fields, passwordHash, importedPasswordDigest: passwordHash && hashDigest(passwordHash), importedActive: fields.isActive })
           await this.#runCreationListeners(tx, created, announce)
           written.created.push(created)
           continue
@@ -470,16 +475,22 @@ export class Accounts {
         if (existing.source !== 'local') throw new ValidationFailed({ [place]: [`The account exists as a ${existing.source} account, whose password is its source's.`] })
         const before = await tx.users.findByIdForUpdate(existing.id)
         if (!before) throw new AccountChanged()
-        const password = importedPassword(before, await tx.users.importedPasswordDigest(before.id), account)
+        const recorded = await tx.users.importRecord(before.id)
+        const password = importedPassword(before, recorded.passwordDigest, account)
         if (password.kept) written.passwordsKept.push(before)
         const passwordChanged = password.hash !== undefined
+        const active = importedActive(before, recorded.active, account.isActive)
+        const changes = { ...fields, isActive: active.isActive ?? before.isActive }
         const after = await tx.users.update(before.id, {
-          ...fields,
+          ...changes,
           ...(passwordChanged ? { passwordHash: password.hash } : {}),
           ...(password.digest !== undefined ? { importedPasswordDigest: password.digest } : {}),
-          ...notBeforeChanges(before, fields, passwordChanged, false),
+          ...(active.isActive !== undefined ? { importedActive: active.isActive } : {}),
+          ...notBeforeChanges(before, changes, passwordChanged, false),
         })
         if (!after) throw new AccountChanged()
+        if (active.kept) written.keptDisabled.push(after)
+        else if (active.isActive !== undefined) (active.isActive ? written.enabled : written.disabled).push(after)
         demoted ||= isActiveSuperuser(before) && !isActiveSuperuser(after)
         announce(USER_TOPIC, String(after.id))
         await this.#runChangeListeners(tx, after, { passwordChanged, deactivated: before.isActive && !after.isActive, deleted: false, revokeTokens: false }, announce)
@@ -488,7 +499,8 @@ export class Accounts {
       if (demoted) await requireAnActiveSuperuser(tx)
       return written
     })
-    for (const { after, passwordChanged } of outcome.updated) if (passwordChanged) await this.lockout.clear(after.username)
+    // As `update` does: a new password, or an account enabled again, ends its lock.
+    for (const { before, after, passwordChanged } of outcome.updated) if (passwordChanged || (!before.isActive && after.isActive)) await this.lockout.clear(after.username)
     return outcome
   }
 
@@ -616,6 +628,21 @@ function importedPassword(account: User, importedDigest: string | null, file: Im
   if (current !== null && !stillImported) return { kept: true }
   if (file.passwordHash !== null) return { hash: file.passwordHash, digest: hashDigest(file.passwordHash) }
   return current === null ? {} : { hash: null, digest: null }
+}
+
+/**
+ * What an update's import does with an existing account's `is_active`. A disable the file gives is always made: the
+ * source retiring an account is what an update run during a move is for, and disabling opens nothing. An enable is
+ * made only while the account is still disabled as an import last left it (`recorded` false): an account disabled in
+ * Gatehouse since (recorded true), or that no import disabled (null: made in Gatehouse, or imported by a version that
+ * kept no record), was disabled by an administrator here, whose decision a file made elsewhere does not undo: `kept`.
+ *
+ * `isActive`: the account's new state, undefined to leave it (and what the import recorded) as it is.
+ */
+function importedActive(account: User, recorded: boolean | null, file: boolean): { isActive?: boolean; kept?: true } {
+  if (file === account.isActive) return {}
+  if (!file || recorded === false) return { isActive: file }
+  return { kept: true }
 }
 
 /** A stored hash's SHA-256, as `importedPasswordDigest` keeps it: it says which hash, and tells nothing the hash does not. */

@@ -82,6 +82,8 @@ export interface UsersTable {
   tokens_not_before: Generated<number>
   /** The SHA-256 (hex) of the password hash an import stored last; null: none (migration 039). */
   imported_password_digest: Generated<string | null>
+  /** Whether an import last made the account active (true) or disabled (false); null: none did (migration 042). */
+  imported_active: Generated<boolean | number | null>
 }
 
 export interface SettingsTable {

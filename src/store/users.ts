@@ -45,6 +45,8 @@ export interface NewUser {
   groups?: string[]
   /** The SHA-256 (hex) of the password hash an import stores (UsersRepository.importedPasswordDigest). */
   importedPasswordDigest?: string | null
+  /** Whether an import made the account active or disabled (UsersRepository.importRecord). */
+  importedActive?: boolean | null
 }
 
 /**
@@ -115,6 +117,7 @@ export class UserRepository {
       group_names: JSON.stringify(input.groups ?? []),
       // Named only when set: the column's default is none, and a database at an earlier migration has no column.
       ...(input.importedPasswordDigest ? { imported_password_digest: input.importedPasswordDigest } : {}),
+      ...(input.importedActive !== undefined && input.importedActive !== null ? { imported_active: input.importedActive } : {}),
       created_at: now,
       modified_at: now,
     }).returningAll().executeTakeFirstOrThrow()
@@ -241,6 +244,7 @@ export class UserRepository {
     if (changes.isSystemAuditor !== undefined) values.is_system_auditor = changes.isSystemAuditor
     if (changes.groups !== undefined) values.group_names = JSON.stringify(changes.groups)
     if (changes.importedPasswordDigest !== undefined) values.imported_password_digest = changes.importedPasswordDigest
+    if (changes.importedActive !== undefined) values.imported_active = changes.importedActive
     if (changes.notBefore !== undefined) values.not_before = this.#notBefore('not_before', changes.notBefore)
     if (changes.tokensNotBefore !== undefined) values.tokens_not_before = this.#notBefore('tokens_not_before', changes.tokensNotBefore)
     const row = await this.#db.updateTable('users').set(values as never).where('id', '=', id).returningAll().executeTakeFirst()
@@ -289,12 +293,14 @@ export class UserRepository {
   }
 
   /**
-   * The SHA-256 (hex) of the password hash `users import` last stored for the account: the account still has that
-   * password exactly when its hash's digest is this one. Null: no import stored one, or it is gone.
+   * What `users import` last wrote to the account: `passwordDigest`, the SHA-256 (hex) of the password hash it stored
+   * (the account still has that password exactly when its hash's digest is this one); `active`, whether it made the
+   * account active or disabled. Null: no import wrote it, or the account is gone.
    */
-  async importedPasswordDigest(id: number): Promise<string | null> {
-    const row = await this.#db.selectFrom('users').select('imported_password_digest').where('id', '=', id).executeTakeFirst()
-    return row?.imported_password_digest ?? null
+  async importRecord(id: number): Promise<{ passwordDigest: string | null; active: boolean | null }> {
+    const row = await this.#db.selectFrom('users').select(['imported_password_digest', 'imported_active']).where('id', '=', id).executeTakeFirst()
+    const active = row?.imported_active
+    return { passwordDigest: row?.imported_password_digest ?? null, active: active === null || active === undefined ? null : Boolean(active) }
   }
 
   async delete(id: number): Promise<boolean> {

@@ -63,24 +63,29 @@ describe('bin/gatehouse users create', () => {
   })
 })
 
-describe('bin/gatehouse users disable', () => {
-  it('refuses to disable the last active superuser on SQLite, changing nothing, until another one is active', async () => {
+/** `check` as two tests: against a new SQLite data directory, and a new PostgreSQL database, each given as storage options. */
+function onSqliteAndPostgres(title: string, check: (storage: string[]) => Promise<void>): void {
+  it(`${title}, on SQLite`, async () => {
     const dir = tempDir()
     try {
-      await assertKeepsTheLastSuperuser(['--data-dir', dir])
+      await check(['--data-dir', dir])
     } finally {
       rmSync(dir, { recursive: true, force: true })
     }
   })
 
-  it('refuses to disable the last active superuser on PostgreSQL', async () => {
+  it(`${title}, on PostgreSQL`, async () => {
     const database = await createTestDatabase()
     try {
-      await assertKeepsTheLastSuperuser(['--database', database.url])
+      await check(['--database', database.url])
     } finally {
       await database.drop()
     }
   })
+}
+
+describe('bin/gatehouse users disable', () => {
+  onSqliteAndPostgres('refuses to disable the last active superuser, changing nothing, until another one is active', assertKeepsTheLastSuperuser)
 })
 
 describe('gatehouse users unlock', () => {
@@ -119,4 +124,48 @@ describe('gatehouse users unlock', () => {
       assert.equal(result.stderr, `gatehouse: ${file}: nothing was imported: the file is not JSON: ${problem}\n`)
     }
   })
+})
+
+/** `users list --json`: each account's username and whether it is active. */
+async function activeByName(storage: string[]): Promise<Record<string, boolean>> {
+  const listed = await runCli(['users', 'list', '--json', ...storage])
+  assert.equal(listed.code, 0, listed.stderr)
+  return Object.fromEntries((JSON.parse(listed.stdout) as { username: string; is_active: boolean }[]).map((user) => [user.username, user.is_active]))
+}
+
+async function assertUpdateKeepsADisableMadeInGatehouse(storage: string[]): Promise<void> {
+  const dir = tempDir()
+  try {
+    const realm = (enabled: Record<string, boolean>) => {
+      const file = join(dir, 'realm.json')
+      writeFileSync(file, JSON.stringify({ realm: 'old', users: Object.entries(enabled).map(([username, on]) => ({ username, enabled: on })) }))
+      return file
+    }
+    assert.equal((await runCli(['migrate', ...storage])).code, 0)
+    assert.equal((await runCli(['users', 'create', 'plain', '--password-stdin', ...storage], { input: 'plain-password-1\n' })).code, 0)
+    const first = await runCli(['users', 'import', realm({ ann: true, bea: false, cal: true }), ...storage])
+    assert.equal(first.code, 0, first.stderr)
+    assert.equal((await runCli(['users', 'disable', 'ann', ...storage])).code, 0, 'an administrator disables ann in Gatehouse')
+    assert.equal((await runCli(['users', 'disable', 'plain', ...storage])).code, 0, 'and plain, which no import made')
+
+    const updated = await runCli(['users', 'import', realm({ ann: true, bea: true, cal: false, plain: true }), '--update', ...storage])
+    assert.equal(updated.code, 0, updated.stderr)
+    assert.match(updated.stdout, /^disabled, as the file says: cal$/m)
+    assert.match(updated.stdout, /^enabled, as the file says \(an import had left them disabled\): bea$/m)
+    assert.match(updated.stdout, /^left disabled, though the file enables them \(disabled in Gatehouse since imported, or by no import; .*\): ann, plain$/m)
+    assert.deepEqual(await activeByName(storage), { plain: false, ann: false, bea: true, cal: false })
+
+    // The source enabling cal again, after its own disable reached Gatehouse, enables it; ann stays as its administrator left it.
+    const again = await runCli(['users', 'import', realm({ ann: true, bea: true, cal: true }), '--update', ...storage])
+    assert.equal(again.code, 0, again.stderr)
+    assert.match(again.stdout, /^enabled, as the file says .*: cal$/m)
+    assert.match(again.stdout, /^left disabled, .*: ann$/m)
+    assert.deepEqual(await activeByName(storage), { plain: false, ann: false, bea: true, cal: true })
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+describe('gatehouse users import --update', () => {
+  onSqliteAndPostgres('disables what the file disables, but enables only accounts an import left disabled, naming each', assertUpdateKeepsADisableMadeInGatehouse)
 })

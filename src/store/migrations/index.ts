@@ -47,6 +47,7 @@ const migrations: Record<string, () => Promise<GatehouseMigration>> = {
   '039_imported_password': async () => (await import('./039_imported_password.ts')).importedPassword,
   '040_oidc_secret_record_ids': async () => (await import('./040_oidc_secret_record_ids.ts')).oidcSecretRecordIds,
   '041_oidc_user_code_keys': async () => (await import('./041_oidc_user_code_keys.ts')).oidcUserCodeKeys,
+  '042_imported_active': async () => (await import('./042_imported_active.ts')).importedActive,
 }
 
 /** The names of this version's migrations, in order. */
