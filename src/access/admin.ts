@@ -38,6 +38,9 @@ interface CheckedAssignment {
   given: Omit<RoleAssignment, 'id' | 'created'>
 }
 
+/** The managed role of a team's members (teams/{id}/users/). */
+const TEAM_MEMBER = 'Team Member'
+
 const OBJECT_TYPE_OF: Record<ContentType, 'organization' | 'team'> = { 'shared.organization': 'organization', 'shared.team': 'team' }
 
 /**
@@ -210,6 +213,31 @@ export class AccessAdmin {
   async giveToUser(tx: Repositories, announce: Announce, userId: number, grants: readonly CheckedGrant[]): Promise<GivenRole[]> {
     const checked = grants.map(({ role, object }) => ({ role, given: { roleDefinitionId: role.id, actor: 'user' as const, actorId: userId, objectType: object.type, objectId: object.id } }))
     return this.#give(tx, announce, 'user', checked)
+  }
+
+  /**
+   * Makes the teams an import names (`users import --groups-to-teams`) that the organization does not have yet, and
+   * makes each user a member of theirs, as associating them with teams/{id}/users/ gives Team Member: in the import's
+   * own transaction, so that its accounts, teams and memberships commit together or not at all. Only the command line
+   * asks, which may do what a superuser may. A membership held already is answered with `created` false.
+   */
+  async joinTeams(tx: Repositories, announce: Announce, organizationId: number, memberships: readonly { userId: number; teams: readonly string[] }[]): Promise<{ created: Team[]; given: GivenRole[] }> {
+    const member = await tx.access.findRoleDefinitionByName(TEAM_MEMBER)
+    if (!member) throw new Error(`the managed role ${TEAM_MEMBER} is missing`)
+    const teams = new Map<string, Team>()
+    const created: Team[] = []
+    for (const name of new Set(memberships.flatMap((membership) => membership.teams))) {
+      let team = await tx.access.findTeamByName(organizationId, name)
+      if (!team) created.push(team = await tx.access.createTeam({ name, organizationId }))
+      teams.set(name, team)
+    }
+    const given: GivenRole[] = []
+    for (const { userId, teams: names } of memberships) {
+      for (const name of names) given.push(await tx.access.assign({ roleDefinitionId: member.id, actor: 'user', actorId: userId, objectType: 'team', objectId: teams.get(name)!.id }))
+    }
+    if (created.length) announce(ACCESS_TOPIC, 'team')
+    announceAssignments(announce, 'user', given.filter((result) => result.created).map((result) => result.assignment))
+    return { created, given }
   }
 
   async #give(tx: Repositories, announce: Announce, kind: Actor, checked: readonly CheckedAssignment[]): Promise<GivenRole[]> {

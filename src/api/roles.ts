@@ -3,7 +3,7 @@ import { z } from 'zod'
 import type { AssignmentInput, GivenRole } from '../access/admin.ts'
 import type { App } from '../app.ts'
 import { CONTENT_TYPES, contentTypeNamed, inPlatformOrder, permissionsFor } from '../access/permissions.ts'
-import { actorOf } from '../audit/actor.ts'
+import { actorOf, type Actor as AuditActor } from '../audit/actor.ts'
 import { NotFound, ValidationFailed } from '../errors.ts'
 import { type Actor, assignmentFilterFields, type RoleAssignment, type RoleDefinition, roleDefinitionFilterFields } from '../store/access.ts'
 import { principalOf, seesRoleOn, visibilityOf } from './access.ts'
@@ -261,15 +261,15 @@ export async function giveRole(app: App, request: FastifyRequest, actor: Actor, 
 
 /** Gives several roles for the caller at once, all or none (AccessAdmin.assignAll), each into the audit trail. */
 export async function giveRoles(app: App, request: FastifyRequest, actor: Actor, inputs: readonly AssignmentInput[]) {
-  return auditGiven(app, request, actor, await app.accessAdmin.assignAll(principalOf(request).user, actor, inputs))
+  return auditGiven(app, actorOf(request), actor, await app.accessAdmin.assignAll(principalOf(request).user, actor, inputs))
 }
 
-/** Records the roles a committed change gave in the audit trail (those held already are no change), and shows each. */
-export async function auditGiven(app: App, request: FastifyRequest, actor: Actor, given: readonly GivenRole[]) {
+/** Records the roles a committed change by `by` gave in the audit trail (those held already are no change), and shows each. */
+export async function auditGiven(app: App, by: AuditActor, actor: Actor, given: readonly GivenRole[]) {
   const shown = []
   for (const { assignment, created } of given) {
     const serialized = await serializeAssignment(app, assignment)
-    if (created) app.audit.change(actorOf(request), 'create', assignmentObject(app, actor, assignment), undefined, serialized)
+    if (created) app.audit.change(by, 'create', assignmentObject(app, actor, assignment), undefined, serialized)
     shown.push(serialized)
   }
   return shown

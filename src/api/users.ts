@@ -353,7 +353,7 @@ export function userRoutes(api: GatewayApi, app: App): void {
     const memberships = await membershipsIn(app, request, namedOrganizations(app, input.organizations))
     const user = await app.accounts.create({ ...accountFields(input), username: input.username }, { together: memberships.together })
     app.audit.change(actorOf(request), 'create', auditedUser(user), undefined, { ...serializeUser(user), ...passwordMark(input.password, 'set') })
-    await auditGiven(app, request, 'user', memberships.given())
+    await auditGiven(app, actorOf(request), 'user', memberships.given())
     reply.code(201)
     return serializeUser(user)
   })
@@ -405,7 +405,7 @@ export function userRoutes(api: GatewayApi, app: App): void {
       // A password equal to the one the account has is kept, not set (src/directory/accounts.ts): no change to record.
       const passwordSet = user.passwordHash === target.passwordHash ? undefined : input.password
       app.audit.change(actorOf(request), 'update', auditedUser(user), { ...serializeUser(target), ...passwordMark(passwordSet, 'old') }, { ...serializeUser(user), ...passwordMark(passwordSet, 'new') })
-      await auditGiven(app, request, 'user', memberships.given())
+      await auditGiven(app, actorOf(request), 'user', memberships.given())
       if (own && passwordSet !== undefined) await keepBrowserSignedIn(app, request, reply, user)
       return serializeUser(user)
     },

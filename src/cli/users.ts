@@ -10,7 +10,11 @@ import { recordTokensOfUserRevoked } from '../audit/tokens.ts'
 import { SelfLockout, ValidationFailed } from '../errors.ts'
 import type { User } from '../store/users.ts'
 import { readImportFile, type ImportFile, type NotImported } from '../directory/account-import.ts'
-import type { ImportOutcome } from '../directory/accounts.ts'
+import type { ImportedTogether, ImportOutcome } from '../directory/accounts.ts'
+import type { GivenRole } from '../access/admin.ts'
+import type { Organization, Team } from '../store/access.ts'
+import { serializeTeam } from '../api/organizations.ts'
+import { auditGiven } from '../api/roles.ts'
 import { readAtMost } from '../config/read-at-most.ts'
 
 export function usersCommand(): Command {
@@ -68,8 +72,9 @@ export function usersCommand(): Command {
   users.addCommand(addStorageOptions(new Command('import')
     .description('import accounts, with their password hashes, from a Keycloak realm export or a JSON list of the platform\'s users (all or none)')
     .argument('<file>', 'the JSON file')
-    .option('--update', 'give accounts that exist already the file\'s fields, and its password where they still have the one imported (default: skip them)'))
-    .action(async (file: string, options: StorageOptions & { update?: boolean }) => {
+    .option('--update', 'give accounts that exist already the file\'s fields, and its password where they still have the one imported (default: skip them)')
+    .option('--groups-to-teams <organization>', 'make each Keycloak group a team of this organization, named by its path without the leading / (created if missing), and its users members'))
+    .action(async (file: string, options: ImportOptions) => {
       await importUsers(file, options)
     }))
 
@@ -123,7 +128,18 @@ export function usersCommand(): Command {
 /** A Keycloak realm export holds a few kilobytes per user: room for a few hundred thousand. */
 const MAX_IMPORT_BYTES = 256 * 1024 * 1024
 
-async function importUsers(file: string, options: StorageOptions & { update?: boolean }): Promise<void> {
+type ImportOptions = StorageOptions & { update?: boolean; groupsToTeams?: string }
+
+/** What `--groups-to-teams` made: the organization, the teams created in it, and the memberships given (or held already). */
+interface TeamsJoined {
+  readonly organization: Organization
+  readonly created: readonly Team[]
+  readonly given: readonly GivenRole[]
+}
+
+async function importUsers(file: string, options: ImportOptions): Promise<void> {
+  const { groupsToTeams } = options
+  if (groupsToTeams !== undefined && groupsToTeams.trim() === '') throw new UsageError('--groups-to-teams names no organization; give its name')
   let text: string | undefined
   try {
     text = readAtMost(file, MAX_IMPORT_BYTES)
@@ -131,18 +147,49 @@ async function importUsers(file: string, options: StorageOptions & { update?: bo
     throw new UsageError(`cannot read ${file}: ${(error as Error).message}`)
   }
   if (text === undefined) throw new UsageError(`${file} is larger than ${MAX_IMPORT_BYTES / 1024 / 1024} MiB; split it (Keycloak's export writes users-N.json files of its own)`)
-  const read = readImportFile(text)
+  const read = readImportFile(text, { groupsToTeams: groupsToTeams !== undefined })
   if (read.problems.length) throw new UsageError(`${file}: nothing was imported: ${read.problems.join('; ')}`)
+  if (groupsToTeams !== undefined && read.format !== 'keycloak') {
+    throw new UsageError(`${file}: nothing was imported: --groups-to-teams reads a Keycloak realm export's groups, and a list of the platform's users has none`)
+  }
   await withApp(options, async (app) => {
-    const outcome = await app.accounts.importAccounts(read.accounts, { update: options.update === true })
+    let teams: TeamsJoined | undefined
+    const together: ImportedTogether | undefined = groupsToTeams === undefined ? undefined : async (tx, announce, written) => {
+      const organization = await tx.access.findOrganizationByName(groupsToTeams)
+      // Kept until the import commits, as the API keeps the object it gives a role on.
+      if (!organization || !(await tx.access.lockObjectToAssign('organization', organization.id))) {
+        throw new UsageError(`${file}: nothing was imported: there is no organization ${JSON.stringify(groupsToTeams)} for --groups-to-teams; create it first (POST /api/gateway/v1/organizations/)`)
+      }
+      // The accounts the import wrote; a skipped one is left as it is, its teams too.
+      const teamsOf = new Map(read.accounts.map((account) => [account.username, account.teams]))
+      const members = [...written.created, ...written.updated.map(({ after }) => after)].map((user) => ({ userId: user.id, teams: teamsOf.get(user.username) ?? [] }))
+      teams = { organization, ...await app.accessAdmin.joinTeams(tx, announce, organization.id, members) }
+    }
+    const outcome = await app.accounts.importAccounts(read.accounts, { update: options.update === true, together })
     const imported = (user: User) => user.passwordHash === null ? {} : { password: 'imported' }
     for (const user of outcome.created) app.audit.change(cliActor(), 'create', auditedUser(user), undefined, { ...serializeUser(user), ...imported(user) })
     for (const { before, after, passwordChanged } of outcome.updated) {
       app.audit.change(cliActor(), 'update', auditedUser(after), { ...serializeUser(before), ...(passwordChanged ? { password: 'old' } : {}) },
         { ...serializeUser(after), ...(passwordChanged ? { password: after.passwordHash === null ? 'removed' : 'imported' } : {}) })
     }
-    process.stdout.write(importSummary(read, outcome).join('\n') + '\n')
+    if (teams) {
+      for (const team of teams.created) app.audit.change(cliActor(), 'create', { type: 'team', id: team.id, name: team.name }, undefined, serializeTeam(app, team))
+      await auditGiven(app, cliActor(), 'user', teams.given)
+    }
+    process.stdout.write([...importSummary(read, outcome), ...teamsSummary(read, teams)].join('\n') + '\n')
   })
+}
+
+/** What --groups-to-teams did, or that the file's groups were made no teams without it. */
+function teamsSummary(read: ImportFile, teams: TeamsJoined | undefined): string[] {
+  if (!teams) {
+    const grouped = read.accounts.filter((account) => account.notImported.includes('groups')).length
+    return grouped ? [`groups made no teams (--groups-to-teams ORGANIZATION makes each a team of the organization, its users members)`] : []
+  }
+  const given = teams.given.filter((result) => result.created).length
+  const created = teams.created.length ? ` (${teams.created.map((team) => JSON.stringify(team.name)).join(', ')})` : ''
+  return [`teams of the organization ${JSON.stringify(teams.organization.name)}: ${teams.created.length} created${created}, `
+    + `${given} membership${given === 1 ? '' : 's'} given, ${teams.given.length - given} held already`]
 }
 
 /** What an import did, a line each, every account named that needs the administrator's eye (never a hash). */

@@ -38,7 +38,20 @@ export interface ImportedAccount {
   readonly temporaryPassword: boolean
   /** What the entry holds that Gatehouse has no place for, so it is not imported (the import's summary counts it). */
   readonly notImported: readonly NotImported[]
+  /**
+   * The teams its Keycloak groups become, when the import makes them teams (`groupsToTeams`): each group's path as the
+   * file writes it, without its leading `/` (`/Engineering/Backend`: `Engineering/Backend`). Otherwise none.
+   */
+  readonly teams: readonly string[]
 }
+
+/** How `readImportFile` reads a file: `groupsToTeams`, the Keycloak users' groups are read as the teams they become. */
+export interface ImportOptions {
+  readonly groupsToTeams?: boolean | undefined
+}
+
+/** The most characters of a team's name (the gateway API's), so of the group path a team is named by. */
+export const MAX_TEAM_NAME = 512
 
 /**
  * Kinds of a user's data with no counterpart in Gatehouse. `other credentials` (a one-time password generator, a
@@ -73,7 +86,7 @@ function jsonSyntaxProblem(message: string, text: string): string {
   return `Unexpected character ${shown} at line ${line}, column ${at - text.lastIndexOf('\n', at - 1)}`
 }
 
-export function readImportFile(text: string): ImportFile {
+export function readImportFile(text: string, options: ImportOptions = {}): ImportFile {
   let parsed: unknown
   try {
     parsed = JSON.parse(text)
@@ -81,7 +94,12 @@ export function readImportFile(text: string): ImportFile {
     return { format: 'platform', accounts: [], leftOut: [], problems: [`the file is not JSON: ${jsonSyntaxProblem((error as Error).message, text)}`] }
   }
   if (Array.isArray(parsed)) return readEntries('platform', parsed, platformAccount)
-  if (isObject(parsed) && Array.isArray(parsed.users)) return readEntries('keycloak', parsed.users, keycloakAccount)
+  if (isObject(parsed) && Array.isArray(parsed.users)) {
+    if (!options.groupsToTeams) return readEntries('keycloak', parsed.users, (entry, place) => keycloakAccount(entry, place, undefined))
+    const groups = new GroupTeams(parsed.groups)
+    const read = readEntries('keycloak', parsed.users, (entry, place) => keycloakAccount(entry, place, groups))
+    return { ...read, problems: [...groups.problems, ...read.problems] }
+  }
   if (isObject(parsed) && Array.isArray(parsed.results)) return readEntries('platform', parsed.results, platformAccount)
   return {
     format: 'platform', accounts: [], leftOut: [],
@@ -129,6 +147,7 @@ function platformAccount(entry: Record<string, unknown>, place: string): Importe
     passwordHash: djangoHash(password),
     temporaryPassword: false,
     notImported: [],
+    teams: [],
   }
 }
 
@@ -144,8 +163,11 @@ function platformAuditor(entry: Record<string, unknown>): boolean {
   return platform ?? system ?? false
 }
 
-/** A Keycloak user; undefined for a client's service account, which belongs to its client, not to a person. */
-function keycloakAccount(entry: Record<string, unknown>, place: string): ImportedAccount | undefined {
+/**
+ * A Keycloak user; undefined for a client's service account, which belongs to its client, not to a person. `groups`:
+ * the realm's groups, when the import makes them teams.
+ */
+function keycloakAccount(entry: Record<string, unknown>, place: string, groups: GroupTeams | undefined): ImportedAccount | undefined {
   if (entry.serviceAccountClientId !== undefined) return undefined
   const credentials = optional<unknown[]>(entry, 'credentials', 'object', [])
   if (!Array.isArray(credentials)) throw new EntryProblem('has "credentials" that are not a list')
@@ -169,8 +191,84 @@ function keycloakAccount(entry: Record<string, unknown>, place: string): Importe
     isActive: optional(entry, 'enabled', 'boolean', true),
     passwordHash: temporaryPassword ? null : passwordHash,
     temporaryPassword: temporaryPassword && passwordHash !== null,
-    notImported: keycloakNotImported(entry, credentials, actions),
+    notImported: keycloakNotImported(entry, credentials, actions).filter((kind) => !(groups && kind === 'groups')),
+    teams: groups ? groups.teamsOf(entry.groups) : [],
   }
+}
+
+/**
+ * A realm's groups as the teams they become: each user's group path (UserRepresentation's `groups`, as Keycloak's
+ * KeycloakModelUtils.buildGroupPath writes it) names its team, checked against the realm's tree (`groups`, each with
+ * its `subGroups`) where the file has it (a `users-N.json` has none). Keycloak does not escape a `/` in a group's
+ * name by default, so the path `/a/b` may be the group `b` in `a` or a group named `a/b`: both would be the same team,
+ * and a path the tree has more than once is refused rather than two groups made one team.
+ */
+class GroupTeams {
+  /** Each path of the tree, and how many of its groups have it; undefined: the file has no tree. */
+  readonly #paths: Map<string, number> | undefined
+  readonly problems: string[] = []
+
+  constructor(tree: unknown) {
+    if (tree === undefined || tree === null) return
+    this.#paths = new Map()
+    if (Array.isArray(tree)) this.#walk(tree, 'groups', { plain: '', escaped: '' })
+    else this.problems.push('the realm\'s "groups" is not a list')
+  }
+
+  /**
+   * Every group of the tree, with its path as Keycloak writes it with and without escaped slashes (and its own `path`),
+   * one level at a time: no deeper than a team's name is long, so a file's nesting costs no stack.
+   */
+  #walk(tree: unknown[], where: string, root: { plain: string; escaped: string }): void {
+    let level = tree.map((group, index) => ({ group, where: `${where}[${index}]`, parent: root }))
+    while (level.length) {
+      const next: typeof level = []
+      for (const { group, where: at, parent } of level) {
+        if (!isObject(group) || typeof group.name !== 'string' || group.name === '') {
+          this.problems.push(`${at} is not a group with a "name"`)
+          continue
+        }
+        const path = { plain: `${parent.plain}/${group.name}`, escaped: `${parent.escaped}/${group.name.replaceAll('/', '~/')}` }
+        const own = typeof group.path === 'string' ? [group.path] : []
+        for (const key of new Set([path.plain, path.escaped, ...own])) this.#paths!.set(key, (this.#paths!.get(key) ?? 0) + 1)
+        const subGroups = group.subGroups ?? []
+        if (!Array.isArray(subGroups)) this.problems.push(`${at} has "subGroups" that are not a list`)
+        // Below a path too long to name a team, no group can: a user in one is refused by its path's length.
+        else if (path.plain.length <= MAX_TEAM_NAME + 1) next.push(...subGroups.map((sub, index) => ({ group: sub, where: `${at}.subGroups[${index}]`, parent: path })))
+      }
+      level = next
+    }
+  }
+
+  /** The teams of a user's `groups`; an EntryProblem names the first path that names none. */
+  teamsOf(listed: unknown): string[] {
+    if (listed === undefined || listed === null) return []
+    if (!Array.isArray(listed) || listed.some((path) => typeof path !== 'string')) throw new EntryProblem('has "groups" that are not a list of group paths')
+    return [...new Set((listed as string[]).map((path) => this.#teamOf(path)))]
+  }
+
+  #teamOf(path: string): string {
+    const name = path.slice(1)
+    const shown = shownPath(path)
+    if (!path.startsWith('/') || name === '' || name.startsWith('/') || name.endsWith('/') || name.includes('//')) {
+      throw new EntryProblem(`is in the group ${shown}, which is not a Keycloak group path (/Group or /Group/Subgroup)`)
+    }
+    if (name.length > MAX_TEAM_NAME) throw new EntryProblem(`is in the group ${shown}, whose path is longer than a team's name may be (${MAX_TEAM_NAME} characters)`)
+    if (name.trim() !== name || name.includes('\u0000')) {
+      throw new EntryProblem(`is in the group ${shown}, whose path no team's name can be (a team's name has no spaces around it and no NUL)`)
+    }
+    const found = this.#paths?.get(path)
+    if (this.#paths && found === undefined) throw new EntryProblem(`is in the group ${shown}, which the realm's "groups" does not have`)
+    if (found !== undefined && found > 1) {
+      throw new EntryProblem(`is in the group ${shown}, which is the path of more than one of the realm's groups (a "/" in a group's name): rename one in Keycloak first`)
+    }
+    return name
+  }
+}
+
+/** A group path as a message shows it: quoted, its control characters escaped, at most 80 characters of it. */
+function shownPath(path: string): string {
+  return JSON.stringify(path.length > 80 ? `${path.slice(0, 80)}...` : path)
 }
 
 /** Keycloak's roles that every Gatehouse user holds in every realm already (src/oidc/claims.ts realmRoles, ACCOUNT_ROLES). */

@@ -108,6 +108,12 @@ export interface ImportOutcome {
   keptDisabled: User[]
 }
 
+/**
+ * Writes that belong with an import (the teams its groups become), made through `tx` in its transaction once its
+ * accounts are written, knowing which: they commit together, or nothing does.
+ */
+export type ImportedTogether = (tx: Repositories, announce: Announce, written: ImportOutcome) => Promise<void>
+
 /** Runs inside the change's transaction: writes only through `tx`. */
 type ChangeListener = (tx: Repositories, user: User, change: UserChange, announce: Announce) => void | Promise<void>
 
@@ -444,10 +450,10 @@ export class Accounts {
    * Writes the accounts of a file (src/directory/account-import.ts), all in one transaction: every one, or, at the first
    * problem, none. An account whose username exists already is skipped, or with `update` given the file's fields, its
    * password as `importedPassword` decides and its being active as `importedActive` does. The change listeners run for every account written, created or updated,
-   * so that the auditor flag brings or takes the Platform Auditor role as any other change of it does. The hashes are
-   * stored as they are, without the password policy, which cannot judge a hash.
+   * so that the auditor flag brings or takes the Platform Auditor role as any other change of it does; `together` runs
+   * after them. The hashes are stored as they are, without the password policy, which cannot judge a hash.
    */
-  async importAccounts(accounts: readonly ImportedAccount[], options: { update: boolean }): Promise<ImportOutcome> {
+  async importAccounts(accounts: readonly ImportedAccount[], options: { update: boolean; together?: ImportedTogether | undefined }): Promise<ImportOutcome> {
     const problems: Record<string, string[]> = {}
     for (const account of accounts) {
       const refused = usernameProblem(account.username)
@@ -496,6 +502,7 @@ export class Accounts {
         await this.#runChangeListeners(tx, after, { passwordChanged, deactivated: before.isActive && !after.isActive, deleted: false, revokeTokens: false }, announce)
         written.updated.push({ before, after, passwordChanged })
       }
+      await options.together?.(tx, announce, written)
       if (demoted) await requireAnActiveSuperuser(tx)
       return written
     })
