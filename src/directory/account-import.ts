@@ -24,9 +24,16 @@ export interface ImportedAccount {
   readonly email: string
   readonly firstName: string
   readonly lastName: string
-  readonly isSuperuser: boolean
-  /** The Platform Auditor: the flag the import writes, which the role follows (src/access/admin.ts keepAuditorRoleWithFlag). */
-  readonly isSystemAuditor: boolean
+  /**
+   * Undefined where the file has no word for it (a Keycloak user: realm roles are not mapped, below): a new account is
+   * none, and an update leaves an existing one's as Gatehouse's administrators made it.
+   */
+  readonly isSuperuser: boolean | undefined
+  /**
+   * The Platform Auditor: the flag the import writes, which the role follows (src/access/admin.ts
+   * keepAuditorRoleWithFlag). Undefined as `isSuperuser` is.
+   */
+  readonly isSystemAuditor: boolean | undefined
   readonly isActive: boolean
   /** As stored (src/directory/passwords.ts, pbkdf2-hashes.ts); null: the account has no password it can sign in with. */
   readonly passwordHash: string | null
@@ -186,8 +193,8 @@ function keycloakAccount(entry: Record<string, unknown>, place: string, groups: 
     email: optional(entry, 'email', 'string', ''),
     firstName: optional(entry, 'firstName', 'string', ''),
     lastName: optional(entry, 'lastName', 'string', ''),
-    isSuperuser: false,
-    isSystemAuditor: false,
+    isSuperuser: undefined,
+    isSystemAuditor: undefined,
     isActive: optional(entry, 'enabled', 'boolean', true),
     passwordHash: temporaryPassword ? null : passwordHash,
     temporaryPassword: temporaryPassword && passwordHash !== null,

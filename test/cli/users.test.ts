@@ -252,3 +252,35 @@ async function assertGroupsBecomeTeams(storage: string[]): Promise<void> {
 describe('gatehouse users import --groups-to-teams', () => {
   onSqliteAndPostgres('makes the Keycloak users\' groups teams of the organization and the users members, or refuses a bad file changing nothing', assertGroupsBecomeTeams)
 })
+
+async function assertKeycloakUpdateKeepsPrivilegesGivenInGatehouse(storage: string[]): Promise<void> {
+  const dir = tempDir()
+  const gw = await startGateway({ dataDir: storage[0] === '--data-dir' ? storage[1] : dir, databaseUrl: storage[0] === '--database' ? storage[1] : undefined })
+  try {
+    const file = join(dir, 'realm.json')
+    writeFileSync(file, JSON.stringify({ realm: 'old', users: [{ username: 'alice', enabled: true, email: 'alice@example.com' }, { username: 'bert', enabled: true }] }))
+    assert.equal((await runCli(['users', 'import', file, ...storage])).code, 0)
+    const send = async (method: string, path: string, body: unknown) => json(await gw.fetch(`/api/gateway/v1/${path}`,
+      { method, headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify(body) }))
+    const idOf = async (username: string) => (await json(await gw.fetch(`/api/gateway/v1/users/?username=${username}`, { headers: adminAuth }))).results[0].id
+    // After the move, an administrator makes alice a superuser and bert a Platform Auditor in Gatehouse.
+    await send('PATCH', `users/${await idOf('alice')}/`, { is_superuser: true })
+    const auditor = (await json(await gw.fetch('/api/gateway/v1/role_definitions/?name=Platform%20Auditor', { headers: adminAuth }))).results[0].id
+    await send('POST', 'role_user_assignments/', { role_definition: auditor, user: await idOf('bert') })
+
+    writeFileSync(file, JSON.stringify({ realm: 'old', users: [{ username: 'alice', enabled: true, email: 'alice@new.example.com' }, { username: 'bert', enabled: true }] }))
+    const updated = await runCli(['users', 'import', file, '--update', ...storage])
+    assert.equal(updated.code, 0, updated.stderr)
+    const listed = await runCli(['users', 'list', '--json', ...storage])
+    const users = Object.fromEntries((JSON.parse(listed.stdout) as { username: string; email: string; is_superuser: boolean; is_platform_auditor: boolean }[])
+      .map((user) => [user.username, [user.email, user.is_superuser, user.is_platform_auditor]]))
+    assert.deepEqual([users.alice, users.bert], [['alice@new.example.com', true, false], ['', false, true]], 'a Keycloak file, which says nothing of either, takes neither away')
+  } finally {
+    await gw.close()
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+describe('gatehouse users import --update of a Keycloak realm', () => {
+  onSqliteAndPostgres('leaves the superuser flag and Platform Auditor role given in Gatehouse, which the realm has no word for', assertKeycloakUpdateKeepsPrivilegesGivenInGatehouse)
+})
