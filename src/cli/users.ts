@@ -211,6 +211,9 @@ function importSummary(read: ImportFile, outcome: ImportOutcome): string[] {
     outcome.keptDisabled.length
       ? `left disabled, though the file enables them (disabled in Gatehouse since imported, or by no import; enable them with the API if the source is to win): ${names(outcome.keptDisabled)}`
       : '',
+    outcome.privilegesWithheld.length
+      ? `left without what the file gives them (taken away in Gatehouse since imported, or given by no import; give it with the API if the source is to win): ${outcome.privilegesWithheld.map(({ user, privileges }) => `${user.username} (${privileges.join(', ')})`).join(', ')}`
+      : '',
     outcome.passwordsKept.length ? `password left alone (changed in Gatehouse, or replaced at a sign-in, since it was imported; users set-password gives another): ${names(outcome.passwordsKept)}` : '',
     withoutPassword.some((user) => temporary.has(user.username))
       ? `without the temporary password the file gives them (Gatehouse cannot make its user change it at the next sign-in; give one with users set-password): ${names(withoutPassword.filter((user) => temporary.has(user.username)))}`

@@ -101,11 +101,13 @@ export interface ImportOutcome {
    * since (importedPassword).
    */
   passwordsKept: User[]
-  /** Accounts an update enabled or disabled, as the file says (importedActive). */
+  /** Accounts an update enabled or disabled, as the file says (importedFlag). */
   enabled: User[]
   disabled: User[]
-  /** Accounts the file enables that an update left disabled: disabled in Gatehouse since, or by no import (importedActive). */
+  /** Accounts the file enables that an update left disabled: disabled in Gatehouse since, or by no import (importedFlag). */
   keptDisabled: User[]
+  /** Privileges the file gives accounts that an update left them without, as `keptDisabled` is left disabled. */
+  privilegesWithheld: { user: User; privileges: ('superuser' | 'Platform Auditor')[] }[]
 }
 
 /**
@@ -449,7 +451,7 @@ export class Accounts {
   /**
    * Writes the accounts of a file (src/directory/account-import.ts), all in one transaction: every one, or, at the first
    * problem, none. An account whose username exists already is skipped, or with `update` given the file's fields, its
-   * password as `importedPassword` decides and its being active as `importedActive` does. The change listeners run for every account written, created or updated,
+   * password as `importedPassword` decides and its being active, a superuser and an auditor as `importedFlag` does. The change listeners run for every account written, created or updated,
    * so that the auditor flag brings or takes the Platform Auditor role as any other change of it does; `together` runs
    * after them. The hashes are stored as they are, without the password policy, which cannot judge a hash.
    */
@@ -461,7 +463,7 @@ export class Accounts {
     }
     if (Object.keys(problems).length) throw new ValidationFailed(problems)
     const outcome = await this.#bus.change(async (tx, announce) => {
-      const written: ImportOutcome = { created: [], updated: [], skipped: [], passwordsKept: [], enabled: [], disabled: [], keptDisabled: [] }
+      const written: ImportOutcome = { created: [], updated: [], skipped: [], passwordsKept: [], enabled: [], disabled: [], keptDisabled: [], privilegesWithheld: [] }
       if (options.update) await tx.users.lockActiveSuperusers()
       let demoted = false
       for (const account of accounts) {
@@ -469,7 +471,8 @@ export class Accounts {
         const existing = await tx.users.findCaseVariant(username)
         if (existing && existing.username !== username) throw new ValidationFailed({ [place]: [`The account ${existing.username} has this username in another letter case.`] })
         if (!existing) {
-          const created = await tx.users.create({ username, ...fields, passwordHash, importedPasswordDigest: passwordHash && hashDigest(passwordHash), importedActive: fields.isActive })
+          const created = await tx.users.create({ username, ...fields, passwordHash, importedPasswordDigest: passwordHash && hashDigest(passwordHash), importedActive: fields.isActive,
+            importedSuperuser: fields.isSuperuser, importedAuditor: fields.isSystemAuditor })
           await this.#runCreationListeners(tx, created, announce)
           written.created.push(created)
           continue
@@ -485,18 +488,24 @@ export class Accounts {
         const password = importedPassword(before, recorded.passwordDigest, account)
         if (password.kept) written.passwordsKept.push(before)
         const passwordChanged = password.hash !== undefined
-        const active = importedActive(before, recorded.active, account.isActive)
-        const changes = { ...fields, isActive: active.isActive ?? before.isActive }
+        const active = importedFlag(before.isActive, recorded.active, account.isActive)
+        const superuser = importedFlag(before.isSuperuser, recorded.superuser, account.isSuperuser)
+        const auditor = importedFlag(before.isSystemAuditor, recorded.auditor, account.isSystemAuditor)
+        const changes = { ...fields, isActive: active.value, isSuperuser: superuser.value, isSystemAuditor: auditor.value }
         const after = await tx.users.update(before.id, {
           ...changes,
           ...(passwordChanged ? { passwordHash: password.hash } : {}),
           ...(password.digest !== undefined ? { importedPasswordDigest: password.digest } : {}),
-          ...(active.isActive !== undefined ? { importedActive: active.isActive } : {}),
+          importedActive: active.value,
+          importedSuperuser: superuser.value,
+          importedAuditor: auditor.value,
           ...notBeforeChanges(before, changes, passwordChanged, false),
         })
         if (!after) throw new AccountChanged()
         if (active.kept) written.keptDisabled.push(after)
-        else if (active.isActive !== undefined) (active.isActive ? written.enabled : written.disabled).push(after)
+        else if (active.value !== undefined) (active.value ? written.enabled : written.disabled).push(after)
+        const withheld = [...superuser.kept ? ['superuser' as const] : [], ...auditor.kept ? ['Platform Auditor' as const] : []]
+        if (withheld.length) written.privilegesWithheld.push({ user: after, privileges: withheld })
         demoted ||= isActiveSuperuser(before) && !isActiveSuperuser(after)
         announce(USER_TOPIC, String(after.id))
         await this.#runChangeListeners(tx, after, { passwordChanged, deactivated: before.isActive && !after.isActive, deleted: false, revokeTokens: false }, announce)
@@ -638,17 +647,19 @@ function importedPassword(account: User, importedDigest: string | null, file: Im
 }
 
 /**
- * What an update's import does with an existing account's `is_active`. A disable the file gives is always made: the
- * source retiring an account is what an update run during a move is for, and disabling opens nothing. An enable is
- * made only while the account is still disabled as an import last left it (`recorded` false): an account disabled in
- * Gatehouse since (recorded true), or that no import disabled (null: made in Gatehouse, or imported by a version that
- * kept no record), was disabled by an administrator here, whose decision a file made elsewhere does not undo: `kept`.
+ * What an update's import does with one of an existing account's flags that opens something when true: `is_active`,
+ * `is_superuser`, the Platform Auditor's. Turning it off, as the file says, is always done: the source retiring an
+ * account or a privilege is what an update run during a move is for, and it opens nothing. Turning it on is done only
+ * while the account still lacks it as an import last left it (`recorded` false): one that lost it in Gatehouse since
+ * (recorded true), or that no import left without it (null: made in Gatehouse, or imported by a version that kept no
+ * record), lost it by an administrator's decision here, which a file made elsewhere does not undo: `kept`.
  *
- * `isActive`: the account's new state, undefined to leave it (and what the import recorded) as it is.
+ * `value`: the flag's new value, undefined to leave it (and what the import recorded) as it is; `file` undefined: the
+ * file has no word for it (a Keycloak user's privileges).
  */
-function importedActive(account: User, recorded: boolean | null, file: boolean): { isActive?: boolean; kept?: true } {
-  if (file === account.isActive) return {}
-  if (!file || recorded === false) return { isActive: file }
+function importedFlag(current: boolean, recorded: boolean | null, file: boolean | undefined): { value?: boolean; kept?: true } {
+  if (file === undefined || file === current) return {}
+  if (!file || recorded === false) return { value: file }
   return { kept: true }
 }
 

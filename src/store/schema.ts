@@ -84,6 +84,9 @@ export interface UsersTable {
   imported_password_digest: Generated<string | null>
   /** Whether an import last made the account active (true) or disabled (false); null: none did (migration 042). */
   imported_active: Generated<boolean | number | null>
+  /** Whether an import last made the account a superuser, and a Platform Auditor; null: none did (migration 043). */
+  imported_superuser: Generated<boolean | number | null>
+  imported_auditor: Generated<boolean | number | null>
 }
 
 export interface SettingsTable {

@@ -45,8 +45,10 @@ export interface NewUser {
   groups?: string[]
   /** The SHA-256 (hex) of the password hash an import stores (UsersRepository.importedPasswordDigest). */
   importedPasswordDigest?: string | null
-  /** Whether an import made the account active or disabled (UsersRepository.importRecord). */
+  /** Whether an import made the account active, a superuser, a Platform Auditor, or not (UsersRepository.importRecord). */
   importedActive?: boolean | null
+  importedSuperuser?: boolean | null
+  importedAuditor?: boolean | null
 }
 
 /**
@@ -118,6 +120,8 @@ export class UserRepository {
       // Named only when set: the column's default is none, and a database at an earlier migration has no column.
       ...(input.importedPasswordDigest ? { imported_password_digest: input.importedPasswordDigest } : {}),
       ...(input.importedActive !== undefined && input.importedActive !== null ? { imported_active: input.importedActive } : {}),
+      ...(input.importedSuperuser !== undefined && input.importedSuperuser !== null ? { imported_superuser: input.importedSuperuser } : {}),
+      ...(input.importedAuditor !== undefined && input.importedAuditor !== null ? { imported_auditor: input.importedAuditor } : {}),
       created_at: now,
       modified_at: now,
     }).returningAll().executeTakeFirstOrThrow()
@@ -245,6 +249,8 @@ export class UserRepository {
     if (changes.groups !== undefined) values.group_names = JSON.stringify(changes.groups)
     if (changes.importedPasswordDigest !== undefined) values.imported_password_digest = changes.importedPasswordDigest
     if (changes.importedActive !== undefined) values.imported_active = changes.importedActive
+    if (changes.importedSuperuser !== undefined) values.imported_superuser = changes.importedSuperuser
+    if (changes.importedAuditor !== undefined) values.imported_auditor = changes.importedAuditor
     if (changes.notBefore !== undefined) values.not_before = this.#notBefore('not_before', changes.notBefore)
     if (changes.tokensNotBefore !== undefined) values.tokens_not_before = this.#notBefore('tokens_not_before', changes.tokensNotBefore)
     const row = await this.#db.updateTable('users').set(values as never).where('id', '=', id).returningAll().executeTakeFirst()
@@ -294,13 +300,15 @@ export class UserRepository {
 
   /**
    * What `users import` last wrote to the account: `passwordDigest`, the SHA-256 (hex) of the password hash it stored
-   * (the account still has that password exactly when its hash's digest is this one); `active`, whether it made the
-   * account active or disabled. Null: no import wrote it, or the account is gone.
+   * (the account still has that password exactly when its hash's digest is this one); `active`, `superuser` and
+   * `auditor`, whether it made the account active, a superuser and a Platform Auditor or not. Null: no import wrote it,
+   * or the account is gone.
    */
-  async importRecord(id: number): Promise<{ passwordDigest: string | null; active: boolean | null }> {
-    const row = await this.#db.selectFrom('users').select(['imported_password_digest', 'imported_active']).where('id', '=', id).executeTakeFirst()
-    const active = row?.imported_active
-    return { passwordDigest: row?.imported_password_digest ?? null, active: active === null || active === undefined ? null : Boolean(active) }
+  async importRecord(id: number): Promise<{ passwordDigest: string | null; active: boolean | null; superuser: boolean | null; auditor: boolean | null }> {
+    const row = await this.#db.selectFrom('users').select(['imported_password_digest', 'imported_active', 'imported_superuser', 'imported_auditor'])
+      .where('id', '=', id).executeTakeFirst()
+    const flag = (value: boolean | number | null | undefined) => value === null || value === undefined ? null : Boolean(value)
+    return { passwordDigest: row?.imported_password_digest ?? null, active: flag(row?.imported_active), superuser: flag(row?.imported_superuser), auditor: flag(row?.imported_auditor) }
   }
 
   async delete(id: number): Promise<boolean> {

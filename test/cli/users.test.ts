@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { closeSync, openSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
-import { adminAuth, basic, json, migratedDataDir, runCli, startGateway, tempDir } from '../helpers/gateway.ts'
+import { adminAuth, basic, json, migratedDataDir, runCli, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 
 /** `users list --json` as the API shows the accounts: who is an active superuser. */
@@ -170,6 +170,18 @@ describe('gatehouse users import --update', () => {
   onSqliteAndPostgres('disables what the file disables, but enables only accounts an import left disabled, naming each', assertUpdateKeepsADisableMadeInGatehouse)
 })
 
+/** `check` with a gateway serving `storage`, and a directory for its files. */
+async function withGatewayOn(storage: string[], check: (gw: TestGateway, dir: string) => Promise<void>): Promise<void> {
+  const dir = tempDir()
+  const gw = await startGateway({ dataDir: storage[0] === '--data-dir' ? storage[1] : dir, databaseUrl: storage[0] === '--database' ? storage[1] : undefined })
+  try {
+    await check(gw, dir)
+  } finally {
+    await gw.close()
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
 /** A Keycloak realm export whose users are in groups: `tree`, the realm's `groups`; `users`, each user's group paths. */
 function realmWithGroups(users: Record<string, unknown>, tree?: unknown): Record<string, unknown> {
   return { realm: 'old', ...(tree === undefined ? {} : { groups: tree }), users: Object.entries(users).map(([username, groups]) => ({ username, enabled: true, groups })) }
@@ -178,75 +190,70 @@ function realmWithGroups(users: Record<string, unknown>, tree?: unknown): Record
 const group = (name: string, path: string, subGroups: unknown[] = []) => ({ id: `id-${path}`, name, path, subGroups, attributes: {}, realmRoles: [], clientRoles: {} })
 
 async function assertGroupsBecomeTeams(storage: string[]): Promise<void> {
-  const dir = tempDir()
-  const gw = await startGateway({ dataDir: storage[0] === '--data-dir' ? storage[1] : dir, databaseUrl: storage[0] === '--database' ? storage[1] : undefined })
-  try {
-    const api = async (path: string, body?: unknown) => json(await gw.fetch(`/api/gateway/v1/${path}`, body === undefined
-      ? { headers: adminAuth }
-      : { method: 'POST', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify(body) }))
-    const acme = await api('organizations/', { name: 'Acme' })
-    await api('teams/', { name: 'Ops', organization: acme.id })
-    const usernames = async () => (await api('users/?order_by=username')).results.map((user: { username: string }) => user.username)
-    const importRealm = async (name: string, content: unknown, ...options: string[]) => {
-      writeFileSync(join(dir, name), JSON.stringify(content))
-      return runCli(['users', 'import', join(dir, name), ...storage, ...options])
-    }
-    const tree = [group('Ops', '/Ops'), group('Engineering', '/Engineering', [group('Backend', '/Engineering/Backend')])]
-
-    const refusals: [string, unknown, RegExp, string?][] = [
-      ['no organization', realmWithGroups({ ann: ['/Ops'] }, tree), /: nothing was imported: there is no organization "Nowhere" for --groups-to-teams; create it first/, 'Nowhere'],
-      ['groups not paths', realmWithGroups({ ann: ['/Ops', 5] }), /users\[0\] \(ann\) has "groups" that are not a list of group paths/],
-      ['no leading slash', realmWithGroups({ ann: ['Ops'] }), /users\[0\] \(ann\) is in the group "Ops", which is not a Keycloak group path/],
-      ['empty segment', realmWithGroups({ ann: ['/Engineering//Backend'] }), /is in the group "\/Engineering\/\/Backend", which is not a Keycloak group path/],
-      ['too long', realmWithGroups({ ann: [`/${'x'.repeat(513)}`] }), /is in the group "\/x{79}\.\.\.", whose path is longer than a team's name may be \(512 characters\)/],
-      ['spaces around', realmWithGroups({ ann: ['/Ops '] }), /is in the group "\/Ops ", whose path no team's name can be/],
-      ['NUL', realmWithGroups({ ann: ['/Ops\u0000'] }), /is in the group "\/Ops\\u0000", whose path no team's name can be/],
-      ['not in the tree', realmWithGroups({ ann: ['/Sales'] }, tree), /is in the group "\/Sales", which the realm's "groups" does not have/],
-      ['a group without a name', realmWithGroups({ ann: ['/Ops'] }, [...tree, { subGroups: [] }]), /groups\[2\] is not a group with a "name"/],
-      ['subGroups not a list', realmWithGroups({ ann: ['/Ops'] }, [{ ...group('Ops', '/Ops'), subGroups: 'x' }]), /groups\[0\] has "subGroups" that are not a list/],
-      ['two groups, one path', realmWithGroups({ ann: ['/a/b'] }, [group('a/b', '/a/b'), group('a', '/a', [group('b', '/a/b')])]), /is in the group "\/a\/b", which is the path of more than one of the realm's groups/],
-      ['the platform\'s users', [{ username: 'ann' }], /--groups-to-teams reads a Keycloak realm export's groups/],
-    ]
-    for (const [what, content, message, organization = 'Acme'] of refusals) {
-      const refused = await importRealm('refused.json', content, '--groups-to-teams', organization)
-      assert.equal(refused.code, 2, `${what}: ${refused.stderr}`)
-      assert.match(refused.stderr, message, what)
-      assert.equal(refused.stderr.split('\n').length, 2, `${what}: one line`)
-      assert.equal(refused.stdout, '', what)
-    }
-    assert.deepEqual(await usernames(), ['admin'], 'nothing was imported')
-    const teamsOfAcme = async () => (await api(`teams/?organization=${acme.id}&order_by=name`)).results as { id: number; name: string }[]
-    assert.deepEqual((await teamsOfAcme()).map((team) => team.name), ['Ops'], 'no team was made')
-
-    const realm = realmWithGroups({ ann: ['/Ops', '/Engineering/Backend'], bob: ['/Engineering'], cy: [] }, tree)
-    const imported = await importRealm('realm.json', realm, '--groups-to-teams', 'Acme')
-    assert.equal(imported.code, 0, imported.stderr)
-    assert.match(imported.stdout, /^3 users in the Keycloak realm export: 3 created/m)
-    assert.match(imported.stdout, /^teams of the organization "Acme": 2 created \("Engineering\/Backend", "Engineering"\), 3 memberships given, 0 held already$/m)
-    assert.doesNotMatch(imported.stdout, /groups/)
-    const teams = await teamsOfAcme()
-    assert.deepEqual(teams.map((team) => team.name), ['Engineering', 'Engineering/Backend', 'Ops'])
-    const members = async () => Object.fromEntries(await Promise.all(teams.map(async (team) =>
-      [team.name, (await api(`teams/${team.id}/users/?order_by=username`)).results.map((user: { username: string }) => user.username)])))
-    assert.deepEqual(await members(), { 'Engineering': ['bob'], 'Engineering/Backend': ['ann'], 'Ops': ['ann'] })
-    await gw.app.audit.flush()
-    const stream = await api('activitystream/?order_by=id&page_size=100')
-    const recorded = stream.results.filter((entry: any) => entry.auth_method === 'cli' && entry.content_type !== 'user')
-      .map((entry: any) => [entry.operation, entry.content_type, entry.summary_fields.content_object?.name ?? entry.changes?.name?.[1]])
-    assert.deepEqual(recorded.slice(0, 2), [['create', 'team', 'Engineering/Backend'], ['create', 'team', 'Engineering']])
-    assert.deepEqual(recorded.slice(2).map((entry: string[]) => entry.slice(0, 2)), [['create', 'role_user_assignment'], ['create', 'role_user_assignment'], ['create', 'role_user_assignment']])
-
-    const again = await importRealm('realm.json', realm, '--groups-to-teams', 'Acme', '--update')
-    assert.equal(again.code, 0, again.stderr)
-    assert.match(again.stdout, /^teams of the organization "Acme": 0 created, 0 memberships given, 3 held already$/m)
-    const without = await importRealm('later.json', realmWithGroups({ dee: ['/Ops'] }))
-    assert.equal(without.code, 0, without.stderr)
-    assert.match(without.stdout, /^groups made no teams \(--groups-to-teams ORGANIZATION makes each a team of the organization, its users members\)$/m)
-    assert.deepEqual(await members(), { 'Engineering': ['bob'], 'Engineering/Backend': ['ann'], 'Ops': ['ann'] })
-  } finally {
-    await gw.close()
-    rmSync(dir, { recursive: true, force: true })
+  await withGatewayOn(storage, async (gw, dir) => {
+  const api = async (path: string, body?: unknown) => json(await gw.fetch(`/api/gateway/v1/${path}`, body === undefined
+    ? { headers: adminAuth }
+    : { method: 'POST', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify(body) }))
+  const acme = await api('organizations/', { name: 'Acme' })
+  await api('teams/', { name: 'Ops', organization: acme.id })
+  const usernames = async () => (await api('users/?order_by=username')).results.map((user: { username: string }) => user.username)
+  const importRealm = async (name: string, content: unknown, ...options: string[]) => {
+    writeFileSync(join(dir, name), JSON.stringify(content))
+    return runCli(['users', 'import', join(dir, name), ...storage, ...options])
   }
+  const tree = [group('Ops', '/Ops'), group('Engineering', '/Engineering', [group('Backend', '/Engineering/Backend')])]
+
+  const refusals: [string, unknown, RegExp, string?][] = [
+    ['no organization', realmWithGroups({ ann: ['/Ops'] }, tree), /: nothing was imported: there is no organization "Nowhere" for --groups-to-teams; create it first/, 'Nowhere'],
+    ['groups not paths', realmWithGroups({ ann: ['/Ops', 5] }), /users\[0\] \(ann\) has "groups" that are not a list of group paths/],
+    ['no leading slash', realmWithGroups({ ann: ['Ops'] }), /users\[0\] \(ann\) is in the group "Ops", which is not a Keycloak group path/],
+    ['empty segment', realmWithGroups({ ann: ['/Engineering//Backend'] }), /is in the group "\/Engineering\/\/Backend", which is not a Keycloak group path/],
+    ['too long', realmWithGroups({ ann: [`/${'x'.repeat(513)}`] }), /is in the group "\/x{79}\.\.\.", whose path is longer than a team's name may be \(512 characters\)/],
+    ['spaces around', realmWithGroups({ ann: ['/Ops '] }), /is in the group "\/Ops ", whose path no team's name can be/],
+    ['NUL', realmWithGroups({ ann: ['/Ops\u0000'] }), /is in the group "\/Ops\\u0000", whose path no team's name can be/],
+    ['not in the tree', realmWithGroups({ ann: ['/Sales'] }, tree), /is in the group "\/Sales", which the realm's "groups" does not have/],
+    ['a group without a name', realmWithGroups({ ann: ['/Ops'] }, [...tree, { subGroups: [] }]), /groups\[2\] is not a group with a "name"/],
+    ['subGroups not a list', realmWithGroups({ ann: ['/Ops'] }, [{ ...group('Ops', '/Ops'), subGroups: 'x' }]), /groups\[0\] has "subGroups" that are not a list/],
+    ['two groups, one path', realmWithGroups({ ann: ['/a/b'] }, [group('a/b', '/a/b'), group('a', '/a', [group('b', '/a/b')])]), /is in the group "\/a\/b", which is the path of more than one of the realm's groups/],
+    ['the platform\'s users', [{ username: 'ann' }], /--groups-to-teams reads a Keycloak realm export's groups/],
+  ]
+  for (const [what, content, message, organization = 'Acme'] of refusals) {
+    const refused = await importRealm('refused.json', content, '--groups-to-teams', organization)
+    assert.equal(refused.code, 2, `${what}: ${refused.stderr}`)
+    assert.match(refused.stderr, message, what)
+    assert.equal(refused.stderr.split('\n').length, 2, `${what}: one line`)
+    assert.equal(refused.stdout, '', what)
+  }
+  assert.deepEqual(await usernames(), ['admin'], 'nothing was imported')
+  const teamsOfAcme = async () => (await api(`teams/?organization=${acme.id}&order_by=name`)).results as { id: number; name: string }[]
+  assert.deepEqual((await teamsOfAcme()).map((team) => team.name), ['Ops'], 'no team was made')
+
+  const realm = realmWithGroups({ ann: ['/Ops', '/Engineering/Backend'], bob: ['/Engineering'], cy: [] }, tree)
+  const imported = await importRealm('realm.json', realm, '--groups-to-teams', 'Acme')
+  assert.equal(imported.code, 0, imported.stderr)
+  assert.match(imported.stdout, /^3 users in the Keycloak realm export: 3 created/m)
+  assert.match(imported.stdout, /^teams of the organization "Acme": 2 created \("Engineering\/Backend", "Engineering"\), 3 memberships given, 0 held already$/m)
+  assert.doesNotMatch(imported.stdout, /groups/)
+  const teams = await teamsOfAcme()
+  assert.deepEqual(teams.map((team) => team.name), ['Engineering', 'Engineering/Backend', 'Ops'])
+  const members = async () => Object.fromEntries(await Promise.all(teams.map(async (team) =>
+    [team.name, (await api(`teams/${team.id}/users/?order_by=username`)).results.map((user: { username: string }) => user.username)])))
+  assert.deepEqual(await members(), { 'Engineering': ['bob'], 'Engineering/Backend': ['ann'], 'Ops': ['ann'] })
+  await gw.app.audit.flush()
+  const stream = await api('activitystream/?order_by=id&page_size=100')
+  const recorded = stream.results.filter((entry: any) => entry.auth_method === 'cli' && entry.content_type !== 'user')
+    .map((entry: any) => [entry.operation, entry.content_type, entry.summary_fields.content_object?.name ?? entry.changes?.name?.[1]])
+  assert.deepEqual(recorded.slice(0, 2), [['create', 'team', 'Engineering/Backend'], ['create', 'team', 'Engineering']])
+  assert.deepEqual(recorded.slice(2).map((entry: string[]) => entry.slice(0, 2)), [['create', 'role_user_assignment'], ['create', 'role_user_assignment'], ['create', 'role_user_assignment']])
+
+  const again = await importRealm('realm.json', realm, '--groups-to-teams', 'Acme', '--update')
+  assert.equal(again.code, 0, again.stderr)
+  assert.match(again.stdout, /^teams of the organization "Acme": 0 created, 0 memberships given, 3 held already$/m)
+  const without = await importRealm('later.json', realmWithGroups({ dee: ['/Ops'] }))
+  assert.equal(without.code, 0, without.stderr)
+  assert.match(without.stdout, /^groups made no teams \(--groups-to-teams ORGANIZATION makes each a team of the organization, its users members\)$/m)
+  assert.deepEqual(await members(), { 'Engineering': ['bob'], 'Engineering/Backend': ['ann'], 'Ops': ['ann'] })
+  })
 }
 
 describe('gatehouse users import --groups-to-teams', () => {
@@ -254,33 +261,67 @@ describe('gatehouse users import --groups-to-teams', () => {
 })
 
 async function assertKeycloakUpdateKeepsPrivilegesGivenInGatehouse(storage: string[]): Promise<void> {
-  const dir = tempDir()
-  const gw = await startGateway({ dataDir: storage[0] === '--data-dir' ? storage[1] : dir, databaseUrl: storage[0] === '--database' ? storage[1] : undefined })
-  try {
-    const file = join(dir, 'realm.json')
-    writeFileSync(file, JSON.stringify({ realm: 'old', users: [{ username: 'alice', enabled: true, email: 'alice@example.com' }, { username: 'bert', enabled: true }] }))
-    assert.equal((await runCli(['users', 'import', file, ...storage])).code, 0)
-    const send = async (method: string, path: string, body: unknown) => json(await gw.fetch(`/api/gateway/v1/${path}`,
-      { method, headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify(body) }))
-    const idOf = async (username: string) => (await json(await gw.fetch(`/api/gateway/v1/users/?username=${username}`, { headers: adminAuth }))).results[0].id
-    // After the move, an administrator makes alice a superuser and bert a Platform Auditor in Gatehouse.
-    await send('PATCH', `users/${await idOf('alice')}/`, { is_superuser: true })
-    const auditor = (await json(await gw.fetch('/api/gateway/v1/role_definitions/?name=Platform%20Auditor', { headers: adminAuth }))).results[0].id
-    await send('POST', 'role_user_assignments/', { role_definition: auditor, user: await idOf('bert') })
+  await withGatewayOn(storage, async (gw, dir) => {
+  const file = join(dir, 'realm.json')
+  writeFileSync(file, JSON.stringify({ realm: 'old', users: [{ username: 'alice', enabled: true, email: 'alice@example.com' }, { username: 'bert', enabled: true }] }))
+  assert.equal((await runCli(['users', 'import', file, ...storage])).code, 0)
+  const send = async (method: string, path: string, body: unknown) => json(await gw.fetch(`/api/gateway/v1/${path}`,
+    { method, headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify(body) }))
+  const idOf = async (username: string) => (await json(await gw.fetch(`/api/gateway/v1/users/?username=${username}`, { headers: adminAuth }))).results[0].id
+  // After the move, an administrator makes alice a superuser and bert a Platform Auditor in Gatehouse.
+  await send('PATCH', `users/${await idOf('alice')}/`, { is_superuser: true })
+  const auditor = (await json(await gw.fetch('/api/gateway/v1/role_definitions/?name=Platform%20Auditor', { headers: adminAuth }))).results[0].id
+  await send('POST', 'role_user_assignments/', { role_definition: auditor, user: await idOf('bert') })
 
-    writeFileSync(file, JSON.stringify({ realm: 'old', users: [{ username: 'alice', enabled: true, email: 'alice@new.example.com' }, { username: 'bert', enabled: true }] }))
-    const updated = await runCli(['users', 'import', file, '--update', ...storage])
-    assert.equal(updated.code, 0, updated.stderr)
-    const listed = await runCli(['users', 'list', '--json', ...storage])
-    const users = Object.fromEntries((JSON.parse(listed.stdout) as { username: string; email: string; is_superuser: boolean; is_platform_auditor: boolean }[])
-      .map((user) => [user.username, [user.email, user.is_superuser, user.is_platform_auditor]]))
-    assert.deepEqual([users.alice, users.bert], [['alice@new.example.com', true, false], ['', false, true]], 'a Keycloak file, which says nothing of either, takes neither away')
-  } finally {
-    await gw.close()
-    rmSync(dir, { recursive: true, force: true })
-  }
+  writeFileSync(file, JSON.stringify({ realm: 'old', users: [{ username: 'alice', enabled: true, email: 'alice@new.example.com' }, { username: 'bert', enabled: true }] }))
+  const updated = await runCli(['users', 'import', file, '--update', ...storage])
+  assert.equal(updated.code, 0, updated.stderr)
+  const listed = await runCli(['users', 'list', '--json', ...storage])
+  const users = Object.fromEntries((JSON.parse(listed.stdout) as { username: string; email: string; is_superuser: boolean; is_platform_auditor: boolean }[])
+    .map((user) => [user.username, [user.email, user.is_superuser, user.is_platform_auditor]]))
+  assert.deepEqual([users.alice, users.bert], [['alice@new.example.com', true, false], ['', false, true]], 'a Keycloak file, which says nothing of either, takes neither away')
+  })
 }
 
 describe('gatehouse users import --update of a Keycloak realm', () => {
   onSqliteAndPostgres('leaves the superuser flag and Platform Auditor role given in Gatehouse, which the realm has no word for', assertKeycloakUpdateKeepsPrivilegesGivenInGatehouse)
+})
+
+async function assertPlatformUpdateKeepsPrivilegesTakenInGatehouse(storage: string[]): Promise<void> {
+  await withGatewayOn(storage, async (gw, dir) => {
+    const file = join(dir, 'users.json')
+    const importList = async (users: Record<string, unknown>[], ...options: string[]) => {
+      writeFileSync(file, JSON.stringify(users))
+      const result = await runCli(['users', 'import', file, ...storage, ...options])
+      assert.equal(result.code, 0, result.stderr)
+      return result.stdout
+    }
+    const get = async (path: string) => json(await gw.fetch(`/api/gateway/v1/${path}`, { headers: adminAuth }))
+    const change = (method: string, path: string, body?: unknown) => gw.fetch(`/api/gateway/v1/${path}`,
+      { method, headers: { ...adminAuth, 'content-type': 'application/json' }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) }).then((response) => response.arrayBuffer())
+    const list = [{ username: 'carol', is_superuser: true }, { username: 'audrey', is_platform_auditor: true }, { username: 'dan' }]
+    await importList(list)
+    const idOf = async (username: string) => (await get(`users/?username=${username}`)).results[0].id
+    // An administrator takes carol's superuser flag and audrey's Platform Auditor role away in Gatehouse.
+    await change('PATCH', `users/${await idOf('carol')}/`, { is_superuser: false })
+    const auditorRole = (await get('role_definitions/?name=Platform%20Auditor')).results[0].id
+    const held = (await get(`role_user_assignments/?user=${await idOf('audrey')}&role_definition=${auditorRole}`)).results[0].id
+    await change('DELETE', `role_user_assignments/${held}/`)
+
+    // The platform still shows both, and has made dan a superuser since.
+    const updated = await importList([...list.slice(0, 2), { username: 'dan', is_superuser: true }], '--update')
+    assert.match(updated, /^left without what the file gives them \(taken away in Gatehouse since imported, .*\): carol \(superuser\), audrey \(Platform Auditor\)$/m)
+    const flags = async () => Object.fromEntries((await get('users/?order_by=username')).results
+      .map((user: { username: string; is_superuser: boolean; is_platform_auditor: boolean }) => [user.username, [user.is_superuser, user.is_platform_auditor]]))
+    assert.deepEqual(await flags(), { admin: [true, false], audrey: [false, false], carol: [false, false], dan: [true, false] })
+    assert.equal((await get(`role_user_assignments/?user=${await idOf('audrey')}&role_definition=${auditorRole}`)).count, 0)
+    // Taking a privilege away, as the file says, is always done.
+    const revoked = await importList([{ username: 'dan', is_superuser: false }], '--update')
+    assert.doesNotMatch(revoked, /left without/)
+    assert.deepEqual((await flags()).dan, [false, false])
+  })
+}
+
+describe('gatehouse users import --update of the platform\'s users', () => {
+  onSqliteAndPostgres('gives the superuser flag and Platform Auditor role only to accounts an import left without them', assertPlatformUpdateKeepsPrivilegesTakenInGatehouse)
 })

@@ -48,6 +48,7 @@ const migrations: Record<string, () => Promise<GatehouseMigration>> = {
   '040_oidc_secret_record_ids': async () => (await import('./040_oidc_secret_record_ids.ts')).oidcSecretRecordIds,
   '041_oidc_user_code_keys': async () => (await import('./041_oidc_user_code_keys.ts')).oidcUserCodeKeys,
   '042_imported_active': async () => (await import('./042_imported_active.ts')).importedActive,
+  '043_imported_privileges': async () => (await import('./043_imported_privileges.ts')).importedPrivileges,
 }
 
 /** The names of this version's migrations, in order. */
