@@ -9,6 +9,7 @@ import { registerGatewayApi } from './api/register.ts'
 import { CSRF_COOKIE } from './auth/csrf.ts'
 import { SESSION_COOKIE } from './auth/session.ts'
 import { newRequestContext } from './context.ts'
+import { millisecondsOf } from './config/durations.ts'
 import { hashingThreads, onRefusedHash } from './directory/passwords.ts'
 import { DatabaseUnavailable, NotFound, answerClientError, noServiceAt, sendError } from './errors.ts'
 import { outcomeOf, type AnswerEnding, type RefusedOnArrival } from './http/answer-outcome.ts'
@@ -79,7 +80,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   // For the answers the listener writes on a connection's socket itself, which no response's header reaches.
   const hsts = options.https && app.config.server.tls ? strictTransportSecurity(app.config.server.tls) : undefined
   const server = Fastify({
-    serverFactory: (fastifyHandler, factoryOptions) => nodeServer(fastifyHandler, factoryOptions as unknown as Parameters<typeof nodeServer>[1], () => lean, app.trustsProxy, refused, hsts),
+    serverFactory: (fastifyHandler, factoryOptions) => nodeServer(fastifyHandler, factoryOptions as unknown as Parameters<typeof nodeServer>[1], () => lean, app.trustsProxy, refused, millisecondsOf(app.config.server.timeouts.send_seconds), hsts),
     logger: { level: options.logLevel ?? process.env.GATEHOUSE_LOG_LEVEL ?? 'info', redact: REDACT, serializers: { err: boundedError }, ...(options.logStream ? { stream: options.logStream } : {}) },
     ...serverTimeouts(app.config.server, options.https),
     // One structured line per request comes from the onResponse hook below instead of Fastify's two.

@@ -172,7 +172,9 @@ export const ConfigSchema = z.object({
         .describe('Time a client has to send the request line and headers before it is answered 408 and its connection closed.'),
       request_seconds: z.number().positive().max(24 * 3600).default(300)
         .describe('Time a client has to send a whole request, body included, before it is answered 408 (or its connection closed, if the response has begun). Raise it for large uploads over slow links.'),
-    }).strict().default({ headers_seconds: 10, request_seconds: 300 }).describe('How long a client may take to send a request.'),
+      send_seconds: z.number().positive().max(3600).default(60)
+        .describe('Time a client may read nothing of one of the gateway\'s own answers (the API\'s, a page, the API documentation\'s files) while some of it waits to be sent, before its connection is cut (nginx\'s `send_timeout`). A client reading slowly is not cut. Proxied answers are bounded by `services[].timeouts.response_seconds`.'),
+    }).strict().default({ headers_seconds: 10, request_seconds: 300, send_seconds: 60 }).describe('How long a client may take to send a request, and to read an answer.'),
     max_connections: z.number().int().min(1).max(1_000_000).default(10_000)
       .describe('Client connections open at once, on each listener (the gateway\'s port, the plain-HTTP port of `tls.redirect_http_port`, and `metrics.port`); further ones are closed as they arrive, counted in gatehouse_connections_refused_total and warned of once a minute per address. Keep it below the process\'s file descriptor limit (`ulimit -n`), which must also cover the upstream connections.'),
     max_connections_per_address: z.number().int().min(0).max(1_000_000).default(1000)
@@ -188,7 +190,7 @@ export const ConfigSchema = z.object({
       .describe('On SIGTERM or SIGINT, how long requests in flight may take to finish before their connections are cut. Below Kubernetes\' default 30-second termination grace, so Gatehouse exits before it is killed.'),
     readiness_timeout_ms: z.number().int().min(50).max(10_000).default(800)
       .describe('Longest a check of /readyz (the database, each upstream) may take before it counts as failed. Below the 1-second timeout of a default Kubernetes probe.'),
-  }).strict().default({ host: '127.0.0.1', port: 8080, trusted_proxies: [], remove_request_headers: [], trusted_origins: [], timeouts: { headers_seconds: 10, request_seconds: 300 }, max_connections: 10_000, max_connections_per_address: 1000, api_body_limit_bytes: 1024 * 1024, body_buffers_mb: 64, api_body_buffers_mb: 64, shutdown_grace_seconds: 25, readiness_timeout_ms: 800 })
+  }).strict().default({ host: '127.0.0.1', port: 8080, trusted_proxies: [], remove_request_headers: [], trusted_origins: [], timeouts: { headers_seconds: 10, request_seconds: 300, send_seconds: 60 }, max_connections: 10_000, max_connections_per_address: 1000, api_body_limit_bytes: 1024 * 1024, body_buffers_mb: 64, api_body_buffers_mb: 64, shutdown_grace_seconds: 25, readiness_timeout_ms: 800 })
     .describe('Where and how Gatehouse listens.'),
   storage: z.object({
     data_dir: z.string().min(1).default('./data').describe('Directory for the embedded SQLite database (a relative one is from the working directory, not the file\'s).'),

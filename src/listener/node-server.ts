@@ -7,6 +7,7 @@ import { outcomeOf, type RefusedOnArrival } from '../http/answer-outcome.ts'
 import { createServer as createHttpServer } from '../http/node-http.ts'
 import { answeredLast, closeLingeringAfter } from '../http/lingering-close.ts'
 import { enterRequest } from '../http/request-entry.ts'
+import { boundUnreadAnswer } from '../http/unread-answers.ts'
 import type { ProxyTrust } from '../gateway/trusted-proxies.ts'
 
 /** Each connection's pipelined requests that wait for their turn, and whether it stopped reading for them. */
@@ -140,10 +141,11 @@ interface FactoryOptions {
  * router: the proxy's lean path (src/gateway/lean-proxy.ts) answers what it takes, Fastify the rest. Both see the
  * target in origin form, its path's slashes merged (src/http/request-target.ts). Every answer carries the request's
  * id in X-Request-Id: set here for Fastify's, by the lane for what it takes. What is refused here, before either,
- * is counted and logged through `refused`. Over HTTPS, the answers written on the socket itself (to CONNECT) carry
+ * is counted and logged through `refused`. A client may leave the answers Fastify writes unread for `sendMs` at most
+ * (src/http/unread-answers.ts); the lane bounds its own. Over HTTPS, the answers written on the socket itself (to CONNECT) carry
  * `strictTransportSecurity`, as the listener gives every response (src/listener/listener.ts).
  */
-export function nodeServer(fastifyHandler: RequestListener, options: FactoryOptions, take: () => ((...args: Parameters<RequestListener>) => boolean) | undefined, trustsProxy: ProxyTrust, refused: RefusedOnArrival, strictTransportSecurity?: string): Server {
+export function nodeServer(fastifyHandler: RequestListener, options: FactoryOptions, take: () => ((...args: Parameters<RequestListener>) => boolean) | undefined, trustsProxy: ProxyTrust, refused: RefusedOnArrival, sendMs: number, strictTransportSecurity?: string): Server {
   const handler: RequestListener = (request, response) => {
     // Pipelined behind a request still being answered: its response has no socket until that answer is done.
     if (response.socket === null) return inTurn(request, response, handle)
@@ -160,6 +162,7 @@ export function nodeServer(fastifyHandler: RequestListener, options: FactoryOpti
     // in one writeHead, which costs less when none was set before it.
     if (take()?.(request, response)) return
     response.setHeader('x-request-id', id)
+    boundUnreadAnswer(response, sendMs)
     fastifyHandler(request, response)
   }
   // A request without Host is refused by src/http/host-header.ts, as JSON like every other refusal; Node's own 400

@@ -4,6 +4,8 @@ import type { AddressInfo } from 'node:net'
 import type { App } from '../app.ts'
 import { answerClientError, errorBody, normalizeError } from '../errors.ts'
 import { createServer } from '../http/node-http.ts'
+import { boundUnreadAnswer } from '../http/unread-answers.ts'
+import { millisecondsOf } from '../config/durations.ts'
 import { underSameCaps } from '../listener/address-shares.ts'
 import { explainListenError } from '../listener/listen-errors.ts'
 import { serverTimeouts } from '../listener/timeouts.ts'
@@ -36,6 +38,7 @@ export function registerMetrics(server: FastifyInstance, app: App): void {
     // Node's own limits (60 s for the headers, checked every 30 s) let a client that never finishes its request hold
     // one of the connections the two ports share for up to 90 s.
     listener = createServer(serverTimeouts(app.config.server, undefined).http!, (request, response) => {
+      boundUnreadAnswer(response, millisecondsOf(app.config.server.timeouts.send_seconds))
       const answer = (status: number, type: string, body: string, headers: Record<string, string | string[]> = {}) => {
         response.writeHead(status, { 'content-type': type, ...SCRAPE_HEADERS, ...headers }).end(body)
       }

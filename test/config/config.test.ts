@@ -270,7 +270,7 @@ describe('configuration', () => {
   it('fills the edge defaults: no trusted proxies, client timeouts, a connection cap and shared upstream pools', () => {
     const config = validateConfig({ services: [{ name: 'svc', prefix: '/svc/', upstream: 'http://127.0.0.1:9000' }] })
     assert.deepEqual(config.server.trusted_proxies, [])
-    assert.deepEqual(config.server.timeouts, { headers_seconds: 10, request_seconds: 300 })
+    assert.deepEqual(config.server.timeouts, { headers_seconds: 10, request_seconds: 300, send_seconds: 60 })
     assert.equal(config.server.max_connections, 10_000)
     assert.deepEqual(config.services[0]!.pool, { connections: 128, per_client: 16, wait_seconds: 5, body_buffer_kb: 64, websockets: 1024, websockets_per_client: 64 })
     assert.deepEqual(validateConfig({ services: [{ name: 'svc', prefix: '/svc/', upstream: 'http://127.0.0.1:9000', pool: { connections: 32 } }] }).services[0]!.pool,
