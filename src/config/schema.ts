@@ -115,11 +115,14 @@ export const ServiceSchema = z.object({
     websockets_per_client: z.number().int().min(1).max(1_000_000).optional()
       .describe('The most of them one client (an IPv4 address, or an IPv6 /64, as for `per_client`) may hold at once; one past it is answered 503 upstream_busy. At most `websockets`. Default 64, or `websockets` when that is less.'),
     websockets_per_user: z.number().int().min(1).max(1_000_000).optional()
-      .describe('The most of them one signed-in user may hold at once, from any addresses (sockets opened without credentials count only per client). Unset: no bound per user beyond `websockets`.'),
+      .describe('The most of them one signed-in user may hold at once, from any addresses (sockets opened without credentials count only per client). Default `websockets_per_client`: a user gets the share of one address however many it has (an IPv6 /60 is 16 clients, enough for one account to take all of `websockets`).'),
   }).strict()
-    // A smaller `websockets` alone lowers the default share with it, rather than being refused for a share never set.
-    .transform((pool) => ({ ...pool, websockets_per_client: pool.websockets_per_client ?? Math.min(64, pool.websockets) }))
-    .default({ connections: 128, per_client: 16, wait_seconds: 5, body_buffer_kb: 64, websockets: 1024, websockets_per_client: 64 }).describe('The connections to the upstream, and each client\'s share of them; the same for its WebSockets.'),
+    // A smaller `websockets` alone lowers the default shares with it, rather than being refused for a share never set.
+    .transform((pool) => {
+      const perClient = pool.websockets_per_client ?? Math.min(64, pool.websockets)
+      return { ...pool, websockets_per_client: perClient, websockets_per_user: pool.websockets_per_user ?? perClient }
+    })
+    .default({ connections: 128, per_client: 16, wait_seconds: 5, body_buffer_kb: 64, websockets: 1024, websockets_per_client: 64, websockets_per_user: 64 }).describe('The connections to the upstream, and each client\'s share of them; the same for its WebSockets.'),
 }).strict()
 
 const filePath = z.string().min(1)

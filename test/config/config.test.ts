@@ -272,9 +272,9 @@ describe('configuration', () => {
     assert.deepEqual(config.server.trusted_proxies, [])
     assert.deepEqual(config.server.timeouts, { headers_seconds: 10, request_seconds: 300, send_seconds: 60 })
     assert.equal(config.server.max_connections, 10_000)
-    assert.deepEqual(config.services[0]!.pool, { connections: 128, per_client: 16, wait_seconds: 5, body_buffer_kb: 64, websockets: 1024, websockets_per_client: 64 })
+    assert.deepEqual(config.services[0]!.pool, { connections: 128, per_client: 16, wait_seconds: 5, body_buffer_kb: 64, websockets: 1024, websockets_per_client: 64, websockets_per_user: 64 })
     assert.deepEqual(validateConfig({ services: [{ name: 'svc', prefix: '/svc/', upstream: 'http://127.0.0.1:9000', pool: { connections: 32 } }] }).services[0]!.pool,
-      { connections: 32, per_client: 16, wait_seconds: 5, body_buffer_kb: 64, websockets: 1024, websockets_per_client: 64 })
+      { connections: 32, per_client: 16, wait_seconds: 5, body_buffer_kb: 64, websockets: 1024, websockets_per_client: 64, websockets_per_user: 64 })
   })
 
   it('refuses metrics.allow_from entries that are no address or CIDR at load, as it refuses trusted_proxies entries', () => {
@@ -309,6 +309,10 @@ describe('configuration', () => {
     // A total below the default share, the share not set: the share follows it down.
     assert.equal(validateConfig(pool({ websockets: 32 })).services[0]!.pool.websockets_per_client, 32)
     assert.equal(validateConfig(pool({ websockets: 100 })).services[0]!.pool.websockets_per_client, 64)
+    // A user's share is one client's unless set: from many addresses, one account takes no more than from one.
+    assert.equal(validateConfig(pool({ websockets: 32 })).services[0]!.pool.websockets_per_user, 32)
+    assert.equal(validateConfig(pool({ websockets: 100, websockets_per_client: 8 })).services[0]!.pool.websockets_per_user, 8)
+    assert.equal(validateConfig(pool({ websockets: 100, websockets_per_user: 90 })).services[0]!.pool.websockets_per_user, 90)
     assert.deepEqual(validateConfig(pool({ websockets: 4, websockets_per_client: 4, websockets_per_user: 2 })).services[0]!.pool,
       { connections: 128, per_client: 16, wait_seconds: 5, body_buffer_kb: 64, websockets: 4, websockets_per_client: 4, websockets_per_user: 2 })
   })

@@ -162,6 +162,7 @@ describe('WebSockets through the gateway', () => {
           { name: 'eda', prefix: '/api/eda/', upstream: 'builtin:demo', accepts: ['basic', 'session', 'token'], public_paths: ['/api/eda/open/'] },
           { name: 'counted', prefix: '/counted/', upstream: counting.url, accepts: ['basic', 'token'], public_paths: ['/counted/open/'] },
           { name: 'bounded', prefix: '/bounded/', upstream: bounded.url, strip_prefix: true, public_paths: ['/bounded/*'], pool: { websockets: 3, websockets_per_client: 2 } },
+          { name: 'user-share', prefix: '/user-share/', upstream: bounded.url, strip_prefix: true, accepts: ['token'], pool: { websockets: 3, websockets_per_client: 1 } },
           { name: 'per-user', prefix: '/per-user/', upstream: bounded.url, strip_prefix: true, accepts: ['token'], pool: { websockets: 3, websockets_per_client: 2, websockets_per_user: 1 } },
           { name: 'quiet', prefix: '/quiet/', upstream: echoing.url, public_paths: ['/quiet/*'], timeouts: { websocket_idle_seconds: 1 } },
           // As docs/tokens.md suggests for sockets whose messages change things: read tokens open none.
@@ -509,6 +510,21 @@ describe('WebSockets through the gateway', () => {
       mine.ws.close()
       await once(mine.ws, 'close')
       const elsewhere = await onceFree(() => open(`${ws}/per-user/events/`, bearer(token), '127.0.0.2'))
+      elsewhere.ws.close()
+      await once(elsewhere.ws, 'close')
+    })
+
+    it('bounds one user\'s sockets from any address by websockets_per_client when websockets_per_user is unset', async () => {
+      // Without it, one account opened a client's share from each address it had, until `websockets` was taken.
+      const { token } = await createToken(gw, adminAuth)
+      const mine = await onceFree(() => open(`${ws}/user-share/events/`, bearer(token)))
+      const before = bounded.upgrades()
+      busy(await refused(`${ws}/user-share/events/`, bearer(token), '127.0.0.2'))
+      busy(await refused(`${ws}/user-share/events/`, bearer(token), '127.0.0.3'))
+      assert.equal(bounded.upgrades(), before, 'the refused upgrades never reached the service')
+      mine.ws.close()
+      await once(mine.ws, 'close')
+      const elsewhere = await onceFree(() => open(`${ws}/user-share/events/`, bearer(token), '127.0.0.2'))
       elsewhere.ws.close()
       await once(elsewhere.ws, 'close')
     })
