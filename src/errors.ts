@@ -30,7 +30,7 @@ export type ErrorCode =
   | 'csrf_referer_mismatch' | 'csrf_cookie_missing' | 'csrf_cookie_malformed' | 'csrf_token_missing' | 'csrf_token_incorrect'
   | 'not_found' | 'no_session' | 'sso_provider_unknown' | 'method_not_allowed'
   | 'request_timeout' | 'conflict' | 'username_taken' | 'sso_login_in_progress' | 'account_changed' | 'payload_too_large' | 'method_override_unread'
-  | 'unsupported_media_type' | 'login_throttled' | 'sign_ins_throttled' | 'changes_throttled' | 'headers_too_large' | 'expectation_failed'
+  | 'unsupported_media_type' | 'login_throttled' | 'sign_ins_throttled' | 'client_tokens_throttled' | 'changes_throttled' | 'headers_too_large' | 'expectation_failed'
   | 'internal_error' | 'upstream_unavailable' | 'sso_provider_error' | 'sso_response_invalid'
   | 'database_unavailable' | 'transaction_conflict' | 'directory_unavailable' | 'password_checks_busy' | 'body_buffers_full' | 'password_check_failed' | 'password_check_abandoned' | 'sso_provider_unavailable' | 'upstream_busy' | 'upstream_timeout'
   | 'upstream_handshake_invalid'
@@ -585,6 +585,27 @@ export class SignInsThrottled extends GatehouseError {
 
   constructor(retryAfterSeconds: number) {
     super(`Too many sign-ins were started from your address. Try again later (in ${secondsInWords(retryAfterSeconds)}).`, { headers: { 'retry-after': String(retryAfterSeconds) } })
+  }
+}
+
+/**
+ * 429: this client was issued more service-account tokens (the `client_credentials` grant) within the realm's access
+ * token lifetime than one process issues it (the realm's `client_credentials_tokens_limit`): each is a row until it expires.
+ */
+export class ClientTokensThrottled extends GatehouseError {
+  static override readonly status: number = 429
+  static override readonly code: ErrorCode = 'client_tokens_throttled'
+
+  readonly retryAfterSeconds: number
+
+  constructor(retryAfterSeconds: number) {
+    super(`This client was issued too many tokens; reuse one until it expires, or try again in ${secondsInWords(retryAfterSeconds)}.`, { headers: { 'retry-after': String(retryAfterSeconds) } })
+    this.retryAfterSeconds = retryAfterSeconds
+  }
+
+  /** The status oidc-provider answers with for an error it did not raise itself. */
+  get statusCode(): number {
+    return this.status
   }
 }
 

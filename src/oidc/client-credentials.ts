@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http'
 import querystring from 'node:querystring'
 import type Provider from 'oidc-provider'
-import { DatabaseUnavailable } from '../errors.ts'
+import { ClientTokensThrottled, DatabaseUnavailable } from '../errors.ts'
 import type { buildResourceServerInfo } from './password-grant.ts'
 
 /**
@@ -49,11 +49,12 @@ export function clientCredentialsShortcut(options: ClientCredentialsOptions): Cl
 }
 
 /**
- * A shortcut's step failed: undefined, for oidc-provider to answer the request, unless the database failed (thrown,
- * for the token endpoint to answer at once: oidc-provider would wait for the same database again, and fail alike).
+ * A shortcut's step failed: undefined, for oidc-provider to answer the request, unless the database failed or the
+ * client was issued too many tokens (thrown, for the token endpoint to answer at once: oidc-provider would wait for
+ * the same database again, and be refused alike).
  */
 export function leftToProvider(error: unknown): undefined {
-  if (error instanceof DatabaseUnavailable) throw error
+  if (error instanceof DatabaseUnavailable || error instanceof ClientTokensThrottled) throw error
   return undefined
 }
 

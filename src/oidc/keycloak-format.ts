@@ -9,7 +9,7 @@ import { SESSION_COOKIE as GATEWAY_SESSION_COOKIE } from '../auth/session.ts'
 import { LOCKED } from './password-grant.ts'
 import { keycloakSid, refreshTokenType, sessionCookieValue, type KeycloakTokens, type RefreshTokenRecord } from './keycloak-tokens.ts'
 import { escapeHtml, styledPage, UNFRAMED_PAGE_HEADERS, unframedPageHeaders } from '../pages/html.ts'
-import { DatabaseUnavailable, DirectoryUnavailable, PasswordChecksBusy } from '../errors.ts'
+import { ClientTokensThrottled, DatabaseUnavailable, DirectoryUnavailable, PasswordChecksBusy } from '../errors.ts'
 import { TooManyUserCodeGuesses } from './user-code-guesses.ts'
 import { LOGIN_PATH } from '../gateway/policy.ts'
 import { wantsHtml } from '../http/negotiation.ts'
@@ -148,6 +148,9 @@ export function tokenEndpointFailure(failure: unknown): KeycloakError {
   // Its own code, as sign_ins_throttled has at the realm's endpoints: Keycloak has no such bound to name it.
   if (failure instanceof PasswordChecksBusy) {
     return { status: 503, error: failure.code, error_description: failure.message, headers: { 'retry-after': String(PasswordChecksBusy.retryAfterSeconds) } }
+  }
+  if (failure instanceof ClientTokensThrottled) {
+    return { status: 429, error: failure.code, error_description: failure.message, headers: { 'retry-after': String(failure.retryAfterSeconds) } }
   }
   return { status: 500, error: 'server_error', error_description: SERVER_ERROR_DESCRIPTION }
 }

@@ -3,7 +3,8 @@ import type { default as Provider, AdapterPayload, ClientMetadata, Configuration
 import type { RealmClientConfig, RealmConfig } from '../config/realms.ts'
 import type { Accounts } from '../directory/accounts.ts'
 import { issuedBefore, lastMillisecondOf, type User } from '../store/users.ts'
-import { DatabaseUnavailable, DirectoryUnavailable, PasswordChecksBusy, recordedError } from '../errors.ts'
+import { ClientTokensThrottled, DatabaseUnavailable, DirectoryUnavailable, PasswordChecksBusy, recordedError } from '../errors.ts'
+import type { FixedWindowCounts } from '../http/fixed-window.ts'
 import { DeviceCodeAlreadyUsed, errors, providerInternals } from './provider-errors.ts'
 import type { OidcRecordRepository } from '../store/oidc.ts'
 import { browserSessionStart, StoreAdapter, type AdapterDependencies } from './adapter.ts'
@@ -146,6 +147,8 @@ export interface ProviderOptions {
   realm: RealmConfig
   issuer: string
   keys: RealmKeySet
+  /** The service-account tokens issued to each client (realm.ts `clientTokenCounts`), kept by the realm across rebuilds. */
+  clientTokens: FixedWindowCounts<string>
   tokens: KeycloakTokens
   records: OidcRecordRepository
   accounts: Accounts
@@ -313,6 +316,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
     formats: {
       customizers: {
         jwt: async (_ctx, token, jwt) => {
+          if (token.kind === 'ClientCredentials') refuseClientTokensPastLimit(options.clientTokens, (token as unknown as IssuedToken).clientId)
           await keycloakJwt(token as unknown as IssuedToken, jwt, clients, options.serviceAccounts)
           await recordIssuedToken(token as unknown as IssuedToken, jwt.payload)
         },
@@ -410,7 +414,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   // a full password-check queue is answered 503 too (PasswordChecksBusy's), and is load, not a failure to log; a
   // directory that cannot be asked is answered 503 and logged with its reason, as everywhere (recordedError).
   const logFailure = (ctx: { req: unknown }, error: unknown) => {
-    if (error instanceof DatabaseUnavailable || error instanceof PasswordChecksBusy) return
+    if (error instanceof DatabaseUnavailable || error instanceof PasswordChecksBusy || error instanceof ClientTokensThrottled) return
     const log = (ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.log
     if (error instanceof DirectoryUnavailable) {
       if (log) recordedError({}, error, log)
@@ -1110,6 +1114,12 @@ function loadRevoke(): Promise<(ctx: unknown, grantId: string | undefined) => Pr
   // @ts-expect-error: oidc-provider declares types for its entry point only.
   revokeHelper ??= import('oidc-provider/lib/helpers/revoke.js').then((module) => module.default)
   return revokeHelper
+}
+
+/** Refuses a service-account token past the client's `client_credentials_tokens_limit`, before it is signed or stored. */
+function refuseClientTokensPastLimit(counts: FixedWindowCounts<string>, clientId: string): void {
+  const refused = counts.count(clientId)
+  if (refused) throw new ClientTokensThrottled(refused.retryAfterSeconds)
 }
 
 /**

@@ -8,6 +8,7 @@ import type Provider from 'oidc-provider'
 import { defaultServiceAudiences, defaultServiceClient, type RealmClientConfig, type RealmConfig } from '../config/realms.ts'
 import type { Config } from '../config/schema.ts'
 import type { Accounts } from '../directory/accounts.ts'
+import { FixedWindowCounts } from '../http/fixed-window.ts'
 import type { Memberships } from './claims.ts'
 import type { User } from '../store/users.ts'
 import type { EventBus } from '../store/event-bus.ts'
@@ -43,6 +44,20 @@ const MAX_DEVICE_POLLS = 10_000
 const MAX_SESSION_EVENTS = 100
 /** Clock skew allowed between the realm that issued a token and the process checking it. */
 const CLOCK_TOLERANCE_SECONDS = 5
+
+/**
+ * The clients whose service-account tokens are counted at once: the realm's and the OAuth2 applications, which only
+ * superusers make. Past it the client counted first starts afresh.
+ */
+const MOST_CLIENTS_COUNTED = 10_000
+
+/**
+ * The counts of the realm's `client_credentials_tokens_limit`, in windows as long as a token lives: at most about
+ * twice the limit of one client's tokens are live at once in a process.
+ */
+export function clientTokenCounts(realm: RealmConfig): FixedWindowCounts<string> {
+  return new FixedWindowCounts({ perKey: realm.client_credentials_tokens_limit, windowMs: realm.access_token_seconds * 1000, maxKeys: MOST_CLIENTS_COUNTED })
+}
 
 /**
  * What builds a realm's oidc-provider instance (src/oidc/provider.ts, its login step and its Keycloak shapes) and
@@ -144,6 +159,7 @@ export class Realm {
   #verification: { keys: RealmKeySet; verify: JWTVerifyGetKey } | undefined
   /** When each device code last polled the token endpoint (RFC 8628 §3.5), in this process. */
   readonly #devicePolls = new Map<string, number>()
+  readonly #clientTokens: FixedWindowCounts<string>
   #provider: BuiltProvider & { issuer: string; keys: RealmKeySet; refreshKeys: RealmKeySet } | undefined
   /** The realm's not-before as this process last read it (`knownNotBefore()`); undefined once a `logout-all` is heard of. */
   #knownNotBefore: Promise<number> | undefined
@@ -154,6 +170,7 @@ export class Realm {
   constructor(config: RealmConfig, deps: RealmDependencies & RealmShared) {
     this.config = config
     this.#deps = deps
+    this.#clientTokens = clientTokenCounts(config)
     const changed = () => deps.bus.publish(KEYS_TOPIC, config.name)
     // The keys' times (when one is due, replaced, deleted for every process) are the database's, as the tokens' iat
     // and exp are: a process whose clock runs ahead would otherwise delete a replaced key its tokens still need.
@@ -464,6 +481,7 @@ export class Realm {
         realm: this.config,
         issuer,
         keys,
+        clientTokens: this.#clientTokens,
         tokens,
         records: this.#deps.store.oidc,
         accounts: this.#deps.accounts,
