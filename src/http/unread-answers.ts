@@ -1,4 +1,6 @@
 import type { ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
+import { TLSSocket } from 'node:tls'
 import { markCutByGateway } from './answer-outcome.ts'
 
 /**
@@ -17,11 +19,20 @@ export function boundUnreadAnswer(response: ServerResponse, sendMs: number): voi
     response.setTimeout(sendMs, () => {
       if (response.writableFinished) return
       markCutByGateway(response)
-      socket.resetAndDestroy()
+      cut(socket)
     })
     response.once('finish', () => {
       // A kept-alive connection has its idle timeout in place of this one by now; any other gets this one's no longer.
       if (socket.timeout === sendMs) socket.setTimeout(0)
     })
   })
+}
+
+/**
+ * Closes the connection with a reset, which also drops what the kernel still holds for the client. Node cannot reset a
+ * TLS socket (its handle is no TCP one: resetAndDestroy throws), which is closed.
+ */
+function cut(socket: Socket): void {
+  if (socket instanceof TLSSocket) socket.destroy()
+  else socket.resetAndDestroy()
 }

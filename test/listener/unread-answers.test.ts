@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict'
+import { mkdtempSync } from 'node:fs'
 import { connect, type Socket } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { connect as connectTls } from 'node:tls'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { selfSignedCertificate } from '../helpers/certificates.ts'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { openConnections } from '../helpers/raw-client.ts'
 
@@ -25,6 +30,25 @@ function connectTo(url: string): Promise<Socket> {
     const socket = connect({ host: hostname, port: Number(port) }, () => resolve(socket))
     socket.once('error', reject)
   })
+}
+
+/** Asks for more than the buffers take on `client`, reads nothing, and sees the gateway cut the connection. */
+async function assertCutOff(gw: TestGateway, logLines: Record<string, unknown>[], client: Socket): Promise<void> {
+  client.on('error', () => {})
+  try {
+    client.pause()
+    client.write(pipelinedRequests(PIPELINED))
+    // Without the bound the connection, and what waits on it, stays for as long as the client likes: Node's
+    // keep-alive timeout starts only once an answer is sent whole, and request_seconds ends once a request arrived.
+    const deadline = Date.now() + (SEND_SECONDS + 10) * 1000
+    while ((await openConnections(gw.server.server)) > 0 && Date.now() < deadline) await sleep(100)
+    assert.equal(await openConnections(gw.server.server), 0, 'the gateway still holds the connection of a client that reads nothing')
+    const cut = logLines.filter((line) => line.path === LARGE_ANSWER && line.incomplete === true)
+    assert.equal(cut.length, 1, JSON.stringify(cut))
+    assert.equal(cut[0]!.closed_by, 'gateway')
+  } finally {
+    client.destroy()
+  }
 }
 
 describe('a client that leaves the gateway\'s own answer unread (server.timeouts.send_seconds)', () => {
@@ -52,22 +76,7 @@ describe('a client that leaves the gateway\'s own answer unread (server.timeouts
   after(() => gw.close())
 
   it('is cut off once it has read nothing for send_seconds, and the gateway no longer holds the answer', async () => {
-    const client = await connectTo(gw.url)
-    client.on('error', () => {})
-    try {
-      client.pause()
-      client.write(pipelinedRequests(PIPELINED))
-      // Without the bound the connection, and what waits on it, stays for as long as the client likes: Node's
-      // keep-alive timeout starts only once an answer is sent whole, and request_seconds ends once a request arrived.
-      const deadline = Date.now() + (SEND_SECONDS + 10) * 1000
-      while ((await openConnections(gw.server.server)) > 0 && Date.now() < deadline) await sleep(100)
-      assert.equal(await openConnections(gw.server.server), 0, 'the gateway still holds the connection of a client that reads nothing')
-      const cut = logLines.filter((line) => line.path === LARGE_ANSWER && line.incomplete === true)
-      assert.equal(cut.length, 1, JSON.stringify(cut))
-      assert.equal(cut[0]!.closed_by, 'gateway')
-    } finally {
-      client.destroy()
-    }
+    await assertCutOff(gw, logLines, await connectTo(gw.url))
   })
 
   it('keeps sending to a client that reads slowly, for longer than send_seconds in all', async () => {
@@ -92,5 +101,24 @@ describe('a client that leaves the gateway\'s own answer unread (server.timeouts
     } finally {
       client.destroy()
     }
+  })
+})
+
+describe('a client that leaves the gateway\'s own answer unread over HTTPS', () => {
+  let gw: TestGateway
+  const logLines: Record<string, unknown>[] = []
+
+  before(async () => {
+    const certificate = selfSignedCertificate(mkdtempSync(join(tmpdir(), 'unread-answers-')), '127.0.0.1')
+    const tls = { cert_file: certificate.cert, key_file: certificate.key }
+    gw = await startGateway({ logLines, config: { server: { host: '127.0.0.1', port: 0, tls, timeouts: { headers_seconds: 10, request_seconds: 300, send_seconds: SEND_SECONDS } } } })
+  })
+  after(() => gw.close())
+
+  it('is cut off too: a TLS socket is closed, as Node cannot reset one', async () => {
+    const { hostname, port } = new URL(gw.url)
+    const client = connectTls({ host: hostname, port: Number(port), rejectUnauthorized: false })
+    await new Promise((resolve, reject) => client.once('secureConnect', resolve).once('error', reject))
+    await assertCutOff(gw, logLines, client)
   })
 })
