@@ -3,6 +3,7 @@ import type { Socket } from 'node:net'
 import type { Dispatcher } from 'undici'
 import type { GatehouseError } from '../errors.ts'
 import { markCutByGateway } from '../http/answer-outcome.ts'
+import { cutConnection } from '../http/cut-connection.ts'
 import { assignedRequestIdOf } from '../http/request-id.ts'
 import { closeLingeringAfter } from '../http/lingering-close.ts'
 import { readSoundAnswers } from './upstream-response-parser.ts'
@@ -237,7 +238,7 @@ export interface ResendingConnections {
 export function cutAnswer(response: ServerResponse, failure?: GatehouseError): void {
   markCutByGateway(response, failure?.code)
   const socket = response.socket as Socket | null
-  if (socket && !socket.destroyed) socket.resetAndDestroy()
+  if (socket && !socket.destroyed) cutConnection(socket)
   response.destroy()
 }
 

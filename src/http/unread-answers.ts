@@ -1,7 +1,6 @@
 import type { ServerResponse } from 'node:http'
-import type { Socket } from 'node:net'
-import { TLSSocket } from 'node:tls'
 import { markCutByGateway } from './answer-outcome.ts'
+import { cutConnection } from './cut-connection.ts'
 
 /**
  * Bounds how long a client may leave one of the gateway's own answers unread (`server.timeouts.send_seconds`, nginx's
@@ -19,20 +18,11 @@ export function boundUnreadAnswer(response: ServerResponse, sendMs: number): voi
     response.setTimeout(sendMs, () => {
       if (response.writableFinished) return
       markCutByGateway(response)
-      cut(socket)
+      cutConnection(socket)
     })
     response.once('finish', () => {
       // A kept-alive connection has its idle timeout in place of this one by now; any other gets this one's no longer.
       if (socket.timeout === sendMs) socket.setTimeout(0)
     })
   })
-}
-
-/**
- * Closes the connection with a reset, which also drops what the kernel still holds for the client. Node cannot reset a
- * TLS socket (its handle is no TCP one: resetAndDestroy throws), which is closed.
- */
-function cut(socket: Socket): void {
-  if (socket instanceof TLSSocket) socket.destroy()
-  else socket.resetAndDestroy()
 }
