@@ -45,10 +45,14 @@ function writeConfig(): string {
     'realms:',
     '  - name: platform',
     '    access_token_seconds: 3600',
+    // Far more service-account tokens than client_credentials_tokens_limit's 10,000 an hour: the grant, not its 429.
+    '    client_credentials_tokens_limit: 0',
     ...clients,
     '  - name: platform-es256',
     '    default_signature_algorithm: ES256',
     '    access_token_seconds: 3600',
+    // Far more service-account tokens than client_credentials_tokens_limit's 10,000 an hour: the grant, not its 429.
+    '    client_credentials_tokens_limit: 0',
     ...clients,
   ].join('\n'))
   return config
