@@ -9,12 +9,15 @@ import { h, messageOf, replace, toast, whileBusy } from './dom.js'
  * A table over one of the API's paged lists (`{count, next, previous, results}`), with previous/next buttons.
  * On narrow screens each row becomes a card whose cells carry their column's label; a table still wider than the
  * screen scrolls sideways in its own box, never the page.
- * @param {{caption: string, columns: Column[], load: (page: number) => Promise<PageOfResults>, empty: string, pageSize?: number}} spec
+ * The page on display is kept in the address as `pageParam` (`?page=3`), so that a reload, Back to this page and a
+ * link to it show that page again; a page past the end shows the last one.
+ * @param {{caption: string, columns: Column[], load: (page: number) => Promise<PageOfResults>, empty: string, pageParam: string, pageSize?: number}} spec
  */
 export function pagedTable(spec) {
   // The API's default page size (the platform paginator's).
   const pageSize = spec.pageSize || 50
-  let page = 1
+  const address = pageAddress(spec.pageParam)
+  let page = address.initial
   const body = h('tbody')
   const status = h('p', { class: 'table-status muted', role: 'status' })
   const previous = h('button', { type: 'button', class: 'secondary', onclick: () => show(page - 1) }, 'Previous')
@@ -41,17 +44,19 @@ export function pagedTable(spec) {
       replace(message, messageOf(error))
       return
     }
+    const pages = Math.max(1, Math.ceil(result.count / pageSize))
+    // Past the end (an old link, or the last rows gone since): the last page, at once rather than one page at a time.
+    if (!result.results.length && target > pages) return show(pages)
     page = target
+    address.keep(page)
     message.className = 'muted'
     const rows = result.results
-    if (!rows.length && page > 1) return show(page - 1)
     table.hidden = rows.length === 0
     message.hidden = rows.length !== 0
     replace(message, spec.empty)
     replace(body, rows.map((row) => h('tr', { dataset: { id: String(row.id ?? '') } },
       // One element per cell, so on narrow screens the label and the whole value sit side by side.
       spec.columns.map((c) => h('td', { class: c.class, dataset: { label: c.label } }, h('div', null, c.cell(row)))))))
-    const pages = Math.max(1, Math.ceil(result.count / pageSize))
     pager.hidden = pages <= 1
     previous.toggleAttribute('disabled', !result.previous)
     next.toggleAttribute('disabled', !result.next)
@@ -62,6 +67,33 @@ export function pagedTable(spec) {
     element,
     /** Shows the first page (or, after a change, the page on display). */
     reload: (/** @type {boolean} */ keepPage = true) => show(keepPage ? page : 1),
+  }
+}
+
+/**
+ * The page number a table keeps in the address under `name`: the one the address gives (1 for none, or for one that
+ * is no page number, rather than an error), and `keep` to write the page shown back into it, in the same entry of the
+ * history. A table whose address has been left (another page, or other filters) meanwhile writes nothing.
+ * @param {string} name
+ */
+function pageAddress(name) {
+  const given = new URLSearchParams(location.search).get(name) ?? ''
+  const initial = /^[1-9][0-9]{0,5}$/.test(given) ? Number(given) : 1
+  const others = (/** @type {Location | URL} */ where) => {
+    const query = new URLSearchParams(where.search)
+    query.delete(name)
+    return `${where.pathname}?${query}`
+  }
+  const drawnFor = others(location)
+  return {
+    initial,
+    keep(/** @type {number} */ page) {
+      if (others(location) !== drawnFor) return
+      const url = new URL(location.href)
+      if (page === 1) url.searchParams.delete(name)
+      else url.searchParams.set(name, String(page))
+      if (url.href !== location.href) history.replaceState(history.state, '', url)
+    },
   }
 }
 

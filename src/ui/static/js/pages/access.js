@@ -65,6 +65,7 @@ export async function accessPage(context) {
 
   const organizationTable = pagedTable({
     caption: 'Organizations',
+    pageParam: 'organizations_page',
     empty: seesAll ? 'There are no organizations yet.' : 'No organization is visible to you.',
     load: (page) => api('organizations/', { query: { page } }),
     columns: [
@@ -75,6 +76,7 @@ export async function accessPage(context) {
   })
   const teamTable = pagedTable({
     caption: 'Teams',
+    pageParam: 'teams_page',
     empty: seesAll ? 'There are no teams yet.' : 'No team is visible to you.',
     load: (page) => api('teams/', { query: { page } }),
     columns: [
@@ -86,6 +88,7 @@ export async function accessPage(context) {
   })
   const assignmentTable = pagedTable({
     caption: 'Role assignments',
+    pageParam: 'roles_page',
     empty: seesAll ? 'Nobody holds a role yet.' : 'No role assignment is visible to you.',
     load: (page) => api('role_user_assignments/', { query: { page } }),
     columns: [

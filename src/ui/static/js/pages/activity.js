@@ -22,6 +22,7 @@ export async function activityPage(context) {
   const filtered = Object.values(chosen).some(Boolean)
   const table = pagedTable({
     caption: 'Activity',
+    pageParam: 'page',
     empty: filtered ? 'Nothing matches these filters.' : 'Nothing recorded yet.',
     load: (page) => api('activitystream/', { query: { page, order_by: '-id', ...chosen } }),
     columns: [

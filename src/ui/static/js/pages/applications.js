@@ -41,7 +41,7 @@ export async function applicationsPage(_context) {
       }, 'Delete'),
     },
   ]
-  const table = pagedTable({ caption: 'Applications', columns, load: (page) => api('applications/', { query: { page } }), empty: 'There are no applications.' })
+  const table = pagedTable({ caption: 'Applications', columns, load: (page) => api('applications/', { query: { page } }), empty: 'There are no applications.', pageParam: 'page' })
   await table.reload()
 
   /**

@@ -7,7 +7,7 @@ import { changeThenReload, pagedTable } from '../table.js'
  * @param {import('../app.js').PageContext} _context
  */
 export async function mySessionsPage(_context) {
-  const sessions = sessionsTable({ load: (page) => api('me/sessions/', { query: { page } }), endUrl: (s) => `me/sessions/${s.id}/`, showUser: false, empty: 'No sessions.' })
+  const sessions = sessionsTable({ load: (page) => api('me/sessions/', { query: { page } }), endUrl: (s) => `me/sessions/${s.id}/`, showUser: false, empty: 'No sessions.', pageParam: 'page' })
   await sessions.reload()
   const endOthers = h('button', {
     type: 'button',
@@ -31,7 +31,7 @@ export async function mySessionsPage(_context) {
  * @param {import('../app.js').PageContext} _context
  */
 export async function allSessionsPage(_context) {
-  const sessions = sessionsTable({ load: (page) => api('sessions/', { query: { page } }), endUrl: (s) => `sessions/${s.id}/`, showUser: true, empty: 'No sessions.' })
+  const sessions = sessionsTable({ load: (page) => api('sessions/', { query: { page } }), endUrl: (s) => `sessions/${s.id}/`, showUser: true, empty: 'No sessions.', pageParam: 'page' })
   const [realms] = await Promise.all([api('/admin/realms'), sessions.reload()])
   return h('div', { class: 'stack' }, sessions.element, ...(/** @type {any[]} */ (realms)).map((realm) => realmSignOut(realm.realm, sessions)))
 }
@@ -80,7 +80,7 @@ function describeAdminCalls(result) {
 
 /**
  * The session list used by every page that shows sessions.
- * @param {{load: (page: number) => Promise<any>, endUrl: (session: any) => string, showUser: boolean, empty: string}} spec
+ * @param {{load: (page: number) => Promise<any>, endUrl: (session: any) => string, showUser: boolean, empty: string, pageParam: string}} spec
  */
 export function sessionsTable(spec) {
   /** @type {import('../table.js').Column[]} */
@@ -101,7 +101,7 @@ export function sessionsTable(spec) {
       }, 'End'),
     },
   ]
-  const table = pagedTable({ caption: 'Sessions', columns, load: spec.load, empty: spec.empty })
+  const table = pagedTable({ caption: 'Sessions', columns, load: spec.load, empty: spec.empty, pageParam: spec.pageParam })
 
   /**
    * @param {HTMLButtonElement} button

@@ -19,7 +19,7 @@ const EXPIRY_CHOICES = /** @type {[string, string][]} */ ([
  * @param {import('../app.js').PageContext} context
  */
 export async function myTokensPage(context) {
-  const tokens = tokensTable({ load: (page) => api('tokens/', { query: { user: context.me.id, page } }), showOwner: false, empty: 'You have no tokens.' })
+  const tokens = tokensTable({ load: (page) => api('tokens/', { query: { user: context.me.id, page } }), showOwner: false, empty: 'You have no tokens.', pageParam: 'page' })
   await tokens.reload()
   const created = h('div', { class: 'created-slot' })
   const form = createTokenForm(async (token) => {
@@ -54,7 +54,7 @@ export async function allTokensPage(context) {
     })
   }
   const empty = owner ? `${owner.username} has no tokens.` : userId ? `There is no user #${userId}.` : 'There are no tokens.'
-  const tokens = tokensTable({ load: (page) => api('tokens/', { query: { user: userId, page } }), showOwner: true, empty })
+  const tokens = tokensTable({ load: (page) => api('tokens/', { query: { user: userId, page } }), showOwner: true, empty, pageParam: 'page' })
   await tokens.reload()
 
   const filter = /** @type {HTMLFormElement} */ (h('form', { class: 'inline-form', novalidate: true, 'aria-label': 'Filter by user' },
@@ -117,7 +117,7 @@ export function revokedMessage(result) {
 
 /**
  * The token list used by every page that shows tokens.
- * @param {{load: (page: number) => Promise<any>, showOwner: boolean, empty: string}} spec
+ * @param {{load: (page: number) => Promise<any>, showOwner: boolean, empty: string, pageParam: string}} spec
  */
 export function tokensTable(spec) {
   /** @type {import('../table.js').Column[]} */
@@ -139,7 +139,7 @@ export function tokensTable(spec) {
       }, 'Revoke'),
     },
   ]
-  const table = pagedTable({ caption: 'Tokens', columns, load: spec.load, empty: spec.empty })
+  const table = pagedTable({ caption: 'Tokens', columns, load: spec.load, empty: spec.empty, pageParam: spec.pageParam })
 
   /**
    * @param {HTMLButtonElement} button

@@ -15,6 +15,7 @@ export async function usersPage(context) {
   const source = context.query.get('source') || ''
   const table = pagedTable({
     caption: 'Users',
+    pageParam: 'page',
     empty: username || source ? 'No user matches.' : 'There are no users.',
     load: (page) => api('users/', { query: { page, username, source } }),
     columns: [
@@ -68,8 +69,8 @@ export async function userPage(context) {
     return h('div', { class: 'stack' }, facts, userForm(context, user, []), await accessSummary(user.id, 'Teams, organizations and services'))
   }
   const isMe = user.id === context.me.id
-  const tokens = tokensTable({ load: (page) => api(`users/${user.id}/tokens/`, { query: { page } }), showOwner: false, empty: 'No tokens.' })
-  const sessions = sessionsTable({ load: (page) => api(`users/${user.id}/sessions/`, { query: { page } }), endUrl: (s) => `sessions/${s.id}/`, showUser: false, empty: 'No sessions.' })
+  const tokens = tokensTable({ load: (page) => api(`users/${user.id}/tokens/`, { query: { page } }), showOwner: false, empty: 'No tokens.', pageParam: 'tokens_page' })
+  const sessions = sessionsTable({ load: (page) => api(`users/${user.id}/sessions/`, { query: { page } }), endUrl: (s) => `sessions/${s.id}/`, showUser: false, empty: 'No sessions.', pageParam: 'sessions_page' })
   await Promise.all([tokens.reload(), sessions.reload()])
 
   return h('div', { class: 'stack' },
