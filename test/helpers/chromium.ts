@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core'
+import { chromium, type Browser, type BrowserContext, type Locator, type Page } from 'playwright-core'
 import { repoRoot } from './gateway.ts'
 
 /** Debian's Chromium (`apt-get install chromium`); Playwright never downloads a browser here. */
@@ -81,6 +81,12 @@ export async function logIn(page: Page, baseUrl: string, username: string, passw
 /** Waits for the page of the interface to draw its data: its main area is `aria-busy` until then. */
 export async function pageDrawn(page: Page): Promise<void> {
   await page.locator('main:not([aria-busy]) h1').first().waitFor()
+}
+
+/** Chooses in a field that finds its choices as one types (a combobox): types `text`, then clicks the option named `option`. */
+export async function choose(combobox: Locator, text: string, option: string): Promise<void> {
+  await combobox.fill(text)
+  await combobox.page().getByRole('option', { name: option, exact: true }).click()
 }
 
 /** The page fits its width: nothing sticks out to the right. */

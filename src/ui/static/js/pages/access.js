@@ -1,4 +1,5 @@
 import { api, ApiError, published, userNamed } from '../api.js'
+import { foundIn, searchChoice } from '../choice.js'
 import { confirmAction, field, h, onSubmit, toast } from '../dom.js'
 import { changeThenReload, pagedTable } from '../table.js'
 import { fact } from './account.js'
@@ -51,9 +52,7 @@ export async function accessSummary(userId, headingText) {
 export async function accessPage(context) {
   // The API lists a POST among a list's actions for whoever it lets create there (users: superusers and organization
   // admins; organizations: superusers; teams: organization admins; roles: admins of an object): the page offers those.
-  const [organizations, teams, roles, ...creatable] = await Promise.all([
-    api('organizations/', { query: { page_size: 200 } }),
-    api('teams/', { query: { page_size: 200 } }),
+  const [roles, ...creatable] = await Promise.all([
     api('role_definitions/', { query: { page_size: 200 } }),
     ...['users/', 'organizations/', 'teams/', 'role_user_assignments/'].map((list) => mayCreate(list)),
   ])
@@ -61,7 +60,6 @@ export async function accessPage(context) {
   const home = usersHome(context.me)
   // The lists hold what the caller may see: only a superuser's empty list says that there is nothing.
   const seesAll = context.me.is_superuser
-  const organizationName = new Map(organizations.results.map((/** @type {any} */ o) => [o.id, o.name]))
 
   const organizationTable = pagedTable({
     caption: 'Organizations',
@@ -112,31 +110,29 @@ export async function accessPage(context) {
 
   const teamForm = /** @type {HTMLFormElement} */ (h('form', { novalidate: true, class: 'inline-form', 'aria-label': 'New team' },
     field({ label: 'Name', name: 'name', required: true, autocomplete: 'off' }),
-    field({ label: 'Organization', name: 'organization', type: 'select', options: organizations.results.map((/** @type {any} */ o) => [String(o.id), o.name]) }),
+    organizationChoice(),
     h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Create team'))))
   onSubmit(teamForm, async (data) => {
-    const created = await api('teams/', { method: 'POST', body: { name: String(data.get('name') || '').trim(), organization: Number(data.get('organization')) } })
+    const organization = Number(data.get('organization'))
+    if (!organization) throw new ApiError(400, { errors: { organization: ['Type part of the organization\'s name, then choose it from the list.'] } })
+    const created = await api('teams/', { method: 'POST', body: { name: String(data.get('name') || '').trim(), organization } })
     toast(`Team ${created.name} created.`)
     context.refresh()
   })
 
-  /** Every object a role can be given on, as `type:id` choices. */
-  const objects = [
-    ['platform:0', 'The whole platform (platform-wide roles)'],
-    ...organizations.results.map((/** @type {any} */ o) => [`organization:${o.id}`, `Organization ${o.name}`]),
-    ...teams.results.map((/** @type {any} */ t) => [`team:${t.id}`, `Team ${t.name} (${organizationName.get(t.organization) ?? t.organization})`]),
-  ]
   const grantForm = /** @type {HTMLFormElement} */ (h('form', { novalidate: true, class: 'inline-form', 'aria-label': 'Give a role' },
     field({ label: 'Username', name: 'username', required: true, autocomplete: 'off' }),
     field({ label: 'Role', name: 'role_definition', type: 'select', options: roles.results.map((/** @type {any} */ r) => [String(r.id), r.name]) }),
-    field({ label: 'On', name: 'object', type: 'select', options: /** @type {[string, string][]} */ (objects) }),
+    objectChoice(context.me),
     h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Give role'))))
   onSubmit(grantForm, async (data) => {
     const username = String(data.get('username') || '').trim()
     if (!username) throw new ApiError(400, { errors: { username: ['Enter the username of the person to give the role to.'] } })
     const found = await userNamed(username)
     if (!found) throw new ApiError(400, { errors: { username: ['No user with this username.'] } })
-    const [type, id] = String(data.get('object')).split(':')
+    const object = String(data.get('object') || '')
+    if (!object) throw new ApiError(400, { errors: { object: ['Type part of the name of an organization or team, then choose it from the list.'] } })
+    const [type, id] = object.split(':')
     await api('role_user_assignments/', { method: 'POST', body: { role_definition: Number(data.get('role_definition')), user: found.id, ...(type === 'platform' ? {} : { object_id: Number(id) }) } })
     grantForm.reset()
     await assignmentTable.reload()
@@ -148,6 +144,50 @@ export async function accessPage(context) {
     h('section', { class: 'stack', 'aria-labelledby': 'organizations-heading' }, h('h2', { id: 'organizations-heading' }, 'Organizations'), mayCreateOrganizations ? organizationForm : null, organizationTable.element),
     h('section', { class: 'stack', 'aria-labelledby': 'teams-heading' }, h('h2', { id: 'teams-heading' }, 'Teams'), mayCreateTeams ? teamForm : null, teamTable.element),
     h('section', { class: 'stack', 'aria-labelledby': 'roles-heading' }, h('h2', { id: 'roles-heading' }, 'Who holds which role'), mayGiveRoles ? grantForm : null, assignmentTable.element))
+}
+
+/** How many of what matches a choice lists; typing more finds the others. */
+const CHOICES = 20
+
+/**
+ * The organization of a new team or user, found by name among those the signed-in user sees.
+ * @param {string} [help]
+ */
+export function organizationChoice(help) {
+  return searchChoice({
+    label: 'Organization',
+    name: 'organization',
+    help,
+    placeholder: 'Type to find one',
+    nothing: (text) => (text ? `No organization you see matches "${text}".` : 'No organization is visible to you.'),
+    search: async (text, signal) => foundIn(await api('organizations/', { query: { search: text, order_by: 'name', page_size: CHOICES }, signal }),
+      (o) => ({ value: String(o.id), text: o.name })),
+  })
+}
+
+const PLATFORM_CHOICE = { value: 'platform:0', text: 'The whole platform (platform-wide roles)' }
+
+/**
+ * What a role is given on: an organization or a team found by name, or (for a superuser, who alone gives them) the
+ * whole platform.
+ * @param {import('../app.js').User} me
+ */
+function objectChoice(me) {
+  return searchChoice({
+    label: 'On',
+    name: 'object',
+    placeholder: 'Type to find an organization or team',
+    nothing: (text) => (text ? `No organization or team you see matches "${text}".` : 'No organization or team is visible to you.'),
+    search: async (text, signal) => {
+      const query = { search: text, order_by: 'name', page_size: CHOICES }
+      const [organizations, teams] = await Promise.all([api('organizations/', { query, signal }), api('teams/', { query, signal })])
+      const words = text.toLowerCase().split(/\s+/).filter(Boolean)
+      const platform = me.is_superuser && words.every((word) => PLATFORM_CHOICE.text.toLowerCase().includes(word)) ? [PLATFORM_CHOICE] : []
+      const foundOrganizations = foundIn(organizations, (o) => ({ value: `organization:${o.id}`, text: `Organization ${o.name}` }))
+      const foundTeams = foundIn(teams, (t) => ({ value: `team:${t.id}`, text: `Team ${t.name} (${t.summary_fields.organization?.name ?? t.organization})` }))
+      return { choices: [...platform, ...foundOrganizations.choices, ...foundTeams.choices], more: foundOrganizations.more + foundTeams.more }
+    },
+  })
 }
 
 /**

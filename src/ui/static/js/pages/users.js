@@ -1,8 +1,8 @@
-import { api, published } from '../api.js'
+import { api, ApiError, published } from '../api.js'
 import { clearErrors, confirmAction, field, h, messageOf, showErrors, time, toast, whileBusy } from '../dom.js'
 import { changeThenReload, pagedTable } from '../table.js'
 import { fact, sourceName } from './account.js'
-import { accessSummary, usersHome } from './access.js'
+import { accessSummary, organizationChoice, usersHome } from './access.js'
 import { sessionsTable } from './sessions.js'
 import { revokedMessage, tokensTable } from './tokens.js'
 
@@ -56,8 +56,7 @@ export async function userPage(context) {
   const id = context.params[0]
   if (id === 'new') {
     context.setTitle('New user')
-    const organizations = await api('organizations/', { query: { page_size: 200 } })
-    return userForm(context, null, organizations.results)
+    return userForm(context, null)
   }
   const user = await api(`users/${id}/`)
   context.setTitle(`User ${user.username}`)
@@ -66,7 +65,7 @@ export async function userPage(context) {
     fact('Created', time(user.created)),
     fact('Last login', time(user.last_login, 'Never')))
   if (!context.me.is_superuser) {
-    return h('div', { class: 'stack' }, facts, userForm(context, user, []), await accessSummary(user.id, 'Teams, organizations and services'))
+    return h('div', { class: 'stack' }, facts, userForm(context, user), await accessSummary(user.id, 'Teams, organizations and services'))
   }
   const isMe = user.id === context.me.id
   const tokens = tokensTable({ load: (page) => api(`users/${user.id}/tokens/`, { query: { page } }), showOwner: false, empty: 'No tokens.', pageParam: 'tokens_page' })
@@ -75,7 +74,7 @@ export async function userPage(context) {
 
   return h('div', { class: 'stack' },
     facts,
-    userForm(context, user, []),
+    userForm(context, user),
     await accessSummary(user.id, 'Teams, organizations and services'),
     user.source === 'local' ? passwordForm(user) : h('p', { class: 'muted' }, `The password of this account is managed by its ${sourceName(user.source).toLowerCase()}.`),
     h('section', { 'aria-labelledby': 'user-tokens-heading' }, h('h2', { id: 'user-tokens-heading' }, 'Tokens'), tokens.element,
@@ -132,10 +131,9 @@ const SOURCE_OWNERS = { ldap: 'the LDAP directory', sso: 'the single sign-on pro
  * refusal is the form's error, and the form is drawn again from what the API saved.
  * @param {import('../app.js').PageContext} context
  * @param {any} user the user to edit, or null to create one
- * @param {{id: number, name: string}[]} organizations those a new user may be made a member of (the API judges)
  * @returns {HTMLFormElement}
  */
-function userForm(context, user, organizations) {
+function userForm(context, user) {
   const creating = user === null
   const superuser = context.me.is_superuser
   const owner = creating ? undefined : /** @type {Record<string, string>} */ (SOURCE_OWNERS)[user.source]
@@ -154,7 +152,7 @@ function userForm(context, user, organizations) {
     owned(field({ label: 'Email', name: 'email', type: 'email', value: user?.email, autocomplete: 'off', readonly: Boolean(owner) })),
     field({ label: 'Active (may log in and use tokens)', name: 'is_active', type: 'checkbox', value: creating ? true : user.is_active, disabled: Boolean(owner) && !superuser && !user.is_active, help: activeHelp(user, owner, superuser) }),
     superuser ? field({ label: 'Superuser (may administer the gateway)', name: 'is_superuser', type: 'checkbox', value: user?.is_superuser }) : null,
-    creating && organizations.length ? field({ label: 'Organization', name: 'organization', type: 'select', options: [['', 'None'], ...organizations.map((o) => /** @type {[string, string]} */ ([String(o.id), o.name]))], help: 'Makes the new user a member of it (an organization you administer).' }) : null,
+    creating ? organizationChoice('Makes the new user a member of it (an organization you administer); leave empty for none.') : null,
     h('div', { class: 'actions' }, h('button', { type: 'submit' }, creating ? 'Create user' : 'Save'))))
   form.addEventListener('submit', async (event) => {
     event.preventDefault()
@@ -167,6 +165,10 @@ function userForm(context, user, organizations) {
     if (!owner) Object.assign(body, { first_name: String(data.get('first_name') || ''), last_name: String(data.get('last_name') || ''), email: String(data.get('email') || '').trim() })
     if (superuser) body.is_superuser = data.has('is_superuser')
     if (creating && data.get('password')) body.password = String(data.get('password'))
+    const typed = /** @type {HTMLInputElement | null} */ (form.querySelector('[data-field=organization] [role=combobox]'))?.value.trim()
+    if (creating && typed && !data.get('organization')) {
+      return showErrors(form, new ApiError(400, { errors: { organization: ['Choose the organization from the list, or leave the box empty for none.'] } }))
+    }
     if (creating && data.get('organization')) body.organizations = [Number(data.get('organization'))]
     const button = /** @type {HTMLButtonElement} */ (form.querySelector('button[type=submit]'))
     try {
@@ -175,7 +177,7 @@ function userForm(context, user, organizations) {
       if (creating) return context.navigate(`${usersHome(context.me)}/${saved.id}`)
       context.setTitle(`User ${saved.username}`)
       // What the switches allow now follows the saved account (a member disabled here is enabled by a superuser alone).
-      const redrawn = userForm(context, saved, organizations)
+      const redrawn = userForm(context, saved)
       const save = /** @type {HTMLButtonElement} */ (redrawn.querySelector('button[type=submit]'))
       form.replaceWith(redrawn)
       save.focus()
