@@ -1,5 +1,6 @@
 import { api, ApiError, published, userNamed } from '../api.js'
 import { foundIn, searchChoice } from '../choice.js'
+import { mayRevoke, objectOf, organizationsOfTeams, permissionsOf } from '../permissions.js'
 import { confirmAction, field, h, onSubmit, toast } from '../dom.js'
 import { changeThenReload, pagedTable } from '../table.js'
 import { fact } from './account.js'
@@ -23,9 +24,10 @@ export function usersHome(me) {
  * What a user is in access control's terms, and which services their rules let them reach.
  * @param {number} userId
  * @param {string} headingText
+ * @param {any} [access] the user's `users/{id}/access/`, when read already
  */
-export async function accessSummary(userId, headingText) {
-  const access = await api(`users/${userId}/access/`)
+export async function accessSummary(userId, headingText, access) {
+  access ??= await api(`users/${userId}/access/`)
   /** @param {{name: string}[] | string[]} items */
   const names = (items) => items.map((item) => (typeof item === 'string' ? item : item.name)).join(', ') || '—'
   const services = h('table', { class: 'data' },
@@ -52,10 +54,15 @@ export async function accessSummary(userId, headingText) {
 export async function accessPage(context) {
   // The API lists a POST among a list's actions for whoever it lets create there (users: superusers and organization
   // admins; organizations: superusers; teams: organization admins; roles: admins of an object): the page offers those.
-  const [roles, ...creatable] = await Promise.all([
+  const [roles, permissions, ...creatable] = await Promise.all([
     api('role_definitions/', { query: { page_size: 200 } }),
+    permissionsOf(context.me),
     ...['users/', 'organizations/', 'teams/', 'role_user_assignments/'].map((list) => mayCreate(list)),
   ])
+  // Each row offers the actions the API would allow the signed-in user (src/ui/static/js/permissions.js).
+  const roleGives = new Map(roles.results.map((/** @type {any} */ r) => [r.id, r.permissions]))
+  /** The organization of each team a role assignment on display is held on. @type {Map<number, number>} */
+  let teamOrganizations = new Map()
   const [mayCreateUsers, mayCreateOrganizations, mayCreateTeams, mayGiveRoles] = creatable
   const home = usersHome(context.me)
   // The lists hold what the caller may see: only a superuser's empty list says that there is nothing.
@@ -69,7 +76,7 @@ export async function accessPage(context) {
     columns: [
       { label: 'Name', cell: (o) => o.name },
       { label: 'Description', cell: (o) => o.description || '—' },
-      { label: 'Actions', class: 'actions-cell', cell: (o) => deleteButton(`organizations/${o.id}/`, `Delete the organization ${o.name} and its teams?`, organizationTable, 'Delete', `Delete organization ${o.name}`) },
+      { label: 'Actions', class: 'actions-cell', cell: (o) => permissions.can('shared.delete_organization', { type: 'organization', id: o.id }) && deleteButton(`organizations/${o.id}/`, `Delete the organization ${o.name} and its teams?`, organizationTable, 'Delete', `Delete organization ${o.name}`) },
     ],
   })
   const teamTable = pagedTable({
@@ -81,19 +88,24 @@ export async function accessPage(context) {
       { label: 'Name', cell: (t) => t.name },
       { label: 'Organization', cell: (t) => t.summary_fields.organization?.name ?? '—' },
       { label: 'Description', cell: (t) => t.description || '—' },
-      { label: 'Actions', class: 'actions-cell', cell: (t) => deleteButton(`teams/${t.id}/`, `Delete the team ${t.name}?`, teamTable, 'Delete', `Delete team ${t.name}`) },
+      { label: 'Actions', class: 'actions-cell', cell: (t) => permissions.can('shared.delete_team', { type: 'team', id: t.id }, t.organization) && deleteButton(`teams/${t.id}/`, `Delete the team ${t.name}?`, teamTable, 'Delete', `Delete team ${t.name}`) },
     ],
   })
   const assignmentTable = pagedTable({
     caption: 'Role assignments',
     pageParam: 'roles_page',
     empty: seesAll ? 'Nobody holds a role yet.' : 'No role assignment is visible to you.',
-    load: (page) => api('role_user_assignments/', { query: { page } }),
+    load: async (page) => {
+      const found = await api('role_user_assignments/', { query: { page } })
+      const onTeams = found.results.map(objectOf).filter((/** @type {import('../permissions.js').AccessObject} */ o) => o.type === 'team').map((/** @type {import('../permissions.js').AccessObject} */ o) => o.id)
+      if (!permissions.everything && onTeams.length) teamOrganizations = await organizationsOfTeams(onTeams)
+      return found
+    },
     columns: [
       { label: 'User', cell: (a) => (a.summary_fields.user ? h('a', { href: published(`${home}/${a.user}`) }, a.summary_fields.user.username) : `#${a.user}`) },
       { label: 'Role', cell: (a) => a.summary_fields.role_definition?.name ?? `#${a.role_definition}` },
       { label: 'On', cell: (a) => (a.content_type ? `${a.content_type === 'shared.team' ? 'Team' : 'Organization'} ${a.summary_fields.content_object?.name ?? a.object_id}` : 'The whole platform') },
-      { label: 'Actions', class: 'actions-cell', cell: (a) => deleteButton(`role_user_assignments/${a.id}/`, 'Revoke this role?', assignmentTable, 'Revoke', `Revoke role ${a.summary_fields.role_definition?.name ?? a.role_definition} of ${a.summary_fields.user?.username ?? a.user}`) },
+      { label: 'Actions', class: 'actions-cell', cell: (a) => mayRevoke(permissions, a, roleGives.get(a.role_definition), teamOrganizations.get(Number(a.object_id))) && deleteButton(`role_user_assignments/${a.id}/`, 'Revoke this role?', assignmentTable, 'Revoke', `Revoke role ${a.summary_fields.role_definition?.name ?? a.role_definition} of ${a.summary_fields.user?.username ?? a.user}`) },
     ],
   })
   await Promise.all([organizationTable.reload(), teamTable.reload(), assignmentTable.reload()])
@@ -194,7 +206,7 @@ function objectChoice(me) {
  * Whether the API lets the signed-in user create in a list: its `OPTIONS` lists a `POST` action only for them.
  * @param {string} list
  */
-async function mayCreate(list) {
+export async function mayCreate(list) {
   const options = await api(list, { method: 'OPTIONS' })
   return Boolean(options?.actions?.POST)
 }

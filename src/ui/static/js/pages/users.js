@@ -2,7 +2,8 @@ import { api, ApiError, published } from '../api.js'
 import { clearErrors, confirmAction, field, h, messageOf, showErrors, time, toast, whileBusy } from '../dom.js'
 import { changeThenReload, pagedTable } from '../table.js'
 import { fact, sourceName } from './account.js'
-import { accessSummary, organizationChoice, usersHome } from './access.js'
+import { accessSummary, mayCreate, organizationChoice, usersHome } from './access.js'
+import { mayChangeUser } from '../permissions.js'
 import { sessionsTable } from './sessions.js'
 import { revokedMessage, tokensTable } from './tokens.js'
 
@@ -56,6 +57,9 @@ export async function userPage(context) {
   const id = context.params[0]
   if (id === 'new') {
     context.setTitle('New user')
+    if (!context.me.is_superuser && !(await mayCreate('users/'))) {
+      return h('p', { class: 'notice' }, 'Superusers and organization admins create users. Your account is neither.')
+    }
     return userForm(context, null)
   }
   const user = await api(`users/${id}/`)
@@ -65,7 +69,10 @@ export async function userPage(context) {
     fact('Created', time(user.created)),
     fact('Last login', time(user.last_login, 'Never')))
   if (!context.me.is_superuser) {
-    return h('div', { class: 'stack' }, facts, userForm(context, user), await accessSummary(user.id, 'Teams, organizations and services'))
+    const access = await api(`users/${user.id}/access/`)
+    // A record the API would refuse to change is shown, not offered as a form.
+    const record = await mayChangeUser(context.me, user, access) ? userForm(context, user) : readOnlyRecord(user)
+    return h('div', { class: 'stack' }, facts, record, await accessSummary(user.id, 'Teams, organizations and services', access))
   }
   const isMe = user.id === context.me.id
   const tokens = tokensTable({ load: (page) => api(`users/${user.id}/tokens/`, { query: { page } }), showOwner: false, empty: 'No tokens.', pageParam: 'tokens_page' })
@@ -119,6 +126,20 @@ export async function userPage(context) {
           }
         },
       }, 'Delete user'))))
+}
+
+/**
+ * A record the signed-in user may see but not change.
+ * @param {any} user
+ */
+function readOnlyRecord(user) {
+  return h('section', { class: 'panel', 'aria-label': 'Account' },
+    h('dl', { class: 'facts' },
+      fact('Username', user.username),
+      fact('Name', [user.first_name, user.last_name].filter(Boolean).join(' ') || '—'),
+      fact('Email', user.email || '—'),
+      fact('Status', user.is_active ? 'Active' : 'Disabled')),
+    h('p', { class: 'muted', dataset: { note: 'not-yours' } }, 'You may see this account but not change it: an organization admin changes a user whose roles are all in the organizations they administer, and never a superuser. A superuser changes any account.'))
 }
 
 /** Who sets a directory or single sign-on account's names and e-mail address again at every sign-in. */
