@@ -76,7 +76,7 @@ export async function accessPage(context) {
     columns: [
       { label: 'Name', cell: (o) => o.name },
       { label: 'Description', cell: (o) => o.description || '—' },
-      { label: 'Actions', class: 'actions-cell', cell: (o) => permissions.can('shared.delete_organization', { type: 'organization', id: o.id }) && deleteButton(`organizations/${o.id}/`, `Delete the organization ${o.name} and its teams?`, organizationTable, 'Delete', `Delete organization ${o.name}`) },
+      { label: 'Actions', class: 'actions-cell', cell: (o) => permissions.can('shared.delete_organization', { type: 'organization', id: o.id }) && deleteButton(`organizations/${o.id}/`, `Delete the organization ${o.name} and its teams?`, organizationTable, 'Delete', `Delete organization ${o.name}`, [teamTable, assignmentTable]) },
     ],
   })
   const teamTable = pagedTable({
@@ -88,7 +88,7 @@ export async function accessPage(context) {
       { label: 'Name', cell: (t) => t.name },
       { label: 'Organization', cell: (t) => t.summary_fields.organization?.name ?? '—' },
       { label: 'Description', cell: (t) => t.description || '—' },
-      { label: 'Actions', class: 'actions-cell', cell: (t) => permissions.can('shared.delete_team', { type: 'team', id: t.id }, t.organization) && deleteButton(`teams/${t.id}/`, `Delete the team ${t.name}?`, teamTable, 'Delete', `Delete team ${t.name}`) },
+      { label: 'Actions', class: 'actions-cell', cell: (t) => permissions.can('shared.delete_team', { type: 'team', id: t.id }, t.organization) && deleteButton(`teams/${t.id}/`, `Delete the team ${t.name}?`, teamTable, 'Delete', `Delete team ${t.name}`, [assignmentTable]) },
     ],
   })
   const assignmentTable = pagedTable({
@@ -218,8 +218,10 @@ export async function mayCreate(list) {
  * @param {{reload: (keepPage?: boolean) => Promise<void>, element: HTMLElement}} table
  * @param {string} label
  * @param {string} name what a screen reader says, naming the object, where the label alone is the same on every row
+ * @param {{reload: () => Promise<void>}[]} [alsoChanged] the other lists the deletion changes (an organization's teams go
+ *   with it, and the roles held on what goes)
  */
-function deleteButton(path, question, table, label, name) {
+function deleteButton(path, question, table, label, name, alsoChanged = []) {
   return h('button', {
     type: 'button',
     class: 'danger small',
@@ -229,6 +231,7 @@ function deleteButton(path, question, table, label, name) {
       if (!(await confirmAction(question, label))) return
       await changeThenReload(button, async () => {
         await api(path, { method: 'DELETE' })
+        await Promise.all(alsoChanged.map((list) => list.reload()))
         return 'Done.'
       }, table)
     },

@@ -77,13 +77,17 @@ export async function userPage(context) {
   const isMe = user.id === context.me.id
   const tokens = tokensTable({ load: (page) => api(`users/${user.id}/tokens/`, { query: { page } }), showOwner: false, empty: 'No tokens.', pageParam: 'tokens_page' })
   const sessions = sessionsTable({ load: (page) => api(`users/${user.id}/sessions/`, { query: { page } }), endUrl: (s) => `sessions/${s.id}/`, showUser: false, empty: 'No sessions.', pageParam: 'sessions_page' })
-  await Promise.all([tokens.reload(), sessions.reload()])
+  // A new password ends the user's sessions (and their tokens, if asked), and so does disabling the account.
+  const showEnded = async () => {
+    await Promise.all([tokens.reload(), sessions.reload()])
+  }
+  await showEnded()
 
   return h('div', { class: 'stack' },
     facts,
-    userForm(context, user),
+    userForm(context, user, showEnded),
     await accessSummary(user.id, 'Teams, organizations and services'),
-    user.source === 'local' ? passwordForm(user) : h('p', { class: 'muted' }, `The password of this account is managed by its ${sourceName(user.source).toLowerCase()}.`),
+    user.source === 'local' ? passwordForm(user, showEnded) : h('p', { class: 'muted' }, `The password of this account is managed by its ${sourceName(user.source).toLowerCase()}.`),
     h('section', { 'aria-labelledby': 'user-tokens-heading' }, h('h2', { id: 'user-tokens-heading' }, 'Tokens'), tokens.element,
       h('div', { class: 'actions' }, h('button', {
         type: 'button',
@@ -152,9 +156,10 @@ const SOURCE_OWNERS = { ldap: 'the LDAP directory', sso: 'the single sign-on pro
  * refusal is the form's error, and the form is drawn again from what the API saved.
  * @param {import('../app.js').PageContext} context
  * @param {any} user the user to edit, or null to create one
+ * @param {() => Promise<void>} [onSaved] shows again what a change may have ended
  * @returns {HTMLFormElement}
  */
-function userForm(context, user) {
+function userForm(context, user, onSaved) {
   const creating = user === null
   const superuser = context.me.is_superuser
   const owner = creating ? undefined : /** @type {Record<string, string>} */ (SOURCE_OWNERS)[user.source]
@@ -198,7 +203,8 @@ function userForm(context, user) {
       if (creating) return context.navigate(`${usersHome(context.me)}/${saved.id}`)
       context.setTitle(`User ${saved.username}`)
       // What the switches allow now follows the saved account (a member disabled here is enabled by a superuser alone).
-      const redrawn = userForm(context, saved)
+      await onSaved?.()
+      const redrawn = userForm(context, saved, onSaved)
       const save = /** @type {HTMLButtonElement} */ (redrawn.querySelector('button[type=submit]'))
       form.replaceWith(redrawn)
       save.focus()
@@ -222,8 +228,11 @@ function activeHelp(user, owner, superuser) {
   return undefined
 }
 
-/** @param {any} user */
-function passwordForm(user) {
+/**
+ * @param {any} user
+ * @param {() => Promise<void>} onSet shows again what the new password ended
+ */
+function passwordForm(user, onSet) {
   const form = /** @type {HTMLFormElement} */ (h('form', { novalidate: true, class: 'form-grid panel', 'aria-labelledby': 'password-heading' },
     h('h2', { id: 'password-heading' }, 'Set password'),
     // Names the account the new password is for: without it, a password manager offers to save it as the signed-in
@@ -241,6 +250,7 @@ function passwordForm(user) {
     try {
       await whileBusy(button, () => api(`users/${user.id}/`, { method: 'PATCH', body: { password, revoke_tokens: data.get('revoke_tokens') !== null } }))
       form.reset()
+      await onSet()
       toast('Password set.')
     } catch (error) {
       showErrors(form, error)
