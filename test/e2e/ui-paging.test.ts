@@ -128,4 +128,25 @@ describe('the page of a list in the web interface\'s address, in Chromium', () =
       await context.close()
     }
   })
+
+  it('keeps the keyboard focus in the pager when Next reaches the last page and Previous the first', async () => {
+    const { page, context, problems } = await openPage(browser, 'phone')
+    try {
+      await logIn(page, gw.url, 'admin', 'admin-test-password', '/ui/admin/users?page=2')
+      await pageDrawn(page)
+      const focused = () => page.evaluate<string | null | undefined>('document.activeElement?.textContent')
+      await page.getByRole('button', { name: 'Next' }).focus()
+      await page.keyboard.press('Enter')
+      await page.locator('main .pager [role=status]', { hasText: 'Page 3 of 3' }).waitFor()
+      assert.equal(await focused(), 'Previous')
+      await page.keyboard.press('Enter')
+      await page.locator('main .pager [role=status]', { hasText: 'Page 2 of 3' }).waitFor()
+      await page.keyboard.press('Enter')
+      await page.locator('main .pager [role=status]', { hasText: 'Page 1 of 3' }).waitFor()
+      assert.equal(await focused(), 'Next')
+      assert.deepEqual(problems, [])
+    } finally {
+      await context.close()
+    }
+  })
 })

@@ -57,9 +57,14 @@ export function pagedTable(spec) {
     replace(body, rows.map((row) => h('tr', { dataset: { id: String(row.id ?? '') } },
       // One element per cell, so on narrow screens the label and the whole value sit side by side.
       spec.columns.map((c) => h('td', { class: c.class, dataset: { label: c.label } }, h('div', null, c.cell(row)))))))
+    const focused = document.activeElement
     pager.hidden = pages <= 1
     previous.toggleAttribute('disabled', !result.previous)
     next.toggleAttribute('disabled', !result.next)
+    // Next on the last page (or Previous on the first) is off now: the keyboard focus goes to the other one rather than
+    // back to the top of the page.
+    if (focused === next && !result.next) (result.previous ? previous : element).focus()
+    if (focused === previous && !result.previous) (result.next ? next : element).focus()
     replace(status, `Page ${page} of ${pages} · ${result.count} in all`)
   }
 
