@@ -71,4 +71,24 @@ describe('the lists of a page after a change made from it, in Chromium', () => {
       await context.close()
     }
   })
+
+  // Last: the administrator is renamed.
+  it('shows the signed-in user\'s new username in the header once they renamed themselves', async () => {
+    const { page, context, problems } = await openPage(browser, 'desktop')
+    try {
+      await logIn(page, gw.url, 'admin', 'admin-test-password', `/ui/admin/users/${await userId(gw, 'admin')}`)
+      await pageDrawn(page)
+      const form = page.getByRole('form', { name: 'Account' })
+      await form.getByLabel('Username').fill('chief')
+      await form.getByRole('button', { name: 'Save' }).click()
+      await page.getByText('Saved.').waitFor()
+      assert.equal(await page.locator('#who .username').innerText(), 'chief')
+      await page.getByRole('navigation').getByRole('link', { name: 'Profile' }).click()
+      await page.locator('main:not([aria-busy])').getByRole('heading', { name: 'My account' }).waitFor()
+      assert.equal(await page.locator('#who .username').innerText(), 'chief')
+      assert.deepEqual(problems, [])
+    } finally {
+      await context.close()
+    }
+  })
 })

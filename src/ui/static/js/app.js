@@ -15,7 +15,7 @@ import { startSessionClock } from './session.js'
 /**
  * @typedef {{id: number, username: string, email: string, first_name: string, last_name: string, is_superuser: boolean,
  *   is_active: boolean, source: string, external: boolean, created: string, last_login: string | null}} User
- * @typedef {{me: User, params: string[], query: URLSearchParams, navigate: (path: string) => void, refresh: () => void, setTitle: (title: string) => void}} PageContext
+ * @typedef {{me: User, params: string[], query: URLSearchParams, navigate: (path: string) => void, refresh: () => void, setTitle: (title: string) => void, updateMe: (user: User) => void}} PageContext
  * @typedef {{path: RegExp, title: string, page: (context: PageContext) => Promise<Node>, admin?: boolean, nav?: string}} Route
  */
 
@@ -126,6 +126,21 @@ function renderNav(me) {
       h('ul', null, group.links.map(([href, text]) => h('li', null, h('a', { href: published(href) }, text)))))))
 }
 
+/**
+ * The signed-in user's record as a change made from a page saved it: the header shows their new username, and a
+ * superuser who is one no longer loses the Administration menu (and the page they are on, if it is one of its).
+ * @param {User} user
+ */
+function updateMe(user) {
+  const wasSuperuser = me.is_superuser
+  me = user
+  const name = document.querySelector('#who .username')
+  if (name) name.textContent = user.username
+  if (user.is_superuser === wasSuperuser) return
+  renderNav(me)
+  void render(false)
+}
+
 /** @param {boolean} open */
 function setMenu(open) {
   menuButton.setAttribute('aria-expanded', String(open))
@@ -195,7 +210,7 @@ async function render(focus) {
     try {
       const params = /** @type {RegExpExecArray} */ (route.path.exec(path)).slice(1)
       const refresh = () => navigate(path + location.search)
-      content = [heading, await route.page({ me, params, query: new URLSearchParams(location.search), navigate, refresh, setTitle })]
+      content = [heading, await route.page({ me, params, query: new URLSearchParams(location.search), navigate, refresh, setTitle, updateMe })]
     } catch (error) {
       content = [heading, h('p', { class: 'form-error', role: 'alert' }, messageOf(error))]
     }

@@ -200,6 +200,7 @@ function userForm(context, user, onSaved) {
     try {
       const saved = await whileBusy(button, () => api(creating ? 'users/' : `users/${user.id}/`, { method: creating ? 'POST' : 'PATCH', body }))
       toast(creating ? `User ${saved.username} created.` : 'Saved.')
+      if (saved.id === context.me.id) context.updateMe(saved)
       if (creating) return context.navigate(`${usersHome(context.me)}/${saved.id}`)
       context.setTitle(`User ${saved.username}`)
       // What the switches allow now follows the saved account (a member disabled here is enabled by a superuser alone).
