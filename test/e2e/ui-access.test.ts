@@ -32,6 +32,8 @@ describe('access control in the web interface, in Chromium', () => {
       // A blank or unknown username gives the role to nobody (an empty name would list every user, the first of them olga).
       const assignments = async () => (await call(gw, 'GET', 'role_user_assignments/')).body.count
       const before = await assignments()
+      // A platform-wide role is a superuser's to give: it is not among hers.
+      assert.equal(await form.getByLabel('Role').locator('option', { hasText: 'Platform Auditor' }).count(), 0)
       await form.getByLabel('Role').selectOption({ label: 'Organization Admin' })
       await choose(form.getByRole('combobox', { name: 'On' }), 'Platform', 'Organization Platform')
       for (const [typed, message] of [['   ', 'Enter the username of the person to give the role to.'], ['pa', 'No user with this username.']]) {
@@ -51,8 +53,9 @@ describe('access control in the web interface, in Chromium', () => {
       assert.equal(eda.status, 200)
 
       // A team of another organization is not hers to see, nor to change: the page does not offer it, and nothing changes.
+      await form.getByLabel('Role').selectOption({ label: 'Team Member' })
       await form.getByRole('combobox', { name: 'On' }).fill('o')
-      await form.getByRole('option', { name: 'Organization Platform' }).waitFor()
+      await form.getByRole('option', { name: 'Team Automation (Platform)' }).waitFor()
       assert.deepEqual((await form.getByRole('option').allInnerTexts()).filter((text) => /Oncall|Ops/.test(text)), [])
       const oncall = (await call(gw, 'GET', 'teams/?name=Oncall')).body.results[0].id
       const role = (await call(gw, 'GET', 'role_definitions/?name=Team%20Member')).body.results[0].id

@@ -126,4 +126,40 @@ describe('choosing an organization among many in the web interface, in Chromium'
       await context.close()
     }
   })
+
+  it('gives a role only on the kind of object it is held on, never on another object that has the same id', async () => {
+    // An organization has the team's id: the API reads an id as the role's kind of object.
+    const crew = await call(gw, 'POST', 'teams/', { name: 'Crew', organization: (await call(gw, 'GET', 'organizations/?name=Branch%20250')).body.results[0].id })
+    const namesake = (await call(gw, 'GET', `organizations/${crew.body.id}/`)).body.name
+    const { page, context, problems } = await openPage(browser, 'desktop')
+    try {
+      await logIn(page, gw.url, 'admin', 'admin-test-password', '/ui/access')
+      await pageDrawn(page)
+      const form = page.getByRole('form', { name: 'Give a role' })
+      const on = form.getByRole('combobox', { name: 'On', exact: true })
+      await form.getByLabel('Username').fill('pat')
+      await form.getByLabel('Role').selectOption({ label: 'Organization Member' })
+      await on.fill(namesake)
+      await form.getByRole('option', { name: `Organization ${namesake}` }).click()
+      // The role changed after the organization was chosen: a team's role is not given on it, nor on the team of its id.
+      await form.getByLabel('Role').selectOption({ label: 'Team Member' })
+      await form.getByRole('button', { name: 'Give role' }).click()
+      await form.getByText('"Team Member" is given on a team: choose one from the list.').waitFor()
+      const pat = await userId(gw, 'pat')
+      assert.equal((await call(gw, 'GET', `role_user_assignments/?user=${pat}&content_type=shared.team`)).body.count, 0)
+
+      // With a team's role chosen, the list holds teams alone.
+      await on.fill(namesake)
+      await form.getByText(`No team you see matches "${namesake}".`).waitFor()
+      await on.fill('Crew')
+      await form.getByRole('option', { name: 'Team Crew (Branch 250)' }).click()
+      await form.getByRole('button', { name: 'Give role' }).click()
+      await page.getByText('Role given to pat.').waitFor()
+      const held = (await call(gw, 'GET', `role_user_assignments/?user=${pat}&content_type=shared.team`)).body.results
+      assert.deepEqual(held.map((a: any) => a.summary_fields.content_object.name), ['Crew'])
+      assert.deepEqual(problems, [])
+    } finally {
+      await context.close()
+    }
+  })
 })

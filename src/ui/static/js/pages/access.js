@@ -134,9 +134,12 @@ export async function accessPage(context) {
 
   const grantForm = /** @type {HTMLFormElement} */ (h('form', { novalidate: true, class: 'inline-form', 'aria-label': 'Give a role' },
     field({ label: 'Username', name: 'username', required: true, autocomplete: 'off' }),
-    field({ label: 'Role', name: 'role_definition', type: 'select', options: roles.results.map((/** @type {any} */ r) => [String(r.id), r.name]) }),
-    objectChoice(context.me),
+    // A platform-wide role is a superuser's to give.
+    field({ label: 'Role', name: 'role_definition', type: 'select', options: roles.results.filter((/** @type {any} */ r) => context.me.is_superuser || heldOn(r) !== 'platform').map((/** @type {any} */ r) => [String(r.id), r.name]) }),
+    objectChoice(context.me, () => heldOn(chosenRole())),
     h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Give role'))))
+  /** The role chosen in the form, or undefined. */
+  const chosenRole = () => roles.results.find((/** @type {any} */ r) => String(r.id) === (/** @type {HTMLSelectElement} */ (grantForm.elements.namedItem('role_definition'))).value)
   onSubmit(grantForm, async (data) => {
     const username = String(data.get('username') || '').trim()
     if (!username) throw new ApiError(400, { errors: { username: ['Enter the username of the person to give the role to.'] } })
@@ -145,6 +148,11 @@ export async function accessPage(context) {
     const object = String(data.get('object') || '')
     if (!object) throw new ApiError(400, { errors: { object: ['Type part of the name of an organization or team, then choose it from the list.'] } })
     const [type, id] = object.split(':')
+    // The API takes the object's id alone and reads it as the role's kind of object: a team's role given with an
+    // organization's id would land on the team that has that id.
+    const role = chosenRole()
+    const kind = heldOn(role)
+    if (kind && type !== kind) throw new ApiError(400, { errors: { object: [`"${role.name}" is given on ${KIND_NAMES[kind]}: choose ${KIND_NAMES[kind] === 'the whole platform' ? 'it' : 'one'} from the list.`] } })
     await api('role_user_assignments/', { method: 'POST', body: { role_definition: Number(data.get('role_definition')), user: found.id, ...(type === 'platform' ? {} : { object_id: Number(id) }) } })
     grantForm.reset()
     await assignmentTable.reload()
@@ -179,22 +187,47 @@ export function organizationChoice(help) {
 
 const PLATFORM_CHOICE = { value: 'platform:0', text: 'The whole platform (platform-wide roles)' }
 
+/** @typedef {'platform' | 'organization' | 'team'} ObjectKind */
+/** @type {Record<ObjectKind, string>} */
+const KIND_NAMES = { platform: 'the whole platform', organization: 'an organization', team: 'a team' }
+
+/**
+ * What kind of object a role is held on, from its `content_type`; undefined for no role.
+ * @param {{content_type: string | null} | undefined} role
+ * @returns {ObjectKind | undefined}
+ */
+function heldOn(role) {
+  if (!role) return undefined
+  return role.content_type === 'shared.team' ? 'team' : role.content_type === 'shared.organization' ? 'organization' : 'platform'
+}
+
 /**
  * What a role is given on: an organization or a team found by name, or (for a superuser, who alone gives them) the
- * whole platform.
+ * whole platform; of the kind the role chosen is held on.
  * @param {import('../app.js').User} me
+ * @param {() => ObjectKind | undefined} kindWanted
  */
-function objectChoice(me) {
+function objectChoice(me, kindWanted) {
+  const none = { count: 0, results: [] }
   return searchChoice({
     label: 'On',
     name: 'object',
     placeholder: 'Type to find an organization or team',
-    nothing: (text) => (text ? `No organization or team you see matches "${text}".` : 'No organization or team is visible to you.'),
+    nothing: (text) => {
+      const kind = kindWanted()
+      if (kind === 'platform') return 'The role chosen is held on the whole platform, which only a superuser gives roles on.'
+      const what = kind === 'organization' ? 'organization' : kind === 'team' ? 'team' : 'organization or team'
+      return text ? `No ${what} you see matches "${text}".` : `No ${what} is visible to you.`
+    },
     search: async (text, signal) => {
+      const kind = kindWanted()
       const query = { search: text, order_by: 'name', page_size: CHOICES }
-      const [organizations, teams] = await Promise.all([api('organizations/', { query, signal }), api('teams/', { query, signal })])
+      const [organizations, teams] = await Promise.all([
+        kind === undefined || kind === 'organization' ? api('organizations/', { query, signal }) : none,
+        kind === undefined || kind === 'team' ? api('teams/', { query, signal }) : none,
+      ])
       const words = text.toLowerCase().split(/\s+/).filter(Boolean)
-      const platform = me.is_superuser && words.every((word) => PLATFORM_CHOICE.text.toLowerCase().includes(word)) ? [PLATFORM_CHOICE] : []
+      const platform = me.is_superuser && (kind === undefined || kind === 'platform') && words.every((word) => PLATFORM_CHOICE.text.toLowerCase().includes(word)) ? [PLATFORM_CHOICE] : []
       const foundOrganizations = foundIn(organizations, (o) => ({ value: `organization:${o.id}`, text: `Organization ${o.name}` }))
       const foundTeams = foundIn(teams, (t) => ({ value: `team:${t.id}`, text: `Team ${t.name} (${t.summary_fields.organization?.name ?? t.organization})` }))
       return { choices: [...platform, ...foundOrganizations.choices, ...foundTeams.choices], more: foundOrganizations.more + foundTeams.more }
