@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import type { Browser } from 'playwright-core'
+import type { Browser, Page } from 'playwright-core'
 import { assertNoHorizontalOverflow, launchChromium, logIn, openPage, pageDrawn, screenshot } from '../helpers/chromium.ts'
 import { call } from '../helpers/access.ts'
 import { ADMIN_PASSWORD, startGateway, type TestGateway } from '../helpers/gateway.ts'
@@ -116,6 +116,38 @@ describe('an OAuth2 application\'s page in the web interface, in Chromium', () =
       assert.equal(await shown.count(), 0)
       assert.deepEqual(problems, [])
       assert.deepEqual(failedResponses, [`404 POST /api/gateway/v1/applications/${id}/client_secret/`])
+    } finally {
+      await context.close()
+    }
+  })
+
+  const focused = (page: Page) => page.evaluate<string | null | undefined>('document.activeElement?.getAttribute("name")')
+
+  it('puts the keyboard focus back on the first field of the form that made a token or an application after Done', async () => {
+    const { page, context, problems } = await openPage(browser, 'phone')
+    try {
+      await logIn(page, gw.url, 'admin', 'admin-test-password', '/ui/tokens')
+      await pageDrawn(page)
+      await page.getByLabel('Description').fill('deploy script')
+      await page.getByLabel('Description').press('Enter')
+      await page.locator('#new-token-value').waitFor()
+      await page.keyboard.press('Tab')
+      await page.keyboard.press('Tab')
+      assert.equal(await page.evaluate<string | null | undefined>('document.activeElement?.textContent'), 'Done')
+      await page.keyboard.press('Enter')
+      await page.locator('#new-token-value').waitFor({ state: 'detached' })
+      assert.equal(await focused(page), 'description')
+
+      await page.goto(`${gw.url}/ui/admin/applications`)
+      await pageDrawn(page)
+      await page.getByLabel('Name').fill('Build robot')
+      await page.getByRole('button', { name: 'Create application' }).click()
+      const done = page.getByRole('region', { name: 'Application "Build robot"' }).getByRole('button', { name: 'Done' })
+      await done.focus()
+      await page.keyboard.press('Enter')
+      await done.waitFor({ state: 'detached' })
+      assert.equal(await focused(page), 'name')
+      assert.deepEqual(problems, [])
     } finally {
       await context.close()
     }

@@ -192,6 +192,21 @@ export function onSubmit(form, action) {
   })
 }
 
+/**
+ * The Done button of something shown once (a new token, a new secret): it takes it away, and the keyboard focus goes
+ * back to the first field of the form that made it, rather than falling to the top of the page with the button.
+ * @param {HTMLElement} slot
+ * @param {HTMLFormElement} form
+ */
+export function doneButton(slot, form) {
+  const done = () => {
+    replace(slot)
+    const first = /** @type {HTMLElement | null} */ (form.querySelector('input:not([type=hidden]), select, textarea'))
+    first?.focus()
+  }
+  return h('button', { type: 'button', class: 'secondary', onclick: done }, 'Done')
+}
+
 let confirmCounter = 0
 
 /**

@@ -1,5 +1,5 @@
 import { api, published } from '../api.js'
-import { confirmAction, field, h, onSubmit, replace, time, toast } from '../dom.js'
+import { confirmAction, doneButton, field, h, onSubmit, replace, time, toast } from '../dom.js'
 import { changeThenReload, pagedTable } from '../table.js'
 import { fact } from './account.js'
 
@@ -66,7 +66,7 @@ export async function applicationsPage(_context) {
     const body = { name: String(data.get('name') || '').trim(), client_type: data.get('client_type'), ...editedValues(data) }
     const application = await api('applications/', { method: 'POST', body })
     form.reset()
-    showCredentials(created, application)
+    showCredentials(created, application, form)
     await table.reload(false)
   })
 
@@ -150,7 +150,7 @@ function rotateSecretSection(application) {
       ? `Give "${application.name}" a new secret? The old one stops working in ${GRACE_OPTIONS.find(([value]) => Number(value) === grace)?.[1]}.`
       : `Give "${application.name}" a new secret? The old one stops working now: its clients are refused until they have the new one.`
     if (!(await confirmAction(question, 'Rotate secret'))) return
-    showCredentials(result, await api(`applications/${application.id}/client_secret/`, { method: 'POST', body: { grace_seconds: grace } }))
+    showCredentials(result, await api(`applications/${application.id}/client_secret/`, { method: 'POST', body: { grace_seconds: grace } }), form)
   })
   return h('section', { class: 'panel', 'aria-labelledby': 'rotate-secret-heading' },
     h('h2', { id: 'rotate-secret-heading' }, 'Secret'),
@@ -164,8 +164,9 @@ function rotateSecretSection(application) {
  * the old secret works. The keyboard focus moves to it, so that a screen reader reads it out.
  * @param {HTMLElement} slot
  * @param {any} application
+ * @param {HTMLFormElement} form the form that made it
  */
-function showCredentials(slot, application) {
+function showCredentials(slot, application, form) {
   const rotated = 'previous_secret_expires' in application
   const region = h('div', { class: 'new-token', role: 'region', tabindex: '-1', 'aria-labelledby': 'new-application-heading' },
     h('h3', { id: 'new-application-heading' }, rotated ? `New secret of "${application.name}"` : `Application "${application.name}"`),
@@ -178,7 +179,7 @@ function showCredentials(slot, application) {
         ? ['The old secret works until ', time(application.previous_secret_expires), '.']
         : 'The old secret no longer works.')
       : null,
-    h('div', { class: 'actions' }, h('button', { type: 'button', class: 'secondary', onclick: () => replace(slot) }, 'Done')))
+    h('div', { class: 'actions' }, doneButton(slot, form)))
   replace(slot, region)
   region.focus()
 }

@@ -1,5 +1,5 @@
 import { api, ApiError, published, userNamed } from '../api.js'
-import { clearErrors, confirmAction, field, formatDate, h, replace, showErrors, time, whileBusy } from '../dom.js'
+import { clearErrors, confirmAction, doneButton, field, formatDate, h, replace, showErrors, time, whileBusy } from '../dom.js'
 import { changeThenReload, pagedTable } from '../table.js'
 
 const DAY = 86400
@@ -23,7 +23,7 @@ export async function myTokensPage(context) {
   await tokens.reload()
   const created = h('div', { class: 'created-slot' })
   const form = createTokenForm(async (token) => {
-    showNewToken(created, token)
+    showNewToken(created, token, form)
     await tokens.reload(false)
   })
   return h('div', { class: 'stack' },
@@ -205,8 +205,9 @@ function createTokenForm(onCreated) {
  * The new token's value, shown this once with a copy button; it lives only in this page's memory.
  * @param {HTMLElement} slot
  * @param {any} token
+ * @param {HTMLFormElement} form the form that made it
  */
-function showNewToken(slot, token) {
+function showNewToken(slot, token, form) {
   const value = /** @type {HTMLInputElement} */ (h('input', { id: 'new-token-value', type: 'text', readonly: true, value: token.token, 'aria-label': 'New token value', spellcheck: 'false' }))
   const copied = h('span', { class: 'copy-status', role: 'status' })
   const copy = h('button', {
@@ -226,7 +227,7 @@ function showNewToken(slot, token) {
     h('p', null, h('strong', null, 'Copy it now: it will not be shown again.'), ` Scope: ${token.scope}; expires ${formatDate(token.expires)}.`),
     h('div', { class: 'copy-row' }, value, copy),
     copied,
-    h('div', { class: 'actions' }, h('button', { type: 'button', class: 'secondary', onclick: () => replace(slot) }, 'Done'))))
+    h('div', { class: 'actions' }, doneButton(slot, form))))
   value.focus()
   value.select()
 }
