@@ -131,4 +131,23 @@ describe('the changes the web interface offers each person, in Chromium', () => 
       await context.close()
     }
   })
+
+  it('offers an organization admin the organizations she may add teams to for a new team, not one she is a member of', async () => {
+    const { page, context, problems } = await openPage(browser, 'desktop')
+    try {
+      await logIn(page, gw.url, 'olga', 'olga-password-long', '/ui/access')
+      await pageDrawn(page)
+      const organization = page.getByRole('form', { name: 'New team' }).getByRole('combobox', { name: 'Organization' })
+      await organization.fill('th')
+      await page.getByRole('option', { name: 'North' }).waitFor()
+      assert.deepEqual(await page.getByRole('listbox', { name: 'Organization' }).getByRole('option').allInnerTexts(), ['North'])
+      await organization.fill('South')
+      await page.getByText('No organization you may choose matches "South".').waitFor()
+      const south = (await call(gw, 'GET', 'organizations/?name=South')).body.results[0].id
+      assert.equal((await call(gw, 'POST', 'teams/', { name: 'By olga', organization: south }, auth('olga'))).status, 403)
+      assert.deepEqual(problems, [])
+    } finally {
+      await context.close()
+    }
+  })
 })

@@ -66,7 +66,7 @@ describe('choosing an organization among many in the web interface, in Chromium'
       await form.getByText(`20 shown of ${matching}: type more of the name to find the others.`).waitFor()
       await assertNoHorizontalOverflow(page, 'the list of organizations open')
       await organization.fill('Headquarters')
-      await form.getByText('No organization you see matches "Headquarters".').waitFor()
+      await form.getByText('No organization you may choose matches "Headquarters".').waitFor()
       assert.equal(await organization.getAttribute('aria-expanded'), 'false')
       assert.equal(await form.getByRole('option').count(), 0)
       await page.keyboard.press('Escape')

@@ -122,7 +122,8 @@ export async function accessPage(context) {
 
   const teamForm = /** @type {HTMLFormElement} */ (h('form', { novalidate: true, class: 'inline-form', 'aria-label': 'New team' },
     field({ label: 'Name', name: 'name', required: true, autocomplete: 'off' }),
-    organizationChoice(),
+    // Those whose teams the signed-in user may add to.
+    organizationChoice(undefined, (o) => permissions.can('shared.add_team', { type: 'organization', id: o.id })),
     h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Create team'))))
   onSubmit(teamForm, async (data) => {
     const organization = Number(data.get('organization'))
@@ -170,18 +171,22 @@ export async function accessPage(context) {
 const CHOICES = 20
 
 /**
- * The organization of a new team or user, found by name among those the signed-in user sees.
+ * The organization of a new team or user, found by name among those the signed-in user sees (and, with `offered`, of
+ * those among them it answers yes for).
  * @param {string} [help]
+ * @param {(organization: {id: number}) => boolean} [offered]
  */
-export function organizationChoice(help) {
+export function organizationChoice(help, offered = () => true) {
   return searchChoice({
     label: 'Organization',
     name: 'organization',
     help,
     placeholder: 'Type to find one',
-    nothing: (text) => (text ? `No organization you see matches "${text}".` : 'No organization is visible to you.'),
-    search: async (text, signal) => foundIn(await api('organizations/', { query: { search: text, order_by: 'name', page_size: CHOICES }, signal }),
-      (o) => ({ value: String(o.id), text: o.name })),
+    nothing: (text) => (text ? `No organization you may choose matches "${text}".` : 'There is no organization you may choose.'),
+    search: async (text, signal) => {
+      const page = await api('organizations/', { query: { search: text, order_by: 'name', page_size: CHOICES }, signal })
+      return { choices: page.results.filter(offered).map((/** @type {any} */ o) => ({ value: String(o.id), text: o.name })), more: Math.max(0, page.count - page.results.length) }
+    },
   })
 }
 
