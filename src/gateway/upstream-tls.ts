@@ -123,7 +123,9 @@ export function reloadServicesTls(services: readonly ServiceWithTls[], log: Fast
  */
 export function watchServicesTls(services: readonly ServiceWithTls[], log: FastifyBaseLogger): () => void {
   const stops = services.filter(({ upstreamTls }) => upstreamTls.hasFiles && upstreamTls.watched)
-    .map((service) => watchFiles(service.upstreamTls.files, () => reloadServiceTls(service, log, 'files changed')))
+    .map((service) => watchFiles(service.upstreamTls.files, () => reloadServiceTls(service, log, 'files changed'), () => {
+      log.warn({ service: service.name, files: service.upstreamTls.files }, 'service TLS files keep changing; not read again until they stay the same for 2 seconds')
+    }))
   return () => {
     for (const stop of stops) stop()
     for (const { upstreamTls } of services) upstreamTls.stop()

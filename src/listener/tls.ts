@@ -206,6 +206,9 @@ export function firstLine(error: unknown): string {
 const SETTLED_MS = 2000
 const MAX_TIMER_MS = 2 ** 31 - 1
 const POLL_MS = 1000
+/** How long files may keep changing before the log says they are not being read (watchFiles). */
+const UNSETTLED_AFTER_MS = 30_000
+const WATCH_TIMING = { settledMs: SETTLED_MS, unsettledAfterMs: UNSETTLED_AFTER_MS }
 
 /** Swaps freshly read files into a running TLS server: when they change (watchFiles) and when asked (SIGHUP). */
 export class TlsReloader {
@@ -256,7 +259,9 @@ export class TlsReloader {
   }
 
   watch(): void {
-    this.#unwatch ??= watchFiles(this.#files, () => this.reload('files changed'))
+    this.#unwatch ??= watchFiles(this.#files, () => this.reload('files changed'), () => {
+      this.#log.warn({ files: this.#files }, `TLS files keep changing; not read again until they stay the same for ${SETTLED_MS / 1000} seconds`)
+    })
   }
 
   close(): void {
@@ -271,19 +276,38 @@ export class TlsReloader {
  * and Kubernetes secret volumes use to replace them; a file being written is taken once it has been left alone, with
  * no SIGHUP. nginx reads its files only when told to, and Envoy's file-based SDS only those moved into place
  * (envoyproxy/envoy#10979): a file written in place would otherwise go unseen there, or be caught midway.
+ *
+ * Files that never settle (a setting pointed at a file something appends to) are compared at each change for as long
+ * as they change, and never taken: `unsettled` is called once they have changed for UNSETTLED_AFTER_MS, so that the log
+ * says why new files are not being served, and again only after they have settled in between.
  */
-export function watchFiles(files: readonly string[], changed: () => void): () => void {
+export function watchFiles(files: readonly string[], changed: () => void, unsettled?: () => void, timing: { settledMs: number; unsettledAfterMs: number } = WATCH_TIMING): () => void {
   let settling: NodeJS.Timeout | undefined
+  let changingSince: number | undefined
+  let told = false
+  const stillChanging = (): void => {
+    changingSince ??= performance.now()
+    if (told || performance.now() - changingSince < timing.unsettledAfterMs) return
+    told = true
+    unsettled?.()
+  }
   const settle = (before: string): void => {
     settling = setTimeout(() => {
       const now = filesContent(files)
-      if (now === before) changed()
-      else settle(now)
-    }, SETTLED_MS)
+      if (now !== before) {
+        stillChanging()
+        settle(now)
+        return
+      }
+      changingSince = undefined
+      told = false
+      changed()
+    }, timing.settledMs)
     settling.unref()
   }
   const seen = (): void => {
     clearTimeout(settling)
+    stillChanging()
     settle(filesContent(files))
   }
   for (const file of files) watchFile(file, { interval: POLL_MS, persistent: false }, seen)
