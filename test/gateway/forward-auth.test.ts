@@ -562,6 +562,36 @@ describe('forward authentication', () => {
     }
   })
 
+  it('the documented nginx (with and without Lua) and Caddy configurations let no client take the identity headers from the service by naming them in Connection', async () => {
+    const recording = await startRecordingUpstream()
+    const proxies = await startDocumentedProxies('connection', recording.url)
+    // X-Gatehouse-Teams too, which the admin may lack here: named, it must not take the others with it.
+    const identity = ['x-gatehouse-auth-method', 'x-gatehouse-identity', 'x-gatehouse-user', 'x-gatehouse-user-id']
+    try {
+      const { token } = await createToken(gw, adminAuth)
+      for (const port of proxies.ports) {
+        for (const connection of [`close, ${identity.join(', ')}, x-gatehouse-teams`, 'keep-alive, X-Gatehouse-Identity', 'X-Gatehouse-User']) {
+          const before = recording.seen.length
+          // fetch() may not set Connection: node:http sends it as written.
+          const status = await new Promise<number>((resolve, reject) => {
+            request(`http://127.0.0.1:${port}/app/v1/hosts/`, { headers: { ...bearer(token), connection }, agent: false }, (response) => {
+              response.resume()
+              response.on('end', () => resolve(response.statusCode!))
+            }).on('error', reject).end()
+          })
+          assert.equal(status, 200, `${port}: ${connection}`)
+          assert.equal(recording.seen.length, before + 1, `${port}: ${connection}`)
+          const seen = recording.seen.at(-1)!.headers
+          assert.deepEqual(identity.filter((name) => seen[name] === undefined), [], `${port}: ${connection}`)
+          assert.equal(seen['x-gatehouse-user'], 'admin', `${port}: ${connection}`)
+        }
+      }
+    } finally {
+      proxies.stop()
+      await recording.close()
+    }
+  })
+
   it('the documented nginx (with and without Lua) and Caddy configurations keep the gateway\'s cookies and the method and URL overrides from the service', async () => {
     const planted = ['gateway_sessionid=planted; Path=/', 'csrftoken=fixed; Path=/', ' __Host-gateway_sso=x; Path=/; Secure', '=gateway_sessionid=nameless; Path=/',
       'gateway_sso=flow; Path=/api/gateway/v1/login/sso/', 'KEYCLOAK_SESSION=s; Path=/realms/platform/', 'gatehouse_oidc_session.sig=s', 'csrftoken2=theirs; Path=/', 'theirs=kept; Path=/']
@@ -1051,6 +1081,19 @@ describe('forward authentication', () => {
         throw new Error('the upgrade was let through')
       })])
       assert.equal(response.statusCode, 403)
+    })
+
+    it('opens a WebSocket with the identity headers though its handshake names them in Connection', async () => {
+      const session = await login(gw, 'admin', 'admin-test-password')
+      const opened = new WebSocket(`${caddy.replace('http:', 'ws:')}/app/ws/`, { headers: { cookie: session.cookie, origin: caddy, connection: 'Upgrade, X-Gatehouse-Identity, X-Gatehouse-User' } })
+      try {
+        const [first] = await once(opened, 'message')
+        const { identity } = JSON.parse(String(first))
+        assert.equal(identity?.username, 'admin')
+        assert.equal(identity?.verified, true)
+      } finally {
+        opened.terminate()
+      }
     })
 
     it('judges a POST without a media type as every method its body could name, when its length says it has one', async () => {
