@@ -66,6 +66,14 @@ const CLIENT_ADDRESS_FIELDS = new Set([
 const ENVOY_PREFIX = 'x-envoy-'
 
 /**
+ * Fields that say what the body is, which pass on though a client's Connection names them. The body was judged as
+ * they describe it (a form's `_method`, src/access/method-override.ts): without its media type, Rack reads a POST's
+ * body as a form, so a `text/plain` body left unread here would reach the service as a form naming DELETE. RFC 9110
+ * §7.6.1 has no sender name a field meant for every recipient there; nginx and Envoy remove no field Connection names.
+ */
+const DESCRIBES_BODY: ReadonlySet<string> = new Set(['content-type', 'content-encoding'])
+
+/**
  * The fields other authenticating proxies set to tell a service who is calling: a service that was behind one of
  * them believes these, so a client that sends them through the gateway would be whoever it names. Removed from
  * every client, trusted proxies too (a proxy in front passes its client's on). Exact names, then families by
@@ -153,8 +161,9 @@ export function fieldsReadAs(headers: IncomingHttpHeaders, fields: readonly `x-$
 
 /**
  * What a service receives: the client's headers that pass on (above), without the fields a Connection header
- * lists, those the service's `removed` names and the gateway's own cookies, plus X-Forwarded-* and the verified
- * identity (with the caller's teams, `access`), and the request's id. Built in one pass into a new object.
+ * lists (but those that describe the body), those the service's `removed` names and the gateway's own cookies, plus
+ * X-Forwarded-* and the verified identity (with the caller's teams, `access`), and the request's id. Built in one
+ * pass into a new object.
  */
 export function upstreamRequestHeaders(request: GatewayRequest, incoming: IncomingHttpHeaders, trustsProxy: ProxyTrust, removed: RemovedFields, principal: Principal | undefined, identity: string | undefined, access?: UserAccess): IncomingHttpHeaders {
   const peer = request.raw.socket.remoteAddress ?? ''
@@ -169,7 +178,7 @@ export function upstreamRequestHeaders(request: GatewayRequest, incoming: Incomi
   // Whether a trusted proxy sent `Forwarded` or `X-Real-IP`: they are then the gateway's own, below.
   let vouched = false
   for (const name of Object.keys(incoming)) {
-    if (!passesOn(name, fromTrustedProxy, removed) || listed?.has(name)) {
+    if (!passesOn(name, fromTrustedProxy, removed) || (listed?.has(name) && !DESCRIBES_BODY.has(name))) {
       if (fromTrustedProxy && (name === 'forwarded' || name === 'x-real-ip')) vouched = true
       continue
     }

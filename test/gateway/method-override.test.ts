@@ -128,6 +128,17 @@ describe('a method named in a POST\'s _method parameter', () => {
       }
     })
 
+    it(`${service}: gives the service the media type the body was judged by, though the request's Connection names it`, async () => {
+      // Rack reads a POST without a media type as a form: one judged as text/plain must not reach it without one.
+      for (const connection of ['close, Content-Type', 'content-type', 'Keep-Alive, CONTENT-TYPE, Content-Encoding']) {
+        const sent = await post(`/${service}/items/1`, { 'content-type': 'text/plain', connection }, '_method=DELETE')
+        assert.deepEqual([sent.status, sent.reached], [200, true], connection)
+        assert.equal(upstream.seen.at(-1)!.headers['content-type'], 'text/plain', connection)
+      }
+      const refused = await post(`/${service}/items/1`, { ...FORM, connection: 'close, Content-Type' }, 'title=x&_method=DELETE')
+      assert.deepEqual([refused.status, refused.code, refused.reached], [403, 'access_denied', false])
+    })
+
     it(`${service}: refuses a form body it cannot read whole or with certainty, where the rules refuse a method it could name`, async () => {
       // Read whole up to a mebibyte, whatever body_buffer_kb (1 KiB here) says.
       const read = await post(`/${service}/items/1`, FORM, `title=${'x'.repeat(200_000)}&_method=DELETE`)
