@@ -174,12 +174,13 @@ export function mayCarryOverride(headers: IncomingHttpHeaders, json: boolean): b
 /**
  * Whether the length, transfer coding and protocol a proxy passes on (empty where the original had none) say there
  * may be a body. HTTP/2 and HTTP/3 carry a body in frames, with neither a length nor a coding: a POST over them
- * without a length may have one.
+ * without a length may have one. A proxy that passes the length and not the coding (Caddy: Go's server takes
+ * Transfer-Encoding away from the request) cannot tell a chunked body from none: without a length, there may be one.
  */
 function saysBody(length: string | string[] | undefined, coding: string | string[] | undefined, protocol: string | string[] | undefined): boolean {
   const given = (field: string | string[] | undefined) => [field ?? ''].flat().join(',').trim()
   if (given(length) !== '') return !/^0+$/.test(given(length))
-  return given(coding) !== '' || /^HTTP\/[23]/i.test(given(protocol))
+  return given(coding) !== '' || (length !== undefined && coding === undefined) || /^HTTP\/[23]/i.test(given(protocol))
 }
 
 /**

@@ -1096,10 +1096,15 @@ describe('forward authentication', () => {
       }
     })
 
-    it('judges a POST without a media type as every method its body could name, when its length says it has one', async () => {
+    it('judges a POST without a media type as every method its body could name, unless its length says it has none', async () => {
       const url = `${caddy}/rails/items/1`
       assert.equal(await postWithoutMediaType(url, adminAuth, 'length'), 403)
       assert.equal(await postWithoutMediaType(url, adminAuth, 'none'), 200)
+      // Go's server takes Transfer-Encoding away, so Caddy cannot say a body is chunked: without a length, it may be,
+      // and a POST with neither a length nor a body is one Caddy cannot tell from it.
+      const head = `POST /rails/items/1 HTTP/1.1\r\nHost: ${new URL(caddy).host}\r\nAuthorization: ${adminAuth.authorization}\r\nConnection: close\r\n`
+      assert.match(await exchange(caddy, `${head}Transfer-Encoding: chunked\r\n\r\ne\r\n_method=DELETE\r\n0\r\n\r\n`), /^HTTP\/1\.1 403 /, 'chunked')
+      assert.match(await exchange(caddy, `${head}\r\n`), /^HTTP\/1\.1 403 /, 'neither')
     })
 
     it('refuses a revoked token on the next request', async () => {

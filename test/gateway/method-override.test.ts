@@ -282,6 +282,11 @@ describe('a method named in a POST\'s _method parameter', () => {
     for (const [length, coding, status] of [['3', '', 403], ['', 'chunked', 403], ['1e3', '', 403], ['0', '', 200], ['', '', 200], ['00', ' ', 200]] as const) {
       assert.equal((await ask('/lean/items/1', { 'x-original-content-length': length, 'x-original-transfer-encoding': coding })).status, status, `${length}/${coding}`)
     }
+    // Caddy sends the length (empty for none) but cannot send the coding (Go's server takes it away): a chunked body
+    // and none look alike there, so one without a length may have a body.
+    for (const [length, status] of [['', 403], ['0', 200], ['3', 403]] as const) {
+      assert.equal((await ask('/lean/items/1', { 'x-original-content-length': length, 'x-original-protocol': 'HTTP/1.1' })).status, status, `${length}, no coding`)
+    }
     // Over HTTP/2 and HTTP/3 a body comes in frames, with neither: one without a length may have one.
     for (const [length, protocol, status] of [['', 'HTTP/2.0', 403], ['', 'HTTP/3.0', 403], ['0', 'HTTP/2.0', 200], ['', 'HTTP/1.1', 200]] as const) {
       assert.equal((await ask('/lean/items/1', { 'x-original-content-length': length, 'x-original-transfer-encoding': '', 'x-original-protocol': protocol })).status, status, `${length}/${protocol}`)
