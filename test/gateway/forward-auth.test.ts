@@ -562,6 +562,37 @@ describe('forward authentication', () => {
     }
   })
 
+  it('the documented nginx (with and without Lua) and Caddy configurations tell the service no client address, scheme or host a client wrote', async () => {
+    const recording = await startRecordingUpstream()
+    const proxies = await startDocumentedProxies('addresses', recording.url)
+    // The fields a service may believe for its client's address, scheme or host, as the built-in proxy never passes
+    // them on from a client (edge.md), each naming something the client made up.
+    const forged: Record<string, string> = {
+      'X-Forwarded-For': '10.9.9.9', 'X-Forwarded-Host': 'forged.example', 'X-Forwarded-Proto': 'gopher', 'X-Forwarded-Prefix': '/forged', 'X-Forwarded-Port': '9999',
+      'X-Forwarded-Server': 'forged.example', 'X-Forwarded': 'for=10.9.9.9', 'Forwarded': 'for=10.9.9.9;host=forged.example', 'Forwarded-For': '10.9.9.9', 'X-Real-IP': '10.9.9.9',
+      'X-Client-IP': '10.9.9.9', 'Client-IP': '10.9.9.9', 'True-Client-IP': '10.9.9.9', 'X-Cluster-Client-IP': '10.9.9.9', 'CF-Connecting-IP': '10.9.9.9',
+      'Fastly-Client-IP': '10.9.9.9', 'X-Originating-IP': '10.9.9.9',
+    }
+    // CGI-style servers read `_` as `-` (nginx drops such fields; Caddy is told to).
+    const underscored = Object.fromEntries(Object.entries(forged).filter(([name]) => name.includes('-')).map(([name, value]) => [name.replaceAll('-', '_'), value]))
+    try {
+      const { token } = await createToken(gw, adminAuth)
+      for (const port of proxies.ports) {
+        for (const [path, headers] of [['/app/open/', {}], ['/app/v1/hosts/', bearer(token)]] as const) {
+          const response = await fetch(`http://127.0.0.1:${port}${path}`, { headers: { ...headers, ...forged, ...underscored } })
+          assert.equal(response.status, 200, `${port} ${path}`)
+          const { headers: seen } = recording.seen.at(-1)!
+          const believed = Object.entries(seen).filter(([, value]) => /10\.9\.9\.9|forged|gopher|9999/.test(String(value))).map(([name]) => name)
+          assert.deepEqual(believed, [], `${port} ${path}`)
+          assert.equal(seen['x-forwarded-for'], '127.0.0.1', `${port} ${path}: the client's own address`)
+        }
+      }
+    } finally {
+      proxies.stop()
+      await recording.close()
+    }
+  })
+
   it('the documented nginx (with and without Lua) and Caddy configurations let no client take the identity headers from the service by naming them in Connection', async () => {
     const recording = await startRecordingUpstream()
     const proxies = await startDocumentedProxies('connection', recording.url)
