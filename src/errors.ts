@@ -30,7 +30,7 @@ export type ErrorCode =
   | 'csrf_referer_mismatch' | 'csrf_cookie_missing' | 'csrf_cookie_malformed' | 'csrf_token_missing' | 'csrf_token_incorrect'
   | 'not_found' | 'no_session' | 'sso_provider_unknown' | 'method_not_allowed'
   | 'request_timeout' | 'conflict' | 'username_taken' | 'sso_login_in_progress' | 'account_changed' | 'payload_too_large' | 'method_override_unread'
-  | 'unsupported_media_type' | 'login_throttled' | 'sign_ins_throttled' | 'client_tokens_throttled' | 'changes_throttled' | 'headers_too_large' | 'expectation_failed'
+  | 'unsupported_media_type' | 'login_throttled' | 'sign_ins_throttled' | 'client_tokens_throttled' | 'changes_throttled' | 'headers_too_large' | 'expectation_failed' | 'http_version_not_supported'
   | 'internal_error' | 'upstream_unavailable' | 'sso_provider_error' | 'sso_response_invalid'
   | 'database_unavailable' | 'transaction_conflict' | 'directory_unavailable' | 'password_checks_busy' | 'body_buffers_full' | 'password_check_failed' | 'password_check_abandoned' | 'sso_provider_unavailable' | 'upstream_busy' | 'upstream_timeout'
   | 'upstream_handshake_invalid'
@@ -626,6 +626,13 @@ export class ExpectationFailed extends GatehouseError {
   static override readonly status: number = 417
   static override readonly code: ErrorCode = 'expectation_failed'
   static override readonly defaultMessage: string = 'The only expectation understood is Expect: 100-continue.'
+}
+
+/** A request line naming an HTTP version other than 1.0 or 1.1, which Node's parser takes (2.0, 0.9) and serves as 1.1. */
+export class HttpVersionNotSupported extends GatehouseError {
+  static override readonly status: number = 505
+  static override readonly code: ErrorCode = 'http_version_not_supported'
+  static override readonly defaultMessage: string = 'Gatehouse speaks HTTP/1.0 and HTTP/1.1 here.'
 }
 
 export class HeadersTooLarge extends GatehouseError {

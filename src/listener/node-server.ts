@@ -2,7 +2,7 @@ import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'n
 import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { BadRequest, errorBody, ExpectationFailed, type ErrorCode } from '../errors.ts'
+import { BadRequest, errorBody, ExpectationFailed, HttpVersionNotSupported, type ErrorCode } from '../errors.ts'
 import { outcomeOf, type RefusedOnArrival } from '../http/answer-outcome.ts'
 import { createServer as createHttpServer } from '../http/node-http.ts'
 import { answeredLast, closeLingeringAfter } from '../http/lingering-close.ts'
@@ -98,6 +98,17 @@ function refuseFaultyFraming(request: IncomingMessage, response: ServerResponse,
 }
 
 /**
+ * A request line of HTTP/2.0 or HTTP/0.9, which Node's parser takes and would have served as HTTP/1.1, with HTTP/1.1's
+ * framing: a client or a proxy in front speaking either reads the exchange otherwise. nginx answers a major version
+ * above 1 with 505 as well (an HTTP/2 client uses its preface, which is no request line, or TLS's ALPN).
+ */
+function refuseVersion(request: IncomingMessage, response: ServerResponse, id: string, refused: RefusedOnArrival): void {
+  countWhenClosed(request, response, id, HttpVersionNotSupported.code, refused)
+  const json = JSON.stringify(errorBody(new HttpVersionNotSupported(), id))
+  response.writeHead(505, { 'x-request-id': id, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(json), connection: 'close' }).end(json)
+}
+
+/**
  * A refusal answered before a lane or Fastify takes the request, whose hooks would have counted and logged it: its
  * line is written when its response closes, as theirs are, and says how the answer ended.
  */
@@ -155,6 +166,7 @@ export function nodeServer(fastifyHandler: RequestListener, options: FactoryOpti
     // Behind the connection's last answer: never taken, never answered; the connection closes.
     if (answeredLast(request.socket)) return
     const id = enterRequest(request, trustsProxy)
+    if (request.httpVersionMajor !== 1) return refuseVersion(request, response, id, refused)
     if (request.httpVersionMinor === 0 && request.headers['transfer-encoding'] !== undefined) return refuseFaultyFraming(request, response, id, refused)
     // Answered as any request, and its connection's last (declinedUpgrade): nothing parsed behind it is taken.
     if (declinedUpgrade(request)) closeLingeringAfter(response)

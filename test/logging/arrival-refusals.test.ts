@@ -71,6 +71,19 @@ describe('requests refused as they arrive', () => {
     )
   })
 
+  for (const version of ['HTTP/2.0', 'HTTP/0.9']) {
+    it(`logs an ${version} request line refused 505, which Node's parser takes and would serve as HTTP/1.1`, async () => {
+      // Counted as a 5xx read: refusedAndLogged's count is of 4xx writes.
+      const answer = answerOf(await exchange(gw.url, `GET /api/controller/x?token=${QUERY_TOKEN} ${version}\r\nHost: gw\r\nAuthorization: ${AUTHORIZATION}\r\n\r\n`))
+      assert.deepEqual([answer.status, answer.code], [505, 'http_version_not_supported'])
+      const line = await lineOf(answer.id)
+      assert.deepEqual(
+        { method: line.method, path: line.path, status: line.status, code: line.code, service: line.service },
+        { method: 'GET', path: '/api/controller/x', status: 505, code: 'http_version_not_supported', service: 'gateway' },
+      )
+    })
+  }
+
   it('logs and counts a request refused 417 for an Expect other than 100-continue, whose answer carries its id', async () => {
     await refusedAndLogged(
       () => exchange(gw.url, `POST /api/gateway/v1/x?access_token=${QUERY_TOKEN} HTTP/1.1\r\nHost: gw\r\nAuthorization: ${AUTHORIZATION}\r\nExpect: bogus\r\nContent-Length: 5\r\n\r\nhello`),
