@@ -19,7 +19,7 @@ const EXPIRY_CHOICES = /** @type {[string, string][]} */ ([
  * @param {import('../app.js').PageContext} context
  */
 export async function myTokensPage(context) {
-  const tokens = tokensTable({ load: (page) => api('tokens/', { query: { user: context.me.id, page } }), showOwner: false, empty: 'You have no tokens.', pageParam: 'page' })
+  const tokens = tokensTable({ path: 'tokens/', query: { user: context.me.id }, showOwner: false, empty: 'You have no tokens.', pageParam: 'page' })
   await tokens.reload()
   const created = h('div', { class: 'created-slot' })
   const form = createTokenForm(async (token) => {
@@ -54,7 +54,7 @@ export async function allTokensPage(context) {
     })
   }
   const empty = owner ? `${owner.username} has no tokens.` : userId ? `There is no user #${userId}.` : 'There are no tokens.'
-  const tokens = tokensTable({ load: (page) => api('tokens/', { query: { user: userId, page } }), showOwner: true, empty, pageParam: 'page' })
+  const tokens = tokensTable({ path: 'tokens/', query: { user: userId }, showOwner: true, empty, pageParam: 'page' })
   await tokens.reload()
 
   const filter = /** @type {HTMLFormElement} */ (h('form', { class: 'inline-form', novalidate: true, 'aria-label': 'Filter by user' },
@@ -116,8 +116,9 @@ export function revokedMessage(result) {
 }
 
 /**
- * The token list used by every page that shows tokens.
- * @param {{load: (page: number) => Promise<any>, showOwner: boolean, empty: string, pageParam: string}} spec
+ * The token list used by every page that shows tokens: the list at `path` of the API, newest first, so that a token
+ * just made heads the first page however many there are (the API's own order, the platform's, is oldest first).
+ * @param {{path: string, query?: Record<string, string | number>, showOwner: boolean, empty: string, pageParam: string}} spec
  */
 export function tokensTable(spec) {
   /** @type {import('../table.js').Column[]} */
@@ -139,7 +140,8 @@ export function tokensTable(spec) {
       }, 'Revoke'),
     },
   ]
-  const table = pagedTable({ caption: 'Tokens', columns, load: spec.load, empty: spec.empty, pageParam: spec.pageParam })
+  const load = (/** @type {number} */ page) => api(spec.path, { query: { ...spec.query, page, order_by: '-created,-id' } })
+  const table = pagedTable({ caption: 'Tokens', columns, load, empty: spec.empty, pageParam: spec.pageParam })
 
   /**
    * @param {HTMLButtonElement} button

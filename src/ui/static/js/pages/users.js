@@ -75,7 +75,7 @@ export async function userPage(context) {
     return h('div', { class: 'stack' }, facts, record, await accessSummary(user.id, 'Teams, organizations and services', access))
   }
   const isMe = user.id === context.me.id
-  const tokens = tokensTable({ load: (page) => api(`users/${user.id}/tokens/`, { query: { page } }), showOwner: false, empty: 'No tokens.', pageParam: 'tokens_page' })
+  const tokens = tokensTable({ path: `users/${user.id}/tokens/`, showOwner: false, empty: 'No tokens.', pageParam: 'tokens_page' })
   const sessions = sessionsTable({ load: (page) => api(`users/${user.id}/sessions/`, { query: { page } }), endUrl: (s) => `sessions/${s.id}/`, showUser: false, empty: 'No sessions.', pageParam: 'sessions_page' })
   // A new password ends the user's sessions (and their tokens, if asked), and so does disabling the account.
   const showEnded = async () => {
