@@ -48,6 +48,11 @@ describe('the changes the web interface offers each person, in Chromium', () => 
     return page.locator('main td.actions-cell button').evaluateAll((buttons) => buttons.map((button) => button.getAttribute('aria-label')).sort())
   }
 
+  /** The cells on screen that show a label (a card's, on a phone) and nothing beside it, as `<label> of row <n>`. */
+  const emptyLabelledCells = (page: Page) => page.evaluate<string[]>(`[...document.querySelectorAll('main td')]
+    .filter((cell) => cell.getClientRects().length > 0 && !cell.textContent.trim() && !['none', 'normal', '""'].includes(getComputedStyle(cell, '::before').content))
+    .map((cell) => cell.dataset.label + ' of row ' + cell.parentElement.rowIndex)`)
+
   it('offers a superuser every change, an organization admin those on their organization, and someone who administers nothing none', async () => {
     const seen: Record<string, string[]> = {}
     for (const [name, password] of [['admin', 'admin-test-password'], ['olga', 'olga-password-long'], ['pat', 'pat-password-long'], ['lena', 'lena-password-long']]) {
@@ -55,6 +60,8 @@ describe('the changes the web interface offers each person, in Chromium', () => 
       try {
         await logIn(page, gw.url, name!, password!, '/ui/access')
         seen[name!] = await offered(page)
+        // On a phone each row is a card of labelled values: a row with nothing to do shows no Actions label with nothing.
+        assert.deepEqual(await emptyLabelledCells(page), [], name)
         assert.deepEqual(problems, [], name)
       } finally {
         await context.close()
