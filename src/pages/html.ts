@@ -11,7 +11,7 @@ export const PAGE_STYLE = `
   body { margin: 0; min-height: 100vh; display: grid; place-items: center; background: Canvas; }
   main { box-sizing: border-box; width: min(22rem, calc(100vw - 2rem)); padding: 1.5rem; border: 1px solid #8884; border-radius: 8px; overflow-wrap: anywhere; }
   h1 { margin: 0 0 .25rem; font-size: 1.4rem; }
-  p.subtitle { margin: 0 0 1rem; color: GrayText; }
+  p.subtitle { margin: 0 0 1rem; color: color-mix(in srgb, CanvasText 70%, Canvas); }
   label { display: block; margin-top: .75rem; font-weight: 600; }
   input[type=text], input[type=email], input[type=password] { box-sizing: border-box; width: 100%; padding: .55rem; margin-top: .25rem; font: inherit; }
   button, a.sso { display: block; box-sizing: border-box; width: 100%; margin-top: 1rem; padding: .6rem; font: inherit; text-align: center; border-radius: 6px; }
