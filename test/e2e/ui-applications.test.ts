@@ -121,6 +121,25 @@ describe('an OAuth2 application\'s page in the web interface, in Chromium', () =
     }
   })
 
+  it('shows an application just made at the head of the list, however many there are', async () => {
+    // More than a page of the list (50) besides those the other cases made.
+    for (let i = 1; i <= 51; i++) assert.equal((await call(gw, 'POST', 'applications/', { name: `older ${i}`, client_type: 'public', authorization_grant_type: 'password' })).status, 201)
+    const { page, context, problems } = await openPage(browser, 'desktop')
+    try {
+      await logIn(page, gw.url, 'admin', ADMIN_PASSWORD, '/ui/admin/applications?page=2')
+      await pageDrawn(page)
+      await page.getByLabel('Name').fill('made just now')
+      await page.getByRole('button', { name: 'Create application' }).click()
+      await page.getByRole('region', { name: 'Application "made just now"' }).waitFor()
+      await page.locator('main .pager [role=status]', { hasText: /^Page 1 of 2/ }).waitFor()
+      const names = await page.locator('main tbody tr td:first-child').allInnerTexts()
+      assert.deepEqual(names.slice(0, 3), ['made just now', 'older 51', 'older 50'])
+      assert.deepEqual(problems, [])
+    } finally {
+      await context.close()
+    }
+  })
+
   const focused = (page: Page) => page.evaluate<string | null | undefined>('document.activeElement?.getAttribute("name")')
 
   it('puts the keyboard focus back on the first field of the form that made a token or an application after Done', async () => {

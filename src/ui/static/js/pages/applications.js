@@ -41,7 +41,9 @@ export async function applicationsPage(_context) {
       }, 'Delete'),
     },
   ]
-  const table = pagedTable({ caption: 'Applications', columns, load: (page) => api('applications/', { query: { page } }), empty: 'There are no applications.', pageParam: 'page' })
+  // Newest first, so that an application just made heads the first page however many there are (the API's own order,
+  // the platform's, is oldest first).
+  const table = pagedTable({ caption: 'Applications', columns, load: (page) => api('applications/', { query: { page, order_by: '-created,-id' } }), empty: 'There are no applications.', pageParam: 'page' })
   await table.reload()
 
   /**
