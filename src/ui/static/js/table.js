@@ -72,7 +72,23 @@ export function pagedTable(spec) {
     element,
     /** Shows the first page (or, after a change, the page on display). */
     reload: (/** @type {boolean} */ keepPage = true) => show(keepPage ? page : 1),
+    /** Shows the last page: where a row just made is, in the API's order (oldest first). */
+    showLast: () => show(LAST_PAGE),
   }
+}
+
+/** The largest page number an address holds: a list asked for it shows its last page. */
+const LAST_PAGE = 999999
+
+/**
+ * Has the list that keeps its page in the address under `name` show its last page, where a row just made is in the
+ * API's order (oldest first), when the page is drawn again next; in the same entry of the history.
+ * @param {string} name
+ */
+export function showLastPageNext(name) {
+  const url = new URL(location.href)
+  url.searchParams.set(name, String(LAST_PAGE))
+  history.replaceState(history.state, '', url)
 }
 
 /**
@@ -83,6 +99,7 @@ export function pagedTable(spec) {
  */
 function pageAddress(name) {
   const given = new URLSearchParams(location.search).get(name) ?? ''
+  // Up to LAST_PAGE.
   const initial = /^[1-9][0-9]{0,5}$/.test(given) ? Number(given) : 1
   const others = (/** @type {Location | URL} */ where) => {
     const query = new URLSearchParams(where.search)

@@ -2,7 +2,7 @@ import { api, ApiError, published, userNamed } from '../api.js'
 import { foundIn, searchChoice } from '../choice.js'
 import { mayRevoke, objectOf, organizationsOfTeams, permissionsOf } from '../permissions.js'
 import { confirmAction, field, h, onSubmit, toast } from '../dom.js'
-import { changeThenReload, pagedTable } from '../table.js'
+import { changeThenReload, pagedTable, showLastPageNext } from '../table.js'
 import { fact } from './account.js'
 
 /**
@@ -117,6 +117,7 @@ export async function accessPage(context) {
   onSubmit(organizationForm, async (data) => {
     const created = await api('organizations/', { method: 'POST', body: { name: String(data.get('name') || '').trim(), description: String(data.get('description') || '') } })
     toast(`Organization ${created.name} created.`)
+    showLastPageNext('organizations_page')
     context.refresh()
   })
 
@@ -130,6 +131,7 @@ export async function accessPage(context) {
     if (!organization) throw new ApiError(400, { errors: { organization: ['Type part of the organization\'s name, then choose it from the list.'] } })
     const created = await api('teams/', { method: 'POST', body: { name: String(data.get('name') || '').trim(), organization } })
     toast(`Team ${created.name} created.`)
+    showLastPageNext('teams_page')
     context.refresh()
   })
 
@@ -156,7 +158,7 @@ export async function accessPage(context) {
     if (kind && type !== kind) throw new ApiError(400, { errors: { object: [`"${role.name}" is given on ${KIND_NAMES[kind]}: choose ${KIND_NAMES[kind] === 'the whole platform' ? 'it' : 'one'} from the list.`] } })
     await api('role_user_assignments/', { method: 'POST', body: { role_definition: Number(data.get('role_definition')), user: found.id, ...(type === 'platform' ? {} : { object_id: Number(id) }) } })
     grantForm.reset()
-    await assignmentTable.reload()
+    await assignmentTable.showLast()
     toast(`Role given to ${username}.`)
   })
 
