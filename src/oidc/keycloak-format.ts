@@ -30,6 +30,8 @@ export interface KeycloakShapeOptions {
   requiresPkce(clientId: string): boolean
   /** The username of the account a refresh token speaks for (introspection names it). */
   username(accountId: string): Promise<string | undefined>
+  /** Whether the account of this id is there and enabled, disabled, or gone (deleted, or no account's id). */
+  accountState(accountId: string): Promise<'active' | 'disabled' | 'gone'>
   tokens: KeycloakTokens
   /** Where the realm's cookies live (`/realms/<realm>/`). */
   cookiePath: string
@@ -90,6 +92,11 @@ export interface ProviderRequest {
   introspectedAudience?: { aud: unknown } | undefined
   /** A userinfo request refused for how it carries its token, answered once oidc-provider set its CORS (`userinfoRefused`). */
   userinfoRefusal?: UserinfoRefusal | undefined
+  /**
+   * The account of the refresh token a token request brought, as its verified JWT names it: its record may be gone with
+   * its account's end, and Keycloak's refusal names what became of the account (`tokenError`).
+   */
+  refreshTokenAccount?: string | undefined
   /**
    * Whether the browser's request was https as the gateway judges it for its own cookies (src/auth/csrf.ts `isSecure`):
    * the realm's cookies are Secure then, and only then.
@@ -603,12 +610,41 @@ export async function tokenError(body: Record<string, unknown>, ctx: KoaContextW
     return { status: 401, error, error_description: description }
   }
   if (error === 'invalid_grant') {
-    if (grantType === 'refresh_token') return bad(REFRESH_ERRORS[detail] ?? 'Invalid refresh token', 'invalid_grant')
+    if (grantType === 'refresh_token') {
+      const ended = ACCOUNT_JUDGED.has(detail) ? await endedAccountError(ctx, options) : undefined
+      return bad(ended ?? REFRESH_ERRORS[detail] ?? 'Invalid refresh token', 'invalid_grant')
+    }
     if (grantType === 'authorization_code') return bad(CODE_ERRORS[detail] ?? 'Code not valid', 'invalid_grant')
     if (grantType === DEVICE_GRANT) return bad('Device code not valid', 'invalid_grant')
   }
   if (grantType === DEVICE_GRANT && DEVICE_ERRORS[error]) return bad(DEVICE_ERRORS[error]!, error)
   return { status: 400, error, error_description: description }
+}
+
+/**
+ * oidc-provider's reasons for refusing a refresh token that its account's end explains: disabling or deleting the
+ * account ends its grants and refresh tokens (src/app.ts), which are then not found. Keycloak keeps a disabled user's
+ * sessions, and judges the user before the session it is of (TokenManager `validateToken`).
+ */
+const ACCOUNT_JUDGED: ReadonlySet<string> = new Set([
+  'refresh token not found',
+  'grant not found',
+  'grant is expired',
+  'refresh token invalid (referenced account not found)',
+])
+
+/**
+ * Keycloak's words for a refresh refused because the token's user was disabled or deleted after it was issued:
+ * "User disabled" for a disabled one, "Session not active" for a deleted one, whose sessions Keycloak removes with
+ * it. The account is the one the token's verified JWT names (routes.ts); undefined when it stands: the refusal is
+ * another one.
+ */
+async function endedAccountError(ctx: KoaContextWithOIDC, options: KeycloakShapeOptions): Promise<string | undefined> {
+  const accountId = providerRequestOf(ctx)?.refreshTokenAccount
+  if (accountId === undefined) return undefined
+  // The database failing now leaves the refusal as it was.
+  const state = await options.accountState(accountId).catch(() => 'active' as const)
+  return state === 'disabled' ? 'User disabled' : state === 'gone' ? 'Session not active' : undefined
 }
 
 /**

@@ -163,6 +163,8 @@ export interface RefreshTokenClaims {
   jti: string
   azp: string
   exp: number
+  /** The account it speaks for (absent from a service account's, which has none to judge). */
+  sub?: string
 }
 
 /**
@@ -176,7 +178,7 @@ export async function verifyRefreshToken(jwt: string, issuer: string, refreshKey
     const claims = JSON.parse(payload.toString('utf8')) as JWTPayload
     const typed = claims.typ === 'Refresh' || claims.typ === 'Offline'
     if (!typed || claims.iss !== issuer || typeof claims.jti !== 'string' || typeof claims.azp !== 'string' || typeof claims.exp !== 'number') return undefined
-    return { jti: claims.jti, azp: claims.azp, exp: claims.exp }
+    return { jti: claims.jti, azp: claims.azp, exp: claims.exp, ...typeof claims.sub === 'string' ? { sub: claims.sub } : {} }
   } catch {
     return undefined
   }

@@ -398,7 +398,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   const passwordGrantOptions = { realm: realm.name, accounts: options.accounts, clientAccess: options.clientAccess, loginName: options.loginName, findAccount, scopes, resource, resourceServer }
   provider.registerGrantType(PASSWORD_GRANT, passwordGrant(passwordGrantOptions), PASSWORD_GRANT_PARAMETERS)
   serviceAccountScopes(provider, scopes)
-  provider.use(keycloakShapes({ realm: realm.name, grantTypes: GRANT_TYPES, client: (id) => clients.get(id), requiresPkce, username: async (id) => (await options.accounts.get(Number(id)))?.username, tokens: options.tokens, cookiePath: `${realmPath}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession, endSignIn, loggedOutWithRefreshToken: (token) => loggedOutWithRefreshToken(options, token), signedOut: options.signedOut }))
+  provider.use(keycloakShapes({ realm: realm.name, grantTypes: GRANT_TYPES, client: (id) => clients.get(id), requiresPkce, username: async (id) => (await options.accounts.get(Number(id)))?.username, accountState: (id) => accountState(options.accounts, id), tokens: options.tokens, cookiePath: `${realmPath}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession, endSignIn, loggedOutWithRefreshToken: (token) => loggedOutWithRefreshToken(options, token), signedOut: options.signedOut }))
   provider.use(refuseUnknownTokenTypeHint)
   provider.use(sessionCookieUntilSessionMax(realm))
   // keycloak-connect's session id, sent with its code, for the admin call that ends that session (admin-url.ts).
@@ -523,6 +523,12 @@ export function loginResult(accountId: string, gatewaySession: string | undefine
   // oidc-provider's `ts`: the realm session's login time (its `auth_time`), when the password was typed before now.
   const ts = signedInAt === undefined ? {} : { ts: gatewayAuthTime(signedInAt) }
   return { login: gatewaySession === undefined ? { accountId, acr, ...ts } : { accountId, acr, gatewaySession, ...ts } }
+}
+
+/** Whether the account of this `sub` is there and enabled, disabled, or gone. */
+async function accountState(accounts: Accounts, sub: string): Promise<'active' | 'disabled' | 'gone'> {
+  const user = /^[1-9][0-9]{0,14}$/.test(sub) ? await accounts.get(Number(sub)) : undefined
+  return !user ? 'gone' : user.isActive ? 'active' : 'disabled'
 }
 
 /**

@@ -323,7 +323,7 @@ async function readyForProvider(app: App, realm: Realm, rest: string, query: str
   const { handler, clientCredentials, refreshToken, password } = await realm.provider()
   app.oidc.maintain()
   let replayed: IncomingMessage | undefined
-  const request = () => (replayed ??= replayRequest(raw, exchange.ip, target, target.query ?? query, publicUrl(app.publicUrl), `/realms/${realm.name}`, { log: exchange.log, address: exchange.ip, logout: target.logout === true, prefilledUserCode: target.prefilledUserCode, revokeAlso: target.revokeAlso, unreadableToken: target.unreadableToken === true && !exchange.platform, introspectedAudience: target.introspectedAudience, userinfoRefusal: target.userinfoRefusal, secure: exchange.secure ?? app.publicUrl.startsWith('https:'), signedInAtGateway: exchange.signedInAtGateway, gatewayAccount: exchange.gatewayAccount, sessionAccount: exchange.sessionAccount }))
+  const request = () => (replayed ??= replayRequest(raw, exchange.ip, target, target.query ?? query, publicUrl(app.publicUrl), `/realms/${realm.name}`, { log: exchange.log, address: exchange.ip, logout: target.logout === true, prefilledUserCode: target.prefilledUserCode, revokeAlso: target.revokeAlso, unreadableToken: target.unreadableToken === true && !exchange.platform, introspectedAudience: target.introspectedAudience, userinfoRefusal: target.userinfoRefusal, refreshTokenAccount: target.refreshTokenAccount, secure: exchange.secure ?? app.publicUrl.startsWith('https:'), signedInAtGateway: exchange.signedInAtGateway, gatewayAccount: exchange.gatewayAccount, sessionAccount: exchange.sessionAccount }))
   const plainGrant = rest === KEYCLOAK_ROUTES.token && target.body && !query && !target.query
   const answer = plainGrant ? (await clientCredentials(target.body!, request().headers)) ?? (await refreshToken(target.body!, request(), exchange.response)) ?? (await password(target.body!, request(), exchange.response)) : undefined
   return { handler, request, answer }
@@ -377,6 +377,8 @@ interface Target {
   formInstead?: boolean
   /** A userinfo request Keycloak refuses for how it carries its token (`ProviderRequest.userinfoRefusal`). */
   userinfoRefusal?: UserinfoRefusal
+  /** The account of the refresh token a token request brings (`ProviderRequest.refreshTokenAccount`). */
+  refreshTokenAccount?: string
 }
 
 /**
@@ -510,8 +512,12 @@ async function keycloakForm(realm: Realm, path: string, raw: IncomingMessage, fo
   }
   if (path === KEYCLOAK_ROUTES.device_authorization) withDefaultScopes(form)
   if (path === KEYCLOAK_ROUTES.pushed_authorization_request) keycloakPrompt(form)
+  let refreshTokenAccount: string | undefined
   if (path === KEYCLOAK_ROUTES.token && form.getAll('refresh_token').length === 1) {
-    form.set('refresh_token', await refreshTokenId(realm, form.get('refresh_token')!))
+    const value = form.get('refresh_token')!
+    const token = JWT_SHAPE.test(value) ? await realm.refreshToken(value) : undefined
+    form.set('refresh_token', token?.jti ?? UNKNOWN_TOKEN)
+    refreshTokenAccount = token?.sub
   }
   let unreadableToken = false
   let accessToken: AccessTokenClaims | undefined
@@ -534,6 +540,7 @@ async function keycloakForm(realm: Realm, path: string, raw: IncomingMessage, fo
     ...(withoutAuthorization ? { authorization: null } : {}),
     ...(unreadableToken && path === KEYCLOAK_ROUTES.revocation ? { unreadableToken } : {}),
     ...(accessToken && path === KEYCLOAK_ROUTES.introspection ? { introspectedAudience: { aud: accessToken.aud } } : {}),
+    ...(refreshTokenAccount !== undefined ? { refreshTokenAccount } : {}),
   }
 }
 
@@ -658,11 +665,6 @@ function keycloakPrompt(params: URLSearchParams): boolean {
 }
 
 /** The refresh token record id inside a refresh token JWT; a value no record has when the JWT is not the realm's. */
-async function refreshTokenId(realm: Realm, value: string): Promise<string> {
-  if (!JWT_SHAPE.test(value)) return UNKNOWN_TOKEN
-  return (await realm.refreshToken(value))?.jti ?? UNKNOWN_TOKEN
-}
-
 /** Keycloak's logout with a refresh token, as a revocation of the token's record (which ends its grant). */
 async function logoutByRefreshToken(realm: Realm, raw: IncomingMessage, form: URLSearchParams): Promise<Target | Refusal> {
   const values = form.getAll('refresh_token')

@@ -181,7 +181,7 @@ describe('refresh token signatures', () => {
 
   it('accepts what jose signs with a realm key, and nothing else', async () => {
     const good = await joseSigned(claims)
-    assert.deepEqual(await verifyRefreshToken(good, issuer, refreshKeys), { jti: 'record-id', azp: 'end-users', exp: 1_800_001_800 })
+    assert.deepEqual(await verifyRefreshToken(good, issuer, refreshKeys), { jti: 'record-id', azp: 'end-users', exp: 1_800_001_800, sub: '7' })
     const [header, payload, signature] = good.split('.')
     const refused = [
       `${header}.${payload}.${signature}x`,
@@ -205,7 +205,7 @@ describe('refresh token signatures', () => {
     const retired = { kty: 'oct', k: randomBytes(64).toString('base64url'), kid: 'retired-key' }
     const keys: RealmKeySet = { ...refreshKeys, privateJwks: [jwk, retired], publicJwks: [{ kid: 'refresh-key' }, { kid: 'retired-key' }] }
     const byRetired = (header: Record<string, unknown>) => new SignJWT(claims).setProtectedHeader(header as { alg: string }).sign(Buffer.from(retired.k, 'base64url'))
-    const verdict = { jti: 'record-id', azp: 'end-users', exp: 1_800_001_800 }
+    const verdict = { jti: 'record-id', azp: 'end-users', exp: 1_800_001_800, sub: '7' }
     for (const token of [await joseSigned(claims), await byRetired({ alg: 'HS512', typ: 'JWT', kid: 'retired-key' }), await joseSigned(claims, { kid: 'refresh-key', typ: 'JWT', alg: 'HS512' }), await byRetired({ alg: 'HS512', kid: 'retired-key' })]) {
       assert.deepEqual(await verifyRefreshToken(token, issuer, keys), verdict, token)
     }
