@@ -238,6 +238,16 @@ export class StoreAdapter implements Adapter {
     return this.#withId(await this.#find(id), id)
   }
 
+  /**
+   * The account of a code or device code of this realm, used up or not, expired or not, without using it up: the
+   * refusal of one whose grant ended names what became of its account (keycloak-format.ts `endedAccountError`).
+   */
+  async accountOf(id: string): Promise<string | undefined> {
+    if (this.#model !== 'AuthorizationCode' && this.#model !== 'DeviceCode') return undefined
+    const accountId = this.#ownRealms(await this.#deps.records.find(this.#model, this.#key(id), 0))?.accountId
+    return typeof accountId === 'string' ? accountId : undefined
+  }
+
   async #find(id: string): Promise<AdapterPayload | undefined> {
     if (this.#model === 'AuthorizationCode') return this.#claimCode(this.#key(id))
     // A device code past its expiry is still found (until the hourly sweep deletes it): oidc-provider judges its expiry

@@ -582,6 +582,8 @@ export async function gatewayCallback(app: App, realm: Realm, request: FastifyRe
     code.accountId === session.accountId && code.redirectUri === realm.issuer + GATEWAY_CALLBACK && freshLogin(code)
   // Finding the code used it up (adapter.ts `#claimCode`): of callbacks that bring one code at once, one finds it unused.
   if (!fromThisBrowser) return expired(reply)
+  // A code outlives its grant, ended (a logout, its account's end: src/store/oidc.ts `CODE_MODELS`): it is no sign-in then.
+  if (typeof code.grantId !== 'string' || !(await provider.Grant.find(code.grantId))) return expired(reply)
   const user = await app.accounts.get(Number(code.accountId))
   // The status every door answers a disabled account with (account_disabled).
   if (!user?.isActive) return html(reply, AccountDisabled.status, simplePage('Login failed', '<p>Your account is disabled.</p>'))

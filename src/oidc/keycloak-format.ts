@@ -610,10 +610,9 @@ export async function tokenError(body: Record<string, unknown>, ctx: KoaContextW
     return { status: 401, error, error_description: description }
   }
   if (error === 'invalid_grant') {
-    if (grantType === 'refresh_token') {
-      const ended = ACCOUNT_JUDGED.has(detail) ? await endedAccountError(ctx, options) : undefined
-      return bad(ended ?? REFRESH_ERRORS[detail] ?? 'Invalid refresh token', 'invalid_grant')
-    }
+    const ended = ACCOUNT_JUDGED.has(detail) ? await endedAccountError(ctx, grantType, params, options) : undefined
+    if (ended) return bad(ended, 'invalid_grant')
+    if (grantType === 'refresh_token') return bad(REFRESH_ERRORS[detail] ?? 'Invalid refresh token', 'invalid_grant')
     if (grantType === 'authorization_code') return bad(CODE_ERRORS[detail] ?? 'Code not valid', 'invalid_grant')
     if (grantType === DEVICE_GRANT) return bad('Device code not valid', 'invalid_grant')
   }
@@ -622,29 +621,44 @@ export async function tokenError(body: Record<string, unknown>, ctx: KoaContextW
 }
 
 /**
- * oidc-provider's reasons for refusing a refresh token that its account's end explains: disabling or deleting the
- * account ends its grants and refresh tokens (src/app.ts), which are then not found. Keycloak keeps a disabled user's
- * sessions, and judges the user before the session it is of (TokenManager `validateToken`).
+ * oidc-provider's reasons for refusing a code, device code or refresh token that its account's end explains:
+ * disabling or deleting the account ends its sessions, grants and refresh tokens (src/app.ts); a refresh token is
+ * then not found, nor a code of an ended session, or else its grant is not (a code outlives them: src/store/oidc.ts
+ * `CODE_MODELS`). Keycloak keeps a disabled user's sessions, and judges the user before the session
+ * (AuthorizationCodeGrantType, DeviceGrantType, TokenManager `validateToken`).
  */
 const ACCOUNT_JUDGED: ReadonlySet<string> = new Set([
   'refresh token not found',
+  'authorization code not found',
+  'device code not found',
   'grant not found',
   'grant is expired',
   'refresh token invalid (referenced account not found)',
+  'authorization code invalid (referenced account not found)',
+  'device code invalid (referenced account not found)',
 ])
 
 /**
- * Keycloak's words for a refresh refused because the token's user was disabled or deleted after it was issued:
- * "User disabled" for a disabled one, "Session not active" for a deleted one, whose sessions Keycloak removes with
- * it. The account is the one the token's verified JWT names (routes.ts); undefined when it stands: the refusal is
+ * Keycloak's words for a grant refused because its user was disabled or deleted after it began: "User disabled" for
+ * a disabled one; for a deleted one, whose sessions Keycloak removes with it, a refresh's "Session not active" (a
+ * code's and a device code's refusals stay as they are: Keycloak no longer finds them either). The account is the one
+ * the refresh token's verified JWT names (routes.ts), or the code's record. Undefined when it stands: the refusal is
  * another one.
  */
-async function endedAccountError(ctx: KoaContextWithOIDC, options: KeycloakShapeOptions): Promise<string | undefined> {
-  const accountId = providerRequestOf(ctx)?.refreshTokenAccount
+async function endedAccountError(ctx: KoaContextWithOIDC, grantType: unknown, params: Record<string, unknown>, options: KeycloakShapeOptions): Promise<string | undefined> {
+  let accountId: string | undefined
+  if (grantType === 'refresh_token') accountId = providerRequestOf(ctx)?.refreshTokenAccount
+  else if (grantType === 'authorization_code' || grantType === DEVICE_GRANT) {
+    const value = grantType === DEVICE_GRANT ? params.device_code : params.code
+    const model = grantType === DEVICE_GRANT ? ctx.oidc.provider.DeviceCode : ctx.oidc.provider.AuthorizationCode
+    const adapter = (model as unknown as { adapter: { accountOf?(id: string): Promise<string | undefined> } }).adapter
+    // The database failing now leaves the refusal as it was.
+    if (typeof value === 'string') accountId = await adapter.accountOf?.(value).catch(() => undefined)
+  }
   if (accountId === undefined) return undefined
-  // The database failing now leaves the refusal as it was.
   const state = await options.accountState(accountId).catch(() => 'active' as const)
-  return state === 'disabled' ? 'User disabled' : state === 'gone' ? 'Session not active' : undefined
+  if (state === 'disabled') return 'User disabled'
+  return state === 'gone' && grantType === 'refresh_token' ? 'Session not active' : undefined
 }
 
 /**

@@ -40,6 +40,12 @@ const SESSION_MODEL = 'Session'
 const REFRESH_TOKEN_MODEL = 'RefreshToken'
 
 /** What an ended realm browser session's row keeps: its key and expiry, nothing that finds it or could be used. */
+/**
+ * Codes and device codes outlive the grant they were issued under, ended, until they expire (a minute, or the device
+ * code's lifespan): oidc-provider refuses one whose grant is gone, and its refusal names what became of the code's
+ * account, "User disabled" as Keycloak answers (src/oidc/keycloak-format.ts), which a deleted code could not tell.
+ */
+const CODE_MODELS = ['AuthorizationCode', 'DeviceCode']
 const ENDED_SESSION = { payload: '{}', grant_id: null, uid: null, user_code: null, account_id: null, gateway_session: null, consumed_at: null } as const
 
 /**
@@ -455,7 +461,7 @@ export class OidcRecordRepository {
   }
 
   /**
-   * Deletes every record of an account, whatever its model (grants, codes, refresh and access tokens), and ends its
+   * Deletes every record of an account (grants, refresh and access tokens; its codes stay, `CODE_MODELS`), and ends its
    * realm browser sessions (`saveSession`), so that none of them can be used again; returns how many there were.
    * Records of other accounts and those without one (client credentials, interactions) are left alone.
    */
@@ -479,13 +485,13 @@ export class OidcRecordRepository {
     for (const row of issued) if (row.model === GRANT_MODEL) grants.set(row.id, { id: row.id, payload: JSON.parse(row.payload), tokens: [] })
     for (const row of issued) if (row.model !== GRANT_MODEL && row.grant_id !== null) grants.get(row.grant_id)?.tokens.push(JSON.parse(row.payload))
     this.#sessionsEnded(live.map((session) => JSON.parse(session.payload)), [...grants.values()])
-    const result = await this.#db.deleteFrom('oidc_records').where('account_id', '=', accountId).where('model', '!=', SESSION_MODEL).executeTakeFirst()
+    const result = await this.#db.deleteFrom('oidc_records').where('account_id', '=', accountId).where('model', 'not in', [SESSION_MODEL, ...CODE_MODELS]).executeTakeFirst()
     this.#changed()
     return sessions + Number(result.numDeletedRows)
   }
 
   /**
-   * Ends every grant of these clients, with everything issued under them (codes, refresh and access tokens), as
+   * Ends every grant of these clients, with the refresh and access tokens issued under them, as
    * Keycloak ends a removed client's sessions; returns the grants ended, for the caller to tell every process
    * (REVOKE_TOPIC). Seldom asked (a client was deleted), so the grants are found by their payload, without an index.
    */
@@ -566,19 +572,19 @@ export class OidcRecordRepository {
     return [...grants].map(([grantId, clientId]) => ({ grantId, clientId }))
   }
 
-  /** Deletes grants and everything issued under them (codes, refresh and access tokens), as a revocation of each does. */
+  /** Deletes grants and the refresh and access tokens issued under them (their codes stay, `CODE_MODELS`), as a revocation of each does. */
   async endGrants(grants: readonly string[]): Promise<void> {
     await this.#endGrants(grants)
   }
 
-  /** Deletes grants and everything issued under them (codes, refresh and access tokens). */
+  /** Deletes grants and the refresh and access tokens issued under them (their codes stay, `CODE_MODELS`). */
   async #endGrants(grants: readonly string[]): Promise<void> {
     if (!grants.length) return
     this.#changed()
     await this.settled()
     for (let start = 0; start < grants.length; start += MAX_BATCH_RECORDS) {
       const batch = grants.slice(start, start + MAX_BATCH_RECORDS)
-      await this.#db.deleteFrom('oidc_records').where((eb) => eb.or([eb('grant_id', 'in', batch), eb.and([eb('model', '=', GRANT_MODEL), eb('id', 'in', batch)])])).execute()
+      await this.#db.deleteFrom('oidc_records').where((eb) => eb.or([eb.and([eb('grant_id', 'in', batch), eb('model', 'not in', CODE_MODELS)]), eb.and([eb('model', '=', GRANT_MODEL), eb('id', 'in', batch)])])).execute()
     }
     this.#changed()
   }

@@ -1,14 +1,17 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { testRealms, tokenRequest } from '../helpers/oidc.ts'
+import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { browse, codeRedemption, CookieJar, REALM, realmUrl, realmWith, submitForm, tokenRequest } from '../helpers/oidc.ts'
 
-// Keycloak keeps a disabled user's sessions and judges the user at a refresh (TokenManager) and at the direct grant
-// (ValidateUsername); Gatehouse ends the sessions and the refresh tokens with the account, and answers alike.
-describe('a refresh token whose user was disabled or deleted after it was issued', () => {
+const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code'
+
+// Keycloak keeps a disabled user's sessions and judges the user at a refresh (TokenManager), a code's and a device
+// code's redemption (AuthorizationCodeGrantType, DeviceGrantType) and the direct grant (ValidateUsername); Gatehouse
+// ends the sessions, grants and refresh tokens with the account, and answers alike.
+describe('a grant whose user was disabled or deleted after it began', () => {
   let gw: TestGateway
   before(async () => {
-    gw = await startGateway({ config: { realms: testRealms } })
+    gw = await startGateway({ config: { realms: realmWith([{ client_id: 'tv', public_client: true, device_authorization_grant: true }]) } })
   })
   after(() => gw.close())
 
@@ -17,6 +20,7 @@ describe('a refresh token whose user was disabled or deleted after it was issued
     return (await gw.app.accounts.create({ username: name, password: secret(name) })).id
   }
   const disable = (id: number) => gw.app.accounts.update(id, { isActive: false })
+  const enable = (id: number) => gw.app.accounts.update(id, { isActive: true })
   const remove = async (id: number) => void await gw.app.accounts.delete(id)
 
   const refusal = (answer: { status: number; body: unknown }) => ({ status: answer.status, body: answer.body })
@@ -42,5 +46,64 @@ describe('a refresh token whose user was disabled or deleted after it was issued
     assert.deepEqual(refusal(await refresh(deletedToken)), refused('Session not active'))
     assert.deepEqual(refusal(await password('refresh-deleted')), refused('Invalid user credentials', 401))
 
+  })
+
+  async function approvedDevice(name: string): Promise<string> {
+    const started = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/auth/device`, { method: 'POST', body: new URLSearchParams({ client_id: 'tv', scope: 'openid' }) })
+    const { device_code: deviceCode, user_code: userCode } = await json(started) as { device_code: string; user_code: string }
+    const jar = new CookieJar()
+    const confirm = await submitForm(gw, jar, await browse(gw, jar, realmUrl(gw, '/device')), { user_code: userCode })
+    const done = await submitForm(gw, jar, await submitForm(gw, jar, confirm, {}), { username: name, password: secret(name) })
+    assert.match(await done.response.text(), /Device login complete/)
+    return deviceCode
+  }
+  const poll = (deviceCode: string) => tokenRequest(gw, { client_id: 'tv', grant_type: DEVICE_GRANT, device_code: deviceCode })
+
+  it('answers the device polling for a code its user approved, then was disabled, "User disabled", then "Device code not valid", as Keycloak', async () => {
+    const id = await account('dev-disabled')
+    const deviceCode = await approvedDevice('dev-disabled')
+    await disable(id)
+    assert.deepEqual(refusal(await poll(deviceCode)), refused('User disabled'))
+    // Keycloak removes the device code as it answers: the next poll, the account enabled again or not, gets nothing.
+    await enable(id)
+    assert.deepEqual(refusal(await poll(deviceCode)), refused('Device code not valid'))
+  })
+
+  it('refuses a device code approved before its user was disabled and enabled again, or deleted', async () => {
+    for (const [name, end] of [['dev-again', async (id: number) => { await disable(id); await enable(id) }], ['dev-deleted', remove]] as const) {
+      const id = await account(name)
+      const deviceCode = await approvedDevice(name)
+      await end(id)
+      assert.deepEqual(refusal(await poll(deviceCode)), refused('Device code not valid'), name)
+    }
+  })
+
+  it('answers a code redeemed after its user was disabled "User disabled", once, and one of a deleted user or of a user enabled again "Code not valid"', async () => {
+    const disabled = await account('code-disabled')
+    const form = await codeRedemption(gw, 'code-disabled', secret('code-disabled'))
+    await disable(disabled)
+    assert.deepEqual(refusal(await tokenRequest(gw, form)), refused('User disabled'))
+    await enable(disabled)
+    assert.deepEqual(refusal(await tokenRequest(gw, form)), refused('Code not valid'))
+
+    const again = await account('code-again')
+    const againForm = await codeRedemption(gw, 'code-again', secret('code-again'))
+    await disable(again)
+    await enable(again)
+    assert.deepEqual(refusal(await tokenRequest(gw, againForm)), refused('Code not valid'))
+
+    const deleted = await account('code-deleted')
+    const deletedForm = await codeRedemption(gw, 'code-deleted', secret('code-deleted'))
+    await remove(deleted)
+    assert.deepEqual(refusal(await tokenRequest(gw, deletedForm)), refused('Code not valid'))
+  })
+
+  it('refuses a code whose sign-in was logged out since "Code not valid"', async () => {
+    await account('code-logout')
+    const form = await codeRedemption(gw, 'code-logout', secret('code-logout'))
+    const user = await gw.store.users.findByUsername('code-logout')
+    // The administrator's "log out everywhere" for the user: its grants end, the code stays until it expires.
+    await gw.app.accounts.update(user!.id, { password: 'another-password-long' })
+    assert.deepEqual(refusal(await tokenRequest(gw, form)), refused('Code not valid'))
   })
 })

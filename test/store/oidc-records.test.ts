@@ -183,7 +183,9 @@ for (const backend of storeBackends) {
       await new StoreAdapter('AuthorizationCode', deps).upsert('code-second', { accountId: '9', grantId: 'g-second' }, 60)
       await sessions.upsert('adapted', { uid: 'uid-adapted', accountId: '9', authorizations: { app: { grantId: 'g-first' }, other: { grantId: 'g-second' }, cli: { grantId: 'g-offline', persistsLogout: true } } }, 300)
       assert.equal(await db.store.oidc.find('Session', recordKey('adapted'), Date.now()), undefined)
-      for (const [model, id] of [['Grant', 'g-first'], ['Grant', 'g-second'], ['AuthorizationCode', recordKey('code-second')]]) assert.equal(await db.store.oidc.find(model!, id!, Date.now()), undefined, id)
+      for (const [model, id] of [['Grant', 'g-first'], ['Grant', 'g-second']]) assert.equal(await db.store.oidc.find(model!, id!, Date.now()), undefined, id)
+      // The code outlives its grant until it expires, refused for it (CODE_MODELS).
+      assert.ok(await db.store.oidc.find('AuthorizationCode', recordKey('code-second'), Date.now()))
       assert.deepEqual(revoked, ['grant:g-first', 'grant:g-second'])
     })
 
@@ -422,16 +424,18 @@ for (const backend of storeBackends) {
       assert.ok(await db.store.oidc.find('RefreshToken', 'sid-r2', Date.now()), 'another sign-in of the account is left alone')
     })
 
-    it('deletes every record of one account, whatever its model, and nothing of anyone else', async () => {
+    it('deletes every record of one account but its codes, and nothing of anyone else', async () => {
       const later = Date.now() + 60_000
       for (const [model, id, accountId] of [['Session', 'acct-s', '41'], ['Grant', 'acct-g', '41'], ['RefreshToken', 'acct-r', '41'], ['AccessToken', 'acct-a', '41'], ['AuthorizationCode', 'acct-c', '41'], ['Grant', 'other-g', '42']] as const) {
         await db.store.oidc.upsert({ model, id, payload: { accountId, clientId: 'c' }, grantId: id, expiresAt: later })
       }
       await db.store.oidc.upsert({ model: 'ClientCredentials', id: 'service', payload: { clientId: 'c' }, expiresAt: later })
-      assert.equal(await db.store.oidc.destroyByAccount('41'), 5)
-      for (const [model, id] of [['Session', 'acct-s'], ['Grant', 'acct-g'], ['RefreshToken', 'acct-r'], ['AccessToken', 'acct-a'], ['AuthorizationCode', 'acct-c']]) {
+      assert.equal(await db.store.oidc.destroyByAccount('41'), 4)
+      for (const [model, id] of [['Session', 'acct-s'], ['Grant', 'acct-g'], ['RefreshToken', 'acct-r'], ['AccessToken', 'acct-a']]) {
         assert.equal(await db.store.oidc.find(model!, id!, Date.now()), undefined, model)
       }
+      // The code outlives its grant until it expires, refused for it (CODE_MODELS).
+      assert.ok(await db.store.oidc.find('AuthorizationCode', 'acct-c', Date.now()))
       assert.ok(await db.store.oidc.find('Grant', 'other-g', Date.now()))
       assert.ok(await db.store.oidc.find('ClientCredentials', 'service', Date.now()))
       assert.equal(await db.store.oidc.destroyByAccount('41'), 0)
