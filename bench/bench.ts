@@ -234,12 +234,14 @@ function writeConfig(): string {
     // Tokens that outlive the run (Keycloak's default five minutes would expire the OIDC rows' token part way). wrk
     // sends one refresh token again and again, which the default refresh_tokens_per_grant_limit (100) ends after
     // about a hundred refreshes: the refresh rows lift it, and so measure a refresh without the count the bound makes
-    // every fifty refreshes of a grant. The client_credentials rows make far more than client_credentials_tokens_limit's
+    // every fifty refreshes of a grant; they count each refresh for access_tokens_per_grant_limit, which none reaches.
+    // The client_credentials rows make far more than client_credentials_tokens_limit's
     // 10,000 tokens an hour: lifted, the rows measure the grant rather than its 429.
     '  - name: platform',
     '    access_token_seconds: 3600',
     '    refresh_tokens_per_grant_limit: 100000',
     '    client_credentials_tokens_limit: 0',
+    '    access_tokens_per_grant_limit: 1000000',
     '    clients:',
     '      - { client_id: end-users, public_client: true, direct_access_grants: true }',
     `      - { client_id: bench-service, public_client: false, secret: ${clientSecret}, service_accounts: true }`,
@@ -249,6 +251,7 @@ function writeConfig(): string {
     '    access_token_seconds: 3600',
     '    refresh_tokens_per_grant_limit: 100000',
     '    client_credentials_tokens_limit: 0',
+    '    access_tokens_per_grant_limit: 1000000',
     '    clients:',
     '      - { client_id: end-users, public_client: true, direct_access_grants: true }',
     `      - { client_id: bench-service, public_client: false, secret: ${clientSecret}, service_accounts: true }`,

@@ -47,12 +47,16 @@ function writeConfig(): string {
     '    access_token_seconds: 3600',
     // Far more service-account tokens than client_credentials_tokens_limit's 10,000 an hour: the grant, not its 429.
     '    client_credentials_tokens_limit: 0',
+    // Every refresh is counted for access_tokens_per_grant_limit, as by default, but none reaches it.
+    '    access_tokens_per_grant_limit: 1000000',
     ...clients,
     '  - name: platform-es256',
     '    default_signature_algorithm: ES256',
     '    access_token_seconds: 3600',
     // Far more service-account tokens than client_credentials_tokens_limit's 10,000 an hour: the grant, not its 429.
     '    client_credentials_tokens_limit: 0',
+    // Every refresh is counted for access_tokens_per_grant_limit, as by default, but none reaches it.
+    '    access_tokens_per_grant_limit: 1000000',
     ...clients,
   ].join('\n'))
   return config

@@ -165,9 +165,11 @@ export function orderScopes(scopes: Iterable<string>): string {
  * refresh token of `clientId` is used; it throws to refuse the refresh (the client's access rules no longer let the
  * user in). `confirmOnRefresh` asks then whether the account still stands where it came from (a directory account
  * whose entry is gone does not, and is disabled), as Keycloak's LDAP federation checks the entry at a refresh.
+ * `countRefresh` counts a refresh of the grant that passed all of these at the token endpoint, last; it throws to
+ * refuse it (too many of the grant's).
  */
-export function accountFinder(accounts: Accounts, onRefresh?: (ctx: KoaContextWithOIDC, clientId: string, user: User) => void, confirmOnRefresh?: (user: User) => Promise<boolean>) {
-  return async function findAccount(ctx: KoaContextWithOIDC, sub: string, token?: { kind?: string; clientId?: string; iat?: number }): Promise<Account | undefined> {
+export function accountFinder(accounts: Accounts, onRefresh?: (ctx: KoaContextWithOIDC, clientId: string, user: User) => void, confirmOnRefresh?: (user: User) => Promise<boolean>, countRefresh?: (grantId: string) => void) {
+  return async function findAccount(ctx: KoaContextWithOIDC, sub: string, token?: { kind?: string; clientId?: string; iat?: number; grantId?: string }): Promise<Account | undefined> {
     if (!/^[1-9][0-9]{0,14}$/.test(sub)) return undefined
     const user = await accounts.get(Number(sub))
     if (!user || !user.isActive) {
@@ -183,6 +185,7 @@ export function accountFinder(accounts: Accounts, onRefresh?: (ctx: KoaContextWi
     }
     if (token?.kind === 'RefreshToken' && confirmOnRefresh && !(await confirmOnRefresh(user))) return undefined
     if (onRefresh && token?.kind === 'RefreshToken' && token.clientId) onRefresh(ctx, token.clientId, user)
+    if (countRefresh && token?.kind === 'RefreshToken' && typeof token.grantId === 'string' && ctx?.oidc?.route === 'token') countRefresh(token.grantId)
     return { accountId: sub, claims: () => profileClaims(user) as AccountClaims }
   }
 }

@@ -149,6 +149,8 @@ export interface ProviderOptions {
   keys: RealmKeySet
   /** The service-account tokens issued to each client (realm.ts `clientTokenCounts`), kept by the realm across rebuilds. */
   clientTokens: FixedWindowCounts<string>
+  /** The access tokens each grant got by refreshing (realm.ts `grantTokenCounts`), kept by the realm across rebuilds. */
+  grantTokens: FixedWindowCounts<string>
   tokens: KeycloakTokens
   records: OidcRecordRepository
   accounts: Accounts
@@ -232,7 +234,9 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
     const refusal = clientAccess(realm.name, clientId, user, (ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.address ?? '')
     if (refusal) throw accessDenied(refusal)
   })
-  const findAccount = accountFinder(options.accounts, checkClientAccess, options.confirmAccount)
+  // Past `access_tokens_per_grant_limit`, counted once the refresh passed every other check, before its token is used up.
+  const countRefresh = (grantId: string) => refuseClientTokensPastLimit(options.grantTokens, grantId)
+  const findAccount = accountFinder(options.accounts, checkClientAccess, options.confirmAccount, countRefresh)
   const adapterDeps: AdapterDependencies = {
     realm: realm.name,
     records: options.records,
@@ -1122,9 +1126,12 @@ function loadRevoke(): Promise<(ctx: unknown, grantId: string | undefined) => Pr
   return revokeHelper
 }
 
-/** Refuses a service-account token past the client's `client_credentials_tokens_limit`, before it is signed or stored. */
-function refuseClientTokensPastLimit(counts: FixedWindowCounts<string>, clientId: string): void {
-  const refused = counts.count(clientId)
+/**
+ * Refuses a service-account token past the client's `client_credentials_tokens_limit`, before it is signed or stored;
+ * or a refresh past its grant's `access_tokens_per_grant_limit`, before its refresh token is used up.
+ */
+function refuseClientTokensPastLimit(counts: FixedWindowCounts<string>, key: string): void {
+  const refused = counts.count(key)
   if (refused) throw new ClientTokensThrottled(refused.retryAfterSeconds)
 }
 

@@ -52,6 +52,20 @@ const CLOCK_TOLERANCE_SECONDS = 5
 const MOST_CLIENTS_COUNTED = 10_000
 
 /**
+ * Grants whose refreshes are counted at once (`access_tokens_per_grant_limit`), a window's worth: past it the grant
+ * counted first starts afresh. Each is an entry of some hundred bytes.
+ */
+const MOST_GRANTS_COUNTED = 100_000
+
+/**
+ * The counts of the realm's `access_tokens_per_grant_limit`, in windows as long as a token lives: at most about twice
+ * the limit of one grant's access tokens issued by refreshes are live at once in a process.
+ */
+export function grantTokenCounts(realm: RealmConfig): FixedWindowCounts<string> {
+  return new FixedWindowCounts({ perKey: realm.access_tokens_per_grant_limit, windowMs: realm.access_token_seconds * 1000, maxKeys: MOST_GRANTS_COUNTED })
+}
+
+/**
  * The counts of the realm's `client_credentials_tokens_limit`, in windows as long as a token lives: at most about
  * twice the limit of one client's tokens are live at once in a process.
  */
@@ -160,6 +174,7 @@ export class Realm {
   /** When each device code last polled the token endpoint (RFC 8628 §3.5), in this process. */
   readonly #devicePolls = new Map<string, number>()
   readonly #clientTokens: FixedWindowCounts<string>
+  readonly #grantTokens: FixedWindowCounts<string>
   #provider: BuiltProvider & { issuer: string; keys: RealmKeySet; refreshKeys: RealmKeySet } | undefined
   /** The realm's not-before as this process last read it (`knownNotBefore()`); undefined once a `logout-all` is heard of. */
   #knownNotBefore: Promise<number> | undefined
@@ -171,6 +186,7 @@ export class Realm {
     this.config = config
     this.#deps = deps
     this.#clientTokens = clientTokenCounts(config)
+    this.#grantTokens = grantTokenCounts(config)
     const changed = () => deps.bus.publish(KEYS_TOPIC, config.name)
     // The keys' times (when one is due, replaced, deleted for every process) are the database's, as the tokens' iat
     // and exp are: a process whose clock runs ahead would otherwise delete a replaced key its tokens still need.
@@ -482,6 +498,7 @@ export class Realm {
         issuer,
         keys,
         clientTokens: this.#clientTokens,
+        grantTokens: this.#grantTokens,
         tokens,
         records: this.#deps.store.oidc,
         accounts: this.#deps.accounts,

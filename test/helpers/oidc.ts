@@ -161,6 +161,21 @@ export function postToken(gw: TestGateway, body: string, headers: Record<string,
   })
 }
 
+/** The seconds of a 429 answer's Retry-After. */
+export function retryAfterOf(answer: TokenAnswer): number {
+  return Number(/^retry-after: (\d+)$/i.exec(answer.rawHeaders.find((header) => /^retry-after:/i.test(header)) ?? '')?.[1])
+}
+
+/** A token request refused 429 `client_tokens_throttled` for too many tokens, told to wait at most `windowSeconds`. */
+export function assertTokensThrottled(answer: TokenAnswer, windowSeconds: number): void {
+  assert.equal(answer.status, 429, JSON.stringify(answer.body))
+  assert.equal(answer.body.error, 'client_tokens_throttled')
+  assert.match(answer.body.error_description, /too many tokens/)
+  assert.equal(answer.body.access_token, undefined)
+  const retryAfter = retryAfterOf(answer)
+  assert.ok(retryAfter >= 1 && retryAfter <= windowSeconds, `Retry-After: ${retryAfter}`)
+}
+
 /** Claims and record members that differ between any two tokens, or any two sessions. */
 const PER_TOKEN = new Set(['jti', 'iat', 'exp', 'at_hash', 'sid', 'session_state', 'grantId', 'sessionUid', 'iiat', 'authTime', 'auth_time'])
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { postToken as post, SERVICE_SECRET, testRealms, watchProviderGrants, type TokenAnswer } from '../helpers/oidc.ts'
+import { assertTokensThrottled, postToken as post, retryAfterOf, SERVICE_SECRET, testRealms, watchProviderGrants, type TokenAnswer } from '../helpers/oidc.ts'
 
 const LIMIT = 3
 const ACCESS_TOKEN_SECONDS = 10
@@ -10,18 +10,7 @@ const form = (clientId: string) => `client_id=${clientId}&client_secret=${SERVIC
 /** A member oidc-provider ignores and the shortcut does not take: the same request, answered by oidc-provider. */
 const TO_PROVIDER = '&ignored=1'
 
-function retryAfterOf(answer: TokenAnswer): number {
-  return Number(/^retry-after: (\d+)$/i.exec(answer.rawHeaders.find((header) => /^retry-after:/i.test(header)) ?? '')?.[1])
-}
-
-function assertThrottled(answer: TokenAnswer): void {
-  assert.equal(answer.status, 429, JSON.stringify(answer.body))
-  assert.equal(answer.body.error, 'client_tokens_throttled')
-  assert.match(answer.body.error_description, /too many tokens/)
-  assert.equal(answer.body.access_token, undefined)
-  const retryAfter = retryAfterOf(answer)
-  assert.ok(retryAfter >= 1 && retryAfter <= ACCESS_TOKEN_SECONDS, `Retry-After: ${retryAfter}`)
-}
+const assertThrottled = (answer: TokenAnswer) => assertTokensThrottled(answer, ACCESS_TOKEN_SECONDS)
 
 describe('client_credentials_tokens_limit: the service-account tokens one client gets within an access token\'s lifetime', () => {
   let gw: TestGateway

@@ -1,0 +1,60 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { assertTokensThrottled, decodeJwtPart, postToken as post, realmWith, retryAfterOf, SERVICE_SECRET, TO_PROVIDER, watchProviderGrants, type TokenAnswer } from '../helpers/oidc.ts'
+
+const LIMIT = 3
+const ACCESS_TOKEN_SECONDS = 10
+const login = (name: string) => `client_id=reports&client_secret=${SERVICE_SECRET}&grant_type=password&username=${name}&password=${name}-password-long`
+const refresh = (token: string) => `client_id=reports&client_secret=${SERVICE_SECRET}&grant_type=refresh_token&refresh_token=${token}`
+
+const assertThrottled = (answer: TokenAnswer) => assertTokensThrottled(answer, ACCESS_TOKEN_SECONDS)
+
+describe('access_tokens_per_grant_limit: the access tokens one login gets by refreshing within an access token\'s lifetime', () => {
+  let gw: TestGateway
+  let providerGrants: { readonly count: number }
+
+  before(async () => {
+    // `reports` uses each refresh token once (refresh_token_rotation): a refused refresh that used it up would break the chain.
+    gw = await startGateway({ config: { realms: realmWith([], { access_token_seconds: ACCESS_TOKEN_SECONDS, access_tokens_per_grant_limit: LIMIT }) } })
+    providerGrants = watchProviderGrants(gw)
+    for (const name of ['looper', 'other']) await gw.app.accounts.create({ username: name, password: `${name}-password-long` })
+  })
+  after(() => gw.close())
+
+  const rows = async (grantId: string) => (await gw.store.database.db.selectFrom('oidc_records').select('id').where('model', '=', 'AccessToken').where('grant_id', '=', grantId).execute()).length
+
+  it('refuses a refresh past the limit with 429 and Retry-After, on either path, stores nothing for it, keeps its refresh token and the tokens issued, and leaves other logins be', async () => {
+    const first = await post(gw, login('looper'))
+    assert.equal(first.status, 200, JSON.stringify(first.body))
+    const grantId = await gw.store.database.db.selectFrom('oidc_records').select('grant_id').where('model', '=', 'AccessToken').execute().then((found) => found.at(-1)!.grant_id!)
+    let token = first.body.refresh_token as string
+    const issued: string[] = []
+    for (let i = 0; i < LIMIT; i++) {
+      // The shortcut and oidc-provider's own grant count alike.
+      const answer = await post(gw, refresh(token) + (i % 2 ? TO_PROVIDER : ''))
+      assert.equal(answer.status, 200, JSON.stringify(answer.body))
+      token = answer.body.refresh_token
+      issued.push(answer.body.access_token)
+    }
+    assert.equal(await rows(grantId), LIMIT + 1, 'the login\'s token, and one a refresh')
+    const grants = providerGrants.count
+    const refused = await post(gw, refresh(token))
+    assertThrottled(refused)
+    assert.equal(providerGrants.count, grants, 'the shortcut answered the refusal itself, not oidc-provider once more')
+    assertThrottled(await post(gw, refresh(token) + TO_PROVIDER))
+    assert.equal(await rows(grantId), LIMIT + 1, 'a refused refresh stores nothing')
+
+    // Every token issued stays valid until it expires, as in Keycloak: its record, which the gateway verifies it by, stays.
+    for (const accessToken of issued) assert.ok(await gw.store.oidc.find('AccessToken', decodeJwtPart(accessToken, 1).jti, Date.now()))
+    // Another login of the same user and client has a count of its own.
+    const other = await post(gw, login('other'))
+    assert.equal((await post(gw, refresh(other.body.refresh_token))).status, 200)
+
+    // Once the window has passed, the refresh token refused is taken: the refusals did not use it up.
+    await sleep(retryAfterOf(refused) * 1000 + 200)
+    const again = await post(gw, refresh(token))
+    assert.equal(again.status, 200, JSON.stringify(again.body))
+  })
+})
