@@ -33,6 +33,14 @@ const REALM_BOUND_MODELS = new Set([
 const REPLAY_RECORD_MAX_SECONDS = CLIENT_ASSERTION_MAX_SECONDS + CLIENT_ASSERTION_CLOCK_SKEW_SECONDS + 5
 
 /**
+ * The most codes one grant (a browser session's sign-in to a client) holds at once, used or not: each authorization
+ * request issues one, which lives a minute, and a browser (or a script with its cookie) looping over the authorization
+ * endpoint with `prompt=none` would otherwise add a row a request. A new one past it ends the oldest, counted as a
+ * grant's refresh tokens are (`#countDue`); a client redeems its code at once, and the one it was just given is the newest.
+ */
+const CODES_PER_GRANT_LIMIT = 100
+
+/**
  * When a signed-in browser session began, in epoch seconds: its login (`loginTs`), or, for one a gateway session
  * signed in (whose `loginTs` is that gateway session's password login, as its `auth_time` says), when the realm
  * session itself was first saved (`iat`), so that it is not born past its maximum.
@@ -103,7 +111,7 @@ export class StoreAdapter implements Adapter {
    * the client (a token's client never changes), which this saves reading the record again for.
    */
   readonly #refreshTokenClients = new BoundedCache<string, string>({ maxEntries: 1000, maxAgeMs: 60_000 })
-  /** Refresh tokens each grant saved since its tokens were last counted (`#endRefreshTokensPastLimit`). */
+  /** Refresh tokens, or codes, each grant saved since they were last counted (`#countDue`). */
   readonly #savedSinceCount = new BoundedCache<string, number>({ maxEntries: 10_000, maxAgeMs: 3600_000 })
 
   constructor(model: string, deps: AdapterDependencies) {
@@ -139,6 +147,9 @@ export class StoreAdapter implements Adapter {
     if (this.#model === 'RefreshToken' && typeof payload.grantId === 'string' && this.#deps.refreshTokensPerGrantLimit !== undefined) {
       await this.#endRefreshTokensPastLimit(payload.grantId, this.#deps.refreshTokensPerGrantLimit, id, !payload.rotations)
     }
+    if (this.#model === 'AuthorizationCode' && typeof payload.grantId === 'string' && this.#countDue(payload.grantId, CODES_PER_GRANT_LIMIT, true)) {
+      await this.#deps.records.endCodesPastLimit(payload.grantId, CODES_PER_GRANT_LIMIT, this.#key(id), providerNow())
+    }
     if (this.#model === 'Grant' && typeof payload.accountId === 'string' && this.#deps.grantsPerUserLimit !== undefined) {
       await this.#endGrantsPastLimit(payload.accountId, this.#deps.grantsPerUserLimit, id)
     }
@@ -168,11 +179,22 @@ export class StoreAdapter implements Adapter {
    * limit plus, on each process, half of it.
    */
   async #endRefreshTokensPastLimit(grantId: string, limit: number, kept: string, issuedByLogin: boolean): Promise<void> {
+    if (this.#countDue(grantId, limit, issuedByLogin)) await this.#deps.records.endRefreshTokensPastLimit(grantId, limit, kept, providerNow())
+  }
+
+  /**
+   * Whether a grant's records of this model are to be counted in the database now, at every half of `limit` saved
+   * by this process; the grant's first one here (`firstUncounted`) is counted in memory only.
+   */
+  #countDue(grantId: string, limit: number, firstUncounted: boolean): boolean {
     const saved = this.#savedSinceCount.get(grantId)
     const countEvery = Math.max(1, Math.floor(limit / 2))
-    if (saved === undefined ? issuedByLogin : saved + 1 < countEvery) return this.#savedSinceCount.set(grantId, (saved ?? 0) + 1)
+    if (saved === undefined ? firstUncounted : saved + 1 < countEvery) {
+      this.#savedSinceCount.set(grantId, (saved ?? 0) + 1)
+      return false
+    }
     this.#savedSinceCount.set(grantId, 0)
-    await this.#deps.records.endRefreshTokensPastLimit(grantId, limit, kept, providerNow())
+    return true
   }
 
   /**

@@ -39,13 +39,14 @@ const GRANT_MODEL = 'Grant'
 const SESSION_MODEL = 'Session'
 const REFRESH_TOKEN_MODEL = 'RefreshToken'
 
-/** What an ended realm browser session's row keeps: its key and expiry, nothing that finds it or could be used. */
+const AUTHORIZATION_CODE_MODEL = 'AuthorizationCode'
 /**
  * Codes and device codes outlive the grant they were issued under, ended, until they expire (a minute, or the device
  * code's lifespan): oidc-provider refuses one whose grant is gone, and its refusal names what became of the code's
  * account, "User disabled" as Keycloak answers (src/oidc/keycloak-format.ts), which a deleted code could not tell.
  */
-const CODE_MODELS = ['AuthorizationCode', 'DeviceCode']
+const CODE_MODELS = [AUTHORIZATION_CODE_MODEL, 'DeviceCode']
+/** What an ended realm browser session's row keeps: its key and expiry, nothing that finds it or could be used. */
 const ENDED_SESSION = { payload: '{}', grant_id: null, uid: null, user_code: null, account_id: null, gateway_session: null, consumed_at: null } as const
 
 /**
@@ -622,14 +623,28 @@ export class OidcRecordRepository {
    * refresh token in memory past the turn that read it.
    */
   async endRefreshTokensPastLimit(grantId: string, limit: number, kept: string, now: number): Promise<void> {
-    const live = this.#db.selectFrom('oidc_records').where('grant_id', '=', grantId).where('model', '=', sql.lit(REFRESH_TOKEN_MODEL))
+    await this.#endPastLimit(REFRESH_TOKEN_MODEL, grantId, limit, kept, now)
+  }
+
+  /**
+   * Deletes a grant's live codes, used or not, past its `limit` newest, never `kept` (the one just saved), ordered as
+   * `endRefreshTokensPastLimit` orders refresh tokens. Counted by the index of records by grant: besides its codes, a
+   * grant has its refresh and access tokens, which the realm bounds. A code deleted so is refused as an unknown one.
+   */
+  async endCodesPastLimit(grantId: string, limit: number, kept: string, now: number): Promise<void> {
+    await this.#endPastLimit(AUTHORIZATION_CODE_MODEL, grantId, limit, kept, now)
+  }
+
+  async #endPastLimit(model: string, grantId: string, limit: number, kept: string, now: number): Promise<void> {
+    // The model written in the statement, not bound: so the database may use the index of refresh tokens alone.
+    const live = this.#db.selectFrom('oidc_records').where('grant_id', '=', grantId).where('model', '=', sql.lit(model))
       .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
     const { count } = await live.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow()
     if (Number(count) <= limit) return
     const issued = this.#issuedAt()
     const older = await live.select('id').orderBy(issued, 'desc').orderBy(sql`coalesce(expires_at, 0)`, 'desc').orderBy('id', 'desc').limit(Number(count)).offset(limit).execute()
     const ended = older.map((token) => token.id).filter((id) => id !== kept)
-    if (ended.length) await this.#db.deleteFrom('oidc_records').where('model', '=', REFRESH_TOKEN_MODEL).where('id', 'in', ended).execute()
+    if (ended.length) await this.#db.deleteFrom('oidc_records').where('model', '=', model).where('id', 'in', ended).execute()
   }
 
   /** A record's `iat` (the second it was issued); missing (a record written by hand), the oldest, alike on both databases. */
