@@ -160,15 +160,18 @@ export function orderScopes(scopes: Iterable<string>): string {
   return [...first, ...[...set].filter((s) => !first.includes(s))].join(' ')
 }
 
+/** What a grant's access tokens are issued for again and again, on the grant of one login: a refresh, a code of `prompt=none`. */
+const COUNTED_SOURCES: ReadonlySet<string> = new Set(['RefreshToken', 'AuthorizationCode'])
+
 /**
  * oidc-provider's `findAccount`: an active Gatehouse user by id (the `sub`). `onRefresh` judges a user again when a
  * refresh token of `clientId` is used; it throws to refuse the refresh (the client's access rules no longer let the
  * user in). `confirmOnRefresh` asks then whether the account still stands where it came from (a directory account
  * whose entry is gone does not, and is disabled), as Keycloak's LDAP federation checks the entry at a refresh.
- * `countRefresh` counts a refresh of the grant that passed all of these at the token endpoint, last; it throws to
- * refuse it (too many of the grant's).
+ * `countGrantTokens` counts the tokens of a refresh, or of a code's redemption, that passed all of these at the token
+ * endpoint, last, by its grant; it throws to refuse them (too many of the grant's).
  */
-export function accountFinder(accounts: Accounts, onRefresh?: (ctx: KoaContextWithOIDC, clientId: string, user: User) => void, confirmOnRefresh?: (user: User) => Promise<boolean>, countRefresh?: (grantId: string) => void) {
+export function accountFinder(accounts: Accounts, onRefresh?: (ctx: KoaContextWithOIDC, clientId: string, user: User) => void, confirmOnRefresh?: (user: User) => Promise<boolean>, countGrantTokens?: (grantId: string) => void) {
   return async function findAccount(ctx: KoaContextWithOIDC, sub: string, token?: { kind?: string; clientId?: string; iat?: number; grantId?: string }): Promise<Account | undefined> {
     if (!/^[1-9][0-9]{0,14}$/.test(sub)) return undefined
     const user = await accounts.get(Number(sub))
@@ -185,7 +188,7 @@ export function accountFinder(accounts: Accounts, onRefresh?: (ctx: KoaContextWi
     }
     if (token?.kind === 'RefreshToken' && confirmOnRefresh && !(await confirmOnRefresh(user))) return undefined
     if (onRefresh && token?.kind === 'RefreshToken' && token.clientId) onRefresh(ctx, token.clientId, user)
-    if (countRefresh && token?.kind === 'RefreshToken' && typeof token.grantId === 'string' && ctx?.oidc?.route === 'token') countRefresh(token.grantId)
+    if (countGrantTokens && COUNTED_SOURCES.has(token?.kind ?? '') && typeof token?.grantId === 'string' && ctx?.oidc?.route === 'token') countGrantTokens(token.grantId)
     return { accountId: sub, claims: () => profileClaims(user) as AccountClaims }
   }
 }

@@ -234,9 +234,10 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
     const refusal = clientAccess(realm.name, clientId, user, (ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.address ?? '')
     if (refusal) throw accessDenied(refusal)
   })
-  // Past `access_tokens_per_grant_limit`, counted once the refresh passed every other check, before its token is used up.
-  const countRefresh = (grantId: string) => refuseClientTokensPastLimit(options.grantTokens, grantId)
-  const findAccount = accountFinder(options.accounts, checkClientAccess, options.confirmAccount, countRefresh)
+  // Past `access_tokens_per_grant_limit`, counted once a refresh or a code's redemption passed every other check,
+  // before a refresh token is used up.
+  const countGrantTokens = (grantId: string) => refuseClientTokensPastLimit(options.grantTokens, grantId)
+  const findAccount = accountFinder(options.accounts, checkClientAccess, options.confirmAccount, countGrantTokens)
   const adapterDeps: AdapterDependencies = {
     realm: realm.name,
     records: options.records,
@@ -1128,7 +1129,7 @@ function loadRevoke(): Promise<(ctx: unknown, grantId: string | undefined) => Pr
 
 /**
  * Refuses a service-account token past the client's `client_credentials_tokens_limit`, before it is signed or stored;
- * or a refresh past its grant's `access_tokens_per_grant_limit`, before its refresh token is used up.
+ * or a refresh or a code's redemption past its grant's `access_tokens_per_grant_limit`, before a refresh token is used up.
  */
 function refuseClientTokensPastLimit(counts: FixedWindowCounts<string>, key: string): void {
   const refused = counts.count(key)

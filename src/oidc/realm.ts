@@ -52,14 +52,14 @@ const CLOCK_TOLERANCE_SECONDS = 5
 const MOST_CLIENTS_COUNTED = 10_000
 
 /**
- * Grants whose refreshes are counted at once (`access_tokens_per_grant_limit`), a window's worth: past it the grant
+ * Grants whose refreshes and codes are counted at once (`access_tokens_per_grant_limit`), a window's worth: past it the grant
  * counted first starts afresh. Each is an entry of some hundred bytes.
  */
 const MOST_GRANTS_COUNTED = 100_000
 
 /**
  * The counts of the realm's `access_tokens_per_grant_limit`, in windows as long as a token lives: at most about twice
- * the limit of one grant's access tokens issued by refreshes are live at once in a process.
+ * the limit of one grant's access tokens issued by refreshes and codes are live at once in a process.
  */
 export function grantTokenCounts(realm: RealmConfig): FixedWindowCounts<string> {
   return new FixedWindowCounts({ perKey: realm.access_tokens_per_grant_limit, windowMs: realm.access_token_seconds * 1000, maxKeys: MOST_GRANTS_COUNTED })

@@ -131,6 +131,21 @@ export async function codeRedemption(gw: TestGateway, username: string, password
   return new URLSearchParams({ client_id: clientId, grant_type: 'authorization_code', code, redirect_uri: CLIENT_REDIRECT, code_verifier: verifier })
 }
 
+/**
+ * A browser signed in at the test realm's login page for `end-users` (PKCE S256): its jar, the authorization URL
+ * it asks (with `extra` parameters), the code verifier, and the code its sign-in brought back.
+ */
+export async function signedInBrowser(gw: TestGateway, username: string, password: string): Promise<{ jar: CookieJar; authorize(extra?: Record<string, string>): string; verifier: string; code: string }> {
+  const verifier = randomBytes(32).toString('base64url')
+  const challenge = createHash('sha256').update(verifier).digest('base64url')
+  const authorize = (extra: Record<string, string> = {}) => realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams({ client_id: 'end-users', response_type: 'code', scope: 'openid', redirect_uri: CLIENT_REDIRECT, code_challenge: challenge, code_challenge_method: 'S256', ...extra })}`)
+  const jar = new CookieJar()
+  const page = await browse(gw, jar, authorize())
+  const action = /<form method="post" action="([^"]+)"/.exec(await page.response.text())![1]!
+  const done = await browse(gw, jar, gw.url + action, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ username, password }).toString() })
+  return { jar, authorize, verifier, code: new URL(done.url).searchParams.get('code')! }
+}
+
 export interface TokenAnswer {
   status: number
   /** As sent, in order, names in their case, without Date, and X-Request-Id's value as `(id)`. */

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { assertTokensThrottled, decodeJwtPart, postToken as post, realmWith, retryAfterOf, SERVICE_SECRET, TO_PROVIDER, watchProviderGrants, type TokenAnswer } from '../helpers/oidc.ts'
+import { assertTokensThrottled, CLIENT_REDIRECT, decodeJwtPart, postToken as post, realmWith, retryAfterOf, SERVICE_SECRET, signedInBrowser, TO_PROVIDER, watchProviderGrants, type TokenAnswer } from '../helpers/oidc.ts'
 
 const LIMIT = 3
 const ACCESS_TOKEN_SECONDS = 10
@@ -19,7 +19,7 @@ describe('access_tokens_per_grant_limit: the access tokens one login gets by ref
     // `reports` uses each refresh token once (refresh_token_rotation): a refused refresh that used it up would break the chain.
     gw = await startGateway({ config: { realms: realmWith([], { access_token_seconds: ACCESS_TOKEN_SECONDS, access_tokens_per_grant_limit: LIMIT }) } })
     providerGrants = watchProviderGrants(gw)
-    for (const name of ['looper', 'other']) await gw.app.accounts.create({ username: name, password: `${name}-password-long` })
+    for (const name of ['looper', 'other', 'browser']) await gw.app.accounts.create({ username: name, password: `${name}-password-long` })
   })
   after(() => gw.close())
 
@@ -56,5 +56,17 @@ describe('access_tokens_per_grant_limit: the access tokens one login gets by ref
     await sleep(retryAfterOf(refused) * 1000 + 200)
     const again = await post(gw, refresh(token))
     assert.equal(again.status, 200, JSON.stringify(again.body))
+  })
+
+  it('counts the codes a signed-in browser redeems on its grant, as its prompt=none requests bring them, with the grant\'s refreshes', async () => {
+    const { jar, authorize, verifier, code } = await signedInBrowser(gw, 'browser', 'browser-password-long')
+    const silentCode = async () => new URL((await fetch(authorize({ prompt: 'none' }), { redirect: 'manual', headers: { cookie: jar.header() } })).headers.get('location')!).searchParams.get('code')!
+    const redeem = (code: string) => post(gw, new URLSearchParams({ client_id: 'end-users', grant_type: 'authorization_code', code, redirect_uri: CLIENT_REDIRECT, code_verifier: verifier }).toString())
+    const first = await redeem(code)
+    assert.equal(first.status, 200, JSON.stringify(first.body))
+    assert.equal((await redeem(await silentCode())).status, 200)
+    assert.equal((await post(gw, `client_id=end-users&grant_type=refresh_token&refresh_token=${first.body.refresh_token}`)).status, 200)
+    assertTokensThrottled(await redeem(await silentCode()), ACCESS_TOKEN_SECONDS)
+    assertTokensThrottled(await post(gw, `client_id=end-users&grant_type=refresh_token&refresh_token=${first.body.refresh_token}`), ACCESS_TOKEN_SECONDS)
   })
 })

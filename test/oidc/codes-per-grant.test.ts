@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict'
-import { createHash, randomBytes } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { browse, CLIENT_REDIRECT, CookieJar, realmUrl, testRealms, tokenRequest } from '../helpers/oidc.ts'
+import { CLIENT_REDIRECT, signedInBrowser, testRealms, tokenRequest } from '../helpers/oidc.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 
 /** The most codes a grant holds (src/oidc/adapter.ts), and how many more a process may save between its counts. */
@@ -28,13 +27,7 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`the codes one g
   })
 
   it('are at most the limit and some: a new one past it ends the oldest, refused as unknown, and the newest redeems', async () => {
-    const verifier = randomBytes(32).toString('base64url')
-    const challenge = createHash('sha256').update(verifier).digest('base64url')
-    const authorize = (extra: Record<string, string> = {}) => realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams({ client_id: 'end-users', response_type: 'code', scope: 'openid', redirect_uri: CLIENT_REDIRECT, code_challenge: challenge, code_challenge_method: 'S256', ...extra })}`)
-    const jar = new CookieJar()
-    const page = await browse(gw, jar, authorize())
-    const action = /<form method="post" action="([^"]+)"/.exec(await page.response.text())![1]!
-    await browse(gw, jar, gw.url + action, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'username=looper&password=looper-password-long' })
+    const { jar, authorize, verifier } = await signedInBrowser(gw, 'looper', 'looper-password-long')
 
     const codes: string[] = []
     for (let i = 0; i < 2 * LIMIT; i++) {
