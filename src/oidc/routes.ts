@@ -517,7 +517,8 @@ async function keycloakForm(realm: Realm, path: string, raw: IncomingMessage, fo
     const value = form.get('refresh_token')!
     const token = JWT_SHAPE.test(value) ? await realm.refreshToken(value) : undefined
     form.set('refresh_token', token?.jti ?? UNKNOWN_TOKEN)
-    refreshTokenAccount = token?.sub
+    // An expired one is refused for that, whatever became of its account, as Keycloak checks the token first.
+    if (token && token.exp > epochTime()) refreshTokenAccount = token.sub
   }
   let unreadableToken = false
   let accessToken: AccessTokenClaims | undefined

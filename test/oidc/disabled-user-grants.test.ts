@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
+import { setProviderClock } from '../../src/oidc/provider-clock.ts'
 import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { browse, codeRedemption, CookieJar, REALM, realmUrl, realmWith, submitForm, tokenRequest } from '../helpers/oidc.ts'
 
@@ -46,6 +47,21 @@ describe('a grant whose user was disabled or deleted after it began', () => {
     assert.deepEqual(refusal(await refresh(deletedToken)), refused('Session not active'))
     assert.deepEqual(refusal(await password('refresh-deleted')), refused('Invalid user credentials', 401))
 
+  })
+
+  it('answers an expired refresh token of a disabled user as one of an active user, as Keycloak checks the token first', async (t) => {
+    const login = async (name: string) => (await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: name, password: secret(name) })).body.refresh_token as string
+    const refresh = (token: string) => tokenRequest(gw, { client_id: 'end-users', grant_type: 'refresh_token', refresh_token: token })
+    await account('expired-active')
+    const disabled = await account('expired-disabled')
+    const [activeToken, disabledToken] = [await login('expired-active'), await login('expired-disabled')]
+    await disable(disabled)
+    // Past the refresh tokens' expiry (the session's idle time).
+    setProviderClock(() => Date.now() + 2 * 3600_000)
+    t.after(() => setProviderClock(() => Date.now()))
+    const [activeAnswer, disabledAnswer] = [await refresh(activeToken), await refresh(disabledToken)]
+    assert.equal(activeAnswer.status, 400)
+    assert.deepEqual(refusal(disabledAnswer), refusal(activeAnswer))
   })
 
   async function approvedDevice(name: string): Promise<string> {
