@@ -3,18 +3,25 @@ import { after, before, describe, it } from 'node:test'
 import { setProviderClock } from '../../src/oidc/provider-clock.ts'
 import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { browse, codeRedemption, CookieJar, REALM, realmUrl, realmWith, submitForm, tokenRequest } from '../helpers/oidc.ts'
+import { createTestDatabase } from '../helpers/postgres.ts'
 
 const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code'
 
 // Keycloak keeps a disabled user's sessions and judges the user at a refresh (TokenManager), a code's and a device
 // code's redemption (AuthorizationCodeGrantType, DeviceGrantType) and the direct grant (ValidateUsername); Gatehouse
 // ends the sessions, grants and refresh tokens with the account, and answers alike.
-describe('a grant whose user was disabled or deleted after it began', () => {
+for (const backend of ['sqlite', 'postgres'] as const) describe(`a grant whose user was disabled or deleted after it began (${backend})`, () => {
   let gw: TestGateway
+  let drop: (() => Promise<void>) | undefined
   before(async () => {
-    gw = await startGateway({ config: { realms: realmWith([{ client_id: 'tv', public_client: true, device_authorization_grant: true }]) } })
+    const database = backend === 'postgres' ? await createTestDatabase() : undefined
+    drop = database?.drop
+    gw = await startGateway({ databaseUrl: database?.url, config: { realms: realmWith([{ client_id: 'tv', public_client: true, device_authorization_grant: true }]) } })
   })
-  after(() => gw.close())
+  after(async () => {
+    await gw?.close()
+    await drop?.()
+  })
 
   const secret = (name: string) => `${name}-password-long`
   async function account(name: string): Promise<number> {
