@@ -189,8 +189,10 @@ export async function createApp(config: Config, store: Store, options: AppOption
 
   const sessions = new SessionManager(store, bus, settings)
   // In the change's own transaction: a new password, a disabled or a deleted account ends every session of the user
-  // and every one of the OpenID Connect provider's (sessions, those linked to no gateway session too, grants, codes,
-  // refresh and access tokens), as Keycloak refuses a disabled user's; enabled again, the account signs in anew. The
+  // and every one of the OpenID Connect provider's (sessions, those linked to no gateway session too, grants, refresh
+  // and access tokens), as Keycloak refuses a disabled user's; its codes and device codes stay until they expire,
+  // unusable without their grant, so that one redeemed is refused "User disabled" as Keycloak refuses it (the store's
+  // destroyByAccount); enabled again, the account signs in anew. The
   // personal tokens end too when asked. The user's event makes every process drop what it remembers of them
   // (sessions, tokens, verified access tokens), so they need no events of their own. What a request writes for the
   // account just after this is refused where it is used (the account is looked up then: `accountFinder`).
