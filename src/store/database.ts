@@ -193,6 +193,10 @@ const MIGRATION_WAIT_MS = 60_000
  * a migration cut short by a signal leaves no statement waiting on the server for longer.
  */
 const MIGRATION_LOCK_WAIT_MS = 1_000
+/** The advisory lock Kysely's Migrator holds on PostgreSQL while it migrates (its PostgresAdapter's, not exported). */
+const MIGRATION_LOCK_ID = BigInt('3853314791062309107')
+/** How long a start waits for another process's migrations that it has no part in: as long as the Migrator waits for its lock. */
+const MIGRATIONS_UNDER_WAY_WAIT_MS = 3_600_000
 /** PostgreSQL's SQLSTATE for a lock not obtained within lock_timeout. */
 const LOCK_NOT_AVAILABLE = '55P03'
 /** Characters PostgreSQL cannot store in text (SQLite can): refused for both, so both behave alike. */
@@ -269,7 +273,11 @@ export class Database {
    * loop asleep with it: nothing is served yet.
    */
   async migrate(): Promise<string[]> {
-    if (!this.#sqlite) return await this.#hasEveryMigration() ? [] : this.#migrate()
+    if (!this.#sqlite) {
+      if (!await this.#hasEveryMigration()) return this.#migrate()
+      await this.#waitForMigrationsUnderWay()
+      return []
+    }
     const sqlite = this.#sqlite
     const raw = sqlite.raw
     // Waiting for another process's migrations is not a query: it may rightly take longer than the query timeout.
@@ -301,6 +309,31 @@ export class Database {
     } catch {
       // A new database, without the Migrator's table yet (or one not answering, which migrating will say).
       return false
+    }
+  }
+
+  /**
+   * PostgreSQL: waits while another process holds the migrations' lock, as the Migrator would. A process that finds
+   * every migration it knows applied has nothing to migrate, but a newer version may be migrating beside it (a
+   * rolling upgrade, a worker replaced meanwhile): its one transaction holds the tables it changes until it commits,
+   * and this start's first queries on them (the first superuser) would fail after the query timeout, ending the start
+   * with a database "not available" that is only busy. Free (every start but those few), this costs one query.
+   */
+  async #waitForMigrationsUnderWay(): Promise<void> {
+    const { rows } = await sql<{ free: boolean }>`select case when pg_try_advisory_lock(${sql.lit(MIGRATION_LOCK_ID)}) then pg_advisory_unlock(${sql.lit(MIGRATION_LOCK_ID)}) else false end as free`.execute(this.db)
+    if (rows[0]?.free) return
+    const pg = await loadPostgres()
+    const client = new pg.Client({ ...this.#pgConfig, ...UNBOUNDED, lock_timeout: MIGRATIONS_UNDER_WAY_WAIT_MS, connectionTimeoutMillis: MIGRATION_CONNECT_MS })
+    client.on('error', () => {})
+    try {
+      await client.connect()
+      await client.query('select pg_advisory_lock($1)', [String(MIGRATION_LOCK_ID)])
+      await client.query('select pg_advisory_unlock($1)', [String(MIGRATION_LOCK_ID)])
+    } catch (error) {
+      if ((error as { code?: unknown }).code !== LOCK_NOT_AVAILABLE) throw error
+      throw new Error(`another process has been migrating the database for ${MIGRATIONS_UNDER_WAY_WAIT_MS / 3_600_000} h, and still is; try again once it is done`, { cause: error })
+    } finally {
+      await client.end().catch(() => {})
     }
   }
 
