@@ -333,7 +333,7 @@ export class Database {
       if ((error as { code?: unknown }).code !== LOCK_NOT_AVAILABLE) throw error
       throw new Error(`another process has been migrating the database for ${MIGRATIONS_UNDER_WAY_WAIT_MS / 3_600_000} h, and still is; try again once it is done`, { cause: error })
     } finally {
-      await client.end().catch(() => {})
+      await this.endClient(client)
     }
   }
 
@@ -390,6 +390,21 @@ export class Database {
       throw error
     }
     return client
+  }
+
+  /**
+   * Ends a connection of its own (`listenClient`'s) within the connect timeout. pg's end() waits for the server to
+   * close its side, which a frozen server (or one whose host vanished) never does, and a stop waited with it for as
+   * long as the database did not answer; past that bound the socket is cut, as pg cuts one whose query hangs.
+   */
+  async endClient(client: pg.Client): Promise<void> {
+    let timer: NodeJS.Timeout | undefined
+    const ended = client.end().then(() => true, () => true)
+    const late = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), this.#pgConfig?.connectionTimeoutMillis ?? defaultTimeouts.connectMs)
+    })
+    if (!await Promise.race([ended, late])) (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy()
+    clearTimeout(timer)
   }
 
   /** Whether the last query reached the database, and since when: for readiness checks; costs nothing. */

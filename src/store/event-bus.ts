@@ -192,7 +192,7 @@ export class EventBus {
     this.#client = undefined
     if (client) {
       client.removeAllListeners('notification')
-      await client.end().catch(() => {})
+      await this.#store.database.endClient(client)
     }
   }
 

@@ -219,6 +219,29 @@ describe('gateways on a PostgreSQL that stops, freezes and restarts', () => {
     }
   })
 
+  it('stops on SIGTERM while the database is frozen, within its shutdown grace, instead of waiting for the database to answer', async () => {
+    const gw = await spawnGateway(['--demo', '--database', cluster.url], { GATEHOUSE_LOG_LEVEL: 'info' })
+    try {
+      await expectStatus(at(gw.url), '/api/gateway/v1/users/', admin, 200)
+      const exited = once(gw.process, 'exit')
+      cluster.freeze()
+      try {
+        const stoppedAt = performance.now()
+        gw.process.kill('SIGTERM')
+        // Shutdown grace 25 s, with no request in flight: what is left to write (the last-use times, the activity
+        // stream, leaving the log) gives up after storage.timeouts.query_seconds (2 s) each.
+        const [code] = await Promise.race([exited, sleep(12_000).then(() => assert.fail(`still running 12 s after SIGTERM:\n${gw.output().slice(-2000)}`))])
+        assert.equal(code, 0, gw.output().slice(-2000))
+        assert.ok(performance.now() - stoppedAt < 12_000)
+        assert.match(gw.output(), /"msg":"stopped"/)
+      } finally {
+        cluster.thaw()
+      }
+    } finally {
+      await gw.stop()
+    }
+  })
+
   it('answers an OIDC bearer token 503, not invalid, at a process that read no realm keys before the database went away', async () => {
     // One public URL, and so one issuer, for both processes: the first's.
     const dir = tempDir()
