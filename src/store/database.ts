@@ -349,6 +349,9 @@ export class Database {
         // On PostgreSQL every pending migration runs in one transaction: one that waited too long rolled them all back.
         const { error, results } = await migrator.migrateToLatest()
         if (!error) return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName)
+        // The Migrator, once it had the lock, found migrations it does not know: a newer version applied its own, and
+        // with them those this one was to apply, while this one waited. Then there is nothing left to do here.
+        if (!results && await this.#hasEveryMigration()) return []
         const failed = results?.find((r) => r.status === 'Error')
         if ((error as { code?: unknown }).code !== LOCK_NOT_AVAILABLE) {
           throw failed ? new MigrationFailed(this.description, failed.migrationName, results!.map((r) => r.migrationName), error) : error

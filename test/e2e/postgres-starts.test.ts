@@ -50,4 +50,34 @@ describe('a gateway starting while another process migrates its PostgreSQL datab
       await database.drop()
     }
   })
+
+  it('takes the migrations it would have applied as done when a newer version applied them while it waited for the lock', async () => {
+    const database = await createTestDatabase()
+    const newer = new pg.Client({ connectionString: database.url })
+    const location = { url: database.url, dataDir: '' }
+    try {
+      await (await openStore(location)).close()
+      // A database this version has one migration still to apply to (027 undone), which a newer version applies first.
+      await newer.connect()
+      await newer.query('alter table tokens drop column parent_access_token, drop column parent_grant_id, drop column parent_realm, drop column parent_issued_at')
+      await newer.query(`delete from kysely_migration where name = '027_token_access_token_parents'`)
+      await newer.query(`select pg_advisory_lock(${MIGRATION_LOCK})`)
+      await newer.query('begin')
+      await newer.query('alter table tokens add column parent_access_token text, add column parent_grant_id text, add column parent_realm text, add column parent_issued_at bigint')
+      await newer.query(`insert into kysely_migration (name, timestamp) values ('027_token_access_token_parents', '2030-01-01T00:00:00.000Z'), ('${NEWER}', '2030-01-01T00:00:00.000Z')`)
+      const opening = openStore(location)
+      await sleep(1_500)
+      await newer.query('commit')
+      await newer.query(`select pg_advisory_unlock(${MIGRATION_LOCK})`)
+      const store = await opening
+      try {
+        assert.deepEqual(await store.database.migrationStatus().then(({ pending, unknown }) => ({ pending, unknown })), { pending: [], unknown: [NEWER] })
+      } finally {
+        await store.close()
+      }
+    } finally {
+      await newer.end()
+      await database.drop()
+    }
+  })
 })
