@@ -2,13 +2,47 @@ import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { describe, it } from 'node:test'
 import pg from 'pg'
+import { migrationNames } from '../../src/store/migrations/index.ts'
 import { openStore } from '../../src/store/store.ts'
-import { json, startGateway } from '../helpers/gateway.ts'
+import { json, spawnGateway, startGateway, type GatewayProcess } from '../helpers/gateway.ts'
+import { at } from '../helpers/session.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 
 /** The advisory lock Kysely's migrator holds on PostgreSQL while it migrates (its PostgresAdapter's). */
 const MIGRATION_LOCK = '3853314791062309107'
 const NEWER = '999_of_a_newer_version'
+
+describe('gateway processes started at the same instant on an empty PostgreSQL database', () => {
+  it('all serve, on a database migrated once, with one first superuser and the demo\'s organizations made once', async () => {
+    const database = await createTestDatabase()
+    const args = ['--demo', '--database', database.url]
+    // Five processes starting at once on a machine that may be busy: more time than one start is given.
+    const spawn = (more: string[]) => spawnGateway([...more, ...args], {}, { startMs: 60_000 })
+    const started = await Promise.allSettled([spawn([]), spawn([]), spawn([]), spawn(['--workers', '2'])])
+    const gateways = started.flatMap((s) => s.status === 'fulfilled' ? [s.value] : [])
+    const db = new pg.Client({ connectionString: database.url })
+    try {
+      assert.deepEqual(started.map((s) => s.status), ['fulfilled', 'fulfilled', 'fulfilled', 'fulfilled'], started.map((s) => s.status === 'rejected' ? String(s.reason) : '').join('\n'))
+      for (const gw of gateways as GatewayProcess[]) {
+        const ready = await at(gw.url).fetch('/readyz')
+        assert.equal(ready.status, 200, await ready.text())
+        assert.doesNotMatch(gw.output(), /"level":(50|60)/, 'no error logged')
+      }
+      await db.connect()
+      const count = async (query: string) => Number((await db.query(query)).rows[0].count)
+      assert.equal(await count('select count(*) from kysely_migration'), migrationNames.length)
+      assert.equal(await count('select count(*) from users'), 1)
+      assert.equal(await count(`select count(*) from users where username = 'admin' and is_superuser`), 1)
+      const organizations = (await db.query('select name from organizations order by name')).rows.map((row) => row.name)
+      assert.ok(organizations.length > 0, 'the demo configuration names organizations')
+      assert.deepEqual(organizations, [...new Set(organizations)], 'each made once')
+    } finally {
+      await db.end()
+      await Promise.all(gateways.map((gw) => gw.stop()))
+      await database.drop()
+    }
+  })
+})
 
 /**
  * Gateway processes starting on a PostgreSQL database that another process is migrating at that moment.
