@@ -1,0 +1,91 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import pg from 'pg'
+import { adminAuth, json, type TestGateway } from '../helpers/gateway.ts'
+import { startGatewayOn } from '../helpers/postgres.ts'
+import { csrfToken, LOGIN, login, withCsrf } from '../helpers/session.ts'
+
+/** storage.timeouts.query_seconds (2 s), and the rest of the request's own work. */
+const ANSWER_WITHIN_MS = 4000
+
+async function timed(gw: TestGateway, path: string, init: RequestInit = {}): Promise<{ response: Response; ms: number }> {
+  const started = performance.now()
+  const response = await gw.fetch(path, { ...init, signal: AbortSignal.timeout(10_000) })
+  return { response, ms: performance.now() - started }
+}
+
+async function expectBoundedUnavailable(answer: Promise<{ response: Response; ms: number }>): Promise<void> {
+  const { response, ms } = await answer
+  const body = await json(response)
+  assert.equal(response.status, 503, JSON.stringify(body))
+  assert.equal(body.code, 'database_unavailable')
+  assert.match(response.headers.get('retry-after') ?? '', /^[1-9][0-9]*$/)
+  assert.ok(ms < ANSWER_WITHIN_MS, `answered after ${Math.round(ms)} ms`)
+}
+
+/**
+ * Another client of the PostgreSQL database (an administrator's psql, a report) holding rows Gatehouse must change, for
+ * longer than any request may wait: the requests that need them are answered 503 within the query timeout, change
+ * nothing, and succeed once the rows are free; what does not need them is answered meanwhile.
+ */
+describe('a gateway on PostgreSQL whose rows another client holds locked', () => {
+  let gw: TestGateway
+  let holder: pg.Client
+
+  before(async () => {
+    gw = await startGatewayOn('postgres')
+    holder = new pg.Client({ connectionString: gw.store.database.description })
+  })
+  after(async () => {
+    await holder?.end().catch(() => {})
+    await gw?.close()
+  })
+
+  it('answers a change to a user whose row is held, and a sign-in of that user, 503 within the query timeout, keeps nothing of the change, and makes it once the row is free', async () => {
+    const created = await gw.fetch('/api/gateway/v1/users/', {
+      method: 'POST', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify({ username: 'locked-lee', password: 'locked-lee-password' }),
+    })
+    assert.equal(created.status, 201)
+    const { id } = await json(created)
+    const patch = (firstName: string) => timed(gw, `/api/gateway/v1/users/${id}/`, {
+      method: 'PATCH', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify({ first_name: firstName }),
+    })
+    await holder.connect()
+    await holder.query('begin')
+    await holder.query('select * from users where id = $1 for update', [id])
+    try {
+      await expectBoundedUnavailable(patch('While-Locked'))
+      const csrf = await csrfToken(gw)
+      await expectBoundedUnavailable(timed(gw, LOGIN, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-csrftoken': csrf, cookie: `csrftoken=${csrf}`, referer: gw.url + LOGIN },
+        body: new URLSearchParams({ username: 'locked-lee', password: 'locked-lee-password' }).toString(),
+      }))
+      const { response: listed, ms } = await timed(gw, '/api/gateway/v1/users/?username=locked-lee', { headers: adminAuth })
+      assert.equal(listed.status, 200, 'reading the row is not held up')
+      assert.ok(ms < 1000)
+    } finally {
+      await holder.query('rollback')
+    }
+    assert.equal((await json(await gw.fetch(`/api/gateway/v1/users/${id}/`, { headers: adminAuth }))).first_name, '', 'the refused change left nothing')
+    const { response } = await patch('After')
+    assert.equal(response.status, 200)
+    assert.equal((await json(response)).first_name, 'After')
+  })
+
+  it('answers a logout whose session row is held 503 within the query timeout, and the session stays signed in until it is free', async () => {
+    const session = await login(gw, 'locked-lee', 'locked-lee-password')
+    const logout = () => timed(gw, '/api/gateway/v1/logout/', { method: 'POST', headers: withCsrf(session, { referer: gw.url + '/api/gateway/v1/logout/' }) })
+    await holder.query('begin')
+    await holder.query('select * from sessions for update')
+    try {
+      await expectBoundedUnavailable(logout())
+    } finally {
+      await holder.query('rollback')
+    }
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { cookie: session.cookie } })).status, 200, 'still signed in')
+    const { response } = await logout()
+    assert.ok(response.status < 400, String(response.status))
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { cookie: session.cookie } })).status, 401, 'signed out once the row was free')
+  })
+})
