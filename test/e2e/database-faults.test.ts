@@ -242,6 +242,65 @@ describe('gateways on a PostgreSQL that stops, freezes and restarts', () => {
     }
   })
 
+  it('through a restart under load, answers each request with its result or a 503 in JSON, keeps its connections bounded, and is ready again without a restart', async () => {
+    const gw = await startGateway({ databaseUrl: cluster.url })
+    const db = new pg.Client({ connectionString: cluster.url })
+    const answers = new Map<string, number>()
+    const created: string[] = []
+    const readiness: number[] = []
+    let mostPooled = 0
+    let loading = true
+    const note = (status: number, body: { code?: string; error?: string }) => {
+      const key = status === 503 ? `503 ${body.code ?? body.error}` : String(status)
+      answers.set(key, (answers.get(key) ?? 0) + 1)
+    }
+    const load = async (worker: number) => {
+      for (let i = 0; loading; i++) {
+        const username = `restart-${worker}-${i}`
+        const posted = await postUser(gw, username)
+        note(posted.status, await json(posted))
+        if (posted.status === 201) created.push(username)
+        const listed = await bounded(gw, '/api/gateway/v1/users/?page_size=1', { headers: admin })
+        note(listed.status, await json(listed))
+        mostPooled = Math.max(mostPooled, gw.store.database.poolStatus()!.total)
+      }
+    }
+    const probe = async () => {
+      while (loading) {
+        const status = (await bounded(gw, '/readyz')).status
+        if (readiness.at(-1) !== status) readiness.push(status)
+        await sleep(100)
+      }
+    }
+    try {
+      const running = Promise.all([load(1), load(2), load(3), load(4), probe()])
+      await sleep(500)
+      // Stopped for a while, so that the requests and probes meet the outage (stop and start block this process).
+      cluster.stop()
+      try {
+        await sleep(1_500)
+      } finally {
+        cluster.start()
+      }
+      await eventually('the gateway writes again', async () => (await postUser(gw, `restart-after-${Date.now()}`)).status === 201)
+      await sleep(500)
+      loading = false
+      await running
+      assert.deepEqual([...answers.keys()].filter((key) => !['200', '201', '503 database_unavailable'].includes(key)), [], JSON.stringify(Object.fromEntries(answers)))
+      assert.ok((answers.get('503 database_unavailable') ?? 0) > 0, 'the restart was met')
+      assert.deepEqual(readiness, [200, 503, 200])
+      assert.ok(mostPooled <= 10, `${mostPooled} connections in the pool (storage.pool_connections: 10)`)
+      await db.connect()
+      const { rows } = await db.query(`select count(*)::int as count from pg_stat_activity where backend_type = 'client backend' and pid <> pg_backend_pid()`)
+      assert.ok(rows[0].count <= 10 + 1, `${rows[0].count} connections at the server: the pool's and the one listening`)
+      for (const username of created.slice(-5)) await expectStatus(gw, HOSTS, { authorization: basic(username, `${username}-password`) }, 200)
+    } finally {
+      loading = false
+      await db.end()
+      await gw.close()
+    }
+  })
+
   it('answers an OIDC bearer token 503, not invalid, at a process that read no realm keys before the database went away', async () => {
     // One public URL, and so one issuer, for both processes: the first's.
     const dir = tempDir()
