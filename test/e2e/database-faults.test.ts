@@ -301,6 +301,54 @@ describe('gateways on a PostgreSQL that stops, freezes and restarts', () => {
     }
   })
 
+  it('answers 503 in JSON for what needs a connection PostgreSQL refuses it (other clients hold every one it allows), and opens them once they are free', async () => {
+    const db = new pg.Client({ connectionString: cluster.url })
+    await db.connect()
+    // Superusers may pass a connection limit: the gateway and the other clients connect as a role that may not. Room
+    // for the gateway's pool (10) and its listening connection, and a few more, which the other clients take.
+    await db.query('create role limited_gatehouse login connection limit 14')
+    await db.query('create database limited_gatehouse owner limited_gatehouse')
+    const url = cluster.url.replace('postgres@', 'limited_gatehouse@').replace(/\/postgres$/, '/limited_gatehouse')
+    const gw = await startGateway({ databaseUrl: url })
+    const others: pg.Client[] = []
+    const burst = async () => {
+      const answers = await Promise.all(Array.from({ length: 20 }, () => bounded(gw, '/api/gateway/v1/users/?page_size=1', { headers: admin })))
+      return Promise.all(answers.map(async (response) => `${response.status} ${(await json(response)).code ?? ''}`.trim()))
+    }
+    try {
+      await expectStatus(gw, HOSTS, admin, 200)
+      // The pool's connections end (an administrator's pg_terminate_backend), and the other clients take every one left.
+      await db.query(`select pg_terminate_backend(pid) from pg_stat_activity where usename = 'limited_gatehouse' and query not like 'LISTEN %'`)
+      // Its background reads open one again at once; the burst below needs more.
+      await sleep(300)
+      for (;;) {
+        const other = new pg.Client({ connectionString: url })
+        try {
+          await other.connect()
+        } catch (error) {
+          assert.equal((error as { code?: string }).code, '53300', 'refused for the role\'s connection limit')
+          break
+        }
+        others.push(other)
+      }
+      assert.ok(others.length >= 10, `${others.length} taken`)
+      const answers = await burst()
+      assert.deepEqual([...new Set(answers)].filter((answer) => answer !== '200' && answer !== '503 database_unavailable'), [], answers.join())
+      assert.ok(answers.includes('503 database_unavailable'), answers.join())
+      await expectStatus(gw, HOSTS, admin, 200)
+      await expectStatus(gw, '/healthz', {}, 200)
+      await Promise.all(others.splice(0).map((other) => other.end()))
+      // The server counts a connection until its backend has exited, a moment after the client closed it.
+      await eventually('every request is answered again', async () => (await burst()).every((answer) => answer === '200'), 5000)
+    } finally {
+      await Promise.all(others.map((other) => other.end()))
+      await gw.close()
+      await db.query('drop database limited_gatehouse with (force)')
+      await db.query('drop role limited_gatehouse')
+      await db.end()
+    }
+  })
+
   it('answers an OIDC bearer token 503, not invalid, at a process that read no realm keys before the database went away', async () => {
     // One public URL, and so one issuer, for both processes: the first's.
     const dir = tempDir()
