@@ -197,6 +197,10 @@ const MIGRATION_LOCK_WAIT_MS = 1_000
 const MIGRATION_LOCK_ID = BigInt('3853314791062309107')
 /** How long a start waits for another process's migrations that it has no part in: as long as the Migrator waits for its lock. */
 const MIGRATIONS_UNDER_WAY_WAIT_MS = 3_600_000
+/** PostgreSQL's SQLSTATE for a connection refused by max_connections, or by a role's or a database's connection limit. */
+const TOO_MANY_CONNECTIONS = '53300'
+/** How long a pool refused a connection for the server's limit keeps to those it holds before it opens another. */
+const CONNECTION_LIMIT_HOLD_MS = 1_000
 /** PostgreSQL's SQLSTATE for a lock not obtained within lock_timeout. */
 const LOCK_NOT_AVAILABLE = '55P03'
 /** Characters PostgreSQL cannot store in text (SQLite can): refused for both, so both behave alike. */
@@ -689,9 +693,28 @@ function compareNames(a: string, b: string): number {
  * borrower must never find itself inside that.
  */
 function discardingBrokenClients(pool: pg.Pool): PostgresPool {
+  const most = pool.options.max
+  let restore: NodeJS.Timeout | undefined
+  const take = async () => {
+    const deadline = performance.now() + (pool.options.connectionTimeoutMillis || defaultTimeouts.connectMs)
+    for (;;) {
+      try {
+        return await pool.connect()
+      } catch (error) {
+        // PostgreSQL refused one connection more for its limit (max_connections, a role's or a database's) while the
+        // pool holds others: the request waits for one of those, as when the pool is full, instead of failing, and
+        // the pool grows no further for a moment. Too many processes for max_connections slow a burst, not fail it.
+        if ((error as { code?: unknown }).code !== TOO_MANY_CONNECTIONS || pool.totalCount === 0 || performance.now() >= deadline) throw error
+        pool.options.max = pool.totalCount
+        clearTimeout(restore)
+        restore = setTimeout(() => pool.options.max = most, CONNECTION_LIMIT_HOLD_MS)
+        restore.unref()
+      }
+    }
+  }
   return {
     async connect() {
-      const client = await pool.connect()
+      const client = await take()
       let broken = false
       return {
         query: ((sqlText: string, parameters: unknown[]) => client.query(sqlText, parameters).catch((error: unknown) => {

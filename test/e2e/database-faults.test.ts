@@ -301,53 +301,57 @@ describe('gateways on a PostgreSQL that stops, freezes and restarts', () => {
     }
   })
 
-  it('answers 503 in JSON for what needs a connection PostgreSQL refuses it (other clients hold every one it allows), and opens them once they are free', async () => {
+  /**
+   * A gateway on a database of its own, connecting as a role limited to `limit` connections (superusers may pass a
+   * connection limit; the role may not), with `db` connected as the superuser to change the limit.
+   */
+  async function withLimitedRole(limit: number, run: (gw: TestGateway, db: pg.Client) => Promise<void>): Promise<void> {
     const db = new pg.Client({ connectionString: cluster.url })
     await db.connect()
-    // Superusers may pass a connection limit: the gateway and the other clients connect as a role that may not. Room
-    // for the gateway's pool (10) and its listening connection, and a few more, which the other clients take.
-    await db.query('create role limited_gatehouse login connection limit 14')
+    await db.query(`create role limited_gatehouse login connection limit ${limit}`)
     await db.query('create database limited_gatehouse owner limited_gatehouse')
-    const url = cluster.url.replace('postgres@', 'limited_gatehouse@').replace(/\/postgres$/, '/limited_gatehouse')
-    const gw = await startGateway({ databaseUrl: url })
-    const others: pg.Client[] = []
-    const burst = async () => {
-      const answers = await Promise.all(Array.from({ length: 20 }, () => bounded(gw, '/api/gateway/v1/users/?page_size=1', { headers: admin })))
-      return Promise.all(answers.map(async (response) => `${response.status} ${(await json(response)).code ?? ''}`.trim()))
-    }
     try {
-      await expectStatus(gw, HOSTS, admin, 200)
-      // The pool's connections end (an administrator's pg_terminate_backend), and the other clients take every one left.
-      await db.query(`select pg_terminate_backend(pid) from pg_stat_activity where usename = 'limited_gatehouse' and query not like 'LISTEN %'`)
-      // Its background reads open one again at once; the burst below needs more.
-      await sleep(300)
-      for (;;) {
-        const other = new pg.Client({ connectionString: url })
-        try {
-          await other.connect()
-        } catch (error) {
-          assert.equal((error as { code?: string }).code, '53300', 'refused for the role\'s connection limit')
-          break
-        }
-        others.push(other)
+      const gw = await startGateway({ databaseUrl: cluster.url.replace('postgres@', 'limited_gatehouse@').replace(/\/postgres$/, '/limited_gatehouse') })
+      try {
+        await run(gw, db)
+      } finally {
+        await gw.close()
       }
-      assert.ok(others.length >= 10, `${others.length} taken`)
-      const answers = await burst()
-      assert.deepEqual([...new Set(answers)].filter((answer) => answer !== '200' && answer !== '503 database_unavailable'), [], answers.join())
-      assert.ok(answers.includes('503 database_unavailable'), answers.join())
-      await expectStatus(gw, HOSTS, admin, 200)
-      await expectStatus(gw, '/healthz', {}, 200)
-      await Promise.all(others.splice(0).map((other) => other.end()))
-      // The server counts a connection until its backend has exited, a moment after the client closed it.
-      await eventually('every request is answered again', async () => (await burst()).every((answer) => answer === '200'), 5000)
     } finally {
-      await Promise.all(others.map((other) => other.end()))
-      await gw.close()
       await db.query('drop database limited_gatehouse with (force)')
       await db.query('drop role limited_gatehouse')
       await db.end()
     }
-  })
+  }
+
+  /** Twenty requests at once that each need the database: each answer's status, and its code where it has one. */
+  async function burst(gw: Target): Promise<string[]> {
+    const answers = await Promise.all(Array.from({ length: 20 }, () => bounded(gw, '/api/gateway/v1/users/?page_size=1', { headers: admin })))
+    return Promise.all(answers.map(async (response) => `${response.status} ${(await json(response)).code ?? ''}`.trim()))
+  }
+
+  it('answers 503 in JSON while PostgreSQL refuses it every connection (other clients hold them all), serves remembered credentials meanwhile, and opens them once it may', () => withLimitedRole(14, async (gw, db) => {
+    await expectStatus(gw, HOSTS, admin, 200)
+    // Lowered to none, its new connections are refused as they are when other clients hold every one there is.
+    await db.query('alter role limited_gatehouse connection limit 0')
+    // The pool's connections end (an administrator's pg_terminate_backend); the one listening stays.
+    await db.query(`select pg_terminate_backend(pid) from pg_stat_activity where usename = 'limited_gatehouse' and query not like 'LISTEN %'`)
+    await eventually('the pool holds no connection', async () => gw.store.database.poolStatus()!.total === 0, 5000)
+    assert.deepEqual([...new Set(await burst(gw))], ['503 database_unavailable'])
+    await expectStatus(gw, HOSTS, admin, 200)
+    await expectStatus(gw, '/healthz', {}, 200)
+    await db.query('alter role limited_gatehouse connection limit 14')
+    await eventually('every request is answered again', async () => (await burst(gw)).every((answer) => answer === '200'), 5000)
+  }))
+
+  // Fewer than the pool's 10 and the listening connection: what too many processes for max_connections come to.
+  it('serves a burst on the connections it holds when PostgreSQL allows it fewer than storage.pool_connections, instead of failing the requests that would open one more', () => withLimitedRole(4, async (gw) => {
+    for (let round = 0; round < 3; round++) {
+      const answers = await burst(gw)
+      assert.deepEqual([...new Set(answers)], ['200'], answers.join())
+    }
+    assert.ok(gw.store.database.poolStatus()!.total <= 3)
+  }))
 
   it('answers an OIDC bearer token 503, not invalid, at a process that read no realm keys before the database went away', async () => {
     // One public URL, and so one issuer, for both processes: the first's.
