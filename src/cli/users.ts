@@ -195,6 +195,7 @@ function teamsSummary(read: ImportFile, teams: TeamsJoined | undefined): string[
 /** What an import did, a line each, every account named that needs the administrator's eye (never a hash). */
 function importSummary(read: ImportFile, outcome: ImportOutcome): string[] {
   const names = (users: readonly { username: string }[]) => users.map((user) => user.username).join(', ')
+  const privileges = (kept: ImportOutcome['privilegesLeft']) => kept.map(({ user, privileges }) => `${user.username} (${privileges.join(', ')})`).join(', ')
   const temporary = new Set(read.accounts.filter((account) => account.temporaryPassword).map((account) => account.username))
   const withoutPassword = [...outcome.created, ...outcome.updated.map(({ after }) => after)].filter((user) => user.passwordHash === null)
   const weakened = read.accounts.filter((account) => account.notImported.includes('other credentials'))
@@ -209,10 +210,16 @@ function importSummary(read: ImportFile, outcome: ImportOutcome): string[] {
     outcome.disabled.length ? `disabled, as the file says: ${names(outcome.disabled)}` : '',
     outcome.enabled.length ? `enabled, as the file says (an import had left them disabled): ${names(outcome.enabled)}` : '',
     outcome.keptDisabled.length
-      ? `left disabled, though the file enables them (disabled in Gatehouse since imported, or by no import; enable them with the API if the source is to win): ${names(outcome.keptDisabled)}`
+      ? `left disabled, though the file enables them (disabled in Gatehouse since the file last said so, or by no import; enable them with the API if the source is to win): ${names(outcome.keptDisabled)}`
+      : '',
+    outcome.keptEnabled.length
+      ? `left enabled, though the file disables them (enabled in Gatehouse since the file last said so; users disable disables them if the source is to win): ${names(outcome.keptEnabled)}`
       : '',
     outcome.privilegesWithheld.length
-      ? `left without what the file gives them (taken away in Gatehouse since imported, or given by no import; give it with the API if the source is to win): ${outcome.privilegesWithheld.map(({ user, privileges }) => `${user.username} (${privileges.join(', ')})`).join(', ')}`
+      ? `left without what the file gives them (taken away in Gatehouse since the file last gave it, or given by no import; give it with the API if the source is to win): ${privileges(outcome.privilegesWithheld)}`
+      : '',
+    outcome.privilegesLeft.length
+      ? `left with what the file takes away (given in Gatehouse since the file last took it away; take it away with the API if the source is to win): ${privileges(outcome.privilegesLeft)}`
       : '',
     outcome.passwordsKept.length ? `password left alone (changed in Gatehouse, or replaced at a sign-in, since it was imported; users set-password gives another): ${names(outcome.passwordsKept)}` : '',
     withoutPassword.some((user) => temporary.has(user.username))

@@ -104,10 +104,17 @@ export interface ImportOutcome {
   /** Accounts an update enabled or disabled, as the file says (importedFlag). */
   enabled: User[]
   disabled: User[]
-  /** Accounts the file enables that an update left disabled: disabled in Gatehouse since, or by no import (importedFlag). */
+  /**
+   * Accounts the file enables that an update left disabled: disabled in Gatehouse while the file said what it says, or
+   * by no import (importedFlag).
+   */
   keptDisabled: User[]
+  /** Accounts the file disables that an update left enabled: enabled in Gatehouse while the file said what it says. */
+  keptEnabled: User[]
   /** Privileges the file gives accounts that an update left them without, as `keptDisabled` is left disabled. */
   privilegesWithheld: { user: User; privileges: ('superuser' | 'Platform Auditor')[] }[]
+  /** Privileges the file takes away that an update left accounts with, as `keptEnabled` is left enabled. */
+  privilegesLeft: { user: User; privileges: ('superuser' | 'Platform Auditor')[] }[]
 }
 
 /**
@@ -463,7 +470,7 @@ export class Accounts {
     }
     if (Object.keys(problems).length) throw new ValidationFailed(problems)
     const outcome = await this.#bus.change(async (tx, announce) => {
-      const written: ImportOutcome = { created: [], updated: [], skipped: [], passwordsKept: [], enabled: [], disabled: [], keptDisabled: [], privilegesWithheld: [] }
+      const written: ImportOutcome = { created: [], updated: [], skipped: [], passwordsKept: [], enabled: [], disabled: [], keptDisabled: [], keptEnabled: [], privilegesWithheld: [], privilegesLeft: [] }
       if (options.update) await tx.users.lockActiveSuperusers()
       let demoted = false
       for (const account of accounts) {
@@ -496,16 +503,22 @@ export class Accounts {
           ...changes,
           ...(passwordChanged ? { passwordHash: password.hash } : {}),
           ...(password.digest !== undefined ? { importedPasswordDigest: password.digest } : {}),
-          importedActive: active.value,
-          importedSuperuser: superuser.value,
-          importedAuditor: auditor.value,
+          importedActive: active.record,
+          importedSuperuser: superuser.record,
+          importedAuditor: auditor.record,
           ...notBeforeChanges(before, changes, passwordChanged, false),
         })
         if (!after) throw new AccountChanged()
-        if (active.kept) written.keptDisabled.push(after)
+        if (active.kept) (account.isActive ? written.keptDisabled : written.keptEnabled).push(after)
         else if (active.value !== undefined) (active.value ? written.enabled : written.disabled).push(after)
-        const withheld = [...superuser.kept ? ['superuser' as const] : [], ...auditor.kept ? ['Platform Auditor' as const] : []]
+        const keptBack = (given: boolean) => [
+          ...superuser.kept && account.isSuperuser === given ? ['superuser' as const] : [],
+          ...auditor.kept && account.isSystemAuditor === given ? ['Platform Auditor' as const] : [],
+        ]
+        const withheld = keptBack(true)
         if (withheld.length) written.privilegesWithheld.push({ user: after, privileges: withheld })
+        const left = keptBack(false)
+        if (left.length) written.privilegesLeft.push({ user: after, privileges: left })
         demoted ||= isActiveSuperuser(before) && !isActiveSuperuser(after)
         announce(USER_TOPIC, String(after.id))
         await this.#runChangeListeners(tx, after, { passwordChanged, deactivated: before.isActive && !after.isActive, deleted: false, revokeTokens: false }, announce)
@@ -647,20 +660,26 @@ function importedPassword(account: User, importedDigest: string | null, file: Im
 }
 
 /**
- * What an update's import does with one of an existing account's flags that opens something when true: `is_active`,
- * `is_superuser`, the Platform Auditor's. Turning it off, as the file says, is always done: the source retiring an
- * account or a privilege is what an update run during a move is for, and it opens nothing. Turning it on is done only
- * while the account still lacks it as an import last left it (`recorded` false): one that lost it in Gatehouse since
- * (recorded true), or that no import left without it (null: made in Gatehouse, or imported by a version that kept no
- * record), lost it by an administrator's decision here, which a file made elsewhere does not undo: `kept`.
+ * What an update's import does with one of an existing account's flags: `is_active`, `is_superuser`, the Platform
+ * Auditor's. The import records the file's word on each (`recorded`), whatever it did with it, so that the next one
+ * tells the source's changes from Gatehouse's: an administrator's latest decision here wins over the file until the
+ * file itself changes its word.
  *
- * `value`: the flag's new value, undefined to leave it (and what the import recorded) as it is; `file` undefined: the
- * file has no word for it (a Keycloak user's privileges).
+ * - the file says what it said at the last import (`recorded`): the account stays as it is, whatever an administrator
+ *   made of it since (enabled then disabled, or disabled then enabled, it is their latest decision that stands): `kept`
+ *   when that differs from the file;
+ * - the file says otherwise (the source changed it since): the file's word is given, as the source's latest decision;
+ * - no import recorded a word (null: made in Gatehouse, or imported by a version that kept no record): the file's off
+ *   is given, as it opens nothing, and its on is `kept` back, as an administrator's decision here may have taken it.
+ *
+ * `value`: the flag's new value, undefined to leave it; `record`: the word to record, undefined when the file has none
+ * (a Keycloak user's privileges), which leaves the flag and the record as they are.
  */
-function importedFlag(current: boolean, recorded: boolean | null, file: boolean | undefined): { value?: boolean; kept?: true } {
-  if (file === undefined || file === current) return {}
-  if (!file || recorded === false) return { value: file }
-  return { kept: true }
+function importedFlag(current: boolean, recorded: boolean | null, file: boolean | undefined): { value?: boolean; record?: boolean; kept?: true } {
+  if (file === undefined) return {}
+  if (file === current) return { record: file }
+  if (recorded === file || (recorded === null && file)) return { record: file, kept: true }
+  return { value: file, record: file }
 }
 
 /** A stored hash's SHA-256, as `importedPasswordDigest` keeps it: it says which hash, and tells nothing the hash does not. */

@@ -45,7 +45,7 @@ export interface NewUser {
   groups?: string[]
   /** The SHA-256 (hex) of the password hash an import stores (UsersRepository.importedPasswordDigest). */
   importedPasswordDigest?: string | null
-  /** Whether an import made the account active, a superuser, a Platform Auditor, or not (UsersRepository.importRecord). */
+  /** The file's word, at the last import, on whether the account is active, a superuser, a Platform Auditor (UsersRepository.importRecord). */
   importedActive?: boolean | null
   importedSuperuser?: boolean | null
   importedAuditor?: boolean | null
@@ -301,8 +301,9 @@ export class UserRepository {
   /**
    * What `users import` last wrote to the account: `passwordDigest`, the SHA-256 (hex) of the password hash it stored
    * (the account still has that password exactly when its hash's digest is this one); `active`, `superuser` and
-   * `auditor`, whether it made the account active, a superuser and a Platform Auditor or not. Null: no import wrote it,
-   * or the account is gone.
+   * `auditor`, the file's word at the last import on whether the account is active, a superuser and a Platform Auditor,
+   * whatever the import did with it (src/directory/accounts.ts importedFlag). Null: no import wrote it, or the account
+   * is gone.
    */
   async importRecord(id: number): Promise<{ passwordDigest: string | null; active: boolean | null; superuser: boolean | null; auditor: boolean | null }> {
     const row = await this.#db.selectFrom('users').select(['imported_password_digest', 'imported_active', 'imported_superuser', 'imported_auditor'])

@@ -152,7 +152,7 @@ async function assertUpdateKeepsADisableMadeInGatehouse(storage: string[]): Prom
     assert.equal(updated.code, 0, updated.stderr)
     assert.match(updated.stdout, /^disabled, as the file says: cal$/m)
     assert.match(updated.stdout, /^enabled, as the file says \(an import had left them disabled\): bea$/m)
-    assert.match(updated.stdout, /^left disabled, though the file enables them \(disabled in Gatehouse since imported, or by no import; .*\): ann, plain$/m)
+    assert.match(updated.stdout, /^left disabled, though the file enables them \(disabled in Gatehouse since the file last said so, or by no import; .*\): ann, plain$/m)
     assert.deepEqual(await activeByName(storage), { plain: false, ann: false, bea: true, cal: false })
 
     // The source enabling cal again, after its own disable reached Gatehouse, enables it; ann stays as its administrator left it.
@@ -310,7 +310,7 @@ async function assertPlatformUpdateKeepsPrivilegesTakenInGatehouse(storage: stri
 
     // The platform still shows both, and has made dan a superuser since.
     const updated = await importList([...list.slice(0, 2), { username: 'dan', is_superuser: true }], '--update')
-    assert.match(updated, /^left without what the file gives them \(taken away in Gatehouse since imported, .*\): carol \(superuser\), audrey \(Platform Auditor\)$/m)
+    assert.match(updated, /^left without what the file gives them \(taken away in Gatehouse since the file last gave it, .*\): carol \(superuser\), audrey \(Platform Auditor\)$/m)
     const flags = async () => Object.fromEntries((await get('users/?order_by=username')).results
       .map((user: { username: string; is_superuser: boolean; is_platform_auditor: boolean }) => [user.username, [user.is_superuser, user.is_platform_auditor]]))
     assert.deepEqual(await flags(), { admin: [true, false], audrey: [false, false], carol: [false, false], dan: [true, false] })
@@ -324,4 +324,74 @@ async function assertPlatformUpdateKeepsPrivilegesTakenInGatehouse(storage: stri
 
 describe('gatehouse users import --update of the platform\'s users', () => {
   onSqliteAndPostgres('gives the superuser flag and Platform Auditor role only to accounts an import left without them', assertPlatformUpdateKeepsPrivilegesTakenInGatehouse)
+})
+
+/**
+ * An administrator's latest decision in Gatehouse wins over the file until the file itself changes, in whichever order
+ * the two come: each account below is imported, changed in Gatehouse (with the API or `users disable`), and updated.
+ */
+async function assertLatestDecisionWins(storage: string[]): Promise<void> {
+  await withGatewayOn(storage, async (gw, dir) => {
+    const file = join(dir, 'users.json')
+    const importList = async (active: Record<string, boolean>, superuser: Record<string, boolean>) => {
+      writeFileSync(file, JSON.stringify([
+        ...Object.entries(active).map(([username, on]) => ({ username, is_active: on })),
+        ...Object.entries(superuser).map(([username, on]) => ({ username, is_superuser: on })),
+      ]))
+      const result = await runCli(['users', 'import', file, '--update', ...storage])
+      assert.equal(result.code, 0, result.stderr)
+      return result.stdout
+    }
+    const get = async (path: string) => json(await gw.fetch(`/api/gateway/v1/${path}`, { headers: adminAuth }))
+    const idOf = async (username: string) => (await get(`users/?username=${username}`)).results[0].id
+    const patch = async (username: string, body: Record<string, boolean>) => {
+      const response = await gw.fetch(`/api/gateway/v1/users/${await idOf(username)}/`, { method: 'PATCH', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify(body) })
+      assert.equal(response.status, 200, await response.text())
+    }
+    const disable = async (username: string) => assert.equal((await runCli(['users', 'disable', username, ...storage])).code, 0)
+    const flags = async () => Object.fromEntries((await get('users/?order_by=username')).results
+      .map((user: { username: string; is_active: boolean; is_superuser: boolean }) => [user.username, ['s', 't'].includes(user.username) ? user.is_superuser : user.is_active]))
+
+    await importList({ a: false, b: true, c: false, d: true, e: false, f: true }, { s: false, t: true })
+    await patch('a', { is_active: true })
+    await disable('b')
+    await patch('c', { is_active: true })
+    await disable('c')
+    await disable('d')
+    await patch('d', { is_active: true })
+    await patch('e', { is_active: true })
+    await disable('f')
+    await patch('s', { is_superuser: true })
+    await patch('t', { is_superuser: false })
+
+    // a and b: the file now says what the administrator did; c and d: the administrator undid their own change; e, s
+    // and t: the file says what it said, and the administrator's change stands; f: the file disables it too.
+    const first = await importList({ a: true, b: false, c: false, d: true, e: false, f: false }, { s: false, t: true })
+    assert.deepEqual(await flags(), { admin: true, a: true, b: false, c: false, d: true, e: true, f: false, s: true, t: false })
+    assert.match(first, /^left enabled, though the file disables them \(.*\): e$/m)
+    assert.match(first, /^left with what the file takes away \(.*\): s \(superuser\)$/m)
+    assert.match(first, /^left without what the file gives them \(.*\): t \(superuser\)$/m)
+    assert.doesNotMatch(first, /^(disabled|enabled), as the file says/m)
+
+    // The administrator disables a and enables b again: the file, unchanged, does not undo either.
+    await disable('a')
+    await patch('b', { is_active: true })
+    const second = await importList({ a: true, b: false, c: false, d: true, e: false, f: false }, { s: false, t: true })
+    assert.deepEqual(await flags(), { admin: true, a: false, b: true, c: false, d: true, e: true, f: false, s: true, t: false })
+    assert.match(second, /^left disabled, though the file enables them \(.*\): a$/m)
+    assert.match(second, /^left enabled, though the file disables them \(.*\): b, e$/m)
+
+    // The file changes its word: it wins over each earlier decision, until an administrator makes another.
+    const third = await importList({ a: true, b: false, c: true, d: false, e: false, f: true }, { s: false, t: true })
+    assert.match(third, /^enabled, as the file says .*: c, f$/m)
+    assert.match(third, /^disabled, as the file says: d$/m)
+    assert.deepEqual(await flags(), { admin: true, a: false, b: true, c: true, d: false, e: true, f: true, s: true, t: false })
+    const fourth = await importList({ a: true, b: false, c: true, d: false, e: false, f: true }, { s: true, t: false })
+    assert.deepEqual(await flags(), { admin: true, a: false, b: true, c: true, d: false, e: true, f: true, s: true, t: false })
+    assert.doesNotMatch(fourth, /left (with|without) /)
+  })
+}
+
+describe('gatehouse users import --update after changes in Gatehouse', () => {
+  onSqliteAndPostgres('keeps an administrator\'s latest enable, disable or privilege change until the file changes its word, in each order', assertLatestDecisionWins)
 })

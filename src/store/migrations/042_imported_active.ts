@@ -1,9 +1,9 @@
 import { booleanType, type GatehouseMigration } from './helpers.ts'
 
 /**
- * Whether `users import` last made the account active or disabled (src/directory/accounts.ts importAccounts): an
- * update enables an account the file enables only while it is still disabled as an import left it; one disabled in
- * Gatehouse since stays disabled. Null: no import set it.
+ * The file's word at the last `users import` on whether the account is active (src/directory/accounts.ts
+ * importedFlag): an update changes the account only when the file's word changed since, so that an administrator's
+ * latest enable or disable in Gatehouse stands until the source changes its own. Null: no import recorded one.
  */
 export const importedActive: GatehouseMigration = {
   async up(db, dialect) {

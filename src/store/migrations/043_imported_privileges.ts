@@ -1,9 +1,9 @@
 import { booleanType, type GatehouseMigration } from './helpers.ts'
 
 /**
- * Whether `users import` last made the account a superuser, and a Platform Auditor, or not (src/directory/accounts.ts
- * importAccounts), as 041 keeps whether it made it active: an update gives either only while the account still lacks
- * it as an import left it; one taken away in Gatehouse since stays away. Null: no import set it.
+ * The file's word at the last `users import` on whether the account is a superuser, and a Platform Auditor
+ * (src/directory/accounts.ts importedFlag), as 042 keeps its word on whether it is active: an update gives or takes
+ * either only when the file's word changed since. Null: no import recorded one.
  */
 export const importedPrivileges: GatehouseMigration = {
   async up(db, dialect) {
