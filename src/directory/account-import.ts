@@ -1,3 +1,4 @@
+import { profileFields } from '../api/profile-fields.ts'
 import { hashCostRefusal } from './passwords.ts'
 import { KEYCLOAK_DIGESTS } from './pbkdf2-hashes.ts'
 
@@ -145,9 +146,9 @@ function platformAccount(entry: Record<string, unknown>, place: string): Importe
   return {
     place,
     username: required(entry, 'username'),
-    email: optional(entry, 'email', 'string', ''),
-    firstName: optional(entry, 'first_name', 'string', ''),
-    lastName: optional(entry, 'last_name', 'string', ''),
+    email: profileText(entry, 'email', 'email'),
+    firstName: profileText(entry, 'first_name', 'first_name'),
+    lastName: profileText(entry, 'last_name', 'last_name'),
     isSuperuser: optional(entry, 'is_superuser', 'boolean', false),
     isSystemAuditor: platformAuditor(entry),
     isActive: optional(entry, 'is_active', 'boolean', true),
@@ -190,9 +191,9 @@ function keycloakAccount(entry: Record<string, unknown>, place: string, groups: 
   return {
     place,
     username: required(entry, 'username'),
-    email: optional(entry, 'email', 'string', ''),
-    firstName: optional(entry, 'firstName', 'string', ''),
-    lastName: optional(entry, 'lastName', 'string', ''),
+    email: profileText(entry, 'email', 'email'),
+    firstName: profileText(entry, 'firstName', 'first_name'),
+    lastName: profileText(entry, 'lastName', 'last_name'),
     isSuperuser: undefined,
     isSystemAuditor: undefined,
     isActive: optional(entry, 'enabled', 'boolean', true),
@@ -393,6 +394,23 @@ function optional<T extends string | boolean | object | undefined>(entry: Record
   if (value === undefined || value === null) return fallback
   if (typeof value !== type) throw new EntryProblem(`has a "${key}" that is not a ${type === 'object' ? 'list' : type}`)
   return value as T
+}
+
+/**
+ * An e-mail address or a name as the API takes it (src/api/profile-fields.ts): trimmed, at most the column's width,
+ * an address that is one, no bidirectional formatting; and no NUL, which PostgreSQL cannot store. Stored as it came,
+ * an overlong one failed the whole import on PostgreSQL with the database's bare words, and SQLite kept what neither
+ * the API nor a copy into PostgreSQL (copy-database) would take.
+ */
+function profileText(entry: Record<string, unknown>, key: string, field: keyof typeof profileFields): string {
+  const value = optional(entry, key, 'string', '')
+  if (value.includes('\u0000')) throw new EntryProblem(`has a NUL character in "${key}"`)
+  const parsed = profileFields[field].safeParse(value)
+  if (!parsed.success) {
+    const reasons = parsed.error.issues.map((issue) => issue.code === 'too_big' ? `Ensure this field has no more than ${String(issue.maximum)} characters.` : issue.message)
+    throw new EntryProblem(`has "${key}" that Gatehouse refuses: ${reasons.join(' ')}`)
+  }
+  return parsed.data
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict'
+import { rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, it } from 'node:test'
+import { runCli, tempDir } from '../helpers/gateway.ts'
+import { createTestDatabase } from '../helpers/postgres.ts'
+
+/** `check` against a new SQLite data directory and a new PostgreSQL database, both migrated, with a directory for files. */
+function onSqliteAndPostgres(title: string, check: (storage: string[], dir: string) => Promise<void>): void {
+  for (const kind of ['SQLite', 'PostgreSQL'] as const) {
+    it(`${title}, on ${kind}`, async () => {
+      const dir = tempDir()
+      const database = kind === 'PostgreSQL' ? await createTestDatabase() : undefined
+      try {
+        const storage = database ? ['--database', database.url] : ['--data-dir', join(dir, 'data')]
+        const migrated = await runCli(['migrate', ...storage])
+        assert.equal(migrated.code, 0, migrated.stderr)
+        await check(storage, dir)
+      } finally {
+        await database?.drop()
+        rmSync(dir, { recursive: true, force: true })
+      }
+    })
+  }
+}
+
+/** `users list --json`: each account's username with the fields named. */
+async function accounts(storage: string[], ...fields: string[]): Promise<Record<string, unknown[]>> {
+  const listed = await runCli(['users', 'list', '--json', ...storage])
+  assert.equal(listed.code, 0, listed.stderr)
+  return Object.fromEntries((JSON.parse(listed.stdout) as Record<string, unknown>[]).map((user) => [user.username, fields.map((field) => user[field])]))
+}
+
+describe('gatehouse users import of names and addresses the API refuses', () => {
+  onSqliteAndPostgres('refuses the file, naming each user and field, and imports nothing; trims as the API does', async (storage, dir) => {
+    const file = join(dir, 'realm.json')
+    const ok = { username: 'ann', firstName: '  Ann ', lastName: 'Smith', email: ' ann@example.org ' }
+    writeFileSync(file, JSON.stringify({ realm: 'old', users: [
+      ok,
+      { username: 'long', firstName: 'a'.repeat(151) },
+      { username: 'mail', email: 'not an address' },
+      { username: 'bidi', lastName: 'x\u202ey' },
+      { username: 'nul', firstName: 'a\u0000b' },
+      { username: 'longmail', email: `${'a'.repeat(250)}@example.org` },
+    ] }))
+    const refused = await runCli(['users', 'import', file, ...storage])
+    assert.equal(refused.code, 2, refused.stderr)
+    assert.equal(refused.stderr.trim().split('\n').length, 1, refused.stderr)
+    assert.match(refused.stderr, /^gatehouse: .*realm\.json: nothing was imported: users\[1\] \(long\) has "firstName" that Gatehouse refuses: Ensure this field has no more than 150 characters\.; /)
+    assert.match(refused.stderr, /users\[2\] \(mail\) has "email" that Gatehouse refuses: Enter a valid email address\./)
+    assert.match(refused.stderr, /users\[3\] \(bidi\) has "lastName" that Gatehouse refuses: Remove the bidirectional formatting characters/)
+    assert.match(refused.stderr, /users\[4\] \(nul\) has a NUL character in "firstName"/)
+    assert.match(refused.stderr, /users\[5\] \(longmail\) has "email" that Gatehouse refuses: /)
+    assert.doesNotMatch(refused.stderr, /users\[0\]/)
+    assert.deepEqual(await accounts(storage), {}, 'nothing was imported')
+
+    writeFileSync(file, JSON.stringify([{ username: 'ann', first_name: ' Ann ', email: ' ann@example.org ' }, { username: 'bob', last_name: 'b'.repeat(151) }]))
+    const platform = await runCli(['users', 'import', file, ...storage])
+    assert.equal(platform.code, 2, platform.stderr)
+    assert.match(platform.stderr, /: nothing was imported: users\[1\] \(bob\) has "last_name" that Gatehouse refuses: Ensure this field has no more than 150 characters\.\n$/)
+
+    writeFileSync(file, JSON.stringify({ realm: 'old', users: [ok] }))
+    const imported = await runCli(['users', 'import', file, ...storage])
+    assert.equal(imported.code, 0, imported.stderr)
+    assert.deepEqual(await accounts(storage, 'first_name', 'last_name', 'email'), { ann: ['Ann', 'Smith', 'ann@example.org'] })
+  })
+})
