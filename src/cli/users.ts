@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer'
 import { randomBytes } from 'node:crypto'
 import { isIP } from 'node:net'
 import { Command } from 'commander'
@@ -15,7 +16,7 @@ import type { GivenRole } from '../access/admin.ts'
 import type { Organization, Team } from '../store/access.ts'
 import { serializeTeam } from '../api/organizations.ts'
 import { auditGiven } from '../api/roles.ts'
-import { readAtMost } from '../config/read-at-most.ts'
+import { readBytesAtMost } from '../config/read-at-most.ts'
 
 export function usersCommand(): Command {
   const users = new Command('users').description('manage accounts')
@@ -140,13 +141,19 @@ interface TeamsJoined {
 async function importUsers(file: string, options: ImportOptions): Promise<void> {
   const { groupsToTeams } = options
   if (groupsToTeams !== undefined && groupsToTeams.trim() === '') throw new UsageError('--groups-to-teams names no organization; give its name')
-  let text: string | undefined
+  let bytes: Buffer | undefined
   try {
-    text = readAtMost(file, MAX_IMPORT_BYTES)
+    bytes = readBytesAtMost(file, MAX_IMPORT_BYTES)
   } catch (error) {
     throw new UsageError(`cannot read ${file}: ${(error as Error).message}`)
   }
-  if (text === undefined) throw new UsageError(`${file} is larger than ${MAX_IMPORT_BYTES / 1024 / 1024} MiB; split it (Keycloak's export writes users-N.json files of its own)`)
+  if (bytes === undefined) throw new UsageError(`${file} is larger than ${MAX_IMPORT_BYTES / 1024 / 1024} MiB; split it (Keycloak's export writes users-N.json files of its own)`)
+  // JSON is UTF-8 (RFC 8259): read as it, a file in another encoding had each of its other bytes made U+FFFD, and its
+  // names and addresses stored so. The byte-order mark some editors put in front, which the RFC lets a reader skip, is.
+  if (!isUtf8(bytes)) {
+    throw new UsageError(`${file}: nothing was imported: the file is not UTF-8${utf16(bytes) ? ' (it is UTF-16)' : ''}, as JSON is; convert it to UTF-8 first`)
+  }
+  const text = bytes.toString('utf8').replace(/^\uFEFF/, '')
   const read = readImportFile(text, { groupsToTeams: groupsToTeams !== undefined })
   if (read.problems.length) throw new UsageError(`${file}: nothing was imported: ${read.problems.join('; ')}`)
   if (groupsToTeams !== undefined && read.format !== 'keycloak') {
@@ -178,6 +185,11 @@ async function importUsers(file: string, options: ImportOptions): Promise<void> 
     }
     process.stdout.write([...importSummary(read, outcome), ...teamsSummary(read, teams)].join('\n') + '\n')
   })
+}
+
+/** Whether the bytes start with UTF-16's byte-order mark (Windows' "Unicode", PowerShell's default for a redirect). */
+function utf16(bytes: Buffer): boolean {
+  return bytes.length >= 2 && ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff))
 }
 
 /** What --groups-to-teams did, or that the file's groups were made no teams without it. */

@@ -6,12 +6,17 @@ import { closeSync, openSync, readSync } from 'node:fs'
  * is refused at once rather than read into memory. Errors opening or reading it are thrown as Node gives them.
  */
 export function readAtMost(file: string, limit: number): string | undefined {
+  return readBytesAtMost(file, limit)?.toString('utf8')
+}
+
+/** As `readAtMost`, the file's bytes as they are (for a reader that checks their encoding first). */
+export function readBytesAtMost(file: string, limit: number): Buffer | undefined {
   const fd = openSync(file, 'r')
   try {
     const buffer = Buffer.allocUnsafe(limit + 1)
     let length = 0
     for (let read; length < buffer.length && (read = readSync(fd, buffer, length, buffer.length - length, null)) > 0;) length += read
-    return length > limit ? undefined : buffer.toString('utf8', 0, length)
+    return length > limit ? undefined : buffer.subarray(0, length)
   } finally {
     closeSync(fd)
   }

@@ -65,3 +65,22 @@ describe('gatehouse users import of names and addresses the API refuses', () => 
     assert.deepEqual(await accounts(storage, 'first_name', 'last_name', 'email'), { ann: ['Ann', 'Smith', 'ann@example.org'] })
   })
 })
+
+describe('gatehouse users import of a file in another encoding than UTF-8', () => {
+  onSqliteAndPostgres('refuses a Latin-1 or UTF-16 file, importing nothing, and reads one with a byte-order mark', async (storage, dir) => {
+    const file = join(dir, 'users.json')
+    const latin1 = Buffer.from(JSON.stringify([{ username: 'ann', first_name: 'Zoë', email: 'ann@example.org' }]), 'latin1')
+    const utf16 = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(JSON.stringify([{ username: 'bob' }]), 'utf16le')])
+    for (const [bytes, said] of [[latin1, ''], [utf16, ' (it is UTF-16)']] as const) {
+      writeFileSync(file, bytes)
+      const refused = await runCli(['users', 'import', file, ...storage])
+      assert.equal(refused.code, 2, refused.stderr)
+      assert.equal(refused.stderr, `gatehouse: ${file}: nothing was imported: the file is not UTF-8${said}, as JSON is; convert it to UTF-8 first\n`)
+      assert.deepEqual(await accounts(storage), {}, 'nothing was imported')
+    }
+    writeFileSync(file, Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(JSON.stringify([{ username: 'ann', first_name: 'Zoë' }]), 'utf8')]))
+    const imported = await runCli(['users', 'import', file, ...storage])
+    assert.equal(imported.code, 0, imported.stderr)
+    assert.deepEqual(await accounts(storage, 'first_name'), { ann: ['Zoë'] })
+  })
+})
