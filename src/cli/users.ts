@@ -9,6 +9,7 @@ import { emailAddress } from '../api/profile-fields.ts'
 import { cliActor } from '../audit/actor.ts'
 import { recordTokensOfUserRevoked } from '../audit/tokens.ts'
 import { SelfLockout, ValidationFailed } from '../errors.ts'
+import { UniqueViolation } from '../store/errors.ts'
 import type { User } from '../store/users.ts'
 import { readImportFile, type ImportFile, type NotImported } from '../directory/account-import.ts'
 import type { ImportedTogether, ImportOutcome } from '../directory/accounts.ts'
@@ -172,7 +173,7 @@ async function importUsers(file: string, options: ImportOptions): Promise<void> 
       const members = [...written.created, ...written.updated.map(({ after }) => after)].map((user) => ({ userId: user.id, teams: teamsOf.get(user.username) ?? [] }))
       teams = { organization, ...await app.accessAdmin.joinTeams(tx, announce, organization.id, members) }
     }
-    const outcome = await app.accounts.importAccounts(read.accounts, { update: options.update === true, together })
+    const outcome = await writtenOnce(file, () => app.accounts.importAccounts(read.accounts, { update: options.update === true, together }))
     const imported = (user: User) => user.passwordHash === null ? {} : { password: 'imported' }
     for (const user of outcome.created) app.audit.change(cliActor(), 'create', auditedUser(user), undefined, { ...serializeUser(user), ...imported(user) })
     for (const { before, after, passwordChanged } of outcome.updated) {
@@ -185,6 +186,27 @@ async function importUsers(file: string, options: ImportOptions): Promise<void> 
     }
     process.stdout.write([...importSummary(read, outcome), ...teamsSummary(read, teams)].join('\n') + '\n')
   })
+}
+
+/** How many times an import is written again after another command made accounts or teams of the file meanwhile. */
+const IMPORT_ATTEMPTS = 4
+
+/**
+ * Runs the import's transaction, again when it was rolled back because another command (an import of the same file at
+ * once, the API) created one of its accounts, or teams, while it ran: PostgreSQL's unique index then refuses the
+ * second write once the first commits. Written again, it finds them and skips or updates them as a later run would.
+ */
+async function writtenOnce<T>(file: string, write: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await write()
+    } catch (error) {
+      if (!(error instanceof UniqueViolation)) throw error
+      if (attempt === IMPORT_ATTEMPTS) {
+        throw new Error(`${file}: nothing was imported: other commands kept creating accounts or teams of the same names while it ran; run it again`)
+      }
+    }
+  }
 }
 
 /** Whether the bytes start with UTF-16's byte-order mark (Windows' "Unicode", PowerShell's default for a redirect). */

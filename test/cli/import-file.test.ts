@@ -84,3 +84,25 @@ describe('gatehouse users import of a file in another encoding than UTF-8', () =
     assert.deepEqual(await accounts(storage, 'first_name'), { ann: ['Zoë'] })
   })
 })
+
+describe('gatehouse users import, several at once', () => {
+  it('imports the accounts once, the other runs skipping them as a later run would, on PostgreSQL', async () => {
+    const dir = tempDir()
+    const database = await createTestDatabase()
+    try {
+      const storage = ['--database', database.url]
+      assert.equal((await runCli(['migrate', ...storage])).code, 0)
+      const file = join(dir, 'users.json')
+      writeFileSync(file, JSON.stringify(Array.from({ length: 400 }, (_, i) => ({ username: `user${i}`, email: `user${i}@example.org` }))))
+      const runs = await Promise.all(Array.from({ length: 4 }, () => runCli(['users', 'import', file, ...storage])))
+      for (const run of runs) assert.equal(run.code, 0, run.stderr)
+      const counts = runs.map((run) => /: (\d+) created, 0 updated, (\d+) skipped$/m.exec(run.stdout)!.slice(1).map(Number))
+      assert.deepEqual(counts.map(([created]) => created).reduce((a, b) => a! + b!, 0), 400, 'each account created once')
+      for (const [created, skipped] of counts) assert.equal(created! + skipped!, 400)
+      assert.equal(Object.keys(await accounts(storage)).length, 400)
+    } finally {
+      await database.drop()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
