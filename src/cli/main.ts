@@ -3,7 +3,7 @@ import { ConfigError } from '../config/load.ts'
 import { DatabaseUnavailable, GatehouseError, UsernameTaken, ValidationFailed } from '../errors.ts'
 import { ListenFailed } from '../listener/listen-errors.ts'
 import { DatabaseUnusable, DataDirUnusable } from '../store/errors.ts'
-import { secretOwnsStandardOutput, UsageError } from './common.ts'
+import { printable, secretOwnsStandardOutput, UsageError } from './common.ts'
 import { gatehouseProgram } from './program.ts'
 import { isWorker } from './workers.ts'
 
@@ -18,7 +18,7 @@ function quietErrors(command: Command): void {
 
 function oneLine(text: string): string {
   const line = text.trim().split('\n').map((part) => part.trim()).join(' ').replace(/^error: /, '').replace('(Did you mean', '(did you mean')
-  return `gatehouse: ${line}\n`
+  return `gatehouse: ${printable(line)}\n`
 }
 quietErrors(program)
 
@@ -40,27 +40,36 @@ try {
   if (isWorker()) process.exit()
 }
 
+/**
+ * Writes why the command failed. What it quotes may come from elsewhere (a username in a file being imported, a name
+ * given as an argument): a control character in it is written as its escape, so that it cannot act on the terminal
+ * (clear it, rewrite what came before); the line breaks between the problems of a configuration file stay.
+ */
+function report(message: string): void {
+  process.stderr.write(`gatehouse: ${message.split('\n').map(printable).join('\n')}\n`)
+}
+
 function exitCodeFor(error: unknown): number {
   if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2
   if (error instanceof UsageError) {
-    process.stderr.write(`gatehouse: ${error.message}\n`)
+    report(error.message)
     return 2
   }
   if (error instanceof ConfigError || error instanceof DataDirUnusable || (error instanceof ListenFailed && !error.inUse) || (error instanceof DatabaseUnusable && misnamedDatabase(error))) {
-    process.stderr.write(`gatehouse: ${error.message}\n`)
+    report(error.message)
     return 2
   }
   if (error instanceof GatehouseError) {
     // A field whose message is the error's own (`username_taken`) would say it twice.
     const detailed = Object.entries(error.fields ?? {}).filter(([, v]) => v.join(' ') !== error.message)
     const fields = detailed.length ? ' ' + detailed.map(([k, v]) => `${k}: ${v.join(' ')}`).join('; ') : ''
-    process.stderr.write(`gatehouse: ${error.message}${fields}${databaseReason(error)}\n`)
+    report(`${error.message}${fields}${databaseReason(error)}`)
     // A value the command was given that Gatehouse refuses (a username, a password) is a usage mistake too; an
     // account that exists already has a status of its own, which a script creating it again may take for done.
     if (error instanceof UsernameTaken) return 3
     return error instanceof ValidationFailed ? 2 : 1
   }
-  process.stderr.write(`gatehouse: ${(error as Error)?.message ?? String(error)}\n`)
+  report((error as Error)?.message ?? String(error))
   return 1
 }
 

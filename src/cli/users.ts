@@ -2,7 +2,7 @@ import { isUtf8 } from 'node:buffer'
 import { randomBytes } from 'node:crypto'
 import { isIP } from 'node:net'
 import { Command } from 'commander'
-import { addStorageOptions, everyPage, printList, readStdin, UsageError, withApp, writeFailure, writeSecret, type StorageOptions } from './common.ts'
+import { addStorageOptions, everyPage, printable, printList, readStdin, UsageError, withApp, writeFailure, writeSecret, type StorageOptions } from './common.ts'
 import type { App } from '../app.ts'
 import { auditedUser, passwordMark, serializeUser } from '../api/users.ts'
 import { emailAddress } from '../api/profile-fields.ts'
@@ -105,7 +105,7 @@ export function usersCommand(): Command {
         // A username is locked whether or not an account has it; one that has it is recorded as every user entry is.
         const user = cleared ? await app.store.users.findByUsername(name) : undefined
         if (cleared) app.audit.change(cliActor(), 'update', user ? auditedUser(user) : { type: 'user', name }, { failed_logins: 'some' }, { failed_logins: 'cleared' })
-        process.stdout.write(cleared ? `unlocked ${name}\n` : `${name} had no failed logins\n`)
+        process.stdout.write(cleared ? `unlocked ${printable(name)}\n` : `${printable(name)} had no failed logins\n`)
       })
     }))
 

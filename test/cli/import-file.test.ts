@@ -106,3 +106,39 @@ describe('gatehouse users import, several at once', () => {
     }
   })
 })
+
+describe('gatehouse errors quoting text from elsewhere', () => {
+  it('writes a control character of a username in a file, or an argument, as its escape, never to the terminal as it is', async () => {
+    const dir = tempDir()
+    try {
+      const storage = ['--data-dir', join(dir, 'data')]
+      assert.equal((await runCli(['migrate', ...storage])).code, 0)
+      const file = join(dir, 'users.json')
+      writeFileSync(file, JSON.stringify([{ username: 'ann\u001b[2J\u001b]0;owned\u0007' }]))
+      const imported = await runCli(['users', 'import', file, ...storage])
+      assert.equal(imported.code, 2)
+      assert.match(imported.stderr, /users\[0\] \(ann\\u001b\[2J\\u001b\]0;owned\\u0007\)/)
+      const cases = [
+        [['users', 'disable', 'x\u001b[31m', ...storage], 'gatehouse: no such user: x\\u001b[31m\n'],
+        [['x\u001b[31m'], "gatehouse: unknown command 'x\\u001b[31m'\n"],
+      ] as const
+      for (const [args, said] of cases) {
+        const result = await runCli([...args])
+        assert.equal(result.code, 2)
+        assert.equal(result.stderr, said)
+      }
+      const unlocked = await runCli(['users', 'unlock', '\u001b]0;owned\u0007', ...storage])
+      assert.equal(unlocked.code, 0, unlocked.stderr)
+      assert.equal(unlocked.stdout, '\\u001b]0;owned\\u0007 had no failed logins\n')
+      for (const result of [imported, unlocked]) assert.doesNotMatch(result.stderr + result.stdout, /[\u0000-\u0009\u000b-\u001f]/)
+      // The problems of a configuration file stay one a line.
+      const config = join(dir, 'gatehouse.yaml')
+      writeFileSync(config, 'server: {port: x}\nstorage: {nope: 1}\n')
+      const invalid = await runCli(['users', 'list', '--config', config])
+      assert.equal(invalid.code, 2)
+      assert.match(invalid.stderr, /^gatehouse: .*gatehouse\.yaml: 2 problems\n {2}- server\.port: .*\n {2}- storage: .*\n$/)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
