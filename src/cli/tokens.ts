@@ -2,6 +2,7 @@ import { Command, Option } from 'commander'
 import { TOKEN_DESCRIPTION_MAX } from '../api/tokens.ts'
 import { auditedToken, auditedTokenFields, recordTokensOfUserRevoked } from '../audit/tokens.ts'
 import { cliActor } from '../audit/actor.ts'
+import { AccountDisabled } from '../errors.ts'
 import type { TokenRecord, TokenScope } from '../store/tokens.ts'
 import { addStorageOptions, positiveInteger, printList, UsageError, withApp, writeFailure, writeSecret, type StorageOptions } from './common.ts'
 import type { App } from '../app.ts'
@@ -39,7 +40,12 @@ export function tokensCommand(): Command {
     .action(async (options: CreateOptions) => {
       await withApp(options, async (app) => {
         const owner = await findUser(app, options.user)
-        const { record, value } = await app.tokens.issue(owner, { scope: options.scope, description: options.description, expiresIn: options.expiresIn })
+        // Refused as the API's answer would be, "User inactive or deleted." with status 1, it read as a failure of Gatehouse.
+        const disabled = () => new UsageError(`${owner.username} is disabled, and a disabled account's tokens work for nothing; enable it first (PATCH /api/gateway/v1/users/${owner.id}/ with {"is_active": true})`)
+        if (!owner.isActive) throw disabled()
+        const { record, value } = await app.tokens.issue(owner, { scope: options.scope, description: options.description, expiresIn: options.expiresIn }).catch((error: unknown) => {
+          throw error instanceof AccountDisabled ? disabled() : error
+        })
         app.audit.change(cliActor(), 'create', auditedToken(record), undefined, auditedTokenFields(record))
         try {
           await writeSecret(`${value}\n`)

@@ -119,6 +119,17 @@ describe('gatehouse tokens', () => {
     }
     assert.equal((await gw.app.store.tokens.list({ offset: 0, limit: 1 })).count, before)
   })
+
+  it('refuses a token for a disabled account as a usage mistake, saying how to enable it, and makes none', async () => {
+    const carl = await gw.app.accounts.create({ username: 'carl', password: 'carl-password-1' })
+    assert.equal((await runCli(['users', 'disable', 'carl', '--data-dir', gw.dataDir])).code, 0)
+    const before = (await gw.app.store.tokens.list({ offset: 0, limit: 1 })).count
+    const refused = await cli('create', '--user', 'carl')
+    assert.equal(refused.code, 2, refused.stderr)
+    assert.equal(refused.stderr, `gatehouse: carl is disabled, and a disabled account's tokens work for nothing; enable it first (PATCH /api/gateway/v1/users/${carl.id}/ with {"is_active": true})\n`)
+    assert.equal(refused.stdout, '')
+    assert.equal((await gw.app.store.tokens.list({ offset: 0, limit: 1 })).count, before)
+  })
 })
 
 describe('gatehouse tokens revoke --id', () => {
