@@ -1,4 +1,5 @@
 import { profileFields } from '../api/profile-fields.ts'
+import { usernameProblem } from './accounts.ts'
 import { hashCostRefusal } from './passwords.ts'
 import { KEYCLOAK_DIGESTS } from './pbkdf2-hashes.ts'
 
@@ -145,7 +146,7 @@ function platformAccount(entry: Record<string, unknown>, place: string): Importe
   const password = optional(entry, 'password', 'string', '')
   return {
     place,
-    username: required(entry, 'username'),
+    username: username(entry),
     email: profileText(entry, 'email', 'email'),
     firstName: profileText(entry, 'first_name', 'first_name'),
     lastName: profileText(entry, 'last_name', 'last_name'),
@@ -190,7 +191,7 @@ function keycloakAccount(entry: Record<string, unknown>, place: string, groups: 
   const passwordHash = passwords.length ? keycloakHash(passwords[0]!) : null
   return {
     place,
-    username: required(entry, 'username'),
+    username: username(entry),
     email: profileText(entry, 'email', 'email'),
     firstName: profileText(entry, 'firstName', 'first_name'),
     lastName: profileText(entry, 'lastName', 'last_name'),
@@ -387,6 +388,17 @@ function required(entry: Record<string, unknown>, key: string): string {
   const value = entry[key]
   if (typeof value !== 'string' || value === '') throw new EntryProblem(`has no "${key}"`)
   return value
+}
+
+/**
+ * The entry's username, when Gatehouse takes it: refused here, it is listed with the file's other problems rather
+ * than found once they are mended, and before anything is opened.
+ */
+function username(entry: Record<string, unknown>): string {
+  const name = required(entry, 'username')
+  const refused = usernameProblem(name)
+  if (refused) throw new EntryProblem(`has a username Gatehouse refuses: ${refused}`)
+  return name
 }
 
 function optional<T extends string | boolean | object | undefined>(entry: Record<string, unknown>, key: string, type: 'string' | 'boolean' | 'object', fallback: T): T {

@@ -26,7 +26,7 @@ export const INVALID_USERNAME = 'Enter a valid username: 1-150 ASCII letters, di
  * words Django REST framework has for the platform's `username` (a CharField of at most 150), other characters
  * in Gatehouse's own, which say why only ASCII is taken.
  */
-function usernameProblem(username: string): string | undefined {
+export function usernameProblem(username: string): string | undefined {
   if (username === '') return 'This field may not be blank.'
   if (username.length > 150) return 'Ensure this field has no more than 150 characters.'
   return USERNAME_PATTERN.test(username) ? undefined : INVALID_USERNAME

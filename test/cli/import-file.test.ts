@@ -142,3 +142,25 @@ describe('gatehouse errors quoting text from elsewhere', () => {
     }
   })
 })
+
+describe('gatehouse users import of usernames Gatehouse refuses', () => {
+  it('lists them with the file\'s other problems, before opening the database, and imports nothing', async () => {
+    const dir = tempDir()
+    try {
+      const file = join(dir, 'users.json')
+      writeFileSync(file, JSON.stringify([
+        { username: 'bad name' },
+        { username: 'carol', password: 'bcrypt$$2b$12$abcdefghijklmnopqrstuv' },
+        { username: 'x'.repeat(151) },
+        { username: 'fine' },
+      ]))
+      // Nothing answers on port 1: the file's problems are said all the same, as they were found first.
+      const refused = await runCli(['users', 'import', file, '--database', 'postgres://gatehouse@127.0.0.1:1/gatehouse'])
+      assert.equal(refused.code, 2, refused.stderr)
+      assert.equal(refused.stderr.trim().split('\n').length, 1, refused.stderr)
+      assert.match(refused.stderr, /: nothing was imported: users\[0\] \(bad name\) has a username Gatehouse refuses: Enter a valid username: .*; users\[1\] \(carol\) has a bcrypt password hash.*; users\[2\] \(x{151}\) has a username Gatehouse refuses: Ensure this field has no more than 150 characters\.\n$/)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
