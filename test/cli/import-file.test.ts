@@ -164,3 +164,21 @@ describe('gatehouse users import of usernames Gatehouse refuses', () => {
     }
   })
 })
+
+describe('gatehouse users import of a name kept for realm clients\' service accounts', () => {
+  onSqliteAndPostgres('refuses a user named service-account-*, in any case, as the API does, and leaves a Keycloak client\'s own out', async (storage, dir) => {
+    const file = join(dir, 'realm.json')
+    const client = { username: 'service-account-reports', serviceAccountClientId: 'reports' }
+    writeFileSync(file, JSON.stringify({ realm: 'old', users: [client, { username: 'Service-Account-Web' }, { username: 'ann' }] }))
+    const refused = await runCli(['users', 'import', file, ...storage])
+    assert.equal(refused.code, 2, refused.stderr)
+    assert.match(refused.stderr, /: nothing was imported: users\[1\] \(Service-Account-Web\) has a username Gatehouse refuses: Usernames starting with "service-account-" are kept for the service accounts of OpenID Connect clients\.\n$/)
+    assert.deepEqual(await accounts(storage), {})
+    writeFileSync(file, JSON.stringify([{ username: 'service-account-web' }]))
+    assert.equal((await runCli(['users', 'import', file, ...storage])).code, 2)
+    writeFileSync(file, JSON.stringify({ realm: 'old', users: [client, { username: 'ann' }] }))
+    const imported = await runCli(['users', 'import', file, ...storage])
+    assert.equal(imported.code, 0, imported.stderr)
+    assert.deepEqual(Object.keys(await accounts(storage)), ['ann'])
+  })
+})
