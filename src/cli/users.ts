@@ -242,7 +242,7 @@ function importSummary(read: ImportFile, outcome: ImportOutcome): string[] {
     outcome.skipped.length ? `skipped (exist already; --update gives them the file's fields and, where unchanged since imported, its password): ${names(outcome.skipped)}` : '',
     read.leftOut.length ? `left out (a client's service account, which the realm makes): ${read.leftOut.join(', ')}` : '',
     outcome.disabled.length ? `disabled, as the file says: ${names(outcome.disabled)}` : '',
-    outcome.enabled.length ? `enabled, as the file says (an import had left them disabled): ${names(outcome.enabled)}` : '',
+    outcome.enabled.length ? `enabled, as the file says (it disabled them at the last import): ${names(outcome.enabled)}` : '',
     outcome.keptDisabled.length
       ? `left disabled, though the file enables them (disabled in Gatehouse since the file last said so, or by no import; enable them with the API if the source is to win): ${names(outcome.keptDisabled)}`
       : '',

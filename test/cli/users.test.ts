@@ -151,7 +151,7 @@ async function assertUpdateKeepsADisableMadeInGatehouse(storage: string[]): Prom
     const updated = await runCli(['users', 'import', realm({ ann: true, bea: true, cal: false, plain: true }), '--update', ...storage])
     assert.equal(updated.code, 0, updated.stderr)
     assert.match(updated.stdout, /^disabled, as the file says: cal$/m)
-    assert.match(updated.stdout, /^enabled, as the file says \(an import had left them disabled\): bea$/m)
+    assert.match(updated.stdout, /^enabled, as the file says \(it disabled them at the last import\): bea$/m)
     assert.match(updated.stdout, /^left disabled, though the file enables them \(disabled in Gatehouse since the file last said so, or by no import; .*\): ann, plain$/m)
     assert.deepEqual(await activeByName(storage), { plain: false, ann: false, bea: true, cal: false })
 
@@ -167,7 +167,7 @@ async function assertUpdateKeepsADisableMadeInGatehouse(storage: string[]): Prom
 }
 
 describe('gatehouse users import --update', () => {
-  onSqliteAndPostgres('disables what the file disables, but enables only accounts an import left disabled, naming each', assertUpdateKeepsADisableMadeInGatehouse)
+  onSqliteAndPostgres('disables or enables what the file changed since the last import, and leaves a disable made in Gatehouse, naming each', assertUpdateKeepsADisableMadeInGatehouse)
 })
 
 /** `check` with a gateway serving `storage`, and a directory for its files. */
