@@ -214,6 +214,14 @@ function utf16(bytes: Buffer): boolean {
   return bytes.length >= 2 && ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff))
 }
 
+/**
+ * A name quoted for the terminal: a team's is a group path of the file, which may hold what JSON leaves as it is (a
+ * C1 control, a bidirectional override), written as its escape.
+ */
+function quoted(name: string): string {
+  return printable(JSON.stringify(name))
+}
+
 /** What --groups-to-teams did, or that the file's groups were made no teams without it. */
 function teamsSummary(read: ImportFile, teams: TeamsJoined | undefined): string[] {
   if (!teams) {
@@ -221,8 +229,8 @@ function teamsSummary(read: ImportFile, teams: TeamsJoined | undefined): string[
     return grouped ? [`groups made no teams (--groups-to-teams ORGANIZATION makes each a team of the organization, its users members)`] : []
   }
   const given = teams.given.filter((result) => result.created).length
-  const created = teams.created.length ? ` (${teams.created.map((team) => JSON.stringify(team.name)).join(', ')})` : ''
-  return [`teams of the organization ${JSON.stringify(teams.organization.name)}: ${teams.created.length} created${created}, `
+  const created = teams.created.length ? ` (${teams.created.map((team) => quoted(team.name)).join(', ')})` : ''
+  return [`teams of the organization ${quoted(teams.organization.name)}: ${teams.created.length} created${created}, `
     + `${given} membership${given === 1 ? '' : 's'} given, ${teams.given.length - given} held already`]
 }
 

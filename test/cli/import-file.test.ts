@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { DatabaseSync } from 'node:sqlite'
 import { describe, it } from 'node:test'
 import { runCli, tempDir } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
@@ -180,5 +181,27 @@ describe('gatehouse users import of a name kept for realm clients\' service acco
     const imported = await runCli(['users', 'import', file, ...storage])
     assert.equal(imported.code, 0, imported.stderr)
     assert.deepEqual(Object.keys(await accounts(storage)), ['ann'])
+  })
+})
+
+describe('gatehouse users import --groups-to-teams, naming the teams it made', () => {
+  it('writes a C1 control or a bidirectional override of a group\'s path as its escape', async () => {
+    const dir = tempDir()
+    try {
+      const data = join(dir, 'data')
+      assert.equal((await runCli(['migrate', '--data-dir', data])).code, 0)
+      const sqlite = new DatabaseSync(join(data, 'gatehouse.sqlite'))
+      sqlite.prepare('insert into organizations (name, created_at, modified_at) values (?, 0, 0)').run('Acme')
+      sqlite.close()
+      const file = join(dir, 'realm.json')
+      const group = (name: string, id: string) => ({ id, name, path: `/${name}`, subGroups: [] })
+      writeFileSync(file, JSON.stringify({ realm: 'old', groups: [group('a\u202eb', '1'), group('c\u009b2Jd', '2')], users: [{ username: 'gus', groups: ['/a\u202eb', '/c\u009b2Jd'] }] }))
+      const imported = await runCli(['users', 'import', file, '--groups-to-teams', 'Acme', '--data-dir', data])
+      assert.equal(imported.code, 0, imported.stderr)
+      assert.match(imported.stdout, /^teams of the organization "Acme": 2 created \("a\\u202eb", "c\\u009b2Jd"\), 2 memberships given, 0 held already$/m)
+      assert.doesNotMatch(imported.stdout, /[\u0080-\u009f\u202a-\u202e]/)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 })
