@@ -11,7 +11,7 @@ import { SESSION_COOKIE } from './auth/session.ts'
 import { newRequestContext } from './context.ts'
 import { millisecondsOf } from './config/durations.ts'
 import { hashingThreads, onRefusedHash } from './directory/passwords.ts'
-import { DatabaseUnavailable, NotFound, answerClientError, noServiceAt, sendError } from './errors.ts'
+import { DatabaseUnavailable, HttpVersionNotSupported, NotFound, answerClientError, noServiceAt, sendError } from './errors.ts'
 import { outcomeOf, type AnswerEnding, type RefusedOnArrival } from './http/answer-outcome.ts'
 import { cookieParser } from './http/cookie-header.ts'
 import { closeLingeringAfter } from './http/lingering-close.ts'
@@ -133,6 +133,12 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   // context, and a request without one is neither counted nor given its code in the log line.
   server.addHook('onRequest', async (request) => {
     request.gatehouse = newRequestContext()
+  })
+  // A request line of HTTP/2.0 or HTTP/0.9 is refused before it gets here (src/listener/node-server.ts), but for a
+  // WebSocket handshake, which Node hands to its upgrade path (src/gateway/websocket.ts): refused as the others are,
+  // not answered with HTTP/1.1's framing.
+  server.addHook('onRequest', async (request) => {
+    if (request.raw.httpVersionMajor !== 1) throw new HttpVersionNotSupported()
   })
   server.addHook('onRequest', refuseBadHost)
   // An answer given before the request's body came (a 405, a 404, a page asked for with a body): Node would go on

@@ -82,6 +82,17 @@ describe('requests refused as they arrive', () => {
         { method: 'GET', path: '/api/controller/x', status: 505, code: 'http_version_not_supported', service: 'gateway' },
       )
     })
+
+    it(`refuses an ${version} WebSocket handshake 505 as well, which Node hands to its upgrade path rather than its requests'`, async () => {
+      const handshake = 'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
+      for (const path of ['/api/gateway/v1/ping/', '/realms/master/.well-known/openid-configuration']) {
+        const text = await exchange(gw.url, `GET ${path} ${version}\r\nHost: gw\r\n${handshake}\r\n`)
+        const answer = answerOf(text)
+        assert.deepEqual([answer.status, answer.code], [505, 'http_version_not_supported'], `${path}: ${text.slice(0, 200)}`)
+        const line = await lineOf(answer.id)
+        assert.deepEqual([line.path, line.status, line.code], [path, 505, 'http_version_not_supported'])
+      }
+    })
   }
 
   it('logs and counts a request refused 417 for an Expect other than 100-continue, whose answer carries its id', async () => {
