@@ -1166,6 +1166,10 @@ describe('forward authentication', () => {
       const head = `POST /rails/items/1 HTTP/1.1\r\nHost: ${new URL(caddy).host}\r\nAuthorization: ${adminAuth.authorization}\r\nConnection: close\r\n`
       assert.match(await exchange(caddy, `${head}Transfer-Encoding: chunked\r\n\r\ne\r\n_method=DELETE\r\n0\r\n\r\n`), /^HTTP\/1\.1 403 /, 'chunked')
       assert.match(await exchange(caddy, `${head}\r\n`), /^HTTP\/1\.1 403 /, 'neither')
+      // A client's own X-Original-* fields, which Caddy passes on to the question, can only add to what is judged.
+      for (const field of ['X-Original-Transfer-Encoding: ', 'X-Original-Transfer-Encoding: identity', 'X-Original-Content-Length: 0', 'X-Original-Protocol: HTTP/1.0']) {
+        assert.match(await exchange(caddy, `${head}${field}\r\nTransfer-Encoding: chunked\r\n\r\ne\r\n_method=DELETE\r\n0\r\n\r\n`), /^HTTP\/1\.1 403 /, field)
+      }
     })
 
     it('refuses a revoked token on the next request', async () => {
