@@ -87,6 +87,8 @@ function hostileHeaders(): Record<string, string | string[]> {
 interface Outcome {
   status: number | undefined
   what: string
+  /** A request line naming another version than HTTP/1.0 or 1.1 (2.0, or none: 0.9), which is refused 505. */
+  otherVersion?: true
 }
 
 /** One generated request over a kept-alive connection; undefined status when the gateway closed it instead. */
@@ -167,7 +169,8 @@ function sendRaw(url: URL): Promise<Outcome[]> {
     socket.on('close', () => {
       clearTimeout(timer)
       const statuses = [...received.matchAll(/(?:^|\r\n)HTTP\/1\.[01] (\d{3}) /g)].map((match) => Number(match[1]))
-      resolve(statuses.length ? statuses.map((status) => ({ status, what })) : [{ status: undefined, what }])
+      const otherVersion = / HTTP\/1\.[01]$/.test(bytes.slice(0, bytes.indexOf('\r\n'))) ? undefined : true
+      resolve(statuses.length ? statuses.map((status) => ({ status, what, otherVersion })) : [{ status: undefined, what }])
     })
     socket.write(bytes, 'latin1')
   })
@@ -217,7 +220,8 @@ describe('hostile requests', () => {
     } finally {
       agent.destroy()
     }
-    const failed = outcomes.filter((outcome) => outcome.status !== undefined && outcome.status >= 500)
+    // 505 is the refusal of a request line naming HTTP/2.0 or HTTP/0.9, which Node's parser takes: no failure.
+    const failed = outcomes.filter((outcome) => outcome.status !== undefined && outcome.status >= 500 && !(outcome.status === 505 && outcome.otherVersion))
     const answered = outcomes.filter((outcome) => outcome.status !== undefined).length
     assert.deepEqual(failed.slice(0, 5).map((outcome) => `${outcome.status} ${outcome.what}`), [], `${failed.length} answers were 5xx (seed ${SEED})`)
     assert.ok(answered > 9_000, `only ${answered} of the requests were answered`)
