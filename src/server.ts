@@ -133,11 +133,9 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   // context, and a request without one is neither counted nor given its code in the log line.
   server.addHook('onRequest', async (request) => {
     request.gatehouse = newRequestContext()
-  })
-  // A request line of HTTP/2.0 or HTTP/0.9 is refused before it gets here (src/listener/node-server.ts), but for a
-  // WebSocket handshake, which Node hands to its upgrade path (src/gateway/websocket.ts): refused as the others are,
-  // not answered with HTTP/1.1's framing.
-  server.addHook('onRequest', async (request) => {
+    // A request line of HTTP/2.0 or HTTP/0.9 is refused before it gets here (src/listener/node-server.ts), but for a
+    // WebSocket handshake, which Node hands to its upgrade path (src/gateway/websocket.ts): refused as the others
+    // are, not answered with HTTP/1.1's framing.
     if (request.raw.httpVersionMajor !== 1) throw new HttpVersionNotSupported()
   })
   server.addHook('onRequest', refuseBadHost)
