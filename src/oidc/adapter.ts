@@ -113,6 +113,12 @@ export class StoreAdapter implements Adapter {
   readonly #refreshTokenClients = new BoundedCache<string, string>({ maxEntries: 1000, maxAgeMs: 60_000 })
   /** Refresh tokens, or codes, each grant saved since they were last counted (`#countDue`). */
   readonly #savedSinceCount = new BoundedCache<string, number>({ maxEntries: 10_000, maxAgeMs: 3600_000 })
+  /**
+   * The codes and device codes a request of this process used up just now, until that request's refusal asks whose
+   * they are (`accountOf`): Keycloak removes a code as it reads it, and so tells what became of its user to the request
+   * that brought it first only; one that brings it again, or past its expiry, is told the code is not valid.
+   */
+  readonly #usedUpHere = new BoundedCache<string, true>({ maxEntries: 1000, maxAgeMs: 10_000 })
 
   constructor(model: string, deps: AdapterDependencies) {
     this.#model = model
@@ -261,13 +267,24 @@ export class StoreAdapter implements Adapter {
   }
 
   /**
-   * The account of a code or device code of this realm, used up or not, expired or not, without using it up: the
-   * refusal of one whose grant ended names what became of its account (keycloak-format.ts `endedAccountError`).
+   * The account of a code or device code of this realm that this request used up, asked once: the refusal of one whose
+   * grant or browser session ended names what became of its account (keycloak-format.ts `endedAccountError`), as
+   * Keycloak, which removes a code as it reads it, answers the request that brings it first. A code is used up as it
+   * is found (`#usedUpHere`); an approved device code that oidc-provider did not find for its ended browser session
+   * (its session binding) is used up here. Of any other, undefined: a code brought again, or past its expiry, is not
+   * valid, whatever became of its account.
    */
   async accountOf(id: string): Promise<string | undefined> {
     if (this.#model !== 'AuthorizationCode' && this.#model !== 'DeviceCode') return undefined
-    const accountId = this.#ownRealms(await this.#deps.records.find(this.#model, this.#key(id), 0))?.accountId
-    return typeof accountId === 'string' ? accountId : undefined
+    const key = this.#key(id)
+    const usedUpHere = this.#usedUpHere.get(key) !== undefined
+    this.#usedUpHere.forget(key)
+    const payload = this.#ownRealms(await this.#deps.records.find(this.#model, key, usedUpHere ? 0 : providerNow()))
+    const accountId = payload?.accountId
+    if (typeof accountId !== 'string') return undefined
+    if (usedUpHere) return accountId
+    const approved = this.#model === 'DeviceCode' && payload!.consumed === undefined && payload!.error === undefined
+    return approved && await this.#deps.records.consume(this.#model, key, providerNow()) ? accountId : undefined
   }
 
   async #find(id: string): Promise<AdapterPayload | undefined> {
@@ -298,7 +315,10 @@ export class StoreAdapter implements Adapter {
   async #claimCode(key: string): Promise<AdapterPayload | undefined> {
     const payload = this.#ownRealms(await this.#deps.records.find(this.#model, key, providerNow()))
     if (!payload || payload.consumed !== undefined) return payload
-    if (await this.#deps.records.consume(this.#model, key, providerNow())) return payload
+    if (await this.#deps.records.consume(this.#model, key, providerNow())) {
+      this.#usedUpHere.set(key, true)
+      return payload
+    }
     return { ...payload, consumed: Math.floor(providerNow() / 1000) }
   }
 
@@ -337,8 +357,9 @@ export class StoreAdapter implements Adapter {
   }
 
   async consume(id: string): Promise<void> {
-    // A code was marked when it was found (#claimCode).
-    if (this.#model !== 'AuthorizationCode') await this.consumeFirst(id)
+    // A code was marked when it was found (#claimCode); consumed then, it passed its checks, and has no refusal to tell.
+    if (this.#model === 'AuthorizationCode') this.#usedUpHere.forget(this.#key(id))
+    else await this.consumeFirst(id)
   }
 
   /**
@@ -352,7 +373,9 @@ export class StoreAdapter implements Adapter {
       this.#refreshTokenClients.forget(id)
       if (clientId === undefined || !this.#deps.detectsRefreshTokenReuse(String(clientId))) return true
     }
-    return this.#deps.records.consume(this.#model, this.#key(id), providerNow())
+    const used = await this.#deps.records.consume(this.#model, this.#key(id), providerNow())
+    if (used && this.#model === 'DeviceCode') this.#usedUpHere.set(this.#key(id), true)
+    return used
   }
 
   async destroy(id: string): Promise<void> {

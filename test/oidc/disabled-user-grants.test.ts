@@ -121,6 +121,22 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`a grant whose u
     assert.deepEqual(refusal(await tokenRequest(gw, deletedForm)), refused('Code not valid'))
   })
 
+  it('tells a disabled user only to the request that brings the code or device code first, not to one that brings it again or past its expiry, as Keycloak removes a code as it reads it', async (t) => {
+    const id = await account('once-disabled')
+    const form = await codeRedemption(gw, 'once-disabled', secret('once-disabled'))
+    const deviceCode = await approvedDevice('once-disabled')
+    const late = await codeRedemption(gw, 'once-disabled', secret('once-disabled'))
+    await disable(id)
+    assert.deepEqual(refusal(await tokenRequest(gw, form)), refused('User disabled'))
+    assert.deepEqual(refusal(await tokenRequest(gw, form)), refused('Code not valid'))
+    assert.deepEqual(refusal(await poll(deviceCode)), refused('User disabled'))
+    assert.deepEqual(refusal(await poll(deviceCode)), refused('Device code not valid'))
+    // Past the code's minute (the sweep has not yet deleted it): Keycloak reads its expiry before its user.
+    setProviderClock(() => Date.now() + 120_000)
+    t.after(() => setProviderClock(() => Date.now()))
+    assert.deepEqual(refusal(await tokenRequest(gw, late)), refused('Code not valid'))
+  })
+
   it('refuses a code whose sign-in was logged out since "Code not valid"', async () => {
     await account('code-logout')
     const form = await codeRedemption(gw, 'code-logout', secret('code-logout'))
