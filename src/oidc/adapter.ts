@@ -362,6 +362,11 @@ export class StoreAdapter implements Adapter {
     else await this.consumeFirst(id)
   }
 
+  /** A code this request used up, unused again (`OidcRecordRepository.release`): its redemption was refused for the moment only. */
+  async release(id: string): Promise<void> {
+    if (this.#model === 'AuthorizationCode') await this.#deps.records.release(this.#model, this.#key(id))
+  }
+
   /**
    * `consume`, false when the record was not there to mark, or another request marked it since it was read: for a
    * device code, or a refresh token with reuse detection, that request used it first and this one is its reuse

@@ -235,8 +235,17 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
     if (refusal) throw accessDenied(refusal)
   })
   // Past `access_tokens_per_grant_limit`, counted once a refresh or a code's redemption passed every other check,
-  // before a refresh token is used up.
-  const countGrantTokens = (grantId: string) => refuseClientTokensPastLimit(options.grantTokens, grantId)
+  // before a refresh token is used up. A code is used up as it is read (adapter.ts `#claimCode`): refused so, it is
+  // put back, unused, for the retry the answer's Retry-After invites while it lives, which would otherwise be taken for
+  // a code used twice and end the grant (the database failing then leaves it used: the refusal stands).
+  const countGrantTokens = async (grantId: string, source: { kind?: string; jti?: string }) => {
+    try {
+      refuseClientTokensPastLimit(options.grantTokens, grantId)
+    } catch (refusal) {
+      if (source.kind === 'AuthorizationCode' && typeof source.jti === 'string') await (provider.AuthorizationCode as unknown as { adapter: StoreAdapter }).adapter.release(source.jti).catch(() => undefined)
+      throw refusal
+    }
+  }
   const findAccount = accountFinder(options.accounts, checkClientAccess, options.confirmAccount, countGrantTokens)
   const adapterDeps: AdapterDependencies = {
     realm: realm.name,

@@ -443,6 +443,15 @@ export class OidcRecordRepository {
   }
 
   /**
+   * Marks a used record unused again: a code whose redemption was refused only for the moment (429, the grant's
+   * `access_tokens_per_grant_limit`), so that the retry its Retry-After invites is not taken for a code used twice.
+   */
+  async release(model: string, id: string): Promise<void> {
+    this.#changed(model)
+    await this.#db.updateTable('oidc_records').set({ consumed_at: null }).where('model', '=', model).where('id', '=', id).where('consumed_at', 'is not', null).execute()
+  }
+
+  /**
    * Deletes a record. A realm browser session is deleted, not ended (`saveSession`): oidc-provider also destroys a
    * session whose identifier it renews (a new login, a logout from one client), and a save of it under the old one
    * that came late would otherwise end the grants that went on with the new one.

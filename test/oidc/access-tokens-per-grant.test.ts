@@ -66,7 +66,17 @@ describe('access_tokens_per_grant_limit: the access tokens one login gets by ref
     assert.equal(first.status, 200, JSON.stringify(first.body))
     assert.equal((await redeem(await silentCode())).status, 200)
     assert.equal((await post(gw, `client_id=end-users&grant_type=refresh_token&refresh_token=${first.body.refresh_token}`)).status, 200)
-    assertTokensThrottled(await redeem(await silentCode()), ACCESS_TOKEN_SECONDS)
+    const refusedCode = await silentCode()
+    const refused = await redeem(refusedCode)
+    assertTokensThrottled(refused, ACCESS_TOKEN_SECONDS)
+    // The refused code stays unused: brought again it is refused for the same reason, not taken for a code used twice
+    // (which would end the grant, and with it the refresh token below).
+    assertTokensThrottled(await redeem(refusedCode), ACCESS_TOKEN_SECONDS)
     assertTokensThrottled(await post(gw, `client_id=end-users&grant_type=refresh_token&refresh_token=${first.body.refresh_token}`), ACCESS_TOKEN_SECONDS)
+    // Retried as the answer's Retry-After says, while the code lives (a minute), it redeems, and the login goes on.
+    await sleep(retryAfterOf(refused) * 1000 + 200)
+    const retried = await redeem(refusedCode)
+    assert.equal(retried.status, 200, JSON.stringify(retried.body))
+    assert.equal((await post(gw, `client_id=end-users&grant_type=refresh_token&refresh_token=${first.body.refresh_token}`)).status, 200)
   })
 })
