@@ -119,6 +119,8 @@ export class StoreAdapter implements Adapter {
    * that brought it first only; one that brings it again, or past its expiry, is told the code is not valid.
    */
   readonly #usedUpHere = new BoundedCache<string, true>({ maxEntries: 1000, maxAgeMs: 10_000 })
+  /** Grants being saved again after they were read (`savingAgain`): written only where they still are. */
+  readonly #savedAgain = new Set<string>()
 
   constructor(model: string, deps: AdapterDependencies) {
     this.#model = model
@@ -139,7 +141,7 @@ export class StoreAdapter implements Adapter {
     const expiresAt = typeof expiresIn === 'number' ? providerNow() + expiresIn * 1000 : undefined
     if (this.#model === 'Session') return this.#saveSession(this.#key(id), this.#stored(id, payload), expiresAt)
     const stored = this.#stored(id, payload)
-    const written = this.#deps.records.upsert({
+    const written = (this.#model === 'Grant' && this.#savedAgain.has(id) ? this.#deps.records.rewrite.bind(this.#deps.records) : this.#deps.records.upsert.bind(this.#deps.records))({
       model: this.#model,
       id: this.#key(id),
       payload: REALM_BOUND_MODELS.has(this.#model) ? { ...stored, [REALM_MEMBER]: this.#deps.realm } : stored as Record<string, unknown>,
@@ -158,6 +160,20 @@ export class StoreAdapter implements Adapter {
     }
     if (this.#model === 'Grant' && typeof payload.accountId === 'string' && this.#deps.grantsPerUserLimit !== undefined) {
       await this.#endGrantsPastLimit(payload.accountId, this.#deps.grantsPerUserLimit, id)
+    }
+  }
+
+  /**
+   * Runs `save`, the save of a grant read from the store, so that it writes the grant only where it still is
+   * (`OidcRecordRepository.rewrite`): ended since it was read, it stays ended, and the authorization saving it issues
+   * a code its grant's absence refuses.
+   */
+  async savingAgain<T>(id: string, save: () => Promise<T>): Promise<T> {
+    this.#savedAgain.add(id)
+    try {
+      return await save()
+    } finally {
+      this.#savedAgain.delete(id)
     }
   }
 

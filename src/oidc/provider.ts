@@ -1170,12 +1170,15 @@ async function grantWithoutConsent(ctx: KoaContextWithOIDC, resource: string, su
   const { oidc } = ctx
   if (!oidc.session?.accountId || !oidc.client) return undefined
   const grantId = oidc.result?.consent?.grantId ?? oidc.session.grantIdFor(oidc.client.clientId)
-  const grant = (grantId ? await oidc.provider.Grant.find(grantId) : undefined)
-    ?? new oidc.provider.Grant({ clientId: oidc.client.clientId, accountId: oidc.session.accountId })
+  const found = grantId ? await oidc.provider.Grant.find(grantId) : undefined
+  const grant = found ?? new oidc.provider.Grant({ clientId: oidc.client.clientId, accountId: oidc.session.accountId })
   const scope = orderScopes([...DEFAULT_SCOPES, ...oidc.requestParamScopes].filter((s) => supported.includes(s)))
   grant.addOIDCScope(scope)
   grant.addResourceScope(resource, scope)
-  await grant.save()
+  // One found is saved only where it still is: ended meanwhile (a logout, a new password), it is not brought back
+  // (src/store/oidc.ts `rewrite`).
+  if (found) await (oidc.provider.Grant as unknown as { adapter: StoreAdapter }).adapter.savingAgain(found.jti, () => grant.save())
+  else await grant.save()
   return grant
 }
 

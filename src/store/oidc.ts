@@ -284,6 +284,24 @@ export class OidcRecordRepository {
     })
   }
 
+  /**
+   * Writes a record anew only where it still is: a grant read, then saved again (an authorization widening it), is not
+   * brought back once ended meanwhile (a logout, a new password, its account disabled), as the codes kept past its end
+   * (`CODE_MODELS`) would be redeemable again with it. Writes first what is queued, so that it lands after it.
+   */
+  async rewrite(input: OidcRecordInput): Promise<void> {
+    this.#changed(input.model)
+    await this.settled()
+    await this.#db.updateTable('oidc_records').set({
+      payload: JSON.stringify(input.payload),
+      grant_id: input.grantId ?? null,
+      uid: input.uid ?? null,
+      account_id: typeof input.payload.accountId === 'string' ? input.payload.accountId : null,
+      expires_at: input.expiresAt ?? null,
+    }).where('model', '=', input.model).where('id', '=', input.id).where('ended_at', 'is', null).execute()
+    this.#changed(input.model)
+  }
+
   /** Resolves once every record queued before the call is written (or has failed). */
   async settled(): Promise<void> {
     this.#flush()

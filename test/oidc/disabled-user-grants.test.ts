@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { setProviderClock } from '../../src/oidc/provider-clock.ts'
 import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { browse, codeRedemption, CookieJar, REALM, realmUrl, realmWith, submitForm, tokenRequest } from '../helpers/oidc.ts'
+import { browse, CLIENT_REDIRECT, codeRedemption, CookieJar, REALM, realmUrl, realmWith, signedInBrowser, submitForm, tokenRequest } from '../helpers/oidc.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 
 const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code'
@@ -135,6 +135,44 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`a grant whose u
     setProviderClock(() => Date.now() + 120_000)
     t.after(() => setProviderClock(() => Date.now()))
     assert.deepEqual(refusal(await tokenRequest(gw, late)), refused('Code not valid'))
+  })
+
+  it('never brings back a grant that ended while an authorization request of its browser saved it, so that a code kept past its end stays refused', async () => {
+    const user = await account('code-race')
+    const { jar, authorize, verifier } = await signedInBrowser(gw, 'code-race', secret('code-race'))
+    // An offline code is bound to no browser session: only its grant's end refuses it.
+    const offline = new URL((await browse(gw, jar, authorize({ scope: 'openid offline_access', prompt: 'consent' }))).url).searchParams.get('code')!
+    const redeem = () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'authorization_code', code: offline, redirect_uri: CLIENT_REDIRECT, code_verifier: verifier })
+    // A silent sign-in reads the grant; the grant ends (as a revocation, or a login past grants_per_user_limit, ends
+    // one) before that sign-in saves it again.
+    const records = gw.store.oidc as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>
+    const original = { find: records.find!, upsert: records.upsert!, rewrite: records.rewrite! }
+    let ended = false
+    let redeemedMeanwhile: { status: number; body: unknown } | undefined
+    records.find = async function (this: unknown, ...args: unknown[]) {
+      const found = await original.find.apply(this, args) as { id: string } | undefined
+      if (!ended && args[0] === 'Grant' && found) {
+        ended = true
+        await gw.store.oidc.endGrants([found.id])
+      }
+      return found
+    }
+    // Right after that save, before the request ends: the code is redeemed then.
+    for (const name of ['upsert', 'rewrite'] as const) {
+      records[name] = async function (this: unknown, ...args: unknown[]) {
+        await original[name].apply(this, args)
+        if (ended && !redeemedMeanwhile && (args[0] as { model: string }).model === 'Grant') redeemedMeanwhile = refusal(await redeem())
+      }
+    }
+    try {
+      await fetch(authorize({ prompt: 'none' }), { redirect: 'manual', headers: { cookie: jar.header() } })
+    } finally {
+      Object.assign(records, original)
+    }
+    assert.ok(ended)
+    assert.deepEqual(redeemedMeanwhile, refused('Code not valid'))
+    assert.deepEqual(refusal(await redeem()), refused('Code not valid'))
+    assert.equal((await gw.store.database.db.selectFrom('oidc_records').select('id').where('model', 'in', ['Grant', 'RefreshToken']).where('account_id', '=', String(user)).execute()).length, 0)
   })
 
   it('refuses a code whose sign-in was logged out since "Code not valid"', async () => {
