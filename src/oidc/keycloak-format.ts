@@ -600,7 +600,7 @@ export async function tokenError(body: Record<string, unknown>, ctx: KoaContextW
     return bad(GRANT_NOT_ALLOWED[String(grantType)] ?? 'Client not allowed for this grant type', 'unauthorized_client')
   }
   const missing = /^missing required parameters? (.+)$/.exec(description)
-  if (missing && grantType === 'authorization_code') return codeWithoutParameter(ctx, params)
+  if (missing && grantType === 'authorization_code') return codeWithoutParameter(ctx, params, options)
   if (missing) return bad(`Missing parameter: ${missing[1]!.replace(/'/g, '').replace(/ and /g, ', ')}`)
   // Keycloak names the whole requested scope (OAuth2GrantTypeBase), not only the unknown values.
   if (error === 'invalid_scope') return bad(`Invalid scopes: ${String(params.scope ?? body.scope ?? '')}`.trim(), 'invalid_scope')
@@ -619,6 +619,9 @@ export async function tokenError(body: Record<string, unknown>, ctx: KoaContextW
   if (grantType === DEVICE_GRANT && DEVICE_ERRORS[error]) return bad(DEVICE_ERRORS[error]!, error)
   return { status: 400, error, error_description: description }
 }
+
+/** Keycloak's refusal of a grant whose user is disabled (AuthorizationCodeGrantType, DeviceGrantType, TokenManager). */
+const USER_DISABLED = 'User disabled'
 
 /**
  * oidc-provider's reasons for refusing a code, device code or refresh token that its account's end explains:
@@ -657,7 +660,7 @@ async function endedAccountError(ctx: KoaContextWithOIDC, grantType: unknown, pa
   }
   if (accountId === undefined) return undefined
   const state = await options.accountState(accountId).catch(() => 'active' as const)
-  if (state === 'disabled') return 'User disabled'
+  if (state === 'disabled') return USER_DISABLED
   return state === 'gone' && grantType === 'refresh_token' ? 'Session not active' : undefined
 }
 
@@ -666,7 +669,7 @@ async function endedAccountError(ctx: KoaContextWithOIDC, grantType: unknown, pa
  * `redirect_uri` it was issued for with the one sent, absent or not: a live code of this client without it is an
  * "Incorrect redirect_uri", anything else not a valid code. oidc-provider asks for both before it reads the code.
  */
-async function codeWithoutParameter(ctx: KoaContextWithOIDC, params: Record<string, unknown>): Promise<KeycloakError> {
+async function codeWithoutParameter(ctx: KoaContextWithOIDC, params: Record<string, unknown>, options: KeycloakShapeOptions): Promise<KeycloakError> {
   if (typeof params.code !== 'string') return { status: 400, error: 'invalid_request', error_description: 'Missing parameter: code' }
   // Reading a code uses it up (adapter.ts `#claimCode`), as Keycloak's `parseCode` removes it before its checks.
   let code: { isExpired: boolean; consumed?: unknown; clientId?: string | undefined } | undefined
@@ -675,6 +678,8 @@ async function codeWithoutParameter(ctx: KoaContextWithOIDC, params: Record<stri
   } catch (failure) {
     return tokenEndpointFailure(failure)
   }
+  // Keycloak judges the code's user before the `redirect_uri`, and before the client the code is of.
+  if (await endedAccountError(ctx, 'authorization_code', params, options) === USER_DISABLED) return { status: 400, error: 'invalid_grant', error_description: USER_DISABLED }
   const live = code !== undefined && !code.isExpired && !code.consumed && code.clientId === ctx.oidc.client?.clientId
   return { status: 400, error: 'invalid_grant', error_description: live ? CODE_ERRORS['authorization code redirect_uri mismatch']! : 'Code not valid' }
 }

@@ -175,6 +175,15 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`a grant whose u
     assert.equal((await gw.store.database.db.selectFrom('oidc_records').select('id').where('model', 'in', ['Grant', 'RefreshToken']).where('account_id', '=', String(user)).execute()).length, 0)
   })
 
+  it('answers a code without its redirect_uri, redeemed after its user was disabled, "User disabled", as Keycloak judges the user before the redirect_uri', async () => {
+    const id = await account('no-redirect')
+    const form = await codeRedemption(gw, 'no-redirect', secret('no-redirect'))
+    form.delete('redirect_uri')
+    await disable(id)
+    assert.deepEqual(refusal(await tokenRequest(gw, form)), refused('User disabled'))
+    assert.deepEqual(refusal(await tokenRequest(gw, form)), refused('Code not valid'))
+  })
+
   it('refuses a code whose sign-in was logged out since "Code not valid"', async () => {
     await account('code-logout')
     const form = await codeRedemption(gw, 'code-logout', secret('code-logout'))
