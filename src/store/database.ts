@@ -195,8 +195,12 @@ const MIGRATION_WAIT_MS = 60_000
 const MIGRATION_LOCK_WAIT_MS = 1_000
 /** The advisory lock Kysely's Migrator holds on PostgreSQL while it migrates (its PostgresAdapter's, not exported). */
 const MIGRATION_LOCK_ID = BigInt('3853314791062309107')
-/** How long a start waits for another process's migrations that it has no part in: as long as the Migrator waits for its lock. */
+/** How long a start waits for another process's migrations: as long as the Migrator waits for its lock. */
 const MIGRATIONS_UNDER_WAY_WAIT_MS = 3_600_000
+/** How often a start waiting for another process's migrations asks whether their lock is free. */
+const MIGRATION_LOCK_POLL_MS = 250
+/** How often a start that waits for another process's migrations says it still does. */
+const MIGRATION_WAIT_REPORT_MS = 60_000
 /** PostgreSQL's SQLSTATE for a connection refused by max_connections, or by a role's or a database's connection limit. */
 const TOO_MANY_CONNECTIONS = '53300'
 /** How long a pool refused a connection for the server's limit keeps to those it holds before it opens another. */
@@ -278,9 +282,11 @@ export class Database {
    */
   async migrate(): Promise<string[]> {
     if (!this.#sqlite) {
-      if (!await this.#hasEveryMigration()) return this.#migrate()
-      await this.#waitForMigrationsUnderWay()
-      return []
+      // A database that does not answer is left to the migrations' own connection to say why (its driver's words).
+      await this.#waitForMigrationsUnderWay().catch((error: unknown) => {
+        if (!(error instanceof DatabaseUnavailable)) throw error
+      })
+      return await this.#hasEveryMigration() ? [] : this.#migrate()
     }
     const sqlite = this.#sqlite
     const raw = sqlite.raw
@@ -317,27 +323,35 @@ export class Database {
   }
 
   /**
-   * PostgreSQL: waits while another process holds the migrations' lock, as the Migrator would. A process that finds
-   * every migration it knows applied has nothing to migrate, but a newer version may be migrating beside it (a
+   * PostgreSQL: waits while another process holds the migrations' lock (up to MIGRATIONS_UNDER_WAY_WAIT_MS, as the
+   * Migrator would), before this one looks at what it has to apply. A newer version may be migrating beside it (a
    * rolling upgrade, a worker replaced meanwhile): its one transaction holds the tables it changes until it commits,
    * and this start's first queries on them (the first superuser) would fail after the query timeout, ending the start
    * with a database "not available" that is only busy. Free (every start but those few), this costs one query.
+   *
+   * It asks again every MIGRATION_LOCK_POLL_MS rather than queueing for the lock on the server: a start stopped or
+   * killed while it waits (a service manager's start timeout) leaves nothing behind, where a statement waiting for
+   * the lock went on holding a connection of the server's max_connections for up to an hour after the process was
+   * gone. And it says on stderr that it waits, for which server process, and once a minute that it still does, so a
+   * hung migration is not a silent start.
    */
   async #waitForMigrationsUnderWay(): Promise<void> {
-    const { rows } = await sql<{ free: boolean }>`select case when pg_try_advisory_lock(${sql.lit(MIGRATION_LOCK_ID)}) then pg_advisory_unlock(${sql.lit(MIGRATION_LOCK_ID)}) else false end as free`.execute(this.db)
-    if (rows[0]?.free) return
-    const pg = await loadPostgres()
-    const client = new pg.Client({ ...this.#pgConfig, ...UNBOUNDED, lock_timeout: MIGRATIONS_UNDER_WAY_WAIT_MS, connectionTimeoutMillis: MIGRATION_CONNECT_MS })
-    client.on('error', () => {})
-    try {
-      await client.connect()
-      await client.query('select pg_advisory_lock($1)', [String(MIGRATION_LOCK_ID)])
-      await client.query('select pg_advisory_unlock($1)', [String(MIGRATION_LOCK_ID)])
-    } catch (error) {
-      if ((error as { code?: unknown }).code !== LOCK_NOT_AVAILABLE) throw error
-      throw new Error(`another process has been migrating the database for ${MIGRATIONS_UNDER_WAY_WAIT_MS / 3_600_000} h, and still is; try again once it is done`, { cause: error })
-    } finally {
-      await this.endClient(client)
+    const started = performance.now()
+    let reported = -Infinity
+    for (;;) {
+      const { rows } = await sql<{ free: boolean; holder: number | null }>`select case when pg_try_advisory_lock(${sql.lit(MIGRATION_LOCK_ID)}) then pg_advisory_unlock(${sql.lit(MIGRATION_LOCK_ID)}) else false end as free, (select pid from pg_locks where locktype = 'advisory' and granted and database = (select oid from pg_database where datname = current_database()) and objsubid = 1 and (classid::bigint << 32 | objid::bigint) = ${sql.lit(MIGRATION_LOCK_ID)} limit 1) as holder`.execute(this.db)
+      if (rows[0]?.free) return
+      const waited = performance.now() - started
+      const holder = rows[0]?.holder ? ` (PostgreSQL server process ${rows[0].holder} holds their lock)` : ''
+      if (waited >= MIGRATIONS_UNDER_WAY_WAIT_MS) {
+        throw new Error(`another process has been migrating the database for ${MIGRATIONS_UNDER_WAY_WAIT_MS / 3_600_000} h, and still is${holder}; try again once it is done`)
+      }
+      if (waited - reported >= MIGRATION_WAIT_REPORT_MS) {
+        const still = reported < 0 ? 'waiting' : `still waiting (${Math.round(waited / 60_000)} min)`
+        process.stderr.write(`gatehouse: ${still} for another process's migrations of ${this.description} to be committed${holder}; giving up after ${MIGRATIONS_UNDER_WAY_WAIT_MS / 3_600_000} h\n`)
+        reported = waited
+      }
+      await delay(MIGRATION_LOCK_POLL_MS)
     }
   }
 

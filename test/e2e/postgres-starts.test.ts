@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { describe, it } from 'node:test'
 import pg from 'pg'
@@ -11,6 +13,15 @@ import { createTestDatabase } from '../helpers/postgres.ts'
 /** The advisory lock Kysely's migrator holds on PostgreSQL while it migrates (its PostgresAdapter's). */
 const MIGRATION_LOCK = '3853314791062309107'
 const NEWER = '999_of_a_newer_version'
+
+/** Waits until `check` holds, asking every 100 ms, for at most `withinMs`. */
+async function eventually(what: string, check: () => Promise<boolean>, withinMs: number): Promise<void> {
+  const deadline = performance.now() + withinMs
+  while (!await check()) {
+    if (performance.now() > deadline) assert.fail(`${what}: not within ${withinMs} ms`)
+    await sleep(100)
+  }
+}
 
 describe('gateway processes started at the same instant on an empty PostgreSQL database', () => {
   it('all serve, on a database migrated once, with one first superuser and the demo\'s organizations made once', async () => {
@@ -111,6 +122,48 @@ describe('a gateway starting while another process migrates its PostgreSQL datab
       }
     } finally {
       await newer.end()
+      await database.drop()
+    }
+  })
+})
+
+describe('a gateway starting while another process holds the migrations\' lock and does not let go (a hung migration)', () => {
+  it('says at once that it waits and for which server process, and a start killed meanwhile leaves no statement waiting on the server', async () => {
+    const database = await createTestDatabase()
+    const holder = new pg.Client({ connectionString: database.url })
+    const db = new pg.Client({ connectionString: database.url })
+    await holder.connect()
+    await db.connect()
+    const holderPid = (await holder.query('select pg_backend_pid() as pid')).rows[0].pid
+    await holder.query(`select pg_advisory_lock(${MIGRATION_LOCK})`)
+    // What else is connected to the database than the two clients here: the waiting start's connections.
+    const others = async () => Number((await db.query('select count(*) from pg_stat_activity where datname = current_database() and pid <> all($1)', [[holderPid, (await db.query('select pg_backend_pid() as pid')).rows[0].pid]])).rows[0].count)
+    const child = spawn(join(import.meta.dirname, '../../bin/gatehouse'), ['serve', '--port', '0', '--database', database.url], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let output = ''
+    child.stdout.on('data', (d) => (output += d))
+    child.stderr.on('data', (d) => (output += d))
+    const exited = new Promise((resolve) => child.once('exit', resolve))
+    let gw: GatewayProcess | undefined
+    try {
+      await eventually('the start says it waits', async () => output.includes('waiting for another process\'s migrations'), 15_000)
+      assert.match(output, new RegExp(`server process ${holderPid} holds their lock`), output)
+      assert.doesNotMatch(output, /Gatehouse listening/)
+      // A service manager giving up on the start: the process is killed, and its connections end with it.
+      child.kill('SIGKILL')
+      await exited
+      await eventually('nothing of the killed start is left on the server', async () => await others() === 0, 5_000)
+      // The next start serves once the lock is let go.
+      const starting = spawnGateway(['--database', database.url], {}, { startMs: 60_000 })
+      await sleep(1_000)
+      await holder.query(`select pg_advisory_unlock(${MIGRATION_LOCK})`)
+      gw = await starting
+      const ready = await at(gw.url).fetch('/readyz')
+      assert.equal(ready.status, 200, await ready.text())
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+      await gw?.stop()
+      await holder.end()
+      await db.end()
       await database.drop()
     }
   })
