@@ -418,6 +418,8 @@ function optional<T extends string | boolean | object | undefined>(entry: Record
 function profileText(entry: Record<string, unknown>, key: string, field: keyof typeof profileFields): string {
   const value = optional(entry, key, 'string', '')
   if (value.includes('\u0000')) throw new EntryProblem(`has a NUL character in "${key}"`)
+  // JSON may spell one (\ud800); stored, it would be U+FFFD instead, and the API refuses it.
+  if (!value.isWellFormed()) throw new EntryProblem(`has a lone surrogate (\\ud800 to \\udfff) in "${key}", which is not Unicode`)
   const parsed = profileFields[field].safeParse(value)
   if (!parsed.success) {
     const reasons = parsed.error.issues.map((issue) => issue.code === 'too_big' ? `Ensure this field has no more than ${String(issue.maximum)} characters.` : issue.message)

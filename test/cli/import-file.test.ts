@@ -43,6 +43,7 @@ describe('gatehouse users import of names and addresses the API refuses', () => 
       { username: 'bidi', lastName: 'x\u202ey' },
       { username: 'nul', firstName: 'a\u0000b' },
       { username: 'longmail', email: `${'a'.repeat(250)}@example.org` },
+      { username: 'lone', lastName: 'x\ud800y' },
     ] }))
     const refused = await runCli(['users', 'import', file, ...storage])
     assert.equal(refused.code, 2, refused.stderr)
@@ -52,6 +53,7 @@ describe('gatehouse users import of names and addresses the API refuses', () => 
     assert.match(refused.stderr, /users\[3\] \(bidi\) has "lastName" that Gatehouse refuses: Remove the bidirectional formatting characters/)
     assert.match(refused.stderr, /users\[4\] \(nul\) has a NUL character in "firstName"/)
     assert.match(refused.stderr, /users\[5\] \(longmail\) has "email" that Gatehouse refuses: /)
+    assert.match(refused.stderr, /users\[6\] \(lone\) has a lone surrogate \(\\ud800 to \\udfff\) in "lastName", which is not Unicode/)
     assert.doesNotMatch(refused.stderr, /users\[0\]/)
     assert.deepEqual(await accounts(storage), {}, 'nothing was imported')
 
