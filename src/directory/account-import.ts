@@ -263,8 +263,9 @@ class GroupTeams {
       throw new EntryProblem(`is in the group ${shown}, which is not a Keycloak group path (/Group or /Group/Subgroup)`)
     }
     if (name.length > MAX_TEAM_NAME) throw new EntryProblem(`is in the group ${shown}, whose path is longer than a team's name may be (${MAX_TEAM_NAME} characters)`)
-    if (name.trim() !== name || name.includes('\u0000')) {
-      throw new EntryProblem(`is in the group ${shown}, whose path no team's name can be (a team's name has no spaces around it and no NUL)`)
+    // A lone surrogate (JSON's \ud800) would be stored as U+FFFD, and the API refuses one in a team's name.
+    if (name.trim() !== name || name.includes('\u0000') || !name.isWellFormed()) {
+      throw new EntryProblem(`is in the group ${shown}, whose path no team's name can be (a team's name has no spaces around it, no NUL and no lone surrogate)`)
     }
     const found = this.#paths?.get(path)
     if (this.#paths && found === undefined) throw new EntryProblem(`is in the group ${shown}, which the realm's "groups" does not have`)
