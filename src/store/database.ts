@@ -567,6 +567,8 @@ function retryingConflicts(builder: TransactionBuilder<Tables>): TransactionBuil
 
 /** Socket errors that mean the server is not there. */
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN'])
+/** pg-pool's message for a request that waited the connect timeout for one of the pool's connections to come free. */
+const POOL_WAIT_TIMEOUT = 'timeout exceeded when trying to connect'
 /** node-postgres's own messages for a connection that timed out, broke or was never made. */
 const PG_CLIENT_FAILURE = /^(Connection terminated|timeout exceeded when trying to connect|Query read timeout|Client has encountered a connection error|Client was closed)/
 /**
@@ -656,6 +658,11 @@ export class Health {
    */
   classify(error: unknown): unknown {
     if (error instanceof DatabaseUnavailable || error instanceof UniqueViolation || error instanceof ForeignKeyViolation || error instanceof TransactionConflict) return error
+    // Every connection of the pool was in use and none came free within the connect timeout (pg-pool's wait for one):
+    // the database is busy answering the others, not gone. The request is refused (503), but no outage is counted,
+    // or /readyz would take a process out of its load balancer for being busy, and flap under a steady load. Held
+    // connections that stopped answering (a frozen server) fail on their own query timeout, which does count.
+    if ((error as { message?: unknown })?.message === POOL_WAIT_TIMEOUT) return new DatabaseUnavailable(undefined, error)
     if (!meansUnavailable(error)) {
       this.answered()
       if (isConflict(error)) return new TransactionConflict(error)
