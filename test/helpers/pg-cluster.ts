@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { chmodSync, chownSync, copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -111,5 +111,28 @@ export async function startPgCluster({ tls }: { tls?: { cert: string; key: strin
     },
   }
   cluster.start()
+  const watcher = watchOver(dir, dataDir)
+  const destroy = cluster.destroy
+  cluster.destroy = () => {
+    watcher.kill()
+    destroy()
+  }
   return cluster
+}
+
+/**
+ * A process of its own that stops the cluster (thawed first, if frozen) and deletes its files once this process is
+ * gone without `destroy` (killed by a timeout, crashed): else the server would go on running, holding its port and
+ * its memory, for as long as the machine does.
+ */
+function watchOver(dir: string, dataDir: string): { kill(): void } {
+  const script = [
+    'while kill -0 "$1" 2>/dev/null; do sleep 1; done',
+    'pm=$(head -n 1 "$3/postmaster.pid" 2>/dev/null)',
+    'if [ -n "$pm" ]; then kill -CONT "$pm" $(pgrep -P "$pm") 2>/dev/null; runuser -u postgres -- "$4/pg_ctl" -D "$3" -m immediate -w stop >/dev/null 2>&1; fi',
+    'rm -rf "$2"',
+  ].join('\n')
+  const child = spawn('sh', ['-c', script, 'sh', String(process.pid), dir, dataDir, BIN], { detached: true, stdio: 'ignore' })
+  child.unref()
+  return { kill: () => child.kill() }
 }
