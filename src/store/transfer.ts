@@ -171,6 +171,9 @@ async function copyTable(from: Kysely<any>, fromDialect: DialectName, table: Tab
     const last = rows.at(-1)!
     after = table.primaryKey.map((name) => last[name])
     if (table.numbered) highest = Math.max(highest, Number(last[table.numbered]))
+    // node:sqlite answers at once, so a copy between SQLite files never left the event loop's current turn, and a
+    // Ctrl-C (which Node delivers in a later turn) waited for the whole copy, then found it done and was lost.
+    await new Promise((resolve) => setImmediate(resolve))
   }
   const [inSource, inTarget] = [await count(from, table.name), await count(to, table.name)]
   if (inSource !== copied || inTarget !== copied) throw new Error(`${table.name}: ${copied} rows copied, but the source holds ${inSource} and the target ${inTarget}`)
