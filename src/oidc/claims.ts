@@ -171,8 +171,8 @@ const COUNTED_SOURCES: ReadonlySet<string> = new Set(['RefreshToken', 'Authoriza
  * `countGrantTokens` counts the tokens of a refresh, or of a code's redemption, that passed all of these at the token
  * endpoint, last, by its grant; it throws to refuse them (too many of the grant's).
  */
-export function accountFinder(accounts: Accounts, onRefresh?: (ctx: KoaContextWithOIDC, clientId: string, user: User) => void, confirmOnRefresh?: (user: User) => Promise<boolean>, countGrantTokens?: (grantId: string, source: { kind?: string; jti?: string }) => Promise<void>) {
-  return async function findAccount(ctx: KoaContextWithOIDC, sub: string, token?: { kind?: string; clientId?: string; iat?: number; grantId?: string; jti?: string }): Promise<Account | undefined> {
+export function accountFinder(accounts: Accounts, onRefresh?: (ctx: KoaContextWithOIDC, clientId: string, user: User) => void, confirmOnRefresh?: (user: User) => Promise<boolean>, countGrantTokens?: (grantId: string, source: { kind?: string; jti?: string; consumed?: unknown }) => Promise<void>) {
+  return async function findAccount(ctx: KoaContextWithOIDC, sub: string, token?: { kind?: string; clientId?: string; iat?: number; grantId?: string; jti?: string; consumed?: unknown }): Promise<Account | undefined> {
     if (!/^[1-9][0-9]{0,14}$/.test(sub)) return undefined
     const user = await accounts.get(Number(sub))
     if (!user || !user.isActive) {

@@ -238,7 +238,10 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   // before a refresh token is used up. A code is used up as it is read (adapter.ts `#claimCode`): refused so, it is
   // put back, unused, for the retry the answer's Retry-After invites while it lives, which would otherwise be taken for
   // a code used twice and end the grant (the database failing then leaves it used: the refusal stands).
-  const countGrantTokens = async (grantId: string, source: { kind?: string; jti?: string }) => {
+  // A refresh token used already is not counted: oidc-provider takes it for a stolen one next and ends its grant,
+  // which no count may put off (a code used already is refused before its account is looked up).
+  const countGrantTokens = async (grantId: string, source: { kind?: string; jti?: string; consumed?: unknown }) => {
+    if (source.consumed !== undefined) return
     try {
       refuseClientTokensPastLimit(options.grantTokens, grantId)
     } catch (refusal) {

@@ -80,3 +80,31 @@ describe('access_tokens_per_grant_limit: the access tokens one login gets by ref
     assert.equal((await post(gw, `client_id=end-users&grant_type=refresh_token&refresh_token=${first.body.refresh_token}`)).status, 200)
   })
 })
+
+describe('access_tokens_per_grant_limit beside reuse detection', () => {
+  let gw: TestGateway
+
+  before(async () => {
+    // A window as long as the default access token's, which no test here outlasts: the counts stay as they are made.
+    gw = await startGateway({ config: { realms: realmWith([], { access_tokens_per_grant_limit: LIMIT }) } })
+    await gw.app.accounts.create({ username: 'reused', password: 'reused-password-long' })
+  })
+  after(() => gw.close())
+
+  it('ends the login of a refresh token used again past the limit, as its reuse ends it below the limit', async () => {
+    const tokens = [(await post(gw, login('reused'))).body.refresh_token as string]
+    for (let i = 0; i < LIMIT; i++) {
+      const answer = await post(gw, refresh(tokens.at(-1)!))
+      assert.equal(answer.status, 200, JSON.stringify(answer.body))
+      tokens.push(answer.body.refresh_token)
+    }
+    assertTokensThrottled(await post(gw, refresh(tokens.at(-1)!)), 300)
+    // `reports` uses each refresh token once: the first one, brought again, is a reuse, which ends the login.
+    const reused = await post(gw, refresh(tokens[0]!))
+    assert.deepEqual({ status: reused.status, body: reused.body }, { status: 400, body: { error: 'invalid_grant', error_description: 'Maximum allowed refresh token reuse exceeded' } })
+    // The newest refresh token went with it: refused as an ended login's, no longer told to wait.
+    const newest = await post(gw, refresh(tokens.at(-1)!))
+    assert.equal(newest.status, 400, JSON.stringify(newest.body))
+    assert.equal(newest.body.error, 'invalid_grant')
+  })
+})
