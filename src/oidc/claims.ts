@@ -171,7 +171,7 @@ const COUNTED_SOURCES: ReadonlySet<string> = new Set(['RefreshToken', 'Authoriza
  * `countGrantTokens` counts the tokens of a refresh, or of a code's redemption, that passed all of these at the token
  * endpoint, last, by its grant; it throws to refuse them (too many of the grant's).
  */
-export function accountFinder(accounts: Accounts, onRefresh?: (ctx: KoaContextWithOIDC, clientId: string, user: User) => void, confirmOnRefresh?: (user: User) => Promise<boolean>, countGrantTokens?: (grantId: string, source: { kind?: string; jti?: string; consumed?: unknown }) => Promise<void>) {
+export function accountFinder(accounts: Accounts, onRefresh?: (ctx: KoaContextWithOIDC, clientId: string, user: User) => void, confirmOnRefresh?: (user: User) => Promise<boolean>, countGrantTokens?: (ctx: KoaContextWithOIDC, grantId: string, source: { kind?: string; jti?: string; consumed?: unknown }) => Promise<void>) {
   return async function findAccount(ctx: KoaContextWithOIDC, sub: string, token?: { kind?: string; clientId?: string; iat?: number; grantId?: string; jti?: string; consumed?: unknown }): Promise<Account | undefined> {
     if (!/^[1-9][0-9]{0,14}$/.test(sub)) return undefined
     const user = await accounts.get(Number(sub))
@@ -188,7 +188,7 @@ export function accountFinder(accounts: Accounts, onRefresh?: (ctx: KoaContextWi
     }
     if (token?.kind === 'RefreshToken' && confirmOnRefresh && !(await confirmOnRefresh(user))) return undefined
     if (onRefresh && token?.kind === 'RefreshToken' && token.clientId) onRefresh(ctx, token.clientId, user)
-    if (countGrantTokens && COUNTED_SOURCES.has(token?.kind ?? '') && typeof token?.grantId === 'string' && ctx?.oidc?.route === 'token') await countGrantTokens(token.grantId, token)
+    if (countGrantTokens && COUNTED_SOURCES.has(token?.kind ?? '') && typeof token?.grantId === 'string' && ctx?.oidc?.route === 'token') await countGrantTokens(ctx, token.grantId, token)
     return { accountId: sub, claims: () => profileClaims(user) as AccountClaims }
   }
 }

@@ -239,15 +239,19 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   // put back, unused, for the retry the answer's Retry-After invites while it lives, which would otherwise be taken for
   // a code used twice and end the grant (the database failing then leaves it used: the refusal stands).
   // A refresh token used already is not counted: oidc-provider takes it for a stolen one next and ends its grant,
-  // which no count may put off (a code used already is refused before its account is looked up).
-  const countGrantTokens = async (grantId: string, source: { kind?: string; jti?: string; consumed?: unknown }) => {
-    if (source.consumed !== undefined) return
+  // which no count may put off (a code used already is refused before its account is looked up). A request counts
+  // once: the refresh shortcut that counted it may leave it to oidc-provider (refresh-token.ts), which looks its
+  // account up again.
+  const countedRequests = new WeakSet<object>()
+  const countGrantTokens = async (ctx: KoaContextWithOIDC, grantId: string, source: { kind?: string; jti?: string; consumed?: unknown }) => {
+    if (source.consumed !== undefined || countedRequests.has(ctx.req)) return
     try {
       refuseClientTokensPastLimit(options.grantTokens, grantId)
     } catch (refusal) {
       if (source.kind === 'AuthorizationCode' && typeof source.jti === 'string') await (provider.AuthorizationCode as unknown as { adapter: StoreAdapter }).adapter.release(source.jti).catch(() => undefined)
       throw refusal
     }
+    countedRequests.add(ctx.req)
   }
   const findAccount = accountFinder(options.accounts, checkClientAccess, options.confirmAccount, countGrantTokens)
   const adapterDeps: AdapterDependencies = {

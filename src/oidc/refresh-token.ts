@@ -18,7 +18,8 @@ import { idTokenClaims } from './id-token-claims.ts'
  * Every check comes before anything is written: a request any check refuses, or one that asks for anything this
  * does not do (DPoP, mutual TLS, attestation, rich authorization details, a scope or resource member, a
  * consumed token, which oidc-provider answers by revoking the grant), is left to oidc-provider, which finds the
- * world unchanged and answers it as always; the database failing is answered at once (`leftToProvider`). Once the
+ * world unchanged and answers it as always (the refresh counted for `access_tokens_per_grant_limit` is not counted
+ * again: provider.ts counts a request once); the database failing is answered at once (`leftToProvider`). Once the
  * old token is consumed the request is answered here; a failure from then on is the request's error, not
  * oidc-provider's to try again.
  */

@@ -81,13 +81,13 @@ describe('access_tokens_per_grant_limit: the access tokens one login gets by ref
   })
 })
 
-describe('access_tokens_per_grant_limit beside reuse detection', () => {
+describe('access_tokens_per_grant_limit beside reuse detection and the refresh shortcut', () => {
   let gw: TestGateway
 
   before(async () => {
     // A window as long as the default access token's, which no test here outlasts: the counts stay as they are made.
     gw = await startGateway({ config: { realms: realmWith([], { access_tokens_per_grant_limit: LIMIT }) } })
-    await gw.app.accounts.create({ username: 'reused', password: 'reused-password-long' })
+    for (const name of ['reused', 'handed-back']) await gw.app.accounts.create({ username: name, password: `${name}-password-long` })
   })
   after(() => gw.close())
 
@@ -106,5 +106,29 @@ describe('access_tokens_per_grant_limit beside reuse detection', () => {
     const newest = await post(gw, refresh(tokens.at(-1)!))
     assert.equal(newest.status, 400, JSON.stringify(newest.body))
     assert.equal(newest.body.error, 'invalid_grant')
+  })
+
+  it('counts a refresh once when the shortcut that counted it leaves it to oidc-provider', async () => {
+    // `end-users` keeps its refresh tokens valid until they expire, so the login's first one refreshes again later.
+    const publicLogin = `client_id=end-users&grant_type=password&username=handed-back&password=handed-back-password-long`
+    const publicRefresh = (token: string) => `client_id=end-users&grant_type=refresh_token&refresh_token=${token}`
+    const first = (await post(gw, publicLogin)).body.refresh_token as string
+    const second = await post(gw, publicRefresh(first))
+    assert.equal(second.status, 200, JSON.stringify(second.body))
+    // A refresh token whose resource the realm does not serve: the shortcut counts it, finds no resource server for
+    // it, and leaves it to oidc-provider, which looks the account up again and refuses it.
+    const jti = decodeJwtPart(second.body.refresh_token, 1).jti as string
+    const db = gw.store.database.db
+    const record = await db.selectFrom('oidc_records').select('payload').where('model', '=', 'RefreshToken').where('id', '=', jti).executeTakeFirstOrThrow()
+    const payload = JSON.parse(record.payload)
+    await db.updateTable('oidc_records').set({ payload: JSON.stringify({ ...payload, resource: 'urn:elsewhere' }) }).where('model', '=', 'RefreshToken').where('id', '=', jti).execute()
+    const refused = await post(gw, publicRefresh(second.body.refresh_token))
+    assert.equal(refused.status, 400, JSON.stringify(refused.body))
+    // Counted once, the login has one refresh left of the limit.
+    for (let i = 2; i < LIMIT; i++) {
+      const answer = await post(gw, publicRefresh(first))
+      assert.equal(answer.status, 200, JSON.stringify(answer.body))
+    }
+    assertTokensThrottled(await post(gw, publicRefresh(first)), 300)
   })
 })
