@@ -33,10 +33,12 @@ const REALM_BOUND_MODELS = new Set([
 const REPLAY_RECORD_MAX_SECONDS = CLIENT_ASSERTION_MAX_SECONDS + CLIENT_ASSERTION_CLOCK_SKEW_SECONDS + 5
 
 /**
- * The most codes one grant (a browser session's sign-in to a client) holds at once, used or not: each authorization
- * request issues one, which lives a minute, and a browser (or a script with its cookie) looping over the authorization
- * endpoint with `prompt=none` would otherwise add a row a request. A new one past it ends the oldest, counted as a
- * grant's refresh tokens are (`#countDue`); a client redeems its code at once, and the one it was just given is the newest.
+ * The most codes one grant (a browser session's sign-in to a client) holds at once: each authorization request issues
+ * one, which lives a minute, and a browser (or a script with its cookie) looping over the authorization endpoint with
+ * `prompt=none` would otherwise add a row a request. A new one past it ends the oldest unused one, counted as a grant's
+ * refresh tokens are (`#countDue`); a client redeems its code at once, and the one it was just given is the newest.
+ * As many used ones more are kept (`OidcRecordRepository.endCodesPastLimit`), so that one brought again is still
+ * taken for a code used twice, which ends its grant, as Keycloak ends the client session of a code used twice.
  */
 const CODES_PER_GRANT_LIMIT = 100
 

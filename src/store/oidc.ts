@@ -654,23 +654,27 @@ export class OidcRecordRepository {
   }
 
   /**
-   * Deletes a grant's live codes, used or not, past its `limit` newest, never `kept` (the one just saved), ordered as
-   * `endRefreshTokensPastLimit` orders refresh tokens. Counted by the index of records by grant: besides its codes, a
-   * grant has its refresh and access tokens, which the realm bounds. A code deleted so is refused as an unknown one.
+   * Deletes a grant's live codes past its `limit` newest, never `kept` (the one just saved), ordered as
+   * `endRefreshTokensPastLimit` orders refresh tokens: those unused, and those used past the `limit` newest of them.
+   * Counted by the index of records by grant: besides its codes, a grant has its refresh and access tokens, which the
+   * realm bounds. A code deleted so is refused as an unknown one; one used and kept is still found used when it is
+   * brought again, which ends its grant as a code used twice does (oidc-provider's `consumeGrantSource`).
    */
   async endCodesPastLimit(grantId: string, limit: number, kept: string, now: number): Promise<void> {
-    await this.#endPastLimit(AUTHORIZATION_CODE_MODEL, grantId, limit, kept, now)
+    await this.#endPastLimit(AUTHORIZATION_CODE_MODEL, grantId, limit, kept, now, limit)
   }
 
-  async #endPastLimit(model: string, grantId: string, limit: number, kept: string, now: number): Promise<void> {
+  /** Deletes the records past `limit`, but for `usedKept` of the used ones (the newest). */
+  async #endPastLimit(model: string, grantId: string, limit: number, kept: string, now: number, usedKept = 0): Promise<void> {
     // The model written in the statement, not bound: so the database may use the index of refresh tokens alone.
     const live = this.#db.selectFrom('oidc_records').where('grant_id', '=', grantId).where('model', '=', sql.lit(model))
       .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
     const { count } = await live.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow()
     if (Number(count) <= limit) return
     const issued = this.#issuedAt()
-    const older = await live.select('id').orderBy(issued, 'desc').orderBy(sql`coalesce(expires_at, 0)`, 'desc').orderBy('id', 'desc').limit(Number(count)).offset(limit).execute()
-    const ended = older.map((token) => token.id).filter((id) => id !== kept)
+    const older = await live.select(['id', 'consumed_at']).orderBy(issued, 'desc').orderBy(sql`coalesce(expires_at, 0)`, 'desc').orderBy('id', 'desc').limit(Number(count)).offset(limit).execute()
+    let used = 0
+    const ended = older.filter((record) => record.id !== kept && (record.consumed_at === null || ++used > usedKept)).map((record) => record.id)
     if (ended.length) await this.#db.deleteFrom('oidc_records').where('model', '=', model).where('id', 'in', ended).execute()
   }
 
