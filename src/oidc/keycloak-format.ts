@@ -610,7 +610,10 @@ export async function tokenError(body: Record<string, unknown>, ctx: KoaContextW
     return { status: 401, error, error_description: description }
   }
   if (error === 'invalid_grant') {
-    const ended = ACCOUNT_JUDGED.has(detail) ? await endedAccountError(ctx, grantType, params, options) : undefined
+    // Keycloak judges a code's user before the client the code is of (AuthorizationCodeGrantType), where oidc-provider
+    // compares the client first (a code kept past its sign-in's end, as an offline one, is found and compared).
+    const codeOfAnotherClient = grantType === 'authorization_code' && detail === 'client mismatch'
+    const ended = ACCOUNT_JUDGED.has(detail) || codeOfAnotherClient ? await endedAccountError(ctx, grantType, params, options) : undefined
     if (ended) return bad(ended, 'invalid_grant')
     if (grantType === 'refresh_token') return bad(REFRESH_ERRORS[detail] ?? 'Invalid refresh token', 'invalid_grant')
     if (grantType === 'authorization_code') return bad(CODE_ERRORS[detail] ?? 'Code not valid', 'invalid_grant')

@@ -192,4 +192,18 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`a grant whose u
     await gw.app.accounts.update(user!.id, { password: 'another-password-long' })
     assert.deepEqual(refusal(await tokenRequest(gw, form)), refused('Code not valid'))
   })
+
+  it('answers another client\'s redemption of an offline code whose user was disabled "User disabled", as Keycloak judges the user before the client', async () => {
+    const id = await account('other-client')
+    const { jar, authorize, verifier } = await signedInBrowser(gw, 'other-client', secret('other-client'))
+    // An offline code is bound to no browser session: found after the disable, its client is compared.
+    const offline = new URL((await browse(gw, jar, authorize({ scope: 'openid offline_access', prompt: 'consent' }))).url).searchParams.get('code')!
+    const form = { client_id: 'browser-only', grant_type: 'authorization_code', code: offline, redirect_uri: CLIENT_REDIRECT, code_verifier: verifier }
+    await disable(id)
+    assert.deepEqual(refusal(await tokenRequest(gw, form)), refused('User disabled'))
+    // Used up by that request, it tells no more.
+    const again = await tokenRequest(gw, form)
+    assert.equal(again.body.error, 'invalid_grant')
+    assert.notEqual(again.body.error_description, 'User disabled')
+  })
 })
