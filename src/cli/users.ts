@@ -11,7 +11,7 @@ import { recordTokensOfUserRevoked } from '../audit/tokens.ts'
 import { SelfLockout, ValidationFailed } from '../errors.ts'
 import { UniqueViolation } from '../store/errors.ts'
 import type { User } from '../store/users.ts'
-import { readImportFile, type ImportFile, type NotImported } from '../directory/account-import.ts'
+import { countListedUsers, MAX_IMPORT_USERS, readImportFile, type ImportFile, type NotImported } from '../directory/account-import.ts'
 import type { ImportedTogether, ImportOutcome } from '../directory/accounts.ts'
 import type { GivenRole } from '../access/admin.ts'
 import type { Organization, Team } from '../store/access.ts'
@@ -139,9 +139,11 @@ interface TeamsJoined {
   readonly given: readonly GivenRole[]
 }
 
-async function importUsers(file: string, options: ImportOptions): Promise<void> {
-  const { groupsToTeams } = options
-  if (groupsToTeams !== undefined && groupsToTeams.trim() === '') throw new UsageError('--groups-to-teams names no organization; give its name')
+/**
+ * The accounts of the file, read and checked before any database is opened. Its bytes and text are this function's
+ * alone, so they are freed before the import writes (a file may have 256 MiB).
+ */
+function readUsersFile(file: string, groupsToTeams: boolean): ImportFile {
   let bytes: Buffer | undefined
   try {
     bytes = readBytesAtMost(file, MAX_IMPORT_BYTES)
@@ -154,9 +156,26 @@ async function importUsers(file: string, options: ImportOptions): Promise<void> 
   if (!isUtf8(bytes)) {
     throw new UsageError(`${file}: nothing was imported: the file is not UTF-8${utf16(bytes) ? ' (it is UTF-16)' : ''}, as JSON is; convert it to UTF-8 first`)
   }
-  const text = bytes.toString('utf8').replace(/^\uFEFF/, '')
-  const read = readImportFile(text, { groupsToTeams: groupsToTeams !== undefined })
-  if (read.problems.length) throw new UsageError(`${file}: nothing was imported: ${read.problems.join('; ')}`)
+  const listed = countListedUsers(bytes, MAX_IMPORT_USERS)
+  if (listed > MAX_IMPORT_USERS) {
+    throw new UsageError(`${file}: nothing was imported: the file lists more than ${MAX_IMPORT_USERS.toLocaleString('en')} users, the most one import takes; split it`)
+  }
+  return readImportFile(bytes.toString('utf8').replace(/^\uFEFF/, ''), { groupsToTeams })
+}
+
+/** How many of a file's problems its refusal names: a file of a million entries may have as many. */
+const NAMED_PROBLEMS = 100
+
+function listedProblems(problems: readonly string[]): string {
+  const more = problems.length - NAMED_PROBLEMS
+  return problems.slice(0, NAMED_PROBLEMS).join('; ') + (more > 0 ? `; and ${more.toLocaleString('en')} more problem${more === 1 ? '' : 's'}` : '')
+}
+
+async function importUsers(file: string, options: ImportOptions): Promise<void> {
+  const { groupsToTeams } = options
+  if (groupsToTeams !== undefined && groupsToTeams.trim() === '') throw new UsageError('--groups-to-teams names no organization; give its name')
+  const read = readUsersFile(file, groupsToTeams !== undefined)
+  if (read.problems.length) throw new UsageError(`${file}: nothing was imported: ${listedProblems(read.problems)}`)
   if (groupsToTeams !== undefined && read.format !== 'keycloak') {
     throw new UsageError(`${file}: nothing was imported: --groups-to-teams reads a Keycloak realm export's groups, and a list of the platform's users has none`)
   }

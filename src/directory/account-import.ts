@@ -95,6 +95,84 @@ function jsonSyntaxProblem(message: string, text: string): string {
   return `Unexpected character ${shown} at line ${line}, column ${at - text.lastIndexOf('\n', at - 1)}`
 }
 
+/**
+ * The most users one file may list. Parsed and checked, each entry holds a few hundred bytes of memory, however
+ * little of the file it takes: a list of 9 million tiny entries, within the size a file may have, took 5 GB and more
+ * than two minutes before any answer. A million is more than any file of users with their hashes that size holds, and
+ * far more than Keycloak writes in one (`kc.sh export` writes 50 users a file unless told otherwise).
+ */
+export const MAX_IMPORT_USERS = 1_000_000
+
+/** The bytes of JSON's structure, as UTF-8 writes them (no byte of a longer character is one of them). */
+const JSON_BYTE = { quote: 0x22, backslash: 0x5c, comma: 0x2c, openList: 0x5b, closeList: 0x5d, openObject: 0x7b, closeObject: 0x7d } as const
+/** JSON's whitespace (RFC 8259 §2): space, tab, line feed, carriage return. */
+const isJsonSpace = (byte: number) => byte === 0x20 || byte === 0x09 || byte === 0x0a || byte === 0x0d
+
+/**
+ * How many entries the file's list of users holds, as `readImportFile` would read them (a list at the top, or a
+ * top-level object's `users` or `results`; the most of either), counted on the file's bytes before anything is parsed,
+ * at a few nanoseconds a byte and no memory: a file that lists too many is refused before its cost is paid. Counting
+ * stops once past `atMost`. Bytes that are not JSON are counted somehow; JSON.parse refuses them after.
+ */
+export function countListedUsers(bytes: Buffer, atMost: number): number {
+  let depth = 0
+  let inString = false
+  let keyStart = -1
+  let key = ''
+  let topIsObject = false
+  let listDepth = -1
+  let expectingItem = false
+  let items = 0
+  let most = 0
+  for (let i = 0; i < bytes.length; i++) {
+    const byte = bytes[i]!
+    if (inString) {
+      if (byte === JSON_BYTE.backslash) i++
+      else if (byte === JSON_BYTE.quote) {
+        inString = false
+        // A key of the top-level object, or a value there, which the next key replaces before any list opens.
+        if (keyStart >= 0) key = i - keyStart <= 64 ? jsonString(bytes.toString('utf8', keyStart, i + 1)) : ''
+      }
+      continue
+    }
+    if (depth === listDepth) {
+      if (byte === JSON_BYTE.comma) expectingItem = true
+      else if (expectingItem && byte !== JSON_BYTE.closeList && !isJsonSpace(byte)) {
+        expectingItem = false
+        if (++items > atMost) return items
+      }
+    }
+    if (byte === JSON_BYTE.quote) {
+      inString = true
+      keyStart = depth === 1 && topIsObject ? i : -1
+    } else if (byte === JSON_BYTE.openList || byte === JSON_BYTE.openObject) {
+      depth++
+      if (depth === 1) topIsObject = byte === JSON_BYTE.openObject
+      if (byte === JSON_BYTE.openList && listDepth < 0 && (depth === 1 || (depth === 2 && topIsObject && (key === 'users' || key === 'results')))) {
+        listDepth = depth
+        items = 0
+        expectingItem = true
+      }
+    } else if (byte === JSON_BYTE.closeList || byte === JSON_BYTE.closeObject) {
+      if (depth === listDepth) {
+        most = Math.max(most, items)
+        listDepth = -1
+      }
+      depth--
+    }
+  }
+  return Math.max(most, listDepth >= 0 ? items : 0)
+}
+
+/** A JSON string's value, or '' when it is none. */
+function jsonString(quoted: string): string {
+  try {
+    return JSON.parse(quoted) as string
+  } catch {
+    return ''
+  }
+}
+
 export function readImportFile(text: string, options: ImportOptions = {}): ImportFile {
   let parsed: unknown
   try {

@@ -3,6 +3,7 @@ import { rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { describe, it } from 'node:test'
+import { countListedUsers, MAX_IMPORT_USERS } from '../../src/directory/account-import.ts'
 import { runCli, tempDir } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 
@@ -85,6 +86,45 @@ describe('gatehouse users import of a file in another encoding than UTF-8', () =
     const imported = await runCli(['users', 'import', file, ...storage])
     assert.equal(imported.code, 0, imported.stderr)
     assert.deepEqual(await accounts(storage, 'first_name'), { ann: ['Zoë'] })
+  })
+})
+
+describe('gatehouse users import of a file listing more users than one import takes', () => {
+  it('refuses more than 1,000,000 users at once, before reading them, as a list or a realm export, and names only the first hundred problems of a file', async () => {
+    const dir = tempDir()
+    try {
+      const file = join(dir, 'users.json')
+      const storage = ['--data-dir', join(dir, 'data')]
+      const entries = '{},'.repeat(MAX_IMPORT_USERS)
+      const refusal = `gatehouse: ${file}: nothing was imported: the file lists more than 1,000,000 users, the most one import takes; split it\n`
+      for (const text of [`[${entries}{}]`, `{"realm": "big", "users": [${entries}{}]}`, `{"count": 1000001, "results": [${entries}{}]}`]) {
+        writeFileSync(file, text)
+        const refused = await runCli(['users', 'import', file, ...storage])
+        assert.equal(refused.code, 2)
+        assert.ok(refused.stderr === refusal, refused.stderr.slice(0, 300))
+      }
+      writeFileSync(file, `[${entries.slice(0, -1)}]`)
+      const read = await runCli(['users', 'import', file, ...storage])
+      assert.equal(read.code, 2)
+      assert.ok(read.stderr.length < 10_000, `${read.stderr.length} characters`)
+      assert.match(read.stderr, /: nothing was imported: users\[0\] has no "username"; users\[1\] has no "username"; .*; users\[99\] has no "username"; and 999,900 more problems\n$/)
+      assert.doesNotMatch(read.stderr, /users\[100\]/)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('counts the entries as JSON.parse reads them, whatever their strings hold', () => {
+    const entries = [{ username: 'a,b', first_name: '[{"x": ["],' }, 'x\\",[', [1, [2, 3]], { users: [1, 2, 3] }, 5, null]
+    const listed = (text: string) => countListedUsers(Buffer.from(text), MAX_IMPORT_USERS)
+    for (const file of [entries, { users: entries }, { results: entries }, { realm: 'users', roles: { realm: [1, 2, 3, 4, 5, 6, 7, 8] }, users: entries }]) {
+      assert.equal(listed(JSON.stringify(file, null, 2)), 6, JSON.stringify(file))
+    }
+    assert.equal(listed('{"us\\u0065rs": [1, 2, 3]}'), 3, 'a key spelt with escapes')
+    assert.equal(listed('{"groups": [1, 2, 3], "users": [4]}'), 1)
+    assert.equal(listed('\ufeff[ ]'), 0)
+    assert.equal(listed('{"users": []}'), 0)
+    assert.equal(countListedUsers(Buffer.from('[1, 2, 3, 4, 5]'), 2), 3, 'counting stops past the most')
   })
 })
 
