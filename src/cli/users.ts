@@ -17,7 +17,7 @@ import type { GivenRole } from '../access/admin.ts'
 import type { Organization, Team } from '../store/access.ts'
 import { serializeTeam } from '../api/organizations.ts'
 import { auditGiven } from '../api/roles.ts'
-import { readBytesAtMost } from '../config/read-at-most.ts'
+import { readBytesAtMost, startsAsUtf16 } from '../config/read-at-most.ts'
 
 export function usersCommand(): Command {
   const users = new Command('users').description('manage accounts')
@@ -154,7 +154,7 @@ function readUsersFile(file: string, groupsToTeams: boolean): ImportFile {
   // JSON is UTF-8 (RFC 8259): read as it, a file in another encoding had each of its other bytes made U+FFFD, and its
   // names and addresses stored so. The byte-order mark some editors put in front, which the RFC lets a reader skip, is.
   if (!isUtf8(bytes)) {
-    throw new UsageError(`${file}: nothing was imported: the file is not UTF-8${utf16(bytes) ? ' (it is UTF-16)' : ''}, as JSON is; convert it to UTF-8 first`)
+    throw new UsageError(`${file}: nothing was imported: the file is not UTF-8${startsAsUtf16(bytes) ? ' (it is UTF-16)' : ''}, as JSON is; convert it to UTF-8 first`)
   }
   const listed = countListedUsers(bytes, MAX_IMPORT_USERS)
   if (listed > MAX_IMPORT_USERS) {
@@ -226,11 +226,6 @@ async function writtenOnce<T>(file: string, write: () => Promise<T>): Promise<T>
       }
     }
   }
-}
-
-/** Whether the bytes start with UTF-16's byte-order mark (Windows' "Unicode", PowerShell's default for a redirect). */
-function utf16(bytes: Buffer): boolean {
-  return bytes.length >= 2 && ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff))
 }
 
 /**

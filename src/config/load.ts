@@ -1,8 +1,9 @@
+import { isUtf8 } from 'node:buffer'
 import { fileURLToPath } from 'node:url'
 import { LineCounter, parseDocument, visit, type Document, type YAMLError } from 'yaml'
 import { z } from 'zod'
 import { substituteEnvironment, type Substituted } from './environment.ts'
-import { readAtMost } from './read-at-most.ts'
+import { readBytesAtMost, startsAsUtf16 } from './read-at-most.ts'
 import { ConfigSchema, type Config } from './schema.ts'
 
 export const demoConfigFile = fileURLToPath(new URL('./demo.yaml', import.meta.url))
@@ -114,17 +115,22 @@ function selfContainingPath(value: unknown, path: string[] = [], ancestors = new
   return undefined
 }
 
-/** The file's text: a file over the limit is refused, read no further than it (read-at-most.ts). */
+/**
+ * The file's text: a file over the limit is refused, read no further than it (read-at-most.ts). Read as UTF-8, a
+ * file in another encoding (Latin-1, a Windows code page) had each of its other bytes made U+FFFD: a password, a
+ * name or a path quietly changed. It is refused instead, as `users import` refuses a file that is not UTF-8.
+ */
 function readConfigText(file: string): string {
-  let text: string | undefined
+  let bytes: Buffer | undefined
   try {
-    text = readAtMost(file, MAX_CONFIG_BYTES)
+    bytes = readBytesAtMost(file, MAX_CONFIG_BYTES)
   } catch (error) {
     // Node's message names the file again (", open '...'"): it already starts the line.
     throw new ConfigError(file, [`cannot read: ${(error as Error).message.replace(/, open '.*'$/, '')}`])
   }
-  if (text === undefined) throw new ConfigError(file, ['larger than 1 MiB, the limit of a configuration file: is it the file meant?'])
-  return text
+  if (bytes === undefined) throw new ConfigError(file, ['larger than 1 MiB, the limit of a configuration file: is it the file meant?'])
+  if (!isUtf8(bytes)) throw new ConfigError(file, [`not UTF-8${startsAsUtf16(bytes) ? ' (it is UTF-16)' : ''}: save it as UTF-8`])
+  return bytes.toString('utf8')
 }
 
 function unresolvedAlias(document: Document, lines: LineCounter): string | undefined {

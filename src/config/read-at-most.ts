@@ -21,3 +21,8 @@ export function readBytesAtMost(file: string, limit: number): Buffer | undefined
     closeSync(fd)
   }
 }
+
+/** Whether the bytes start with UTF-16's byte-order mark (Windows' "Unicode", PowerShell's default for a redirect). */
+export function startsAsUtf16(bytes: Uint8Array): boolean {
+  return bytes.length >= 2 && ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff))
+}
