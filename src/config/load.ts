@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer'
 import { fileURLToPath } from 'node:url'
-import { LineCounter, parseDocument, visit, type Document, type YAMLError } from 'yaml'
+import { isAlias, isCollection, isNode, isPair, LineCounter, Parser, parseDocument, visit, type CST, type Document, type YAMLError } from 'yaml'
 import { z } from 'zod'
 import { substituteEnvironment, type Substituted } from './environment.ts'
 import { readBytesAtMost, startsAsUtf16 } from './read-at-most.ts'
@@ -70,10 +70,14 @@ const MAX_CONFIG_BYTES = 1024 * 1024
 function parseConfigFile(file: string): unknown {
   const text = readConfigText(file)
   if (lastParsed?.file === file && lastParsed.text === text) return lastParsed.value
+  refuseDeepNesting(file, text)
   const lines = new LineCounter()
   // Merge keys (`<<: *defaults`), as docker compose and Ansible read them: services that share settings say so once.
   const document = parseDocument(text, { prettyErrors: false, uniqueKeys: true, merge: true, lineCounter: lines })
   if (document.errors.length) throw new ConfigError(file, document.errors.map((error) => describeYamlError(error, lines)))
+  if (nestingOf(document.contents, { anchors: new Map(), known: new Map() }) > MAX_NESTING) {
+    throw new ConfigError(file, [`nested more than ${MAX_NESTING} levels deep, counting what its aliases (*name) repeat; a configuration needs a few`])
+  }
   let value: unknown
   try {
     value = document.toJS() ?? {}
@@ -88,6 +92,48 @@ function parseConfigFile(file: string): unknown {
   const settings = withoutExtensions(value)
   lastParsed = { file, text, value: settings }
   return settings
+}
+
+/**
+ * How deep a file's mappings and lists may nest. A configuration nests a few levels; the parser, and every reader of
+ * the value after it, go one call deeper for each, and a file nested 100,000 deep (a line of `[` or of `- `, 200 kB)
+ * ran them out of stack, said as `Maximum call stack size exceeded`. The file's syntax tree, which its parser builds
+ * without recursion, is measured first; then the document, with the values its aliases repeat.
+ */
+const MAX_NESTING = 64
+
+function refuseDeepNesting(file: string, text: string): void {
+  const lines = new LineCounter()
+  const pending: { token: CST.Token; depth: number }[] = []
+  for (const token of new Parser(lines.addNewLine).parse(text)) if (token.type === 'document' && token.value) pending.push({ token: token.value, depth: 1 })
+  for (let next = pending.pop(); next; next = pending.pop()) {
+    const { token, depth } = next
+    if (!('items' in token)) continue
+    if (depth > MAX_NESTING) {
+      const { line, col } = lines.linePos(token.offset)
+      throw new ConfigError(file, [`YAML, line ${line}, column ${col}: nested more than ${MAX_NESTING} levels deep; a configuration needs a few`])
+    }
+    for (const item of token.items) for (const child of [item.key, item.value]) if (child) pending.push({ token: child, depth: depth + 1 })
+  }
+}
+
+/**
+ * How many levels of mappings and lists `node` holds, an alias counted as the value it names: a count kept for each
+ * node, so that neither aliases of aliases nor a value repeated many times (`[*a, *a]`, over and over) cost more than
+ * one pass. The nodes are met in the file's order, in which an anchor comes before its aliases (the latest of a name
+ * is the one they name), so its count is known when they are met; an alias inside its own anchor counts nothing
+ * here, and is refused once the value is built (selfContainingPath).
+ */
+function nestingOf(node: unknown, seen: { anchors: Map<string, unknown>; known: Map<unknown, number> }): number {
+  if (isAlias(node)) return seen.known.get(seen.anchors.get(node.source)) ?? 0
+  if (isNode(node) && node.anchor) seen.anchors.set(node.anchor, node)
+  if (!isCollection(node)) return 0
+  let deepest = 0
+  for (const item of node.items) {
+    for (const part of isPair(item) ? [item.key, item.value] : [item]) deepest = Math.max(deepest, nestingOf(part, seen))
+  }
+  seen.known.set(node, deepest + 1)
+  return deepest + 1
 }
 
 /**
