@@ -17,15 +17,20 @@ export const pkOfWrongType = (value: unknown): string => `Incorrect type. Expect
 /**
  * An object's id in a body, read as Django REST framework's PrimaryKeyRelatedField reads it: a number, or digits as
  * forms and the platform's clients send them. Any other value, a fraction included, is of the wrong type; a whole
- * number no id can have (zero, negative, beyond the 32 bits of the path's ids) names nothing, as the lookup the
- * platform makes for it finds nothing.
+ * number no id can have (zero, negative, beyond the 32 bits of the path's ids, however many digits it has) names
+ * nothing, as the lookup the platform makes for it finds nothing (Django 5 answers a lookup of an integer out of its
+ * column's range with no object), and is quoted as it was given. Digits beyond the 4300 that Python's int() reads
+ * from text (its `sys.get_int_max_str_digits()`) are of the wrong type, as the lookup's ValueError makes them there.
  */
-const pkValue = z.union([z.number(), z.string().regex(/^-?[0-9]{1,10}$/).transform(Number)], {
+const pkValue = z.union([z.number(), z.string().regex(/^-?[0-9]{1,4300}$/, { error: (issue) => pkOfWrongType(issue.input) })], {
   error: (issue) => issue.input === null ? 'This field may not be null.' : pkOfWrongType(issue.input),
-}).pipe(z.number()
-  .int({ error: (issue) => pkOfWrongType(issue.input) })
-  .min(1, { error: (issue) => pkDoesNotExist(issue.input) })
-  .max(2 ** 31 - 1, { error: (issue) => pkDoesNotExist(issue.input) }))
+}).transform((pk, context) => {
+  const id = Number(pk)
+  if (typeof pk === 'number' && !Number.isInteger(pk)) context.issues.push({ code: 'custom', input: pk, message: pkOfWrongType(pk) })
+  else if (!(id >= 1 && id <= 2 ** 31 - 1)) context.issues.push({ code: 'custom', input: pk, message: pkDoesNotExist(pk) })
+  else return id
+  return z.NEVER
+})
 
 /** Django REST framework's RelatedField turns an empty string into None before anything else reads it (`run_validation`). */
 const emptyAsNull = (input: unknown): unknown => input === '' ? null : input

@@ -184,6 +184,13 @@ describe('gatehouse applications create, list, show, update and delete', () => {
       [['--name', 'x', '--client-type', 'public', '--authorization-grant-type', 'password', '--pkce-required', 'maybe'], '--pkce-required: Must be a valid boolean.'],
       [['--name', 'x', '--client-type', 'public', '--authorization-grant-type', 'password', '--organization', '99999'], '--organization: Invalid pk "99999" - object does not exist.'],
       [['--name', 'x', '--client-type', 'public', '--authorization-grant-type', 'password', '--user', '99999'], '--user: Invalid pk "99999" - object does not exist.'],
+      // A number beyond any id names none, however long, quoted as given: the platform's lookup finds no object.
+      [['--name', 'x', '--client-type', 'public', '--authorization-grant-type', 'password', '--organization', '99999999999'], '--organization: Invalid pk "99999999999" - object does not exist.'],
+      [['--name', 'x', '--client-type', 'public', '--authorization-grant-type', 'password', '--user', `000${'9'.repeat(30)}`], `--user: Invalid pk "000${'9'.repeat(30)}" - object does not exist.`],
+      [['--name', 'x', '--client-type', 'public', '--authorization-grant-type', 'password', '--organization', '-99999999999'], '--organization: Invalid pk "-99999999999" - object does not exist.'],
+      // More digits than Python's int() reads from text are a value of the wrong type there.
+      [['--name', 'x', '--client-type', 'public', '--authorization-grant-type', 'password', '--organization', '1'.repeat(4301)], '--organization: Incorrect type. Expected pk value, received str.'],
+      [['--name', 'x', '--client-type', 'public', '--authorization-grant-type', 'password', '--organization', 'abc'], '--organization: Incorrect type. Expected pk value, received str.'],
       [['--name', 'twin', '--client-type', 'public', '--authorization-grant-type', 'password', '--organization', String(organization.id)], 'The fields name, organization must make a unique set.'],
     ] as const) {
       const refused = await cli('create', '--demo', ...args)
@@ -234,6 +241,7 @@ describe('gatehouse applications create, list, show, update and delete', () => {
       [['--authorization-grant-type', 'authorization-code'], '--redirect-uris: Redirect URIs are required for the authorization-code grant.'],
       [['--name', ' '], '--name: This field may not be blank.'],
       [['--redirect-uris', 'https://a.example/#x'], '--redirect-uris: Enter space-separated absolute http(s) URLs without a fragment.'],
+      [['--organization', '99999999999'], '--organization: Invalid pk "99999999999" - object does not exist.'],
     ] as const) {
       const refused = await cli('update', '--id', String(made.id), ...args)
       assert.equal(refused.code, 2, refused.stderr)
