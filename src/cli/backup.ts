@@ -35,7 +35,12 @@ function checkTarget(target: string): void {
   if (!existsSync(dir)) throw new UsageError(`the directory ${dir} does not exist`)
   if (!statSync(dir).isDirectory()) throw new UsageError(`${dir} is not a directory`)
   // lstat: a link, even one to nothing, is something there; the copy would be linked into its place and fail at the end.
-  if (lstatSync(target, { throwIfNoEntry: false })) throw new UsageError(`${target} already exists; name a new file`)
+  if (lstatSync(target, { throwIfNoEntry: false })) throw targetExists(target)
+}
+
+/** The one refusal of a target that exists, whether it was there before the backup began or appeared meanwhile. */
+function targetExists(target: string): UsageError {
+  return new UsageError(`${target} already exists; name a new file`)
 }
 
 /**
@@ -88,9 +93,11 @@ async function backUp(source: string, target: string, busyTimeoutMs: number): Pr
       busyTimeoutMs,
       interrupted: (signal) => process.stderr.write(`gatehouse: backup interrupted by ${signal}: ${target} was not written; its partial copy ${partial} was removed\n`),
     })
-    // A link, not a rename: it fails rather than replace a file that appeared at `target` meanwhile.
+    // A link, not a rename: it fails rather than replace a file that appeared at `target` meanwhile (another backup
+    // to the same file, begun at the same time), which is refused as a file there from the start is.
     linkSync(partial, target)
   } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST' && (error as NodeJS.ErrnoException).syscall === 'link') throw targetExists(target)
     throw new BackupNotWritten(target, error, error instanceof CopyNotMade ? undefined : partial)
   } finally {
     rmSync(partial, { force: true })

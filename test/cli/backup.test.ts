@@ -299,6 +299,35 @@ describe('bin/gatehouse backup', () => {
     }
   })
 
+  it('refuses, with exit 2 and the same words, a backup to a file another backup to it wrote meanwhile, as one to a file there before', async () => {
+    const dir = tempDir()
+    try {
+      assert.equal((await runCli(['migrate', '--data-dir', join(dir, 'data')])).code, 0)
+      const target = join(dir, 'b.sqlite')
+      const held = await holdDatabase(join(dir, 'data', 'gatehouse.sqlite'))
+      const runs = []
+      try {
+        // Both have found no file there, and wait to copy the database.
+        runs.push(await backupUnderWay(dir, target), await backupUnderWay(dir, target))
+      } finally {
+        await held.release()
+      }
+      const ended = await Promise.all(runs.map(async (run) => {
+        if (run.child.exitCode === null) await once(run.child, 'close')
+        else if (!run.child.stderr!.closed) await once(run.child.stderr!, 'close')
+        return { code: run.child.exitCode, stderr: run.stderr() }
+      }))
+      const refusal = `gatehouse: ${target} already exists; name a new file\n`
+      assert.deepEqual(ended.map((run) => run.code).sort(), [0, 2], JSON.stringify(ended))
+      assert.equal(ended.find((run) => run.code === 2)!.stderr, refusal)
+      const again = await runCli(['backup', target, '--data-dir', join(dir, 'data')])
+      assert.deepEqual([again.code, again.stderr], [2, refusal])
+      assert.deepEqual(readdirSync(dir).filter((name) => name.startsWith('b.sqlite')), ['b.sqlite'], 'no partial copy is left')
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
   it('removes the partial copy a killed backup left (SIGKILL) when it next runs, and says so', async () => {
     const dir = tempDir()
     try {
