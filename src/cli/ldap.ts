@@ -59,8 +59,9 @@ async function testDirectory(options: TestOptions): Promise<void> {
     lookup = await directory.lookup(options.user, password)
   } catch (error) {
     if (error instanceof DirectoryUnavailable) {
-      const detail = error.cause instanceof Error ? `\n  ${error.cause.message}` : ''
-      process.stderr.write(`gatehouse: ${error.message}${detail}\n`)
+      // The server's own words (its diagnostic message) are its to choose: written as text, never as terminal control.
+      const detail = error.cause instanceof Error ? `\n  ${printable(error.cause.message)}` : ''
+      process.stderr.write(`gatehouse: ${printable(error.message)}${detail}\n`)
       process.exitCode = 1
       return
     }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { rmSync, writeFileSync } from 'node:fs'
+import { createServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -130,6 +131,52 @@ describe('gatehouse ldap test', () => {
     const noSection = await runCli(['ldap', 'test', '--user', 'alice'])
     assert.equal(noSection.code, 2)
     assert.match(noSection.stderr, /no ldap section/)
+  })
+})
+
+/** A BER element: its tag, its length (definite form), its content. */
+function ber(tag: number, content: Buffer): Buffer {
+  const length = content.length < 0x80 ? Buffer.from([content.length]) : Buffer.from([0x82, content.length >> 8, content.length & 0xff])
+  return Buffer.concat([Buffer.from([tag]), length, content])
+}
+
+/** A directory that answers the service account's bind with "unwilling to perform" (53) and `said` as its reason. */
+async function refusingDirectory(said: string): Promise<{ url: string; close: () => Promise<void> }> {
+  const server = createServer((socket) => {
+    socket.on('error', () => {})
+    socket.once('data', (request: Buffer) => {
+      // The message id, the INTEGER after the LDAPMessage's SEQUENCE header (a short bind request: short lengths).
+      const id = request.subarray(2, 4 + request[3]!)
+      const result = Buffer.concat([Buffer.from([0x0a, 0x01, 53]), ber(0x04, Buffer.alloc(0)), ber(0x04, Buffer.from(said))])
+      socket.end(ber(0x30, Buffer.concat([id, ber(0x61, result)])))
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return {
+    url: `ldap://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  }
+}
+
+describe('gatehouse ldap test against a directory that refuses', () => {
+  it('writes the directory\'s reason as text, its control characters as \\u escapes', async () => {
+    const directory = await refusingDirectory('busy\u001b]0;owned\u0007\u001b[2J\rrewritten')
+    const dir = tempDir()
+    try {
+      const configFile = join(dir, 'gatehouse.yaml')
+      writeFileSync(configFile, stringify({ ldap: {
+        servers: [directory.url], bind_dn: 'cn=gatehouse,dc=example,dc=test', bind_password: 'secret',
+        user_search: { base: 'ou=people,dc=example,dc=test', filter: '(uid={username})' }, timeouts: { connect_seconds: 2, lookup_seconds: 3 },
+      } }))
+      const { code, stdout, stderr } = await runCli(['ldap', 'test', '--config', configFile, '--user', 'alice'])
+      assert.equal(code, 1, stderr)
+      assert.equal(stdout, '')
+      assert.ok(stderr.includes('busy\\u001b]0;owned\\u0007\\u001b[2J\\u000drewritten'), stderr)
+      assert.doesNotMatch(stderr, /[\u0000-\u0009\u000b-\u001f\u007f]/)
+    } finally {
+      await directory.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 })
 
