@@ -1,4 +1,5 @@
 import type { SwaggerTransform } from '@fastify/swagger'
+import { readFileSync } from 'node:fs'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteOptions } from 'fastify'
 import type { Access } from '../gateway/places.ts'
 import { version } from '../version.ts'
@@ -135,11 +136,33 @@ async function referenceServer(document: unknown): Promise<FastifyInstance> {
   await reference.register(swaggerUi, {
     routePrefix: REFERENCE_PATH,
     staticCSP: REFERENCE_CSP,
-    // No badge from the public validator: the page fetches nothing from anywhere else.
-    uiConfig: { validatorUrl: null, deepLinking: true } as never,
+    theme: {
+      title: 'Gatehouse gateway API reference',
+      css: [{ filename: 'gatehouse.css', content: readFileSync(new URL('./reference/theme.css', import.meta.url), 'utf8') }],
+      js: [{ filename: 'gatehouse.js', content: readFileSync(new URL('./reference/reference.js', import.meta.url), 'utf8') }],
+    },
+    uiConfig: {
+      // No badge from the public validator: the page fetches nothing from anywhere else.
+      validatorUrl: null,
+      deepLinking: true,
+      // Without swagger-ui's top bar: its field for loading another document by URL (unlabelled, and of no use for
+      // the one document the reference is for), its logo (an image without a text) and its colour scheme switch,
+      // whose part, following the reader's scheme, the reference's own script does.
+      layout: 'BaseLayout',
+      plugins: [referencePlugin],
+    } as never,
   })
   await reference.ready()
   return reference
+}
+
+/**
+ * Runs in the page: @fastify/swagger-ui writes swagger-ui's configuration, functions as their source, into the script
+ * that starts swagger-ui, which runs after the reference's own script (src/api/reference/reference.js) has defined
+ * the plugin this hands over.
+ */
+function referencePlugin(system: unknown): unknown {
+  return (globalThis as unknown as { gatehouseReferencePlugin: (system: unknown) => unknown }).gatehouseReferencePlugin(system)
 }
 
 /** Routes outside the gateway API are hidden; its open routes say they need no credentials. */
