@@ -36,6 +36,8 @@ const MAX_LOGOUT_TOKEN = 16 * 1024
  * checker, a prefetch) must neither start nor use up a sign-in.
  */
 const providerParam = z.object({ provider: z.string() })
+/** `prompt=login`: the provider is to have the person log in again (a realm login that asks for a fresh one). */
+const startQuery = nextQuery.extend({ prompt: z.literal('login').optional() })
 
 /**
  * Where a browser that just signed out of Gatehouse goes next to be signed out at the provider its session came from
@@ -59,7 +61,7 @@ export function ssoRoutes(api: GatewayApi, app: App): ProviderSignOut {
   api.get(`${ssoPath}:provider/`, {
     config: { access: 'open' },
     exposeHeadRoute: false,
-    schema: { params: providerParam, querystring: nextQuery },
+    schema: { params: providerParam, querystring: startQuery },
   }, async (request, reply) => {
     const party = partyOf(request.params.provider)
     const next = sameOriginTarget(app.publicUrl, request.query.next)
@@ -67,7 +69,7 @@ export function ssoRoutes(api: GatewayApi, app: App): ProviderSignOut {
       app.signInStarts.admit(request.ip)
       const key = newFlowKey()
       // Discovery comes first: when the provider is down, nothing is stored and the browser stays here.
-      const authorizationUrl = await party.authorizationUrl(redirectUri(party), flowSecrets(key))
+      const authorizationUrl = await party.authorizationUrl(redirectUri(party), flowSecrets(key), request.query.prompt === 'login')
       const now = Date.now()
       if (now - lastCleanup >= CLEANUP_INTERVAL_MS) {
         lastCleanup = now

@@ -48,9 +48,13 @@ function browserFlowCookie(name: string, secure: boolean, publishedPath: string)
   return { name, options: { path: secure ? '/' : publishedPath + SSO_PATH, httpOnly: true, sameSite: 'lax', secure } }
 }
 
-/** Where the "Sign in with <label>" button goes. */
-export function ssoStartPath(name: string, next?: string): string {
-  return `${SSO_PATH}${name}/${next ? `?next=${encodeURIComponent(next)}` : ''}`
+/**
+ * Where the "Sign in with <label>" button goes; `freshLogin` asks the provider to have the person log in again
+ * (`prompt=login`), for a realm login that asks for a fresh one.
+ */
+export function ssoStartPath(name: string, next?: string, freshLogin = false): string {
+  const query = [...(next ? [`next=${encodeURIComponent(next)}`] : []), ...(freshLogin ? ['prompt=login'] : [])].join('&')
+  return `${SSO_PATH}${name}/${query ? `?${query}` : ''}`
 }
 
 /** Where the provider posts its back-channel logout tokens (OpenID Connect Back-Channel Logout 1.0). */
@@ -199,7 +203,7 @@ export class SsoRelyingParty {
   }
 
   /** The provider's authorization endpoint with this sign-in's parameters (RFC 6749 4.1.1, RFC 7636, OIDC Core 3.1.2.1). */
-  async authorizationUrl(redirectUri: string, secrets: FlowSecrets): Promise<URL> {
+  async authorizationUrl(redirectUri: string, secrets: FlowSecrets, freshLogin = false): Promise<URL> {
     const configuration = await this.#configuration()
     const oidc = await loadOpenidClient()
     return oidc.buildAuthorizationUrl(configuration, {
@@ -210,6 +214,8 @@ export class SsoRelyingParty {
       nonce: secrets.nonce,
       code_challenge: await oidc.calculatePKCECodeChallenge(secrets.codeVerifier),
       code_challenge_method: 'S256',
+      // As Keycloak's identity brokering passes the client's `prompt` on to the provider.
+      ...(freshLogin ? { prompt: 'login' } : {}),
     })
   }
 

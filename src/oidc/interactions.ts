@@ -7,7 +7,8 @@ import type { App } from '../app.ts'
 import { SESSION_COOKIE } from '../auth/session.ts'
 import { AccountDisabled, AccountExpired, BodyBuffersFull, AccountLocked, DirectoryUnavailable, GatehouseError, LoginThrottled, MalformedEscape, PasswordChangeRequired, PasswordChecksBusy, PasswordExpired, PayloadTooLarge, recordedError, RequestTimeout, SignInsThrottled, ValidationFailed } from '../errors.ts'
 import { issuedBefore, type User } from '../store/users.ts'
-import { renderLoginPage } from '../pages/login-page.ts'
+import { renderLoginPage, type SsoButton } from '../pages/login-page.ts'
+import { ssoStartPath } from '../directory/sso.ts'
 import { SESSION_STATE_COOKIE, simplePage, type GatewaySignIn } from './keycloak-format.ts'
 import epochTime, { providerNow } from './provider-clock.ts'
 import { GATEWAY_HAS_ANOTHER_PERSON, gatewaySessionAnswers, LOGIN_FORM, type LoginAcr, loginResult, SINGLE_SIGN_ON } from './provider.ts'
@@ -52,7 +53,8 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
   if (details.uid === uid && details.prompt.name === 'consent' && request.method === 'GET') return consentWithoutPage(app, realm, uid, provider, request, reply)
   if (details.uid !== uid || details.prompt.name !== 'login') return restartLogin(app, realm, request, reply)
   const clientId = String(details.params.client_id ?? '')
-  const page = { action: `${realm.path}${LOGIN_ACTIONS}${uid}`, subtitle: `Log in to ${clientId} (realm ${realm.name})`, fields: { [RESTART_FIELD]: authorizationQuery(details.params) } }
+  const action = `${realm.path}${LOGIN_ACTIONS}${uid}`
+  const page = { action, subtitle: `Log in to ${clientId} (realm ${realm.name})`, fields: { [RESTART_FIELD]: authorizationQuery(details.params) }, sso: ssoButtons(app, action) }
   const login: LoginUnderWay = { uid, clientId, interaction: details, action: page.action }
   const pending = pendingUpdate(details)
   if (pending) return actionStep(app, realm, login, provider, request, reply, pending)
@@ -60,20 +62,29 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
   // As the login prompt asks for it: for the authorization endpoint only. A device authorization takes `kc_action`
   // too (oidc-provider's extra parameters are every endpoint's), but has no redirect to bring the outcome back on,
   // and a new password would end the very grant the device waits for.
-  const action = reasons.includes(KC_ACTION_REASON) ? accountAction(details.params) : undefined
+  const kcAction = reasons.includes(KC_ACTION_REASON) ? accountAction(details.params) : undefined
 
   if (request.method !== 'POST') {
-    if (action) {
+    if (kcAction) {
       const signedIn = await signedInForAction(app, realm, details, request)
       if (signedIn && (signedInWithin(signedIn.signedInAt, KC_ACTION_MAX_AUTH_AGE_SECONDS) || signedIn.user.source !== 'local')) {
-        return beginAction(app, realm, login, provider, request, reply, signedIn.user, signedIn.gatewaySession, SINGLE_SIGN_ON, action, signedIn.signedInAt)
+        return beginAction(app, realm, login, provider, request, reply, signedIn.user, signedIn.gatewaySession, SINGLE_SIGN_ON, kcAction, signedIn.signedInAt)
       }
       if (signedIn) return html(reply, 200, renderLoginPage({ ...page, username: signedIn.user.username, error: REAUTHENTICATE_MESSAGE }))
     }
-    const signedIn = reasons.some((reason) => GATEWAY_SIGNS_IN.has(reason)) && reasons.every((reason) => GATEWAY_SESSION_ANSWERS.has(reason)) ? await gatewaySessionUser(app, realm, request) : undefined
-    if (signedIn && gatewaySessionAnswers(signedIn, hintedSubject(details.params), details.params.max_age)) {
+    const sentToProvider = providerSignIn(details)
+    const signedIn = reasons.every((reason) => FRESH_SIGN_IN_ANSWERS.has(reason)) ? await gatewaySessionUser(app, realm, request) : undefined
+    // The sign-in this login sent the browser to make, come back: this login's own, fresh whatever `prompt=login` or
+    // `max_age` asked.
+    if (signedIn && sentToProvider && signedInSince(signedIn, sentToProvider.at) && gatewaySessionAnswers(signedIn, hintedSubject(details.params), undefined)) {
+      return finishLogin(app, realm, login, provider, request, reply, signedIn.user, signedIn.gatewaySession, LOGIN_FORM, undefined, signedIn.signedInAt)
+    }
+    if (signedIn && reasons.some((reason) => GATEWAY_SIGNS_IN.has(reason)) && reasons.every((reason) => GATEWAY_SESSION_ANSWERS.has(reason)) &&
+      gatewaySessionAnswers(signedIn, hintedSubject(details.params), details.params.max_age)) {
       return finishLogin(app, realm, login, provider, request, reply, signedIn.user, signedIn.gatewaySession, SINGLE_SIGN_ON, undefined, signedIn.signedInAt)
     }
+    const chosen = upstreamProvider(app, (request.query as Record<string, unknown>)[PROVIDER_QUERY])
+    if (chosen) return sendToProvider(app, login, reply, chosen, asksFreshLogin(details))
     const restarted = request.cookies[LOGIN_RESTARTED_COOKIE] !== undefined
     if (restarted) reply.clearCookie(LOGIN_RESTARTED_COOKIE, restartedCookieOptions(app, realm, request))
     // Keycloak fills in the username the client suggests (keycloak-js `login({ loginHint })`).
@@ -113,7 +124,7 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
     const refused = !(error instanceof AccountDisabled) && !explained
     return html(reply, 200, renderLoginPage({ ...page, username: username.slice(0, 150), error: message, refused }))
   }
-  if (action) return beginAction(app, realm, login, provider, request, reply, user, gatewaySession, LOGIN_FORM, action)
+  if (kcAction) return beginAction(app, realm, login, provider, request, reply, user, gatewaySession, LOGIN_FORM, kcAction)
   return finishLogin(app, realm, login, provider, request, reply, user, gatewaySession, LOGIN_FORM)
 }
 
@@ -487,6 +498,65 @@ async function consentWithoutPage(app: App, realm: Realm, uid: string, provider:
 const GATEWAY_SIGNS_IN: ReadonlySet<string> = new Set(['no_session', GATEWAY_HAS_ANOTHER_PERSON])
 /** Those, and a subject (`id_token_hint`) or a maximum age that `gatewaySessionAnswers` compares with the gateway session. */
 const GATEWAY_SESSION_ANSWERS: ReadonlySet<string> = new Set([...GATEWAY_SIGNS_IN, 'id_token_hint', 'max_age'])
+/** Those, and a fresh login (`prompt=login`, `max_age=0`), which the sign-in the login sent the browser to make answers. */
+const FRESH_SIGN_IN_ANSWERS: ReadonlySet<string> = new Set([...GATEWAY_SESSION_ANSWERS, 'login_prompt'])
+
+/** The query parameter of a login page's "Sign in with <label>" link: the upstream provider's name. */
+const PROVIDER_QUERY = 'provider'
+
+/**
+ * The upstream provider a login sent the browser to sign in at (docs/sso.md), kept in the login's record until it
+ * ends: which, and when (epoch ms, the database's clock, as a gateway session's start is taken in).
+ */
+interface ProviderSignIn {
+  provider: string
+  at: number
+}
+const PROVIDER_SIGN_IN = 'gatehouseProviderSignIn'
+
+function providerSignIn(interaction: Interaction): ProviderSignIn | undefined {
+  const started = (interaction.result as Record<string, unknown> | undefined)?.[PROVIDER_SIGN_IN] as ProviderSignIn | undefined
+  return typeof started?.provider === 'string' && typeof started.at === 'number' ? started : undefined
+}
+
+/**
+ * Whether the gateway session began since the login sent the browser to a provider: the person signed in since, there
+ * (the provider's sign-in comes back to the login's page) or, after one refused there, with their password at the
+ * gateway's login page it landed on.
+ */
+function signedInSince(signedIn: GatewaySignIn, at: number): boolean {
+  return signedIn.signedInAt !== undefined && signedIn.signedInAt >= at
+}
+
+/** A configured upstream provider of that name, or undefined for any other value (none, several, unknown). */
+function upstreamProvider(app: App, name: unknown): string | undefined {
+  return typeof name === 'string' && app.config.sso.some((provider) => provider.name === name) ? name : undefined
+}
+
+/**
+ * Sends the browser to sign in at an upstream provider, to come back to this login's page (`next`), where the gateway
+ * session that sign-in opens finishes the login. The login keeps that it did, and when: only a gateway session begun
+ * since is taken for a fresh login (`prompt=login`, `max_age`).
+ */
+async function sendToProvider(app: App, login: LoginUnderWay, reply: FastifyReply, provider: string, freshLogin: boolean): Promise<FastifyReply> {
+  const started: ProviderSignIn = { provider, at: app.bus.clock.now() }
+  await saveResult(login.interaction, { [PROVIDER_SIGN_IN]: started })
+  return reply.header('cache-control', 'no-store').redirect(app.publishedPath + ssoStartPath(provider, login.action, freshLogin), 303)
+}
+
+/**
+ * Whether the authorization asks for a fresh login (`prompt=login`, `max_age`), which an upstream provider's sign-in is
+ * to give too: it asks the provider for one (`prompt=login`), as Keycloak's identity brokering passes `prompt` on.
+ */
+function asksFreshLogin(interaction: Interaction): boolean {
+  const prompt = interaction.params.prompt
+  return (typeof prompt === 'string' && prompt.split(' ').includes('login')) || interaction.params.max_age !== undefined
+}
+
+/** A "Sign in with <label>" link for each upstream provider (docs/sso.md), to this login's page (`sendToProvider`). */
+function ssoButtons(app: App, loginPath: string): SsoButton[] {
+  return app.config.sso.map((provider) => ({ label: provider.label, href: `${loginPath}?${PROVIDER_QUERY}=${encodeURIComponent(provider.name)}` }))
+}
 
 /** The `sub` of the authorization's `id_token_hint`, which oidc-provider verified when the authorization began. */
 function hintedSubject(params: Record<string, unknown>): unknown {

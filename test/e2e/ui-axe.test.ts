@@ -56,7 +56,8 @@ describe('the web interface checked with axe, in Chromium', () => {
   const signedIn: Record<string, SignedIn> = {}
 
   before(async () => {
-    gw = await startGateway({ config: { realms: realmWith([]) } })
+    // A single sign-on provider, for the login pages' "Sign in with" links; never reached.
+    gw = await startGateway({ config: { realms: realmWith([]), sso: [{ name: 'corp', label: 'Corp ID', issuer: 'http://127.0.0.1:1', client_id: 'gatehouse', allow_insecure_http: true }] } })
     browser = await launchChromium()
     miaId = (await gw.app.accounts.create({ username: 'mia', password: PASSWORDS.mia, email: 'mia@example.com', firstName: 'Mia', lastName: 'Wong' })).id
     noahId = (await gw.app.accounts.create({ username: 'noah', password: PASSWORDS.noah })).id
@@ -302,6 +303,7 @@ describe('the web interface checked with axe, in Chromium', () => {
       for (const [action, heading] of [['UPDATE_PASSWORD', 'Update password'], ['UPDATE_PROFILE', 'Update Account Information']]) {
         await page.context().clearCookies()
         await page.goto(authorize(action!))
+        await page.getByRole('link', { name: 'Sign in with Corp ID' }).waitFor()
         await check('a realm\'s login page')
         await page.fill('#username', 'noah')
         await page.fill('#password', PASSWORDS.noah!)
