@@ -11,7 +11,7 @@ import { renderLoginPage, type SsoButton } from '../pages/login-page.ts'
 import { ssoStartPath } from '../directory/sso.ts'
 import { SESSION_STATE_COOKIE, simplePage, type GatewaySignIn } from './keycloak-format.ts'
 import epochTime, { providerNow } from './provider-clock.ts'
-import { GATEWAY_HAS_ANOTHER_PERSON, gatewaySessionAnswers, LOGIN_FORM, type LoginAcr, loginResult, SINGLE_SIGN_ON } from './provider.ts'
+import { GATEWAY_HAS_ANOTHER_PERSON, gatewaySessionAnswers, KC_IDP_HINT, LOGIN_FORM, type LoginAcr, loginResult, SINGLE_SIGN_ON } from './provider.ts'
 import { GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS, LOGIN_RESTARTED_COOKIE, REALM_INTERACTION_COOKIE, REALM_SESSION_COOKIE } from './provider-paths.ts'
 import { resolveLoginName } from './login-name.ts'
 import type { Realm } from './realm.ts'
@@ -83,7 +83,7 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
       gatewaySessionAnswers(signedIn, hintedSubject(details.params), details.params.max_age)) {
       return finishLogin(app, realm, login, provider, request, reply, signedIn.user, signedIn.gatewaySession, SINGLE_SIGN_ON, undefined, signedIn.signedInAt)
     }
-    const chosen = upstreamProvider(app, (request.query as Record<string, unknown>)[PROVIDER_QUERY])
+    const chosen = upstreamProvider(app, (request.query as Record<string, unknown>)[PROVIDER_QUERY]) ?? (sentToProvider ? undefined : hintedProvider(app, details))
     if (chosen) return sendToProvider(app, login, reply, chosen, asksFreshLogin(details))
     const restarted = request.cookies[LOGIN_RESTARTED_COOKIE] !== undefined
     if (restarted) reply.clearCookie(LOGIN_RESTARTED_COOKIE, restartedCookieOptions(app, realm, request))
@@ -528,6 +528,20 @@ function signedInSince(signedIn: GatewaySignIn, at: number): boolean {
   return signedIn.signedInAt !== undefined && signedIn.signedInAt >= at
 }
 
+/**
+ * The provider an authorization's `kc_idp_hint` names, which sends the browser there instead of showing the login page,
+ * as Keycloak's "Identity Provider Redirector" (IdentityProviderAuthenticator) does: after a session that answers the
+ * login (its cookie authenticator comes first), once (`sendToProvider` keeps that it did: Keycloak reads the hint
+ * from the authorization request alone, so the login's page asked for again is shown). An empty hint, or one naming
+ * no configured provider, is passed over: the page, as Keycloak logs "Provider not found" and goes on to its form.
+ * For the authorization endpoint only: a device authorization (no `redirect_uri`) takes the parameter too (oidc-provider's
+ * extra parameters are every endpoint's), but the person's browser never asked for the provider, as in Keycloak, where
+ * the hint is the browser's own request's.
+ */
+function hintedProvider(app: App, interaction: Interaction): string | undefined {
+  return typeof interaction.params.redirect_uri === 'string' ? upstreamProvider(app, interaction.params[KC_IDP_HINT]) : undefined
+}
+
 /** A configured upstream provider of that name, or undefined for any other value (none, several, unknown). */
 function upstreamProvider(app: App, name: unknown): string | undefined {
   return typeof name === 'string' && app.config.sso.some((provider) => provider.name === name) ? name : undefined
@@ -536,7 +550,7 @@ function upstreamProvider(app: App, name: unknown): string | undefined {
 /**
  * Sends the browser to sign in at an upstream provider, to come back to this login's page (`next`), where the gateway
  * session that sign-in opens finishes the login. The login keeps that it did, and when: only a gateway session begun
- * since is taken for a fresh login (`prompt=login`, `max_age`).
+ * since is taken for a fresh login (`prompt=login`, `max_age`), and a `kc_idp_hint` sends the browser once.
  */
 async function sendToProvider(app: App, login: LoginUnderWay, reply: FastifyReply, provider: string, freshLogin: boolean): Promise<FastifyReply> {
   const started: ProviderSignIn = { provider, at: app.bus.clock.now() }

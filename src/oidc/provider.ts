@@ -372,9 +372,9 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
       return grantWithoutConsent(ctx, resource, scopes)
     },
     interactions: { url: (_ctx, interaction) => `${realmPath}${LOGIN_ACTIONS}${interaction.uid}`, policy: acceptingSelectAccount(askingWhenTheGatewayHasAnotherPerson(interactionPolicyWithActions())) },
-    // keycloak-js `login({ action })` (app-initiated-actions.ts). `prompt`'s entry is no parameter of its own: it is
-    // the step that answers `prompt=none` from the gateway session (`silentSignIn`).
-    extraParams: { [KC_ACTION_PARAMETER]: null, prompt: silentSignIn(checkClientAccess) },
+    // keycloak-js `login({ action })` (app-initiated-actions.ts) and `login({ idpHint })` (interactions.ts). `prompt`'s
+    // entry is no parameter of its own: it is the step that answers `prompt=none` from the gateway session (`silentSignIn`).
+    extraParams: { [KC_ACTION_PARAMETER]: null, [KC_IDP_HINT]: null, prompt: silentSignIn(checkClientAccess) },
     routes: KEYCLOAK_ROUTES,
     renderError: (ctx, out) => renderErrorPage(ctx, inKeycloakWords(ctx, out)),
   }
@@ -481,6 +481,9 @@ function clientMetadata(client: RealmClientConfig, issuer: string): ClientMetada
     ...(client.backchannel_logout_uri ?? client.admin_url ? { backchannel_logout_uri: client.backchannel_logout_uri ?? client.admin_url } : {}),
   }
 }
+
+/** Keycloak's parameter naming the identity provider to sign in at (keycloak-js `login({ idpHint })`). */
+export const KC_IDP_HINT = 'kc_idp_hint'
 
 /**
  * The login prompt's reason when the browser's live gateway session is another person's than its realm session: the

@@ -5,6 +5,8 @@ import { openPage, type WatchedPage } from '../helpers/chromium.ts'
 import type { TestGateway } from '../helpers/gateway.ts'
 import { startKeycloakJsSetup, type KeycloakJsApp, type KeycloakJsSetup } from '../helpers/keycloak-js-app.ts'
 import { REALM } from '../helpers/oidc.ts'
+import { SSO } from '../helpers/sso.ts'
+import { startUpstreamIdp, type UpstreamIdp } from '../helpers/upstream-idp.ts'
 
 const LOGIN_PAGE = `/realms/${REALM}/login-actions/`
 const IMPLICIT_DISABLED = 'Client is not allowed to initiate browser login with given response_type. Implicit flow is disabled for the client.'
@@ -18,8 +20,11 @@ describe('keycloak-js 26 options in Chromium against the realm', () => {
   let app: KeycloakJsApp
   let browser: Browser
   let setup: KeycloakJsSetup | undefined
+  /** An upstream provider of the gateway's single sign-on, for `login({ idpHint })`. */
+  let corp: UpstreamIdp | undefined
 
   before(async () => {
+    corp = await startUpstreamIdp({ hana: { sub: 'sub-hana', password: 'hana-upstream-pw', claims: { preferred_username: 'hana', email: 'hana@corp.example' } } })
     setup = await startKeycloakJsSetup((appUrl) => ({
       'login-required': { onLoad: 'login-required' },
       'silent-check-sso': { onLoad: 'check-sso', silentCheckSsoRedirectUri: `${appUrl}/silent-check-sso.html` },
@@ -28,10 +33,14 @@ describe('keycloak-js 26 options in Chromium against the realm', () => {
       'implicit': { onLoad: 'login-required', flow: 'implicit' },
       'hybrid': { onLoad: 'login-required', flow: 'hybrid' },
       'no-pkce': { onLoad: 'login-required', pkceMethod: false },
-    }))
+    }), {}, { sso: [corp.ssoConfig({ name: 'corp', label: 'Corp ID', client_id: 'gatehouse', client_secret: 'corp-secret' })] })
     ;({ gw, app, browser } = setup)
+    corp.addClient({ client_id: 'gatehouse', client_secret: 'corp-secret', redirect_uris: [`${gw.url}${SSO}corp/callback/`] })
   })
-  after(() => setup?.close())
+  after(async () => {
+    await setup?.close()
+    await corp?.close()
+  })
 
   const appUrl = (name: string) => `${app.url}/${name}`
 
@@ -95,6 +104,24 @@ describe('keycloak-js 26 options in Chromium against the realm', () => {
       assert.deepEqual(await page.evaluate('window.events'), [])
       assert.equal(new URL(page.url()).search, '')
       assert.equal(new URL(page.url()).hash, '')
+      assert.deepEqual(problems, [])
+    })
+  })
+
+  it('login({ idpHint }) naming an upstream provider goes straight to it, and comes back signed in as its person', async () => {
+    await inNewBrowser(async ({ page, problems }) => {
+      await page.goto(appUrl('check-sso'))
+      assert.deepEqual(await initResult(page), { authenticated: false })
+      await page.evaluate(`void keycloak.login({ idpHint: 'corp' })`)
+      await page.waitForURL((url) => url.origin === corp!.issuer)
+      await page.fill('input[name=username]', 'hana')
+      await page.fill('input[name=password]', 'hana-upstream-pw')
+      await page.click('button[type=submit]')
+      await page.getByRole('button', { name: 'Allow' }).click()
+      await page.waitForURL((url) => url.origin === app.url)
+      assert.deepEqual(await initResult(page), { authenticated: true })
+      assert.equal(await page.evaluate('keycloak.tokenParsed.preferred_username'), 'hana')
+      assert.equal(await page.evaluate('keycloak.idTokenParsed.acr'), '1')
       assert.deepEqual(problems, [])
     })
   })

@@ -24,7 +24,10 @@ describe('a realm login through an upstream provider', () => {
     corp = await startUpstreamIdp({ alice: person('sub-alice', 'alice'), bob: person('sub-bob', 'bob') })
     gw = await startGateway({
       config: {
-        realms: realmWith([{ client_id: 'guarded', public_client: true, redirect_uris: [CLIENT_REDIRECT], access: [{ allow: { users: ['alice'] } }] }]),
+        realms: realmWith([
+          { client_id: 'guarded', public_client: true, redirect_uris: [CLIENT_REDIRECT], access: [{ allow: { users: ['alice'] } }] },
+          { client_id: 'tv', public_client: true, device_authorization_grant: true },
+        ]),
         sso: [corp.ssoConfig({ name: 'corp', label: 'Corp ID', client_id: 'gatehouse', client_secret: 'corp-secret' })],
       },
     })
@@ -185,6 +188,82 @@ describe('a realm login through an upstream provider', () => {
     assert.ok(back.stoppedAt, back.body.slice(0, 300))
     const tokens = await tokensFor(new URL(back.stoppedAt).searchParams.get('code')!, request)
     assert.equal(decodeJwtPart(tokens.id_token, 1).sub, String((await gw.store.users.findByUsername('carol'))!.id))
+  })
+
+  describe('kc_idp_hint', () => {
+    it('sends the browser straight to the provider it names, whose sign-in comes back to finish the login', async () => {
+      const browser = new Browser()
+      const request = authorization({ kc_idp_hint: 'corp' })
+      const providerLogin = await browser.navigate(request.url, toClient)
+      assert.equal(new URL(providerLogin.url).origin, new URL(corp.issuer).origin, 'no login page on the way')
+      const login = browser.hops.find((hop) => new URL(hop.url).pathname.includes('/login-actions/'))!
+      assert.equal(login.status, 303)
+      const start = new URL(browser.hops.find((hop) => new URL(hop.url).pathname === `${SSO}corp/`)!.url)
+      assert.equal(start.searchParams.get('next'), new URL(login.url).pathname)
+      assert.equal(start.searchParams.get('prompt'), null)
+      const signedIn = await browser.submit(providerLogin, { username: 'bob', password: corp.users.get('bob')!.password }, toClient)
+      const back = /name="decision"/.test(signedIn.body) ? await browser.submit(signedIn, { decision: 'allow' }, toClient) : signedIn
+      assert.ok(back.stoppedAt, back.body.slice(0, 300))
+      const tokens = await tokensFor(new URL(back.stoppedAt).searchParams.get('code')!, request)
+      assert.equal(decodeJwtPart(tokens.id_token, 1).sub, String((await gw.store.users.findByUsername('bob'))!.id))
+    })
+
+    it('sends it once: the login page asked for again is shown', async () => {
+      const browser = new Browser()
+      await browser.navigate(authorization({ kc_idp_hint: 'corp' }).url, toClient)
+      const login = browser.hops.find((hop) => new URL(hop.url).pathname.includes('/login-actions/'))!
+      const again = await browser.navigate(login.url, toClient)
+      assert.equal(again.response.status, 200)
+      assert.equal(again.url, login.url)
+      assert.match(again.body, /name="password"/)
+    })
+
+    it('shows the login page for an empty hint or one naming no provider, as Keycloak goes on to its form', async () => {
+      for (const hint of ['', 'github', 'CORP', 'corp ']) {
+        const browser = new Browser()
+        const page = await browser.navigate(authorization({ kc_idp_hint: hint }).url, toClient)
+        assert.equal(page.response.status, 200, hint)
+        assert.match(new URL(page.url).pathname, /\/login-actions\//, hint)
+        assert.ok(linksTo(page.body, /Sign in with Corp ID/).length)
+      }
+    })
+
+    it('goes nowhere with prompt=none: login_required, as without it', async () => {
+      const browser = new Browser()
+      const answer = await browser.navigate(authorization({ kc_idp_hint: 'corp', prompt: 'none' }).url, toClient)
+      assert.ok(answer.stoppedAt)
+      assert.equal(new URL(answer.stoppedAt).searchParams.get('error'), 'login_required')
+      assert.deepEqual(browser.hops.map((hop) => new URL(hop.url).pathname), [`/realms/${REALM}/protocol/openid-connect/auth`])
+    })
+
+    it('sends no browser anywhere for a device authorization, which the browser did not ask for', async () => {
+      const started = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/auth/device`, { method: 'POST', body: new URLSearchParams({ client_id: 'tv', scope: 'openid', kc_idp_hint: 'corp' }) })
+      assert.equal(started.status, 200)
+      const { user_code: userCode } = await started.json() as { user_code: string }
+      const browser = new Browser()
+      const confirm = await browser.submit(await browser.navigate(realmUrl(gw, '/device')), { user_code: userCode })
+      assert.match(confirm.body, /Confirm device login/)
+      const login = await browser.submit(confirm, {})
+      assert.equal(login.response.status, 200)
+      assert.match(new URL(login.url).pathname, /\/login-actions\//)
+      assert.ok(browser.hops.every((hop) => new URL(hop.url).origin === gw.url))
+    })
+
+    it('is passed over by a session that answers the login, and asks the provider for a fresh login with prompt=login', async () => {
+      const browser = new Browser()
+      assert.ok((await signInThroughCorp(browser, await browser.navigate(authorization().url, toClient), 'alice')).stoppedAt)
+      const hops = browser.hops.length
+      assert.ok((await browser.navigate(authorization({ kc_idp_hint: 'corp' }).url, toClient)).stoppedAt)
+      assert.ok(browser.hops.slice(hops).every((hop) => new URL(hop.url).origin === gw.url), 'signed in by its session, never sent to the provider')
+
+      const request = authorization({ kc_idp_hint: 'corp', prompt: 'login' })
+      const providerLogin = await browser.navigate(request.url, toClient)
+      assert.equal(new URL(providerLogin.url).origin, new URL(corp.issuer).origin)
+      assert.equal(new URL(browser.hops.findLast((hop) => new URL(hop.url).pathname === `${SSO}corp/`)!.url).searchParams.get('prompt'), 'login')
+      const back = await browser.submit(providerLogin, { username: 'alice', password: corp.users.get('alice')!.password }, toClient)
+      assert.ok(back.stoppedAt, back.body.slice(0, 300))
+      await tokensFor(new URL(back.stoppedAt).searchParams.get('code')!, request)
+    })
   })
 
   it('refuses the sign-in to a client whose access rules do not let its person in', async () => {

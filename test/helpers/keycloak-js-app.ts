@@ -73,14 +73,16 @@ export interface KeycloakJsSetup {
 
 /**
  * The gateway whose realm has the public client `spa` for the app's origin (`redirect_uris`, `post_logout_redirect_uris`
- * and `web_origins` as docs/oidc.md gives them, plus `client`), the app, the user alice, and Chromium.
+ * and `web_origins` as docs/oidc.md gives them, plus `client`), the app, the user alice, and Chromium. `config` adds to
+ * the gateway's configuration.
  */
-export async function startKeycloakJsSetup(apps: Parameters<typeof startKeycloakJsApp>[1], client: Record<string, unknown> = {}): Promise<KeycloakJsSetup> {
+export async function startKeycloakJsSetup(apps: Parameters<typeof startKeycloakJsApp>[1], client: Record<string, unknown> = {}, config: Record<string, unknown> = {}): Promise<KeycloakJsSetup> {
   let gatewayUrl = ''
   const app = await startKeycloakJsApp(() => gatewayUrl, apps)
   const gw = await startGateway({
     config: {
       realms: realmWith([{ client_id: 'spa', public_client: true, redirect_uris: [`${app.url}/*`], post_logout_redirect_uris: ['+'], web_origins: ['+'], ...client }]),
+      ...config,
     },
   })
   gatewayUrl = gw.url
