@@ -29,6 +29,8 @@ describe('a realm login through an upstream provider', () => {
           { client_id: 'tv', public_client: true, device_authorization_grant: true },
         ]),
         sso: [corp.ssoConfig({ name: 'corp', label: 'Corp ID', client_id: 'gatehouse', client_secret: 'corp-secret' })],
+        // Takes the realm's tokens and no gateway session: the gateway sends a browser to the realm's login.
+        services: [{ name: 'realm-app', prefix: '/realm-app/', upstream: 'builtin:demo', accepts: ['oidc'], oidc: { realm: REALM, client_id: 'end-users' } }],
       },
     })
     corp.addClient({ client_id: 'gatehouse', client_secret: 'corp-secret', redirect_uris: [`${gw.url}${SSO}corp/callback/`] })
@@ -141,6 +143,15 @@ describe('a realm login through an upstream provider', () => {
     assert.ok(back.stoppedAt, back.body.slice(0, 300))
     const tokens = await tokensFor(new URL(back.stoppedAt).searchParams.get('code')!, request)
     assert.ok(decodeJwtPart(tokens.id_token, 1).auth_time >= Math.floor(Date.now() / 1000) - 5)
+  })
+
+  it('brings a browser that a service sent to the realm\'s login back to the page it asked for, signed in through the provider', async () => {
+    const browser = new Browser()
+    const page = await browser.navigate(`${gw.url}/realm-app/files/a.csv?x=1`)
+    assert.match(new URL(page.url).pathname, /\/login-actions\//)
+    const back = await signInThroughCorp(browser, page, 'alice')
+    assert.equal(back.url, `${gw.url}/realm-app/files/a.csv?x=1`)
+    assert.equal(JSON.parse(back.body).identity.username, 'alice')
   })
 
   it('takes no other prompt than login at the gateway\'s sign-in', async () => {

@@ -128,6 +128,14 @@ for (const published of ['/edge', '']) {
       const page = await (await gw.fetch(toLogin.pathname.slice(published.length), { headers: { ...BROWSER, cookie: cookiesOf(authorization) } })).text()
       const action = /<form method="post" action="([^"]+)"/.exec(page)?.[1]
       assert.equal(action, toLogin.pathname)
+      // Its "Sign in with" goes through the gateway's sign-in there, to come back to this very page.
+      const sso = /<a class="sso" href="([^"]+)">Sign in with Corp/.exec(page)?.[1]
+      assert.equal(sso, `${toLogin.pathname}?provider=corp`)
+      const chosen = await gw.fetch(`${toLogin.pathname.slice(published.length)}?provider=corp`, { headers: { ...BROWSER, cookie: cookiesOf(authorization) } })
+      const toSso = await landing(chosen, toLogin.pathname)
+      assert.equal(toSso.pathname, `${published}/api/gateway/v1/login/sso/corp/`)
+      assert.equal(toSso.searchParams.get('next'), toLogin.pathname)
+      assert.equal(toSso.searchParams.get('prompt'), 'login', 'the gateway asks its realm for a fresh login')
     })
 
     it('sends a browser from the realm\'s account endpoint to the web interface\'s account page, and clears the realm\'s cookies at logout at their path', async () => {
