@@ -11,6 +11,7 @@ import { keycloakSid, refreshTokenType, sessionCookieValue, type KeycloakTokens,
 import { escapeHtml, styledPage, UNFRAMED_PAGE_HEADERS, unframedPageHeaders } from '../pages/html.ts'
 import { ClientTokensThrottled, DatabaseUnavailable, DirectoryUnavailable, PasswordChecksBusy } from '../errors.ts'
 import { TooManyUserCodeGuesses } from './user-code-guesses.ts'
+import { asProviderStep, errors } from './provider-errors.ts'
 import { LOGIN_PATH } from '../gateway/policy.ts'
 import { wantsHtml } from '../http/negotiation.ts'
 
@@ -674,12 +675,13 @@ async function endedAccountError(ctx: KoaContextWithOIDC, grantType: unknown, pa
  */
 async function codeWithoutParameter(ctx: KoaContextWithOIDC, params: Record<string, unknown>, options: KeycloakShapeOptions): Promise<KeycloakError> {
   if (typeof params.code !== 'string') return { status: 400, error: 'invalid_request', error_description: 'Missing parameter: code' }
-  // Reading a code uses it up (adapter.ts `#claimCode`), as Keycloak's `parseCode` removes it before its checks.
+  // Reading a code uses it up (adapter.ts `#claimCode`), as Keycloak's `parseCode` removes it before its checks; one
+  // used already ends its grant as it is read, and is refused (provider.ts `usedCodesEndTheirGrant`).
   let code: { isExpired: boolean; consumed?: unknown; clientId?: string | undefined } | undefined
   try {
-    code = (await ctx.oidc.provider.AuthorizationCode.find(params.code)) ?? undefined
+    code = (await asProviderStep(ctx, () => ctx.oidc.provider.AuthorizationCode.find(params.code as string))) ?? undefined
   } catch (failure) {
-    return tokenEndpointFailure(failure)
+    return failure instanceof errors.InvalidGrant ? { status: 400, error: 'invalid_grant', error_description: 'Code not valid' } : tokenEndpointFailure(failure)
   }
   // Keycloak judges the code's user before the `redirect_uri`, and before the client the code is of.
   if (await endedAccountError(ctx, 'authorization_code', params, options) === USER_DISABLED) return { status: 400, error: 'invalid_grant', error_description: USER_DISABLED }

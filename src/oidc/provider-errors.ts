@@ -5,6 +5,8 @@ import * as errorClasses from 'oidc-provider/lib/helpers/errors.js'
 import { AlreadyUsedError } from 'oidc-provider/lib/helpers/re_render_errors.js'
 // @ts-expect-error: as above; weak_cache.js holds each provider's internal configuration.
 import weakCache from 'oidc-provider/lib/helpers/weak_cache.js'
+// @ts-expect-error: as above; als.js holds the request a route of oidc-provider's is serving (`Provider.ctx`).
+import providerRequests from 'oidc-provider/lib/helpers/als.js'
 
 /**
  * oidc-provider's error classes, without the rest of it: its entry point loads Koa and every endpoint, which wait
@@ -21,4 +23,12 @@ type ResponseModeHandler = (ctx: KoaContextWithOIDC, redirectUri: string, out: R
 /** The part of a provider's internals Gatehouse adjusts: its response modes and grant handlers, registered when it is built. */
 export function providerInternals(provider: Provider): { responseModes: Map<string, ResponseModeHandler>; grantTypeHandlers: Map<string, (ctx: KoaContextWithOIDC) => Promise<void>> } {
   return weakCache(provider)
+}
+
+/**
+ * Runs `step` as a step of the request `ctx`, as oidc-provider's routes run theirs (its `Provider.ctx` is `ctx`): for
+ * what a middleware of Gatehouse's, which runs around the routes, asks of oidc-provider's models for that request.
+ */
+export function asProviderStep<T>(ctx: KoaContextWithOIDC, step: () => T): T {
+  return (providerRequests as { run<R>(store: unknown, fn: () => R): R }).run(ctx, step)
 }

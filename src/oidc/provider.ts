@@ -411,6 +411,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
     })
   }
   consumeOnce(options.providerClass, provider)
+  usedCodesEndTheirGrant(options.providerClass, provider)
   replayOnce(provider)
   approveDeviceCodesOnce(provider)
   boundUserCodeGuesses(options.providerClass, provider)
@@ -1019,6 +1020,32 @@ function consumeOnce(providerClass: typeof Provider, provider: Provider): void {
       }
       this.emit('consumed')
     }
+  }
+}
+
+/**
+ * A code used already that the token endpoint is handed again ends its grant, and the tokens it gave, whatever else is
+ * wrong with the request: another client of the realm, another or no PKCE verifier, another or no redirect URI. It is
+ * proof enough that the code leaked (RFC 6749 §4.1.2: the server "SHOULD revoke (when possible) all tokens previously
+ * issued based on that authorization code"), and Keycloak's AuthorizationCodeGrantType detaches the code's client
+ * session as soon as `OAuth2CodeParser.parseCode` finds the code gone, before any of those checks, answering "Code not
+ * valid". oidc-provider compares the client, PKCE and the redirect URI before it reads whether the code was used
+ * (lib/actions/grants/authorization_code.js), and ends nothing when one of them fails; so the code is judged here, as
+ * it is found. Only at the token endpoint, whose client authenticated first (a client that fails to is answered 401
+ * and never reaches a code): for a public client that is only its id, as in Keycloak, where any client of the realm
+ * that authenticates ends the session of a code used again. Not at the gateway's own sign-in callback, which a browser
+ * reaches with no client (interactions.ts `gatewayCallback`).
+ */
+function usedCodesEndTheirGrant(providerClass: typeof Provider, provider: Provider): void {
+  const AuthorizationCode = provider.AuthorizationCode as unknown as { find(id: string, options?: object): Promise<{ consumed?: unknown; grantId?: string } | undefined> }
+  const find = AuthorizationCode.find
+  AuthorizationCode.find = async function (id, findOptions) {
+    const code = await find.call(this, id, findOptions)
+    const ctx = (providerClass as unknown as { ctx?: KoaContextWithOIDC }).ctx
+    if (code?.consumed === undefined || ctx?.oidc?.route !== 'token' || ctx.oidc.client === undefined) return code
+    const revoke = await loadRevoke()
+    await revoke(ctx, code.grantId)
+    throw new errors.InvalidGrant('authorization code already consumed')
   }
 }
 

@@ -3,19 +3,19 @@ import { after, before, describe, it } from 'node:test'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { codeRedemption, testRealms, tokenRequest } from '../helpers/oidc.ts'
 
+let gw: TestGateway
+before(async () => {
+  gw = await startGateway({ config: { realms: testRealms } })
+  await gw.app.accounts.create({ username: 'alice', password: 'alice-password' })
+})
+after(() => gw.close())
+
 /**
  * Keycloak removes a code from its store the first time the token endpoint is handed it (OAuth2CodeParser
  * `parseCode`), before it checks the redirect URI, the client or PKCE (AuthorizationCodeGrantType): a failed
  * redemption uses the code up as a good one does, so a code cannot be tried again and again.
  */
 describe('an authorization code presented once and refused', () => {
-  let gw: TestGateway
-  before(async () => {
-    gw = await startGateway({ config: { realms: testRealms } })
-    await gw.app.accounts.create({ username: 'alice', password: 'alice-password' })
-  })
-  after(() => gw.close())
-
   /** Presents the code with `change` applied, then as it should be: the second is refused as a used code. */
   async function refusedThenUsedUp(change: (form: URLSearchParams) => void, description: string): Promise<void> {
     const form = await codeRedemption(gw, 'alice', 'alice-password')
@@ -52,5 +52,50 @@ describe('an authorization code presented once and refused', () => {
     const again = await tokenRequest(gw, form)
     assert.equal(again.status, 400)
     assert.deepEqual(again.body, { error: 'invalid_grant', error_description: 'Code not valid' })
+  })
+})
+
+/**
+ * A code brought again after it was used is proof that it leaked, whatever else is wrong with the request that brings
+ * it: Keycloak's AuthorizationCodeGrantType detaches the code's client session as soon as `parseCode` finds the code
+ * gone, before it compares the redirect URI, the client or PKCE, and answers "Code not valid". The token endpoint
+ * authenticates the client first, so a request whose client fails to authenticate ends nothing.
+ */
+describe('an authorization code brought again after its redemption', () => {
+  /** Redeems a code, then brings it again with `change` applied: refused `answer`, and whether the tokens it gave still refresh. */
+  async function redeemedThenAgain(change: (form: URLSearchParams) => void): Promise<{ again: { status: number; body: any }; refreshed: number }> {
+    const form = await codeRedemption(gw, 'alice', 'alice-password')
+    const redeemed = await tokenRequest(gw, form)
+    assert.equal(redeemed.status, 200, JSON.stringify(redeemed.body))
+    const wrong = new URLSearchParams(form)
+    change(wrong)
+    const again = await tokenRequest(gw, wrong)
+    const refresh = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'refresh_token', refresh_token: redeemed.body.refresh_token })
+    return { again, refreshed: refresh.status }
+  }
+
+  for (const [what, change] of [
+    ['by another client of the realm', (form: URLSearchParams) => form.set('client_id', 'browser-only')],
+    ['with another PKCE code verifier', (form: URLSearchParams) => form.set('code_verifier', 'x'.repeat(43))],
+    ['without its PKCE code verifier', (form: URLSearchParams) => form.delete('code_verifier')],
+    ['with another redirect URI', (form: URLSearchParams) => form.set('redirect_uri', 'http://127.0.0.1:9/elsewhere')],
+    ['without its redirect URI', (form: URLSearchParams) => form.delete('redirect_uri')],
+  ] as const) {
+    it(`ends what it gave when brought ${what}, refused "Code not valid"`, async () => {
+      const { again, refreshed } = await redeemedThenAgain(change)
+      assert.equal(again.status, 400)
+      assert.deepEqual(again.body, { error: 'invalid_grant', error_description: 'Code not valid' })
+      assert.equal(refreshed, 400)
+    })
+  }
+
+  it('ends nothing when brought by a client that fails to authenticate', async () => {
+    const { again, refreshed } = await redeemedThenAgain((form) => {
+      form.set('client_id', 'reports')
+      form.set('client_secret', 'not-the-secret')
+    })
+    assert.equal(again.status, 401)
+    assert.equal(again.body.error, 'invalid_client')
+    assert.equal(refreshed, 200)
   })
 })
