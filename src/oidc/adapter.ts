@@ -401,6 +401,11 @@ export class StoreAdapter implements Adapter {
     return used
   }
 
+  /** The newest live refresh token of a chain of a grant's refreshes (`OidcRecordRepository.newestRefreshTokenOfChain`); of refresh tokens only. */
+  async newestOfChain(grantId: string, iiat: number): Promise<string | undefined> {
+    return this.#model === 'RefreshToken' ? this.#deps.records.newestRefreshTokenOfChain(grantId, iiat, providerNow()) : undefined
+  }
+
   async destroy(id: string): Promise<void> {
     const destroy = (records: OidcRecordRepository) => records.destroy(this.#model, this.#key(id))
     if (ACCESS_TOKEN_MODELS.has(this.#model)) await this.#deps.revoke(`jti:${id}`, destroy)

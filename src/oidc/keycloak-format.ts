@@ -99,6 +99,12 @@ export interface ProviderRequest {
    */
   refreshTokenAccount?: string | undefined
   /**
+   * When the refresh token a token request brought expires (epoch seconds), as its verified JWT says: one whose record
+   * its grant's `refresh_tokens_per_grant_limit` ended is taken for one used before only until then
+   * (provider.ts `staleRefreshTokensEndTheirGrant`), as an expired one is refused for that first.
+   */
+  refreshTokenExpiry?: number | undefined
+  /**
    * Whether the browser's request was https as the gateway judges it for its own cookies (src/auth/csrf.ts `isSecure`):
    * the realm's cookies are Secure then, and only then.
    */

@@ -20,7 +20,7 @@ import { keycloakSid, refreshTokenType, type KeycloakTokens, type RefreshTokenRe
 import { allowWildcardRedirects, clientRedirectUris, webOriginAllowed } from './redirects.ts'
 import { idTokenClaims } from './id-token-claims.ts'
 import { providerSigningKeys } from './signing-keys.ts'
-import { timeOrderedTokenIds } from './token-ids.ts'
+import { refreshTokenOrigin, timeOrderedTokenIds, TIME_DIGITS } from './token-ids.ts'
 import { clientAssertionTimeProblem } from './client-assertions.ts'
 import { TooManyUserCodeGuesses, UserCodeGuesses } from './user-code-guesses.ts'
 import type { LoginName } from './login-name.ts'
@@ -420,6 +420,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   const passwordGrantOptions = { realm: realm.name, accounts: options.accounts, clientAccess: options.clientAccess, loginName: options.loginName, findAccount, scopes, resource, resourceServer }
   provider.registerGrantType(PASSWORD_GRANT, passwordGrant(passwordGrantOptions), PASSWORD_GRANT_PARAMETERS)
   serviceAccountScopes(provider, scopes)
+  staleRefreshTokensEndTheirGrant(provider, adapterDeps.detectsRefreshTokenReuse)
   provider.use(keycloakShapes({ realm: realm.name, grantTypes: GRANT_TYPES, client: (id) => clients.get(id), requiresPkce, username: async (id) => (await options.accounts.get(Number(id)))?.username, accountState: (id) => accountState(options.accounts, id), tokens: options.tokens, cookiePath: `${realmPath}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession, endSignIn, loggedOutWithRefreshToken: (token) => loggedOutWithRefreshToken(options, token), signedOut: options.signedOut }))
   provider.use(refuseUnknownTokenTypeHint)
   provider.use(sessionCookieUntilSessionMax(realm))
@@ -827,6 +828,51 @@ function serviceAccountScopes(provider: Provider, supported: readonly string[]):
     if (params.scope) params.scope = grantedScope(params.scope, supported)
     return handler(ctx)
   })
+}
+
+/**
+ * A refresh token that its grant's `refresh_tokens_per_grant_limit` ended is, for a client with reuse detection
+ * (`refresh_token_rotation`), one used before once a later token of its chain of refreshes is known: brought back, it
+ * ends its grant, as one still kept and used again does (oidc-provider's refresh grant, `consumeOnce`), and is refused
+ * as such. Keycloak's "Revoke refresh token" keeps no token either: its client session keeps, for each chain (its
+ * tokens' `reuse_id`), the last refresh, and a token of that chain issued before it is stale, which detaches the client
+ * session (TokenManager `validateTokenReuse`). Here the token's own id says which grant and chain it was of and when
+ * it was issued (token-ids.ts `refreshTokenOrigin`, its JWT verified by routes.ts): a chain's tokens follow one from
+ * another, each issued by using the one before, so one of a live grant with a later token of its chain still kept was
+ * used, and its row can only have been ended by the limit (a grant's refresh tokens end otherwise only with it, or
+ * when they expire, and the token's own expiry is judged first). Looked at only once oidc-provider found no record (a
+ * refresh's fast path never gets here), after the client authenticated: a token of another client, an expired one,
+ * one whose id names no grant (a value no JWT of the realm carried, or a token issued before ids named their grant),
+ * one of a grant that ended, or the last of its chain (its chain left behind by other chains of the same grant, as a
+ * second sign-in of the same browser and client starts one) is refused as before, and ends nothing.
+ */
+function staleRefreshTokensEndTheirGrant(provider: Provider, detectsReuse: (clientId: string) => boolean): void {
+  const handlers = providerInternals(provider).grantTypeHandlers
+  const handler = handlers.get('refresh_token')!
+  handlers.set('refresh_token', async (ctx) => {
+    try {
+      return await handler(ctx)
+    } catch (error) {
+      if (!(error instanceof errors.InvalidGrant) || (error as { error_detail?: unknown }).error_detail !== 'refresh token not found') throw error
+      const grantId = await staleTokensGrant(provider, ctx, detectsReuse)
+      if (grantId === undefined) throw error
+      const revoke = await loadRevoke()
+      await revoke(ctx, grantId)
+      throw new errors.InvalidGrant('refresh token already used')
+    }
+  })
+}
+
+/** The live grant of this client that the refresh token the request brought was of, when its limit ended that token after it was used. */
+async function staleTokensGrant(provider: Provider, ctx: KoaContextWithOIDC, detectsReuse: (clientId: string) => boolean): Promise<string | undefined> {
+  const origin = refreshTokenOrigin(String(ctx.oidc.params?.refresh_token))
+  const expiry = (ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.refreshTokenExpiry
+  const clientId = ctx.oidc.client?.clientId
+  if (!origin || expiry === undefined || expiry <= epochTime() || clientId === undefined || !detectsReuse(clientId)) return undefined
+  const grant = await provider.Grant.find(origin.grantId)
+  if (!grant || grant.clientId !== clientId) return undefined
+  const newest = await (provider.RefreshToken as unknown as { adapter: StoreAdapter }).adapter.newestOfChain(origin.grantId, origin.chain)
+  return newest !== undefined && newest.slice(0, TIME_DIGITS) > origin.issued ? origin.grantId : undefined
 }
 
 /** `formats.customizers.jwt`: Keycloak's header and audience, and the service account's own `sub`. */

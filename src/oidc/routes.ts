@@ -323,7 +323,7 @@ async function readyForProvider(app: App, realm: Realm, rest: string, query: str
   const { handler, clientCredentials, refreshToken, password } = await realm.provider()
   app.oidc.maintain()
   let replayed: IncomingMessage | undefined
-  const request = () => (replayed ??= replayRequest(raw, exchange.ip, target, target.query ?? query, publicUrl(app.publicUrl), `/realms/${realm.name}`, { log: exchange.log, address: exchange.ip, logout: target.logout === true, prefilledUserCode: target.prefilledUserCode, revokeAlso: target.revokeAlso, unreadableToken: target.unreadableToken === true && !exchange.platform, introspectedAudience: target.introspectedAudience, userinfoRefusal: target.userinfoRefusal, refreshTokenAccount: target.refreshTokenAccount, secure: exchange.secure ?? app.publicUrl.startsWith('https:'), signedInAtGateway: exchange.signedInAtGateway, gatewayAccount: exchange.gatewayAccount, sessionAccount: exchange.sessionAccount }))
+  const request = () => (replayed ??= replayRequest(raw, exchange.ip, target, target.query ?? query, publicUrl(app.publicUrl), `/realms/${realm.name}`, { log: exchange.log, address: exchange.ip, logout: target.logout === true, prefilledUserCode: target.prefilledUserCode, revokeAlso: target.revokeAlso, unreadableToken: target.unreadableToken === true && !exchange.platform, introspectedAudience: target.introspectedAudience, userinfoRefusal: target.userinfoRefusal, refreshTokenAccount: target.refreshTokenAccount, refreshTokenExpiry: target.refreshTokenExpiry, secure: exchange.secure ?? app.publicUrl.startsWith('https:'), signedInAtGateway: exchange.signedInAtGateway, gatewayAccount: exchange.gatewayAccount, sessionAccount: exchange.sessionAccount }))
   const plainGrant = rest === KEYCLOAK_ROUTES.token && target.body && !query && !target.query
   const answer = plainGrant ? (await clientCredentials(target.body!, request().headers)) ?? (await refreshToken(target.body!, request(), exchange.response)) ?? (await password(target.body!, request(), exchange.response)) : undefined
   return { handler, request, answer }
@@ -379,6 +379,8 @@ interface Target {
   userinfoRefusal?: UserinfoRefusal
   /** The account of the refresh token a token request brings (`ProviderRequest.refreshTokenAccount`). */
   refreshTokenAccount?: string
+  /** When that refresh token expires (`ProviderRequest.refreshTokenExpiry`). */
+  refreshTokenExpiry?: number
 }
 
 /**
@@ -513,10 +515,12 @@ async function keycloakForm(realm: Realm, path: string, raw: IncomingMessage, fo
   if (path === KEYCLOAK_ROUTES.device_authorization) withDefaultScopes(form)
   if (path === KEYCLOAK_ROUTES.pushed_authorization_request) keycloakPrompt(form)
   let refreshTokenAccount: string | undefined
+  let refreshTokenExpiry: number | undefined
   if (path === KEYCLOAK_ROUTES.token && form.getAll('refresh_token').length === 1) {
     const value = form.get('refresh_token')!
     const token = JWT_SHAPE.test(value) ? await realm.refreshToken(value) : undefined
     form.set('refresh_token', token?.jti ?? UNKNOWN_TOKEN)
+    refreshTokenExpiry = token?.exp
     // An expired one is refused for that, whatever became of its account, as Keycloak checks the token first.
     if (token && token.exp > epochTime()) refreshTokenAccount = token.sub
   }
@@ -542,6 +546,7 @@ async function keycloakForm(realm: Realm, path: string, raw: IncomingMessage, fo
     ...(unreadableToken && path === KEYCLOAK_ROUTES.revocation ? { unreadableToken } : {}),
     ...(accessToken && path === KEYCLOAK_ROUTES.introspection ? { introspectedAudience: { aud: accessToken.aud } } : {}),
     ...(refreshTokenAccount !== undefined ? { refreshTokenAccount } : {}),
+    ...(refreshTokenExpiry !== undefined ? { refreshTokenExpiry } : {}),
   }
 }
 

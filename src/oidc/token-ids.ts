@@ -6,15 +6,17 @@
  * side at the end of it, as the table's own rows and the expiry index's do (docs/performance.md, "Token grants").
  *
  * The time only orders: oidc-provider's random id follows it whole, with every bit it had, so an id is exactly as
- * hard to guess as before, and says only when it was made, which the token's `iat` says already. Ids stay opaque
- * strings of the URL-safe alphabet: a process of the version before, on the same database, reads and writes them
- * as its own.
+ * hard to guess as before, and says only when it was made, which the token's `iat` says already. A refresh token's id
+ * ends with the second its chain of refreshes began and its grant's id (`refreshTokenOrigin`), which only the client
+ * holding the token reads in it. Ids stay opaque
+ * strings of the URL-safe alphabet and the dot: a process of the version before, on the same database, reads and
+ * writes them as its own.
  */
 import type Provider from 'oidc-provider'
 import { providerNow } from './provider-clock.ts'
 
 /** Lower-case hex of epoch ms, fixed width: sorts the same bytewise and in any collation (12 digits last past the year 10,000). */
-const TIME_DIGITS = 12
+export const TIME_DIGITS = 12
 
 /** The prefix of an id made at `now` (epoch ms): later times sort after earlier ones. */
 export function timePrefix(now: number): string {
@@ -22,16 +24,41 @@ export function timePrefix(now: number): string {
 }
 
 /**
+ * What follows a refresh token's own id, before the chain it is of and before its grant's id: neither oidc-provider's
+ * ids (its URL-safe alphabet), the time nor a number has it.
+ */
+const ORIGIN_SEPARATOR = '.'
+
+/**
  * Has the token models' ids begin with the time oidc-provider's clock reads (the database's, which every gateway process
- * on it shares); the rest of each is the id oidc-provider makes.
+ * on it shares); the rest of each is the id oidc-provider makes. A refresh token's id ends with where it comes from:
+ * the chain of refreshes it is of (its `iiat`, the second the chain's first token was issued, which each rotation
+ * copies) and its grant's id, each after a dot. A refresh token whose record the grant's `refresh_tokens_per_grant_limit`
+ * ended so still says, once its JWT verified, which grant and chain it was of and when it was issued, and brought back
+ * it is known for one used before (provider.ts `staleRefreshTokensEndTheirGrant`) without a record kept for each.
  */
 export function timeOrderedTokenIds(provider: Provider): void {
   for (const model of [provider.AccessToken, provider.ClientCredentials, provider.RefreshToken]) {
-    const prototype = (model as unknown as { prototype: { generateTokenId(this: unknown): string } }).prototype
+    const prototype = (model as unknown as { prototype: { generateTokenId(this: { grantId?: unknown; iiat?: unknown }): string } }).prototype
     // oidc-provider's own also picks the token's format (an access token's, from its resource server): it runs as before.
     const generate = prototype.generateTokenId
-    prototype.generateTokenId = function (this: unknown) {
-      return timePrefix(providerNow()) + generate.call(this)
+    const refreshToken = model === provider.RefreshToken
+    prototype.generateTokenId = function (this: { grantId?: unknown; iiat?: unknown }) {
+      const id = timePrefix(providerNow()) + generate.call(this)
+      const { grantId, iiat } = this
+      return refreshToken && typeof grantId === 'string' && Number.isSafeInteger(iiat) ? `${id}${ORIGIN_SEPARATOR}${iiat}${ORIGIN_SEPARATOR}${grantId}` : id
     }
   }
+}
+
+/**
+ * Where a refresh token's id says it comes from: its grant, the chain of refreshes it is of (`iiat`), and the time
+ * prefix it was issued at; undefined for an id that says none (one issued before ids said it, or by a version
+ * without the time prefix).
+ */
+export function refreshTokenOrigin(id: string): { grantId: string; chain: number; issued: string } | undefined {
+  const [own, chain, grantId, ...rest] = id.split(ORIGIN_SEPARATOR)
+  if (own === undefined || own.length <= TIME_DIGITS || !/^[0-9a-f]+$/.test(own.slice(0, TIME_DIGITS))) return undefined
+  if (chain === undefined || !/^[0-9]{1,15}$/.test(chain) || !grantId || rest.length) return undefined
+  return { grantId, chain: Number(chain), issued: own.slice(0, TIME_DIGITS) }
 }

@@ -654,6 +654,22 @@ export class OidcRecordRepository {
   }
 
   /**
+   * The id of the newest live refresh token of one chain of a grant's refreshes (those its first token's `iiat`, which
+   * each rotation copies, names), by the id's order (which begins with the time it was issued: src/oidc/token-ids.ts);
+   * undefined when none is left. By the index of refresh tokens, among the grant's few (its
+   * `refresh_tokens_per_grant_limit`).
+   */
+  async newestRefreshTokenOfChain(grantId: string, iiat: number, now: number): Promise<string | undefined> {
+    // Compared as the JSON's text on PostgreSQL: a member that is no integer there is no match, not a failed cast.
+    const chain = this.#dialect === 'postgres' ? sql<boolean>`payload::json ->> 'iiat' = ${String(iiat)}` : sql<boolean>`json_extract(payload, '$.iiat') = ${iiat}`
+    const row = await this.#db.selectFrom('oidc_records').select((eb) => eb.fn.max<string>('id').as('id'))
+      .where('grant_id', '=', grantId).where('model', '=', sql.lit(REFRESH_TOKEN_MODEL)).where(chain)
+      .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
+      .executeTakeFirst()
+    return row?.id ?? undefined
+  }
+
+  /**
    * Deletes a grant's live codes past its `limit` newest, never `kept` (the one just saved), ordered as
    * `endRefreshTokensPastLimit` orders refresh tokens: those unused, and those used past the `limit` newest of them.
    * Counted by the index of records by grant: besides its codes, a grant has its refresh and access tokens, which the

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { passwordLogin, realmWith, tokenRequest } from '../helpers/oidc.ts'
+import { browse, CLIENT_REDIRECT, CookieJar, decodeJwtPart, passwordLogin, realmUrl, realmWith, SERVICE_SECRET, tokenRequest } from '../helpers/oidc.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 
 /**
@@ -62,6 +62,99 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`a realm's refre
     assert.ok(statuses.includes(200) && statuses.at(-1) === 400, `the same token refreshes until it is among the oldest: ${statuses}`)
     assert.equal(await refreshRows(otherGrant), 1, 'another user\'s grant keeps its refresh token')
     assert.equal((await refresh(other.refresh_token)).status, 200)
+  })
+
+  /**
+   * With `refresh_token_rotation`, a refresh token the limit ended is still one used before: brought back, it ends its
+   * login as the reuse of one still kept does, as Keycloak's "Revoke refresh token" takes a token older than the
+   * session's last refresh for a stale one (TokenManager `validateTokenReuse`) and detaches its client session.
+   */
+  describe('for a client with refresh_token_rotation', () => {
+    const rotating = (refreshToken: string, clientId = 'reports') => tokenRequest(gw, { client_id: clientId, ...clientId === 'reports' ? { client_secret: SERVICE_SECRET } : {}, grant_type: 'refresh_token', refresh_token: refreshToken })
+    /** A login of `reports` refreshed past the limit, each time with the token the last refresh gave. */
+    async function refreshedPastLimit(): Promise<{ tokens: string[]; accessToken: string }> {
+      const login = await tokenRequest(gw, { client_id: 'reports', client_secret: SERVICE_SECRET, grant_type: 'password', username: 'refresher', password: 'refresher-password' })
+      assert.equal(login.status, 200, JSON.stringify(login.body))
+      const tokens: string[] = [login.body.refresh_token]
+      let accessToken = login.body.access_token as string
+      for (let i = 0; i < LIMIT + 2; i++) {
+        const refreshed = await rotating(tokens.at(-1)!)
+        assert.equal(refreshed.status, 200, JSON.stringify(refreshed.body))
+        tokens.push(refreshed.body.refresh_token)
+        accessToken = refreshed.body.access_token
+      }
+      return { tokens, accessToken }
+    }
+    const gatewayStatus = async (accessToken: string) => (await gw.fetch('/demo-app/x', { headers: { authorization: `Bearer ${accessToken}` } })).status
+
+    it('ends the login when a token the limit ended is brought back, as the reuse of one kept does', async () => {
+      const { tokens, accessToken } = await refreshedPastLimit()
+      const stale = await rotating(tokens[0]!)
+      assert.deepEqual({ status: stale.status, body: stale.body }, { status: 400, body: { error: 'invalid_grant', error_description: 'Maximum allowed refresh token reuse exceeded' } })
+      assert.equal((await rotating(tokens.at(-1)!)).status, 400, 'the newest refresh token ended with its login')
+      assert.equal(await gatewayStatus(accessToken), 401, 'and so did its access token')
+    })
+
+    it('ends nothing when that token comes from another client, or with its signature changed', async () => {
+      const { tokens, accessToken } = await refreshedPastLimit()
+      const [header, payload, signature] = tokens[0]!.split('.') as [string, string, string]
+      const forged = `${header}.${payload}.${signature.startsWith('A') ? 'B' : 'A'}${signature.slice(1)}`
+      for (const [what, answer] of [['another client', await rotating(tokens[0]!, 'end-users')], ['its signature changed', await rotating(forged)]] as const) {
+        assert.equal(answer.status, 400, what)
+        assert.equal(answer.body.error, 'invalid_grant', what)
+      }
+      assert.equal(await gatewayStatus(accessToken), 200, 'the login goes on')
+      assert.equal((await rotating(tokens.at(-1)!)).status, 200, 'its newest refresh token still refreshes')
+    })
+
+    it('ends nothing for the last token of a chain of refreshes that other chains of its grant left behind, which was never used', async () => {
+      // One browser signs in to the client twice (two tabs): two codes of one grant, each starting a chain of refreshes.
+      const jar = new CookieJar()
+      const authorize = realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams({ client_id: 'reports', response_type: 'code', scope: 'openid', redirect_uri: CLIENT_REDIRECT })}`)
+      const page = await browse(gw, jar, authorize)
+      const action = /<form method="post" action="([^"]+)"/.exec(await page.response.text())![1]!
+      const signedIn = await browse(gw, jar, gw.url + action, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ username: 'refresher', password: 'refresher-password' }).toString() })
+      const again = await browse(gw, jar, authorize)
+      const redeem = async (url: string) => {
+        const answer = await tokenRequest(gw, { client_id: 'reports', client_secret: SERVICE_SECRET, grant_type: 'authorization_code', code: new URL(url).searchParams.get('code')!, redirect_uri: CLIENT_REDIRECT })
+        assert.equal(answer.status, 200, JSON.stringify(answer.body))
+        return answer.body.refresh_token as string
+      }
+      const firstTab = await redeem(signedIn.url)
+      // A second apart, so that the two chains began in different seconds.
+      await new Promise((resolve) => setTimeout(resolve, 1100))
+      let secondTab = await redeem(again.url)
+      const grantOfToken = (token: string) => String(decodeJwtPart(token, 1).jti).split('.').at(-1)
+      assert.equal(grantOfToken(firstTab), grantOfToken(secondTab), 'one grant')
+      for (let i = 0; i < LIMIT + 2; i++) {
+        const refreshed = await rotating(secondTab)
+        assert.equal(refreshed.status, 200, JSON.stringify(refreshed.body))
+        secondTab = refreshed.body.refresh_token
+      }
+      const leftBehind = await rotating(firstTab)
+      assert.equal(leftBehind.status, 400)
+      assert.notEqual(leftBehind.body.error_description, 'Maximum allowed refresh token reuse exceeded')
+      assert.equal((await rotating(secondTab)).status, 200, 'the other chain goes on')
+    })
+
+    it('ends nothing when that token has expired, which it is refused for first', async () => {
+      const { tokens } = await refreshedPastLimit()
+      // The login's grant, which outlives its refresh tokens: its end is the session maximum's.
+      const { grant_id: grantId } = await gw.store.database.db.selectFrom('oidc_records').select('grant_id').where('model', '=', 'RefreshToken')
+        .where('id', '=', decodeJwtPart(tokens.at(-1)!, 1).jti).executeTakeFirstOrThrow()
+      const clock = gw.app.bus.clock
+      const databaseNow = clock.now
+      // Past the refresh tokens' lifetime (the realm's default idle time), not the grant's (its maximum).
+      clock.now = () => databaseNow.call(clock) + 1900_000
+      try {
+        const expired = await rotating(tokens[0]!)
+        assert.equal(expired.status, 400)
+        assert.notEqual(expired.body.error_description, 'Maximum allowed refresh token reuse exceeded')
+      } finally {
+        clock.now = databaseNow
+      }
+      assert.ok(await gw.store.database.db.selectFrom('oidc_records').select('id').where('model', '=', 'Grant').where('id', '=', grantId!).executeTakeFirst(), 'the grant is kept')
+    })
   })
 })
 

@@ -60,7 +60,7 @@ for (const backend of gatewayBackends) {
       }
     })
 
-    it('keys the tokens it issues by the time they were issued, each followed by a whole random id', async () => {
+    it('keys the tokens it issues by the time they were issued, each followed by a whole random id (and a refresh token\'s by its grant)', async () => {
       const before = Date.now()
       const login = await passwordLogin(gw, 'alice', 'alice-password')
       const refreshed = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'refresh_token', refresh_token: login.refresh_token })
@@ -75,12 +75,15 @@ for (const backend of gatewayBackends) {
         ['ClientCredentials', jti(credentials.body.access_token)],
       ]
       for (const [model, id] of issued) {
-        // The time in fixed-width hex, then oidc-provider's own id: 43 characters, 256 random bits.
-        assert.match(id, /^[0-9a-f]{12}[A-Za-z0-9_-]{43}$/)
+        // The time in fixed-width hex, then oidc-provider's own id: 43 characters, 256 random bits; a refresh token's
+        // then names its chain of refreshes and its grant, each after a dot.
+        assert.match(id, model === 'RefreshToken' ? /^[0-9a-f]{12}[A-Za-z0-9_-]{43}\.[0-9]+\.[A-Za-z0-9_-]+$/ : /^[0-9a-f]{12}[A-Za-z0-9_-]{43}$/)
         const madeAt = parseInt(id.slice(0, 12), 16)
         // The provider's clock is the database's, which may stand a little apart from this process's.
         assert.ok(madeAt >= before - 60_000 && madeAt <= after + 60_000, `${id} made at ${madeAt}, outside ${before}..${after}`)
-        assert.ok(await gw.store.oidc.find(model, id, Date.now()), `no ${model} record under ${id}`)
+        const record = await gw.store.oidc.find(model, id, Date.now())
+        assert.ok(record, `no ${model} record under ${id}`)
+        if (model === 'RefreshToken') assert.deepEqual(id.split('.').slice(1), [String(record.payload.iiat), record.grantId])
       }
       // Bytewise, as SQLite's keys compare: a token issued later sorts after the one it replaced.
       assert.ok(Buffer.compare(Buffer.from(issued[2]![1].slice(0, 12)), Buffer.from(issued[0]![1].slice(0, 12))) >= 0)
