@@ -150,6 +150,7 @@ async function referenceServer(document: unknown): Promise<FastifyInstance> {
       // whose part, following the reader's scheme, the reference's own script does.
       layout: 'BaseLayout',
       plugins: [referencePlugin],
+      requestInterceptor: referenceRequest,
     } as never,
   })
   await reference.ready()
@@ -163,6 +164,11 @@ async function referenceServer(document: unknown): Promise<FastifyInstance> {
  */
 function referencePlugin(system: unknown): unknown {
   return (globalThis as unknown as { gatehouseReferencePlugin: (system: unknown) => unknown }).gatehouseReferencePlugin(system)
+}
+
+/** Runs in the page, as referencePlugin does: swagger-ui's requestInterceptor, defined by the reference's own script. */
+function referenceRequest(request: unknown): unknown {
+  return (globalThis as unknown as { gatehouseReferenceRequest: (request: unknown) => unknown }).gatehouseReferenceRequest(request)
 }
 
 /** Routes outside the gateway API are hidden; its open routes say they need no credentials. */

@@ -7,7 +7,7 @@ import { answersForApi } from '../../src/api/methods.ts'
 import { registerGatewayApi } from '../../src/api/register.ts'
 import { registerForwardAuth } from '../../src/gateway/forward-auth.ts'
 import { launchChromium, openPage, screenshot } from '../helpers/chromium.ts'
-import { adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { ADMIN_PASSWORD, adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 
 const DOCUMENT = '/api/gateway/v1/openapi.json'
 
@@ -97,6 +97,47 @@ describe('the API described', () => {
         assert.deepEqual([...requested], [gw.url], 'nothing is fetched from anywhere else')
         assert.deepEqual(problems, [])
         assert.deepEqual(failedResponses, [])
+      } finally {
+        await context.close()
+      }
+    })
+
+    /**
+     * A browser asked for Basic credentials shows its own password dialog, and keeps sending what was typed there to
+     * the origin. Playwright's httpCredentials stand for someone who types the password into that dialog: were the page
+     * asked, the call would be answered 200 with them.
+     */
+    it('shows the 401 of an operation tried out without credentials, without the browser asking for a password', async () => {
+      const context = await browser.newContext({ httpCredentials: { username: 'admin', password: ADMIN_PASSWORD } })
+      const challenges: string[] = []
+      try {
+        const page = await context.newPage()
+        page.on('response', (response) => {
+          if (new URL(response.url()).pathname === '/api/gateway/v1/me/') challenges.push(`${response.status()} ${response.headers()['www-authenticate'] ?? ''}`)
+        })
+        await page.goto(`${gw.url}/api/gateway/v1/docs/#/default/get_api_gateway_v1_me_`)
+        const operation = page.locator('#operations-default-get_api_gateway_v1_me_')
+        await operation.locator('.try-out__btn').click()
+        await operation.locator('.execute').click()
+        const status = operation.locator('.live-responses-table tr.response .response-col_status').first()
+        await status.waitFor()
+        assert.equal((await status.innerText()).trim().split('\n')[0], '401')
+        assert.match(await operation.locator('.live-responses-table tr.response .response-col_description').first().innerText(), /"not_authenticated"/)
+        assert.deepEqual(challenges, ['401 Bearer realm="Gatehouse"'], 'no Basic challenge for the browser to answer')
+
+        // Credentials given in the Authorize dialog are sent as before. The Authorize button is at the top: back to the
+        // operation afterwards, which swagger-ui draws again once in view.
+        const atOperation = await page.evaluate<number>('window.scrollY')
+        await page.locator('.auth-wrapper .btn.authorize').click()
+        const dialog = page.getByRole('dialog', { name: 'Available authorizations' })
+        await dialog.getByLabel('Username:').fill('admin')
+        await dialog.getByLabel('Password:').fill(ADMIN_PASSWORD)
+        await dialog.getByRole('button', { name: 'Authorize', exact: true }).first().click()
+        await dialog.getByRole('button', { name: 'Close', exact: true }).first().click()
+        await page.evaluate(`window.scrollTo(0, ${atOperation})`)
+        await operation.locator('.execute').click()
+        await page.waitForFunction(() => document.querySelector('#operations-default-get_api_gateway_v1_me_ .live-responses-table tr.response .response-col_status')?.textContent?.trim() === '200')
+        assert.deepEqual(challenges.slice(1), ['200 '])
       } finally {
         await context.close()
       }

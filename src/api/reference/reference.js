@@ -1,7 +1,8 @@
-// The API reference's own script, loaded after swagger-ui's and run before swagger-ui starts. It does two things
+// The API reference's own script, loaded after swagger-ui's and run before swagger-ui starts. It does three things
 // swagger-ui leaves to its host: follow the reader's colour scheme (swagger-ui's dark theme hangs on `html.dark-mode`,
-// which only its top bar sets, and the reference has none), and give swagger-ui a plugin, through its documented
-// plugin interface (wrapComponents), for what its markup lacks for assistive technology.
+// which only its top bar sets, and the reference has none), mark the requests the page makes as a script's, and give
+// swagger-ui a plugin, through its documented plugin interface (wrapComponents), for what its markup lacks for
+// assistive technology.
 'use strict'
 
 ;(() => {
@@ -9,6 +10,17 @@
   const followScheme = () => document.documentElement.classList.toggle('dark-mode', dark.matches)
   followScheme()
   dark.addEventListener('change', followScheme)
+
+  /**
+   * swagger-ui's requestInterceptor (see referenceRequest in openapi.ts): every request the page makes, "Try it out"'s
+   * among them, says it comes from a script that handles a 401 itself, as the web interface's do. The gateway then
+   * leaves the Basic challenge out of a 401's WWW-Authenticate, so that trying an operation without credentials shows
+   * the 401 in the page instead of the browser asking for a password it would then keep sending (docs/api.md).
+   */
+  window.gatehouseReferenceRequest = (request) => {
+    request.headers['X-Requested-With'] = 'XMLHttpRequest'
+    return request
+  }
 
   /** The plugin the initializer hands to swagger-ui (see referencePlugin in openapi.ts). */
   window.gatehouseReferencePlugin = (system) => {
