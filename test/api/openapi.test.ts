@@ -142,8 +142,66 @@ describe('the API described', () => {
         await context.close()
       }
     })
+
+    it('keeps the keyboard inside the Authorize dialog while it is open, and gives focus back to the button that opened it', async () => {
+      const { page, context, problems } = await openPage(browser, 'desktop')
+      try {
+        await page.goto(`${gw.url}/api/gateway/v1/docs/`)
+        const authorize = page.locator('.auth-wrapper .btn.authorize')
+        await authorize.focus()
+        await page.keyboard.press('Enter')
+        const dialog = page.getByRole('dialog', { name: 'Available authorizations' })
+        await dialog.getByRole('heading', { name: 'Available authorizations' }).waitFor()
+        assert.equal(await focused(page), 'in the dialog: input Username:', 'focus moves to the first control of the dialog\'s content')
+
+        const controls = await dialog.locator('.modal-ux').evaluate((box) => box.querySelectorAll('button, input').length)
+        assert.ok(controls > 5, `${controls} controls`)
+        const forward: string[] = []
+        for (let step = 0; step < controls * 2; step++) {
+          await page.keyboard.press('Tab')
+          forward.push(await focused(page))
+        }
+        assert.deepEqual(forward.filter((where) => !where.startsWith('in the dialog')), [], 'Tab never leaves the dialog')
+        assert.deepEqual(forward.slice(controls), forward.slice(0, controls), 'Tab goes round the dialog\'s controls')
+        assert.equal(forward[controls - 1], 'in the dialog: input Username:')
+        await page.keyboard.press('Shift+Tab')
+        assert.equal(await focused(page), forward.at(-2), 'Shift-Tab goes back')
+        await page.keyboard.press('Shift+Tab')
+        await page.keyboard.press('Shift+Tab')
+        assert.equal(await focused(page), forward.at(-4))
+
+        await page.keyboard.press('Escape')
+        await dialog.waitFor({ state: 'detached' })
+        assert.equal(await focused(page), 'outside: button Authorize', 'Escape closes the dialog, and focus is back on Authorize')
+
+        // Opened from an operation's lock, closed with its Close button: focus is back on that lock.
+        await page.locator('.opblock-summary-path').first().waitFor()
+        const lock = page.locator('.opblock .authorization__btn').first()
+        await lock.focus()
+        await page.keyboard.press('Enter')
+        await dialog.getByRole('heading', { name: 'Available authorizations' }).waitFor()
+        assert.match(await focused(page), /^in the dialog: /)
+        await dialog.getByRole('button', { name: 'Close', exact: true }).last().focus()
+        await page.keyboard.press('Enter')
+        await dialog.waitFor({ state: 'detached' })
+        assert.equal(await lock.evaluate((button) => button === document.activeElement), true, 'focus is back on the lock that opened the dialog')
+        assert.deepEqual(problems, [])
+      } finally {
+        await context.close()
+      }
+    })
   })
 })
+
+/** Where the keyboard's focus is: in or outside the Authorize dialog, and on what (its tag and name or label). */
+async function focused(page: Page): Promise<string> {
+  return page.evaluate<string>(`(() => {
+    const element = document.activeElement
+    const where = element.closest('[role=dialog]') ? 'in the dialog' : 'outside'
+    const name = element.labels?.[0]?.textContent ?? element.getAttribute('aria-label') ?? element.textContent
+    return where + ': ' + element.tagName.toLowerCase() + ' ' + name.trim()
+  })()`)
+}
 
 /**
  * The operations (`GET /api/...`) swagger-ui renders as the page is scrolled from top to bottom, step by step, until

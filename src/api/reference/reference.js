@@ -22,6 +22,46 @@
     return request
   }
 
+  /** What the keyboard reaches in a dialog, in the order it reaches them (those not shown are left out later). */
+  const FOCUSABLE = 'a[href], button:not(:disabled), input:not(:disabled):not([type=hidden]), select:not(:disabled), textarea:not(:disabled), [tabindex]:not([tabindex="-1"])'
+
+  /**
+   * swagger-ui's Authorize dialog as a modal dialog should behave for the keyboard (WAI-ARIA Authoring Practices, "Dialog
+   * (Modal)"): when it opens, focus moves to the first control of its content (swagger-ui's own autofocus lands on the
+   * field of the last kind of credentials, past the others); Tab and Shift-Tab cycle through its controls and never
+   * leave it for the page behind; when it closes (its Close buttons, or Escape, which swagger-ui handles), focus goes
+   * back to the button that opened it, or to the Authorize button at the top when that one is no longer drawn.
+   */
+  const modalDialog = (React, Original) => function GatehouseModalDialog(props) {
+    const dialog = React.useRef(null)
+    // Read while rendering, before swagger-ui's autofocus moves focus into the dialog.
+    const [opener] = React.useState(() => document.activeElement)
+    React.useEffect(() => {
+      const controls = () => [...dialog.current.querySelectorAll(FOCUSABLE)].filter((element) => element.getClientRects().length > 0)
+      const first = dialog.current.querySelector('.modal-ux-content')?.querySelector(FOCUSABLE) ?? controls()[0]
+      first?.focus()
+      const keepFocusInside = (event) => {
+        if (event.key !== 'Tab' || event.altKey || event.ctrlKey || event.metaKey) return
+        const all = controls()
+        if (!all.length) return
+        const at = all.indexOf(document.activeElement)
+        // From the last control forward, from the first backward, or from outside (the focused control was removed,
+        // as Authorize and Logout are once pressed): round to the other end, or into the dialog.
+        if (event.shiftKey ? at <= 0 : at === -1 || at === all.length - 1) {
+          event.preventDefault()
+          ;(event.shiftKey ? all.at(-1) : all[0]).focus()
+        }
+      }
+      document.addEventListener('keydown', keepFocusInside, true)
+      return () => {
+        document.removeEventListener('keydown', keepFocusInside, true)
+        const back = opener instanceof HTMLElement && opener.isConnected && opener !== document.body ? opener : document.querySelector('.auth-wrapper .btn.authorize')
+        back?.focus()
+      }
+    }, [])
+    return React.createElement('div', { ref: dialog, role: 'dialog', 'aria-modal': 'true', 'aria-label': 'Available authorizations' }, React.createElement(Original, props))
+  }
+
   /** The plugin the initializer hands to swagger-ui (see referencePlugin in openapi.ts). */
   window.gatehouseReferencePlugin = (system) => {
     const h = system.React.createElement
@@ -45,8 +85,9 @@
           const { 'aria-label': _label, ...labelled } = props
           return h(Original, labelled)
         },
-        // The Authorize dialog is drawn as plain boxes: a dialog, named by its heading, for assistive technology.
-        authorizationPopup: (Original) => (props) => h('div', { role: 'dialog', 'aria-modal': 'true', 'aria-label': 'Available authorizations' }, h(Original, props)),
+        // The Authorize dialog is drawn as plain boxes: a dialog, named by its heading, for assistive technology, which
+        // keeps the keyboard inside it while it is open.
+        authorizationPopup: (Original) => modalDialog(system.React, Original),
         // The dialog's close button shows only this icon: a name for it, read out and never shown.
         CloseIcon: (Original) => (props) => h('span', null, h(Original, props), h('span', { className: 'gatehouse-visually-hidden' }, 'Close')),
       },
