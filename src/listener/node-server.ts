@@ -89,10 +89,11 @@ function inviteBodyWhenRead(request: IncomingMessage, response: ServerResponse):
  * HTTP/1.0 has no transfer codings: RFC 9112 §6.1 has a server take such a request's framing as faulty. Node decodes
  * its body as chunked, where a proxy in front that reads HTTP/1.0 as HTTP/1.0 takes the body to be empty and the
  * chunks for the next request (request smuggling); nginx refuses such requests with 400 since 1.21.1. The body is
- * never read: the connection closes after the answer.
+ * never taken: the connection closes after the answer, lingering (closeLingeringAfter) while the client still sends it.
  */
 function refuseFaultyFraming(request: IncomingMessage, response: ServerResponse, id: string, refused: RefusedOnArrival): void {
   countWhenClosed(request, response, id, BadRequest.code, refused)
+  closeLingeringAfter(response)
   const json = JSON.stringify(errorBody(new BadRequest('An HTTP/1.0 request cannot have a Transfer-Encoding.'), id))
   response.writeHead(400, { 'x-request-id': id, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(json), connection: 'close' }).end(json)
 }
@@ -100,10 +101,12 @@ function refuseFaultyFraming(request: IncomingMessage, response: ServerResponse,
 /**
  * A request line of HTTP/2.0 or HTTP/0.9, which Node's parser takes and would have served as HTTP/1.1, with HTTP/1.1's
  * framing: a client or a proxy in front speaking either reads the exchange otherwise. nginx answers a major version
- * above 1 with 505 as well (an HTTP/2 client uses its preface, which is no request line, or TLS's ALPN).
+ * above 1 with 505 as well (an HTTP/2 client uses its preface, which is no request line, or TLS's ALPN). Nothing of
+ * the request is taken: the connection closes after the answer, lingering while the client still sends a body.
  */
 function refuseVersion(request: IncomingMessage, response: ServerResponse, id: string, refused: RefusedOnArrival): void {
   countWhenClosed(request, response, id, HttpVersionNotSupported.code, refused)
+  closeLingeringAfter(response)
   const json = JSON.stringify(errorBody(new HttpVersionNotSupported(), id))
   response.writeHead(505, { 'x-request-id': id, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(json), connection: 'close' }).end(json)
 }
@@ -194,11 +197,12 @@ export function nodeServer(fastifyHandler: RequestListener, options: FactoryOpti
     inviteBodyWhenRead(request, response)
     handler(request, response)
   })
-  // An Expect other than 100-continue: Node's own 417 has no body. The request's body is not read, so the
-  // connection closes after the answer.
+  // An Expect other than 100-continue: Node's own 417 has no body. The request's body is not taken, so the
+  // connection closes after the answer, lingering while the client still sends it.
   server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => {
     const id = enterRequest(request, trustsProxy)
     countWhenClosed(request, response, id, ExpectationFailed.code, refused)
+    closeLingeringAfter(response)
     const json = JSON.stringify(errorBody(new ExpectationFailed(), id))
     response.writeHead(417, { 'x-request-id': id, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(json), connection: 'close' }).end(json)
   })
