@@ -2,11 +2,11 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { compileErrors, validate } from '@readme/openapi-parser'
 import Fastify from 'fastify'
-import type { Browser, Page } from 'playwright-core'
+import type { Browser, Locator, Page } from 'playwright-core'
 import { answersForApi } from '../../src/api/methods.ts'
 import { registerGatewayApi } from '../../src/api/register.ts'
 import { registerForwardAuth } from '../../src/gateway/forward-auth.ts'
-import { launchChromium, openPage, screenshot } from '../helpers/chromium.ts'
+import { launchChromium, logIn, openPage, screenshot } from '../helpers/chromium.ts'
 import { ADMIN_PASSWORD, adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 
 const DOCUMENT = '/api/gateway/v1/openapi.json'
@@ -115,13 +115,8 @@ describe('the API described', () => {
         page.on('response', (response) => {
           if (new URL(response.url()).pathname === '/api/gateway/v1/me/') challenges.push(`${response.status()} ${response.headers()['www-authenticate'] ?? ''}`)
         })
-        await page.goto(`${gw.url}/api/gateway/v1/docs/#/default/get_api_gateway_v1_me_`)
-        const operation = page.locator('#operations-default-get_api_gateway_v1_me_')
-        await operation.locator('.try-out__btn').click()
-        await operation.locator('.execute').click()
-        const status = operation.locator('.live-responses-table tr.response .response-col_status').first()
-        await status.waitFor()
-        assert.equal((await status.innerText()).trim().split('\n')[0], '401')
+        const { operation, status } = await tryOut(page, `${gw.url}/api/gateway/v1/docs/`, 'get_api_gateway_v1_me_')
+        assert.equal(status, '401')
         assert.match(await operation.locator('.live-responses-table tr.response .response-col_description').first().innerText(), /"not_authenticated"/)
         assert.deepEqual(challenges, ['401 Bearer realm="Gatehouse"'], 'no Basic challenge for the browser to answer')
 
@@ -138,6 +133,25 @@ describe('the API described', () => {
         await operation.locator('.execute').click()
         await page.waitForFunction(() => document.querySelector('#operations-default-get_api_gateway_v1_me_ .live-responses-table tr.response .response-col_status')?.textContent?.trim() === '200')
         assert.deepEqual(challenges.slice(1), ['200 '])
+      } finally {
+        await context.close()
+      }
+    })
+
+    it('tries an unsafe operation with the browser\'s session, its CSRF token sent as the web interface sends it', async () => {
+      const { page, context, problems, failedResponses } = await openPage(browser, 'desktop')
+      try {
+        await logIn(page, gw.url, 'admin', ADMIN_PASSWORD)
+        const sent: (string | undefined)[] = []
+        page.on('request', (request) => {
+          if (new URL(request.url()).pathname === '/api/gateway/v1/session/') sent.push(request.headers()['x-csrftoken'])
+        })
+        assert.equal((await tryOut(page, `${gw.url}/api/gateway/v1/docs/`, 'post_api_gateway_v1_session_')).status, '200')
+        const { cookies } = await context.storageState()
+        assert.deepEqual(sent, [cookies.find((cookie) => cookie.name === 'csrftoken')?.value])
+        // swagger-ui's own warning on a link to an operation (`post_api_...`), which it reads all the same.
+        assert.deepEqual(problems.filter((line) => !/^console: Deprecated: escaping deep link whitespace with `_`/.test(line)), [])
+        assert.deepEqual(failedResponses, [])
       } finally {
         await context.close()
       }
@@ -192,6 +206,17 @@ describe('the API described', () => {
     })
   })
 })
+
+/** Opens the reference at the operation `id` (as a link to it does), tries it out, and reads the status it shows. */
+async function tryOut(page: Page, reference: string, id: string): Promise<{ operation: Locator; status: string }> {
+  await page.goto(`${reference}#/default/${id}`)
+  const operation = page.locator(`#operations-default-${id}`)
+  await operation.locator('.try-out__btn').click()
+  await operation.locator('.execute').click()
+  const status = operation.locator('.live-responses-table tr.response .response-col_status').first()
+  await status.waitFor()
+  return { operation, status: (await status.innerText()).trim().split('\n')[0]! }
+}
 
 /** Where the keyboard's focus is: in or outside the Authorize dialog, and on what (its tag and name or label). */
 async function focused(page: Page): Promise<string> {

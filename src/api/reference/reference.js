@@ -11,14 +11,33 @@
   followScheme()
   dark.addEventListener('change', followScheme)
 
+  const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
+
+  /** The cookie `name` as the gateway reads it: the last one of that name, as Django reads a Cookie header. */
+  const readCookie = (name) => {
+    const found = document.cookie.split(';').map((part) => part.trim().split('=')).filter(([key]) => key === name).at(-1)
+    if (found === undefined) return undefined
+    const value = found.slice(1).join('=')
+    try {
+      return decodeURIComponent(value)
+    } catch {
+      return value
+    }
+  }
+
   /**
-   * swagger-ui's requestInterceptor (see referenceRequest in openapi.ts): every request the page makes, "Try it out"'s
-   * among them, says it comes from a script that handles a 401 itself, as the web interface's do. The gateway then
+   * swagger-ui's requestInterceptor (see referenceRequest in openapi.ts). Every request the page makes, "Try it out"'s
+   * among them, says it comes from a script that handles a 401 itself, as the web interface's do: the gateway then
    * leaves the Basic challenge out of a 401's WWW-Authenticate, so that trying an operation without credentials shows
-   * the 401 in the page instead of the browser asking for a password it would then keep sending (docs/api.md).
+   * the 401 in the page instead of the browser asking for a password it would then keep sending. An unsafe method
+   * carries the CSRF token of the browser's session (the `csrftoken` cookie, in X-CSRFToken), as the web interface's
+   * changes do and the platform's reference (drf-spectacular's swagger-ui) sends it, so that an operation tried with
+   * the session is not refused for want of it (docs/api.md).
    */
   window.gatehouseReferenceRequest = (request) => {
     request.headers['X-Requested-With'] = 'XMLHttpRequest'
+    const token = readCookie('csrftoken')
+    if (token !== undefined && !SAFE_METHODS.has(String(request.method ?? 'GET').toUpperCase())) request.headers['X-CSRFToken'] = token
     return request
   }
 
