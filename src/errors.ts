@@ -7,7 +7,7 @@ import { UNFRAMED_PAGE_HEADERS } from './pages/html.ts'
 import type { RequestContext } from './context.ts'
 import type { GatewayRequest } from './http/gateway-request.ts'
 import { markCutByGateway, markReplacedAnswer, type RefusedOnArrival } from './http/answer-outcome.ts'
-import { closeLingeringAfter } from './http/lingering-close.ts'
+import { closeLingeringAfter, lingering, lingeringClose } from './http/lingering-close.ts'
 import { wantsHtml } from './http/negotiation.ts'
 import { STATUS_CODES } from './http/node-http.ts'
 import { assignedRequestIdOf } from './http/request-id.ts'
@@ -988,7 +988,8 @@ function withoutBasicChallenge(value: string | string[]): string[] {
  * answer to a head no request came of is counted and logged through `refused`.
  */
 export function answerClientError(error: Error & { code?: string; rawPacket?: unknown }, socket: Socket, refused?: RefusedOnArrival, strictTransportSecurity?: string): void {
-  if (error.code === 'ECONNRESET' || socket.destroyed) return
+  // A connection closing after its last answer: its parser, in error, refuses every read that is still dropped.
+  if (error.code === 'ECONNRESET' || socket.destroyed || lingering(socket)) return
   // The response still being written on this connection (Node's own default handler looks at the same field).
   const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
   if (inFlight?.req.complete) {
@@ -1045,7 +1046,12 @@ export function answerClientError(error: Error & { code?: string; rawPacket?: un
     // The gateway's own time: none, from the parser's giving up to the answer.
     unread?.refused({ id: unread.id, request: undefined, status: refusal.status, code: refusal.code, elapsedMs: 0 })
   }
-  socket.destroy()
+  // A head refused while the client may still be sending its body (headers too large, Content-Length twice) is closed
+  // lingering, as a refusal on arrival is: destroyed at once, with the body still arriving, the connection was reset
+  // under the answer, which the client mostly never read. A request already being answered, and a client too slow,
+  // are cut.
+  if (inFlight || error.code === 'ERR_HTTP_REQUEST_TIMEOUT' || !socket.writable) socket.destroy()
+  else lingeringClose(socket)
 }
 
 /** The request whose bytes Node's parser was reading on this connection: the last one whose head it read. */

@@ -11,9 +11,17 @@ const LINGER_MS = 3000
  * paused socket that never sees the client's close, open for good (and a server closing for shutdown with it).
  */
 export function lingeringClose(socket: Duplex): void {
+  closing.add(socket)
   socket.end()
   socket.resume()
   setTimeout(() => socket.destroy(), LINGER_MS).unref()
+}
+
+/** Connections `lingeringClose` is closing: what still arrives on them is only to be dropped. */
+const closing = new WeakSet<object>()
+
+export function lingering(socket: object): boolean {
+  return closing.has(socket)
 }
 
 /**

@@ -32,8 +32,8 @@ function upload(url: string, head: string): Promise<{ writeError: string | undef
 }
 
 /**
- * The requests refused as they arrive, before the gateway routes them, whose body is never taken: the connection closes
- * after the answer. Closed at once while the client's body was still arriving, it was reset under the answer: the
+ * The requests refused as they arrive, before the gateway routes them, whose body is never taken (Node's parser refuses
+ * some itself): the connection closes after the answer. Closed at once while the client's body was still arriving, it was reset under the answer: the
  * client's write failed (EPIPE) and, often, the answer was never read.
  */
 describe('a refusal on arrival while the client is still sending its body', () => {
@@ -47,6 +47,8 @@ describe('a refusal on arrival while the client is still sending its body', () =
     ['a request line of HTTP/2.0', `POST /api/gateway/v1/ping/ HTTP/2.0\r\nHost: gw\r\nContent-Length: ${BODY_BYTES}\r\n\r\n`, 505, 'http_version_not_supported'],
     ['an HTTP/1.0 request with a Transfer-Encoding', `POST /api/gateway/v1/ping/ HTTP/1.0\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n${BODY_BYTES.toString(16)}\r\n`, 400, 'bad_request'],
     ['an Expect other than 100-continue', `POST /api/gateway/v1/ping/ HTTP/1.1\r\nHost: gw\r\nExpect: something-else\r\nContent-Length: ${BODY_BYTES}\r\n\r\n`, 417, 'expectation_failed'],
+    ['a head Node\'s parser refuses: Content-Length twice', `POST /api/gateway/v1/ping/ HTTP/1.1\r\nHost: gw\r\nContent-Length: ${BODY_BYTES}\r\nContent-Length: ${BODY_BYTES + 1}\r\n\r\n`, 400, 'bad_request'],
+    ['a head Node\'s parser refuses: too large', `POST /api/gateway/v1/ping/ HTTP/1.1\r\nHost: gw\r\nX-Large: ${'a'.repeat(20_000)}\r\nContent-Length: ${BODY_BYTES}\r\n\r\n`, 431, 'headers_too_large'],
   ] as const) {
     it(`is read whole by the client, the connection closed without a reset (${what})`, async () => {
       for (let attempt = 0; attempt < 3; attempt++) {
