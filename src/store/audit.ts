@@ -76,7 +76,7 @@ export class AuditRepository {
   async list(query: { filter?: ListFilter | undefined; offset: number; limit: number }): Promise<{ count: number; entries: AuditEntry[] }> {
     const filter = query.filter ?? NO_FILTER
     const base = this.#db.selectFrom('audit_entries')
-    const { count, rows } = await listPage(this.#db, base, auditFilterFields, filter, query)
+    const { count, rows } = await listPage(base, auditFilterFields, filter, query)
     return { count, entries: rows.map(toEntry) }
   }
 

@@ -1,4 +1,4 @@
-import type { Expression, QueryExecutorProvider, Selectable, SelectQueryBuilder, SqlBool } from 'kysely'
+import type { Expression, Selectable, SelectQueryBuilder, SqlBool } from 'kysely'
 import { sql } from './kysely.ts'
 import type { DialectName } from './migrations/helpers.ts'
 
@@ -78,39 +78,18 @@ export function filtered<DB, TB extends keyof DB, O>(query: SelectQueryBuilder<D
  * - a full page of a filtered or searched list in the order of ids tells the rows up to its last, so only those after
  *   it are counted, the page's read and the count together one pass over the table (a page deep in the list, or of a
  *   search finding few rows, read most of the table, and the count read it all again);
- * - a page in another order, past the end or not, tells nothing, and every matching row is counted; so is a list the
+ * - a page past the end, or in another order, tells nothing, and every matching row is counted; so is a list the
  *   filter leaves whole, which the database counts from an index more quickly than it reads the rows after the page
  *   (on SQLite 3 ms for 100,000 users, where counting the half after an id read the rows: 9 ms).
- * A later page of a filtered list in the order of ids is read by `laterPage`, which learns the count of one past the
- * end in the same pass that finds it empty. `db` runs the statement that reads from a query of the list.
  */
-export async function listPage<DB, TB extends keyof DB>(db: QueryExecutorProvider, unfiltered: SelectQueryBuilder<DB, TB, object>, fields: FilterFields, filter: ListFilter, page: { offset: number; limit: number }): Promise<{ count: number; rows: Selectable<DB[TB]>[] }> {
+export async function listPage<DB, TB extends keyof DB>(unfiltered: SelectQueryBuilder<DB, TB, object>, fields: FilterFields, filter: ListFilter, page: { offset: number; limit: number }): Promise<{ count: number; rows: Selectable<DB[TB]>[] }> {
   const base = filtered(unfiltered, fields, filter)
-  const countOf = async (query: SelectQueryBuilder<DB, TB, object>) => Number((await query.select(sql<number | string>`count(*)`.as('n')).executeTakeFirstOrThrow() as { n: number | string }).n)
-  if (page.offset > 0 && matchesContent(filter) && inIdOrder(fields, filter)) return laterPage(db, base, countOf, page)
   const rows = await ordered(base.selectAll(), fields, filter).offset(page.offset).limit(page.limit).execute() as unknown as Selectable<DB[TB]>[]
+  const countOf = async (query: SelectQueryBuilder<DB, TB, object>) => Number((await query.select(sql<number | string>`count(*)`.as('n')).executeTakeFirstOrThrow() as { n: number | string }).n)
   if (rows.length < page.limit && (rows.length > 0 || page.offset === 0)) return { count: page.offset + rows.length, rows }
   const last = rows.at(-1) as { id: number | string } | undefined
   if (last === undefined || !inIdOrder(fields, filter) || !matchesContent(filter)) return { count: await countOf(base), rows }
   return { count: page.offset + rows.length + await countOf(base.where(sql<SqlBool>`${sql.ref('id')} > ${last.id}`)), rows }
-}
-
-/**
- * A page after the first of a filtered list in the order of ids. Read with its offset, a page past the end read every
- * matching row to find none, and its count read them all again. Here the matching rows up to the page's end are
- * counted first, with the last one's id: one pass up to there, which past the end is every matching row, and so the
- * count. Otherwise the page is the rows up to that last one, read backwards from it (the page's own stretch of the
- * table read again, no more), and, when it is full, the rows after it are counted, as after a first page.
- */
-async function laterPage<DB, TB extends keyof DB>(db: QueryExecutorProvider, base: SelectQueryBuilder<DB, TB, object>, countOf: (query: SelectQueryBuilder<DB, TB, object>) => Promise<number>, page: { offset: number; limit: number }): Promise<{ count: number; rows: Selectable<DB[TB]>[] }> {
-  const upToPageEnd = base.select(sql.ref('id').as('id')).orderBy(sql.ref('id')).limit(page.offset + page.limit)
-  const { rows: [reached] } = await sql<{ n: number | string; list_last: number | string | null }>`SELECT count(*) AS n, max(${sql.ref('id')}) AS list_last FROM (${upToPageEnd}) AS list_head`.execute(db)
-  const seen = Number(reached?.n ?? 0)
-  const last = reached?.list_last ?? null
-  if (seen <= page.offset || last === null) return { count: seen, rows: [] }
-  const rows = (await base.selectAll().where(sql<SqlBool>`${sql.ref('id')} <= ${last}`).orderBy(sql.ref('id'), 'desc').limit(seen - page.offset).execute() as unknown as Selectable<DB[TB]>[]).reverse()
-  if (seen < page.offset + page.limit) return { count: seen, rows }
-  return { count: seen + await countOf(base.where(sql<SqlBool>`${sql.ref('id')} > ${last}`)), rows }
 }
 
 /** Whether the filter picks rows by what they hold: counting them reads the rows (or an index of what it compares). */

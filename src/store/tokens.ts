@@ -161,7 +161,7 @@ export class TokenRepository {
     const filter = query.filter ?? NO_FILTER
     let base = this.#db.selectFrom('tokens')
     if (query.userId !== undefined) base = base.where('user_id', '=', query.userId)
-    const { count, rows } = await listPage(this.#db, base, tokenFilterFields, filter, query)
+    const { count, rows } = await listPage(base, tokenFilterFields, filter, query)
     return { count, tokens: rows.map(toToken) }
   }
 
