@@ -402,8 +402,8 @@ export class StoreAdapter implements Adapter {
   }
 
   /** The newest live refresh token of a chain of a grant's refreshes (`OidcRecordRepository.newestRefreshTokenOfChain`); of refresh tokens only. */
-  async newestOfChain(grantId: string, iiat: number): Promise<string | undefined> {
-    return this.#model === 'RefreshToken' ? this.#deps.records.newestRefreshTokenOfChain(grantId, iiat, providerNow()) : undefined
+  async newestOfChain(grantId: string, chain: string): Promise<string | undefined> {
+    return this.#model === 'RefreshToken' ? this.#deps.records.newestRefreshTokenOfChain(grantId, chain, providerNow()) : undefined
   }
 
   async destroy(id: string): Promise<void> {

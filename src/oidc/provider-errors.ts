@@ -32,3 +32,8 @@ export function providerInternals(provider: Provider): { responseModes: Map<stri
 export function asProviderStep<T>(ctx: KoaContextWithOIDC, step: () => T): T {
   return (providerRequests as { run<R>(store: unknown, fn: () => R): R }).run(ctx, step)
 }
+
+/** The request a route of oidc-provider's is serving, or a step runs as a step of (`asProviderStep`); undefined outside one. */
+export function providerRequest(): KoaContextWithOIDC | undefined {
+  return (providerRequests as { getStore(): KoaContextWithOIDC | undefined }).getStore()
+}

@@ -842,7 +842,7 @@ function serviceAccountScopes(provider: Provider, supported: readonly string[]):
  * used, and its row can only have been ended by the limit (a grant's refresh tokens end otherwise only with it, or
  * when they expire, and the token's own expiry is judged first). Looked at only once oidc-provider found no record (a
  * refresh's fast path never gets here), after the client authenticated: a token of another client, an expired one,
- * one whose id names no grant (a value no JWT of the realm carried, or a token issued before ids named their grant),
+ * one whose id names no grant and chain (a value no JWT of the realm carried, or a token issued before ids named them),
  * one of a grant that ended, or the last of its chain (its chain left behind by other chains of the same grant, as a
  * second sign-in of the same browser and client starts one) is refused as before, and ends nothing.
  */

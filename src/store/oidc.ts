@@ -654,16 +654,15 @@ export class OidcRecordRepository {
   }
 
   /**
-   * The id of the newest live refresh token of one chain of a grant's refreshes (those its first token's `iiat`, which
-   * each rotation copies, names), by the id's order (which begins with the time it was issued: src/oidc/token-ids.ts);
-   * undefined when none is left. By the index of refresh tokens, among the grant's few (its
-   * `refresh_tokens_per_grant_limit`).
+   * The id of the newest live refresh token of one chain of a grant's refreshes, by the id's order (which begins with
+   * the time it was issued, and names the chain and the grant after it: src/oidc/token-ids.ts `refreshTokenChain`);
+   * undefined when none is left. `chain` is the `iiat`, a dot and the chain's hex tag, which a LIKE pattern takes
+   * literally. By the index of refresh tokens, among the grant's few (its `refresh_tokens_per_grant_limit`).
    */
-  async newestRefreshTokenOfChain(grantId: string, iiat: number, now: number): Promise<string | undefined> {
-    // Compared as the JSON's text on PostgreSQL: a member that is no integer there is no match, not a failed cast.
-    const chain = this.#dialect === 'postgres' ? sql<boolean>`payload::json ->> 'iiat' = ${String(iiat)}` : sql<boolean>`json_extract(payload, '$.iiat') = ${iiat}`
+  async newestRefreshTokenOfChain(grantId: string, chain: string, now: number): Promise<string | undefined> {
+    if (!/^[0-9]+\.[0-9a-f]+$/.test(chain)) return undefined
     const row = await this.#db.selectFrom('oidc_records').select((eb) => eb.fn.max<string>('id').as('id'))
-      .where('grant_id', '=', grantId).where('model', '=', sql.lit(REFRESH_TOKEN_MODEL)).where(chain)
+      .where('grant_id', '=', grantId).where('model', '=', sql.lit(REFRESH_TOKEN_MODEL)).where('id', 'like', `%.${chain}.%`)
       .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
       .executeTakeFirst()
     return row?.id ?? undefined

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { browse, CLIENT_REDIRECT, CookieJar, decodeJwtPart, passwordLogin, realmUrl, realmWith, SERVICE_SECRET, tokenRequest } from '../helpers/oidc.ts'
+import { browse, CLIENT_REDIRECT, CookieJar, decodeJwtPart, passwordLogin, realmUrl, realmWith, SERVICE_SECRET, TOKEN_PATH, tokenRequest } from '../helpers/oidc.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 
 /**
@@ -85,6 +85,33 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`a realm's refre
       }
       return { tokens, accessToken }
     }
+    /** One browser signs in to the client twice (two tabs): two codes of one grant, each to start a chain of refreshes. */
+    async function twoCodesOfOneGrant(): Promise<[string, string]> {
+      const jar = new CookieJar()
+      const authorize = realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams({ client_id: 'reports', response_type: 'code', scope: 'openid', redirect_uri: CLIENT_REDIRECT })}`)
+      const page = await browse(gw, jar, authorize)
+      const action = /<form method="post" action="([^"]+)"/.exec(await page.response.text())![1]!
+      const signedIn = await browse(gw, jar, gw.url + action, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ username: 'refresher', password: 'refresher-password' }).toString() })
+      return [signedIn.url, (await browse(gw, jar, authorize)).url]
+    }
+    /** The refresh token a code's redemption gives. */
+    async function redeem(url: string): Promise<string> {
+      const answer = await tokenRequest(gw, { client_id: 'reports', client_secret: SERVICE_SECRET, grant_type: 'authorization_code', code: new URL(url).searchParams.get('code')!, redirect_uri: CLIENT_REDIRECT })
+      assert.equal(answer.status, 200, JSON.stringify(answer.body))
+      return answer.body.refresh_token as string
+    }
+    /** The second chain refreshed past the limit, the first chain's only token (never used) is refused, and ends nothing. */
+    async function assertLeftBehindEndsNothing(firstTab: string, secondTab: string): Promise<void> {
+      for (let i = 0; i < LIMIT + 2; i++) {
+        const refreshed = await rotating(secondTab)
+        assert.equal(refreshed.status, 200, JSON.stringify(refreshed.body))
+        secondTab = refreshed.body.refresh_token
+      }
+      const leftBehind = await rotating(firstTab)
+      assert.equal(leftBehind.status, 400)
+      assert.notEqual(leftBehind.body.error_description, 'Maximum allowed refresh token reuse exceeded')
+      assert.equal((await rotating(secondTab)).status, 200, 'the other chain goes on')
+    }
     const gatewayStatus = async (accessToken: string) => (await gw.fetch('/demo-app/x', { headers: { authorization: `Bearer ${accessToken}` } })).status
 
     it('ends the login when a token the limit ended is brought back, as the reuse of one kept does', async () => {
@@ -108,33 +135,42 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`a realm's refre
     })
 
     it('ends nothing for the last token of a chain of refreshes that other chains of its grant left behind, which was never used', async () => {
-      // One browser signs in to the client twice (two tabs): two codes of one grant, each starting a chain of refreshes.
-      const jar = new CookieJar()
-      const authorize = realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams({ client_id: 'reports', response_type: 'code', scope: 'openid', redirect_uri: CLIENT_REDIRECT })}`)
-      const page = await browse(gw, jar, authorize)
-      const action = /<form method="post" action="([^"]+)"/.exec(await page.response.text())![1]!
-      const signedIn = await browse(gw, jar, gw.url + action, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ username: 'refresher', password: 'refresher-password' }).toString() })
-      const again = await browse(gw, jar, authorize)
-      const redeem = async (url: string) => {
-        const answer = await tokenRequest(gw, { client_id: 'reports', client_secret: SERVICE_SECRET, grant_type: 'authorization_code', code: new URL(url).searchParams.get('code')!, redirect_uri: CLIENT_REDIRECT })
-        assert.equal(answer.status, 200, JSON.stringify(answer.body))
-        return answer.body.refresh_token as string
-      }
-      const firstTab = await redeem(signedIn.url)
+      const [signedIn, again] = await twoCodesOfOneGrant()
+      const firstTab = await redeem(signedIn)
       // A second apart, so that the two chains began in different seconds.
       await new Promise((resolve) => setTimeout(resolve, 1100))
-      let secondTab = await redeem(again.url)
+      const secondTab = await redeem(again)
       const grantOfToken = (token: string) => String(decodeJwtPart(token, 1).jti).split('.').at(-1)
       assert.equal(grantOfToken(firstTab), grantOfToken(secondTab), 'one grant')
-      for (let i = 0; i < LIMIT + 2; i++) {
-        const refreshed = await rotating(secondTab)
-        assert.equal(refreshed.status, 200, JSON.stringify(refreshed.body))
-        secondTab = refreshed.body.refresh_token
+      await assertLeftBehindEndsNothing(firstTab, secondTab)
+    })
+
+    it('ends nothing for the left-behind last token of a chain begun in the same second as the chain that left it behind', async () => {
+      // Two tabs restored at once: two codes of one grant redeemed within one second, whose chains share their iiat.
+      const clock = gw.app.bus.clock
+      const databaseNow = clock.now
+      const startedAt = Date.now()
+      const second = Math.ceil(databaseNow.call(clock) / 1000) * 1000
+      clock.now = () => second + (Date.now() - startedAt)
+      try {
+        const [signedIn, again] = await twoCodesOfOneGrant()
+        const firstTab = await redeem(signedIn)
+        const secondTab = await redeem(again)
+        assert.equal(decodeJwtPart(firstTab, 1).iat, decodeJwtPart(secondTab, 1).iat, 'both chains began in one second')
+        await assertLeftBehindEndsNothing(firstTab, secondTab)
+      } finally {
+        clock.now = databaseNow
       }
-      const leftBehind = await rotating(firstTab)
-      assert.equal(leftBehind.status, 400)
-      assert.notEqual(leftBehind.body.error_description, 'Maximum allowed refresh token reuse exceeded')
-      assert.equal((await rotating(secondTab)).status, 200, 'the other chain goes on')
+    })
+
+    it('keeps a chain of refreshes across rotations, on oidc-provider\'s refresh grant as on the fast path', async () => {
+      const login = await tokenRequest(gw, { client_id: 'reports', client_secret: SERVICE_SECRET, grant_type: 'password', username: 'refresher', password: 'refresher-password' })
+      const fast = await rotating(login.body.refresh_token)
+      // A query on the token endpoint's URL leaves the request to oidc-provider (routes.ts `readyForProvider`).
+      const answer = await gw.fetch(`${TOKEN_PATH}?by=provider`, { method: 'POST', body: new URLSearchParams({ client_id: 'reports', client_secret: SERVICE_SECRET, grant_type: 'refresh_token', refresh_token: fast.body.refresh_token }) })
+      assert.equal(answer.status, 200)
+      const chainOf = (token: string) => String(decodeJwtPart(token, 1).jti).split('.').slice(1, 3).join('.')
+      assert.deepEqual([chainOf(fast.body.refresh_token), chainOf(((await answer.json()) as { refresh_token: string }).refresh_token)], [chainOf(login.body.refresh_token), chainOf(login.body.refresh_token)])
     })
 
     it('ends nothing when that token has expired, which it is refused for first', async () => {

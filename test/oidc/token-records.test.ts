@@ -76,18 +76,22 @@ for (const backend of gatewayBackends) {
       ]
       for (const [model, id] of issued) {
         // The time in fixed-width hex, then oidc-provider's own id: 43 characters, 256 random bits; a refresh token's
-        // then names its chain of refreshes and its grant, each after a dot.
-        assert.match(id, model === 'RefreshToken' ? /^[0-9a-f]{12}[A-Za-z0-9_-]{43}\.[0-9]+\.[A-Za-z0-9_-]+$/ : /^[0-9a-f]{12}[A-Za-z0-9_-]{43}$/)
+        // then names its chain of refreshes (when it began, and its tag) and its grant, each after a dot.
+        assert.match(id, model === 'RefreshToken' ? /^[0-9a-f]{12}[A-Za-z0-9_-]{43}\.[0-9]+\.[0-9a-f]{12}\.[A-Za-z0-9_-]+$/ : /^[0-9a-f]{12}[A-Za-z0-9_-]{43}$/)
         const madeAt = parseInt(id.slice(0, 12), 16)
         // The provider's clock is the database's, which may stand a little apart from this process's.
         assert.ok(madeAt >= before - 60_000 && madeAt <= after + 60_000, `${id} made at ${madeAt}, outside ${before}..${after}`)
         const record = await gw.store.oidc.find(model, id, Date.now())
         assert.ok(record, `no ${model} record under ${id}`)
-        if (model === 'RefreshToken') assert.deepEqual(id.split('.').slice(1), [String(record.payload.iiat), record.grantId])
+        if (model === 'RefreshToken') assert.deepEqual([id.split('.')[1], id.split('.')[3]], [String(record.payload.iiat), record.grantId])
       }
       // Bytewise, as SQLite's keys compare: a token issued later sorts after the one it replaced.
       assert.ok(Buffer.compare(Buffer.from(issued[2]![1].slice(0, 12)), Buffer.from(issued[0]![1].slice(0, 12))) >= 0)
       assert.equal(new Set(issued.map(([, id]) => id.slice(12))).size, issued.length)
+      const chainOf = (id: string) => id.split('.').slice(1, 3).join('.')
+      assert.equal(chainOf(issued[2]![1]), chainOf(issued[0]![1]), 'a refresh keeps the chain of the token it replaced')
+      const another = await passwordLogin(gw, 'alice', 'alice-password')
+      assert.notEqual(chainOf(jti(another.refresh_token)), chainOf(issued[0]![1]), 'another login begins a chain of its own')
     })
 
     it('redeems an authorization code that many requests bring at once for one of them only, and revokes what it gave', async () => {

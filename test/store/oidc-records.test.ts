@@ -332,15 +332,19 @@ for (const backend of storeBackends) {
     it('finds the newest live refresh token of a chain of a grant\'s refreshes, by the time its id begins with, none expired or of another chain or grant', async () => {
       const now = Date.now()
       const token = (id: string, grantId: string, iiat: number, expiresAt: number) => db.store.oidc.upsert({ model: 'RefreshToken', id, payload: { grantId, iiat }, grantId, expiresAt })
-      await token('0190000000a0Zz.1000.chain-grant', 'chain-grant', 1000, now + 60_000)
-      await token('0190000000b0aa.1000.chain-grant', 'chain-grant', 1000, now + 60_000)
-      await token('0190000000c0-_.1000.chain-grant', 'chain-grant', 1000, now - 1)
-      await token('0190000000d0AA.2000.chain-grant', 'chain-grant', 2000, now + 60_000)
-      await token('0190000000e0AA.1000.other-grant', 'other-grant', 1000, now + 60_000)
-      await db.store.oidc.upsert({ model: 'AccessToken', id: '0190000000f0AA', payload: { grantId: 'chain-grant', iiat: 1000 }, grantId: 'chain-grant', expiresAt: now + 60_000 })
-      assert.equal(await db.store.oidc.newestRefreshTokenOfChain('chain-grant', 1000, now), '0190000000b0aa.1000.chain-grant')
-      assert.equal(await db.store.oidc.newestRefreshTokenOfChain('chain-grant', 3000, now), undefined)
-      assert.equal(await db.store.oidc.newestRefreshTokenOfChain('no-such-grant', 1000, now), undefined)
+      await token('0190000000a0Zz.1000.0a0a0a0a0a0a.chain-grant', 'chain-grant', 1000, now + 60_000)
+      await token('0190000000b0aa.1000.0a0a0a0a0a0a.chain-grant', 'chain-grant', 1000, now + 60_000)
+      await token('0190000000c0-_.1000.0a0a0a0a0a0a.chain-grant', 'chain-grant', 1000, now - 1)
+      // Begun in the same second as the first chain: another chain all the same.
+      await token('0190000000c8AA.1000.0b0b0b0b0b0b.chain-grant', 'chain-grant', 1000, now + 60_000)
+      await token('0190000000d0AA.2000.0a0a0a0a0a0a.chain-grant', 'chain-grant', 2000, now + 60_000)
+      await token('0190000000e0AA.1000.0a0a0a0a0a0a.other-grant', 'other-grant', 1000, now + 60_000)
+      await db.store.oidc.upsert({ model: 'AccessToken', id: '0190000000f0AA.1000.0a0a0a0a0a0a.chain-grant', payload: { grantId: 'chain-grant', iiat: 1000 }, grantId: 'chain-grant', expiresAt: now + 60_000 })
+      assert.equal(await db.store.oidc.newestRefreshTokenOfChain('chain-grant', '1000.0a0a0a0a0a0a', now), '0190000000b0aa.1000.0a0a0a0a0a0a.chain-grant')
+      assert.equal(await db.store.oidc.newestRefreshTokenOfChain('chain-grant', '1000.0A0A0A0A0A0A', now), undefined, 'a tag of another case is no chain\'s')
+      assert.equal(await db.store.oidc.newestRefreshTokenOfChain('chain-grant', '3000.0a0a0a0a0a0a', now), undefined)
+      assert.equal(await db.store.oidc.newestRefreshTokenOfChain('chain-grant', '1000.%', now), undefined)
+      assert.equal(await db.store.oidc.newestRefreshTokenOfChain('no-such-grant', '1000.0a0a0a0a0a0a', now), undefined)
     })
 
     it('revokes everything of a grant and reports it', async () => {
