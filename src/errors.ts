@@ -811,6 +811,15 @@ export class DatabaseUnavailable extends GatehouseError {
 }
 
 /**
+ * 503: a row (or table) the request must change stayed locked by another client of PostgreSQL (a `SELECT ... FOR
+ * UPDATE` left open in psql, a long report) for the query timeout (src/store/database.ts). The database answered,
+ * so it is no outage, and the same code as one: for the client it is the same "try again shortly".
+ */
+export class DatabaseRowLocked extends DatabaseUnavailable {
+  static override readonly defaultMessage: string = 'What this request must change is held by another client of the database; try again shortly.'
+}
+
+/**
  * 503: PostgreSQL ended a transaction as a deadlock (40P01) or a serialization failure (40001) on every attempt the
  * store made (src/store/database.ts). The database answered, so it is no outage; the same request a moment later
  * most likely succeeds, as nothing of it was written.

@@ -299,11 +299,6 @@ function logKeptSigningKeys(server: FastifyInstance, app: App): void {
   for (const realm of app.oidc.all()) realm.onKeysKept(warn)
 }
 
-/**
- * A database outage is logged when it begins, at most once a minute while it lasts, and when it ends (Health in
- * src/store/database.ts holds back outages that begin within a minute of the last line); each request it fails is
- * answered 503 database_unavailable and appears only in its own request line.
- */
 /** A hashing thread put aside (src/directory/hashing-threads.ts): its checks were answered 503, and nothing else says why. */
 function logHashingThreadsPutAside(server: FastifyInstance): void {
   const stop = hashingThreads.onPutAside((reason) => {
@@ -324,6 +319,12 @@ function logRefusedPasswordHashes(server: FastifyInstance): void {
   server.addHook('onClose', async () => stop())
 }
 
+/**
+ * A database outage is logged when it begins, at most once a minute while it lasts, and when it ends (Health in
+ * src/store/database.ts holds back outages that begin within a minute of the last line); each request it fails is
+ * answered 503 database_unavailable and appears only in its own request line. A row another client of PostgreSQL
+ * held locked for the query timeout is no outage, and is logged as what it is, at most once a minute.
+ */
 function logDatabaseOutages(server: FastifyInstance, app: App): void {
   const stop = app.store.database.onOutage(({ state, since, failures, error, earlierOutages, earlierFailures }) => {
     const earlier = earlierOutages ? { earlier_outages: earlierOutages, earlier_failures: earlierFailures } : {}
@@ -331,7 +332,13 @@ function logDatabaseOutages(server: FastifyInstance, app: App): void {
     if (state === 'available') server.log.info(fields, 'database available again')
     else server.log.warn(fields, state === 'unavailable' ? 'database unavailable: answering 503 until it answers again' : 'database still unavailable')
   })
-  server.addHook('onClose', async () => stop())
+  const stopLockWaits = app.store.database.onLockWait(({ waits, error, where }) => {
+    server.log.warn({ waits, error, where }, 'database row locked: another client of the database held a row (or table) a request had to change for as long as storage.timeouts.query_seconds lets a query wait, so the request was answered 503 with nothing of it written; the database answers (no outage), and requests that need other rows go on')
+  })
+  server.addHook('onClose', async () => {
+    stop()
+    stopLockWaits()
+  })
 }
 
 /** What caused an error, for a log line: what the directory or the network said, on one line, without a stack trace. */

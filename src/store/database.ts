@@ -4,7 +4,7 @@ import { setTimeout as delay } from 'node:timers/promises'
 import type { DatabaseConnection, Dialect, Driver, PostgresPool, QueryResult, TransactionBuilder, TransactionSettings } from 'kysely'
 import type { DatabaseSync } from 'node:sqlite'
 import type pg from 'pg'
-import { DatabaseUnavailable, NUL_MESSAGE, TransactionConflict, ValidationFailed } from '../errors.ts'
+import { DatabaseRowLocked, DatabaseUnavailable, NUL_MESSAGE, TransactionConflict, ValidationFailed } from '../errors.ts'
 import { DatabaseNotMigrated, DatabaseUnusable, DataDirUnusable, ForeignKeyViolation, MigrationFailed, UniqueViolation } from './errors.ts'
 import { CompiledQuery, Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from './kysely.ts'
 import type { Tables } from './schema.ts'
@@ -176,6 +176,19 @@ export interface OutageReport {
   earlierFailures: number
 }
 
+/**
+ * PostgreSQL: statements that gave up waiting for a row (or table) another client holds locked, at most one report
+ * per REPORT_INTERVAL_MS. The database answered each: no outage.
+ */
+export interface LockWaitReport {
+  /** Statements that gave up waiting since the previous report, the one reported included. */
+  waits: number
+  /** PostgreSQL's message for the last one (`canceling statement due to lock timeout`). */
+  error: string
+  /** What it waited for, in PostgreSQL's words (`while updating tuple (0,1) in relation "users"`), where it says. */
+  where: string | undefined
+}
+
 const REPORT_INTERVAL_MS = 60_000
 /** A transaction left open this long by a client that vanished or froze is ended by PostgreSQL, releasing its locks. */
 const IDLE_IN_TRANSACTION_MS = 10_000
@@ -183,6 +196,12 @@ const IDLE_IN_TRANSACTION_MS = 10_000
 const KEEPALIVE_DELAY_MS = 10_000
 /** For connections whose statements may rightly take long, or wait (LISTEN, migrations). */
 const UNBOUNDED = { query_timeout: undefined, statement_timeout: undefined, idle_in_transaction_session_timeout: undefined }
+/**
+ * PostgreSQL: how much sooner than the query timeout a statement stops waiting for a lock (lock_timeout). The server
+ * then says why itself (55P03, and which row it waited for), before the client's own timeout, which cannot tell a row
+ * held by another client from a server that does not answer, gives up on it.
+ */
+const LOCK_WAIT_MARGIN_MS = 200
 const MIGRATION_CONNECT_MS = 10_000
 /** How long a process starting next to another waits for the other's SQLite migrations. */
 const MIGRATION_WAIT_MS = 60_000
@@ -258,6 +277,12 @@ export class Database {
       // Nor may a checked-out one: its query in flight fails on its own, but pg also emits 'error' on the
       // client, where the pool listens only while the client is idle.
       pool.on('connect', (client) => client.on('error', () => {}))
+      const lockWaitMs = bounded(timeouts.queryMs - Math.min(LOCK_WAIT_MARGIN_MS, timeouts.queryMs / 4))
+      // Set once the connection is open (pg runs it before the query the connection was opened for), not as a
+      // startup parameter as the other timeouts are: a pooler in front (PgBouncer) refuses a connection whose startup
+      // parameters it was not told to accept, and a deployment's list would lack this one. Failing, it leaves a lock
+      // wait to the statement timeout.
+      if (lockWaitMs !== undefined) pool.on('connect', (client) => void client.query(`set lock_timeout = ${Math.max(1, Math.round(lockWaitMs))}`).catch(() => {}))
       const database = new Database('postgres', redactUrl(url), new PostgresDialect({ pool: discardingBrokenClients(pool) }), undefined, config, pool)
       if (existing && await database.hasTables() === false) {
         await database.close()
@@ -449,6 +474,11 @@ export class Database {
     return this.#health.subscribe(listener)
   }
 
+  /** PostgreSQL: tells `listener` of statements that gave up waiting for a locked row, at most once a minute. */
+  onLockWait(listener: (report: LockWaitReport) => void): () => void {
+    return this.#health.subscribeLockWaits(listener)
+  }
+
   /**
    * One query that shows the database answers and how its schema compares with this version's migrations:
    * `pending` ones this version needs and the database lacks, `unknown` ones a newer version has applied.
@@ -626,6 +656,10 @@ export class Health {
   #earlierOutages = 0
   #earlierFailures = 0
   readonly #listeners = new Set<(report: OutageReport) => void>()
+  #lockWaits = 0
+  /** By the monotonic clock, as #reportedAt. */
+  #lockWaitReportedAt = -Infinity
+  readonly #lockWaitListeners = new Set<(report: LockWaitReport) => void>()
   readonly queryListeners: ((seconds: number, sql: string) => void)[] = []
 
   status(): DatabaseStatus {
@@ -635,6 +669,11 @@ export class Health {
   subscribe(listener: (report: OutageReport) => void): () => void {
     this.#listeners.add(listener)
     return () => this.#listeners.delete(listener)
+  }
+
+  subscribeLockWaits(listener: (report: LockWaitReport) => void): () => void {
+    this.#lockWaitListeners.add(listener)
+    return () => this.#lockWaitListeners.delete(listener)
   }
 
   /** A query got an answer (an error from the server is an answer too). */
@@ -654,7 +693,8 @@ export class Health {
   /**
    * The error a caller should see: DatabaseUnavailable when it means the database did not answer, UniqueViolation for
    * a duplicate, ForeignKeyViolation for a row named that is gone, TransactionConflict for a deadlock or a
-   * serialization failure (which ConflictRetryingKysely runs the transaction again for).
+   * serialization failure (which ConflictRetryingKysely runs the transaction again for), DatabaseRowLocked (a
+   * DatabaseUnavailable) for a row another client held locked past lock_timeout.
    */
   classify(error: unknown): unknown {
     if (error instanceof DatabaseUnavailable || error instanceof UniqueViolation || error instanceof ForeignKeyViolation || error instanceof TransactionConflict) return error
@@ -666,6 +706,7 @@ export class Health {
     if (!meansUnavailable(error)) {
       this.answered()
       if (isConflict(error)) return new TransactionConflict(error)
+      if ((error as { code?: unknown })?.code === LOCK_NOT_AVAILABLE) return this.#lockWaited(error)
       return isUniqueViolation(error) ? new UniqueViolation(error) : isForeignKeyViolation(error) ? new ForeignKeyViolation(error) : error
     }
     const now = Date.now()
@@ -681,6 +722,23 @@ export class Health {
       this.#outageReported = true
     }
     return new DatabaseUnavailable(undefined, error)
+  }
+
+  /**
+   * A row another client of the database held (a `SELECT ... FOR UPDATE` left open in psql) was waited for as long as
+   * a query may take. The server said so itself, so it is reachable: the request is refused as if it were not (503
+   * with Retry-After, nothing of it written), but no outage is counted, and the report says a row was locked.
+   */
+  #lockWaited(error: unknown): DatabaseRowLocked {
+    this.#lockWaits++
+    if (performance.now() - this.#lockWaitReportedAt >= REPORT_INTERVAL_MS) {
+      const { message, where } = error as { message?: unknown; where?: unknown }
+      const report: LockWaitReport = { waits: this.#lockWaits, error: String(message).slice(0, 200), where: typeof where === 'string' ? where.slice(0, 200) : undefined }
+      this.#lockWaits = 0
+      this.#lockWaitReportedAt = performance.now()
+      for (const listener of this.#lockWaitListeners) listener(report)
+    }
+    return new DatabaseRowLocked(undefined, error)
   }
 
   #report(state: OutageReport['state']): void {

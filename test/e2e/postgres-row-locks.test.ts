@@ -31,14 +31,44 @@ async function expectBoundedUnavailable(answer: Promise<{ response: Response; ms
 describe('a gateway on PostgreSQL whose rows another client holds locked', () => {
   let gw: TestGateway
   let holder: pg.Client
+  const logLines: Record<string, unknown>[] = []
 
   before(async () => {
-    gw = await startGatewayOn('postgres')
+    gw = await startGatewayOn('postgres', { logLines, logLevel: 'warn' })
     holder = new pg.Client({ connectionString: gw.store.database.description })
+    await holder.connect()
   })
   after(async () => {
     await holder?.end().catch(() => {})
     await gw?.close()
+  })
+
+  // First: the log says it once a minute at most.
+  it('logs a row held past the query timeout as a locked row naming its table, not as a database outage, and stays ready meanwhile', async () => {
+    const created = await gw.fetch('/api/gateway/v1/users/', {
+      method: 'POST', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify({ username: 'held-hana', password: 'held-hana-password' }),
+    })
+    assert.equal(created.status, 201)
+    const { id } = await json(created)
+    await holder.query('begin')
+    await holder.query('select * from users where id = $1 for update', [id])
+    try {
+      await expectBoundedUnavailable(timed(gw, `/api/gateway/v1/users/${id}/`, {
+        method: 'PATCH', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify({ last_name: 'Held' }),
+      }))
+      assert.equal(gw.store.database.status().reachable, true, 'a locked row is not an unreachable database')
+      const ready = await gw.fetch('/readyz')
+      assert.equal(ready.status, 200, JSON.stringify(await json(ready)))
+    } finally {
+      await holder.query('rollback')
+    }
+    const outages = logLines.filter((line) => /database (still )?unavailable/.test(String(line.msg)))
+    assert.deepEqual(outages, [], 'no outage logged')
+    const locked = logLines.filter((line) => /^database row locked/.test(String(line.msg)))
+    assert.equal(locked.length, 1, JSON.stringify(logLines))
+    assert.equal(locked[0]!.level, 40)
+    assert.equal(locked[0]!.waits, 1)
+    assert.match(String(locked[0]!.where), /"users"/)
   })
 
   it('answers a change to a user whose row is held, and a sign-in of that user, 503 within the query timeout, keeps nothing of the change, and makes it once the row is free', async () => {
@@ -50,7 +80,6 @@ describe('a gateway on PostgreSQL whose rows another client holds locked', () =>
     const patch = (firstName: string) => timed(gw, `/api/gateway/v1/users/${id}/`, {
       method: 'PATCH', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify({ first_name: firstName }),
     })
-    await holder.connect()
     await holder.query('begin')
     await holder.query('select * from users where id = $1 for update', [id])
     try {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import pg from 'pg'
-import { startGateway, type TestGateway } from './gateway.ts'
+import { startGateway, type GatewayOptions, type TestGateway } from './gateway.ts'
 
 /** The PostgreSQL server the tests use (CI has one at 127.0.0.1:5432, trust auth). */
 export const POSTGRES_ADMIN_URL = process.env.GATEHOUSE_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
@@ -31,11 +31,11 @@ export async function createTestDatabase(): Promise<{ url: string; drop: () => P
 }
 
 /** A gateway on `backend`: SQLite in a directory of its own, or a fresh PostgreSQL database that closing it drops. */
-export async function startGatewayOn(backend: 'sqlite' | 'postgres'): Promise<TestGateway> {
-  if (backend === 'sqlite') return startGateway()
+export async function startGatewayOn(backend: 'sqlite' | 'postgres', options: GatewayOptions = {}): Promise<TestGateway> {
+  if (backend === 'sqlite') return startGateway(options)
   const database = await createTestDatabase()
   try {
-    const gw = await startGateway({ databaseUrl: database.url })
+    const gw = await startGateway({ ...options, databaseUrl: database.url })
     return { ...gw, close: async () => { await gw.close(); await database.drop() } }
   } catch (error) {
     await database.drop()

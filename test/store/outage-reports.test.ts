@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { Health, type OutageReport } from '../../src/store/database.ts'
+import { DatabaseRowLocked } from '../../src/errors.ts'
+import { Health, type LockWaitReport, type OutageReport } from '../../src/store/database.ts'
 
 /** What a driver raises when the database cannot be reached. */
 const refused = () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' })
+/** What PostgreSQL answers a statement that waited lock_timeout for a row another client holds. */
+const lockTimeout = () => Object.assign(new Error('canceling statement due to lock timeout'), { code: '55P03', where: 'while updating tuple (0,2) in relation "users"' })
 
 describe('the reports of database outages', () => {
   it('reports an outage when it begins and ends; one between reports ends unreported, counted in the next, never in another\'s failures', (t) => {
@@ -58,5 +61,28 @@ describe('the reports of database outages', () => {
     t.mock.method(performance, 'now', () => machinePerformanceNow() + 61_000)
     health.classify(refused())
     assert.deepEqual(reports.map((r) => r.state), ['unavailable', 'available', 'unavailable'])
+  })
+
+  it('reports statements that gave up waiting for a locked row at most once a minute, as no outage, and ends one under way', (t) => {
+    t.mock.timers.enable({ apis: ['Date'], now: 0 })
+    t.mock.method(performance, 'now', () => Date.now())
+    const health = new Health()
+    const outages: OutageReport[] = []
+    const lockWaits: LockWaitReport[] = []
+    health.subscribe((report) => outages.push(report))
+    health.subscribeLockWaits((report) => lockWaits.push(report))
+    health.classify(refused())
+    assert.ok(health.classify(lockTimeout()) instanceof DatabaseRowLocked)
+    assert.equal(health.status().reachable, true, 'the server answered')
+    assert.deepEqual(outages.map((r) => r.state), ['unavailable', 'available'])
+    assert.deepEqual(lockWaits, [{ waits: 1, error: 'canceling statement due to lock timeout', where: 'while updating tuple (0,2) in relation "users"' }])
+    t.mock.timers.tick(1000)
+    health.classify(lockTimeout())
+    health.classify(lockTimeout())
+    assert.equal(lockWaits.length, 1)
+    t.mock.timers.tick(60_000)
+    health.classify(lockTimeout())
+    assert.deepEqual(lockWaits.map((r) => r.waits), [1, 3])
+    assert.equal(outages.length, 2)
   })
 })
