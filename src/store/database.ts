@@ -38,7 +38,7 @@ async function openSqliteFile(dir: string, file: string, busyTimeoutMs: number, 
     // Asked before WAL mode is turned on, which would write to a file that is to be left as it is.
     if (existing && !hasMigrationTable(sqlite.raw)) throw new DatabaseNotMigrated(`sqlite:${file}`)
     // Opening waits for another process's migrations as long as migrating does.
-    await sqlite.useWal(MIGRATION_WAIT_MS)
+    await sqlite.useWal(MIGRATION_WAIT_MS, (holders) => sayWaitingForSqlite(`sqlite:${file}`, holders))
     return sqlite
   } catch (error) {
     sqlite?.close()
@@ -302,8 +302,7 @@ export class Database {
    * of its own without the query timeouts: a migration may take longer than any request should, and a process
    * starting next to another waits for the other's migrations to finish (an advisory lock). Kysely takes no lock on
    * SQLite (it counts on one connection in all), so there the whole run is one immediate transaction: a process
-   * starting next to another waits for it, then finds the migrations applied. That wait is SQLite's own, the event
-   * loop asleep with it: nothing is served yet.
+   * starting next to another waits for it (saying so on stderr, as on PostgreSQL), then finds the migrations applied.
    */
   async migrate(): Promise<string[]> {
     if (!this.#sqlite) {
@@ -316,9 +315,9 @@ export class Database {
     const sqlite = this.#sqlite
     const raw = sqlite.raw
     // Waiting for another process's migrations is not a query: it may rightly take longer than the query timeout.
-    sqlite.waitInsideSqlite(MIGRATION_WAIT_MS)
+    await sqlite.startWhenUnlocked(() => raw.exec('BEGIN IMMEDIATE'), MIGRATION_WAIT_MS, (holders) => sayWaitingForSqlite(this.description, holders))
     try {
-      raw.exec('BEGIN IMMEDIATE')
+      sqlite.waitInsideSqlite(MIGRATION_WAIT_MS)
       // Every start but the first after an install or an upgrade finds the database up to date: one query under the
       // lock says so, and the Migrator (with the migrations' code) is left to the starts with something to do. Up to
       // date includes a database a newer version migrated further: see #hasEveryMigration.
@@ -521,6 +520,15 @@ export class Database {
     await this.#sqlite?.checkpointer?.stop()
     await this.db.destroy()
   }
+}
+
+/**
+ * A SQLite start kept waiting by another process's lock says so on stderr, as a PostgreSQL start waiting for another's
+ * migrations does (Database#waitForMigrationsUnderWay), instead of being silent for up to MIGRATION_WAIT_MS.
+ */
+function sayWaitingForSqlite(description: string, holders: number[]): void {
+  const holder = holders.length ? ` (process ${holders.join(', ')} holds its write lock)` : ''
+  process.stderr.write(`gatehouse: waiting for another process's migrations of ${description} to be committed, or its write to end${holder}; giving up after ${MIGRATION_WAIT_MS / 1000} s\n`)
 }
 
 /**

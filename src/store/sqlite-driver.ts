@@ -1,4 +1,4 @@
-import { fstatSync, openSync, readSync, realpathSync, statSync, type BigIntStats } from 'node:fs'
+import { fstatSync, openSync, readFileSync, readSync, realpathSync, statSync, type BigIntStats } from 'node:fs'
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite'
 import { setTimeout } from 'node:timers/promises'
 import type { SqliteDatabase, SqliteStatement } from 'kysely'
@@ -8,8 +8,13 @@ import { SqliteCheckpointer } from './sqlite-checkpointer.ts'
 /** The longest statement text kept prepared: the gateway's own are far shorter. */
 const MAX_CACHED_SQL_LENGTH = 16 * 1024
 
-/** How often opening tries again to switch a new file to WAL while another process holds its lock. */
-const WAL_RETRY_MS = 50
+/** How often a start tries again to take the lock another process holds (to switch a new file to WAL, to migrate). */
+const START_RETRY_MS = 50
+/**
+ * How long a start waits for another process's lock before it says so: a serving process's write holds it for far
+ * less, another's migrations or a long write (an import) for longer.
+ */
+const START_WAIT_SILENT_MS = 250
 /**
  * A statement that finds another process's lock is tried again after 1, 2, then every 4 ms, each wait shortened at
  * random by up to half (so the processes waiting on one lock do not all retry together). Short: the process holding
@@ -163,17 +168,35 @@ export class NodeSqliteDatabase implements SqliteDatabase {
   /**
    * Switches the file to WAL (a no-op once it is). On a new file another process starting next to this one may hold
    * the write lock for as long as its migrations take, and SQLite then refuses the switch at once, without waiting
-   * (busy_timeout does not apply): it is tried again, at most `waitMs`.
+   * (busy_timeout does not apply): it is tried again, at most `waitMs` (startWhenUnlocked).
    */
-  async useWal(waitMs: number): Promise<void> {
-    const giveUpAt = performance.now() + waitMs
+  useWal(waitMs: number, onWaiting: (holders: number[]) => void = () => {}): Promise<void> {
+    return this.startWhenUnlocked(() => this.raw.exec('PRAGMA journal_mode = WAL'), waitMs, onWaiting)
+  }
+
+  /**
+   * For a start, before anything is served: runs `statement` (the switch to WAL, a BEGIN IMMEDIATE) until it no longer
+   * finds another process's lock in its way, trying again every START_RETRY_MS, for at most `waitMs`; then its "database
+   * is locked" surfaces. Once the lock has been in the way for START_WAIT_SILENT_MS, `onWaiting` is told, once, with
+   * the other processes holding a write lock on the file (writeLockHolders), so that a start kept waiting by another's
+   * migrations says so at once instead of being silent for as long as they take. Waits on a timer, not inside SQLite:
+   * a signal meanwhile stops the process.
+   */
+  async startWhenUnlocked(statement: () => void, waitMs: number, onWaiting: (holders: number[]) => void): Promise<void> {
+    const started = performance.now()
+    let told = false
     for (;;) {
       try {
-        this.raw.exec('PRAGMA journal_mode = WAL')
+        statement()
         return
       } catch (error) {
-        if (!isBusy(error) || performance.now() >= giveUpAt) throw error
-        await setTimeout(WAL_RETRY_MS)
+        const waited = performance.now() - started
+        if (!isBusy(error) || waited >= waitMs) throw error
+        if (!told && waited >= START_WAIT_SILENT_MS) {
+          told = true
+          onWaiting(writeLockHolders(this.#filename))
+        }
+        await setTimeout(START_RETRY_MS)
       }
     }
   }
@@ -293,6 +316,41 @@ export class NodeSqliteDatabase implements SqliteDatabase {
       iterate: (parameters) => prepared.iterate(...toSqlite(parameters)),
     }
   }
+}
+
+/**
+ * Linux: the other processes holding a write lock on `file` or on its `-shm`, as /proc/locks lists them: SQLite's write
+ * lock is one on the database file before it is in WAL mode, and one on the `-shm` file in it (readers hold read locks
+ * only). None where /proc/locks cannot be read (another system) or the files are not there.
+ */
+export function writeLockHolders(file: string): number[] {
+  let locks: string
+  try {
+    locks = readFileSync('/proc/locks', 'latin1')
+  } catch {
+    return []
+  }
+  const files = new Set([file, `${file}-shm`].flatMap((path) => {
+    const stats = statSync(path, { throwIfNoEntry: false })
+    return stats ? [procLocksId(stats.dev, stats.ino)] : []
+  }))
+  const holders = new Set<number>()
+  // `1: POSIX  ADVISORY  WRITE 4242 08:01:1835011 120 120`; a lock waited for has `->` after its number.
+  for (const line of locks.split('\n')) {
+    const [, kind, , access, pid, id] = line.trim().split(/\s+/)
+    const holder = Number(pid)
+    if (kind !== 'POSIX' || access !== 'WRITE' || !files.has(id!) || !(holder > 0) || holder === process.pid) continue
+    holders.add(holder)
+  }
+  return [...holders]
+}
+
+/** A file as /proc/locks names it: its device's major and minor number in hex (glibc's encoding of st_dev), and its inode. */
+function procLocksId(dev: number, ino: number): string {
+  const device = BigInt(dev)
+  const major = ((device >> 8n) & 0xfffn) | ((device >> 32n) & ~0xfffn)
+  const minor = (device & 0xffn) | ((device >> 12n) & ~0xffn)
+  return `${major.toString(16).padStart(2, '0')}:${minor.toString(16).padStart(2, '0')}:${ino}`
 }
 
 function sameFile(now: BigIntStats | undefined, opened: BigIntStats): boolean {

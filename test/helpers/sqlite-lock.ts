@@ -4,7 +4,7 @@ import { once } from 'node:events'
 /**
  * Another process holding a SQLite file's lock for `ms`: the write lock (`BEGIN IMMEDIATE`, as one applying
  * migrations or writing does), or, with `BEGIN EXCLUSIVE` on a file not in WAL mode, the lock that keeps readers
- * out too. Resolves once it holds it; `exited` once it has let go and ended.
+ * out too. Resolves once it holds it, with its process id; `exited` once it has let go and ended.
  */
 export async function holdLock(file: string, ms: number, begin: 'BEGIN IMMEDIATE' | 'BEGIN EXCLUSIVE' = 'BEGIN IMMEDIATE') {
   const script = `const { DatabaseSync } = require('node:sqlite')
@@ -16,5 +16,5 @@ setTimeout(() => { db.exec('COMMIT'); db.close() }, ${ms})`
   // Listened for from the start: it may exit before whoever waits for it gets there.
   const exited = once(child, 'exit')
   await once(child.stdout!, 'data')
-  return { exited }
+  return { pid: child.pid!, exited }
 }

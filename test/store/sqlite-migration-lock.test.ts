@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { openStore } from '../../src/store/store.ts'
-import { tempDir } from '../helpers/gateway.ts'
+import { repoRoot, tempDir } from '../helpers/gateway.ts'
 import { holdLock } from '../helpers/sqlite-lock.ts'
 
 /** Opens the store while another process holds the file's write lock for 3 s: the open waits, then works. */
@@ -29,5 +31,27 @@ describe('SQLite migrations next to another process', () => {
   it('wait for it when the file is new, before switching it to WAL, too', async () => {
     // A file another process has just created and holds the write lock on, in SQLite's default journal mode.
     await opensAfterTheLock(tempDir())
+  })
+
+  it('say at once on stderr that they wait, naming the process that holds the lock, on a migrated file and on a new one alike', async () => {
+    const migrated = tempDir()
+    await (await openStore({ dataDir: migrated })).close()
+    for (const dir of [migrated, tempDir()]) {
+      const holder = await holdLock(join(dir, 'gatehouse.sqlite'), 4000)
+      const letGoAt = holder.exited.then(() => performance.now())
+      const child = spawn(join(repoRoot, 'bin/gatehouse'), ['migrate', '--data-dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] })
+      let stderr = ''
+      let saidAt: number | undefined
+      child.stderr.on('data', (d) => {
+        stderr += d
+        if (saidAt === undefined && stderr.includes('waiting for another process')) saidAt = performance.now()
+      })
+      const [code] = await once(child, 'exit')
+      const exitedAt = performance.now()
+      assert.equal(code, 0, stderr)
+      assert.match(stderr, new RegExp(`^gatehouse: waiting for another process's migrations of sqlite:${join(dir, 'gatehouse.sqlite')} to be committed, or its write to end \\(process ${holder.pid} holds its write lock\\); giving up after 60 s\n`), stderr)
+      assert.ok(saidAt! < await letGoAt, 'said so while the lock was held')
+      assert.ok(exitedAt >= await letGoAt, 'and went on once it was let go')
+    }
   })
 })
