@@ -11,7 +11,7 @@ import { recordTokensOfUserRevoked } from '../audit/tokens.ts'
 import { SelfLockout, ValidationFailed } from '../errors.ts'
 import { UniqueViolation } from '../store/errors.ts'
 import type { User } from '../store/users.ts'
-import { countListedUsers, MAX_IMPORT_USERS, readImportFile, type ImportFile, type NotImported } from '../directory/account-import.ts'
+import { countListedUsers, MAX_IMPORT_USERS, parseImportFile, readImportFile, type ImportFile, type NotImported } from '../directory/account-import.ts'
 import type { ImportedTogether, ImportOutcome } from '../directory/accounts.ts'
 import type { GivenRole } from '../access/admin.ts'
 import type { Organization, Team } from '../store/access.ts'
@@ -160,7 +160,13 @@ function readUsersFile(file: string, groupsToTeams: boolean): ImportFile {
   if (listed > MAX_IMPORT_USERS) {
     throw new UsageError(`${file}: nothing was imported: the file lists more than ${MAX_IMPORT_USERS.toLocaleString('en')} users, the most one import takes; split it`)
   }
-  return readImportFile(bytes.toString('utf8').replace(/^\uFEFF/, ''), { groupsToTeams })
+  // Each let go as soon as the next is made: the bytes, the text, its parsed entries and the accounts read from them
+  // would otherwise be held at once, several times what the accounts alone take.
+  let text: string | undefined = bytes.toString('utf8').replace(/^\uFEFF/, '')
+  bytes = undefined
+  const parsed = parseImportFile(text)
+  text = undefined
+  return readImportFile(parsed, { groupsToTeams })
 }
 
 /** How many of a file's problems its refusal names: a file of a million entries may have as many. */
@@ -194,10 +200,18 @@ async function importUsers(file: string, options: ImportOptions): Promise<void> 
     }
     const outcome = await writtenOnce(file, () => app.accounts.importAccounts(read.accounts, { update: options.update === true, together }))
     const imported = (user: User) => user.passwordHash === null ? {} : { password: 'imported' }
-    for (const user of outcome.created) app.audit.change(cliActor(), 'create', auditedUser(user), undefined, { ...serializeUser(user), ...imported(user) })
+    // Written as they are recorded, a batch at a time: a change's entry is always kept, so the entries of a large file
+    // would otherwise wait in memory all at once (some 700 bytes each) for the trail's flush at the end.
+    let recorded = 0
+    const written = () => ++recorded % AUDIT_BATCH === 0 ? app.audit.flush() : undefined
+    for (const user of outcome.created) {
+      app.audit.change(cliActor(), 'create', auditedUser(user), undefined, { ...serializeUser(user), ...imported(user) })
+      await written()
+    }
     for (const { before, after, passwordChanged } of outcome.updated) {
       app.audit.change(cliActor(), 'update', auditedUser(after), { ...serializeUser(before), ...(passwordChanged ? { password: 'old' } : {}) },
         { ...serializeUser(after), ...(passwordChanged ? { password: after.passwordHash === null ? 'removed' : 'imported' } : {}) })
+      await written()
     }
     if (teams) {
       for (const team of teams.created) app.audit.change(cliActor(), 'create', { type: 'team', id: team.id, name: team.name }, undefined, serializeTeam(app, team))
@@ -206,6 +220,9 @@ async function importUsers(file: string, options: ImportOptions): Promise<void> 
     process.stdout.write([...importSummary(read, outcome), ...teamsSummary(read, teams)].join('\n') + '\n')
   })
 }
+
+/** How many of an import's audit entries wait in memory before they are written. */
+const AUDIT_BATCH = 1000
 
 /** How many times an import is written again after another command made accounts or teams of the file meanwhile. */
 const IMPORT_ATTEMPTS = 4

@@ -173,13 +173,25 @@ function jsonString(quoted: string): string {
   }
 }
 
-export function readImportFile(text: string, options: ImportOptions = {}): ImportFile {
-  let parsed: unknown
+/** A file's text parsed, or why it is not JSON. */
+export type ParsedImportFile = { json: unknown } | { problem: string }
+
+export function parseImportFile(text: string): ParsedImportFile {
   try {
-    parsed = JSON.parse(text)
+    return { json: JSON.parse(text) }
   } catch (error) {
-    return { format: 'platform', accounts: [], leftOut: [], problems: [`the file is not JSON: ${jsonSyntaxProblem((error as Error).message, text)}`] }
+    return { problem: `the file is not JSON: ${jsonSyntaxProblem((error as Error).message, text)}` }
   }
+}
+
+/**
+ * The accounts of a parsed file (parseImportFile). Its list of users is emptied as they are read: a large file's
+ * parsed entries and the accounts read from them are not held at once (the caller lets go of the file's bytes and
+ * text before, for the same reason).
+ */
+export function readImportFile(file: ParsedImportFile, options: ImportOptions = {}): ImportFile {
+  if ('problem' in file) return { format: 'platform', accounts: [], leftOut: [], problems: [file.problem] }
+  const parsed = file.json
   if (Array.isArray(parsed)) return readEntries('platform', parsed, platformAccount)
   if (isObject(parsed) && Array.isArray(parsed.users)) {
     if (!options.groupsToTeams) return readEntries('keycloak', parsed.users, (entry, place) => keycloakAccount(entry, place, undefined))
@@ -200,6 +212,8 @@ function readEntries(format: ImportFile['format'], entries: unknown[], read: (en
   const problems: string[] = []
   const seen = new Map<string, string>()
   entries.forEach((entry, index) => {
+    // Read once; the account holds what it needs of it.
+    entries[index] = undefined
     const named = isObject(entry) && typeof entry.username === 'string' ? ` (${entry.username})` : ''
     const place = `users[${index}]${named}`
     try {
@@ -220,6 +234,9 @@ function readEntries(format: ImportFile['format'], entries: unknown[], read: (en
   return { format, accounts, leftOut, problems }
 }
 
+/** One empty list for every account that has nothing of a kind, rather than one each. */
+const NONE: readonly never[] = Object.freeze([])
+
 function platformAccount(entry: Record<string, unknown>, place: string): ImportedAccount {
   const password = optional(entry, 'password', 'string', '')
   return {
@@ -233,8 +250,8 @@ function platformAccount(entry: Record<string, unknown>, place: string): Importe
     isActive: optional(entry, 'is_active', 'boolean', true),
     passwordHash: djangoHash(password),
     temporaryPassword: false,
-    notImported: [],
-    teams: [],
+    notImported: NONE,
+    teams: NONE,
   }
 }
 
@@ -279,7 +296,7 @@ function keycloakAccount(entry: Record<string, unknown>, place: string, groups: 
     passwordHash: temporaryPassword ? null : passwordHash,
     temporaryPassword: temporaryPassword && passwordHash !== null,
     notImported: keycloakNotImported(entry, credentials, actions).filter((kind) => !(groups && kind === 'groups')),
-    teams: groups ? groups.teamsOf(entry.groups) : [],
+    teams: groups ? groups.teamsOf(entry.groups) : NONE,
   }
 }
 

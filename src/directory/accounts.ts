@@ -481,7 +481,9 @@ export class Accounts {
           const created = await tx.users.create({ username, ...fields, passwordHash, importedPasswordDigest: passwordHash && hashDigest(passwordHash), importedActive: fields.isActive,
             importedSuperuser: fields.isSuperuser, importedAuditor: fields.isSystemAuditor })
           await this.#runCreationListeners(tx, created, announce)
-          written.created.push(created)
+          // Kept with the file's strings, which the database gave back equal: a large import (all its accounts, then
+          // all it created, held until the audit is written) holds one copy of each rather than two.
+          written.created.push({ ...created, username, email: fields.email, firstName: fields.firstName, lastName: fields.lastName, passwordHash })
           continue
         }
         if (!options.update) {

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
 import { rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { describe, it } from 'node:test'
 import { countListedUsers, MAX_IMPORT_USERS } from '../../src/directory/account-import.ts'
-import { runCli, tempDir } from '../helpers/gateway.ts'
+import { migratedDataDir, runCli, tempDir } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 
 /** `check` against a new SQLite data directory and a new PostgreSQL database, both migrated, with a directory for files. */
@@ -125,6 +126,40 @@ describe('gatehouse users import of a file listing more users than one import ta
     assert.equal(listed('\ufeff[ ]'), 0)
     assert.equal(listed('{"users": []}'), 0)
     assert.equal(countListedUsers(Buffer.from('[1, 2, 3, 4, 5]'), 2), 3, 'counting stops past the most')
+  })
+})
+
+describe('gatehouse users import of a large file', () => {
+  it('refuses it whole for one problem at its end, naming it, and imports every account with its hash and an audit entry once it is fixed', async () => {
+    const dir = tempDir()
+    try {
+      const file = join(dir, 'users.json')
+      const data = await migratedDataDir(dir)
+      const users = Array.from({ length: 5000 }, (_, i) => ({
+        username: `user${i}`, email: `user${i}@example.org`, first_name: `First${i}`, last_name: `Last${i}`,
+        password: `pbkdf2_sha256$600000$salt${i}$${createHash('sha256').update(`hash of ${i}`).digest('base64')}`,
+      }))
+      writeFileSync(file, JSON.stringify([...users.slice(0, -1), { ...users.at(-1), email: 'not an address' }]))
+      const refused = await runCli(['users', 'import', file, '--data-dir', data])
+      assert.equal(refused.code, 2, refused.stderr)
+      assert.match(refused.stderr, /: nothing was imported: users\[4999\] \(user4999\) has "email" that Gatehouse refuses: Enter a valid email address\.\n$/)
+
+      writeFileSync(file, JSON.stringify(users))
+      const imported = await runCli(['users', 'import', file, '--data-dir', data])
+      assert.equal(imported.code, 0, imported.stderr)
+      assert.match(imported.stdout, /^5000 users in the list of the platform's users: 5000 created, 0 updated, 0 skipped\n/)
+      const db = new DatabaseSync(join(data, 'gatehouse.sqlite'), { readOnly: true })
+      try {
+        const rows = db.prepare("SELECT username, email, first_name, last_name, password_hash FROM users WHERE username LIKE 'user%' ORDER BY id").all()
+        assert.deepEqual(rows.map((row) => ({ ...row })), users.map(({ password, ...user }) => ({ ...user, password_hash: password })))
+        const audited = db.prepare("SELECT count(DISTINCT object_id) AS count FROM audit_entries WHERE operation = 'create' AND content_type = 'user'").get()
+        assert.equal(audited!.count, 5000, 'an entry for each account created')
+      } finally {
+        db.close()
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 })
 
