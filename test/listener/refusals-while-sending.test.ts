@@ -6,6 +6,8 @@ import { startGateway, type TestGateway } from '../helpers/gateway.ts'
 
 const BODY_BYTES = 16 * 1024 * 1024
 const CHUNK = Buffer.alloc(64 * 1024, 'x')
+/** The fields of a WebSocket handshake: Node hands such a request to its upgrade path (src/gateway/websocket.ts). */
+const HANDSHAKE = 'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n'
 
 /**
  * Sends `head`, then a large body at the speed the connection takes it, as clients do that read their answer only
@@ -33,8 +35,9 @@ function upload(url: string, head: string): Promise<{ writeError: string | undef
 
 /**
  * The requests refused as they arrive, before the gateway routes them, whose body is never taken (Node's parser refuses
- * some itself): the connection closes after the answer. Closed at once while the client's body was still arriving, it was reset under the answer: the
- * client's write failed (EPIPE) and, often, the answer was never read.
+ * some itself), and the WebSocket handshakes refused on Node's upgrade path: the connection closes after the answer.
+ * Closed at once while the client's body was still arriving, it was reset under the answer: the client's write failed
+ * (EPIPE) and, often, the answer was never read.
  */
 describe('a refusal on arrival while the client is still sending its body', () => {
   let gw: TestGateway
@@ -48,6 +51,8 @@ describe('a refusal on arrival while the client is still sending its body', () =
     ['an HTTP/1.0 request with a Transfer-Encoding', `POST /api/gateway/v1/ping/ HTTP/1.0\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n${BODY_BYTES.toString(16)}\r\n`, 400, 'bad_request'],
     ['an Expect other than 100-continue', `POST /api/gateway/v1/ping/ HTTP/1.1\r\nHost: gw\r\nExpect: something-else\r\nContent-Length: ${BODY_BYTES}\r\n\r\n`, 417, 'expectation_failed'],
     ['a head Node\'s parser refuses: Content-Length twice', `POST /api/gateway/v1/ping/ HTTP/1.1\r\nHost: gw\r\nContent-Length: ${BODY_BYTES}\r\nContent-Length: ${BODY_BYTES + 1}\r\n\r\n`, 400, 'bad_request'],
+    ['a WebSocket handshake with a request line of HTTP/2.0', `GET /api/controller/v2/ping/ HTTP/2.0\r\nHost: gw\r\n${HANDSHAKE}Content-Length: ${BODY_BYTES}\r\n\r\n`, 505, 'http_version_not_supported'],
+    ['a WebSocket handshake with a body', `GET /api/controller/v2/ping/ HTTP/1.1\r\nHost: gw\r\n${HANDSHAKE}Content-Length: ${BODY_BYTES}\r\n\r\n`, 400, 'invalid_upgrade'],
     ['a head Node\'s parser refuses: too large', `POST /api/gateway/v1/ping/ HTTP/1.1\r\nHost: gw\r\nX-Large: ${'a'.repeat(20_000)}\r\nContent-Length: ${BODY_BYTES}\r\n\r\n`, 431, 'headers_too_large'],
   ] as const) {
     it(`is read whole by the client, the connection closed without a reset (${what})`, async () => {
