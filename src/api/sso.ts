@@ -69,13 +69,14 @@ export function ssoRoutes(api: GatewayApi, app: App): ProviderSignOut {
       app.signInStarts.admit(request.ip)
       const key = newFlowKey()
       // Discovery comes first: when the provider is down, nothing is stored and the browser stays here.
-      const authorizationUrl = await party.authorizationUrl(redirectUri(party), flowSecrets(key), request.query.prompt === 'login')
+      const promptLogin = request.query.prompt === 'login'
+      const authorizationUrl = await party.authorizationUrl(redirectUri(party), flowSecrets(key), promptLogin)
       const now = Date.now()
       if (now - lastCleanup >= CLEANUP_INTERVAL_MS) {
         lastCleanup = now
         await app.store.sso.deleteExpiredLogins(now)
       }
-      await app.store.sso.createLogin({ keyHash: flowKeyHash(key), provider: party.name, next: next ?? '', created: now, expiresAt: now + FLOW_SECONDS * 1000 })
+      await app.store.sso.createLogin({ keyHash: flowKeyHash(key), provider: party.name, next: next ?? '', created: now, expiresAt: now + FLOW_SECONDS * 1000, promptLogin })
       const cookie = flowCookie(app.csrf.isSecure(request), app.publishedPath)
       reply.setCookie(cookie.name, key, { ...cookie.options, maxAge: FLOW_SECONDS })
       return reply.redirect(authorizationUrl.href, 302)
@@ -96,11 +97,11 @@ export function ssoRoutes(api: GatewayApi, app: App): ProviderSignOut {
       checkAnswerIsOurs(query, secrets)
       reply.clearCookie(cookie.name, cookie.options)
       pending = await takePendingLogin(app, key, party)
-      const identity = await party.finish(redirectUri(party), query, secrets, pending.created)
+      const identity = await party.finish(redirectUri(party), query, secrets, pending.created, pending.promptLogin)
       const user = await syncSsoAccount(app.store, app.accounts, party.config, identity, app.directory)
       await app.memberships.apply('sso', user, party.config.memberships, groupsClaim(identity.claims[party.config.claims.groups]))
       app.audit.auth(signingIn(user, request.ip, 'sso'), { operation: 'login', object: { type: 'user', id: user.id, name: user.username } })
-      await startSession(app, request, reply, user, undefined, { provider: party.name, subject: identity.subject, sid: identity.sid, idToken: identity.idToken })
+      await startSession(app, request, reply, user, undefined, { provider: party.name, subject: identity.subject, sid: identity.sid, idToken: identity.idToken, freshLogin: identity.freshLogin })
       request.log.info({ sso: party.name, user: user.username }, 'single sign-on succeeded')
       // Checked again: the stored target may predate a stricter check, and a redirect is where it matters.
       return reply.redirect(sameOriginTarget(app.publicUrl, pending.next) ?? defaultNext(app, request), 302)

@@ -21,6 +21,8 @@ export interface Credential {
    * one issued before the account's not-before is refused. Absent for basic credentials, checked as they come.
    */
   readonly issuedAt?: number
+  /** For a session: whether the person proved who they are when it started (`ActiveSession.freshSignIn`). */
+  readonly freshSignIn?: boolean
   /** The OIDC access token itself when the method is `oidc`: a personal token created with it ends with it. */
   readonly accessToken?: AccessTokenOrigin
 }

@@ -21,6 +21,11 @@ export interface ActiveSession {
   readonly expiresAt: number
   /** When it started, epoch ms: a session started before its account's not-before is refused. */
   readonly created: number
+  /**
+   * Whether the person proved who they are when it started: a password login, or a single sign-on in which the
+   * provider had them log in (`UpstreamSession.freshLogin`), not one its own session answered silently.
+   */
+  readonly freshSignIn: boolean
 }
 
 /** Where a session was started from, as it is stored: within the columns' bounds, which a client's header is not. */
@@ -259,5 +264,6 @@ export async function endLinkedRealmSessions(tx: Repositories, keyHashes: readon
 }
 
 function toActive(stored: StoredSession): ActiveSession {
-  return Object.freeze({ id: stored.id, keyHash: stored.keyHash, userId: stored.userId, expiresAt: stored.expiresAt, created: stored.created })
+  const freshSignIn = stored.upstream === undefined || stored.upstream.freshLogin === true
+  return Object.freeze({ id: stored.id, keyHash: stored.keyHash, userId: stored.userId, expiresAt: stored.expiresAt, created: stored.created, freshSignIn })
 }

@@ -35,7 +35,7 @@ export class SessionAuthenticator implements Authenticator {
       throw withClearedSessionCookie(error)
     }
     if (!isSafeMethod(request.method)) this.#csrf.check(request)
-    return { userId: session.userId, method: 'session', sessionId: session.keyHash, issuedAt: session.created }
+    return { userId: session.userId, method: 'session', sessionId: session.keyHash, issuedAt: session.created, freshSignIn: session.freshSignIn }
   }
 
   async accountRefused(credential: Credential, refusal: AccountDisabled): Promise<void> {

@@ -81,6 +81,8 @@ export interface UpstreamIdentity {
   sid?: string | undefined
   /** The ID token itself, for `id_token_hint` at the sign-out, when the provider has `sign_out_at_provider` and it is not too long to keep. */
   idToken?: string | undefined
+  /** Whether the provider had the person log in during this sign-in (`freshLogin`). */
+  freshLogin: boolean
 }
 
 /** A back-channel logout token that passed every check: whose sessions it ends, and how it is remembered as taken. */
@@ -222,9 +224,10 @@ export class SsoRelyingParty {
   /**
    * Finishes a sign-in from the provider's redirect back, once `checkAnswerIsOurs` passed: each step throws
    * a GatehouseError saying what was wrong, and nothing is changed here. `redirectUri` is the registered
-   * URI; `query` the callback's; `startedAt` when this sign-in started (ms).
+   * URI; `query` the callback's; `startedAt` when this sign-in started (ms); `promptLogin` whether it asked the
+   * provider for a fresh login.
    */
-  async finish(redirectUri: string, query: URLSearchParams, secrets: FlowSecrets, startedAt: number): Promise<UpstreamIdentity> {
+  async finish(redirectUri: string, query: URLSearchParams, secrets: FlowSecrets, startedAt: number, promptLogin = false): Promise<UpstreamIdentity> {
     checkErrorResponse(query, this.config.label)
     checkCodePresent(query)
     const configuration = await this.#configuration()
@@ -233,6 +236,7 @@ export class SsoRelyingParty {
     const idToken = tokens.claims()!
     if (!SUBJECT.test(idToken.sub)) throw new SsoResponseInvalid(`${this.config.label} sent a subject (sub) that is not 1 to 255 printable ASCII characters.`)
     this.#checkIssuedDuringSignIn(idToken.iat, startedAt)
+    const freshLogin = this.#freshLogin(idToken.auth_time, startedAt, promptLogin)
     this.#checkAuthorizedParty(idToken.azp)
     this.#checkAccessTokenHash(tokens.id_token!, idToken.at_hash, tokens.access_token)
     const userinfo = await this.#fetchUserInfo(oidc, configuration, tokens.access_token, idToken.sub)
@@ -243,7 +247,25 @@ export class SsoRelyingParty {
       claims: Object.freeze({ ...userinfo, ...idToken }),
       sid: typeof idToken.sid === 'string' && SESSION_ID.test(idToken.sid) ? idToken.sid : undefined,
       idToken: this.#keepsIdToken() && tokens.id_token!.length <= MAX_KEPT_ID_TOKEN ? tokens.id_token : undefined,
+      freshLogin,
     }
+  }
+
+  /**
+   * Whether the provider had the person log in during this sign-in, rather than its own session answering silently:
+   * its ID token's `auth_time` (OIDC Core 2) is not before the sign-in started (within the clock tolerance, as for
+   * `iat`); without `auth_time`, only when the provider was asked for a fresh login (`prompt=login`, which OIDC Core
+   * 3.1.2.1 has it honour or refuse). A provider asked for one that answers with an earlier `auth_time` did not give
+   * it, and the sign-in is refused, as Keycloak's brokering refuses one whose `auth_time` is older than the `max_age`
+   * it passed on ("User not re-authenticated by the target OpenID Provider").
+   */
+  #freshLogin(authTime: number | undefined, startedAt: number, promptLogin: boolean): boolean {
+    if (authTime === undefined) return promptLogin
+    const fresh = authTime >= startedAt / 1000 - CLOCK_TOLERANCE_SECONDS
+    if (promptLogin && !fresh) {
+      throw new SsoResponseInvalid(`${this.config.label} was asked to have you log in again, and did not (the ID token's auth_time is from before this sign-in).`)
+    }
+    return fresh
   }
 
   /** Whether a sign-in's ID token is kept with its session: only to be sent back as `id_token_hint` at the sign-out. */

@@ -75,8 +75,10 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
     const sentToProvider = providerSignIn(details)
     const signedIn = reasons.every((reason) => FRESH_SIGN_IN_ANSWERS.has(reason)) ? await gatewaySessionUser(app, realm, request) : undefined
     // The sign-in this login sent the browser to make, come back: this login's own, fresh whatever `prompt=login` or
-    // `max_age` asked.
-    if (signedIn && sentToProvider && signedInSince(signedIn, sentToProvider.at) && gatewaySessionAnswers(signedIn, hintedSubject(details.params), undefined)) {
+    // `max_age` asked, once the provider had the person log in (a sign-in its own session answered silently, begun
+    // another way meanwhile, is none).
+    if (signedIn && sentToProvider && signedInSince(signedIn, sentToProvider.at) && (signedIn.freshSignIn === true || !asksFreshLogin(details)) &&
+      gatewaySessionAnswers(signedIn, hintedSubject(details.params), undefined)) {
       return finishLogin(app, realm, login, provider, request, reply, signedIn.user, signedIn.gatewaySession, LOGIN_FORM, undefined, signedIn.signedInAt)
     }
     if (signedIn && reasons.some((reason) => GATEWAY_SIGNS_IN.has(reason)) && reasons.every((reason) => GATEWAY_SESSION_ANSWERS.has(reason)) &&
@@ -522,7 +524,7 @@ function providerSignIn(interaction: Interaction): ProviderSignIn | undefined {
 /**
  * Whether the gateway session began since the login sent the browser to a provider: the person signed in since, there
  * (the provider's sign-in comes back to the login's page) or, after one refused there, with their password at the
- * gateway's login page it landed on.
+ * gateway's login page it landed on. Whether that sign-in was a fresh one is the session's `freshSignIn`.
  */
 function signedInSince(signedIn: GatewaySignIn, at: number): boolean {
   return signedIn.signedInAt !== undefined && signedIn.signedInAt >= at
@@ -590,7 +592,7 @@ function hintedSubject(params: Record<string, unknown>): unknown {
 export async function gatewaySessionUser(app: App, realm: Realm, request: FastifyRequest): Promise<GatewaySignIn | undefined> {
   const decision = await app.authorize(request, app.places.realm(realm.name))
   const principal = decision.granted ? decision.principal : undefined
-  return principal && { user: principal.user, gatewaySession: principal.sessionId, signedInAt: principal.issuedAt }
+  return principal && { user: principal.user, gatewaySession: principal.sessionId, signedInAt: principal.issuedAt, freshSignIn: principal.freshSignIn === true }
 }
 
 /**

@@ -129,6 +129,11 @@ export interface GatewaySignIn {
   user: User
   gatewaySession: string | undefined
   signedInAt: number | undefined
+  /**
+   * Whether the person proved who they are when the gateway session started (a password, or a single sign-on in
+   * which the provider had them log in): only such a session answers a fresh login it was sent to make.
+   */
+  freshSignIn?: boolean
 }
 
 export interface KeycloakError {

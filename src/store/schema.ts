@@ -128,6 +128,8 @@ export interface SessionsTable {
   sso_sid: string | null
   /** The provider's ID token, kept for `id_token_hint` when the provider has `sign_out_at_provider` (migration 035). */
   sso_id_token: string | null
+  /** Whether the provider had the person log in during the sign-in that started it (migration 044). */
+  sso_fresh_login: Generated<boolean | number | null>
 }
 
 export interface TokensTable {
@@ -196,6 +198,8 @@ export interface SsoLoginsTable {
   next_url: string
   created_at: number
   expires_at: number
+  /** Whether the provider was asked for a fresh login (`prompt=login`, migration 044). */
+  prompt_login: Generated<boolean | number | null>
 }
 
 export interface LoginFailuresTable {

@@ -30,6 +30,12 @@ export interface UpstreamSession {
    * the person signs out (docs/sso.md#signing-out). A credential of sorts: never shown, logged or audited.
    */
   idToken?: string | undefined
+  /**
+   * Whether the provider had the person log in during this sign-in (its ID token's `auth_time` within it, or a fresh
+   * login asked for with `prompt=login`), rather than its own session answering silently: only such a sign-in answers
+   * a realm login that asks for a fresh login (docs/sso.md#fresh-sign-ins).
+   */
+  freshLogin?: boolean | undefined
 }
 
 /** Which sessions of a provider a back-channel logout token names: its `sid`, its `sub`, or both. */
@@ -84,6 +90,7 @@ export class SessionRepository {
         sso_subject: input.upstream.subject,
         sso_sid: input.upstream.sid ?? null,
         sso_id_token: input.upstream.idToken ?? null,
+        sso_fresh_login: input.upstream.freshLogin === true,
       } : {}),
     }).returningAll().executeTakeFirstOrThrow()
     return toSession(row)
@@ -197,7 +204,10 @@ function toSession(row: Selectable<SessionsTable>): StoredSession {
     ip: row.ip,
     userAgent: row.user_agent,
     ...(row.sso_provider !== null && row.sso_subject !== null ? {
-      upstream: { provider: row.sso_provider, subject: row.sso_subject, sid: row.sso_sid ?? undefined, ...(row.sso_id_token === null ? {} : { idToken: row.sso_id_token }) },
+      upstream: {
+        provider: row.sso_provider, subject: row.sso_subject, sid: row.sso_sid ?? undefined, ...(row.sso_id_token === null ? {} : { idToken: row.sso_id_token }),
+        ...(row.sso_fresh_login ? { freshLogin: true } : {}),
+      },
     } : {}),
   }
 }

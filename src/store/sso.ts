@@ -21,6 +21,8 @@ export interface PendingSsoLogin {
   next: string
   created: number
   expiresAt: number
+  /** Whether the provider was asked for a fresh login (`prompt=login`): a realm login that asks for one sent the browser. */
+  promptLogin: boolean
 }
 
 /** What taking a back-channel logout token found: a token not seen before, the same token again, or another token with its `jti`. */
@@ -69,6 +71,7 @@ export class SsoRepository {
       next_url: login.next,
       created_at: login.created,
       expires_at: login.expiresAt,
+      prompt_login: login.promptLogin,
     }).execute()
   }
 
@@ -133,5 +136,6 @@ function toLogin(row: Selectable<SsoLoginsTable>): PendingSsoLogin {
     next: row.next_url,
     created: Number(row.created_at),
     expiresAt: Number(row.expires_at),
+    promptLogin: Boolean(row.prompt_login),
   }
 }

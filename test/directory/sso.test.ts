@@ -83,7 +83,7 @@ describe('single sign-on accounts', () => {
   before(() => ({ store, app } = made))
 
   const provider = (extra: Record<string, unknown> = {}): SsoProviderConfig => validateConfig({ sso: [{ ...base, ...extra }] }).sso[0]!
-  const identity = (subject: string, claims: Record<string, unknown>): UpstreamIdentity => ({ issuer: base.issuer, subject, claims: { sub: subject, ...claims } })
+  const identity = (subject: string, claims: Record<string, unknown>): UpstreamIdentity => ({ issuer: base.issuer, subject, claims: { sub: subject, ...claims }, freshLogin: false })
   const codeOf = async (promise: Promise<unknown>) => {
     try {
       await promise

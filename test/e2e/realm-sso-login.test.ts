@@ -124,6 +124,30 @@ describe('a realm login through an upstream provider', () => {
     }
   })
 
+  it('takes for a fresh login no sign-in begun another way that the provider answered with its own session', async () => {
+    const browser = new Browser()
+    assert.ok((await signInThroughCorp(browser, await browser.navigate(authorization().url, toClient), 'bob')).stoppedAt)
+
+    for (const extra of [{ prompt: 'login' }, { max_age: '0' }] as Record<string, string>[]) {
+      const request = authorization(extra)
+      const page = await browser.navigate(request.url, toClient)
+      assert.equal(page.stoppedAt, undefined)
+      // The login has sent the browser to the provider (its link), but the sign-in comes from the gateway's own start,
+      // without prompt=login: the provider's session answers it, nobody logs in.
+      await browser.navigate(corpLink(page), { stopBefore: (url) => url.startsWith(corp.issuer) })
+      const silent = await browser.navigate(`${gw.url}${SSO}corp/?next=${encodeURIComponent(new URL(page.url).pathname)}`, toClient)
+      assert.ok(browser.hops.some((hop) => new URL(hop.url).pathname === `${SSO}corp/callback/` && hop.status === 302), 'the provider signed the browser in silently')
+      assert.equal(silent.stoppedAt, undefined, `${JSON.stringify(extra)}: the silent sign-in finished the fresh login`)
+      assert.equal(silent.response.status, 200)
+      assert.match(new URL(silent.url).pathname, /\/login-actions\//)
+      assert.match(silent.body, /name="password"/, 'the login page again')
+      // Its link asks the provider for a fresh login, which finishes it.
+      const back = await signInThroughCorp(browser, silent, 'bob')
+      assert.ok(back.stoppedAt, `${JSON.stringify(extra)}: ${back.url} ${back.body.slice(0, 300)}`)
+      await tokensFor(new URL(back.stoppedAt).searchParams.get('code')!, request)
+    }
+  })
+
   it('takes a gateway session older than max_age for no login, and the sign-in made on its page for one', async () => {
     const browser = new Browser()
     assert.ok((await signInThroughCorp(browser, await browser.navigate(authorization().url, toClient), 'alice')).stoppedAt)

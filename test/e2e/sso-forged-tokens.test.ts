@@ -35,9 +35,9 @@ describe('single sign-on through a provider that forges its answers', () => {
     await other?.close()
   })
 
-  /** A sign-in up to the provider's redirect back, unfollowed. */
-  async function startSignIn(browser: Browser): Promise<URL> {
-    const start = await browser.navigate(`${gw.url}${SSO}forged/`, { stopBefore: (url) => url.startsWith(gw.url + CALLBACK) })
+  /** A sign-in up to the provider's redirect back, unfollowed; `query` is the start's. */
+  async function startSignIn(browser: Browser, query = ''): Promise<URL> {
+    const start = await browser.navigate(`${gw.url}${SSO}forged/${query}`, { stopBefore: (url) => url.startsWith(gw.url + CALLBACK) })
     assert.ok(start.stoppedAt, 'the provider redirects back to the gateway')
     return new URL(start.stoppedAt)
   }
@@ -130,6 +130,34 @@ describe('single sign-on through a provider that forges its answers', () => {
   it('refuses an ID token issued in the future, or before this sign-in started', async () => {
     await assertRefused(({ claims, sign }) => sign({ ...claims, iat: nowSeconds() + 3600, exp: nowSeconds() + 7200 }))
     await assertRefused(({ claims, sign }) => sign({ ...claims, iat: nowSeconds() - 3600 }))
+  })
+
+  it('keeps whether the provider had the person log in (auth_time), and refuses an earlier login to a sign-in that asked for a fresh one', async () => {
+    /** A sign-in whose ID token has this auth_time (none: undefined): the answer's status, and its session's freshness. */
+    const signInWith = async (authTime: number | undefined, query = '') => {
+      idp.idToken = ({ claims, sign }) => sign({ ...claims, auth_time: authTime })
+      try {
+        const browser = new Browser()
+        const response = await browser.request((await startSignIn(browser, query)).href, { headers: { accept: 'application/json' } })
+        const cookie = response.headers.getSetCookie().find((line) => line.startsWith('gateway_sessionid='))
+        const session = cookie && await gw.app.sessions.resolve(cookie.slice('gateway_sessionid='.length).split(';')[0]!)
+        return { status: response.status, ...(response.status === 302 ? {} : { code: (await json(response)).code }), fresh: session ? session.freshSignIn : undefined }
+      } finally {
+        idp.idToken = honestIdToken
+      }
+    }
+    // Logged in during the sign-in, or up to the clock tolerance (30 s) before it started.
+    assert.deepEqual(await signInWith(nowSeconds()), { status: 302, fresh: true })
+    assert.deepEqual(await signInWith(nowSeconds() - 20), { status: 302, fresh: true })
+    // The provider's session answered: an earlier login, or one it does not date.
+    assert.deepEqual(await signInWith(nowSeconds() - 3600), { status: 302, fresh: false })
+    assert.deepEqual(await signInWith(undefined), { status: 302, fresh: false })
+    // Asked for a fresh login (prompt=login), the provider gives one, or says nothing against it.
+    assert.deepEqual(await signInWith(nowSeconds(), '?prompt=login'), { status: 302, fresh: true })
+    assert.deepEqual(await signInWith(undefined, '?prompt=login'), { status: 302, fresh: true })
+    // Or answers with the login it had: refused, no session.
+    assert.deepEqual(await signInWith(nowSeconds() - 3600, '?prompt=login'), { status: 502, code: 'sso_response_invalid', fresh: undefined })
+    await gw.app.accounts.delete((await gw.store.users.findCaseVariant('mallory'))!.id)
   })
 
   it('refuses UserInfo claims about another subject (OIDC Core 5.3.2)', async () => {

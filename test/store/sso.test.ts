@@ -38,7 +38,7 @@ for (const backend of storeBackends) {
     })
 
     it('hands a sign-in under way out exactly once, even to racing callbacks', async () => {
-      const login = { keyHash: 'a'.repeat(64), provider: 'corp', next: '/api/controller/v2/', created: 1000, expiresAt: 2000 }
+      const login = { keyHash: 'a'.repeat(64), provider: 'corp', next: '/api/controller/v2/', created: 1000, expiresAt: 2000, promptLogin: true }
       await db.store.sso.createLogin(login)
       const [first, second] = await Promise.all([db.store.sso.takeLogin(login.keyHash), db.store.sso.takeLogin(login.keyHash)])
       assert.deepEqual([first, second].filter(Boolean), [login])
@@ -47,8 +47,8 @@ for (const backend of storeBackends) {
     })
 
     it('removes sign-ins that expired', async () => {
-      await db.store.sso.createLogin({ keyHash: 'c'.repeat(64), provider: 'corp', next: '', created: 1000, expiresAt: 5000 })
-      await db.store.sso.createLogin({ keyHash: 'd'.repeat(64), provider: 'corp', next: '', created: 1000, expiresAt: 9000 })
+      await db.store.sso.createLogin({ keyHash: 'c'.repeat(64), provider: 'corp', next: '', created: 1000, expiresAt: 5000, promptLogin: false })
+      await db.store.sso.createLogin({ keyHash: 'd'.repeat(64), provider: 'corp', next: '', created: 1000, expiresAt: 9000, promptLogin: false })
       assert.equal(await db.store.sso.deleteExpiredLogins(5000), 2, 'the one ending at 5000 and the leftover from the last case')
       assert.equal((await db.store.sso.takeLogin('d'.repeat(64)))!.expiresAt, 9000)
     })
@@ -92,6 +92,16 @@ for (const backend of storeBackends) {
       const session = await db.store.sessions.create({ keyHash: 'e'.repeat(64), userId: user.id, created: 1000, expiresAt: 9_999_999_999_999, ip: '', userAgent: '', upstream })
       assert.deepEqual(session.upstream, upstream)
       assert.deepEqual((await db.store.sessions.deleteByKeyHash('e'.repeat(64)))?.upstream, upstream)
+    })
+
+    it('keeps whether the provider had the person log in during the sign-in', async () => {
+      const user = await db.store.users.create({ username: 'fay', source: 'sso', external: true })
+      const fresh = { provider: 'corp', subject: 'sub-fay', sid: 'sid-f', freshLogin: true }
+      const session = await db.store.sessions.create({ keyHash: 'f'.repeat(64), userId: user.id, created: 1000, expiresAt: 9_999_999_999_999, ip: '', userAgent: '', upstream: fresh })
+      assert.deepEqual(session.upstream, fresh)
+      assert.deepEqual((await db.store.sessions.findById(session.id))?.upstream, fresh)
+      const silent = await db.store.sessions.create({ keyHash: '9'.repeat(64), userId: user.id, created: 1000, expiresAt: 9_999_999_999_999, ip: '', userAgent: '', upstream: { ...fresh, freshLogin: false } })
+      assert.equal(silent.upstream?.freshLogin, undefined)
     })
   })
 }

@@ -49,6 +49,7 @@ const migrations: Record<string, () => Promise<GatehouseMigration>> = {
   '041_oidc_user_code_keys': async () => (await import('./041_oidc_user_code_keys.ts')).oidcUserCodeKeys,
   '042_imported_active': async () => (await import('./042_imported_active.ts')).importedActive,
   '043_imported_privileges': async () => (await import('./043_imported_privileges.ts')).importedPrivileges,
+  '044_sign_in_freshness': async () => (await import('./044_sign_in_freshness.ts')).signInFreshness,
 }
 
 /** The names of this version's migrations, in order. */
