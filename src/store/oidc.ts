@@ -451,12 +451,32 @@ export class OidcRecordRepository {
   /**
    * Marks a record used (a code, a rotated refresh token); true when this call did, false when it does not exist or
    * was used already. In one statement, so that of requests that read the record unused at the same time, one only
-   * gets true.
+   * gets true. A code used is kept until its grant's expiry, when that is later than its own (`consumeCode`).
    */
   async consume(model: string, id: string, at: number): Promise<boolean> {
     this.#changed(model)
+    if (model === AUTHORIZATION_CODE_MODEL) return this.#consumeCode(id, at)
     const result = await this.#db.executeQuery(this.#statements.compiled('consume', [at, model, id], () => this.#db.updateTable('oidc_records').set({ consumed_at: at })
       .where('model', '=', model).where('id', '=', id).where('consumed_at', 'is', null)))
+    return Number(result.numAffectedRows ?? 0) > 0
+  }
+
+  /**
+   * Marks a code used, and keeps it until its grant would expire (its session's maximum), rather than its own minute:
+   * brought again at any time its grant may still hold tokens, it is found used and ends that grant, as Keycloak ends
+   * the client session of a code it no longer has, whose session and client its format names (OAuth2CodeParser). A
+   * grant keeps at most 100 used codes besides its 100 newest (src/oidc/adapter.ts `CODES_PER_GRANT_LIMIT`, `endCodesPastLimit`): bounded.
+   * Its grant's end leaves it to that expiry: brought again then, it ends nothing more and is refused as before.
+   */
+  async #consumeCode(id: string, at: number): Promise<boolean> {
+    const result = await this.#db.executeQuery(this.#statements.compiled('consumeCode', [at, id], () => this.#db.updateTable('oidc_records').set((eb) => ({
+      consumed_at: at,
+      expires_at: eb.fn.coalesce(
+        eb.selectFrom('oidc_records as grant').select('grant.expires_at')
+          .where('grant.model', '=', sql.lit(GRANT_MODEL)).whereRef('grant.id', '=', 'oidc_records.grant_id').whereRef('grant.expires_at', '>', 'oidc_records.expires_at'),
+        eb.ref('oidc_records.expires_at'),
+      ),
+    })).where('model', '=', sql.lit(AUTHORIZATION_CODE_MODEL)).where('id', '=', id).where('consumed_at', 'is', null)))
     return Number(result.numAffectedRows ?? 0) > 0
   }
 

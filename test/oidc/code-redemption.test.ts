@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
+import { setProviderClock } from '../../src/oidc/provider-clock.ts'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { codeRedemption, testRealms, tokenRequest } from '../helpers/oidc.ts'
 
@@ -88,6 +89,20 @@ describe('an authorization code brought again after its redemption', () => {
       assert.equal(refreshed, 400)
     })
   }
+
+  it('ends what it gave when brought after its minute, as Keycloak, whose code names its session, ends it then too', async (t) => {
+    const form = await codeRedemption(gw, 'alice', 'alice-password')
+    const redeemed = await tokenRequest(gw, form)
+    assert.equal(redeemed.status, 200, JSON.stringify(redeemed.body))
+    setProviderClock(() => Date.now() + 120_000)
+    t.after(() => setProviderClock(() => Date.now()))
+    await gw.store.oidc.pruneExpired(Date.now() + 120_000)
+    const again = await tokenRequest(gw, form)
+    assert.equal(again.status, 400)
+    assert.deepEqual(again.body, { error: 'invalid_grant', error_description: 'Code not valid' })
+    const refresh = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'refresh_token', refresh_token: redeemed.body.refresh_token })
+    assert.equal(refresh.status, 400, 'its grant ended')
+  })
 
   it('ends nothing when brought by a client that fails to authenticate', async () => {
     const { again, refreshed } = await redeemedThenAgain((form) => {

@@ -286,6 +286,20 @@ for (const backend of storeBackends) {
       assert.deepEqual(await db.store.oidc.endLinkedSessions([current]), ['g-passed-on', 'g-later'], 'it ends with the new gateway session')
     })
 
+    it('keeps a used code until its grant would expire, but no unused one, nor one past a grant expiring sooner', async () => {
+      const now = Date.now()
+      const code = (id: string, grantId: string) => db.store.oidc.upsert({ model: 'AuthorizationCode', id, payload: { grantId }, grantId, expiresAt: now + 60_000 })
+      await db.store.oidc.upsert({ model: 'Grant', id: 'code-grant', payload: {}, expiresAt: now + 3600_000 })
+      await db.store.oidc.upsert({ model: 'Grant', id: 'code-short-grant', payload: {}, expiresAt: now + 30_000 })
+      await Promise.all([code('code-used', 'code-grant'), code('code-unused', 'code-grant'), code('code-short', 'code-short-grant'), code('code-no-grant', 'code-gone-grant')])
+      for (const id of ['code-used', 'code-short', 'code-no-grant']) assert.equal(await db.store.oidc.consume('AuthorizationCode', id, now), true, id)
+      assert.equal(await db.store.oidc.consume('AuthorizationCode', 'code-used', now), false, 'used once only')
+      const afterItsMinute = now + 120_000
+      assert.equal((await db.store.oidc.find('AuthorizationCode', 'code-used', afterItsMinute))?.consumedAt, now)
+      for (const id of ['code-unused', 'code-short', 'code-no-grant']) assert.equal(await db.store.oidc.find('AuthorizationCode', id, afterItsMinute), undefined, id)
+      assert.equal(await db.store.oidc.find('AuthorizationCode', 'code-used', now + 3600_000), undefined, 'gone with its grant\'s expiry')
+    })
+
     it('never returns an expired record, and prunes it', async () => {
       await db.store.oidc.upsert({ model: 'AccessToken', id: 'old', payload: {}, expiresAt: Date.now() - 1 })
       assert.equal(await db.store.oidc.find('AccessToken', 'old', Date.now()), undefined)
