@@ -321,7 +321,8 @@ export class NodeSqliteDatabase implements SqliteDatabase {
 /**
  * Linux: the other processes holding a write lock on `file` or on its `-shm`, as /proc/locks lists them: SQLite's write
  * lock is one on the database file before it is in WAL mode, and one on the `-shm` file in it (readers hold read locks
- * only). None where /proc/locks cannot be read (another system) or the files are not there.
+ * only), `file` a link followed as SQLite follows it. None where /proc/locks cannot be read (another system) or the
+ * files are not there.
  */
 export function writeLockHolders(file: string): number[] {
   let locks: string
@@ -330,7 +331,14 @@ export function writeLockHolders(file: string): number[] {
   } catch {
     return []
   }
-  const files = new Set([file, `${file}-shm`].flatMap((path) => {
+  // SQLite opens a link's target, and keeps its `-shm` beside the target, not beside the link.
+  let real: string
+  try {
+    real = realpathSync(file)
+  } catch {
+    return []
+  }
+  const files = new Set([real, `${real}-shm`].flatMap((path) => {
     const stats = statSync(path, { throwIfNoEntry: false })
     return stats ? [procLocksId(stats.dev, stats.ino)] : []
   }))

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { mkdirSync, symlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { openStore } from '../../src/store/store.ts'
@@ -53,5 +54,22 @@ describe('SQLite migrations next to another process', () => {
       assert.ok(saidAt! < await letGoAt, 'said so while the lock was held')
       assert.ok(exitedAt >= await letGoAt, 'and went on once it was let go')
     }
+  })
+
+  it('name the process holding the lock when the data directory\'s file is a link to one elsewhere', async () => {
+    // SQLite follows the link: the lock another process holds in WAL mode is on the -shm beside the target.
+    const target = tempDir()
+    await (await openStore({ dataDir: target })).close()
+    const dir = join(tempDir(), 'data')
+    mkdirSync(dir, { mode: 0o700 })
+    symlinkSync(join(target, 'gatehouse.sqlite'), join(dir, 'gatehouse.sqlite'))
+    const holder = await holdLock(join(target, 'gatehouse.sqlite'), 2000)
+    const child = spawn(join(repoRoot, 'bin/gatehouse'), ['migrate', '--data-dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stderr = ''
+    child.stderr.on('data', (d) => stderr += d)
+    const [code] = await once(child, 'exit')
+    await holder.exited
+    assert.equal(code, 0, stderr)
+    assert.match(stderr, new RegExp(`^gatehouse: waiting for another process's migrations of sqlite:${join(dir, 'gatehouse.sqlite')} to be committed, or its write to end \\(process ${holder.pid} holds its write lock\\)`), stderr)
   })
 })
