@@ -8,8 +8,6 @@ import { SqliteCheckpointer } from './sqlite-checkpointer.ts'
 /** The longest statement text kept prepared: the gateway's own are far shorter. */
 const MAX_CACHED_SQL_LENGTH = 16 * 1024
 
-/** How often a start tries again to take the lock another process holds (to switch a new file to WAL, to migrate). */
-const START_RETRY_MS = 50
 /**
  * How long a start waits for another process's lock before it says so: a serving process's write holds it for far
  * less, another's migrations or a long write (an import) for longer.
@@ -176,7 +174,8 @@ export class NodeSqliteDatabase implements SqliteDatabase {
 
   /**
    * For a start, before anything is served: runs `statement` (the switch to WAL, a BEGIN IMMEDIATE) until it no longer
-   * finds another process's lock in its way, trying again every START_RETRY_MS, for at most `waitMs`; then its "database
+   * finds another process's lock in its way, trying again as often as a request's statement does (lockRetryDelay: a
+   * serving process writing all the time leaves the lock free only for moments), for at most `waitMs`; then its "database
    * is locked" surfaces. Once the lock has been in the way for START_WAIT_SILENT_MS, `onWaiting` is told, once, with
    * the other processes holding a write lock on the file (writeLockHolders), so that a start kept waiting by another's
    * migrations says so at once instead of being silent for as long as they take. Waits on a timer, not inside SQLite:
@@ -185,7 +184,7 @@ export class NodeSqliteDatabase implements SqliteDatabase {
   async startWhenUnlocked(statement: () => void, waitMs: number, onWaiting: (holders: number[]) => void): Promise<void> {
     const started = performance.now()
     let told = false
-    for (;;) {
+    for (let attempt = 0; ; attempt++) {
       try {
         statement()
         return
@@ -196,7 +195,7 @@ export class NodeSqliteDatabase implements SqliteDatabase {
           told = true
           onWaiting(writeLockHolders(this.#filename))
         }
-        await setTimeout(START_RETRY_MS)
+        await setTimeout(lockRetryDelay(attempt))
       }
     }
   }
@@ -229,8 +228,7 @@ export class NodeSqliteDatabase implements SqliteDatabase {
       } catch (error) {
         const left = giveUpAt - performance.now()
         if (inTransaction || this.raw.isTransaction || !isBusy(error) || left <= 0) throw error
-        const step = Math.min(LOCK_RETRY_MAX_MS, 2 ** attempt)
-        await setTimeout(Math.min(left, step * (1 - Math.random() / 2)))
+        await setTimeout(Math.min(left, lockRetryDelay(attempt)))
       }
     }
   }
@@ -316,6 +314,11 @@ export class NodeSqliteDatabase implements SqliteDatabase {
       iterate: (parameters) => prepared.iterate(...toSqlite(parameters)),
     }
   }
+}
+
+/** How long to wait before trying a statement again that found another process's lock (LOCK_RETRY_MAX_MS). */
+function lockRetryDelay(attempt: number): number {
+  return Math.min(LOCK_RETRY_MAX_MS, 2 ** attempt) * (1 - Math.random() / 2)
 }
 
 /**

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { setTimeout as delay } from 'node:timers/promises'
 import { mkdirSync, symlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
+import { NodeSqliteDatabase } from '../../src/store/sqlite-driver.ts'
 import { openStore } from '../../src/store/store.ts'
 import { repoRoot, tempDir } from '../helpers/gateway.ts'
 import { holdLock } from '../helpers/sqlite-lock.ts'
@@ -71,5 +73,38 @@ describe('SQLite migrations next to another process', () => {
     await holder.exited
     assert.equal(code, 0, stderr)
     assert.match(stderr, new RegExp(`^gatehouse: waiting for another process's migrations of sqlite:${join(dir, 'gatehouse.sqlite')} to be committed, or its write to end \\(process ${holder.pid} holds its write lock\\)`), stderr)
+  })
+
+  it('take the lock in the moments a busy serving process lets go of it, without saying they wait', async () => {
+    const dir = tempDir()
+    const file = join(dir, 'gatehouse.sqlite')
+    await (await openStore({ dataDir: dir })).close()
+    // Holds the write lock for 45 ms, lets it go for 5 ms, over and over: a process with writes queued all the time.
+    const script = `const { DatabaseSync } = require('node:sqlite')
+const db = new DatabaseSync(${JSON.stringify(file)})
+db.exec('PRAGMA busy_timeout = 1000')
+const write = () => { db.exec('BEGIN IMMEDIATE'); setTimeout(() => { db.exec('COMMIT'); setTimeout(write, 5) }, 45) }
+write()
+console.log('writing')`
+    const writer = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] })
+    const exited = once(writer, 'exit')
+    await once(writer.stdout!, 'data')
+    const db = new NodeSqliteDatabase(file, 1000)
+    try {
+      for (let start = 0; start < 10; start++) {
+        let said = false
+        const began = performance.now()
+        await db.startWhenUnlocked(() => db.raw.exec('BEGIN IMMEDIATE'), 60_000, () => said = true)
+        const tookMs = performance.now() - began
+        db.raw.exec('ROLLBACK')
+        assert.ok(!said, `start ${start} said it waited (after ${tookMs.toFixed(0)} ms) for a lock let go every 50 ms`)
+        // The writer, which this start kept waiting in SQLite's own sleep, back to its round.
+        await delay(150)
+      }
+    } finally {
+      db.close()
+      writer.kill()
+      await exited
+    }
   })
 })
