@@ -56,6 +56,23 @@ export function browserSessionStart(session: { loginTs?: unknown; iat?: unknown 
 /** The member of a realm-bound record's payload naming its realm (and of a realm browser session's); oidc-provider never sees it. */
 export const REALM_MEMBER = 'gatehouseRealm'
 
+/**
+ * What a used code's record keeps of its payload, written in the statement that marks it used (`#claimCode`). It is
+ * kept until its grant would expire (the session's maximum: src/store/oidc.ts `consumeCode`), and read again only to
+ * be found used, at its realm (`REALM_MEMBER`), where it ends its grant (provider.ts `usedCodesEndTheirGrant`); by
+ * oidc-provider's check of its browser session before that (`expiresWithSession`, `sessionUid`, `accountId`,
+ * `clientId`, `grantId`); for the account that the refusal of the request that used it names (`accountOf`: "User
+ * disabled"); and for its `iat`, which orders a grant's used codes (`endCodesPastLimit`), and `exp`, which
+ * oidc-provider reads. Its claims, nonce, redirect URI, scope, resource and PKCE challenge are read only by the
+ * redemption that used it, from the payload it found, which `release` writes back.
+ */
+const USED_CODE_MEMBERS = ['kind', 'iat', 'exp', 'accountId', 'clientId', 'grantId', 'sessionUid', 'expiresWithSession', REALM_MEMBER]
+
+/** A code's payload as stored, as it is kept once used (`USED_CODE_MEMBERS`). */
+function usedCodePayload(stored: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(USED_CODE_MEMBERS.filter((member) => stored[member] !== undefined).map((member) => [member, stored[member]]))
+}
+
 /** Whether a realm-bound record's payload is the named realm's (a record written before records were bound is every realm's). */
 export function isRealmsRecord(payload: Record<string, unknown>, realm: string): boolean {
   const owner = payload[REALM_MEMBER]
@@ -328,12 +345,14 @@ export class StoreAdapter implements Adapter {
    * from its store before it checks the redirect URI, the client or PKCE (OAuth2CodeParser `parseCode`), so a
    * redemption refused for any of them leaves no code to try again. Only the request that marked it finds it unused;
    * any other, at the same moment or after, finds it consumed, which oidc-provider answers as a code used again
-   * (it revokes the code's grant). A code of another realm is not found, and so not used up.
+   * (it revokes the code's grant). A code of another realm is not found, and so not used up. Marked used, its record
+   * keeps only what finds its grant (`usedCodePayload`); this request goes on with the whole payload it read.
    */
   async #claimCode(key: string): Promise<AdapterPayload | undefined> {
-    const payload = this.#ownRealms(await this.#deps.records.find(this.#model, key, providerNow()))
+    const record = await this.#deps.records.find(this.#model, key, providerNow())
+    const payload = this.#ownRealms(record)
     if (!payload || payload.consumed !== undefined) return payload
-    if (await this.#deps.records.consume(this.#model, key, providerNow())) {
+    if (await this.#deps.records.consume(this.#model, key, providerNow(), usedCodePayload(record!.payload))) {
       this.#usedUpHere.set(key, true)
       return payload
     }
@@ -380,9 +399,13 @@ export class StoreAdapter implements Adapter {
     else await this.consumeFirst(id)
   }
 
-  /** A code this request used up, unused again (`OidcRecordRepository.release`): its redemption was refused for the moment only. */
-  async release(id: string): Promise<void> {
-    if (this.#model === 'AuthorizationCode') await this.#deps.records.release(this.#model, this.#key(id))
+  /**
+   * A code this request used up, unused again (`OidcRecordRepository.release`): its redemption was refused for the
+   * moment only. `payload` is the code's as oidc-provider saved it, which its use replaced (`usedCodePayload`).
+   */
+  async release(id: string, payload: AdapterPayload): Promise<void> {
+    if (this.#model !== 'AuthorizationCode') return
+    await this.#deps.records.release(this.#model, this.#key(id), { ...this.#stored(id, payload), [REALM_MEMBER]: this.#deps.realm })
   }
 
   /**

@@ -248,7 +248,12 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
     try {
       refuseClientTokensPastLimit(options.grantTokens, grantId)
     } catch (refusal) {
-      if (source.kind === 'AuthorizationCode' && typeof source.jti === 'string') await (provider.AuthorizationCode as unknown as { adapter: StoreAdapter }).adapter.release(source.jti).catch(() => undefined)
+      if (source.kind === 'AuthorizationCode' && typeof source.jti === 'string') {
+        // Its payload as oidc-provider saved it: using it up left its record only what finds its grant (adapter.ts `usedCodePayload`).
+        const code = source as { jti: string; getValueAndPayload(): Promise<{ payload: AdapterPayload }> }
+        const adapter = (provider.AuthorizationCode as unknown as { adapter: StoreAdapter }).adapter
+        await code.getValueAndPayload().then(({ payload }) => adapter.release(code.jti, payload)).catch(() => undefined)
+      }
       throw refusal
     }
     countedRequests.add(ctx.req)

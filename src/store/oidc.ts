@@ -451,11 +451,12 @@ export class OidcRecordRepository {
   /**
    * Marks a record used (a code, a rotated refresh token); true when this call did, false when it does not exist or
    * was used already. In one statement, so that of requests that read the record unused at the same time, one only
-   * gets true. A code used is kept until its grant's expiry, when that is later than its own (`consumeCode`).
+   * gets true. A code used is kept until its grant's expiry, when that is later than its own, holding `kept` for its
+   * payload when given (`consumeCode`).
    */
-  async consume(model: string, id: string, at: number): Promise<boolean> {
+  async consume(model: string, id: string, at: number, kept?: Record<string, unknown>): Promise<boolean> {
     this.#changed(model)
-    if (model === AUTHORIZATION_CODE_MODEL) return this.#consumeCode(id, at)
+    if (model === AUTHORIZATION_CODE_MODEL) return this.#consumeCode(id, at, kept)
     const result = await this.#db.executeQuery(this.#statements.compiled('consume', [at, model, id], () => this.#db.updateTable('oidc_records').set({ consumed_at: at })
       .where('model', '=', model).where('id', '=', id).where('consumed_at', 'is', null)))
     return Number(result.numAffectedRows ?? 0) > 0
@@ -467,10 +468,15 @@ export class OidcRecordRepository {
    * the client session of a code it no longer has, whose session and client its format names (OAuth2CodeParser). A
    * grant keeps at most 100 used codes besides its 100 newest (src/oidc/adapter.ts `CODES_PER_GRANT_LIMIT`, `endCodesPastLimit`): bounded.
    * Its grant's end leaves it to that expiry: brought again then, it ends nothing more and is refused as before.
+   * `kept` replaces its payload in the same statement (src/oidc/adapter.ts `usedCodePayload`): kept that long, a code
+   * holds only what finds its grant, not the claims, nonce, redirect URI and PKCE challenge nothing reads again.
    */
-  async #consumeCode(id: string, at: number): Promise<boolean> {
-    const result = await this.#db.executeQuery(this.#statements.compiled('consumeCode', [at, id], () => this.#db.updateTable('oidc_records').set((eb) => ({
+  async #consumeCode(id: string, at: number, kept: Record<string, unknown> | undefined): Promise<boolean> {
+    const payload = kept === undefined ? undefined : JSON.stringify(kept)
+    const parameters = payload === undefined ? [at, id] : [at, payload, id]
+    const result = await this.#db.executeQuery(this.#statements.compiled(payload === undefined ? 'consumeCode' : 'consumeCodeKeeping', parameters, () => this.#db.updateTable('oidc_records').set((eb) => ({
       consumed_at: at,
+      ...payload === undefined ? {} : { payload },
       expires_at: eb.fn.coalesce(
         eb.selectFrom('oidc_records as grant').select('grant.expires_at')
           .where('grant.model', '=', sql.lit(GRANT_MODEL)).whereRef('grant.id', '=', 'oidc_records.grant_id').whereRef('grant.expires_at', '>', 'oidc_records.expires_at'),
@@ -483,10 +489,12 @@ export class OidcRecordRepository {
   /**
    * Marks a used record unused again: a code whose redemption was refused only for the moment (429, the grant's
    * `access_tokens_per_grant_limit`), so that the retry its Retry-After invites is not taken for a code used twice.
+   * `payload`, given, is written back: a code's whole payload, which its use replaced (`consume`'s `kept`).
    */
-  async release(model: string, id: string): Promise<void> {
+  async release(model: string, id: string, payload?: Record<string, unknown>): Promise<void> {
     this.#changed(model)
-    await this.#db.updateTable('oidc_records').set({ consumed_at: null }).where('model', '=', model).where('id', '=', id).where('consumed_at', 'is not', null).execute()
+    await this.#db.updateTable('oidc_records').set({ consumed_at: null, ...payload === undefined ? {} : { payload: JSON.stringify(payload) } })
+      .where('model', '=', model).where('id', '=', id).where('consumed_at', 'is not', null).execute()
   }
 
   /**

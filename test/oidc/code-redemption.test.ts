@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict'
-import { after, before, describe, it } from 'node:test'
+import { randomUUID } from 'node:crypto'
+import { after, before, describe, it, type TestContext } from 'node:test'
 import { setProviderClock } from '../../src/oidc/provider-clock.ts'
+import { recordKey } from '../../src/oidc/record-keys.ts'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { codeRedemption, testRealms, tokenRequest } from '../helpers/oidc.ts'
+import { browse, CLIENT_REDIRECT, codeRedemption, signedInBrowser, testRealms, tokenRequest } from '../helpers/oidc.ts'
 
 let gw: TestGateway
 before(async () => {
@@ -75,6 +77,18 @@ describe('an authorization code brought again after its redemption', () => {
     return { again, refreshed: refresh.status }
   }
 
+  /** Brings a redeemed code again two minutes on, its row pruned if it expired: refused, and its grant ended. */
+  async function broughtAfterItsMinute(t: TestContext, form: URLSearchParams, refreshToken: string): Promise<void> {
+    setProviderClock(() => Date.now() + 120_000)
+    t.after(() => setProviderClock(() => Date.now()))
+    await gw.store.oidc.pruneExpired(Date.now() + 120_000)
+    const again = await tokenRequest(gw, form)
+    assert.equal(again.status, 400)
+    assert.deepEqual(again.body, { error: 'invalid_grant', error_description: 'Code not valid' })
+    const refresh = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'refresh_token', refresh_token: refreshToken })
+    assert.equal(refresh.status, 400, 'its grant ended')
+  }
+
   for (const [what, change] of [
     ['by another client of the realm', (form: URLSearchParams) => form.set('client_id', 'browser-only')],
     ['with another PKCE code verifier', (form: URLSearchParams) => form.set('code_verifier', 'x'.repeat(43))],
@@ -94,14 +108,26 @@ describe('an authorization code brought again after its redemption', () => {
     const form = await codeRedemption(gw, 'alice', 'alice-password')
     const redeemed = await tokenRequest(gw, form)
     assert.equal(redeemed.status, 200, JSON.stringify(redeemed.body))
-    setProviderClock(() => Date.now() + 120_000)
-    t.after(() => setProviderClock(() => Date.now()))
-    await gw.store.oidc.pruneExpired(Date.now() + 120_000)
-    const again = await tokenRequest(gw, form)
-    assert.equal(again.status, 400)
-    assert.deepEqual(again.body, { error: 'invalid_grant', error_description: 'Code not valid' })
-    const refresh = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'refresh_token', refresh_token: redeemed.body.refresh_token })
-    assert.equal(refresh.status, 400, 'its grant ended')
+    await broughtAfterItsMinute(t, form, redeemed.body.refresh_token)
+  })
+
+  it('is kept, used, holding only what ends its grant: no claims, nonce, redirect URI, scope nor PKCE challenge', async (t) => {
+    // A page load of a single-page app signed in already: a new code, with its nonce, for the same grant.
+    const browser = await signedInBrowser(gw, 'alice', 'alice-password')
+    const pageLoad = await browse(gw, browser.jar, browser.authorize({ nonce: randomUUID(), state: randomUUID() }))
+    const code = new URL(pageLoad.url).searchParams.get('code')!
+    const row = () => gw.store.database.db.selectFrom('oidc_records').select(['payload', 'consumed_at']).where('model', '=', 'AuthorizationCode').where('id', '=', recordKey(code)).executeTakeFirstOrThrow()
+    const issued = await row()
+    assert.equal(typeof JSON.parse(issued.payload).nonce, 'string')
+    const form = new URLSearchParams({ client_id: 'end-users', grant_type: 'authorization_code', code, redirect_uri: CLIENT_REDIRECT, code_verifier: browser.verifier })
+    const redeemed = await tokenRequest(gw, form)
+    assert.equal(redeemed.status, 200, JSON.stringify(redeemed.body))
+    const kept = await row()
+    assert.notEqual(kept.consumed_at, null)
+    const payload = JSON.parse(kept.payload)
+    for (const member of ['claims', 'nonce', 'redirectUri', 'scope', 'codeChallenge', 'codeChallengeMethod', 'authTime', 'acr', 'amr', 'sid']) assert.equal(payload[member], undefined, member)
+    assert.deepEqual(Object.keys(payload).sort(), ['accountId', 'clientId', 'exp', 'expiresWithSession', 'gatehouseRealm', 'grantId', 'iat', 'kind', 'sessionUid'])
+    await broughtAfterItsMinute(t, form, redeemed.body.refresh_token)
   })
 
   it('ends nothing when brought by a client that fails to authenticate', async () => {

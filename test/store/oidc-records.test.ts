@@ -300,6 +300,22 @@ for (const backend of storeBackends) {
       assert.equal(await db.store.oidc.find('AuthorizationCode', 'code-used', now + 3600_000), undefined, 'gone with its grant\'s expiry')
     })
 
+    it('keeps of a used code the payload its use gives, and takes its whole one back when it is put back unused', async () => {
+      const now = Date.now()
+      const whole = { grantId: 'kept-grant', accountId: '7', nonce: 'n', redirectUri: 'https://app.example/', claims: { id_token: { email: null } } }
+      await db.store.oidc.upsert({ model: 'Grant', id: 'kept-grant', payload: {}, expiresAt: now + 3600_000 })
+      await db.store.oidc.upsert({ model: 'AuthorizationCode', id: 'code-kept', payload: whole, grantId: 'kept-grant', expiresAt: now + 60_000 })
+      assert.equal(await db.store.oidc.consume('AuthorizationCode', 'code-kept', now, { grantId: 'kept-grant', accountId: '7' }), true)
+      assert.equal(await db.store.oidc.consume('AuthorizationCode', 'code-kept', now, { grantId: 'kept-grant' }), false, 'used once only')
+      const used = await db.store.oidc.find('AuthorizationCode', 'code-kept', now + 120_000)
+      assert.deepEqual(used?.payload, { grantId: 'kept-grant', accountId: '7' })
+      assert.equal(used?.consumedAt, now)
+      await db.store.oidc.release('AuthorizationCode', 'code-kept', whole)
+      const released = await db.store.oidc.find('AuthorizationCode', 'code-kept', now)
+      assert.deepEqual(released?.payload, whole)
+      assert.equal(released?.consumedAt, null)
+    })
+
     it('never returns an expired record, and prunes it', async () => {
       await db.store.oidc.upsert({ model: 'AccessToken', id: 'old', payload: {}, expiresAt: Date.now() - 1 })
       assert.equal(await db.store.oidc.find('AccessToken', 'old', Date.now()), undefined)
