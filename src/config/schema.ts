@@ -205,7 +205,7 @@ export const ConfigSchema = z.object({
       connect_seconds: z.number().positive().max(60).default(1)
         .describe('Time to open a connection to PostgreSQL, or to wait for a free one in the pool, before answering 503 database_unavailable.'),
       query_seconds: z.number().positive().max(60).default(2)
-        .describe('Time one query may take (PostgreSQL: on the client and as statement_timeout on the server, and, a little shorter, as lock_timeout for a row another client holds; SQLite: waiting for another process\'s lock) before answering 503 database_unavailable.'),
+        .describe('Time one query may take (PostgreSQL: on the client, and a little shorter as statement_timeout and lock_timeout on the server, so that it says when the wait was for a lock another client holds; SQLite: waiting for another process\'s lock) before answering 503 database_unavailable.'),
     }).strict().default({ connect_seconds: 1, query_seconds: 2 }).describe('How long the database may take.'),
   }).strict().default({ data_dir: './data', pool_connections: 10, timeouts: { connect_seconds: 1, query_seconds: 2 } }).describe('Where accounts, sessions, tokens and settings are kept.'),
   auth: z.object({

@@ -197,11 +197,14 @@ const KEEPALIVE_DELAY_MS = 10_000
 /** For connections whose statements may rightly take long, or wait (LISTEN, migrations). */
 const UNBOUNDED = { query_timeout: undefined, statement_timeout: undefined, idle_in_transaction_session_timeout: undefined }
 /**
- * PostgreSQL: how much sooner than the query timeout a statement stops waiting for a lock (lock_timeout). The server
- * then says why itself (55P03, and which row it waited for), before the client's own timeout, which cannot tell a row
- * held by another client from a server that does not answer, gives up on it.
+ * PostgreSQL: the server's own timeouts end a little sooner than the client's query timeout, by this much (or a quarter
+ * of the query timeout when that is under 0.8 s), so that the server says why a statement ended, and which lock it
+ * waited for, before the client's timeout, which cannot tell a lock held by another client from a server that does not
+ * answer, gives up on it: statement_timeout one margin sooner, lock_timeout two. A lock waited for from the start of a
+ * statement ends on lock_timeout (55P03); one that the statement came to late (after other work, or after another
+ * lock) ends on statement_timeout (57014), with the row it waited for in the error's context (isLockWait).
  */
-const LOCK_WAIT_MARGIN_MS = 200
+const SERVER_TIMEOUT_MARGIN_MS = 200
 const MIGRATION_CONNECT_MS = 10_000
 /** How long a process starting next to another waits for the other's SQLite migrations. */
 const MIGRATION_WAIT_MS = 60_000
@@ -226,6 +229,15 @@ const TOO_MANY_CONNECTIONS = '53300'
 const CONNECTION_LIMIT_HOLD_MS = 1_000
 /** PostgreSQL's SQLSTATE for a lock not obtained within lock_timeout. */
 const LOCK_NOT_AVAILABLE = '55P03'
+/** PostgreSQL's SQLSTATE for a statement canceled: by statement_timeout, among others. */
+const QUERY_CANCELED = '57014'
+/**
+ * A tuple's id, `(0,2)`, as PostgreSQL's context for a wait on another transaction's row names it (`while updating tuple
+ * (0,2) in relation "users"`, `while inserting index tuple ...`, `while locking tuple ...`): numbers, so the same in
+ * whatever language the server writes its messages. Gatehouse's statements call no functions of their own, so the
+ * only other context they get is that of a foreign key's action ("SQL statement ..."), which names no tuple.
+ */
+const WAITED_TUPLE = /\(\d+,\d+\)/
 /** Characters PostgreSQL cannot store in text (SQLite can): refused for both, so both behave alike. */
 const NUL = '\u0000'
 
@@ -266,7 +278,7 @@ export class Database {
         connectionString: certificateCheckingSslMode(url),
         connectionTimeoutMillis: timeouts.connectMs,
         query_timeout: bounded(timeouts.queryMs),
-        statement_timeout: bounded(timeouts.queryMs),
+        statement_timeout: serverTimeout(timeouts.queryMs, 1),
         idle_in_transaction_session_timeout: bounded(timeouts.idleInTransactionMs ?? IDLE_IN_TRANSACTION_MS),
         keepAlive: true,
         keepAliveInitialDelayMillis: KEEPALIVE_DELAY_MS,
@@ -277,12 +289,12 @@ export class Database {
       // Nor may a checked-out one: its query in flight fails on its own, but pg also emits 'error' on the
       // client, where the pool listens only while the client is idle.
       pool.on('connect', (client) => client.on('error', () => {}))
-      const lockWaitMs = bounded(timeouts.queryMs - Math.min(LOCK_WAIT_MARGIN_MS, timeouts.queryMs / 4))
+      const lockWaitMs = serverTimeout(timeouts.queryMs, 2)
       // Set once the connection is open (pg runs it before the query the connection was opened for), not as a
       // startup parameter as the other timeouts are: a pooler in front (PgBouncer) refuses a connection whose startup
       // parameters it was not told to accept, and a deployment's list would lack this one. Failing, it leaves a lock
       // wait to the statement timeout.
-      if (lockWaitMs !== undefined) pool.on('connect', (client) => void client.query(`set lock_timeout = ${Math.max(1, Math.round(lockWaitMs))}`).catch(() => {}))
+      if (lockWaitMs !== undefined) pool.on('connect', (client) => void client.query(`set lock_timeout = ${lockWaitMs}`).catch(() => {}))
       const database = new Database('postgres', redactUrl(url), new PostgresDialect({ pool: discardingBrokenClients(pool) }), undefined, config, pool)
       if (existing && await database.hasTables() === false) {
         await database.close()
@@ -539,6 +551,12 @@ function bounded(ms: number): number | undefined {
   return ms < 2 ** 31 ? ms : undefined
 }
 
+/** PostgreSQL: a server-side timeout `margins` SERVER_TIMEOUT_MARGIN_MS shorter than the query timeout, in whole ms. */
+function serverTimeout(queryMs: number, margins: 1 | 2): number | undefined {
+  const ms = bounded(queryMs - margins * Math.min(SERVER_TIMEOUT_MARGIN_MS, queryMs / 4))
+  return ms === undefined ? undefined : Math.max(1, Math.round(ms))
+}
+
 /** Where the embedded SQLite database of a data directory is. */
 export function sqliteFile(dataDir: string): string {
   return join(resolve(dataDir), 'gatehouse.sqlite')
@@ -636,6 +654,17 @@ function hasEveryMigration(raw: DatabaseSync): boolean {
   return migrationNames.every((name) => applied.has(name))
 }
 
+/**
+ * PostgreSQL gave up a statement's wait for a lock another client holds: lock_timeout (55P03), or, for a row the
+ * statement came to late, when lock_timeout had not yet run out, statement_timeout (57014) in the middle of the wait,
+ * which the error's context says (WAITED_TUPLE). A statement timeout with no such context is a slow server: an outage.
+ */
+function isLockWait(error: unknown): boolean {
+  const e = error as { code?: unknown; where?: unknown }
+  if (e?.code === LOCK_NOT_AVAILABLE) return true
+  return e?.code === QUERY_CANCELED && typeof e.where === 'string' && WAITED_TUPLE.test(e.where)
+}
+
 function meansUnavailable(error: unknown): boolean {
   if (error instanceof DatabaseFileGone) return true
   const e = error as { code?: unknown; errcode?: unknown; message?: unknown }
@@ -711,10 +740,13 @@ export class Health {
     // or /readyz would take a process out of its load balancer for being busy, and flap under a steady load. Held
     // connections that stopped answering (a frozen server) fail on their own query timeout, which does count.
     if ((error as { message?: unknown })?.message === POOL_WAIT_TIMEOUT) return new DatabaseUnavailable(undefined, error)
+    if (isLockWait(error)) {
+      this.answered()
+      return this.#lockWaited(error)
+    }
     if (!meansUnavailable(error)) {
       this.answered()
       if (isConflict(error)) return new TransactionConflict(error)
-      if ((error as { code?: unknown })?.code === LOCK_NOT_AVAILABLE) return this.#lockWaited(error)
       return isUniqueViolation(error) ? new UniqueViolation(error) : isForeignKeyViolation(error) ? new ForeignKeyViolation(error) : error
     }
     const now = Date.now()

@@ -14,6 +14,22 @@ async function timed(gw: TestGateway, path: string, init: RequestInit = {}): Pro
   return { response, ms: performance.now() - started }
 }
 
+/** A local account whose password is its username and `-password`; its id. */
+async function createUser(gw: TestGateway, username: string): Promise<number> {
+  const created = await gw.fetch('/api/gateway/v1/users/', {
+    method: 'POST', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify({ username, password: `${username}-password` }),
+  })
+  assert.equal(created.status, 201)
+  return (await json(created)).id
+}
+
+/** The log's lines about lock waits, where it logged no outage. */
+function lockWaitLines(logLines: Record<string, unknown>[]): Record<string, unknown>[] {
+  const outages = logLines.filter((line) => /database (still )?unavailable/.test(String(line.msg)))
+  assert.deepEqual(outages, [], 'no outage logged')
+  return logLines.filter((line) => /^database row locked/.test(String(line.msg)))
+}
+
 async function expectBoundedUnavailable(answer: Promise<{ response: Response; ms: number }>): Promise<void> {
   const { response, ms } = await answer
   const body = await json(response)
@@ -45,11 +61,7 @@ describe('a gateway on PostgreSQL whose rows another client holds locked', () =>
 
   // First: the log says it once a minute at most.
   it('logs a row held past the query timeout as a locked row naming its table, not as a database outage, and stays ready meanwhile', async () => {
-    const created = await gw.fetch('/api/gateway/v1/users/', {
-      method: 'POST', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify({ username: 'held-hana', password: 'held-hana-password' }),
-    })
-    assert.equal(created.status, 201)
-    const { id } = await json(created)
+    const id = await createUser(gw, 'held-hana')
     await holder.query('begin')
     await holder.query('select * from users where id = $1 for update', [id])
     try {
@@ -62,9 +74,7 @@ describe('a gateway on PostgreSQL whose rows another client holds locked', () =>
     } finally {
       await holder.query('rollback')
     }
-    const outages = logLines.filter((line) => /database (still )?unavailable/.test(String(line.msg)))
-    assert.deepEqual(outages, [], 'no outage logged')
-    const locked = logLines.filter((line) => /^database row locked/.test(String(line.msg)))
+    const locked = lockWaitLines(logLines)
     assert.equal(locked.length, 1, JSON.stringify(logLines))
     assert.equal(locked[0]!.level, 40)
     assert.equal(locked[0]!.waits, 1)
@@ -72,11 +82,7 @@ describe('a gateway on PostgreSQL whose rows another client holds locked', () =>
   })
 
   it('answers a change to a user whose row is held, and a sign-in of that user, 503 within the query timeout, keeps nothing of the change, and makes it once the row is free', async () => {
-    const created = await gw.fetch('/api/gateway/v1/users/', {
-      method: 'POST', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify({ username: 'locked-lee', password: 'locked-lee-password' }),
-    })
-    assert.equal(created.status, 201)
-    const { id } = await json(created)
+    const id = await createUser(gw, 'locked-lee')
     const patch = (firstName: string) => timed(gw, `/api/gateway/v1/users/${id}/`, {
       method: 'PATCH', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify({ first_name: firstName }),
     })
@@ -116,5 +122,56 @@ describe('a gateway on PostgreSQL whose rows another client holds locked', () =>
     const { response } = await logout()
     assert.ok(response.status < 400, String(response.status))
     assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { cookie: session.cookie } })).status, 401, 'signed out once the row was free')
+  })
+})
+
+/**
+ * A statement that waits for one held row, has it, and then waits for another: its second wait begins most of the
+ * query timeout into the statement, so it ends on the statement timeout, not on lock_timeout.
+ */
+describe('a gateway on PostgreSQL whose statement meets a held row late', () => {
+  let gw: TestGateway
+  let first: pg.Client
+  let second: pg.Client
+  const logLines: Record<string, unknown>[] = []
+
+  before(async () => {
+    gw = await startGatewayOn('postgres', { logLines, logLevel: 'warn' })
+    first = new pg.Client({ connectionString: gw.store.database.description })
+    second = new pg.Client({ connectionString: gw.store.database.description })
+    await first.connect()
+    await second.connect()
+  })
+  after(async () => {
+    await first?.end().catch(() => {})
+    await second?.end().catch(() => {})
+    await gw?.close()
+  })
+
+  it('logs a row lock waited for from late in a statement as a locked row, not as a database outage, and stays ready', async () => {
+    const id = await createUser(gw, 'late-lars')
+    await login(gw, 'late-lars', 'late-lars-password')
+    await login(gw, 'late-lars', 'late-lars-password')
+    // In the order the DELETE of the user's sessions comes to them (physical order, by index or by scan).
+    const { rows } = await first.query<{ id: number }>('select id from sessions where user_id = $1 order by ctid', [id])
+    assert.equal(rows.length, 2)
+    await first.query('begin')
+    await first.query('select 1 from sessions where id = $1 for update', [rows[0]!.id])
+    await second.query('begin')
+    await second.query('select 1 from sessions where id = $1 for update', [rows[1]!.id])
+    const freeFirst = setTimeout(() => void first.query('commit'), 1000)
+    try {
+      await expectBoundedUnavailable(timed(gw, `/api/gateway/v1/users/${id}/sessions/`, { method: 'DELETE', headers: adminAuth }))
+      assert.equal(gw.store.database.status().reachable, true, 'a locked row is not an unreachable database')
+      const ready = await gw.fetch('/readyz')
+      assert.equal(ready.status, 200, JSON.stringify(await json(ready)))
+    } finally {
+      clearTimeout(freeFirst)
+      await first.query('rollback').catch(() => {})
+      await second.query('rollback')
+    }
+    const locked = lockWaitLines(logLines)
+    assert.equal(locked.length, 1, JSON.stringify(logLines))
+    assert.match(String(locked[0]!.where), /"sessions"/)
   })
 })

@@ -7,6 +7,8 @@ import { Health, type LockWaitReport, type OutageReport } from '../../src/store/
 const refused = () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' })
 /** What PostgreSQL answers a statement that waited lock_timeout for a row another client holds. */
 const lockTimeout = () => Object.assign(new Error('canceling statement due to lock timeout'), { code: '55P03', where: 'while updating tuple (0,2) in relation "users"' })
+/** What PostgreSQL answers a statement whose statement_timeout ran out: in the middle of a row's wait, and elsewhere. */
+const statementTimeout = (where?: string) => Object.assign(new Error('canceling statement due to statement timeout'), { code: '57014', where })
 
 describe('the reports of database outages', () => {
   it('reports an outage when it begins and ends; one between reports ends unreported, counted in the next, never in another\'s failures', (t) => {
@@ -84,5 +86,21 @@ describe('the reports of database outages', () => {
     health.classify(lockTimeout())
     assert.deepEqual(lockWaits.map((r) => r.waits), [1, 3])
     assert.equal(outages.length, 2)
+  })
+  it('takes a statement timeout in the middle of a wait for a row as a lock wait, and one elsewhere, or in a foreign key\'s action, as an outage', () => {
+    const health = new Health()
+    const lockWaits: LockWaitReport[] = []
+    health.subscribeLockWaits((report) => lockWaits.push(report))
+    const late = health.classify(statementTimeout('while deleting tuple (0,3) in relation "sessions"\nSQL statement "DELETE FROM ONLY "public"."sessions" WHERE $1 OPERATOR(pg_catalog.=) "user_id""'))
+    assert.ok(late instanceof DatabaseRowLocked)
+    assert.equal(health.status().reachable, true)
+    assert.equal(lockWaits.length, 1)
+    assert.match(String(lockWaits[0]!.where), /"sessions"/)
+    for (const where of [undefined, 'SQL statement "DELETE FROM ONLY "public"."sessions" WHERE $1 OPERATOR(pg_catalog.=) "user_id""']) {
+      const slow = health.classify(statementTimeout(where))
+      assert.ok(!(slow instanceof DatabaseRowLocked), String(where))
+      assert.equal(health.status().reachable, false)
+      health.answered()
+    }
   })
 })
