@@ -811,11 +811,12 @@ export class DatabaseUnavailable extends GatehouseError {
 }
 
 /**
- * 503: a row (or table) the request must change stayed locked by another client of PostgreSQL (a `SELECT ... FOR
- * UPDATE` left open in psql, a long report) for the query timeout (src/store/database.ts). The database answered,
- * so it is no outage, and the same code as one: for the client it is the same "try again shortly".
+ * 503: a lock the request had to take stayed held by another transaction on PostgreSQL for the query timeout: a row
+ * or a table (a `SELECT ... FOR UPDATE` left open in psql, a long report), or an advisory lock of Gatehouse's own
+ * (src/store/database.ts, HeldLock). The database answered, so it is no outage, and the same code as one: for the
+ * client it is the same "try again shortly".
  */
-export class DatabaseRowLocked extends DatabaseUnavailable {
+export class DatabaseLockHeld extends DatabaseUnavailable {
   static override readonly defaultMessage: string = 'What this request must change is held by another client of the database; try again shortly.'
 }
 

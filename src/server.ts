@@ -34,6 +34,7 @@ import { registerMetrics } from './metrics/routes.ts'
 import type { TlsCredentials } from './listener/tls.ts'
 import type { KeysKept } from './oidc/keys.ts'
 import { registerOidcRoutes } from './oidc/routes.ts'
+import type { HeldLock } from './store/database.ts'
 import { tokenLane } from './oidc/token-lane.ts'
 import { registerUi } from './ui/routes.ts'
 import { boundedError } from './logging/error-serializer.ts'
@@ -319,11 +320,18 @@ function logRefusedPasswordHashes(server: FastifyInstance): void {
   server.addHook('onClose', async () => stop())
 }
 
+/** How the log names each kind of lock a request gave up waiting for (src/store/database.ts, HeldLock). */
+const LOCK_HELD: Record<HeldLock, string> = {
+  row: 'database row locked: another client of the database held a row a request had to change',
+  table: 'database table locked: another client of the database held a lock on a whole table a request needed',
+  advisory: 'database advisory lock held: another transaction held the advisory lock a request had to take (one user\'s sessions under sessions_per_user_limit, the settings, a signing key)',
+}
+
 /**
  * A database outage is logged when it begins, at most once a minute while it lasts, and when it ends (Health in
  * src/store/database.ts holds back outages that begin within a minute of the last line); each request it fails is
- * answered 503 database_unavailable and appears only in its own request line. A row another client of PostgreSQL
- * held locked for the query timeout is no outage, and is logged as what it is, at most once a minute.
+ * answered 503 database_unavailable and appears only in its own request line. A lock another transaction on
+ * PostgreSQL held for the query timeout is no outage, and is logged as what it is, at most once a minute for each kind.
  */
 function logDatabaseOutages(server: FastifyInstance, app: App): void {
   const stop = app.store.database.onOutage(({ state, since, failures, error, earlierOutages, earlierFailures }) => {
@@ -332,8 +340,8 @@ function logDatabaseOutages(server: FastifyInstance, app: App): void {
     if (state === 'available') server.log.info(fields, 'database available again')
     else server.log.warn(fields, state === 'unavailable' ? 'database unavailable: answering 503 until it answers again' : 'database still unavailable')
   })
-  const stopLockWaits = app.store.database.onLockWait(({ waits, error, where }) => {
-    server.log.warn({ waits, error, where }, 'database row locked: another client of the database held a row (or table) a request had to change for as long as storage.timeouts.query_seconds lets a query wait, so the request was answered 503 with nothing of it written; the database answers (no outage), and requests that need other rows go on')
+  const stopLockWaits = app.store.database.onLockWait(({ lock, waits, error, where }) => {
+    server.log.warn({ lock, waits, error, where }, `${LOCK_HELD[lock]} for as long as storage.timeouts.query_seconds lets a query wait, so the request was answered 503 with nothing of it written; the database answers (no outage), and requests that need other locks go on`)
   })
   server.addHook('onClose', async () => {
     stop()

@@ -4,7 +4,7 @@ import { setTimeout as delay } from 'node:timers/promises'
 import type { DatabaseConnection, Dialect, Driver, PostgresPool, QueryResult, TransactionBuilder, TransactionSettings } from 'kysely'
 import type { DatabaseSync } from 'node:sqlite'
 import type pg from 'pg'
-import { DatabaseRowLocked, DatabaseUnavailable, NUL_MESSAGE, TransactionConflict, ValidationFailed } from '../errors.ts'
+import { DatabaseLockHeld, DatabaseUnavailable, NUL_MESSAGE, TransactionConflict, ValidationFailed } from '../errors.ts'
 import { DatabaseNotMigrated, DatabaseUnusable, DataDirUnusable, ForeignKeyViolation, MigrationFailed, UniqueViolation } from './errors.ts'
 import { CompiledQuery, Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from './kysely.ts'
 import type { Tables } from './schema.ts'
@@ -177,11 +177,20 @@ export interface OutageReport {
 }
 
 /**
- * PostgreSQL: statements that gave up waiting for a row (or table) another client holds locked, at most one report
- * per REPORT_INTERVAL_MS. The database answered each: no outage.
+ * What a statement waited for, held by another transaction: a `row` (PostgreSQL's error context names it); the
+ * `advisory` lock a transaction of Gatehouse's own takes to go one at a time (a user's sessions under
+ * `sessions_per_user_limit`, the settings, a signing key), held by another such transaction; or a `table` (or another
+ * object) another client locked whole (`LOCK TABLE`, `ALTER TABLE`, `VACUUM FULL`).
+ */
+export type HeldLock = 'row' | 'advisory' | 'table'
+
+/**
+ * PostgreSQL: statements that gave up waiting for a lock another transaction holds, at most one report of each kind
+ * of lock per REPORT_INTERVAL_MS. The database answered each: no outage.
  */
 export interface LockWaitReport {
-  /** Statements that gave up waiting since the previous report, the one reported included. */
+  lock: HeldLock
+  /** Statements that gave up waiting for this kind of lock since its previous report, the one reported included. */
   waits: number
   /** PostgreSQL's message for the last one (`canceling statement due to lock timeout`). */
   error: string
@@ -238,6 +247,8 @@ const QUERY_CANCELED = '57014'
  * only other context they get is that of a foreign key's action ("SQL statement ..."), which names no tuple.
  */
 const WAITED_TUPLE = /\(\d+,\d+\)/
+/** A statement of Gatehouse's own that waits for an advisory lock (the store's, in src/store/). */
+const TAKES_ADVISORY_LOCK = /\bpg_advisory_(xact_)?lock(_shared)?\(/
 /** Characters PostgreSQL cannot store in text (SQLite can): refused for both, so both behave alike. */
 const NUL = '\u0000'
 
@@ -485,7 +496,7 @@ export class Database {
     return this.#health.subscribe(listener)
   }
 
-  /** PostgreSQL: tells `listener` of statements that gave up waiting for a locked row, at most once a minute. */
+  /** PostgreSQL: tells `listener` of statements that gave up waiting for a lock, at most once a minute for each kind of lock. */
   onLockWait(listener: (report: LockWaitReport) => void): () => void {
     return this.#health.subscribeLockWaits(listener)
   }
@@ -662,7 +673,21 @@ function hasEveryMigration(raw: DatabaseSync): boolean {
 function isLockWait(error: unknown): boolean {
   const e = error as { code?: unknown; where?: unknown }
   if (e?.code === LOCK_NOT_AVAILABLE) return true
-  return e?.code === QUERY_CANCELED && typeof e.where === 'string' && WAITED_TUPLE.test(e.where)
+  return e?.code === QUERY_CANCELED && waitedForRow(e.where)
+}
+
+function waitedForRow(where: unknown): boolean {
+  return typeof where === 'string' && WAITED_TUPLE.test(where)
+}
+
+/**
+ * Which kind of lock a statement that gave up waiting (isLockWait) waited for: a row when the error's context names
+ * one; else an advisory lock when the statement (`sql`) is one that takes it; else a table or another whole object,
+ * which PostgreSQL gives no context for.
+ */
+function heldLock(error: unknown, sql: string | undefined): HeldLock {
+  if (waitedForRow((error as { where?: unknown })?.where)) return 'row'
+  return sql !== undefined && TAKES_ADVISORY_LOCK.test(sql) ? 'advisory' : 'table'
 }
 
 function meansUnavailable(error: unknown): boolean {
@@ -693,9 +718,8 @@ export class Health {
   #earlierOutages = 0
   #earlierFailures = 0
   readonly #listeners = new Set<(report: OutageReport) => void>()
-  #lockWaits = 0
-  /** By the monotonic clock, as #reportedAt. */
-  #lockWaitReportedAt = -Infinity
+  /** Each kind of lock's waits given up since its last report, and when that was (by the monotonic clock, as #reportedAt). */
+  readonly #lockWaits = new Map<HeldLock, { waits: number; reportedAt: number }>()
   readonly #lockWaitListeners = new Set<(report: LockWaitReport) => void>()
   readonly queryListeners: ((seconds: number, sql: string) => void)[] = []
 
@@ -730,10 +754,11 @@ export class Health {
   /**
    * The error a caller should see: DatabaseUnavailable when it means the database did not answer, UniqueViolation for
    * a duplicate, ForeignKeyViolation for a row named that is gone, TransactionConflict for a deadlock or a
-   * serialization failure (which ConflictRetryingKysely runs the transaction again for), DatabaseRowLocked (a
-   * DatabaseUnavailable) for a row another client held locked past lock_timeout.
+   * serialization failure (which ConflictRetryingKysely runs the transaction again for), DatabaseLockHeld (a
+   * DatabaseUnavailable) for a lock another transaction held past lock_timeout. `sql`: the statement that failed, where
+   * there was one, which says whether it waited for an advisory lock.
    */
-  classify(error: unknown): unknown {
+  classify(error: unknown, sql?: string): unknown {
     if (error instanceof DatabaseUnavailable || error instanceof UniqueViolation || error instanceof ForeignKeyViolation || error instanceof TransactionConflict) return error
     // Every connection of the pool was in use and none came free within the connect timeout (pg-pool's wait for one):
     // the database is busy answering the others, not gone. The request is refused (503), but no outage is counted,
@@ -742,7 +767,7 @@ export class Health {
     if ((error as { message?: unknown })?.message === POOL_WAIT_TIMEOUT) return new DatabaseUnavailable(undefined, error)
     if (isLockWait(error)) {
       this.answered()
-      return this.#lockWaited(error)
+      return this.#lockWaited(error, heldLock(error, sql))
     }
     if (!meansUnavailable(error)) {
       this.answered()
@@ -765,20 +790,22 @@ export class Health {
   }
 
   /**
-   * A row another client of the database held (a `SELECT ... FOR UPDATE` left open in psql) was waited for as long as
-   * a query may take. The server said so itself, so it is reachable: the request is refused as if it were not (503
-   * with Retry-After, nothing of it written), but no outage is counted, and the report says a row was locked.
+   * A lock another transaction held (a row of a `SELECT ... FOR UPDATE` left open in psql) was waited for as long as a
+   * query may take. The server said so itself, so it is reachable: the request is refused as if it were not (503 with
+   * Retry-After, nothing of it written), but no outage is counted, and the report says which kind of lock was held.
    */
-  #lockWaited(error: unknown): DatabaseRowLocked {
-    this.#lockWaits++
-    if (performance.now() - this.#lockWaitReportedAt >= REPORT_INTERVAL_MS) {
+  #lockWaited(error: unknown, lock: HeldLock): DatabaseLockHeld {
+    const waited = this.#lockWaits.get(lock) ?? { waits: 0, reportedAt: -Infinity }
+    this.#lockWaits.set(lock, waited)
+    waited.waits++
+    if (performance.now() - waited.reportedAt >= REPORT_INTERVAL_MS) {
       const { message, where } = error as { message?: unknown; where?: unknown }
-      const report: LockWaitReport = { waits: this.#lockWaits, error: String(message).slice(0, 200), where: typeof where === 'string' ? where.slice(0, 200) : undefined }
-      this.#lockWaits = 0
-      this.#lockWaitReportedAt = performance.now()
+      const report: LockWaitReport = { lock, waits: waited.waits, error: String(message).slice(0, 200), where: typeof where === 'string' ? where.slice(0, 200) : undefined }
+      waited.waits = 0
+      waited.reportedAt = performance.now()
       for (const listener of this.#lockWaitListeners) listener(report)
     }
-    return new DatabaseRowLocked(undefined, error)
+    return new DatabaseLockHeld(undefined, error)
   }
 
   #report(state: OutageReport['state']): void {
@@ -960,7 +987,7 @@ class GuardedConnection implements DatabaseConnection {
       this.#health.answered()
       return result
     } catch (error) {
-      throw this.#health.classify(error)
+      throw this.#health.classify(error, compiledQuery.sql)
     } finally {
       const seconds = (performance.now() - started) / 1000
       for (const listener of this.#health.queryListeners) listener(seconds, compiledQuery.sql)

@@ -27,7 +27,7 @@ async function createUser(gw: TestGateway, username: string): Promise<number> {
 function lockWaitLines(logLines: Record<string, unknown>[]): Record<string, unknown>[] {
   const outages = logLines.filter((line) => /database (still )?unavailable/.test(String(line.msg)))
   assert.deepEqual(outages, [], 'no outage logged')
-  return logLines.filter((line) => /^database row locked/.test(String(line.msg)))
+  return logLines.filter((line) => /^database (row locked|table locked|advisory lock held)/.test(String(line.msg)))
 }
 
 async function expectBoundedUnavailable(answer: Promise<{ response: Response; ms: number }>): Promise<void> {
@@ -77,8 +77,32 @@ describe('a gateway on PostgreSQL whose rows another client holds locked', () =>
     const locked = lockWaitLines(logLines)
     assert.equal(locked.length, 1, JSON.stringify(logLines))
     assert.equal(locked[0]!.level, 40)
+    assert.equal(locked[0]!.lock, 'row')
     assert.equal(locked[0]!.waits, 1)
     assert.match(String(locked[0]!.where), /"users"/)
+  })
+
+  it('logs a wait given up for an advisory lock, and for a table locked whole, as what each is, not as a row', async () => {
+    const session = await login(gw, 'held-hana', 'held-hana-password')
+    await holder.query('begin')
+    await holder.query(`select pg_advisory_xact_lock(hashtext('settings'))`)
+    await holder.query('lock table sessions in exclusive mode')
+    try {
+      await expectBoundedUnavailable(timed(gw, '/api/gateway/v1/settings/all/', {
+        method: 'PATCH', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify({ local_password_min_length: 9 }),
+      }))
+      await expectBoundedUnavailable(timed(gw, '/api/gateway/v1/logout/', { method: 'POST', headers: withCsrf(session, { referer: gw.url + '/api/gateway/v1/logout/' }) }))
+      assert.equal(gw.store.database.status().reachable, true)
+    } finally {
+      await holder.query('rollback')
+    }
+    const advisory = lockWaitLines(logLines).filter((line) => line.lock === 'advisory')
+    assert.equal(advisory.length, 1, JSON.stringify(logLines))
+    assert.match(String(advisory[0]!.msg), /^database advisory lock held/)
+    assert.equal(advisory[0]!.where, undefined)
+    const table = lockWaitLines(logLines).filter((line) => line.lock === 'table')
+    assert.equal(table.length, 1, JSON.stringify(logLines))
+    assert.match(String(table[0]!.msg), /^database table locked/)
   })
 
   it('answers a change to a user whose row is held, and a sign-in of that user, 503 within the query timeout, keeps nothing of the change, and makes it once the row is free', async () => {
@@ -172,6 +196,7 @@ describe('a gateway on PostgreSQL whose statement meets a held row late', () => 
     }
     const locked = lockWaitLines(logLines)
     assert.equal(locked.length, 1, JSON.stringify(logLines))
+    assert.equal(locked[0]!.lock, 'row')
     assert.match(String(locked[0]!.where), /"sessions"/)
   })
 })

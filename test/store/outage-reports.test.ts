@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { DatabaseRowLocked } from '../../src/errors.ts'
+import { DatabaseLockHeld } from '../../src/errors.ts'
 import { Health, type LockWaitReport, type OutageReport } from '../../src/store/database.ts'
 
 /** What a driver raises when the database cannot be reached. */
@@ -74,10 +74,10 @@ describe('the reports of database outages', () => {
     health.subscribe((report) => outages.push(report))
     health.subscribeLockWaits((report) => lockWaits.push(report))
     health.classify(refused())
-    assert.ok(health.classify(lockTimeout()) instanceof DatabaseRowLocked)
+    assert.ok(health.classify(lockTimeout()) instanceof DatabaseLockHeld)
     assert.equal(health.status().reachable, true, 'the server answered')
     assert.deepEqual(outages.map((r) => r.state), ['unavailable', 'available'])
-    assert.deepEqual(lockWaits, [{ waits: 1, error: 'canceling statement due to lock timeout', where: 'while updating tuple (0,2) in relation "users"' }])
+    assert.deepEqual(lockWaits, [{ lock: 'row', waits: 1, error: 'canceling statement due to lock timeout', where: 'while updating tuple (0,2) in relation "users"' }])
     t.mock.timers.tick(1000)
     health.classify(lockTimeout())
     health.classify(lockTimeout())
@@ -92,15 +92,31 @@ describe('the reports of database outages', () => {
     const lockWaits: LockWaitReport[] = []
     health.subscribeLockWaits((report) => lockWaits.push(report))
     const late = health.classify(statementTimeout('while deleting tuple (0,3) in relation "sessions"\nSQL statement "DELETE FROM ONLY "public"."sessions" WHERE $1 OPERATOR(pg_catalog.=) "user_id""'))
-    assert.ok(late instanceof DatabaseRowLocked)
+    assert.ok(late instanceof DatabaseLockHeld)
     assert.equal(health.status().reachable, true)
     assert.equal(lockWaits.length, 1)
     assert.match(String(lockWaits[0]!.where), /"sessions"/)
     for (const where of [undefined, 'SQL statement "DELETE FROM ONLY "public"."sessions" WHERE $1 OPERATOR(pg_catalog.=) "user_id""']) {
       const slow = health.classify(statementTimeout(where))
-      assert.ok(!(slow instanceof DatabaseRowLocked), String(where))
+      assert.ok(!(slow instanceof DatabaseLockHeld), String(where))
       assert.equal(health.status().reachable, false)
       health.answered()
     }
+  })
+  it('names an advisory lock waited for by the statement that takes it, and a lock with no row named as a table\'s, each reported apart', () => {
+    const health = new Health()
+    const lockWaits: LockWaitReport[] = []
+    health.subscribeLockWaits((report) => lockWaits.push(report))
+    const noContext = () => Object.assign(new Error('canceling statement due to lock timeout'), { code: '55P03' })
+    assert.ok(health.classify(noContext(), 'select pg_advisory_xact_lock(hashtext($1))') instanceof DatabaseLockHeld)
+    health.classify(noContext(), 'update "sessions" set "expires_at" = $1 where "id" = $2')
+    health.classify(lockTimeout(), 'update "users" set "last_name" = $1 where "id" = $2')
+    health.classify(noContext(), 'select pg_advisory_xact_lock(hashtext(\'settings\'))')
+    assert.deepEqual(lockWaits.map(({ lock, waits, where }) => ({ lock, waits, where })), [
+      { lock: 'advisory', waits: 1, where: undefined },
+      { lock: 'table', waits: 1, where: undefined },
+      { lock: 'row', waits: 1, where: 'while updating tuple (0,2) in relation "users"' },
+    ])
+    assert.equal(health.status().reachable, true)
   })
 })
