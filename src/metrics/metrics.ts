@@ -2,7 +2,7 @@ import { setTimeout } from 'node:timers/promises'
 import type { GatewayRequest } from '../http/gateway-request.ts'
 import type { Gauge, Metric, Registry } from 'prom-client'
 import type { NewAuditEntry } from '../store/audit.ts'
-import type { Database } from '../store/database.ts'
+import type { Database, HeldLock } from '../store/database.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import type { CacheStats } from '../store/cache.ts'
 import type { ConnectionCap } from '../listener/address-shares.ts'
@@ -75,6 +75,7 @@ export class GatewayMetrics {
   readonly #connectionsRefused = new CounterFamily('gatehouse_connections_refused_total', 'Connections closed as they arrived because server.max_connections or server.max_connections_per_address was reached, by that cap.', ['reason'])
   readonly #websocketsClosed = new CounterFamily('gatehouse_websockets_closed_total', 'WebSockets closed after they opened, by service and by what closed them (client, service, idle, credential_revoked, access_narrowed, database_unavailable, directory_unavailable, password_checks_busy, shutdown, service_reloaded), and upgrades whose client left before the service answered (client_before_answer).', ['service', 'reason'])
   readonly #queryDuration = new HistogramFamily('gatehouse_db_query_duration_seconds', 'Database query time, failed queries included.', [], FAST_BUCKETS)
+  readonly #lockWaits = new CounterFamily('gatehouse_db_lock_waits_total', 'PostgreSQL statements that gave up waiting for a lock another transaction held (their requests answered 503 database_unavailable, no outage), by lock: row, table or advisory.', ['lock'])
 
   /** `places`: the names requests are counted under besides `none` (src/gateway/places.ts: services, `gateway`, `ui`, `realms/<name>`). */
   constructor(places: readonly string[]) {
@@ -120,7 +121,7 @@ export class GatewayMetrics {
   /** Gatehouse's families, then prom-client's process metrics, then the gauges: the order they had when made at start. */
   #registryOf(client: PromClient): Registry {
     const registry = new client.Registry()
-    for (const family of [this.#requests, this.#gatewayDuration, this.#upstreamDuration, this.#decisions, this.#logins, this.#created, this.#oidcGrants, this.#logoutTokens, this.#revoked, this.#lockouts, this.#auditDropped, this.#passwordChecksRefused, this.#connectionsRefused, this.#websocketsClosed, this.#cacheLookups, this.#busLag, this.#queryDuration]) {
+    for (const family of [this.#requests, this.#gatewayDuration, this.#upstreamDuration, this.#decisions, this.#logins, this.#created, this.#oidcGrants, this.#logoutTokens, this.#revoked, this.#lockouts, this.#auditDropped, this.#passwordChecksRefused, this.#connectionsRefused, this.#websocketsClosed, this.#cacheLookups, this.#busLag, this.#queryDuration, this.#lockWaits]) {
       registry.registerMetric(family as unknown as Metric)
     }
     client.collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: EVENT_LOOP_PRECISION_MS })
@@ -233,6 +234,8 @@ export class GatewayMetrics {
   watchDatabase(database: Database): void {
     const series = this.#queryDuration.series()
     database.onQuery((seconds) => this.#queryDuration.observe(series, seconds))
+    const lockWaits: Record<HeldLock, CounterCell> = { row: this.#lockWaits.series('row'), table: this.#lockWaits.series('table'), advisory: this.#lockWaits.series('advisory') }
+    database.onEachLockWait((lock) => lockWaits[lock].value++)
     this.#gauges.push((client) => new client.Gauge({
       name: 'gatehouse_db_pool_connections',
       help: 'PostgreSQL pool connections: open (total), idle, and requests waiting for one. SQLite has one connection and reports none.',

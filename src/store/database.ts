@@ -496,6 +496,11 @@ export class Database {
     return this.#health.subscribe(listener)
   }
 
+  /** PostgreSQL: tells `count` of each statement that gave up waiting for a lock, as it does (for the metrics). */
+  onEachLockWait(count: (lock: HeldLock) => void): void {
+    this.#health.lockWaitCounters.push(count)
+  }
+
   /** PostgreSQL: tells `listener` of statements that gave up waiting for a lock, at most once a minute for each kind of lock. */
   onLockWait(listener: (report: LockWaitReport) => void): () => void {
     return this.#health.subscribeLockWaits(listener)
@@ -722,6 +727,8 @@ export class Health {
   readonly #lockWaits = new Map<HeldLock, { waits: number; reportedAt: number }>()
   readonly #lockWaitListeners = new Set<(report: LockWaitReport) => void>()
   readonly queryListeners: ((seconds: number, sql: string) => void)[] = []
+  /** Told of every statement that gave up waiting for a lock, unlike the reports, which are at most once a minute. */
+  readonly lockWaitCounters: ((lock: HeldLock) => void)[] = []
 
   status(): DatabaseStatus {
     return { reachable: this.#reachable, since: this.#since }
@@ -798,6 +805,7 @@ export class Health {
     const waited = this.#lockWaits.get(lock) ?? { waits: 0, reportedAt: -Infinity }
     this.#lockWaits.set(lock, waited)
     waited.waits++
+    for (const count of this.lockWaitCounters) count(lock)
     if (performance.now() - waited.reportedAt >= REPORT_INTERVAL_MS) {
       const { message, where } = error as { message?: unknown; where?: unknown }
       const report: LockWaitReport = { lock, waits: waited.waits, error: String(message).slice(0, 200), where: typeof where === 'string' ? where.slice(0, 200) : undefined }

@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test'
 import pg from 'pg'
 import { adminAuth, json, type TestGateway } from '../helpers/gateway.ts'
 import { startGatewayOn } from '../helpers/postgres.ts'
+import { parseScrape, sampleValue } from '../helpers/prometheus.ts'
 import { csrfToken, LOGIN, login, withCsrf } from '../helpers/session.ts'
 
 /** storage.timeouts.query_seconds (2 s), and the rest of the request's own work. */
@@ -28,6 +29,13 @@ function lockWaitLines(logLines: Record<string, unknown>[]): Record<string, unkn
   const outages = logLines.filter((line) => /database (still )?unavailable/.test(String(line.msg)))
   assert.deepEqual(outages, [], 'no outage logged')
   return logLines.filter((line) => /^database (row locked|table locked|advisory lock held)/.test(String(line.msg)))
+}
+
+/** `gatehouse_db_lock_waits_total` by kind of lock, as /metrics shows it now. */
+async function lockWaitsCounted(gw: TestGateway): Promise<Record<'row' | 'table' | 'advisory', number>> {
+  const scraped = parseScrape(await (await gw.fetch('/metrics')).text())
+  const count = (lock: string) => sampleValue(scraped, 'gatehouse_db_lock_waits_total', { lock })
+  return { row: count('row'), table: count('table'), advisory: count('advisory') }
 }
 
 async function expectBoundedUnavailable(answer: Promise<{ response: Response; ms: number }>): Promise<void> {
@@ -84,6 +92,7 @@ describe('a gateway on PostgreSQL whose rows another client holds locked', () =>
 
   it('logs a wait given up for an advisory lock, and for a table locked whole, as what each is, not as a row', async () => {
     const session = await login(gw, 'held-hana', 'held-hana-password')
+    const countedBefore = await lockWaitsCounted(gw)
     await holder.query('begin')
     await holder.query(`select pg_advisory_xact_lock(hashtext('settings'))`)
     await holder.query('lock table sessions in exclusive mode')
@@ -103,6 +112,8 @@ describe('a gateway on PostgreSQL whose rows another client holds locked', () =>
     const table = lockWaitLines(logLines).filter((line) => line.lock === 'table')
     assert.equal(table.length, 1, JSON.stringify(logLines))
     assert.match(String(table[0]!.msg), /^database table locked/)
+    const counted = await lockWaitsCounted(gw)
+    assert.deepEqual({ row: counted.row - countedBefore.row, table: counted.table - countedBefore.table, advisory: counted.advisory - countedBefore.advisory }, { row: 0, table: 1, advisory: 1 })
   })
 
   it('answers a change to a user whose row is held, and a sign-in of that user, 503 within the query timeout, keeps nothing of the change, and makes it once the row is free', async () => {
@@ -198,5 +209,6 @@ describe('a gateway on PostgreSQL whose statement meets a held row late', () => 
     assert.equal(locked.length, 1, JSON.stringify(logLines))
     assert.equal(locked[0]!.lock, 'row')
     assert.match(String(locked[0]!.where), /"sessions"/)
+    assert.deepEqual(await lockWaitsCounted(gw), { row: 1, table: 0, advisory: 0 })
   })
 })
