@@ -202,8 +202,12 @@ export class UserRepository {
 
   /**
    * Active accounts of `source` that still hold a credential that works: a session or personal token not yet
-   * expired, or a record of a realm (grant, refresh token, ...) under their id. A page of them, ordered by id, after
-   * `afterId`.
+   * expired, or a live record of a realm (browser session, grant, refresh or access token, ...) under their id that
+   * is not used up. A used one is no credential: a code or device code works once, a refresh token of a client with
+   * reuse detection is refused once rotated (src/oidc/adapter.ts), and a used code, kept until its grant's expiry
+   * (src/store/oidc.ts `consumeCode`), would have a logged-out account asked about that long. An account's records are
+   * read through the account index, the used ones passed over: a logged-out account has few (a used code a sign-in).
+   * A page of them, ordered by id, after `afterId`.
    */
   async activeHoldersOfCredentials(source: UserSource, afterId: number, limit: number, now = Date.now()): Promise<User[]> {
     const rows = await this.#db.selectFrom('users').selectAll('users')
@@ -213,6 +217,7 @@ export class UserRepository {
         eb.exists(eb.selectFrom('tokens').select('tokens.id').whereRef('tokens.user_id', '=', 'users.id').where('tokens.expires_at', '>', now)),
         eb.exists(eb.selectFrom('oidc_records').select('oidc_records.id')
           .where('oidc_records.account_id', '=', eb.cast<string>(eb.ref('users.id'), 'varchar(255)'))
+          .where('oidc_records.consumed_at', 'is', null)
           .where((records) => records.or([records('oidc_records.expires_at', 'is', null), records('oidc_records.expires_at', '>', now)]))),
       ]))
       .orderBy('id').limit(limit).execute()

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import type { Store } from '../../src/store/store.ts'
 import { storeBackends } from '../helpers/backends.ts'
+import { queryPlan } from '../helpers/query-plan.ts'
 
 /** What a directory adds to an account (migration 004_ldap), on both backends. */
 for (const backend of storeBackends) {
@@ -59,6 +60,42 @@ for (const backend of storeBackends) {
       assert.deepEqual(first.map((u) => u.username), ['holds-session', 'holds-token'])
       const second = await store.users.activeHoldersOfCredentials('ldap', first.at(-1)!.id, 2, now)
       assert.deepEqual(second.map((u) => u.username), ['holds-grant'])
+    })
+
+    it('leaves out an account whose only live realm records are used up: a code kept past its ended grant, a rotated refresh token', async () => {
+      const now = Date.now()
+      const make = (username: string) => store.users.create({ username, source: 'ldap', external: true })
+      const code = async (id: string, accountId: string, grantId: string) => {
+        await store.oidc.upsert({ model: 'Grant', id: grantId, payload: { accountId }, expiresAt: now + 3600_000 })
+        await store.oidc.upsert({ model: 'AuthorizationCode', id, payload: { accountId, grantId }, grantId, expiresAt: now + 60_000 })
+        await store.oidc.settled()
+        assert.equal(await store.oidc.consume('AuthorizationCode', id, now, { accountId, grantId }), true)
+      }
+      const loggedOut = await make('used-code-only')
+      await code('used-code', String(loggedOut.id), 'ended-grant')
+      await store.oidc.endGrants(['ended-grant'])
+      const rotated = await make('rotated-token-only')
+      await store.oidc.upsert({ model: 'RefreshToken', id: 'rotated-refresh', payload: { accountId: String(rotated.id) }, expiresAt: now + 60_000 })
+      await store.oidc.settled()
+      assert.equal(await store.oidc.consume('RefreshToken', 'rotated-refresh', now), true)
+      const signedIn = await make('used-code-live-grant')
+      await code('used-code-of-live-grant', String(signedIn.id), 'live-grant')
+      const refreshing = await make('live-refresh-token')
+      await store.oidc.upsert({ model: 'RefreshToken', id: 'live-refresh', payload: { accountId: String(refreshing.id) }, expiresAt: now + 60_000 })
+      await store.oidc.settled()
+
+      const later = now + 120_000
+      assert.ok(await store.oidc.find('AuthorizationCode', 'used-code', later), 'the used code is still kept')
+      const holders = await store.users.activeHoldersOfCredentials('ldap', loggedOut.id - 1, 10, now)
+      assert.deepEqual(holders.map((u) => u.username), ['used-code-live-grant', 'live-refresh-token'])
+      assert.deepEqual((await store.users.activeHoldersOfCredentials('ldap', loggedOut.id - 1, 10, later)).map((u) => u.username), ['used-code-live-grant'])
+    })
+
+    it('finds an account\'s live realm records through the account index', async () => {
+      const records = store.database.db.selectFrom('oidc_records').select('id').where('account_id', '=', '1')
+        .where('consumed_at', 'is', null).where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', Date.now())]))
+      const plan = await queryPlan(store, records)
+      assert.match(plan, /oidc_records_account_id/, plan)
     })
   })
 }
