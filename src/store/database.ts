@@ -386,7 +386,9 @@ export class Database {
     const started = performance.now()
     let reported = -Infinity
     for (;;) {
-      const { rows } = await sql<{ free: boolean; holder: number | null }>`select case when pg_try_advisory_lock(${sql.lit(MIGRATION_LOCK_ID)}) then pg_advisory_unlock(${sql.lit(MIGRATION_LOCK_ID)}) else false end as free, (select pid from pg_locks where locktype = 'advisory' and granted and database = (select oid from pg_database where datname = current_database()) and objsubid = 1 and (classid::bigint << 32 | objid::bigint) = ${sql.lit(MIGRATION_LOCK_ID)} limit 1) as holder`.execute(this.db)
+      // A transaction's lock, the statement's own: it goes with the statement however that ends (a statement timeout
+      // halfway), so the pooled connection never keeps it.
+      const { rows } = await sql<{ free: boolean; holder: number | null }>`select pg_try_advisory_xact_lock(${sql.lit(MIGRATION_LOCK_ID)}) as free, (select pid from pg_locks where locktype = 'advisory' and granted and database = (select oid from pg_database where datname = current_database()) and objsubid = 1 and (classid::bigint << 32 | objid::bigint) = ${sql.lit(MIGRATION_LOCK_ID)} limit 1) as holder`.execute(this.db)
       if (rows[0]?.free) return
       const waited = performance.now() - started
       const holder = rows[0]?.holder ? ` (PostgreSQL server process ${rows[0].holder} holds their lock)` : ''
@@ -844,7 +846,12 @@ function compareNames(a: string, b: string): number {
 /**
  * Kysely's pool, over node-postgres's: a client whose query timed out or lost its connection is closed instead of
  * being handed out again. Its query may still be running, or its transaction still open, on the server; a later
- * borrower must never find itself inside that.
+ * borrower must never find itself inside that. A statement the server itself gave up (statement_timeout: 57014, or
+ * lock_timeout: 55P03, which counts as no outage anyway) is over, and the server said so on a connection that is
+ * ready for the next: the client goes back to the pool as any other, rather than costing a new connection (and its
+ * TLS handshake) at the moment the server is slowest. A transaction it was in is rolled back before the client is
+ * released (Kysely's, and the copy's own, src/store/transfer.ts), and no statement of Gatehouse's leaves anything
+ * of its own on the session halfway (the wait for migrations takes a transaction's lock).
  */
 function discardingBrokenClients(pool: pg.Pool): PostgresPool {
   const most = pool.options.max
@@ -872,7 +879,7 @@ function discardingBrokenClients(pool: pg.Pool): PostgresPool {
       let broken = false
       return {
         query: ((sqlText: string, parameters: unknown[]) => client.query(sqlText, parameters).catch((error: unknown) => {
-          if (meansUnavailable(error)) broken = true
+          if (meansUnavailable(error) && !endedByServer(error)) broken = true
           throw error
         })) as never,
         release: () => client.release(broken),
@@ -880,6 +887,11 @@ function discardingBrokenClients(pool: pg.Pool): PostgresPool {
     },
     end: () => pool.end(),
   }
+}
+
+/** Whether PostgreSQL ended the statement itself (statement_timeout, a cancel request) and answered so. */
+function endedByServer(error: unknown): boolean {
+  return (error as { code?: unknown })?.code === QUERY_CANCELED
 }
 
 /** Wraps a Kysely dialect so that every query passes through the guards of GuardedConnection. */
