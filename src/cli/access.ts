@@ -13,7 +13,8 @@ import { UI_PATH } from '../ui/routes.ts'
 import { heldToScope, policyRefusal, takesAccessToken } from '../auth/oidc-bearer.ts'
 import { accessTokenAudience, ACCOUNT_ROLES, compileRoleScope } from '../oidc/claims.ts'
 import type { User } from '../store/users.ts'
-import { addDemoOption, addStorageOptions, printable, UsageError, withApp, type StorageOptions } from './common.ts'
+import { printable } from '../logging/printable.ts'
+import { addDemoOption, addStorageOptions, UsageError, withApp, type StorageOptions } from './common.ts'
 
 interface CheckOptions extends StorageOptions {
   authMethod: AuthMethod

@@ -8,7 +8,8 @@ import { ValidationFailed } from '../errors.ts'
 import { MAX_SECRET_GRACE_SECONDS, newClientSecret, rotateApplicationSecret } from '../oidc/applications.ts'
 import type { Application } from '../store/applications.ts'
 import { NO_FILTER } from '../store/list-filter.ts'
-import { addDemoOption, addStorageOptions, everyPage, positiveInteger, printable, printList, UsageError, withApp, writeFailure, writeSecret, type StorageOptions } from './common.ts'
+import { printable } from '../logging/printable.ts'
+import { addDemoOption, addStorageOptions, everyPage, positiveInteger, printList, UsageError, withApp, writeFailure, writeSecret, type StorageOptions } from './common.ts'
 
 interface ByIdOptions extends StorageOptions {
   id: number

@@ -7,6 +7,7 @@ import { demoConfigFile, loadConfigFile, validateConfig } from '../config/load.t
 import { isPostgresUrl, POSTGRES_URL_FORM, type Config } from '../config/schema.ts'
 import { MAX_PASSWORD_LENGTH } from '../directory/accounts.ts'
 import { NUL_MESSAGE } from '../errors.ts'
+import { printable } from '../logging/printable.ts'
 import { Database, dataDirProblem, sqliteFile, urlPasswords, type DatabaseLocation } from '../store/database.ts'
 import { DatabaseNotMigrated, DataDirUnusable } from '../store/errors.ts'
 import { openStore, type Store } from '../store/store.ts'
@@ -251,20 +252,6 @@ export async function readStdin(): Promise<string> {
   if (/[\u0001-\u0008\u000b-\u001f\u007f]/.test(text)) throw new UsageError('the password on standard input holds a control character, which no login form can send')
   if (text.startsWith('\ufeff')) throw new UsageError('the password on standard input starts with a byte-order mark (U+FEFF): save the file without one')
   return text
-}
-
-/**
- * Control characters (C0, DEL, C1) and the bidirectional overrides and isolates: what would reach a terminal as an
- * escape sequence (moving the cursor, rewriting the window title, hiding or reordering what follows) rather than text.
- */
-const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g
-
-/**
- * Text that others chose (a token's description, a team's name) as it may be printed on an operator's terminal:
- * each character that would act on the terminal written as its `\u` escape instead.
- */
-export function printable(text: string): string {
-  return text.replace(UNPRINTABLE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
 }
 
 /**

@@ -4,7 +4,8 @@ import { cliActor } from '../audit/actor.ts'
 import { directoryWarnings } from '../config/ldap.ts'
 import { DirectoryUnavailable } from '../errors.ts'
 import type { DirectoryLookup } from '../directory/ldap.ts'
-import { addStorageOptions, printable, readStdin, resolveConfig, UsageError, withApp, type StorageOptions } from './common.ts'
+import { printable } from '../logging/printable.ts'
+import { addStorageOptions, readStdin, resolveConfig, UsageError, withApp, type StorageOptions } from './common.ts'
 import { findUser } from './users.ts'
 
 interface TestOptions extends StorageOptions {

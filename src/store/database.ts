@@ -5,6 +5,7 @@ import type { DatabaseConnection, Dialect, Driver, PostgresPool, QueryResult, Tr
 import type { DatabaseSync } from 'node:sqlite'
 import type pg from 'pg'
 import { DatabaseLockHeld, DatabaseUnavailable, NUL_MESSAGE, TransactionConflict, ValidationFailed } from '../errors.ts'
+import { printable } from '../logging/printable.ts'
 import { DatabaseNotMigrated, DatabaseUnusable, DataDirUnusable, ForeignKeyViolation, MigrationFailed, UniqueViolation } from './errors.ts'
 import { CompiledQuery, Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from './kysely.ts'
 import type { Tables } from './schema.ts'
@@ -397,7 +398,7 @@ export class Database {
       }
       if (waited - reported >= MIGRATION_WAIT_REPORT_MS) {
         const still = reported < 0 ? 'waiting' : `still waiting (${Math.round(waited / 60_000)} min)`
-        process.stderr.write(`gatehouse: ${still} for another process's migrations of ${this.description} to be committed${holder}; giving up after ${MIGRATIONS_UNDER_WAY_WAIT_MS / 3_600_000} h\n`)
+        process.stderr.write(`gatehouse: ${still} for another process's migrations of ${printable(this.description)} to be committed${holder}; giving up after ${MIGRATIONS_UNDER_WAY_WAIT_MS / 3_600_000} h\n`)
         reported = waited
       }
       await delay(MIGRATION_LOCK_POLL_MS)
@@ -558,7 +559,7 @@ export class Database {
  */
 function sayWaitingForSqlite(description: string, holders: number[]): void {
   const holder = holders.length ? ` (process ${holders.join(', ')} holds its write lock)` : ''
-  process.stderr.write(`gatehouse: waiting for another process's migrations of ${description} to be committed, or its write to end${holder}; giving up after ${MIGRATION_WAIT_MS / 1000} s\n`)
+  process.stderr.write(`gatehouse: waiting for another process's migrations of ${printable(description)} to be committed, or its write to end${holder}; giving up after ${MIGRATION_WAIT_MS / 1000} s\n`)
 }
 
 /**

@@ -24,6 +24,15 @@ async function opensAfterTheLock(dir: string): Promise<void> {
   }
 }
 
+/** `gatehouse migrate` on the data directory `dir`, run to its end: its exit code and what it wrote on stderr. */
+async function migrate(dir: string): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(join(repoRoot, 'bin/gatehouse'), ['migrate', '--data-dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let stderr = ''
+  child.stderr.on('data', (d) => stderr += d)
+  const [code] = await once(child, 'exit')
+  return { code, stderr }
+}
+
 describe('SQLite migrations next to another process', () => {
   it('wait for another process\'s write lock longer than the query timeout, instead of failing as "database is locked"', async () => {
     const dir = tempDir()
@@ -66,13 +75,22 @@ describe('SQLite migrations next to another process', () => {
     mkdirSync(dir, { mode: 0o700 })
     symlinkSync(join(target, 'gatehouse.sqlite'), join(dir, 'gatehouse.sqlite'))
     const holder = await holdLock(join(target, 'gatehouse.sqlite'), 2000)
-    const child = spawn(join(repoRoot, 'bin/gatehouse'), ['migrate', '--data-dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let stderr = ''
-    child.stderr.on('data', (d) => stderr += d)
-    const [code] = await once(child, 'exit')
+    const { code, stderr } = await migrate(dir)
     await holder.exited
     assert.equal(code, 0, stderr)
     assert.match(stderr, new RegExp(`^gatehouse: waiting for another process's migrations of sqlite:${join(dir, 'gatehouse.sqlite')} to be committed, or its write to end \\(process ${holder.pid} holds its write lock\\)`), stderr)
+  })
+
+  it('write the control characters of the data directory\'s path as escapes, keeping what they say on one line', async () => {
+    const parent = tempDir()
+    const dir = join(parent, 'data\nsplit\u001b[2J')
+    mkdirSync(dir, { mode: 0o700 })
+    const holder = await holdLock(join(dir, 'gatehouse.sqlite'), 2000)
+    const { code, stderr } = await migrate(dir)
+    await holder.exited
+    assert.equal(code, 0, stderr)
+    const said = stderr.split('\n').find((line) => line.includes('waiting for another process'))
+    assert.equal(said, `gatehouse: waiting for another process's migrations of sqlite:${parent}/data\\u000asplit\\u001b[2J/gatehouse.sqlite to be committed, or its write to end (process ${holder.pid} holds its write lock); giving up after 60 s`)
   })
 
   it('take the lock in the moments a busy serving process lets go of it, without saying they wait', async () => {
