@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { isIPv6 } from 'node:net'
+import { BlockList, isIPv4, isIPv6 } from 'node:net'
 import { compileAddressRanges, isAddressRange, isIPv6Text, parseAddressRange } from '../../src/http/address-ranges.ts'
 
 describe('address ranges in the configuration', () => {
@@ -54,6 +54,38 @@ describe('address ranges in the configuration', () => {
       for (let n = 1 + random(12); n > 0; n--) text += pieces[random(pieces.length)]
       assert.equal(isIPv6Text(text), isIPv6(text), text)
     }
+  })
+
+  it('judges dotted quads, alone and IPv4-mapped, as node:net\'s BlockList judges them', () => {
+    let seed = 11
+    const random = (n: number) => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 16) % n
+    const parts = ['0', '1', '9', '10', '127', '168', '192', '254', '255']
+    const pick = <T>(from: readonly T[]): T => from[random(from.length)]!
+    const quad = (from = parts, separators = ['.']) => [0, 1, 2, 3].map((i) => (i ? pick(separators) : '') + pick(from)).join('')
+    // The ends of the ranges the entries make, and beyond them, and parts and separators no dotted quad has.
+    const edgeParts = ['0', '1', '127', '128', '254', '255']
+    const malformedParts = [...parts, '256', '00', '01', '1000', '']
+    const pieces = ['0', '1', '9', '25', '255', '256', '00', '01', '1000', '.', '.', '.', '::ffff:', '::FFFF:', ':', 'a', ' ']
+    let matched = 0
+    // An entry's own address, or the one before or after it: the ends of a /32 or /31 range, and beyond them.
+    const beside = (entry: string) => entry.replace(/\.(\d+)\/.*$/, (_, last: string) => `.${Number(last) + random(3) - 1}`)
+    for (let list = 0; list < 200; list++) {
+      const bits = [0, 1, 7, 8, 9, 16, 24, 31, 32]
+      const entries = Array.from({ length: 1 + random(3) }, () => `${quad()}/${bits[random(bits.length)]}`)
+      const reference = new BlockList()
+      for (const entry of entries) reference.addSubnet(entry.split('/')[0]!, Number(entry.split('/')[1]), 'ipv4')
+      const judge = compileAddressRanges(entries)
+      for (let i = 0; i < 200; i++) {
+        const written = random(4) ? quad(pick([parts, edgeParts, malformedParts]), random(4) ? ['.'] : ['.', ':', ',', '']) : beside(pick(entries))
+        let text = random(2) ? written : ''
+        for (let n = random(2) * random(6); n > 0; n--) text = random(2) ? text + pick(pieces) : pick(pieces) + text
+        if (random(4) === 0) text = `::ffff:${text}`
+        const expected = isIPv4(text) ? reference.check(text, 'ipv4') : isIPv6(text) && reference.check(text, 'ipv6')
+        assert.equal(judge(text), expected, `${entries.join(' ')} ${text}`)
+        matched += Number(expected)
+      }
+    }
+    assert.ok(matched > 1_500, `only ${matched} of the addresses in a range`)
   })
 
   it('holds a CIDR prefix to its bounds, and takes zone ids as node:net does', () => {
