@@ -15,20 +15,23 @@ export interface AccessRequest {
   address: string | undefined
 }
 
+/** One made per rule when the rules are compiled, and one for none matched: deciding allocates nothing. */
 export interface AccessDecision {
-  allowed: boolean
+  readonly allowed: boolean
   /** 1-based position of the rule that decided; undefined when none matched (then the request is refused). */
-  rule: number | undefined
+  readonly rule: number | undefined
   /** The deciding rule as written, e.g. `allow teams=Automation`; undefined when none matched. */
-  description: string | undefined
+  readonly description: string | undefined
 }
+
+const NONE_MATCHED: AccessDecision = Object.freeze({ allowed: false, rule: undefined, description: undefined })
 
 type Condition = (request: AccessRequest) => boolean
 
 interface CompiledRule {
-  allow: boolean
-  description: string
-  conditions: Condition[]
+  readonly conditions: readonly Condition[]
+  /** What the rule decides when every condition holds. */
+  readonly decision: AccessDecision
 }
 
 /**
@@ -54,18 +57,15 @@ export class ServiceRules {
   constructor(service: string, rules: readonly AccessRule[], kind: 'service' | 'client' = 'service', methodOverride: { parameter: string | false; json: boolean } = { parameter: false, json: false }) {
     this.service = service
     this.#kind = kind
-    this.#rules = rules.map(compileRule)
+    this.#rules = rules.map((rule, i) => compileRule(rule, i + 1))
     this.namedMethods = new Set(rules.flatMap((rule) => (rule.allow ?? rule.deny)!.methods ?? []))
     this.methodOverride = methodOverride.parameter === false || this.namedMethods.size === 0 ? undefined : methodOverride.parameter
     this.methodOverrideJson = methodOverride.json
   }
 
   decide(request: AccessRequest): AccessDecision {
-    for (let i = 0; i < this.#rules.length; i++) {
-      const rule = this.#rules[i]!
-      if (rule.conditions.every((condition) => condition(request))) return { allowed: rule.allow, rule: i + 1, description: rule.description }
-    }
-    return { allowed: false, rule: undefined, description: undefined }
+    for (const rule of this.#rules) if (allHold(rule.conditions, request)) return rule.decision
+    return NONE_MATCHED
   }
 
   /** The 403 detail: which rule refused, or that none allowed. Only signed-in callers ever see it. */
@@ -160,10 +160,16 @@ export function unknownNames(config: Config, known: KnownNames): string[] {
   return problems
 }
 
-function compileRule(rule: AccessRule): CompiledRule {
-  const allow = rule.allow !== undefined
+function compileRule(rule: AccessRule, position: number): CompiledRule {
+  const allowed = rule.allow !== undefined
   const match = (rule.allow ?? rule.deny)!
-  return { allow, description: describe(allow, match), conditions: conditionsOf(match) }
+  return { conditions: conditionsOf(match), decision: Object.freeze({ allowed, rule: position, description: describe(allowed, match) }) }
+}
+
+/** Whether every condition holds: a plain loop, where `every` with an arrow made a closure at each rule of each request. */
+function allHold(conditions: readonly Condition[], request: AccessRequest): boolean {
+  for (const condition of conditions) if (!condition(request)) return false
+  return true
 }
 
 function conditionsOf(match: RuleMatch): Condition[] {
@@ -174,19 +180,21 @@ function conditionsOf(match: RuleMatch): Condition[] {
   }
   if (match.users) {
     const byName = new Set(match.users.filter((u) => typeof u === 'string'))
-    const bySource = new Set(match.users.filter((u) => typeof u !== 'string').map((u) => userKey(u.source, u.username)))
-    conditions.push(({ principal: { user } }) => byName.has(user.username) || bySource.has(userKey(user.source, user.username)))
+    // Each username with the sources it is named from: looked up without building a key at every request.
+    const sourcesByName = new Map<string, Set<string>>()
+    for (const u of match.users) if (typeof u !== 'string') sourcesByName.set(u.username, (sourcesByName.get(u.username) ?? new Set()).add(u.source))
+    conditions.push(({ principal: { user } }) => byName.has(user.username) || (sourcesByName.get(user.username)?.has(user.source) ?? false))
   }
   if (match.teams) {
     const byName = match.teams.filter((t) => typeof t === 'string')
     const inOrganization = match.teams.filter((t) => typeof t !== 'string').map((t) => teamKey(t.organization, t.team))
-    conditions.push((r) => anyOf(byName, (q) => q.access.teamNames)(r) || anyOf(inOrganization, (q) => q.access.teamKeys)(r))
+    conditions.push(eitherOf(anyOf(byName, (access) => access.teamNames), anyOf(inOrganization, (access) => access.teamKeys)))
   }
-  if (match.organizations) conditions.push(anyOf(match.organizations, (r) => r.access.organizationNames))
+  if (match.organizations) conditions.push(anyOf(match.organizations, (access) => access.organizationNames))
   if (match.roles) {
     const byName = match.roles.filter((role) => typeof role === 'string')
     const heldWhere = match.roles.filter((role) => typeof role !== 'string').map((role) => roleKey(role.role, role.organization, role.team))
-    conditions.push((r) => anyOf(byName, (q) => q.access.roleNames)(r) || anyOf(heldWhere, (q) => q.access.roleKeys)(r))
+    conditions.push(eitherOf(anyOf(byName, (access) => access.roleNames), anyOf(heldWhere, (access) => access.roleKeys)))
   }
   if (match.methods) {
     const methods = new Set<string>(match.methods)
@@ -205,7 +213,10 @@ function conditionsOf(match: RuleMatch): Condition[] {
   }
   if (match.scopes) {
     const scopes = match.scopes
-    conditions.push((r) => scopes.some((scope) => r.principal.scopes?.has(scope) ?? r.principal.scope === scope))
+    conditions.push(({ principal }) => {
+      for (const scope of scopes) if (principal.scopes?.has(scope) ?? principal.scope === scope) return true
+      return false
+    })
   }
   if (match.networks) {
     const inNetworks = compileAddressRanges(match.networks)
@@ -214,15 +225,25 @@ function conditionsOf(match: RuleMatch): Condition[] {
   return conditions
 }
 
-function anyOf(wanted: readonly string[], held: (request: AccessRequest) => ReadonlySet<string>): Condition {
-  return (r) => {
-    const set = held(r)
-    return set.size > 0 && wanted.some((name) => set.has(name))
+/** What no request matches: a list of names that is empty. */
+const NEVER: Condition = () => false
+
+/** Whether the caller holds any of the names wanted. */
+function anyOf(wanted: readonly string[], held: (access: UserAccess) => ReadonlySet<string>): Condition {
+  if (wanted.length === 0) return NEVER
+  return ({ access }) => {
+    const set = held(access)
+    if (set.size === 0) return false
+    for (const name of wanted) if (set.has(name)) return true
+    return false
   }
 }
 
-function userKey(source: string, username: string): string {
-  return `${source}\n${username}`
+/** Whether either condition holds; a rule naming names of one kind only asks one. */
+function eitherOf(first: Condition, second: Condition): Condition {
+  if (first === NEVER) return second
+  if (second === NEVER) return first
+  return (r) => first(r) || second(r)
 }
 
 function userName(user: string | { username: string; source: string }): string {
