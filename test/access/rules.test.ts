@@ -50,6 +50,32 @@ describe('access rules', () => {
     assert.ok(problemsOf([{ allow: { users: [{ username: 'bob' }] } }]).some((problem) => /source/.test(problem)))
   })
 
+  it('matches one username named from several sources from each of them, and from no other', () => {
+    const rules = new ServiceRules('svc', [{ allow: { users: [{ username: 'bob', source: 'local' }, 'carol', { username: 'bob', source: 'ldap' }] } }])
+    const from = (username: string, source: User['source']) => ({ ...user(username), source }) as User
+    for (const source of ['local', 'ldap'] as const) assert.equal(rules.decide(request({ user: from('bob', source), method: 'basic' })).allowed, true, source)
+    assert.equal(rules.decide(request({ user: from('bob', 'sso'), method: 'basic' })).allowed, false)
+    assert.equal(rules.decide(request({ user: from('carol', 'sso'), method: 'basic' })).allowed, true)
+    assert.equal(rules.decide(request({ user: from('local', 'bob' as User['source']), method: 'basic' })).allowed, false, 'name and source are not interchangeable')
+  })
+
+  it('matches teams and roles named alone or with where they are, either kind in one rule', () => {
+    const rules = new ServiceRules('svc', [
+      { allow: { teams: ['Ops', { organization: 'Acme', team: 'Dev' }] } },
+      { allow: { roles: [{ role: 'Team Admin', organization: 'Acme', team: 'Ops' }, 'Auditor'] } },
+      { allow: { teams: [{ organization: 'Acme', team: 'QA' }] } },
+    ])
+    const decide = (access: Partial<UserAccess>) => rules.decide(request({ user: user('bob'), method: 'basic' }, { access: { ...nobody, ...access } })).rule
+    assert.equal(decide({ teamNames: new Set(['Ops']) }), 1)
+    assert.equal(decide({ teamNames: new Set(['Dev']), teamKeys: new Set([teamKey('Acme', 'Dev')]) }), 1)
+    assert.equal(decide({ teamNames: new Set(['Dev']), teamKeys: new Set([teamKey('Other', 'Dev')]) }), undefined)
+    assert.equal(decide({ roleNames: new Set(['Auditor']) }), 2)
+    assert.equal(decide({ roleNames: new Set(['Team Admin']), roleKeys: new Set([roleKey('Team Admin', 'Acme', 'Ops')]) }), 2)
+    assert.equal(decide({ roleNames: new Set(['Team Admin']), roleKeys: new Set([roleKey('Team Admin', 'Acme')]) }), undefined)
+    assert.equal(decide({ teamNames: new Set(['QA']) }), undefined, 'a team named with its organization only there')
+    assert.equal(decide({ teamNames: new Set(['QA']), teamKeys: new Set([teamKey('Acme', 'QA')]) }), 3)
+  })
+
   it('matches client networks on the trusted address, IPv4 on a dual-stack socket included', () => {
     const rules = new ServiceRules('svc', [{ allow: { networks: ['10.0.0.0/8', '2001:db8::/32'] } }])
     const alice = { user: user('alice'), method: 'session' as const }
