@@ -779,6 +779,8 @@ describe('forward authentication', () => {
       it('refuses a request without credentials with 401, and sends a browser to log in', async () => {
         const refused = await fetch(`${nginx}/app/v1/hosts/`, { headers: { 'x-gatehouse-user': 'mallory' } })
         assert.equal(refused.status, 401)
+        assert.match(refused.headers.get('content-type')!, /^application\/json\b/, 'the JSON body said to be JSON')
+        assert.equal((await json(refused)).code, 'not_authenticated')
         assert.match(refused.headers.get('www-authenticate')!, /Basic|Bearer/)
         assert.doesNotMatch(refused.headers.get('www-authenticate')!, /(Basic realm[^,]*).*\1/, 'each challenge once')
         const browser = await fetch(`${nginx}/web/page`, { headers: BROWSER, redirect: 'manual' })
