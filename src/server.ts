@@ -11,7 +11,7 @@ import { SESSION_COOKIE } from './auth/session.ts'
 import { newRequestContext } from './context.ts'
 import { millisecondsOf } from './config/durations.ts'
 import { hashingThreads, onRefusedHash } from './directory/passwords.ts'
-import { DatabaseUnavailable, HttpVersionNotSupported, NotFound, answerClientError, noServiceAt, sendError } from './errors.ts'
+import { DatabaseUnavailable, HttpVersionNotSupported, NotFound, answerClientError, sendError } from './errors.ts'
 import { outcomeOf, type AnswerEnding, type RefusedOnArrival } from './http/answer-outcome.ts'
 import { cookieParser } from './http/cookie-header.ts'
 import { closeLingeringAfter } from './http/lingering-close.ts'
@@ -21,7 +21,7 @@ import { assertSafePath, assertWellFormedEscapes, splitTarget } from './http/req
 import { addRefusalCors } from './gateway/cors.ts'
 import { registerForwardAuth } from './gateway/forward-auth.ts'
 import { leanProxy, ownedPaths, ServiceLanes, type LeanProxy } from './gateway/lean-proxy.ts'
-import { PROXIED_URL, registerProxy, type ServesOver } from './gateway/proxy.ts'
+import { PROXIED_URL, registerProxy, unroutedAnswer, type ServesOver } from './gateway/proxy.ts'
 import { PROXIED_METHODS } from './gateway/routes.ts'
 import { registerHealthRoutes } from './health/routes.ts'
 import { capConnections, ConnectionCaps } from './listener/address-shares.ts'
@@ -249,7 +249,10 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   app.oidc.backchannelLogouts.onFailure(({ realm, clientId, uri, outcome, detail }) => {
     server.log.warn({ realm, client_id: clientId, uri, outcome, detail }, 'back-channel logout: the client was not told of a session that ended')
   })
-  server.setNotFoundHandler((request, reply) => sendError(request, reply, noServiceAt(splitTarget(request.url).path)))
+  server.setNotFoundHandler((request, reply) => {
+    const unrouted = unroutedAnswer(app, request)
+    return 'redirectTo' in unrouted ? reply.redirect(unrouted.redirectTo, 301) : sendError(request, reply, unrouted.error)
+  })
 
   await registerOpenApi(server)
   await registerGatewayApi(server, app)

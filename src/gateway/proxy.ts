@@ -56,12 +56,29 @@ export async function registerProxy(server: FastifyInstance, app: App, lanes: Se
     // Fastify attach end-of-stream listeners to every response just to learn when it ends.
     const handler = (request: FastifyRequest, reply: FastifyReply): void => {
       const lane = laneOfRequest.get(request)
-      if (!lane) return void reply.send(noServiceAt(splitTarget(request.url).path))
+      if (!lane) {
+        const unrouted = unroutedAnswer(app, request)
+        return void ('redirectTo' in unrouted ? reply.redirect(unrouted.redirectTo, 301) : reply.send(unrouted.error))
+      }
       forward(app, lane, request, reply, websockets).catch((error: unknown) => reply.send(error))
     }
     scope.route({ method: METHODS, url: PROXIED_URL, handler })
   })
   return servesOver
+}
+
+/**
+ * What a path under no service is answered. A service's prefix without its trailing slash (`/wiki` for `/wiki/`), as a
+ * person types it in the address bar, is a GET's or HEAD's 301 to the prefix, its query kept, as nginx redirects a
+ * prefix location asked for without its slash and the gateway API a path without its own; another method is 404
+ * naming the prefix, since a redirect would lose its body. Any other path is 404 naming it.
+ */
+export function unroutedAnswer(app: App, request: FastifyRequest): { redirectTo: string } | { error: NotFound } {
+  const { path, query } = splitTarget(request.url)
+  const prefix = `${path}/`
+  if (!app.routes.some((route) => route.prefix === prefix)) return { error: noServiceAt(path) }
+  if (request.method === 'GET' || request.method === 'HEAD') return { redirectTo: `${app.publishedPath}${prefix}${query}` }
+  return { error: new NotFound(`No service or API at ${path}: the service is at ${app.publishedPath}${prefix} (a ${request.method} is not redirected, which would lose its body).`) }
 }
 
 /**

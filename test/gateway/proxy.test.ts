@@ -311,6 +311,24 @@ describe('the proxy', () => {
     }
   })
 
+  it('sends a read of a service\'s prefix without its slash to the prefix, as nginx does, and names it to a write', async () => {
+    for (const method of ['GET', 'HEAD']) {
+      const response = await gw.fetch('/rec?x=1', { method, redirect: 'manual' })
+      assert.equal(response.status, 301, method)
+      assert.equal(response.headers.get('location'), '/rec/?x=1', method)
+    }
+    const before = upstream.seen.length
+    const write = await gw.fetch('/rec', { method: 'POST', headers: { ...adminAuth, 'content-type': 'application/json' }, body: '{}' })
+    assert.equal(write.status, 404)
+    const refusal = await json(write)
+    assert.equal(refusal.code, 'not_found')
+    assert.match(refusal.detail, /the service is at \/rec\//)
+    assert.equal(upstream.seen.length, before, 'nothing reached the service')
+    for (const path of ['/re', '/rec2', '/re/c']) {
+      assert.equal((await gw.fetch(path, { redirect: 'manual' })).status, 404, `${path}: no service's prefix without its slash`)
+    }
+  })
+
   it('answers unknown paths with 404 JSON', async () => {
     const response = await gw.fetch('/nowhere/')
     assert.equal(response.status, 404)

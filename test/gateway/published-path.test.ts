@@ -115,6 +115,11 @@ for (const published of ['/edge', '']) {
       assert.equal(to.pathname + to.search, `${published}/api/gateway/v1/users/?page=2`)
     })
 
+    it('adds the slash to a service\'s prefix asked for without it, under the published path', async () => {
+      const to = await landing(await gw.fetch('/web?x=1', { headers: BROWSER, redirect: 'manual' }), '/web?x=1')
+      assert.equal(to.pathname + to.search, `${published}/web/?x=1`)
+    })
+
     it('sends a browser to the realm\'s login under the published path, and the realm\'s login page and cookies stay there', async () => {
       const toRealm = await landing(await gw.fetch('/realm-app/page', { headers: BROWSER }), '/realm-app/page')
       assert.equal(toRealm.pathname, `${published}/realms/platform/protocol/openid-connect/auth`)
