@@ -220,6 +220,24 @@ describe('the README\'s and the docs\' sign-in commands, run as written against 
     assert.deepEqual(stdout.trim().split('\n'), shown)
   })
 
+  it('docs/api.md: an OAuth2 application made with the CLI prints what the page shows, and its token comes from /o/token/', async () => {
+    const [create, token, ...rest] = pageCommands('docs/api.md', 'OAuth2 applications')
+    assert.equal(rest.length, 0, 'a new command under docs/api.md\'s "OAuth2 applications" needs its check here')
+    // The CLI as `npm install` links it, on the test gateway's data directory (as the address is filled in for curl).
+    assert.match(create!.text, /^gatehouse /)
+    const printed = (await shell({ ...create!, text: `${join(repoRoot, 'bin', 'gatehouse')}${create!.text.slice('gatehouse'.length)} --data-dir ${dataDir}` })).trim().split('\n')
+    // What the comments show, with a sample value cut short (`1f0c...`) standing for any, and any number for the id.
+    const shown = create!.says.map((line) => new RegExp(`^${line.split(/\w*\.\.\./).map((part) => part.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&').replace(/\d+/g, '\\d+')).join('\\S+')}$`))
+    assert.equal(printed.length, shown.length, printed.join('\n'))
+    shown.forEach((pattern, i) => assert.match(printed[i]!, pattern))
+    const [clientId, clientSecret] = printed.slice(1).map((line) => line.split(': ')[1]!)
+    filled.set('<client_id>', clientId!)
+    filled.set('<client_secret>', clientSecret!)
+    // A confidential application's request also sends its secret, as the page says after the command.
+    const granted = JSON.parse(await shell({ ...token!, text: `${token!.text} -d client_secret=<client_secret>` }))
+    assert.ok(granted.access_token && granted.refresh_token, JSON.stringify(granted))
+  })
+
   it('the run-time settings example switches basic credentials off', async () => {
     const [patch, ...rest] = readmeCommands('Run-time settings')
     assert.equal(rest.length, 0, 'a new command under "Run-time settings" needs its check here')
