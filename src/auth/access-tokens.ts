@@ -41,6 +41,11 @@ export interface BearerPolicy {
   /** The token's scope limits it to reading unless it has `write` (the gateway's own API, as personal tokens). */
   scoped: boolean
   /**
+   * What the refusal of a token that names none of `audiences` says, where it can say more than a service's (the
+   * gateway's own API: the setting, and what makes a realm client's tokens meant for it).
+   */
+  audienceRefusal?: string
+  /**
    * Only the tokens of the platform's OAuth2 applications: a service that takes personal tokens (`token`) but not
    * `oidc` takes these too, as the platform has one kind of token for both (django-ansible-base's OAuth2 tokens).
    * Says, from the token as sent (before it is verified), whether it claims to be one: the applications realm's, issued

@@ -168,6 +168,6 @@ function checkPolicy(token: VerifiedAccessToken, policy: BearerPolicy): void {
 export function policyRefusal(token: Pick<VerifiedAccessToken, 'realm' | 'application' | 'audiences'>, policy: BearerPolicy): string | undefined {
   if (!policy.realms.has(token.realm)) return 'This service does not accept tokens of that realm.'
   if (policy.applicationsOnly && !token.application) return 'This service takes the platform\'s tokens (personal tokens and those of its OAuth2 applications), not other OpenID Connect access tokens.'
-  if (!token.audiences.some((a) => policy.audiences.has(a))) return 'The access token is not meant for this service (aud, azp).'
+  if (!token.audiences.some((a) => policy.audiences.has(a))) return policy.audienceRefusal ?? 'The access token is not meant for this service (aud, azp).'
   return undefined
 }

@@ -620,7 +620,10 @@ export class OidcRealms implements AccessTokenIssuers {
     const policies = new Map<string, BearerPolicy>()
     const loginUrls = new Map<string, (next: string) => string>()
     const gateway = config.gateway.oidc
-    policies.set('gateway', { realms: new Set(gateway.realms ?? this.#realms.keys()), audiences: new Set(gateway.audiences), scoped: true })
+    // A realm's tokens are meant for services by default, never for the gateway's API: a person who tried one there
+    // is told how a client's tokens are made for it (docs/oidc.md, "Bearer tokens at the gateway").
+    const audienceRefusal = `The access token is not meant for the gateway API: its aud and azp name none of gateway.oidc.audiences (${gateway.audiences.join(', ')}); a realm client's tokens are meant for it once the client's audiences name one.`
+    policies.set('gateway', { realms: new Set(gateway.realms ?? this.#realms.keys()), audiences: new Set(gateway.audiences), scoped: true, audienceRefusal })
     for (const service of config.services) {
       if (!service.accepts.includes('oidc')) continue
       const realm = this.#realms.get(service.oidc?.realm ?? config.realms[0]?.name ?? '')

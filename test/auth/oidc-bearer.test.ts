@@ -207,10 +207,12 @@ describe('OIDC bearer tokens at the gateway\'s own API', () => {
   }))).access_token as string
   const patchMe = (token: string) => gw.fetch(me, { method: 'PATCH', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ first_name: 'Alice' }) })
 
-  it('refuses tokens meant for other clients and services', async () => {
+  it('refuses tokens meant for other clients and services, saying how a client\'s tokens are made for it', async () => {
     const response = await gw.fetch(me, { headers: { authorization: `Bearer ${await login('end-users')}` } })
     assert.equal(response.status, 401)
-    assert.equal((await json(response)).code, 'invalid_token')
+    const refusal = await json(response)
+    assert.equal(refusal.code, 'invalid_token')
+    assert.match(refusal.detail, /not meant for the gateway API: .*gateway\.oidc\.audiences \(gateway\); a realm client's tokens are meant for it once the client's audiences name one\.$/)
   })
 
   it('refuses tokens of realms it does not take, even meant for it', async () => {
