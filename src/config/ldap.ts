@@ -20,6 +20,13 @@ export function ldapts(): typeof import('ldapts') {
 /** Checked as the URL parser reads it too: a port past 65535 or a host it refuses (`ldap://[1]`) matched the pattern. */
 const ldapUrl = z.string().refine((value) => /^ldaps?:\/\/(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?\/?$/.test(value) && URL.canParse(value), 'must be ldap://host[:port] or ldaps://host[:port], with a port up to 65535')
 const dn = z.string().min(3).max(1024).regex(/^[^=,]+=/, 'must be a distinguished name, e.g. cn=admins,ou=groups,dc=example,dc=com')
+/**
+ * A group's DN: more than one RDN. In a YAML list written in brackets, `[cn=admins,ou=groups,dc=example,dc=com]`, the
+ * commas separate items, so the list held four one-RDN names no group has, and the mapping silently matched nobody
+ * (with superuser_groups, clearing every superuser's flag at their next login). No group sits at a directory's root:
+ * a group DN of one RDN is that mistake, and refused. An escaped comma (`\,`, `\2C`) is part of its RDN.
+ */
+const groupDn = dn.refine((value) => /^(?:[^\\,]|\\.)*,/s.test(value), 'must be a whole group DN, of more than one part (cn=admins,ou=groups,dc=example,dc=com): in a YAML list in brackets, commas separate the items, so quote each DN or write one per line after -')
 const attribute = z.string().regex(/^[A-Za-z][A-Za-z0-9-]*$/, 'must be an LDAP attribute name')
 const scope = z.enum(['one', 'sub']).default('sub').describe('`sub`: the base and everything below it; `one`: only its direct children.')
 
@@ -105,13 +112,13 @@ export const LdapSchema = z.object({
       .describe('Filter finding the groups a user is in; `{dn}` is the user\'s DN and `{username}` the account\'s username, both escaped.'),
     scope,
   }).strict().optional().describe('How to find a user\'s groups. Without it, users belong to no group.'),
-  superuser_groups: z.array(dn).default([])
+  superuser_groups: z.array(groupDn).default([])
     .describe('Group DNs whose members are superusers. When set, every login sets or clears is_superuser from membership; when empty, is_superuser is left as an administrator set it.'),
-  auditor_groups: z.array(dn).default([])
+  auditor_groups: z.array(groupDn).default([])
     .describe('Group DNs whose members are system auditors; set or cleared on every login like superuser_groups.'),
-  named_groups: z.record(z.string().regex(/^[\w.@+-]{1,150}$/, 'group names are 1-150 letters, digits and @ . + - _'), z.array(dn).min(1)).default({})
+  named_groups: z.record(z.string().regex(/^[\w.@+-]{1,150}$/, 'group names are 1-150 letters, digits and @ . + - _'), z.array(groupDn).min(1)).default({})
     .describe('Gatehouse group name -> directory group DNs. A user in any of the DNs is in the group; the account\'s groups are replaced on every login and passed to services in the identity token.'),
-  memberships: membershipMappingsSchema(dn, 'Directory group DNs whose members get the membership.'),
+  memberships: membershipMappingsSchema(groupDn, 'Directory group DNs whose members get the membership.'),
   account_check: z.object({
     interval_seconds: z.number().min(0).max(86_400).default(300)
       .describe('Time between two checks of the active directory accounts that hold a session, token or realm grant: one whose entry is gone or no longer matches the user filter is disabled. One process among all on the database runs each check. 0: no periodic check (a realm refresh still checks its user).'),

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { configFileAsWritten, ConfigError, demoConfigFile, loadConfigFile, settingsFromEnvironment, validateConfig } from '../../src/config/load.ts'
@@ -20,6 +20,11 @@ function configFile(...lines: string[]): string {
   const file = join(tempDir(), 'gatehouse.yaml')
   writeFileSync(file, lines.join('\n') + '\n')
   return file
+}
+
+/** The lines of a file `configFile` wrote. */
+function readFileLines(file: string): string[] {
+  return readFileSync(file, 'utf8').trimEnd().split('\n')
 }
 
 function fileProblemsOf(file: string, env: NodeJS.ProcessEnv): string[] {
@@ -103,6 +108,34 @@ describe('configuration', () => {
     assert.deepEqual(problemsOf(ldap(['ldap://127.0.0.1:99999', 'ldap://[1]', 'ldaps://ldap.example.com:99999', 'ldaps://ldap.example.com:636'])).map((p) => p.split(':')[0]),
       ['ldap.servers.0', 'ldap.servers.1', 'ldap.servers.2'])
     assert.equal(validateConfig({ services: [service('http://127.0.0.1:65535/base', ['https://[::1]:8443'])] }).services[0]!.cors!.allowed_origins[0], 'https://[::1]:8443')
+  })
+
+  it('refuses a group DN of one part, which a DN written unquoted in a YAML list in brackets falls apart into', () => {
+    const file = configFile(
+      'ldap:',
+      '  servers: [ldaps://ldap.example.com]',
+      '  bind_dn: cn=gatehouse,ou=services,dc=example,dc=com',
+      '  bind_password: pw',
+      '  user_search: { base: "ou=people,dc=example,dc=com" }',
+      '  group_search: { base: "ou=groups,dc=example,dc=com" }',
+      '  superuser_groups: [cn=gatehouse-admins,ou=groups,dc=example,dc=com]',
+      '  named_groups: { developers: ["cn=developers,ou=groups,dc=example,dc=com"] }',
+      '  memberships:',
+      '    - { organization: Platform, groups: [cn=platform,ou=groups,dc=example,dc=com] }',
+    )
+    const problems = fileProblemsOf(file, {})
+    assert.deepEqual(problems.map((p) => p.split(':')[0]), [
+      'ldap.superuser_groups.0', 'ldap.superuser_groups.1', 'ldap.superuser_groups.2', 'ldap.superuser_groups.3',
+      'ldap.memberships.0.groups.0', 'ldap.memberships.0.groups.1', 'ldap.memberships.0.groups.2', 'ldap.memberships.0.groups.3',
+    ])
+    assert.match(problems[0]!, /in a YAML list in brackets, commas separate the items, so quote each DN/)
+    // Quoted, or with its commas escaped within an RDN, a DN is whole.
+    const quoted = loadConfigFile(configFile(...readFileLines(file).map((line) => line.replace(/\[(cn=[^\]"]*)\]/, '["$1"]')), '  auditor_groups: ["cn=ops\\\\, admins,ou=groups,dc=example,dc=com"]'), {})
+    assert.deepEqual(quoted.ldap!.superuser_groups, ['cn=gatehouse-admins,ou=groups,dc=example,dc=com'])
+    assert.deepEqual(quoted.ldap!.memberships[0]!.groups, ['cn=platform,ou=groups,dc=example,dc=com'])
+    assert.deepEqual(quoted.ldap!.auditor_groups, ['cn=ops\\, admins,ou=groups,dc=example,dc=com'])
+    const escapedOnly = { servers: ['ldaps://ldap.example.com'], bind_dn: 'cn=gatehouse,dc=example,dc=com', bind_password: 'pw', user_search: { base: 'dc=example,dc=com' }, group_search: { base: 'dc=example,dc=com' }, auditor_groups: ['cn=ops\\, admins', 'cn=ops\\2C admins'] }
+    assert.deepEqual(problemsOf({ ldap: escapedOnly }).map((p) => p.split(':')[0]), ['ldap.auditor_groups.0', 'ldap.auditor_groups.1'], 'an escaped comma separates no RDNs')
   })
 
   it('names a zoned IPv6 listening address beside metrics.port, which the URL parser does not take', () => {
