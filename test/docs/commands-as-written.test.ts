@@ -216,7 +216,11 @@ describe('the README\'s and the docs\' sign-in commands, run as written against 
     const [example, ...rest] = codeBlocks('docs/oidc.md', 'python').filter((block) => block.section === 'Quick start (the demo)')
     assert.ok(example && rest.length === 0, 'one Python example in docs/oidc.md\'s quick start')
     const shown = example.code.split('\n').filter((line) => line.startsWith('print(')).map((line) => /#\s*(.*)$/.exec(line)![1])
-    const { stdout } = await run('python3', ['-c', example.code.replaceAll(DOCUMENTED_ADDRESS, gateway.url)], { cwd: workDir, env: { ...process.env, ...env } })
+    // The environment the page tells the reader to give it, not the test's: the quick start gave its own to `npm start` alone.
+    const page = readFileSync(join(repoRoot, 'docs/oidc.md'), 'utf8')
+    const exported = Object.fromEntries([...page.matchAll(/`export\s+([A-Z_]+)=([^`\s]+)`/g)].map((match) => [match[1]!, match[2]!]))
+    const { GATEHOUSE_ADMIN_PASSWORD: _notExported, ...inherited } = process.env
+    const { stdout } = await run('python3', ['-c', example.code.replaceAll(DOCUMENTED_ADDRESS, gateway.url)], { cwd: workDir, env: { ...inherited, ...exported } })
     assert.deepEqual(stdout.trim().split('\n'), shown)
   })
 
