@@ -169,7 +169,9 @@ async function openExisting<T>(location: DatabaseLocation, open: () => Promise<T
     return await open()
   } catch (error) {
     if (error instanceof DatabaseNotMigrated) {
-      const where = location.url ? '' : ` --data-dir ${resolve(location.dataDir)}`
+      // The URL is not repeated (its password shown as *** could not be pasted), and a bare `gatehouse migrate` would
+      // make SQLite's tables in ./data when the URL came from --database: the database is named as this command named it.
+      const where = location.url ? ', naming the database as this command did' : ` --data-dir ${resolve(location.dataDir)}`
       throw new UsageError(`the database ${error.description} has no Gatehouse tables; create them with: gatehouse migrate${where} (serve creates them too)`)
     }
     throw error

@@ -85,8 +85,12 @@ describe('bin/gatehouse where there is no database', () => {
       for (const [args, input] of COMMANDS) {
         const result = await runCli([...args], { input: input ?? '', env: { GATEHOUSE_DATABASE_URL: database.url } })
         assert.equal(result.code, 2, `${args.join(' ')}: ${result.stderr}`)
-        assert.match(result.stderr, /^gatehouse: the database postgres:\/\/.* has no Gatehouse tables; create them with: gatehouse migrate \(serve creates them too\)\n$/, args.join(' '))
+        assert.match(result.stderr, /^gatehouse: the database postgres:\/\/.* has no Gatehouse tables; create them with: gatehouse migrate, naming the database as this command did \(serve creates them too\)\n$/, args.join(' '))
       }
+      // Given on the command line, the database must be given to migrate too: alone, it would make SQLite's tables in ./data.
+      const byOption = await runCli(['users', 'list', '--database', database.url])
+      assert.equal(byOption.code, 2, byOption.stderr)
+      assert.match(byOption.stderr, /create them with: gatehouse migrate, naming the database as this command did /)
       assert.deepEqual(await tablesIn(database.url), [], 'no table was made')
       assert.equal((await runCli(['migrate'], { env: { GATEHOUSE_DATABASE_URL: database.url } })).code, 0)
       assert.equal((await runCli(['users', 'list'], { env: { GATEHOUSE_DATABASE_URL: database.url } })).code, 0)
