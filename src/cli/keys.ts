@@ -26,7 +26,8 @@ export function keysCommand(): Command {
           const { kid, retired } = await realm.replaceSigningKey()
           app.audit.change(cliActor(), 'create', { type: 'realm_key', id: kid, name: kid }, undefined, { realm: realm.name, retired })
           process.stdout.write(`${kid}\n`)
-          process.stderr.write(`realm ${realm.name} signs with key ${kid} from now; dropped ${retired.length ? retired.join(', ') : 'no other key'}: tokens they signed are refused\n`)
+          const dropped = retired.length ? `dropped ${retired.join(', ')}: tokens they signed are refused` : 'it had no earlier key, so none was dropped'
+          process.stderr.write(`realm ${realm.name} signs with key ${kid} from now; ${dropped}\n`)
         })
         return
       }

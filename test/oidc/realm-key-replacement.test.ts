@@ -84,3 +84,14 @@ for (const storage of storages) describe(`keys rotate --realm, on ${storage.name
     }
   })
 })
+
+it('keys rotate --realm of a realm that has signed nothing yet says it had no earlier key, not that the tokens of none are refused', async () => {
+  const gw = await startGateway()
+  try {
+    const first = await runCli(['keys', 'rotate', '--realm', REALM, '--demo', '--data-dir', gw.dataDir])
+    assert.equal(first.code, 0, first.stderr)
+    assert.equal(first.stderr, `realm ${REALM} signs with key ${first.stdout.trim()} from now; it had no earlier key, so none was dropped\n`)
+  } finally {
+    await gw.close()
+  }
+})
