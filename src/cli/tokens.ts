@@ -41,7 +41,7 @@ export function tokensCommand(): Command {
       await withApp(options, async (app) => {
         const owner = await findUser(app, options.user)
         // Refused as the API's answer would be, "User inactive or deleted." with status 1, it read as a failure of Gatehouse.
-        const disabled = () => new UsageError(`${owner.username} is disabled, and a disabled account's tokens work for nothing; enable it first (PATCH /api/gateway/v1/users/${owner.id}/ with {"is_active": true})`)
+        const disabled = () => new UsageError(`${owner.username} is disabled, and a disabled account's tokens work for nothing; enable it first (gatehouse users enable ${owner.username})`)
         if (!owner.isActive) throw disabled()
         const { record, value } = await app.tokens.issue(owner, { scope: options.scope, description: options.description, expiresIn: options.expiresIn }).catch((error: unknown) => {
           throw error instanceof AccountDisabled ? disabled() : error

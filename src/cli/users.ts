@@ -81,21 +81,27 @@ export function usersCommand(): Command {
       await importUsers(file, options)
     }))
 
-  users.addCommand(addStorageOptions(new Command('disable')
-    .description('disable an account: its credentials, sessions and tokens stop working')
-    .argument('<name>', 'username'))
-    .action(async (name: string, options: StorageOptions) => {
-      await withApp(options, async (app) => {
-        const user = await findUser(app, name)
-        const after = await app.accounts.update(user.id, { isActive: false }, { keepAnActiveSuperuser: true }).catch((error: unknown) => {
-          if (!(error instanceof SelfLockout)) throw error
-          throw new SelfLockout(`${name} is the last active superuser: disabling it would leave no one to administer Gatehouse; `
-            + 'make another superuser first (gatehouse users create NAME --superuser)')
-        })
-        app.audit.change(cliActor(), 'update', auditedUser(user), serializeUser(user), serializeUser(after))
-        process.stdout.write(`disabled ${name}\n`)
-      })
-    }))
+  users.addCommand(accountCommand('disable', 'disable an account: its credentials, sessions and tokens stop working', async (app, user, name) => {
+    const after = await app.accounts.update(user.id, { isActive: false }, { keepAnActiveSuperuser: true }).catch((error: unknown) => {
+      if (!(error instanceof SelfLockout)) throw error
+      throw new SelfLockout(`${name} is the last active superuser: disabling it would leave no one to administer Gatehouse; `
+        + 'make another superuser first (gatehouse users create NAME --superuser)')
+    })
+    app.audit.change(cliActor(), 'update', auditedUser(user), serializeUser(user), serializeUser(after))
+    return `disabled ${name}`
+  }))
+
+  // The way back from `disable` (and from a disable by mistake) without the API. An LDAP account is enabled only
+  // through the API, which first asks the directory whether it still lists the entry the account was made for.
+  users.addCommand(accountCommand('enable', 'enable a disabled account again (an LDAP account: through the API, which asks the directory first)', async (app, user, name) => {
+    if (user.source === 'ldap') {
+      throw new UsageError(`${name} is an LDAP account: enable it with PATCH /api/gateway/v1/users/${user.id}/ and {"is_active": true}, which first asks the directory whether it still lists the person`)
+    }
+    if (user.isActive) return `${name} is enabled already`
+    const after = await app.accounts.update(user.id, { isActive: true })
+    app.audit.change(cliActor(), 'update', auditedUser(user), serializeUser(user), serializeUser(after))
+    return `enabled ${name}`
+  }))
 
   users.addCommand(addStorageOptions(new Command('unlock')
     .description('clear the failed logins of a username, ending its lockout (known account or not)')
@@ -320,6 +326,16 @@ async function deleteUndelivered(app: App, user: User, why: string): Promise<nev
   }
   app.audit.change(cliActor(), 'delete', auditedUser(user), serializeUser(user))
   throw new Error(`the generated password could not be written (${why}); the account ${user.username} was deleted again: create it with standard output where it can be read, or with --password-stdin`)
+}
+
+/** A command that changes the account a username names, and prints the line `change` answers. */
+function accountCommand(command: string, description: string, change: (app: App, user: User, name: string) => Promise<string>): Command {
+  return addStorageOptions(new Command(command).description(description).argument('<name>', 'username'))
+    .action(async (name: string, options: StorageOptions) => {
+      await withApp(options, async (app) => {
+        process.stdout.write(`${await change(app, await findUser(app, name), name)}\n`)
+      })
+    })
 }
 
 export async function findUser(app: App, name: string) {

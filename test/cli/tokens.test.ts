@@ -126,9 +126,18 @@ describe('gatehouse tokens', () => {
     const before = (await gw.app.store.tokens.list({ offset: 0, limit: 1 })).count
     const refused = await cli('create', '--user', 'carl')
     assert.equal(refused.code, 2, refused.stderr)
-    assert.equal(refused.stderr, `gatehouse: carl is disabled, and a disabled account's tokens work for nothing; enable it first (PATCH /api/gateway/v1/users/${carl.id}/ with {"is_active": true})\n`)
+    assert.equal(refused.stderr, 'gatehouse: carl is disabled, and a disabled account\'s tokens work for nothing; enable it first (gatehouse users enable carl)\n')
     assert.equal(refused.stdout, '')
     assert.equal((await gw.app.store.tokens.list({ offset: 0, limit: 1 })).count, before)
+
+    // As it says: the command enables the account, a second run says so and changes nothing, and the token is made.
+    const enabled = await runCli(['users', 'enable', 'carl', '--data-dir', gw.dataDir])
+    assert.deepEqual([enabled.code, enabled.stdout], [0, 'enabled carl\n'], enabled.stderr)
+    assert.equal((await gw.app.store.users.findById(carl.id))?.isActive, true)
+    assert.equal((await runCli(['users', 'enable', 'carl', '--data-dir', gw.dataDir])).stdout, 'carl is enabled already\n')
+    const made = await cli('create', '--user', 'carl')
+    assert.equal(made.code, 0, made.stderr)
+    assert.match(made.stdout, /^gatehouse_pat_/)
   })
 })
 
