@@ -94,10 +94,11 @@ export function usersCommand(): Command {
   // The way back from `disable` (and from a disable by mistake) without the API. An LDAP account is enabled only
   // through the API, which first asks the directory whether it still lists the entry the account was made for.
   users.addCommand(accountCommand('enable', 'enable a disabled account again (an LDAP account: through the API, which asks the directory first)', async (app, user, name) => {
+    // Before the source: an enabled LDAP account needs nothing, and the API call named below would change nothing.
+    if (user.isActive) return `${name} is enabled already`
     if (user.source === 'ldap') {
       throw new UsageError(`${name} is an LDAP account: enable it with PATCH /api/gateway/v1/users/${user.id}/ and {"is_active": true}, which first asks the directory whether it still lists the person`)
     }
-    if (user.isActive) return `${name} is enabled already`
     const after = await app.accounts.update(user.id, { isActive: true })
     app.audit.change(cliActor(), 'update', auditedUser(user), serializeUser(user), serializeUser(after))
     return `enabled ${name}`

@@ -396,3 +396,38 @@ async function assertLatestDecisionWins(storage: string[]): Promise<void> {
 describe('gatehouse users import --update after changes in Gatehouse', () => {
   onSqliteAndPostgres('keeps an administrator\'s latest enable, disable or privilege change until the file changes its word, in each order', assertLatestDecisionWins)
 })
+
+describe('gatehouse users enable', () => {
+  it('enables a disabled account with an audit entry, says so of an enabled one of any source, and leaves a disabled LDAP account to the API', async () => {
+    const gw = await startGateway()
+    try {
+      const carl = await gw.app.accounts.create({ username: 'carl', password: 'carl-password-1', isActive: false })
+      const directory = await gw.app.accounts.create({ username: 'dir-user', source: 'ldap', external: true })
+      const enable = (name: string) => runCli(['users', 'enable', name, '--data-dir', gw.dataDir])
+
+      const enabled = await enable('carl')
+      assert.deepEqual([enabled.code, enabled.stdout, enabled.stderr], [0, 'enabled carl\n', ''])
+      assert.equal((await gw.app.store.users.findById(carl.id))?.isActive, true)
+      await gw.app.audit.flush()
+      const stream = await json(await gw.fetch('/api/gateway/v1/activitystream/?operation=update&content_type=user&order_by=id', { headers: adminAuth }))
+      assert.deepEqual(stream.results.filter((entry: any) => entry.auth_method === 'cli').map((entry: any) => [entry.object_id, entry.changes.changed_fields.is_active]), [[String(carl.id), [false, true]]])
+
+      // An LDAP account that is enabled is told so, as a local one is: nothing is asked of the API.
+      for (const name of ['carl', 'dir-user']) {
+        const again = await enable(name)
+        assert.deepEqual([again.code, again.stdout, again.stderr], [0, `${name} is enabled already\n`, ''], name)
+      }
+
+      await gw.app.accounts.update(directory.id, { isActive: false })
+      const refused = await enable('dir-user')
+      assert.equal(refused.code, 2, refused.stderr)
+      assert.equal(refused.stderr, `gatehouse: dir-user is an LDAP account: enable it with PATCH /api/gateway/v1/users/${directory.id}/ and {"is_active": true}, which first asks the directory whether it still lists the person\n`)
+      assert.equal((await gw.app.store.users.findById(directory.id))?.isActive, false)
+
+      const missing = await enable('nobody')
+      assert.deepEqual([missing.code, missing.stderr], [2, 'gatehouse: no such user: nobody\n'])
+    } finally {
+      await gw.close()
+    }
+  })
+})
