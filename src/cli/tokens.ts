@@ -6,7 +6,7 @@ import { AccountDisabled } from '../errors.ts'
 import type { TokenRecord, TokenScope } from '../store/tokens.ts'
 import { addStorageOptions, positiveInteger, printList, UsageError, withApp, writeFailure, writeSecret, type StorageOptions } from './common.ts'
 import type { App } from '../app.ts'
-import { findUser } from './users.ts'
+import { findUser, howToEnable } from './users.ts'
 
 interface CreateOptions extends StorageOptions {
   user: string
@@ -41,7 +41,7 @@ export function tokensCommand(): Command {
       await withApp(options, async (app) => {
         const owner = await findUser(app, options.user)
         // Refused as the API's answer would be, "User inactive or deleted." with status 1, it read as a failure of Gatehouse.
-        const disabled = () => new UsageError(`${owner.username} is disabled, and a disabled account's tokens work for nothing; enable it first (gatehouse users enable ${owner.username})`)
+        const disabled = () => new UsageError(`${owner.username} is disabled, and a disabled account's tokens work for nothing; enable it first (${howToEnable(owner)})`)
         if (!owner.isActive) throw disabled()
         const { record, value } = await app.tokens.issue(owner, { scope: options.scope, description: options.description, expiresIn: options.expiresIn }).catch((error: unknown) => {
           throw error instanceof AccountDisabled ? disabled() : error

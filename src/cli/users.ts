@@ -97,7 +97,7 @@ export function usersCommand(): Command {
     // Before the source: an enabled LDAP account needs nothing, and the API call named below would change nothing.
     if (user.isActive) return `${name} is enabled already`
     if (user.source === 'ldap') {
-      throw new UsageError(`${name} is an LDAP account: enable it with PATCH /api/gateway/v1/users/${user.id}/ and {"is_active": true}, which first asks the directory whether it still lists the person`)
+      throw new UsageError(`${name} is an LDAP account: enable it through the API, ${enableThroughApi(user)}`)
     }
     const after = await app.accounts.update(user.id, { isActive: true })
     app.audit.change(cliActor(), 'update', auditedUser(user), serializeUser(user), serializeUser(after))
@@ -337,6 +337,15 @@ function accountCommand(command: string, description: string, change: (app: App,
         process.stdout.write(`${await change(app, await findUser(app, name), name)}\n`)
       })
     })
+}
+
+/** How a disabled account is enabled again: by `users enable`, or an LDAP one by the API, which asks the directory first. */
+export function howToEnable(user: User): string {
+  return user.source === 'ldap' ? `an LDAP account: ${enableThroughApi(user)}` : `gatehouse users enable ${user.username}`
+}
+
+function enableThroughApi(user: User): string {
+  return `PATCH /api/gateway/v1/users/${user.id}/ with {"is_active": true}, which first asks the directory whether it still lists the person`
 }
 
 export async function findUser(app: App, name: string) {

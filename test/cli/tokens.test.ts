@@ -138,6 +138,13 @@ describe('gatehouse tokens', () => {
     const made = await cli('create', '--user', 'carl')
     assert.equal(made.code, 0, made.stderr)
     assert.match(made.stdout, /^gatehouse_pat_/)
+
+    // users enable refuses a disabled LDAP account: the refusal names the API call that enables one.
+    const directory = await gw.app.accounts.create({ username: 'dir-carl', source: 'ldap', external: true, isActive: false })
+    const ldap = await cli('create', '--user', 'dir-carl')
+    assert.equal(ldap.code, 2, ldap.stderr)
+    assert.equal(ldap.stderr, `gatehouse: dir-carl is disabled, and a disabled account's tokens work for nothing; enable it first (an LDAP account: PATCH /api/gateway/v1/users/${directory.id}/ with {"is_active": true}, which first asks the directory whether it still lists the person)\n`)
+    assert.equal((await runCli(['users', 'enable', 'dir-carl', '--data-dir', gw.dataDir])).code, 2, 'as users enable says too')
   })
 })
 

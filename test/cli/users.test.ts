@@ -421,7 +421,7 @@ describe('gatehouse users enable', () => {
       await gw.app.accounts.update(directory.id, { isActive: false })
       const refused = await enable('dir-user')
       assert.equal(refused.code, 2, refused.stderr)
-      assert.equal(refused.stderr, `gatehouse: dir-user is an LDAP account: enable it with PATCH /api/gateway/v1/users/${directory.id}/ and {"is_active": true}, which first asks the directory whether it still lists the person\n`)
+      assert.equal(refused.stderr, `gatehouse: dir-user is an LDAP account: enable it through the API, PATCH /api/gateway/v1/users/${directory.id}/ with {"is_active": true}, which first asks the directory whether it still lists the person\n`)
       assert.equal((await gw.app.store.users.findById(directory.id))?.isActive, false)
 
       const missing = await enable('nobody')
