@@ -71,14 +71,15 @@ export async function registerProxy(server: FastifyInstance, app: App, lanes: Se
  * What a path under no service is answered. A service's prefix without its trailing slash (`/wiki` for `/wiki/`), as a
  * person types it in the address bar, is a GET's or HEAD's 301 to the prefix, its query kept, as nginx redirects a
  * prefix location asked for without its slash and the gateway API a path without its own; another method is 404
- * naming the prefix, since a redirect would lose its body. Any other path is 404 naming it.
+ * naming the prefix, since a redirect would lose its body (and a browser follows none of a preflight's). Any other path
+ * is 404 naming it.
  */
 export function unroutedAnswer(app: App, request: FastifyRequest): { redirectTo: string } | { error: NotFound } {
   const { path, query } = splitTarget(request.url)
   const prefix = `${path}/`
   if (!app.routes.some((route) => route.prefix === prefix)) return { error: noServiceAt(path) }
   if (request.method === 'GET' || request.method === 'HEAD') return { redirectTo: `${app.publishedPath}${prefix}${query}` }
-  return { error: new NotFound(`No service or API at ${path}: the service is at ${app.publishedPath}${prefix} (a ${request.method} is not redirected, which would lose its body).`) }
+  return { error: new NotFound(`No service or API at ${path}: the service is at ${app.publishedPath}${prefix} (only a GET or HEAD is redirected there: send other requests to the prefix itself).`) }
 }
 
 /**

@@ -324,6 +324,12 @@ describe('the proxy', () => {
     assert.equal(refusal.code, 'not_found')
     assert.match(refusal.detail, /the service is at \/rec\//)
     assert.equal(upstream.seen.length, before, 'nothing reached the service')
+    // A preflight has no body to lose, but a browser follows no redirect of one: it is told the same.
+    for (const method of ['POST', 'OPTIONS', 'DELETE']) {
+      const other = await gw.fetch('/rec', { method, headers: adminAuth })
+      assert.equal(other.status, 404, method)
+      assert.equal((await json(other)).detail, 'No service or API at /rec: the service is at /rec/ (only a GET or HEAD is redirected there: send other requests to the prefix itself).', method)
+    }
     for (const path of ['/re', '/rec2', '/re/c']) {
       assert.equal((await gw.fetch(path, { redirect: 'manual' })).status, 404, `${path}: no service's prefix without its slash`)
     }
