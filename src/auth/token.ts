@@ -50,8 +50,13 @@ export class TokenAuthenticator implements Authenticator {
   }
 }
 
-/** Adds the RFC 6750 §3 challenge, so OAuth clients see `error="invalid_token"`. */
+/**
+ * Adds the RFC 6750 §3 challenge, so OAuth clients see `error="invalid_token"`. Its error_description holds only the
+ * printable ASCII §3 allows, without `"` and `\`: a message naming configured values (the gateway API's audiences) may
+ * hold others, and one beyond Latin-1 made Node refuse the header, the refusal then Fastify's own 401 without its code.
+ * The JSON body keeps the message whole.
+ */
 export function withBearerError(error: Unauthenticated): Unauthenticated {
-  error.headers['www-authenticate'] = [`Bearer realm="Gatehouse", error="invalid_token", error_description="${error.message.replace(/["\\]/g, '')}"`]
+  error.headers['www-authenticate'] = [`Bearer realm="Gatehouse", error="invalid_token", error_description="${error.message.replace(/[^\x20\x21\x23-\x5b\x5d-\x7e]/g, '')}"`]
   return error
 }

@@ -195,7 +195,8 @@ describe('OIDC bearer tokens at the gateway\'s own API', () => {
           ...realmWith([{ client_id: 'gateway-cli', direct_access_grants: true, audiences: ['gateway'] }], { client_scopes: ['read', 'write'] }),
           { name: 'partners', clients: [{ client_id: 'partner-scripts', direct_access_grants: true, audiences: ['gateway'] }] },
         ],
-        gateway: { ...demo.gateway, oidc: { realms: [REALM], audiences: ['gateway'] } },
+        // An audience outside ASCII, which the refusal names and no header may carry.
+        gateway: { ...demo.gateway, oidc: { realms: [REALM], audiences: ['gateway', 'passerelle-网关'] } },
       },
     })
     await gw.app.accounts.create({ username: 'alice', password: 'alice-password' })
@@ -212,7 +213,11 @@ describe('OIDC bearer tokens at the gateway\'s own API', () => {
     assert.equal(response.status, 401)
     const refusal = await json(response)
     assert.equal(refusal.code, 'invalid_token')
-    assert.match(refusal.detail, /not meant for the gateway API: .*gateway\.oidc\.audiences \(gateway\); a realm client's tokens are meant for it once the client's audiences name one\.$/)
+    assert.match(refusal.detail, /not meant for the gateway API: .*gateway\.oidc\.audiences \(gateway, passerelle-网关\); a realm client's tokens are meant for it once the client's audiences name one\.$/)
+    // The challenge says it too, in the characters RFC 6750 §3 allows its error_description.
+    const challenge = response.headers.get('www-authenticate') ?? ''
+    assert.match(challenge, /^Bearer realm="Gatehouse", error="invalid_token", error_description="The access token is not meant for the gateway API: .*\(gateway, passerelle-\); a realm/)
+    assert.match(challenge, /^[\x20-\x7e]+$/)
   })
 
   it('refuses tokens of realms it does not take, even meant for it', async () => {
