@@ -256,7 +256,7 @@ async function appendSlash(request: FastifyRequest, reply: FastifyReply, publish
   const [path, query] = splitOnce(request.url, '?')
   const target = `${publishedPath}${path}/${query === undefined ? '' : `?${query}`}`
   if (request.method === 'GET' || request.method === 'HEAD') return reply.redirect(target, 301)
-  throw new NotFound(`This URL ends with a slash: ${publishedPath}${path}/ (a ${request.method} is not redirected, which would lose its body).`)
+  throw new NotFound(`This URL ends with a slash: ${publishedPath}${path}/ (only a GET or HEAD is redirected there: send other requests to that URL itself).`)
 }
 
 function splitOnce(text: string, separator: string): [string, string | undefined] {

@@ -36,13 +36,19 @@ describe('the answers to the API paths\' other methods, routed without a route o
     await upstream?.close()
   })
 
-  it('answers HEAD on a path without GET with 405, and on a spelling without the slash with the redirect', async () => {
+  it('answers HEAD on a path without GET with 405, on a spelling without the slash with the redirect, and other methods there with where the path is', async () => {
     const head = await raw(gw, 'HEAD', '/api/gateway/v1/tokens/revoke/', adminAuth)
     assert.equal(head.statusCode, 405)
     assert.equal(head.headers.allow, 'POST, OPTIONS')
     const unslashed = await raw(gw, 'HEAD', '/api/gateway/v1/users?x=1', adminAuth)
     assert.equal(unslashed.statusCode, 301)
     assert.equal(unslashed.headers.location, '/api/gateway/v1/users/?x=1')
+    // Any other method is told where the path is; an OPTIONS has no body a redirect would lose, and is told alike.
+    for (const method of ['POST', 'OPTIONS']) {
+      const other = await gw.fetch('/api/gateway/v1/users', { method, headers: adminAuth, redirect: 'manual' })
+      assert.equal(other.status, 404, method)
+      assert.equal((await json(other)).detail, 'This URL ends with a slash: /api/gateway/v1/users/ (only a GET or HEAD is redirected there: send other requests to that URL itself).', method)
+    }
   })
 
   it('matches a path as the router does: escapes decoded, a fixed segment before a parameter', async () => {
