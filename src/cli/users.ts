@@ -1,5 +1,6 @@
 import { isUtf8 } from 'node:buffer'
-import { randomBytes } from 'node:crypto'
+import { createHash, hash, randomBytes } from 'node:crypto'
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { Command } from 'commander'
 import { printable } from '../logging/printable.ts'
@@ -12,7 +13,7 @@ import { recordTokensOfUserRevoked } from '../audit/tokens.ts'
 import { SelfLockout, ValidationFailed } from '../errors.ts'
 import { UniqueViolation } from '../store/errors.ts'
 import type { User } from '../store/users.ts'
-import { countListedUsers, MAX_IMPORT_USERS, parseImportFile, readImportFile, type ImportFile, type NotImported } from '../directory/account-import.ts'
+import { countListedUsers, MAX_IMPORT_USERS, readImportBytes, type ByteSource, type ImportFile, type NotImported } from '../directory/account-import.ts'
 import type { ImportedTogether, ImportOutcome } from '../directory/accounts.ts'
 import type { GivenRole } from '../access/admin.ts'
 import type { Organization, Team } from '../store/access.ts'
@@ -148,33 +149,86 @@ interface TeamsJoined {
 }
 
 /**
- * The accounts of the file, read and checked before any database is opened. Its bytes and text are this function's
- * alone, so they are freed before the import writes (a file may have 256 MiB).
+ * The accounts of the file, read and checked before any database is opened. Its bytes are this function's alone, and
+ * let go before its entries are read: a file (a regular one) is read again from the disk a stretch at a time, so that
+ * what it lists is held only as accounts (a file may have 256 MiB). Read again once its accounts are, it must be the
+ * file checked, or nothing is imported: its checks (UTF-8, the most users) are of what was read.
  */
 function readUsersFile(file: string, groupsToTeams: boolean): ImportFile {
+  let fd: number
   let bytes: Buffer | undefined
   try {
-    bytes = readBytesAtMost(file, MAX_IMPORT_BYTES)
+    fd = openSync(file, 'r')
   } catch (error) {
     throw new UsageError(`cannot read ${file}: ${(error as Error).message}`)
   }
-  if (bytes === undefined) throw new UsageError(`${file} is larger than ${MAX_IMPORT_BYTES / 1024 / 1024} MiB; split it (Keycloak's export writes users-N.json files of its own)`)
-  // JSON is UTF-8 (RFC 8259): read as it, a file in another encoding had each of its other bytes made U+FFFD, and its
-  // names and addresses stored so. The byte-order mark some editors put in front, which the RFC lets a reader skip, is.
-  if (!isUtf8(bytes)) {
-    throw new UsageError(`${file}: nothing was imported: the file is not UTF-8${startsAsUtf16(bytes) ? ' (it is UTF-16)' : ''}, as JSON is; convert it to UTF-8 first`)
+  try {
+    try {
+      bytes = readBytesAtMost(fd, MAX_IMPORT_BYTES)
+    } catch (error) {
+      throw new UsageError(`cannot read ${file}: ${(error as Error).message}`)
+    }
+    if (bytes === undefined) throw new UsageError(`${file} is larger than ${MAX_IMPORT_BYTES / 1024 / 1024} MiB; split it (Keycloak's export writes users-N.json files of its own)`)
+    // JSON is UTF-8 (RFC 8259): read as it, a file in another encoding had each of its other bytes made U+FFFD, and its
+    // names and addresses stored so. The byte-order mark some editors put in front, which the RFC lets a reader skip, is.
+    if (!isUtf8(bytes)) {
+      throw new UsageError(`${file}: nothing was imported: the file is not UTF-8${startsAsUtf16(bytes) ? ' (it is UTF-16)' : ''}, as JSON is; convert it to UTF-8 first`)
+    }
+    const listed = countListedUsers(bytes, MAX_IMPORT_USERS)
+    if (listed > MAX_IMPORT_USERS) {
+      throw new UsageError(`${file}: nothing was imported: the file lists more than ${MAX_IMPORT_USERS.toLocaleString('en')} users, the most one import takes; split it`)
+    }
+    // A pipe cannot be read again: its bytes stay.
+    if (!fstatSync(fd).isFile()) return readImportBytes(bytesInMemory(bytes), { groupsToTeams })
+    const checked = { size: bytes.length, digest: hash('sha256', bytes) }
+    bytes = undefined
+    const read = readImportBytes(new FileBytes(fd, checked.size), { groupsToTeams })
+    if (fileDigest(fd) !== checked.digest) throw new UsageError(`${file}: nothing was imported: the file changed while it was read; run the import again once it is written`)
+    return read
+  } finally {
+    closeSync(fd)
   }
-  const listed = countListedUsers(bytes, MAX_IMPORT_USERS)
-  if (listed > MAX_IMPORT_USERS) {
-    throw new UsageError(`${file}: nothing was imported: the file lists more than ${MAX_IMPORT_USERS.toLocaleString('en')} users, the most one import takes; split it`)
+}
+
+function bytesInMemory(bytes: Buffer): ByteSource {
+  return { size: bytes.length, read: (start, length) => bytes.subarray(start, start + length) }
+}
+
+/** How many of a file's bytes are read from the disk at a time. */
+const READ_STRETCH = 1024 * 1024
+
+/** A file's first `size` bytes, read from the disk as they are asked for, a stretch at a time. */
+class FileBytes implements ByteSource {
+  readonly #fd: number
+  readonly size: number
+  #stretch = Buffer.alloc(0)
+  #stretchStart = 0
+
+  constructor(fd: number, size: number) {
+    this.#fd = fd
+    this.size = size
   }
-  // Each let go as soon as the next is made: the bytes, the text, its parsed entries and the accounts read from them
-  // would otherwise be held at once, several times what the accounts alone take.
-  let text: string | undefined = bytes.toString('utf8').replace(/^\uFEFF/, '')
-  bytes = undefined
-  const parsed = parseImportFile(text)
-  text = undefined
-  return readImportFile(parsed, { groupsToTeams })
+
+  read(start: number, length: number): Buffer {
+    const wanted = Math.min(length, this.size - start)
+    const from = start - this.#stretchStart
+    if (from >= 0 && from + wanted <= this.#stretch.length) return this.#stretch.subarray(from, from + wanted)
+    const stretch = Buffer.allocUnsafe(Math.min(Math.max(wanted, READ_STRETCH), this.size - start))
+    let filled = 0
+    for (let got; filled < stretch.length && (got = readSync(this.#fd, stretch, filled, stretch.length - filled, start + filled)) > 0;) filled += got
+    // Shorter than it was: the digest compared at the end refuses the file; until then, what it has is read.
+    this.#stretch = stretch.subarray(0, filled)
+    this.#stretchStart = start
+    return this.#stretch.subarray(0, wanted)
+  }
+}
+
+/** The SHA-256 of the whole file as it is now, from its start. */
+function fileDigest(fd: number): string {
+  const digest = createHash('sha256')
+  const stretch = Buffer.allocUnsafe(READ_STRETCH)
+  for (let at = 0, got; (got = readSync(fd, stretch, 0, stretch.length, at)) > 0; at += got) digest.update(stretch.subarray(0, got))
+  return digest.digest('hex')
 }
 
 /** How many of a file's problems its refusal names: a file of a million entries may have as many. */

@@ -9,16 +9,19 @@ export function readAtMost(file: string, limit: number): string | undefined {
   return readBytesAtMost(file, limit)?.toString('utf8')
 }
 
-/** As `readAtMost`, the file's bytes as they are (for a reader that checks their encoding first). */
-export function readBytesAtMost(file: string, limit: number): Buffer | undefined {
-  const fd = openSync(file, 'r')
+/**
+ * As `readAtMost`, the file's bytes as they are (for a reader that checks their encoding first); of a file opened
+ * already (its descriptor), read from where it is and left open.
+ */
+export function readBytesAtMost(file: string | number, limit: number): Buffer | undefined {
+  const fd = typeof file === 'number' ? file : openSync(file, 'r')
   try {
     const buffer = Buffer.allocUnsafe(limit + 1)
     let length = 0
     for (let read; length < buffer.length && (read = readSync(fd, buffer, length, buffer.length - length, null)) > 0;) length += read
     return length > limit ? undefined : buffer.subarray(0, length)
   } finally {
-    closeSync(fd)
+    if (fd !== file) closeSync(fd)
   }
 }
 

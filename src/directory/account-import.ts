@@ -20,8 +20,8 @@ import { KEYCLOAK_DIGESTS } from './pbkdf2-hashes.ts'
  */
 
 export interface ImportedAccount {
-  /** Where in the file, for messages: `users[3] (alice)`. */
-  readonly place: string
+  /** Its entry's index in the file's list of users: where it is, for messages (placeOf). */
+  readonly index: number
   readonly username: string
   readonly email: string
   readonly firstName: string
@@ -80,6 +80,14 @@ export interface ImportFile {
 class EntryProblem extends Error {}
 
 /**
+ * Where an account is in the file, for messages: `users[3] (alice)`. Made when a message needs it rather than held by
+ * each account, as a large file's hundreds of thousands of accounts would each hold one.
+ */
+export function placeOf(account: ImportedAccount): string {
+  return `users[${account.index}] (${account.username})`
+}
+
+/**
  * JSON.parse's reason, without the stretch of the file it quotes around a character it did not expect (ten characters
  * either side: part of a password hash, or a binary's raw bytes, which a terminal would act on), and with where that
  * character is instead, when the quote tells it. The character itself is named by its code point unless it is visible.
@@ -104,7 +112,7 @@ function jsonSyntaxProblem(message: string, text: string): string {
 export const MAX_IMPORT_USERS = 1_000_000
 
 /** The bytes of JSON's structure, as UTF-8 writes them (no byte of a longer character is one of them). */
-const JSON_BYTE = { quote: 0x22, backslash: 0x5c, comma: 0x2c, openList: 0x5b, closeList: 0x5d, openObject: 0x7b, closeObject: 0x7d } as const
+const JSON_BYTE = { quote: 0x22, backslash: 0x5c, comma: 0x2c, colon: 0x3a, openList: 0x5b, closeList: 0x5d, openObject: 0x7b, closeObject: 0x7d } as const
 /** JSON's whitespace (RFC 8259 §2): space, tab, line feed, carriage return. */
 const isJsonSpace = (byte: number) => byte === 0x20 || byte === 0x09 || byte === 0x0a || byte === 0x0d
 
@@ -184,63 +192,236 @@ export function parseImportFile(text: string): ParsedImportFile {
   }
 }
 
+/** The bytes of a file, read a stretch at a time: from memory, or from the file itself (src/cli/users.ts). */
+export interface ByteSource {
+  readonly size: number
+  /** The bytes from `start`, `length` of them (fewer at the end). */
+  read(start: number, length: number): Buffer
+}
+
+/** Thrown where the file's bytes are not JSON, or not as the reader below expects them: JSON.parse then says why. */
+class NotReadAsEntries extends Error {}
+
+/** How many bytes the reader below scans at a time. */
+const SCANNED_BYTES = 1024 * 1024
+
+/**
+ * The accounts of a file's bytes (UTF-8, checked before), as readImportFile reads them from the file parsed whole, but
+ * holding only its accounts: each entry of the list of users is parsed alone from its bytes and let go once read, and
+ * the rest of a realm export is parsed only to check it is JSON (and its `groups`, when they become teams). Parsed
+ * whole, the file's text and every entry were held at once, several times what its accounts take. A file this reader
+ * does not follow to its end (it is not JSON, or has a list in an unexpected place) is parsed whole instead, so its
+ * problems are named by JSON.parse's words, as ever.
+ */
+export function readImportBytes(source: ByteSource, options: ImportOptions = {}): ImportFile {
+  try {
+    return readTopLevel(source, options)
+  } catch (error) {
+    if (!(error instanceof NotReadAsEntries)) throw error
+    return readImportFile(parseImportFile(textOf(source, 0, source.size).replace(/^\uFEFF/, '')), options)
+  }
+}
+
+function readTopLevel(source: ByteSource, options: ImportOptions): ImportFile {
+  const byteOrderMark = source.size >= 3 && source.read(0, 3).equals(Buffer.from([0xef, 0xbb, 0xbf])) ? 3 : 0
+  const top = firstValue(source, byteOrderMark, source.size)
+  if (top.opening === JSON_BYTE.openList) {
+    return readEntries('platform', parsedMembers(source, top.start, top.end), platformAccount)
+  }
+  if (top.opening !== JSON_BYTE.openObject) throw new NotReadAsEntries()
+  // JSON.parse keeps the last of keys that repeat; every other value is parsed only to check it is JSON.
+  const values = new Map<string, { start: number; end: number }>()
+  for (const member of members(source, top.start, top.end)) {
+    const key = memberKey(source, member.start, member.end)
+    const earlier = values.get(key.name)
+    if (earlier) checkJson(source, earlier.start, earlier.end)
+    values.set(key.name, { start: key.valueStart, end: member.end })
+  }
+  const list = (key: string) => {
+    const value = values.get(key)
+    const list = value && firstValue(source, value.start, value.end)
+    return list?.opening === JSON_BYTE.openList ? { key, ...list } : undefined
+  }
+  const users = list('users')
+  const results = users ? undefined : list('results')
+  for (const [key, value] of values) {
+    // The list read is parsed as it is read, and so are a realm's groups that become teams.
+    if (key !== users?.key && key !== results?.key && !(users && options.groupsToTeams && key === 'groups')) checkJson(source, value.start, value.end)
+  }
+  if (users) {
+    const groups = values.get('groups')
+    return readKeycloakEntries(parsedMembers(source, users.start, users.end), () => groups && checkJson(source, groups.start, groups.end), options)
+  }
+  if (results) return readEntries('platform', parsedMembers(source, results.start, results.end), platformAccount)
+  return neitherFormat()
+}
+
+/** The one value between `start` and `end`: where its bytes are, and its first byte. */
+function firstValue(source: ByteSource, start: number, end: number): { start: number; end: number; opening: number } {
+  for (let offset = start; offset < end; offset += SCANNED_BYTES) {
+    const stretch = source.read(offset, Math.min(end - offset, SCANNED_BYTES))
+    const at = stretch.findIndex((byte) => !isJsonSpace(byte))
+    if (at >= 0) return { start: offset + at, end, opening: stretch[at]! }
+  }
+  return { start: end, end, opening: -1 }
+}
+
+/** The value between `start` and `end` parsed; what is not JSON is left to readImportBytes to parse whole. */
+function checkJson(source: ByteSource, start: number, end: number): unknown {
+  try {
+    return JSON.parse(textOf(source, start, end))
+  } catch {
+    throw new NotReadAsEntries()
+  }
+}
+
+function* parsedMembers(source: ByteSource, start: number, end: number): Generator<unknown> {
+  for (const member of members(source, start, end)) yield checkJson(source, member.start, member.end)
+}
+
+function textOf(source: ByteSource, start: number, end: number): string {
+  return source.read(start, end - start).toString('utf8')
+}
+
+/**
+ * The members of the list or object that opens at `start` and, with JSON's whitespace after it, fills the bytes to
+ * `end`: where each is, split at the commas between them (whitespace around each included; an empty one is no JSON).
+ * Each member's own brackets and strings are only stepped over here: parsing it checks them.
+ */
+function* members(source: ByteSource, start: number, end: number): Generator<{ start: number; end: number }> {
+  const closing = source.read(start, 1)[0] === JSON_BYTE.openList ? JSON_BYTE.closeList : JSON_BYTE.closeObject
+  let depth = 0
+  let inString = false
+  let escaped = false
+  let memberStart = start + 1
+  let separated = false
+  let content = false
+  for (let offset = start; offset < end; offset += SCANNED_BYTES) {
+    const stretch = source.read(offset, Math.min(SCANNED_BYTES, end - offset))
+    for (let i = 0; i < stretch.length; i++) {
+      const byte = stretch[i]!
+      if (inString) {
+        if (escaped) escaped = false
+        else if (byte === JSON_BYTE.backslash) escaped = true
+        else if (byte === JSON_BYTE.quote) inString = false
+        continue
+      }
+      if (depth === 1 && !isJsonSpace(byte) && byte !== JSON_BYTE.comma && byte !== closing) content = true
+      if (byte === JSON_BYTE.quote) inString = true
+      else if (byte === JSON_BYTE.openList || byte === JSON_BYTE.openObject) depth++
+      else if (byte === JSON_BYTE.closeList || byte === JSON_BYTE.closeObject) {
+        if (--depth > 0) continue
+        if (byte !== closing) throw new NotReadAsEntries()
+        if (content || separated) yield { start: memberStart, end: offset + i }
+        if (!onlySpace(source, offset + i + 1, end)) throw new NotReadAsEntries()
+        return
+      } else if (byte === JSON_BYTE.comma && depth === 1) {
+        yield { start: memberStart, end: offset + i }
+        memberStart = offset + i + 1
+        separated = true
+      }
+    }
+  }
+  throw new NotReadAsEntries()
+}
+
+function onlySpace(source: ByteSource, start: number, end: number): boolean {
+  for (let offset = start; offset < end; offset += SCANNED_BYTES) {
+    if (!source.read(offset, Math.min(SCANNED_BYTES, end - offset)).every(isJsonSpace)) return false
+  }
+  return true
+}
+
+/** An object's member: its key (a JSON string) and where its value starts, after the colon. */
+function memberKey(source: ByteSource, start: number, end: number): { name: string; valueStart: number } {
+  const key = firstValue(source, start, end)
+  if (key.opening !== JSON_BYTE.quote) throw new NotReadAsEntries()
+  const stretch = source.read(key.start, Math.min(end - key.start, SCANNED_BYTES))
+  let at = 1
+  while (at < stretch.length && stretch[at] !== JSON_BYTE.quote) at += stretch[at] === JSON_BYTE.backslash ? 2 : 1
+  if (at >= stretch.length) throw new NotReadAsEntries()
+  const name = checkJson(source, key.start, key.start + at + 1)
+  let colon = at + 1
+  while (colon < stretch.length && isJsonSpace(stretch[colon]!)) colon++
+  if (typeof name !== 'string' || stretch[colon] !== JSON_BYTE.colon) throw new NotReadAsEntries()
+  return { name, valueStart: key.start + colon + 1 }
+}
+
 /**
  * The accounts of a parsed file (parseImportFile). Its list of users is emptied as they are read: a large file's
- * parsed entries and the accounts read from them are not held at once (the caller lets go of the file's bytes and
- * text before, for the same reason).
+ * parsed entries and the accounts read from them are not held at once.
  */
 export function readImportFile(file: ParsedImportFile, options: ImportOptions = {}): ImportFile {
   if ('problem' in file) return { format: 'platform', accounts: [], leftOut: [], problems: [file.problem] }
   const parsed = file.json
-  if (Array.isArray(parsed)) return readEntries('platform', parsed, platformAccount)
-  if (isObject(parsed) && Array.isArray(parsed.users)) {
-    if (!options.groupsToTeams) return readEntries('keycloak', parsed.users, (entry, place) => keycloakAccount(entry, place, undefined))
-    const groups = new GroupTeams(parsed.groups)
-    const read = readEntries('keycloak', parsed.users, (entry, place) => keycloakAccount(entry, place, groups))
-    return { ...read, problems: [...groups.problems, ...read.problems] }
-  }
-  if (isObject(parsed) && Array.isArray(parsed.results)) return readEntries('platform', parsed.results, platformAccount)
+  if (Array.isArray(parsed)) return readEntries('platform', emptied(parsed), platformAccount)
+  if (isObject(parsed) && Array.isArray(parsed.users)) return readKeycloakEntries(emptied(parsed.users), () => parsed.groups, options)
+  if (isObject(parsed) && Array.isArray(parsed.results)) return readEntries('platform', emptied(parsed.results), platformAccount)
+  return neitherFormat()
+}
+
+function neitherFormat(): ImportFile {
   return {
     format: 'platform', accounts: [], leftOut: [],
     problems: ['the file is neither a Keycloak realm export (an object with "users") nor a list of the platform\'s users'],
   }
 }
 
-function readEntries(format: ImportFile['format'], entries: unknown[], read: (entry: Record<string, unknown>, place: string) => ImportedAccount | undefined): ImportFile {
+/** A list's entries, each let go by the list as it is read: the account read from it holds what it needs of it. */
+function* emptied(list: unknown[]): Generator<unknown> {
+  for (let index = 0; index < list.length; index++) {
+    const entry = list[index]
+    list[index] = undefined
+    yield entry
+  }
+}
+
+/** A Keycloak export's users; `groups` gives the realm's groups, read only when they are to become teams. */
+function readKeycloakEntries(entries: Iterable<unknown>, groups: () => unknown, options: ImportOptions): ImportFile {
+  if (!options.groupsToTeams) return readEntries('keycloak', entries, (entry, index) => keycloakAccount(entry, index, undefined))
+  const teams = new GroupTeams(groups())
+  const read = readEntries('keycloak', entries, (entry, index) => keycloakAccount(entry, index, teams))
+  return { ...read, problems: [...teams.problems, ...read.problems] }
+}
+
+function readEntries(format: ImportFile['format'], entries: Iterable<unknown>, read: (entry: Record<string, unknown>, index: number) => ImportedAccount | undefined): ImportFile {
   const accounts: ImportedAccount[] = []
   const leftOut: string[] = []
   const problems: string[] = []
-  const seen = new Map<string, string>()
-  entries.forEach((entry, index) => {
-    // Read once; the account holds what it needs of it.
-    entries[index] = undefined
+  // Each account by its username in lower case: the earlier account's place is made only when a second one needs it.
+  const seen = new Map<string, ImportedAccount>()
+  let index = 0
+  for (const entry of entries) {
     const named = isObject(entry) && typeof entry.username === 'string' ? ` (${entry.username})` : ''
-    const place = `users[${index}]${named}`
+    const place = () => `users[${index}]${named}`
     try {
       if (!isObject(entry)) throw new EntryProblem('is not an object')
-      const account = read(entry, place)
-      if (!account) return void leftOut.push(place)
-      // Gatehouse refuses two accounts whose names differ only in case (src/directory/accounts.ts).
-      const other = seen.get(account.username.toLowerCase())
-      if (other) throw new EntryProblem(`has the username of ${other}`)
-      seen.set(account.username.toLowerCase(), place)
-      accounts.push(account)
+      const account = read(entry, index)
+      if (!account) leftOut.push(place())
+      else {
+        // Gatehouse refuses two accounts whose names differ only in case (src/directory/accounts.ts).
+        const other = seen.get(account.username.toLowerCase())
+        if (other) throw new EntryProblem(`has the username of ${placeOf(other)}`)
+        seen.set(account.username.toLowerCase(), account)
+        accounts.push(account)
+      }
     } catch (error) {
       if (!(error instanceof EntryProblem)) throw error
-      problems.push(`${place} ${error.message}`)
+      problems.push(`${place()} ${error.message}`)
     }
-  })
-  if (!entries.length) problems.push('the file holds no users')
+    index++
+  }
+  if (!index) problems.push('the file holds no users')
   return { format, accounts, leftOut, problems }
 }
 
 /** One empty list for every account that has nothing of a kind, rather than one each. */
 const NONE: readonly never[] = Object.freeze([])
 
-function platformAccount(entry: Record<string, unknown>, place: string): ImportedAccount {
+function platformAccount(entry: Record<string, unknown>, index: number): ImportedAccount {
   const password = optional(entry, 'password', 'string', '')
   return {
-    place,
+    index,
     username: username(entry),
     email: profileText(entry, 'email', 'email'),
     firstName: profileText(entry, 'first_name', 'first_name'),
@@ -271,7 +452,7 @@ function platformAuditor(entry: Record<string, unknown>): boolean {
  * A Keycloak user; undefined for a client's service account, which belongs to its client, not to a person. `groups`:
  * the realm's groups, when the import makes them teams.
  */
-function keycloakAccount(entry: Record<string, unknown>, place: string, groups: GroupTeams | undefined): ImportedAccount | undefined {
+function keycloakAccount(entry: Record<string, unknown>, index: number, groups: GroupTeams | undefined): ImportedAccount | undefined {
   if (entry.serviceAccountClientId !== undefined) return undefined
   const credentials = optional<unknown[]>(entry, 'credentials', 'object', [])
   if (!Array.isArray(credentials)) throw new EntryProblem('has "credentials" that are not a list')
@@ -285,7 +466,7 @@ function keycloakAccount(entry: Record<string, unknown>, place: string, groups: 
   // Checked even when withheld: a file with a hash Gatehouse could never verify is refused the same either way.
   const passwordHash = passwords.length ? keycloakHash(passwords[0]!) : null
   return {
-    place,
+    index,
     username: username(entry),
     email: profileText(entry, 'email', 'email'),
     firstName: profileText(entry, 'firstName', 'first_name'),

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import type { Lockout } from './lockout.ts'
-import type { ImportedAccount } from './account-import.ts'
+import { placeOf, type ImportedAccount } from './account-import.ts'
 import { burnVerificationTime, hashPassword, verifyPassword } from './passwords.ts'
 import { AccountChanged, AccountDisabled, DirectoryUnavailable, GatehouseError, InvalidCredentials, NotFound, SelfLockout, UsernameTaken, ValidationFailed } from '../errors.ts'
 import { UniqueViolation } from '../store/errors.ts'
@@ -466,7 +466,7 @@ export class Accounts {
     const problems: Record<string, string[]> = {}
     for (const account of accounts) {
       const refused = usernameProblem(account.username)
-      if (refused) problems[account.place] = [refused]
+      if (refused) problems[placeOf(account)] = [refused]
     }
     if (Object.keys(problems).length) throw new ValidationFailed(problems)
     const outcome = await this.#bus.change(async (tx, announce) => {
@@ -474,9 +474,9 @@ export class Accounts {
       if (options.update) await tx.users.lockActiveSuperusers()
       let demoted = false
       for (const account of accounts) {
-        const { place, username, passwordHash, temporaryPassword, notImported, ...fields } = account
+        const { index, username, passwordHash, temporaryPassword, notImported, ...fields } = account
         const existing = await tx.users.findCaseVariant(username)
-        if (existing && existing.username !== username) throw new ValidationFailed({ [place]: [`The account ${existing.username} has this username in another letter case.`] })
+        if (existing && existing.username !== username) throw new ValidationFailed({ [placeOf(account)]: [`The account ${existing.username} has this username in another letter case.`] })
         if (!existing) {
           const created = await tx.users.create({ username, ...fields, passwordHash, importedPasswordDigest: passwordHash && hashDigest(passwordHash), importedActive: fields.isActive,
             importedSuperuser: fields.isSuperuser, importedAuditor: fields.isSystemAuditor })
@@ -490,7 +490,7 @@ export class Accounts {
           written.skipped.push(existing)
           continue
         }
-        if (existing.source !== 'local') throw new ValidationFailed({ [place]: [`The account exists as a ${existing.source} account, whose password is its source's.`] })
+        if (existing.source !== 'local') throw new ValidationFailed({ [placeOf(account)]: [`The account exists as a ${existing.source} account, whose password is its source's.`] })
         const before = await tx.users.findByIdForUpdate(existing.id)
         if (!before) throw new AccountChanged()
         const recorded = await tx.users.importRecord(before.id)

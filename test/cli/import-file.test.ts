@@ -4,7 +4,7 @@ import { rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { describe, it } from 'node:test'
-import { countListedUsers, MAX_IMPORT_USERS } from '../../src/directory/account-import.ts'
+import { countListedUsers, MAX_IMPORT_USERS, parseImportFile, readImportBytes, readImportFile } from '../../src/directory/account-import.ts'
 import { migratedDataDir, runCli, tempDir } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 
@@ -154,6 +154,63 @@ describe('gatehouse users import of a large file', () => {
         assert.deepEqual(rows.map((row) => ({ ...row })), users.map(({ password, ...user }) => ({ ...user, password_hash: password })))
         const audited = db.prepare("SELECT count(DISTINCT object_id) AS count FROM audit_entries WHERE operation = 'create' AND content_type = 'user'").get()
         assert.equal(audited!.count, 5000, 'an entry for each account created')
+      } finally {
+        db.close()
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('reading a file\'s entries one at a time from its bytes', () => {
+  it('reads what parsing the whole file reads, whatever its spacing, repeated keys or strings hold, and JSON.parse\'s words for what is not JSON', () => {
+    const user = (name: string) => ({ username: name, email: `${name}@example.org`, firstName: 'a,b]}', lastName: '"[{\\', groups: ['/a'] })
+    const files = [
+      JSON.stringify([user('ann'), user('bob')]), JSON.stringify([user('ann'), user('bob')], null, 3), ' \n[ ]\r\n', '\ufeff[{"username": "ann"}]',
+      JSON.stringify({ realm: 'r', groups: [{ name: 'a' }], users: [user('ann')] }, null, '\t'),
+      '{"users": [{"username": "old"}], "realm": {"users": [1]}, "us\\u0065rs" : [{"username": "new"}] }',
+      '{"users": 5, "results": [{"username": "ann"}]}', '{"users": [], "results": [{"username": "ann"}]}', '{"results": {"users": []}}', '{"x": [}',
+      '{"count": 2, "results": [{"username": "ann"}, {"username": "ANN"}, 5]}', '[{"username": "ann"},]', '[,]', '[{"username": "ann"}] x', '[1}',
+      '{"groups": [{"name": "a"}, }], "users": []}', '{"users": [{"username": "ann"}], "users": [}', '"users"', '', '{"users"}', '{"a" "users": []}',
+    ]
+    for (const text of files) {
+      for (const groupsToTeams of [false, true]) {
+        const bytes = Buffer.from(text)
+        const read = readImportBytes({ size: bytes.length, read: (start, length) => bytes.subarray(start, start + length) }, { groupsToTeams })
+        assert.deepEqual(read, readImportFile(parseImportFile(text.replace(/^\ufeff/, '')), { groupsToTeams }), text)
+      }
+    }
+  })
+})
+
+describe('gatehouse users import of a realm export much larger than its accounts', () => {
+  it('reads it within a heap a fraction of the file\'s size, holding its accounts and not the file, and imports it once its one problem is fixed', async () => {
+    const dir = tempDir()
+    try {
+      const file = join(dir, 'realm.json')
+      const data = await migratedDataDir(dir)
+      // Each user with 4 KB of attributes Gatehouse has no place for: 50 MB of file for 12,000 small accounts. Parsed
+      // whole, the file's text and its entries alone are twice the heap the import is given.
+      const users = Array.from({ length: 12_000 }, (_, i) => ({
+        username: `user${i}`, email: `user${i}@example.org`, firstName: `First${i}`,
+        attributes: { notes: [`${i} `.padEnd(4000, 'x')] },
+      }))
+      const realm = (listed: unknown[]) => JSON.stringify({ realm: 'old', roles: { realm: [{ name: 'offline_access' }] }, users: listed, clients: [{ clientId: 'app' }] }, null, 1)
+      const heap = { env: { NODE_OPTIONS: '--max-old-space-size=64' } }
+      writeFileSync(file, realm([...users.slice(0, -1), { ...users.at(-1), email: 'not an address' }]))
+      const refused = await runCli(['users', 'import', file, '--data-dir', data], heap)
+      assert.equal(refused.code, 2, refused.stderr.slice(0, 2000))
+      assert.match(refused.stderr, /: nothing was imported: users\[11999\] \(user11999\) has "email" that Gatehouse refuses: Enter a valid email address\.\n$/)
+
+      writeFileSync(file, realm(users))
+      const imported = await runCli(['users', 'import', file, '--data-dir', data], heap)
+      assert.equal(imported.code, 0, imported.stderr.slice(0, 2000))
+      assert.match(imported.stdout, /^12000 users in the Keycloak realm export: 12000 created, 0 updated, 0 skipped\nwithout a password .*\nnot imported, as Gatehouse has no place for them: attributes of 12000 users\n$/)
+      const db = new DatabaseSync(join(data, 'gatehouse.sqlite'), { readOnly: true })
+      try {
+        const rows = db.prepare("SELECT username, email, first_name FROM users WHERE username LIKE 'user%' ORDER BY id").all()
+        assert.deepEqual(rows.map((row) => ({ ...row })), users.map(({ username, email, firstName }) => ({ username, email, first_name: firstName })))
       } finally {
         db.close()
       }
