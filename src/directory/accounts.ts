@@ -481,9 +481,7 @@ export class Accounts {
           const created = await tx.users.create({ username, ...fields, passwordHash, importedPasswordDigest: passwordHash && hashDigest(passwordHash), importedActive: fields.isActive,
             importedSuperuser: fields.isSuperuser, importedAuditor: fields.isSystemAuditor })
           await this.#runCreationListeners(tx, created, announce)
-          // Kept with the file's strings, which the database gave back equal: a large import (all its accounts, then
-          // all it created, held until the audit is written) holds one copy of each rather than two.
-          written.created.push({ ...created, username, email: fields.email, firstName: fields.firstName, lastName: fields.lastName, passwordHash })
+          written.created.push(heldCreated(account, created))
           continue
         }
         if (!options.update) {
@@ -639,6 +637,52 @@ function changedSince(read: User, current: User): boolean {
  * the rest, and the disabled account's check refused them only until now. Personal tokens are not ended by a
  * disable, as the platform keeps them: they work again once the account is enabled.
  */
+/**
+ * An account an import created, as the database gave it back, held until its audit entry is written: what the file
+ * gave it is its imported account's, the rest (its id, when it was made, no sign-in yet) its own. A large import holds
+ * all it created at once, and each, as the database's copy, was twice the size and held the file's strings again.
+ */
+class CreatedByImport implements User {
+  readonly #account: ImportedAccount
+  readonly id: number
+  readonly created: number
+
+  constructor(account: ImportedAccount, id: number, created: number) {
+    this.#account = account
+    this.id = id
+    this.created = created
+  }
+
+  get username() { return this.#account.username }
+  get email() { return this.#account.email }
+  get firstName() { return this.#account.firstName }
+  get lastName() { return this.#account.lastName }
+  get passwordHash() { return this.#account.passwordHash }
+  get isSuperuser() { return this.#account.isSuperuser ?? false }
+  get isActive() { return this.#account.isActive }
+  get isSystemAuditor() { return this.#account.isSystemAuditor ?? false }
+  get source() { return 'local' as const }
+  get external() { return false }
+  get groups() { return [] }
+  get modified() { return this.created }
+  get lastLogin() { return null }
+  get notBefore() { return 0 }
+  get tokensNotBefore() { return 0 }
+}
+
+/** Every field of an account, so that one added to User is compared too (or the type check fails here). */
+const USER_FIELDS = Object.keys({
+  id: true, username: true, email: true, firstName: true, lastName: true, passwordHash: true, isSuperuser: true, isActive: true, source: true,
+  external: true, isSystemAuditor: true, groups: true, created: true, modified: true, lastLogin: true, notBefore: true, tokensNotBefore: true,
+} satisfies Record<keyof User, true>) as (keyof User)[]
+
+/** The account created, held as CreatedByImport where that is the database's account field for field, or else as it came. */
+function heldCreated(account: ImportedAccount, created: User): User {
+  const held = new CreatedByImport(account, created.id, created.created)
+  const same = USER_FIELDS.every((field) => field === 'groups' ? created.groups.length === 0 : held[field] === created[field])
+  return same ? held : created
+}
+
 /**
  * What an update's import does with an existing account's password. Gatehouse cannot tell from two hashes whether they
  * are of the same password, so it tells by the account's own: while its hash is still the one the last import stored

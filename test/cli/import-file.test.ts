@@ -220,6 +220,43 @@ describe('gatehouse users import of a realm export much larger than its accounts
   })
 })
 
+describe('gatehouse users import of many accounts', () => {
+  it('holds the accounts it created, until their audit entries are written, within a heap their database copies exceeded, each entry as the database has the account', async () => {
+    const dir = tempDir()
+    try {
+      const file = join(dir, 'users.json')
+      const data = await migratedDataDir(dir)
+      const users = Array.from({ length: 50_000 }, (_, i) => ({
+        username: `user${i}`, email: `user${i}@example.org`, first_name: `First${i}`, last_name: `Last${i}`, is_active: i % 2 === 0,
+        password: `pbkdf2_sha256$600000$salt${i}$${createHash('sha256').update(`hash of ${i}`).digest('base64')}`,
+      }))
+      writeFileSync(file, JSON.stringify(users))
+      const imported = await runCli(['users', 'import', file, '--data-dir', data], { env: { NODE_OPTIONS: '--max-old-space-size=54' } })
+      assert.equal(imported.code, 0, imported.stderr.slice(0, 2000))
+      assert.match(imported.stdout, /^50000 users in the list of the platform's users: 50000 created, 0 updated, 0 skipped\n/)
+      const db = new DatabaseSync(join(data, 'gatehouse.sqlite'), { readOnly: true })
+      try {
+        const rows = db.prepare(`SELECT u.id, u.username, u.email, u.first_name, u.last_name, u.is_active, u.created_at, u.modified_at, a.changes FROM users u
+          JOIN audit_entries a ON a.content_type = 'user' AND a.operation = 'create' AND a.object_id = CAST(u.id AS TEXT) WHERE u.username LIKE 'user%' ORDER BY u.id`).all()
+        assert.equal(rows.length, 50_000)
+        for (const row of [rows[0]!, rows[1]!, rows.at(-1)!]) {
+          const added = JSON.parse(row.changes as string).added_fields
+          assert.equal(row.created_at, row.modified_at)
+          assert.deepEqual(added, {
+            id: row.id, type: 'user', created_by: null, modified_by: null, username: row.username, email: row.email, first_name: row.first_name,
+            last_name: row.last_name, password: '$encrypted$', is_superuser: false, is_active: row.is_active === 1, source: 'local', external: false,
+            is_system_auditor: false, is_platform_auditor: false, groups: [], created: new Date(row.created_at as number).toISOString(),
+          })
+        }
+      } finally {
+        db.close()
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+
 describe('gatehouse users import, several at once', () => {
   it('imports the accounts once, the other runs skipping them as a later run would, on PostgreSQL', async () => {
     const dir = tempDir()
