@@ -222,6 +222,9 @@ export function readImportBytes(source: ByteSource, options: ImportOptions = {})
   }
 }
 
+/** The keys of a realm export's object whose values may be read as more than JSON: its lists of users, its groups. */
+const READ_KEYS: ReadonlySet<string> = new Set(['users', 'results', 'groups'])
+
 function readTopLevel(source: ByteSource, options: ImportOptions): ImportFile {
   const byteOrderMark = source.size >= 3 && source.read(0, 3).equals(Buffer.from([0xef, 0xbb, 0xbf])) ? 3 : 0
   const top = firstValue(source, byteOrderMark, source.size)
@@ -229,10 +232,15 @@ function readTopLevel(source: ByteSource, options: ImportOptions): ImportFile {
     return readEntries('platform', parsedMembers(source, top.start, top.end), platformAccount)
   }
   if (top.opening !== JSON_BYTE.openObject) throw new NotReadAsEntries()
-  // JSON.parse keeps the last of keys that repeat; every other value is parsed only to check it is JSON.
+  // JSON.parse keeps the last of keys that repeat; every other value is parsed only to check it is JSON, as it is met:
+  // held by its key, an object of millions of tiny members held gigabytes, and past 2^24 of them failed with V8's words.
   const values = new Map<string, { start: number; end: number }>()
   for (const member of members(source, top.start, top.end)) {
     const key = memberKey(source, member.start, member.end)
+    if (!READ_KEYS.has(key.name)) {
+      checkJson(source, key.valueStart, member.end)
+      continue
+    }
     const earlier = values.get(key.name)
     if (earlier) checkJson(source, earlier.start, earlier.end)
     values.set(key.name, { start: key.valueStart, end: member.end })

@@ -220,6 +220,23 @@ describe('gatehouse users import of a realm export much larger than its accounts
   })
 })
 
+describe('gatehouse users import of a realm export with a million other members', () => {
+  it('checks each as it meets it, within a heap that holding them by their keys exceeded', async () => {
+    const dir = tempDir()
+    try {
+      const file = join(dir, 'realm.json')
+      const data = await migratedDataDir(dir)
+      const members = Array.from({ length: 1_000_000 }, (_, i) => `"k${i.toString(36)}":0`)
+      writeFileSync(file, `{${members.join(',')},"users":[{"username":"alice"}]}`)
+      const imported = await runCli(['users', 'import', file, '--data-dir', data], { env: { NODE_OPTIONS: '--max-old-space-size=32' } })
+      assert.equal(imported.code, 0, imported.stderr.slice(0, 2000))
+      assert.match(imported.stdout, /^1 users in the Keycloak realm export: 1 created, 0 updated, 0 skipped\n/)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+
 describe('gatehouse users import of many accounts', () => {
   it('holds the accounts it created, until their audit entries are written, within a heap their database copies exceeded, each entry as the database has the account', async () => {
     const dir = tempDir()
