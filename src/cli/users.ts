@@ -1,5 +1,5 @@
 import { isUtf8 } from 'node:buffer'
-import { createHash, hash, randomBytes } from 'node:crypto'
+import { hash, randomBytes } from 'node:crypto'
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { Command } from 'commander'
@@ -150,9 +150,11 @@ interface TeamsJoined {
 
 /**
  * The accounts of the file, read and checked before any database is opened. Its bytes are this function's alone, and
- * let go before its entries are read: a file (a regular one) is read again from the disk a stretch at a time, so that
- * what it lists is held only as accounts (a file may have 256 MiB). Read again once its accounts are, it must be the
- * file checked, or nothing is imported: its checks (UTF-8, the most users) are of what was read.
+ * let go before its entries are read: a file (a regular one) is read again from the disk a block at a time, so that
+ * what it lists is held only as accounts (a file may have 256 MiB). Its checks (UTF-8, the most users) are of what was
+ * read first, so each block read again must be the block checked, before any of its bytes is used, or nothing is
+ * imported: compared with the file read a third time once its accounts were read, a file changed after its check and
+ * put back before that third read had its changed bytes imported.
  */
 function readUsersFile(file: string, groupsToTeams: boolean): ImportFile {
   let fd: number
@@ -180,11 +182,14 @@ function readUsersFile(file: string, groupsToTeams: boolean): ImportFile {
     }
     // A pipe cannot be read again: its bytes stay.
     if (!fstatSync(fd).isFile()) return readImportBytes(bytesInMemory(bytes), { groupsToTeams })
-    const checked = { size: bytes.length, digest: hash('sha256', bytes) }
+    const checked = new CheckedFileBytes(fd, bytes)
     bytes = undefined
-    const read = readImportBytes(new FileBytes(fd, checked.size), { groupsToTeams })
-    if (fileDigest(fd) !== checked.digest) throw new UsageError(`${file}: nothing was imported: the file changed while it was read; run the import again once it is written`)
-    return read
+    try {
+      return readImportBytes(checked, { groupsToTeams })
+    } catch (error) {
+      if (!(error instanceof ChangedWhileRead)) throw error
+      throw new UsageError(`${file}: nothing was imported: the file changed while it was read; run the import again once it is written`)
+    }
   } finally {
     closeSync(fd)
   }
@@ -194,41 +199,59 @@ function bytesInMemory(bytes: Buffer): ByteSource {
   return { size: bytes.length, read: (start, length) => bytes.subarray(start, start + length) }
 }
 
-/** How many of a file's bytes are read from the disk at a time. */
-const READ_STRETCH = 1024 * 1024
+/** How many of a file's bytes are read from the disk, and checked, at a time: 256 MiB have 8 KB of digests. */
+const CHECKED_BLOCK = 1024 * 1024
 
-/** A file's first `size` bytes, read from the disk as they are asked for, a stretch at a time. */
-class FileBytes implements ByteSource {
+/** A block of the file, read again, is not as it was checked: it changed, or the file is longer or shorter. */
+class ChangedWhileRead extends Error {}
+
+/**
+ * A file's bytes, read from the disk again as they are asked for, each block of them checked against the SHA-256 of
+ * the same block of the bytes checked before it is used: a file that changed since, even one put back after, gives
+ * ChangedWhileRead instead of bytes. The last two blocks read are held, as a reader asks for stretches across them.
+ */
+class CheckedFileBytes implements ByteSource {
   readonly #fd: number
   readonly size: number
-  #stretch = Buffer.alloc(0)
-  #stretchStart = 0
+  readonly #digests: readonly Buffer[]
+  #held: { index: number; bytes: Buffer }[] = []
 
-  constructor(fd: number, size: number) {
+  constructor(fd: number, checked: Buffer) {
     this.#fd = fd
-    this.size = size
+    this.size = checked.length
+    this.#digests = Array.from({ length: Math.ceil(checked.length / CHECKED_BLOCK) }, (_, index) =>
+      hash('sha256', checked.subarray(index * CHECKED_BLOCK, (index + 1) * CHECKED_BLOCK), 'buffer'))
   }
 
   read(start: number, length: number): Buffer {
-    const wanted = Math.min(length, this.size - start)
-    const from = start - this.#stretchStart
-    if (from >= 0 && from + wanted <= this.#stretch.length) return this.#stretch.subarray(from, from + wanted)
-    const stretch = Buffer.allocUnsafe(Math.min(Math.max(wanted, READ_STRETCH), this.size - start))
-    let filled = 0
-    for (let got; filled < stretch.length && (got = readSync(this.#fd, stretch, filled, stretch.length - filled, start + filled)) > 0;) filled += got
-    // Shorter than it was: the digest compared at the end refuses the file; until then, what it has is read.
-    this.#stretch = stretch.subarray(0, filled)
-    this.#stretchStart = start
-    return this.#stretch.subarray(0, wanted)
+    const end = Math.min(start + length, this.size)
+    if (end <= start) return Buffer.alloc(0)
+    const first = Math.floor(start / CHECKED_BLOCK)
+    const last = Math.floor((end - 1) / CHECKED_BLOCK)
+    if (first === last) return this.#block(first).subarray(start - first * CHECKED_BLOCK, end - first * CHECKED_BLOCK)
+    const bytes = Buffer.allocUnsafe(end - start)
+    for (let index = first; index <= last; index++) {
+      const blockStart = index * CHECKED_BLOCK
+      this.#block(index).copy(bytes, Math.max(blockStart - start, 0), Math.max(start - blockStart, 0), Math.min(end - blockStart, CHECKED_BLOCK))
+    }
+    return bytes
   }
-}
 
-/** The SHA-256 of the whole file as it is now, from its start. */
-function fileDigest(fd: number): string {
-  const digest = createHash('sha256')
-  const stretch = Buffer.allocUnsafe(READ_STRETCH)
-  for (let at = 0, got; (got = readSync(fd, stretch, 0, stretch.length, at)) > 0; at += got) digest.update(stretch.subarray(0, got))
-  return digest.digest('hex')
+  #block(index: number): Buffer {
+    const held = this.#held.find((block) => block.index === index)
+    if (held) return held.bytes
+    const start = index * CHECKED_BLOCK
+    const checkedLength = Math.min(CHECKED_BLOCK, this.size - start)
+    // The last block is asked for a byte more than it had: a file grown since its check gives it.
+    const bytes = Buffer.allocUnsafe(checkedLength + (index === this.#digests.length - 1 ? 1 : 0))
+    let filled = 0
+    for (let got; filled < bytes.length && (got = readSync(this.#fd, bytes, filled, bytes.length - filled, start + filled)) > 0;) filled += got
+    if (filled !== checkedLength || !hash('sha256', bytes.subarray(0, filled), 'buffer').equals(this.#digests[index]!)) throw new ChangedWhileRead()
+    // Each block its own buffer, never written again: the stretches handed out of it stay as they were checked.
+    const block = bytes.subarray(0, checkedLength)
+    this.#held = [{ index, bytes: block }, ...this.#held.slice(0, 1)]
+    return block
+  }
 }
 
 /** How many of a file's problems its refusal names: a file of a million entries may have as many. */

@@ -195,7 +195,7 @@ export function parseImportFile(text: string): ParsedImportFile {
 /** The bytes of a file, read a stretch at a time: from memory, or from the file itself (src/cli/users.ts). */
 export interface ByteSource {
   readonly size: number
-  /** The bytes from `start`, `length` of them (fewer at the end). */
+  /** The bytes from `start`, `length` of them (fewer at the end); what it throws (the file changed) is thrown on. */
   read(start: number, length: number): Buffer
 }
 
@@ -276,8 +276,10 @@ function firstValue(source: ByteSource, start: number, end: number): { start: nu
 
 /** The value between `start` and `end` parsed; what is not JSON is left to readImportBytes to parse whole. */
 function checkJson(source: ByteSource, start: number, end: number): unknown {
+  // Read outside the try: the source's own refusal (the file changed since it was checked) is not a problem of JSON.
+  const text = textOf(source, start, end)
   try {
-    return JSON.parse(textOf(source, start, end))
+    return JSON.parse(text)
   } catch {
     throw new NotReadAsEntries()
   }

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import { rmSync, writeFileSync } from 'node:fs'
+import { readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { describe, it } from 'node:test'
 import { countListedUsers, MAX_IMPORT_USERS, parseImportFile, readImportBytes, readImportFile } from '../../src/directory/account-import.ts'
-import { migratedDataDir, runCli, tempDir } from '../helpers/gateway.ts'
+import { migratedDataDir, repoRoot, runCli, tempDir } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 
 /** `check` against a new SQLite data directory and a new PostgreSQL database, both migrated, with a directory for files. */
@@ -180,6 +180,29 @@ describe('reading a file\'s entries one at a time from its bytes', () => {
         const read = readImportBytes({ size: bytes.length, read: (start, length) => bytes.subarray(start, start + length) }, { groupsToTeams })
         assert.deepEqual(read, readImportFile(parseImportFile(text.replace(/^\ufeff/, '')), { groupsToTeams }), text)
       }
+    }
+  })
+})
+
+describe('reading a file\'s entries from a source that refuses a read', () => {
+  it('throws its refusal on from whichever read it refuses, never reading the file another way', () => {
+    class Refused extends Error {}
+    const bytes = Buffer.from(JSON.stringify({ realm: 'r', groups: [{ name: 'a' }], users: [{ username: 'ann', groups: ['/a'] }, { username: 'bob' }] }))
+    const source = (refused: number) => {
+      let reads = 0
+      return {
+        size: bytes.length,
+        read: (start: number, length: number) => {
+          if (++reads === refused) throw new Refused()
+          return bytes.subarray(start, start + length)
+        },
+      }
+    }
+    let reads = 0
+    readImportBytes({ size: bytes.length, read: (start, length) => (reads++, bytes.subarray(start, start + length)) }, { groupsToTeams: true })
+    assert.ok(reads > 10, `${reads} reads`)
+    for (let refused = 1; refused <= reads; refused++) {
+      assert.throws(() => readImportBytes(source(refused), { groupsToTeams: true }), Refused, `read ${refused} of ${reads}`)
     }
   })
 })
@@ -388,6 +411,50 @@ describe('gatehouse users import --groups-to-teams, naming the teams it made', (
       assert.equal(imported.code, 0, imported.stderr)
       assert.match(imported.stdout, /^teams of the organization "Acme": 2 created \("a\\u202eb", "c\\u009b2Jd"\), 2 memberships given, 0 held already$/m)
       assert.doesNotMatch(imported.stdout, /[\u0080-\u009f\u202a-\u202e]/)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('gatehouse users import of a file changed while it is read', () => {
+  it('imports nothing when a stretch it reads again is not as it was checked, though the file is put back before the import ends', async () => {
+    const dir = tempDir()
+    try {
+      const file = join(dir, 'users.json')
+      const data = await migratedDataDir(dir)
+      const before = Object.keys(await accounts(['--data-dir', data]))
+      const refusal = `gatehouse: ${file}: nothing was imported: the file changed while it was read; run the import again once it is written\n`
+      // Changed from the first read that takes in its first changed byte (test/fixtures/change-file-while-read.mjs).
+      const importChanged = (change: { at: number; bytes: string; length: number; reads?: number }) => runCli(['users', 'import', file, '--data-dir', data], {
+        env: {
+          NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${join(repoRoot, 'test/fixtures/change-file-while-read.mjs')}`,
+          CHANGE_WHILE_READ: JSON.stringify({ file, ...change }),
+        },
+      })
+      const small = `${JSON.stringify([{ username: 'user0' }, { username: 'user1' }])}\n`
+      // 3 MB: its last user in another stretch than its first, however the file is read.
+      const large = `${JSON.stringify({ realm: 'old', users: Array.from({ length: 750 }, (_, i) => ({ username: `user${i}`, attributes: { notes: ['x'.repeat(4000)] } })) })}\n`
+      const changes = [
+        { text: small, change: { at: small.indexOf('user0'), bytes: 'XSER0', length: small.length }, what: 'a username changed in place' },
+        { text: large, change: { at: large.indexOf('user749'), bytes: 'XSER749', length: large.length }, what: 'a username near the end changed in place' },
+        { text: small, change: { at: small.length, bytes: '  ', length: small.length + 2 }, what: 'longer' },
+        // Put back only after the reader's next read too, which finds the end of the file.
+        { text: small, change: { at: small.length - 1, bytes: '', length: small.length - 1, reads: 2 }, what: 'shorter' },
+      ]
+      for (const { text, change, what } of changes) {
+        writeFileSync(file, text)
+        const refused = await importChanged(change)
+        assert.equal(refused.stderr, refusal, what)
+        assert.equal(refused.code, 2, what)
+        assert.equal(readFileSync(file, 'utf8'), text, `${what}: put back`)
+        assert.deepEqual(Object.keys(await accounts(['--data-dir', data])), before, `${what}: nothing was imported`)
+      }
+      // Changed to what it was: the file read is the file checked.
+      writeFileSync(file, small)
+      const imported = await importChanged({ at: small.indexOf('user0'), bytes: 'user0', length: small.length })
+      assert.equal(imported.code, 0, imported.stderr)
+      assert.deepEqual(Object.keys(await accounts(['--data-dir', data])), [...before, 'user0', 'user1'])
     } finally {
       rmSync(dir, { recursive: true, force: true })
     }
