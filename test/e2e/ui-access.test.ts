@@ -1,13 +1,15 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import type { Browser } from 'playwright-core'
-import { assertNoHorizontalOverflow, choose, launchChromium, logIn, openPage, screenshot } from '../helpers/chromium.ts'
+import { assertNoHorizontalOverflow, choose, launchChromium, openPage, openSignedIn, screenshot, signIn, type SignedIn } from '../helpers/chromium.ts'
 import { call, createOrgAndTeam, grant } from '../helpers/access.ts'
 import { basic, startGateway, type TestGateway } from '../helpers/gateway.ts'
 
 describe('access control in the web interface, in Chromium', () => {
   let gw: TestGateway
   let browser: Browser
+  /** Each person's session, logged in once: no test here is about the login. */
+  const signedIn: Record<string, SignedIn> = {}
 
   before(async () => {
     gw = await startGateway()
@@ -16,6 +18,9 @@ describe('access control in the web interface, in Chromium', () => {
     const platform = await createOrgAndTeam(gw, 'Platform', 'Automation')
     await createOrgAndTeam(gw, 'Ops', 'Oncall')
     assert.equal((await grant(gw, 'olga', 'Organization Admin', platform.organization)).status, 201)
+    await Promise.all([['admin', 'admin-test-password'], ['olga', 'olga-password-long'], ['pat', 'pat-password-long']].map(async ([username, password]) => {
+      signedIn[username!] = await signIn(browser, gw.url, username!, password!)
+    }))
   })
   after(async () => {
     await browser?.close()
@@ -23,9 +28,9 @@ describe('access control in the web interface, in Chromium', () => {
   })
 
   it('lets an organization admin who is no superuser put someone in a team, who then reaches the team-only service', async () => {
-    const { page, context, problems } = await openPage(browser, 'desktop')
+    const { page, context, problems } = await openPage(browser, 'desktop', signedIn.olga)
     try {
-      await logIn(page, gw.url, 'olga', 'olga-password-long')
+      await openSignedIn(page, gw.url)
       await page.getByRole('navigation').getByRole('link', { name: 'Organizations and teams' }).click()
       await page.getByRole('heading', { name: 'Organizations and teams', level: 1 }).waitFor()
       const form = page.getByRole('form', { name: 'Give a role' })
@@ -70,10 +75,10 @@ describe('access control in the web interface, in Chromium', () => {
   })
 
   it('offers each person only the forms to create that the API lets them use', async () => {
-    const offered = async (username: string, password: string) => {
-      const { page, context, problems } = await openPage(browser, 'desktop')
+    const offered = async (username: string) => {
+      const { page, context, problems } = await openPage(browser, 'desktop', signedIn[username])
       try {
-        await logIn(page, gw.url, username, password, '/ui/access')
+        await openSignedIn(page, gw.url, '/ui/access')
         await page.locator('main:not([aria-busy])').getByRole('heading', { name: 'Who holds which role' }).waitFor()
         const forms = await page.locator('main form').evaluateAll((found) => found.map((form) => form.getAttribute('aria-label')))
         const createUser = await page.getByRole('link', { name: 'Create user' }).count()
@@ -85,19 +90,19 @@ describe('access control in the web interface, in Chromium', () => {
         await context.close()
       }
     }
-    assert.deepEqual(await offered('admin', 'admin-test-password'), { forms: ['New organization', 'New team', 'Give a role'], createUser: 1 })
+    assert.deepEqual(await offered('admin'), { forms: ['New organization', 'New team', 'Give a role'], createUser: 1 })
     // An organization admin adds teams and gives roles in her organization; only a superuser creates organizations.
-    assert.deepEqual(await offered('olga', 'olga-password-long'), { forms: ['New team', 'Give a role'], createUser: 1 })
+    assert.deepEqual(await offered('olga'), { forms: ['New team', 'Give a role'], createUser: 1 })
     // Someone who administers nothing sees the lists, and no form the gateway would refuse.
-    assert.deepEqual(await offered('pat', 'pat-password-long'), { forms: [], createUser: 0, empty: ['No organization is visible to you.'] })
+    assert.deepEqual(await offered('pat'), { forms: [], createUser: 0, empty: ['No organization is visible to you.'] })
     const refused = await call(gw, 'POST', 'organizations/', { name: 'By pat' }, { authorization: basic('pat', 'pat-password-long') })
     assert.equal(refused.status, 403, 'the API refuses what the page does not offer')
   })
 
   it('draws a page again after a change made from it in the same entry of the history, so that Back leaves it', async () => {
-    const { page, context, problems } = await openPage(browser, 'desktop')
+    const { page, context, problems } = await openPage(browser, 'desktop', signedIn.admin)
     try {
-      await logIn(page, gw.url, 'admin', 'admin-test-password', '/ui/account')
+      await openSignedIn(page, gw.url, '/ui/account')
       await page.getByRole('navigation').getByRole('link', { name: 'Organizations and teams' }).click()
       await page.locator('main:not([aria-busy])').getByRole('heading', { name: 'Organizations and teams', level: 1 }).waitFor()
       const entries = await page.evaluate<number>('history.length')
@@ -124,9 +129,9 @@ describe('access control in the web interface, in Chromium', () => {
   })
 
   it('keeps the message naming a long name without a space within a phone\'s screen', async () => {
-    const { page, context, problems } = await openPage(browser, 'phone')
+    const { page, context, problems } = await openPage(browser, 'phone', signedIn.admin)
     try {
-      await logIn(page, gw.url, 'admin', 'admin-test-password', '/ui/access')
+      await openSignedIn(page, gw.url, '/ui/access')
       const form = page.getByRole('form', { name: 'New organization' })
       await form.getByLabel('Name').fill('Q'.repeat(150))
       await form.getByLabel('Name').press('Enter')
@@ -142,16 +147,19 @@ describe('access control in the web interface, in Chromium', () => {
   })
 
   it('keeps a refusal on screen until it is dismissed, as it may take longer to read than a success', async () => {
-    const { page, context, problems, failedResponses } = await openPage(browser, 'desktop')
+    const { page, context, problems, failedResponses } = await openPage(browser, 'desktop', signedIn.olga)
     try {
+      // The page's timers run on a clock the test moves on, rather than waited out.
+      await context.clock.install()
       // Olga administers Platform, but the configuration's access rules name its team Automation, which only a superuser
       // may delete: a rule beyond roles, which the page does not know, so it offers the Delete and shows the refusal.
-      await logIn(page, gw.url, 'olga', 'olga-password-long', '/ui/access')
+      await openSignedIn(page, gw.url, '/ui/access')
       await page.getByRole('button', { name: 'Delete team Automation' }).click()
       await page.locator('dialog.confirm').getByRole('button', { name: 'Delete' }).click()
       const refusal = page.locator('.toast.error')
       await refusal.waitFor()
-      await page.waitForTimeout(6000)
+      // Longer than a success's message stays.
+      await page.clock.runFor(6000)
       assert.equal(await refusal.count(), 1, 'the refusal is still there after a while')
       await refusal.getByRole('button', { name: 'Dismiss the message' }).click()
       await refusal.waitFor({ state: 'detached' })
@@ -163,9 +171,9 @@ describe('access control in the web interface, in Chromium', () => {
   })
 
   it('shows a person their teams, organizations, roles and the services they may reach', async () => {
-    const { page, context } = await openPage(browser, 'phone')
+    const { page, context } = await openPage(browser, 'phone', signedIn.pat)
     try {
-      await logIn(page, gw.url, 'pat', 'pat-password-long', '/ui/account')
+      await openSignedIn(page, gw.url, '/ui/account')
       const memberships = page.locator('#memberships')
       await memberships.waitFor()
       assert.match(await memberships.innerText(), /Automation/)
@@ -178,9 +186,9 @@ describe('access control in the web interface, in Chromium', () => {
   })
 
   it('shows an administrator which services a user may reach, and revokes a role in the page', async () => {
-    const { page, context } = await openPage(browser, 'desktop')
+    const { page, context } = await openPage(browser, 'desktop', signedIn.admin)
     try {
-      await logIn(page, gw.url, 'admin', 'admin-test-password', '/ui/access')
+      await openSignedIn(page, gw.url, '/ui/access')
       const row = page.locator('tr', { hasText: 'pat' }).filter({ hasText: 'Team Member' })
       await row.getByRole('button', { name: 'Revoke' }).click()
       await page.locator('dialog.confirm').getByRole('button', { name: 'Revoke' }).click()

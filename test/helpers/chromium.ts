@@ -78,6 +78,27 @@ export async function logIn(page: Page, baseUrl: string, username: string, passw
   await page.locator('main h1').first().waitFor()
 }
 
+/**
+ * Logs `username` in once, in a context of its own, and returns that session's cookies: tests that need someone
+ * signed in, but do not test the login, start their contexts from them instead of logging in again.
+ */
+export async function signIn(browser: Browser, baseUrl: string, username: string, password: string): Promise<SignedIn> {
+  const { page, context } = await openPage(browser)
+  try {
+    await logIn(page, baseUrl, username, password)
+    return await context.storageState()
+  } finally {
+    await context.close()
+  }
+}
+
+/** Opens `path` in a page whose context started signed in, and waits for it to be drawn as logIn does. */
+export async function openSignedIn(page: Page, baseUrl: string, path = '/ui/'): Promise<void> {
+  await page.goto(baseUrl + path)
+  assert.match(new URL(page.url()).pathname, /^\/ui\//, 'the session lets the page open, without a login')
+  await page.locator('main h1').first().waitFor()
+}
+
 /** Waits for the page of the interface to draw its data: its main area is `aria-busy` until then. */
 export async function pageDrawn(page: Page): Promise<void> {
   await page.locator('main:not([aria-busy]) h1').first().waitFor()
