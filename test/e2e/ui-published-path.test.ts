@@ -31,10 +31,18 @@ const PROXIES = {
   },
 }
 
+// One browser for both proxies: each visit has a context of its own.
+let browser: Browser
+before(async () => {
+  browser = await launchChromium()
+})
+after(async () => {
+  await browser?.close()
+})
+
 for (const [proxyName, startProxy] of Object.entries(PROXIES)) describe(`the web interface published under a path by ${proxyName} forwarding only that path`, () => {
   let gw: TestGateway
   let proxy: ChildProcess
-  let browser: Browser
   let edge: string
   const dir = tempDir('gatehouse-ui-path-')
 
@@ -43,10 +51,8 @@ for (const [proxyName, startProxy] of Object.entries(PROXIES)) describe(`the web
     edge = `http://127.0.0.1:${port}${PATH}`
     gw = await startGateway({ config: { server: { host: '127.0.0.1', port: 0, public_url: `${edge}/` } } })
     proxy = await startProxy(dir, port, new URL(gw.url).host)
-    browser = await launchChromium()
   })
   after(async () => {
-    await browser?.close()
     proxy?.kill()
     await gw?.close()
     rmSync(dir, { recursive: true, force: true })
