@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
-import { assertNoHorizontalOverflow, launchChromium, logIn, openPage, pageDrawn, screenshot, VIEWPORTS, type SignedIn, type ViewportName, type WatchedPage } from '../helpers/chromium.ts'
+import { assertNoHorizontalOverflow, launchChromium, logIn, openPage, openSignedIn, pageDrawn, screenshot, signIn, VIEWPORTS, type SignedIn, type ViewportName, type WatchedPage } from '../helpers/chromium.ts'
 import { ADMIN_PASSWORD, adminAuth, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
 import { createOrgAndTeam } from '../helpers/access.ts'
@@ -13,6 +13,7 @@ describe('the web interface in Chromium', () => {
   let browser: Browser
   let carolId: number
   const carolAuth = { authorization: basic('carol', 'carol-password') }
+  const erinAuth = { authorization: basic('erin', 'erin-password') }
 
   const patchSettings = async (changes: Record<string, unknown>) => {
     const response = await gw.fetch('/api/gateway/v1/settings/', { method: 'PATCH', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify(changes) })
@@ -20,6 +21,11 @@ describe('the web interface in Chromium', () => {
   }
   /** The admin's session, logged in once: the tests that only need an administrator start from it. */
   let adminSignedIn: SignedIn
+  /**
+   * Erin's session, logged in once, for the tests that need someone who is no superuser but test neither the login
+   * nor what happens to sessions: carol is theirs, as they end her sessions and count them.
+   */
+  let erinSignedIn: SignedIn
 
   /** Runs a test body in a fresh browser context (signed in with `signedIn`) and closes it, whatever happens. */
   const inBrowser = async (viewport: ViewportName, body: (watched: WatchedPage) => Promise<void>, signedIn?: SignedIn) => {
@@ -83,13 +89,8 @@ describe('the web interface in Chromium', () => {
     await createOrgAndTeam(gw, 'Platform', 'Automation')
     // An application's page, with a confidential one's secret section.
     assert.equal((await gw.fetch('/api/gateway/v1/applications/', { method: 'POST', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'reporting', client_type: 'confidential', authorization_grant_type: 'password' }) })).status, 201)
-    const signingIn = await openPage(browser)
-    try {
-      await logIn(signingIn.page, gw.url, 'admin', ADMIN_PASSWORD)
-      adminSignedIn = await signingIn.context.storageState()
-    } finally {
-      await signingIn.context.close()
-    }
+    await gw.app.accounts.create({ username: 'erin', password: 'erin-password' })
+    ;[adminSignedIn, erinSignedIn] = await Promise.all([signIn(browser, gw.url, 'admin', ADMIN_PASSWORD), signIn(browser, gw.url, 'erin', 'erin-password')])
   })
   after(async () => {
     await browser?.close()
@@ -119,7 +120,8 @@ describe('the web interface in Chromium', () => {
       await page.goto(`${gw.url}/ui/`)
       await assertNoHorizontalOverflow(page, 'login')
       await screenshot(page, `${viewport}-login`)
-      await logIn(page, gw.url, 'admin', ADMIN_PASSWORD)
+      // The admin's session from here on: the login itself is tested on its own.
+      await page.context().addCookies(adminSignedIn.cookies)
       for (const name of PAGES) {
         await page.goto(`${gw.url}/ui/${name}`)
         await pageDrawn(page)
@@ -151,9 +153,9 @@ describe('the web interface in Chromium', () => {
   }, adminSignedIn))
 
   it('marks the main area busy while a page\'s data loads, and not once it is drawn', () => inBrowser('desktop', async ({ page, problems }) => {
-    await logIn(page, gw.url, 'carol', 'carol-password', '/ui/account')
+    await openSignedIn(page, gw.url, '/ui/account')
     const main = page.locator('main')
-    // The login lands on the account page as soon as its heading shows, which may be while its data still loads.
+    // The account page's heading shows while its data may still load.
     await pageDrawn(page)
     let release!: () => void
     const held = new Promise<void>((resolve) => (release = resolve))
@@ -174,7 +176,7 @@ describe('the web interface in Chromium', () => {
     assert.match(await main.innerText(), /You have no tokens\./)
     await page.unroute('**/api/gateway/v1/tokens/**')
     assert.deepEqual(problems, [])
-  }))
+  }, erinSignedIn))
 
   it('tells a browser without JavaScript that the interface needs it, after a login that works without it', async () => {
     const context = await browser.newContext({ javaScriptEnabled: false })
@@ -192,9 +194,9 @@ describe('the web interface in Chromium', () => {
   })
 
   it('keeps the keyboard focus on the list after revoking a token from it with the keyboard', () => inBrowser('desktop', async ({ page, problems }) => {
-    await createToken(gw, carolAuth, { description: 'first key' })
-    await createToken(gw, carolAuth, { description: 'second key' })
-    await logIn(page, gw.url, 'carol', 'carol-password', '/ui/tokens')
+    await createToken(gw, erinAuth, { description: 'first key' })
+    await createToken(gw, erinAuth, { description: 'second key' })
+    await openSignedIn(page, gw.url, '/ui/tokens')
     await page.getByRole('button', { name: 'Revoke token first key' }).focus()
     await page.keyboard.press('Enter')
     const confirm = page.locator('dialog.confirm').getByRole('button', { name: 'Revoke' })
@@ -208,10 +210,10 @@ describe('the web interface in Chromium', () => {
     await clickAndConfirm(page, 'Revoke token second key', 'Revoke')
     await page.getByText('You have no tokens.').waitFor()
     assert.deepEqual(problems, [])
-  }))
+  }, erinSignedIn))
 
   it('closes the phone\'s menu with Escape, back on the Menu button', () => inBrowser('phone', async ({ page, problems }) => {
-    await logIn(page, gw.url, 'carol', 'carol-password')
+    await openSignedIn(page, gw.url)
     const menu = page.getByRole('button', { name: 'Menu' })
     await menu.focus()
     await page.keyboard.press('Enter')
@@ -222,7 +224,7 @@ describe('the web interface in Chromium', () => {
     assert.equal(await menu.getAttribute('aria-expanded'), 'false')
     assert.equal(await page.evaluate<string>("document.activeElement.id"), 'menu-button')
     assert.deepEqual(problems, [])
-  }))
+  }, erinSignedIn))
 
   it('creates an OAuth2 application at run time, whose client id gets tokens at /o/token/ until it is deleted in the page', () => inBrowser('desktop', async ({ page, problems, failedResponses }) => {
     await openAsAdmin(page, '/ui/admin/applications')
@@ -245,7 +247,7 @@ describe('the web interface in Chromium', () => {
 
   it('creates a token shown once, which an HTTP client uses until it is revoked in the page', () => inBrowser('desktop', async ({ page, context, problems, failedResponses }) => {
     await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: gw.url })
-    await logIn(page, gw.url, 'carol', 'carol-password')
+    await openSignedIn(page, gw.url)
     await page.getByRole('navigation').getByRole('link', { name: 'Tokens' }).click()
     await page.getByRole('heading', { name: 'My tokens', level: 1 }).waitFor()
     await page.getByLabel('Description').fill('nightly report')
@@ -266,9 +268,9 @@ describe('the web interface in Chromium', () => {
     // The HTTP client: the gateway API and a service behind the gateway, with the copied token.
     const me = await gw.fetch('/api/gateway/v1/me/', { headers: bearer(token) })
     assert.equal(me.status, 200)
-    assert.equal((await json(me)).results[0].username, 'carol')
+    assert.equal((await json(me)).results[0].username, 'erin')
     const seen = await json(await gw.fetch('/api/controller/v2/hosts/', { headers: bearer(token) }))
-    assert.deepEqual([seen.identity.username, seen.identity.auth_method, seen.identity.verified], ['carol', 'token', true])
+    assert.deepEqual([seen.identity.username, seen.identity.auth_method, seen.identity.verified], ['erin', 'token', true])
 
     // Shown once: after leaving, the value is nowhere in the page, and the list says when it was last used.
     await page.getByRole('button', { name: 'Done' }).click()
@@ -288,7 +290,7 @@ describe('the web interface in Chromium', () => {
     assert.equal((await json(refused)).code, 'invalid_token')
     assert.deepEqual(problems, [])
     assert.deepEqual(failedResponses, [])
-  }))
+  }, erinSignedIn))
 
   it('switches basic auth off in settings, after which basic calls fail, and on again', () => inBrowser('desktop', async ({ page, problems }) => {
     assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: carolAuth })).status, 200)
@@ -374,7 +376,7 @@ describe('the web interface in Chromium', () => {
   }))
 
   it('keeps administration from a user who is not a superuser', () => inBrowser('phone', async ({ page, problems, failedResponses }) => {
-    await logIn(page, gw.url, 'carol', 'carol-password')
+    await openSignedIn(page, gw.url)
     await page.getByRole('button', { name: 'Menu' }).click()
     const nav = page.getByRole('navigation')
     assert.equal(await nav.getByText('Administration').count(), 0)
@@ -394,7 +396,7 @@ describe('the web interface in Chromium', () => {
     assert.deepEqual(statuses, [403, 403])
     assert.deepEqual(problems, [])
     assert.deepEqual(failedResponses, ['403 GET /ui/admin/users', '403 GET /ui/admin/settings', '403 GET /ui/admin/tokens', '403 GET /api/gateway/v1/settings/', '403 GET /api/gateway/v1/sessions/'])
-  }))
+  }, erinSignedIn))
 
   it('shows the session\'s remaining time, warns before it ends, and extends it on request', () => inBrowser('desktop', async ({ page, problems }) => {
     await patchSettings({ session_cookie_age: 100 })
