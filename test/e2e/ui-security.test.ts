@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { demoConfigFile, loadConfigFile } from '../../src/config/load.ts'
 import { call, createOrgAndTeam, grant } from '../helpers/access.ts'
-import { launchChromium, logIn, openPage, pageDrawn, type WatchedPage } from '../helpers/chromium.ts'
+import { launchChromium, logIn, openPage, pageDrawn, signIn, type SignedIn, type WatchedPage } from '../helpers/chromium.ts'
 import { ADMIN_PASSWORD, adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { OFF_SITE_NEXTS } from '../helpers/open-redirect.ts'
 import { LOGIN, login, withCsrf } from '../helpers/session.ts'
@@ -22,6 +22,8 @@ describe('the web interface against attacks from other sites and other people', 
   let gw: TestGateway
   let browser: Browser
   let vicId: number
+  /** The admin's session, logged in once for the tests that look at the pages behind the login, not at the login. */
+  let adminSignedIn: SignedIn
 
   before(async () => {
     const demo = loadConfigFile(demoConfigFile)
@@ -33,6 +35,7 @@ describe('the web interface against attacks from other sites and other people', 
     })
     vicId = (await gw.app.accounts.create({ username: 'vic', password: 'vic-password-long' })).id
     browser = await launchChromium()
+    adminSignedIn = await signIn(browser, gw.url, 'admin', ADMIN_PASSWORD)
   })
   after(async () => {
     await browser?.close()
@@ -93,7 +96,7 @@ describe('the web interface against attacks from other sites and other people', 
     }
   })
 
-  it('shows markup in the address and in error messages as text, never as markup', () => inBrowser(async ({ page, problems }) => {
+  it('shows markup in the address and in error messages as text, never as markup', () => inBrowser(async ({ page, context, problems }) => {
     const m = encodeURIComponent(MARKUP)
     await page.goto(`${gw.url}${LOGIN}?next=${m}`)
     await assertNothingInjected(page, 'the login page with markup as next')
@@ -101,7 +104,7 @@ describe('the web interface against attacks from other sites and other people', 
     await assertNothingInjected(page, 'an error page for an address with markup')
     await page.goto(`${gw.url}/realms/platform/protocol/openid-connect/auth?client_id=${m}&response_type=${m}&redirect_uri=${m}&scope=${m}&state=${m}`)
     await assertNothingInjected(page, 'the realm\'s error page for parameters with markup')
-    await logIn(page, gw.url, 'admin', ADMIN_PASSWORD)
+    await context.addCookies(adminSignedIn.cookies)
     for (const path of [`/ui/admin/users?username=${m}`, `/ui/admin/tokens?user=${m}`, `/ui/admin/activity?username=${m}&object_name=${m}&address=${m}&code=${m}&operation=${m}&object_type=${m}`, `/ui/${m}`, `/ui/admin/users/${m}`]) {
       await page.goto(gw.url + path)
       await pageDrawn(page)
@@ -185,7 +188,7 @@ describe('the web interface against attacks from other sites and other people', 
     assert.ok(tokens.results.some((token) => token.description === 'made past a planted cookie'))
   }))
 
-  it('tells the browser which password each password field takes', () => inBrowser(async ({ page, problems }) => {
+  it('tells the browser which password each password field takes', () => inBrowser(async ({ page, context, problems }) => {
     const fieldsOf = async (what: string) => {
       await page.locator('input[type=password]').first().waitFor()
       const fields = await page.locator('input[type=password]').evaluateAll((inputs) => inputs.map((input) => input.getAttribute('autocomplete')))
@@ -198,7 +201,7 @@ describe('the web interface against attacks from other sites and other people', 
     await page.goto(`${gw.url}/ui/`)
     assert.deepEqual(await fieldsOf('the login page'), ['current-password'])
     assert.equal(await page.getAttribute('#username', 'autocomplete'), 'username')
-    await logIn(page, gw.url, 'admin', ADMIN_PASSWORD)
+    await context.addCookies(adminSignedIn.cookies)
     for (const [path, expected] of [['/ui/account', ['current-password', 'new-password']], ['/ui/admin/users/new', ['new-password']], [`/ui/admin/users/${vicId}`, ['new-password']]] as const) {
       await page.goto(gw.url + path)
       assert.deepEqual(await fieldsOf(path), expected, path)
