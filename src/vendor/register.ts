@@ -23,6 +23,7 @@ const projectRoot = fileURLToPath(new URL('../../', import.meta.url))
 const bundles = currentBundles(projectRoot)
 const sourcesEntry = pathToFileURL(join(projectRoot, ENTRY)).href
 const bundledEntry = gatehouseBundleEntry(projectRoot)
+const bundledDirectory = bundledEntry && new URL('./', bundledEntry).href
 // The bundles' own files, as their facades require them (by real path: node_modules may be a link), are compiled with
 // the code caches of src/vendor/code-cache.ts while Node's compile cache is on.
 const cachedBundles = bundles.size > 0 && codeCacheDirectory() ? bundleDirectoryUrls() : []
@@ -30,6 +31,9 @@ if (bundles.size > 0 || bundledEntry) {
   registerHooks({
     resolve(specifier, context, nextResolve) {
       if (specifier === sourcesEntry && bundledEntry) return { url: bundledEntry, shortCircuit: true }
+      // A file of the bundle importing another (its chunks, each a file the manifest names) by a relative path: Node's
+      // own resolution would look every one of them up on the disk (some 30 chunks a start of serve loads).
+      if (bundledDirectory && specifier.startsWith('.') && context.parentURL?.startsWith(bundledDirectory)) return { url: new URL(specifier, context.parentURL).href, shortCircuit: true }
       const bundle = bundles.get(specifier)
       if (!bundle) return nextResolve(specifier, context)
       return { url: context.conditions?.includes('require') ? bundle.require : bundle.import, shortCircuit: true }
