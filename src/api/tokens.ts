@@ -15,6 +15,7 @@ import { paged } from './pagination.ts'
 import { activityStreamUrl, ENCRYPTED, userSummary, userUrl } from './summaries.ts'
 import { visibleUser } from './users.ts'
 import { integer } from '../settings/definitions.ts'
+import { TOKEN_DESCRIPTION_MAX } from '../limits.ts'
 import { assertShownValues, bodyId, idParam, nullableBodyId, optionalBody, shownReadOnly } from './validation.ts'
 
 /**
@@ -28,8 +29,6 @@ const scope = z.string({ error: (issue) => issue.input === null ? 'This field ma
 }, scopeMessage).transform((value): TokenScope => value.split(/\s+/).includes('write') ? 'write' : 'read')
 /** An OAuth2 application's id, or null for a personal token (as the platform's clients send it). */
 const application = nullableBodyId
-/** The most characters a token's description may have, from the API and the command line alike. */
-export const TOKEN_DESCRIPTION_MAX = 1000
 const description = z.string().trim().max(TOKEN_DESCRIPTION_MAX).nullable()
 /**
  * A lifetime in seconds, read as Django REST framework's IntegerField reads a number (`600`, `"600"`, `"600.0"`); at

@@ -1,8 +1,6 @@
-import { Command, Option } from 'commander'
-import { isIP } from 'node:net'
 import { compileGatewayRules, type ServiceRules } from '../access/rules.ts'
 import type { App } from '../app.ts'
-import { authMethods, type AuthMethod } from '../config/schema.ts'
+import type { AuthMethod } from '../config/schema.ts'
 import { findApiRoute, gatewayApiRoutes } from '../api/route-table.ts'
 import { ALLOW, superuserOnly, type Access, type Place } from '../gateway/places.ts'
 import { scopeRefusal } from '../gateway/policy.ts'
@@ -14,7 +12,8 @@ import { heldToScope, policyRefusal, takesAccessToken } from '../auth/oidc-beare
 import { accessTokenAudience, ACCOUNT_ROLES, compileRoleScope } from '../oidc/claims.ts'
 import type { User } from '../store/users.ts'
 import { printable } from '../logging/printable.ts'
-import { addDemoOption, addStorageOptions, UsageError, withApp, type StorageOptions } from './common.ts'
+import { withApp } from './actions.ts'
+import { UsageError, type StorageOptions } from './common.ts'
 
 interface CheckOptions extends StorageOptions {
   authMethod: AuthMethod
@@ -27,26 +26,12 @@ interface CheckOptions extends StorageOptions {
 }
 
 /** `access check`: what the running gateway would decide for a user's request, from the same rules engine. */
-export function accessCommand(): Command {
-  const access = new Command('access').description('explain access decisions')
-  access.addCommand(addStorageOptions(addDemoOption(new Command('check')
-    .description('print whether USER may make the request METHOD PATH, and the rule that decides (exit 1 when refused)')
-    .argument('<user>', 'username')
-    .argument('<method>', 'HTTP method, e.g. GET')
-    .argument('<path>', 'request path, e.g. /api/eda/v1/activations/')
-    .addOption(new Option('--auth-method <method>', 'how the user signs in').choices(authMethods).default('session'))
-    .addOption(new Option('--scope <scope...>', 'token scopes the request carries'))
-    .addOption(new Option('--application', 'the token is an OAuth2 application\'s (from /o/token/), not a realm client\'s (implies --auth-method oidc)').implies({ authMethod: 'oidc' }))
-    .addOption(new Option('--client <realm/client_id>', 'the realm client the token was issued to, e.g. platform/end-users (implies --auth-method oidc; a realm client\'s token needs it: a place takes one by its realm and audiences)').implies({ authMethod: 'oidc' }))
-    .addOption(new Option('--address <ip>', 'the client address').argParser(parseAddress).default('127.0.0.1'))))
-    .action((user: string, method: string, path: string, options: CheckOptions) => withApp(options, (app) => check(app, user, method.toUpperCase(), path, options))))
-  access.addCommand(addStorageOptions(addDemoOption(new Command('check-client')
-    .description('print whether USER may sign in to the realm client REALM/CLIENT_ID by its access rules (exit 1 when refused), and which of its roles USER holds')
-    .argument('<user>', 'username')
-    .argument('<client>', 'realm and client id, e.g. platform/operators-console')
-    .addOption(new Option('--address <ip>', 'the client address').argParser(parseAddress).default('127.0.0.1'))))
-    .action((user: string, client: string, options: StorageOptions & { address: string }) => withApp(options, (app) => checkClient(app, user, client, options.address))))
-  return access
+export async function checkAccess(user: string, method: string, path: string, options: CheckOptions): Promise<void> {
+  await withApp(options, (app) => check(app, user, method.toUpperCase(), path, options))
+}
+
+export async function checkClientAccess(user: string, client: string, options: StorageOptions & { address: string }): Promise<void> {
+  await withApp(options, (app) => checkClient(app, user, client, options.address))
 }
 
 /**
@@ -122,12 +107,6 @@ function tokenRefusal(app: App, place: Place, token: DescribedToken | undefined)
   if (token.refusal) return `the user cannot be issued a token of that client: ${token.refusal}`
   const refusal = policyRefusal(token, app.oidc.policyFor(place.service))
   return refusal && `401: ${refusal} The token's realm is ${token.realm}, its aud and azp name ${token.audiences.join(', ')}`
-}
-
-/** Rules match `networks` against the address: one that is not an IP address would match none of them, unnoticed. */
-function parseAddress(value: string): string {
-  if (!isIP(value)) throw new UsageError(`--address must be an IP address, got "${value}"`)
-  return value
 }
 
 /** A configuration without services (none given) judges only the gateway's own paths: say so, and how to give one. */

@@ -1,15 +1,15 @@
-import { Command, Option } from 'commander'
 import type { App } from '../app.ts'
 import { applicationActions, createApplication, serializeApplication, updateApplication } from '../api/applications.ts'
 import { parseBody } from '../api/validation.ts'
 import { cliActor } from '../audit/actor.ts'
 import { recordSecretRotated } from '../audit/applications.ts'
 import { ValidationFailed } from '../errors.ts'
-import { MAX_SECRET_GRACE_SECONDS, newClientSecret, rotateApplicationSecret } from '../oidc/applications.ts'
+import { newClientSecret, rotateApplicationSecret } from '../oidc/applications.ts'
 import type { Application } from '../store/applications.ts'
 import { NO_FILTER } from '../store/list-filter.ts'
 import { printable } from '../logging/printable.ts'
-import { addDemoOption, addStorageOptions, everyPage, positiveInteger, printList, UsageError, withApp, writeFailure, writeSecret, type StorageOptions } from './common.ts'
+import { withApp } from './actions.ts'
+import { everyPage, printList, UsageError, writeFailure, writeSecret, type StorageOptions } from './common.ts'
 
 interface ByIdOptions extends StorageOptions {
   id: number
@@ -34,125 +34,83 @@ interface FieldOptions {
 /** Application ids are the database's 32-bit integers, as the API's ids are (src/api/validation.ts). */
 const MAX_APPLICATION_ID = 2 ** 31 - 1
 
-/**
- * OAuth2 applications from the command line, as the API's `applications/` manages them: for an operator without a
- * superuser's credentials at hand. The options are the API's fields, checked by the API's schemas and by the same
- * checks after them (src/api/applications.ts), written with the same effects (a deleted application's tokens end in
- * every process) and recorded in the activity stream as the command line's.
- */
-export function applicationsCommand(): Command {
-  const applications = new Command('applications').description('manage OAuth2 applications')
-
-  applications.addCommand(addStorageOptions(new Command('list').description('list applications (never their secrets)')
-    .option('--json', 'a JSON array, each application as the API shows it'))
-    .action(async (options: StorageOptions & { json?: boolean }) => {
-      await withApp(options, async (app) => {
-        const all = await everyPage(async (offset, limit) => (await app.store.applications.list({ offset, limit, filter: NO_FILTER })).applications)
-        const shown = new Map(await Promise.all(all.map(async (a) => [a.id, await serializeApplication(app, a)] as const)))
-        printList(all, options.json === true, ['ID', 'NAME', 'CLIENT_ID', 'CLIENT_TYPE', 'GRANT_TYPE', 'ORGANIZATION'],
-          (a) => [String(a.id), a.name, a.clientId, a.clientType, a.authorizationGrantType, a.organizationId === null ? '' : String(a.organizationId)],
-          (a) => shown.get(a.id))
-      })
-    }))
-
-  applications.addCommand(addStorageOptions(byId(new Command('show').description('print an application as the API shows it (JSON; its secret masked)')))
-    .action(async (options: ByIdOptions) => {
-      await withApp(options, async (app) => {
-        process.stdout.write(`${JSON.stringify(await serializeApplication(app, await foundApplication(app, options.id)), null, 2)}\n`)
-      })
-    }))
-
-  applications.addCommand(addStorageOptions(addDemoOption(fieldOptions(new Command('create')
-    .description('create an application of the realm serving them, and print its client id and, when confidential, its secret (the only time it is shown)'))
-    .addOption(new Option('--client-type <type>', 'confidential (it has a secret) or public; required'))
-    .option('--json', 'print the application as the API answers its create (with client_secret)')))
-    .action(async (options: StorageOptions & FieldOptions & { json?: boolean }) => {
-      const input = checkedFields(() => parseBody(createApplication, fieldsOf(options)))
-      await withApp(options, async (app) => {
-        if (!app.oidc.applicationsRealm) {
-          throw new UsageError(`no realm in the configuration serves OAuth2 applications (realms, gateway.oidc.applications_realm)${app.config.realms.length ? '' : ': give the configuration the gateway runs with --config, or --demo for the demo\'s'}`)
-        }
-        const actions = applicationActions(app)
-        const { application, secret } = await checkedFields(() => actions.create(input, cliActor(), null))
-        const output = options.json
-          ? `${JSON.stringify(await serializeApplication(app, application, secret), null, 2)}\n`
-          : [`created application ${application.id} (${printable(application.name)})`, `client_id: ${application.clientId}`, ...(secret ? [`client_secret: ${secret}`] : [])].join('\n') + '\n'
-        if (secret === undefined) return void process.stdout.write(output)
-        try {
-          await writeSecret(output)
-        } catch (error) {
-          // No one has its secret: it is deleted again rather than left for a script to create once more under a new id.
-          await actions.delete(application, cliActor())
-          throw new Error(`the secret of the new application could not be written (${writeFailure(error)}); application ${application.id} was deleted again: `
-            + 'create it with standard output where it can be read')
-        }
-      })
-    }))
-
-  applications.addCommand(addStorageOptions(fieldOptions(byId(new Command('update')
-    .description('change the fields given, as the API\'s PATCH does (the client type stays; a new grant type ends the tokens of the old one)'))))
-    .action(async (options: ByIdOptions & FieldOptions) => {
-      const fields = fieldsOf(options)
-      if (Object.keys(fields).length === 0) throw new UsageError('nothing to change: give at least one of --name, --description, --organization, --user, --authorization-grant-type, --redirect-uris, --pkce-required')
-      const input = checkedFields(() => parseBody(updateApplication, fields))
-      await withApp(options, async (app) => {
-        const current = await foundApplication(app, options.id)
-        const updated = await checkedFields(() => applicationActions(app).update(current, input, cliActor()))
-        process.stdout.write(`updated application ${updated.id} (${printable(updated.name)})\n`)
-      })
-    }))
-
-  applications.addCommand(addStorageOptions(byId(new Command('delete').description('delete an application; its tokens end at once, in every process')))
-    .action(async (options: ByIdOptions) => {
-      await withApp(options, async (app) => {
-        const current = await foundApplication(app, options.id)
-        await applicationActions(app).delete(current, cliActor())
-        process.stdout.write(`deleted application ${current.id} (${printable(current.name)})\n`)
-      })
-    }))
-
-  applications.addCommand(addStorageOptions(byId(new Command('rotate-secret')
-    .description('give a confidential application a new secret and print it (the only time it is shown)'))
-    .addOption(new Option('--grace-seconds <seconds>', `how long the secret being replaced still works, at most ${MAX_SECRET_GRACE_SECONDS} (0: it stops at once)`)
-      .argParser(graceSeconds).default(0)))
-    .action(async (options: RotateOptions) => {
-      await withApp(options, async (app) => {
-        const current = await foundApplication(app, options.id)
-        if (current.clientType === 'public') throw new UsageError(`application ${current.id} is public: it has no secret to rotate`)
-        // Printed before it is stored: a secret that could not be written is never taken, and the one the clients
-        // hold goes on working, where storing it first would leave one that no one has (and end the grace of the one
-        // before if rotated again).
-        const secret = newClientSecret()
-        try {
-          await writeSecret(`${secret}\n`)
-        } catch (error) {
-          throw new Error(`the new secret could not be written (${writeFailure(error)}); application ${current.id} keeps its secret`)
-        }
-        const rotated = await rotateApplicationSecret(app.store.applications, current.id, secret, options.graceSeconds, app.bus.clock.now())
-        if (!rotated) throw new Error(`application ${current.id} was deleted meanwhile: the secret printed is not taken`)
-        recordSecretRotated(app.audit, cliActor(), current, rotated.application, rotated.previousUntil)
-        const previous = rotated.previousUntil === null ? 'the previous one no longer works' : `the previous one works until ${new Date(rotated.previousUntil).toISOString()}`
-        process.stderr.write(`rotated the secret of application ${current.id} (${printable(current.name)}); ${previous}\n`)
-      })
-    }))
-
-  return applications
+export async function listApplications(options: StorageOptions & { json?: boolean }): Promise<void> {
+  await withApp(options, async (app) => {
+    const all = await everyPage(async (offset, limit) => (await app.store.applications.list({ offset, limit, filter: NO_FILTER })).applications)
+    const shown = new Map(await Promise.all(all.map(async (a) => [a.id, await serializeApplication(app, a)] as const)))
+    printList(all, options.json === true, ['ID', 'NAME', 'CLIENT_ID', 'CLIENT_TYPE', 'GRANT_TYPE', 'ORGANIZATION'],
+      (a) => [String(a.id), a.name, a.clientId, a.clientType, a.authorizationGrantType, a.organizationId === null ? '' : String(a.organizationId)],
+      (a) => shown.get(a.id))
+  })
 }
 
-function byId(command: Command): Command {
-  return command.requiredOption('--id <id>', 'the application, by id (as applications/{id}/ names it)', positiveInteger('--id'))
+export async function showApplication(options: ByIdOptions): Promise<void> {
+  await withApp(options, async (app) => {
+    process.stdout.write(`${JSON.stringify(await serializeApplication(app, await foundApplication(app, options.id)), null, 2)}\n`)
+  })
 }
 
-/** The options for the API's writable fields that create and update share; `--client-type` is create's alone. */
-function fieldOptions(command: Command): Command {
-  return command
-    .option('--name <name>', 'unique in its organization (at most 512 characters); required to create')
-    .option('--description <text>', 'what it is for')
-    .option('--organization <id>', 'the organization it belongs to, by id')
-    .option('--user <id>', 'the user who owns it, by id (default on create: none)')
-    .option('--authorization-grant-type <type>', 'password or authorization-code; required to create')
-    .option('--redirect-uris <uris>', 'space-separated absolute http(s) URLs; required with authorization-code')
-    .option('--pkce-required <boolean>', 'whether its authorization requests must carry PKCE (default on create: true)')
+export async function makeApplication(options: StorageOptions & FieldOptions & { json?: boolean }): Promise<void> {
+  const input = checkedFields(() => parseBody(createApplication, fieldsOf(options)))
+  await withApp(options, async (app) => {
+    if (!app.oidc.applicationsRealm) {
+      throw new UsageError(`no realm in the configuration serves OAuth2 applications (realms, gateway.oidc.applications_realm)${app.config.realms.length ? '' : ': give the configuration the gateway runs with --config, or --demo for the demo\'s'}`)
+    }
+    const actions = applicationActions(app)
+    const { application, secret } = await checkedFields(() => actions.create(input, cliActor(), null))
+    const output = options.json
+      ? `${JSON.stringify(await serializeApplication(app, application, secret), null, 2)}\n`
+      : [`created application ${application.id} (${printable(application.name)})`, `client_id: ${application.clientId}`, ...(secret ? [`client_secret: ${secret}`] : [])].join('\n') + '\n'
+    if (secret === undefined) return void process.stdout.write(output)
+    try {
+      await writeSecret(output)
+    } catch (error) {
+      // No one has its secret: it is deleted again rather than left for a script to create once more under a new id.
+      await actions.delete(application, cliActor())
+      throw new Error(`the secret of the new application could not be written (${writeFailure(error)}); application ${application.id} was deleted again: `
+        + 'create it with standard output where it can be read')
+    }
+  })
+}
+
+export async function changeApplication(options: ByIdOptions & FieldOptions): Promise<void> {
+  const fields = fieldsOf(options)
+  if (Object.keys(fields).length === 0) throw new UsageError('nothing to change: give at least one of --name, --description, --organization, --user, --authorization-grant-type, --redirect-uris, --pkce-required')
+  const input = checkedFields(() => parseBody(updateApplication, fields))
+  await withApp(options, async (app) => {
+    const current = await foundApplication(app, options.id)
+    const updated = await checkedFields(() => applicationActions(app).update(current, input, cliActor()))
+    process.stdout.write(`updated application ${updated.id} (${printable(updated.name)})\n`)
+  })
+}
+
+export async function deleteApplication(options: ByIdOptions): Promise<void> {
+  await withApp(options, async (app) => {
+    const current = await foundApplication(app, options.id)
+    await applicationActions(app).delete(current, cliActor())
+    process.stdout.write(`deleted application ${current.id} (${printable(current.name)})\n`)
+  })
+}
+
+export async function rotateSecret(options: RotateOptions): Promise<void> {
+  await withApp(options, async (app) => {
+    const current = await foundApplication(app, options.id)
+    if (current.clientType === 'public') throw new UsageError(`application ${current.id} is public: it has no secret to rotate`)
+    // Printed before it is stored: a secret that could not be written is never taken, and the one the clients
+    // hold goes on working, where storing it first would leave one that no one has (and end the grace of the one
+    // before if rotated again).
+    const secret = newClientSecret()
+    try {
+      await writeSecret(`${secret}\n`)
+    } catch (error) {
+      throw new Error(`the new secret could not be written (${writeFailure(error)}); application ${current.id} keeps its secret`)
+    }
+    const rotated = await rotateApplicationSecret(app.store.applications, current.id, secret, options.graceSeconds, app.bus.clock.now())
+    if (!rotated) throw new Error(`application ${current.id} was deleted meanwhile: the secret printed is not taken`)
+    recordSecretRotated(app.audit, cliActor(), current, rotated.application, rotated.previousUntil)
+    const previous = rotated.previousUntil === null ? 'the previous one no longer works' : `the previous one works until ${new Date(rotated.previousUntil).toISOString()}`
+    process.stderr.write(`rotated the secret of application ${current.id} (${printable(current.name)}); ${previous}\n`)
+  })
 }
 
 /** The options given, as the API's body: each field named as the API names it, its value as text, as a form sends it. */
@@ -189,11 +147,4 @@ async function foundApplication(app: App, id: number): Promise<Application> {
   const application = id <= MAX_APPLICATION_ID ? await app.store.applications.findById(id) : undefined
   if (!application) throw new UsageError(`no such application: ${id}`)
   return application
-}
-
-function graceSeconds(value: string): number {
-  if (!/^[0-9]{1,12}$/.test(value) || Number(value) > MAX_SECRET_GRACE_SECONDS) {
-    throw new UsageError(`--grace-seconds must be a whole number from 0 to ${MAX_SECRET_GRACE_SECONDS}, got "${value}"`)
-  }
-  return Number(value)
 }

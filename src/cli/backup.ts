@@ -1,31 +1,26 @@
 import { constants, existsSync, linkSync, lstatSync, rmSync, statSync } from 'node:fs'
 import { basename, dirname, resolve } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
-import { Command } from 'commander'
-import { addStorageOptions, resolveConfig, UsageError, type StorageOptions } from './common.ts'
+import { resolveConfig } from './actions.ts'
+import { UsageError, type StorageOptions } from './common.ts'
 import { copyBeside, copyDatabase, CopyNotMade, removeStaleCopies } from './database-copy.ts'
 import { NotGatehouseDatabase, requireGatehouseDatabase } from './gatehouse-database.ts'
 import { accessible, sqliteFile } from '../store/database.ts'
 import { DatabaseUnusable, DataDirUnusable } from '../store/errors.ts'
 
-export function backupCommand(): Command {
-  return addStorageOptions(new Command('backup')
-    .description('copy the SQLite database, while it serves, into FILE (PostgreSQL: use pg_dump)')
-    .argument('<file>', 'the copy to write; it must not exist yet'))
-    .action(async (file: string, options: StorageOptions) => {
-      const config = resolveConfig(options)
-      if (config.storage.database) throw new UsageError('backup copies the SQLite database; back up PostgreSQL with pg_dump (README: Storage)')
-      const target = resolve(file)
-      checkTarget(target)
-      const source = sqliteFile(config.storage.data_dir)
-      requireReadable(source)
-      // Opening a data directory without a database would make an empty one, and back that up.
-      if (!existsSync(source)) throw new UsageError(`no database to back up in ${dirname(source)}`)
-      refuseNotGatehouseDatabase(source)
-      removeStaleCopies(target, 'partial', (path, pid) => process.stderr.write(`gatehouse: removed ${path}, left by a backup that did not finish (process ${pid} is gone)\n`))
-      await backUp(source, target, config.storage.timeouts.query_seconds * 1000)
-      process.stdout.write(`backed up sqlite:${source} to ${target}\n`)
-    })
+export async function backUpDatabase(file: string, options: StorageOptions): Promise<void> {
+  const config = resolveConfig(options)
+  if (config.storage.database) throw new UsageError('backup copies the SQLite database; back up PostgreSQL with pg_dump (README: Storage)')
+  const target = resolve(file)
+  checkTarget(target)
+  const source = sqliteFile(config.storage.data_dir)
+  requireReadable(source)
+  // Opening a data directory without a database would make an empty one, and back that up.
+  if (!existsSync(source)) throw new UsageError(`no database to back up in ${dirname(source)}`)
+  refuseNotGatehouseDatabase(source)
+  removeStaleCopies(target, 'partial', (path, pid) => process.stderr.write(`gatehouse: removed ${path}, left by a backup that did not finish (process ${pid} is gone)\n`))
+  await backUp(source, target, config.storage.timeouts.query_seconds * 1000)
+  process.stdout.write(`backed up sqlite:${source} to ${target}\n`)
 }
 
 /** A backup never replaces a file: yesterday's copy overwritten by a failed run would leave none. */

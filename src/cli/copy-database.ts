@@ -1,11 +1,12 @@
 import { lstatSync, rmSync } from 'node:fs'
 import { dirname } from 'node:path'
-import { Command, Option } from 'commander'
+import type { Command } from 'commander'
 import { isPostgresUrl, POSTGRES_URL_FORM } from '../config/schema.ts'
 import { Database, defaultTimeouts, redactUrl, sqliteFile, urlPasswords, type DatabaseLocation } from '../store/database.ts'
 import { CopyRefused, DatabaseUnusable } from '../store/errors.ts'
 import { copyDatabase, type CopiedTable } from '../store/transfer.ts'
-import { addStorageOptions, openExistingDatabase, positiveInteger, printList, resolveConfig, storageLocation, UsageError, type StorageOptions } from './common.ts'
+import { openExistingDatabase, resolveConfig, storageLocation } from './actions.ts'
+import { printList, UsageError, type StorageOptions } from './common.ts'
 
 interface CopyOptions extends StorageOptions {
   to?: string
@@ -13,54 +14,42 @@ interface CopyOptions extends StorageOptions {
   statementTimeout?: number
 }
 
-/**
- * `copy-database`: the database the storage options name (as every command reads it) copied whole into another, on
- * the other backend or the same, that holds no data yet (src/store/transfer.ts). How to move a deployment with it:
- * README, Storage.
- */
-export function copyDatabaseCommand(): Command {
-  return addStorageOptions(new Command('copy-database')
-    .description('copy every account, token, key, session, setting and activity entry into an empty database (SQLite to PostgreSQL, or back)')
-    .addOption(new Option('--to <url>', 'the PostgreSQL database to copy into, postgres://...').env('GATEHOUSE_COPY_TO_DATABASE_URL'))
-    .addOption(new Option('--to-data-dir <dir>', 'the SQLite data directory to copy into instead (made if missing)').conflicts('to'))
-    .addOption(new Option('--statement-timeout <seconds>', 'how long each of the copy\'s statements, or wait for a lock, may take (default: no limit)').argParser(positiveInteger('--statement-timeout'))))
-    .action(async (options: CopyOptions, command: Command) => {
-      const config = resolveConfig(options)
-      const from = copyTimeouts(storageLocation(config), options.statementTimeout)
-      const to = targetLocation(options, command, from)
-      const source = await openExistingDatabase(from)
-      // Asked first, so that a source that does not answer is not taken for a failed copy into the target.
-      await source.migrationStatus().catch(async (error: unknown) => {
-        await source.close()
-        throw new DatabaseUnusable(source.description, (error as Error)?.cause ?? error)
+export async function copyWholeDatabase(options: CopyOptions, command: Command): Promise<void> {
+  const config = resolveConfig(options)
+  const from = copyTimeouts(storageLocation(config), options.statementTimeout)
+  const to = targetLocation(options, command, from)
+  const source = await openExistingDatabase(from)
+  // Asked first, so that a source that does not answer is not taken for a failed copy into the target.
+  await source.migrationStatus().catch(async (error: unknown) => {
+    await source.close()
+    throw new DatabaseUnusable(source.description, (error as Error)?.cause ?? error)
+  })
+  const made = to.url ? undefined : new MadeByTheCopy(to.dataDir)
+  const onSignal = (signal: NodeJS.Signals) => {
+    made?.remove()
+    process.stderr.write(`gatehouse: the copy into ${describe(to)} was interrupted (${signal}), and nothing of it was kept\n`)
+    for (const name of INTERRUPTS) process.removeListener(name, onSignal)
+    process.kill(process.pid, signal)
+  }
+  for (const name of INTERRUPTS) process.on(name, onSignal)
+  try {
+    const target = await Database.open(to)
+    try {
+      const copied = await copyDatabase(source, target).catch((error: unknown) => {
+        if (error instanceof CopyRefused) throw new UsageError(`${error.message}; nothing was copied into ${target.description}`)
+        throw new CopyFailed(target.description, error)
       })
-      const made = to.url ? undefined : new MadeByTheCopy(to.dataDir)
-      const onSignal = (signal: NodeJS.Signals) => {
-        made?.remove()
-        process.stderr.write(`gatehouse: the copy into ${describe(to)} was interrupted (${signal}), and nothing of it was kept\n`)
-        for (const name of INTERRUPTS) process.removeListener(name, onSignal)
-        process.kill(process.pid, signal)
-      }
-      for (const name of INTERRUPTS) process.on(name, onSignal)
-      try {
-        const target = await Database.open(to)
-        try {
-          const copied = await copyDatabase(source, target).catch((error: unknown) => {
-            if (error instanceof CopyRefused) throw new UsageError(`${error.message}; nothing was copied into ${target.description}`)
-            throw new CopyFailed(target.description, error)
-          })
-          report(source.description, target.description, copied)
-        } finally {
-          await target.close()
-        }
-      } catch (error) {
-        made?.remove()
-        throw error
-      } finally {
-        for (const name of INTERRUPTS) process.removeListener(name, onSignal)
-        await source.close()
-      }
-    })
+      report(source.description, target.description, copied)
+    } finally {
+      await target.close()
+    }
+  } catch (error) {
+    made?.remove()
+    throw error
+  } finally {
+    for (const name of INTERRUPTS) process.removeListener(name, onSignal)
+    await source.close()
+  }
 }
 
 /**

@@ -1,11 +1,11 @@
-import { Command, Option } from 'commander'
 import { auditedUser } from '../api/users.ts'
 import { cliActor } from '../audit/actor.ts'
 import { directoryWarnings } from '../config/ldap.ts'
 import { DirectoryUnavailable } from '../errors.ts'
 import type { DirectoryLookup } from '../directory/ldap.ts'
 import { printable } from '../logging/printable.ts'
-import { addStorageOptions, readStdin, resolveConfig, UsageError, withApp, type StorageOptions } from './common.ts'
+import { readStdin, resolveConfig, withApp } from './actions.ts'
+import { UsageError, type StorageOptions } from './common.ts'
 import { findUser } from './users.ts'
 
 interface TestOptions extends StorageOptions {
@@ -13,26 +13,11 @@ interface TestOptions extends StorageOptions {
   passwordStdin?: boolean
 }
 
-export function ldapCommand(): Command {
-  const ldap = new Command('ldap').description('check the LDAP directory configuration')
-  ldap.addCommand(new Command('test')
-    .description('connect to the directory as the server would, look a user up and print what Gatehouse would make of them (changes nothing)')
-    .requiredOption('--user <name>', 'username to look up')
-    .option('--password-stdin', 'also check the user\'s password, read from standard input')
-    .addOption(new Option('--config <file>', 'configuration file (YAML) with an ldap section').env('GATEHOUSE_CONFIG'))
-    .action(testDirectory))
-  ldap.addCommand(addStorageOptions(new Command('forget-entries')
-    .description('forget which directory entry accounts were made for (after moving to another directory, or changing ldap.attributes.uuid): each takes the entry that holds its name at its next login')
-    .argument('[names...]', 'usernames (default: every account)'))
-    .action(forgetEntries))
-  return ldap
-}
-
 /**
  * The way out when every entry has a new identifier (a directory moved to another server or product, which gave its
  * entries new ones, or `ldap.attributes.uuid` changed): logins would otherwise refuse every account as another entry's.
  */
-async function forgetEntries(names: string[], options: StorageOptions): Promise<void> {
+export async function forgetEntries(names: string[], options: StorageOptions): Promise<void> {
   await withApp(options, async (app) => {
     const users = names.length ? await Promise.all(names.map((name) => findUser(app, name))) : undefined
     // Named accounts' entries are read first, so the audit trail keeps what each account was tied to.
@@ -47,7 +32,7 @@ async function forgetEntries(names: string[], options: StorageOptions): Promise<
   })
 }
 
-async function testDirectory(options: TestOptions): Promise<void> {
+export async function testDirectory(options: TestOptions): Promise<void> {
   const config = resolveConfig(options)
   if (!config.ldap) throw new UsageError('the configuration has no ldap section')
   const password = options.passwordStdin ? await readStdin() : undefined

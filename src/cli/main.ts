@@ -1,5 +1,5 @@
 import { Command, CommanderError } from 'commander'
-import { ConfigError } from '../config/load.ts'
+import { ConfigError } from '../config/config-error.ts'
 import { DatabaseUnavailable, GatehouseError, UsernameTaken, ValidationFailed } from '../errors.ts'
 import { ListenFailed } from '../listener/listen-errors.ts'
 import { DatabaseUnusable, DataDirUnusable } from '../store/errors.ts'

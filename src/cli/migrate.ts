@@ -1,7 +1,7 @@
 import { existsSync, statSync } from 'node:fs'
 import { dirname } from 'node:path'
-import { Command } from 'commander'
-import { addStorageOptions, resolveConfig, storageLocation, type StorageOptions } from './common.ts'
+import { resolveConfig, storageLocation } from './actions.ts'
+import type { StorageOptions } from './common.ts'
 import { Database, dataDirProblem, sqliteFile, type DatabaseLocation } from '../store/database.ts'
 import { DatabaseUnavailable } from '../errors.ts'
 import { DatabaseUnusable, DataDirUnusable, unusableDatabase } from '../store/errors.ts'
@@ -11,25 +11,21 @@ interface MigrateOptions extends StorageOptions {
   status?: boolean
 }
 
-export function migrateCommand(): Command {
-  return addStorageOptions(new Command('migrate').description('create or upgrade the database schema (serve does this too)')
-    .option('--status', 'show the migrations applied, pending and from a newer version, and change nothing'))
-    .action(async (options: MigrateOptions) => {
-      const location = storageLocation(resolveConfig(options))
-      if (options.status) return printStatus(location)
-      const database = await Database.open(location)
-      try {
-        const applied = await database.migrate().catch((error: unknown) => {
-          throw unusableDatabase(database.description, error)
-        })
-        process.stdout.write(applied.length ? `applied: ${applied.join(', ')}\n` : `up to date (${database.description})\n`)
-        // Said as serve says it: this version serves such a database, but an operator about to roll back should know.
-        const { unknown } = await database.migrationStatus()
-        if (unknown.length) process.stderr.write(`gatehouse: warning: the database also has migrations of a newer version: ${unknown.join(', ')}\n`)
-      } finally {
-        await database.close()
-      }
+export async function migrate(options: MigrateOptions): Promise<void> {
+  const location = storageLocation(resolveConfig(options))
+  if (options.status) return printStatus(location)
+  const database = await Database.open(location)
+  try {
+    const applied = await database.migrate().catch((error: unknown) => {
+      throw unusableDatabase(database.description, error)
     })
+    process.stdout.write(applied.length ? `applied: ${applied.join(', ')}\n` : `up to date (${database.description})\n`)
+    // Said as serve says it: this version serves such a database, but an operator about to roll back should know.
+    const { unknown } = await database.migrationStatus()
+    if (unknown.length) process.stderr.write(`gatehouse: warning: the database also has migrations of a newer version: ${unknown.join(', ')}\n`)
+  } finally {
+    await database.close()
+  }
 }
 
 /** What `migrate` (or the next `serve`) would do, for an operator planning an upgrade: a dry run. */

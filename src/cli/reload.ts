@@ -1,6 +1,7 @@
 import { ConfigError, configFileIsEmpty } from '../config/load.ts'
 import type { Config } from '../config/schema.ts'
-import { resolveConfig, type StorageOptions } from './common.ts'
+import { resolveConfig } from './actions.ts'
+import type { StorageOptions } from './common.ts'
 import { checkStartFiles, demoUpstreamsProblem, missingSecrets } from './preflight.ts'
 
 /**

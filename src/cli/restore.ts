@@ -1,8 +1,8 @@
 import { accessSync, chownSync, closeSync, constants, existsSync, fsyncSync, linkSync, openSync, renameSync, rmSync, statSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
-import { Command } from 'commander'
-import { addStorageOptions, resolveConfig, UsageError, type StorageOptions } from './common.ts'
+import { resolveConfig } from './actions.ts'
+import { UsageError, type StorageOptions } from './common.ts'
 import { copyBeside, copyDatabase, CopyNotMade, removeStaleCopies } from './database-copy.ts'
 import { NotGatehouseDatabase, requireGatehouseDatabase } from './gatehouse-database.ts'
 import { dataDirProblem, makeDirectory, sqliteFile, whyNotMade } from '../store/database.ts'
@@ -14,28 +14,23 @@ import { DataDirUnusable } from '../store/errors.ts'
  */
 const ALIVE_MS = 5_000
 
-export function restoreCommand(): Command {
-  return addStorageOptions(new Command('restore')
-    .description('put a backup made by `backup` in place of the SQLite database, once no process serves it (PostgreSQL: use pg_restore)')
-    .argument('<file>', 'the backup to restore; it is copied, not moved'))
-    .action(async (file: string, options: StorageOptions) => {
-      const config = resolveConfig(options)
-      if (config.storage.database) throw new UsageError('restore puts back a SQLite backup; restore PostgreSQL with pg_restore (README: Backups)')
-      const backup = resolve(file)
-      const target = sqliteFile(config.storage.data_dir)
-      const dir = dirname(target)
-      // A file named as the data directory would fail the access check, as "permission denied".
-      if (existsSync(dir) && !statSync(dir).isDirectory()) throw new UsageError(`the data directory ${dir} cannot be used: it is a file, not a directory`)
-      const problem = existsSync(dir) ? dataDirProblem(dir, target) : undefined
-      if (problem) throw new UsageError(`the data directory ${dir} cannot be used: ${problem}`)
-      checkBackup(backup)
-      if (existsSync(target)) refuseWhileServed(target)
-      else if (existsSync(`${target}-wal`)) throw new UsageError(`${target}-wal is there without its database: it may hold its last writes; move it away by hand if it is not needed`)
-      if (existsSync(dir)) removeStaleCopies(target, 'restoring', (path, pid) => process.stderr.write(`gatehouse: removed ${path}, left by a restore that did not finish (process ${pid} is gone)\n`))
-      const keptAs = await restore(backup, target, config.storage.timeouts.query_seconds * 1000)
-      process.stdout.write(`restored ${backup} to sqlite:${target}\n`)
-      if (keptAs) process.stderr.write(`the database it replaced is kept as ${keptAs}; delete it once the restored one serves as it should\n`)
-    })
+export async function restoreBackup(file: string, options: StorageOptions): Promise<void> {
+  const config = resolveConfig(options)
+  if (config.storage.database) throw new UsageError('restore puts back a SQLite backup; restore PostgreSQL with pg_restore (README: Backups)')
+  const backup = resolve(file)
+  const target = sqliteFile(config.storage.data_dir)
+  const dir = dirname(target)
+  // A file named as the data directory would fail the access check, as "permission denied".
+  if (existsSync(dir) && !statSync(dir).isDirectory()) throw new UsageError(`the data directory ${dir} cannot be used: it is a file, not a directory`)
+  const problem = existsSync(dir) ? dataDirProblem(dir, target) : undefined
+  if (problem) throw new UsageError(`the data directory ${dir} cannot be used: ${problem}`)
+  checkBackup(backup)
+  if (existsSync(target)) refuseWhileServed(target)
+  else if (existsSync(`${target}-wal`)) throw new UsageError(`${target}-wal is there without its database: it may hold its last writes; move it away by hand if it is not needed`)
+  if (existsSync(dir)) removeStaleCopies(target, 'restoring', (path, pid) => process.stderr.write(`gatehouse: removed ${path}, left by a restore that did not finish (process ${pid} is gone)\n`))
+  const keptAs = await restore(backup, target, config.storage.timeouts.query_seconds * 1000)
+  process.stdout.write(`restored ${backup} to sqlite:${target}\n`)
+  if (keptAs) process.stderr.write(`the database it replaced is kept as ${keptAs}; delete it once the restored one serves as it should\n`)
 }
 
 /** A backup is a whole SQLite database of Gatehouse's: anything else would stop every command after it is in place. */

@@ -1,4 +1,3 @@
-import { Command, Option } from 'commander'
 import { flushCompileCache } from 'node:module'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
@@ -7,9 +6,10 @@ import { directoryWarnings } from '../config/ldap.ts'
 import type { Config } from '../config/schema.ts'
 import { checkListeners, ListenFailed, type PlannedListener } from '../listener/listen-errors.ts'
 import { listen } from '../listener/listener.ts'
-import { logEnded, logFormats, logLevels, resolveLogFormat, type LogFormatChoice, type LogLevel } from '../logging/format.ts'
+import { logEnded, resolveLogFormat, type LogFormatChoice, type LogLevel } from '../logging/format.ts'
 import { saveCodeCaches } from '../vendor/code-cache.ts'
-import { addStorageOptions, resolveConfig, UsageError, type StorageOptions } from './common.ts'
+import { resolveConfig } from './actions.ts'
+import { UsageError, type StorageOptions } from './common.ts'
 import { lowerThreadPoolPriority } from './pool-priority.ts'
 import { checkStartFiles, demoUpstreamsProblem, missingSecrets, publicUrlWarning, readableSecretsWarning, readableTlsKeyWarnings, sharedServiceClientWarnings } from './preflight.ts'
 import { adminHint, formatSummary, listeningLine, startupFacts } from './serve-summary.ts'
@@ -18,7 +18,7 @@ import { startGatehouse } from './start.ts'
 import { reloadServicesTls, watchServicesTls } from '../gateway/upstream-tls.ts'
 import { readConfigAgain } from './reload.ts'
 import { serviceChanges } from '../config/reload.ts'
-import { announceReady, holdHangUps, isWorker, onSignals, parseWorkers, printsSummary, runWorkers } from './workers.ts'
+import { announceReady, holdHangUps, isWorker, onSignals, printsSummary, runWorkers } from './workers.ts'
 
 interface ServeOptions extends StorageOptions {
   host?: string
@@ -26,18 +26,6 @@ interface ServeOptions extends StorageOptions {
   workers?: number
   logFormat: LogFormatChoice
   logLevel: LogLevel
-}
-
-export function serveCommand(): Command {
-  return addStorageOptions(new Command('serve')
-    .description('run the gateway')
-    .option('--demo', 'use the demo configuration (unless --config is given) and start the built-in demo upstreams')
-    .addOption(new Option('--host <address>', 'address to listen on (default: from the config, 127.0.0.1)').argParser(parseHost))
-    .addOption(new Option('--port <port>', 'port to listen on (default: from the config, 8080)').argParser(parsePort))
-    .addOption(new Option('--workers <count>', 'processes sharing the port and the database: a number, or auto for one per CPU (default 1)').argParser(parseWorkers).env('GATEHOUSE_WORKERS'))
-    .addOption(new Option('--log-format <format>', 'auto: readable lines on a terminal, JSON lines otherwise').choices(logFormats).default('auto').env('GATEHOUSE_LOG_FORMAT'))
-    .addOption(new Option('--log-level <level>', 'info: one line per request; warn and above: none').choices(logLevels).default('info').env('GATEHOUSE_LOG_LEVEL')))
-    .action(serve)
 }
 
 /**
@@ -59,18 +47,7 @@ function plannedListeners(config: Config, host: string, port: number): PlannedLi
   ]
 }
 
-/** An empty address would make Node listen on every interface, the opposite of what was asked. */
-function parseHost(value: string): string {
-  if (!value.trim()) throw new UsageError(`--host must be an address to listen on, got "${value}"`)
-  return value
-}
-
-function parsePort(value: string): string {
-  if (!/^\d{1,5}$/.test(value) || Number(value) > 65535) throw new UsageError(`--port must be a number from 0 to 65535, got "${value}"`)
-  return value
-}
-
-async function serve(options: ServeOptions): Promise<void> {
+export async function serve(options: ServeOptions): Promise<void> {
   // Node keeps the compile cache's entry of every module it loaded (4 MB or so, read from NODE_COMPILE_CACHE) in
   // malloc'd memory until the process exits; a flush writes out the new ones and frees them all. Done before the start
   // allocates (the store, the app, the routes), which then reuse that memory instead of growing past it: about 2 MB

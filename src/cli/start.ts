@@ -4,7 +4,7 @@ import type { Config } from '../config/schema.ts'
 import { ensureAdmin } from '../directory/bootstrap.ts'
 import { buildServer, type ServerOptions } from '../server.ts'
 import type { Store } from '../store/store.ts'
-import { openConfiguredStore } from './common.ts'
+import { openConfiguredStore } from './actions.ts'
 
 export interface StartOptions {
   /** How clients reach the gateway until it listens (then `app.publicUrl` may be set to the bound address). */

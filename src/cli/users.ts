@@ -2,9 +2,9 @@ import { isUtf8 } from 'node:buffer'
 import { hash, randomBytes } from 'node:crypto'
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs'
 import { isIP } from 'node:net'
-import { Command } from 'commander'
 import { printable } from '../logging/printable.ts'
-import { addStorageOptions, everyPage, printList, readStdin, UsageError, withApp, writeFailure, writeSecret, type StorageOptions } from './common.ts'
+import { readStdin, withApp } from './actions.ts'
+import { everyPage, printList, UsageError, writeFailure, writeSecret, type StorageOptions } from './common.ts'
 import type { App } from '../app.ts'
 import { auditedUser, passwordMark, serializeUser } from '../api/users.ts'
 import { emailAddress } from '../api/profile-fields.ts'
@@ -21,119 +21,83 @@ import { serializeTeam } from '../api/organizations.ts'
 import { auditGiven } from '../api/roles.ts'
 import { readBytesAtMost, startsAsUtf16 } from '../config/read-at-most.ts'
 
-export function usersCommand(): Command {
-  const users = new Command('users').description('manage accounts')
-
-  users.addCommand(addStorageOptions(new Command('create')
-    .description('create a local account (a random password is generated and printed unless --password-stdin)')
-    .argument('<name>', 'username')
-    .option('--password-stdin', 'read the password from standard input')
-    .option('--email <email>', 'email address')
-    .option('--superuser', 'make the account a superuser'))
-    .action(async (name: string, options: StorageOptions & { passwordStdin?: boolean; email?: string; superuser?: boolean }) => {
-      const email = emailAddress.safeParse(options.email ?? '')
-      if (!email.success) throw new ValidationFailed({ email: email.error.issues.map((issue) => issue.message) })
-      const password = options.passwordStdin ? await readStdin() : randomBytes(18).toString('base64url')
-      await withApp(options, async (app) => {
-        const user = await app.accounts.create({ username: name, password, email: options.email ?? '', isSuperuser: Boolean(options.superuser) })
-        app.audit.change(cliActor(), 'create', auditedUser(user), undefined, { ...serializeUser(user), ...passwordMark(password, 'set') })
-        const created = `created user ${user.username} (id ${user.id}${user.isSuperuser ? ', superuser' : ''})\n`
-        if (options.passwordStdin) return void process.stdout.write(created)
-        try {
-          await writeSecret(`${created}password: ${password}\n`)
-        } catch (error) {
-          await deleteUndelivered(app, user, writeFailure(error))
-        }
-      })
-    }))
-
-  users.addCommand(addStorageOptions(new Command('list').description('list accounts')
-    .option('--json', 'a JSON array, each account as the API shows it'))
-    .action(async (options: StorageOptions & { json?: boolean }) => {
-      await withApp(options, async (app) => {
-        const users = await everyPage(async (offset, limit) => (await app.store.users.list({ offset, limit })).users)
-        printList(users, options.json === true, ['ID', 'USERNAME', 'SOURCE', 'SUPERUSER', 'ACTIVE', 'EMAIL'],
-          (u) => [String(u.id), u.username, u.source, u.isSuperuser ? 'yes' : 'no', u.isActive ? 'yes' : 'no', u.email], serializeUser)
-      })
-    }))
-
-  users.addCommand(addStorageOptions(new Command('set-password')
-    .description('set a local account\'s password (ends its sessions and OpenID Connect grants)')
-    .argument('<name>', 'username')
-    .requiredOption('--password-stdin', 'read the password from standard input')
-    .option('--revoke-tokens', 'revoke the account\'s personal tokens too'))
-    .action(async (name: string, options: StorageOptions & { revokeTokens?: boolean }) => {
-      const password = await readStdin()
-      await withApp(options, async (app) => {
-        const user = await findUser(app, name)
-        if (user.source !== 'local') throw new UsageError(`${name} is a ${user.source} account; its password is managed by its source`)
-        await app.accounts.update(user.id, { password, revokeTokens: options.revokeTokens === true }, { tokensRevoked: (revoked) => recordTokensOfUserRevoked(app.audit, cliActor(), user.id, revoked) })
-        app.audit.change(cliActor(), 'update', auditedUser(user), passwordMark(password, 'old'), passwordMark(password, 'new'))
-        process.stdout.write(`password changed for ${name}${options.revokeTokens ? ', personal tokens revoked' : ''}\n`)
-      })
-    }))
-
-  users.addCommand(addStorageOptions(new Command('import')
-    .description('import accounts, with their password hashes, from a Keycloak realm export or a JSON list of the platform\'s users (all or none)')
-    .argument('<file>', 'the JSON file')
-    .option('--update', 'give accounts that exist already the file\'s fields, and its password where they still have the one imported (default: skip them)')
-    .option('--groups-to-teams <organization>', 'make each Keycloak group a team of this organization, named by its path without the leading / (created if missing), and its users members'))
-    .action(async (file: string, options: ImportOptions) => {
-      await importUsers(file, options)
-    }))
-
-  users.addCommand(accountCommand('disable', 'disable an account: its credentials, sessions and tokens stop working', async (app, user, name) => {
-    const after = await app.accounts.update(user.id, { isActive: false }, { keepAnActiveSuperuser: true }).catch((error: unknown) => {
-      if (!(error instanceof SelfLockout)) throw error
-      throw new SelfLockout(`${name} is the last active superuser: disabling it would leave no one to administer Gatehouse; `
-        + 'make another superuser first (gatehouse users create NAME --superuser)')
-    })
-    app.audit.change(cliActor(), 'update', auditedUser(user), serializeUser(user), serializeUser(after))
-    return `disabled ${name}`
-  }))
-
-  // The way back from `disable` (and from a disable by mistake) without the API. An LDAP account is enabled only
-  // through the API, which first asks the directory whether it still lists the entry the account was made for.
-  users.addCommand(accountCommand('enable', 'enable a disabled account again (an LDAP account: through the API, which asks the directory first)', async (app, user, name) => {
-    // Before the source: an enabled LDAP account needs nothing, and the API call named below would change nothing.
-    if (user.isActive) return `${name} is enabled already`
-    if (user.source === 'ldap') {
-      throw new UsageError(`${name} is an LDAP account: enable it through the API, ${enableThroughApi(user)}`)
+export async function createUser(name: string, options: StorageOptions & { passwordStdin?: boolean; email?: string; superuser?: boolean }): Promise<void> {
+  const email = emailAddress.safeParse(options.email ?? '')
+  if (!email.success) throw new ValidationFailed({ email: email.error.issues.map((issue) => issue.message) })
+  const password = options.passwordStdin ? await readStdin() : randomBytes(18).toString('base64url')
+  await withApp(options, async (app) => {
+    const user = await app.accounts.create({ username: name, password, email: options.email ?? '', isSuperuser: Boolean(options.superuser) })
+    app.audit.change(cliActor(), 'create', auditedUser(user), undefined, { ...serializeUser(user), ...passwordMark(password, 'set') })
+    const created = `created user ${user.username} (id ${user.id}${user.isSuperuser ? ', superuser' : ''})\n`
+    if (options.passwordStdin) return void process.stdout.write(created)
+    try {
+      await writeSecret(`${created}password: ${password}\n`)
+    } catch (error) {
+      await deleteUndelivered(app, user, writeFailure(error))
     }
-    const after = await app.accounts.update(user.id, { isActive: true })
-    app.audit.change(cliActor(), 'update', auditedUser(user), serializeUser(user), serializeUser(after))
-    return `enabled ${name}`
-  }))
+  })
+}
 
-  users.addCommand(addStorageOptions(new Command('unlock')
-    .description('clear the failed logins of a username, ending its lockout (known account or not)')
-    .argument('<name>', 'username'))
-    .action(async (name: string, options: StorageOptions) => {
-      await withApp(options, async (app) => {
-        const cleared = await app.accounts.lockout.clear(name)
-        // A username is locked whether or not an account has it; one that has it is recorded as every user entry is.
-        const user = cleared ? await app.store.users.findByUsername(name) : undefined
-        if (cleared) app.audit.change(cliActor(), 'update', user ? auditedUser(user) : { type: 'user', name }, { failed_logins: 'some' }, { failed_logins: 'cleared' })
-        process.stdout.write(cleared ? `unlocked ${printable(name)}\n` : `${printable(name)} had no failed logins\n`)
-      })
-    }))
+export async function listUsers(options: StorageOptions & { json?: boolean }): Promise<void> {
+  await withApp(options, async (app) => {
+    const users = await everyPage(async (offset, limit) => (await app.store.users.list({ offset, limit })).users)
+    printList(users, options.json === true, ['ID', 'USERNAME', 'SOURCE', 'SUPERUSER', 'ACTIVE', 'EMAIL'],
+      (u) => [String(u.id), u.username, u.source, u.isSuperuser ? 'yes' : 'no', u.isActive ? 'yes' : 'no', u.email], serializeUser)
+  })
+}
 
-  users.addCommand(addStorageOptions(new Command('unthrottle')
-    .description('clear the failed logins counted for a client address (an IPv6 address by its /64), ending its throttling')
-    .argument('<address>', 'client IP address'))
-    .action(async (address: string, options: StorageOptions) => {
-      // An address as a connection has it: the shorthand forms of IPv4 that address parsers also read (`1.2.3` for
-      // 1.2.0.3, `127.1`, hexadecimal parts) would clear another address than the one the operator meant.
-      if (!isIP(address)) throw new UsageError(`not an IP address: ${address}`)
-      await withApp(options, async (app) => {
-        const result = await app.accounts.lockout.clearAddress(address)
-        if (!result) throw new UsageError(`not an IP address: ${address}`)
-        if (result.cleared) app.audit.change(cliActor(), 'update', { type: 'address', name: result.counted }, { failed_logins: 'some' }, { failed_logins: 'cleared' })
-        process.stdout.write(result.cleared ? `unthrottled ${result.counted}\n` : `${result.counted} had no failed logins\n`)
-      })
-    }))
+export async function setPassword(name: string, options: StorageOptions & { revokeTokens?: boolean }): Promise<void> {
+  const password = await readStdin()
+  await withApp(options, async (app) => {
+    const user = await findUser(app, name)
+    if (user.source !== 'local') throw new UsageError(`${name} is a ${user.source} account; its password is managed by its source`)
+    await app.accounts.update(user.id, { password, revokeTokens: options.revokeTokens === true }, { tokensRevoked: (revoked) => recordTokensOfUserRevoked(app.audit, cliActor(), user.id, revoked) })
+    app.audit.change(cliActor(), 'update', auditedUser(user), passwordMark(password, 'old'), passwordMark(password, 'new'))
+    process.stdout.write(`password changed for ${name}${options.revokeTokens ? ', personal tokens revoked' : ''}\n`)
+  })
+}
 
-  return users
+export const disableUser = accountChange(async (app, user, name) => {
+  const after = await app.accounts.update(user.id, { isActive: false }, { keepAnActiveSuperuser: true }).catch((error: unknown) => {
+    if (!(error instanceof SelfLockout)) throw error
+    throw new SelfLockout(`${name} is the last active superuser: disabling it would leave no one to administer Gatehouse; `
+      + 'make another superuser first (gatehouse users create NAME --superuser)')
+  })
+  app.audit.change(cliActor(), 'update', auditedUser(user), serializeUser(user), serializeUser(after))
+  return `disabled ${name}`
+})
+
+export const enableUser = accountChange(async (app, user, name) => {
+  // Before the source: an enabled LDAP account needs nothing, and the API call named below would change nothing.
+  if (user.isActive) return `${name} is enabled already`
+  if (user.source === 'ldap') {
+    throw new UsageError(`${name} is an LDAP account: enable it through the API, ${enableThroughApi(user)}`)
+  }
+  const after = await app.accounts.update(user.id, { isActive: true })
+  app.audit.change(cliActor(), 'update', auditedUser(user), serializeUser(user), serializeUser(after))
+  return `enabled ${name}`
+})
+
+export async function unlockUsername(name: string, options: StorageOptions): Promise<void> {
+  await withApp(options, async (app) => {
+    const cleared = await app.accounts.lockout.clear(name)
+    // A username is locked whether or not an account has it; one that has it is recorded as every user entry is.
+    const user = cleared ? await app.store.users.findByUsername(name) : undefined
+    if (cleared) app.audit.change(cliActor(), 'update', user ? auditedUser(user) : { type: 'user', name }, { failed_logins: 'some' }, { failed_logins: 'cleared' })
+    process.stdout.write(cleared ? `unlocked ${printable(name)}\n` : `${printable(name)} had no failed logins\n`)
+  })
+}
+
+export async function unthrottleAddress(address: string, options: StorageOptions): Promise<void> {
+  // An address as a connection has it: the shorthand forms of IPv4 that address parsers also read (`1.2.3` for
+  // 1.2.0.3, `127.1`, hexadecimal parts) would clear another address than the one the operator meant.
+  if (!isIP(address)) throw new UsageError(`not an IP address: ${address}`)
+  await withApp(options, async (app) => {
+    const result = await app.accounts.lockout.clearAddress(address)
+    if (!result) throw new UsageError(`not an IP address: ${address}`)
+    if (result.cleared) app.audit.change(cliActor(), 'update', { type: 'address', name: result.counted }, { failed_logins: 'some' }, { failed_logins: 'cleared' })
+    process.stdout.write(result.cleared ? `unthrottled ${result.counted}\n` : `${result.counted} had no failed logins\n`)
+  })
 }
 
 /** A Keycloak realm export holds a few kilobytes per user: room for a few hundred thousand. */
@@ -262,7 +226,7 @@ function listedProblems(problems: readonly string[]): string {
   return problems.slice(0, NAMED_PROBLEMS).join('; ') + (more > 0 ? `; and ${more.toLocaleString('en')} more problem${more === 1 ? '' : 's'}` : '')
 }
 
-async function importUsers(file: string, options: ImportOptions): Promise<void> {
+export async function importUsers(file: string, options: ImportOptions): Promise<void> {
   const { groupsToTeams } = options
   if (groupsToTeams !== undefined && groupsToTeams.trim() === '') throw new UsageError('--groups-to-teams names no organization; give its name')
   const read = readUsersFile(file, groupsToTeams !== undefined)
@@ -406,14 +370,13 @@ async function deleteUndelivered(app: App, user: User, why: string): Promise<nev
   throw new Error(`the generated password could not be written (${why}); the account ${user.username} was deleted again: create it with standard output where it can be read, or with --password-stdin`)
 }
 
-/** A command that changes the account a username names, and prints the line `change` answers. */
-function accountCommand(command: string, description: string, change: (app: App, user: User, name: string) => Promise<string>): Command {
-  return addStorageOptions(new Command(command).description(description).argument('<name>', 'username'))
-    .action(async (name: string, options: StorageOptions) => {
-      await withApp(options, async (app) => {
-        process.stdout.write(`${await change(app, await findUser(app, name), name)}\n`)
-      })
+/** The action of a command that changes the account a username names, and prints the line `change` answers. */
+function accountChange(change: (app: App, user: User, name: string) => Promise<string>): (name: string, options: StorageOptions) => Promise<void> {
+  return async (name, options) => {
+    await withApp(options, async (app) => {
+      process.stdout.write(`${await change(app, await findUser(app, name), name)}\n`)
     })
+  }
 }
 
 /** How a disabled account is enabled again: by `users enable`, or an LDAP one by the API, which asks the directory first. */

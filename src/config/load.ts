@@ -3,19 +3,13 @@ import { fileURLToPath } from 'node:url'
 import { isAlias, isCollection, isNode, isPair, LineCounter, Parser, parseDocument, visit, type CST, type Document, type YAMLError } from 'yaml'
 import { z } from 'zod'
 import { substituteEnvironment, type Substituted } from './environment.ts'
+import { ConfigError } from './config-error.ts'
 import { readBytesAtMost, startsAsUtf16 } from './read-at-most.ts'
 import { ConfigSchema, type Config } from './schema.ts'
 
-export const demoConfigFile = fileURLToPath(new URL('./demo.yaml', import.meta.url))
+export { ConfigError }
 
-export class ConfigError extends Error {
-  readonly problems: string[]
-  constructor(source: string, problems: string[]) {
-    // One problem fits on one line (a file that cannot be read, one wrong value); several are listed one a line.
-    super(problems.length === 1 ? `${source}: ${problems[0]}` : `${source}: ${problems.length} problems\n${problems.map((p) => `  - ${p}`).join('\n')}`)
-    this.problems = problems
-  }
-}
+export const demoConfigFile = fileURLToPath(new URL('./demo.yaml', import.meta.url))
 
 /**
  * Reads and validates a YAML file, its `${NAME}` references taken from `env`, reporting every problem at once with

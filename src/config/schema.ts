@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { authMethods } from '../limits.ts'
 import { isIPv6Text } from '../http/address-ranges.ts'
 import { AccessRulesSchema, cidr } from './access.ts'
 import { CorsSchema } from './cors.ts'
@@ -39,7 +40,6 @@ function isUpstream(value: string): boolean {
   return value === 'builtin:demo' || (/^https?:\/\/[^\s/?#]+(\/[^\s?#]*)?$/.test(value) && URL.canParse(value))
 }
 
-export const authMethods = ['basic', 'session', 'token', 'oidc'] as const
 export const AuthMethodSchema = z.enum(authMethods)
 
 /** Segments `.` and `..` excluded: every request whose path holds one is refused (400 unsafe_path), so a prefix with one could never be reached. */

@@ -39,9 +39,6 @@ export function newClientSecret(): string {
   return randomBytes(48).toString('base64url')
 }
 
-/** Keycloak's "Rotated Secret Expiration" is days at most in practice; 30 days bounds how long a leaked one lives on. */
-export const MAX_SECRET_GRACE_SECONDS = 30 * 24 * 3600
-
 /**
  * Gives a confidential application the new secret `secret` (`newClientSecret`), as the API's `client_secret/` and
  * `gatehouse applications rotate-secret` do: the one it had goes on authenticating for `graceSeconds` by the

@@ -5,7 +5,7 @@ import { describe, it } from 'node:test'
 import { pathToFileURL } from 'node:url'
 import { VENDORED_PACKAGES } from '../../src/vendor/build.ts'
 import { currentGatehouseBundle, gatehouseBundleDirectory, gatehouseBundleEntry } from '../../src/vendor/gatehouse-bundle.ts'
-import { adminAuth, repoRoot, spawnGateway, tempDir } from '../helpers/gateway.ts'
+import { adminAuth, migratedDataDir, repoRoot, runCli, spawnGateway, tempDir } from '../helpers/gateway.ts'
 
 const recorder = join(repoRoot, 'test/fixtures/record-loaded-modules.mjs')
 
@@ -29,6 +29,11 @@ async function modulesLoaded(dir: string, config: string, use: (url: string) => 
   } finally {
     await gateway.stop()
   }
+  return recorded(record)
+}
+
+/** What the process that wrote `record` (test/fixtures/record-loaded-modules.mjs) loaded. */
+function recorded(record: string): Loaded {
   const { modules, internal } = JSON.parse(readFileSync(record, 'utf8')) as { modules: string[]; internal: string[] }
   const ownPrefix = `file://${join(repoRoot, 'src')}/`
   return {
@@ -183,6 +188,39 @@ describe('serve: what a start loads', () => {
       assert.equal(environOf(unset.process.pid!).get('MALLOC_ARENA_MAX'), '2')
     } finally {
       await Promise.all([chosen.stop(), unset.stop()])
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('the other commands: what a run loads', () => {
+  it('loads the commands\' definitions alone for --help and a mistake in the arguments, and for users list what it runs, without the HTTP server', async () => {
+    const dir = tempDir()
+    try {
+      const data = await migratedDataDir(dir)
+      const record = join(dir, 'loaded.json')
+      const run = async (args: string[], status: number) => {
+        const { code, stderr } = await runCli(args, { env: { NODE_OPTIONS: `--import=${recorder}`, RECORD_LOADED_MODULES: record } })
+        assert.equal(code, status, stderr)
+        return recorded(record)
+      }
+      // The server's side: Fastify (its bundle, or its files when the bundles are stale) with its logger, the provider.
+      const server = ['.cache/gatehouse-vendor/fastify', 'fastify/', 'pino/', 'oidc-provider/lib/provider.js']
+      const ownServer = ['server.ts', 'api/register.ts', 'oidc/provider.ts', 'cli/serve.ts', 'cli/start.ts']
+      // What any command that acts loads: the configuration's schema, the database, the app.
+      const anyAction = ['.cache/gatehouse-vendor/zod', 'zod/', '.cache/gatehouse-vendor/kysely', 'kysely/']
+      const ownAnyAction = ['app.ts', 'config/schema.ts', 'store/database.ts', 'cli/actions.ts', 'cli/users.ts']
+      for (const args of [['--help'], ['users', 'list', '--help'], ['users', 'list', '--no-such-option']]) {
+        const { own, dependencies } = await run(args, args.includes('--help') ? 0 : 2)
+        assert.ok(own.includes('cli/users-command.ts'), `${args.join(' ')} loads the commands' definitions`)
+        assert.deepEqual(missing(own, [...ownServer, ...ownAnyAction]), [...ownServer, ...ownAnyAction], args.join(' '))
+        assert.deepEqual(missing(dependencies, [...server, ...anyAction]), [...server, ...anyAction], args.join(' '))
+      }
+      const { own, dependencies } = await run(['users', 'list', '--data-dir', data], 0)
+      assert.deepEqual(missing(own, ownAnyAction), [])
+      assert.deepEqual(missing(own, ownServer), ownServer)
+      assert.deepEqual(missing(dependencies, server), server)
+    } finally {
       rmSync(dir, { recursive: true, force: true })
     }
   })

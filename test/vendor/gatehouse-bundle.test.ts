@@ -25,6 +25,17 @@ describe('the bundle of Gatehouse\'s own modules', () => {
       for (const lazy of ['src/oidc/provider.ts', 'src/directory/ldap.ts', 'src/store/migrations/001_core.ts']) {
         assert.ok(!manifest.outputs['main.js']!.includes(lazy), `${lazy} is not in the entry`)
       }
+      // The commands' definitions are in the entry, which `--help` loads alone; what each command does is in chunks,
+      // loaded when it runs.
+      for (const definitions of ['src/cli/program.ts', 'src/cli/users-command.ts', 'src/cli/serve-command.ts']) {
+        assert.ok(manifest.outputs['main.js']!.includes(definitions), `${definitions} is in the entry`)
+      }
+      for (const action of ['src/cli/users.ts', 'src/cli/serve.ts', 'src/cli/actions.ts', 'src/app.ts', 'src/server.ts', 'src/config/schema.ts']) {
+        assert.ok(!manifest.outputs['main.js']!.includes(action), `${action} is not in the entry`)
+      }
+      // Each module in one file: an error class a chunk throws is the one the entry matches it against (src/cli/main.ts).
+      const bundled = Object.values(manifest.outputs).flat()
+      assert.deepEqual(bundled.filter((source, index) => bundled.indexOf(source) !== index), [])
       // Its own modules' import.meta.url is their source's: the version is read from package.json beside src/.
       const { version } = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string }
       // Declared an ES module, not found to be one by parsing it first (which the flag turns off).
