@@ -167,8 +167,12 @@ export async function runWorkers(count: number, database: string | undefined): P
   })
   try {
     await start()
+    // A stop that came while the first worker started: the rest would start after it and hear of it from no one.
+    if (stopping) return
     await Promise.all(Array.from({ length: count - 1 }, start))
   } catch (error) {
+    // A worker ended by the stop itself before it listened has not failed: the stop asked for the exit.
+    if (stopping) return
     process.exitCode = error instanceof WorkerFailed ? error.status : 1
     stopAll('SIGTERM')
   }

@@ -213,6 +213,33 @@ describe('serve --workers', () => {
   })
 })
 
+describe('serve --workers stopped while a worker starts', () => {
+  const dir = tempDir()
+  after(() => rmSync(dir, { recursive: true, force: true }))
+
+  const exited = (gateway: GatewayProcess) => new Promise<number | null>((resolve) => {
+    if (gateway.process.exitCode !== null || gateway.process.signalCode !== null) resolve(gateway.process.exitCode)
+    else gateway.process.once('exit', (code) => resolve(code))
+  })
+
+  it('exits 0 on SIGTERM when the first worker listens and the second is still starting, as a supervisor expects', async () => {
+    const gateway = await spawnGateway(['--demo', '--data-dir', dir, '--workers', '3'], { GATEHOUSE_LOG_LEVEL: 'info' })
+    try {
+      let pids: number[] = []
+      await until(() => (pids = workerPids(gateway.process.pid!)).length === 3, 15_000, 'the other workers start')
+      const listening = gateway.output().match(/"msg":"worker listening"/g)?.length ?? 0
+      process.kill(gateway.process.pid!, 'SIGTERM')
+      const code = await exited(gateway)
+      assert.ok(listening < 3, `a worker was still starting when the stop came:\n${gateway.output()}`)
+      assert.equal(code, 0, gateway.output())
+      assert.doesNotMatch(gateway.output(), /before it was listening/)
+      await until(() => pids.every((pid) => !alive(pid)), 5000, 'every worker exited')
+    } finally {
+      await gateway.stop()
+    }
+  })
+})
+
 describe('serve --workers on a database that is away while workers are replaced', () => {
   let cluster: PgCluster
   let gateway: GatewayProcess
