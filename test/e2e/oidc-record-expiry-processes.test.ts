@@ -81,11 +81,13 @@ describe('OpenID Connect records\' expiry across gateway processes whose clocks 
       // Its lifetime is shorter than the clocks are apart: the other process finds its record until it expires.
       const refreshed = await tokenRequest(other, { grant_type: 'refresh_token', refresh_token: refreshToken })
       assert.equal(refreshed.status, 200, `${name(other)}: ${await refreshed.text()}`)
-      // Its exp is the database's time plus its lifetime (provider-clock.ts), and so is its record's expiry, to the
-      // second: past it, no process finds the record, whatever its own clock says.
+      // Its exp is the database's time plus its lifetime (provider-clock.ts), and so is its record's expiry, within a
+      // second, not the two minutes either process's own clock is off: past it, no process finds the record. The exp is
+      // whole seconds of a clock read as the token is made, the record's expiry its remaining lifetime added to a read
+      // as it is written, which now and then falls in the next second (1,000 ms apart, seen under load).
       const exp = decodeJwtPart(refreshToken, 1).exp * 1000
       const expiresAt = await recordExpiry(refreshToken)
-      assert.ok(Math.abs(expiresAt - exp) < 1000, `record ${expiresAt}, exp ${exp}`)
+      assert.ok(expiresAt - exp > -1000 && expiresAt - exp < 2000, `record ${expiresAt}, exp ${exp}`)
     })
   }
 })
