@@ -5,7 +5,7 @@ import { bodyOverrideRefusal } from '../access/method-override.ts'
 import type { UserAccess } from '../access/model.ts'
 import { CSRF_HEADER } from '../auth/csrf.ts'
 import type { Principal } from '../auth/principal.ts'
-import { GatehouseError, InvalidOriginalRequest, MissingOriginalMethod, MissingOriginalUri, NotFound, sendError, UntrustedProxy } from '../errors.ts'
+import { GatehouseError, InvalidOriginalRequest, MissingOriginalMethod, MissingOriginalUri, NotAuthenticated, NotFound, sendError, UntrustedProxy } from '../errors.ts'
 import type { GatewayRequest } from '../http/gateway-request.ts'
 import { isHost } from '../http/host-header.ts'
 import { assertSafePath, assertWellFormedEscapes, decodedPath, mergeSlashes, originForm, splitTarget, targetAsSent } from '../http/request-target.ts'
@@ -67,7 +67,7 @@ export function forwardAuthFlavour(path: string): Flavour | undefined {
 /** What the asking proxy is told: let it pass with these headers, send the client to log in, or refuse. */
 export type ForwardAuthAnswer =
   | { readonly granted: true; readonly headers: Readonly<Record<string, string>> }
-  | { readonly granted: false; readonly redirect: string }
+  | { readonly granted: false; readonly redirect: string; readonly status: 301 | 302 }
   | { readonly granted: false; readonly refusal: GatehouseError; readonly headers: Readonly<Record<string, string>> }
 
 /** Every answer, allowed or not, is one no cache in between may keep on its own. */
@@ -88,7 +88,7 @@ export async function registerForwardAuth(server: FastifyInstance, app: App): Pr
         reply.header('cache-control', FORWARD_AUTH_CACHE_CONTROL)
         const answer = await judgeForwardAuth(app, flavour, request, (original) => asOriginal(request, original))
         if (answer.granted) return reply.headers(answer.headers).code(200).send()
-        if ('redirect' in answer) return reply.redirect(answer.redirect, 302)
+        if ('redirect' in answer) return reply.redirect(answer.redirect, answer.status)
         return sendError(request, reply.headers(answer.headers), answer.refusal)
       }
       scope.route({ method: ALL_METHODS, url: flavour === 'ext-authz' ? `${EXT_AUTHZ}/*` : `${AUTHZ_PREFIX}${flavour}/`, handler })
@@ -124,13 +124,13 @@ export async function judgeForwardAuth(app: App, flavour: Flavour, request: Gate
   request.gatehouse.describedMethod = original.method
   if (!original.url.startsWith('/')) throw new InvalidOriginalRequest('The original URI must be a path, starting with "/", or an absolute http(s) URI.')
   assertWellFormedEscapes(original.url)
-  const { path } = splitTarget(original.url)
+  const { path, query } = splitTarget(original.url)
   assertSafePath(path)
   // As the built-in proxy routes: methods it takes only, the service by the decoded path (Fastify's router decodes
   // `/a/%62/` to `/a/b/`), and none when the path as written does not start with that service's prefix.
   const routed = decodedPath(path)
   const route = PROXIED_METHODS.has(original.method) ? app.routes.find((candidate) => routed.startsWith(candidate.prefix)) : undefined
-  if (!route || !path.startsWith(route.prefix)) throw new NotFound(`No service at ${path.slice(0, 200)}.`)
+  if (!route || !path.startsWith(route.prefix)) return unrouted(app, flavour, original.method, path, query)
   const smuggled = underscoredIdentityField(request.headers, route.removedFields)
   if (smuggled) throw new InvalidOriginalRequest(`The request carries ${smuggled.slice(0, 100)}, which a service may read as an identity field: Gatehouse vouches for no request carrying one.`)
   assertNoOtherUrl(request, original.url)
@@ -159,7 +159,7 @@ export async function judgeForwardAuth(app: App, flavour: Flavour, request: Gate
   if (!decision.granted) {
     // nginx's auth_request passes on only 2xx, 401 and 403: its login redirect travels as a 401 with the address.
     if (decision.loginUrl && flavour === 'auth-request') return { granted: false, refusal: decision.refusal, headers: { [LOGIN_HEADER]: decision.loginUrl } }
-    if (decision.loginUrl) return { granted: false, redirect: decision.loginUrl }
+    if (decision.loginUrl) return { granted: false, redirect: decision.loginUrl, status: 302 }
     return { granted: false, refusal: decision.refusal, headers: {} }
   }
   const { principal } = decision
@@ -168,6 +168,22 @@ export async function judgeForwardAuth(app: App, flavour: Flavour, request: Gate
   // As the built-in proxy: the identity token signed earlier comes without a promise to wait on.
   const identity = app.identity.reusableToken(principal, route.name) ?? await app.identity.tokenFor(principal, route.name, access)
   return { granted: true, headers: forEnvoy(flavour, request, principal, identityHeaders(principal, identity, access)) }
+}
+
+/**
+ * A path under no service, answered as the built-in proxy answers it (src/gateway/proxy.ts): a service's prefix
+ * without its trailing slash, as a person types it, is a GET's or HEAD's 301 to the prefix with the query kept, where
+ * the client addressed the proxy in front; nginx's `auth_request`, which acts on no redirect, gets it as a login
+ * redirect's 401 naming the address, which its configuration turns into a 302. Another method is 404 naming the
+ * prefix (a redirect would lose its body), and any other path 404.
+ */
+function unrouted(app: App, flavour: Flavour, method: string, path: string, query: string): ForwardAuthAnswer {
+  const prefix = `${path}/`
+  if (!PROXIED_METHODS.has(method) || !app.routes.some((route) => route.prefix === prefix)) throw new NotFound(`No service at ${path.slice(0, 200)}.`)
+  if (method !== 'GET' && method !== 'HEAD') throw new NotFound(`No service at ${path}: the service is at ${prefix} (a ${method} is not redirected, which would lose its body).`)
+  const address = `${prefix}${query}`
+  if (flavour === 'auth-request') return { granted: false, refusal: new NotAuthenticated(`No service at ${path}: the service is at ${prefix}, the address in ${LOGIN_HEADER}.`), headers: { [LOGIN_HEADER]: address } }
+  return { granted: false, redirect: address, status: 301 }
 }
 
 /**

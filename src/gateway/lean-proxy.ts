@@ -282,7 +282,7 @@ async function answerForwardAuth(app: App, options: LeanProxyOptions, flavour: F
   }
   setRefusalHeaders(request, response)
   if ('redirect' in answer) {
-    redirect(response, answer.redirect)
+    redirect(response, answer.redirect, answer.status)
     return
   }
   for (const [name, value] of Object.entries(answer.headers)) response.setHeader(name, value)
@@ -308,10 +308,10 @@ function identified(request: LaneRequest, response: ServerResponse): ServerRespo
   return response
 }
 
-function redirect(response: ServerResponse, location: string): void {
+function redirect(response: ServerResponse, location: string, status: 301 | 302 = 302): void {
   response.setHeader('location', location)
   response.setHeader('content-length', 0)
-  response.statusCode = 302
+  response.statusCode = status
   response.end()
 }
 

@@ -390,6 +390,39 @@ describe('forward authentication', () => {
       }
     })
 
+    it('answer a service\'s prefix without its slash as the built-in proxy does: a GET or HEAD sent to the prefix', async () => {
+      const direct = await gw.fetch('/app?page=2')
+      assert.equal(direct.status, 301)
+      assert.equal(direct.headers.get('location'), '/app/?page=2')
+      for (const method of ['GET', 'HEAD']) {
+        for (const [path, init] of [[FORWARD_AUTH, { headers: { 'x-forwarded-method': method, 'x-forwarded-uri': '/app?page=2' } }], [`${EXT_AUTHZ}/app?page=2`, { method }]] as const) {
+          const response = await gw.fetch(path, init)
+          assert.equal(response.status, 301, `${method} ${path}`)
+          assert.equal(response.headers.get('location'), '/app/?page=2')
+          assert.equal(response.headers.get('cache-control'), 'no-store')
+        }
+        // nginx acts on no redirect from auth_request: the address travels as a login redirect's does, a 401 naming it.
+        const forNginx = await gw.fetch(AUTH_REQUEST, { headers: { 'x-original-method': method, 'x-original-uri': '/app?page=2' } })
+        assert.equal(forNginx.status, 401)
+        assert.equal(forNginx.headers.get('x-gatehouse-login'), '/app/?page=2')
+      }
+      // A redirect would lose a body: another method is told where the service is.
+      for (const [path, init] of [[FORWARD_AUTH, { headers: { 'x-forwarded-method': 'POST', 'x-forwarded-uri': '/app' } }], [AUTH_REQUEST, { headers: { 'x-original-method': 'POST', 'x-original-uri': '/app' } }], [`${EXT_AUTHZ}/app`, { method: 'POST' }]] as const) {
+        const response = await gw.fetch(path, init)
+        assert.equal(response.status, 404, path)
+        const body = await json(response)
+        assert.equal(body.code, 'not_found')
+        assert.match(JSON.stringify(body), /the service is at \/app\//)
+        assert.equal(response.headers.get('x-gatehouse-login'), null)
+      }
+      // Only a prefix is: a path that merely begins like one, or a method the proxy does not route, is 404.
+      for (const [uri, method] of [['/ap', 'GET'], ['/app2', 'GET'], ['/app', 'PROPFIND']]) {
+        const response = await gw.fetch(FORWARD_AUTH, { headers: { 'x-forwarded-method': method, 'x-forwarded-uri': uri } })
+        assert.equal(response.status, 404, `${method} ${uri}`)
+        assert.equal(response.headers.get('location'), null)
+      }
+    })
+
     it('judge a path with empty segments as its merged form, the path a service acts on', async () => {
       for (const target of ['/outer//inner/secret', '//outer/inner/secret', '/outer/inner//secret?next=//x']) {
         for (const [path, headers] of [[AUTH_REQUEST, { 'x-original-method': 'GET', 'x-original-uri': target }], [FORWARD_AUTH, { 'x-forwarded-method': 'GET', 'x-forwarded-uri': target }], [EXT_AUTHZ + target, {}]] as const) {
@@ -790,6 +823,15 @@ describe('forward authentication', () => {
         assert.equal(login.status, 200, 'the login page is served through the same proxy')
       })
 
+      it('sends a service\'s prefix asked for without its slash to the prefix, as the built-in proxy does', async () => {
+        const typed = await fetch(`${nginx}/app?page=2`, { redirect: 'manual' })
+        assert.equal(typed.status, 302)
+        assert.match(typed.headers.get('location')!, /^(http:\/\/[^/]+)?\/app\/\?page=2$/)
+        const followed = await fetch(new URL(typed.headers.get('location')!, nginx), { headers: adminAuth })
+        assert.equal(followed.status, 200)
+        assert.equal((await json(followed)).identity.username, 'admin')
+      })
+
       it('routes Gatehouse\'s own paths to Gatehouse, without asking it about them', async () => {
         const discovery = await fetch(`${nginx}/realms/${REALM}/.well-known/openid-configuration`)
         assert.equal(discovery.status, 200)
@@ -1108,6 +1150,15 @@ describe('forward authentication', () => {
       const seen = await json(response)
       assert.equal(seen.identity.username, 'admin')
       assert.equal(seen.identity.verified, true)
+    })
+
+    it('sends a service\'s prefix asked for without its slash to the prefix, as the built-in proxy does', async () => {
+      for (const method of ['GET', 'HEAD']) {
+        const typed = await fetch(`${caddy}/app?page=2`, { method, redirect: 'manual' })
+        assert.equal(typed.status, 301, method)
+        assert.equal(typed.headers.get('location'), '/app/?page=2')
+      }
+      assert.equal((await fetch(`${caddy}/app`, { method: 'POST', body: '{}', redirect: 'manual' })).status, 404)
     })
 
     it('passes on Gatehouse\'s 401 and its login redirect', async () => {
