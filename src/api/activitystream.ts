@@ -67,6 +67,9 @@ const listEntries = z.preprocess(byPlatformModel, listQuery(auditFilterFields))
 export function activityStreamRoutes(api: GatewayApi, app: App): void {
   api.get('/activitystream/', { config: AUDITORS, schema: { querystring: listEntries } }, async (request) => {
     const { page, filter } = request.query
+    // What this process recorded and has not written yet (the trail writes every flush_ms) is written first: a client
+    // reading the stream right after a change it made here finds the change, in the order it was made.
+    await app.audit.flush()
     const order = filter.order.length ? filter.order : NEWEST_FIRST
     const { count, entries } = await app.store.audit.list({ filter: { ...filter, order }, offset: page.offset, limit: page.pageSize })
     const linked = await app.store.audit.linkedObjects(entries, Date.now())

@@ -83,6 +83,15 @@ for (const backend of gatewayBackends) {
       assert.deepEqual([refused.operation, refused.code, refused.source_address], ['login_error', 'account_locked', '127.0.0.1'])
     })
 
+    it('shows a change made through the API at once, before the trail\'s next timed write', async () => {
+      const created = await json(await send('POST', '/api/gateway/v1/users/', { username: 'edith', password: 'edith-first-password' }))
+      const response = await gw.fetch(`${STREAM}?content_type=user&object_id=${created.id}`, { headers: adminAuth })
+      assert.equal(response.status, 200)
+      const [made] = (await json(response)).results
+      assert.equal(made?.operation, 'create', 'the newest entry on the first page')
+      assert.equal(made.changes.added_fields.username, 'edith')
+    })
+
     it('records user changes with who, from where, and the changed fields before and after, never a password', async () => {
       const created = await json(await send('POST', '/api/gateway/v1/users/', { username: 'carol', password: 'carol-first-password', email: 'carol@example.com' }))
       assert.equal((await send('PATCH', `/api/gateway/v1/users/${created.id}/`, { email: 'carol@example.org', password: 'carol-second-password' })).status, 200)
