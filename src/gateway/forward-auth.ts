@@ -10,7 +10,7 @@ import type { GatewayRequest } from '../http/gateway-request.ts'
 import { isHost } from '../http/host-header.ts'
 import { assertSafePath, assertWellFormedEscapes, decodedPath, mergeSlashes, originForm, splitTarget, targetAsSent } from '../http/request-target.ts'
 import { refusedAfterBody } from './authorize.ts'
-import { PROXIED_METHODS } from './routes.ts'
+import { PROXIED_METHODS, unroutedAnswer } from './routes.ts'
 import { fieldsReadAs, METHOD_OVERRIDE_FIELDS, teamsHeader, underscoredIdentityField, URL_OVERRIDE_FIELDS } from './upstream-headers.ts'
 import { withoutGatewayCookies } from './gateway-cookies.ts'
 import { checkHandshakeOrigin } from './websocket.ts'
@@ -171,19 +171,15 @@ export async function judgeForwardAuth(app: App, flavour: Flavour, request: Gate
 }
 
 /**
- * A path under no service, answered as the built-in proxy answers it (src/gateway/proxy.ts): a service's prefix
- * without its trailing slash, as a person types it, is a GET's or HEAD's 301 to the prefix with the query kept, where
- * the client addressed the proxy in front; nginx's `auth_request`, which acts on no redirect, gets it as a login
- * redirect's 401 naming the address, which its configuration turns into a 302. Another method is 404 naming the
- * prefix (a redirect would lose its body), and any other path 404.
+ * A path under no service, answered as the built-in proxy answers it (routes.ts `unroutedAnswer`), at the address the
+ * client gave the proxy in front; nginx's `auth_request`, which acts on no redirect, gets the redirect as a login
+ * redirect's 401 naming the address, which its configuration turns into a 302.
  */
 function unrouted(app: App, flavour: Flavour, method: string, path: string, query: string): ForwardAuthAnswer {
-  const prefix = `${path}/`
-  if (!PROXIED_METHODS.has(method) || !app.routes.some((route) => route.prefix === prefix)) throw new NotFound(`No service at ${path.slice(0, 200)}.`)
-  if (method !== 'GET' && method !== 'HEAD') throw new NotFound(`No service at ${path}: the service is at ${prefix} (a ${method} is not redirected, which would lose its body).`)
-  const address = `${prefix}${query}`
-  if (flavour === 'auth-request') return { granted: false, refusal: new NotAuthenticated(`No service at ${path}: the service is at ${prefix}, the address in ${LOGIN_HEADER}.`), headers: { [LOGIN_HEADER]: address } }
-  return { granted: false, redirect: address, status: 301 }
+  const answer = unroutedAnswer(app.routes, method, path, query)
+  if ('error' in answer) throw answer.error
+  if (flavour === 'auth-request') return { granted: false, refusal: new NotAuthenticated(`The service is at ${answer.redirectTo}, the address in ${LOGIN_HEADER}.`), headers: { [LOGIN_HEADER]: answer.redirectTo } }
+  return { granted: false, redirect: answer.redirectTo, status: 301 }
 }
 
 /**

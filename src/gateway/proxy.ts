@@ -9,7 +9,7 @@ import { bodyOverrideRefusal, bodyScan, MethodMayBeNamed, OVERRIDE_READ_BYTES } 
 import { answerRefusal, refusedAfterBody } from './authorize.ts'
 import { failureAnswer, type Lane, type LaneTable, type ServiceLanes } from './lean-proxy.ts'
 import { dropRestOfBody } from './request-buffer.ts'
-import { PROXIED_METHODS } from './routes.ts'
+import { PROXIED_METHODS, unroutedAnswer as answerUnrouted } from './routes.ts'
 import { clientResponseHeaders, upstreamRequestHeaders } from './upstream-headers.ts'
 import { cutAnswer, UpstreamExchange } from './upstream-exchange.ts'
 import { poolClient } from './upstream-pool.ts'
@@ -67,19 +67,10 @@ export async function registerProxy(server: FastifyInstance, app: App, lanes: Se
   return servesOver
 }
 
-/**
- * What a path under no service is answered. A service's prefix without its trailing slash (`/wiki` for `/wiki/`), as a
- * person types it in the address bar, is a GET's or HEAD's 301 to the prefix, its query kept, as nginx redirects a
- * prefix location asked for without its slash and the gateway API a path without its own; another method is 404
- * naming the prefix, since a redirect would lose its body (and a browser follows none of a preflight's). Any other path
- * is 404 naming it.
- */
+/** What the built-in proxy answers a path under no service (routes.ts `unroutedAnswer`). */
 export function unroutedAnswer(app: App, request: FastifyRequest): { redirectTo: string } | { error: NotFound } {
   const { path, query } = splitTarget(request.url)
-  const prefix = `${path}/`
-  if (!app.routes.some((route) => route.prefix === prefix)) return { error: noServiceAt(path) }
-  if (request.method === 'GET' || request.method === 'HEAD') return { redirectTo: `${app.publishedPath}${prefix}${query}` }
-  return { error: new NotFound(`No service or API at ${path}: the service is at ${app.publishedPath}${prefix} (only a GET or HEAD is redirected there: send other requests to the prefix itself).`) }
+  return answerUnrouted(app.routes, request.method, path, query, app.publishedPath)
 }
 
 /**

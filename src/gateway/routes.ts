@@ -1,4 +1,5 @@
 import { millisecondsOf } from '../config/durations.ts'
+import { NotFound, noServiceAt } from '../errors.ts'
 import type { BearerPolicy } from '../auth/access-tokens.ts'
 import type { Config, ServiceConfig } from '../config/schema.ts'
 import type { EntryRule, Place } from './places.ts'
@@ -32,6 +33,20 @@ export interface Route extends Place {
   readonly upstreamTls: UpstreamTlsFiles
   /** The service's configuration as written: a reload keeps the route (its pool, its connections) while this is unchanged. */
   readonly configured: string
+}
+
+/**
+ * What a path under no service is answered. A service's prefix without its trailing slash (`/wiki` for `/wiki/`), as a
+ * person types it in the address bar, is a GET's or HEAD's 301 to the prefix (under `published`, the path the gateway
+ * is published at), its query kept, as nginx redirects a prefix location asked for without its slash and the gateway
+ * API a path without its own; another method is 404 naming the prefix, since a redirect would lose its body. Any other
+ * path is 404 naming it. The built-in proxy and forward authentication answer alike.
+ */
+export function unroutedAnswer(routes: readonly Route[], method: string, path: string, query: string, published = ''): { redirectTo: string } | { error: NotFound } {
+  const prefix = `${path}/`
+  if (!routes.some((route) => route.prefix === prefix)) return { error: noServiceAt(path) }
+  if (method === 'GET' || method === 'HEAD') return { redirectTo: `${published}${prefix}${query}` }
+  return { error: new NotFound(`No service or API at ${path}: the service is at ${published}${prefix} (only a GET or HEAD is redirected there: send other requests to the prefix itself).`) }
 }
 
 /** Exact paths in a Set, `prefix*` paths as a short list: one hash lookup and a few startsWith per request. */
