@@ -258,6 +258,18 @@ export function withChallenges(error: unknown, challenges: string[]): unknown {
   return error
 }
 
+/**
+ * A 401's challenges as one field, a list (RFC 9110 §11.6.1), as sent to this request (a script's without Basic):
+ * nginx before 1.23 passes on only the first WWW-Authenticate field of an `auth_request` answer.
+ */
+export function challengesInOneField(request: Pick<GatewayRequest, 'headers'>, error: GatehouseError): void {
+  const challenges = error.headers['www-authenticate']
+  if (!Array.isArray(challenges)) return
+  const sent = isScriptRequest(request) ? withoutBasicChallenge(challenges) : challenges
+  if (sent.length) error.headers['www-authenticate'] = sent.join(', ')
+  else delete error.headers['www-authenticate']
+}
+
 /** A wrong password or an unknown username: the only refusal that counts towards a lockout (src/directory/lockout.ts). */
 export class InvalidCredentials extends Unauthenticated {
   static override readonly code: ErrorCode = 'invalid_credentials'

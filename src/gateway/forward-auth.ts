@@ -5,7 +5,7 @@ import { bodyOverrideRefusal } from '../access/method-override.ts'
 import type { UserAccess } from '../access/model.ts'
 import { CSRF_HEADER } from '../auth/csrf.ts'
 import type { Principal } from '../auth/principal.ts'
-import { GatehouseError, InvalidOriginalRequest, MissingOriginalMethod, MissingOriginalUri, NotAuthenticated, NotFound, sendError, UntrustedProxy } from '../errors.ts'
+import { challengesInOneField, GatehouseError, InvalidOriginalRequest, MissingOriginalMethod, MissingOriginalUri, NotAuthenticated, NotFound, sendError, UntrustedProxy } from '../errors.ts'
 import type { GatewayRequest } from '../http/gateway-request.ts'
 import { isHost } from '../http/host-header.ts'
 import { assertSafePath, assertWellFormedEscapes, decodedPath, mergeSlashes, originForm, splitTarget, targetAsSent } from '../http/request-target.ts'
@@ -157,6 +157,7 @@ export async function judgeForwardAuth(app: App, flavour: Flavour, request: Gate
   const overridden = decision.granted ? bodyOverrideRefusal(asked.gatehouse.methodOverride, asked.headers, 'unseen') : undefined
   if (overridden) return { granted: false, refusal: refusedAfterBody(asked, overridden), headers: {} }
   if (!decision.granted) {
+    if (flavour === 'auth-request') challengesInOneField(request, decision.refusal)
     // nginx's auth_request passes on only 2xx, 401 and 403: its login redirect travels as a 401 with the address.
     if (decision.loginUrl && flavour === 'auth-request') return { granted: false, refusal: decision.refusal, headers: { [LOGIN_HEADER]: decision.loginUrl } }
     if (decision.loginUrl) return { granted: false, redirect: decision.loginUrl, status: 302 }
