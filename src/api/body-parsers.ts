@@ -6,6 +6,7 @@ import type { App } from '../app.ts'
 import { BodyBuffersFull, InvalidJson, MalformedEscape, RequestTimeout, UnsupportedMediaType } from '../errors.ts'
 import { hasRequestBody } from '../gateway/request-buffer.ts'
 import { anonymousBodyMs } from '../http/anonymous-bodies.ts'
+import { contentCodingRefusal, transferCodingRefusal } from '../http/body-codings.ts'
 import { closeLingeringAfter } from '../http/lingering-close.ts'
 import { mediaType } from '../http/negotiation.ts'
 import { wellFormedEscapes } from '../http/request-target.ts'
@@ -20,6 +21,15 @@ import { JSON_NULL } from './validation.ts'
  * `constructor.prototype` keys.
  */
 export function registerBodyParsers(api: GatewayApi): void {
+  // A coding the gateway does not decode is refused before the body is read: what would be read is not what was meant.
+  api.addHook('preParsing', async (request, reply, payload) => {
+    if (request.method === 'GET' || request.method === 'HEAD' || !hasRequestBody(request.raw)) return payload
+    const refusal = transferCodingRefusal(request.headers) ?? contentCodingRefusal(request.headers)
+    if (!refusal) return payload
+    // The body is not read: the connection closes after the answer, lingering while the client still sends it.
+    closeLingeringAfter(reply.raw)
+    throw refusal
+  })
   const parseJson = api.getDefaultJsonParser(api.initialConfig.onProtoPoisoning ?? 'error', api.initialConfig.onConstructorPoisoning ?? 'error')
   api.removeContentTypeParser('application/json')
   api.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body: Buffer, done) => {
@@ -30,7 +40,10 @@ export function registerBodyParsers(api: GatewayApi): void {
     const refusal = charsetRefusal(request, 'A JSON') ?? (isUtf8(body) ? undefined : new InvalidJson('The request body is not valid UTF-8.'))
     if (refusal) done(refusal, undefined)
     // A JSON `null` is told from no body at all, which Fastify gives as null too (src/api/validation.ts).
-    else parseJson(request, body.toString('utf8'), (error, value) => done(error, value === null ? JSON_NULL : value))
+    else {
+      const text = body.toString('utf8')
+      parseJson(request, text, (error, value) => done(error && forbiddenKeyRefusal(text) || error, value === null ? JSON_NULL : value))
+    }
   })
   api.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'buffer' }, async (request: FastifyRequest, body: Buffer) => {
     const refusal = charsetRefusal(request, 'A form')
@@ -46,6 +59,20 @@ export function registerBodyParsers(api: GatewayApi): void {
     if (body.length === 0) done(null, {})
     else done(new UnsupportedMediaType(`Unsupported media type "${(mediaType(request) ?? '').slice(0, 100)}" in request.`), undefined)
   })
+}
+
+/**
+ * A body Fastify's parser refused that is valid JSON holds a `__proto__` key, or `constructor` with `prototype`, at
+ * some depth: its guard against prototype poisoning refuses those, and says only that the JSON is not valid. No field
+ * takes such a key; the refusal says so. Parsed again only once refused.
+ */
+function forbiddenKeyRefusal(text: string): InvalidJson | undefined {
+  try {
+    JSON.parse(text)
+  } catch {
+    return undefined
+  }
+  return new InvalidJson('The request body holds a "__proto__" key, or "constructor" with "prototype", which no field takes.')
 }
 
 function charsetRefusal(request: FastifyRequest, what: string): UnsupportedMediaType | undefined {

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Readable } from 'node:stream'
 import { clientKey } from '../directory/lockout.ts'
-import { BadRequest } from '../errors.ts'
+import { transferCodingRefusal } from '../http/body-codings.ts'
 import { closeLingeringAfter } from '../http/lingering-close.ts'
 import { Shares } from './shares.ts'
 
@@ -59,10 +59,9 @@ export class RequestBuffer {
    */
   read(raw: IncomingMessage, response: ServerResponse, atLeastBytes = 0, scan?: (chunk: Buffer) => void): Promise<ForwardedBody | undefined> | ForwardedBody {
     if (!hasRequestBody(raw)) return null
-    // Node decodes `chunked` only: a body also coded otherwise (`gzip, chunked`) would reach the service still coded,
-    // with nothing saying so (RFC 9112 §6.1 lets a server refuse a coding it does not understand).
+    const refusal = transferCodingRefusal(raw.headers)
+    if (refusal) throw refusal
     const coding = raw.headers['transfer-encoding']
-    if (coding !== undefined && coding.trim().toLowerCase() !== 'chunked') throw new BadRequest('The only transfer coding understood is chunked.')
     const limit = Math.max(this.#limit, atLeastBytes)
     if (limit === 0) return followedByRest([], raw)
     const budget = this.#budget

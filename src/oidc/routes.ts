@@ -10,6 +10,7 @@ import { escapeHtml, UNFRAMED_PAGE_HEADERS } from '../pages/html.ts'
 import { nulFields } from '../http/input-safety.ts'
 import { formBytes, formInUtf8, formValuesAreUtf8 } from '../http/legacy-text.ts'
 import { anonymousBodyMs } from '../http/anonymous-bodies.ts'
+import { contentCodingRefusal, transferCodingRefusal } from '../http/body-codings.ts'
 import { closeLingeringAfter } from '../http/lingering-close.ts'
 import { splitTarget } from '../http/request-target.ts'
 import { auditedToken, auditedTokenFields } from '../audit/tokens.ts'
@@ -232,7 +233,7 @@ export interface ProviderExchange {
   readonly platform?: boolean
   readonly log: ProviderRequest['log']
   /** Answers in Keycloak's error shape before oidc-provider sees the request, with `headers` besides its own. */
-  refuse(status: number, description: string, error?: string, headers?: Record<string, string>): void
+  refuse(status: number, description: string, error?: string, headers?: Readonly<Record<string, string | string[]>>): void
   /** Notes a failure for the request's log line and logs Gatehouse's own faults, as its error responder does; the failure as Gatehouse classes it. */
   recordFailure(error: unknown): GatehouseError
   /** From here on the response is oidc-provider's. */
@@ -293,6 +294,12 @@ async function readyForProvider(app: App, realm: Realm, rest: string, query: str
   const { raw } = exchange
   let body: Buffer | undefined
   if (hasBody(raw)) {
+    const coding = transferCodingRefusal(raw.headers) ?? contentCodingRefusal(raw.headers)
+    if (coding) {
+      // The body is not read: the connection closes after the answer, lingering while the client still sends it.
+      closeLingeringAfter(exchange.response)
+      return void exchange.refuse(coding.status, coding.message, 'invalid_request', { ...coding.headers, connection: 'close' })
+    }
     const read = await readRealmBody(app, raw, exchange.response, exchange.ip)
     if (read === 'too_large') return void exchange.refuse(400, 'Request body too large', 'invalid_request', { connection: 'close' })
     if (read === 'too_slow') return void exchange.refuse(408, 'Request body not received in time', 'invalid_request', { connection: 'close' })
