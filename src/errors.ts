@@ -904,7 +904,8 @@ export function errorBody(error: GatehouseError, requestId?: string): Record<str
   if (error.fields) {
     for (const [field, messages] of Object.entries(error.fields)) {
       if (RESERVED_BODY_KEYS.has(field)) continue
-      body[field] = error instanceof ValidationFailed && error.bare.has(field) && messages.length === 1 ? messages[0] : messages
+      // Defined, not assigned: a field named `__proto__` is a key like any other, not the body's prototype.
+      Object.defineProperty(body, field, { value: error instanceof ValidationFailed && error.bare.has(field) && messages.length === 1 ? messages[0] : messages, enumerable: true, writable: true, configurable: true })
     }
     body.errors = error.fields
   }

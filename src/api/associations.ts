@@ -32,7 +32,7 @@ const ASSOCIATIONS: readonly Association[] = [
 const CHANGE: Record<Association['parent'], Permission> = { organization: 'shared.change_organization', team: 'shared.change_team' }
 
 /** The body's `instances` as it arrives; read by instancesOf, in Django REST framework's words. */
-const associationBody = z.preprocess((input) => input ?? {}, z.object({ instances: z.unknown().optional() }).loose())
+const associationBody = z.preprocess((input) => input ?? {}, z.object({ instances: z.unknown().optional() }).strict())
 
 /**
  * teams/{id}/users/, teams/{id}/admins/, organizations/{id}/users/ and organizations/{id}/admins/, with their

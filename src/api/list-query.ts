@@ -37,7 +37,15 @@ export interface ListQuery {
 }
 
 export function listQuery(fields: FilterFields): z.ZodType<ListQuery> {
-  return z.looseObject(pageQuery.shape).transform((query, context) => {
+  // zod copies a loose object's keys into a plain object, where `__proto__` sets the prototype instead of a key: the
+  // filter would vanish unread. It is named here, as any other unknown filter is.
+  const unreadable = (query: unknown, context: z.RefinementCtx) => {
+    if (typeof query === 'object' && query !== null && Object.hasOwn(query, '__proto__')) {
+      context.addIssue({ code: 'custom', path: ['__proto__'], message: unknownFilterField(fields, '__proto__') })
+    }
+    return query
+  }
+  return z.preprocess(unreadable, z.looseObject(pageQuery.shape)).transform((query, context) => {
     const all: Condition[] = []
     const any: Condition[] = []
     const fail = (key: string, message: string) => {
@@ -106,7 +114,7 @@ function parseCondition(fields: FilterFields, key: string, raw: string): { or: b
   const name = fieldNamed(fields, given)
   const field = name === undefined ? undefined : fields[name]!
   if (!field && isAnsibleIdField(given)) return NO_RESOURCE_REGISTRY
-  if (!field || name === undefined) return `Unknown filter field "${given.slice(0, 64)}". This list can be filtered on: ${Object.keys(fields).join(', ')}.`
+  if (!field || name === undefined) return unknownFilterField(fields, given)
   if (TEXT_LOOKUPS.has(lookup) && field.type !== 'text') return `${name} is not a text field and cannot be filtered by ${lookup}.`
   if (field.lookups && !field.lookups.includes(lookup)) return `${name} can be filtered by ${field.lookups.join(' and ')} only.`
   if (lookup === 'isnull') {
@@ -129,6 +137,10 @@ function parseCondition(fields: FilterFields, key: string, raw: string): { or: b
   // Django's words: only an exact lookup takes none (as IS NULL).
   if (value === null && lookup !== 'exact') return 'Cannot use None as a query value'
   return { or, condition: { field: name, lookup, value, negate } }
+}
+
+function unknownFilterField(fields: FilterFields, given: string): string {
+  return `Unknown filter field "${given.slice(0, 64)}". This list can be filtered on: ${Object.keys(fields).join(', ')}.`
 }
 
 /**
@@ -221,7 +233,8 @@ export type ParameterRewrite = (match: RegExpExecArray, key: string, value: stri
 export function rewrittenParameters(pattern: RegExp, rewrite: ParameterRewrite): (query: unknown, context: z.RefinementCtx) => unknown {
   return (query, context) => {
     if (typeof query !== 'object' || query === null) return query
-    const rewritten: Record<string, unknown> = {}
+    // Without a prototype: a parameter named `__proto__` stays a key, which listQuery then names as unknown.
+    const rewritten: Record<string, unknown> = Object.create(null)
     const add = (key: string, value: unknown) => {
       rewritten[key] = Object.hasOwn(rewritten, key) ? [rewritten[key], value].flat() : value
     }

@@ -73,6 +73,8 @@ const BAD_LIST_QUERIES: [string, string][] = [
   ['created__gt=not-a-date', 'created__gt'], ['created__isnull=maybe', 'created__isnull'], ['created__in=', 'created__in'],
   // Related lookups: every list refuses these (the assignment lists take `user__username` and `role_definition__name`).
   ['user__email=admin@example.com', 'user__email'], ['role_definition__managed=true', 'role_definition__managed'], ['__=1', '__'],
+  // A key that is an object's prototype, and would vanish as such unread.
+  ['__proto__=1', '__proto__'], ['constructor=1', 'constructor'],
 ]
 
 /** Ids no detail endpoint has: not a number, not a whole one, out of range, or in another spelling. */
@@ -143,6 +145,11 @@ describe('bad input to the gateway API', () => {
       for (const [label, body, type] of MALFORMED_BODIES) {
         assertRefusal(`${route.method} ${route.url} with ${label}`, await send(route.method, path, body, type))
       }
+      // Named, not only refused for another reason: a misspelt field is never dropped unread.
+      const unknown = await send(route.method, path, '{"no_such_field": 1}', 'application/json')
+      assert.deepEqual(unknown.body.errors?.no_such_field, ['Unknown field.'], `${route.method} ${route.url} names an unknown field: ${JSON.stringify(unknown.body)}`)
+      const prototype = await send(route.method, path, '{"__proto__": {"is_superuser": true}}', 'application/json')
+      assert.match(prototype.body.detail, /holds a "__proto__" key/, `${route.method} ${route.url}: ${JSON.stringify(prototype.body)}`)
       const schema = operationOf(route)!.requestBody!.content['application/json']!.schema
       for (const [field, fieldSchema] of Object.entries(schema.properties ?? {})) {
         for (const value of wrongValues(fieldSchema)) {
