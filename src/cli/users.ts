@@ -10,7 +10,7 @@ import { auditedUser, passwordMark, serializeUser } from '../api/users.ts'
 import { emailAddress } from '../api/profile-fields.ts'
 import { cliActor } from '../audit/actor.ts'
 import { recordTokensOfUserRevoked } from '../audit/tokens.ts'
-import { SelfLockout, ValidationFailed } from '../errors.ts'
+import { DatabaseLockHeld, SelfLockout, ValidationFailed } from '../errors.ts'
 import { UniqueViolation } from '../store/errors.ts'
 import type { User } from '../store/users.ts'
 import { countListedUsers, MAX_IMPORT_USERS, readImportBytes, type ByteSource, type ImportFile, type NotImported } from '../directory/account-import.ts'
@@ -275,19 +275,32 @@ const AUDIT_BATCH = 1000
 
 /** How many times an import is written again after another command made accounts or teams of the file meanwhile. */
 const IMPORT_ATTEMPTS = 4
+/** How long an import goes on trying while another transaction holds what it must write (another import's accounts). */
+const IMPORT_LOCK_WAIT_MS = 10 * 60_000
 
 /**
  * Runs the import's transaction, again when it was rolled back because another command (an import of the same file at
  * once, the API) created one of its accounts, or teams, while it ran: PostgreSQL's unique index then refuses the
  * second write once the first commits. Written again, it finds them and skips or updates them as a later run would.
+ * An insert of a name another transaction is inserting waits for that one to end, within the lock timeout
+ * (`storage.timeouts`, under 2 s by default), which an import of many accounts, the other one, outlasts: given up
+ * (DatabaseLockHeld), the import is tried again for up to IMPORT_LOCK_WAIT_MS, so that it ends as a later run would.
  */
 async function writtenOnce<T>(file: string, write: () => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
+  const waitUntil = Date.now() + IMPORT_LOCK_WAIT_MS
+  let collisions = 0
+  let waited = false
+  for (;;) {
     try {
       return await write()
     } catch (error) {
+      if (error instanceof DatabaseLockHeld && Date.now() < waitUntil) {
+        if (!waited) process.stderr.write(`${printable(file)}: waiting for another client of the database that holds accounts or teams it must write (another import?)\n`)
+        waited = true
+        continue
+      }
       if (!(error instanceof UniqueViolation)) throw error
-      if (attempt === IMPORT_ATTEMPTS) {
+      if (++collisions === IMPORT_ATTEMPTS) {
         throw new Error(`${file}: nothing was imported: other commands kept creating accounts or teams of the same names while it ran; run it again`)
       }
     }

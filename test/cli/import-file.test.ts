@@ -4,6 +4,8 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { describe, it } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
+import pg from 'pg'
 import { countListedUsers, MAX_IMPORT_USERS, parseImportFile, readImportBytes, readImportFile } from '../../src/directory/account-import.ts'
 import { migratedDataDir, repoRoot, runCli, tempDir } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
@@ -313,6 +315,37 @@ describe('gatehouse users import, several at once', () => {
       for (const [created, skipped] of counts) assert.equal(created! + skipped!, 400)
       assert.equal(Object.keys(await accounts(storage)).length, 400)
     } finally {
+      await database.drop()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('waits for another transaction that holds what it must write past the lock timeout, on PostgreSQL', async () => {
+    // Another import of many accounts holds the names it inserts until it commits, for longer than a statement may
+    // wait for a lock (storage.timeouts: 1.6 s by default). Held here as a lock on the whole table, for 4 s.
+    const dir = tempDir()
+    const database = await createTestDatabase()
+    const holder = new pg.Client({ connectionString: database.url })
+    try {
+      const storage = ['--database', database.url]
+      assert.equal((await runCli(['migrate', ...storage])).code, 0)
+      const file = join(dir, 'users.json')
+      writeFileSync(file, JSON.stringify([{ username: 'ann', email: 'ann@example.org' }, { username: 'bob' }]))
+      await holder.connect()
+      await holder.query('BEGIN')
+      await holder.query('LOCK TABLE users IN SHARE MODE')
+      const started = Date.now()
+      const run = runCli(['users', 'import', file, ...storage])
+      await sleep(4_000)
+      await holder.query('COMMIT')
+      const { code, stdout, stderr } = await run
+      assert.equal(code, 0, stderr)
+      assert.ok(Date.now() - started >= 4_000)
+      assert.match(stderr, /users\.json: waiting for another client of the database that holds accounts or teams it must write \(another import\?\)\n/)
+      assert.match(stdout, /: 2 created, 0 updated, 0 skipped$/m)
+      assert.deepEqual(Object.keys(await accounts(storage)).sort(), ['ann', 'bob'])
+    } finally {
+      await holder.end()
       await database.drop()
       rmSync(dir, { recursive: true, force: true })
     }
