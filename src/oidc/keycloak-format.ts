@@ -6,7 +6,6 @@ import type { RealmClientConfig } from '../config/realms.ts'
 import type { User } from '../store/users.ts'
 import { accessTokenAudience } from './claims.ts'
 import { SESSION_COOKIE as GATEWAY_SESSION_COOKIE } from '../auth/session.ts'
-import { LOCKED } from './password-grant.ts'
 import { keycloakSid, refreshTokenType, sessionCookieValue, type KeycloakTokens, type RefreshTokenRecord } from './keycloak-tokens.ts'
 import { escapeHtml, styledPage, UNFRAMED_PAGE_HEADERS, unframedPageHeaders } from '../pages/html.ts'
 import { ClientTokensThrottled, DatabaseUnavailable, DirectoryUnavailable, PasswordChecksBusy } from '../errors.ts'
@@ -616,9 +615,10 @@ export async function tokenError(body: Record<string, unknown>, ctx: KoaContextW
   if (missing) return bad(`Missing parameter: ${missing[1]!.replace(/'/g, '').replace(/ and /g, ', ')}`)
   // Keycloak names the whole requested scope (OAuth2GrantTypeBase), not only the unknown values.
   if (error === 'invalid_scope') return bad(`Invalid scopes: ${String(params.scope ?? body.scope ?? '')}`.trim(), 'invalid_scope')
-  // Keycloak's direct grant answers a missing username and wrong credentials 401 (ValidateUsername,
-  // ValidatePassword), and a login during a brute-force lock 400 with the same words.
-  if (grantType === 'password' && detail !== LOCKED && (description === 'Invalid user credentials' || description === 'Missing parameter: username')) {
+  // Keycloak's direct grant answers a missing username 401 (ValidateUsername). Wrong credentials were 401 too
+  // (ValidatePassword) until Keycloak 26.6, which answers every invalid_grant of this grant 400, as RFC 6749 §5.2 has
+  // it: so does Gatehouse, a login during a brute-force lock included, with the same words.
+  if (grantType === 'password' && error === 'invalid_request' && description === 'Missing parameter: username') {
     return { status: 401, error, error_description: description }
   }
   if (error === 'invalid_grant') {

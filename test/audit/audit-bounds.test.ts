@@ -162,7 +162,7 @@ describe('audit trail bounds', () => {
       const grant = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/token`, {
         method: 'POST', body: new URLSearchParams({ client_id: 'end-users', grant_type: 'password', username, password: 'a-wrong-password' }),
       })
-      assert.equal(grant.status, 401)
+      assert.equal(grant.status, 400)
       await gw.app.audit.flush()
       const lines = readFileSync(file, 'utf8').trim().split('\n')
       const line = lines.find((text) => JSON.parse(text).operation === 'login_error')!

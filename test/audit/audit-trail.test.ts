@@ -439,7 +439,7 @@ for (const backend of gatewayBackends) {
 
     it('shows realm logins as Keycloak admin events', async () => {
       assert.equal((await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'alice-password' })).status, 200)
-      assert.equal((await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'wrong-password' })).status, 401)
+      assert.equal((await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'wrong-password' })).status, 400)
       await gw.app.audit.flush()
       const response = await gw.fetch(`/admin/realms/${REALM}/events?type=LOGIN&type=LOGIN_ERROR&max=2`, { headers: adminAuth })
       const events = await json(response)

@@ -146,7 +146,7 @@ describe('login lockout', () => {
     const grant = (password: string) => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'ivan', password })
     for (let i = 0; i < 3; i++) {
       const wrong = await grant('wrong')
-      assert.equal(wrong.status, 401)
+      assert.equal(wrong.status, 400)
       assert.equal(wrong.body.error, 'invalid_grant')
     }
     const locked = await grant('ivan-password')

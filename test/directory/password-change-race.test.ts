@@ -76,7 +76,7 @@ for (const backend of gatewayBackends) {
     it('refuses the old password in a realm\'s password grant', async () => {
       const user = await gw.app.accounts.create({ username: 'hank', password: 'the-old-password-long' })
       const answer = await racingPasswordChange(user.id, () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'hank', password: 'the-old-password-long' }))
-      assert.equal(answer.status, 401)
+      assert.equal(answer.status, 400)
       assert.equal(answer.body.error, 'invalid_grant')
       // No grant or token was recorded for the account.
       assert.equal(await gw.store.oidc.destroyByAccount(String(user.id)), 0)

@@ -75,7 +75,7 @@ describe('LDAP accounts through the gateway', () => {
       method: 'POST',
       body: new URLSearchParams({ client_id: 'end-users', grant_type: 'password', username: 'carol', password: 'not-her-password' }),
     })
-    assert.equal(wrong.status, 401)
+    assert.equal(wrong.status, 400)
     assert.deepEqual(await json(wrong), { error: 'invalid_grant', error_description: 'Invalid user credentials' })
   })
 
@@ -377,7 +377,7 @@ describe('a realm login name that is a directory username and a local account\'s
   it('names the directory user who has not signed in yet, not the account that took the name as its address', async () => {
     await gw.app.accounts.create({ username: 'mallory', password: 'mallory-local-password', email: ADDRESS_NAMED.toUpperCase() })
     const squatter = await passwordGrant(ADDRESS_NAMED, 'mallory-local-password')
-    assert.equal(squatter.status, 401, 'the name is the directory user\'s, whatever address another account gave itself')
+    assert.equal(squatter.status, 400, 'the name is the directory user\'s, whatever address another account gave itself')
     const response = await passwordGrant(ADDRESS_NAMED, ADDRESS_NAMED_PASSWORD)
     assert.equal(response.status, 200)
     assert.equal(decodeJwt((await json(response)).access_token).preferred_username, ADDRESS_NAMED)
@@ -459,7 +459,7 @@ describe('a directory address that another account already holds', () => {
     await gw.app.accounts.create({ username: 'judy@corp.test', password: 'judy-local-password' })
     await gw.app.accounts.create({ username: 'karl', password: 'karl-local-password', email: 'JUDY@corp.test' })
     assert.equal(await signedInAs(await passwordGrant('Judy@Corp.Test', 'judy-local-password')), 'judy@corp.test')
-    assert.equal((await passwordGrant('judy@corp.test', 'karl-local-password')).status, 401)
+    assert.equal((await passwordGrant('judy@corp.test', 'karl-local-password')).status, 400)
   })
 })
 

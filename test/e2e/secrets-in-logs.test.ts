@@ -262,7 +262,7 @@ describe('no secret reaches a log, the audit trail, the metrics or an error body
     }
     const password = await grant({ grant_type: 'password', client_id: 'reports', client_secret: SERVICE_SECRET, username: 'lena', password: NEW_LOCAL_PASSWORD, scope: 'openid' })
     assert.equal(password.status, 200)
-    assert.equal((await grant({ grant_type: 'password', client_id: 'reports', client_secret: SERVICE_SECRET, username: 'lena', password: WRONG_PASSWORD })).status, 401)
+    assert.equal((await grant({ grant_type: 'password', client_id: 'reports', client_secret: SERVICE_SECRET, username: 'lena', password: WRONG_PASSWORD })).status, 400)
     assert.equal((await grant({ grant_type: 'password', client_id: 'reports', client_secret: WRONG_CLIENT_SECRET, username: 'lena', password: NEW_LOCAL_PASSWORD })).status, 401)
     const refreshed = await grant({ grant_type: 'refresh_token', refresh_token: password.body.refresh_token! }, confidential)
     assert.equal(refreshed.status, 200)

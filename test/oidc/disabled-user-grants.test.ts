@@ -52,7 +52,7 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`a grant whose u
     const deletedToken = await login('refresh-deleted')
     await remove(deleted)
     assert.deepEqual(refusal(await refresh(deletedToken)), refused('Session not active'))
-    assert.deepEqual(refusal(await password('refresh-deleted')), refused('Invalid user credentials', 401))
+    assert.deepEqual(refusal(await password('refresh-deleted')), refused('Invalid user credentials'))
 
   })
 

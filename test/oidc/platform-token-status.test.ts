@@ -43,7 +43,7 @@ describe('the platform\'s /o/token/ status', () => {
 
   it('answers a refused grant as before, with its 4xx', async () => {
     const wrong = await grant(PLATFORM_TOKEN, { grant_type: 'password', client_id: 'end-users', username: 'alice', password: 'wrong-password' })
-    assert.equal(wrong.status, 401)
+    assert.equal(wrong.status, 400)
     assert.equal((await json(wrong)).error, 'invalid_grant')
     const badClient = await grant(PLATFORM_TOKEN, { grant_type: 'client_credentials' }, { authorization: basic('reports', 'wrong-secret-0123456789') })
     assert.equal(badClient.status, 401)

@@ -122,9 +122,9 @@ describe('the token endpoint speaks Keycloak', () => {
     add('no client_id', () => tokenRequest(gw, { grant_type: 'password', username: 'alice', password: 'alice-password' }), 401, 'invalid_client', 'Missing client_id parameter')
     add('a wrong client secret', () => tokenRequest(gw, { grant_type: 'client_credentials' }, basicReports('wrong-secret-0123456789')), 401, 'invalid_client', 'Invalid client or Invalid client credentials')
     add('a confidential client without its secret', () => tokenRequest(gw, { client_id: 'reports', grant_type: 'client_credentials' }), 401, 'invalid_client', 'Invalid client or Invalid client credentials')
-    add('a wrong password', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'nope' }), 401, 'invalid_grant', 'Invalid user credentials')
-    add('an unknown user', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'nobody', password: 'nope' }), 401, 'invalid_grant', 'Invalid user credentials')
-    add('no password', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice' }), 401, 'invalid_grant', 'Invalid user credentials')
+    add('a wrong password', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'nope' }), 400, 'invalid_grant', 'Invalid user credentials')
+    add('an unknown user', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'nobody', password: 'nope' }), 400, 'invalid_grant', 'Invalid user credentials')
+    add('no password', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice' }), 400, 'invalid_grant', 'Invalid user credentials')
     add('no username', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', password: 'x' }), 401, 'invalid_request', 'Missing parameter: username')
     add('different secrets in HTTP basic and the form', () => tokenRequest(gw, { grant_type: 'client_credentials', client_secret: 'wrong-secret-0123456789' }, basicReports(SERVICE_SECRET)), 401, 'invalid_client', 'Invalid client or Invalid client credentials')
     add('a form client_id that is not the basic one', () => tokenRequest(gw, { grant_type: 'client_credentials', client_id: 'end-users', client_secret: SERVICE_SECRET }, basicReports(SERVICE_SECRET)), 401, 'invalid_client', 'Invalid client or Invalid client credentials')
@@ -169,7 +169,7 @@ describe('the token endpoint speaks Keycloak', () => {
     await gw.app.accounts.create({ username: 'bob', password: 'bob-password', email: 'shared@example.com' })
     await gw.app.accounts.create({ username: 'carol', password: 'bob-password', email: 'shared@example.com' })
     const ambiguous = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'shared@example.com', password: 'bob-password' })
-    assert.equal(ambiguous.status, 401)
+    assert.equal(ambiguous.status, 400)
     assert.equal(ambiguous.body.error, 'invalid_grant')
   })
 
@@ -187,7 +187,7 @@ describe('the token endpoint speaks Keycloak', () => {
       assert.equal(decodeJwtPart(body.access_token, 1).sub, String(id), username)
     }
     const ambiguous = await login('Pair')
-    assert.equal(ambiguous.status, 401)
+    assert.equal(ambiguous.status, 400)
     assert.equal(ambiguous.body.error, 'invalid_grant')
   })
 
@@ -209,7 +209,7 @@ describe('the token endpoint speaks Keycloak', () => {
     const form = 'client_id=end-users&grant_type=password&username='
     for (const body of [`${form}ulla&password=replacement-%FF-password`, Buffer.concat([Buffer.from(`${form}ulla&password=replacement-`), Buffer.from([0xff]), Buffer.from('-password')])]) {
       const refused = await grant(body)
-      assert.equal(refused.status, 401, String(body))
+      assert.equal(refused.status, 400, String(body))
       assert.equal(refused.body.error, 'invalid_grant')
     }
     assert.equal((await grant(`${form}ulla&password=replacement-%EF%BF%BD-password`)).status, 200)
