@@ -49,7 +49,7 @@ describe('a directory login by a name other than the username its account gets',
       const wrong = await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('alice@example.test', 'not-her-password') } })
       assert.equal(wrong.status, 401)
       assert.equal((await json(wrong)).code, 'invalid_credentials')
-      assert.deepEqual(await grantThenRefresh(gw, 'alice@example.test', PASSWORDS.alice!), { granted: 401, refreshed: 0 })
+      assert.deepEqual(await grantThenRefresh(gw, 'alice@example.test', PASSWORDS.alice!), { granted: 400, refreshed: 0 })
     })
   })
 })
