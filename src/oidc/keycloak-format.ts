@@ -298,6 +298,7 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
     } else if (oidc.route === 'discovery' && ctx.status === 200 && body) {
       // keycloak-js's login status iframe (keycloak-pages.ts), which oidc-provider does not know.
       body.check_session_iframe = `${String(body.issuer)}${options.checkSessionIframe}`
+      Object.assign(body, keycloakDiscoveryFields(body))
     } else if ((oidc.route === 'authorization' || oidc.route === 'resume') && ctx.status >= 300 && ctx.status < 400) {
       // Keycloak's authorization endpoint redirects with 302 (OIDCRedirectUriBuilder), oidc-provider with 303.
       ctx.status = 302
@@ -315,6 +316,30 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
         ctx.cookies.set(GATEWAY_SESSION_COOKIE, null, { path: '/', httpOnly: true, sameSite: 'lax' })
       }
     }
+  }
+}
+
+/**
+ * The fields Keycloak's discovery always publishes (OIDCWellKnownProvider) that oidc-provider leaves out, with the
+ * realm's own values: its introspection and revocation endpoints authenticate clients as its token endpoint does (a
+ * public client with its id alone, for its own tokens); the prompts it answers are Keycloak's (`create` only where
+ * registration is allowed, which it never is here: routes.ts `registrationNotAllowed`); `acr` is Keycloak's without
+ * levels of authentication, `1` for a login form and `0` for a sign-in from a session (provider.ts `grantAcr`), which
+ * Keycloak publishes as `["0", "1"]` for a browser flow without step-up conditions (LoAUtil); userinfo answers JSON
+ * only (`none`: no client can ask for a signed answer); and no client must push its requests.
+ */
+function keycloakDiscoveryFields(body: Record<string, unknown>): Record<string, unknown> {
+  const methods = body.token_endpoint_auth_methods_supported
+  const algorithms = body.token_endpoint_auth_signing_alg_values_supported
+  return {
+    introspection_endpoint_auth_methods_supported: methods,
+    introspection_endpoint_auth_signing_alg_values_supported: algorithms,
+    revocation_endpoint_auth_methods_supported: methods,
+    revocation_endpoint_auth_signing_alg_values_supported: algorithms,
+    prompt_values_supported: ['none', 'login', 'consent'],
+    acr_values_supported: ['0', '1'],
+    userinfo_signing_alg_values_supported: ['none'],
+    require_pushed_authorization_requests: false,
   }
 }
 

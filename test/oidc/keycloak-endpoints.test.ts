@@ -382,6 +382,44 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
     }
   })
 
+  it('publishes the discovery fields Keycloak always publishes, with values the realm keeps to', async () => {
+    const discovery = await json(await gw.fetch(`/realms/${REALM}/.well-known/openid-configuration`))
+    for (const endpoint of ['introspection', 'revocation']) {
+      assert.deepEqual(discovery[`${endpoint}_endpoint_auth_methods_supported`], discovery.token_endpoint_auth_methods_supported, endpoint)
+      assert.deepEqual(discovery[`${endpoint}_endpoint_auth_signing_alg_values_supported`], discovery.token_endpoint_auth_signing_alg_values_supported, endpoint)
+    }
+    assert.deepEqual(discovery.prompt_values_supported, ['none', 'login', 'consent'])
+    assert.deepEqual(discovery.acr_values_supported, ['0', '1'])
+    assert.deepEqual(discovery.userinfo_signing_alg_values_supported, ['none'])
+    assert.equal(discovery.require_pushed_authorization_requests, false)
+    // The secret methods and a public client's id alone authenticate at both endpoints, as at the token endpoint.
+    const basic = { authorization: `Basic ${Buffer.from(`reports:${SERVICE_SECRET}`).toString('base64')}` }
+    const own = await passwordLogin(gw, 'alice', 'alice-password', { scope: 'openid' })
+    const introspections = [
+      await gw.fetch(`${ENDPOINTS}/token/introspect`, { method: 'POST', headers: { ...FORM, ...basic }, body: new URLSearchParams({ token: own.access_token }).toString() }),
+      await post('/token/introspect', { client_id: 'reports', client_secret: SERVICE_SECRET, token: own.access_token }),
+      await post('/token/introspect', { client_id: 'end-users', token: own.access_token }),
+    ]
+    for (const [index, answer] of introspections.entries()) assert.equal((await json(answer)).active, true, `introspection ${index}`)
+    const revoked = await post('/revoke', { client_id: 'end-users', token: own.refresh_token })
+    assert.equal(revoked.status, 200)
+    assert.equal((await introspect(own.refresh_token)).active, false)
+    const serviceToken = (await tokenRequest(gw, { grant_type: 'client_credentials', client_id: 'reports', client_secret: SERVICE_SECRET })).body
+    const basicRevoked = await gw.fetch(`${ENDPOINTS}/revoke`, { method: 'POST', headers: { ...FORM, ...basic }, body: new URLSearchParams({ token: serviceToken.access_token }).toString() })
+    assert.equal(basicRevoked.status, 200)
+    assert.equal((await introspect(serviceToken.access_token)).active, false)
+    // The acr of a login form and of a sign-in from the realm session are among those published.
+    const jar = new CookieJar()
+    const typed = await browserLogin(jar)
+    const verifier = randomBytes(32).toString('base64url')
+    const again = await browse(gw, jar, realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams({ client_id: 'spa', response_type: 'code', scope: 'openid', redirect_uri: CLIENT_REDIRECT, code_challenge: createHash('sha256').update(verifier).digest('base64url'), code_challenge_method: 'S256' })}`))
+    const fromSession = await tokenRequest(gw, { client_id: 'spa', grant_type: 'authorization_code', code: new URL(again.url).searchParams.get('code') ?? '', redirect_uri: CLIENT_REDIRECT, code_verifier: verifier })
+    assert.equal(fromSession.status, 200)
+    const acrs = [own.access_token, typed.access_token, fromSession.body.access_token].map((token) => decodeJwtPart(token, 1).acr)
+    assert.deepEqual(acrs, ['1', '1', '0'])
+    for (const acr of acrs) assert.ok((discovery.acr_values_supported as string[]).includes(acr), acr)
+  })
+
   it('fills in the login page\'s username from login_hint, as keycloak-js login({ loginHint }) expects', async () => {
     for (const hint of ['alice@example.com', '"><script>alert(1)</script>']) {
       const jar = new CookieJar()
