@@ -33,15 +33,15 @@ export interface ClientCredentialsOptions {
 }
 
 /** Keycloak's token answer, or undefined: oidc-provider is to answer the request. */
-export type ClientCredentialsShortcut = (form: Buffer, headers: IncomingHttpHeaders) => Promise<Record<string, unknown> | undefined>
+export type ClientCredentialsShortcut = (form: Buffer, headers: IncomingHttpHeaders, address: string) => Promise<Record<string, unknown> | undefined>
 
 export function clientCredentialsShortcut(options: ClientCredentialsOptions): ClientCredentialsShortcut {
-  return async (form, headers) => {
+  return async (form, headers, address) => {
     const members = plainForm(form, headers, PLAIN_MEMBERS)
     const credentials = members && clientCredentialsOf(members, headers)
     if (members?.get('grant_type') !== 'client_credentials' || !credentials?.secret || !options.configured(credentials.clientId)) return undefined
     try {
-      return await issue(options, credentials.clientId, credentials.secret)
+      return await issue(options, credentials.clientId, credentials.secret, address)
     } catch (error) {
       return leftToProvider(error)
     }
@@ -125,11 +125,13 @@ export async function authenticatedClient(provider: Provider, clientId: string, 
 }
 
 /** oidc-provider's client_credentials handler, for a request without scope. */
-async function issue(options: ClientCredentialsOptions, clientId: string, secret: string): Promise<Record<string, unknown> | undefined> {
+async function issue(options: ClientCredentialsOptions, clientId: string, secret: string, address: string): Promise<Record<string, unknown> | undefined> {
   const { provider } = options
   const client = await authenticatedClient(provider, clientId, secret, 'client_credentials')
   if (!client) return undefined
   const token = new provider.ClientCredentials({ client, scope: undefined })
+  // Its claims name the address it was asked from (provider.ts `keycloakTokenClaims`); the model keeps no such member.
+  Object.assign(token, { requestAddress: address })
   token.resourceServer = new provider.ResourceServer(options.resource, options.resourceServer())
   token.scope = undefined
   const value = await token.save()

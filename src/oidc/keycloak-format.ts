@@ -555,7 +555,7 @@ export async function tokenResponse(body: Record<string, unknown>, oidc: KoaCont
 }
 
 /** The claims of a service account's access token that Keycloak's mappers leave out of its ID token. */
-const ACCESS_TOKEN_ONLY = new Set(['jti', 'aud', 'typ', 'azp', 'sid', 'scope', 'realm_access', 'resource_access', 'groups'])
+const ACCESS_TOKEN_ONLY = new Set(['jti', 'aud', 'typ', 'azp', 'sid', 'scope', 'allowed-origins', 'realm_access', 'resource_access', 'groups'])
 
 /**
  * The ID token claims of a `client_credentials` grant with `openid`, which oidc-provider gives none (no person signed

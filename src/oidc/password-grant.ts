@@ -96,6 +96,8 @@ async function passwordGrantAnswer(options: PasswordGrantOptions, ctx: KoaContex
 
   const authTime = epochTime()
   const accessToken = new provider.AccessToken({ accountId, client, grantId, gty: PASSWORD_GRANT, sid })
+  // Its claims say when the person signed in (provider.ts `keycloakTokenClaims`); the model keeps no such member.
+  Object.assign(accessToken, { authTime })
   accessToken.resourceServer = new provider.ResourceServer(options.resource, options.resourceServer())
   accessToken.scope = scope
   ctx.oidc.entity('AccessToken', accessToken)

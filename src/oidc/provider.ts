@@ -17,7 +17,7 @@ import { DEVICE_POLLING_SECONDS, deviceCodePage, deviceConfirmPage, deviceDonePa
 import { LOGIN_STATUS_IFRAME } from './keycloak-pages.ts'
 import { rememberAdapterSessions } from './admin-url.ts'
 import { keycloakSid, refreshTokenType, type KeycloakTokens, type RefreshTokenRecord } from './keycloak-tokens.ts'
-import { allowWildcardRedirects, clientRedirectUris, webOriginAllowed } from './redirects.ts'
+import { allowWildcardRedirects, clientRedirectUris, webOriginAllowed, webOrigins } from './redirects.ts'
 import { idTokenClaims } from './id-token-claims.ts'
 import { providerSigningKeys } from './signing-keys.ts'
 import { refreshTokenOrigin, timeOrderedTokenIds, TIME_DIGITS } from './token-ids.ts'
@@ -206,11 +206,9 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   // `/realms/<name>`, under the path the gateway is published at: the paths the browser addresses the realm by.
   const realmPath = new URL(issuer).pathname
   const configured = new Map(realm.clients.map((c) => [c.client_id, c]))
-  // An OAuth2 application has full scope, as a Keycloak client by default.
-  const roleScopes = new Map(realm.clients.flatMap((c) => {
-    const scope = compileRoleScope(realm, c)
-    return scope ? [[c.client_id, scope] as const] : []
-  }))
+  // What each configured client's tokens carry of its own. An OAuth2 application has full scope, as a Keycloak client
+  // by default, and no web origins.
+  const tokenClaimsOfClients = new Map(realm.clients.map((c): [string, ClientTokenClaims] => [c.client_id, { roleScope: compileRoleScope(realm, c), allowedOrigins: [...webOrigins(c)] }]))
   // Applications as oidc-provider last found them, for the Keycloak-shaped steps that look a client up by id.
   const applications = new Map<string, RealmClientConfig>()
   const clients = { get: (id: string) => configured.get(id) ?? applications.get(id) }
@@ -338,7 +336,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
         },
       },
     },
-    extraTokenClaims: async (ctx, token) => keycloakTokenClaims(token as unknown as IssuedToken, ctx, realm, options, roleScopes.get((token as unknown as IssuedToken).clientId)),
+    extraTokenClaims: async (ctx, token) => keycloakTokenClaims(token as unknown as IssuedToken, ctx, realm, options, tokenClaimsOfClients.get((token as unknown as IssuedToken).clientId)),
     formats: {
       customizers: {
         jwt: async (_ctx, token, jwt) => {
@@ -585,6 +583,16 @@ function acrOfAuthorization(provider: Provider): void {
  * always had; so does the password grant without a refresh token, and a service account's token (Keycloak's "1" for
  * a session no browser signed in to).
  */
+/**
+ * When the person signed in to the authorization the token comes from, as its ID token says (`auth_time`): Keycloak
+ * 25 and later put it in access tokens too (the default `basic` scope's mapper of the user session's AUTH_TIME).
+ */
+function grantAuthTime(ctx: KoaContextWithOIDC | undefined): number | undefined {
+  const entities = ctx?.oidc?.entities as Record<string, { authTime?: unknown } | undefined> | undefined
+  const source = entities?.AuthorizationCode ?? entities?.DeviceCode ?? entities?.RotatedRefreshToken ?? entities?.RefreshToken
+  return typeof source?.authTime === 'number' ? source.authTime : undefined
+}
+
 function grantAcr(ctx: KoaContextWithOIDC | undefined): string {
   const entities = ctx?.oidc?.entities as Record<string, { acr?: unknown } | undefined> | undefined
   const source = entities?.AuthorizationCode ?? entities?.DeviceCode ?? entities?.RotatedRefreshToken ?? entities?.RefreshToken
@@ -772,6 +780,10 @@ interface IssuedToken {
   kind: string
   jti: string
   iat?: number
+  /** When the person signed in, where no entity of the request says it (password-grant.ts); never part of its record. */
+  authTime?: number
+  /** The address a service account's token was asked from, where no request context is at hand (client-credentials.ts). */
+  requestAddress?: string
   accountId?: string
   clientId: string
   grantId?: string
@@ -783,14 +795,25 @@ interface IssuedToken {
   constructor: { IN_PAYLOAD: string[] }
 }
 
+/** A configured client's own part of its tokens' claims. */
+interface ClientTokenClaims {
+  /** What a client without full scope keeps of the roles (claims.ts `compileRoleScope`); none for full scope. */
+  roleScope: RoleScope | undefined
+  /** Keycloak's `allowed-origins` (the `web-origins` scope's AllowedWebOriginsProtocolMapper): its web origins resolved. */
+  allowedOrigins: readonly string[]
+}
+
 /**
  * `extraTokenClaims`: the user's Keycloak claims, in the access token and in its introspection. The client roles are
  * judged with the token request's address (`ctx`, oidc-provider's request context); a service account's from none,
  * which no `networks` condition matches, since its grant is also answered where no request context is at hand
  * (client-credentials.ts). A client without full scope gets only the roles `roleScope` keeps (claims.ts
- * `compileRoleScope`), and no `realm_access` or `resource_access` when none is left, as Keycloak's tokens.
+ * `compileRoleScope`), and no `realm_access` or `resource_access` when none is left, as Keycloak's tokens. A person's
+ * tokens say when they signed in (`auth_time`), a service account's do not (no login, as Keycloak's); a client with
+ * web origins has them in every token (`allowed-origins`), for resource servers that answer its scripts' CORS; a
+ * service account's name the client's address (`clientHost`, `clientAddress`), as Keycloak's.
  */
-async function keycloakTokenClaims(token: IssuedToken, ctx: KoaContextWithOIDC | undefined, realm: RealmConfig, options: ProviderOptions, roleScope: RoleScope | undefined): Promise<Record<string, unknown>> {
+async function keycloakTokenClaims(token: IssuedToken, ctx: KoaContextWithOIDC | undefined, realm: RealmConfig, options: ProviderOptions, client: ClientTokenClaims | undefined): Promise<Record<string, unknown>> {
   const serviceAccount = token.kind === 'ClientCredentials'
   const user = serviceAccount
     ? await options.serviceAccounts.userFor(token.clientId)
@@ -799,22 +822,30 @@ async function keycloakTokenClaims(token: IssuedToken, ctx: KoaContextWithOIDC |
   const { sub: _sub, ...profile } = profileClaims(user)
   const sid = keycloakSid(token)
   const memberships = options.memberships?.(user)
-  const address = serviceAccount ? undefined : (ctx?.req as { [PROVIDER_REQUEST]?: ProviderRequest } | undefined)?.[PROVIDER_REQUEST]?.address
+  const requestAddress = (ctx?.req as { [PROVIDER_REQUEST]?: ProviderRequest } | undefined)?.[PROVIDER_REQUEST]?.address
+  const address = serviceAccount ? undefined : requestAddress
+  // Keycloak's `service_account` scope: the client's address, and its host name, which Keycloak does not look up either.
+  const clientAddress = serviceAccount ? token.requestAddress ?? requestAddress : undefined
   const held: TokenRoles = {
     realm: [...realmRoles(realm, user), ...(memberships?.roles ?? [])],
     clients: { ...options.clientRoles?.(realm.name, user, address), account: { roles: ACCOUNT_ROLES } },
   }
-  const roles = roleScope ? roleScope(held, token.scope) : held
+  const roles = client?.roleScope ? client.roleScope(held, token.scope) : held
+  const authTime = serviceAccount ? undefined : token.authTime ?? grantAuthTime(ctx)
   return {
+    ...(authTime !== undefined ? { auth_time: authTime } : {}),
     typ: 'Bearer',
     azp: token.clientId,
     ...(sid ? { sid } : {}),
     acr: grantAcr(ctx),
+    ...(client?.allowedOrigins.length ? { 'allowed-origins': client.allowedOrigins } : {}),
     ...(roles.realm.length ? { realm_access: { roles: roles.realm } } : {}),
     ...(memberships?.groups.length ? { groups: memberships.groups } : {}),
     ...(Object.keys(roles.clients).length ? { resource_access: roles.clients } : {}),
+    ...(clientAddress !== undefined ? { clientHost: clientAddress } : {}),
     ...profile,
-    ...(token.kind === 'ClientCredentials' ? { client_id: token.clientId } : {}),
+    ...(clientAddress !== undefined ? { clientAddress } : {}),
+    ...(serviceAccount ? { client_id: token.clientId } : {}),
   }
 }
 

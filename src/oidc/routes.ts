@@ -332,7 +332,7 @@ async function readyForProvider(app: App, realm: Realm, rest: string, query: str
   let replayed: IncomingMessage | undefined
   const request = () => (replayed ??= replayRequest(raw, exchange.ip, target, target.query ?? query, publicUrl(app.publicUrl), `/realms/${realm.name}`, { log: exchange.log, address: exchange.ip, logout: target.logout === true, prefilledUserCode: target.prefilledUserCode, revokeAlso: target.revokeAlso, unreadableToken: target.unreadableToken === true && !exchange.platform, introspectedAudience: target.introspectedAudience, userinfoRefusal: target.userinfoRefusal, refreshTokenAccount: target.refreshTokenAccount, refreshTokenExpiry: target.refreshTokenExpiry, secure: exchange.secure ?? app.publicUrl.startsWith('https:'), signedInAtGateway: exchange.signedInAtGateway, gatewayAccount: exchange.gatewayAccount, sessionAccount: exchange.sessionAccount }))
   const plainGrant = rest === KEYCLOAK_ROUTES.token && target.body && !query && !target.query
-  const answer = plainGrant ? (await clientCredentials(target.body!, request().headers)) ?? (await refreshToken(target.body!, request(), exchange.response)) ?? (await password(target.body!, request(), exchange.response)) : undefined
+  const answer = plainGrant ? (await clientCredentials(target.body!, request().headers, exchange.ip)) ?? (await refreshToken(target.body!, request(), exchange.response)) ?? (await password(target.body!, request(), exchange.response)) : undefined
   return { handler, request, answer }
 }
 
