@@ -83,6 +83,8 @@ export function applicationMetadata(application: Application): ClientMetadata {
   const password = application.authorizationGrantType === 'password'
   return {
     client_id: application.clientId,
+    // The login page names the application by it (interactions.ts).
+    client_name: application.name,
     ...(application.clientType === 'public'
       ? { token_endpoint_auth_method: 'none' }
       : { token_endpoint_auth_method: 'client_secret_basic', client_secret: hashedSecrets(application) }),

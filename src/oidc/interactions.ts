@@ -15,7 +15,7 @@ import { GATEWAY_HAS_ANOTHER_PERSON, gatewaySessionAnswers, KC_IDP_HINT, LOGIN_F
 import { GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS, LOGIN_RESTARTED_COOKIE, REALM_INTERACTION_COOKIE, REALM_SESSION_COOKIE } from './provider-paths.ts'
 import { resolveLoginName } from './login-name.ts'
 import type { Realm } from './realm.ts'
-import { readRealmBody } from './routes.ts'
+import { readRealmBody, REALM_BODY_LIMIT } from './routes.ts'
 import { UNFRAMED_PAGE_HEADERS } from '../pages/html.ts'
 import { startSession } from '../auth/session-start.ts'
 import { sameOriginTarget } from '../gateway/redirect-target.ts'
@@ -53,9 +53,11 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
   if (details.uid === uid && details.prompt.name === 'consent' && request.method === 'GET') return consentWithoutPage(app, realm, uid, provider, request, reply)
   if (details.uid !== uid || details.prompt.name !== 'login') return restartLogin(app, realm, request, reply)
   const clientId = String(details.params.client_id ?? '')
+  // An OAuth2 application by its name (applications.ts `applicationMetadata`): its id is 40 hex digits.
+  const shownAs = (await provider.Client.find(clientId))?.clientName ?? clientId
   const action = `${realm.path}${LOGIN_ACTIONS}${uid}`
-  const page = { action, subtitle: `Log in to ${clientId} (realm ${realm.name})`, fields: { [RESTART_FIELD]: authorizationQuery(details.params) }, sso: ssoButtons(app, action) }
-  const login: LoginUnderWay = { uid, clientId, interaction: details, action: page.action }
+  const page = { action, subtitle: `Log in to ${shownAs} (realm ${realm.name})`, fields: restartField(details.params), sso: ssoButtons(app, action) }
+  const login: LoginUnderWay = { uid, clientId, shownAs, interaction: details, action: page.action }
   const pending = pendingUpdate(details)
   if (pending) return actionStep(app, realm, login, provider, request, reply, pending)
   const reasons = details.prompt.reasons
@@ -137,6 +139,8 @@ type Interaction = Awaited<ReturnType<Provider['interactionDetails']>>
 interface LoginUnderWay {
   uid: string
   clientId: string
+  /** What its pages call the client. */
+  shownAs: string
   interaction: Interaction
   /** The path of its page, where its forms post. */
   action: string
@@ -237,9 +241,9 @@ function actionPage(realm: Realm, login: LoginUnderWay, pending: PendingUpdate, 
   const page = { action: login.action, formSecret: pending.formSecret, username: user.username }
   if (pending.action === UPDATE_PROFILE) {
     const values = sent ?? { firstName: user.firstName, lastName: user.lastName, email: user.email }
-    return renderUpdateProfilePage({ ...page, subtitle: `${login.clientId} (realm ${realm.name}) asks you to update your account information.`, values, errors, invalid })
+    return renderUpdateProfilePage({ ...page, subtitle: `${login.shownAs} (realm ${realm.name}) asks you to update your account information.`, values, errors, invalid })
   }
-  return renderUpdatePasswordPage({ ...page, subtitle: `${login.clientId} (realm ${realm.name}) asks you to choose a new password.`, error: errors.join(' ') || undefined, refused: invalid.length > 0 })
+  return renderUpdatePasswordPage({ ...page, subtitle: `${login.shownAs} (realm ${realm.name}) asks you to choose a new password.`, error: errors.join(' ') || undefined, refused: invalid.length > 0 })
 }
 
 /**
@@ -712,12 +716,22 @@ function restartedCookieOptions(app: App, realm: Realm, request: FastifyRequest)
   return { path: `${realm.path}${LOGIN_ACTIONS}`, httpOnly: true, sameSite: 'lax' as const, secure: app.csrf.isSecure(request), maxAge: 60 }
 }
 
-/** The authorization request's parameters, as a query: those oidc-provider recognised, each a string. */
-function authorizationQuery(params: Record<string, unknown>): string {
+/**
+ * The login form's `restart` field: the authorization request's parameters, as a query (those oidc-provider
+ * recognised, each a string). The browser posts it encoded once more (`%2F` as `%252F`), with the form's other fields,
+ * all within REALM_BODY_LIMIT: a request whose field would take more than RESTART_FIELD_MOST of it (a long `state`,
+ * a pushed request's parameters) gets no such field, so that its form can still be sent; only its stale page then
+ * says to start again at the application, as one without the field does. The restart's redirect stays within a
+ * URL's length too.
+ */
+function restartField(params: Record<string, unknown>): Record<string, string> {
   const query = new URLSearchParams()
   for (const [name, value] of Object.entries(params)) if (typeof value === 'string') query.set(name, value)
-  return query.toString()
+  const restart = query.toString()
+  return new URLSearchParams({ [RESTART_FIELD]: restart }).toString().length <= RESTART_FIELD_MOST ? { [RESTART_FIELD]: restart } : {}
 }
+/** Half the realm's body limit: the rest is room for the username and the password, which a browser may escape too. */
+const RESTART_FIELD_MOST = REALM_BODY_LIMIT / 2
 
 function expired(reply: FastifyReply): FastifyReply {
   return html(reply, 400, simplePage('Login expired', '<p>Your login attempt timed out or was already used. Go back to the application and start again.</p>'))

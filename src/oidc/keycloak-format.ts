@@ -194,6 +194,7 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
     if (oidc && LOGOUT_ROUTES.has(oidc.route) && ctx.status >= 400 && !ctx.response.is('html') && typeof refused?.error === 'string') {
       await renderErrorPage(ctx, { error: refused.error, ...(typeof refused.error_description === 'string' ? { error_description: refused.error_description } : {}) })
     }
+    if (typeof ctx.body === 'string' && ctx.response.is('html')) ctx.body = accessibleAutoPost(ctx.body)
     // The form_post page keeps the policy it was written with (`formPostPolicy`).
     const formPost = isFormPostResponse(ctx, oidc)
     if (ctx.response.is('html') && !formPost) {
@@ -436,6 +437,22 @@ function tokenParameterError(route: string, description: string): string {
 function isFormPostResponse(ctx: KoaContextWithOIDC, oidc: KoaContextWithOIDC['oidc'] | undefined): boolean {
   return (oidc?.route === 'authorization' || oidc?.route === 'resume') && ctx.status === 200
 }
+
+/**
+ * oidc-provider's self-submitting page (lib/response_modes/form_post.js: the form_post response mode, and a logout of
+ * a browser without a session) with what the realm's other pages have for assistive technology: its language, its
+ * main landmark, and a heading for the button a browser without scripts shows. Any other page is left as it is.
+ */
+function accessibleAutoPost(page: string): string {
+  if (!page.startsWith(AUTO_POST_PAGE)) return page
+  return page
+    .replace('<html>', '<html lang="en">')
+    .replace('<body>', '<body>\n<main>')
+    .replace('</body>', '</main>\n</body>')
+    .replace('<noscript>', '<noscript>\n      <h1>Continue</h1>')
+}
+/** How oidc-provider's self-submitting page begins. */
+const AUTO_POST_PAGE = '<!DOCTYPE html>\n<html>\n<head>\n  <meta http-equiv="X-UA-Compatible" content="IE=edge">\n  <title>Submitting Callback</title>'
 
 /**
  * The form_post page's policy: it loads nothing and runs only its own script (`scriptPolicy`: the policy

@@ -80,3 +80,27 @@ describe('PKCE for OAuth2 applications', () => {
     assert.equal((await authorize(clientId)).get('error'), 'invalid_request')
   })
 })
+
+describe('the login page of an OAuth2 application', () => {
+  let gw: TestGateway
+  before(async () => {
+    gw = await startGateway({ config: { realms: testRealms } })
+  })
+  after(() => gw.close())
+
+  it('names the application by its name, not its 40-hex-digit client id, and a realm client by its id', async () => {
+    const created = await gw.fetch('/api/gateway/v1/applications/', {
+      method: 'POST', headers: { ...adminAuth, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'Reports <Portal>', authorization_grant_type: 'authorization-code', client_type: 'public', redirect_uris: CLIENT_REDIRECT }),
+    })
+    assert.equal(created.status, 201)
+    const { client_id: clientId } = await json(created)
+    const challenge = { code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256' }
+    const application = await browse(gw, new CookieJar(), `${gw.url}/o/authorize/?${new URLSearchParams({ client_id: clientId, response_type: 'code', redirect_uri: CLIENT_REDIRECT, ...challenge })}`)
+    const page = await application.response.text()
+    assert.match(page, /<p class="subtitle">Log in to Reports &lt;Portal&gt; \(realm platform\)<\/p>/)
+    assert.equal(/<p class="subtitle">[^<]*<\/p>/.exec(page)![0].includes(clientId), false, 'the client id is not what the page calls it')
+    const realmClient = await browse(gw, new CookieJar(), `${gw.url}/realms/platform/protocol/openid-connect/auth?${new URLSearchParams({ client_id: 'end-users', response_type: 'code', scope: 'openid', redirect_uri: CLIENT_REDIRECT, ...challenge })}`)
+    assert.match(await realmClient.response.text(), /<p class="subtitle">Log in to end-users \(realm platform\)<\/p>/)
+  })
+})

@@ -445,6 +445,48 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
     assert.ok(new URL(done.url).searchParams.get('code'), 'the login goes on')
   })
 
+  it('takes the login form of any authorization request its endpoint takes, long or pushed, posted whole as a browser posts it', async () => {
+    const challenge = { code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256' }
+    const request = { client_id: 'spa', response_type: 'code', scope: 'openid', redirect_uri: CLIENT_REDIRECT, ...challenge }
+    const unescaped = (value: string) => value.replaceAll('&quot;', '"').replaceAll('&#39;', "'").replaceAll('&lt;', '<').replaceAll('&gt;', '>').replaceAll('&amp;', '&')
+    /** The login page's form with its hidden fields as a browser posts them, the password filled in. */
+    async function loginForm(page: { response: Response }): Promise<{ action: string; body: string }> {
+      const html = await page.response.text()
+      const action = unescaped(/<form method="post" action="([^"]+)"/.exec(html)![1]!)
+      const fields = new URLSearchParams([...html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/g)].map((m): [string, string] => [m[1]!, unescaped(m[2]!)]))
+      fields.set('username', 'alice')
+      fields.set('password', 'alice-password')
+      return { action, body: fields.toString() }
+    }
+    const pushed = async (state: string) => {
+      const answer = await post('/ext/par/request', { ...request, state })
+      assert.equal(answer.status, 201)
+      return realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams({ client_id: 'spa', request_uri: String((await json(answer)).request_uri) })}`)
+    }
+    const starts: [string, (state: string) => Promise<string>][] = [
+      ['in the URL', async (state) => realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams({ ...request, state })}`)],
+      ['pushed', pushed],
+    ]
+    for (const [how, start] of starts) {
+      for (const state of ['short-state', '/'.repeat(3500), 'a/'.repeat(3000), 'é'.repeat(1500)]) {
+        const jar = new CookieJar()
+        const page = await browse(gw, jar, await start(state))
+        assert.equal(page.response.status, 200, `${how} ${state.length}`)
+        const form = await loginForm(page)
+        const done = await browse(gw, jar, gw.url + form.action, { method: 'POST', headers: FORM, body: form.body })
+        const back = new URL(done.url)
+        assert.equal(`${back.origin}${back.pathname}`, CLIENT_REDIRECT, `${how} ${state.length}: ${done.response.status}`)
+        assert.ok(back.searchParams.get('code'), `${how} ${state.length}`)
+        assert.equal(back.searchParams.get('state'), state)
+        // The page used again: a short request starts again; a long one, whose page carries no restart, says so.
+        const stale = await browse(gw, new CookieJar(), gw.url + form.action, { method: 'POST', headers: FORM, body: form.body })
+        const stalePage = await stale.response.text()
+        if (state === 'short-state') assert.deepEqual([stale.response.status, /Login will start from the beginning/.test(stalePage)], [200, true], how)
+        else assert.deepEqual([stale.response.status, /Login expired/.test(stalePage)], [400, true], `${how} ${state.length}`)
+      }
+    }
+  })
+
   it('answers a login form that is not UTF-8 400, its password unchecked, and takes the form sent again', async () => {
     const jar = new CookieJar()
     const { response } = await browse(gw, jar, realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams({ client_id: 'spa', response_type: 'code', scope: 'openid', redirect_uri: CLIENT_REDIRECT, code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256' })}`))
@@ -598,6 +640,21 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
     assert.equal(posted.get('error'), 'login_required')
     assert.equal(posted.get('state'), 'st-5')
     assert.match(page, new RegExp(`<form method="post" action="${CLIENT_REDIRECT}">`))
+  })
+
+  it('gives the self-submitting pages (form_post, a logout without a session) a language, a main landmark and a heading for the button', async () => {
+    const jar = new CookieJar()
+    await browserLogin(jar)
+    const formPost = await browse(gw, jar, realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams({ client_id: 'spa', response_type: 'code', response_mode: 'form_post', scope: 'openid', redirect_uri: CLIENT_REDIRECT, code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256' })}`))
+    const logout = await browse(gw, new CookieJar(), realmUrl(gw, `/protocol/openid-connect/logout?${new URLSearchParams({ client_id: 'spa', post_logout_redirect_uri: CLIENT_REDIRECT })}`))
+    for (const [what, { response }, field] of [['form_post', formPost, 'code'], ['logout', logout, 'xsrf']] as const) {
+      const page = await response.text()
+      assert.equal(response.status, 200, what)
+      assert.match(page, new RegExp(`<input type="hidden" name="${field}"`), what)
+      assert.match(page, /<html lang="en">/, what)
+      assert.match(page, /<body>\s*<main>\s*<form[\s\S]*<\/form>\s*<\/main>\s*<\/body>/, what)
+      assert.match(page, /<noscript>\s*<h1>Continue<\/h1>[\s\S]*<button autofocus type="submit">Continue<\/button>/, what)
+    }
   })
 
   it('answers the form_post page with a policy that runs its own script alone, loads nothing, and leaves it frameable', async () => {
