@@ -310,6 +310,9 @@ export async function createApp(config: Config, store: Store, options: AppOption
       // The login URLs and token policies first: the routes compiled next take theirs.
       const { applicationAudiences } = oidc.applyServices(applied)
       serviceRules = compileServiceRules(applied)
+      // What the new rules name is kept from organization admins, as what the old ones named was.
+      access.useNamesInRules(usernamesInRules(applied))
+      accessAdmin.useConfiguredNames(configuredNames(applied))
       const routes = compileRoutes(applied, options.upstreams, oidc, accessRules, services)
       metrics.addPlaces(applied.services.map((service) => service.name))
       running = applied

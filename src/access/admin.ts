@@ -54,13 +54,18 @@ export class AccessAdmin {
   readonly #store: Store
   readonly #bus: EventBus
   readonly #model: AccessModel
-  readonly #configured: NamesInConfiguration
+  #configured: NamesInConfiguration
 
   /** `configured`: the organizations and teams the configuration's rules and mappings name (src/access/rules.ts). */
   constructor(store: Store, bus: EventBus, model: AccessModel, configured: readonly ConfiguredName[]) {
     this.#store = store
     this.#bus = bus
     this.#model = model
+    this.#configured = new NamesInConfiguration(configured)
+  }
+
+  /** The organizations and teams the configuration names, once a reload of it replaced the services' rules. */
+  useConfiguredNames(configured: readonly ConfiguredName[]): void {
     this.#configured = new NamesInConfiguration(configured)
   }
 

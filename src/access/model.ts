@@ -78,7 +78,7 @@ const NOBODY: UserAccess = freezeAccess([], [], [], [], [], [])
  */
 export class AccessModel {
   readonly #store: Store
-  readonly #namedInRules: ReadonlySet<string>
+  #namedInRules: ReadonlySet<string>
   /**
    * What requests read. A whole reload builds the next snapshot aside, letting other work run as it goes, and swaps it
    * in at once: built in place, in one turn of the event loop, it held every request of the process for seconds
@@ -339,6 +339,16 @@ export class AccessModel {
    * by username: what the rule lets them reach, no role the caller holds gave them.
    * The caller's own record is not judged here (src/api/me.ts has its rules).
    */
+  /** Whether an access rule names the username: its account is then changed by superusers only, and made by them only. */
+  namedInRules(username: string): boolean {
+    return this.#namedInRules.has(username)
+  }
+
+  /** The usernames the access rules name, once a reload of the configuration replaced the services' rules. */
+  useNamesInRules(names: ReadonlySet<string>): void {
+    this.#namedInRules = names
+  }
+
   canChangeUser(caller: User, target: User): boolean {
     if (caller.isSuperuser) return true
     if (target.isSuperuser || this.#namedInRules.has(target.username)) return false

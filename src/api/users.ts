@@ -6,7 +6,6 @@ import { recordTokensOfUserRevoked } from '../audit/tokens.ts'
 import { DELETED_WITH_OWNER } from '../audit/trail.ts'
 import type { GivenRole } from '../access/admin.ts'
 import { ORGANIZATION_MEMBER } from '../access/permissions.ts'
-import { usernamesInRules } from '../access/rules.ts'
 import type { Principal } from '../auth/principal.ts'
 import { refuseServiceAccountName, type WrittenTogether } from '../directory/accounts.ts'
 import { ManagedBySource, NotFound, PermissionDenied, SelfLockout, ValidationFailed } from '../errors.ts'
@@ -185,10 +184,10 @@ async function assertSignInNamesFree(app: App, input: { username: string; email?
  * keeps such a user out of their reach for the same reason). The name a person in the LDAP directory has is
  * judged when the handler runs (assertNameNotInDirectory).
  */
-function assertMemberCreation(caller: User, namedInRules: ReadonlySet<string>, input: { is_superuser?: unknown; username?: unknown }): void {
+function assertMemberCreation(caller: User, namedInRules: (username: string) => boolean, input: { is_superuser?: unknown; username?: unknown }): void {
   if (caller.isSuperuser) return
   if (asBoolean(input.is_superuser) === true) throw new PermissionDenied(ONLY_SUPERUSERS_FLAG)
-  if (typeof input.username === 'string' && namedInRules.has(input.username.trim())) {
+  if (typeof input.username === 'string' && namedInRules(input.username.trim())) {
     throw new PermissionDenied('An access rule names this username: a superuser creates its account.')
   }
 }
@@ -317,7 +316,8 @@ function accountFields(input: Partial<z.output<typeof userInput>>) {
  * admins their members' (AccessModel.canChangeUser), superusers anyone's.
  */
 export function userRoutes(api: GatewayApi, app: App): void {
-  const namedInRules = usernamesInRules(app.config)
+  // The running rules', which a reload of the configuration replaces.
+  const namedInRules = (username: string) => app.access.namedInRules(username)
   api.get('/users/', { schema: { querystring: listUsers } }, async (request) => {
     const { page, filter } = request.query
     const { count, users } = await app.store.users.list({ offset: page.offset, limit: page.pageSize, filter, visibleIds: visibilityOf(app, request)?.users })
