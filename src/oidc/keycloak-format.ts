@@ -5,6 +5,7 @@ import { decodeJwt, type JWTPayload } from 'jose'
 import type { RealmClientConfig } from '../config/realms.ts'
 import type { User } from '../store/users.ts'
 import { accessTokenAudience } from './claims.ts'
+import { webOriginAllowed } from './redirects.ts'
 import { SESSION_COOKIE as GATEWAY_SESSION_COOKIE } from '../auth/session.ts'
 import { keycloakSid, refreshTokenType, sessionCookieValue, type KeycloakTokens, type RefreshTokenRecord } from './keycloak-tokens.ts'
 import { escapeHtml, styledPage, UNFRAMED_PAGE_HEADERS, unframedPageHeaders } from '../pages/html.ts'
@@ -30,6 +31,10 @@ export interface KeycloakShapeOptions {
   requiresPkce(clientId: string): boolean
   /** The username of the account a refresh token speaks for (introspection names it). */
   username(accountId: string): Promise<string | undefined>
+  /** The id of a client's service account user: its tokens' `sub` (introspection names it). */
+  serviceAccountId(clientId: string): Promise<string>
+  /** Userinfo's answer for a live service account token (by its record's id), which oidc-provider does not find. */
+  serviceAccountUserinfo(jti: string): Promise<ServiceAccountUserinfo | undefined>
   /** Whether the account of this id is there and enabled, disabled, or gone (deleted, or no account's id). */
   accountState(accountId: string): Promise<'active' | 'disabled' | 'gone'>
   tokens: KeycloakTokens
@@ -278,8 +283,25 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
       userinfoRefused(ctx, options.realm, 400, 'invalid_request', refusal.description)
       if (!refusal.cors) for (const name of CORS_FIELDS) ctx.remove(name)
     } else if (oidc.route === 'userinfo' && ctx.status === 401 && body?.error === 'invalid_token') {
+      // routes.ts gives oidc-provider the record id of a token the realm signed (`accessTokenRecordId`).
+      const recordId = body.error_description === NO_ACCESS_TOKEN ? undefined : /^Bearer (\S+)$/.exec(ctx.get('authorization'))?.[1]
+      const serviceAccount = recordId === undefined ? undefined : await options.serviceAccountUserinfo(recordId)
+      const origin = ctx.get('origin')
       if (body.error_description === NO_ACCESS_TOKEN) userinfoRefused(ctx, options.realm, 401)
-      else userinfoRefused(ctx, options.realm, 401, 'invalid_token', 'Token verification failed')
+      else if (!serviceAccount) userinfoRefused(ctx, options.realm, 401, 'invalid_token', 'Token verification failed')
+      else if (!serviceAccount.claims) userinfoRefused(ctx, options.realm, 403, 'insufficient_scope', 'Missing openid scope')
+      else if (origin && !webOriginAllowed(options.client(serviceAccount.clientId), origin)) {
+        // As oidc-provider refuses a person's token from an origin its client does not allow (its clientBasedCORS).
+        const description = `origin ${origin} not allowed for client: ${serviceAccount.clientId}`
+        ctx.status = 400
+        for (const name of CORS_FIELDS) if (name !== 'access-control-expose-headers') ctx.remove(name)
+        ctx.set('www-authenticate', `Bearer realm="${String(oidc.provider.issuer)}", error="invalid_request", error_description="${description}"`)
+        ctx.body = { error: 'invalid_request', error_description: description }
+      } else {
+        ctx.status = 200
+        ctx.remove('www-authenticate')
+        ctx.body = serviceAccount.claims
+      }
     } else if (oidc.route === 'userinfo' && ctx.status === 403 && body?.error === 'insufficient_scope') {
       userinfoRefused(ctx, options.realm, 403, 'insufficient_scope', 'Missing openid scope')
     } else if (oidc.route === 'pushed_authorization_request' && ctx.status === 400 && typeof body?.error_description === 'string' && oidc.client) {
@@ -360,6 +382,10 @@ async function describeIntrospected(body: Record<string, unknown>, oidc: KoaCont
   }
   const access = (oidc.entities.AccessToken ?? oidc.entities.ClientCredentials) as unknown as { jti: string } | undefined
   if (access) body.jti = access.jti
+  // A service account's token has no account in its record: its `sub` is the service account user's (provider.ts
+  // `keycloakJwt`), as Keycloak's introspection gives the token's subject.
+  const serviceAccount = oidc.entities.ClientCredentials as unknown as { clientId: string } | undefined
+  if (serviceAccount && body.sub === undefined) body.sub = await options.serviceAccountId(serviceAccount.clientId)
   if (typeof body.preferred_username === 'string') body.username = body.preferred_username
   if (body.token_type === 'Bearer' && body.aud === undefined && typeof body.client_id === 'string') {
     const aud = signed ? signed.aud : accessTokenAudience(body.client_id, options.client(body.client_id), body.resource_access)
@@ -394,6 +420,12 @@ function isClientAuthenticationFailure(status: number, body: Record<string, unkn
 }
 
 const JWK_SET_TYPE = 'application/jwk-set+json'
+
+/** A live service account token at userinfo: its client, and the claims it answers with when it has `openid`. */
+export interface ServiceAccountUserinfo {
+  clientId: string
+  claims?: Record<string, unknown>
+}
 
 /** oidc-provider's description of a userinfo request without an access token. */
 const NO_ACCESS_TOKEN = 'no access token provided'

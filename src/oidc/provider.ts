@@ -13,7 +13,7 @@ import { refreshTokenShortcut, type RefreshTokenShortcut } from './refresh-token
 import { ApplicationClientAdapter, APPLICATION_SCOPES, type ApplicationClients, compareHashedSecrets, providerClientSecret } from './applications.ts'
 import { type Memberships, type RoleScope, type TokenRoles, accessTokenAudience, ACCOUNT_ROLES, accountFinder, compileRoleScope, DEFAULT_SCOPES, orderScopes, profileClaims, realmRoles, realmScopes, SCOPE_CLAIMS, ServiceAccounts } from './claims.ts'
 import type { RealmKeySet } from './keys.ts'
-import { DEVICE_POLLING_SECONDS, deviceCodePage, deviceConfirmPage, deviceDonePage, formPostPolicy, implicitFlowRefusal, keycloakPkceDescription, keycloakShapes, loggedOutPage, logoutConfirmPage, PROVIDER_REQUEST, renderErrorPage, tokenResponse, type GatewaySignIn, type ProviderRequest } from './keycloak-format.ts'
+import { type ServiceAccountUserinfo, DEVICE_POLLING_SECONDS, deviceCodePage, deviceConfirmPage, deviceDonePage, formPostPolicy, implicitFlowRefusal, keycloakPkceDescription, keycloakShapes, loggedOutPage, logoutConfirmPage, PROVIDER_REQUEST, renderErrorPage, tokenResponse, type GatewaySignIn, type ProviderRequest } from './keycloak-format.ts'
 import { LOGIN_STATUS_IFRAME } from './keycloak-pages.ts'
 import { rememberAdapterSessions } from './admin-url.ts'
 import { keycloakSid, refreshTokenType, type KeycloakTokens, type RefreshTokenRecord } from './keycloak-tokens.ts'
@@ -208,7 +208,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   const configured = new Map(realm.clients.map((c) => [c.client_id, c]))
   // What each configured client's tokens carry of its own. An OAuth2 application has full scope, as a Keycloak client
   // by default, and no web origins.
-  const tokenClaimsOfClients = new Map(realm.clients.map((c): [string, ClientTokenClaims] => [c.client_id, { roleScope: compileRoleScope(realm, c), allowedOrigins: [...webOrigins(c)] }]))
+  const tokenClaimsOfClients = new Map(realm.clients.map((c): [string, ClientTokenClaims] => [c.client_id, { roleScope: compileRoleScope(realm, c), allowedOrigins: c.web_origins.length ? [...webOrigins(c)] : undefined }]))
   // Applications as oidc-provider last found them, for the Keycloak-shaped steps that look a client up by id.
   const applications = new Map<string, RealmClientConfig>()
   const clients = { get: (id: string) => configured.get(id) ?? applications.get(id) }
@@ -423,8 +423,9 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   const passwordGrantOptions = { realm: realm.name, accounts: options.accounts, clientAccess: options.clientAccess, loginName: options.loginName, findAccount, scopes, resource, resourceServer }
   provider.registerGrantType(PASSWORD_GRANT, passwordGrant(passwordGrantOptions), PASSWORD_GRANT_PARAMETERS)
   serviceAccountScopes(provider, scopes)
+  refreshScopes(provider)
   staleRefreshTokensEndTheirGrant(provider, adapterDeps.detectsRefreshTokenReuse)
-  provider.use(keycloakShapes({ realm: realm.name, grantTypes: GRANT_TYPES, client: (id) => clients.get(id), requiresPkce, username: async (id) => (await options.accounts.get(Number(id)))?.username, accountState: (id) => accountState(options.accounts, id), tokens: options.tokens, cookiePath: `${realmPath}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession, endSignIn, loggedOutWithRefreshToken: (token) => loggedOutWithRefreshToken(options, token), signedOut: options.signedOut }))
+  provider.use(keycloakShapes({ realm: realm.name, grantTypes: GRANT_TYPES, client: (id) => clients.get(id), requiresPkce, username: async (id) => (await options.accounts.get(Number(id)))?.username, serviceAccountUserinfo: (jti) => serviceAccountUserinfo(provider, options, jti), serviceAccountId: async (clientId) => String((await options.serviceAccounts.userFor(clientId)).id), accountState: (id) => accountState(options.accounts, id), tokens: options.tokens, cookiePath: `${realmPath}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession, endSignIn, loggedOutWithRefreshToken: (token) => loggedOutWithRefreshToken(options, token), signedOut: options.signedOut }))
   provider.use(refuseUnknownTokenTypeHint)
   provider.use(sessionCookieUntilSessionMax(realm))
   // keycloak-connect's session id, sent with its code, for the admin call that ends that session (admin-url.ts).
@@ -766,6 +767,24 @@ async function revocationAllowed(clientId: string, token: RevocableToken): Promi
  * Whether the user a token speaks for may still use it, and it was not issued before the account's not-before
  * (introspection answers `active: false` otherwise).
  */
+/**
+ * Userinfo for a service account's token, which oidc-provider looks up as a person's (its AccessToken), and so does
+ * not find. Keycloak answers it from a transient session of the service account user (UserInfoEndpoint,
+ * UserSessionUtil `findValidSessionForAccessToken`): the user's claims of the token's scopes when it has `openid`,
+ * 403 `insufficient_scope` when not, as for a person's token. Undefined for a value that is no live service account
+ * token of the realm (expired, revoked, its client gone, its user disabled, issued before a logout-all).
+ */
+async function serviceAccountUserinfo(provider: Provider, options: ProviderOptions, jti: string): Promise<ServiceAccountUserinfo | undefined> {
+  const token = await provider.ClientCredentials.find(jti) as unknown as IssuedToken | undefined
+  if (!token || !(await provider.Client.find(token.clientId)) || !(await tokenUserActive(token, options))) return undefined
+  // A token of the plain grant's shortcut names its scopes in its JWT only: the default ones (client-credentials.ts).
+  const scopes = new Set(token.scope ? token.scope.split(' ') : DEFAULT_SCOPES)
+  if (!scopes.has('openid')) return { clientId: token.clientId }
+  const released = new Set(Object.entries(SCOPE_CLAIMS).flatMap(([scope, claims]) => scopes.has(scope) ? claims : []))
+  const claims = profileClaims(await options.serviceAccounts.userFor(token.clientId))
+  return { clientId: token.clientId, claims: Object.fromEntries(Object.entries(claims).filter(([name]) => released.has(name))) }
+}
+
 async function tokenUserActive(token: IssuedToken, options: ProviderOptions): Promise<boolean> {
   // Issued before the realm's `logout-all`: a service account's token too, which no grant holds.
   if (typeof token.iat === 'number' && token.iat < await options.notBefore()) return false
@@ -799,8 +818,11 @@ interface IssuedToken {
 interface ClientTokenClaims {
   /** What a client without full scope keeps of the roles (claims.ts `compileRoleScope`); none for full scope. */
   roleScope: RoleScope | undefined
-  /** Keycloak's `allowed-origins` (the `web-origins` scope's AllowedWebOriginsProtocolMapper): its web origins resolved. */
-  allowedOrigins: readonly string[]
+  /**
+   * Keycloak's `allowed-origins` (the `web-origins` scope's AllowedWebOriginsProtocolMapper): its web origins resolved,
+   * an empty list when `+` resolves to none (no redirect URIs); none for a client without web origins.
+   */
+  allowedOrigins: readonly string[] | undefined
 }
 
 /**
@@ -838,7 +860,7 @@ async function keycloakTokenClaims(token: IssuedToken, ctx: KoaContextWithOIDC |
     azp: token.clientId,
     ...(sid ? { sid } : {}),
     acr: grantAcr(ctx),
-    ...(client?.allowedOrigins.length ? { 'allowed-origins': client.allowedOrigins } : {}),
+    ...(client?.allowedOrigins ? { 'allowed-origins': client.allowedOrigins } : {}),
     ...(roles.realm.length ? { realm_access: { roles: roles.realm } } : {}),
     ...(memberships?.groups.length ? { groups: memberships.groups } : {}),
     ...(Object.keys(roles.clients).length ? { resource_access: roles.clients } : {}),
@@ -862,6 +884,31 @@ function serviceAccountScopes(provider: Provider, supported: readonly string[]):
   handlers.set('client_credentials', (ctx) => {
     const params = ctx.oidc.params as { scope?: string }
     if (params.scope) params.scope = grantedScope(params.scope, supported)
+    return handler(ctx)
+  })
+}
+
+/**
+ * The `refresh_token` grant's `scope` as Keycloak takes it (TokenManager `refreshAccessToken`, DefaultClientSessionContext
+ * `fromClientSessionAndScopeParameter`, `getScopeString`): the default scopes come with those asked for, and `openid`
+ * when the refresh token has it, so that a refresh asking for `openid` alone, or `profile`, gets the default scopes'
+ * claims and an ID token as the refresh without a scope does. oidc-provider's handler grants exactly the scopes asked
+ * (of the refresh token's): it gets them with those. A scope the refresh token does not have is still refused; a
+ * token not found is left to the handler to refuse. Only a request with `scope` reads the token here (the plain
+ * refresh's shortcut takes none, refresh-token.ts).
+ */
+function refreshScopes(provider: Provider): void {
+  const handlers = providerInternals(provider).grantTypeHandlers
+  const handler = handlers.get('refresh_token')!
+  handlers.set('refresh_token', async (ctx) => {
+    const params = ctx.oidc.params as { scope?: unknown; refresh_token?: unknown }
+    if (typeof params.scope === 'string' && params.scope && typeof params.refresh_token === 'string') {
+      const original = await provider.RefreshToken.find(params.refresh_token)
+      if (original) {
+        const kept = ['openid', ...DEFAULT_SCOPES].filter((scope) => original.scopes.has(scope))
+        params.scope = orderScopes([...kept, ...params.scope.split(' ').filter(Boolean)])
+      }
+    }
     return handler(ctx)
   })
 }

@@ -14,6 +14,8 @@ const clients = [
   { client_id: 'listed', public_client: false, secret: SECRET, service_accounts: true, direct_access_grants: true, web_origins: ['https://one.example', 'https://two.example:8443'] },
   { client_id: 'anywhere', public_client: true, direct_access_grants: true, web_origins: ['*'] },
   { client_id: 'backend', public_client: false, secret: SECRET, service_accounts: true, direct_access_grants: true, web_origins: [] },
+  // `+` with no redirect URIs to take origins from.
+  { client_id: 'unresolved', public_client: true, direct_access_grants: true },
 ]
 
 const accessClaims = (body: { access_token: string }) => decodeJwtPart(body.access_token, 1)
@@ -96,12 +98,13 @@ describe('access tokens carry Keycloak\'s auth_time, allowed-origins, clientHost
     await authTime(body)
   })
 
-  it('lists the client\'s web origins in allowed-origins, its redirect URIs\' origins for +, in access tokens and their introspection only', async () => {
+  it('lists the client\'s web origins in allowed-origins, its redirect URIs\' origins for + (none for a client without), in access tokens and their introspection only', async () => {
     const expected: Record<string, string[] | undefined> = {
       spa: ['http://127.0.0.1:9', 'https://app.example.com'],
       listed: ['https://one.example', 'https://two.example:8443'],
       anywhere: ['*'],
       backend: undefined,
+      unresolved: [],
     }
     for (const [clientId, origins] of Object.entries(expected)) {
       const secret: Record<string, string> = clientId === 'listed' || clientId === 'backend' ? { client_secret: SECRET } : {}
@@ -132,6 +135,9 @@ describe('access tokens carry Keycloak\'s auth_time, allowed-origins, clientHost
       const introspected = await introspect(body.access_token)
       assert.equal(introspected.clientAddress, '127.0.0.1')
       assert.equal(introspected.clientHost, '127.0.0.1')
+      // The service account user, as the token's own `sub`, which its record does not keep.
+      assert.equal(introspected.sub, claims.sub, `${scope}`)
+      assert.equal(introspected.username, 'service-account-listed')
       if (scope) {
         const id = decodeJwtPart(body.id_token, 1)
         assert.deepEqual([id.clientHost, id.clientAddress, id.client_id, id['allowed-origins']], ['127.0.0.1', '127.0.0.1', 'listed', undefined])
@@ -141,6 +147,62 @@ describe('access tokens carry Keycloak\'s auth_time, allowed-origins, clientHost
     const person = await tokenRequest(gw, { client_id: 'listed', client_secret: SECRET, grant_type: 'password', ...ALICE })
     assert.equal(accessClaims(person.body).clientAddress, undefined)
     assert.equal(accessClaims(person.body).clientHost, undefined)
+  })
+})
+
+describe('userinfo for a service account\'s token', () => {
+  let gw: TestGateway
+
+  before(async () => {
+    gw = await startGateway({ config: { realms: realmWith(clients) } })
+    await gw.app.accounts.create(ALICE)
+  })
+  after(() => gw.close())
+
+  const userinfo = (token: string) => gw.fetch(`${ENDPOINTS}/userinfo`, { headers: { authorization: `Bearer ${token}`, origin: 'https://one.example' } })
+  const serviceToken = async (scope?: string) => {
+    const { status, body } = await tokenRequest(gw, { client_id: 'listed', client_secret: SECRET, grant_type: 'client_credentials', ...(scope ? { scope } : {}) })
+    assert.equal(status, 200, JSON.stringify(body))
+    return body.access_token as string
+  }
+
+  it('answers with the service account user\'s claims for a token with openid, as Keycloak\'s transient session, and as for a person', async () => {
+    const token = await serviceToken('openid')
+    const answer = await userinfo(token)
+    assert.equal(answer.status, 200)
+    const body = await json(answer)
+    assert.deepEqual(body, { sub: accessClaims({ access_token: token }).sub, preferred_username: 'service-account-listed', email_verified: false })
+    // A person's token of the same client: the same headers, the claims in the same order.
+    const person = await tokenRequest(gw, { client_id: 'listed', client_secret: SECRET, grant_type: 'password', ...ALICE, scope: 'openid' })
+    assert.equal(person.status, 200, JSON.stringify(person.body))
+    const personal = await userinfo(person.body.access_token)
+    assert.equal(personal.status, 200)
+    for (const name of ['content-type', 'cache-control', 'vary', 'access-control-allow-origin', 'access-control-allow-credentials', 'access-control-expose-headers', 'www-authenticate']) {
+      assert.equal(answer.headers.get(name), personal.headers.get(name), name)
+    }
+    assert.deepEqual(Object.keys(body), Object.keys(await json(personal)).filter((name) => name in body))
+    // From an origin the client does not allow: refused as a person's token is.
+    const elsewhere = { authorization: '', origin: 'https://elsewhere.example' }
+    const [refused, personRefused] = await Promise.all([token, person.body.access_token].map((value) => gw.fetch(`${ENDPOINTS}/userinfo`, { headers: { ...elsewhere, authorization: `Bearer ${value}` } })))
+    assert.deepEqual([refused!.status, await json(refused!)], [400, { error: 'invalid_request', error_description: 'origin https://elsewhere.example not allowed for client: listed' }])
+    assert.equal(personRefused!.status, 400)
+    for (const name of ['content-type', 'access-control-allow-origin', 'access-control-allow-credentials', 'access-control-expose-headers', 'www-authenticate']) {
+      assert.equal(refused!.headers.get(name), personRefused!.headers.get(name), `refused: ${name}`)
+    }
+  })
+
+  it('answers a token without openid 403 insufficient_scope, and one no longer valid 401, as for a person\'s', async () => {
+    for (const scope of [undefined, 'profile']) {
+      const answer = await userinfo(await serviceToken(scope))
+      assert.equal(answer.status, 403, `${scope}`)
+      assert.equal(answer.headers.get('www-authenticate'), 'Bearer realm="platform", error="insufficient_scope", error_description="Missing openid scope"')
+    }
+    const revoked = await serviceToken('openid')
+    const revocation = await gw.fetch(`${ENDPOINTS}/revoke`, { method: 'POST', body: new URLSearchParams({ client_id: 'listed', client_secret: SECRET, token: revoked }) })
+    assert.equal(revocation.status, 200)
+    const gone = await userinfo(revoked)
+    assert.equal(gone.status, 401)
+    assert.equal(gone.headers.get('www-authenticate'), 'Bearer realm="platform", error="invalid_token", error_description="Token verification failed"')
   })
 })
 

@@ -96,6 +96,26 @@ describe('Keycloak\'s refresh and ID tokens', () => {
     assert.equal(again.auth_time, payload.auth_time)
   })
 
+  it('refreshes with a scope as Keycloak: the default scopes and openid come with those asked for, and a scope the token lacks is refused', async () => {
+    const { body } = await login(gw, { scope: 'openid' })
+    const asked = (scope: string) => tokenRequest(gw, { client_id: 'end-users', grant_type: 'refresh_token', refresh_token: body.refresh_token, scope })
+    for (const scope of ['openid', 'profile', 'email openid']) {
+      const { status, body: refreshed } = await asked(scope)
+      assert.equal(status, 200, JSON.stringify(refreshed))
+      assert.equal(refreshed.scope, 'openid profile email', scope)
+      assert.equal(decodeJwtPart(refreshed.access_token, 1).scope, 'openid profile email', scope)
+      const id = decodeJwtPart(refreshed.id_token, 1)
+      assert.deepEqual([id.preferred_username, id.email], ['alice', 'alice@example.com'], scope)
+    }
+    const beyond = await asked('openid phone')
+    assert.deepEqual([beyond.status, beyond.body.error], [400, 'invalid_scope'])
+    // Without openid in the token, none is added.
+    const plain = (await login(gw)).body
+    const refreshed = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'refresh_token', refresh_token: plain.refresh_token, scope: 'email' })
+    assert.equal(refreshed.status, 200, JSON.stringify(refreshed.body))
+    assert.deepEqual([refreshed.body.scope, refreshed.body.id_token], ['profile email', undefined])
+  })
+
   it('gives offline_access an Offline refresh token by the offline limits, which outlives the SSO session', async (t) => {
     const online = await login(gw)
     const offline = await login(gw, { scope: 'offline_access' })
