@@ -58,10 +58,14 @@ export class CsrfPolicy {
     return token
   }
 
-  /** Throws CsrfFailed unless the request passes every check, in Django's order: Origin, Referer, token. */
+  /**
+   * Throws CsrfFailed unless the request passes every check, in Django's order: Origin, Referer, token. As Django's
+   * CsrfViewMiddleware (4.0 and later), the Referer is checked only on HTTPS and only without an Origin, which, when
+   * sent, has just been checked and says more: a page whose policy sends no Referer still sends it.
+   */
   check(request: GatewayRequest): void {
     this.checkOrigin(request)
-    if (this.isSecure(request)) this.#checkReferer(request)
+    if (request.headers.origin === undefined && this.isSecure(request)) this.#checkReferer(request)
     this.#checkToken(request)
   }
 
@@ -95,7 +99,7 @@ export class CsrfPolicy {
     }
   }
 
-  /** RFC 7231 Referer, required on HTTPS: a page from elsewhere cannot make a same-origin one. */
+  /** RFC 7231 Referer, required on HTTPS without an Origin: a page from elsewhere cannot make a same-origin one. */
   #checkReferer(request: GatewayRequest): void {
     const referer = request.headers.referer
     if (!referer) throw new CsrfRefererMissing()

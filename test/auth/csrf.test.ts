@@ -81,7 +81,7 @@ describe('CSRF protection', () => {
     assert.equal((await json(await extend({ ...https, referer: 'https://ui.apps.example.org/page' }))).code, 'csrf_referer_mismatch')
   })
 
-  it('requires a same-origin HTTPS Referer on HTTPS (behind a proxy that says so)', async () => {
+  it('requires a same-origin HTTPS Referer on HTTPS (behind a proxy that says so) from a request without an Origin', async () => {
     const token = await csrfToken(gw)
     const https = { cookie: `csrftoken=${token}`, 'x-csrftoken': token, 'x-forwarded-proto': 'https', 'x-forwarded-host': 'gate.example.com' }
     const cases: [Record<string, string>, string][] = [
@@ -103,6 +103,14 @@ describe('CSRF protection', () => {
     assert.equal((await postLogin(gw, { ...https, referer: 'https://ui.example.com/login' })).status, 302, 'trusted origin')
     const plain = await postLogin(gw, { cookie: `csrftoken=${token}`, 'x-csrftoken': token })
     assert.equal(plain.status, 302, 'plain HTTP needs no Referer, as in Django')
+    // A trusted Origin stands for the Referer (a page with Referrer-Policy: no-referrer), as in Django 4.0 and later;
+    // an untrusted one is refused whatever the Referer says.
+    for (const origin of ['https://gate.example.com', 'https://ui.example.com']) {
+      assert.equal((await postLogin(gw, { ...https, origin })).status, 302, origin)
+      assert.equal((await postLogin(gw, { ...https, origin, referer: 'https://elsewhere.example/' })).status, 302, `${origin}, the Referer unread`)
+    }
+    const untrusted = await postLogin(gw, { ...https, origin: 'https://evil.example', referer: 'https://gate.example.com/api/gateway/v1/login/' })
+    assert.equal((await json(untrusted)).code, 'csrf_origin_mismatch')
     assert.doesNotMatch(setCookie(plain, 'gateway_sessionid')!.attributes, /Secure/)
   })
 
