@@ -11,6 +11,8 @@ import { DatabaseUnusable, DataDirUnusable } from '../store/errors.ts'
 export async function backUpDatabase(file: string, options: StorageOptions): Promise<void> {
   const config = resolveConfig(options)
   if (config.storage.database) throw new UsageError('backup copies the SQLite database; back up PostgreSQL with pg_dump (README: Storage)')
+  // `path.resolve` drops a trailing slash, which says the name is meant as a directory: the backup is a file.
+  if (/[/\\]$/.test(file)) throw new UsageError(`${file} names a directory; name the backup's file (${file}gatehouse-backup.sqlite)`)
   const target = resolve(file)
   checkTarget(target)
   const source = sqliteFile(config.storage.data_dir)
@@ -30,7 +32,14 @@ function checkTarget(target: string): void {
   if (!existsSync(dir)) throw new UsageError(`the directory ${dir} does not exist`)
   if (!statSync(dir).isDirectory()) throw new UsageError(`${dir} is not a directory`)
   // lstat: a link, even one to nothing, is something there; the copy would be linked into its place and fail at the end.
-  if (lstatSync(target, { throwIfNoEntry: false })) throw targetExists(target)
+  let existing
+  try {
+    existing = lstatSync(target, { throwIfNoEntry: false })
+  } catch (error) {
+    // A name no file can have (longer than the file system takes), a loop of links: a mistake in the path.
+    throw new UsageError(`${target} cannot be a backup's file: ${(error as NodeJS.ErrnoException).code === 'ENAMETOOLONG' ? 'its name is too long' : (error as Error).message}`)
+  }
+  if (existing) throw targetExists(target)
 }
 
 /** The one refusal of a target that exists, whether it was there before the backup began or appeared meanwhile. */

@@ -169,6 +169,7 @@ export function printList<T>(items: T[], json: boolean, header: string[], row: (
     return
   }
   const rows = [header, ...items.map((item) => row(item).map(printable))]
-  const widths = header.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
+  // A loop, not Math.max(...): spread into arguments, some 125,000 rows overflow the stack.
+  const widths = header.map((_, i) => rows.reduce((widest, r) => Math.max(widest, r[i]!.length), 0))
   for (const cells of rows) process.stdout.write(cells.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd() + '\n')
 }

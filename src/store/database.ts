@@ -13,6 +13,9 @@ import type { DialectName } from './migrations/helpers.ts'
 import { migrationNames, migrationProvider } from './migrations/index.ts'
 import { DatabaseFileGone, NodeSqliteDatabase } from './sqlite-driver.ts'
 
+/** How a write transaction starts on SQLite: it takes the write lock at once (`beginTransaction`). */
+const BEGIN_WRITE = 'begin immediate'
+
 /**
  * Makes the data directory when it is missing, and opens the database file in it in WAL mode. A directory or file
  * this process may not read and write is named with the reason before SQLite opens it: SQLite would say only
@@ -947,7 +950,7 @@ class GuardedDriver implements Driver {
     // SQLite's default (deferred) transaction takes the write lock at its first write, and fails there, for good, if
     // another process holds it or wrote in between; taking it at the start lets the BEGIN wait for it instead (a
     // BEGIN is tried again as a whole: GuardedConnection).
-    if (this.#sqlite) return connection.executeQuery(CompiledQuery.raw('begin immediate')).then(() => {})
+    if (this.#sqlite) return connection.executeQuery(CompiledQuery.raw(BEGIN_WRITE)).then(() => {})
     return this.#guard(() => this.#inner.beginTransaction(innerOf(connection), settings))
   }
 
@@ -1001,7 +1004,7 @@ class GuardedConnection implements DatabaseConnection {
     }
     const started = performance.now()
     try {
-      this.#sqlite?.assertFileInPlace()
+      this.#sqlite?.assertFileInPlace(compiledQuery.sql === BEGIN_WRITE)
       const result = this.#sqlite
         ? await this.#sqlite.whenUnlocked(() => this.inner.executeQuery<R>(compiledQuery))
         : await this.inner.executeQuery<R>(compiledQuery)

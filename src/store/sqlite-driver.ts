@@ -89,6 +89,8 @@ export class NodeSqliteDatabase implements SqliteDatabase {
   /** Which file is no longer at its path, for the error. */
   #goneFile: string | undefined
   #fileCheck: NodeJS.Timeout | undefined
+  /** When the file was last looked at (performance.now()). */
+  #checkedAt = performance.now()
   #fileGone = false
 
   /** `busyTimeoutMs`: how long a statement waits for another process's lock (whenUnlocked), then fails as "database is locked". */
@@ -119,8 +121,14 @@ export class NodeSqliteDatabase implements SqliteDatabase {
     }
   }
 
-  /** Throws DatabaseFileGone while the file open is not the one at its path (checked every FILE_CHECK_MS). */
-  assertFileInPlace(): void {
+  /**
+   * Throws DatabaseFileGone while the file open is not the one at its path: as the timer last found it (every
+   * FILE_CHECK_MS), or looked at now before a write transaction (`writing`), and when the timer is late, its event
+   * loop held (a command parsing a large file): a restore may have put another file in its place meanwhile, and what
+   * was written then would go to the file set aside, with the command saying it succeeded.
+   */
+  assertFileInPlace(writing = false): void {
+    if (this.#fileCheck && (writing || performance.now() - this.#checkedAt > FILE_CHECK_MS * 2)) this.#checkFile()
     if (!this.#fileGone) return
     if (this.#goneFile === this.#filename) throw new DatabaseFileGone(`the database file ${this.#filename} was deleted or replaced while in use: put it back, or restart`)
     // Stopping closes the connection, whose last checkpoint copies the WAL it has open into the database file.
@@ -128,6 +136,7 @@ export class NodeSqliteDatabase implements SqliteDatabase {
   }
 
   #checkFile(): void {
+    this.#checkedAt = performance.now()
     try {
       const now = statSync(this.#filename, { bigint: true, throwIfNoEntry: false })
       this.#fileGone = !sameFile(now, this.#opened!)

@@ -207,6 +207,9 @@ describe('bin/gatehouse backup', () => {
         [['backup', join(dir, 'b.sqlite'), '--data-dir', join(dir, 'foreign')], /^gatehouse: the data directory .*foreign cannot be used: it holds no database \(gatehouse\.sqlite .*lacks .*001_core\)$/m],
         [['backup', join(dir, 'b.sqlite'), '--database', database.url], /^gatehouse: backup copies the SQLite database; back up PostgreSQL with pg_dump/],
         [['backup', '--data-dir', join(dir, 'data')], /^gatehouse: missing required argument 'file'/],
+        // A trailing slash means a directory, which path resolution would drop (a file `new` written instead).
+        [['backup', `${join(dir, 'new')}/`, '--data-dir', join(dir, 'data')], /^gatehouse: .*new\/ names a directory; name the backup's file/],
+        [['backup', join(dir, 'a'.repeat(300)), '--data-dir', join(dir, 'data')], /^gatehouse: .*a{300} cannot be a backup's file: its name is too long$/m],
       ]
       for (const [args, reason] of cases) {
         const result = await runCli(args)
@@ -215,6 +218,7 @@ describe('bin/gatehouse backup', () => {
         assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr)
       }
       assert.equal(existsSync(join(dir, 'b.sqlite')), false)
+      assert.equal(existsSync(join(dir, 'new')), false)
       assert.equal(existsSync(join(dir, 'empty', 'gatehouse.sqlite')), false, 'no empty database was made where none was')
       assert.deepEqual(readdirSync(join(dir, 'zero')), ['gatehouse.sqlite'])
       assert.equal(statSync(join(dir, 'zero', 'gatehouse.sqlite')).size, 0, 'the empty file stays empty')

@@ -107,3 +107,21 @@ describe('a data directory and a database URL given together', () => {
     assert.match(ran.stderr, new RegExp(`create them with: gatehouse migrate --data-dir ${dir} \\(serve creates them too\\)`))
   })
 })
+
+describe('a command\'s list for people', () => {
+  it('prints a table of 200,000 rows, its columns as wide as the widest cell (a table of users as import makes them)', async () => {
+    const { printList } = await import('../../src/cli/common.ts')
+    const written: string[] = []
+    const write = process.stdout.write
+    process.stdout.write = ((chunk: string) => written.push(chunk)) as typeof process.stdout.write
+    try {
+      const items = Array.from({ length: 200_000 }, (_, i) => ({ id: i, name: `user-${i}` }))
+      printList(items, false, ['ID', 'USERNAME', 'NOTE'], (item) => [String(item.id), item.name, 'x'], (item) => item)
+    } finally {
+      process.stdout.write = write
+    }
+    assert.equal(written.length, 200_001)
+    assert.equal(written[0], `${'ID'.padEnd(6)}  ${'USERNAME'.padEnd(11)}  NOTE\n`)
+    assert.equal(written.at(-1), '199999  user-199999  x\n')
+  })
+})
