@@ -113,7 +113,10 @@ describe('a command\'s list for people', () => {
     const { printList } = await import('../../src/cli/common.ts')
     const written: string[] = []
     const write = process.stdout.write
-    process.stdout.write = ((chunk: string) => written.push(chunk)) as typeof process.stdout.write
+    process.stdout.write = ((chunk: string) => {
+      written.push(chunk)
+      return true
+    }) as typeof process.stdout.write
     try {
       const items = Array.from({ length: 200_000 }, (_, i) => ({ id: i, name: `user-${i}` }))
       printList(items, false, ['ID', 'USERNAME', 'NOTE'], (item) => [String(item.id), item.name, 'x'], (item) => item)
