@@ -328,6 +328,16 @@ export class AccessModel {
       || (team !== undefined && h.objectType === 'organization' && h.objectId === team.organizationId)))
   }
 
+  /** Whether an access rule names the username: its account is then changed by superusers only, and made by them only. */
+  namedInRules(username: string): boolean {
+    return this.#namedInRules.has(username)
+  }
+
+  /** The usernames the access rules name, once a reload of the configuration replaced the services' rules. */
+  useNamesInRules(names: ReadonlySet<string>): void {
+    this.#namedInRules = names
+  }
+
   /**
    * Whether `caller` may change or delete another user's record, as django-ansible-base's can_change_user decides
    * (ansible_base/rbac/policies.py): superusers anyone; no one else a superuser, nor a user in no organization; an
@@ -339,16 +349,6 @@ export class AccessModel {
    * by username: what the rule lets them reach, no role the caller holds gave them.
    * The caller's own record is not judged here (src/api/me.ts has its rules).
    */
-  /** Whether an access rule names the username: its account is then changed by superusers only, and made by them only. */
-  namedInRules(username: string): boolean {
-    return this.#namedInRules.has(username)
-  }
-
-  /** The usernames the access rules name, once a reload of the configuration replaced the services' rules. */
-  useNamesInRules(names: ReadonlySet<string>): void {
-    this.#namedInRules = names
-  }
-
   canChangeUser(caller: User, target: User): boolean {
     if (caller.isSuperuser) return true
     if (target.isSuperuser || this.#namedInRules.has(target.username)) return false

@@ -13,7 +13,7 @@ import { refreshTokenShortcut, type RefreshTokenShortcut } from './refresh-token
 import { ApplicationClientAdapter, APPLICATION_SCOPES, type ApplicationClients, compareHashedSecrets, providerClientSecret } from './applications.ts'
 import { type Memberships, type RoleScope, type TokenRoles, accessTokenAudience, ACCOUNT_ROLES, accountFinder, compileRoleScope, DEFAULT_SCOPES, orderScopes, profileClaims, realmRoles, realmScopes, SCOPE_CLAIMS, ServiceAccounts } from './claims.ts'
 import type { RealmKeySet } from './keys.ts'
-import { type ServiceAccountUserinfo, DEVICE_POLLING_SECONDS, deviceCodePage, deviceConfirmPage, deviceDonePage, formPostPolicy, implicitFlowRefusal, keycloakPkceDescription, keycloakShapes, loggedOutPage, logoutConfirmPage, PROVIDER_REQUEST, renderErrorPage, tokenResponse, type GatewaySignIn, type ProviderRequest } from './keycloak-format.ts'
+import { DEVICE_POLLING_SECONDS, deviceCodePage, deviceConfirmPage, deviceDonePage, formPostPolicy, implicitFlowRefusal, keycloakPkceDescription, keycloakShapes, loggedOutPage, logoutConfirmPage, PROVIDER_REQUEST, renderErrorPage, tokenResponse, type GatewaySignIn, type ProviderRequest, type ServiceAccountUserinfo } from './keycloak-format.ts'
 import { LOGIN_STATUS_IFRAME } from './keycloak-pages.ts'
 import { rememberAdapterSessions } from './admin-url.ts'
 import { keycloakSid, refreshTokenType, type KeycloakTokens, type RefreshTokenRecord } from './keycloak-tokens.ts'
@@ -584,20 +584,23 @@ function acrOfAuthorization(provider: Provider): void {
  * always had; so does the password grant without a refresh token, and a service account's token (Keycloak's "1" for
  * a session no browser signed in to).
  */
+function grantAcr(ctx: KoaContextWithOIDC | undefined): string {
+  return grantOf(ctx)?.acr === SINGLE_SIGN_ON ? SINGLE_SIGN_ON : LOGIN_FORM
+}
+
 /**
  * When the person signed in to the authorization the token comes from, as its ID token says (`auth_time`): Keycloak
  * 25 and later put it in access tokens too (the default `basic` scope's mapper of the user session's AUTH_TIME).
  */
 function grantAuthTime(ctx: KoaContextWithOIDC | undefined): number | undefined {
-  const entities = ctx?.oidc?.entities as Record<string, { authTime?: unknown } | undefined> | undefined
-  const source = entities?.AuthorizationCode ?? entities?.DeviceCode ?? entities?.RotatedRefreshToken ?? entities?.RefreshToken
-  return typeof source?.authTime === 'number' ? source.authTime : undefined
+  const authTime = grantOf(ctx)?.authTime
+  return typeof authTime === 'number' ? authTime : undefined
 }
 
-function grantAcr(ctx: KoaContextWithOIDC | undefined): string {
-  const entities = ctx?.oidc?.entities as Record<string, { acr?: unknown } | undefined> | undefined
-  const source = entities?.AuthorizationCode ?? entities?.DeviceCode ?? entities?.RotatedRefreshToken ?? entities?.RefreshToken
-  return source?.acr === SINGLE_SIGN_ON ? SINGLE_SIGN_ON : LOGIN_FORM
+/** The code, device code or refresh token a token request is answered for, which keeps its authorization's sign-in. */
+function grantOf(ctx: KoaContextWithOIDC | undefined): { acr?: unknown; authTime?: unknown } | undefined {
+  const entities = ctx?.oidc?.entities as Record<string, { acr?: unknown; authTime?: unknown } | undefined> | undefined
+  return entities?.AuthorizationCode ?? entities?.DeviceCode ?? entities?.RotatedRefreshToken ?? entities?.RefreshToken
 }
 
 /**
@@ -764,10 +767,6 @@ async function revocationAllowed(clientId: string, token: RevocableToken): Promi
 }
 
 /**
- * Whether the user a token speaks for may still use it, and it was not issued before the account's not-before
- * (introspection answers `active: false` otherwise).
- */
-/**
  * Userinfo for a service account's token, which oidc-provider looks up as a person's (its AccessToken), and so does
  * not find. Keycloak answers it from a transient session of the service account user (UserInfoEndpoint,
  * UserSessionUtil `findValidSessionForAccessToken`): the user's claims of the token's scopes when it has `openid`,
@@ -785,6 +784,10 @@ async function serviceAccountUserinfo(provider: Provider, options: ProviderOptio
   return { clientId: token.clientId, claims: Object.fromEntries(Object.entries(claims).filter(([name]) => released.has(name))) }
 }
 
+/**
+ * Whether the user a token speaks for may still use it, and it was not issued before the account's not-before
+ * (introspection answers `active: false` otherwise).
+ */
 async function tokenUserActive(token: IssuedToken, options: ProviderOptions): Promise<boolean> {
   // Issued before the realm's `logout-all`: a service account's token too, which no grant holds.
   if (typeof token.iat === 'number' && token.iat < await options.notBefore()) return false
