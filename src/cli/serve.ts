@@ -1,6 +1,8 @@
 import { flushCompileCache } from 'node:module'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
+import type { FastifyBaseLogger } from 'fastify'
+import type { App } from '../app.ts'
 import { unknownNames } from '../access/rules.ts'
 import { directoryWarnings } from '../config/ldap.ts'
 import type { Config } from '../config/schema.ts'
@@ -176,12 +178,28 @@ export async function serve(options: ServeOptions): Promise<void> {
   }
   warnAfterFirstLine()
   if (isWorker()) server.log.info({ url: listening.url }, 'worker listening')
+  readRealmKeys(app, server.log, () => stopping)
   // A rule may name a team, organization or role before it is created: it applies once it is, but a typo should be seen.
   for (const problem of unknownNames(config, app.access.names())) server.log.warn({ problem }, 'access rule names something that does not exist')
   // What the start ran of the dependencies' bundles, compiled, for the next start (a first start, or a new install).
   saveCodeCaches()
   releaseStartupMemory()
   void lowerThreadPoolPriority()
+}
+
+/**
+ * The realms' keys are read once the process listens, not at each realm's first request: a process that answered no
+ * request of a realm before the database stopped answering would otherwise have no keys of it to serve its discovery
+ * and JWKS from, nor to verify its tokens with (docs/oidc.md). Not awaited: the start does not wait on the database
+ * for what most requests never use; `/readyz` reports the realms whose keys are not read yet, and reads them.
+ */
+function readRealmKeys(app: App, log: FastifyBaseLogger, stopping: () => boolean): void {
+  for (const realm of app.oidc.all()) {
+    realm.loadKeys().catch(() => {
+      // A stop right after the start closes the database under the read: nothing to warn about.
+      if (!stopping()) log.warn({ realm: realm.name }, 'the realm\'s keys could not be read at start: they are read at its first request (or /readyz)')
+    })
+  }
 }
 
 /**

@@ -9,7 +9,8 @@ import { DatabaseUnavailable } from '../errors.ts'
 /**
  * What /readyz answers: whether this process can serve requests correctly now. The database must answer and
  * hold every migration this version needs, and the event bus must be hearing about changes, because without
- * them logins fail and revocations would not reach this process. Upstreams are reported but do not decide:
+ * them logins fail and revocations would not reach this process; and the realms' keys must have been read once, so
+ * that the realms' keys and discovery are served from memory when the database stops answering. Upstreams are reported but do not decide:
  * every gateway process shares the same upstreams, so taking them all out of rotation for one service down
  * would turn that service's outage into an outage of every service, the API and the login page, while the
  * gateway already answers requests to the service that is down with 502 `upstream_unavailable`.
@@ -25,7 +26,7 @@ export type Status = 'UP' | 'DOWN'
 
 /** Shaped like Keycloak's and MicroProfile Health's checks, so their monitoring reads it. */
 export interface Check {
-  name: 'database' | 'migrations' | 'event_bus'
+  name: 'database' | 'migrations' | 'event_bus' | 'realm_keys'
   status: Status
   data: Record<string, unknown>
 }
@@ -60,6 +61,8 @@ export class Readiness {
   #running: Promise<ReadinessReport> | undefined
   /** A database query from an earlier check that has not settled yet. */
   #databaseQuery: Promise<unknown> | undefined
+  /** The read of the realms' keys a check started, while it goes on: later checks wait on it rather than read again. */
+  #realmKeysRead: Promise<unknown> | undefined
   /** Each upstream's latest probe (under way or done), by its service's route, with when it began. */
   readonly #upstreamProbes = new Map<Route, { startedAt: number; probe: Promise<UpstreamCheck> }>()
 
@@ -79,8 +82,8 @@ export class Readiness {
     const routes = this.#app.routes
     // By route: a service a reload of the configuration changed is probed anew, one it removed is forgotten.
     for (const probed of this.#upstreamProbes.keys()) if (!routes.includes(probed)) this.#upstreamProbes.delete(probed)
-    const [database, upstreams] = await Promise.all([this.#queryDatabase(), Promise.all(routes.map((route) => this.#recentProbe(route)))])
-    const checks: Check[] = [databaseCheck(database, this.#app.store.database.status(), this.#app.bus.status().writesFailingSince), migrationsCheck(database), this.#busCheck()]
+    const [database, upstreams, realmKeys] = await Promise.all([this.#queryDatabase(), Promise.all(routes.map((route) => this.#recentProbe(route))), this.#realmKeysCheck()])
+    const checks: Check[] = [databaseCheck(database, this.#app.store.database.status(), this.#app.bus.status().writesFailingSince), migrationsCheck(database), this.#busCheck(), realmKeys]
     return { ready: checks.every((check) => check.status === 'UP'), checks, upstreams }
   }
 
@@ -105,6 +108,26 @@ export class Readiness {
     } finally {
       clearTimeout(timer)
     }
+  }
+
+  /**
+   * Each realm's keys must be in memory: a process without them answers the realm's discovery, JWKS and tokens with 503
+   * while the database does not answer, where the others answer from memory. The start reads them once it listens
+   * (src/cli/serve.ts); a realm whose read failed then is read here, within the check's timeout.
+   */
+  async #realmKeysCheck(): Promise<Check> {
+    const realms = this.#app.oidc.all()
+    const unread = () => realms.filter((realm) => !realm.keysInMemory)
+    if (unread().length) {
+      this.#realmKeysRead ??= Promise.allSettled(unread().map((realm) => realm.loadKeys())).finally(() => {
+        this.#realmKeysRead = undefined
+      })
+      let timer: NodeJS.Timeout | undefined
+      await Promise.race([this.#realmKeysRead, new Promise((resolve) => (timer = setTimeout(resolve, this.#timeoutMs)))])
+      clearTimeout(timer)
+    }
+    const missing = unread().map((realm) => realm.name)
+    return { name: 'realm_keys', status: missing.length ? 'DOWN' : 'UP', data: missing.length ? { reason: 'unread', realms: missing } : { realms: realms.length } }
   }
 
   #busCheck(): Check {

@@ -276,6 +276,11 @@ export class LoadedKeys {
     }
   }
 
+  /** Whether keys were read once: those that `known` answers with while the database does not. */
+  get inMemory(): boolean {
+    return this.#set !== undefined
+  }
+
   /** The keys when they need no reading: what `get` would answer at once. */
   fresh(now: number): RealmKeySet | undefined {
     return now < this.#reloadAt ? this.#set : undefined

@@ -231,6 +231,21 @@ export class Realm {
     return this.#keys.known(now)
   }
 
+  /**
+   * Reads the realm's keys (making the first ones on a new database), so that they are in memory before the realm's
+   * first request: a process started during an outage, or one that answered no request of the realm before it, serves
+   * the realm's discovery, JWKS and tokens' verification from them instead of answering 503.
+   */
+  async loadKeys(): Promise<void> {
+    const now = this.#deps.bus.clock.now()
+    await Promise.all([this.#keys.get(now), this.#refreshKeys.get(now)])
+  }
+
+  /** Whether the realm's keys were read in this process (they stay in memory from then on). */
+  get keysInMemory(): boolean {
+    return this.#keys.inMemory && this.#refreshKeys.inMemory
+  }
+
   /** Told when the keys could not be read again and those in memory go on signing (see LoadedKeys). */
   onKeysKept(listener: (kept: KeysKept) => void): void {
     this.#keys.onKept(listener)

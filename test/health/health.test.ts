@@ -97,7 +97,7 @@ describe('health and readiness endpoints', () => {
     assert.equal(response.status, 200)
     const body = await json(response)
     assert.equal(body.status, 'UP')
-    assert.deepEqual(body.checks.map((c: { name: string; status: string }) => [c.name, c.status]), [['database', 'UP'], ['migrations', 'UP'], ['event_bus', 'UP']])
+    assert.deepEqual(body.checks.map((c: { name: string; status: string }) => [c.name, c.status]), [['database', 'UP'], ['migrations', 'UP'], ['event_bus', 'UP'], ['realm_keys', 'UP']])
     assert.equal(check(body, 'migrations').data.applied, Object.keys(await migrationProvider('sqlite').getMigrations()).length)
     const upstreams = Object.fromEntries(body.upstreams.map((u: { service: string }) => [u.service, u]))
     assert.equal(upstreams.controller.status, 'UP')
