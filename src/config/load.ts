@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer'
 import { fileURLToPath } from 'node:url'
-import { isAlias, isCollection, isNode, isPair, LineCounter, Parser, parseDocument, visit, type CST, type Document, type YAMLError } from 'yaml'
+import { isAlias, isCollection, isNode, isPair, isScalar, LineCounter, Parser, parseDocument, visit, type CST, type Document, type YAMLError } from 'yaml'
 import { z } from 'zod'
 import { substituteEnvironment, type Substituted } from './environment.ts'
 import { ConfigError } from './config-error.ts'
@@ -42,10 +42,11 @@ export function configFileAsWritten(file: string): unknown {
   }
 }
 
-/** Whether the file holds no document at all (nothing, or only comments), which parses as the defaults. */
+/** Whether the file holds no settings (nothing, only comments, or a document that is null: `---`, `~`), which parses as the defaults. */
 export function configFileIsEmpty(file: string): boolean {
   try {
-    return parseDocument(readConfigText(file)).contents === null
+    const { contents } = parseDocument(readConfigText(file))
+    return contents === null || (isScalar(contents) && contents.value === null)
   } catch {
     return false
   }
@@ -69,6 +70,9 @@ function parseConfigFile(file: string): unknown {
   // Merge keys (`<<: *defaults`), as docker compose and Ansible read them: services that share settings say so once.
   const document = parseDocument(text, { prettyErrors: false, uniqueKeys: true, merge: true, lineCounter: lines })
   if (document.errors.length) throw new ConfigError(file, document.errors.map((error) => describeYamlError(error, lines)))
+  // The parser only warns of a tag it does not know (`!env NAME`, `!secret`, `!include`) and takes the text after it as
+  // the value: a client's secret written `!env SECRET` would be the word SECRET. Any warning is refused with the file.
+  if (document.warnings.length) throw new ConfigError(file, document.warnings.map((warning) => describeYamlError(warning, lines)))
   if (nestingOf(document.contents, { anchors: new Map(), known: new Map() }) > MAX_NESTING) {
     throw new ConfigError(file, [`nested more than ${MAX_NESTING} levels deep, counting what its aliases (*name) repeat; a configuration needs a few`])
   }
@@ -194,6 +198,9 @@ function unresolvedAlias(document: Document, lines: LineCounter): string | undef
  */
 function describeYamlError(error: YAMLError, lines: LineCounter): string {
   const { line, col } = lines.linePos(error.pos[0])
+  const tag = error.code === 'TAG_RESOLVE_FAILED' ? /tag: (\S+)/.exec(error.message)?.[1] : undefined
+  if (tag !== undefined) return `YAML, line ${line}, column ${col}: the tag ${tag} is not one Gatehouse reads (it would take the text after it as the value); a value from the environment is written "\${NAME}"`
+  if (error.code === 'MULTIPLE_DOCS') return `YAML, line ${line}, column ${col}: a second document begins here (a line "---" after settings); a configuration file holds one`
   const message = error.message.split('\n')[0]!.replace(/: (".*")$/, (quoted, text: string) => (text.length <= 5 ? quoted : ''))
   return `YAML, line ${line}, column ${col}: ${message}`
 }

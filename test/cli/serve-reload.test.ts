@@ -222,6 +222,9 @@ describe('serve: SIGHUP reads the configuration file again', () => {
         // Emptied, as an editor that truncates the file before writing it anew leaves it: every service would go.
         '',
         '# being rewritten\n',
+        // A document that is null: the defaults, as an empty file.
+        '---\n',
+        '~\n',
       ]
       for (const yaml of invalid) {
         writeFileSync(file, yaml)
@@ -233,7 +236,9 @@ describe('serve: SIGHUP reads the configuration file again', () => {
       assert.match(problems[0]!, /services\.1\.timeouts\.response_seconds/)
       assert.match(problems[1]!, /services\.0\.tls\.ca_file.*missing-ca\.pem/)
       assert.match(problems[3]!, /the file is empty/)
-      assert.equal(problems.length, 5)
+      assert.match(problems[5]!, /the file is empty/)
+      assert.match(problems[6]!, /the file is empty/)
+      assert.equal(problems.length, 7)
     } finally {
       await gateway.stop()
     }

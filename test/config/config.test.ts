@@ -196,6 +196,22 @@ describe('configuration', () => {
     assert.throws(() => loadConfigFile(duplicated), (error: unknown) => error instanceof ConfigError && /^YAML, line 3, column 3: /.test(error.problems[0]!))
   })
 
+  it('refuses a tag YAML does not define, which the parser would take as the text after it (a secret written !env NAME)', () => {
+    for (const tag of ['!env', '!secret', '!include']) {
+      const file = configFile(...REALM_WITH_SECRET, `        secret: ${tag} REPORTS_CLIENT_SECRET`)
+      assert.throws(() => loadConfigFile(file, { REPORTS_CLIENT_SECRET: 'sixteen-or-more-characters' }), (error: unknown) => error instanceof ConfigError
+        && error.problems.length === 1 && error.problems[0] === `YAML, line 6, column 17: the tag ${tag} is not one Gatehouse reads (it would take the text after it as the value); a value from the environment is written "\${NAME}"`)
+    }
+    // YAML's own tags are read as YAML reads them.
+    assert.equal(loadConfigFile(configFile('server:', '  public_url: !!str https://gw.example.test'), {}).server.public_url, 'https://gw.example.test')
+  })
+
+  it('refuses a second document in the file, saying where it begins', () => {
+    const file = configFile('server:', '  port: 8080', '---', 'services: []')
+    assert.throws(() => loadConfigFile(file, {}), (error: unknown) => error instanceof ConfigError
+      && error.problems[0] === 'YAML, line 3, column 1: a second document begins here (a line "---" after settings); a configuration file holds one')
+  })
+
   it('suggests the key a misspelt one was probably meant to be, at any depth', () => {
     const service = { name: 'a', prefix: '/a/', upstream: 'http://a.internal' }
     assert.deepEqual(problemsOf({ sevices: [] }), ['(top level): Unrecognized key: "sevices" (did you mean "services"?)'])
