@@ -156,6 +156,8 @@ export async function serve(options: ServeOptions): Promise<void> {
     server.log.info({ services_added: changes.added, services_removed: changes.removed, services_changed: changes.changed, ...applicationTokens }, 'SIGHUP: configuration file read again; its services apply to new requests')
     if (needsRestart.length) server.log.warn({ settings: needsRestart }, 'SIGHUP: these settings changed in the configuration file but apply only at a restart: they were not applied')
     for (const warning of sharedServiceClientWarnings(read.config)) server.log.warn(warning)
+    // As at start: a misspelt name in a deny rule added now would deny no one, without a word.
+    for (const problem of unknownNames(read.config, app.access.names())) server.log.warn({ problem }, 'access rule names something that does not exist')
   }
   onSignals(stop, hangUp)
   // One that came while starting may have meant certificates renewed after they were read; a worker's came from the

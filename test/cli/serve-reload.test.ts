@@ -244,6 +244,19 @@ describe('serve: SIGHUP reads the configuration file again', () => {
     }
   })
 
+  it('warns of a name the reloaded access rules use that does not exist, as the start does', async () => {
+    const { file, gateway } = await serveFile(dir, 'names', `services:\n${service('kept', one.url)}`)
+    try {
+      writeFileSync(file, `services:\n${service('kept', one.url, '    access:\n      - deny: { organizations: [Contractrs] }\n      - allow: { superuser: true }\n')}`)
+      await reload(gateway, 'configuration file read again')
+      await until(() => gateway.output().includes('does not exist'), 5000, () => gateway.output().slice(-2000))
+      const warning = gateway.output().split('\n').find((line) => line.includes('access rule names something that does not exist'))!
+      assert.equal(JSON.parse(warning).problem, 'services.0.access.0.deny.organizations: no organization "Contractrs" yet (the rule applies once it exists)')
+    } finally {
+      await gateway.stop()
+    }
+  })
+
   it('logs the settings that need a restart by name and applies the rest', async () => {
     const { file, gateway } = await serveFile(dir, 'restart', `services:\n${service('kept', one.url, '    public_paths: ["/kept/*"]\n')}`)
     try {
