@@ -8,7 +8,7 @@ import { LdapSchema, PasswordSourcesSchema } from './ldap.ts'
 import { AuditSchema, auditDefaults, MetricsSchema, metricsDefaults } from './operations.ts'
 import { GatewayOidcSchema, RealmSchema, ServiceOidcSchema } from './realms.ts'
 import { SsoProvidersSchema } from './sso.ts'
-import { BARE_URL_MESSAGE, isBareUrl, isWildcardOrigin, SUBDOMAIN_ORIGIN_MESSAGE, subdomainOrigin } from './urls.ts'
+import { BARE_URL_MESSAGE, isBareOrigin, isBareUrl, isWildcardOrigin, ORIGIN_MESSAGE, SUBDOMAIN_ORIGIN_MESSAGE, subdomainOrigin } from './urls.ts'
 
 /**
  * A PostgreSQL URL that parses: one that does not (`postgres://u:pw@[bad/x`) passed `config check` and stopped every
@@ -168,7 +168,8 @@ export const ConfigSchema = z.object({
     // A `*` elsewhere than as a whole first label (`https://a.*.example.com`, `https://*example.com`) is a URL too,
     // but its host is taken as written, and no request's Origin ever matched it.
     trusted_origins: z.array(z.url({ protocol: /^https?$/, error: 'must be an origin: http(s)://host[:port]' })
-      .refine((origin) => !isWildcardOrigin(origin) || !URL.canParse(origin) || subdomainOrigin(origin) !== undefined, SUBDOMAIN_ORIGIN_MESSAGE)).default([])
+      .refine((origin) => !isWildcardOrigin(origin) || !URL.canParse(origin) || subdomainOrigin(origin) !== undefined, SUBDOMAIN_ORIGIN_MESSAGE)
+      .refine((origin) => isWildcardOrigin(origin) || isBareOrigin(origin), ORIGIN_MESSAGE)).default([])
       .describe('Extra origins (scheme://host[:port]) whose Referer/Origin pass the CSRF check, e.g. the public name behind a proxy. `https://*.example.com` is example.com and every name under it, with that scheme and port, as in Django\'s CSRF_TRUSTED_ORIGINS. Without `public_url`, the origins without a `*` are also those a service\'s redirects to its own address may be written with (docs/proxy.md).'),
     timeouts: z.object({
       headers_seconds: z.number().positive().max(600).default(10)

@@ -25,7 +25,19 @@ export interface SubdomainOrigin {
   readonly port: string
 }
 
-export const SUBDOMAIN_ORIGIN_MESSAGE = 'a wildcard must be the whole first label of the host: http(s)://*.domain[:port], the domain a name (not an address)'
+export const SUBDOMAIN_ORIGIN_MESSAGE = 'a wildcard must be the whole first label of the host: http(s)://*.domain[:port], the domain a name of two labels or more (not an address, nor a top-level domain such as com, which every site under it would pass)'
+
+/**
+ * An origin as browsers send it, with at most a `/` after it: a path (`https://app.example.com/ui`) was taken as its
+ * origin alone, trusting the whole site where one application on it was meant.
+ */
+export const ORIGIN_MESSAGE = 'must be an origin: http(s)://host[:port], nothing after it (no path, query, fragment or user)'
+const BARE_ORIGIN = /^https?:\/\/[^/?#@\\]+\/?$/i
+
+/** Whether `value` is an origin with nothing after it; an unparsable or non-http(s) value is the URL check's to report. */
+export function isBareOrigin(value: string): boolean {
+  return !URL.canParse(value) || !/^https?:/i.test(value) || BARE_ORIGIN.test(value)
+}
 
 /** `scheme://*.authority`, nothing after it but a `/`. */
 const SUBDOMAIN_ORIGIN = /^(https?):\/\/\*\.([^/?#@\\*]+)\/?$/i
@@ -36,7 +48,8 @@ export function subdomainOrigin(value: string): SubdomainOrigin | undefined {
   const match = SUBDOMAIN_ORIGIN.exec(value)
   if (!match) return undefined
   const url = URL.parse(`${match[1]}://${match[2]}`)
-  if (!url || !url.hostname || IP_ADDRESS.test(url.hostname)) return undefined
+  // One label (`*.com`) trusts every site under a top-level domain; `*.localhost` is one machine's names.
+  if (!url || !url.hostname || IP_ADDRESS.test(url.hostname) || (!url.hostname.includes('.') && url.hostname !== 'localhost')) return undefined
   return { protocol: url.protocol, domain: url.hostname, port: url.port }
 }
 

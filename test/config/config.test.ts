@@ -265,16 +265,22 @@ describe('configuration', () => {
     for (const origin of ['app.example.com:8443', 'ftp://files.example.com', 'javascript:alert(1)']) {
       assert.deepEqual(problemsOf({ server: { trusted_origins: [origin] } }), ['server.trusted_origins.0: must be an origin: http(s)://host[:port]'], origin)
     }
-    const origins = ['https://app.example.com', 'http://127.0.0.1:3000', 'https://[::1]:8443']
+    const origins = ['https://app.example.com', 'http://127.0.0.1:3000', 'https://[::1]:8443', 'https://gw.example.com/']
     assert.deepEqual(validateConfig({ server: { trusted_origins: origins } }).server.trusted_origins, origins)
   })
 
+  it('refuses a trusted origin with a path, query, fragment or user, which would trust the whole site it names', () => {
+    for (const origin of ['http://evil.example/path', 'https://app.example.com/ui/', 'https://app.example.com?x', 'https://app.example.com#', 'https://user@app.example.com']) {
+      assert.deepEqual(problemsOf({ server: { trusted_origins: [origin] } }), ['server.trusted_origins.0: must be an origin: http(s)://host[:port], nothing after it (no path, query, fragment or user)'], origin)
+    }
+  })
+
   it('takes a wildcard trusted origin only as Django matches one, https://*.domain[:port], and refuses what would never match', () => {
-    const message = 'server.trusted_origins.0: a wildcard must be the whole first label of the host: http(s)://*.domain[:port], the domain a name (not an address)'
-    for (const origin of ['https://a.*.example.com', 'https://*example.com', 'https://*', 'https://*.*.example.com', 'https://*.example.com/app', 'https://*.example.com@evil.example']) {
+    const message = 'server.trusted_origins.0: a wildcard must be the whole first label of the host: http(s)://*.domain[:port], the domain a name of two labels or more (not an address, nor a top-level domain such as com, which every site under it would pass)'
+    for (const origin of ['https://a.*.example.com', 'https://*example.com', 'https://*', 'https://*.*.example.com', 'https://*.example.com/app', 'https://*.example.com@evil.example', 'https://*.com', 'https://*.internal:8443']) {
       assert.deepEqual(problemsOf({ server: { trusted_origins: [origin] } }), [message], origin)
     }
-    const origins = ['https://*.example.com', 'http://*.dev.example.com:8080/']
+    const origins = ['https://*.example.com', 'http://*.dev.example.com:8080/', 'http://*.localhost:3000']
     assert.deepEqual(validateConfig({ server: { trusted_origins: origins } }).server.trusted_origins, origins)
   })
 
