@@ -79,7 +79,8 @@ export const ServiceSchema = z.object({
     .describe('Credential types this service accepts: basic, session, token (personal tokens, and the access tokens of the OAuth2 applications, as the platform takes both), oidc.'),
   public_paths: z.array(publicPath).default([])
     .describe('Paths served without authentication: exact, or a prefix ending in `*`.'),
-  unauthenticated: z.enum(['auto', 'redirect', '401']).default('auto')
+  // YAML reads `401` unquoted as a number: taken as the status it names.
+  unauthenticated: z.preprocess((value) => (value === 401 ? '401' : value), z.enum(['auto', 'redirect', '401']).default('auto'))
     .describe('What a request without credentials gets: `auto` redirects browsers (Accept: text/html) to the login page and answers others 401 JSON with WWW-Authenticate; `redirect` always redirects; `401` never does.'),
   oidc: ServiceOidcSchema.optional()
     .describe('For services that accept `oidc`: the realm and client (see `realms`).'),

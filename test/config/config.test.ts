@@ -206,6 +206,13 @@ describe('configuration', () => {
     assert.equal(loadConfigFile(configFile('server:', '  public_url: !!str https://gw.example.test'), {}).server.public_url, 'https://gw.example.test')
   })
 
+  it('takes a service\'s unauthenticated: 401 written unquoted, which YAML reads as a number, and no other number', () => {
+    const file = (value: string) => configFile('services:', '  - { name: svc, prefix: /svc/, upstream: "http://127.0.0.1:1", unauthenticated: ' + value + ' }')
+    assert.equal(loadConfigFile(file('401'), {}).services[0]!.unauthenticated, '401')
+    assert.equal(loadConfigFile(file('"401"'), {}).services[0]!.unauthenticated, '401')
+    assert.throws(() => loadConfigFile(file('403'), {}), (error: unknown) => error instanceof ConfigError && /^services\.0\.unauthenticated: /.test(error.problems[0]!))
+  })
+
   it('refuses a second document in the file, saying where it begins', () => {
     const file = configFile('server:', '  port: 8080', '---', 'services: []')
     assert.throws(() => loadConfigFile(file, {}), (error: unknown) => error instanceof ConfigError
