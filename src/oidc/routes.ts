@@ -464,6 +464,9 @@ async function adjustForKeycloak(realm: Realm, method: string, path: string, que
       form.set('client_id', publicClient)
       return keycloakForm(realm, path, raw, form, basic !== undefined || ignoredHeader, publicClient)
     }
+    // An empty secret is a wrong one to Keycloak (ClientIdAndSecretAuthenticator: 401), as in the form; oidc-provider
+    // reads it as no secret sent, and answered 400 invalid_request.
+    if (basic?.secret === '') return INVALID_CLIENT
     if (form.has('client_secret') && basic) {
       if (!sameClientSecret(basic, form)) return INVALID_CLIENT
       form.delete('client_secret')

@@ -179,6 +179,28 @@ describe('client secrets outside ASCII in HTTP basic', () => {
     assert.equal(refreshed.status, 200, JSON.stringify(refreshed.body))
   })
 
+  it('refuses an empty secret in HTTP basic as a wrong one, 401 invalid_client, at every endpoint that authenticates the client', async () => {
+    await gw.app.accounts.create({ username: 'emil', password: 'emil-password-1' })
+    const login = await grant({}, { grant_type: 'password', username: 'emil', password: 'emil-password-1', client_id: 'umlaut', client_secret: SECRET })
+    assert.equal(login.status, 200, JSON.stringify(login.body))
+    const endpoints = [
+      ['token (client credentials)', '/token', 'grant_type=client_credentials'],
+      ['token (refresh)', '/token', `grant_type=refresh_token&refresh_token=${login.body.refresh_token}`],
+      ['introspection', '/token/introspect', `token=${login.body.access_token}`],
+      ['revocation', '/revoke', `token=${login.body.refresh_token}`],
+      ['logout', '/logout', `refresh_token=${login.body.refresh_token}`],
+      ['pushed authorization', '/ext/par/request', 'response_type=code&redirect_uri=https%3A%2F%2Fapp.example.test%2Fcb'],
+      ['device authorization', '/auth/device', 'scope=openid'],
+    ] as const
+    for (const [name, path, fields] of endpoints) {
+      const response = await gw.fetch(realmUrl(gw, `/protocol/openid-connect${path}`).slice(gw.url.length), { method: 'POST', headers: { ...basicOf(Buffer.from('umlaut:')), 'content-type': 'application/x-www-form-urlencoded' }, body: fields })
+      assert.equal(response.status, 401, name)
+      assert.deepEqual(await response.json(), invalidClient, name)
+    }
+    const refreshed = await grant({}, { grant_type: 'refresh_token', refresh_token: login.body.refresh_token, client_id: 'umlaut', client_secret: SECRET })
+    assert.equal(refreshed.status, 200, `nothing was revoked or logged out: ${JSON.stringify(refreshed.body)}`)
+  })
+
   it('refuses a secret whose bytes are not UTF-8 as a wrong one, even where U+FFFD would stand for them', async () => {
     const latin1 = Buffer.from(`umlaut:${SECRET.replace('☕', '')}`, 'latin1')
     const percentLatin1 = Buffer.from(`umlaut:${[...Buffer.from(SECRET.replace('☕', ''), 'latin1')].map((byte) => `%${byte.toString(16).padStart(2, '0')}`).join('')}`)
