@@ -91,6 +91,11 @@ export interface ProviderRequest {
    */
   unreadableToken?: boolean | undefined
   /**
+   * A logout whose refresh token Gatehouse refused (src/oidc/routes.ts): Keycloak's LogoutEndpoint authenticates the
+   * client first, so the refusal is the answer only once oidc-provider authenticated it (a revocation of no token).
+   */
+  refusedOnceAuthenticated?: { status: number; error: string; description: string } | undefined
+  /**
    * The `aud` of the access token being introspected, as it was signed (absent from a token that names none): its
    * audiences may be other than its client's now, since a reload changed the services (the OAuth2 applications').
    */
@@ -256,6 +261,10 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
       }
       ctx.status = 204
       ctx.body = null
+    } else if (oidc.route === 'revocation' && ctx.status === 200 && providerRequestOf(ctx)?.refusedOnceAuthenticated) {
+      const { status, error, description } = providerRequestOf(ctx)!.refusedOnceAuthenticated!
+      ctx.status = status
+      ctx.body = { error, error_description: description }
     } else if (oidc.route === 'revocation' && ctx.status === 200 && providerRequestOf(ctx)?.unreadableToken) {
       ctx.body = { error: 'invalid_token', error_description: 'Invalid token' }
     } else if (oidc.route === 'revocation' && ctx.status === 200 && providerRequestOf(ctx)?.revokeAlso) {

@@ -330,7 +330,7 @@ async function readyForProvider(app: App, realm: Realm, rest: string, query: str
   const { handler, clientCredentials, refreshToken, password } = await realm.provider()
   app.oidc.maintain()
   let replayed: IncomingMessage | undefined
-  const request = () => (replayed ??= replayRequest(raw, exchange.ip, target, target.query ?? query, publicUrl(app.publicUrl), `/realms/${realm.name}`, { log: exchange.log, address: exchange.ip, logout: target.logout === true, prefilledUserCode: target.prefilledUserCode, revokeAlso: target.revokeAlso, unreadableToken: target.unreadableToken === true && !exchange.platform, introspectedAudience: target.introspectedAudience, userinfoRefusal: target.userinfoRefusal, refreshTokenAccount: target.refreshTokenAccount, refreshTokenExpiry: target.refreshTokenExpiry, secure: exchange.secure ?? app.publicUrl.startsWith('https:'), signedInAtGateway: exchange.signedInAtGateway, gatewayAccount: exchange.gatewayAccount, sessionAccount: exchange.sessionAccount }))
+  const request = () => (replayed ??= replayRequest(raw, exchange.ip, target, target.query ?? query, publicUrl(app.publicUrl), `/realms/${realm.name}`, { log: exchange.log, address: exchange.ip, logout: target.logout === true, prefilledUserCode: target.prefilledUserCode, revokeAlso: target.revokeAlso, unreadableToken: target.unreadableToken === true && !exchange.platform, refusedOnceAuthenticated: target.refusedOnceAuthenticated, introspectedAudience: target.introspectedAudience, userinfoRefusal: target.userinfoRefusal, refreshTokenAccount: target.refreshTokenAccount, refreshTokenExpiry: target.refreshTokenExpiry, secure: exchange.secure ?? app.publicUrl.startsWith('https:'), signedInAtGateway: exchange.signedInAtGateway, gatewayAccount: exchange.gatewayAccount, sessionAccount: exchange.sessionAccount }))
   const plainGrant = rest === KEYCLOAK_ROUTES.token && target.body && !query && !target.query
   const answer = plainGrant ? (await clientCredentials(target.body!, request().headers, exchange.ip)) ?? (await refreshToken(target.body!, request(), exchange.response)) ?? (await password(target.body!, request(), exchange.response)) : undefined
   return { handler, request, answer }
@@ -378,6 +378,8 @@ interface Target {
   prefilledUserCode?: string
   /** A revocation of a value that is no token the realm signed (`ProviderRequest.unreadableToken`). */
   unreadableToken?: boolean
+  /** The answer once the client authenticated (`ProviderRequest.refusedOnceAuthenticated`). */
+  refusedOnceAuthenticated?: { status: number; error: string; description: string }
   /** The `aud` an access token being introspected was signed with (`ProviderRequest.introspectedAudience`). */
   introspectedAudience?: { aud: unknown }
   /** The body is a form the gateway made in place of one that was none (`emptyFormInstead`). */
@@ -682,20 +684,27 @@ function keycloakPrompt(params: URLSearchParams): boolean {
 
 /** The refresh token record id inside a refresh token JWT; a value no record has when the JWT is not the realm's. */
 /** Keycloak's logout with a refresh token, as a revocation of the token's record (which ends its grant). */
-async function logoutByRefreshToken(realm: Realm, raw: IncomingMessage, form: URLSearchParams): Promise<Target | Refusal> {
+async function logoutByRefreshToken(realm: Realm, raw: IncomingMessage, form: URLSearchParams): Promise<Target> {
+  const revocationOf = (token: string): Buffer => {
+    const revocation = new URLSearchParams()
+    for (const [name, value] of form) {
+      if (name === 'client_id' || name === 'client_secret' || name === 'client_assertion' || name === 'client_assertion_type') revocation.append(name, value)
+    }
+    revocation.append('token', token)
+    revocation.append('token_type_hint', 'refresh_token')
+    return Buffer.from(revocation.toString())
+  }
+  // Keycloak authenticates the client before it reads the token (LogoutEndpoint.logoutToken): a refused token is
+  // answered once the client has been, by a revocation of no token, so that a caller without the client's
+  // credentials learns nothing of the token.
+  const refused = (description: string): Target => ({ path: KEYCLOAK_ROUTES.revocation, body: revocationOf(UNKNOWN_TOKEN), refusedOnceAuthenticated: { status: 400, error: 'invalid_grant', description } })
   const values = form.getAll('refresh_token')
   const token = values.length === 1 && JWT_SHAPE.test(values[0]!) ? await realm.refreshToken(values[0]!) : undefined
-  if (!token) return invalidGrant('Invalid refresh token')
-  if (token.exp <= epochTime()) return invalidGrant('Token is not active')
+  if (!token) return refused('Invalid refresh token')
+  if (token.exp <= epochTime()) return refused('Token is not active')
   const clientId = form.get('client_id') ?? basicClientId(raw.headers.authorization)
-  if (clientId !== undefined && clientId !== token.azp) return invalidGrant(REFRESH_CLIENT_MISMATCH)
-  const revocation = new URLSearchParams()
-  for (const [name, value] of form) {
-    if (name === 'client_id' || name === 'client_secret' || name === 'client_assertion' || name === 'client_assertion_type') revocation.append(name, value)
-  }
-  revocation.append('token', token.jti)
-  revocation.append('token_type_hint', 'refresh_token')
-  return { path: KEYCLOAK_ROUTES.revocation, body: Buffer.from(revocation.toString()), logout: true }
+  if (clientId !== undefined && clientId !== token.azp) return refused(REFRESH_CLIENT_MISMATCH)
+  return { path: KEYCLOAK_ROUTES.revocation, body: revocationOf(token.jti), logout: true }
 }
 
 /**

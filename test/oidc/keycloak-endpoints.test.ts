@@ -252,6 +252,31 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
     assert.equal((await introspect(tokens.access_token)).active, true)
   })
 
+  it('authenticates the client before it reads a logout\'s refresh token, as Keycloak\'s LogoutEndpoint: without the secret, nothing is said of the token', async () => {
+    const ofReports = await passwordLogin(gw, 'alice', 'alice-password', { client_id: 'reports', client_secret: SERVICE_SECRET })
+    const ofAnother = await passwordLogin(gw, 'alice', 'alice-password')
+    const refusals = [
+      ['not a token', 'x', 'Invalid refresh token'],
+      ['a signature that does not verify', `${ofReports.refresh_token.slice(0, -6)}AAAAAA`, 'Invalid refresh token'],
+      ['another client\'s token', ofAnother.refresh_token, 'Invalid refresh token. Token client and authorized client don\'t match'],
+    ] as const
+    for (const [name, token, description] of refusals) {
+      for (const [secret, spelling] of [['wrong-secret', 'a wrong secret'], ['', 'an empty secret']]) {
+        const unauthenticated = await post('/logout', { client_id: 'reports', client_secret: secret, refresh_token: token })
+        assert.equal(unauthenticated.status, 401, `${name}, ${spelling}`)
+        assert.deepEqual(await json(unauthenticated), { error: 'invalid_client', error_description: 'Invalid client or Invalid client credentials' }, `${name}, ${spelling}`)
+      }
+      const authenticated = await post('/logout', { client_id: 'reports', client_secret: SERVICE_SECRET, refresh_token: token })
+      assert.equal(authenticated.status, 400, name)
+      assert.deepEqual(await json(authenticated), { error: 'invalid_grant', error_description: description }, name)
+    }
+    assert.equal((await introspect(ofReports.refresh_token)).active, true, 'nothing was ended')
+    assert.equal((await introspect(ofAnother.refresh_token)).active, true, 'nothing was ended')
+    const loggedOut = await post('/logout', { client_id: 'reports', client_secret: SERVICE_SECRET, refresh_token: ofReports.refresh_token })
+    assert.equal(loggedOut.status, 204)
+    assert.equal((await introspect(ofReports.refresh_token)).active, false)
+  })
+
   it('answers a missing or repeated token at introspection and revocation in Keycloak\'s words', async () => {
     const client = { client_id: 'reports', client_secret: SERVICE_SECRET }
     const cases: [string, URLSearchParams, string][] = [
