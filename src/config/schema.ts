@@ -44,7 +44,8 @@ export const AuthMethodSchema = z.enum(authMethods)
 
 /** Segments `.` and `..` excluded: every request whose path holds one is refused (400 unsafe_path), so a prefix with one could never be reached. */
 const pathPrefix = z.string().regex(/^\/(?:(?!\.\.?\/)[A-Za-z0-9._~!$&'()*+,;=:@-]+\/)*$/, 'must start and end with "/" and contain only plain path segments (not "." or "..")')
-const publicPath = z.string().regex(/^\/[^?#\s]*\*?$/, 'must be an absolute path, optionally ending in "*" to match everything under it')
+/** A `*` anywhere but at the end matched only itself (`/ws/*.css` made the path `/ws/*.css` public): refused, as in rules. */
+const publicPath = z.string().regex(/^\/[^?#\s*]*\*?$/, 'must be an absolute path, optionally ending in "*" to match everything under it (a "*" nowhere else)')
 /** A request field's name (RFC 9110 §5.1), or a prefix of names ending in `*`. */
 const removedHeaders = z.array(z.string().regex(/^[A-Za-z0-9!#$%&'+.^_`|~-]+\*?$/, 'must be a header field name, or a prefix of names ending in "*"'))
 

@@ -291,6 +291,15 @@ describe('configuration', () => {
     assert.deepEqual(validateConfig({ server: { trusted_origins: origins } }).server.trusted_origins, origins)
   })
 
+  it('refuses a public path with a "*" before its end, which matched only the path spelt with it', () => {
+    const service = (publicPaths: string[]) => ({ services: [{ name: 'svc', prefix: '/svc/', upstream: 'http://127.0.0.1:1', public_paths: publicPaths }] })
+    for (const path of ['/svc/*.css', '/svc/*/static/', '/svc/**']) {
+      assert.deepEqual(problemsOf(service([path])), ['services.0.public_paths.0: must be an absolute path, optionally ending in "*" to match everything under it (a "*" nowhere else)'], path)
+    }
+    assert.equal(problemsOf({ gateway: { public_paths: ['/api/gateway/v1/*/x'] } })[0], 'gateway.public_paths.0: must be an absolute path, optionally ending in "*" to match everything under it (a "*" nowhere else)')
+    assert.deepEqual(validateConfig(service(['/svc/static/*', '/svc/health'])).services[0]!.public_paths, ['/svc/static/*', '/svc/health'])
+  })
+
   it('refuses a service prefix with a "." or ".." segment, which no request reaches (the gateway refuses their paths)', () => {
     const service = (prefix: string) => ({ name: 'svc', prefix, upstream: 'http://127.0.0.1:1' })
     for (const prefix of ['/a/../', '/./', '/a/./b/', '/../']) {
