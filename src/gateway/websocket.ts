@@ -229,7 +229,7 @@ export class WebSocketTunnels {
       if (--holding === 0) release()
     }
     whenClosed(upgrade.socket, closed)
-    const answer = await handshake(route, target, { ...headers, host: route.upstream.host, connection: 'Upgrade', upgrade: 'websocket' }, upgrade.socket).catch((error: unknown) => {
+    const answer = await handshake(route, target, { ...headers, host: route.upstream.host, connection: 'Upgrade', upgrade: 'websocket' }, upgrade.socket, upgrade.head).catch((error: unknown) => {
       // Logged with why, as both proxy paths log a failed request (the answer says only that the service failed): a
       // certificate refused, a connection refused, a timeout.
       if (error instanceof UpstreamUnavailable || error instanceof UpstreamTimeout) request.log.warn({ err: error.cause ?? error }, 'response errored')
@@ -540,7 +540,7 @@ type Answer = { response: IncomingMessage } | { response: IncomingMessage; socke
  * Sends the upgrade to the service and waits, at most the route's response timeout, for its answer; resolves with
  * nothing, the service's connection closed, once the client leaves first.
  */
-function handshake(route: Route, target: string, headers: IncomingHttpHeaders, client: Duplex): Promise<Answer | undefined> {
+function handshake(route: Route, target: string, headers: IncomingHttpHeaders, client: Duplex, head: Buffer): Promise<Answer | undefined> {
   const { upstream } = route
   const https = upstream.protocol === 'https:'
   const send = https ? httpsRequest : httpRequest
@@ -554,7 +554,7 @@ function handshake(route: Route, target: string, headers: IncomingHttpHeaders, c
       outgoing.destroy()
       outcome()
     }
-    const stopWatching = watchForLeaving(client, () => giveUp(() => resolve(undefined)), () => giveUp(() => reject(new InvalidUpgrade(`A WebSocket client must wait for the answer to its upgrade before it sends more than ${KEPT_WHILE_WAITING / 1024} KiB.`))))
+    const stopWatching = watchForLeaving(client, head.length, () => giveUp(() => resolve(undefined)), () => giveUp(() => reject(new InvalidUpgrade(`A WebSocket client must wait for the answer to its upgrade before it sends more than ${KEPT_WHILE_WAITING / 1024} KiB.`))))
     const timer = setTimeout(() => {
       stopWatching()
       outgoing.destroy()
@@ -593,13 +593,18 @@ function handshake(route: Route, target: string, headers: IncomingHttpHeaders, c
  * much and then closing its side unseen. The returned function stops watching and puts what was kept back, in
  * order, to be the tunnel's first bytes.
  */
-function watchForLeaving(client: Duplex, left: () => void, overflowed: () => void): () => void {
+function watchForLeaving(client: Duplex, sentWithUpgrade: number, left: () => void, overflowed: () => void): () => void {
   if (client.destroyed) {
     queueMicrotask(left)
     return () => undefined
   }
   const kept: Buffer[] = []
-  let keptBytes = 0
+  if (sentWithUpgrade > KEPT_WHILE_WAITING) {
+    queueMicrotask(overflowed)
+    return () => undefined
+  }
+  // What came in the upgrade's own reads (Node's `head`) counts too: sent with the request, most of it did.
+  let keptBytes = sentWithUpgrade
   let watching = true
   const keep = (chunk: Buffer) => {
     kept.push(chunk)

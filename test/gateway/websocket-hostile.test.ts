@@ -249,6 +249,17 @@ describe('WebSockets with hostile clients and misbehaving services', () => {
     assert.equal(service.handshakes.length, reached + 1, 'none of those bytes reached the service')
   })
 
+  it('counts the bytes sent in one write with the upgrade\'s headers among those 64 KiB', async () => {
+    const reached = service.handshakes.length
+    // Node hands what came in the headers' reads to the upgrade apart (its `head`): this client's 70 KiB mostly did.
+    const client = await rawClient(gw.url, '127.0.0.1', Buffer.concat([Buffer.from(upgradeRequest('/patient/silent')), Buffer.alloc(70 * 1024, 0x61)]))
+    await Promise.race([client.closed, sleep(5000)])
+    assert.match(client.received(), /^HTTP\/1\.1 400 /)
+    assert.match(client.received(), /"code":"invalid_upgrade"/)
+    assert.equal(await eventually(service.open, (count) => count === 0, 2000), 0, 'the service\'s connection is closed, not held until timeouts.response_seconds')
+    assert.ok(service.handshakes.length <= reached + 1, 'none of those bytes reached the service')
+  })
+
   it('still carries the bytes a client pipelines behind an upgrade while the service takes its time to answer', async () => {
     const reached = service.handshakes.length
     const pipelined = 'first frame bytes'
