@@ -9,6 +9,7 @@ import { anonymousBodyMs } from '../http/anonymous-bodies.ts'
 import { contentCodingRefusal, transferCodingRefusal } from '../http/body-codings.ts'
 import { closeLingeringAfter } from '../http/lingering-close.ts'
 import { mediaType } from '../http/negotiation.ts'
+import { PackedChunks } from '../http/packed-chunks.ts'
 import { wellFormedEscapes } from '../http/request-target.ts'
 import type { GatewayApi } from './gateway-api.ts'
 import { JSON_NULL } from './validation.ts'
@@ -104,6 +105,9 @@ export function holdBodiesWithin(api: GatewayApi, app: App): void {
       answered = true
       budget.give(held, client)
     })
+    // Passed on in pieces of about a kilobyte or more, however small the chunks a client sends: Fastify's parser keeps
+    // what it is given until the body ends (src/http/packed-chunks.ts).
+    const packed = new PackedChunks()
     const counted = new Transform({
       transform(chunk: Buffer, _encoding, next) {
         // What still comes after the answer (of a body refused as too large) is dropped, not held.
@@ -113,7 +117,12 @@ export function holdBodiesWithin(api: GatewayApi, app: App): void {
           return next(new BodyBuffersFull())
         }
         held += chunk.length
-        next(null, chunk)
+        for (const piece of packed.add(chunk)) this.push(piece)
+        next()
+      },
+      flush(done) {
+        for (const piece of packed.flush()) this.push(piece)
+        done()
       },
     })
     const access = (request.routeOptions.config as { access?: string } | undefined)?.access

@@ -3,6 +3,7 @@ import { Readable } from 'node:stream'
 import { clientKey } from '../directory/lockout.ts'
 import { transferCodingRefusal } from '../http/body-codings.ts'
 import { closeLingeringAfter } from '../http/lingering-close.ts'
+import { PackedChunks } from '../http/packed-chunks.ts'
 import { Shares } from './shares.ts'
 
 /**
@@ -70,6 +71,8 @@ export class RequestBuffer {
     const declared = coding === undefined ? Number(raw.headers['content-length']) : Number.NaN
     const streamFrom = Number.isNaN(declared) || declared <= limit ? limit + 1 : limit
     return new Promise((resolve) => {
+      // Held at about their size, however small the chunks a client sends (src/http/packed-chunks.ts).
+      const packed = new PackedChunks()
       const chunks: Buffer[] = []
       let size = 0
       const settle = (body: ForwardedBody | undefined): void => {
@@ -80,17 +83,17 @@ export class RequestBuffer {
         if (!budget.take(chunk.length)) {
           // Nothing more may be held: what has arrived goes first, the rest as it comes.
           raw.pause()
-          settle(followedByRest([...chunks, chunk], raw, scan))
+          settle(followedByRest([...chunks, ...packed.flush(), chunk], raw, scan))
           return
         }
-        chunks.push(chunk)
+        for (const piece of packed.add(chunk)) chunks.push(piece)
         size += chunk.length
         if (size >= streamFrom) {
           raw.pause()
-          settle(followedByRest(chunks, raw, scan))
+          settle(followedByRest([...chunks, ...packed.flush()], raw, scan))
         }
       }
-      const onEnd = (): void => settle(Buffer.concat(chunks, size))
+      const onEnd = (): void => settle(Buffer.concat([...chunks, ...packed.flush()], size))
       // Before its end: the client went away, or the server cut the request off (request_seconds).
       const onClose = (): void => settle(undefined)
       response.on('close', () => budget.give(size))

@@ -12,6 +12,7 @@ import { formBytes, formInUtf8, formValuesAreUtf8 } from '../http/legacy-text.ts
 import { anonymousBodyMs } from '../http/anonymous-bodies.ts'
 import { contentCodingRefusal, transferCodingRefusal } from '../http/body-codings.ts'
 import { closeLingeringAfter } from '../http/lingering-close.ts'
+import { PackedChunks } from '../http/packed-chunks.ts'
 import { splitTarget } from '../http/request-target.ts'
 import { auditedToken, auditedTokenFields } from '../audit/tokens.ts'
 import { TOKEN_PREFIX, tokenShapeProblem } from '../auth/token-format.ts'
@@ -849,6 +850,8 @@ export function readRealmBody(app: App, raw: IncomingMessage, response: ServerRe
   let held = 0
   response.once('close', () => budget.give(held, client))
   return new Promise((resolve, reject) => {
+    // Held at about their size, however small the chunks a client sends (src/http/packed-chunks.ts).
+    const packed = new PackedChunks()
     const chunks: Buffer[] = []
     let size = 0
     const refuse = (reason: 'too_large' | 'too_slow' | 'budget_full') => {
@@ -861,11 +864,11 @@ export function readRealmBody(app: App, raw: IncomingMessage, response: ServerRe
       if (size > REALM_BODY_LIMIT) return refuse('too_large')
       if (!budget.take(chunk.length, client)) return refuse('budget_full')
       held += chunk.length
-      chunks.push(chunk)
+      for (const piece of packed.add(chunk)) chunks.push(piece)
     }
     const onEnd = () => {
       stop()
-      resolve(Buffer.concat(chunks, size))
+      resolve(Buffer.concat([...chunks, ...packed.flush()], size))
     }
     const onError = (error: Error) => {
       stop()
