@@ -14,6 +14,7 @@ import { DatabaseUnavailable, DirectoryUnavailable, type GatehouseError, Invalid
 import type { GatewayRequest } from '../http/gateway-request.ts'
 import { markCutByGateway } from '../http/answer-outcome.ts'
 import { answeredLast, lingeringClose } from '../http/lingering-close.ts'
+import { PackedChunks } from '../http/packed-chunks.ts'
 import { enterRequest } from '../http/request-entry.ts'
 import { strictTransportSecurity } from '../listener/listener.ts'
 import { splitTarget } from '../http/request-target.ts'
@@ -598,6 +599,8 @@ function watchForLeaving(client: Duplex, sentWithUpgrade: number, left: () => vo
     queueMicrotask(left)
     return () => undefined
   }
+  // Held at about their size, however small the chunks a client sends (src/http/packed-chunks.ts).
+  const packed = new PackedChunks()
   const kept: Buffer[] = []
   if (sentWithUpgrade > KEPT_WHILE_WAITING) {
     queueMicrotask(overflowed)
@@ -607,11 +610,12 @@ function watchForLeaving(client: Duplex, sentWithUpgrade: number, left: () => vo
   let keptBytes = sentWithUpgrade
   let watching = true
   const keep = (chunk: Buffer) => {
-    kept.push(chunk)
+    for (const piece of packed.add(chunk)) kept.push(piece)
     keptBytes += chunk.length
     if (keptBytes <= KEPT_WHILE_WAITING) return
     // Never carried: the upgrade is refused.
     kept.length = 0
+    packed.flush()
     stop()
     overflowed()
   }
@@ -625,6 +629,7 @@ function watchForLeaving(client: Duplex, sentWithUpgrade: number, left: () => vo
     watching = false
     client.off('data', keep).off('end', leave).off('close', leave)
     client.pause()
+    kept.push(...packed.flush())
     if (kept.length && !client.destroyed && !client.readableEnded) client.unshift(Buffer.concat(kept))
   }
   client.on('data', keep).once('end', leave).once('close', leave)
