@@ -50,13 +50,15 @@ export async function registerOpenApi(server: FastifyInstance): Promise<void> {
     return described()
   })
   let reference: Promise<FastifyInstance> | undefined
+  const referenceServed = () => (reference ??= described().then(referenceServer).catch((error: unknown) => {
+    reference = undefined
+    throw error
+  }))
+  const files = new ReferenceFiles(referenceServed)
   const serveReference = async (request: FastifyRequest, reply: FastifyReply) => {
-    reference ??= described().then(referenceServer).catch((error: unknown) => {
-      reference = undefined
-      throw error
-    })
+    const file = await files.answer(request)
     // Always GET: for HEAD, the gateway's own HEAD handling drops the body and keeps its length.
-    const answer = await (await reference).inject({ method: 'GET', url: request.url, headers: request.headers })
+    const answer = file ?? await (await referenceServed()).inject({ method: 'GET', url: request.url, headers: request.headers })
     if (answer.statusCode === 404) return reply.callNotFound()
     const { connection: _connection, 'keep-alive': _keepAlive, 'transfer-encoding': _encoding, date: _date, ...headers } = answer.headers
     // frame-ancestors says it to browsers that read CSP; X-Frame-Options to those that do not.
@@ -66,6 +68,60 @@ export async function registerOpenApi(server: FastifyInstance): Promise<void> {
   }
   server.get(REFERENCE_PATH, { schema: { hide: true } }, serveReference)
   server.get(`${REFERENCE_PATH}/*`, { schema: { hide: true } }, serveReference)
+}
+
+interface ReferenceAnswer {
+  statusCode: number
+  headers: Record<string, string | string[] | number | undefined>
+  rawPayload: Buffer
+}
+
+/** Where swagger-ui's own files (its 1.7 MB script among them) are served, the same for everyone. */
+const REFERENCE_FILES = `${REFERENCE_PATH}/static/`
+
+/**
+ * swagger-ui's files, each answered once through the reference's server and from memory after that. Through it, every
+ * request read the file and copied it twice (light-my-request's buffer and a string of it), which anyone may ask for:
+ * a few hundred requests for the 1.7 MB script that read nothing held gigabytes and stalled the event loop for
+ * seconds. Kept are the files that exist (swagger-ui's few), by path, whatever the query; a conditional request is
+ * answered 304 from the file's ETag, and a range is not served (RFC 9110 lets a server send the whole file).
+ */
+class ReferenceFiles {
+  readonly #server: () => Promise<FastifyInstance>
+  readonly #files = new Map<string, Promise<ReferenceAnswer | undefined>>()
+
+  constructor(server: () => Promise<FastifyInstance>) {
+    this.#server = server
+  }
+
+  /** The answer to a request for one of the files; undefined for any other request, answered as before. */
+  async answer(request: FastifyRequest): Promise<ReferenceAnswer | undefined> {
+    const path = request.url.split('?', 1)[0]!
+    if (!path.startsWith(REFERENCE_FILES)) return undefined
+    let file = this.#files.get(path)
+    if (!file) {
+      file = this.#read(path)
+      this.#files.set(path, file)
+      // Only files that exist are kept: any other path would grow the map with every name asked for.
+      void file.then((found) => found ?? this.#files.delete(path), () => this.#files.delete(path))
+    }
+    const found = await file
+    if (!found) return undefined
+    const etag = found.headers.etag
+    const asked = request.headers['if-none-match']
+    if (typeof etag === 'string' && typeof asked === 'string' && asked.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag.replace(/^W\//, '') || tag.trim() === '*')) {
+      const { 'content-length': _length, 'content-type': _type, ...headers } = found.headers
+      return { statusCode: 304, headers, rawPayload: Buffer.alloc(0) }
+    }
+    return found
+  }
+
+  async #read(path: string): Promise<ReferenceAnswer | undefined> {
+    const answer = await (await this.#server()).inject({ method: 'GET', url: path })
+    if (answer.statusCode !== 200) return undefined
+    const { 'accept-ranges': _ranges, ...headers } = answer.headers
+    return { statusCode: 200, headers, rawPayload: answer.rawPayload }
+  }
 }
 
 /**
