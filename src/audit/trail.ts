@@ -1,6 +1,7 @@
 import { createWriteStream, openSync, type WriteStream } from 'node:fs'
 import type { AuditSchema } from '../config/operations.ts'
 import { DatabaseUnavailable } from '../errors.ts'
+import { printableJson } from '../logging/printable.ts'
 import { AUDIT_FIELD_LIMITS, type AuditKind, type NewAuditEntry } from '../store/audit.ts'
 import type { Store } from '../store/store.ts'
 import type { z } from 'zod'
@@ -195,7 +196,8 @@ export class AuditTrail {
 
   /** Resolves once the lines are handed to the file (or standard output), so a flush means written. */
   #writeLines(batch: NewAuditEntry[]): Promise<void> {
-    const text = batch.map((entry) => JSON.stringify(asLine(entry))).join('\n') + '\n'
+    // On standard output, where an operator may be reading: what a client chose (a username, a token's name) acts on no terminal.
+    const text = batch.map((entry) => printableJson(asLine(entry))).join('\n') + '\n'
     return new Promise((resolve) => this.#lines!.write(text, () => resolve()))
   }
 

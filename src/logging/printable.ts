@@ -12,3 +12,15 @@ const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g
 export function printable(text: string): string {
   return text.replace(UNPRINTABLE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
 }
+
+/** What JSON.stringify leaves as it is of those, and the line and paragraph separators (which end a line for some readers). */
+const RAW_IN_JSON = /[\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g
+
+/**
+ * A value as one line of JSON that no terminal acts on: JSON.stringify escapes C0 controls, not DEL, C1 (U+009B is an
+ * escape sequence's start on its own) or the bidirectional overrides; each is written as its `\u` escape, which JSON
+ * reads back as the same character.
+ */
+export function printableJson(value: unknown): string {
+  return JSON.stringify(value).replace(RAW_IN_JSON, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+}

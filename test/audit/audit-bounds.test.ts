@@ -153,6 +153,25 @@ describe('audit trail bounds', () => {
     }
   })
 
+  it('writes what a client chose as characters no terminal acts on: C1 controls and bidirectional overrides as \\u escapes', async () => {
+    const dir = tempDir()
+    const file = join(dir, 'audit.jsonl')
+    const gw = await startGateway({ config: { audit: { output: 'file', file } } })
+    try {
+      const username = 'ev\u009b2J\u009b31mil\u202eevil\u001b[31m\u2028'
+      const refused = await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: `Basic ${Buffer.from(`${username}:pw`).toString('base64')}` } })
+      assert.equal(refused.status, 401)
+      await gw.app.audit.flush()
+      const text = readFileSync(file, 'utf8')
+      assert.doesNotMatch(text, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/, 'no raw control or override in the file')
+      const line = JSON.parse(text.trim().split('\n').find((one) => JSON.parse(one).operation === 'login_error')!)
+      assert.equal(line.objectName, username, 'read back as the same text')
+    } finally {
+      await gw.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
   it('cuts a long tried username in the JSON line as in the table, so a failed password grant cannot make a line of any size', async () => {
     const dir = tempDir()
     const file = join(dir, 'audit.jsonl')
