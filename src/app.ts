@@ -7,6 +7,7 @@ import { accessEntryRule } from './access/service-access.ts'
 import type { GatewayRequest } from './http/gateway-request.ts'
 import { mappingActor, signingIn, SYSTEM_ACTOR } from './audit/actor.ts'
 import { changesBetween } from './audit/changes.ts'
+import { auditedSession, sessionFields } from './audit/sessions.ts'
 import { AuditTrail } from './audit/trail.ts'
 import { BasicAuthenticator } from './auth/basic.ts'
 import { CredentialCache } from './auth/credential-cache.ts'
@@ -216,9 +217,17 @@ export async function createApp(config: Config, store: Store, options: AppOption
   accounts.onForget((userId) => tokens.forgetUser(userId))
   auth.add(new TokenAuthenticator(tokens))
   const metrics = new GatewayMetrics(['gateway', 'ui', ...config.services.map((service) => service.name), ...config.realms.map((realm) => `realms/${realm.name}`)])
-  const endGatewaySession = (cookie: string, accountId: string | undefined) => sessions.resolve(cookie).then(async (session) => {
+  // A realm's logout ends the gateway session of the same browser: recorded as the gateway's own logout records it (the
+  // session's `delete`, which gatehouse_revocations_total counts), by its user, from where the logout came.
+  const auditGatewaySessionEnded = (ended: Awaited<ReturnType<SessionManager['end']>>, address: string | undefined) => {
+    if (!ended) return
+    void accounts.get(ended.userId).then((user) => user?.username, () => undefined).then((username) => {
+      audit.signInSession({ userId: ended.userId, username: username ?? null, address: address ?? null, method: 'oidc' }, 'delete', auditedSession(ended), sessionFields(ended))
+    })
+  }
+  const endGatewaySession = (cookie: string, accountId: string | undefined, address: string | undefined) => sessions.resolve(cookie).then(async (session) => {
     if (accountId !== undefined && String(session.userId) !== accountId) return false
-    await sessions.end(session.keyHash)
+    auditGatewaySessionEnded(await sessions.end(session.keyHash), address)
     return true
   }, () => true)
   // The gateway session a realm session of the same browser is linked to: a live one of the same user. A cookie of a
@@ -228,9 +237,9 @@ export async function createApp(config: Config, store: Store, options: AppOption
   const gatewaySessionOf = (cookie: string, userId: number) => sessions.resolve(cookie).then(
     (session) => session.userId === userId ? session.keyHash : undefined,
     (error: unknown) => error instanceof InvalidSession && SessionManager.wellFormed(cookie) ? SessionManager.hashOf(cookie) : undefined)
-  const endLinkedGatewaySession = async (keyHash: string, accountId: string | undefined) => {
+  const endLinkedGatewaySession = async (keyHash: string, accountId: string | undefined, address: string | undefined) => {
     const session = await sessions.get(keyHash)
-    if (session && String(session.userId) === accountId) await sessions.end(keyHash)
+    if (session && String(session.userId) === accountId) auditGatewaySessionEnded(await sessions.end(keyHash), address)
   }
   const clientAccess = compileClientAccess(config, access, () => settings.current.allow_external_users_to_create_oauth2_tokens)
   const clientRoles = compileClientRoles(config, access)

@@ -46,14 +46,14 @@ export interface KeycloakShapeOptions {
    * Ends the gateway session its cookie names: logging out of the realm's browser session logs out of the gateway.
    * False when it is the live session of someone else than the realm session's `accountId`, which it leaves alone.
    */
-  endGatewaySession(cookie: string, accountId: string | undefined): Promise<boolean>
+  endGatewaySession(cookie: string, accountId: string | undefined, address: string | undefined): Promise<boolean>
   /**
    * Ends the sign-in a `sid` of an account names: the realm browser session of that `uid` (its sign-ins' grants, the
    * gateway session linked to it), or a password login; false when none is live.
    */
-  endSignIn(sid: string, accountId: string | undefined): Promise<boolean>
+  endSignIn(sid: string, accountId: string | undefined, address: string | undefined): Promise<boolean>
   /** Keycloak's logout with a refresh token revoked this one (its grant with it): the session it was of ends (provider.ts). */
-  loggedOutWithRefreshToken(token: RefreshTokenRecord & { grantId?: string | undefined }): Promise<void>
+  loggedOutWithRefreshToken(token: RefreshTokenRecord & { grantId?: string | undefined }, address: string | undefined): Promise<void>
   /** Told each logout at the realm that ended an account's sign-in, with the client's address (the audit trail's `logout`). */
   signedOut?: ((accountId: string, address: string | undefined) => void) | undefined
 }
@@ -256,7 +256,7 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
       // Found, and so revoked: a token whose session ended already is answered alike, and ends nothing more.
       const revoked = oidc.entities.RefreshToken as unknown as (RefreshTokenRecord & { grantId?: string }) | undefined
       if (revoked) {
-        await options.loggedOutWithRefreshToken(revoked)
+        await options.loggedOutWithRefreshToken(revoked, providerRequestOf(ctx)?.address)
         options.signedOut?.(revoked.accountId, providerRequestOf(ctx)?.address)
       }
       ctx.status = 204
@@ -344,7 +344,7 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
       // The logout that signs the previous person out when someone else logs in at the realm's login page in the same
       // browser leaves alone the gateway session that login just opened.
       const gatewaySession = ctx.cookies.get(GATEWAY_SESSION_COOKIE)
-      if (gatewaySession && await options.endGatewaySession(gatewaySession, oidc.session?.accountId)) {
+      if (gatewaySession && await options.endGatewaySession(gatewaySession, oidc.session?.accountId, providerRequestOf(ctx)?.address)) {
         ctx.cookies.set(GATEWAY_SESSION_COOKIE, null, { path: '/', httpOnly: true, sameSite: 'lax' })
       }
     }
@@ -886,7 +886,8 @@ async function endHintedSession(ctx: KoaContextWithOIDC, oidc: KoaContextWithOID
   const sid = hint?.payload?.sid
   const sub = typeof hint?.payload?.sub === 'string' ? hint.payload.sub : undefined
   if (typeof sid !== 'string' || sid === '') return
-  if (await options.endSignIn(sid, sub) && sub !== undefined) options.signedOut?.(sub, providerRequestOf(ctx)?.address)
+  const address = providerRequestOf(ctx)?.address
+  if (await options.endSignIn(sid, sub, address) && sub !== undefined) options.signedOut?.(sub, address)
 }
 
 /**

@@ -114,7 +114,7 @@ const signInEnds = new WeakMap<Provider, { endSignIn: EndSignIn; signedOut: Prov
  * Ends the sign-in a Keycloak session id (`sid`) of an account names: a realm browser session, or a login no browser
  * session holds (a password login); false when neither is live.
  */
-type EndSignIn = (sid: string, accountId: string | undefined) => Promise<boolean>
+type EndSignIn = (sid: string, accountId: string | undefined, address: string | undefined) => Promise<boolean>
 
 /**
  * The confirmed logout of a browser whose request named another of the realm's sessions (its `id_token_hint`, which
@@ -131,9 +131,8 @@ async function endHintedSessionInstead(ctx: KoaContextWithOIDC, next: () => Prom
   const realmLogout = signInEnds.get(ctx.oidc.provider)
   if (typeof state?.hintedSession !== 'string' || !realmLogout) return next()
   const hintedAccount = typeof state.hintedAccount === 'string' ? state.hintedAccount : undefined
-  if (await realmLogout.endSignIn(state.hintedSession, hintedAccount) && hintedAccount !== undefined) {
-    realmLogout.signedOut?.(hintedAccount, (ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.address)
-  }
+  const address = (ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.address
+  if (await realmLogout.endSignIn(state.hintedSession, hintedAccount, address) && hintedAccount !== undefined) realmLogout.signedOut?.(hintedAccount, address)
   session!.state = undefined
   const back = new URL(typeof state.postLogoutRedirectUri === 'string' ? state.postLogoutRedirectUri : ctx.oidc.urlFor('end_session_success'))
   if (typeof state.postLogoutRedirectUri === 'string' && typeof state.state === 'string') back.searchParams.set('state', state.state)
@@ -156,7 +155,7 @@ export interface ProviderOptions {
   accounts: Accounts
   serviceAccounts: ServiceAccounts
   loginName(name: string): Promise<LoginName>
-  endGatewaySession(cookie: string, accountId: string | undefined): Promise<boolean>
+  endGatewaySession(cookie: string, accountId: string | undefined, address: string | undefined): Promise<boolean>
   /**
    * The key hash of the gateway session a `gateway_sessionid` cookie names: a live one, if it is `userId`'s; one that
    * no longer exists (it was ended), whoever's it was, so that the save it is asked for ends the realm session.
@@ -186,7 +185,7 @@ export interface ProviderOptions {
    * Ends the realm browser session of this uid, telling each client it signed in to (realm.ts); false when it had
    * ended already.
    */
-  endBrowserSession?: ((uid: string) => Promise<boolean>) | undefined
+  endBrowserSession?: ((uid: string, address: string | undefined) => Promise<boolean>) | undefined
   /**
    * Whether a device code polls again before `intervalSeconds` have passed since its last poll, counting this one
    * (realm.ts): asked only of a poll by the code's own client, authenticated (`slowDownFastPolls`).
@@ -386,8 +385,8 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   // Always behind Gatehouse, which passes the public URL's scheme and host as forwarding headers (routes.ts).
   provider.proxy = true
   secureAsTheGatewayJudges(provider)
-  const endSignIn: EndSignIn = async (sid, accountId) =>
-    await options.endBrowserSession?.(sid) === true || (accountId !== undefined && await endPasswordLogin(options, sid, accountId))
+  const endSignIn: EndSignIn = async (sid, accountId, address) =>
+    await options.endBrowserSession?.(sid, address) === true || (accountId !== undefined && await endPasswordLogin(options, sid, accountId))
   signInEnds.set(provider, { endSignIn, signedOut: options.signedOut })
   allowWildcardRedirects(provider, (clientId) => configured.has(clientId))
   spareIdTokenSignatures(provider)
@@ -425,7 +424,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   serviceAccountScopes(provider, scopes)
   refreshScopes(provider)
   staleRefreshTokensEndTheirGrant(provider, adapterDeps.detectsRefreshTokenReuse)
-  provider.use(keycloakShapes({ realm: realm.name, grantTypes: GRANT_TYPES, client: (id) => clients.get(id), requiresPkce, username: async (id) => (await options.accounts.get(Number(id)))?.username, serviceAccountUserinfo: (jti) => serviceAccountUserinfo(provider, options, jti), serviceAccountId: async (clientId) => String((await options.serviceAccounts.userFor(clientId)).id), accountState: (id) => accountState(options.accounts, id), tokens: options.tokens, cookiePath: `${realmPath}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession, endSignIn, loggedOutWithRefreshToken: (token) => loggedOutWithRefreshToken(options, token), signedOut: options.signedOut }))
+  provider.use(keycloakShapes({ realm: realm.name, grantTypes: GRANT_TYPES, client: (id) => clients.get(id), requiresPkce, username: async (id) => (await options.accounts.get(Number(id)))?.username, serviceAccountUserinfo: (jti) => serviceAccountUserinfo(provider, options, jti), serviceAccountId: async (clientId) => String((await options.serviceAccounts.userFor(clientId)).id), accountState: (id) => accountState(options.accounts, id), tokens: options.tokens, cookiePath: `${realmPath}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession, endSignIn, loggedOutWithRefreshToken: (token, address) => loggedOutWithRefreshToken(options, token, address), signedOut: options.signedOut }))
   provider.use(refuseUnknownTokenTypeHint)
   provider.use(sessionCookieUntilSessionMax(realm))
   // keycloak-connect's session id, sent with its code, for the admin call that ends that session (admin-url.ts).
@@ -1065,8 +1064,8 @@ function eventNamesOnce(provider: Provider): void {
  * A browser's refresh token ends that browser session, with every client it signed in to; an offline token, or a
  * password login's (a session of one client, as Keycloak's direct grant makes), tells its own client, with its `sid`.
  */
-async function loggedOutWithRefreshToken(options: ProviderOptions, token: RefreshTokenRecord & { grantId?: string | undefined }): Promise<void> {
-  if (token.sessionUid !== undefined && refreshTokenType(token.scope) === 'Refresh' && await options.endBrowserSession?.(token.sessionUid)) return
+async function loggedOutWithRefreshToken(options: ProviderOptions, token: RefreshTokenRecord & { grantId?: string | undefined }, address: string | undefined): Promise<void> {
+  if (token.sessionUid !== undefined && refreshTokenType(token.scope) === 'Refresh' && await options.endBrowserSession?.(token.sessionUid, address)) return
   options.loggedOut?.(token.clientId, token.accountId, keycloakSid(token), token.grantId)
 }
 

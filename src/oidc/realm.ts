@@ -98,7 +98,7 @@ export interface RealmDependencies {
    * Ends the gateway session a `gateway_sessionid` cookie names, if it is live: a browser signs out once. False when it
    * is another user's than `accountId` (of the realm session that ended), which it leaves alone.
    */
-  endGatewaySession(cookie: string, accountId: string | undefined): Promise<boolean>
+  endGatewaySession(cookie: string, accountId: string | undefined, address: string | undefined): Promise<boolean>
   /**
    * The key hash of the gateway session a `gateway_sessionid` cookie names: a live one, if it is `userId`'s; one that
    * no longer exists (it was ended), whoever's it was, so that the save it is asked for ends the realm session.
@@ -108,7 +108,7 @@ export interface RealmDependencies {
    * Ends the gateway session of this key hash, the one a realm browser session that ended was linked to, if it is live
    * and `accountId`'s.
    */
-  endLinkedGatewaySession(keyHash: string, accountId: string | undefined): Promise<void>
+  endLinkedGatewaySession(keyHash: string, accountId: string | undefined, address: string | undefined): Promise<void>
   /**
    * Asked at each refresh whether the user's account still stands where it came from (a directory entry that is
    * gone: src/directory/ldap-check.ts); false refuses the refresh.
@@ -531,14 +531,14 @@ export class Realm {
         signedOut: (accountId, address) => this.#deps.signedOut?.(this.config.name, accountId, address),
         loggedOut: (clientId, accountId, sid, grantId) => this.logOutClients([{ accountId, sid, signIns: [{ clientId, grantId }] }]),
         devicePolledTooSoon: (deviceCode, intervalSeconds) => this.devicePolledTooSoon(deviceCode, intervalSeconds),
-        endBrowserSession: async (uid) => {
+        endBrowserSession: async (uid, address) => {
           const ended = await this.#deps.bus.change(async (tx, announce) => {
             const ended = await tx.oidc.endSessionByUid(uid, this.#deps.bus.clock.now())
             for (const grantId of ended?.grants ?? []) announce(REVOKE_TOPIC, `grant:${grantId}`)
             return ended
           })
           // A browser signs out once: the gateway session of the same browser ends too, as at the end-session endpoint.
-          if (ended?.gatewaySession !== undefined) await this.#deps.endLinkedGatewaySession(ended.gatewaySession, ended.accountId)
+          if (ended?.gatewaySession !== undefined) await this.#deps.endLinkedGatewaySession(ended.gatewaySession, ended.accountId, address)
           return ended !== undefined
         },
         revoke: (keys, destroy) => this.#deps.bus.change(async (tx, announce) => {

@@ -466,6 +466,13 @@ for (const backend of gatewayBackends) {
       assert.equal(await signedIn(device.browser), 401, 'the gateway session of the browser that signed in at the realm ended')
       await assertSignedOutAtRealm(device)
       assert.equal(await signedIn(elsewhere), 200, 'the same person\'s gateway session on another device stays')
+      // Recorded as the gateway's own logout records a session's end: a delete of it, by its user, from the logout's address.
+      await gw.app.audit.flush()
+      const stream = await json(await gw.fetch(`/api/gateway/v1/activitystream/?${new URLSearchParams({ content_type: 'session', created_by__username: 'tara', order_by: 'id', page_size: '50' })}`, { headers: { authorization: basic('admin', ADMIN_PASSWORD) } }))
+      const entries = stream.results.map((entry: { operation: string; object_id: string; source_address: string; auth_method: string }) => [entry.operation, entry.object_id, entry.source_address, entry.auth_method])
+      const [deviceSession, otherSession] = entries.filter(([operation]: string[]) => operation === 'create').map(([, id]: string[]) => id)
+      assert.deepEqual(entries.filter(([operation]: string[]) => operation === 'delete'), [['delete', deviceSession, '127.0.0.1', 'oidc']], JSON.stringify(entries))
+      assert.notEqual(deviceSession, otherSession)
     })
 
     it('ends the realm session of a browser whose gateway session its owner ends with End', async () => {
