@@ -286,11 +286,6 @@ export const ConfigSchema = z.object({
     if (service.prefix.startsWith('/ui/')) {
       ctx.addIssue({ code: 'custom', path: ['services', i, 'prefix'], message: 'must not be under /ui/, the web interface' })
     }
-    // The gateway's part of Keycloak's admin API (src/api/realm-sessions.ts): a service there would get no request.
-    // One that covers it (`/admin/`) keeps every other path under it.
-    if (service.prefix.startsWith('/admin/realms/')) {
-      ctx.addIssue({ code: 'custom', path: ['services', i, 'prefix'], message: 'must not be under /admin/realms/, the gateway\'s realm administration (a service there would get no request)' })
-    }
     const realmPath = '/realms/'.startsWith(service.prefix) ? '/realms/' : realmPaths.find((path) => path.startsWith(service.prefix) || service.prefix.startsWith(path))
     if (realmPath) {
       ctx.addIssue({ code: 'custom', path: ['services', i, 'prefix'], message: `must not cover${realmPath === '/realms/' ? '' : ' or be under'} ${realmPath}, which the gateway's realms serve` })

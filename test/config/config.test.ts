@@ -291,14 +291,6 @@ describe('configuration', () => {
     assert.deepEqual(validateConfig({ server: { trusted_origins: origins } }).server.trusted_origins, origins)
   })
 
-  it('refuses a service prefix under /admin/realms/, the gateway\'s realm administration, and takes one that covers it', () => {
-    const service = (prefix: string) => ({ services: [{ name: 'svc', prefix, upstream: 'http://127.0.0.1:1' }] })
-    for (const prefix of ['/admin/realms/', '/admin/realms/platform/']) {
-      assert.deepEqual(problemsOf(service(prefix)), ['services.0.prefix: must not be under /admin/realms/, the gateway\'s realm administration (a service there would get no request)'], prefix)
-    }
-    for (const prefix of ['/admin/', '/admin/realmsx/']) assert.equal(validateConfig(service(prefix)).services[0]!.prefix, prefix)
-  })
-
   it('refuses a public path with a "*" before its end, which matched only the path spelt with it', () => {
     const service = (publicPaths: string[]) => ({ services: [{ name: 'svc', prefix: '/svc/', upstream: 'http://127.0.0.1:1', public_paths: publicPaths }] })
     for (const path of ['/svc/*.css', '/svc/*/static/', '/svc/**']) {
