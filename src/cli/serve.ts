@@ -1,6 +1,4 @@
 import { flushCompileCache } from 'node:module'
-import { setFlagsFromString } from 'node:v8'
-import { runInNewContext } from 'node:vm'
 import type { FastifyBaseLogger } from 'fastify'
 import type { App } from '../app.ts'
 import { unknownNames } from '../access/rules.ts'
@@ -12,6 +10,7 @@ import { logEnded, resolveLogFormat, type LogFormatChoice, type LogLevel } from 
 import { saveCodeCaches } from '../vendor/code-cache.ts'
 import { resolveConfig } from './actions.ts'
 import { UsageError, type StorageOptions } from './common.ts'
+import { exposedGc } from './exposed-gc.ts'
 import { lowerThreadPoolPriority } from './pool-priority.ts'
 import { checkStartFiles, demoUpstreamsProblem, missingSecrets, publicUrlWarning, readableSecretsWarning, readableTlsKeyWarnings, sharedServiceClientWarnings } from './preflight.ts'
 import { adminHint, formatSummary, listeningLine, startupFacts } from './serve-summary.ts'
@@ -219,17 +218,3 @@ function releaseStartupMemory(): void {
 }
 
 function keepsTickQueueOccupied(): void {}
-
-/**
- * V8's gc() without running Node with --expose-gc: the flag is on only while a context that has the function is
- * made. V8 refuses a code cache made under other flags, and the one Node ships for its own modules is made without
- * that flag: with it on for the whole run, every start compiled Node's modules from their source (some 30 to 60 ms).
- */
-function exposedGc(): (options: { type: 'major'; execution: 'sync'; flavor: 'last-resort' }) => void {
-  setFlagsFromString('--expose-gc')
-  try {
-    return runInNewContext('gc')
-  } finally {
-    setFlagsFromString('--no-expose-gc')
-  }
-}

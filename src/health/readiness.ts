@@ -9,9 +9,9 @@ import { DatabaseUnavailable } from '../errors.ts'
 /**
  * What /readyz answers: whether this process can serve requests correctly now. The database must answer and
  * hold every migration this version needs, and the event bus must be hearing about changes, because without
- * them logins fail and revocations would not reach this process; and the realms' keys must have been read once, so
- * that the realms' keys and discovery are served from memory when the database stops answering. Upstreams are reported but do not decide:
- * every gateway process shares the same upstreams, so taking them all out of rotation for one service down
+ * them logins fail and revocations would not reach this process; and each realm's keys must have been read once, so
+ * that its discovery and JWKS are served from memory when the database stops answering. Upstreams are reported but
+ * do not decide: every gateway process shares the same upstreams, so taking them all out of rotation for one service down
  * would turn that service's outage into an outage of every service, the API and the login page, while the
  * gateway already answers requests to the service that is down with 502 `upstream_unavailable`.
  *

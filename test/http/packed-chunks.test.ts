@@ -2,8 +2,7 @@ import assert from 'node:assert/strict'
 import { connect, type Socket } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { setFlagsFromString } from 'node:v8'
-import { runInNewContext } from 'node:vm'
+import { exposedGc } from '../../src/cli/exposed-gc.ts'
 import { PackedChunks } from '../../src/http/packed-chunks.ts'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { REALM } from '../helpers/oidc.ts'
@@ -96,13 +95,3 @@ describe('bodies sent one byte per chunk', () => {
     assert.ok(held < MOST, `${CONNECTIONS} bodies of ${BYTES} bytes held ${Math.round(held / 1024 / 1024)} MB of heap`)
   })
 })
-
-/** V8's gc() without running the tests with --expose-gc (as src/cli/serve.ts gets it). */
-function exposedGc(): () => void {
-  setFlagsFromString('--expose-gc')
-  try {
-    return runInNewContext('gc')
-  } finally {
-    setFlagsFromString('--no-expose-gc')
-  }
-}
