@@ -38,6 +38,7 @@ import type { HeldLock } from './store/database.ts'
 import { tokenLane } from './oidc/token-lane.ts'
 import { registerUi } from './ui/routes.ts'
 import { boundedError } from './logging/error-serializer.ts'
+import { printableLine } from './logging/printable.ts'
 
 export interface ServerOptions {
   logLevel?: string
@@ -82,7 +83,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   const hsts = options.https && app.config.server.tls ? strictTransportSecurity(app.config.server.tls) : undefined
   const server = Fastify({
     serverFactory: (fastifyHandler, factoryOptions) => nodeServer(fastifyHandler, factoryOptions as unknown as Parameters<typeof nodeServer>[1], () => lean, app.trustsProxy, refused, millisecondsOf(app.config.server.timeouts.send_seconds), hsts),
-    logger: { level: options.logLevel ?? process.env.GATEHOUSE_LOG_LEVEL ?? 'info', redact: REDACT, serializers: { err: boundedError }, ...(options.logStream ? { stream: options.logStream } : {}) },
+    logger: { level: options.logLevel ?? process.env.GATEHOUSE_LOG_LEVEL ?? 'info', redact: REDACT, serializers: { err: boundedError }, hooks: { streamWrite: printableLine }, ...(options.logStream ? { stream: options.logStream } : {}) },
     ...serverTimeouts(app.config.server, options.https),
     // One structured line per request comes from the onResponse hook below instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),

@@ -1,5 +1,6 @@
 import { prettyFactory, type MessageFormatFunc } from 'pino-pretty'
 import type { DestinationStream } from 'pino'
+import { printableValues } from './printable.ts'
 
 /**
  * Log lines a person can read in a terminal (src/logging/format.ts decides when). The log stays structured
@@ -33,7 +34,8 @@ export function prettyLogStream(output: NodeJS.WritableStream, colorize: boolean
     write(line: string) {
       let log: { msg?: unknown; status?: unknown }
       try {
-        log = JSON.parse(line)
+        // A value that would act on the terminal (an escape sequence, a bidirectional override) is shown escaped.
+        log = printableValues(JSON.parse(line))
       } catch {
         output.write(line)
         return

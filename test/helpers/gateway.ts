@@ -34,6 +34,8 @@ export interface GatewayOptions {
   pollMs?: number
   /** Collects the server's log lines, parsed, at level info (otherwise the log is silent unless TEST_LOG_LEVEL). */
   logLines?: Record<string, unknown>[]
+  /** Collects the server's log lines as written, unparsed (instead of `logLines`). */
+  rawLogLines?: string[]
   /** The level `logLines` are collected at (default info). */
   logLevel?: string
   /** Serve HTTPS with this certificate (test/helpers/certificates.ts) instead of plain HTTP. */
@@ -55,7 +57,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<TestGa
     storage: { data_dir: dataDir, ...(options.databaseUrl ? { database: options.databaseUrl } : {}) },
     ...options.config,
   })
-  const logLines = options.logLines
+  const { logLines, rawLogLines } = options
   const tls = config.server.tls ? readTlsFiles(config.server.tls) : undefined
   const started = await startGatehouse(config, {
     publicUrl: config.server.public_url ?? 'http://127.0.0.1:0',
@@ -63,7 +65,9 @@ export async function startGateway(options: GatewayOptions = {}): Promise<TestGa
     pollMs: options.pollMs ?? 200,
     server: {
       https: tls?.options,
-      ...(logLines
+      ...(rawLogLines
+        ? { logLevel: options.logLevel ?? 'info', logStream: { write: (line: string) => void rawLogLines.push(line) } }
+        : logLines
         ? { logLevel: options.logLevel ?? 'info', logStream: { write: (line: string) => void logLines.push(JSON.parse(line)) } }
         : { logLevel: process.env.TEST_LOG_LEVEL ?? 'silent' }),
     },
