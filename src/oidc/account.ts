@@ -39,12 +39,13 @@ export async function accountEndpoint(app: App, realm: Realm, request: FastifyRe
     return reply.code(401).header('www-authenticate', `Bearer realm="${realm.name}", error="invalid_token"`).send({ error: 'HTTP 401 Unauthorized' })
   }
   if (origin && webOriginAllowed(realm.client(token.clientId), origin)) reply.header('access-control-allow-origin', origin)
+  // Keycloak's profile leaves out what is not set (its JSON has no nulls); Gatehouse stores that as empty text.
   return reply.send({
     id: String(user.id),
     username: user.username,
-    firstName: user.firstName,
-    lastName: user.lastName,
-    email: user.email,
+    firstName: user.firstName || undefined,
+    lastName: user.lastName || undefined,
+    email: user.email || undefined,
     emailVerified: false,
     attributes: {},
   })

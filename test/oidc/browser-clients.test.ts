@@ -24,6 +24,7 @@ describe('the realm for browser applications', () => {
       },
     })
     await gw.app.accounts.create({ username: 'alice', password: 'alice-password', email: 'alice@example.com' })
+    await gw.app.accounts.create({ username: 'nemo', password: 'nemo-password' })
   })
   after(() => gw.close())
 
@@ -334,6 +335,11 @@ describe('the realm for browser applications', () => {
     assert.equal(body.username, 'alice')
     assert.equal(body.email, 'alice@example.com')
     assert.equal(body.emailVerified, false)
+    assert.equal(body.firstName, undefined, 'no name given, none said, as Keycloak leaves out what is not set')
+    // An account without an address or names: Keycloak's profile leaves them out rather than sending empty text.
+    const { access_token: nemos } = await passwordLogin(gw, 'nemo', 'nemo-password')
+    const bare = await json(await gw.fetch(account, { headers: { authorization: `bearer ${nemos}`, accept: 'application/json' } }))
+    assert.deepEqual(Object.keys(bare).sort(), ['attributes', 'emailVerified', 'id', 'username'])
     for (const headers of [{}, { authorization: 'Bearer x.y.z' }, { authorization: `Bearer ${token.slice(0, -4)}AAAA` }]) {
       const refused = await gw.fetch(account, { headers: { ...headers, accept: 'application/json' } })
       assert.equal(refused.status, 401)
