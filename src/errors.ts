@@ -65,7 +65,7 @@ export abstract class GatehouseError extends Error {
     this.name = new.target.name
     this.status = type.status
     this.code = type.code
-    this.fields = options.fields
+    this.fields = options.fields && withEchoedNames(options.fields)
     this.headers = { ...options.headers }
   }
 }
@@ -91,6 +91,33 @@ export const NUL_MESSAGE = 'Null characters are not allowed.'
  * would answer anyone, a login without credentials too, with several times what they sent.
  */
 const MAX_FIELDS_NAMED = 20
+
+/** The most of a name or value a client sent that a refusal repeats: enough to know it by, and the answer stays short. */
+const MAX_ECHOED = 64
+
+/** Text a client sent (a field's name, a value) as a refusal repeats it: cut to MAX_ECHOED characters. */
+export function echoed(text: string): string {
+  return text.length > MAX_ECHOED ? `${text.slice(0, MAX_ECHOED)}…` : text
+}
+
+/**
+ * Problems by field with each field's name as a refusal repeats it: an unknown field's name is the client's to size,
+ * and it is written three times (in `detail`, the body's top level and `errors`).
+ */
+function withEchoedNames(fields: Record<string, string[]>): Record<string, string[]> {
+  const names = Object.keys(fields)
+  if (names.every((name) => name.length <= MAX_ECHOED)) return fields
+  const bounded = fieldProblems()
+  for (const name of names) (bounded[echoed(name)] ??= []).push(...fields[name]!)
+  return bounded
+}
+
+/** The fields a refusal names in its `detail`, the first MAX_FIELDS_NAMED of them. */
+function fieldsInWords(fields: Record<string, string[]>): string {
+  const names = Object.keys(fields)
+  const unnamed = names.length - MAX_FIELDS_NAMED
+  return names.slice(0, MAX_FIELDS_NAMED).map(echoed).join(', ') + (unnamed > 0 ? ` and ${unnamed.toLocaleString('en-US')} more` : '')
+}
 
 /**
  * An empty set of problems by field name, with no prototype: a field named `constructor`, `toString` or `__proto__`
@@ -124,13 +151,14 @@ export class ValidationFailed extends GatehouseError {
 
   /** Without `fields` (a schema failure Fastify reports as one message), the body has no `errors`. */
   constructor(fields: Record<string, string[]> | undefined, message?: string, options: { bare?: readonly string[] } = {}) {
-    super(message ?? `Invalid value for ${Object.keys(fields ?? {}).join(', ')}.`, { fields })
+    const named = fields && withEchoedNames(fields)
+    super(message ?? `Invalid value for ${fieldsInWords(named ?? {})}.`, { fields: named })
     this.bare = new Set(options.bare)
   }
 }
 
 /** Django REST framework's PrimaryKeyRelatedField's words for a whole number that names no object. */
-export const pkDoesNotExist = (pk: unknown): string => `Invalid pk "${String(pk)}" - object does not exist.`
+export const pkDoesNotExist = (pk: unknown): string => `Invalid pk "${echoed(String(pk))}" - object does not exist.`
 
 /** The organization or team a role is given on is not there, in Django REST framework's words for a missing pk on `object_id`. */
 export class AssignedObjectMissing extends ValidationFailed {

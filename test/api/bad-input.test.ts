@@ -253,6 +253,30 @@ describe('bad input to the gateway API', () => {
     }
   })
 
+  it('names a field, a filter or a pk of tens of kilobytes by its start, in a short refusal, also to a login without credentials', async () => {
+    const long = (letter: string, length: number) => letter.repeat(length)
+    const cut = (letter: string) => `${letter.repeat(64)}…`
+    const requests: [string, string, Record<string, string>, unknown, string][] = [
+      // The login reads at most 32 KiB (LOGIN_BODY_LIMIT).
+      ['POST', `${V1}/login/`, csrf, { [long('k', 30_000)]: 1, username: 'nobody', password: 'not-a-password' }, cut('k')],
+      ['POST', `${V1}/organizations/`, { ...adminAuth, ...csrf }, { name: 'never-made', [long('x', 50_000)]: 1 }, cut('x')],
+      ['GET', `${V1}/users/?${long('q', 5_000)}=1`, adminAuth, undefined, cut('q')],
+      ['POST', `${V1}/role_definitions/`, { ...adminAuth, ...csrf }, { name: 'never-made', content_type: 'shared.team', permissions: [long('p', 100_000)] }, 'permissions'],
+    ]
+    for (const [method, path, headers, body, field] of requests) {
+      const response = await gw.fetch(path, { method, headers: { ...headers, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) })
+      const text = await response.text()
+      const what = `${method} ${path.slice(0, 60)}`
+      assertRefusal(what, { status: response.status, type: response.headers.get('content-type') ?? '', allow: null, body: JSON.parse(text) }, 400)
+      assert.ok(text.length < 2048, `${what}: a ${text.length}-byte refusal`)
+      const { errors } = JSON.parse(text)
+      assert.ok(errors[field], `${what}: names ${field.slice(0, 8)}: ${text.slice(0, 300)}`)
+      if (field === 'permissions') assert.equal(errors.permissions[0], `Invalid pk "${cut('p')}" - object does not exist.`)
+    }
+    const organizations = await json(await gw.fetch(`${V1}/organizations/?name=never-made`, { headers: adminAuth }))
+    assert.equal(organizations.count, 0)
+  })
+
   it('searches for SQL wildcards as the characters themselves', async () => {
     await call(gw, 'POST', 'users/', { username: 'under_score', password: 'under-score-password' })
     await call(gw, 'POST', 'users/', { username: 'underXscore', password: 'underxscore-password' })
