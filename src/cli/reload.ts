@@ -6,9 +6,10 @@ import { checkStartFiles, demoUpstreamsProblem, missingSecrets } from './preflig
 
 /**
  * The configuration file read again as `serve` read it at start (its options and environment), and checked as
- * `config check` checks it, the files it names included: the configuration, or every problem found.
+ * `config check` checks it, the files it names included: the configuration, or every problem found. `started` is the
+ * configuration the gateway started with.
  */
-export function readConfigAgain(options: StorageOptions & { demo?: boolean }, running: Config): { config: Config } | { problems: string[] } {
+export function readConfigAgain(options: StorageOptions & { demo?: boolean }, started: Config): { config: Config } | { problems: string[] } {
   // At start an empty file means the defaults; read again, it is one emptied (an editor that truncates the file
   // before writing it anew, a copy that wrote nothing yet), and taking it would remove every service at once.
   if (options.config !== undefined && configFileIsEmpty(options.config)) {
@@ -24,9 +25,10 @@ export function readConfigAgain(options: StorageOptions & { demo?: boolean }, ru
   const demoProblem = demoUpstreamsProblem(config, options.demo === true)
   if (demoProblem) problems.push(demoProblem)
   problems.push(...missingSecrets(config, process.env))
-  // The demo's upstreams are started with the gateway, for the services that name them then.
+  // The demo's upstreams are started with the gateway, for the services that name them then, and run until it stops:
+  // a service moved to another upstream by a reload may move back to its own.
   config.services.forEach((service, i) => {
-    if (service.upstream === 'builtin:demo' && !running.services.some((kept) => kept.name === service.name && kept.upstream === 'builtin:demo')) {
+    if (service.upstream === 'builtin:demo' && !started.services.some((kept) => kept.name === service.name && kept.upstream === 'builtin:demo')) {
       problems.push(`services.${i}.upstream: builtin:demo upstreams start with the gateway: restart to add the service "${service.name}"`)
     }
   })

@@ -145,7 +145,7 @@ export async function serve(options: ServeOptions): Promise<void> {
     reloadServicesTls(app.routes, server.log, 'SIGHUP')
   }
   const reloadConfiguration = () => {
-    const read = readConfigAgain(options, app.config)
+    const read = readConfigAgain(options, config)
     if ('problems' in read) return server.log.error({ problems: read.problems }, 'SIGHUP: the configuration file has problems: none of it was applied, the gateway runs as it did')
     const changes = serviceChanges(app.config, read.config)
     const { needsRestart, applicationAudiences } = app.reloadServices(read.config)

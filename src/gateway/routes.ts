@@ -110,8 +110,13 @@ export function compileRoutes(config: Config, upstreams: ReadonlyMap<string, URL
   const kept = new Map(running?.routes.map((route) => [route.configured, route]))
   const gatewayLogin = gatewayLoginUrl(publishedPath(config))
   return config.services
-    .map((service, i) => kept.get(JSON.stringify(service)) ?? compileRoute(service, upstreams.get(service.name) ?? new URL(service.upstream), bodyBudget, tokens?.loginUrlFor(service.name) ?? gatewayLogin, tokens?.policyFor(service.name), entryRules, config.server.remove_request_headers, `services.${i}.tls`))
+    .map((service, i) => kept.get(JSON.stringify(service)) ?? compileRoute(service, upstreamOf(service, upstreams), bodyBudget, tokens?.loginUrlFor(service.name) ?? gatewayLogin, tokens?.policyFor(service.name), entryRules, config.server.remove_request_headers, `services.${i}.tls`))
     .sort((a, b) => b.prefix.length - a.prefix.length)
+}
+
+/** Where a service's requests go: a `builtin:demo` one to its demo upstream, any other to the address it names. */
+function upstreamOf(service: ServiceConfig, demoUpstreams: ReadonlyMap<string, URL>): URL {
+  return (service.upstream === 'builtin:demo' ? demoUpstreams.get(service.name) : undefined) ?? new URL(service.upstream)
 }
 
 /**

@@ -210,6 +210,22 @@ describe('serve: SIGHUP reads the configuration file again', () => {
     }
   })
 
+  it('moves a service from the demo upstream to the address the file now names, and back', async () => {
+    const { file, gateway } = await serveFile(dir, 'demo-moved', `services:\n${service('moved', 'builtin:demo')}`, ['--demo'])
+    try {
+      const demo = JSON.parse((await fetchAlone(`${gateway.url}/moved/x`, adminAuth)).body)
+      assert.equal(demo.service, 'moved', 'the demo upstream answers at first')
+      writeFileSync(file, `services:\n${service('moved', one.url)}`)
+      await reload(gateway, 'configuration file read again')
+      assert.deepEqual(await fetchAlone(`${gateway.url}/moved/x`, adminAuth), { status: 200, body: 'one /moved/x' })
+      writeFileSync(file, `services:\n${service('moved', 'builtin:demo')}`)
+      await reload(gateway, 'configuration file read again')
+      assert.equal(JSON.parse((await fetchAlone(`${gateway.url}/moved/x`, adminAuth)).body).service, 'moved', 'and back to the demo upstream')
+    } finally {
+      await gateway.stop()
+    }
+  })
+
   it('keeps everything as it was when the file has a problem, the files it names included, and logs the problems', async () => {
     const { file, gateway } = await serveFile(dir, 'invalid', `services:\n${service('kept', one.url, '    public_paths: ["/kept/*"]\n')}`)
     try {
