@@ -1,9 +1,10 @@
 import { accessSync, closeSync, constants, existsSync, openSync, readFileSync, statSync } from 'node:fs'
 import { dirname } from 'node:path'
+import { X509Certificate } from 'node:crypto'
 import { configFileAsWritten, settingsFromEnvironment } from '../config/load.ts'
 import { defaultServiceAudiences, defaultServiceClient } from '../config/realms.ts'
 import type { Config } from '../config/schema.ts'
-import { readTlsFiles, TlsFilesUnusable, type TlsCredentials } from '../listener/tls.ts'
+import { parse, readPem, readTlsFiles, TlsFilesUnusable, type TlsCredentials } from '../listener/tls.ts'
 import { clientCertificateOutOfDate, readUpstreamTls } from '../gateway/upstream-tls.ts'
 import { metricsAccess, MetricsTokenUnusable } from '../metrics/access.ts'
 import { urlPasswords } from '../store/database.ts'
@@ -43,6 +44,18 @@ export function checkStartFiles(config: Config, { create }: { create: boolean })
       problems.push(error.message)
     }
   })
+  // Read here as the server's and the services' files are: the directory's own reading of it comes once the database
+  // is opened, and `config check` would not say it.
+  const ldapCa = config.ldap?.tls.ca_file
+  try {
+    if (ldapCa !== undefined) {
+      const pem = readPem('ldap.tls.ca_file', ldapCa)
+      parse('ldap.tls.ca_file', ldapCa, 'a PEM CA certificate', () => new X509Certificate(pem))
+    }
+  } catch (error) {
+    if (!(error instanceof TlsFilesUnusable)) throw error
+    problems.push(error.message)
+  }
   try {
     if (config.metrics.enabled) metricsAccess(config.metrics)
   } catch (error) {

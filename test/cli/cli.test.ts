@@ -616,11 +616,15 @@ describe('bin/gatehouse', () => {
     writeFileSync(file, [
       'server:', '  tls:', `    cert_file: ${join(dir, 'missing.crt')}`, `    key_file: ${join(dir, 'missing.key')}`,
       'metrics:', `  bearer_token_file: ${join(dir, 'missing-token')}`,
-      'audit:', '  output: file', `  file: ${join(dir, 'no-such-directory', 'audit.jsonl')}`, '',
+      'audit:', '  output: file', `  file: ${join(dir, 'no-such-directory', 'audit.jsonl')}`,
+      'ldap:', '  servers: [ldaps://ldap.example.com]', '  bind_dn: cn=gatehouse,dc=example,dc=com', '  bind_password: a-bind-password',
+      '  user_search:', '    base: ou=people,dc=example,dc=com', '  tls:', `    ca_file: ${join(dir, 'missing-ldap-ca.pem')}`, '',
     ].join('\n'))
+    chmodSync(file, 0o600)
     const checked = await runCli(['config', 'check', file])
     assert.equal(checked.code, 2, checked.stderr)
-    assert.match(checked.stderr, /: 3 problems\n/)
+    assert.match(checked.stderr, /: 4 problems\n/)
+    assert.match(checked.stderr, /^  - ldap\.tls\.ca_file: cannot read .*missing-ldap-ca\.pem/m)
     assert.match(checked.stderr, /^  - server\.tls\.cert_file: cannot read .*missing\.crt/m)
     assert.match(checked.stderr, /^  - metrics\.bearer_token_file.*missing-token/m)
     assert.match(checked.stderr, /^  - audit\.file .*audit\.jsonl: ENOENT/m)
@@ -628,6 +632,15 @@ describe('bin/gatehouse', () => {
     const served = await runCli(['serve', '--port', '0', '--config', file, '--data-dir', join(dir, 'data')])
     assert.equal(served.code, 2, served.stderr)
     assert.match(served.stderr, /server\.tls\.cert_file: cannot read/)
+    // A directory CA that is not a certificate stops the start as well, before the database is made.
+    const notCa = join(dir, 'not-a-ca.pem')
+    writeFileSync(notCa, 'not a certificate\n')
+    writeFileSync(file, ['ldap:', '  servers: [ldaps://ldap.example.com]', '  bind_dn: cn=gatehouse,dc=example,dc=com', '  bind_password: a-bind-password',
+      '  user_search:', '    base: ou=people,dc=example,dc=com', '  tls:', `    ca_file: ${notCa}`, ''].join('\n'))
+    const directory = await runCli(['serve', '--port', '0', '--config', file, '--data-dir', join(dir, 'data')])
+    assert.equal(directory.code, 2, directory.stderr)
+    assert.match(directory.stderr, /ldap\.tls\.ca_file: ".*not-a-ca\.pem" does not hold a PEM CA certificate/)
+    assert.ok(!existsSync(join(dir, 'data', 'gatehouse.sqlite')), 'no database made')
   })
 
   it('warns, when checked and when the gateway starts, that a file holding secrets is readable by other users', async () => {
