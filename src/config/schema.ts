@@ -290,12 +290,6 @@ export const ConfigSchema = z.object({
     if (realmPath) {
       ctx.addIssue({ code: 'custom', path: ['services', i, 'prefix'], message: `must not cover${realmPath === '/realms/' ? '' : ' or be under'} ${realmPath}, which the gateway's realms serve` })
     }
-    service.access?.forEach((rule, j) => {
-      const match = rule.allow ?? rule.deny
-      match?.paths?.forEach((path, k) => {
-        if (!path.startsWith(service.prefix)) ctx.addIssue({ code: 'custom', path: ['services', i, 'access', j, rule.allow ? 'allow' : 'deny', 'paths', k], message: `must be under the service prefix ${service.prefix}` })
-      })
-    })
     if (service.pool.per_client > service.pool.connections) {
       ctx.addIssue({ code: 'custom', path: ['services', i, 'pool', 'per_client'], message: `must be at most pool.connections (${service.pool.connections})` })
     }
@@ -303,13 +297,38 @@ export const ConfigSchema = z.object({
     if (Number.isInteger(service.pool.websockets) && service.pool.websockets >= 1 && service.pool.websockets_per_client > service.pool.websockets) {
       ctx.addIssue({ code: 'custom', path: ['services', i, 'pool', 'websockets_per_client'], message: `must be at most pool.websockets (${service.pool.websockets})` })
     }
-    service.public_paths.forEach((path, j) => {
-      if (!path.startsWith(service.prefix)) ctx.addIssue({ code: 'custom', path: ['services', i, 'public_paths', j], message: `must be under the service prefix ${service.prefix}` })
-    })
     names.add(service.name)
     prefixes.add(service.prefix)
   })
-})
+}).superRefine((config, ctx) => checkPathsUnderPrefixes(config, ctx), { when: () => true })
+
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value)
+
+/**
+ * A service's access rules and public paths name paths under its prefix. Checked even where the file has other
+ * problems (a refinement is otherwise skipped once any is found, and `config check` is to report them all at once), so
+ * the values are read as written: each only once it has its shape, and none against a prefix that is itself refused.
+ */
+function checkPathsUnderPrefixes(config: unknown, ctx: z.RefinementCtx): void {
+  const services = isRecord(config) ? config.services : undefined
+  if (!Array.isArray(services)) return
+  services.forEach((service: unknown, i) => {
+    if (!isRecord(service) || !pathPrefix.safeParse(service.prefix).success) return
+    const prefix = service.prefix as string
+    const outside = (paths: unknown, path: PropertyKey[]) => {
+      if (!Array.isArray(paths)) return
+      paths.forEach((named: unknown, k) => {
+        if (typeof named === 'string' && !named.startsWith(prefix)) ctx.addIssue({ code: 'custom', path: [...path, k], message: `must be under the service prefix ${prefix}` })
+      })
+    }
+    if (Array.isArray(service.access)) {
+      service.access.forEach((rule: unknown, j) => {
+        for (const kind of ['allow', 'deny']) if (isRecord(rule) && isRecord(rule[kind])) outside(rule[kind].paths, ['services', i, 'access', j, kind, 'paths'])
+      })
+    }
+    outside(service.public_paths, ['services', i, 'public_paths'])
+  })
+}
 
 export type Config = z.output<typeof ConfigSchema>
 

@@ -122,6 +122,23 @@ describe('access rules', () => {
     assert.deepEqual(problemsOf([{ allow: { methods: ['FETCH', ' GET', 7] } }]), [0, 1, 2].map((i) => `services.0.access.0.allow.methods.${i}: must be one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS`))
   })
 
+  it('reports a path outside the prefix beside every other problem of the file, and none against a prefix it refuses', () => {
+    const problems = configProblems({
+      server: { port: 'eighty' },
+      services: [
+        { name: 'svc', prefix: '/svc/', upstream: 'http://127.0.0.1:1', public_paths: ['/elsewhere/open'], access: [{ allow: { paths: ['/other/x'] } }, { deny: { methods: ['FETCH'] } }] },
+        { name: 'bad', prefix: 'no-slashes', upstream: 'http://127.0.0.1:1', access: [{ allow: { paths: ['/other/x'] } }] },
+      ],
+    })
+    assert.deepEqual(problems.filter((problem) => problem.includes('must be under the service prefix')).sort(), [
+      'services.0.access.0.allow.paths.0: must be under the service prefix /svc/',
+      'services.0.public_paths.0: must be under the service prefix /svc/',
+    ])
+    assert.ok(problems.some((problem) => problem.startsWith('services.0.access.1.deny.methods.0: must be one of')), problems.join('\n'))
+    assert.ok(problems.some((problem) => problem.startsWith('server.port')), problems.join('\n'))
+    assert.ok(problems.some((problem) => problem.startsWith('services.1.prefix')), problems.join('\n'))
+  })
+
   it('reads a method in any case as the method, and a GET as covering HEAD', () => {
     const config = validateConfig({ services: [{ name: 'svc', prefix: '/svc/', upstream: 'http://127.0.0.1:1', access: [{ deny: { methods: ['get'] } }, { allow: { methods: ['Head', 'post'] } }] }] })
     const rules = new ServiceRules('svc', config.services[0]!.access!)
