@@ -425,6 +425,8 @@ export class Realm {
     // Records expire by the clock the adapter wrote their expiry with, the database's as this process knows it (adapter.ts).
     const record = await oidc.findWithGrant('AccessToken', payload.jti!, now) ?? await oidc.find('ClientCredentials', payload.jti!, now)
     if (!record || !isRealmsRecord(record.payload, this.name) || record.payload.clientId !== payload.azp || (record.model === 'AccessToken' && record.payload.accountId !== payload.sub)) {
+      // Past its `exp` (within the signature check's tolerance) its record has expired with it: said as the expiry it is.
+      if (!record && payload.exp! <= now / 1000) throw new AccessTokenRefused('The access token has expired.', Number(payload.sub))
       throw new AccessTokenRefused('The access token was revoked or its session ended.', Number(payload.sub))
     }
     // Its grant too, as oidc-provider's introspection and userinfo load it (read along with the token, no second query):

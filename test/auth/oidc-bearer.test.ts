@@ -74,6 +74,14 @@ describe('OIDC bearer tokens at the gateway', () => {
     await refused(await signWithRealmKey(gw, { ...claims, aud: 'stranger', azp: 'stranger' }))
   })
 
+  it('says a token past its exp, within the signature check\'s tolerance, has expired, rather than that it was revoked', async () => {
+    const realm = gw.app.oidc.get(REALM)!
+    const { exp } = decodeJwtPart(aliceToken.access_token, 1)
+    await assert.rejects(realm.verifyAccessToken(aliceToken.access_token, exp * 1000 + 2000), { message: 'The access token has expired.' })
+    await assert.rejects(realm.verifyAccessToken(aliceToken.access_token, exp * 1000 + 60_000), { message: 'The access token has expired.' })
+    assert.equal((await realm.verifyAccessToken(aliceToken.access_token, exp * 1000 - 2000)).userId, Number(decodeJwtPart(aliceToken.access_token, 1).sub))
+  })
+
   it('refuses alg none, HS256 signed with the public key, and tampered tokens', async () => {
     const [header, payload, signature] = aliceToken.access_token.split('.')
     const claims = decodeJwtPart(aliceToken.access_token, 1)
