@@ -428,6 +428,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   provider.use(refuseUnknownTokenTypeHint)
   provider.use(sessionCookieUntilSessionMax(realm))
   // keycloak-connect's session id, sent with its code, for the admin call that ends that session (admin-url.ts).
+  if (options.applications) provider.use(earlierAccessTokensEndOnRefresh(provider, options.records, (id) => configured.has(id)))
   provider.use(rememberAdapterSessions({ records: options.records, hasAdminUrl: (id) => configured.get(id)?.admin_url !== undefined, keptSeconds: Math.max(realm.sso_session_max_seconds, realm.offline_session_max_seconds) }))
   // Token errors carry their reason in `error_detail`, which oidc-provider keeps out of the response; Keycloak's
   // wording is chosen from it (keycloak-format.ts).
@@ -1350,3 +1351,23 @@ async function grantWithoutConsent(ctx: KoaContextWithOIDC, resource: string, su
   return grant
 }
 
+/**
+ * A refresh of an OAuth2 application's tokens ends the access tokens its grant was given before, as the platform's
+ * `/o/token/` does (django-oauth-toolkit's RefreshToken.revoke ends the access token the refresh token came with), and
+ * with them the personal tokens made with them (adapter.ts `destroy`), before the answer is sent: a leaked access
+ * token ends when its client refreshes. The realm's configured clients keep Keycloak's way, in which a refresh leaves
+ * the access tokens issued before it to expire.
+ */
+function earlierAccessTokensEndOnRefresh(provider: Provider, records: OidcRecordRepository, configured: (clientId: string) => boolean) {
+  return async (ctx: KoaContextWithOIDC, next: () => Promise<void>): Promise<void> => {
+    await next()
+    const { oidc } = ctx
+    if (oidc?.route !== 'token' || ctx.status !== 200 || oidc.params?.grant_type !== 'refresh_token') return
+    const issued = oidc.entities.AccessToken
+    const clientId = oidc.client?.clientId
+    if (!issued?.grantId || !issued.jti || !clientId || configured(clientId)) return
+    for (const id of await records.accessTokensOfGrant(issued.grantId, issued.jti, providerNow())) {
+      await (await provider.AccessToken.find(id, { ignoreExpiration: true }))?.destroy()
+    }
+  }
+}

@@ -38,6 +38,7 @@ export const REALM_NOT_BEFORE_MODEL = 'RealmNotBefore'
 const GRANT_MODEL = 'Grant'
 const SESSION_MODEL = 'Session'
 const REFRESH_TOKEN_MODEL = 'RefreshToken'
+const ACCESS_TOKEN_MODEL = 'AccessToken'
 
 const AUTHORIZATION_CODE_MODEL = 'AuthorizationCode'
 /**
@@ -679,6 +680,13 @@ export class OidcRecordRepository {
    */
   async endRefreshTokensPastLimit(grantId: string, limit: number, kept: string, now: number): Promise<void> {
     await this.#endPastLimit(REFRESH_TOKEN_MODEL, grantId, limit, kept, now)
+  }
+
+  /** The ids of a grant's live access tokens but `kept`, by the index of records by grant. */
+  async accessTokensOfGrant(grantId: string, kept: string, now: number): Promise<string[]> {
+    const rows = await this.#db.selectFrom('oidc_records').select('id').where('grant_id', '=', grantId).where('model', '=', sql.lit(ACCESS_TOKEN_MODEL))
+      .where('id', '!=', kept).where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)])).execute()
+    return rows.map((row) => row.id)
   }
 
   /**

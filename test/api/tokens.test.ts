@@ -481,6 +481,28 @@ describe('tokens created with a token', () => {
     }
   })
 
+  it('end with the access token a refresh at /o/token/ replaces, as django-oauth-toolkit ends it, and the new one works', async () => {
+    const signedIn = await signIn()
+    const child = await createToken(gw, bearer(signedIn.access))
+    const unrelated = await createToken(gw, erin)
+    assert.deepEqual([await me(signedIn.access), await me(child.token)], [200, 200])
+    const refresh = async (token: string) => {
+      const answer = await gw.fetch('/o/token/', {
+        method: 'POST', headers: { authorization: basic(client.client_id, client.client_secret), 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: token }),
+      })
+      const tokens = await json(answer)
+      assert.equal(answer.status, 201, JSON.stringify(tokens))
+      return tokens as { access_token: string; refresh_token: string }
+    }
+    const first = await refresh(signedIn.refresh)
+    assert.deepEqual([await me(signedIn.access), await me(child.token), await me(first.access_token)], [401, 401, 200])
+    assert.equal(await gw.app.store.tokens.findById(child.id), undefined, 'the personal token made with it is deleted')
+    assert.equal(await me(unrelated.token), 200, 'a token not made with it stays')
+    const second = await refresh(first.refresh_token)
+    assert.deepEqual([await me(first.access_token), await me(second.access_token)], [401, 200])
+  })
+
   it('end by the hundred with one event for their owner, not one each', async () => {
     const signedIn = await signIn()
     const children = await Promise.all(Array.from({ length: 150 }, () => createToken(gw, bearer(signedIn.access))))
