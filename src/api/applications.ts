@@ -194,15 +194,16 @@ export function applicationActions(app: App) {
     },
 
     /**
-     * A new application of the realm serving them, owned by `input.user` or else `owner` (the API's caller; none from
-     * the command line), with its secret when confidential: the only time that secret is known.
+     * A new application of the realm serving them, owned by `input.user` or by no one (as the platform's: its creator
+     * does not become its owner, whose deletion would take the application and its clients' tokens with it), with its
+     * secret when confidential: the only time that secret is known.
      */
-    async create(input: CreateInput, actor: Actor, owner: number | null): Promise<{ application: Application; secret: string | undefined }> {
+    async create(input: CreateInput, actor: Actor): Promise<{ application: Application; secret: string | undefined }> {
       if (!realm) throw new ValidationFailed({ non_field_errors: ['No realm is configured to serve OAuth2 applications (realms, gateway.oidc.applications_realm).'] })
       const organizationId = (await existingOrganization(input.organization)) ?? null
       await uniqueInOrganization(input.name, organizationId)
       const secret = input.client_type === 'confidential' ? newClientSecret() : undefined
-      const userId = (await existingUser(input.user)) ?? owner
+      const userId = (await existingUser(input.user)) ?? null
       const application = await checkedWrite({ organizationId, userId }, () => app.store.applications.create({
         realm: realm.name,
         clientId: randomBytes(20).toString('hex'),
@@ -288,7 +289,7 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
   })
 
   api.post('/applications/', { config: superuser, schema: { body: createApplication } }, async (request, reply) => {
-    const { application, secret } = await actions.create(request.body, actorOf(request), principalOf(request).user.id)
+    const { application, secret } = await actions.create(request.body, actorOf(request))
     reply.code(201)
     return serialize(application, secret)
   })

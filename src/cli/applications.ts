@@ -57,7 +57,7 @@ export async function makeApplication(options: StorageOptions & FieldOptions & {
       throw new UsageError(`no realm in the configuration serves OAuth2 applications (realms, gateway.oidc.applications_realm)${app.config.realms.length ? '' : ': give the configuration the gateway runs with --config, or --demo for the demo\'s'}`)
     }
     const actions = applicationActions(app)
-    const { application, secret } = await checkedFields(() => actions.create(input, cliActor(), null))
+    const { application, secret } = await checkedFields(() => actions.create(input, cliActor()))
     const output = options.json
       ? `${JSON.stringify(await serializeApplication(app, application, secret), null, 2)}\n`
       : [`created application ${application.id} (${printable(application.name)})`, `client_id: ${application.clientId}`, ...(secret ? [`client_secret: ${secret}`] : [])].join('\n') + '\n'

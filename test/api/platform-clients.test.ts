@@ -615,6 +615,20 @@ describe('the platform\'s clients', () => {
       assert.equal(await me(keptToken.token!), 200, 'another application\'s token')
     })
 
+    it('leaves an application created without a user ownerless, as the platform does: its creator\'s deletion takes nothing with it', async () => {
+      const admin = { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}`, 'content-type': 'application/json' }
+      const creator = await json(await gw.fetch('/api/gateway/v1/users/', { method: 'POST', headers: admin, body: JSON.stringify({ username: 'departing-admin', password: 'departing-admin-password', is_superuser: true }) }))
+      const asCreator = { authorization: `Basic ${Buffer.from('departing-admin:departing-admin-password').toString('base64')}`, 'content-type': 'application/json' }
+      const created = await gw.fetch('/api/gateway/v1/applications/', { method: 'POST', headers: asCreator, body: JSON.stringify({ name: 'outlives its creator', client_type: 'public', authorization_grant_type: 'password' }) })
+      const application = await json(created)
+      assert.equal(created.status, 201, JSON.stringify(application))
+      assert.equal(application.user, null)
+      const { token } = await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id })
+      assert.equal((await gw.fetch(`/api/gateway/v1/users/${creator.id}/`, { method: 'DELETE', headers: admin })).status, 204)
+      assert.equal((await gw.fetch(`/api/gateway/v1/applications/${application.id}/`, { headers: admin })).status, 200)
+      assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: `Bearer ${token}` } })).status, 200, 'its tokens stay')
+    })
+
     it('rotates an application\'s refresh tokens, as django-oauth-toolkit does: an earlier one is refused, and its reuse ends the sign-in', async () => {
       const application = await createApplication({ name: 'rotating', client_type: 'public', authorization_grant_type: 'password' })
       const refresh = async (token: string) => json(await gw.fetch('/o/token/', { method: 'POST', body: new URLSearchParams({ grant_type: 'refresh_token', client_id: application.client_id, refresh_token: token }) }))

@@ -81,10 +81,10 @@ describe('the gateway API\'s refusals in the platform\'s words', () => {
       ['POST', 'role_user_assignments/', { role_definition: role, user: 1, object_id: '' }, { object_id: ['Object must be specified for this role assignment'] }],
       ['POST', 'tokens/revoke/', { user: '' }, { user: ['This field may not be null.'] }],
     ])
-    // Where the platform's field allows null, "" is null: an application with its creator as owner, a personal token.
+    // Where the platform's field allows null, "" is null: an application without an owner, a personal token.
     const owned = await call(gw, 'POST', 'applications/', { name: 'Emptied owner', organization, user: '', ...application })
     assert.equal(owned.status, 201, JSON.stringify(owned.body))
-    assert.equal(owned.body.user, 1)
+    assert.equal(owned.body.user, null)
     const personal = await call(gw, 'POST', 'tokens/', { application: '', description: 'emptied application' })
     assert.equal(personal.status, 201, JSON.stringify(personal.body))
     assert.equal(personal.body.application, null)
