@@ -67,10 +67,8 @@ export const createApplication = applicationFields.extend(ignoredCredentials).su
     context.addIssue({ code: 'custom', path: ['redirect_uris'], message: 'Redirect URIs are required for the authorization-code grant.' })
   }
 })
-/** The collection sends every field it manages with each update, `client_type` too: the same value is no change. */
 export const updateApplication = applicationFields.partial().extend(ignoredCredentials).strict()
 const replaceApplication = updateApplication.required({ name: true, client_type: true, authorization_grant_type: true })
-const CLIENT_TYPE_FIXED = 'The client type of an application cannot be changed.'
 const PUBLIC_HAS_NO_SECRET = 'A public application has no secret to rotate.'
 /**
  * Without a body at all (`curl -X POST`, a client's bare `post(url)`) as with `{}`: no grace. The grace is read as
@@ -221,8 +219,13 @@ export function applicationActions(app: App) {
       return { application, secret }
     },
 
-    async update(current: Application, input: UpdateInput, actor: Actor): Promise<Application> {
-      if (input.client_type !== undefined && input.client_type !== current.clientType) throw new ValidationFailed({ client_type: [CLIENT_TYPE_FIXED] })
+    /**
+     * Changes an application; one made confidential gets a new secret, returned here and shown in the answer once (as a
+     * create's), and one made public loses its secret. Its tokens stay, as the platform's do.
+     */
+    async update(current: Application, input: UpdateInput, actor: Actor): Promise<{ application: Application; secret: string | undefined }> {
+      const typeChange = input.client_type === undefined || input.client_type === current.clientType ? undefined : input.client_type
+      const secret = typeChange === 'confidential' ? newClientSecret() : undefined
       const grant = input.authorization_grant_type ?? current.authorizationGrantType
       const uris = input.redirect_uris === undefined ? current.redirectUris : input.redirect_uris.split(/\s+/).filter(Boolean)
       if (grant === 'authorization-code' && !uris.length) throw new ValidationFailed({ redirect_uris: ['Redirect URIs are required for the authorization-code grant.'] })
@@ -241,13 +244,14 @@ export function applicationActions(app: App) {
           pkceRequired: input.pkce_required,
           organizationId,
           userId,
+          ...typeChange === 'confidential' ? { clientType: typeChange, clientSecretHash: hashClientSecret(secret!) } : typeChange === 'public' ? { clientType: typeChange, clientSecretHash: null } : {},
         })
         if (written && grantChanged) await endApplicationTokens(tx, announce, [current.clientId])
         return written
       }))
       if (!updated) throw new NotFound('No such application.')
       app.audit.change(actor, 'update', audited(updated), await serialize(current), await serialize(updated))
-      return updated
+      return { application: updated, secret }
     },
 
     /** Deletes the application and ends its tokens, in every process. */
@@ -301,7 +305,10 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
     url: '/applications/:id/',
     config: superuser,
     schema: { params: idParam, body },
-    handler: async (request) => serialize(await actions.update(await found(request.params.id), request.body, actorOf(request))),
+    handler: async (request) => {
+      const { application, secret } = await actions.update(await found(request.params.id), request.body, actorOf(request))
+      return serialize(application, secret)
+    },
   })
 
   /**

@@ -79,7 +79,7 @@ export async function changeApplication(options: ByIdOptions & FieldOptions): Pr
   const input = checkedFields(() => parseBody(updateApplication, fields))
   await withApp(options, async (app) => {
     const current = await foundApplication(app, options.id)
-    const updated = await checkedFields(() => applicationActions(app).update(current, input, cliActor()))
+    const { application: updated } = await checkedFields(() => applicationActions(app).update(current, input, cliActor()))
     process.stdout.write(`updated application ${updated.id} (${printable(updated.name)})\n`)
   })
 }

@@ -28,7 +28,9 @@ export interface Application {
 }
 
 export type NewApplication = Omit<Application, 'id' | 'created' | 'modified' | 'previousSecret'>
+/** With `clientType`, its `clientSecretHash`: a confidential application's new secret, a public one's none. */
 export type ApplicationChanges = Partial<Pick<Application, 'name' | 'description' | 'redirectUris' | 'pkceRequired' | 'authorizationGrantType' | 'organizationId' | 'userId'>>
+  & ({ clientType?: undefined } | { clientType: 'confidential'; clientSecretHash: string } | { clientType: 'public'; clientSecretHash: null })
 
 export const applicationFilterFields: FilterFields = Object.freeze({
   id: { column: 'id', type: 'integer' },
@@ -121,6 +123,10 @@ export class ApplicationRepository {
     if (changes.authorizationGrantType !== undefined) values.authorization_grant_type = changes.authorizationGrantType
     if (changes.organizationId !== undefined) values.organization_id = changes.organizationId
     if (changes.userId !== undefined) values.user_id = changes.userId
+    if (changes.clientType !== undefined) {
+      // A secret kept from a rotation's grace ends with the type's change: it was a secret of the application before.
+      Object.assign(values, { client_type: changes.clientType, client_secret_hash: changes.clientSecretHash, previous_client_secret_hash: null, previous_secret_expires_at: null })
+    }
     const row = await this.#db.updateTable('oauth2_applications').set(values as never).where('id', '=', id).returningAll().executeTakeFirst()
     return row && toApplication(row)
   }

@@ -677,8 +677,6 @@ describe('the platform\'s clients', () => {
       }
       assert.equal(await count(), before)
       const application = await createApplication({ name: 'fixed type', client_type: 'public', authorization_grant_type: 'password' })
-      const change = await gw.fetch(`/api/gateway/v1/applications/${application.id}/`, { method: 'PATCH', headers: admin, body: JSON.stringify({ client_type: 'confidential' }) })
-      assert.equal(change.status, 400)
       const viaTokens = await gw.fetch('/api/gateway/v1/tokens/', { method: 'POST', headers: admin, body: JSON.stringify({ application: application.id }) })
       assert.equal(viaTokens.status, 400)
       assert.ok((await json(viaTokens)).application)
@@ -686,6 +684,32 @@ describe('the platform\'s clients', () => {
       assert.equal(missing.status, 404)
       const user = await gw.fetch('/api/gateway/v1/applications/', { headers: { authorization: `Basic ${Buffer.from('reader:reader-password-1').toString('base64')}` } })
       assert.equal(user.status, 403)
+    })
+
+    it('changes an application\'s client type, as the platform does: made confidential it gets a secret, shown once; made public it has none', async () => {
+      const admin = { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}`, 'content-type': 'application/json' }
+      const application = await createApplication({ name: 'changing type', client_type: 'public', authorization_grant_type: 'password' })
+      const signIn = (secret?: string) => gw.fetch('/o/token/', {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', ...(secret ? { authorization: `Basic ${Buffer.from(`${application.client_id}:${secret}`).toString('base64')}` } : {}) },
+        body: new URLSearchParams({ grant_type: 'password', username: 'admin', password: ADMIN_PASSWORD, ...(secret ? {} : { client_id: application.client_id }) }),
+      })
+      const { token: publicToken } = await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id })
+      const url = `/api/gateway/v1/applications/${application.id}/`
+      const confidential = await gw.fetch(url, { method: 'PATCH', headers: admin, body: JSON.stringify({ client_type: 'confidential' }) })
+      const made = await json(confidential)
+      assert.equal(confidential.status, 200, JSON.stringify(made))
+      assert.equal(made.client_type, 'confidential')
+      assert.match(made.client_secret, /^[\w-]{32,}$/, 'the new secret, shown in this answer')
+      assert.equal((await json(await gw.fetch(url, { headers: admin }))).client_secret, '$encrypted$', 'and never again')
+      assert.equal((await signIn()).status, 401, 'no longer without a secret')
+      assert.equal((await signIn(made.client_secret)).status, 201)
+      assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: `Bearer ${publicToken}` } })).status, 200, 'its tokens stay')
+      const madePublic = await gw.fetch(url, { method: 'PATCH', headers: admin, body: JSON.stringify({ client_type: 'public' }) })
+      const publicAgain = await json(madePublic)
+      assert.equal(madePublic.status, 200, JSON.stringify(publicAgain))
+      assert.equal('client_secret' in publicAgain, false)
+      assert.equal((await signIn()).status, 201, 'without a secret again')
     })
 
     it('compares an application\'s redirect URIs exactly, as django-oauth-toolkit does: a * in one is no wildcard', async () => {
