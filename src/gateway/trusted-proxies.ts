@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http'
+import { isIP } from 'node:net'
 import { compileAddressRanges } from '../http/address-ranges.ts'
 
 /** Whether a peer address is one of the configured reverse proxies, whose forwarding headers are believed. */
@@ -35,12 +36,12 @@ const REMEMBERED_PEERS = 4096
 
 /**
  * Puts a proxy's forwarding headers in the one form both paths (Fastify's and the lean one) read, once, before
- * either reads them: X-Forwarded-Proto as a scheme the gateway serves or not at all, X-Forwarded-For's addresses
- * without the ports some load balancers write.
+ * either reads them: X-Forwarded-Proto as a scheme the gateway serves or not at all, X-Forwarded-For as the addresses
+ * the nearest proxies vouch for (`keepForwardedAddresses`).
  */
 export function normaliseForwardingHeaders(headers: IncomingHttpHeaders): void {
   if (headers['x-forwarded-proto'] !== undefined) keepKnownForwardedProto(headers)
-  if (headers['x-forwarded-for'] !== undefined) dropForwardedForPorts(headers)
+  if (headers['x-forwarded-for'] !== undefined) keepForwardedAddresses(headers)
 }
 
 /**
@@ -62,16 +63,33 @@ function keepKnownForwardedProto(headers: IncomingHttpHeaders): void {
 const ADDRESS_WITH_PORT = /^(?:(\d{1,3}(?:\.\d{1,3}){3}):\d{1,5}|\[([0-9A-Fa-f:.]+)\](?::\d{1,5})?)$/
 
 /**
- * Takes the port off X-Forwarded-For entries written `203.0.113.7:5678` or `[2001:db8::7]:5678` (Azure's
- * Application Gateway and some others send them; nginx's realip module reads them so too), so that a trusted
- * proxy's client is one address to lockout, sessions and the access rules' `networks`, whatever port it came
- * from, and not a string that matches no range. Other entries are left as they are.
+ * X-Forwarded-For's entries from the nearest back to the first that is no address, each as its address: one written
+ * with a port (`203.0.113.7:5678`, `[2001:db8::7]:5678`: Azure's Application Gateway and some others send them, and
+ * nginx's realip module reads them so) is its address, so that a trusted proxy's client is one address to lockout,
+ * sessions and the access rules' `networks`, whatever port it came from. An entry that is no address (`unknown`, a
+ * name, `127.1`, which loose parsers read as the loopback) ends the list, and the entries before it go with it: no
+ * proxy the gateway trusts vouched for them. With none left the field is dropped, and the client is the proxy itself,
+ * as nginx's realip module keeps the peer for a field it cannot parse.
  */
-function dropForwardedForPorts(headers: IncomingHttpHeaders): void {
+function keepForwardedAddresses(headers: IncomingHttpHeaders): void {
   const value = String(headers['x-forwarded-for'])
-  if (!/[:[]/.test(value)) return
-  headers['x-forwarded-for'] = value.split(',').map((entry) => {
-    const parts = ADDRESS_WITH_PORT.exec(entry.trim())
-    return parts ? (parts[1] ?? parts[2]!) : entry.trim()
-  }).join(', ')
+  // The common case, one address a proxy wrote: nothing to change.
+  if (!value.includes(',') && isIP(value)) return
+  const entries = value.split(',')
+  let first = entries.length
+  while (first > 0) {
+    const address = addressOf(entries[first - 1]!)
+    if (address === undefined) break
+    entries[--first] = address
+  }
+  if (first === entries.length) delete headers['x-forwarded-for']
+  else headers['x-forwarded-for'] = entries.slice(first).join(', ')
+}
+
+function addressOf(entry: string): string | undefined {
+  const trimmed = entry.trim()
+  if (isIP(trimmed)) return trimmed
+  const parts = ADDRESS_WITH_PORT.exec(trimmed)
+  const address = parts && (parts[1] ?? parts[2]!)
+  return address && isIP(address) ? address : undefined
 }

@@ -45,7 +45,21 @@ describe('trusted proxies', () => {
     assert.deepEqual(normalised({ 'x-forwarded-proto': 'https, http' }), { 'x-forwarded-proto': 'http' })
     for (const scheme of ['javascript', 'https, ws', 'htt', '']) assert.deepEqual(normalised({ 'x-forwarded-proto': scheme }), {}, scheme)
     assert.deepEqual(normalised({ 'x-forwarded-for': '192.0.2.1:80,[2001:db8::1]:443 , [::1], 2001:db8::2' }), { 'x-forwarded-for': '192.0.2.1, 2001:db8::1, ::1, 2001:db8::2' })
-    for (const kept of ['192.0.2.1, 192.0.2.2', '192.0.2.1:123456', '1.2.3:80', 'unknown', '2001:db8::1:80']) assert.deepEqual(normalised({ 'x-forwarded-for': kept }), { 'x-forwarded-for': kept }, kept)
+    for (const kept of ['192.0.2.1, 192.0.2.2', '2001:db8::1:80', '192.0.2.1']) assert.deepEqual(normalised({ 'x-forwarded-for': kept }), { 'x-forwarded-for': kept }, kept)
     assert.deepEqual(normalised({ host: 'a' }), { host: 'a' })
+  })
+
+  it('keeps X-Forwarded-For\'s addresses back to the first entry that is none, which ends it, as nginx\'s realip module reads it', () => {
+    const normalised = (value: string) => {
+      const headers: Record<string, string> = { 'x-forwarded-for': value }
+      normaliseForwardingHeaders(headers)
+      return headers['x-forwarded-for']
+    }
+    for (const junk of ['unknown', '127.1', '2130706433', '127.000.000.001', '192.0.2.1:123456', '1.2.3:80', '[::1', 'host.example', '']) {
+      assert.equal(normalised(junk), undefined, junk)
+      assert.equal(normalised(`192.0.2.9, ${junk}`), undefined, `an address before ${junk}`)
+      assert.equal(normalised(`${junk}, 192.0.2.9`), '192.0.2.9', `an address after ${junk}`)
+    }
+    assert.equal(normalised('198.51.100.1, garbage, 192.0.2.1:80, 10.0.0.1'), '192.0.2.1, 10.0.0.1')
   })
 })

@@ -224,15 +224,21 @@ describe('the headers between clients and services', () => {
     for (const path of ['/rec/x', '/rec/%78']) {
       await requestFrom('127.0.0.2', `${gw.url}${path}`, { headers: { 'x-forwarded-for': '198.51.100.4:1234, [2001:db8::7]:5678, 10.1.2.3:443' } })
       assert.equal(last().headers['x-forwarded-for'], '198.51.100.4, 2001:db8::7, 10.1.2.3, 127.0.0.2', path)
+      await requestFrom('127.0.0.2', `${gw.url}${path}`, { headers: { 'x-forwarded-for': 'not:an:address:80, [2001:db8::8], 2001:db8::9' } })
+      assert.equal(last().headers['x-forwarded-for'], '2001:db8::8, 2001:db8::9, 127.0.0.2', path)
+      // An entry that is no address ends the list: none before it was vouched for, and the client is the proxy.
       await requestFrom('127.0.0.2', `${gw.url}${path}`, { headers: { 'x-forwarded-for': '[2001:db8::8], 2001:db8::9, not:an:address:80' } })
-      assert.equal(last().headers['x-forwarded-for'], '2001:db8::8, 2001:db8::9, not:an:address:80, 127.0.0.2', path)
+      assert.equal(last().headers['x-forwarded-for'], '127.0.0.2', path)
     }
     await loginFrom(gw, '127.0.0.2', { 'x-forwarded-for': '203.0.113.21:40000, 10.0.0.9:8443' })
     await loginFrom(gw, '127.0.0.2', { 'x-forwarded-for': '[2001:db8::21]:40000' })
+    await loginFrom(gw, '127.0.0.2', { 'x-forwarded-for': '203.0.113.99, 127.1' })
     const sessions = await requestFrom('127.0.0.1', `${gw.url}/api/gateway/v1/sessions/`, { headers: adminAuth })
     const addresses = sessions.json().results.map((session: { ip: string }) => session.ip)
     assert.ok(addresses.includes('203.0.113.21'), addresses.join())
     assert.ok(addresses.includes('2001:db8::21'), addresses.join())
+    assert.ok(addresses.includes('127.0.0.2'), `the proxy itself, for a list ending in no address: ${addresses.join()}`)
+    assert.equal(addresses.some((address: string) => address === '127.1' || address === '203.0.113.99'), false, addresses.join())
   })
 
   it('never forwards the gateway\'s own cookies, and never lets a service set them', async () => {
