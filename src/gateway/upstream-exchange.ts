@@ -1,4 +1,4 @@
-import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
+import { STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Dispatcher } from 'undici'
 import type { GatehouseError } from '../errors.ts'
@@ -8,6 +8,9 @@ import { assignedRequestIdOf } from '../http/request-id.ts'
 import { closeLingeringAfter } from '../http/lingering-close.ts'
 import { readSoundAnswers } from './upstream-response-parser.ts'
 import { clientResponseTrailers } from './upstream-headers.ts'
+
+/** A reason phrase Node writes as given (its check of a header's value): tabs and visible characters, spaces, obs-text. */
+const PRINTABLE_REASON = /^[\t\x20-\x7e\x80-\xff]*$/
 
 /** What a forwarded request's exchange needs of the path that forwards it (the lean path, or Fastify's route). */
 export interface ExchangeEnds {
@@ -45,6 +48,8 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   /** The body's bytes handed to the client's response, and how many of them had left its buffers at the last look. */
   #written = 0
   #flushedAtLastLook = 0
+  /** The service's reason phrase, where it is not Node's for the status, until the head is written. */
+  #reason: string | undefined
   /** The client's head, from the upstream's, until it is written (`onResponseStart`). */
   #head: OutgoingHttpHeaders | undefined
 
@@ -86,7 +91,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     if (this.#ends.response.destroyed) controller.abort(new Error('The client went away.'))
   }
 
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
     const { client, response } = this.#ends
     if (statusCode < 200) {
       // An informational answer before the final one. It used to be written as the final answer, which left the client
@@ -114,6 +119,10 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     // Node would not send a written head before either anyway. The status is the response's meanwhile, for the log
     // line of a client that leaves before.
     response.statusCode = statusCode
+    // The service's reason phrase, as nginx passes it on (Node would write its own words for the status, `unknown` for
+    // one it has none for); one Node would refuse keeps Node's. Written with the head only: a service that breaks off
+    // before it is answered 502 in the gateway's words.
+    this.#reason = statusMessage !== undefined && statusMessage !== STATUS_CODES[statusCode] && PRINTABLE_REASON.test(statusMessage) ? statusMessage : undefined
     this.#head = this.#ends.responseHeaders(headers)
   }
 
@@ -124,7 +133,8 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     this.#head = undefined
     try {
       const { response } = this.#ends
-      response.writeHead(response.statusCode, head)
+      if (this.#reason === undefined) response.writeHead(response.statusCode, head)
+      else response.writeHead(response.statusCode, this.#reason, head)
       return undefined
     } catch (error) {
       return error as Error
