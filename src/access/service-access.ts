@@ -2,7 +2,7 @@ import { AccessDenied } from '../errors.ts'
 import { ALLOW, type EntryRule } from '../gateway/places.ts'
 import { decodedPath, splitTarget } from '../http/request-target.ts'
 import type { AccessModel } from './model.ts'
-import { mayName, queryOverrideRefusal, unreadBodyMethods } from './method-override.ts'
+import { mayName, queryOverrideRefusal, unreadBodyMethods, type PendingOverride } from './method-override.ts'
 import type { AccessDecision, ServiceRules } from './rules.ts'
 
 /**
@@ -23,21 +23,34 @@ export function accessEntryRule(rules: ServiceRules, model: AccessModel): EntryR
       const decision = rules.decide({ principal, access, method: request.method, path, address: request.ip })
       request.gatehouse.accessRule = ruleOf(decision)
       if (!decision.allowed) return new AccessDenied(rules.explain(decision))
-      const parameter = rules.methodOverride
-      if (parameter === undefined || request.method !== 'POST') return ALLOW
-      const judge = (method: string) => {
-        const overridden = rules.decide({ principal, access, method, path, address: request.ip })
-        if (overridden.allowed) return undefined
-        request.gatehouse.accessRule = ruleOf(overridden)
-        return new AccessDenied(`${rules.explain(overridden)} The request names the method ${method.slice(0, 20)} in ${parameter}, which the service takes for its own.`)
-      }
-      const pending = { parameter, json: rules.methodOverrideJson, unreadMethods: unreadBodyMethods(rules.namedMethods), judge }
+      if (request.method !== 'POST') return ALLOW
+      const pending = pendingOverride(rules, (method) => rules.decide({ principal, access, method, path, address: request.ip }), (refused) => {
+        request.gatehouse.accessRule = ruleOf(refused)
+      })
+      if (!pending) return ALLOW
       const inQuery = queryOverrideRefusal(pending, query)
       if (inQuery) return inQuery
       if (mayName(request.headers['content-type'], rules.methodOverrideJson)) request.gatehouse.methodOverride = pending
       return ALLOW
     },
   }
+}
+
+/**
+ * How a POST's override parameter is judged for a service whose rules name methods (src/access/method-override.ts):
+ * `decide` is the rules' decision for the request as another method, `refused` told of the one that refuses it.
+ * Undefined for a service that takes no override parameter. `bin/gatehouse access check` judges a query by it too.
+ */
+export function pendingOverride(rules: ServiceRules, decide: (method: string) => AccessDecision, refused: (decision: AccessDecision) => void): PendingOverride | undefined {
+  const parameter = rules.methodOverride
+  if (parameter === undefined) return undefined
+  const judge = (method: string) => {
+    const overridden = decide(method)
+    if (overridden.allowed) return undefined
+    refused(overridden)
+    return new AccessDenied(`${rules.explain(overridden)} The request names the method ${method.slice(0, 20)} in ${parameter}, which the service takes for its own.`)
+  }
+  return { parameter, json: rules.methodOverrideJson, unreadMethods: unreadBodyMethods(rules.namedMethods), judge }
 }
 
 function ruleOf(decision: AccessDecision): string {

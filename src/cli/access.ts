@@ -1,4 +1,6 @@
-import { compileGatewayRules, type ServiceRules } from '../access/rules.ts'
+import { compileGatewayRules, type AccessDecision, type ServiceRules } from '../access/rules.ts'
+import { queryOverrideRefusal } from '../access/method-override.ts'
+import { pendingOverride } from '../access/service-access.ts'
 import type { App } from '../app.ts'
 import type { AuthMethod } from '../config/schema.ts'
 import { findApiRoute, gatewayApiRoutes } from '../api/route-table.ts'
@@ -247,9 +249,16 @@ async function check(app: App, username: string, method: string, target: string,
   } else if (!rules) {
     lines.push(`decision: allow (${route ? 'the service has' : 'the gateway has'} no access rules: every signed-in caller)`)
   } else {
-    const decision = rules.decide({ principal, access, method, path: decoded, address: options.address })
-    allowed = decision.allowed
-    lines.push(`decision: ${decision.allowed ? 'allow' : 'deny'}${decision.rule === undefined ? ' (no rule matched)' : ` by rule ${decision.rule}: ${decision.description}`}`)
+    const decide = (asMethod: string) => rules.decide({ principal, access, method: asMethod, path: decoded, address: options.address })
+    const decision = decide(method)
+    // A POST naming another method in the service's override parameter, in its query, is judged as that one too, as
+    // at the gateway (src/access/service-access.ts); a body's is judged there, not here.
+    let overridden: AccessDecision | undefined
+    const pending = decision.allowed && method === 'POST' ? pendingOverride(rules, decide, (refused) => (overridden = refused)) : undefined
+    const inQuery = pending && queryOverrideRefusal(pending, splitTarget(mergeSlashes(target)).query)
+    allowed = decision.allowed && !inQuery
+    if (inQuery) lines.push(`decision: deny${overridden?.rule === undefined ? '' : ` by rule ${overridden.rule}: ${overridden.description}`} (${inQuery.message})`)
+    else lines.push(`decision: ${decision.allowed ? 'allow' : 'deny'}${decision.rule === undefined ? ' (no rule matched)' : ` by rule ${decision.rule}: ${decision.description}`}`)
   }
   process.stdout.write(lines.map(printable).join('\n') + '\n')
   if (!allowed) process.exitCode = 1

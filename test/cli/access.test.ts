@@ -129,6 +129,39 @@ describe('bin/gatehouse access check', () => {
   })
 })
 
+describe('bin/gatehouse access check of a POST naming another method', () => {
+  const dir = tempDir()
+  const config = join(dir, 'gatehouse.yaml')
+  const check = (...args: string[]) => runCli(['access', 'check', ...args, '--config', config, '--data-dir', dir])
+
+  before(async () => {
+    writeFileSync(config, [
+      'services:',
+      '  - name: things',
+      '    prefix: /things/',
+      '    upstream: "http://127.0.0.1:9"',
+      '    access:',
+      '      - { deny: { methods: [DELETE] } }',
+      '      - { allow: { organizations: [Research] } }',
+      '  - { name: plain, prefix: /plain/, upstream: "http://127.0.0.1:9", method_override_parameter: false, access: [{ deny: { methods: [DELETE] } }, { allow: {} }] }',
+    ].join('\n'))
+    await seedUsers(dir)
+  })
+  after(() => rmSync(dir, { recursive: true, force: true }))
+
+  it('judges the method the query names in the service\'s override parameter as the gateway does', async () => {
+    assert.match((await check('rita', 'POST', '/things/x')).stdout, /decision: allow by rule 2/)
+    for (const query of ['_method=DELETE', '_method=delete', 'a=1;_method=DELETE']) {
+      const refused = await check('rita', 'POST', `/things/x?${query}`)
+      assert.equal(refused.code, 1, query)
+      assert.match(refused.stdout, /decision: deny by rule 1: deny methods=DELETE \(.*names the method DELETE in _method/i, query)
+    }
+    assert.equal((await check('rita', 'POST', '/things/x?_method=PATCH')).code, 0, 'a method the rules let in')
+    assert.equal((await check('rita', 'GET', '/things/x?_method=DELETE')).code, 0, 'only a POST names one')
+    assert.equal((await check('rita', 'POST', '/plain/x?_method=DELETE')).code, 0, 'a service that takes no override parameter')
+  })
+})
+
 describe('bin/gatehouse access check for the gateway\'s own paths, and check-client for realm clients', () => {
   const dir = tempDir()
   const config = join(dir, 'gatehouse.yaml')
