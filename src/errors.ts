@@ -96,7 +96,7 @@ const MAX_FIELDS_NAMED = 20
 const MAX_ECHOED = 64
 
 /** Text a client sent (a field's name, a value) as a refusal repeats it: cut to MAX_ECHOED characters. */
-export function echoed(text: string): string {
+function echoed(text: string): string {
   return text.length > MAX_ECHOED ? `${text.slice(0, MAX_ECHOED)}…` : text
 }
 
