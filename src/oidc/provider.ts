@@ -427,8 +427,8 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   provider.use(keycloakShapes({ realm: realm.name, grantTypes: GRANT_TYPES, client: (id) => clients.get(id), requiresPkce, username: async (id) => (await options.accounts.get(Number(id)))?.username, serviceAccountUserinfo: (jti) => serviceAccountUserinfo(provider, options, jti), serviceAccountId: async (clientId) => String((await options.serviceAccounts.userFor(clientId)).id), accountState: (id) => accountState(options.accounts, id), tokens: options.tokens, cookiePath: `${realmPath}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession, endSignIn, loggedOutWithRefreshToken: (token, address) => loggedOutWithRefreshToken(options, token, address), signedOut: options.signedOut }))
   provider.use(refuseUnknownTokenTypeHint)
   provider.use(sessionCookieUntilSessionMax(realm))
-  // keycloak-connect's session id, sent with its code, for the admin call that ends that session (admin-url.ts).
   if (options.applications) provider.use(earlierAccessTokensEndOnRefresh(provider, options.records, (id) => configured.has(id)))
+  // keycloak-connect's session id, sent with its code, for the admin call that ends that session (admin-url.ts).
   provider.use(rememberAdapterSessions({ records: options.records, hasAdminUrl: (id) => configured.get(id)?.admin_url !== undefined, keptSeconds: Math.max(realm.sso_session_max_seconds, realm.offline_session_max_seconds) }))
   // Token errors carry their reason in `error_detail`, which oidc-provider keeps out of the response; Keycloak's
   // wording is chosen from it (keycloak-format.ts).
