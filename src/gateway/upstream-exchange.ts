@@ -1,4 +1,4 @@
-import { STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http'
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Dispatcher } from 'undici'
 import type { GatehouseError } from '../errors.ts'
@@ -6,6 +6,7 @@ import { markCutByGateway } from '../http/answer-outcome.ts'
 import { cutConnection } from '../http/cut-connection.ts'
 import { assignedRequestIdOf } from '../http/request-id.ts'
 import { closeLingeringAfter } from '../http/lingering-close.ts'
+import { STATUS_CODES } from '../http/node-http.ts'
 import { readSoundAnswers } from './upstream-response-parser.ts'
 import { clientResponseTrailers } from './upstream-headers.ts'
 
