@@ -212,9 +212,10 @@ export class Readiness {
 
 /**
  * The least a TLS 1.3 probe waits for the service's verdict on the client certificate, however fast the handshake
- * was: a service's event loop may be slower to judge than its network is to answer.
+ * was: a service's event loop may be slower to judge than its network is to answer (a busy one took over 50 ms to
+ * send its refusal). A service that accepts sends its ticket at once, so only one that sends none waits this long.
  */
-const CLIENT_CERTIFICATE_VERDICT_MIN_MS = 50
+const CLIENT_CERTIFICATE_VERDICT_MIN_MS = 200
 /** How long before the check's timeout that wait ends at the latest. */
 const VERDICT_MARGIN_MS = 5
 
