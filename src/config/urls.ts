@@ -1,3 +1,7 @@
+import { createRequire } from 'node:module'
+
+const require = createRequire(import.meta.url)
+
 /**
  * URLs that begin others: the gateway's public URL (the realms' issuers, every path written for a client) and an SSO
  * provider's issuer (its discovery document's address, and the `iss` its tokens must carry). A user or password in
@@ -25,7 +29,7 @@ export interface SubdomainOrigin {
   readonly port: string
 }
 
-export const SUBDOMAIN_ORIGIN_MESSAGE = 'a wildcard must be the whole first label of the host: http(s)://*.domain[:port], the domain a name of two labels or more (not an address, nor a top-level domain such as com, which every site under it would pass)'
+export const SUBDOMAIN_ORIGIN_MESSAGE = 'a wildcard must be the whole first label of the host: http(s)://*.domain[:port], the domain a name of two labels or more (not an address, nor a public suffix such as com, co.uk or github.io, which every site under it would pass)'
 
 /**
  * An origin as browsers send it, with at most a `/` after it: a path (`https://app.example.com/ui`) was taken as its
@@ -48,9 +52,20 @@ export function subdomainOrigin(value: string): SubdomainOrigin | undefined {
   const match = SUBDOMAIN_ORIGIN.exec(value)
   if (!match) return undefined
   const url = URL.parse(`${match[1]}://${match[2]}`)
-  // One label (`*.com`) trusts every site under a top-level domain; `*.localhost` is one machine's names.
-  if (!url || !url.hostname || IP_ADDRESS.test(url.hostname) || (!url.hostname.includes('.') && url.hostname !== 'localhost')) return undefined
+  if (!url || !url.hostname || IP_ADDRESS.test(url.hostname)) return undefined
+  // `*.localhost` is one machine's names.
+  if (url.hostname !== 'localhost' && isPublicSuffix(url.hostname)) return undefined
   return { protocol: url.protocol, domain: url.hostname, port: url.port }
+}
+
+/**
+ * Whether names under `hostname` are registered by anyone (the Public Suffix List's ICANN and private sections:
+ * `com`, `co.uk`, `github.io`), so a wildcard over it would trust every site under it. One label is one by the list's
+ * default rule (`*.internal` as `*.com`). tldts, with its copy of the list, is loaded only for a wildcard origin.
+ */
+function isPublicSuffix(hostname: string): boolean {
+  const { getPublicSuffix } = require('tldts') as typeof import('tldts')
+  return getPublicSuffix(hostname, { allowPrivateDomains: true }) === hostname
 }
 
 /** Whether `value` is meant as a subdomain origin: the only place a `*` may be in a trusted origin. */

@@ -283,11 +283,12 @@ describe('configuration', () => {
   })
 
   it('takes a wildcard trusted origin only as Django matches one, https://*.domain[:port], and refuses what would never match', () => {
-    const message = 'server.trusted_origins.0: a wildcard must be the whole first label of the host: http(s)://*.domain[:port], the domain a name of two labels or more (not an address, nor a top-level domain such as com, which every site under it would pass)'
-    for (const origin of ['https://a.*.example.com', 'https://*example.com', 'https://*', 'https://*.*.example.com', 'https://*.example.com/app', 'https://*.example.com@evil.example', 'https://*.com', 'https://*.internal:8443']) {
+    const message = 'server.trusted_origins.0: a wildcard must be the whole first label of the host: http(s)://*.domain[:port], the domain a name of two labels or more (not an address, nor a public suffix such as com, co.uk or github.io, which every site under it would pass)'
+    const publicSuffixes = ['https://*.com', 'https://*.internal:8443', 'https://*.co.uk', 'https://*.CO.UK', 'https://*.github.io', 'http://*.s3.amazonaws.com', 'https://*.xn--p1ai', 'https://*.gov.uk']
+    for (const origin of ['https://a.*.example.com', 'https://*example.com', 'https://*', 'https://*.*.example.com', 'https://*.example.com/app', 'https://*.example.com@evil.example', ...publicSuffixes]) {
       assert.deepEqual(problemsOf({ server: { trusted_origins: [origin] } }), [message], origin)
     }
-    const origins = ['https://*.example.com', 'http://*.dev.example.com:8080/', 'http://*.localhost:3000']
+    const origins = ['https://*.example.com', 'http://*.dev.example.com:8080/', 'http://*.localhost:3000', 'https://*.example.co.uk', 'https://*.team.github.io', 'https://*.corp.internal']
     assert.deepEqual(validateConfig({ server: { trusted_origins: origins } }).server.trusted_origins, origins)
   })
 
