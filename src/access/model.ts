@@ -54,6 +54,14 @@ export interface KnownNames {
   readonly organizations: ReadonlySet<string>
 }
 
+/**
+ * A username as rules compare it: in any letter case, as accounts' names are unique (src/directory/accounts.ts) and
+ * realm logins find them (`Alice` is `alice`). Usernames are ASCII (USERNAME_PATTERN), so no locale folds otherwise.
+ */
+export function usernameKey(username: string): string {
+  return username.toLowerCase()
+}
+
 /** A team in an organization, as UserAccess.teamKeys holds it: names cannot hold NUL (src/store/database.ts refuses it). */
 export function teamKey(organization: string, team: string): string {
   return `${organization}\u0000${team}`
@@ -131,7 +139,7 @@ export class AccessModel {
   readonly #listeners: ((users?: readonly number[]) => void)[] = []
   #refresher: NodeJS.Timeout | undefined
 
-  /** `namedInRules`: the usernames access rules name (src/access/rules.ts usernamesInRules). */
+  /** `namedInRules`: the usernames access rules name, as src/access/rules.ts usernamesInRules writes them. */
   constructor(store: Store, bus: EventBus, namedInRules: ReadonlySet<string>) {
     this.#store = store
     this.#namedInRules = namedInRules
@@ -328,9 +336,12 @@ export class AccessModel {
       || (team !== undefined && h.objectType === 'organization' && h.objectId === team.organizationId)))
   }
 
-  /** Whether an access rule names the username: its account is then changed by superusers only, and made by them only. */
+  /**
+   * Whether an access rule names the username, in any letter case: its account is then changed by superusers only,
+   * and made by them only (an organization admin's `Alice` would hold the name of the rules' `alice`).
+   */
   namedInRules(username: string): boolean {
-    return this.#namedInRules.has(username)
+    return this.#namedInRules.has(usernameKey(username))
   }
 
   /** The usernames the access rules name, once a reload of the configuration replaced the services' rules. */
@@ -351,7 +362,7 @@ export class AccessModel {
    */
   canChangeUser(caller: User, target: User): boolean {
     if (caller.isSuperuser) return true
-    if (target.isSuperuser || this.#namedInRules.has(target.username)) return false
+    if (target.isSuperuser || this.namedInRules(target.username)) return false
     const access = this.of(target)
     if (!access.organizations.length) return false
     const theirs = (organizationId: number | undefined) => organizationId !== undefined && this.can(caller, 'shared.change_organization', 'organization', organizationId)

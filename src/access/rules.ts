@@ -3,7 +3,7 @@ import type { Config } from '../config/schema.ts'
 import type { Principal } from '../auth/principal.ts'
 import { compileAddressRanges } from '../http/address-ranges.ts'
 import { publicPathMatcher } from '../gateway/routes.ts'
-import { roleKey, teamKey, type KnownNames, type UserAccess } from './model.ts'
+import { roleKey, teamKey, usernameKey, type KnownNames, type UserAccess } from './model.ts'
 
 /** One request as the rules see it: who (signed in), how, and what. */
 export interface AccessRequest {
@@ -132,11 +132,11 @@ function ruleSources(config: Config): (readonly [string, readonly AccessRule[] |
   ]
 }
 
-/** The usernames access rules name (`users`), of any source: what an account of that name reaches, no role gave it. */
+/** The usernames access rules name (`users`), of any source, as usernameKey writes them: what an account of that name reaches, no role gave it. */
 export function usernamesInRules(config: Config): ReadonlySet<string> {
   const names = new Set<string>()
   for (const [, rules] of ruleSources(config)) {
-    for (const rule of rules ?? []) for (const user of (rule.allow ?? rule.deny)!.users ?? []) names.add(typeof user === 'string' ? user : user.username)
+    for (const rule of rules ?? []) for (const user of (rule.allow ?? rule.deny)!.users ?? []) names.add(usernameKey(typeof user === 'string' ? user : user.username))
   }
   return names
 }
@@ -179,11 +179,15 @@ function conditionsOf(match: RuleMatch): Condition[] {
     conditions.push((r) => r.principal.user.isSuperuser === wanted)
   }
   if (match.users) {
-    const byName = new Set(match.users.filter((u) => typeof u === 'string'))
+    // In any letter case: a rule's `mallory` that missed the account `Mallory` let a deny pass.
+    const byName = new Set(match.users.filter((u) => typeof u === 'string').map(usernameKey))
     // Each username with the sources it is named from: looked up without building a key at every request.
     const sourcesByName = new Map<string, Set<string>>()
-    for (const u of match.users) if (typeof u !== 'string') sourcesByName.set(u.username, (sourcesByName.get(u.username) ?? new Set()).add(u.source))
-    conditions.push(({ principal: { user } }) => byName.has(user.username) || (sourcesByName.get(user.username)?.has(user.source) ?? false))
+    for (const u of match.users) if (typeof u !== 'string') sourcesByName.set(usernameKey(u.username), (sourcesByName.get(usernameKey(u.username)) ?? new Set()).add(u.source))
+    conditions.push(({ principal: { user } }) => {
+      const name = usernameKey(user.username)
+      return byName.has(name) || (sourcesByName.get(name)?.has(user.source) ?? false)
+    })
   }
   if (match.teams) {
     const byName = match.teams.filter((t) => typeof t === 'string')

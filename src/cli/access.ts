@@ -140,7 +140,8 @@ const WHO_MAY: Record<Access, string> = {
 }
 
 async function userNamed(app: App, username: string) {
-  const found = await app.store.users.findByUsername(username)
+  // In any letter case, as the rules name users and realm logins find them.
+  const found = await app.store.users.findCaseVariant(username)
   if (!found) throw new UsageError(`no user "${username}"`)
   return (await app.accounts.get(found.id))!
 }

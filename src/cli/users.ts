@@ -81,10 +81,12 @@ export const enableUser = accountChange(async (app, user, name) => {
 export async function unlockUsername(name: string, options: StorageOptions): Promise<void> {
   await withApp(options, async (app) => {
     const cleared = await app.accounts.lockout.clear(name)
-    // A username is locked whether or not an account has it; one that has it is recorded as every user entry is.
-    const user = cleared ? await app.store.users.findByUsername(name) : undefined
+    // A username is locked whether or not an account has it, in any letter case (`VICTIM`'s failures are victim's);
+    // one an account has is recorded, and said, as that account, as every user entry is.
+    const user = cleared ? await app.store.users.findCaseVariant(name) : undefined
     if (cleared) app.audit.change(cliActor(), 'update', user ? auditedUser(user) : { type: 'user', name }, { failed_logins: 'some' }, { failed_logins: 'cleared' })
-    process.stdout.write(cleared ? `unlocked ${printable(name)}\n` : `${printable(name)} had no failed logins\n`)
+    const named = printable(user?.username ?? name)
+    process.stdout.write(cleared ? `unlocked ${named}\n` : `${named} had no failed logins\n`)
   })
 }
 

@@ -44,10 +44,20 @@ describe('access rules', () => {
     assert.equal(rules.decide(request({ user: from('alice', 'sso'), method: 'session' })).allowed, true, 'a name alone trusts every source')
     assert.equal(rules.decide(request({ user: from('bob', 'local'), method: 'session' })).allowed, true)
     for (const source of ['ldap', 'sso'] as const) assert.equal(rules.decide(request({ user: from('bob', source), method: 'session' })).allowed, false, source)
-    assert.equal(rules.decide(request({ user: from('BOB', 'local'), method: 'session' })).allowed, false, 'names are exact')
+    assert.equal(rules.decide(request({ user: from('BOB', 'local'), method: 'session' })).allowed, true, 'names in any letter case, as accounts have them')
+    assert.equal(rules.decide(request({ user: from('BOB', 'sso'), method: 'session' })).allowed, false)
     assert.equal(rules.decide(request({ user: from('bob', 'local'), method: 'session' })).description, 'allow users=alice,bob (local)')
     assert.ok(problemsOf([{ allow: { users: [{ username: 'bob', source: 'saml' }] } }]).some((problem) => /source/.test(problem)))
     assert.ok(problemsOf([{ allow: { users: [{ username: 'bob' }] } }]).some((problem) => /source/.test(problem)))
+  })
+
+  it('denies a username whatever its letter case in the rule or the account, as accounts are unique regardless of it', () => {
+    const rules = new ServiceRules('svc', [{ deny: { users: ['mallory', { username: 'Eve', source: 'local' }] } }, { allow: {} }])
+    const from = (username: string, source: User['source']) => ({ ...user(username), source }) as User
+    for (const name of ['mallory', 'Mallory', 'MALLORY']) assert.equal(rules.decide(request({ user: from(name, 'sso'), method: 'basic' })).rule, 1, name)
+    for (const name of ['eve', 'EVE']) assert.equal(rules.decide(request({ user: from(name, 'local'), method: 'basic' })).rule, 1, name)
+    assert.equal(rules.decide(request({ user: from('eve', 'ldap'), method: 'basic' })).rule, 2)
+    assert.equal(rules.decide(request({ user: from('malory', 'local'), method: 'basic' })).rule, 2)
   })
 
   it('matches one username named from several sources from each of them, and from no other', () => {

@@ -31,11 +31,13 @@ describe('bin/gatehouse access check', () => {
   })
   after(() => rmSync(dir, { recursive: true, force: true }))
 
-  it('prints the allowing rule and the user\'s memberships', async () => {
-    const result = await check('rita', 'GET', '/api/eda/v1/activations/')
-    assert.equal(result.code, 0, result.stderr)
-    assert.match(result.stdout, /organizations: Research/)
-    assert.match(result.stdout, /decision: allow by rule 4: allow organizations=Research methods=GET,HEAD,OPTIONS/)
+  it('prints the allowing rule and the user\'s memberships, for the account named in any letter case', async () => {
+    for (const name of ['rita', 'RITA']) {
+      const result = await check(name, 'GET', '/api/eda/v1/activations/')
+      assert.equal(result.code, 0, result.stderr)
+      assert.match(result.stdout, /organizations: Research/)
+      assert.match(result.stdout, /decision: allow by rule 4: allow organizations=Research methods=GET,HEAD,OPTIONS/)
+    }
   })
 
   it('exits 1 and says no rule matched when the request is refused', async () => {

@@ -89,15 +89,18 @@ describe('bin/gatehouse users disable', () => {
 })
 
 describe('gatehouse users unlock', () => {
-  it('records the account unlocked by its id and name, and a username without an account by its name alone', async () => {
+  it('records the account unlocked by its id and name, in any letter case it is named, and a username without an account by its name alone', async () => {
     const gw = await startGateway()
     try {
       const alice = await gw.app.accounts.create({ username: 'alice', password: 'alice-password' })
-      for (const name of ['alice', 'ghost']) {
-        const refused = await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic(name, 'wrong-password') } })
+      const kelly = await gw.app.accounts.create({ username: 'kelly', password: 'kelly-password' })
+      // The Kelvin sign folds to a k, as the failures of its login were counted.
+      for (const [name, said] of [['alice', 'alice'], ['ghost', 'ghost'], ['ALICE', 'alice'], ['\u212Aelly', 'kelly']]) {
+        const refused = await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic(name.toLowerCase(), 'wrong-password') } })
         assert.equal(refused.status, 401)
         const unlocked = await runCli(['users', 'unlock', name, '--data-dir', gw.dataDir])
         assert.equal(unlocked.code, 0, unlocked.stderr)
+        assert.equal(unlocked.stdout, `unlocked ${said}\n`)
       }
       await gw.app.audit.flush()
       const stream = await json(await gw.fetch('/api/gateway/v1/activitystream/?operation=update&content_type=user&order_by=id', { headers: adminAuth }))
@@ -105,6 +108,8 @@ describe('gatehouse users unlock', () => {
       assert.deepEqual(unlocks.map((entry: any) => [entry.object_id, entry.summary_fields.content_object.name, entry.changes.changed_fields.failed_logins]), [
         [String(alice.id), 'alice', ['some', 'cleared']],
         [null, 'ghost', ['some', 'cleared']],
+        [String(alice.id), 'alice', ['some', 'cleared']],
+        [String(kelly.id), 'kelly', ['some', 'cleared']],
       ])
     } finally {
       await gw.close()
