@@ -30,7 +30,8 @@ export function mySessionRoutes(api: GatewayApi, app: App): void {
 
   api.delete('/me/sessions/:id/', { schema: { params: idParam } }, async (request, reply) => {
     const session = await ownLiveSession(app, request)
-    await app.sessions.endById(session.id)
+    // Another request may have ended it since it was read: that one answered 204 and recorded it.
+    if (!await app.sessions.endById(session.id)) throw new NotFound('No such session.')
     app.audit.change(actorOf(request), 'delete', auditedSession(session), sessionFields(session))
     return reply.code(204).send()
   })

@@ -176,7 +176,8 @@ export function tokenRoutes(api: GatewayApi, app: App): void {
 
   api.delete('/tokens/:id/', { schema: { params: idParam } }, async (request, reply) => {
     const record = await visibleToken(request)
-    await app.tokens.revoke(record.id)
+    // Another request may have revoked it since it was read: that one answered 204 and recorded it.
+    if (!await app.tokens.revoke(record.id)) throw new NotFound('No such token.')
     app.audit.change(actorOf(request), 'delete', auditedToken(record), auditedTokenFields(record))
     return reply.code(204).send()
   })

@@ -54,6 +54,19 @@ describe('my sessions (me/sessions/)', () => {
     }
   })
 
+  it('ends a session once when several DELETEs ask at once: the others are 404, and one end is recorded', async () => {
+    const erin = { authorization: basic('erin', 'erin-password') }
+    for (let round = 0; round < 5; round += 1) {
+      const phone = await login(gw, 'erin', 'erin-password', { 'user-agent': `phone ${round}` })
+      const { id } = (await json(await mine(phone))).results.find((s: { current: boolean }) => s.current)
+      const statuses = (await Promise.all([1, 2, 3, 4].map(() => gw.fetch(`/api/gateway/v1/me/sessions/${id}/`, { method: 'DELETE', headers: erin })))).map((response) => response.status)
+      assert.deepEqual(statuses.toSorted(), [204, 404, 404, 404], `round ${round}`)
+      await gw.app.audit.flush()
+      const recorded = await json(await gw.fetch(`/api/gateway/v1/activitystream/?operation=delete&object_id=${id}`, { headers: { authorization: basic('admin', ADMIN_PASSWORD) } }))
+      assert.equal(recorded.results.filter((entry: any) => entry.content_type === 'session').length, 1, `round ${round}`)
+    }
+  })
+
   it('ends all the caller\'s other sessions and keeps the one in use', async () => {
     const here = await login(gw, 'erin', 'erin-password')
     const elsewhere = await login(gw, 'erin', 'erin-password')

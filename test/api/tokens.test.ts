@@ -584,4 +584,15 @@ describe('tokens created with an OIDC access token, on PostgreSQL with two proce
     const late = await first.fetch('/api/gateway/v1/tokens/', { method: 'POST', headers: bearer(issued.access_token) })
     assert.equal(late.status, 401)
   })
+
+  it('are deleted by one of several DELETEs sent at once to both processes: the others are 404, and one delete is recorded', async () => {
+    for (let round = 0; round < 5; round += 1) {
+      const { id } = await createToken(first, erin)
+      const statuses = (await Promise.all([first, second, first, second].map((gw) => gw.fetch(`/api/gateway/v1/tokens/${id}/`, { method: 'DELETE', headers: erin })))).map((response) => response.status)
+      assert.deepEqual(statuses.toSorted(), [204, 404, 404, 404], `round ${round}`)
+      await Promise.all([first.app.audit.flush(), second.app.audit.flush()])
+      const recorded = await json(await first.fetch(`/api/gateway/v1/activitystream/?operation=delete&object_id=${id}`, { headers: adminAuth }))
+      assert.equal(recorded.results.filter((entry: any) => entry.content_type === 'token').length, 1, `round ${round}`)
+    }
+  })
 })
