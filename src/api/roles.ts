@@ -38,29 +38,31 @@ const assignmentInput = (actor: Actor) => assignmentFields(actor).extend(shownRe
 const STORED_TYPES: Record<string, string> = { 'shared.organization': 'organization', 'shared.team': 'team' }
 const CONTENT_TYPE_FILTER = /^((?:or__|chain__)?)(not__)?content_type(__model|__api_slug)?(?:__(exact|iexact|in|isnull))?$/
 
-/** What an assignment's `content_type` filter is read as: the store's name, and `platform` where the platform has none. */
-const assignmentList = (actor: Actor) => z.preprocess(platformContentTypes((name) => Object.hasOwn(STORED_TYPES, name) ? STORED_TYPES[name]! : name, 'platform'), listQuery(assignmentFilterFields(actor)))
+/** What an assignment's `content_type` filter is read as: the store's name (a platform-wide one's null, as the store's fields read it). */
+const assignmentList = (actor: Actor) => z.preprocess(platformContentTypes((name) => Object.hasOwn(STORED_TYPES, name) ? STORED_TYPES[name]! : name), listQuery(assignmentFilterFields(actor)))
 /** A role definition keeps the platform's name, and null for a platform-wide one, as the platform does. */
-const roleDefinitionList = z.preprocess(platformContentTypes((name) => name, undefined), listQuery(roleDefinitionFilterFields))
+const roleDefinitionList = z.preprocess(platformContentTypes((name) => name), listQuery(roleDefinitionFilterFields))
 
 /**
  * The query string's `content_type` filters as the platform's clients write them, turned into the list's own
  * `content_type` filter: by the platform's name (`shared.team`) with any of these lookups, or by the model alone
  * (`content_type__model=team`, as django-ansible-base documents finding an object's assignments: `?object_id=` alone
  * would list a team's and an organization's with the same id) or its `api_slug` (the platform's name again, as its web
- * interface asks for role definitions), a platform-wide role's being null. `stored` turns the platform's name into the
- * one the list keeps; `platformWide` is what it keeps for none (undefined: null, as kept). An isnull that is no
- * boolean is refused here, under the parameter the client sent (`content_type__model__isnull`), not the one it would
- * have become.
+ * interface asks for role definitions), a platform-wide role's being null, also as `None` (`content_type=None`, as
+ * Django REST framework's filters read it for a foreign key). `stored` turns the platform's name into the one the
+ * list keeps. An isnull that is no boolean is refused here, under the parameter the client sent
+ * (`content_type__model__isnull`), not the one it would have become.
  */
-function platformContentTypes(stored: (name: string) => string, platformWide: string | undefined) {
+function platformContentTypes(stored: (name: string) => string) {
   return rewrittenParameters(CONTENT_TYPE_FILTER, ([, combined = '', negated = '', by, lookup = 'exact'], key, value, add, context) => {
     const filter = (negate: boolean, suffix = '') => `${combined}${negate ? 'not__' : ''}content_type${suffix}`
     if (lookup === 'isnull') {
-      const isNull = readBoolean(value)
-      if (isNull === undefined) context.addIssue({ code: 'custom', path: [key], message: 'Enter true or false.' })
-      else if (platformWide === undefined) add(filter(negated !== '', '__isnull'), value)
-      else add(filter((negated !== '') === isNull), platformWide)
+      if (readBoolean(value) === undefined) context.addIssue({ code: 'custom', path: [key], message: 'Enter true or false.' })
+      else add(filter(negated !== '', '__isnull'), value)
+      return
+    }
+    if (lookup === 'exact' && by === undefined && value === 'None') {
+      add(filter(negated !== '', '__isnull'), 'true')
       return
     }
     const name = (given: string) => {

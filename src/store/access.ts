@@ -93,6 +93,8 @@ const holderNameFields = (actor: Actor): string[] => HOLDER_NAMES[actor].columns
  * related objects' fields, only the names the platform's clients filter and order by (its web interface's access tab,
  * and its clients leaving out roles by name): every other related lookup is unbounded joins a client would choose.
  */
+const PLATFORM_WIDE = Object.freeze({ column: 'object_type', equals: 'platform' })
+
 export function assignmentFilterFields(actor: Actor): FilterFields {
   return Object.freeze({
     id: { column: 'id', type: 'integer' },
@@ -100,8 +102,11 @@ export function assignmentFilterFields(actor: Actor): FilterFields {
     role_definition__name: { column: 'role_definition__name', type: 'text' },
     [actor]: { column: `${actor}_id`, type: 'integer' },
     ...Object.fromEntries(holderNameFields(actor).map((field) => [field, { column: field, type: 'text' }])),
-    object_id: { column: 'object_id', type: 'text', storedAsInteger: true },
-    content_type: { column: 'object_type', type: 'text' },
+    // A platform-wide assignment's, kept as `platform` and 0, are null as shown (`Platform Auditor`): a script
+    // deleting the assignments on objects (`object_id__isnull=false`) must not find it.
+    object_id: { column: 'object_id', type: 'text', storedAsInteger: true, nullWhere: PLATFORM_WIDE },
+    // A foreign key on the platform: no text lookups of its name (src/api/roles.ts reads the platform's names).
+    content_type: { column: 'object_type', type: 'text', lookups: ['exact', 'iexact', 'in', 'isnull'], nullWhere: PLATFORM_WIDE },
     created: { column: 'created_at', type: 'time' },
   })
 }

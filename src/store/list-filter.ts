@@ -28,6 +28,12 @@ export interface FilterField {
   readonly storedAsInteger?: boolean
   /** The only lookups it takes, where it does not take every lookup of its type. */
   readonly lookups?: readonly Lookup[]
+  /**
+   * Where the field is null though its column holds a value: rows whose `column` holds `equals`. A platform-wide
+   * role assignment keeps `platform` and 0 for what it is on, which the API shows as null `content_type` and
+   * `object_id`; filters and the order read them as shown.
+   */
+  readonly nullWhere?: { readonly column: string; readonly equals: string }
 }
 
 export type FilterFields = Readonly<Record<string, FilterField>>
@@ -108,21 +114,29 @@ export function ordered<DB, TB extends keyof DB, O>(query: SelectQueryBuilder<DB
   // Empty values last, and first when descending, as PostgreSQL (and so the platform, Django on it) orders them:
   // SQLite's own order is the other way round, and the two backends' pages would differ.
   for (const { field, descending } of filter.order) {
-    const column = fields[field]!.column
+    const column = fieldValue(fields[field]!)
     // Every row null there: the order is the tiebreaker's.
-    if (column !== null) q = q.orderBy(sql.ref(column), (item) => descending ? item.desc().nullsFirst() : item.asc().nullsLast())
+    if (column !== undefined) q = q.orderBy(column, (item) => descending ? item.desc().nullsFirst() : item.asc().nullsLast())
   }
   return q.orderBy(sql.ref('id'), 'asc')
 }
 
 function conditionSql(fields: FilterFields, condition: Condition): Expression<SqlBool> {
   const field = fields[condition.field]!
-  if (field.column === null) return nullFieldHolds(condition) ? ALL_ROWS : NO_ROW
-  const column = field.storedAsInteger ? sql`CAST(${sql.ref(field.column)} AS TEXT)` : sql.ref(field.column)
+  const value = fieldValue(field)
+  if (value === undefined) return nullFieldHolds(condition) ? ALL_ROWS : NO_ROW
+  const column = field.storedAsInteger ? sql`CAST(${value} AS TEXT)` : value
   const expression = (field.type === 'integer' ? beyondIntegerColumn(column, condition.lookup, condition.value) : undefined)
     ?? lookupSql(column, condition.lookup, condition.value)
   if (!condition.negate) return expression
   return asksAboutNull(condition) ? sql<SqlBool>`NOT (${expression})` : sql<SqlBool>`NOT (${expression} AND ${column} IS NOT NULL)`
+}
+
+/** What a field holds in a row, as the API shows it; undefined for a field null in every row. */
+function fieldValue(field: FilterField): ReturnType<typeof sql.ref> | undefined {
+  if (field.column === null) return undefined
+  if (!field.nullWhere) return sql.ref(field.column)
+  return sql`(CASE WHEN ${sql.ref(field.nullWhere.column)} = ${field.nullWhere.equals} THEN NULL ELSE ${sql.ref(field.column)} END)`
 }
 
 /**

@@ -56,6 +56,32 @@ describe('role assignments and role definitions as django-ansible-base\'s client
     assert.deepEqual(await listed('role_user_assignments/?not__content_type__isnull=true'), ['Organization Member on shared.organization', 'Team Member on shared.team'])
   })
 
+  it('reads a platform-wide assignment\'s object_id and content_type as null, as it shows them, in filters and the order', async () => {
+    const objectScoped = ['Organization Member on shared.organization', 'Team Member on shared.team']
+    assert.deepEqual(await listed('role_user_assignments/?object_id__isnull=true'), ['Platform Auditor'])
+    assert.deepEqual(await listed('role_user_assignments/?object_id__isnull=false'), objectScoped)
+    for (const query of ['object_id=0', 'object_id__lt=1', 'object_id__startswith=0']) assert.deepEqual(await listed(`role_user_assignments/?${query}`), [], query)
+    assert.deepEqual(await listed('role_user_assignments/?content_type=None'), ['Platform Auditor'])
+    assert.deepEqual(await listed('role_user_assignments/?not__content_type=None'), objectScoped)
+    assert.deepEqual(await listed('role_user_assignments/?content_type=platform'), [])
+    // Empty values last, and first when descending.
+    for (const field of ['object_id', 'content_type']) {
+      const order = async (by: string) => (await call(gw, 'GET', `role_user_assignments/?order_by=${by}`)).body.results.map((a: any) => a.summary_fields.role_definition.name)
+      assert.equal((await order(field)).at(-1), 'Platform Auditor', field)
+      assert.equal((await order(`-${field}`))[0], 'Platform Auditor', field)
+    }
+    const roleNames = async (query: string) => (await call(gw, 'GET', `role_definitions/?${query}`)).body.results.map((r: any) => r.name).sort()
+    assert.deepEqual(await roleNames('content_type=None'), ['Platform Auditor'])
+  })
+
+  it('refuses the text lookups of an assignment\'s content_type, a foreign key on the platform', async () => {
+    for (const parameter of ['content_type__icontains=shared', 'content_type__startswith=team', 'content_type__contains=platform']) {
+      const answer = await call(gw, 'GET', `role_user_assignments/?${parameter}`)
+      assert.equal(answer.status, 400, parameter)
+      assert.equal(answer.body.code, 'invalid', parameter)
+    }
+  })
+
   it('filters role definitions by content_type__model', async () => {
     const names = async (query: string) => {
       const answer = await call(gw, 'GET', `role_definitions/?${query}`)
@@ -196,6 +222,18 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`role assignment
   after(async () => {
     await gw.close()
     await dropDatabase?.()
+  })
+
+  it('reads a platform-wide assignment\'s object_id and content_type as null in filters and the order', async () => {
+    await gw.app.accounts.create({ username: 'erin', password: 'erin-password-long' })
+    assert.equal((await grant(gw, 'erin', 'Platform Auditor')).status, 201)
+    const names = async (query: string) => (await call(gw, 'GET', `role_user_assignments/?${query}`)).body.results.map((a: any) => `${a.summary_fields.user.username}: ${a.summary_fields.role_definition.name}`)
+    assert.deepEqual(await names('object_id__isnull=true'), ['erin: Platform Auditor'])
+    assert.deepEqual(await names('content_type=None'), ['erin: Platform Auditor'])
+    assert.ok(!(await names('object_id__isnull=false')).includes('erin: Platform Auditor'))
+    assert.deepEqual(await names('object_id__lt=1'), [])
+    assert.equal((await names('order_by=object_id')).at(-1), 'erin: Platform Auditor')
+    assert.equal((await names('order_by=-content_type'))[0], 'erin: Platform Auditor')
   })
 
   it('filters and orders assignments by the role\'s name and the user\'s or team\'s, as the platform\'s clients ask', async () => {
