@@ -17,7 +17,8 @@ const wholeNumber = (message: string) => z
  * is capped, not refused, as the platform's paginator does.
  */
 export const pageQuery = z.object({
-  page: wholeNumber(`Enter a page number from 1 to ${MAX_PAGE}.`).pipe(z.number().max(MAX_PAGE, `Enter a page number from 1 to ${MAX_PAGE}.`)).default(1),
+  // `?page=` empty is the first page, as Django REST framework's paginator reads it (`... or 1`).
+  page: z.preprocess((value) => (value === '' ? undefined : value), wholeNumber(`Enter a page number from 1 to ${MAX_PAGE}.`).pipe(z.number().max(MAX_PAGE, `Enter a page number from 1 to ${MAX_PAGE}.`)).default(1)),
   page_size: pageSize().default(DEFAULT_PAGE_SIZE),
 })
 

@@ -356,6 +356,9 @@ describe('the gateway API', () => {
       assert.equal(capped.status, 200)
       assert.equal((await json(capped)).results.length, 200)
       assert.equal((await json(await gw.fetch('/api/gateway/v1/users/', { headers: adminAuth }))).results.length, 50, 'the platform\'s default page size')
+      // An empty page is the first, as Django REST framework's paginator reads it.
+      const first = await json(await gw.fetch('/api/gateway/v1/users/?page=&page_size=3', { headers: adminAuth }))
+      assert.deepEqual([first.previous, first.next, first.results.length], [null, '/api/gateway/v1/users/?page=2&page_size=3', 3])
     })
 
     it('does not let a superuser lock themselves out', async () => {
