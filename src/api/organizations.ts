@@ -13,8 +13,9 @@ import { describeList, SERVER_FIELDS } from './metadata.ts'
 import { paged } from './pagination.ts'
 import { activityStreamUrl } from './summaries.ts'
 import { assertShownValues, bodyId, idParam, shownReadOnly } from './validation.ts'
+import { CONTROLS_REFUSED, withoutControls } from '../directory/upstream-profile.ts'
 
-const name = z.string().trim().min(1, 'This field may not be blank.').max(512)
+const name = z.string().trim().min(1, 'This field may not be blank.').max(512).refine(withoutControls, CONTROLS_REFUSED)
 /**
  * An organization's name may not end in `~`: realm tokens carry Keycloak group paths, which escape only the slash
  * (`~/`), so the team Ops of an organization `Target~` would have the path `/Target~/Ops` of an organization named

@@ -2,6 +2,7 @@ import { profileFields } from '../api/profile-fields.ts'
 import { isServiceAccountName, SERVICE_ACCOUNT_NAME, usernameProblem } from './accounts.ts'
 import { hashCostRefusal } from './passwords.ts'
 import { KEYCLOAK_DIGESTS } from './pbkdf2-hashes.ts'
+import { withoutControls } from './upstream-profile.ts'
 
 /**
  * Reads the accounts of the products Gatehouse replaces, with their password hashes as those products wrote them
@@ -550,8 +551,8 @@ class GroupTeams {
     }
     if (name.length > MAX_TEAM_NAME) throw new EntryProblem(`is in the group ${shown}, whose path is longer than a team's name may be (${MAX_TEAM_NAME} characters)`)
     // A lone surrogate (JSON's \ud800) would be stored as U+FFFD, and the API refuses one in a team's name.
-    if (name.trim() !== name || name.includes('\u0000') || !name.isWellFormed()) {
-      throw new EntryProblem(`is in the group ${shown}, whose path no team's name can be (a team's name has no spaces around it, no NUL and no lone surrogate)`)
+    if (name.trim() !== name || !withoutControls(name) || !name.isWellFormed()) {
+      throw new EntryProblem(`is in the group ${shown}, whose path no team's name can be (a team's name has no spaces around it, no control or bidirectional formatting characters and no lone surrogate)`)
     }
     const found = this.#paths?.get(path)
     if (this.#paths && found === undefined) throw new EntryProblem(`is in the group ${shown}, which the realm's "groups" does not have`)

@@ -28,6 +28,17 @@ export function withoutBidiFormatting(value: string): boolean {
   return !BIDI_FORMATTING.test(value)
 }
 
+const ANY_CONTROL = new RegExp(String.raw`[\p{Cc}${BIDI_FORMATTING_CLASS}]`, 'u')
+export const CONTROLS_REFUSED = 'Remove the control characters (a line break, a tab, an escape) and the bidirectional formatting characters (U+200E, U+200F, U+202A-U+202E, U+2066-U+2069).'
+
+/**
+ * Whether the name of an organization or a team is free of control and bidirectional formatting characters: access
+ * rules and administrators pick them by name, and `Ops` followed by a right-to-left override would pass for `Ops`.
+ */
+export function withoutControls(value: string): boolean {
+  return !ANY_CONTROL.test(value)
+}
+
 /**
  * A first or last name without its control characters, a lone surrogate (JSON may carry one) made U+FFFD, cut to the
  * column's width on a whole character.

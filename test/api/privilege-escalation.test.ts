@@ -383,6 +383,23 @@ describe('privilege escalation through the gateway API', () => {
     assert.ok(!groups.includes('/Target/Ops'), 'not the path of Target\'s team Ops')
   })
 
+  it('refuses organization and team names with control or bidirectional formatting characters, which could pass for another name', async () => {
+    const own = await createOrgAndTeam(gw, 'Plain', 'PlainTeam')
+    for (const name of ['Ops\r\nX-Evil: 1', 'Ops\u007f', 'T\u001b[31mRED', 'Ops\u202e', '\u2066Ops', 'Ops\u200f', 'Ops\u0085']) {
+      for (const [method, path, body] of [
+        ['POST', 'organizations/', { name }], ['PATCH', `organizations/${own.organization}/`, { name }],
+        ['POST', 'teams/', { name, organization: own.organization }], ['PATCH', `teams/${own.team}/`, { name }],
+      ] as const) {
+        const refused = await call(gw, method, path, body)
+        assert.equal(refused.status, 400, `${method} ${path} ${JSON.stringify(name)}`)
+        assert.match(refused.body.name?.[0] ?? '', /control characters/, JSON.stringify(refused.body))
+      }
+    }
+    assert.equal((await call(gw, 'GET', `teams/${own.team}/`)).body.name, 'PlainTeam')
+    // Right-to-left scripts need none of them.
+    assert.equal((await call(gw, 'POST', 'teams/', { name: 'צוות', organization: own.organization })).status, 201)
+  })
+
   it('keeps an organization from being named so that its team\'s group path is another organization\'s', async () => {
     // Keycloak escapes only the slash: `/Target~/Ops` reads as the organization `Target/Ops` and as the team Ops of an
     // organization named `Target~` alike, so no organization name may end in `~`.

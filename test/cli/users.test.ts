@@ -217,6 +217,8 @@ async function assertGroupsBecomeTeams(storage: string[]): Promise<void> {
     ['spaces around', realmWithGroups({ ann: ['/Ops '] }), /is in the group "\/Ops ", whose path no team's name can be/],
     ['NUL', realmWithGroups({ ann: ['/Ops\u0000'] }), /is in the group "\/Ops\\u0000", whose path no team's name can be/],
     ['lone surrogate', realmWithGroups({ ann: ['/Ops\ud800'] }), /is in the group "\/Ops\\ud800", whose path no team's name can be/],
+    ['line break', realmWithGroups({ ann: ['/Ops\r\nX'] }), /is in the group "\/Ops\\r\\nX", whose path no team's name can be/],
+    ['right-to-left override', realmWithGroups({ ann: ['/Ops\u202e'] }), /is in the group "\/Ops\\u202e", whose path no team's name can be/],
     ['not in the tree', realmWithGroups({ ann: ['/Sales'] }, tree), /is in the group "\/Sales", which the realm's "groups" does not have/],
     ['a group without a name', realmWithGroups({ ann: ['/Ops'] }, [...tree, { subGroups: [] }]), /groups\[2\] is not a group with a "name"/],
     ['subGroups not a list', realmWithGroups({ ann: ['/Ops'] }, [{ ...group('Ops', '/Ops'), subGroups: 'x' }]), /groups\[0\] has "subGroups" that are not a list/],
