@@ -4,6 +4,7 @@ import type { App } from '../app.ts'
 import { unknownNames } from '../access/rules.ts'
 import { directoryWarnings } from '../config/ldap.ts'
 import type { Config } from '../config/schema.ts'
+import { lastConfigText } from '../config/load.ts'
 import { checkListeners, ListenFailed, type PlannedListener } from '../listener/listen-errors.ts'
 import { listen } from '../listener/listener.ts'
 import { logEnded, resolveLogFormat, type LogFormatChoice, type LogLevel } from '../logging/format.ts'
@@ -19,7 +20,7 @@ import { startGatehouse } from './start.ts'
 import { reloadServicesTls, watchServicesTls } from '../gateway/upstream-tls.ts'
 import { readConfigAgain } from './reload.ts'
 import { serviceChanges } from '../config/reload.ts'
-import { announceReady, holdHangUps, isWorker, onSignals, printsSummary, runWorkers } from './workers.ts'
+import { announceConfiguration, announceReady, holdHangUps, isWorker, onSignals, printsSummary, runningConfiguration, runWorkers } from './workers.ts'
 
 interface ServeOptions extends StorageOptions {
   host?: string
@@ -55,6 +56,7 @@ export async function serve(options: ServeOptions): Promise<void> {
   // less resident at idle. A module loaded later is read from the cache as before.
   flushCompileCache()
   const releaseHangUps = holdHangUps()
+  const releaseConfiguration = runningConfiguration(options.config)
   const config = resolveConfig(options)
   const host = options.host ?? config.server.host
   const port = options.port === undefined ? config.server.port : Number(options.port)
@@ -70,7 +72,7 @@ export async function serve(options: ServeOptions): Promise<void> {
   // The workers it starts read the TLS files themselves: a hangup before them has nothing to reload.
   if ((options.workers ?? 1) > 1 && !isWorker()) {
     releaseHangUps()
-    return runWorkers(options.workers!, options.database)
+    return runWorkers(options.workers!, options.database, options.config === undefined ? undefined : lastConfigText(options.config))
   }
   const terminal = process.stdout.isTTY === true
   const pretty = resolveLogFormat(options.logFormat, terminal) === 'pretty'
@@ -149,6 +151,7 @@ export async function serve(options: ServeOptions): Promise<void> {
     if ('problems' in read) return server.log.error({ problems: read.problems }, 'SIGHUP: the configuration file has problems: none of it was applied, the gateway runs as it did')
     const changes = serviceChanges(app.config, read.config)
     const { needsRestart, applicationAudiences } = app.reloadServices(read.config)
+    announceConfiguration(options.config === undefined ? undefined : lastConfigText(options.config))
     unwatchServicesTls()
     unwatchServicesTls = watchServicesTls(app.routes, server.log)
     const applicationTokens = applicationAudiences ? { application_token_audiences: applicationAudiences } : {}
@@ -158,6 +161,8 @@ export async function serve(options: ServeOptions): Promise<void> {
     // As at start: a misspelt name in a deny rule added now would deny no one, without a word.
     for (const problem of unknownNames(read.config, app.access.names())) server.log.warn({ problem }, 'access rule names something that does not exist')
   }
+  // A SIGHUP from now on reads the file.
+  releaseConfiguration()
   onSignals(stop, hangUp)
   // One that came while starting may have meant certificates renewed after they were read; a worker's came from the
   // terminal, and the primary passes that on.

@@ -1,5 +1,8 @@
 import cluster, { type Worker } from 'node:cluster'
-import { availableParallelism } from 'node:os'
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { availableParallelism, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pinConfigText } from '../config/pinned-texts.ts'
 import { UsageError, withoutDatabase } from './common.ts'
 import { releaseEarlyHangUps } from './early-hangups.ts'
 import { ClusterScrapes, type ClusterMessage } from '../metrics/cluster.ts'
@@ -11,7 +14,10 @@ import { ClusterScrapes, type ClusterMessage } from '../metrics/cluster.ts'
  * The first worker starts alone, so it alone migrates the database and creates the first administrator.
  */
 
-type Message = { type: 'ready' } | { type: 'signal'; signal: NodeJS.Signals }
+type Message = { type: 'ready' } | { type: 'signal'; signal: NodeJS.Signals } | { type: 'configuration'; text: string }
+
+/** Where a worker finds the configuration file's text its siblings run (the primary's copy of it). */
+const RUNNING_CONFIGURATION = 'GATEHOUSE_WORKERS_CONFIGURATION'
 
 /** Delay before a worker that died is replaced, so a worker that keeps crashing does not spin. */
 const RESTART_DELAY_MS = 1000
@@ -37,6 +43,43 @@ export function printsSummary(): boolean {
 /** Tells the primary this worker is listening. */
 export function announceReady(): void {
   if (cluster.isWorker) process.send!({ type: 'ready' } satisfies Message)
+}
+
+/**
+ * A worker reads its configuration file as the primary's copy says the workers run it, until it lets go (the function
+ * returned), once it is started: a replacement for a worker that died then runs what its siblings run, not a file
+ * edited since, or broken by an edit that their SIGHUP refused (with which it failed to start, again and again, until
+ * none was left and the port was closed, while the primary, still running, looked well to a service manager).
+ */
+export function runningConfiguration(file: string | undefined): () => void {
+  const copy = process.env[RUNNING_CONFIGURATION]
+  if (!cluster.isWorker || file === undefined || copy === undefined) return () => {}
+  pinConfigText(file, readFileSync(copy, 'utf8'))
+  return () => pinConfigText(file, undefined)
+}
+
+/** Tells the primary the configuration file's text this worker now runs, read again on a SIGHUP: replacements start on it. */
+export function announceConfiguration(text: string | undefined): void {
+  if (cluster.isWorker && text !== undefined) process.send!({ type: 'configuration', text } satisfies Message)
+}
+
+/**
+ * The primary's copy of the configuration file as its workers run it: the text it read at start, then each text a
+ * worker took on a SIGHUP. In a directory of its own that only its user may read (the file may hold secrets), removed
+ * when the primary exits.
+ */
+function runningConfigurationCopy(text: string | undefined): { env: Record<string, string>; update(text: string): void } {
+  if (text === undefined) return { env: {}, update: () => {} }
+  const directory = mkdtempSync(join(tmpdir(), 'gatehouse-workers-'))
+  process.on('exit', () => rmSync(directory, { recursive: true, force: true }))
+  const copy = join(directory, 'configuration.yaml')
+  const update = (next: string) => {
+    // Whole or not at all, for a worker starting as it changes.
+    writeFileSync(`${copy}.next`, next, { mode: 0o600 })
+    renameSync(`${copy}.next`, copy)
+  }
+  update(text)
+  return { env: { [RUNNING_CONFIGURATION]: copy }, update }
 }
 
 /**
@@ -82,11 +125,13 @@ export function onSignals(stop: (signal: NodeJS.Signals) => void, hangUp: () => 
  * The primary: starts the workers (the first alone), replaces one that dies while serving, passes signals on, and
  * exits when they all have. A worker that fails before it listens stops the whole start with its exit status.
  */
-export async function runWorkers(count: number, database: string | undefined): Promise<void> {
+/** `configText`: the configuration file's text, as the primary read it; undefined without a file. */
+export async function runWorkers(count: number, database: string | undefined, configText: string | undefined): Promise<void> {
   // The workers run with the primary's arguments but for --database: a process's arguments are readable by every
   // user of the machine, its environment by its own user only.
   cluster.setupPrimary({ args: withoutDatabase(process.argv.slice(2)) })
-  const env = database === undefined ? {} : { GATEHOUSE_DATABASE_URL: database }
+  const configuration = runningConfigurationCopy(configText)
+  const env = { ...configuration.env, ...(database === undefined ? {} : { GATEHOUSE_DATABASE_URL: database }) }
   const workers = new Set<Worker>()
   const ready = new WeakSet<Worker>()
   /** Starting workers a SIGHUP came for: one may have read the TLS files before they were renewed. */
@@ -120,6 +165,7 @@ export async function runWorkers(count: number, database: string | undefined): P
       worker.on('error', () => {})
       worker.on('message', (message: Message | ClusterMessage) => {
         scrapes.onMessage(worker, message as ClusterMessage)
+        if (message.type === 'configuration') configuration.update(message.text)
         if (message.type !== 'ready') return
         ready.add(worker)
         if (hungUpWhileStarting.has(worker)) tell(worker, { type: 'signal', signal: 'SIGHUP' })

@@ -6,6 +6,7 @@ import { substituteEnvironment, type Substituted } from './environment.ts'
 import { ConfigError } from './config-error.ts'
 import { readBytesAtMost, startsAsUtf16 } from './read-at-most.ts'
 import { ConfigSchema, type Config } from './schema.ts'
+import { pinnedConfigText } from './pinned-texts.ts'
 
 export { ConfigError }
 
@@ -164,7 +165,14 @@ function selfContainingPath(value: unknown, path: string[] = [], ancestors = new
  * file in another encoding (Latin-1, a Windows code page) had each of its other bytes made U+FFFD: a password, a
  * name or a path quietly changed. It is refused instead, as `users import` refuses a file that is not UTF-8.
  */
+/** The text `file` was last parsed from, if it was the last file parsed. */
+export function lastConfigText(file: string): string | undefined {
+  return lastParsed?.file === file ? lastParsed.text : undefined
+}
+
 function readConfigText(file: string): string {
+  const pinned = pinnedConfigText(file)
+  if (pinned !== undefined) return pinned
   let bytes: Buffer | undefined
   try {
     bytes = readBytesAtMost(file, MAX_CONFIG_BYTES)

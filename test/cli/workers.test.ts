@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import { createServer, get } from 'node:http'
-import { existsSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { after, before, describe, it } from 'node:test'
 import { adminAuth, runCli, spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
 import { freePort } from '../helpers/free-port.ts'
@@ -342,5 +342,53 @@ describe('serve --workers, bad values', () => {
     const { code, stderr } = await runCli(['serve'], { env: { GATEHOUSE_WORKERS: 'abc' } })
     assert.equal(code, 2)
     assert.match(stderr, /GATEHOUSE_WORKERS\) must be a number from 1 to 256 or "auto", got "abc"/)
+  })
+})
+
+describe('serve --workers with a configuration file', () => {
+  const dir = tempDir()
+  const file = `${dir}/gatehouse.yaml`
+  const service = (name: string) => `  - { name: ${name}, prefix: /${name}/, upstream: "http://127.0.0.1:9" }`
+  let gateway: GatewayProcess
+
+  before(async () => {
+    writeFileSync(file, ['services:', service('first')].join('\n'))
+    gateway = await spawnGateway(['--config', file, '--data-dir', dir, '--workers', '2'], { GATEHOUSE_LOG_LEVEL: 'info' })
+    await until(() => gateway.output().match(/"msg":"worker listening"/g)?.length === 2, 15_000, 'both workers listen')
+  })
+  after(async () => {
+    await gateway.stop()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  const listened = () => gateway.output().match(/"msg":"worker listening"/g)?.length ?? 0
+  /** Kills each worker in turn, waiting for its replacement to listen: then every worker is one started since. */
+  async function replaceEveryWorker(): Promise<void> {
+    for (const victim of workerPids(gateway.process.pid!)) {
+      const before = listened()
+      process.kill(victim, 'SIGKILL')
+      await until(() => listened() > before, 15_000, () => `a replacement listens:\n${gateway.output().slice(-3000)}`)
+    }
+  }
+  /** Whether a path is a service's (401 without credentials) on both workers' connections, or no one's (404). */
+  const statuses = async (path: string) => Promise.all([1, 2, 3, 4].map(() => statusOrRefused(`${gateway.url}${path}`, {})))
+
+  it('starts a replacement worker on the configuration the others run, not on a file a SIGHUP refused, and on the one a SIGHUP took', async () => {
+    writeFileSync(file, 'services: [\n')
+    const refusals = gateway.output().match(/SIGHUP: the configuration file has problems/g)?.length ?? 0
+    process.kill(gateway.process.pid!, 'SIGHUP')
+    await until(() => (gateway.output().match(/SIGHUP: the configuration file has problems/g)?.length ?? 0) === refusals + 2, 10_000, 'both workers refuse the file')
+    await replaceEveryWorker()
+    assert.deepEqual(await statuses('/first/x'), [401, 401, 401, 401], gateway.output().slice(-3000))
+
+    writeFileSync(file, ['services:', service('first'), service('second')].join('\n'))
+    const reads = gateway.output().match(/SIGHUP: configuration file read again/g)?.length ?? 0
+    process.kill(gateway.process.pid!, 'SIGHUP')
+    await until(() => (gateway.output().match(/SIGHUP: configuration file read again/g)?.length ?? 0) === reads + 2, 10_000, 'both workers read it')
+    // Edited again without a SIGHUP: the workers started from now on run what the others took.
+    writeFileSync(file, ['services:', service('third')].join('\n'))
+    await replaceEveryWorker()
+    assert.deepEqual(await statuses('/second/x'), [401, 401, 401, 401], gateway.output().slice(-3000))
+    assert.deepEqual(await statuses('/third/x'), [404, 404, 404, 404])
   })
 })
