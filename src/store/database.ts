@@ -349,7 +349,12 @@ export class Database {
       // lock says so, and the Migrator (with the migrations' code) is left to the starts with something to do. Up to
       // date includes a database a newer version migrated further: see #hasEveryMigration.
       const applied = hasEveryMigration(raw) ? [] : await this.#migrate()
-      raw.exec('COMMIT')
+      try {
+        raw.exec('COMMIT')
+      } catch (error) {
+        // Their commit failed (a full disk): rolled back below, none of them stays applied.
+        throw applied.length ? new MigrationFailed(this.description, undefined, applied, error) : error
+      }
       return applied
     } catch (error) {
       if (raw.isTransaction) raw.exec('ROLLBACK')
@@ -365,11 +370,16 @@ export class Database {
    * worker replaced) must start there too, as after a rollback. Kysely's Migrator would refuse them as "corrupted".
    */
   async #hasEveryMigration(): Promise<boolean> {
+    return (await this.#pendingMigrations())?.length === 0
+  }
+
+  /** The migrations the database has yet to apply; undefined when that cannot be read. */
+  async #pendingMigrations(): Promise<string[] | undefined> {
     try {
-      return (await this.migrationStatus()).pending.length === 0
+      return (await this.migrationStatus()).pending
     } catch {
       // A new database, without the Migrator's table yet (or one not answering, which migrating will say).
-      return false
+      return undefined
     }
   }
 
@@ -422,10 +432,13 @@ export class Database {
         if (!error) return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName)
         // The Migrator, once it had the lock, found migrations it does not know: a newer version applied its own, and
         // with them those this one was to apply, while this one waited. Then there is nothing left to do here.
-        if (!results && await this.#hasEveryMigration()) return []
+        const pending = results ? undefined : await this.#pendingMigrations()
+        if (pending?.length === 0) return []
         const failed = results?.find((r) => r.status === 'Error')
         if ((error as { code?: unknown }).code !== LOCK_NOT_AVAILABLE) {
-          throw failed ? new MigrationFailed(this.description, failed.migrationName, results!.map((r) => r.migrationName), error) : error
+          if (failed) throw new MigrationFailed(this.description, failed.migrationName, results!.map((r) => r.migrationName), error)
+          // Failed with none of them its cause (their commit, on a full disk): what is still pending was rolled back.
+          throw pending?.length ? new MigrationFailed(this.description, undefined, pending, error) : error
         }
         if (performance.now() >= deadline) {
           throw new Error(`a table the migrations change stayed locked by another session (a long transaction, a pg_dump) for ${MIGRATION_WAIT_MS / 1000} s; nothing was changed, try again once it ends`, { cause: error })

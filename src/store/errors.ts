@@ -35,8 +35,9 @@ export class DatabaseUnusable extends Error {
  * so none of them stays applied: the database is as the previous version left it, which still serves it.
  */
 export class MigrationFailed extends Error {
-  constructor(description: string, migration: string, pending: readonly string[], cause: unknown) {
-    super(`the database ${description} was not upgraded: migration ${migration} failed: ${(cause as Error)?.message ?? String(cause)}; ` +
+  /** `migration`: the one that failed; undefined when the migrations failed together (their commit). */
+  constructor(description: string, migration: string | undefined, pending: readonly string[], cause: unknown) {
+    super(`the database ${description} was not upgraded: ${migration === undefined ? 'its migrations' : `migration ${migration}`} failed: ${(cause as Error)?.message ?? String(cause)}; ` +
       `none of the pending migrations (${pending.join(', ')}) was applied, so the database is as it was and the previous version still serves it`, { cause })
     this.name = 'MigrationFailed'
   }

@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { createHash, randomBytes } from 'node:crypto'
 import { describe, it } from 'node:test'
 import { SessionManager } from '../../src/auth/session-manager.ts'
@@ -7,7 +10,7 @@ import { hashPassword } from '../../src/directory/passwords.ts'
 import { migrationNames } from '../../src/store/migrations/index.ts'
 import type { Store } from '../../src/store/store.ts'
 import { atMigration, unmigratedBackends } from '../helpers/backends.ts'
-import { ADMIN_PASSWORD, adminAuth, basic, json, runCli, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { ADMIN_PASSWORD, adminAuth, basic, json, runCli, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
 import { browse, CLIENT_REDIRECT, CookieJar, REALM, realmUrl, realmWith, submitForm, testRealms } from '../helpers/oidc.ts'
 import { withTrigger } from '../helpers/triggers.ts'
 
@@ -201,3 +204,41 @@ for (const backend of unmigratedBackends) {
     }))
   })
 }
+
+describe('upgrading a SQLite database on a disk that fills', () => {
+  it('says the upgrade failed and that none of the pending migrations was applied, when their commit finds the disk full', async (t) => {
+    const sqlite = unmigratedBackends.find((backend) => backend.name === 'SQLite')!
+    await atMigration(sqlite, '024_ldap_entries', async (_store, old) => {
+      const small = tempDir()
+      try {
+        execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', small], { stdio: 'ignore' })
+      } catch {
+        t.skip('a small file system needs mount (root)')
+        return
+      }
+      try {
+        const data = join(small, 'data')
+        mkdirSync(data)
+        const backup = await runCli(['backup', join(data, 'gatehouse.sqlite'), ...old.cliArgs])
+        assert.equal(backup.code, 0, backup.stderr)
+        const pending = migrationNames.slice(migrationNames.indexOf('024_ldap_entries') + 1)
+        // The file system filled but for a few pages: the migrations' writes go to the WAL, which their commit writes.
+        const free = Number(execFileSync('df', ['--output=avail', '-B1', small], { encoding: 'utf8' }).split('\n')[1])
+        writeFileSync(join(small, 'filler'), Buffer.alloc(Math.max(0, free - 48 * 1024)))
+        const migrate = await runCli(['migrate', '--data-dir', data])
+        assert.equal(migrate.code, 1, migrate.stderr)
+        assert.match(migrate.stderr, /was not upgraded: (its migrations|migration \S+) failed: .*full.*; none of the pending migrations \(([^)]*)\) was applied/, migrate.stderr)
+        assert.equal(/pending migrations \(([^)]*)\)/.exec(migrate.stderr)![1], pending.join(', '))
+        rmSync(join(small, 'filler'))
+        // As it was: every one of them still pending, and applied once there is room.
+        const status = await runCli(['migrate', '--status', '--data-dir', data])
+        assert.match(status.stdout, new RegExp(`^applied: ${migrationNames.length - pending.length}\npending: ${pending.join(', ')}$`, 'm'))
+        const again = await runCli(['migrate', '--data-dir', data])
+        assert.equal(again.code, 0, again.stderr)
+      } finally {
+        execFileSync('umount', [small])
+        rmSync(small, { recursive: true, force: true })
+      }
+    })
+  })
+})
