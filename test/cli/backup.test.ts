@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { describe, it } from 'node:test'
 import { ADMIN_PASSWORD, adminAuth, AS_ANOTHER_USER, basic, migratedDataDir, repoRoot, runCli, spawnGateway, tempDir } from '../helpers/gateway.ts'
+import { onSmallFileSystem } from '../helpers/small-file-system.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 
 /** A port free now, so the restored gateway answers at the same public URL: the tokens' issuer. */
@@ -361,16 +362,8 @@ describe('bin/gatehouse backup', () => {
 
   it('says the backup could not be written, and why, when the disk it goes to is full, and leaves no file there', async (t) => {
     const dir = tempDir()
-    const full = join(dir, 'full')
-    mkdirSync(full)
     try {
-      try {
-        execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', full], { stdio: 'ignore' })
-      } catch {
-        t.skip('a small file system needs mount (root)')
-        return
-      }
-      try {
+      await onSmallFileSystem(t, '64k', async (full) => {
         assert.equal((await runCli(['migrate', '--data-dir', join(dir, 'data')])).code, 0)
         const result = await runCli(['backup', join(full, 'b.sqlite'), '--data-dir', join(dir, 'data')])
         assert.equal(result.code, 1, result.stderr)
@@ -378,9 +371,7 @@ describe('bin/gatehouse backup', () => {
         assert.doesNotMatch(result.stderr, /try again shortly/)
         assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr)
         assert.deepEqual(readdirSync(full), [])
-      } finally {
-        execFileSync('umount', [full])
-      }
+      })
     } finally {
       rmSync(dir, { recursive: true, force: true })
     }

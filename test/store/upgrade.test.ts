@@ -10,8 +10,9 @@ import { hashPassword } from '../../src/directory/passwords.ts'
 import { migrationNames } from '../../src/store/migrations/index.ts'
 import type { Store } from '../../src/store/store.ts'
 import { atMigration, unmigratedBackends } from '../helpers/backends.ts'
-import { ADMIN_PASSWORD, adminAuth, basic, json, runCli, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
+import { ADMIN_PASSWORD, adminAuth, basic, json, runCli, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { browse, CLIENT_REDIRECT, CookieJar, REALM, realmUrl, realmWith, submitForm, testRealms } from '../helpers/oidc.ts'
+import { onSmallFileSystem } from '../helpers/small-file-system.ts'
 import { withTrigger } from '../helpers/triggers.ts'
 
 /**
@@ -209,14 +210,7 @@ describe('upgrading a SQLite database on a disk that fills', () => {
   it('says the upgrade failed and that none of the pending migrations was applied, when their commit finds the disk full', async (t) => {
     const sqlite = unmigratedBackends.find((backend) => backend.name === 'SQLite')!
     await atMigration(sqlite, '024_ldap_entries', async (_store, old) => {
-      const small = tempDir()
-      try {
-        execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', small], { stdio: 'ignore' })
-      } catch {
-        t.skip('a small file system needs mount (root)')
-        return
-      }
-      try {
+      await onSmallFileSystem(t, '1m', async (small) => {
         const data = join(small, 'data')
         mkdirSync(data)
         const backup = await runCli(['backup', join(data, 'gatehouse.sqlite'), ...old.cliArgs])
@@ -235,10 +229,7 @@ describe('upgrading a SQLite database on a disk that fills', () => {
         assert.match(status.stdout, new RegExp(`^applied: ${migrationNames.length - pending.length}\npending: ${pending.join(', ')}$`, 'm'))
         const again = await runCli(['migrate', '--data-dir', data])
         assert.equal(again.code, 0, again.stderr)
-      } finally {
-        execFileSync('umount', [small])
-        rmSync(small, { recursive: true, force: true })
-      }
+      })
     })
   })
 })
