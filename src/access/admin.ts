@@ -1,6 +1,6 @@
 import { AssignedObjectMissing, AssigneeMissing, ManagedRole, NotFound, PermissionDenied, pkDoesNotExist, ValidationFailed } from '../errors.ts'
 import { ForeignKeyViolation, UniqueViolation } from '../store/errors.ts'
-import type { Actor, ObjectType, Organization, RoleAssignment, RoleDefinition, Team } from '../store/access.ts'
+import type { Actor, Changed, ObjectType, Organization, RoleAssignment, RoleDefinition, Team } from '../store/access.ts'
 import type { Announce, EventBus } from '../store/event-bus.ts'
 import type { Repositories, Store } from '../store/store.ts'
 import type { User } from '../store/users.ts'
@@ -74,7 +74,7 @@ export class AccessAdmin {
     return this.#change('organization', (tx) => tx.access.createOrganization(input))
   }
 
-  async updateOrganization(actor: User, id: number, changes: { name?: string | undefined; description?: string | undefined }): Promise<Organization> {
+  async updateOrganization(actor: User, id: number, changes: { name?: string | undefined; description?: string | undefined }): Promise<Changed<Organization>> {
     const organization = await this.#requireOrganization(id)
     this.#require(actor, 'shared.change_organization', 'organization', id)
     if (changes.name !== undefined && changes.name !== organization.name) {
@@ -116,7 +116,7 @@ export class AccessAdmin {
     }
   }
 
-  async updateTeam(actor: User, id: number, changes: { name?: string | undefined; description?: string | undefined; organizationId?: number | undefined }): Promise<Team> {
+  async updateTeam(actor: User, id: number, changes: { name?: string | undefined; description?: string | undefined; organizationId?: number | undefined }): Promise<Changed<Team>> {
     const team = await this.#requireTeam(id)
     this.#require(actor, 'shared.change_team', 'team', id)
     if (changes.organizationId !== undefined && changes.organizationId !== team.organizationId) {
@@ -154,7 +154,7 @@ export class AccessAdmin {
    * changes only while no one holds it: an assignment names an organization or team by id, and would otherwise
    * come to name the other kind of object with that id.
    */
-  async updateRoleDefinition(actor: User, id: number, changes: { name?: string | undefined; description?: string | undefined; contentType?: string | null | undefined; permissions?: string[] | undefined }): Promise<RoleDefinition> {
+  async updateRoleDefinition(actor: User, id: number, changes: { name?: string | undefined; description?: string | undefined; contentType?: string | null | undefined; permissions?: string[] | undefined }): Promise<Changed<RoleDefinition>> {
     requireSuperuser(actor)
     const role = await this.#requireMutableRole(id)
     const given = readRoleDefinition(changes.contentType === undefined ? role.contentType : changes.contentType, changes.permissions ?? role.permissions)

@@ -112,12 +112,13 @@ export function organizationRoutes(api: GatewayApi, app: App): void {
     url: '/organizations/:id/',
     schema: { params: idParam, body },
     handler: async (request) => {
-      const before = await app.store.access.findOrganization(request.params.id)
+      const shown = await app.store.access.findOrganization(request.params.id)
       if (!seesOrganization(request, request.params.id)) throw new NotFound('No such organization.')
-      if (before) assertShownValues(request.body, serializeOrganization(before), ['managed'])
+      if (shown) assertShownValues(request.body, serializeOrganization(shown), ['managed'])
       const { name, description } = request.body
-      const after = await app.accessAdmin.updateOrganization(principalOf(request).user, request.params.id, { name, description })
-      app.audit.change(actorOf(request), 'update', { type: 'organization', id: after.id, name: after.name }, before && serializeOrganization(before), serializeOrganization(after))
+      // What the update itself changed from: another change at the same time may have come between.
+      const { before, after } = await app.accessAdmin.updateOrganization(principalOf(request).user, request.params.id, { name, description })
+      app.audit.change(actorOf(request), 'update', { type: 'organization', id: after.id, name: after.name }, serializeOrganization(before), serializeOrganization(after))
       return serializeOrganization(after)
     },
   })
@@ -162,10 +163,9 @@ export function organizationRoutes(api: GatewayApi, app: App): void {
     schema: { params: idParam, body },
     handler: async (request) => {
       const { name: teamName, description: text, organization } = request.body
-      const before = await app.store.access.findTeam(request.params.id)
       if (!seesTeam(request, request.params.id)) throw new NotFound('No such team.')
-      const after = await app.accessAdmin.updateTeam(principalOf(request).user, request.params.id, { name: teamName, description: text, organizationId: organization })
-      app.audit.change(actorOf(request), 'update', { type: 'team', id: after.id, name: after.name }, before && serializeTeam(app, before), serializeTeam(app, after))
+      const { before, after } = await app.accessAdmin.updateTeam(principalOf(request).user, request.params.id, { name: teamName, description: text, organizationId: organization })
+      app.audit.change(actorOf(request), 'update', { type: 'team', id: after.id, name: after.name }, serializeTeam(app, before), serializeTeam(app, after))
       return serializeTeam(app, after)
     },
   })

@@ -167,11 +167,12 @@ export function roleRoutes(api: GatewayApi, app: App): void {
     config: superuser,
     schema: { params: idParam, body },
     handler: async (request) => {
-      const before = await app.store.access.findRoleDefinition(request.params.id)
-      if (before) assertShownValues(request.body, serializeRoleDefinition(before), ['managed'])
+      const shown = await app.store.access.findRoleDefinition(request.params.id)
+      if (shown) assertShownValues(request.body, serializeRoleDefinition(shown), ['managed'])
       const { name, description, permissions, content_type: contentType } = request.body
-      const after = await app.accessAdmin.updateRoleDefinition(principalOf(request).user, request.params.id, { name, description, permissions, contentType })
-      app.audit.change(actorOf(request), 'update', roleObject(after), before && serializeRoleDefinition(before), serializeRoleDefinition(after))
+      // What the update itself changed from: another change at the same time may have come between.
+      const { before, after } = await app.accessAdmin.updateRoleDefinition(principalOf(request).user, request.params.id, { name, description, permissions, contentType })
+      app.audit.change(actorOf(request), 'update', roleObject(after), serializeRoleDefinition(before), serializeRoleDefinition(after))
       return serializeRoleDefinition(after)
     },
   })

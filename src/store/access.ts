@@ -29,6 +29,12 @@ export interface RoleDefinition {
 }
 
 export type ObjectType = 'organization' | 'team' | 'platform'
+
+/** A row an update changed: as it was, read under the update's lock of it, and as it is. */
+export interface Changed<T> {
+  readonly before: T
+  readonly after: T
+}
 export type Actor = 'user' | 'team'
 
 export interface RoleAssignment {
@@ -281,9 +287,20 @@ export class AccessRepository {
     return { count, results: rows.map(toOrganization) }
   }
 
-  async updateOrganization(id: number, changes: { name?: string | undefined; description?: string | undefined }, now = Date.now()): Promise<Organization | undefined> {
-    const row = await this.#db.updateTable('organizations').set({ ...definedOnly(changes), modified_at: now }).where('id', '=', id).returningAll().executeTakeFirst()
-    return row && toOrganization(row)
+  /** The organization as it was and as it is, or undefined when there is none. */
+  async updateOrganization(id: number, changes: { name?: string | undefined; description?: string | undefined }, now = Date.now()): Promise<Changed<Organization> | undefined> {
+    const before = await this.#forUpdate(this.#db.selectFrom('organizations').selectAll().where('id', '=', id))
+    if (!before) return undefined
+    const row = await this.#db.updateTable('organizations').set({ ...definedOnly(changes), modified_at: now }).where('id', '=', id).returningAll().executeTakeFirstOrThrow()
+    return { before: toOrganization(before), after: toOrganization(row) }
+  }
+
+  /**
+   * A row about to be updated, as the update finds it: locked on PostgreSQL until the transaction ends (SQLite's
+   * writers are alone), so that two changes at once each record what they changed from, not what both read before.
+   */
+  #forUpdate<O>(read: SelectQueryBuilder<Tables, keyof Tables, O>): Promise<O | undefined> {
+    return (this.#dialect === 'postgres' ? read.forUpdate() : read).executeTakeFirst()
   }
 
   /**
@@ -332,9 +349,12 @@ export class AccessRepository {
     return { count, results: rows.map(toTeam) }
   }
 
-  async updateTeam(id: number, changes: { name?: string | undefined; description?: string | undefined }, now = Date.now()): Promise<Team | undefined> {
-    const row = await this.#db.updateTable('teams').set({ ...definedOnly(changes), modified_at: now }).where('id', '=', id).returningAll().executeTakeFirst()
-    return row && toTeam(row)
+  /** The team as it was and as it is, or undefined when there is none. */
+  async updateTeam(id: number, changes: { name?: string | undefined; description?: string | undefined }, now = Date.now()): Promise<Changed<Team> | undefined> {
+    const before = await this.#forUpdate(this.#db.selectFrom('teams').selectAll().where('id', '=', id))
+    if (!before) return undefined
+    const row = await this.#db.updateTable('teams').set({ ...definedOnly(changes), modified_at: now }).where('id', '=', id).returningAll().executeTakeFirstOrThrow()
+    return { before: toTeam(before), after: toTeam(row) }
   }
 
   /** Deletes the team and every role granted on it, its row locked first as deleteOrganization locks its own. */
@@ -380,7 +400,10 @@ export class AccessRepository {
     return { count, results: rows.map(toRoleDefinition) }
   }
 
-  async updateRoleDefinition(id: number, changes: { name?: string | undefined; description?: string | undefined; contentType?: string | null | undefined; permissions?: string[] | undefined }, now = Date.now()): Promise<RoleDefinition | undefined> {
+  /** The role definition as it was and as it is, or undefined when there is none. */
+  async updateRoleDefinition(id: number, changes: { name?: string | undefined; description?: string | undefined; contentType?: string | null | undefined; permissions?: string[] | undefined }, now = Date.now()): Promise<Changed<RoleDefinition> | undefined> {
+    const before = await this.#forUpdate(this.#db.selectFrom('role_definitions').selectAll().where('id', '=', id))
+    if (!before) return undefined
     const values = {
       ...definedOnly({ name: changes.name, description: changes.description }),
       ...(changes.contentType === undefined ? {} : { content_type: changes.contentType }),
@@ -388,8 +411,8 @@ export class AccessRepository {
     }
     const row = await this.#db.updateTable('role_definitions')
       .set(changes.permissions ? { ...values, permissions: JSON.stringify(changes.permissions) } : values)
-      .where('id', '=', id).returningAll().executeTakeFirst()
-    return row && toRoleDefinition(row)
+      .where('id', '=', id).returningAll().executeTakeFirstOrThrow()
+    return { before: toRoleDefinition(before), after: toRoleDefinition(row) }
   }
 
   async deleteRoleDefinition(id: number): Promise<boolean> {

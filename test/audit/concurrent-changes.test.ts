@@ -1,0 +1,62 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { call, createOrgAndTeam } from '../helpers/access.ts'
+import { startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { createTestDatabase } from '../helpers/postgres.ts'
+
+/**
+ * Changes of one object sent at once: each entry of the trail records what its own change changed from, as the
+ * update found the row, so the entries chain from the first value to the last; one that changed nothing records nothing.
+ */
+for (const backend of ['sqlite', 'postgres'] as const) describe(`changes of one object at once, in the audit trail (${backend})`, () => {
+  let gw: TestGateway
+  let drop: (() => Promise<void>) | undefined
+  let ids: { organization: number; team: number | undefined }
+  let role: number
+
+  before(async () => {
+    const database = backend === 'postgres' ? await createTestDatabase() : undefined
+    drop = database?.drop
+    gw = await startGateway(database ? { databaseUrl: database.url } : {})
+    ids = await createOrgAndTeam(gw, 'Chained', 'ChainedTeam')
+    role = (await call(gw, 'POST', 'role_definitions/', { name: 'Chained Role', content_type: 'shared.team', permissions: ['shared.view_team'] })).body.id
+  })
+  after(async () => {
+    await gw.close()
+    await drop?.()
+  })
+
+  /** The description changes recorded for the object, oldest first, as [before, after]. */
+  async function descriptionChanges(contentType: string, id: number): Promise<[unknown, unknown][]> {
+    await gw.app.audit.flush()
+    const entries = (await call(gw, 'GET', `activitystream/?operation=update&content_type=${contentType}&object_id=${id}&order_by=id&page_size=200`)).body.results
+    return entries.map((entry: any) => entry.changes.changed_fields.description)
+  }
+
+  for (const [contentType, path] of [['organization', () => `organizations/${ids.organization}/`], ['team', () => `teams/${ids.team}/`], ['role_definition', () => `role_definitions/${role}/`]] as const) {
+    it(`chains the entries of a ${contentType.replace('_', ' ')}'s changes sent at once`, async () => {
+      const id = Number(path().split('/')[1])
+      const values = ['v0', 'v1', 'v2', 'v3']
+      const answers = await Promise.all(values.map((description) => call(gw, 'PATCH', path(), { description })))
+      assert.deepEqual(answers.map((answer) => answer.status), [200, 200, 200, 200])
+      const entries = await descriptionChanges(contentType, id)
+      assert.equal(entries.length, values.length, JSON.stringify(entries))
+      // Followed from the first value, each entry's after is the next one's before (the entries are queued as the
+      // requests end, which need not be the order their changes committed in), to the value the object has.
+      const next = new Map(entries)
+      assert.equal(next.size, entries.length, `two entries changed from one value: ${JSON.stringify(entries)}`)
+      let value: unknown = ''
+      for (let i = 0; i < entries.length; i++) {
+        assert.ok(next.has(value), `no entry changes from ${JSON.stringify(value)}: ${JSON.stringify(entries)}`)
+        value = next.get(value)
+      }
+      const last = (await call(gw, 'GET', path())).body.description
+      assert.equal(value, last)
+
+      // The same value at once: one change, recorded once.
+      await Promise.all([1, 2, 3].map(() => call(gw, 'PATCH', path(), { description: 'same' })))
+      const after = await descriptionChanges(contentType, id)
+      assert.deepEqual(after.slice(entries.length), [[last, 'same']])
+    })
+  }
+})
