@@ -250,8 +250,10 @@ export function applicationActions(app: App) {
         return written
       }))
       if (!updated) throw new NotFound('No such application.')
-      app.audit.change(actor, 'update', audited(updated), await serialize(current), await serialize(updated))
-      return { application: updated, secret }
+      // What the update itself changed from: another change at the same time may have come between.
+      const { before, after } = updated
+      app.audit.change(actor, 'update', audited(after), await serialize(before), await serialize(after))
+      return { application: after, secret }
     },
 
     /** Deletes the application and ends its tokens, in every process. */

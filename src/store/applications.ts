@@ -1,6 +1,8 @@
 import type { Kysely, Selectable } from 'kysely'
 import { type FilterFields, type ListFilter, listPage, NO_FILTER } from './list-filter.ts'
 import type { OAuth2ApplicationsTable, Tables } from './schema.ts'
+import type { Changed } from './access.ts'
+import type { DialectName } from './migrations/helpers.ts'
 
 export type ClientType = 'confidential' | 'public'
 export type AuthorizationGrantType = 'password' | 'authorization-code'
@@ -49,9 +51,11 @@ export const applicationFilterFields: FilterFields = Object.freeze({
 /** OAuth2 applications: the clients of a realm that are managed at run time rather than configured. */
 export class ApplicationRepository {
   readonly #db: Kysely<Tables>
+  readonly #dialect: DialectName
 
-  constructor(db: Kysely<Tables>) {
+  constructor(db: Kysely<Tables>, dialect: DialectName) {
     this.#db = db
+    this.#dialect = dialect
   }
 
   async create(input: NewApplication, now = Date.now()): Promise<Application> {
@@ -114,7 +118,14 @@ export class ApplicationRepository {
     return { count, applications: rows.map(toApplication) }
   }
 
-  async update(id: number, changes: ApplicationChanges, now = Date.now()): Promise<Application | undefined> {
+  /**
+   * The application as it was, read under the update's lock of its row (on PostgreSQL; SQLite's writers are alone),
+   * and as it is; undefined when there is none.
+   */
+  async update(id: number, changes: ApplicationChanges, now = Date.now()): Promise<Changed<Application> | undefined> {
+    const read = this.#db.selectFrom('oauth2_applications').selectAll().where('id', '=', id)
+    const before = await (this.#dialect === 'postgres' ? read.forUpdate() : read).executeTakeFirst()
+    if (!before) return undefined
     const values: Partial<Record<keyof OAuth2ApplicationsTable, unknown>> = { modified_at: now }
     if (changes.name !== undefined) values.name = changes.name
     if (changes.description !== undefined) values.description = changes.description
@@ -127,8 +138,8 @@ export class ApplicationRepository {
       // A secret kept from a rotation's grace ends with the type's change: it was a secret of the application before.
       Object.assign(values, { client_type: changes.clientType, client_secret_hash: changes.clientSecretHash, previous_client_secret_hash: null, previous_secret_expires_at: null })
     }
-    const row = await this.#db.updateTable('oauth2_applications').set(values as never).where('id', '=', id).returningAll().executeTakeFirst()
-    return row && toApplication(row)
+    const row = await this.#db.updateTable('oauth2_applications').set(values as never).where('id', '=', id).returningAll().executeTakeFirstOrThrow()
+    return { before: toApplication(before), after: toApplication(row) }
   }
 
   /**

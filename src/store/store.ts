@@ -95,7 +95,7 @@ function repositoriesOn(db: Kysely<Tables>, dialect: DialectName, oidc: OidcReco
     loginFailures: new LoginFailureRepository(db),
     audit: new AuditRepository(db),
     access: new AccessRepository(db, dialect),
-    applications: new ApplicationRepository(db),
+    applications: new ApplicationRepository(db, dialect),
     leases: new LeaseRepository(db, dialect),
   }
 }

@@ -13,6 +13,7 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`changes of one 
   let drop: (() => Promise<void>) | undefined
   let ids: { organization: number; team: number | undefined }
   let role: number
+  let application: number
 
   before(async () => {
     const database = backend === 'postgres' ? await createTestDatabase() : undefined
@@ -20,6 +21,7 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`changes of one 
     gw = await startGateway(database ? { databaseUrl: database.url } : {})
     ids = await createOrgAndTeam(gw, 'Chained', 'ChainedTeam')
     role = (await call(gw, 'POST', 'role_definitions/', { name: 'Chained Role', content_type: 'shared.team', permissions: ['shared.view_team'] })).body.id
+    application = (await call(gw, 'POST', 'applications/', { name: 'Chained App', organization: ids.organization, client_type: 'confidential', authorization_grant_type: 'password' })).body.id
   })
   after(async () => {
     await gw.close()
@@ -33,7 +35,7 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`changes of one 
     return entries.map((entry: any) => entry.changes.changed_fields.description)
   }
 
-  for (const [contentType, path] of [['organization', () => `organizations/${ids.organization}/`], ['team', () => `teams/${ids.team}/`], ['role_definition', () => `role_definitions/${role}/`]] as const) {
+  for (const [contentType, path] of [['organization', () => `organizations/${ids.organization}/`], ['team', () => `teams/${ids.team}/`], ['role_definition', () => `role_definitions/${role}/`], ['application', () => `applications/${application}/`]] as const) {
     it(`chains the entries of a ${contentType.replace('_', ' ')}'s changes sent at once`, async () => {
       const id = Number(path().split('/')[1])
       const values = ['v0', 'v1', 'v2', 'v3']

@@ -45,7 +45,7 @@ for (const backend of storeBackends) {
       const { applications } = await db.store.applications.list({ offset: 0, limit: 10, filter })
       assert.deepEqual(applications.map((a) => a.name), ['inside'])
 
-      assert.equal((await db.store.applications.update(inside.id, { organizationId: null }))?.organizationId, null)
+      assert.equal((await db.store.applications.update(inside.id, { organizationId: null }))?.after.organizationId, null)
       await db.store.applications.update(inside.id, { organizationId: organization.id })
       await db.store.access.deleteOrganization(organization.id)
       assert.equal(await db.store.applications.findById(inside.id), undefined)
