@@ -92,6 +92,11 @@ const OTHER_PROXIES_IDENTITY = [
   'x-webauth-*', 'x-consumer-*', 'x-authenticated-userid', 'x-authenticated-user', 'x-credential-identifier',
   // The clouds' identity-aware proxies: Cloudflare Access, Google IAP, AWS ALB, Azure App Service.
   'cf-access-*', 'x-goog-authenticated-user-*', 'x-goog-iap-jwt-assertion', 'x-amzn-oidc-*', 'x-ms-client-principal*', 'x-ms-token-*',
+  // A TLS client certificate, as proxies that checked one describe it (nginx's `proxy_set_header X-SSL-Client-DN
+  // $ssl_client_s_dn` and the like, HAProxy, Traefik's passTLSClientCert, AWS ALB's and Azure's mutual TLS, Envoy's
+  // XFCC): the gateway uses none, so only a client could have set them.
+  'x-ssl-*', 'ssl-client-*', 'x-client-cert*', 'x-client-verify', 'x-client-dn', 'x-forwarded-tls-client-cert*',
+  'x-arr-clientcert', 'x-amzn-mtls-*', 'x-forwarded-client-cert',
 ]
 
 /**

@@ -119,6 +119,10 @@ describe('the headers between clients and services', () => {
       'X-Consumer-Username': 'admin', 'X-Authenticated-Userid': 'admin', 'X-Authentik-Username': 'admin', 'X-Vouch-User': 'admin',
       'Cf-Access-Authenticated-User-Email': 'admin@example.com', 'X-Goog-Authenticated-User-Email': 'admin@example.com',
       'X-Amzn-Oidc-Identity': 'admin', 'X-MS-CLIENT-PRINCIPAL-NAME': 'admin', 'Gap-Auth': 'admin', Remote_User: 'admin', x_auth_request_user: 'admin',
+      // A TLS client certificate, as a proxy that checked one describes it.
+      'X-SSL-Client-DN': 'CN=admin', 'X-SSL-Client-Verify': 'SUCCESS', 'X-SSL-Cert': 'forged', 'Ssl-Client-Verify': 'SUCCESS', 'X-Client-Cert': 'forged',
+      'X-Client-Verify': 'SUCCESS', 'X-Client-DN': 'CN=admin', 'X-Forwarded-Tls-Client-Cert-Info': 'Subject="CN=admin"', 'X-ARR-ClientCert': 'forged',
+      'X-Amzn-Mtls-Clientcert': 'forged', 'X-Forwarded-Client-Cert': 'By=spiffe://x;Subject="CN=admin"',
     }
     for (const address of ['127.0.0.1', '127.0.0.2']) {
       const response = await requestFrom(address, `${gw.url}/rec/x`, { headers: { ...forged, 'X-Username-Hint': 'kept' } })
