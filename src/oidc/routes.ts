@@ -812,12 +812,16 @@ interface AccessTokenClaims {
   aud: unknown
 }
 
-/** The claims of an access token this realm signed; undefined when the signature does not verify. Expiry is oidc-provider's to judge. */
+/**
+ * The claims of an access token this realm signed as its issuer; undefined when the signature does not verify, or it
+ * names another issuer (signed under another `server.public_url`: the gateway's services refuse it, as Keycloak's
+ * userinfo and introspection do). Expiry is oidc-provider's to judge.
+ */
 async function accessTokenClaims(realm: Realm, jwt: string): Promise<AccessTokenClaims | undefined> {
   try {
     const { payload } = await compactVerify(jwt, await realm.verificationKey(), { algorithms: [realm.signatureAlgorithm] })
-    const claims = JSON.parse(new TextDecoder().decode(payload)) as { jti?: unknown; typ?: unknown; aud?: unknown }
-    return typeof claims.jti === 'string' && claims.typ === 'Bearer' ? { jti: claims.jti, aud: claims.aud } : undefined
+    const claims = JSON.parse(new TextDecoder().decode(payload)) as { jti?: unknown; typ?: unknown; aud?: unknown; iss?: unknown }
+    return typeof claims.jti === 'string' && claims.typ === 'Bearer' && claims.iss === realm.issuer ? { jti: claims.jti, aud: claims.aud } : undefined
   } catch {
     return undefined
   }

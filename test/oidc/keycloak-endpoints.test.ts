@@ -218,6 +218,24 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
     assert.deepEqual([back.get('error'), back.get('error_description'), back.get('state')], ['invalid_request', 'Invalid parameter: response_mode', 's'])
   })
 
+  it('takes at userinfo and introspection no access token another issuer names (signed under another public URL), as the services refuse it', async () => {
+    const tokens = await passwordLogin(gw, 'alice', 'alice-password', { scope: 'openid' })
+    const userinfo = () => gw.fetch(`${ENDPOINTS}/userinfo`, { headers: { authorization: `Bearer ${tokens.access_token}` } })
+    assert.equal((await userinfo()).status, 200)
+    const publicUrl = gw.app.publicUrl
+    // The same database and keys served under another public URL: a moved gateway, or a second process set up apart.
+    gw.app.publicUrl = 'http://gateway.example'
+    try {
+      assert.equal((await callDemoApp(tokens.access_token)).status, 401)
+      assert.equal((await userinfo()).status, 401)
+      assert.equal((await introspect(tokens.access_token)).active, false)
+    } finally {
+      gw.app.publicUrl = publicUrl
+    }
+    assert.equal((await userinfo()).status, 200)
+    assert.equal((await introspect(tokens.access_token)).active, true)
+  })
+
   it('revokes an access token alone: the session and its refresh token go on, as Keycloak\'s revokeAccessToken', async () => {
     const tokens = await passwordLogin(gw, 'alice', 'alice-password')
     const revoked = await post('/revoke', { client_id: 'end-users', token: tokens.access_token })
