@@ -1041,6 +1041,9 @@ function withoutBasicChallenge(value: string | string[]): string[] {
 export function answerClientError(error: Error & { code?: string; rawPacket?: unknown }, socket: Socket, refused?: RefusedOnArrival, strictTransportSecurity?: string): void {
   // A connection closing after its last answer: its parser, in error, refuses every read that is still dropped.
   if (error.code === 'ECONNRESET' || socket.destroyed || lingering(socket)) return
+  // A TLS handshake that failed or did not end in time (Node's HTTPS server passes its errors on here): no HTTP can
+  // be written on it, and no request was made to log or count; closed at once, at the headers' time limit.
+  if (error.code?.startsWith('ERR_TLS_') || error.code?.startsWith('ERR_SSL_')) return void socket.destroy()
   // The response still being written on this connection (Node's own default handler looks at the same field).
   const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
   if (inFlight?.req.complete) {

@@ -1,6 +1,7 @@
 import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http'
 import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https'
 import type { Socket } from 'node:net'
+import type { TLSSocket } from 'node:tls'
 import type { Duplex } from 'node:stream'
 import { BadRequest, errorBody, ExpectationFailed, HttpVersionNotSupported, type ErrorCode } from '../errors.ts'
 import { outcomeOf, type RefusedOnArrival } from '../http/answer-outcome.ts'
@@ -186,7 +187,12 @@ export function nodeServer(fastifyHandler: RequestListener, options: FactoryOpti
   const https = options.https === true ? {} : options.https
   const server = https ? createHttpsServer({ ...https, requireHostHeader }, handler) : createHttpServer({ ...options.http, requireHostHeader }, handler)
   server.on('connection', pinPeerAddress)
-  if (https) server.on('secureConnection', pinPeerAddress)
+  if (https) {
+    server.on('secureConnection', pinPeerAddress)
+    // As nginx: a client may not renegotiate TLS 1.2 (each renegotiation a full handshake, with a private key
+    // operation, which Node allows three times in ten minutes); TLS 1.3 has none.
+    server.on('secureConnection', (socket: TLSSocket) => socket.disableRenegotiation())
+  }
   server.keepAliveTimeout = options.keepAliveTimeout
   server.requestTimeout = options.requestTimeout
   server.setTimeout(options.connectionTimeout)

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { connect } from 'node:tls'
 import { after, before, describe, it } from 'node:test'
 import { selfSignedCertificate } from '../helpers/certificates.ts'
 import { startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
@@ -6,10 +7,11 @@ import { rawClient } from '../helpers/raw-client.ts'
 
 describe('HTTPS clients that never finish the TLS handshake', () => {
   let gw: TestGateway
+  const logLines: Record<string, unknown>[] = []
 
   before(async () => {
     const { cert, key } = selfSignedCertificate(tempDir(), '127.0.0.1')
-    gw = await startGateway({ tls: { cert, key }, config: { server: { host: '127.0.0.1', port: 0, public_url: 'https://127.0.0.1', tls: { cert_file: cert, key_file: key }, timeouts: { headers_seconds: 2 } } } })
+    gw = await startGateway({ tls: { cert, key }, logLines, config: { server: { host: '127.0.0.1', port: 0, public_url: 'https://127.0.0.1', tls: { cert_file: cert, key_file: key }, timeouts: { headers_seconds: 2 } } } })
     assert.match(gw.url, /^https:/)
   })
   after(() => gw.close())
@@ -26,6 +28,33 @@ describe('HTTPS clients that never finish the TLS handshake', () => {
     } finally {
       clients.forEach((client) => client.socket.destroy())
     }
-    assert.ok(performance.now() - started >= 1500, 'not before its time')
+    const elapsed = performance.now() - started
+    assert.ok(elapsed >= 1500, 'not before its time')
+    // Closed at once: no HTTP answer can be written where no handshake finished, nor held for it to be read.
+    assert.ok(elapsed < 4000, `closed ${Math.round(elapsed)} ms later, past the 2 s limit and a second`)
+    assert.deepEqual(clients.map((client) => client.received()), ['', ''])
+    // No request was made: none is logged (nor counted, which goes with the line) as the gateway's 400.
+    assert.deepEqual(logLines.filter((line) => line.status === 400), [])
+  })
+
+  it('may not renegotiate a TLS 1.2 connection, as nginx allows none', async () => {
+    const { port } = new URL(gw.url)
+    const socket = connect({ host: '127.0.0.1', port: Number(port), maxVersion: 'TLSv1.2', rejectUnauthorized: false })
+    try {
+      await new Promise<void>((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject))
+      // Renegotiated, the connection goes on serving; refused, the server closes it.
+      const outcome = await new Promise<string>((resolve) => {
+        socket.once('error', (error) => resolve(`error ${error.message}`))
+        socket.once('close', () => resolve('closed'))
+        socket.renegotiate({ rejectUnauthorized: false }, (error) => {
+          if (error) return resolve(`error ${error.message}`)
+          socket.once('data', (chunk) => resolve(String(chunk).split('\r\n')[0]!))
+          socket.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
+        })
+      })
+      assert.doesNotMatch(outcome, /^HTTP\/1\.1 200/, 'the renegotiation went through')
+    } finally {
+      socket.destroy()
+    }
   })
 })
