@@ -112,9 +112,10 @@ async function appliedMigrations(db: Kysely<any>): Promise<string[]> {
 /**
  * The rows migrations make in an empty database, which a target only migrated holds: the managed role definitions
  * (010), and the news that 015 renumbered one of them, for the processes' caches (the event log is no data: each
- * process reads it from where it was when it started).
+ * process reads it from where it was when it started); and the key that signs the identity services are sent, which
+ * any command's first run on the database makes (`users list` to look at the target): the source's takes its place.
  */
-const MIGRATIONS_ROWS = new Map([['role_definitions', sql` where not managed`], ['events', sql` where 1 = 0`]])
+const MIGRATIONS_ROWS = new Map([['role_definitions', sql` where not managed`], ['events', sql` where 1 = 0`], ['signing_keys', sql` where purpose <> 'identity'`]])
 
 /**
  * The target holds no data: no tables at all, or Gatehouse's (of this version or an older one) with no rows but those

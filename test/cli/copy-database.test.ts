@@ -163,6 +163,28 @@ describe('copy-database', () => {
     assert.deepEqual(await rowCounts(url), before)
   }))
 
+  it('copies into a target a command has only looked at (users list), whose first run made its identity key: the source\'s takes its place', () => withSourceAndTarget(async (data, url) => {
+    assert.equal((await runCli(['migrate', '--database', url])).code, 0)
+    const looked = await runCli(['users', 'list', '--database', url])
+    assert.equal(looked.code, 0, looked.stderr)
+    assert.equal((await rowCounts(url)).signing_keys, 1)
+    const copied = await copyToPostgres(data, url)
+    assert.equal(copied.code, 0, copied.stderr)
+    const sqlite = new DatabaseSync(join(data, 'gatehouse.sqlite'), { readOnly: true })
+    try {
+      const kids = (rows: unknown[]) => rows.map((row) => (row as { kid: string }).kid).sort()
+      const client = new pg.Client({ connectionString: url })
+      await client.connect()
+      try {
+        assert.deepEqual(kids((await client.query('select kid from signing_keys')).rows), kids(sqlite.prepare('select kid from signing_keys').all()))
+      } finally {
+        await client.end()
+      }
+    } finally {
+      sqlite.close()
+    }
+  }))
+
   it('leaves the target empty when it refuses a row part way through the copy', () => withSourceAndTarget(async (data, url) => {
     // SQLite keeps a text longer than its column's varchar(8); PostgreSQL refuses it. Tokens come after users.
     const sqlite = new DatabaseSync(join(data, 'gatehouse.sqlite'))
