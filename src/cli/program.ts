@@ -53,11 +53,22 @@ function wrappingHelp(command: Command): Command {
  * would otherwise be read as the working directory (`backup ''`), a file without a name, or a user no one has, which
  * `users unlock` reported as done.
  */
+const NAMING_OPTIONS: ReadonlySet<string> = new Set(['--realm', '--user', '--client', '--groups-to-teams'])
+
 function refuseEmptyArguments(_program: Command, command: Command): void {
+  const named = `${command.parent?.name() === 'gatehouse' ? '' : `${command.parent?.name()} `}${command.name()}`
   command.registeredArguments.forEach((argument, index) => {
     const value: unknown = command.processedArgs[index]
     if (value === '' || (Array.isArray(value) && value.includes(''))) {
-      throw new UsageError(`${command.parent?.name() === 'gatehouse' ? '' : `${command.parent?.name()} `}${command.name()}: ${argument.variadic ? 'one of ' : ''}${argument.name().toUpperCase()} is empty; give a value`)
+      throw new UsageError(`${named}: ${argument.variadic ? 'one of ' : ''}${argument.name().toUpperCase()} is empty; give a value`)
     }
   })
+  // So are the options that name what a command acts on (`--realm "$REALM"`, `--user "$USER"`), read otherwise as a
+  // realm or user no one has; the fields of what a command makes keep the API's words (`--name: This field may not be
+  // blank.`), and an empty text (`--description ''`) may be meant.
+  for (const option of command.options) {
+    if (NAMING_OPTIONS.has(option.long ?? '') && command.getOptionValue(option.attributeName()) === '') {
+      throw new UsageError(`${named}: ${option.long} is empty; give a value`)
+    }
+  }
 }

@@ -381,7 +381,9 @@ describe('bin/gatehouse', () => {
     const copy = join(tempDir(), 'copy.sqlite')
     for (const [command, problem] of [[['users', 'unlock', ''], 'users unlock: NAME is empty'], [['users', 'import', ''], 'users import: FILE is empty'],
       [['backup', ''], 'backup: FILE is empty'], [['restore', ''], 'restore: FILE is empty'], [['config', 'check', ''], 'config check: FILE is empty'],
-      [['ldap', 'forget-entries', 'erin', ''], 'ldap forget-entries: one of NAMES is empty']] as const) {
+      [['ldap', 'forget-entries', 'erin', ''], 'ldap forget-entries: one of NAMES is empty'],
+      [['keys', 'rotate', '--realm', ''], 'keys rotate: --realm is empty'], [['tokens', 'list', '--user', ''], 'tokens list: --user is empty'],
+      [['tokens', 'create', '--user', '', '--description', 'x'], 'tokens create: --user is empty']] as const) {
       const result = await runCli([...command, '--data-dir', dir])
       assert.equal(result.code, 2, command.join(' '))
       assert.equal(result.stderr, `gatehouse: ${problem}; give a value\n`, command.join(' '))
