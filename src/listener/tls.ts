@@ -119,10 +119,23 @@ export function checkKeyPair(setting: string, pair: { cert: string; key: string;
   const certificate = parse(`${setting}.cert_file`, pair.cert_file, 'a PEM certificate', () => new X509Certificate(pair.cert))
   const privateKey: KeyObject = parse(`${setting}.key_file`, pair.key_file, 'an unencrypted PEM private key', () => createPrivateKey(pair.key))
   if (!certificate.checkPrivateKey(privateKey)) {
+    // A chain written in the wrong order (the intermediate first) holds the key's certificate further down.
+    const later = pair.cert.match(PEM_CERTIFICATES)?.slice(1).findIndex((pem) => {
+      try {
+        return new X509Certificate(pem).checkPrivateKey(privateKey)
+      } catch {
+        return false
+      }
+    }) ?? -1
+    if (later >= 0) {
+      throw new TlsFilesUnusable(`${setting}: the key in "${pair.key_file}" belongs to certificate ${later + 2} in "${pair.cert_file}", not to the first (${certificate.subject.split('\n').join(', ')}): put the server's certificate first, then the chain that signed it`)
+    }
     throw new TlsFilesUnusable(`${setting}: the key in "${pair.key_file}" does not belong to the certificate in "${pair.cert_file}"`)
   }
   return certificate
 }
+
+const PEM_CERTIFICATES = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g
 
 /**
  * A file's text, read as far as a PEM file can reach: a regular file only (a pipe or a device, named by mistake,

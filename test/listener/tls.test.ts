@@ -418,6 +418,8 @@ describe('serve with unusable TLS files', { concurrency: true }, () => {
   const good = selfSignedCertificate(dir, 'good.test')
   const other = selfSignedCertificate(dir, 'other.test')
   const { garbage, pipe: fifo, huge } = unusablePemFiles(dir, good)
+  const wrongOrder = join(dir, 'wrong-order.crt')
+  writeFileSync(wrongOrder, readFileSync(other.cert, 'utf8') + readFileSync(good.cert, 'utf8'))
 
   const cases: [string, Record<string, string>, RegExp][] = [
     ['a missing certificate', { cert_file: join(dir, 'missing.crt'), key_file: good.key }, /^gatehouse: server\.tls\.cert_file: cannot read ".*missing\.crt": ENOENT/],
@@ -430,6 +432,7 @@ describe('serve with unusable TLS files', { concurrency: true }, () => {
     ['a missing client CA', { cert_file: good.cert, key_file: good.key, ca_file: join(dir, 'missing-ca.crt') }, /^gatehouse: server\.tls\.ca_file: cannot read/],
     ['a cipher list OpenSSL takes nothing from', { cert_file: good.cert, key_file: good.key, ciphers: 'NO-SUCH-CIPHER' }, /^gatehouse: server\.tls\.ciphers: OpenSSL takes no cipher from "NO-SUCH-CIPHER"/],
     ['a key of another certificate', { cert_file: good.cert, key_file: other.key }, /^gatehouse: server\.tls: the key in ".*other\.test\.key" does not belong to the certificate in ".*good\.test\.crt"/],
+    ['a chain in the wrong order', { cert_file: wrongOrder, key_file: good.key }, /^gatehouse: server\.tls: the key in ".*good\.test\.key" belongs to certificate 2 in ".*wrong-order\.crt", not to the first \(CN=other\.test\): put the server's certificate first/],
   ]
   for (const [what, tls, reason] of cases) {
     it(`stops with exit code 2 and a one-line reason, having touched nothing, for ${what}`, async () => {
