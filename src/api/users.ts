@@ -401,10 +401,12 @@ export function userRoutes(api: GatewayApi, app: App): void {
         throw new SelfLockout('You cannot disable or demote your own account.')
       }
       const memberships = await membershipsIn(app, request, namedOrganizations(app, input.organizations))
-      const user = await app.accounts.update(id, { ...accountFields(input), revokeTokens: input.revoke_tokens }, { keepAnActiveSuperuser: true, together: memberships.together, asRead: enabledAsRead, policyBeforeSamePassword: !own && !caller.isSuperuser, tokensRevoked: (revoked) => recordTokensOfUserRevoked(app.audit, actorOf(request), id, revoked) })
+      // What the update itself changed from: another change at the same time may have come between.
+      let changedFrom = target
+      const user = await app.accounts.update(id, { ...accountFields(input), revokeTokens: input.revoke_tokens }, { keepAnActiveSuperuser: true, together: memberships.together, asRead: enabledAsRead, policyBeforeSamePassword: !own && !caller.isSuperuser, tokensRevoked: (revoked) => recordTokensOfUserRevoked(app.audit, actorOf(request), id, revoked), changedFrom: (before) => (changedFrom = before) })
       // A password equal to the one the account has is kept, not set (src/directory/accounts.ts): no change to record.
-      const passwordSet = user.passwordHash === target.passwordHash ? undefined : input.password
-      app.audit.change(actorOf(request), 'update', auditedUser(user), { ...serializeUser(target), ...passwordMark(passwordSet, 'old') }, { ...serializeUser(user), ...passwordMark(passwordSet, 'new') })
+      const passwordSet = user.passwordHash === changedFrom.passwordHash ? undefined : input.password
+      app.audit.change(actorOf(request), 'update', auditedUser(user), { ...serializeUser(changedFrom), ...passwordMark(passwordSet, 'old') }, { ...serializeUser(user), ...passwordMark(passwordSet, 'new') })
       await auditGiven(app, actorOf(request), 'user', memberships.given())
       if (own && passwordSet !== undefined) await keepBrowserSignedIn(app, request, reply, user)
       return serializeUser(user)

@@ -177,6 +177,11 @@ export interface AdministrativeChange {
   policyBeforeSamePassword?: boolean | undefined
   /** Told, once the change is saved, how many personal tokens it revoked (`revokeTokens`): the caller records it. */
   tokensRevoked?: ((count: number) => void) | undefined
+  /**
+   * Told, once the change is saved, the account as the change found it, read under its lock: what it changed from,
+   * for the audit trail, where another change at the same time may have come between the caller's read and this one.
+   */
+  changedFrom?: ((before: User) => void) | undefined
 }
 
 /**
@@ -448,6 +453,7 @@ export class Accounts {
     }
     if (!saved) throw new NotFound('No such user.')
     const { before, after, keptSuperuser, tokensRevoked } = saved
+    options.changedFrom?.(before)
     if (tokensRevoked !== undefined) options.tokensRevoked?.(tokensRevoked)
     if (keptSuperuser) for (const listener of this.#keptListeners) listener(after)
     // A new password, or an account enabled again, is an administrator's answer to a lock: it ends it.
