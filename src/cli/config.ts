@@ -3,7 +3,7 @@ import { z } from 'zod'
 import { directoryWarnings } from '../config/ldap.ts'
 import { ConfigError, demoConfigFile, loadConfigFile } from '../config/load.ts'
 import { ConfigSchema } from '../config/schema.ts'
-import { outOfDate } from '../listener/tls.ts'
+import { misnamed, outOfDate } from '../listener/tls.ts'
 import { UsageError, type StorageOptions } from './common.ts'
 import { checkStartFiles, demoUpstreamsProblem, missingSecretWarnings, publicUrlWarning, readableSecretsWarning, readableTlsKeyWarnings, sharedServiceClientWarnings } from './preflight.ts'
 
@@ -15,7 +15,7 @@ export function checkConfig(named: string | undefined, options: StorageOptions, 
   if (demoProblem || problems.length) throw new ConfigError(file, [...(demoProblem ? [demoProblem] : []), ...problems])
   const { host, port, tls } = loaded.server
   const proxyWarning = publicUrlWarning(loaded, `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`)
-  const certificateRefused = credentials && outOfDate(credentials)
+  const certificateRefused = credentials && (outOfDate(credentials) ?? misnamed(credentials, loaded.server.public_url))
   const warnings = [readableSecretsWarning(file, loaded), ...readableTlsKeyWarnings(loaded), ...missingSecretWarnings(loaded, process.env), ...directoryWarnings(loaded.ldap), ...sharedServiceClientWarnings(loaded), proxyWarning && `WARNING: ${proxyWarning.message}`,
     certificateRefused && `WARNING: server.tls.cert_file: ${certificateRefused}; clients will refuse it`, ...clientCertificateWarnings.map((warning) => `WARNING: ${warning}`)].filter(Boolean)
   for (const warning of warnings) process.stderr.write(`gatehouse: ${warning}\n`)

@@ -15,7 +15,7 @@ import { exposedGc } from './exposed-gc.ts'
 import { lowerThreadPoolPriority } from './pool-priority.ts'
 import { checkStartFiles, demoUpstreamsProblem, missingSecrets, publicUrlWarning, readableSecretsWarning, readableTlsKeyWarnings, sharedServiceClientWarnings } from './preflight.ts'
 import { adminHint, formatSummary, listeningLine, startupFacts } from './serve-summary.ts'
-import { outOfDate } from '../listener/tls.ts'
+import { misnamed, outOfDate } from '../listener/tls.ts'
 import { startGatehouse } from './start.ts'
 import { reloadServicesTls, watchServicesTls } from '../gateway/upstream-tls.ts'
 import { readConfigAgain } from './reload.ts'
@@ -90,7 +90,7 @@ export async function serve(options: ServeOptions): Promise<void> {
   }
   for (const warning of directoryWarnings(config.ldap)) startWarnings.push(() => server.log.warn(warning))
   for (const warning of sharedServiceClientWarnings(config)) startWarnings.push(() => server.log.warn(warning))
-  const certificateRefused = tls && outOfDate(tls)
+  const certificateRefused = tls && (outOfDate(tls) ?? misnamed(tls, config.server.public_url))
   if (certificateRefused) startWarnings.push(() => server.log.warn({ subject: tls.subject, valid_to: tls.validTo }, `server.tls.cert_file: ${certificateRefused}; clients will refuse it`))
   for (const warning of clientCertificateWarnings) startWarnings.push(() => server.log.warn(warning))
   const secretsWarning = options.config === undefined ? undefined : readableSecretsWarning(options.config, config)

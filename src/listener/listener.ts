@@ -35,7 +35,7 @@ export async function listen(server: FastifyInstance, config: Config, address: L
   if (tlsConfig) addHsts(server, tlsConfig)
   await listenQuietly(server, address)
   const url = urlOf(tls ? 'https' : 'http', server.server.address() as AddressInfo)
-  const reloader = tlsConfig ? new TlsReloader(server.server as unknown as TlsServer, tlsConfig, server.log, tls) : undefined
+  const reloader = tlsConfig ? new TlsReloader(server.server as unknown as TlsServer, tlsConfig, server.log, tls, config.server.public_url) : undefined
   if (tlsConfig?.watch) reloader!.watch()
 
   let redirect: HttpServer | undefined

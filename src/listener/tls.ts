@@ -1,5 +1,6 @@
 import { createHash, createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto'
 import { statSync, unwatchFile, watchFile } from 'node:fs'
+import { isIP } from 'node:net'
 import { createSecureContext, type Server as TlsServer } from 'node:tls'
 import type { FastifyBaseLogger } from 'fastify'
 import { readAtMost } from '../config/read-at-most.ts'
@@ -30,6 +31,18 @@ export interface TlsCredentials extends ValidityDates {
   /** The server certificate's subject and expiry, for the log and the start-up summary (no secret in them). */
   readonly subject: string
   readonly validTo: string
+  /** Whether the certificate names `host` (a name, or an address), as clients check it. */
+  readonly names: (host: string) => boolean
+}
+
+/**
+ * Why clients reaching the gateway at `publicUrl` would refuse the certificate for its name, or undefined when it
+ * names the URL's host (or there is no public URL to compare with).
+ */
+export function misnamed(certificate: Pick<TlsCredentials, 'names'>, publicUrl: string | undefined): string | undefined {
+  if (publicUrl === undefined) return undefined
+  const host = new URL(publicUrl).hostname.replace(/^\[|\]$/g, '')
+  return certificate.names(host) ? undefined : `the certificate does not name ${host}, the host of server.public_url`
 }
 
 /** Why the certificate is refused by its peers at `now` (expired, or not yet valid), or undefined while it is valid. */
@@ -47,6 +60,15 @@ export function outOfDate(certificate: ValidityDates, now = Date.now()): string 
 export function keptForDates(next: ValidityDates | undefined, serving: ValidityDates | undefined, now = Date.now()): string | undefined {
   const refused = next && outOfDate(next, now)
   return refused && serving && !outOfDate(serving, now) ? refused : undefined
+}
+
+/**
+ * Why a certificate read again must not replace the one in use for its name: it does not name the public URL's host
+ * (a renewal issued for another name) while the one in use does, and is valid. Undefined when it may replace it.
+ */
+export function keptForName(next: TlsCredentials, serving: TlsCredentials | undefined, publicUrl: string | undefined, now = Date.now()): string | undefined {
+  const refused = misnamed(next, publicUrl)
+  return refused && serving && !misnamed(serving, publicUrl) && !outOfDate(serving, now) ? refused : undefined
 }
 
 /**
@@ -108,7 +130,8 @@ export function readTlsFiles(tls: TlsConfig): TlsCredentials {
   } catch (error) {
     throw new TlsFilesUnusable(`server.tls: the files cannot be used together: ${firstLine(error)}`)
   }
-  return { options, subject: certificate.subject.split('\n').join(', '), validTo: certificate.validTo, ...validityDates(certificate) }
+  const names = (host: string) => (isIP(host) ? certificate.checkIP(host) : certificate.checkHost(host)) !== undefined
+  return { options, subject: certificate.subject.split('\n').join(', '), validTo: certificate.validTo, names, ...validityDates(certificate) }
 }
 
 /**
@@ -227,6 +250,8 @@ const WATCH_TIMING = { settledMs: SETTLED_MS, unsettledAfterMs: UNSETTLED_AFTER_
 export class TlsReloader {
   readonly #server: TlsServer
   readonly #tls: TlsConfig
+  /** Where clients reach the gateway, whose host the certificate must name; undefined: not known. */
+  readonly #publicUrl: string | undefined
   readonly #log: FastifyBaseLogger
   readonly #files: string[]
   #unwatch: (() => void) | undefined
@@ -234,9 +259,10 @@ export class TlsReloader {
   /** What new connections get now. */
   #serving: TlsCredentials | undefined
 
-  constructor(server: TlsServer, tls: TlsConfig, log: FastifyBaseLogger, serving?: TlsCredentials) {
+  constructor(server: TlsServer, tls: TlsConfig, log: FastifyBaseLogger, serving?: TlsCredentials, publicUrl?: string) {
     this.#server = server
     this.#tls = tls
+    this.#publicUrl = publicUrl
     this.#log = log
     this.#serving = serving
     this.#files = [tls.cert_file, tls.key_file, ...(tls.ca_file === undefined ? [] : [tls.ca_file])]
@@ -245,7 +271,8 @@ export class TlsReloader {
   /**
    * Reads the files again and serves them to new connections; unusable files leave the previous ones in place. So
    * does a certificate clients would refuse (expired, or not yet valid: an old backup restored, a clock wrong where
-   * it was made) while the one served is valid: swapped in, it would end every new connection.
+   * it was made) while the one served is valid: swapped in, it would end every new connection. And one that does not
+   * name the public URL's host, while the one served does: a renewal issued for another name.
    */
   reload(why: string, now = Date.now()): boolean {
     let credentials: TlsCredentials
@@ -255,14 +282,16 @@ export class TlsReloader {
       this.#log.warn({ why, reason: (error as Error).message }, 'TLS files not reloaded; new connections still get the previous certificate')
       return false
     }
-    const kept = keptForDates(credentials, this.#serving, now)
+    const keptForItsDates = keptForDates(credentials, this.#serving, now)
+    const kept = keptForItsDates ?? keptForName(credentials, this.#serving, this.#publicUrl, now)
     if (kept) {
       this.#log.warn({ why, reason: `server.tls.cert_file: ${kept}`, subject: credentials.subject }, 'TLS files not reloaded; new connections still get the previous certificate')
-      const at = validAt(credentials, this.#serving!, now)
+      // One kept out for its name is read again when the files change, as no time gives it the name.
+      const at = keptForItsDates ? validAt(credentials, this.#serving!, now) : undefined
       if (at !== undefined) this.#readAgain.at(at, () => this.reload('the certificate in the files became valid'), now)
       return false
     }
-    const refused = outOfDate(credentials, now)
+    const refused = outOfDate(credentials, now) ?? misnamed(credentials, this.#publicUrl)
     this.#server.setSecureContext(credentials.options)
     this.#serving = credentials
     this.#readAgain.clear()

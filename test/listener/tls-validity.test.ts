@@ -2,19 +2,19 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Server as TlsServer } from 'node:tls'
-import { selfSignedCertificate } from '../helpers/certificates.ts'
+import { selfSignedCertificate, signedServerCertificate } from '../helpers/certificates.ts'
 import { tempDir } from '../helpers/gateway.ts'
-import { outOfDate, readTlsFiles, TlsReloader, type TlsCredentials } from '../../src/listener/tls.ts'
+import { misnamed, outOfDate, readTlsFiles, TlsReloader, type TlsCredentials } from '../../src/listener/tls.ts'
 
 const DAY = 86_400_000
 
 /** A reloader of `files` whose server and log are recorded, serving `serving` now. */
-function recordedReloader(files: { cert: string; key: string }, serving: TlsCredentials) {
+function recordedReloader(files: { cert: string; key: string }, serving: TlsCredentials, publicUrl?: string) {
   const swapped: unknown[] = []
   const logged: { level: string; fields: Record<string, unknown>; msg: string }[] = []
   const log = Object.fromEntries(['info', 'warn'].map((level) => [level, (fields: Record<string, unknown>, msg: string) => logged.push({ level, fields, msg })])) as unknown as FastifyBaseLogger
   const server = { setSecureContext: (options: unknown) => swapped.push(options) } as unknown as TlsServer
-  return { reloader: new TlsReloader(server, { cert_file: files.cert, key_file: files.key, watch: false } as never, log, serving), swapped, logged }
+  return { reloader: new TlsReloader(server, { cert_file: files.cert, key_file: files.key, watch: false } as never, log, serving, publicUrl), swapped, logged }
 }
 
 describe('a certificate clients would refuse for its dates', () => {
@@ -68,5 +68,35 @@ describe('a certificate clients would refuse for its dates', () => {
     } finally {
       reloader.close()
     }
+  })
+})
+
+describe('a certificate that does not name the public URL\'s host', () => {
+  const dir = tempDir()
+  const ca = selfSignedCertificate(dir, 'ca.test')
+  const right = signedServerCertificate(dir, 'gateway.test', ca, 'DNS:gateway.test')
+  // For localhost and 127.0.0.1, its subjectAltName, which clients read rather than its subject's name.
+  const wrong = selfSignedCertificate(dir, 'gateway.test.wrong')
+  const read = (files: { cert: string; key: string }) => readTlsFiles({ cert_file: files.cert, key_file: files.key } as never)
+
+  it('is said to be misnamed, where a public URL says the host clients check it against', () => {
+    assert.equal(misnamed(read(right), 'https://gateway.test:8443/sub'), undefined)
+    assert.equal(misnamed(read(wrong), undefined), undefined, 'no public URL: nothing to compare with')
+    assert.equal(misnamed(read(wrong), 'https://gateway.test'), 'the certificate does not name gateway.test, the host of server.public_url')
+  })
+
+  it('is not swapped in at a reload for one that names it (a renewal for another name), and is warned of', () => {
+    const { reloader, swapped, logged } = recordedReloader(wrong, read(right), 'https://gateway.test')
+    assert.equal(reloader.reload('files changed'), false)
+    assert.deepEqual(swapped, [])
+    assert.equal(logged[0]!.level, 'warn')
+    assert.equal(logged[0]!.fields.reason, 'server.tls.cert_file: the certificate does not name gateway.test, the host of server.public_url')
+  })
+
+  it('is swapped in, with a warning, where the one served does not name it either', () => {
+    const { reloader, swapped, logged } = recordedReloader(wrong, read(wrong), 'https://gateway.test')
+    assert.equal(reloader.reload('SIGHUP'), true)
+    assert.equal(swapped.length, 1)
+    assert.deepEqual([logged[0]!.level, logged[0]!.msg], ['warn', 'TLS certificate reloaded, but clients will refuse it'])
   })
 })
