@@ -283,7 +283,7 @@ export class AccessRepository {
   async listOrganizations(query: VisibleQuery): Promise<{ count: number; results: Organization[] }> {
     let base = this.#db.selectFrom('organizations')
     if (query.ids !== undefined) base = base.where(oneOf(this.#dialect, 'id', query.ids))
-    const { count, rows } = await listPage(base, organizationFilterFields, query.filter ?? NO_FILTER, query)
+    const { count, rows } = await listPage(this.#dialect, base, organizationFilterFields, query.filter ?? NO_FILTER, query)
     return { count, results: rows.map(toOrganization) }
   }
 
@@ -345,7 +345,7 @@ export class AccessRepository {
     let base = this.#db.selectFrom('teams')
     if (query.ids !== undefined) base = base.where(oneOf(this.#dialect, 'id', query.ids))
     if (query.organizationId !== undefined) base = base.where('organization_id', '=', query.organizationId)
-    const { count, rows } = await listPage(base, teamFilterFields, query.filter ?? NO_FILTER, query)
+    const { count, rows } = await listPage(this.#dialect, base, teamFilterFields, query.filter ?? NO_FILTER, query)
     return { count, results: rows.map(toTeam) }
   }
 
@@ -396,7 +396,7 @@ export class AccessRepository {
 
   async listRoleDefinitions(query: ListQuery): Promise<{ count: number; results: RoleDefinition[] }> {
     const base = this.#db.selectFrom('role_definitions')
-    const { count, rows } = await listPage(base, roleDefinitionFilterFields, query.filter ?? NO_FILTER, query)
+    const { count, rows } = await listPage(this.#dialect, base, roleDefinitionFilterFields, query.filter ?? NO_FILTER, query)
     return { count, results: rows.map(toRoleDefinition) }
   }
 
@@ -478,7 +478,7 @@ export class AccessRepository {
         ...(platform ? [sql<boolean>`object_type = 'platform'`] : []),
       ]))
     }
-    const { count, rows } = await listPage(base, assignmentFilterFields(actor), query.filter ?? NO_FILTER, query)
+    const { count, rows } = await listPage(this.#dialect, base, assignmentFilterFields(actor), query.filter ?? NO_FILTER, query)
     return { count, results: rows.map((r) => toAssignment(actor, (r as Record<string, unknown>)[actorColumn] as number, r)) }
   }
 

@@ -114,7 +114,7 @@ export class ApplicationRepository {
   async list(query: { offset: number; limit: number; filter?: ListFilter | undefined }): Promise<{ count: number; applications: Application[] }> {
     const filter = query.filter ?? NO_FILTER
     const base = this.#db.selectFrom('oauth2_applications')
-    const { count, rows } = await listPage(base, applicationFilterFields, filter, query)
+    const { count, rows } = await listPage(this.#dialect, base, applicationFilterFields, filter, query)
     return { count, applications: rows.map(toApplication) }
   }
 

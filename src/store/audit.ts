@@ -2,6 +2,7 @@ import type { Kysely, Selectable, SelectQueryBuilder } from 'kysely'
 import { sql } from './kysely.ts'
 import { deleteInBatches } from './deletion-batches.ts'
 import { type FilterFields, type ListFilter, listPage, NO_FILTER } from './list-filter.ts'
+import type { DialectName } from './migrations/helpers.ts'
 import type { AuditEntriesTable, Tables } from './schema.ts'
 
 /**
@@ -62,9 +63,11 @@ export const auditFilterFields: FilterFields = Object.freeze({
 /** The audit trail's storage: batched inserts, filtered pages, and pruning by age and by count. */
 export class AuditRepository {
   readonly #db: Kysely<Tables>
+  readonly #dialect: DialectName
 
-  constructor(db: Kysely<Tables>) {
+  constructor(db: Kysely<Tables>, dialect: DialectName) {
     this.#db = db
+    this.#dialect = dialect
   }
 
   async insertMany(entries: readonly NewAuditEntry[]): Promise<void> {
@@ -76,7 +79,7 @@ export class AuditRepository {
   async list(query: { filter?: ListFilter | undefined; offset: number; limit: number }): Promise<{ count: number; entries: AuditEntry[] }> {
     const filter = query.filter ?? NO_FILTER
     const base = this.#db.selectFrom('audit_entries')
-    const { count, rows } = await listPage(base, auditFilterFields, filter, query)
+    const { count, rows } = await listPage(this.#dialect, base, auditFilterFields, filter, query)
     return { count, entries: rows.map(toEntry) }
   }
 

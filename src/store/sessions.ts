@@ -118,7 +118,7 @@ export class SessionRepository {
     const filter = query.filter ?? NO_FILTER
     let base = this.#db.selectFrom('sessions').where('expires_at', '>', query.now)
     if (query.userId !== undefined) base = base.where('user_id', '=', query.userId)
-    const { count, rows } = await listPage(base, sessionFilterFields, filter, query)
+    const { count, rows } = await listPage(this.#dialect, base, sessionFilterFields, filter, query)
     return { count, sessions: rows.map(toSession) }
   }
 

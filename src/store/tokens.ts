@@ -1,5 +1,6 @@
 import type { Kysely, Selectable } from 'kysely'
 import { type FilterFields, type ListFilter, listPage, NO_FILTER } from './list-filter.ts'
+import type { DialectName } from './migrations/helpers.ts'
 import type { Tables, TokensTable } from './schema.ts'
 
 export type TokenScope = 'read' | 'write'
@@ -70,9 +71,11 @@ const IN_BATCH = 500
 /** Personal OAuth 2 tokens. Lookups go by the token's hash; this layer never sees a token's value. */
 export class TokenRepository {
   readonly #db: Kysely<Tables>
+  readonly #dialect: DialectName
 
-  constructor(db: Kysely<Tables>) {
+  constructor(db: Kysely<Tables>, dialect: DialectName) {
     this.#db = db
+    this.#dialect = dialect
   }
 
   async create(input: NewToken, now = Date.now()): Promise<TokenRecord> {
@@ -161,7 +164,7 @@ export class TokenRepository {
     const filter = query.filter ?? NO_FILTER
     let base = this.#db.selectFrom('tokens')
     if (query.userId !== undefined) base = base.where('user_id', '=', query.userId)
-    const { count, rows } = await listPage(base, tokenFilterFields, filter, query)
+    const { count, rows } = await listPage(this.#dialect, base, tokenFilterFields, filter, query)
     return { count, tokens: rows.map(toToken) }
   }
 

@@ -235,7 +235,7 @@ export class UserRepository {
       base = base.where('id', 'in', this.#db.selectFrom('role_user_assignments').select('user_id')
         .where('role_definition_id', '=', holding.roleDefinitionId).where('object_type', '=', holding.objectType).where('object_id', '=', holding.objectId))
     }
-    const { count, rows } = await listPage(base, userFilterFields, filter, query)
+    const { count, rows } = await listPage(this.#dialect, base, userFilterFields, filter, query)
     return { count, users: rows.map(toUser) }
   }
 
