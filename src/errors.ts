@@ -1039,6 +1039,8 @@ function withoutBasicChallenge(value: string | string[]): string[] {
  * answer to a head no request came of is counted and logged through `refused`.
  */
 export function answerClientError(error: Error & { code?: string; rawPacket?: unknown }, socket: Socket, refused?: RefusedOnArrival, strictTransportSecurity?: string): void {
+  // Before the TLS connection's own state: Node has closed it already, and the answer goes under it.
+  if (error.code === 'ERR_SSL_HTTP_REQUEST') return answerPlainHttp(socket, refused)
   // A connection closing after its last answer: its parser, in error, refuses every read that is still dropped.
   if (error.code === 'ECONNRESET' || socket.destroyed || lingering(socket)) return
   // A TLS handshake that failed or did not end in time (Node's HTTPS server passes its errors on here): no HTTP can
@@ -1106,6 +1108,27 @@ export function answerClientError(error: Error & { code?: string; rawPacket?: un
   // are cut.
   if (inFlight || error.code === 'ERR_HTTP_REQUEST_TIMEOUT' || !socket.writable) socket.destroy()
   else lingeringClose(socket)
+}
+
+/**
+ * A request in plain HTTP sent to the HTTPS listener (`http://` where `https://` was meant), which OpenSSL recognizes
+ * in place of a handshake: answered in plain HTTP, as nginx does, so the client learns what went wrong instead of
+ * seeing the connection close. The answer is written on the TCP connection under the TLS one (Node's `_parent`, kept
+ * by every version since TLS moved into its own wrap; without it, the connection is closed as before). The request
+ * itself was read by OpenSSL and is gone: the answer is JSON whoever asked, and a request of its own to log.
+ */
+function answerPlainHttp(socket: Socket, refused: RefusedOnArrival | undefined): void {
+  const tcp = (socket as Socket & { _parent?: Socket | null })._parent
+  if (!tcp?.writable) {
+    tcp?.destroy()
+    return void socket.destroy()
+  }
+  const refusal = new BadRequest('This port takes HTTPS only: the request was sent in plain HTTP. Send it to the same address with https://.')
+  const id = refused ? randomUUID() : undefined
+  const body = JSON.stringify(errorBody(refusal, id))
+  const headers = ['Content-Type: application/json; charset=utf-8', 'X-Content-Type-Options: nosniff', ...(id === undefined ? [] : [`X-Request-Id: ${id}`])]
+  tcp.end(`HTTP/1.1 400 ${STATUS_CODES[400]}\r\n${headers.join('\r\n')}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`, () => tcp.destroy())
+  if (refused && id !== undefined) refused({ id, request: undefined, status: 400, code: refusal.code, elapsedMs: 0 })
 }
 
 /** The request whose bytes Node's parser was reading on this connection: the last one whose head it read. */

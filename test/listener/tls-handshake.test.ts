@@ -3,7 +3,7 @@ import { connect } from 'node:tls'
 import { after, before, describe, it } from 'node:test'
 import { selfSignedCertificate } from '../helpers/certificates.ts'
 import { startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
-import { rawClient } from '../helpers/raw-client.ts'
+import { eventually, rawClient } from '../helpers/raw-client.ts'
 
 describe('HTTPS clients that never finish the TLS handshake', () => {
   let gw: TestGateway
@@ -35,6 +35,25 @@ describe('HTTPS clients that never finish the TLS handshake', () => {
     assert.deepEqual(clients.map((client) => client.received()), ['', ''])
     // No request was made: none is logged (nor counted, which goes with the line) as the gateway's 400.
     assert.deepEqual(logLines.filter((line) => line.status === 400), [])
+  })
+
+  it('answers a request sent in plain HTTP with a 400 in plain HTTP, as nginx does, and closes the connection', async () => {
+    const client = await rawClient(gw.url.replace('https:', 'http:'), '127.0.0.1', 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: */*\r\n\r\n')
+    try {
+      await Promise.race([client.closed, new Promise((_, reject) => setTimeout(() => reject(new Error('still open 5 s later')), 5000).unref())])
+    } finally {
+      client.socket.destroy()
+    }
+    const [head, body] = client.received().split('\r\n\r\n')
+    assert.match(head!, /^HTTP\/1\.1 400 Bad Request\r\n/)
+    assert.match(head!, /\r\nContent-Type: application\/json; charset=utf-8\r\n/)
+    const answer = JSON.parse(body!) as { code: string; detail: string; request_id: string }
+    assert.equal(answer.code, 'bad_request')
+    assert.match(answer.detail, /HTTPS only.*plain HTTP/)
+    assert.match(head!, new RegExp(`\\r\\nX-Request-Id: ${answer.request_id}\\r\\n`))
+    // A request of its own, logged once with the id it was answered with.
+    const lines = await eventually(() => logLines.filter((line) => line.reqId === answer.request_id), (found) => found.length > 0, 5000)
+    assert.deepEqual(lines.map((line) => line.status), [400])
   })
 
   it('may not renegotiate a TLS 1.2 connection, as nginx allows none', async () => {
