@@ -18,7 +18,10 @@ export const MAX_EMAIL = 254
  */
 const BIDI_FORMATTING_CLASS = String.raw`\u200E\u200F\u202A-\u202E\u2066-\u2069`
 const BIDI_FORMATTING = new RegExp(`[${BIDI_FORMATTING_CLASS}]`, 'u')
-const CONTROLS = new RegExp(String.raw`[\p{Cc}${BIDI_FORMATTING_CLASS}]`, 'gu')
+const CONTROL_CLASS = String.raw`[\p{Cc}${BIDI_FORMATTING_CLASS}]`
+/** For `replace`, which needs the global flag; `test` with one would go on from where the last match ended. */
+const CONTROLS = new RegExp(CONTROL_CLASS, 'gu')
+const ANY_CONTROL = new RegExp(CONTROL_CLASS, 'u')
 const NOT_IN_ADDRESS = String.raw`[^\s@\p{Cc}${BIDI_FORMATTING_CLASS}]+`
 const EMAIL = new RegExp(`^${NOT_IN_ADDRESS}@${NOT_IN_ADDRESS}$`, 'u')
 export const BIDI_FORMATTING_REFUSED = 'Remove the bidirectional formatting characters (U+200E, U+200F, U+202A-U+202E, U+2066-U+2069).'
@@ -28,7 +31,6 @@ export function withoutBidiFormatting(value: string): boolean {
   return !BIDI_FORMATTING.test(value)
 }
 
-const ANY_CONTROL = new RegExp(String.raw`[\p{Cc}${BIDI_FORMATTING_CLASS}]`, 'u')
 export const CONTROLS_REFUSED = 'Remove the control characters (a line break, a tab, an escape) and the bidirectional formatting characters (U+200E, U+200F, U+202A-U+202E, U+2066-U+2069).'
 
 /**
