@@ -8,6 +8,7 @@ import { accessTokenAudience } from './claims.ts'
 import { webOriginAllowed } from './redirects.ts'
 import { SESSION_COOKIE as GATEWAY_SESSION_COOKIE } from '../auth/session.ts'
 import { keycloakSid, refreshTokenType, sessionCookieValue, type KeycloakTokens, type RefreshTokenRecord } from './keycloak-tokens.ts'
+import epochTime from './provider-clock.ts'
 import { escapeHtml, styledPage, UNFRAMED_PAGE_HEADERS, unframedPageHeaders } from '../pages/html.ts'
 import { ClientTokensThrottled, DatabaseUnavailable, DirectoryUnavailable, PasswordChecksBusy } from '../errors.ts'
 import { TooManyUserCodeGuesses } from './user-code-guesses.ts'
@@ -705,6 +706,9 @@ export async function tokenError(body: Record<string, unknown>, ctx: KoaContextW
     return { status: 401, error, error_description: description }
   }
   if (error === 'invalid_grant') {
+    // Keycloak checks a refresh token's own `exp` first (TokenManager `verifyRefreshToken`); its record here is gone
+    // with its expiry, and oidc-provider finds none.
+    if (grantType === 'refresh_token' && detail === 'refresh token not found' && refreshTokenExpired(ctx)) return bad(REFRESH_ERRORS['refresh token is expired']!, 'invalid_grant')
     // Keycloak judges a code's user before the client the code is of (AuthorizationCodeGrantType), where oidc-provider
     // compares the client first (a code kept past its sign-in's end, as an offline one, is found and compared).
     const codeOfAnotherClient = grantType === 'authorization_code' && detail === 'client mismatch'
@@ -716,6 +720,12 @@ export async function tokenError(body: Record<string, unknown>, ctx: KoaContextW
   }
   if (grantType === DEVICE_GRANT && DEVICE_ERRORS[error]) return bad(DEVICE_ERRORS[error]!, error)
   return { status: 400, error, error_description: description }
+}
+
+/** Whether the refresh token the request brought, verified, is past its `exp`. */
+function refreshTokenExpired(ctx: KoaContextWithOIDC): boolean {
+  const expiry = providerRequestOf(ctx)?.refreshTokenExpiry
+  return expiry !== undefined && expiry <= epochTime()
 }
 
 /** Keycloak's refusal of a grant whose user is disabled (AuthorizationCodeGrantType, DeviceGrantType, TokenManager). */
