@@ -346,9 +346,11 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
       },
     },
     ttl: {
-      AccessToken: realm.access_token_seconds,
+      // Never past the end of the session they are of, as Keycloak caps them (TokenManager): a token refreshed near
+      // SSO Session Max worked on where its session no longer did, and a gateway that had verified it kept taking it.
+      AccessToken: (ctx) => sessionTokenSeconds(realm, ctx),
       ClientCredentials: realm.access_token_seconds,
-      IdToken: realm.access_token_seconds,
+      IdToken: (ctx) => sessionTokenSeconds(realm, ctx),
       AuthorizationCode: 60,
       // Keycloak's "OAuth 2.0 Device Code Lifespan".
       DeviceCode: realm.device_code_seconds,
@@ -739,6 +741,28 @@ function sessionCookieUntilSessionMax(realm: RealmConfig) {
 }
 
 /** A refresh token lives until its session is idle too long, and never past the session's maximum. */
+/**
+ * An access or ID token's lifetime: the realm's, or what is left of the session the token is of, when less (Keycloak's
+ * TokenManager caps the expiry at SSO Session Max after the session began, or the offline one for an offline
+ * session). A refresh gives the chain's age (its first token was issued at the login); a code or a device code the
+ * time of the login it was issued for; the password grant is a login; a token from the authorization endpoint is of
+ * its browser session.
+ */
+function sessionTokenSeconds(realm: RealmConfig, ctx: KoaContextWithOIDC | undefined): number {
+  const lifetime = realm.access_token_seconds
+  const entities = ctx?.oidc?.entities as { RefreshToken?: { scope?: string; totalLifetime(): number }; AuthorizationCode?: { authTime?: number; scope?: string }; DeviceCode?: { authTime?: number; scope?: string } } | undefined
+  const refreshed = entities?.RefreshToken
+  const code = entities?.AuthorizationCode ?? entities?.DeviceCode
+  const scope = refreshed?.scope ?? code?.scope
+  const max = refreshTokenType(scope) === 'Offline' ? realm.offline_session_max_seconds : realm.sso_session_max_seconds
+  const signedIn = (ctx?.oidc?.session as { authTime?(): number | undefined } | undefined)?.authTime?.()
+  const age = refreshed ? refreshed.totalLifetime()
+    : code?.authTime !== undefined ? epochTime() - code.authTime
+      : ctx?.oidc?.params?.grant_type === 'password' ? 0
+        : signedIn !== undefined ? epochTime() - signedIn : undefined
+  return age === undefined ? lifetime : Math.max(1, Math.min(lifetime, max - age))
+}
+
 function refreshTokenSeconds(realm: RealmConfig, token: { scope?: string; totalLifetime(): number }): number {
   const offline = refreshTokenType(token.scope) === 'Offline'
   const idle = offline ? realm.offline_session_idle_seconds : realm.sso_session_idle_seconds

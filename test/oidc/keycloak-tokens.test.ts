@@ -133,6 +133,27 @@ describe('Keycloak\'s refresh and ID tokens', () => {
     assert.equal(decodeJwtPart(still.body.refresh_token, 1).typ, 'Offline')
   })
 
+  it('never lets an access or ID token outlive its session: refreshed near SSO Session Max, they end with it', async (t) => {
+    const start = Date.now()
+    // The realm's access tokens live 300 s, its sessions at most 120.
+    const { body } = await login(gw, { scope: 'openid' })
+    assert.ok(Math.abs(body.expires_in - 120) <= 1, `a login's tokens: expires_in ${body.expires_in}`)
+    t.after(() => mock.timers.reset())
+    mock.timers.enable({ apis: ['Date'], now: start + 50_000 })
+    const early = await refresh(gw, body.refresh_token)
+    assert.equal(early.status, 200, JSON.stringify(early.body))
+    assert.ok(Math.abs(early.body.expires_in - 70) <= 1, `refreshed 50 s in: expires_in ${early.body.expires_in}`)
+    mock.timers.setTime(start + 105_000)
+    const late = await refresh(gw, early.body.refresh_token)
+    assert.equal(late.status, 200, JSON.stringify(late.body))
+    // 120 s after the login the session ends: 15 s are left of it (a second either way for the clock's turn).
+    const left = Math.floor((start + 120_000 - Date.now()) / 1000)
+    assert.ok(Math.abs(late.body.expires_in - left) <= 1, `expires_in ${late.body.expires_in}, the session has ${left} s left`)
+    assert.ok(Math.abs(late.body.refresh_expires_in - left) <= 1, `refresh_expires_in ${late.body.refresh_expires_in}`)
+    const sessionEnd = Math.floor(start / 1000) + 120
+    for (const token of [late.body.access_token, late.body.id_token]) assert.ok(decodeJwtPart(token, 1).exp <= sessionEnd + 1, `exp ${decodeJwtPart(token, 1).exp} after the session's end ${sessionEnd}`)
+  })
+
   it('introspects refresh tokens given as JWTs, and reports a disabled user\'s tokens inactive', async () => {
     const { body } = await login(gw)
     const introspect = (token: string) => gw.fetch(`/realms/${REALM}/protocol/openid-connect/token/introspect`, {
