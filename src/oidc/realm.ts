@@ -46,6 +46,19 @@ const MAX_SESSION_EVENTS = 100
 const CLOCK_TOLERANCE_SECONDS = 5
 
 /**
+ * Whether an access token's own times hold at `nowSeconds` as the gateway checks them (`verifyAccessToken`, through
+ * jose): not expired, not before its `nbf`, not issued in the future, each with the same tolerance. Introspection and
+ * userinfo ask it too, as Keycloak's check their token's own `exp` and `nbf` (TokenVerifier `IS_ACTIVE`), beside its
+ * record.
+ */
+export function accessTokenTimesHold(claims: { exp?: unknown; nbf?: unknown; iat?: unknown }, nowSeconds: number): boolean {
+  const { exp, nbf, iat } = claims
+  if (typeof exp !== 'number' || exp <= nowSeconds - CLOCK_TOLERANCE_SECONDS) return false
+  if (nbf !== undefined && (typeof nbf !== 'number' || nbf > nowSeconds + CLOCK_TOLERANCE_SECONDS)) return false
+  return typeof iat === 'number' && iat <= nowSeconds + CLOCK_TOLERANCE_SECONDS
+}
+
+/**
  * The clients whose service-account tokens are counted at once: the realm's and the OAuth2 applications, which only
  * superusers make. Past it the client counted first starts afresh.
  */

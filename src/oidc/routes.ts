@@ -24,7 +24,7 @@ import { isIframePath, LOGIN_STATUS_IFRAME, sendIframePage } from './keycloak-pa
 import { errorPage, NO_SUCH_ENDPOINT, PROVIDER_REQUEST, REFRESH_CLIENT_MISMATCH, simplePage, tokenEndpointFailure, type ProviderRequest, type UserinfoRefusal } from './keycloak-format.ts'
 import epochTime from './provider-clock.ts'
 import { canonicalRealmPath, ENDPOINT_METHODS, GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS } from './provider-paths.ts'
-import type { Realm } from './realm.ts'
+import { accessTokenTimesHold, type Realm } from './realm.ts'
 
 const METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'OPTIONS', 'PUT', 'PATCH', 'DELETE']
 /**
@@ -815,13 +815,15 @@ interface AccessTokenClaims {
 /**
  * The claims of an access token this realm signed as its issuer; undefined when the signature does not verify, or it
  * names another issuer (signed under another `server.public_url`: the gateway's services refuse it, as Keycloak's
- * userinfo and introspection do). Expiry is oidc-provider's to judge.
+ * userinfo and introspection do), or whose own times do not hold (`accessTokenTimesHold`): its record's expiry is
+ * oidc-provider's to judge, and a token signed with other times than its record's is judged by both.
  */
 async function accessTokenClaims(realm: Realm, jwt: string): Promise<AccessTokenClaims | undefined> {
   try {
     const { payload } = await compactVerify(jwt, await realm.verificationKey(), { algorithms: [realm.signatureAlgorithm] })
-    const claims = JSON.parse(new TextDecoder().decode(payload)) as { jti?: unknown; typ?: unknown; aud?: unknown; iss?: unknown }
-    return typeof claims.jti === 'string' && claims.typ === 'Bearer' && claims.iss === realm.issuer ? { jti: claims.jti, aud: claims.aud } : undefined
+    const claims = JSON.parse(new TextDecoder().decode(payload)) as { jti?: unknown; typ?: unknown; aud?: unknown; iss?: unknown; exp?: unknown; nbf?: unknown; iat?: unknown }
+    const holds = typeof claims.jti === 'string' && claims.typ === 'Bearer' && claims.iss === realm.issuer && accessTokenTimesHold(claims, epochTime())
+    return holds ? { jti: claims.jti as string, aud: claims.aud } : undefined
   } catch {
     return undefined
   }

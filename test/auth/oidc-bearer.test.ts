@@ -74,6 +74,30 @@ describe('OIDC bearer tokens at the gateway', () => {
     await refused(await signWithRealmKey(gw, { ...claims, aud: 'stranger', azp: 'stranger' }))
   })
 
+  it('is refused at introspection and userinfo too when its own times do not hold, though its record lives', async () => {
+    const claims = decodeJwtPart(aliceToken.access_token, 1)
+    const now = Math.floor(Date.now() / 1000)
+    const introspected = async (token: string) => (await json(await gw.fetch(`/realms/${REALM}/protocol/openid-connect/token/introspect`, {
+      method: 'POST',
+      headers: { authorization: 'Basic ' + Buffer.from(`reports:${SERVICE_SECRET}`).toString('base64') },
+      body: new URLSearchParams({ token }),
+    }))).active
+    const userinfo = async (token: string) => (await gw.fetch(`/realms/${REALM}/protocol/openid-connect/userinfo`, { headers: { authorization: `Bearer ${token}` } })).status
+    const unchanged = await signWithRealmKey(gw, claims)
+    assert.deepEqual([await introspected(unchanged), await userinfo(unchanged)], [true, 200], 'the realm\'s key re-signing the same claims')
+    const { exp: _exp, ...withoutExp } = claims
+    const forged = {
+      'expired (past the 5 s tolerance)': { ...claims, exp: now - 10 },
+      'without exp': withoutExp,
+      'not before a minute from now': { ...claims, nbf: now + 60 },
+      'issued a minute from now': { ...claims, iat: now + 60 },
+    }
+    for (const [what, payload] of Object.entries(forged)) {
+      const token = await signWithRealmKey(gw, payload)
+      assert.deepEqual([await introspected(token), await userinfo(token)], [false, 401], what)
+    }
+  })
+
   it('says a token past its exp, within the signature check\'s tolerance, has expired, rather than that it was revoked', async () => {
     const realm = gw.app.oidc.get(REALM)!
     const { exp } = decodeJwtPart(aliceToken.access_token, 1)
