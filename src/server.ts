@@ -338,8 +338,10 @@ const LOCK_HELD: Record<HeldLock, string> = {
  * PostgreSQL held for the query timeout is no outage, and is logged as what it is, at most once a minute for each kind.
  */
 function logDatabaseOutages(server: FastifyInstance, app: App): void {
-  const stop = app.store.database.onOutage(({ state, since, failures, error, earlierOutages, earlierFailures }) => {
-    const earlier = earlierOutages ? { earlier_outages: earlierOutages, earlier_failures: earlierFailures } : {}
+  const stop = app.store.database.onOutage(({ state, since, failures, error, earlierOutages, earlierFailures, earlierSince, earlierError }) => {
+    const earlier = earlierOutages ? { earlier_outages: earlierOutages, earlier_failures: earlierFailures, earlier_since: new Date(earlierSince!).toISOString(), earlier_error: earlierError } : {}
+    // Outages held back within a minute of the last line, told once that minute is over: none under way now.
+    if (state === 'available' && failures === 0 && earlierOutages) return void server.log.warn(earlier, 'database unavailable for moments since the last line (a full disk or a read-only database refuses each write and answers the reads between them), available now')
     const fields = { since: new Date(since).toISOString(), failures, error, ...earlier }
     if (state === 'available') server.log.info(fields, 'database available again')
     else server.log.warn(fields, state === 'unavailable' ? 'database unavailable: answering 503 until it answers again' : 'database still unavailable')

@@ -174,10 +174,13 @@ export interface OutageReport {
   error: string | undefined
   /**
    * Outages since the previous report that began and ended between reports (within a minute of one), unreported, and
-   * their failed queries: counted in the next report, so that each report's `failures` are its own outage's.
+   * their failed queries: counted in the next report, so that each report's `failures` are its own outage's. With
+   * some, when the first of them began (epoch ms) and the last one's error.
    */
   earlierOutages: number
   earlierFailures: number
+  earlierSince?: number
+  earlierError?: string | undefined
 }
 
 /**
@@ -728,7 +731,8 @@ function meansUnavailable(error: unknown): boolean {
  * the last report is reported once that minute is over, if it lasts: a database that refuses only writes (a full
  * disk, a standby) answers the reads between them, and each write would otherwise begin and end an outage of its own.
  * One that ends unreported is reported when it ends if that minute is over by then, and otherwise counted in the next
- * report (`earlierOutages`, `earlierFailures`).
+ * report (`earlierOutages`, `earlierFailures`), which comes once that minute is over though no outage follows (a
+ * report of state `available`, with no failures of its own): a short outage after another is told late, never not.
  */
 export class Health {
   #reachable = true
@@ -741,6 +745,10 @@ export class Health {
   #outageReported = false
   #earlierOutages = 0
   #earlierFailures = 0
+  #earlierSince: number | undefined
+  #earlierError: string | undefined
+  /** Reports the outages held back once the minute since the last report is over. */
+  #earlierReport: ReturnType<typeof setTimeout> | undefined
   readonly #listeners = new Set<(report: OutageReport) => void>()
   /** Each kind of lock's waits given up since its last report, and when that was (by the monotonic clock, as #reportedAt). */
   readonly #lockWaits = new Map<HeldLock, { waits: number; reportedAt: number }>()
@@ -772,7 +780,14 @@ export class Health {
     } else {
       this.#earlierOutages++
       this.#earlierFailures += this.#failures
+      this.#earlierSince ??= this.#since
+      this.#earlierError = this.#lastError
       this.#failures = 0
+      this.#earlierReport ??= setTimeout(() => {
+        this.#earlierReport = undefined
+        // An outage under way by then is reported at its next failure, or its end, with these.
+        if (this.#reachable && this.#earlierOutages) this.#report('available')
+      }, Math.max(0, this.#reportedAt + REPORT_INTERVAL_MS - performance.now())).unref()
     }
     this.#since = Date.now()
   }
@@ -836,10 +851,13 @@ export class Health {
   }
 
   #report(state: OutageReport['state']): void {
-    const report: OutageReport = { state, since: this.#since, failures: this.#failures, error: this.#lastError, earlierOutages: this.#earlierOutages, earlierFailures: this.#earlierFailures }
+    const earlier = this.#earlierOutages ? { earlierSince: this.#earlierSince!, earlierError: this.#earlierError } : {}
+    const report: OutageReport = { state, since: this.#since, failures: this.#failures, error: this.#lastError, earlierOutages: this.#earlierOutages, earlierFailures: this.#earlierFailures, ...earlier }
     this.#failures = 0
     this.#earlierOutages = 0
     this.#earlierFailures = 0
+    this.#earlierSince = undefined
+    this.#earlierError = undefined
     this.#reportedAt = performance.now()
     for (const listener of this.#listeners) listener(report)
   }
@@ -956,7 +974,21 @@ class GuardedDriver implements Driver {
   }
 
   async acquireConnection(): Promise<DatabaseConnection> {
-    return new GuardedConnection(await this.#guard(() => this.#inner.acquireConnection()), this.#health, this.#sqlite)
+    const asked = performance.now()
+    const connection = await this.#guard(() => this.#inner.acquireConnection())
+    if (!this.#sqlite) return new GuardedConnection(connection, this.#health, undefined)
+    // SQLite's one connection, which Kysely's driver lends to one caller at a time: a statement waiting for another
+    // process's lock gives it back between its tries, and takes its turn again after (nothing of it is held: only a
+    // statement outside a transaction, or a BEGIN, is tried again).
+    const pause = async (ms: number) => {
+      await this.#inner.releaseConnection(connection)
+      try {
+        await delay(ms)
+      } finally {
+        await this.#inner.acquireConnection()
+      }
+    }
+    return new GuardedConnection(connection, this.#health, { database: this.#sqlite, asked, pause })
   }
 
   beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
@@ -1004,11 +1036,16 @@ class GuardedConnection implements DatabaseConnection {
   readonly inner: DatabaseConnection
   readonly #health: Health
   readonly #sqlite: NodeSqliteDatabase | undefined
+  /** When the connection was asked for, until its first statement: the wait for SQLite's lock is bounded from then. */
+  #asked: number | undefined
+  readonly #pause: ((ms: number) => Promise<void>) | undefined
 
-  constructor(inner: DatabaseConnection, health: Health, sqlite: NodeSqliteDatabase | undefined) {
+  constructor(inner: DatabaseConnection, health: Health, sqlite: { database: NodeSqliteDatabase; asked: number; pause: (ms: number) => Promise<void> } | undefined) {
     this.inner = inner
     this.#health = health
-    this.#sqlite = sqlite
+    this.#sqlite = sqlite?.database
+    this.#asked = sqlite?.asked
+    this.#pause = sqlite?.pause
   }
 
   async executeQuery<R>(compiledQuery: CompiledQuery): Promise<QueryResult<R>> {
@@ -1016,10 +1053,15 @@ class GuardedConnection implements DatabaseConnection {
       if (typeof parameter === 'string' && parameter.includes(NUL)) throw new ValidationFailed({ non_field_errors: [NUL_MESSAGE] })
     }
     const started = performance.now()
+    // A request's first statement (most are its only one) waits for the lock no longer than the timeout from when it
+    // asked for the connection: the time in line behind others counts, so that a burst of writes while another
+    // process holds the lock all fail at the timeout, not each a timeout after the one before it.
+    const since = this.#asked ?? started
+    this.#asked = undefined
     try {
       this.#sqlite?.assertFileInPlace(compiledQuery.sql === BEGIN_WRITE)
       const result = this.#sqlite
-        ? await this.#sqlite.whenUnlocked(() => this.inner.executeQuery<R>(compiledQuery))
+        ? await this.#sqlite.whenUnlocked(() => this.inner.executeQuery<R>(compiledQuery), since, this.#pause)
         : await this.inner.executeQuery<R>(compiledQuery)
       this.#health.answered()
       return result

@@ -220,16 +220,19 @@ export class NodeSqliteDatabase implements SqliteDatabase {
 
   /**
    * Runs `statement` (one call into this connection), and while another process holds the lock it needs, runs it
-   * again after a short timer, the event loop free meanwhile, until `busyTimeoutMs` has passed since the first try;
-   * then the "database is locked" error surfaces. Only what is undone as a whole when it fails is tried again: a
+   * again after a short timer, the event loop free meanwhile, until `busyTimeoutMs` has passed since `since` (by
+   * default the first try; the caller's asking for the connection, so that a wait in line for it counts too); then
+   * the "database is locked" error surfaces. `pause` is how the time between tries is spent: by default holding the
+   * connection; the driver gives it back meanwhile (database.ts `GuardedConnection`), so that the statements behind
+   * this one, reads that need no lock above all, run rather than queue behind a wait for the lock. Only what is undone as a whole when it fails is tried again: a
    * statement outside a transaction (SQLite rolls back its own implicit one), and a BEGIN (nothing was done yet).
    * Inside a transaction a write that finds the lock held fails (SQLITE_BUSY, or SQLITE_BUSY_SNAPSHOT once the other
    * process committed: the transaction read a state that is gone) and would fail in that transaction however often
    * it ran: the error is the caller's, who rolls the transaction back. Gatehouse's transactions take the write lock
    * at their BEGIN, so it is the BEGIN that waits.
    */
-  async whenUnlocked<T>(statement: () => T | Promise<T>): Promise<T> {
-    const giveUpAt = performance.now() + this.busyTimeoutMs
+  async whenUnlocked<T>(statement: () => T | Promise<T>, since = performance.now(), pause: (ms: number) => Promise<unknown> = setTimeout): Promise<T> {
+    const giveUpAt = since + this.busyTimeoutMs
     for (let attempt = 0; ; attempt++) {
       const inTransaction = this.raw.isTransaction
       try {
@@ -237,7 +240,7 @@ export class NodeSqliteDatabase implements SqliteDatabase {
       } catch (error) {
         const left = giveUpAt - performance.now()
         if (inTransaction || this.raw.isTransaction || !isBusy(error) || left <= 0) throw error
-        await setTimeout(Math.min(left, lockRetryDelay(attempt)))
+        await pause(Math.min(left, lockRetryDelay(attempt)))
       }
     }
   }

@@ -36,7 +36,7 @@ describe('the reports of database outages', () => {
     // The next outage's report names it, apart from its own.
     t.mock.timers.tick(70_000)
     fail(1)
-    assert.deepEqual(reports.at(-1), { state: 'unavailable', since: 73_000, failures: 1, error: 'connect ECONNREFUSED 127.0.0.1:5432', earlierOutages: 1, earlierFailures: 3 })
+    assert.deepEqual(reports.at(-1), { state: 'unavailable', since: 73_000, failures: 1, error: 'connect ECONNREFUSED 127.0.0.1:5432', earlierOutages: 1, earlierFailures: 3, earlierSince: 2000, earlierError: 'connect ECONNREFUSED 127.0.0.1:5432' })
 
     // One that began unreported and ends once the minute is over is reported as it ends, with when it began.
     t.mock.timers.tick(1000)
@@ -47,6 +47,36 @@ describe('the reports of database outages', () => {
     t.mock.timers.tick(60_000)
     health.answered()
     assert.deepEqual(reports.at(-1), { state: 'available', since: 84_000, failures: 2, error: 'connect ECONNREFUSED 127.0.0.1:5432', earlierOutages: 0, earlierFailures: 0 })
+  })
+
+  it('reports the outages it held back once the minute since the last report is over, though none follows', (t) => {
+    t.mock.timers.enable({ apis: ['Date', 'setTimeout'], now: 0 })
+    t.mock.method(performance, 'now', () => Date.now())
+    const health = new Health()
+    const reports: OutageReport[] = []
+    health.subscribe((report) => reports.push(report))
+    const full = () => Object.assign(new Error('database or disk is full'), { code: 'ERR_SQLITE_ERROR', errcode: 13 })
+    // A full disk: each write refused, the reads between them answered.
+    health.classify(full())
+    health.answered()
+    assert.deepEqual(reports.map((r) => r.state), ['unavailable', 'available'])
+    for (const at of [5000, 20_000, 40_000]) {
+      t.mock.timers.setTime(at)
+      health.classify(full())
+      health.classify(full())
+      health.answered()
+    }
+    assert.equal(reports.length, 2, 'held back within the minute')
+    t.mock.timers.tick(59_000 - Date.now())
+    assert.equal(reports.length, 2)
+    t.mock.timers.tick(1000)
+    assert.deepEqual(reports.at(-1), { state: 'available', since: 40_000, failures: 0, error: 'database or disk is full', earlierOutages: 3, earlierFailures: 6, earlierSince: 5000, earlierError: 'database or disk is full' })
+    // The next minute's are reported as theirs alone.
+    t.mock.timers.tick(10_000)
+    health.classify(full())
+    health.answered()
+    t.mock.timers.tick(60_000)
+    assert.deepEqual(reports.slice(3).map((r) => [r.state, r.earlierOutages, r.earlierFailures, r.earlierSince]), [['available', 1, 1, 70_000]])
   })
 
   it('reports an outage a minute after the last report though the machine\'s clock stepped back meanwhile', (t) => {

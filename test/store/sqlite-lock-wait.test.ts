@@ -84,6 +84,33 @@ describe('SQLite statements that find another process holding the lock', () => {
     assert.equal((await store.loginFailures.recordFailure('too-long', 1000, 0)).failures, 1)
   })
 
+  it('bound each of a burst of writes by the timeout from when it asked, and let reads through while they wait', async () => {
+    const holder = await holdLock(file, QUERY_MS * 10)
+    try {
+      const started = performance.now()
+      const timed = async <T>(work: () => Promise<T>) => {
+        const [outcome] = await Promise.allSettled([work()])
+        return { outcome: outcome!, tookMs: performance.now() - started }
+      }
+      const writes = Array.from({ length: 6 }, (_, i) => timed(() => store.transaction((tx) => tx.loginFailures.recordFailure(`burst-${i}`, 1000, 0))))
+      const single = timed(() => store.loginFailures.recordFailure('burst-single', 1000, 0))
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      const read = await timed(() => store.loginFailures.find('burst-0'))
+      assert.equal(read.outcome.status, 'fulfilled', 'a read needs no write lock')
+      // Each write waits its own timeout, not in line behind the others' (the sixth gave up at 6 s).
+      assert.ok(read.tookMs < 100 + QUERY_MS / 2, `the read answered ${read.tookMs.toFixed(0)} ms after the writes began`)
+      for (const { outcome, tookMs } of [...await Promise.all(writes), await single]) {
+        assert.equal(outcome.status, 'rejected')
+        assert.ok((outcome as PromiseRejectedResult).reason instanceof DatabaseUnavailable, String((outcome as PromiseRejectedResult).reason))
+        assert.ok(tookMs >= QUERY_MS * 0.9 && tookMs < QUERY_MS * 1.8, `a write gave up after ${tookMs.toFixed(0)} ms`)
+      }
+    } finally {
+      process.kill(holder.pid)
+      await holder.exited
+    }
+    assert.equal((await store.loginFailures.recordFailure('burst-0', 1000, 0)).failures, 1, 'the connection is usable again')
+  })
+
   it('inside a transaction that read first, fail at once: the transaction cannot write any more and must end', async () => {
     // Gatehouse's own transactions take the write lock at their start; a deferred one, as SQLite begins by default,
     // reads a snapshot that another process's commit makes stale (SQLITE_BUSY, then SQLITE_BUSY_SNAPSHOT).
