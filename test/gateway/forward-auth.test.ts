@@ -15,7 +15,7 @@ import { passwordLogin, REALM } from '../helpers/oidc.ts'
 import { freePort } from '../helpers/free-port.ts'
 import { forwardAuthConfiguration, luaModules, startNginx, type Decisions } from '../helpers/nginx.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
-import { createOrgAndTeam, grant } from '../helpers/access.ts'
+import { call, createOrgAndTeam, grant } from '../helpers/access.ts'
 import { deniedPathSpellings, otherPathsBesideDenied } from '../helpers/path-spellings.ts'
 import { login, withCsrf } from '../helpers/session.ts'
 import { startRecordingUpstream } from '../helpers/upstream.ts'
@@ -596,6 +596,55 @@ describe('forward authentication', () => {
             assert.deepEqual(otherProxiesIdentity(seen), [], `${port} ${path}`)
           }
         }
+      }
+    } finally {
+      proxies.stop()
+      await recording.close()
+    }
+  })
+
+  it('the documented nginx (with and without Lua) and Caddy configurations let none of the gateway\'s other fields a client sends reach the service', async () => {
+    const recording = await startRecordingUpstream()
+    const proxies = await startDocumentedProxies('gateway-fields', recording.url)
+    try {
+      const { token } = await createToken(gw, adminAuth)
+      const sent = { 'X-Gatehouse-Login': 'https://evil.example/login', 'X-Gatehouse-Forward-Auth-Secret': 'evil' }
+      for (const port of proxies.ports) {
+        for (const [path, headers] of [['/app/open/', {}], [`/app/v1/fields-${port}/`, bearer(token)]] as const) {
+          const response = await fetch(`http://127.0.0.1:${port}${path}`, { headers: { ...headers, ...sent } })
+          assert.equal(response.status, 200, `${port} ${path}`)
+          const { headers: seen } = recording.seen.at(-1)!
+          assert.deepEqual(Object.keys(seen).filter((name) => /login|secret/i.test(name)), [], `${port} ${path}`)
+        }
+      }
+    } finally {
+      proxies.stop()
+      await recording.close()
+    }
+  })
+
+  it('the documented nginx (with and without Lua) and Caddy configurations let a user of many teams through, with the whole identity', async () => {
+    const recording = await startRecordingUpstream()
+    const proxies = await startDocumentedProxies('many-teams', recording.url)
+    try {
+      await gw.app.accounts.create({ username: 'many-teams', password: 'many-teams-password' })
+      const { organization } = await createOrgAndTeam(gw, 'Many Teams Organization')
+      // 60 teams of 30-character names: an identity token of some 6 KB, past nginx's default 4 KB for an answer.
+      const teams: string[] = []
+      for (let i = 0; i < 60; i++) {
+        const name = `a-team-with-a-long-name-${String(i).padStart(6, '0')}`
+        const created = await call(gw, 'POST', 'teams/', { name, organization })
+        assert.equal(created.status, 201)
+        assert.equal((await grant(gw, 'many-teams', 'Team Member', created.body.id)).status, 201)
+        teams.push(name)
+      }
+      for (const port of proxies.ports) {
+        const response = await fetch(`http://127.0.0.1:${port}/app/v1/many-${port}/`, { headers: { authorization: basic('many-teams', 'many-teams-password') } })
+        assert.equal(response.status, 200, `${port}`)
+        const { headers: seen } = recording.seen.at(-1)!
+        const identity = String(seen['x-gatehouse-identity'])
+        assert.ok(identity.length > 4096, `${port}: a token of ${identity.length} bytes`)
+        assert.deepEqual((decodeJwt(identity).teams as { name: string }[]).map((team) => team.name).sort(), teams, `${port}`)
       }
     } finally {
       proxies.stop()
