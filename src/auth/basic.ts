@@ -57,7 +57,8 @@ export class BasicAuthenticator implements Authenticator {
 
 export function parseBasic(header: string): { username: string; password: string } {
   const match = header.length <= MAX_HEADER ? BASIC.exec(header) : null
-  if (!match || match[1]!.length % 4 === 1) {
+  // Padded, as RFC 4648 writes it and Django REST framework requires (Python's b64decode refuses it otherwise).
+  if (!match || match[1]!.length % 4 !== 0) {
     throw new MalformedCredentials('Invalid basic header. Credentials not correctly base64 encoded.')
   }
   const decoded = utf8OrLatin1(Buffer.from(match[1]!, 'base64'))
