@@ -740,7 +740,6 @@ function sessionCookieUntilSessionMax(realm: RealmConfig) {
   }
 }
 
-/** A refresh token lives until its session is idle too long, and never past the session's maximum. */
 /**
  * An access or ID token's lifetime: the realm's, or what is left of the session the token is of, when less (Keycloak's
  * TokenManager caps the expiry at SSO Session Max after the session began, or the offline one for an offline
@@ -763,6 +762,7 @@ function sessionTokenSeconds(realm: RealmConfig, ctx: KoaContextWithOIDC | undef
   return age === undefined ? lifetime : Math.max(1, Math.min(lifetime, max - age))
 }
 
+/** A refresh token lives until its session is idle too long, and never past the session's maximum. */
 function refreshTokenSeconds(realm: RealmConfig, token: { scope?: string; totalLifetime(): number }): number {
   const offline = refreshTokenType(token.scope) === 'Offline'
   const idle = offline ? realm.offline_session_idle_seconds : realm.sso_session_idle_seconds
