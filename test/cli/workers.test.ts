@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process'
 import { createServer, get } from 'node:http'
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { after, before, describe, it } from 'node:test'
+import { setTimeout as delay } from 'node:timers/promises'
 import { adminAuth, runCli, spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
 import { freePort } from '../helpers/free-port.ts'
 import { startPgCluster, type PgCluster } from '../helpers/pg-cluster.ts'
@@ -196,8 +197,15 @@ describe('serve --workers', () => {
       const [victim] = workerPids(gateway.process.pid!)
       process.kill(victim!, 'SIGKILL')
       // Until the primary has collected the dead worker: one of the signals then comes after its channel has closed
-      // and before its exit is handled, which a single signal, however timed, hit only now and then.
-      while (existsSync(`/proc/${victim}`) && alive(gateway.process.pid!)) process.kill(gateway.process.pid!, 'SIGHUP')
+      // and before its exit is handled, which a single signal, however timed, hit only now and then. A thousand a
+      // second at most, for 3 s at most: libuv passes each signal to the loop through a pipe of 4,096 messages, and
+      // a primary slower than the signals lets it fill, and the worker's SIGCHLD can then be lost, its exit never
+      // handled (a run spun here for 26 minutes, on a loaded machine), as no supervisor's SIGHUPs would make it.
+      const deadline = Date.now() + 3000
+      while (existsSync(`/proc/${victim}`) && alive(gateway.process.pid!) && Date.now() < deadline) {
+        process.kill(gateway.process.pid!, 'SIGHUP')
+        await delay(1)
+      }
       await until(() => !alive(gateway.process.pid!) || (gateway.output().match(/"msg":"worker listening"/g)?.length ?? 0) > listening, 15_000, 'a new worker listens')
       assert.ok(alive(gateway.process.pid!), gateway.output().split('\n').filter((line) => !line.includes('SIGHUP: ')).join('\n').slice(-3000))
     }
